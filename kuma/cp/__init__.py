@@ -1,0 +1,1 @@
+"""The kuma-cp process: configuration, start-up, the component runtime and shutdown."""

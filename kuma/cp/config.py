@@ -1,0 +1,291 @@
+"""kuma-cp configuration: Kuma's key names, a YAML file, and ``KUMA_*`` environment overrides.
+
+Precedence, lowest first: built-in defaults, the ``-c`` file, the environment. The environment
+name of a key is ``KUMA_`` + its path with every camelCase word upper-cased and joined by ``_``
+(``dpServer.port`` -> ``KUMA_DP_SERVER_PORT``), exactly as Kuma does. Options of a store plugin
+(``store.<type>.*``) are passed to the plugin as a mapping; the plugin validates them.
+
+Every bad value stops start-up with a :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+ENV_PREFIX = "KUMA_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """A Go-style duration (``10s``, ``1m30s``, ``250ms``) in seconds; ValueError otherwise."""
+    if text == "0":
+        return 0.0
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 10s, 1m30s, 500ms)")
+    return total
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    pass
+
+
+class DpServer(_Section):
+    port: int = 5678
+    #: Address the ADS and bootstrap server binds to.
+    interface: str = "0.0.0.0"
+
+
+class ApiHttp(_Section):
+    port: int = 5681
+    interface: str = "127.0.0.1"
+
+
+class ApiServer(_Section):
+    http: ApiHttp = msgspec.field(default_factory=ApiHttp)
+
+
+class BootstrapParams(_Section):
+    admin_port: int = 9901
+    #: Envoy's xDS transport for bootstraps served by the CP: DELTA_GRPC or GRPC (SotW).
+    xds_transport: str = "DELTA_GRPC"
+
+
+class BootstrapServer(_Section):
+    params: BootstrapParams = msgspec.field(default_factory=BootstrapParams)
+
+
+class XdsServer(_Section):
+    dataplane_deregistration_delay: str = "10s"
+    dataplane_status_flush_interval: str = "10s"
+
+
+class Defaults(_Section):
+    skip_mesh_creation: bool = False
+
+
+class Logging(_Section):
+    level: str = "info"
+    #: ``text`` (human, key=value) or ``json`` (one object a line).
+    format: str = "text"
+
+
+class StoreConfig(msgspec.Struct, kw_only=True):
+    type: str = "memory"
+    #: ``store.<type>`` sections, passed to the plugin of that name.
+    options: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+    def options_for(self, name: str) -> dict[str, Any]:
+        return self.options.get(name, {})
+
+
+class CpConfig(msgspec.Struct, kw_only=True):
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    dp_server: DpServer = msgspec.field(default_factory=DpServer)
+    api_server: ApiServer = msgspec.field(default_factory=ApiServer)
+    bootstrap_server: BootstrapServer = msgspec.field(default_factory=BootstrapServer)
+    xds_server: XdsServer = msgspec.field(default_factory=XdsServer)
+    defaults: Defaults = msgspec.field(default_factory=Defaults)
+    logging: Logging = msgspec.field(default_factory=Logging)
+
+    @property
+    def deregistration_delay(self) -> float:
+        return parse_duration(self.xds_server.dataplane_deregistration_delay)
+
+    @property
+    def status_flush_interval(self) -> float:
+        return parse_duration(self.xds_server.dataplane_status_flush_interval)
+
+
+# Sections other than ``store`` and the struct that holds each.
+_SECTIONS: dict[str, type[_Section]] = {
+    "dpServer": DpServer,
+    "apiServer": ApiServer,
+    "bootstrapServer": BootstrapServer,
+    "xdsServer": XdsServer,
+    "defaults": Defaults,
+    "logging": Logging,
+}
+
+
+def env_name(path: str) -> str:
+    """``store.etcd.endpoints`` -> ``KUMA_STORE_ETCD_ENDPOINTS``; ``dpServer.port`` ->
+    ``KUMA_DP_SERVER_PORT``."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", path).replace(".", "_")
+    return ENV_PREFIX + words.upper()
+
+
+def _leaf_paths(cls: type[msgspec.Struct], prefix: str) -> dict[str, Any]:
+    """Every leaf key path of a section with its declared type."""
+    paths: dict[str, Any] = {}
+    for field in msgspec.structs.fields(cls):
+        path = f"{prefix}.{field.encode_name}"
+        kind = field.type
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            paths.update(_leaf_paths(kind, path))
+        else:
+            paths[path] = kind
+    return paths
+
+
+def _known_env_keys() -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for section, cls in _SECTIONS.items():
+        for path in _leaf_paths(cls, section):
+            keys[env_name(path)] = path
+    keys[env_name("store.type")] = "store.type"
+    return keys
+
+
+def _env_value(raw: str) -> Any:
+    """Environment values are YAML scalars; a comma-separated string becomes a list."""
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str) and "," in value:
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _set_path(tree: dict[str, Any], path: str, value: Any) -> None:
+    node = tree
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _camel(words: list[str]) -> str:
+    return words[0] + "".join(w.capitalize() for w in words[1:])
+
+
+def apply_env(tree: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Overlay ``KUMA_*`` variables onto the raw config tree (in place)."""
+    known = _known_env_keys()
+    for name, raw in environ.items():
+        if name in known:
+            _set_path(tree, known[name], _env_value(raw))
+    store_type = str(tree.get("store", {}).get("type", "memory"))
+    # Plugin options: KUMA_STORE_<TYPE>_<WORDS> -> store.<type>.<camelWords>
+    plugin_prefix = env_name(f"store.{store_type}") + "_"
+    for name, raw in environ.items():
+        if name.startswith(plugin_prefix) and name not in known:
+            words = name.removeprefix(plugin_prefix).lower().split("_")
+            value = _env_value(raw)
+            key = _camel(words)
+            if key == "endpoints" and isinstance(value, str):
+                value = [value]  # a single URL is a list of one
+            _set_path(tree, f"store.{store_type}.{key}", value)
+
+
+def _convert_section(name: str, cls: type[_Section], raw: object) -> _Section:
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = re.search(r" - at `\$\.?([^`]*)`$", text)
+        where = f"{name}.{match.group(1)}" if match and match.group(1) else name
+        reason = text[: match.start()] if match else text
+        unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
+        if unknown:
+            raise ConfigError(f"{where}.{unknown.group(1)}: unknown key") from None
+        raise ConfigError(f"{where}: {reason}") from None
+
+
+def build_config(tree: Mapping[str, Any]) -> CpConfig:
+    """Turn a raw tree (file + env) into a checked CpConfig."""
+    unknown = sorted(set(tree) - set(_SECTIONS) - {"store"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key")
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        sections[name] = _convert_section(name, cls, tree.get(name) or {})
+    raw_store = tree.get("store") or {}
+    if not isinstance(raw_store, Mapping):
+        raise ConfigError("store: must be a mapping")
+    store_type = raw_store.get("type", "memory")
+    if not isinstance(store_type, str) or not store_type:
+        raise ConfigError(f"store.type: must be a store name, got {store_type!r}")
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in raw_store.items():
+        if key == "type":
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"store.{key}: must be a mapping of options")
+        options[str(key)] = dict(value)
+    config = CpConfig(
+        store=StoreConfig(type=store_type, options=options),
+        dp_server=sections["dpServer"],
+        api_server=sections["apiServer"],
+        bootstrap_server=sections["bootstrapServer"],
+        xds_server=sections["xdsServer"],
+        defaults=sections["defaults"],
+        logging=sections["logging"],
+    )
+    _check(config)
+    return config
+
+
+def _check(config: CpConfig) -> None:
+    ports = {
+        "dpServer.port": config.dp_server.port,
+        "apiServer.http.port": config.api_server.http.port,
+        "bootstrapServer.params.adminPort": config.bootstrap_server.params.admin_port,
+    }
+    for key, port in ports.items():
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{key}: port must be in the range [0, 65535], got {port}")
+    xds = config.xds_server
+    for key, text in (
+        ("xdsServer.dataplaneDeregistrationDelay", xds.dataplane_deregistration_delay),
+        ("xdsServer.dataplaneStatusFlushInterval", xds.dataplane_status_flush_interval),
+    ):
+        try:
+            parse_duration(text)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    transport = config.bootstrap_server.params.xds_transport
+    if transport not in ("DELTA_GRPC", "GRPC"):
+        raise ConfigError(
+            f"bootstrapServer.params.xdsTransport: must be DELTA_GRPC or GRPC, got {transport!r}"
+        )
+    if config.logging.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("logging.level: must be debug, info, warning or error")
+    if config.logging.format not in ("text", "json"):
+        raise ConfigError("logging.format: must be text or json")
+
+
+def load_config(path: Path | None, environ: Mapping[str, str]) -> CpConfig:
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the config must be a mapping")
+        tree = loaded or {}
+    apply_env(tree, environ)
+    return build_config(tree)

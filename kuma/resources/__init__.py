@@ -1,0 +1,54 @@
+"""The resource room: the typed model, its YAML/JSON codec and Kuma's validation rules."""
+
+from __future__ import annotations
+
+from .codec import decode, decode_one, encode_json, encode_yaml, from_document, to_document
+from .errors import DecodeError, ResourceError, ValidationError, Violation
+from .validation import check, validate
+from .model import (
+    PROTOCOL_TAG,
+    RESOURCE_TYPES,
+    SERVICE_TAG,
+    ZONE_TAG,
+    Dataplane,
+    Inbound,
+    Mesh,
+    Networking,
+    Outbound,
+    Resource,
+    ResourceKey,
+    ResourceMeta,
+    StoredResource,
+    ZoneEgress,
+    ZoneIngress,
+)
+
+__all__ = [
+    "PROTOCOL_TAG",
+    "RESOURCE_TYPES",
+    "SERVICE_TAG",
+    "ZONE_TAG",
+    "Dataplane",
+    "DecodeError",
+    "Inbound",
+    "Mesh",
+    "Networking",
+    "Outbound",
+    "Resource",
+    "ResourceError",
+    "ResourceKey",
+    "ResourceMeta",
+    "StoredResource",
+    "ValidationError",
+    "Violation",
+    "ZoneEgress",
+    "ZoneIngress",
+    "check",
+    "decode",
+    "decode_one",
+    "encode_json",
+    "encode_yaml",
+    "from_document",
+    "to_document",
+    "validate",
+]

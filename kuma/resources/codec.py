@@ -1,0 +1,205 @@
+"""Decoding and encoding of resources in Kuma's universal YAML/JSON form.
+
+Input may hold one document or several (YAML ``---`` separated, or a JSON array). Shape errors
+(unknown keys, wrong types, missing ``type``) name the field path in Kuma's notation
+(``networking.inbound[0].port``) and, for YAML, the line of the offending node.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import msgspec
+import orjson
+import yaml
+
+from .errors import DecodeError
+from .model import RESOURCE_TYPES, Resource, ResourceMeta, StoredResource
+
+_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+# Keys of the resource meta that Kuma prints (``kumactl get -o yaml``); accepted on input so that
+# what we print can be applied back, and ignored: the store owns them.
+META_KEYS = ("creationTime", "modificationTime")
+
+_MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+
+
+def _kuma_path(msgspec_path: str) -> str:
+    """``$.networking.inbound[0]`` (msgspec) -> ``networking.inbound[0]`` (Kuma)."""
+    return msgspec_path.removeprefix(".")
+
+
+def _join(path: str, field: str) -> str:
+    return f"{path}.{field}" if path else field
+
+
+def _explain(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """Split a msgspec error into (Kuma field path, reason)."""
+    text = str(exc)
+    path = ""
+    match = _MSGSPEC_PATH.search(text)
+    if match:
+        path = _kuma_path(match.group("path"))
+        text = text[: match.start()]
+    if m := _UNKNOWN_FIELD.match(text):
+        return _join(path, m.group("field")), "unknown field"
+    if m := _MISSING_FIELD.match(text):
+        field = m.group("field")
+        if field == "type" and not path:
+            return "type", f"must be one of {', '.join(sorted(RESOURCE_TYPES))}"
+        return _join(path, field), "required field is missing"
+    if path == "type" and text.startswith("Invalid value"):
+        return "type", f"{text}; must be one of {', '.join(sorted(RESOURCE_TYPES))}"
+    return path, text
+
+
+def from_document(doc: object) -> Resource:
+    """Build a typed resource from one decoded document (a mapping)."""
+    if not isinstance(doc, Mapping):
+        raise DecodeError(f"a resource must be a mapping, got {type(doc).__name__}")
+    if any(k in doc for k in META_KEYS):
+        doc = {k: v for k, v in doc.items() if k not in META_KEYS}
+    try:
+        resource: Resource = msgspec.convert(doc, Resource, strict=True)
+        return resource
+    except msgspec.ValidationError as exc:
+        field, reason = _explain(exc)
+        raise DecodeError(reason, field=field) from None
+
+
+def _is_json(text: str) -> bool:
+    stripped = text.lstrip()
+    return stripped.startswith(("{", "["))
+
+
+def _load_documents(text: str, source: str) -> list[object]:
+    if _is_json(text):
+        try:
+            loaded = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            # ``{type: Mesh}`` is YAML flow style, not JSON: let YAML have a go before failing.
+            try:
+                return [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
+            except yaml.YAMLError:
+                raise DecodeError(
+                    f"invalid JSON: {exc.msg}", source=source, line=exc.lineno
+                ) from None
+        return list(loaded) if isinstance(loaded, list) else [loaded]
+    try:
+        return [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        reason = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+        line = mark.line + 1 if mark is not None else None
+        raise DecodeError(reason, source=source, line=line) from None
+
+
+def decode(data: str | bytes, *, source: str = "") -> list[Resource]:
+    """Decode every resource in ``data`` (YAML or JSON, one or several documents).
+
+    Raises :class:`DecodeError` for the first document that is malformed, naming the source,
+    the document, the line (YAML) and the field path.
+    """
+    text = data.decode("utf-8", errors="strict") if isinstance(data, bytes) else data
+    docs = _load_documents(text, source)
+    resources: list[Resource] = []
+    for index, doc in enumerate(docs):
+        try:
+            resources.append(from_document(doc))
+        except DecodeError as exc:
+            line = None if _is_json(text) else _line_of(text, index, exc.field)
+            raise DecodeError(
+                exc.reason,
+                source=source,
+                document=index if len(docs) > 1 else None,
+                line=line,
+                field=exc.field,
+            ) from None
+    return resources
+
+
+def decode_one(data: str | bytes, *, source: str = "") -> Resource:
+    """Decode exactly one resource (a REST body, an etcd value)."""
+    resources = decode(data, source=source)
+    if len(resources) != 1:
+        raise DecodeError(f"expected exactly one resource, found {len(resources)}", source=source)
+    return resources[0]
+
+
+# --- line numbers: only computed on the error path, by composing the YAML node tree -----------
+
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _line_of(text: str, document: int, field: str) -> int | None:
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_LOADER))
+    except yaml.YAMLError:
+        return None
+    nodes = [n for n in nodes if n is not None]
+    if document >= len(nodes):
+        return None
+    node: yaml.Node = nodes[document]
+    line = node.start_mark.line + 1
+    for name, index in _SEGMENT.findall(field):
+        child: yaml.Node | None = None
+        if name and isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if getattr(key, "value", None) == name:
+                    # An unknown or mistyped key: point at the key itself.
+                    child = value
+                    line = key.start_mark.line + 1
+                    break
+        elif index and isinstance(node, yaml.SequenceNode):
+            position = int(index)
+            if position < len(node.value):
+                child = node.value[position]
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def to_document(resource: Resource, meta: ResourceMeta | None = None) -> dict[str, Any]:
+    """The resource as Kuma prints it: type, mesh, name first, then the meta times, then spec."""
+    body = cast(dict[str, Any], msgspec.to_builtins(resource))
+    doc: dict[str, Any] = {"type": body.pop("type")}
+    if resource.MESH_SCOPED:
+        doc["mesh"] = resource.mesh_name
+        body.pop("mesh", None)
+    doc["name"] = body.pop("name")
+    if meta is not None:
+        doc["creationTime"] = _rfc3339(meta.creation_time)
+        doc["modificationTime"] = _rfc3339(meta.modification_time)
+    doc.update(body)
+    return doc
+
+
+def encode_json(resource: Resource, meta: ResourceMeta | None = None) -> bytes:
+    return orjson.dumps(to_document(resource, meta))
+
+
+def encode_yaml(resources: Iterable[Resource | StoredResource]) -> str:
+    """Encode one or several resources as a multi-document YAML stream."""
+    docs = [
+        to_document(r.resource, r.meta) if isinstance(r, StoredResource) else to_document(r)
+        for r in resources
+    ]
+    return yaml.dump_all(docs, Dumper=_DUMPER, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,307 @@
+"""The typed resource model: Kuma's universal form (type, mesh, name at the top, spec inline).
+
+Structs are frozen msgspec Structs: decoding is a few microseconds, they hash and compare by
+value (the engine relies on ``==`` to skip no-op updates), and encoding back omits every field
+left at its default so a round trip gives the document the user wrote.
+
+Defaults that Kuma *resolves* rather than stores (servicePort from port, addresses from
+``networking.address`` ...) are exposed as ``effective_*`` helpers; the stored document keeps
+exactly what the user wrote.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+SERVICE_TAG = "kuma.io/service"
+PROTOCOL_TAG = "kuma.io/protocol"
+ZONE_TAG = "kuma.io/zone"
+DEFAULT_OUTBOUND_ADDRESS = "127.0.0.1"
+
+InboundState = Literal["Ready", "NotReady", "Ignored"]
+GatewayType = Literal["DELEGATED", "BUILTIN"]
+
+
+class _Spec(
+    msgspec.Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    rename="camel",
+    kw_only=True,
+):
+    """Base of every spec fragment: camelCase keys, unknown keys rejected."""
+
+
+# --- Dataplane -------------------------------------------------------------------------------
+
+
+class Health(_Spec, frozen=True):
+    ready: bool = True
+
+
+class TcpProbe(_Spec, frozen=True):
+    pass
+
+
+class ServiceProbe(_Spec, frozen=True):
+    interval: str | None = None
+    timeout: str | None = None
+    unhealthy_threshold: int | None = None
+    healthy_threshold: int | None = None
+    tcp: TcpProbe | None = None
+
+
+class Inbound(_Spec, frozen=True):
+    port: int = 0
+    service_port: int | None = None
+    service_address: str | None = None
+    address: str | None = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    health: Health | None = None
+    service_probe: ServiceProbe | None = None
+    state: InboundState | None = None
+    name: str | None = None
+
+    @property
+    def service(self) -> str:
+        return self.tags.get(SERVICE_TAG, "")
+
+    @property
+    def protocol(self) -> str:
+        """The inbound's protocol, lower-cased; absent means tcp (Kuma's rule)."""
+        return self.tags.get(PROTOCOL_TAG, "tcp").lower()
+
+    @property
+    def effective_service_port(self) -> int:
+        return self.service_port if self.service_port is not None else self.port
+
+    def effective_address(self, networking: Networking) -> str:
+        return self.address or networking.address
+
+    def effective_service_address(self, networking: Networking) -> str:
+        return self.service_address or self.effective_address(networking)
+
+    def advertised_address(self, networking: Networking) -> str:
+        """Where other proxies reach this inbound (Kuma: advertised, else inbound, else node)."""
+        return networking.advertised_address or self.address or networking.address
+
+    @property
+    def is_healthy(self) -> bool:
+        """Whether this inbound is an endpoint of its service: state Ready (or unset) and not
+        ``health.ready: false``."""
+        if self.state is not None and self.state != "Ready":
+            return False
+        return self.health is None or self.health.ready
+
+
+class Outbound(_Spec, frozen=True):
+    port: int = 0
+    address: str | None = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+
+    @property
+    def service(self) -> str:
+        return self.tags.get(SERVICE_TAG, "")
+
+    @property
+    def effective_address(self) -> str:
+        return self.address or DEFAULT_OUTBOUND_ADDRESS
+
+
+class Gateway(_Spec, frozen=True):
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    type: GatewayType = "DELEGATED"
+
+    @property
+    def service(self) -> str:
+        return self.tags.get(SERVICE_TAG, "")
+
+
+class TransparentProxying(_Spec, frozen=True):
+    redirect_port_inbound: int = 0
+    redirect_port_outbound: int = 0
+    redirect_port_inbound_v6: int | None = None
+    direct_access_services: tuple[str, ...] = ()
+    reachable_services: tuple[str, ...] = ()
+    ip_family_mode: str | None = None
+
+
+class Admin(_Spec, frozen=True):
+    port: int = 0
+
+
+class Networking(_Spec, frozen=True):
+    address: str = ""
+    advertised_address: str | None = None
+    inbound: tuple[Inbound, ...] = ()
+    outbound: tuple[Outbound, ...] = ()
+    gateway: Gateway | None = None
+    transparent_proxying: TransparentProxying | None = None
+    admin: Admin | None = None
+
+
+class ProbeEndpoint(_Spec, frozen=True):
+    inbound_port: int = 0
+    inbound_path: str = ""
+    path: str = ""
+
+
+class Probes(_Spec, frozen=True):
+    port: int = 0
+    endpoints: tuple[ProbeEndpoint, ...] = ()
+
+
+# --- zone proxies --------------------------------------------------------------------------------
+
+
+class ZoneIngressNetworking(_Spec, frozen=True):
+    address: str = ""
+    advertised_address: str | None = None
+    port: int = 0
+    advertised_port: int | None = None
+    admin: Admin | None = None
+
+
+class AvailableService(_Spec, frozen=True):
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    instances: int = 0
+    mesh: str = ""
+    external_service: bool = False
+
+
+class ZoneEgressNetworking(_Spec, frozen=True):
+    address: str = ""
+    port: int = 0
+    admin: Admin | None = None
+
+
+# --- top-level resources -----------------------------------------------------------------------
+
+
+class _Resource(
+    msgspec.Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    rename="camel",
+    kw_only=True,
+    tag_field="type",
+):
+    """A top-level resource. ``type`` is the msgspec tag; ``name`` identifies it."""
+
+    name: str
+    #: True for resources that live inside a mesh (Dataplane); False for global ones.
+    MESH_SCOPED: ClassVar[bool] = False
+    TYPE: ClassVar[str] = ""
+
+    @property
+    def mesh_name(self) -> str:
+        """The mesh this resource belongs to; empty for global resources."""
+        return ""
+
+
+class Mesh(_Resource, tag="Mesh", frozen=True):
+    # The mesh-wide policies of Kuma's Mesh (mtls, logging, ...) are kept as opaque documents:
+    # they survive a round trip and are validated for shape only where this project uses them.
+    mtls: dict[str, Any] | None = None
+    logging: dict[str, Any] | None = None
+    tracing: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    networking: dict[str, Any] | None = None
+    routing: dict[str, Any] | None = None
+    constraints: dict[str, Any] | None = None
+    mesh_services: dict[str, Any] | None = None
+    skip_creating_initial_policies: tuple[str, ...] = ()
+    TYPE: ClassVar[str] = "Mesh"
+
+
+class Dataplane(_Resource, tag="Dataplane", frozen=True):
+    mesh: str = "default"
+    networking: Networking | None = None
+    probes: Probes | None = None
+    metrics: dict[str, Any] | None = None
+    MESH_SCOPED: ClassVar[bool] = True
+    TYPE: ClassVar[str] = "Dataplane"
+
+    @property
+    def mesh_name(self) -> str:
+        return self.mesh
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.networking is not None and self.networking.gateway is not None
+
+    @property
+    def is_transparent(self) -> bool:
+        """Kuma's IsUsingTransparentProxy: both redirect ports set."""
+        if self.networking is None or self.networking.transparent_proxying is None:
+            return False
+        tp = self.networking.transparent_proxying
+        return tp.redirect_port_inbound != 0 and tp.redirect_port_outbound != 0
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services this proxy provides (inbounds, or the gateway's service)."""
+        if self.networking is None:
+            return ()
+        if self.networking.gateway is not None:
+            return (self.networking.gateway.service,)
+        return tuple(dict.fromkeys(i.service for i in self.networking.inbound))
+
+
+class ZoneIngress(_Resource, tag="ZoneIngress", frozen=True):
+    zone: str = ""
+    networking: ZoneIngressNetworking | None = None
+    available_services: tuple[AvailableService, ...] = ()
+    TYPE: ClassVar[str] = "ZoneIngress"
+
+
+class ZoneEgress(_Resource, tag="ZoneEgress", frozen=True):
+    zone: str = ""
+    networking: ZoneEgressNetworking | None = None
+    TYPE: ClassVar[str] = "ZoneEgress"
+
+
+Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress
+RESOURCE_TYPES: dict[str, type[Resource]] = {
+    cls.TYPE: cls for cls in (Mesh, Dataplane, ZoneIngress, ZoneEgress)
+}
+ResourceTypeName = Literal["Mesh", "Dataplane", "ZoneIngress", "ZoneEgress"]
+
+
+class ResourceKey(msgspec.Struct, frozen=True, order=True):
+    """Identity of a resource in a store. ``mesh`` is empty for global resources."""
+
+    type: str
+    mesh: str
+    name: str
+
+    @classmethod
+    def of(cls, resource: Resource) -> ResourceKey:
+        return cls(resource.TYPE, resource.mesh_name, resource.name)
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.mesh}/{self.name}" if self.mesh else f"{self.type} {self.name}"
+
+
+class ResourceMeta(msgspec.Struct, frozen=True):
+    """What a store keeps beside the spec. ``version`` is opaque and changes on every write."""
+
+    version: str
+    creation_time: datetime
+    modification_time: datetime
+
+
+class StoredResource(msgspec.Struct, frozen=True):
+    """A resource as a store holds it: the spec plus its meta."""
+
+    resource: Resource
+    meta: ResourceMeta
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey.of(self.resource)

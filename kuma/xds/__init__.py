@@ -1,0 +1,1 @@
+"""xDS: Envoy resource generation (generate), the incremental engine and the ADS server."""

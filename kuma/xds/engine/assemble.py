@@ -1,0 +1,76 @@
+"""Assembling one proxy's desired state from per-proxy parts and shared, cached parts.
+
+The per-proxy parts (inbound listeners and clusters, admin, redirect listeners) come from
+``kuma.xds.generate.proxy.proxy_parts``; the shared parts (each outbound service's Cluster and
+ClusterLoadAssignment, outbound listeners) are built once and taken from caches. The result
+is, resource for resource, what ``generate_proxy`` builds from scratch: the invariant test
+holds the two to that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from google.protobuf.message import Message
+
+from kuma.resources import Dataplane
+from kuma.xds.generate import types
+from kuma.xds.generate.listeners import outbound_listener
+from kuma.xds.generate.proxy import proxy_parts, type_url_of
+from kuma.xds.snapshot import VersionedResource
+
+from .interner import Interner
+from .mesh_state import MeshState
+
+ProxyResources = dict[str, dict[str, VersionedResource]]
+ServiceResource = Callable[[MeshState, str], VersionedResource]
+
+
+class Assembly:
+    """The result of assembling one proxy."""
+
+    __slots__ = ("outbound_services", "resources")
+
+    def __init__(self, resources: ProxyResources, outbound_services: frozenset[str]) -> None:
+        self.resources = resources
+        self.outbound_services = outbound_services
+
+
+def assemble(
+    dataplane: Dataplane,
+    mesh: MeshState,
+    default_admin_port: int,
+    interner: Interner,
+    service_cluster: ServiceResource,
+    service_load_assignment: ServiceResource,
+) -> Assembly:
+    resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
+    parts = proxy_parts(dataplane, mesh, default_admin_port)
+    for message in parts.own:
+        type_url = type_url_of(message)
+        name = _resource_name(message)
+        resources.setdefault(type_url, {})[name] = interner.intern(type_url, name, message)
+    listeners = resources[types.LISTENER]
+    for address, port, service, bind_to_port in parts.outbounds:
+        protocol = mesh.protocol(service)
+        key = ("outbound", address, port, service, protocol, bind_to_port)
+        listener = interner.cached(key)
+        if listener is None:
+            message = outbound_listener(address, port, service, protocol, bind_to_port=bind_to_port)
+            listener = interner.remember(
+                key, interner.intern(types.LISTENER, message.name, message)
+            )
+        listeners[listener.name] = listener
+    services = frozenset(service for _, _, service, _ in parts.outbounds)
+    for service in services:
+        cluster = service_cluster(mesh, service)
+        resources[types.CLUSTER][cluster.name] = cluster
+        load_assignment = service_load_assignment(mesh, service)
+        resources[types.ENDPOINT][load_assignment.name] = load_assignment
+    return Assembly(resources, services)
+
+
+def _resource_name(message: Message) -> str:
+    """A resource's name: ``name`` (listeners, clusters) or ``cluster_name`` (CLAs)."""
+    field = "cluster_name" if message.DESCRIPTOR.full_name.endswith("LoadAssignment") else "name"
+    return str(getattr(message, field))

@@ -1,0 +1,150 @@
+"""What the engine knows about one mesh: its Dataplanes and the indexes derived from them.
+
+Applying a Dataplane change updates the indexes and reports which services it touched, so the
+engine recomputes only those services' shared resources and only their consumers.
+Also the :class:`~kuma.xds.generate.proxy.MeshView` that generation reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from kuma.resources import Dataplane, Mesh
+from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
+
+from .vips import VipAllocator
+
+
+def _member_services(dataplane: Dataplane) -> set[str]:
+    """Services a Dataplane makes exist in the mesh (inbounds not Ignored), for VIPs."""
+    networking = dataplane.networking
+    if networking is None or networking.gateway is not None:
+        return set()
+    return {i.service for i in networking.inbound if i.service and i.state != "Ignored"}
+
+
+class ServiceEntry:
+    """One service: its healthy endpoints per contributing Dataplane, and what derives from
+    them (sorted endpoints and protocol, computed lazily and cached until the next change)."""
+
+    __slots__ = ("_endpoints", "_protocol", "by_dataplane", "members")
+
+    def __init__(self) -> None:
+        self.by_dataplane: dict[str, tuple[Endpoint, ...]] = {}
+        #: Dataplanes with a non-Ignored inbound of this service (it exists while non-empty).
+        self.members: set[str] = set()
+        self._endpoints: tuple[Endpoint, ...] | None = None
+        self._protocol: str | None = None
+
+    def invalidate(self) -> None:
+        self._endpoints = None
+        self._protocol = None
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        if self._endpoints is None:
+            self._endpoints = tuple(
+                sorted(
+                    (e for group in self.by_dataplane.values() for e in group),
+                    key=Endpoint.sort_key,
+                )
+            )
+        return self._endpoints
+
+    @property
+    def protocol(self) -> str:
+        if self._protocol is None:
+            self._protocol = service_protocol(self.endpoints)
+        return self._protocol
+
+
+class MeshState:
+    """The Dataplanes of one mesh and their service index. Implements MeshView."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mesh: Mesh | None = None
+        self.dataplanes: dict[str, Dataplane] = {}
+        self._services: dict[str, ServiceEntry] = {}
+        self._vips = VipAllocator(name)
+        self._service_set_dirty = False
+
+    # --- MeshView ------------------------------------------------------------------------
+
+    def endpoints(self, service: str) -> Sequence[Endpoint]:
+        entry = self._services.get(service)
+        return () if entry is None else entry.endpoints
+
+    def protocol(self, service: str) -> str:
+        entry = self._services.get(service)
+        return service_protocol(()) if entry is None else entry.protocol
+
+    def services(self) -> Iterable[str]:
+        return (s for s, entry in self._services.items() if entry.members)
+
+    def vip(self, service: str) -> str | None:
+        return self._vips.get(service)
+
+    # --- updates -------------------------------------------------------------------------
+
+    def put(self, dataplane: Dataplane) -> set[str]:
+        """Add or replace a Dataplane; return the services whose endpoints or membership
+        changed."""
+        previous = self.dataplanes.get(dataplane.name)
+        self.dataplanes[dataplane.name] = dataplane
+        return self._reindex(dataplane.name, previous, dataplane)
+
+    def remove(self, name: str) -> set[str]:
+        previous = self.dataplanes.pop(name, None)
+        return self._reindex(name, previous, None) if previous is not None else set()
+
+    def _reindex(self, name: str, old: Dataplane | None, new: Dataplane | None) -> set[str]:
+        old_endpoints = _grouped(old)
+        new_endpoints = _grouped(new)
+        old_members = _member_services(old) if old is not None else set()
+        new_members = _member_services(new) if new is not None else set()
+        touched: set[str] = set()
+        for service in old_endpoints.keys() | new_endpoints.keys():
+            before = old_endpoints.get(service, ())
+            after = new_endpoints.get(service, ())
+            if before == after:
+                continue
+            entry = self._services.setdefault(service, ServiceEntry())
+            if after:
+                entry.by_dataplane[name] = after
+            else:
+                entry.by_dataplane.pop(name, None)
+            entry.invalidate()
+            touched.add(service)
+        for service in old_members ^ new_members:
+            entry = self._services.setdefault(service, ServiceEntry())
+            if service in new_members:
+                entry.members.add(name)
+            else:
+                entry.members.discard(name)
+            if not entry.members or len(entry.members) == 1:
+                # The service may have appeared in or vanished from the mesh.
+                self._service_set_dirty = True
+            touched.add(service)
+        for service in touched:
+            entry = self._services[service]
+            if not entry.members and not entry.by_dataplane:
+                del self._services[service]
+        return touched
+
+    def reassign_vips(self) -> set[str]:
+        """Recompute VIPs if the set of services may have changed; the services whose VIP
+        appeared, vanished or moved."""
+        if not self._service_set_dirty:
+            return set()
+        self._service_set_dirty = False
+        return self._vips.assign(set(self.services()))
+
+
+def _grouped(dataplane: Dataplane | None) -> dict[str, tuple[Endpoint, ...]]:
+    if dataplane is None:
+        return {}
+    grouped: dict[str, list[Endpoint]] = {}
+    for service, endpoint in endpoints_of(dataplane):
+        grouped.setdefault(service, []).append(endpoint)
+    return {s: tuple(sorted(group, key=Endpoint.sort_key)) for s, group in grouped.items()}

@@ -1,0 +1,88 @@
+"""Kuma's admin generator (``pkg/xds/generator/admin_proxy_generator.go``).
+
+Envoy's admin API stays on loopback (the bootstrap binds it to 127.0.0.1:adminPort). The
+control plane adds:
+
+* the STATIC cluster ``kuma:envoy:admin`` to 127.0.0.1:adminPort;
+* the listener ``kuma:envoy:admin`` on ``networking.address``:adminPort, which exposes only
+  ``GET /ready`` (rewritten to the admin API's ``/ready``), so health checkers off the host can
+  see whether the proxy is ready. Kuma adds a second, mTLS-only filter chain exposing the whole
+  admin API to the control plane with its own certificate; this project has no such
+  certificate, so that chain is left out and nothing else of the admin API leaves loopback.
+
+The listener is left out when ``networking.address`` is 127.0.0.1 (it would collide with
+Envoy's own admin socket, as Kuma notes), unspecified, or not an IP literal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from kuma.resources.model import Dataplane
+
+from ._pb import INTERNAL_ADDRESSES, ROUTER, Message, add_hcm, set_socket_address
+from .clusters import static_cluster
+from .names import ENVOY_ADMIN_CLUSTER, ENVOY_ADMIN_LISTENER, sanitize_metric
+
+#: Where Envoy's admin API listens (Kuma's default ``bootstrapServer.params.adminAddress``).
+ADMIN_ADDRESS = "127.0.0.1"
+#: The admin paths exposed on the proxy's address, each rewritten to itself.
+EXPOSED_PATHS = ("/ready",)
+
+
+def admin_port(dataplane: Dataplane, default_admin_port: int) -> int:
+    """``networking.admin.port``, else the control plane's default (0: no admin API)."""
+    networking = dataplane.networking
+    if networking is not None and networking.admin is not None and networking.admin.port:
+        return networking.admin.port
+    return default_admin_port
+
+
+def admin_cluster(port: int) -> cluster_pb2.Cluster:
+    return static_cluster(ENVOY_ADMIN_CLUSTER, ADMIN_ADDRESS, port)
+
+
+def _exposable(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not ip.is_unspecified and address != ADMIN_ADDRESS
+
+
+def admin_listener(address: str, port: int) -> listener_pb2.Listener:
+    """The ``kuma:envoy:admin`` listener on ``address:port`` exposing ``EXPOSED_PATHS``."""
+    config = hcm_pb2.HttpConnectionManager(stat_prefix=sanitize_metric(ENVOY_ADMIN_LISTENER))
+    config.http_filters.append(ROUTER)
+    config.internal_address_config.CopyFrom(INTERNAL_ADDRESSES)
+    config.route_config.validate_clusters.value = False
+    host = config.route_config.virtual_hosts.add(name=ENVOY_ADMIN_LISTENER, domains=["*"])
+    for path in EXPOSED_PATHS:
+        route = host.routes.add()
+        route.match.prefix = path
+        route.route.cluster = ENVOY_ADMIN_CLUSTER
+        route.route.prefix_rewrite = path
+    listener = listener_pb2.Listener(name=ENVOY_ADMIN_LISTENER, traffic_direction=base_pb2.INBOUND)
+    set_socket_address(listener.address, address, port)
+    listener.enable_reuse_port.value = False
+    add_hcm(listener.filter_chains.add(), config)
+    return listener
+
+
+def admin_resources(dataplane: Dataplane, default_admin_port: int) -> list[Message]:
+    """The admin cluster and, where it is safe, the admin listener (see the module doc)."""
+    port = admin_port(dataplane, default_admin_port)
+    if port == 0:
+        return []
+    resources: list[Message] = [admin_cluster(port)]
+    networking = dataplane.networking
+    if networking is not None and _exposable(networking.address):
+        resources.append(admin_listener(networking.address, port))
+    return resources

@@ -1,0 +1,159 @@
+"""Clusters, after Kuma v2.7's cluster configurers (``pkg/xds/envoy/clusters/v3``).
+
+Timeouts are those Kuma's generators set when no Timeout/MeshTimeout policy applies (this
+project has no policies): outbound clusters connect within 5s and, for HTTP services, keep idle
+upstream connections (``idle_timeout: 0s``); inbound (application) clusters use Kuma's
+``DefaultInboundTimeout``: connect 10s, HTTP idle 7200s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upstream_http_pb2
+
+from kuma.resources.model import Dataplane, Inbound
+
+from ._pb import ADS_CONFIG_SOURCE, HTTP_PROTOCOL_OPTIONS_KEY, pack, set_socket_address
+from .dataplane import inbound_protocol, is_ipv6, is_loopback_workload, is_transparent
+from .names import (
+    INBOUND_PASSTHROUGH_IPV4,
+    INBOUND_PASSTHROUGH_IPV6,
+    INBOUND_PASSTHROUGH_SOURCE_IPV4,
+    INBOUND_PASSTHROUGH_SOURCE_IPV6,
+    OUTBOUND_PASSTHROUGH_IPV4,
+    OUTBOUND_PASSTHROUGH_IPV6,
+    local_cluster_name,
+    sanitize_metric,
+    service_cluster_name,
+)
+from .protocol import GRPC, HTTP, HTTP2, KAFKA, TCP
+
+DEFAULT_CONNECT_TIMEOUT = 5
+INBOUND_CONNECT_TIMEOUT = 10
+INBOUND_IDLE_TIMEOUT = 7200
+
+
+def _named(name: str) -> cluster_pb2.Cluster:
+    """A cluster with Kuma's ``altStatName`` when the name holds characters stats dislike."""
+    cluster = cluster_pb2.Cluster(name=name)
+    alt = sanitize_metric(name)
+    if alt != name:
+        cluster.alt_stat_name = alt
+    return cluster
+
+
+def _http_options(protocol: str, idle_timeout: int, *, force_http2: bool) -> Any | None:
+    """Upstream HTTP options, packed: HTTP/2 (HTTP/1.1 for an ``http`` application) and, for
+    HTTP protocols, the idle timeout of upstream connections. None when there are none."""
+    options = upstream_http_pb2.HttpProtocolOptions()
+    http = protocol in (HTTP, HTTP2, GRPC)
+    if http:
+        options.common_http_protocol_options.idle_timeout.seconds = idle_timeout
+    if force_http2 or protocol in (HTTP2, GRPC):
+        options.explicit_http_config.http2_protocol_options.SetInParent()
+    elif protocol == HTTP:
+        options.explicit_http_config.http_protocol_options.SetInParent()
+    else:
+        return None
+    return pack(options)
+
+
+_PROTOCOLS = (TCP, HTTP, HTTP2, GRPC, KAFKA)
+# The options depend on the protocol only: pack them once.
+_SERVICE_OPTIONS = {p: _http_options(p, 0, force_http2=True) for p in _PROTOCOLS}
+_LOCAL_OPTIONS = {p: _http_options(p, INBOUND_IDLE_TIMEOUT, force_http2=False) for p in _PROTOCOLS}
+
+
+def service_cluster(service: str, protocol: str) -> cluster_pb2.Cluster:
+    """The EDS cluster of a service (endpoints over ADS, in the ClusterLoadAssignment of the
+    same name).
+
+    Like Kuma, every mesh service cluster speaks HTTP/2 to the other sidecar whatever the
+    protocol: the peer's inbound HTTP connection manager accepts HTTP/1.1 and HTTP/2 alike,
+    and TCP proxying ignores the option. ``protocol`` adds the HTTP idle timeout.
+    """
+    cluster = _named(service_cluster_name(service))
+    cluster.type = cluster_pb2.Cluster.EDS
+    cluster.connect_timeout.seconds = DEFAULT_CONNECT_TIMEOUT
+    cluster.eds_cluster_config.eds_config.CopyFrom(ADS_CONFIG_SOURCE)
+    options = _SERVICE_OPTIONS.get(protocol) or _SERVICE_OPTIONS[TCP]
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(options)
+    return cluster
+
+
+def static_cluster(
+    name: str, address: str, port: int, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+) -> cluster_pb2.Cluster:
+    """A STATIC cluster of one endpoint (Kuma's ``ProvidedEndpointCluster``)."""
+    cluster = _named(name)
+    cluster.type = cluster_pb2.Cluster.STATIC
+    cluster.connect_timeout.seconds = connect_timeout
+    assignment = cluster.load_assignment
+    assignment.cluster_name = name
+    endpoint = assignment.endpoints.add().lb_endpoints.add().endpoint
+    set_socket_address(endpoint.address, address, port)
+    return cluster
+
+
+def local_cluster(
+    name: str, address: str, port: int, protocol: str, *, bind_source: str | None = None
+) -> cluster_pb2.Cluster:
+    """The STATIC cluster of an inbound's application (see ``inbound_cluster``)."""
+    cluster = static_cluster(name, address, port, INBOUND_CONNECT_TIMEOUT)
+    options = _LOCAL_OPTIONS.get(protocol)
+    if options is not None:
+        cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(options)
+    if bind_source is not None:
+        _bind(cluster, bind_source)
+    return cluster
+
+
+def inbound_cluster(dataplane: Dataplane, inbound: Inbound) -> cluster_pb2.Cluster:
+    """``localhost:<servicePort>``: STATIC, at the inbound's serviceAddress:servicePort, speaking
+    the inbound's protocol (HTTP/1.1 for http, HTTP/2 for http2 and grpc). With transparent
+    proxying, connections to a non-loopback application leave from 127.0.0.6 (``::6``) so
+    iptables does not redirect them back to Envoy."""
+    networking = dataplane.networking
+    assert networking is not None
+    address = inbound.effective_service_address(networking)
+    bind_source = None
+    if is_transparent(dataplane) and not is_loopback_workload(address):
+        ipv6 = is_ipv6(address)
+        bind_source = INBOUND_PASSTHROUGH_SOURCE_IPV6 if ipv6 else INBOUND_PASSTHROUGH_SOURCE_IPV4
+    port = inbound.effective_service_port
+    return local_cluster(
+        local_cluster_name(port), address, port, inbound_protocol(inbound), bind_source=bind_source
+    )
+
+
+def _bind(cluster: cluster_pb2.Cluster, source: str) -> None:
+    source_address = cluster.upstream_bind_config.source_address
+    source_address.address = source
+    source_address.port_value = 0
+
+
+def passthrough_cluster(name: str, bind_source: str | None = None) -> cluster_pb2.Cluster:
+    """An ORIGINAL_DST cluster: connections go where they were headed before redirection."""
+    cluster = _named(name)
+    cluster.type = cluster_pb2.Cluster.ORIGINAL_DST
+    cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    cluster.connect_timeout.seconds = DEFAULT_CONNECT_TIMEOUT
+    if bind_source is not None:
+        _bind(cluster, bind_source)
+    return cluster
+
+
+def outbound_passthrough_cluster(ipv6: bool = False) -> cluster_pb2.Cluster:
+    """``outbound:passthrough:ipv4``: traffic to destinations outside the mesh (only when the
+    Mesh allows passthrough, the default)."""
+    return passthrough_cluster(OUTBOUND_PASSTHROUGH_IPV6 if ipv6 else OUTBOUND_PASSTHROUGH_IPV4)
+
+
+def inbound_passthrough_cluster(ipv6: bool = False) -> cluster_pb2.Cluster:
+    """``inbound:passthrough:ipv4``: inbound traffic to ports with no inbound listener, sent on
+    from 127.0.0.6 so iptables does not redirect it again."""
+    if ipv6:
+        return passthrough_cluster(INBOUND_PASSTHROUGH_IPV6, INBOUND_PASSTHROUGH_SOURCE_IPV6)
+    return passthrough_cluster(INBOUND_PASSTHROUGH_IPV4, INBOUND_PASSTHROUGH_SOURCE_IPV4)

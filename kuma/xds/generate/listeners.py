@@ -1,0 +1,208 @@
+"""Listeners, after Kuma v2.7's inbound, outbound and transparent-proxy generators.
+
+Shapes follow Kuma's generators for a mesh without mTLS and without policies (the reference is
+``pkg/xds/generator/testdata/profile-source/*.golden.yaml`` minus TLS and RBAC):
+
+* inbound: ``inbound:<address>:<port>``, one filter chain: ``tcp_proxy`` to
+  ``localhost:<servicePort>`` (tcp, kafka, untagged) or an HTTP connection manager with the
+  inline route config ``inbound:<service>`` (http, http2; grpc adds ``grpc_stats``), timeouts
+  from Kuma's ``DefaultInboundTimeout`` (idle 7200s, stream idle 3600s, no request timeout).
+  Kafka gets no ``kafka_broker`` filter: it is an Envoy contrib extension, absent from
+  standard Envoy builds.
+* outbound: ``outbound:<address>:<port>``, ``tcp_proxy`` with stat prefix = service or an
+  HTTP connection manager with the inline route config ``outbound:<service>`` routing every
+  request to the service's cluster. Timeouts are Kuma's with no Timeout policy (all 0s =
+  disabled). Kuma's ``x-kuma-tags`` request header (the caller's tags, used only by tag-based
+  policies) is not added, so one outbound listener fits every proxy that uses it.
+* transparent proxying: every inbound and outbound listener gets ``bind_to_port: false``; the
+  redirect listeners on 0.0.0.0 (``use_original_dst``, for which Envoy adds the
+  ``original_dst`` listener filter itself) hand each connection to the listener of its
+  original destination, or to the passthrough TCP proxy when there is none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from kuma.resources.model import SERVICE_TAG, Dataplane, Inbound
+
+from ._pb import (
+    GRPC_STATS,
+    INTERNAL_ADDRESSES,
+    ROUTER,
+    TAGS_METADATA_KEY,
+    add_hcm,
+    add_tcp_proxy,
+    set_socket_address,
+    set_tags,
+)
+from .dataplane import inbound_protocol, is_transparent
+from .names import (
+    INBOUND_PASSTHROUGH_IPV4,
+    INBOUND_PASSTHROUGH_IPV6,
+    OUTBOUND_PASSTHROUGH_IPV4,
+    OUTBOUND_PASSTHROUGH_IPV6,
+    TAGS_HEADER,
+    inbound_listener_name,
+    inbound_route_name,
+    local_cluster_name,
+    outbound_listener_name,
+    outbound_route_name,
+    sanitize_metric,
+    service_cluster_name,
+)
+from .protocol import GRPC, HTTP_PROTOCOLS
+
+INBOUND_IDLE_TIMEOUT = 7200
+INBOUND_STREAM_IDLE_TIMEOUT = 3600
+OUTBOUND_TCP_IDLE_TIMEOUT = 0
+
+_INBOUND = base_pb2.INBOUND
+_OUTBOUND = base_pb2.OUTBOUND
+_HCM = hcm_pb2.HttpConnectionManager
+
+
+def _listener(
+    name: str,
+    address: str,
+    port: int,
+    direction: int,
+    *,
+    bind_to_port: bool = True,
+    tags: Mapping[str, str] | None = None,
+) -> tuple[listener_pb2.Listener, listener_components_pb2.FilterChain]:
+    """A listener and its (single, still empty) filter chain."""
+    listener = listener_pb2.Listener(name=name, traffic_direction=direction)
+    set_socket_address(listener.address, address, port)
+    if direction == _INBOUND:
+        listener.enable_reuse_port.value = False
+    if not bind_to_port:
+        listener.bind_to_port.value = False
+    if tags:
+        set_tags(listener.metadata, TAGS_METADATA_KEY, sorted(tags.items()))
+    return listener, listener.filter_chains.add()
+
+
+def _set_route_config(
+    config: route_pb2.RouteConfiguration, name: str, virtual_host: str, cluster: str
+) -> None:
+    config.name = name
+    config.validate_clusters.value = False
+    host = config.virtual_hosts.add(name=virtual_host, domains=["*"])
+    route = host.routes.add()
+    route.match.prefix = "/"
+    action = route.route
+    action.cluster = cluster
+    action.timeout.SetInParent()  # 0s: no request timeout (Kuma, without a Timeout policy)
+
+
+def _hcm(stat_prefix: str, protocol: str) -> hcm_pb2.HttpConnectionManager:
+    config = _HCM(stat_prefix=stat_prefix)
+    filters = config.http_filters
+    if protocol == GRPC:
+        filters.append(GRPC_STATS)
+    filters.append(ROUTER)
+    config.internal_address_config.CopyFrom(INTERNAL_ADDRESSES)
+    return config
+
+
+def _add_inbound_hcm(
+    chain: listener_components_pb2.FilterChain, service: str, cluster: str, protocol: str
+) -> None:
+    config = _hcm(sanitize_metric(cluster), protocol)
+    route_config = config.route_config
+    _set_route_config(route_config, inbound_route_name(service), service, cluster)
+    route_config.request_headers_to_remove.append(TAGS_HEADER)
+    config.forward_client_cert_details = _HCM.SANITIZE_SET
+    config.set_current_client_cert_details.uri = True
+    config.common_http_protocol_options.idle_timeout.seconds = INBOUND_IDLE_TIMEOUT
+    config.stream_idle_timeout.seconds = INBOUND_STREAM_IDLE_TIMEOUT
+    add_hcm(chain, config)
+
+
+def _add_outbound_hcm(
+    chain: listener_components_pb2.FilterChain, service: str, protocol: str
+) -> None:
+    config = _hcm(sanitize_metric(service), protocol)
+    cluster = service_cluster_name(service)
+    _set_route_config(config.route_config, outbound_route_name(service), service, cluster)
+    config.common_http_protocol_options.idle_timeout.SetInParent()  # 0s
+    config.stream_idle_timeout.SetInParent()  # 0s
+    add_hcm(chain, config)
+
+
+def inbound_listener(dataplane: Dataplane, inbound: Inbound) -> listener_pb2.Listener:
+    """The listener of one inbound, at its effective address and ``port``."""
+    networking = dataplane.networking
+    assert networking is not None
+    address = inbound.effective_address(networking)
+    cluster = local_cluster_name(inbound.effective_service_port)
+    protocol = inbound_protocol(inbound)
+    listener, chain = _listener(
+        inbound_listener_name(address, inbound.port),
+        address,
+        inbound.port,
+        _INBOUND,
+        bind_to_port=not is_transparent(dataplane),
+        tags=inbound.tags,
+    )
+    if protocol in HTTP_PROTOCOLS:
+        _add_inbound_hcm(chain, inbound.tags.get(SERVICE_TAG, ""), cluster, protocol)
+    else:
+        add_tcp_proxy(chain, sanitize_metric(cluster), cluster, INBOUND_IDLE_TIMEOUT)
+    return listener
+
+
+def outbound_listener(
+    address: str, port: int, service: str, protocol: str, *, bind_to_port: bool = True
+) -> listener_pb2.Listener:
+    """The listener of an outbound to ``service``; ``protocol`` is the service's protocol."""
+    listener, chain = _listener(
+        outbound_listener_name(address, port),
+        address,
+        port,
+        _OUTBOUND,
+        bind_to_port=bind_to_port,
+        tags={SERVICE_TAG: service},
+    )
+    if protocol in HTTP_PROTOCOLS:
+        _add_outbound_hcm(chain, service, protocol)
+    else:
+        cluster = service_cluster_name(service)
+        add_tcp_proxy(chain, sanitize_metric(service), cluster, OUTBOUND_TCP_IDLE_TIMEOUT)
+    return listener
+
+
+def transparent_outbound_listener(
+    vip: str, port: int, service: str, protocol: str
+) -> listener_pb2.Listener:
+    """The outbound of a service on its virtual IP. It binds no socket: the outbound redirect
+    listener hands it the connections whose original destination is ``vip:port``. It depends
+    only on its arguments, so every transparent proxy of the mesh can share it."""
+    return outbound_listener(vip, port, service, protocol, bind_to_port=False)
+
+
+def _redirect_listener(name: str, port: int, direction: int, ipv6: bool) -> listener_pb2.Listener:
+    listener, chain = _listener(name, "::" if ipv6 else "0.0.0.0", port, direction)
+    listener.use_original_dst.value = True
+    add_tcp_proxy(chain, sanitize_metric(name), name, None)
+    return listener
+
+
+def outbound_redirect_listener(port: int, ipv6: bool = False) -> listener_pb2.Listener:
+    """``outbound:passthrough:ipv4`` on 0.0.0.0:``redirectPortOutbound``."""
+    name = OUTBOUND_PASSTHROUGH_IPV6 if ipv6 else OUTBOUND_PASSTHROUGH_IPV4
+    return _redirect_listener(name, port, _OUTBOUND, ipv6)
+
+
+def inbound_redirect_listener(port: int, ipv6: bool = False) -> listener_pb2.Listener:
+    """``inbound:passthrough:ipv4`` on 0.0.0.0:``redirectPortInbound``."""
+    name = INBOUND_PASSTHROUGH_IPV6 if ipv6 else INBOUND_PASSTHROUGH_IPV4
+    return _redirect_listener(name, port, _INBOUND, ipv6)

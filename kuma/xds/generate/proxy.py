@@ -1,0 +1,221 @@
+"""Whole-proxy generation from scratch: a Dataplane plus a read-only view of its mesh.
+
+What a standard proxy gets (Kuma v2.7's default proxy profile, without mTLS and policies):
+
+* an inbound listener and a ``localhost:<servicePort>`` cluster per inbound (none for a
+  gateway, none for Kuma's "serviceless" port 49151), healthy or not;
+* per outbound: a listener, and per distinct outbound service its EDS cluster and
+  ClusterLoadAssignment;
+* with transparent proxying (both redirect ports set): an outbound on port ``vip_port``
+  (Kuma's ``dnsServer.serviceVipPort``, 80) of each mesh service that has a virtual IP, only
+  those in ``reachableServices`` when that list is not empty, the proxy's own services
+  included (as in Kuma), skipping one that would overlap an inbound; explicit outbounds whose
+  address is a VIP are dropped; plus the redirect listeners and passthrough clusters;
+* the admin cluster and listener.
+
+Kuma's probe, Prometheus, tracing, DNS and direct-access generators are not reproduced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from kuma.resources.model import Dataplane, Mesh
+
+from . import types
+from ._pb import Message
+from .admin import admin_resources
+from .clusters import (
+    inbound_cluster,
+    inbound_passthrough_cluster,
+    outbound_passthrough_cluster,
+    service_cluster,
+)
+from .dataplane import ipv6_inbound_redirect_port, is_transparent, overlaps
+from .endpoints import SERVICELESS_PORT, Endpoint, load_assignment
+from .listeners import (
+    inbound_listener,
+    inbound_redirect_listener,
+    outbound_listener,
+    outbound_redirect_listener,
+)
+
+#: Kuma's ``dnsServer.serviceVipPort``: the port of every service's virtual IP.
+DEFAULT_VIP_PORT = 80
+
+Resources = dict[str, dict[str, Message]]
+
+_TYPE_URLS = {
+    "envoy.config.cluster.v3.Cluster": types.CLUSTER,
+    "envoy.config.endpoint.v3.ClusterLoadAssignment": types.ENDPOINT,
+    "envoy.config.listener.v3.Listener": types.LISTENER,
+    "envoy.config.route.v3.RouteConfiguration": types.ROUTE,
+    "envoy.extensions.transport_sockets.tls.v3.Secret": types.SECRET,
+}
+
+
+class MeshView(Protocol):
+    """What generation reads about the proxy's mesh."""
+
+    @property
+    def mesh(self) -> Mesh | None: ...
+
+    def endpoints(self, service: str) -> Sequence[Endpoint]:
+        """The healthy endpoints of ``service`` (any order)."""
+        ...
+
+    def protocol(self, service: str) -> str:
+        """The common protocol of the service's healthy endpoints (``service_protocol``)."""
+        ...
+
+    def services(self) -> Iterable[str]:
+        """Every service of the mesh (inbounds not in state Ignored), for transparent proxies."""
+        ...
+
+    def vip(self, service: str) -> str | None:
+        """The virtual IP of ``service``, if one is allocated."""
+        ...
+
+
+def type_url_of(message: Message) -> str:
+    return _TYPE_URLS[message.DESCRIPTOR.full_name]
+
+
+def _put(resources: Resources, message: Any) -> None:
+    resources[type_url_of(message)][message.name] = message
+
+
+def mesh_allows_passthrough(mesh: Mesh | None) -> bool:
+    """Kuma's ``Mesh.IsPassthrough``: ``networking.outbound.passthrough``, true when unset."""
+    if mesh is None or not mesh.networking:
+        return True
+    outbound: Any = mesh.networking.get("outbound") or {}
+    value = outbound.get("passthrough") if isinstance(outbound, dict) else None
+    return value is None or bool(value)
+
+
+def _uses_inbound(dataplane: Dataplane, address: str, port: int) -> bool:
+    """Kuma's ``UsesInboundInterface``: an inbound (or its application) at address:port."""
+    networking = dataplane.networking
+    assert networking is not None
+    for inbound in networking.inbound:
+        if port == inbound.port and overlaps(address, inbound.effective_address(networking)):
+            return True
+        if port == inbound.effective_service_port and overlaps(
+            address, inbound.effective_service_address(networking)
+        ):
+            return True
+    return False
+
+
+def outbounds_of(
+    dataplane: Dataplane, view: MeshView, vip_port: int = DEFAULT_VIP_PORT
+) -> list[tuple[str, int, str]]:
+    """(address, port, service) of every outbound of the proxy, VIP outbounds first."""
+    networking = dataplane.networking
+    if networking is None:
+        return []
+    result: list[tuple[str, int, str]] = []
+    vips: set[str] = set()
+    tp = networking.transparent_proxying
+    if tp is not None and is_transparent(dataplane):
+        reachable = set(tp.reachable_services)
+        for service in sorted(set(view.services())):
+            vip = view.vip(service)
+            if vip is None:
+                continue
+            vips.add(vip)
+            if reachable and service not in reachable:
+                continue
+            if _uses_inbound(dataplane, vip, vip_port):
+                continue
+            result.append((vip, vip_port, service))
+    for outbound in networking.outbound:
+        address = outbound.effective_address
+        if outbound.service and address not in vips:
+            result.append((address, outbound.port, outbound.service))
+    return result
+
+
+class ProxyParts(NamedTuple):
+    """A proxy's resources split by how they can be shared."""
+
+    #: Resources only this proxy has: inbound listeners and clusters, admin, redirect
+    #: listeners and passthrough clusters.
+    own: list[Message]
+    #: (address, port, service, bind_to_port) of each outbound listener; each is
+    #: ``outbound_listener(address, port, service, view.protocol(service), bind_to_port=...)``
+    #: and each distinct service adds ``service_cluster`` and ``load_assignment``: all shared.
+    outbounds: list[tuple[str, int, str, bool]]
+
+
+def proxy_parts(
+    dataplane: Dataplane,
+    view: MeshView,
+    default_admin_port: int,
+    *,
+    vip_port: int = DEFAULT_VIP_PORT,
+) -> ProxyParts:
+    """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``)."""
+    own: list[Message] = []
+    networking = dataplane.networking
+    if networking is None:
+        return ProxyParts(own, [])
+    transparent = is_transparent(dataplane)
+    if networking.gateway is None:
+        for inbound in networking.inbound:
+            if inbound.port != SERVICELESS_PORT:
+                own.append(inbound_listener(dataplane, inbound))
+                own.append(inbound_cluster(dataplane, inbound))
+    own.extend(admin_resources(dataplane, default_admin_port))
+    tp = networking.transparent_proxying
+    if tp is not None and transparent:
+        passthrough = mesh_allows_passthrough(view.mesh)
+        for ipv6, inbound_port in (
+            (False, tp.redirect_port_inbound),
+            (True, ipv6_inbound_redirect_port(dataplane)),
+        ):
+            if inbound_port == 0:
+                continue
+            own.append(outbound_redirect_listener(tp.redirect_port_outbound, ipv6))
+            own.append(inbound_redirect_listener(inbound_port, ipv6))
+            own.append(inbound_passthrough_cluster(ipv6))
+            if passthrough:
+                own.append(outbound_passthrough_cluster(ipv6))
+    outbounds = [
+        (address, port, service, not transparent)
+        for address, port, service in outbounds_of(dataplane, view, vip_port)
+    ]
+    return ProxyParts(own, outbounds)
+
+
+def generate_proxy(
+    dataplane: Dataplane,
+    view: MeshView,
+    default_admin_port: int,
+    *,
+    vip_port: int = DEFAULT_VIP_PORT,
+) -> Resources:
+    """Every resource of one proxy: type URL → resource name → message.
+
+    The proxy's own resources first, then its outbound listeners, then the cluster and
+    ClusterLoadAssignment of each outbound service (a later resource replaces an earlier one
+    of the same name: an engine assembling the same parts must keep this order).
+    """
+    result: Resources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
+    parts = proxy_parts(dataplane, view, default_admin_port, vip_port=vip_port)
+    for message in parts.own:
+        _put(result, message)
+    listeners, clusters = result[types.LISTENER], result[types.CLUSTER]
+    protocols: dict[str, str] = {}
+    for address, port, service, bind_to_port in parts.outbounds:
+        protocol = protocols.get(service)
+        if protocol is None:
+            protocol = protocols[service] = view.protocol(service)
+        listener = outbound_listener(address, port, service, protocol, bind_to_port=bind_to_port)
+        listeners[listener.name] = listener
+    for service, protocol in protocols.items():
+        clusters[service] = service_cluster(service, protocol)
+        result[types.ENDPOINT][service] = load_assignment(service, view.endpoints(service))
+    return result

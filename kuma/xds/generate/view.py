@@ -1,0 +1,61 @@
+"""``StaticMeshView``: an in-memory ``MeshView`` computed from a list of Dataplanes.
+
+It is the reference the engine's indexes are checked against: simple, from scratch, no
+caching cleverness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from kuma.resources.model import Dataplane, Mesh
+
+from .endpoints import Endpoint, endpoints_of, service_protocol
+
+
+def services_of(dataplane: Dataplane) -> list[str]:
+    """The services a Dataplane contributes to its mesh's service list (Kuma's VIP view):
+    those of its inbounds not in state Ignored. Gateways contribute none."""
+    networking = dataplane.networking
+    if networking is None or networking.gateway is not None:
+        return []
+    return [i.service for i in networking.inbound if i.service and i.state != "Ignored"]
+
+
+class StaticMeshView:
+    """A mesh as of one moment: its Mesh resource, Dataplanes and virtual IPs."""
+
+    def __init__(
+        self,
+        dataplanes: Iterable[Dataplane],
+        mesh: Mesh | None = None,
+        vips: Mapping[str, str] | None = None,
+    ) -> None:
+        self._mesh = mesh
+        self._vips = dict(vips or {})
+        self._endpoints: dict[str, list[Endpoint]] = {}
+        self._services: set[str] = set()
+        for dataplane in dataplanes:
+            if mesh is not None and dataplane.mesh != mesh.name:
+                continue
+            self._services.update(services_of(dataplane))
+            for service, endpoint in endpoints_of(dataplane):
+                self._endpoints.setdefault(service, []).append(endpoint)
+        for found in self._endpoints.values():
+            found.sort(key=Endpoint.sort_key)
+
+    @property
+    def mesh(self) -> Mesh | None:
+        return self._mesh
+
+    def endpoints(self, service: str) -> Sequence[Endpoint]:
+        return tuple(self._endpoints.get(service, ()))
+
+    def protocol(self, service: str) -> str:
+        return service_protocol(self._endpoints.get(service, ()))
+
+    def services(self) -> Iterable[str]:
+        return sorted(self._services)
+
+    def vip(self, service: str) -> str | None:
+        return self._vips.get(service)

@@ -1,0 +1,266 @@
+"""The incremental (delta) ADS protocol of one stream, as a pure state machine.
+
+No I/O: :meth:`DeltaProtocol.handle_request` takes the client's requests,
+:meth:`DeltaProtocol.resources_changed` takes the engine's change notices, and
+:meth:`DeltaProtocol.build_responses` turns "desired vs what the client holds" into the
+responses of one wake-up. The stream plumbing sends them in the order returned.
+
+What the client holds is recorded when a response is built, not when it is ACKed: Envoy keeps
+what it accepted and a NACKed version must not be sent again until the content changes
+(Envoy leaks memory on repeated NACKs), so "sent" is the right notion of "held" for deciding
+what to send next. The rules followed, and the bugs of other control planes that taught them,
+are named where they apply and pinned by the tables in tests/xds/test_server_delta.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from envoy.service.discovery.v3.discovery_pb2 import (
+    DeltaDiscoveryResponse,
+    Resource,
+)
+from google.protobuf.any_pb2 import Any as AnyPb  # type: ignore[import-untyped, unused-ignore]
+
+from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, SEND_ORDER
+from kuma.xds.snapshot import VersionedResource
+
+from .acks import Nonces, Reply, check_type_url
+
+log = logging.getLogger(__name__)
+
+#: The desired resources of one type, by name (the engine's read-only view).
+Desired = Callable[[str], Mapping[str, VersionedResource]]
+
+WILDCARD = "*"
+#: A first request with no names subscribes to everything only for these (as Envoy does).
+LEGACY_WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
+#: A version no resource has: the client holds the name but must be sent it again (or be told
+#: it is gone). Content hashes are never empty.
+_RESEND = ""
+
+
+class _Subscription:
+    """One type's sub-stream: what the client wants and what it holds."""
+
+    __slots__ = ("dirty", "full_scan", "held", "names", "reply_due", "wildcard")
+
+    def __init__(self) -> None:
+        self.wildcard = False
+        #: Names subscribed explicitly (they may not exist yet).
+        self.names: set[str] = set()
+        #: name -> version the client holds: sent on this stream or declared on reconnect.
+        #: Only names the client wants are kept, so a removal is only ever sent for them.
+        self.held: dict[str, str] = {}
+        #: Names to reconcile on the next build.
+        self.dirty: set[str] = set()
+        #: Reconcile every desired and held name (the wildcard was just taken).
+        self.full_scan = False
+        #: The wildcard was just taken: reply even with nothing to send (Envoy waits for it).
+        self.reply_due = False
+
+    def wants(self, name: str) -> bool:
+        return self.wildcard or name in self.names
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.dirty) or self.full_scan or self.reply_due
+
+
+class DeltaProtocol:
+    """The delta protocol state of one stream."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, _Subscription] = {}
+        self._nonces = Nonces()
+        # Clusters sent before the stream had any EDS subscription: their endpoints must be sent
+        # even if the first EDS request declares them held (the cluster update cleared them).
+        self._clusters_without_eds: set[str] = set()
+
+    @property
+    def has_work(self) -> bool:
+        return any(sub.pending for sub in self._subs.values())
+
+    def handle_request(self, request: Any) -> Reply | None:
+        """Apply a ``DeltaDiscoveryRequest``; return its ACK/NACK part, if any.
+
+        Raises :class:`~kuma.xds.server.node.InvalidRequest` for a missing or unknown type.
+        """
+        type_url: str = request.type_url
+        check_type_url(type_url)
+        reply = self._nonces.reply(request)
+        subscribe: Iterable[str] = request.resource_names_subscribe
+        sub = self._subs.get(type_url)
+        if sub is None:
+            sub = self._subs[type_url] = _Subscription()
+            if not subscribe and type_url in LEGACY_WILDCARD_TYPES:
+                _take_wildcard(sub)
+            _subscribe(sub, subscribe)
+            # initial_resource_versions only counts on the first request of a type.
+            self._declare_held(type_url, sub, request.initial_resource_versions)
+        else:
+            _subscribe(sub, subscribe)
+        _unsubscribe(sub, request.resource_names_unsubscribe)
+        return reply
+
+    def resources_changed(self, changes: Mapping[str, Iterable[str]]) -> None:
+        """Note the names the engine reports changed or removed, per type."""
+        for type_url, names in changes.items():
+            sub = self._subs.get(type_url)
+            if sub is None:
+                continue
+            if sub.wildcard:
+                sub.dirty.update(names)
+            else:
+                sub.dirty.update(name for name in names if name in sub.names)
+
+    def build_responses(self, desired: Desired) -> list[Any]:
+        """The ``DeltaDiscoveryResponse`` s of one wake-up, in the order they must be sent.
+
+        Make before break: additions and updates go clusters, endpoints, listeners, routes;
+        removals follow in the reverse order, so nothing is removed while still in use.
+        """
+        updates: list[tuple[str, list[VersionedResource]]] = []
+        removals: list[tuple[str, list[str]]] = []
+        for type_url in SEND_ORDER:
+            sub = self._subs.get(type_url)
+            # EDS is checked after CDS built: a cluster sent just now makes its endpoints dirty.
+            if sub is None or not sub.pending:
+                continue
+            send, remove = self._reconcile(type_url, sub, desired(type_url))
+            if type_url == CLUSTER:
+                self._clusters_sent([r.name for r in send], remove)
+            if send or (sub.reply_due and not remove):
+                updates.append((type_url, send))
+            if remove:
+                removals.append((type_url, remove))
+            sub.reply_due = False
+        removals.reverse()
+        responses: list[Any] = []
+        # One type both last to update and first to remove: one response says both.
+        merged = bool(updates and removals and updates[-1][0] == removals[0][0])
+        for index, (type_url, send) in enumerate(updates):
+            last = index == len(updates) - 1
+            removed = removals[0][1] if merged and last else []
+            responses.append(self._response(type_url, send, removed))
+        for type_url, remove in removals[1:] if merged else removals:
+            responses.append(self._response(type_url, [], remove))
+        return responses
+
+    def _declare_held(self, type_url: str, sub: _Subscription, versions: Mapping[str, str]) -> None:
+        """A reconnecting client's ``initial_resource_versions``: send only what differs."""
+        if type_url == ENDPOINT:
+            stale = self._clusters_without_eds
+            self._clusters_without_eds = set()
+        else:
+            stale = set()
+        for name, version in versions.items():
+            if sub.wants(name):
+                sub.held[name] = _RESEND if name in stale else version
+                sub.dirty.add(name)
+
+    def _clusters_sent(self, names: list[str], removed: list[str]) -> None:
+        """After a Cluster is (re)sent, its endpoints must follow even if unchanged.
+
+        Envoy keeps an updated cluster warming until it gets an endpoints response for it
+        (envoy#13009, consul#10379), and the update cleared the endpoints it had: an EDS
+        response (or ACK) from before the update no longer counts (consul#19866).
+        """
+        eds = self._subs.get(ENDPOINT)
+        if eds is None:
+            self._clusters_without_eds.update(names)
+            self._clusters_without_eds.difference_update(removed)
+            return
+        for name in names:
+            if eds.wants(name):
+                if name in eds.held:
+                    eds.held[name] = _RESEND
+                eds.dirty.add(name)
+
+    def _reconcile(
+        self, type_url: str, sub: _Subscription, current: Mapping[str, VersionedResource]
+    ) -> tuple[list[VersionedResource], list[str]]:
+        """What to send and what to remove so the client holds ``current`` (for what it wants).
+
+        Removals are computed against the full current set, never a partial view (istio#36273).
+        """
+        candidates = sub.dirty
+        if sub.full_scan and sub.wildcard:
+            candidates = candidates | current.keys() | sub.held.keys()
+        sub.dirty = set()
+        sub.full_scan = False
+        send: list[VersionedResource] = []
+        remove: list[str] = []
+        held = sub.held
+        # Sorted: responses are reproducible, and a set never repeats a name.
+        for name in sorted(candidates):
+            if not sub.wants(name):
+                continue
+            resource = current.get(name)
+            if resource is not None:
+                if resource.version != held.get(name):
+                    if resource.type_url != type_url:
+                        log.error("skip %s: a %s listed as %s", name, resource.type_url, type_url)
+                        continue
+                    send.append(resource)
+                    held[name] = resource.version
+            elif name in held:
+                remove.append(name)
+                del held[name]
+        return send, remove
+
+    def _response(self, type_url: str, send: list[VersionedResource], remove: list[str]) -> Any:
+        names = tuple(r.name for r in send) + tuple(remove)
+        nonce = self._nonces.issue(type_url, names)
+        # The bodies are the engine's serialized messages: packed as they are, never re-encoded.
+        resources = [
+            Resource(
+                name=r.name, version=r.version, resource=AnyPb(type_url=type_url, value=r.body)
+            )
+            for r in send
+        ]
+        return DeltaDiscoveryResponse(
+            type_url=type_url, nonce=nonce, resources=resources, removed_resources=remove
+        )
+
+
+def _take_wildcard(sub: _Subscription) -> None:
+    if not sub.wildcard:
+        sub.wildcard = True
+        sub.full_scan = True
+        sub.reply_due = True
+
+
+def _subscribe(sub: _Subscription, names: Iterable[str]) -> None:
+    for name in names:
+        if name == WILDCARD:
+            _take_wildcard(sub)
+            continue
+        sub.names.add(name)
+        # Sent even if the client is believed to hold it: it may have dropped it (envoy#22418).
+        sub.held.pop(name, None)
+        sub.dirty.add(name)
+
+
+def _unsubscribe(sub: _Subscription, names: Iterable[str]) -> None:
+    for name in names:
+        if name == WILDCARD:
+            sub.wildcard = False
+            sub.full_scan = False
+            sub.reply_due = False
+            # What the client held only through the wildcard is no longer followed.
+            for held in [n for n in sub.held if n not in sub.names]:
+                del sub.held[held]
+            continue
+        sub.names.discard(name)
+        if sub.wildcard:
+            # Still wanted through the wildcard: the client must be told whether it exists,
+            # by sending it whole again or removing it (as the xDS spec asks).
+            if name in sub.held:
+                sub.held[name] = _RESEND
+            sub.dirty.add(name)
+        else:
+            # Forget it: a later re-subscribe sends it again (Envoy re-subscribes EDS itself).
+            sub.held.pop(name, None)

@@ -1,0 +1,83 @@
+"""The ADS server: both protocol flavours over grpclib, and a function that serves them."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+
+import anyio
+from anyio.abc import TaskStatus
+from grpclib.server import Server
+
+from kuma.xds.source import ConfigSource
+
+from .delta import DeltaProtocol
+from .observer import NoopObserver, StreamObserver
+from .service import AggregatedDiscoveryServiceBase, ServerStream
+from .sotw import SotwProtocol
+from .stream import run_stream
+
+log = logging.getLogger(__name__)
+
+
+class AdsServer(AggregatedDiscoveryServiceBase):
+    """grpclib handlers for delta and state-of-the-world ADS, fed by a :class:`ConfigSource`."""
+
+    def __init__(self, source: ConfigSource, observer: StreamObserver | None = None) -> None:
+        self._source = source
+        self._observer: StreamObserver = observer if observer is not None else NoopObserver()
+        self._stream_ids = itertools.count(1)
+
+    async def DeltaAggregatedResources(self, stream: ServerStream) -> None:
+        await run_stream(
+            stream,
+            DeltaProtocol(),
+            flavour="delta",
+            source=self._source,
+            observer=self._observer,
+            stream_id=next(self._stream_ids),
+        )
+
+    async def StreamAggregatedResources(self, stream: ServerStream) -> None:
+        await run_stream(
+            stream,
+            SotwProtocol(),
+            flavour="sotw",
+            source=self._source,
+            observer=self._observer,
+            stream_id=next(self._stream_ids),
+        )
+
+
+async def serve(
+    source: ConfigSource,
+    host: str,
+    port: int,
+    observer: StreamObserver | None = None,
+    *,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ADS on ``host:port`` until cancelled; ``task_status.started`` gets the bound port.
+
+    Port 0 picks a free port. On cancellation the listener closes, every open stream is
+    cancelled, and this returns once they have all ended.
+    """
+    # Bind the socket here so that the port actually bound (port 0) can be reported.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family)
+    try:
+        server = Server([AdsServer(source, observer)])
+        await server.start(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    bound_port: int = sock.getsockname()[1]
+    log.info("ADS server listening on %s:%d", host, bound_port)
+    try:
+        task_status.started(bound_port)
+        await anyio.sleep_forever()
+    finally:
+        server.close()
+        with anyio.CancelScope(shield=True):
+            await server.wait_closed()

@@ -1,0 +1,68 @@
+"""The ``envoy.service.discovery.v3.AggregatedDiscoveryService`` for grpclib, written by hand.
+
+xds-protos ships no grpclib stubs; this is what grpclib's protoc plugin would generate for
+``envoy/service/discovery/v3/ads.proto``: an abstract base whose ``__mapping__`` routes the two
+bidirectional streaming methods, and a client stub (used by tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import grpclib.client
+import grpclib.const
+import grpclib.server
+from envoy.service.discovery.v3.discovery_pb2 import (
+    DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse,
+    DiscoveryRequest,
+    DiscoveryResponse,
+)
+
+SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+SOTW_METHOD = f"/{SERVICE}/StreamAggregatedResources"
+DELTA_METHOD = f"/{SERVICE}/DeltaAggregatedResources"
+
+#: The server side of one ADS stream (envoy messages are untyped for mypy).
+ServerStream = grpclib.server.Stream[Any, Any]
+
+
+class AggregatedDiscoveryServiceBase(abc.ABC):
+    @abc.abstractmethod
+    async def StreamAggregatedResources(self, stream: ServerStream) -> None:
+        """State of the world: ``DiscoveryRequest`` in, ``DiscoveryResponse`` out."""
+
+    @abc.abstractmethod
+    async def DeltaAggregatedResources(self, stream: ServerStream) -> None:
+        """Incremental: ``DeltaDiscoveryRequest`` in, ``DeltaDiscoveryResponse`` out."""
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {
+            SOTW_METHOD: grpclib.const.Handler(
+                self.StreamAggregatedResources,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                DiscoveryRequest,
+                DiscoveryResponse,
+            ),
+            DELTA_METHOD: grpclib.const.Handler(
+                self.DeltaAggregatedResources,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                DeltaDiscoveryRequest,
+                DeltaDiscoveryResponse,
+            ),
+        }
+
+
+class AggregatedDiscoveryServiceStub:
+    def __init__(self, channel: grpclib.client.Channel) -> None:
+        self.StreamAggregatedResources: grpclib.client.StreamStreamMethod[Any, Any] = (
+            grpclib.client.StreamStreamMethod(
+                channel, SOTW_METHOD, DiscoveryRequest, DiscoveryResponse
+            )
+        )
+        self.DeltaAggregatedResources: grpclib.client.StreamStreamMethod[Any, Any] = (
+            grpclib.client.StreamStreamMethod(
+                channel, DELTA_METHOD, DeltaDiscoveryRequest, DeltaDiscoveryResponse
+            )
+        )

@@ -1,0 +1,180 @@
+"""One ADS stream: read the node, follow the proxy's watch, run a receive loop and a send loop.
+
+The protocol itself lives in the pure state machines (:mod:`.delta`, :mod:`.sotw`); this module
+only moves messages. The two loops share one anyio task group:
+
+* the receive loop applies every request to the state machine (ACK/NACK accounting and
+  subscriptions) and wakes the send loop when a request created work;
+* the send loop waits for the proxy to be known, then alternates between waiting (for the
+  engine's change notice or a wake-up from the receive loop) and sending one wake-up's
+  responses, awaiting the transport for each. A slow proxy only slows its own send loop: the
+  engine never waits for it, and changes pile up in the watch as a coalescing set of names.
+
+A bad request (no node id, a malformed one, a missing or unknown type, undecodable bytes) ends
+this stream with INVALID_ARGUMENT; nothing else is affected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import anyio
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from kuma.xds.generate.types import SHORT_NAMES
+from kuma.xds.source import ConfigSource, ProxyWatch
+
+from .acks import Reply
+from .delta import Desired
+from .node import InvalidRequest, envoy_version, first_node_id, parse_node_id
+from .observer import Flavour, StreamObserver
+from .service import ServerStream
+
+log = logging.getLogger(__name__)
+
+#: How many names of a NACKed response the log line shows.
+_NAMES_LOGGED = 10
+
+
+class ProtocolState(Protocol):
+    """What both :class:`~.delta.DeltaProtocol` and :class:`~.sotw.SotwProtocol` offer."""
+
+    @property
+    def has_work(self) -> bool: ...
+
+    def handle_request(self, request: Any) -> Reply | None: ...
+
+    def resources_changed(self, changes: Mapping[str, Iterable[str]]) -> None: ...
+
+    def build_responses(self, desired: Desired) -> list[Any]: ...
+
+
+async def run_stream(
+    stream: ServerStream,
+    state: ProtocolState,
+    *,
+    flavour: Flavour,
+    source: ConfigSource,
+    observer: StreamObserver,
+    stream_id: int,
+) -> None:
+    """Serve one ADS stream until the client ends it, breaks the protocol, or is cancelled."""
+    try:
+        first = await _receive(stream)
+        if first is None:
+            return
+        node_id = first_node_id(first.node)
+        parse_node_id(node_id)
+        reply = state.handle_request(first)
+    except InvalidRequest as error:
+        log.warning("rejecting %s ADS stream %d: %s", flavour, stream_id, error)
+        raise GRPCError(Status.INVALID_ARGUMENT, str(error)) from None
+    observer.on_stream_open(stream_id, node_id, flavour, envoy_version(first.node))
+    try:
+        async with source.watch_proxy(node_id) as watch:
+            session = _Session(stream, state, watch, observer, node_id)
+            if reply is not None:
+                session.observe(reply)
+            await session.run()
+        if session.error is not None:
+            log.warning("ending %s ADS stream of %s: %s", flavour, node_id, session.error)
+            raise GRPCError(Status.INVALID_ARGUMENT, str(session.error))
+    finally:
+        observer.on_stream_close(stream_id, node_id)
+
+
+async def _receive(stream: ServerStream) -> Any:
+    try:
+        return await stream.recv_message()
+    except DecodeError as error:
+        raise InvalidRequest(f"undecodable request: {error}") from None
+
+
+class _Session:
+    __slots__ = ("_node_id", "_observer", "_state", "_stream", "_wait", "_watch", "error")
+
+    def __init__(
+        self,
+        stream: ServerStream,
+        state: ProtocolState,
+        watch: ProxyWatch,
+        observer: StreamObserver,
+        node_id: str,
+    ) -> None:
+        self._stream = stream
+        self._state = state
+        self._watch = watch
+        self._observer = observer
+        self._node_id = node_id
+        #: The send loop's wait, while it waits: cancelled to wake it.
+        self._wait: anyio.CancelScope | None = None
+        self.error: InvalidRequest | None = None
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._receive_loop, tg.cancel_scope)
+            tg.start_soon(self._send_loop)
+
+    async def _receive_loop(self, stream_scope: anyio.CancelScope) -> None:
+        try:
+            while (request := await _receive(self._stream)) is not None:
+                self._handle(request)
+        except InvalidRequest as error:
+            self.error = error
+        # The client closed its side, or broke the protocol: either way the stream is over.
+        stream_scope.cancel()
+
+    def _handle(self, request: Any) -> None:
+        state = self._state
+        reply = state.handle_request(request)
+        if reply is not None:
+            self.observe(reply)
+        if self._wait is not None and state.has_work:
+            self._wait.cancel()
+
+    def observe(self, reply: Reply) -> None:
+        if reply.error is None:
+            self._observer.on_ack(self._node_id, reply.type_url, reply.nonce)
+            return
+        names = reply.names
+        shown = ", ".join(names[:_NAMES_LOGGED])
+        if len(names) > _NAMES_LOGGED:
+            shown += f" and {len(names) - _NAMES_LOGGED} more"
+        log.warning(
+            "NACK from %s for %s (nonce %s) of [%s]: %s",
+            self._node_id,
+            SHORT_NAMES.get(reply.type_url, reply.type_url),
+            reply.nonce,
+            shown,
+            reply.error,
+        )
+        self._observer.on_nack(self._node_id, reply.type_url, reply.nonce, reply.error)
+
+    async def _send_loop(self) -> None:
+        watch = self._watch
+        state = self._state
+        # Until its Dataplane exists the proxy waits (it does not fail): requests still
+        # accumulate subscriptions, and nothing is sent.
+        while not watch.known:
+            await watch.wait_for_changes()
+            watch.take_changes()
+        # Whatever changed so far is irrelevant: every type is read in full on its first build.
+        watch.take_changes()
+        while True:
+            changes = watch.take_changes()
+            if changes:
+                state.resources_changed(changes)
+            if state.has_work:
+                for response in state.build_responses(watch.resources):
+                    await self._stream.send_message(response)
+                    self._observer.on_response(
+                        self._node_id, response.type_url, len(response.resources), response.nonce
+                    )
+                continue
+            with anyio.CancelScope() as self._wait:
+                await watch.wait_for_changes()
+            self._wait = None

@@ -1,0 +1,44 @@
+"""The one small interface between the engine and the xDS protocol servers.
+
+The engine owns every proxy's desired state; a stream owns what it has sent. A stream opens a
+:class:`ProxyWatch` for its node, reads the desired resources once, and from then on only the
+(type, name) pairs the engine marked changed. Changes coalesce in a set while the stream is
+busy (latest content wins when it reads), so a slow proxy costs the engine nothing more and its
+pending state stays bounded by the size of its config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from .snapshot import VersionedResource
+
+
+class ProxyWatch(Protocol):
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def known(self) -> bool:
+        """True once the proxy's Dataplane exists; until then it has no resources."""
+        ...
+
+    def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
+        """The desired resources of one type, by name (a read-only view: do not keep it)."""
+        ...
+
+    def take_changes(self) -> dict[str, set[str]]:
+        """The names changed (or removed) per type since the last call, and reset them."""
+        ...
+
+    async def wait_for_changes(self) -> None:
+        """Return as soon as ``take_changes`` would return something."""
+        ...
+
+
+class ConfigSource(Protocol):
+    def watch_proxy(self, node_id: str) -> AbstractAsyncContextManager[ProxyWatch]:
+        """Follow one proxy (``<mesh>.<name>``) for as long as the context is open."""
+        ...

@@ -1,0 +1,104 @@
+"""The ``directory`` store: resources are the YAML and JSON files of a folder, live.
+
+Any ``*.yaml``, ``*.yml`` or ``*.json`` file under the folder (sub-folders included; dot-files
+and dot-folders ignored) holds one or several resources (``---``-separated documents, or a JSON
+array). Dropping a file creates its resources, editing it updates them, deleting it removes them.
+
+How it fits together:
+
+- :mod:`.files` reads a file whole and parses it (decode and validate every document), names and
+  writes files atomically (temp dot-file + ``os.replace``), and cuts one document out of a
+  multi-document file without touching the others.
+- :mod:`.catalog` holds the state in memory and applies a file all or nothing: a file that fails
+  to parse or validate, or defines a resource another file already defines, is *in error*; it
+  is logged with its path, line or field and reason, listed by ``problems()``, and the resources
+  it held keep their last valid version.
+- :mod:`.watcher` runs ``watchfiles.awatch`` (debounced, so an editor's partial write or
+  write-then-rename arrives as one change) and hands the store the paths to re-read.
+- :mod:`.store` implements the Store protocol; writes through it land as files.
+
+Start-up completes a scan of the whole folder before the store is handed out, so the first
+``watch()`` snapshot is the folder's full state. Options (``store.directory`` in kuma-cp's
+configuration): ``path`` (required; created if missing) and ``debounceMs`` (changes are delivered
+once the folder has been quiet for half of it, at the latest this long after the last change;
+default 50). Set ``WATCHFILES_FORCE_POLLING`` in the
+environment for file systems without change notification (some network or VM shares).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kuma.store import StoreConfigError
+
+if TYPE_CHECKING:
+    from .store import DirectoryStore
+
+__all__ = ["open_directory_store"]
+
+_PREFIX = "store.directory"
+DEFAULT_DEBOUNCE_MS = 50
+
+
+def _options(options: Mapping[str, Any]) -> tuple[Path, int]:
+    unknown = sorted(set(options) - {"path", "debounceMs"})
+    if unknown:
+        names = ", ".join(f"{_PREFIX}.{name}" for name in unknown)
+        raise StoreConfigError(f"{names}: unknown option(s); known: path, debounceMs")
+    raw_path = options.get("path")
+    if not isinstance(raw_path, str | os.PathLike) or not str(raw_path):
+        raise StoreConfigError(f"{_PREFIX}.path: required, the folder that holds the resources")
+    debounce = options.get("debounceMs", DEFAULT_DEBOUNCE_MS)
+    if isinstance(debounce, bool) or not isinstance(debounce, int) or not 1 <= debounce <= 60_000:
+        raise StoreConfigError(f"{_PREFIX}.debounceMs: must be a whole number of ms in [1, 60000]")
+    path = Path(raw_path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise StoreConfigError(f"{_PREFIX}.path: {path} is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreConfigError(f"{_PREFIX}.path: cannot create {path}: {exc.strerror}") from exc
+    return path.resolve(), debounce
+
+
+@asynccontextmanager
+async def open_directory_store(options: Mapping[str, Any]) -> AsyncIterator[DirectoryStore]:
+    """Entry point ``directory`` of the ``kuma.stores`` group."""
+    # Imported here so that the parsing child processes (see .bulk), which import this package,
+    # do not pay for the watcher and the store.
+    import anyio
+
+    from .store import DirectoryStore
+    from .watcher import FolderWatcher
+
+    root, debounce_ms = _options(options)
+    store = DirectoryStore(str(root))
+    watcher = FolderWatcher(
+        store.root, debounce_ms, store.reconcile, store.set_trouble, store.known_dirs
+    )
+    failure: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watcher.run)
+            # Scan only once the watch is proven live: a file written during the scan is then
+            # either read by the scan or reported by the watcher (or both; the same content is
+            # never applied twice).
+            await watcher.ready.wait()
+            await store.reconcile(set(), {store.root})
+            try:
+                yield store
+            except Exception as exc:
+                # Raised by the caller's block: re-raised as is below, not wrapped in the task
+                # group's ExceptionGroup.
+                failure = exc
+            finally:
+                watcher.stop()
+                tg.cancel_scope.cancel()
+    finally:
+        store.close()
+    if failure is not None:
+        raise failure

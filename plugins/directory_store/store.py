@@ -1,0 +1,265 @@
+"""The directory store: the Store protocol over a folder of YAML/JSON files.
+
+Reads are served from memory (:class:`~.catalog.Catalog`). Every change of state, from the
+watcher or from a write through the store, runs under one lock and goes through
+``Catalog.apply``; file reads and writes happen in worker threads while the lock is held. The
+lock is what keeps memory and disk in step: the watcher can never read a file between two of the
+store's own writes and mistake the older content for news, and a write always starts from the
+file as it is on disk.
+
+Writes land as files. A new resource gets a new file named after it; an update or delete
+rewrites the file that holds the resource, keeping its other documents as written. The store
+applies the file it wrote at once, with its digest, so ``get`` after ``create`` sees the
+resource and the watcher's later notice of that file finds nothing new and emits nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
+
+import anyio
+
+from kuma.resources import Resource, ResourceKey, StoredResource, encode_yaml
+from kuma.resources.validation import check
+from kuma.store import (
+    AlreadyExistsError,
+    ConflictError,
+    NotFoundError,
+    Problem,
+    ResourcePage,
+    StoreError,
+    StoreUnavailableError,
+    WatchItem,
+)
+
+from .bulk import read_and_parse_new
+from .catalog import Catalog, FileState
+from .files import (
+    Parsed,
+    digest_of,
+    fresh_path,
+    parse,
+    read_and_parse,
+    read_whole,
+    replaced,
+    walk,
+    write_atomically,
+)
+from .files import remove as remove_file
+from .files import rewrite as rewrite_text
+
+
+class _Stale(Exception):
+    """The file changed on disk since the store last read it."""
+
+
+class DirectoryStore:
+    name = "directory"
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._catalog = Catalog()
+        self._lock = anyio.Lock()
+        #: Directories seen in scans: a notice about one of them after it vanished is a folder
+        #: moved away, whose files must go.
+        self.known_dirs: set[str] = set()
+        self._trouble: Problem | None = None
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def get(self, key: ResourceKey) -> StoredResource:
+        stored = self._catalog.index.get(key)
+        if stored is None:
+            raise NotFoundError(key)
+        return stored
+
+    async def list(
+        self,
+        type: str,
+        mesh: str | None = None,
+        *,
+        limit: int | None = None,
+        offset: str | None = None,
+    ) -> ResourcePage:
+        return self._catalog.index.page(type, mesh, limit, offset)
+
+    def watch(self) -> AbstractAsyncContextManager[AsyncIterator[WatchItem]]:
+        return self._catalog.hub.watch(self._catalog.snapshot)
+
+    def problems(self) -> Sequence[Problem]:
+        found = self._catalog.sorted_problems()
+        return (self._trouble, *found) if self._trouble is not None else found
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def create(self, resource: Resource) -> StoredResource:
+        check(resource)
+        key = ResourceKey.of(resource)
+        async with self._lock:
+            if self._catalog.index.get(key) is not None:
+                raise AlreadyExistsError(key)
+            # ``files`` is read by the worker thread: it cannot change while the lock is held.
+            taken = self._catalog.files
+            with anyio.CancelScope(shield=True):  # a file written is a file applied
+                path, parsed = await anyio.to_thread.run_sync(self._write_new, key, resource, taken)
+                await self._apply({path: parsed})
+            return await self.get(key)
+
+    async def update(self, resource: Resource, *, version: str) -> StoredResource:
+        check(resource)
+        key = ResourceKey.of(resource)
+        async with self._lock:
+            await self._rewrite(key, version, resource)
+            return await self.get(key)
+
+    async def delete(self, key: ResourceKey, *, version: str | None = None) -> None:
+        async with self._lock:
+            await self._rewrite(key, version, None)
+
+    async def _rewrite(self, key: ResourceKey, version: str | None, new: Resource | None) -> None:
+        """Replace (or remove, ``new`` None) the resource in its file; the lock is held."""
+        while True:
+            current = self._catalog.index.get(key)
+            if current is None:
+                raise NotFoundError(key)
+            if version is not None and current.meta.version != version:
+                raise ConflictError(
+                    key, f"version {version} is stale (current {current.meta.version})"
+                )
+            path = self._catalog.owners[key]
+            problem = self._catalog.problems.get(path)
+            if problem is not None:
+                raise ConflictError(key, f"its file {path} must be fixed first: {problem.reason}")
+            state = self._catalog.files[path]
+            resources = self._catalog.resources_of(path)
+            position = state.keys.index(key)
+            with anyio.CancelScope(shield=True):
+                try:
+                    parsed = await anyio.to_thread.run_sync(
+                        _rewrite_file, path, state.digest, resources, position, new
+                    )
+                except _Stale:
+                    # Someone edited the file and the watcher has not caught up: take the
+                    # edit first, then decide again (the version check may now fail).
+                    await self._reconcile({path}, set())
+                    continue
+                await self._apply({path: parsed})
+            return
+
+    def _write_new(
+        self, key: ResourceKey, resource: Resource, taken: Container[str]
+    ) -> tuple[str, Parsed]:
+        path = fresh_path(self.root, key, taken)
+        data = encode_yaml([resource]).encode()
+        parsed = _expect(parse(data, path), [resource])
+        with _writing(path):
+            write_atomically(path, data)
+        return path, parsed
+
+    # --- applying what the folder holds ---------------------------------------------------------
+
+    async def reconcile(self, files: set[str], dirs: set[str]) -> None:
+        """Re-read ``files`` and everything under ``dirs`` (the watcher's and start-up's entry)."""
+        async with self._lock:
+            await self._reconcile(files, dirs)
+
+    async def _reconcile(self, files: set[str], dirs: set[str]) -> None:
+        known = self._catalog.files
+        listed = {d: self._catalog.known_under(d) for d in dirs}
+        results, seen_dirs = await anyio.to_thread.run_sync(_read_all, files, listed, known)
+        for gone in dirs:
+            prefix = gone.rstrip("/") + "/"
+            self.known_dirs.difference_update(
+                [d for d in self.known_dirs if d == gone or d.startswith(prefix)]
+            )
+        self.known_dirs.update(seen_dirs)
+        await self._apply(results)
+
+    async def _apply(self, results: Mapping[str, Parsed | None], *, force: bool = False) -> None:
+        """Apply read files in path order (so the first file in order wins a duplicate), then
+        let files blocked on released keys try again, until nothing more is released."""
+        while results:
+            released = set()
+            for path in sorted(results):
+                parsed = results[path]
+                state = self._catalog.files.get(path)
+                if not force and _unchanged(state, parsed):
+                    continue
+                released |= self._catalog.apply(path, parsed)
+            blocked = self._catalog.blocked_on(released)
+            results = await anyio.to_thread.run_sync(_read_files, blocked) if blocked else {}
+            force = True  # a blocked file's content has not changed: read it as new anyway
+
+    def set_trouble(self, reason: str | None) -> None:
+        self._trouble = None if reason is None else Problem(where=self.root, reason=reason)
+
+    def close(self) -> None:
+        self._catalog.hub.close()
+
+
+def _unchanged(state: FileState | None, parsed: Parsed | None) -> bool:
+    if parsed is None:
+        return state is None
+    return state is not None and state.digest == parsed.digest
+
+
+def _read_files(paths: Iterable[str]) -> dict[str, Parsed | None]:
+    return {path: read_and_parse(path, None) for path in paths}
+
+
+def _read_all(
+    files: Iterable[str], listed: Mapping[str, Iterable[str]], known: Mapping[str, FileState]
+) -> tuple[dict[str, Parsed | None], list[str]]:
+    """Read ``files``, every file found under the listed dirs and every file known there.
+    ``known`` is the catalog's table: stable while the store's lock is held, read-only here."""
+    targets = set(files)
+    seen_dirs: list[str] = []
+    for directory, known_there in listed.items():
+        found, subdirs = walk(directory)
+        targets.update(found, known_there)
+        seen_dirs.extend(subdirs)
+    results = read_and_parse_new(sorted(p for p in targets if p not in known))
+    for path in targets:
+        state = known.get(path)
+        if state is not None:
+            results[path] = read_and_parse(path, state.digest)
+    return results, seen_dirs
+
+
+def _rewrite_file(
+    path: str, digest: bytes, resources: Sequence[Resource], position: int, new: Resource | None
+) -> Parsed | None:
+    """Write ``path`` with the resource at ``position`` replaced (or removed); None when the
+    file held nothing else and was removed. Raises _Stale if the file is not what we hold."""
+    data = read_whole(path)
+    if data is None or digest_of(data) != digest:
+        raise _Stale(path)
+    wanted = replaced(resources, position, new)
+    if not wanted:
+        with _writing(path):
+            remove_file(path)
+        return None
+    text = rewrite_text(data.decode(), resources, position, new)
+    parsed = parse(text.encode(), path)
+    if parsed.error is not None or list(parsed.resources) != wanted:
+        # The text could not be cut as expected: encode the whole file again, losing comments.
+        text = encode_yaml(wanted)
+        parsed = _expect(parse(text.encode(), path), wanted)
+    with _writing(path):
+        write_atomically(path, text.encode())
+    return parsed
+
+
+def _expect(parsed: Parsed, wanted: Sequence[Resource]) -> Parsed:
+    if parsed.error is not None or list(parsed.resources) != list(wanted):
+        raise StoreError(f"encoding {len(wanted)} resources does not read back: {parsed.error}")
+    return parsed
+
+
+@contextmanager
+def _writing(path: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot write {path}: {exc.strerror or exc}") from exc

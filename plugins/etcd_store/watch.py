@@ -1,0 +1,255 @@
+"""One consumer's watch on the etcd store: a snapshot, Synced, then every change exactly once,
+across disconnects, compactions and a wiped etcd.
+
+The watch keeps a mirror of what it has emitted (key -> stored resource, whose version is the
+key's mod_revision) and the etcd revision to resume from (the last event's mod_revision + 1:
+watch events carry no header). Then:
+
+- disconnect (etcd killed, restarted, frozen and noticed by keepalive): back off, check that it
+  is still the same etcd, and watch again from the resume revision: etcd replays exactly what
+  was missed, so nothing is lost and nothing is delivered twice;
+- the resume revision was compacted (``RevisionCompactedError``): the history is gone, so
+  re-list the prefix and emit the differences between the mirror and the listing;
+- etcd was wiped or replaced (cluster id changed, revision or raft term went backwards): the
+  resume revision means nothing there; re-list and emit the differences the same way.
+
+Revisions seen by the consumer. They are etcd's revisions plus an offset that starts at 0, so
+normally they are exactly etcd's. The offset only grows, when two events would otherwise not
+get strictly increasing revisions: the differences of a re-list all happen "at" the listing's
+revision, several keys written by one etcd transaction share a revision, and a wiped etcd
+counts from 1 again. Each such event gets the previous revision + 1 and the offset keeps later
+events above it. So revisions strictly increase along a watch; they equal etcd's until the first
+re-list or multi-key transaction, and stay etcd's revision + a constant between such moments.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import aclosing
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import aetcd
+import anyio
+from aetcd import rpc
+from anyio.abc import TaskStatus
+
+from kuma.resources import StoredResource
+from kuma.store import Operation, ResourceEvent, StoreUnavailableError, Synced, WatchItem
+
+from .kv import Header, prefix_end
+
+if TYPE_CHECKING:
+    from .store import EtcdStore
+
+log = logging.getLogger(__name__)
+
+_INITIAL_BACKOFF = 0.1
+#: Transport trouble: back off and resume (anything else is a bug, logged with its traceback,
+#: and retried the same way: a watch never crashes its consumer).
+_RETRYABLE = (
+    aetcd.ClientError,
+    StoreUnavailableError,
+    rpc.AioRpcError,
+    OSError,
+    TimeoutError,
+)
+
+
+class _Wiped(Exception):
+    """The etcd answering now is not the one the watch was following."""
+
+
+class Watch:
+    def __init__(self, store: EtcdStore) -> None:
+        self._store = store
+        self._root = store.layout.root
+        self.send, self.receive = anyio.create_memory_object_stream[WatchItem](math.inf)
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+        #: What the consumer holds: the last state emitted per etcd key.
+        self._mirror: dict[bytes, StoredResource] = {}
+        self._synced = False
+        #: The etcd revision to resume from.
+        self._next = 0
+        #: The newest header seen from the etcd being followed (its identity and position).
+        self._known: Header | None = None
+        self._offset = 0
+        self._last = 0
+        #: How many times the watch lost etcd and had to resume (for tests and metrics).
+        self.interruptions = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            with self._scope:
+                await self._follow_forever()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the consumer is gone
+        finally:
+            self.send.close()
+            self._done.set()
+
+    async def stop(self) -> None:
+        """Stop following etcd (cancelling the server-side watcher) and end the stream."""
+        self._scope.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            await self._done.wait()
+
+    async def _follow_forever(self) -> None:
+        backoff = _INITIAL_BACKOFF
+        relist = True
+        while True:
+            try:
+                if relist:
+                    await self._relist()
+                    relist = False
+                else:
+                    await self._check_identity()
+                await self._follow()
+            except _Wiped as exc:
+                log.warning(
+                    "etcd under %s was wiped or replaced (%s): re-listing", self._where, exc
+                )
+                relist = True
+            except aetcd.RevisionCompactedError as exc:
+                log.info("etcd compacted the watch's history (%s): re-listing", exc)
+                relist = True
+            except _RETRYABLE as exc:
+                self.interruptions += 1
+                log.warning(
+                    "etcd watch on %s interrupted (%s: %s); retrying in %.1fs",
+                    self._where, type(exc).__name__, exc, backoff,
+                )  # fmt: skip
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, self._store.options.max_retry_backoff)
+                continue
+            except Exception:
+                self.interruptions += 1
+                log.exception("etcd watch on %s failed; retrying in %.1fs", self._where, backoff)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, self._store.options.max_retry_backoff)
+                continue
+            backoff = _INITIAL_BACKOFF
+
+    @property
+    def _where(self) -> str:
+        return self._root.decode(errors="replace")
+
+    # --- following etcd ------------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        """Watch from the resume revision until something breaks (it always does, eventually)."""
+        watch = await self._store.client.watch_prefix(self._root, start_revision=self._next)
+        try:
+            async with aclosing(watch.__aiter__()) as events:
+                async for event in events:
+                    self._apply(event)
+        finally:
+            # aetcd multiplexes watches over one stream: leaving the loop does not stop the
+            # server-side watcher, only a cancel request does (a no-op once the stream broke).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                await watch.cancel()
+        # aetcd ends the iteration without an error when its client is closing.
+        raise StoreUnavailableError("the watch stream ended")
+
+    def _apply(self, event: Any) -> None:
+        raw = event.kv
+        revision = raw.mod_revision
+        if revision + 1 < self._next:
+            # Older than the last revision applied: already delivered, never twice. (Equal is
+            # fine: one etcd transaction may change several keys in one revision.)
+            return
+        self._next = revision + 1
+        if self._known is not None and revision > self._known.revision:
+            self._known = replace(self._known, revision=revision)
+        key = raw.key
+        if event.kind == "DELETE":
+            self._store.clear(key)
+            self._emit_delete(key, revision)
+            return
+        stored = self._store.decode(raw)
+        if stored is None:
+            # Now invalid: the store no longer serves it (get and list skip it too).
+            self._emit_delete(key, revision)
+            return
+        operation = Operation.UPDATE if key in self._mirror else Operation.CREATE
+        self._mirror[key] = stored
+        self._emit(operation, stored, self._revision(revision))
+
+    def _emit_delete(self, key: bytes, revision: int) -> None:
+        previous = self._mirror.pop(key, None)
+        if previous is not None:
+            self._emit(Operation.DELETE, previous, self._revision(revision))
+
+    def _emit(self, operation: Operation, stored: StoredResource, revision: int) -> None:
+        self.send.send_nowait(ResourceEvent(operation, stored.resource, stored.meta, revision))
+
+    def _revision(self, etcd_revision: int) -> int:
+        """The consumer's revision for an etcd revision (see the module docstring)."""
+        revision = etcd_revision + self._offset
+        if revision <= self._last:
+            revision = self._last + 1
+            self._offset = revision - etcd_revision
+        self._last = revision
+        return revision
+
+    # --- identity and re-listing -----------------------------------------------------------------
+
+    async def _check_identity(self) -> None:
+        """Before resuming: is this still the etcd whose revisions the watch was following?"""
+        response = await self._store.kv.range(self._root, prefix_end(self._root), count_only=True)
+        header = Header.of(response.header)
+        known = self._known
+        if known is not None:
+            if header.cluster_id != known.cluster_id:
+                raise _Wiped(f"cluster id {known.cluster_id:x} is now {header.cluster_id:x}")
+            if header.revision < known.revision:
+                raise _Wiped(f"revision went back from {known.revision} to {header.revision}")
+            if header.raft_term < known.raft_term:
+                raise _Wiped(f"raft term went back from {known.raft_term} to {header.raft_term}")
+        self._known = header
+
+    async def _relist(self) -> None:
+        """Read the whole prefix at one revision and emit what differs from the mirror (the
+        first time: the snapshot and Synced)."""
+        scan = await self._store.kv.scan(self._root, page_size=self._store.options.page_size)
+        fresh: dict[bytes, StoredResource] = {}
+        for raw in scan.kvs:
+            stored = self._store.decode(raw)
+            if stored is not None:
+                fresh[raw.key] = stored
+        self._store.retain_problems({raw.key for raw in scan.kvs})
+        etcd_revision = scan.header.revision
+        if not self._synced:
+            revision = self._revision(etcd_revision)
+            for stored in fresh.values():
+                self.send.send_nowait(
+                    ResourceEvent(Operation.CREATE, stored.resource, stored.meta, revision)
+                )
+            self.send.send_nowait(Synced(revision))
+            self._synced = True
+        else:
+            self._emit_differences(fresh, etcd_revision)
+        self._mirror = fresh
+        self._next = etcd_revision + 1
+        self._known = scan.header
+
+    def _emit_differences(self, fresh: dict[bytes, StoredResource], etcd_revision: int) -> None:
+        changes = 0
+        for key in sorted(self._mirror.keys() | fresh.keys()):
+            old, new = self._mirror.get(key), fresh.get(key)
+            if old is None and new is not None:
+                self._emit(Operation.CREATE, new, self._revision(etcd_revision))
+            elif new is None and old is not None:
+                self._emit(Operation.DELETE, old, self._revision(etcd_revision))
+            elif old is not None and new is not None and old != new:
+                # A different version is a change even with the same spec: writers need it.
+                self._emit(Operation.UPDATE, new, self._revision(etcd_revision))
+            else:
+                continue
+            changes += 1
+        log.info("etcd watch on %s re-listed: %d difference(s)", self._where, changes)

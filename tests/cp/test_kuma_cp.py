@@ -1,0 +1,145 @@
+"""kuma-cp as a user runs it: a real process, its own session, stopped by PID."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import kuma
+from kuma.resources import decode
+from tests.fixtures.processes import kuma_cp
+
+DATAPLANE = """\
+type: Dataplane
+mesh: default
+name: web-01
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 18080
+    servicePort: 8080
+    tags:
+      kuma.io/service: web
+"""
+
+
+def wait_for_file(path: Path, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return path.read_text()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+# Loopback and a free port chosen by the OS (the process logs the one it bound).
+LOOPBACK = {"KUMA_DP_SERVER_INTERFACE": "127.0.0.1", "KUMA_DP_SERVER_PORT": "0"}
+
+
+def directory_env(folder: Path) -> dict[str, str]:
+    return {"KUMA_STORE_TYPE": "directory", "KUMA_STORE_DIRECTORY_PATH": str(folder), **LOOPBACK}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_runs_on_the_directory_store_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
+    folder = tmp_path / "resources"
+    cp = kuma_cp(None, env=directory_env(folder))
+    try:
+        cp.wait_for_line("kuma-cp is ready")
+        assert cp.count("created the default mesh") == 1
+        meshes = [
+            r for f in folder.glob("*.yaml") for r in decode(f.read_text()) if r.TYPE == "Mesh"
+        ]
+        assert [m.name for m in meshes] == ["default"]
+
+        (folder / "web-01.yaml").write_text(DATAPLANE)
+        line = cp.wait_for_line("name=web-01")
+        assert "operation=CREATE" in line
+        assert "type=Dataplane" in line
+
+        cp.signal(signum)
+        assert cp.wait() == 0
+        assert "kuma-cp stopped" in cp.output()
+    finally:
+        cp.stop()
+
+
+def test_the_default_mesh_is_not_created_twice(tmp_path: Path) -> None:
+    folder = tmp_path / "resources"
+    for _ in range(2):
+        cp = kuma_cp(None, env=directory_env(folder))
+        try:
+            cp.wait_for_line("kuma-cp is ready")
+            created = cp.count("created the default mesh")
+        finally:
+            assert cp.stop() == 0
+    assert created == 0
+    assert len(list(folder.glob("*.yaml"))) == 1
+
+
+def test_skip_mesh_creation(tmp_path: Path) -> None:
+    folder = tmp_path / "resources"
+    env = {**directory_env(folder), "KUMA_DEFAULTS_SKIP_MESH_CREATION": "true"}
+    cp = kuma_cp(None, env=env)
+    try:
+        cp.wait_for_line("kuma-cp is ready")
+        assert list(folder.glob("*.yaml")) == []
+    finally:
+        assert cp.stop() == 0
+
+
+def test_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "cp.yml"
+    folder = tmp_path / "from-file"
+    config.write_text(
+        f"store:\n  type: directory\n  directory:\n    path: {folder}\n"
+        "dpServer:\n  interface: 127.0.0.1\n  port: 0\n"
+    )
+    cp = kuma_cp(config)
+    try:
+        cp.wait_for_line("kuma-cp is ready")
+        assert "store=directory" in cp.output()
+        wait_for_file(next(iter(folder.glob("*.yaml"))))
+    finally:
+        assert cp.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "message"),
+    [
+        ({"KUMA_DP_SERVER_PORT": "abc"}, 2, "dpServer.port"),
+        ({"KUMA_STORE_TYPE": "nope"}, 1, "store.type: unknown store 'nope'; installed:"),
+        ({"KUMA_STORE_TYPE": "directory"}, 1, "store.directory.path"),
+        ({"KUMA_STORE_TYPE": "memory", "KUMA_STORE_MEMORY_SIZE": "1"}, 1, "store.memory"),
+    ],
+)
+def test_bad_configuration_stops_start_up(
+    tmp_path: Path, env: dict[str, str], code: int, message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kuma.cp.cli", "run"],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+
+
+def test_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kuma.cp.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == f"kuma-cp {kuma.__version__}"

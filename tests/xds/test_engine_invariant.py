@@ -1,0 +1,220 @@
+"""The engine's contract, checked by hypothesis stateful testing.
+
+After any sequence of Dataplane and Mesh creates, updates and deletes (services appearing and
+vanishing, health flips, protocol changes, transparent proxying on and off, reconnects), what
+each connected test proxy holds after applying every change it was told about equals a
+from-scratch generation of the final state for that proxy.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import HealthCheck, assume, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from kuma.resources import Dataplane, Mesh, ResourceMeta, from_document, validate
+from kuma.store import Operation, ResourceEvent
+from kuma.xds.engine import Engine
+from kuma.xds.engine.subscription import Subscription
+from kuma.xds.engine.vips import VipAllocator
+from kuma.xds.generate.proxy import generate_proxy, type_url_of
+from kuma.xds.generate.view import StaticMeshView
+from kuma.xds.snapshot import versioned
+
+ADMIN_PORT = 9901
+MESHES = ("default", "other")
+NAMES = ("web-1", "web-2", "api-1", "db-1")
+SERVICES = ("web", "api", "db")
+PROTOCOLS = (None, "http", "http2", "grpc", "tcp", "kafka")
+#: Proxies with a connected stream; db-1 never connects (its Dataplane still feeds others).
+CONNECTED = tuple(f"{m}.{n}" for m in MESHES for n in ("web-1", "web-2", "api-1"))
+_META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@st.composite
+def dataplanes(draw: st.DrawFn) -> Dataplane:
+    mesh = draw(st.sampled_from(MESHES))
+    name = draw(st.sampled_from(NAMES))
+    number = draw(st.integers(1, 3))
+    networking: dict[str, Any] = {"address": f"10.0.0.{number}"}
+    if draw(st.booleans()) and draw(st.integers(0, 5)) == 0:
+        networking["gateway"] = {"tags": {"kuma.io/service": draw(st.sampled_from(SERVICES))}}
+    else:
+        inbounds = []
+        for i in range(draw(st.integers(1, 2))):
+            tags = {"kuma.io/service": draw(st.sampled_from(SERVICES))}
+            protocol = draw(st.sampled_from(PROTOCOLS))
+            if protocol is not None:
+                tags["kuma.io/protocol"] = protocol
+            if draw(st.booleans()):
+                tags["version"] = draw(st.sampled_from(["v1", "v2"]))
+            inbound: dict[str, Any] = {"port": 10000 + i, "servicePort": 8000 + i, "tags": tags}
+            health = draw(st.sampled_from([None, True, False]))
+            if health is not None:
+                inbound["health"] = {"ready": health}
+            state = draw(st.sampled_from([None, None, "Ready", "NotReady", "Ignored"]))
+            if state is not None:
+                inbound["state"] = state
+            inbounds.append(inbound)
+        networking["inbound"] = inbounds
+    transparent = draw(st.booleans())
+    if transparent:
+        tp: dict[str, Any] = {"redirectPortInbound": 15006, "redirectPortOutbound": 15001}
+        reachable = draw(st.lists(st.sampled_from(SERVICES), unique=True, max_size=2))
+        if reachable:
+            tp["reachableServices"] = reachable
+        networking["transparentProxying"] = tp
+    else:
+        networking["outbound"] = [
+            {"port": 20000 + i, "tags": {"kuma.io/service": service}}
+            for i, service in enumerate(
+                draw(st.lists(st.sampled_from(SERVICES), unique=True, max_size=3))
+            )
+        ]
+    if draw(st.integers(0, 4)) == 0:
+        networking["admin"] = {"port": 9902}
+    resource = from_document(
+        {"type": "Dataplane", "mesh": mesh, "name": name, "networking": networking}
+    )
+    assert isinstance(resource, Dataplane)
+    return resource
+
+
+meshes = st.builds(
+    lambda name, passthrough: Mesh(
+        name=name,
+        networking=None if passthrough is None else {"outbound": {"passthrough": passthrough}},
+    ),
+    st.sampled_from(MESHES),
+    st.sampled_from([None, True, False]),
+)
+
+
+def expected(
+    engine_view: dict[tuple[str, str], Dataplane], meshes: dict[str, Mesh], node: str
+) -> dict[str, dict[str, str]] | None:
+    mesh_name, name = node.split(".", 1)
+    dataplane = engine_view.get((mesh_name, name))
+    if dataplane is None:
+        return None
+    in_mesh = [d for (m, _), d in engine_view.items() if m == mesh_name]
+    services = StaticMeshView(in_mesh).services()
+    vips = VipAllocator(mesh_name)
+    vips.assign(set(services))
+    view = StaticMeshView(
+        in_mesh, meshes.get(mesh_name), {s: v for s in services if (v := vips.get(s))}
+    )
+    generated = generate_proxy(dataplane, view, ADMIN_PORT)
+    result: dict[str, dict[str, str]] = {}
+    for by_name in generated.values():
+        for resource_name, message in by_name.items():
+            type_url = type_url_of(message)
+            result.setdefault(type_url, {})[resource_name] = versioned(
+                type_url, resource_name, message
+            ).version
+    return result
+
+
+class EngineMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine = Engine(default_admin_port=ADMIN_PORT, chunk=2)
+        self.dataplanes: dict[tuple[str, str], Dataplane] = {}
+        self.meshes: dict[str, Mesh] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.held: dict[str, dict[str, dict[str, str]]] = {}
+        self.pending: list[ResourceEvent] = []
+        for node in CONNECTED:
+            self._connect(node)
+
+    def _connect(self, node: str) -> None:
+        subscription = self.engine.subscribe(node)
+        self.subscriptions[node] = subscription
+        # A new stream reads the whole desired state once, then follows changes.
+        subscription.take_changes()
+        self.held[node] = {
+            t: {n: r.version for n, r in subscription.resources(t).items()}
+            for t in _types(subscription)
+        }
+
+    def _event(self, operation: Operation, resource: Dataplane | Mesh) -> None:
+        self.pending.append(ResourceEvent(operation, resource, _META, len(self.pending) + 1))
+
+    @rule(dataplane=dataplanes())
+    def put_dataplane(self, dataplane: Dataplane) -> None:
+        assume(not validate(dataplane))
+        key = (dataplane.mesh, dataplane.name)
+        operation = Operation.UPDATE if key in self.dataplanes else Operation.CREATE
+        self.dataplanes[key] = dataplane
+        self._event(operation, dataplane)
+
+    @rule(mesh=st.sampled_from(MESHES), name=st.sampled_from(NAMES))
+    def delete_dataplane(self, mesh: str, name: str) -> None:
+        dataplane = self.dataplanes.pop((mesh, name), None)
+        assume(dataplane is not None)
+        assert dataplane is not None
+        self._event(Operation.DELETE, dataplane)
+
+    @rule(mesh=meshes)
+    def put_mesh(self, mesh: Mesh) -> None:
+        operation = Operation.UPDATE if mesh.name in self.meshes else Operation.CREATE
+        self.meshes[mesh.name] = mesh
+        self._event(operation, mesh)
+
+    @rule(name=st.sampled_from(MESHES))
+    def delete_mesh(self, name: str) -> None:
+        mesh = self.meshes.pop(name, None)
+        assume(mesh is not None)
+        assert mesh is not None
+        self._event(Operation.DELETE, mesh)
+
+    @rule()
+    def apply_batch(self) -> None:
+        """Apply everything pending as one batch (a batch may hold several events)."""
+        self.engine.apply_now(self.pending)
+        self.pending = []
+
+    @rule(node=st.sampled_from(CONNECTED))
+    def reconnect(self, node: str) -> None:
+        self.engine.apply_now(self.pending)
+        self.pending = []
+        self.engine.unsubscribe(self.subscriptions[node])
+        self._connect(node)
+
+    @invariant()
+    def proxies_hold_a_from_scratch_generation(self) -> None:
+        self.engine.apply_now(self.pending)
+        self.pending = []
+        for node, subscription in self.subscriptions.items():
+            held = self.held[node]
+            for type_url, names in subscription.take_changes().items():
+                bucket = held.setdefault(type_url, {})
+                desired = subscription.resources(type_url)
+                for name in names:
+                    resource = desired.get(name)
+                    if resource is None:
+                        bucket.pop(name, None)
+                    else:
+                        bucket[name] = resource.version
+            want = expected(self.dataplanes, self.meshes, node)
+            assert subscription.known == (want is not None), node
+            have = {t: dict(b) for t, b in held.items() if b}
+            assert have == {t: b for t, b in (want or {}).items() if b}, node
+
+
+def _types(subscription: Subscription) -> list[str]:
+    resources = subscription.record.resources
+    return list(resources) if resources is not None else []
+
+
+EngineMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("KUMA_INVARIANT_EXAMPLES", "300")),
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
+TestEngineInvariant = EngineMachine.TestCase
