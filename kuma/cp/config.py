@@ -59,8 +59,16 @@ class ApiHttp(_Section):
     interface: str = "127.0.0.1"
 
 
+class ApiAuth(_Section):
+    #: Bearer token that grants writes to callers that are not on loopback; empty: none can.
+    admin_token: str = ""
+
+
 class ApiServer(_Section):
     http: ApiHttp = msgspec.field(default_factory=ApiHttp)
+    auth: ApiAuth = msgspec.field(default_factory=ApiAuth)
+    #: Largest request body the REST API reads (bigger ones get 413).
+    max_request_bytes: int = 1024 * 1024
 
 
 class BootstrapParams(_Section):
@@ -155,6 +163,17 @@ def _known_env_keys() -> dict[str, str]:
     return keys
 
 
+def _string_keys() -> set[str]:
+    """Keys declared as plain strings: their environment value is taken verbatim, so that a
+    token such as ``0123`` or ``a,b`` is not turned into a number or a list."""
+    return {
+        path
+        for section, cls in _SECTIONS.items()
+        for path, kind in _leaf_paths(cls, section).items()
+        if kind is str
+    }
+
+
 def _env_value(raw: str) -> Any:
     """Environment values are YAML scalars; a comma-separated string becomes a list."""
     value = yaml.safe_load(raw) if raw.strip() else ""
@@ -182,9 +201,11 @@ def _camel(words: list[str]) -> str:
 def apply_env(tree: dict[str, Any], environ: Mapping[str, str]) -> None:
     """Overlay ``KUMA_*`` variables onto the raw config tree (in place)."""
     known = _known_env_keys()
+    verbatim = _string_keys()
     for name, raw in environ.items():
         if name in known:
-            _set_path(tree, known[name], _env_value(raw))
+            path = known[name]
+            _set_path(tree, path, raw if path in verbatim else _env_value(raw))
     store_type = str(tree.get("store", {}).get("type", "memory"))
     # Plugin options: KUMA_STORE_<TYPE>_<WORDS> -> store.<type>.<camelWords>
     plugin_prefix = env_name(f"store.{store_type}") + "_"
@@ -264,6 +285,13 @@ def _check(config: CpConfig) -> None:
             parse_duration(text)
         except ValueError as exc:
             raise ConfigError(f"{key}: {exc}") from None
+    if config.status_flush_interval <= 0:
+        raise ConfigError("xdsServer.dataplaneStatusFlushInterval: must be longer than 0")
+    if config.api_server.max_request_bytes < 1:
+        raise ConfigError(
+            "apiServer.maxRequestBytes: must be a positive number of bytes, "
+            f"got {config.api_server.max_request_bytes}"
+        )
     transport = config.bootstrap_server.params.xds_transport
     if transport not in ("DELTA_GRPC", "GRPC"):
         raise ConfigError(

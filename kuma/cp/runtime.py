@@ -1,32 +1,40 @@
-"""The control plane's process runtime: the store, the engine, the xDS server.
+"""The control plane's process runtime: the store, the engine, the xDS server, the REST API.
 
 One task group owns everything; cancelling it (SIGINT/SIGTERM) unwinds the components, each
-closing what it owns (the ADS listener, open streams, the store's watches).
+closing what it owns (the ADS listener, open streams, the API listener, the store's watches).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
 
 import kuma
+from kuma.api import ApiSettings, serve_api
+from kuma.bootstrap import GeneratorParams, bootstrap_protocol
+from kuma.insights import Insights, insight_store_for
+from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
 from kuma.resources import ResourceKey
 from kuma.store import ResourceEvent, Store, Synced, open_store
 from kuma.xds.engine import Engine
 from kuma.xds.server import serve as serve_ads
+from kuma.xds.server.observer import ObserverGroup
 
 from .config import CpConfig
 from .defaults import ensure_default_mesh
 from .logs import fields
+from .registration import Registrar
 
 log = logging.getLogger("kuma.cp")
 
 
-async def _log_changes(store: Store) -> None:
-    """Log every change of the store after its initial snapshot (an operator's audit trail)."""
+async def _log_changes(store: Store, *handlers: Callable[[ResourceEvent], None]) -> None:
+    """Log every change of the store after its initial snapshot (an operator's audit trail),
+    and hand it to ``handlers`` (metrics, insights): one watch serves them all."""
     async with store.watch() as events:
         synced = False
         async for item in events:
@@ -34,6 +42,8 @@ async def _log_changes(store: Store) -> None:
                 synced = True
             elif synced:
                 _log_event(item)
+                for handler in handlers:
+                    handler(item)
 
 
 def _log_event(event: ResourceEvent) -> None:
@@ -59,17 +69,62 @@ async def run_control_plane(
         log.info("store opened", extra=fields(store=store.name))
         if not config.defaults.skip_mesh_creation:
             await ensure_default_mesh(store)
-        engine = Engine(default_admin_port=config.bootstrap_server.params.admin_port)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_log_changes, store)
+        metrics = Metrics()
+        metrics.watch_problems(store)
+        engine = Engine(
+            default_admin_port=config.bootstrap_server.params.admin_port,
+            on_batch=metrics.on_batch,
+        )
+        metrics.change_times = engine.take_change_time
+        # Insights live beside the resource store, never in it: see kuma/insights/store.py.
+        insights = Insights(
+            insight_store_for(store),
+            flush_interval=config.status_flush_interval,
+            observer=metrics,
+        )
+        observer = ObserverGroup([insights.tracker, metrics])
+        # Sidecars' own Dataplanes: registered when their stream opens (kuma/cp/registration.py).
+        registrar = Registrar(store, config.deregistration_delay)
+        params = config.bootstrap_server.params
+        bootstrap = GeneratorParams(
+            default_admin_port=params.admin_port, xds_transport=params.xds_transport
+        )
+        async with (
+            bootstrap_protocol(store, bootstrap) as bootstrap_http,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(_log_changes, store, insights.on_store_event, metrics.on_store_event)
             tg.start_soon(engine.run, store)
+            tg.start_soon(insights.run)
+            await tg.start(registrar.run)
             await engine.wait_synced()
+            # One port for ADS and kuma-dp's POST /bootstrap, as in Kuma (kuma/xds/server/demux.py).
+            serve_dp = partial(serve_ads, lifecycle=registrar, http1=bootstrap_http)
             ads_port = await tg.start(
-                serve_ads, engine, config.dp_server.interface, config.dp_server.port
+                serve_dp, engine, config.dp_server.interface, config.dp_server.port, observer
+            )
+            api = config.api_server
+            api_settings = ApiSettings(
+                interface=api.http.interface,
+                port=api.http.port,
+                admin_token=api.auth.admin_token,
+                max_request_bytes=api.max_request_bytes,
+            )
+            api_port = await tg.start(
+                serve_api,
+                InstrumentedStore(store, metrics),
+                api_settings,
+                insights,
+                metrics_routes(metrics),
             )
             log.info(
                 "kuma-cp is ready",
-                extra=fields(version=kuma.__version__, store=store.name, dp_port=ads_port),
+                extra=fields(
+                    version=kuma.__version__,
+                    store=store.name,
+                    dp_port=ads_port,
+                    api_port=api_port,
+                ),
             )
             if on_ready is not None:
                 await on_ready()

@@ -194,6 +194,9 @@ class _Resource(
     """A top-level resource. ``type`` is the msgspec tag; ``name`` identifies it."""
 
     name: str
+    #: Kuma's resource labels (``labels:`` beside ``name``). Kept as written; the control plane
+    #: marks Dataplanes registered by kuma-dp with ``kuma.io/dp-registration``.
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
     #: True for resources that live inside a mesh (Dataplane); False for global ones.
     MESH_SCOPED: ClassVar[bool] = False
     TYPE: ClassVar[str] = ""

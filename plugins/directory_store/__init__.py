@@ -14,15 +14,22 @@ How it fits together:
   is logged with its path, line or field and reason, listed by ``problems()``, and the resources
   it held keep their last valid version.
 - :mod:`.watcher` runs ``watchfiles.awatch`` (debounced, so an editor's partial write or
-  write-then-rename arrives as one change) and hands the store the paths to re-read.
-- :mod:`.store` implements the Store protocol; writes through it land as files.
+  write-then-rename arrives as one change) and hands the store the paths to re-read; it rescans
+  folders moved in or out, and restarts with a full rescan if watching fails.
+- :mod:`.store` implements the Store protocol over the catalog; one lock orders the watcher's
+  reads and the store's own writes, which land as files.
+- :mod:`.bulk` parses thousands of files at start-up in child processes, on every core.
 
-Start-up completes a scan of the whole folder before the store is handed out, so the first
-``watch()`` snapshot is the folder's full state. Options (``store.directory`` in kuma-cp's
-configuration): ``path`` (required; created if missing) and ``debounceMs`` (changes are delivered
-once the folder has been quiet for half of it, at the latest this long after the last change;
-default 50). Set ``WATCHFILES_FORCE_POLLING`` in the
-environment for file systems without change notification (some network or VM shares).
+Start-up scans the whole folder before the store is handed out, once the watch is proven live,
+so the first ``watch()`` snapshot is the folder's full state and nothing written meanwhile is
+missed. Resources' versions are the store's revision, as in the memory store: they are not kept
+across restarts, and neither are creation times (the time a resource was first read).
+
+Options (``store.directory`` in kuma-cp's configuration): ``path`` (required; created if
+missing) and ``debounceMs`` (default 50): changes are read once the folder has been quiet for
+half of it, at the latest this long after the last change. For file systems that do not notify
+(some network and VM shares), set ``WATCHFILES_FORCE_POLLING=1`` in the environment; a folder
+that stays silent is reported in ``problems()``.
 """
 
 from __future__ import annotations

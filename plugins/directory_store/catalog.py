@@ -1,6 +1,6 @@
 """The directory store's state in memory: resources, which file holds each, and the problems.
 
-:meth:`Catalog.apply` is the one way state changes, for a file read by the watcher as for a file
+:meth:`Catalog.apply` is the one way state changes, for files read by the watcher as for a file
 the store itself just wrote: a file is taken whole or not at all. Every document must decode and
 validate (that is :func:`files.parse`'s business) and no resource may be owned by another file;
 then the file's resources are diffed against what it held before and only real changes become
@@ -9,15 +9,15 @@ it held keep their last valid version, so a typo never takes a running service a
 
 When two files define the same resource, the file that held it first keeps it (on start-up, the
 first in path order) and the other is in error naming both. The loser is remembered as *blocked*
-on those keys; once they are released (the owner is deleted or edited), the store re-reads the
-blocked file, so it takes over without anyone touching it again.
+on those keys; when the owner changes or goes, the store re-reads the blocked file in the same
+batch, so it takes over without anyone touching it again (and without a DELETE in between).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kuma.resources import Resource, ResourceKey, ResourceMeta, StoredResource
@@ -37,8 +37,6 @@ class FileState:
     digest: bytes
     #: The resources the file holds now (its last valid version), in document order.
     keys: tuple[ResourceKey, ...] = ()
-    #: Keys the file defines but another file owns; non-empty only while it is in error for it.
-    blocked: frozenset[ResourceKey] = field(default_factory=frozenset)
 
 
 class Catalog:
@@ -49,6 +47,8 @@ class Catalog:
         self.files: dict[str, FileState] = {}
         self.owners: dict[ResourceKey, str] = {}
         self.problems: dict[str, Problem] = {}
+        #: Files in error because another file owns some of the keys they define: those keys.
+        self.blocked: dict[str, frozenset[ResourceKey]] = {}
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -66,56 +66,82 @@ class Catalog:
 
     def blocked_on(self, keys: Collection[ResourceKey]) -> list[str]:
         """Files in error because another file owned one of ``keys``."""
-        return sorted(
-            p for p, s in self.files.items() if s.blocked and not s.blocked.isdisjoint(keys)
-        )
+        return sorted(p for p, wanted in self.blocked.items() if not wanted.isdisjoint(keys))
 
     # --- changing ------------------------------------------------------------------------------
 
-    def apply(self, path: str, parsed: Parsed | None) -> set[ResourceKey]:
-        """Take the new content of ``path`` (None: the file is gone). Returns the keys the file
-        gave up, which files blocked on them may now take."""
-        state = self.files.get(path)
-        if parsed is None:
-            if state is None:
-                return set()
-            del self.files[path]
-            if self.problems.pop(path, None) is not None:
-                log.info("%s: removed; its problem is gone with it", path)
-            return self._release(path, state.keys)
-        if parsed.error is not None:
-            self._fail(path, parsed.digest, parsed.error, state)
-            return set()
-        keys = tuple(ResourceKey.of(r) for r in parsed.resources)
-        taken = {k: o for k in keys if (o := self.owners.get(k, path)) != path}
-        if taken:
-            reason = "; ".join(
-                f"{key} is also defined in {owner}, which keeps it" for key, owner in taken.items()
-            )
-            self._fail(path, parsed.digest, reason, state, blocked=frozenset(taken))
-            return set()
-        previous = state.keys if state is not None else ()
-        self.files[path] = FileState(parsed.digest, keys)
-        if self.problems.pop(path, None) is not None:
-            log.info("%s: fixed, its resources are served again", path)
-        fresh = set(keys)
-        released = self._release(path, [k for k in previous if k not in fresh])
+    def apply(self, batch: Mapping[str, Parsed | None]) -> set[ResourceKey]:
+        """Take the new content of every file of ``batch`` (None: the file is gone). Returns
+        the keys given up, which files blocked on them may now take.
+
+        A batch is applied as a whole, so a resource that moves between files in one batch (a
+        file renamed or moved to a sub-folder, a document moved to another file) changes owner
+        without an event when its content is the same, instead of a DELETE and a CREATE."""
+        valid: list[tuple[str, Parsed, tuple[ResourceKey, ...], tuple[ResourceKey, ...]]] = []
+        orphans: dict[ResourceKey, str] = {}  # disowned for now: kept if someone takes them
+        for path in sorted(batch):
+            parsed, state = batch[path], self.files.get(path)
+            previous = state.keys if state is not None else ()
+            if parsed is None:
+                if state is not None:
+                    del self.files[path]
+                    self.blocked.pop(path, None)
+                    if self.problems.pop(path, None) is not None:
+                        log.info("%s: removed; its problem is gone with it", path)
+                    orphans.update(self._disown(path, previous))
+            elif parsed.error is not None:
+                self._fail(path, parsed.digest, parsed.error, previous)
+            else:
+                keys = tuple(ResourceKey.of(r) for r in parsed.resources)
+                fresh = set(keys)
+                orphans.update(self._disown(path, [k for k in previous if k not in fresh]))
+                valid.append((path, parsed, keys, previous))
         now = datetime.now(UTC)
-        for resource, key in zip(parsed.resources, keys, strict=True):
-            self.owners[key] = path
-            self._put(key, resource, now)
-        return released
+        for path, parsed, keys, previous in valid:
+            taken = {k: o for k in keys if (o := self.owners.get(k, path)) != path}
+            if taken:
+                reason = "; ".join(
+                    f"{k} is also defined in {o}, which keeps it" for k, o in taken.items()
+                )
+                # Its last valid version stays: take back what it let go of and nobody took.
+                for key in previous:
+                    if orphans.get(key) == path:
+                        del orphans[key]
+                        self.owners[key] = path
+                kept = tuple(k for k in previous if self.owners.get(k) == path)
+                self._fail(path, parsed.digest, reason, kept, blocked=frozenset(taken))
+                continue
+            self.files[path] = FileState(parsed.digest, keys)
+            self.blocked.pop(path, None)
+            if self.problems.pop(path, None) is not None:
+                log.info("%s: fixed, its resources are served again", path)
+            for resource, key in zip(parsed.resources, keys, strict=True):
+                self.owners[key] = path
+                orphans.pop(key, None)
+                self._put(key, resource, now)
+        for key in orphans:
+            self._remove(key)
+        return set(orphans)
+
+    def _disown(self, path: str, keys: Iterable[ResourceKey]) -> dict[ResourceKey, str]:
+        disowned = {key: path for key in keys if self.owners.get(key) == path}
+        for key in disowned:
+            del self.owners[key]
+        return disowned
 
     def _fail(
         self,
         path: str,
         digest: bytes,
         reason: str,
-        state: FileState | None,
+        kept: tuple[ResourceKey, ...],
         blocked: frozenset[ResourceKey] = frozenset(),
     ) -> None:
-        kept = state.keys if state is not None else ()
-        self.files[path] = FileState(digest, kept, blocked)
+        self.files[path] = FileState(digest, kept)
+        if blocked:
+            self.blocked[path] = blocked
+        else:
+            self.blocked.pop(path, None)
         self.problems[path] = Problem(where=path, reason=reason)
         log.warning(
             "%s: %s; %s",
@@ -137,21 +163,13 @@ class Catalog:
         self.index.put(StoredResource(resource, meta))
         self.hub.publish(ResourceEvent(operation, resource, meta, self.revision))
 
-    def _release(self, path: str, keys: Iterable[ResourceKey]) -> set[ResourceKey]:
-        released: set[ResourceKey] = set()
-        for key in keys:
-            if self.owners.get(key) != path:
-                continue
-            del self.owners[key]
-            stored = self.index.pop(key)
-            if stored is None:
-                continue
+    def _remove(self, key: ResourceKey) -> None:
+        stored = self.index.pop(key)
+        if stored is not None:
             self.revision += 1
             self.hub.publish(
                 ResourceEvent(Operation.DELETE, stored.resource, stored.meta, self.revision)
             )
-            released.add(key)
-        return released
 
     def sorted_problems(self) -> Sequence[Problem]:
         return tuple(self.problems[p] for p in sorted(self.problems))

@@ -143,7 +143,7 @@ def read_and_parse(path: str, known: bytes | None) -> Parsed | None:
 
 
 def walk(top: str) -> tuple[list[str], list[str]]:
-    """Every resource file and every directory under ``top`` (dot-entries skipped), sorted."""
+    """Every resource file (sorted) and every directory under ``top``, dot-entries skipped."""
     files: list[str] = []
     dirs: list[str] = []
     if not os.path.isdir(top):
@@ -162,7 +162,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def file_name_for(key: ResourceKey) -> str:
-    """``dataplane-<mesh>-<name>.yaml``, ``mesh-<name>.yaml``: readable and unique per key."""
+    """``dataplane-<mesh>-<name>.yaml``, ``mesh-<name>.yaml``: a file name a person recognises."""
     parts = [key.type.lower(), key.mesh, key.name] if key.mesh else [key.type.lower(), key.name]
     return _UNSAFE.sub("_", "-".join(parts)) + ".yaml"
 
@@ -191,6 +191,8 @@ def write_atomically(path: str, data: bytes) -> None:
     try:
         with open(temp, "wb") as file:
             file.write(data)
+            # On disk before it takes the name: a crash never leaves an empty or torn file.
+            os.fsync(file.fileno())
         if mode is not None:
             os.chmod(temp, mode)
         os.replace(temp, path)
@@ -207,9 +209,10 @@ def remove(path: str) -> None:
 
 # --- rewriting a file with one document replaced or removed -----------------------------------
 
-# A line starting with ``---`` at column 0 always starts a YAML document (content of a block can
-# never sit at column 0 at the top level), so documents can be cut out of the text without
-# re-emitting the others: their comments and formatting survive an update through the API.
+# A line starting with ``---`` at column 0 always starts a YAML document (YAML forbids that line
+# inside any content), so documents can be cut out of the text without re-emitting the others:
+# their comments and formatting survive an update through the API. The result is parsed again
+# before it is written, and anything unexpected falls back to encoding the whole file.
 _DOCUMENT_START = re.compile(r"^---(?=[ \t\r\n]|$)", re.MULTILINE)
 _HEADER_LINE = re.compile(r"(---)?[ \t]*(#.*)?\r?\n?")
 

@@ -153,7 +153,7 @@ class DirectoryStore:
         path = fresh_path(self.root, key, taken)
         data = encode_yaml([resource]).encode()
         parsed = _expect(parse(data, path), [resource])
-        with _writing(path):
+        with _io_errors(path):
             write_atomically(path, data)
         return path, parsed
 
@@ -177,19 +177,29 @@ class DirectoryStore:
         await self._apply(results)
 
     async def _apply(self, results: Mapping[str, Parsed | None], *, force: bool = False) -> None:
-        """Apply read files in path order (so the first file in order wins a duplicate), then
-        let files blocked on released keys try again, until nothing more is released."""
+        """Apply read files (in path order: the first file in order wins a duplicate), then let
+        files blocked on released keys try again, until nothing more is released."""
         while results:
-            released = set()
-            for path in sorted(results):
-                parsed = results[path]
-                state = self._catalog.files.get(path)
-                if not force and _unchanged(state, parsed):
-                    continue
-                released |= self._catalog.apply(path, parsed)
+            if not force:
+                results = {
+                    path: parsed
+                    for path, parsed in results.items()
+                    if not _unchanged(self._catalog.files.get(path), parsed)
+                }
+            # Files blocked on what this batch may let go of join it: a duplicate then takes
+            # over in the same step, with no DELETE in between.
+            held = {key for path in results for key in self._held(path)}
+            waiting = [p for p in self._catalog.blocked_on(held) if p not in results]
+            if waiting:
+                results = {**results, **await anyio.to_thread.run_sync(_read_files, waiting)}
+            released = self._catalog.apply(results)
             blocked = self._catalog.blocked_on(released)
             results = await anyio.to_thread.run_sync(_read_files, blocked) if blocked else {}
             force = True  # a blocked file's content has not changed: read it as new anyway
+
+    def _held(self, path: str) -> tuple[ResourceKey, ...]:
+        state = self._catalog.files.get(path)
+        return state.keys if state is not None else ()
 
     def set_trouble(self, reason: str | None) -> None:
         self._trouble = None if reason is None else Problem(where=self.root, reason=reason)
@@ -232,12 +242,13 @@ def _rewrite_file(
 ) -> Parsed | None:
     """Write ``path`` with the resource at ``position`` replaced (or removed); None when the
     file held nothing else and was removed. Raises _Stale if the file is not what we hold."""
-    data = read_whole(path)
+    with _io_errors(path):
+        data = read_whole(path)
     if data is None or digest_of(data) != digest:
         raise _Stale(path)
     wanted = replaced(resources, position, new)
     if not wanted:
-        with _writing(path):
+        with _io_errors(path):
             remove_file(path)
         return None
     text = rewrite_text(data.decode(), resources, position, new)
@@ -246,7 +257,7 @@ def _rewrite_file(
         # The text could not be cut as expected: encode the whole file again, losing comments.
         text = encode_yaml(wanted)
         parsed = _expect(parse(text.encode(), path), wanted)
-    with _writing(path):
+    with _io_errors(path):
         write_atomically(path, text.encode())
     return parsed
 
@@ -258,8 +269,9 @@ def _expect(parsed: Parsed, wanted: Sequence[Resource]) -> Parsed:
 
 
 @contextmanager
-def _writing(path: str) -> Iterator[None]:
+def _io_errors(path: str) -> Iterator[None]:
+    """The file system refusing a write is the store being unavailable, not a bug."""
     try:
         yield
     except OSError as exc:
-        raise StoreUnavailableError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise StoreUnavailableError(f"file {path}: {exc.strerror or exc}") from exc

@@ -17,6 +17,7 @@ rescan, so the state converges on what the folder holds.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import uuid
@@ -37,6 +38,7 @@ OnChanges = Callable[[set[str], set[str]], Awaitable[None]]
 OnTrouble = Callable[[str | None], None]
 
 _PROBE_WAIT = 2.0
+_PROBE_ATTEMPTS = 3
 _MAX_BACKOFF = 30.0
 
 
@@ -119,23 +121,37 @@ class FolderWatcher:
         return None
 
     async def _handshake(self, rescan: bool) -> None:
-        while not self._probe_seen.is_set():
+        silent = False
+        for attempt in itertools.count(1):
             try:
                 await anyio.to_thread.run_sync(_touch, self._probe)
             except OSError as exc:
                 # A read-only folder is a fine source of resources; without a probe the start-up
                 # is merely not proven race-free (the store's writes will fail anyway).
                 log.warning(
-                    "cannot write a probe into %s (%s); not waiting for the watch", self._root, exc
+                    "cannot write a probe into %s (%s); not waiting for it", self._root, exc
                 )
                 break
             with anyio.move_on_after(_PROBE_WAIT):
                 await self._probe_seen.wait()
+            if self._probe_seen.is_set():
+                break
+            if attempt == _PROBE_ATTEMPTS:
+                # Some network and VM shares never notify. Serve what the scan finds, say why
+                # changes are not seen, and keep probing in case notices start to flow.
+                silent = True
+                reason = (
+                    f"no change notices arrive from {self._root}; edits will not be seen "
+                    "(set WATCHFILES_FORCE_POLLING=1 for folders that cannot notify)"
+                )
+                log.error("%s", reason)
+                self._on_trouble(reason)
+                self.ready.set()
         await anyio.to_thread.run_sync(_discard, self._probe)
-        if rescan:
+        if rescan or silent:
             await self._rescan()
             self._on_trouble(None)
-            log.info("watching %s again", self._root)
+            log.info("watching %s", self._root)
         self.ready.set()
 
     async def _rescan(self) -> None:

@@ -3,6 +3,9 @@
 aetcd's high-level methods leave out what the store needs (range limits and pinned revisions
 for paged snapshots, the response header of a transaction for the new mod_revision), so the
 requests are built here from aetcd's protobuf messages and sent on its channel.
+
+Calls wait for the channel to be ready (up to their deadline) instead of failing at once while
+gRPC reconnects: a write during a short etcd restart succeeds late rather than failing.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ class KV:
         )
         try:
             return await self._stub().Range(
-                request, timeout=self._timeout, metadata=self._client.metadata
+                request, timeout=self._timeout, metadata=self._client.metadata, wait_for_ready=True
             )
         except rpc.AioRpcError as exc:
             if exc.code() == rpc.StatusCode.OUT_OF_RANGE and "compacted" in (exc.details() or ""):
@@ -113,7 +116,7 @@ class KV:
         request = rpc.TxnRequest(compare=compare, success=success, failure=failure)
         try:
             return await self._stub().Txn(
-                request, timeout=self._timeout, metadata=self._client.metadata
+                request, timeout=self._timeout, metadata=self._client.metadata, wait_for_ready=True
             )
         except rpc.AioRpcError as exc:
             raise _unavailable(exc) from None

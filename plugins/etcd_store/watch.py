@@ -24,9 +24,9 @@ re-list or multi-key transaction, and stay etcd's revision + a constant between 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from contextlib import aclosing
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +57,25 @@ _RETRYABLE = (
 )
 
 
+def _grpc_call_tasks() -> set[Any]:
+    """grpc.aio's tasks that wait for the final status of a streaming call from gRPC's core
+    (matched by name: grpc offers no handle on them; no match only means no waiting)."""
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "_AioCall._handle_status_once_received"
+    }
+
+
 class _Wiped(Exception):
     """The etcd answering now is not the one the watch was following."""
+
+
+class Compacted(Exception):
+    """etcd no longer has the history the watch would resume from."""
+
+    def __init__(self, revision: int) -> None:
+        super().__init__(f"history before revision {revision} is compacted")
 
 
 class Watch:
@@ -115,7 +132,7 @@ class Watch:
                     "etcd under %s was wiped or replaced (%s): re-listing", self._where, exc
                 )
                 relist = True
-            except aetcd.RevisionCompactedError as exc:
+            except Compacted as exc:
                 log.info("etcd compacted the watch's history (%s): re-listing", exc)
                 relist = True
             except _RETRYABLE as exc:
@@ -142,19 +159,77 @@ class Watch:
     # --- following etcd ------------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        """Watch from the resume revision until something breaks (it always does, eventually)."""
-        watch = await self._store.client.watch_prefix(self._root, start_revision=self._next)
+        """Watch from the resume revision until something breaks (it always does, eventually).
+
+        One gRPC stream per watch, driven here rather than through aetcd's ``watch_prefix``:
+        aetcd's watches share one stream, drop response headers (progress notifications) and
+        give no way to wait for a cancelled stream to finish, which leaves gRPC completions
+        pending past the end of the stream's event loop.
+        """
+        before = _grpc_call_tasks()
+        call = rpc.WatchStub(self._store.client.channel).Watch(
+            metadata=self._store.client.metadata, wait_for_ready=True
+        )
+        watch_id: int | None = None
+        finishing: set[Any] | None = None
         try:
-            async with aclosing(watch.__aiter__()) as events:
-                async for event in events:
+            await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+                key=self._root,
+                range_end=prefix_end(self._root),
+                start_revision=self._next,
+                progress_notify=True,
+            )))  # fmt: skip
+            with anyio.fail_after(self._store.options.request_timeout):
+                created = await self._read(call)
+            finishing = _grpc_call_tasks() - before
+            if not created.created:
+                raise StoreUnavailableError(f"etcd answered a watch request with {created}")
+            watch_id = created.watch_id
+            while True:
+                response = await self._read(call)
+                for event in response.events:
                     self._apply(event)
+                if not response.events and response.header.revision >= self._next:
+                    # A progress notification: every change up to that revision was sent.
+                    self._next = response.header.revision + 1
         finally:
-            # aetcd multiplexes watches over one stream: leaving the loop does not stop the
-            # server-side watcher, only a cancel request does (a no-op once the stream broke).
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                await watch.cancel()
-        # aetcd ends the iteration without an error when its client is closing.
-        raise StoreUnavailableError("the watch stream ended")
+            if finishing is None:
+                finishing = _grpc_call_tasks() - before
+            with anyio.CancelScope(shield=True):
+                await self._cancel(call, watch_id, finishing)
+
+    @staticmethod
+    async def _read_raw(call: Any) -> Any:
+        response = await call.read()
+        if not isinstance(response, rpc.WatchResponse):  # gRPC's EOF: etcd ended the stream
+            raise StoreUnavailableError("etcd ended the watch stream")
+        return response
+
+    async def _read(self, call: Any) -> Any:
+        response = await self._read_raw(call)
+        if response.compact_revision:
+            raise Compacted(response.compact_revision)
+        if response.canceled:
+            raise StoreUnavailableError(f"etcd cancelled the watch: {response.cancel_reason}")
+        return response
+
+    async def _cancel(self, call: Any, watch_id: int | None, finishing: set[Any]) -> None:
+        """Cancel the server-side watcher (confirmed, while etcd answers), then the stream.
+
+        etcd ignores a half-close, so the stream ends by cancelling the call (etcd drops the
+        watchers of a stream that ends, confirmed or not). gRPC reports a cancelled call done
+        at once but completes it in its core a moment later, in a task of the event loop:
+        ``finishing`` are those tasks, waited for so that no completion outlives the loop.
+        """
+        if watch_id is not None and not call.done():
+            with anyio.move_on_after(1):
+                cancel = rpc.WatchCancelRequest(watch_id=watch_id)
+                await call.write(rpc.WatchRequest(cancel_request=cancel))
+                while not (await self._read_raw(call)).canceled:
+                    pass
+        call.cancel()
+        if finishing:
+            await asyncio.wait(finishing, timeout=1)
 
     def _apply(self, event: Any) -> None:
         raw = event.kv
@@ -167,7 +242,7 @@ class Watch:
         if self._known is not None and revision > self._known.revision:
             self._known = replace(self._known, revision=revision)
         key = raw.key
-        if event.kind == "DELETE":
+        if event.type == rpc.Event.DELETE:
             self._store.clear(key)
             self._emit_delete(key, revision)
             return

@@ -38,7 +38,11 @@ def wait_for_file(path: Path, timeout: float = 10.0) -> str:
 
 
 # Loopback and a free port chosen by the OS (the process logs the one it bound).
-LOOPBACK = {"KUMA_DP_SERVER_INTERFACE": "127.0.0.1", "KUMA_DP_SERVER_PORT": "0"}
+LOOPBACK = {
+    "KUMA_DP_SERVER_INTERFACE": "127.0.0.1",
+    "KUMA_DP_SERVER_PORT": "0",
+    "KUMA_API_SERVER_HTTP_PORT": "0",
+}
 
 
 def directory_env(folder: Path) -> dict[str, str]:
@@ -99,6 +103,7 @@ def test_config_file(tmp_path: Path) -> None:
     config.write_text(
         f"store:\n  type: directory\n  directory:\n    path: {folder}\n"
         "dpServer:\n  interface: 127.0.0.1\n  port: 0\n"
+        "apiServer:\n  http:\n    port: 0\n"
     )
     cp = kuma_cp(config)
     try:

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+import watchfiles
 
 from kuma.resources import Mesh
 from kuma.store import Operation, Store, WatchItem
-from plugins.directory_store import bulk
+from plugins.directory_store import bulk, watcher
 from plugins.directory_store.files import parse, read_and_parse, rewrite
 
 from .harness_directory import (
@@ -105,6 +107,27 @@ async def test_a_fifo_named_like_a_resource_file_does_not_stop_the_store(
     os.mkfifo(folder / "pipe.yaml")
     await wait_until(lambda: len(store.problems()) == 1)
     await expect_nothing_before_sentinel(folder, events)
+
+
+async def test_a_folder_that_never_notifies_is_served_and_reported(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def deaf(
+        *paths: object, stop_event: anyio.Event, **options: object
+    ) -> AsyncIterator[set[tuple[watchfiles.Change, str]]]:
+        await stop_event.wait()
+        never: list[set[tuple[watchfiles.Change, str]]] = []
+        for changes in never:  # an async generator that never reports a change
+            yield changes
+
+    monkeypatch.setattr(watchfiles, "awatch", deaf)
+    monkeypatch.setattr(watcher, "_PROBE_WAIT", 0.05)
+    (folder / "web.yaml").write_text(dataplane_yaml("web"))
+    async with open_directory(folder) as store:
+        assert (await store.list("Dataplane")).total == 1
+        (problem,) = store.problems()
+        assert problem.where == str(folder)
+        assert "WATCHFILES_FORCE_POLLING" in problem.reason
 
 
 @pytest.fixture

@@ -149,6 +149,22 @@ async def test_write_then_rename_into_place(
     await expect_nothing_before_sentinel(folder, events)
 
 
+async def test_renaming_or_moving_a_file_changes_nothing(
+    store: Store, folder: Path, events: AsyncIterator[WatchItem]
+) -> None:
+    (folder / "team-a").mkdir()
+    (folder / "web.yaml").write_text(dataplane_yaml("web"))
+    (created,) = await read_events(events, 1)
+    os.rename(folder / "web.yaml", folder / "team-a" / "web-proxy.yaml")
+    os.rename(folder / "team-a" / "web-proxy.yaml", folder / "a-first.yaml")
+    await expect_nothing_before_sentinel(folder, events)
+    assert (await store.get(WEB)).meta == created.meta
+    assert store.problems() == ()
+    (folder / "a-first.yaml").unlink()  # the new file owns it now
+    (deleted,) = await read_events(events, 1)
+    assert (deleted.operation, deleted.key) == (Operation.DELETE, WEB)
+
+
 async def test_an_invalid_file_keeps_its_last_valid_version_until_fixed(
     store: Store,
     folder: Path,
@@ -250,15 +266,17 @@ async def test_the_same_resource_in_two_files_is_an_error_naming_both(
     assert (await store.get(WEB)).meta == created.meta
     await expect_nothing_before_sentinel(folder, events)  # nothing of b.yaml was taken
 
-    # Once the first file lets go, the second one takes over without being touched.
+    # Once the first file lets go, the second one takes over without being touched, and
+    # without a moment when the resource is gone.
     first.unlink()
-    changes = await read_events(events, 3)
+    changes = await read_events(events, 2)
     assert [(e.operation, e.resource) for e in changes] == [
-        (Operation.DELETE, dataplane("web")),
         (Operation.CREATE, Mesh(name="demo")),
-        (Operation.CREATE, dataplane("web", port=9090)),
+        (Operation.UPDATE, dataplane("web", port=9090)),
     ]
+    assert changes[1].meta.creation_time == created.meta.creation_time
     assert store.problems() == ()
+    await expect_nothing_before_sentinel(folder, events)
 
 
 async def test_duplicates_at_start_up_go_to_the_first_file_in_path_order(folder: Path) -> None:

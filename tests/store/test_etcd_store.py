@@ -307,7 +307,8 @@ async def test_store_opened_before_etcd_is_up_syncs_once_it_is(
 ) -> None:
     server = etcd_factory()
     server.stop()
-    async with etcd_store(server.endpoint, "/kuma", max_retry_backoff=0.2) as store:
+    options = {"max_retry_backoff": 0.2, "request_timeout": 0.5}
+    async with etcd_store(server.endpoint, "/kuma", **options) as store:
         with pytest.raises(StoreUnavailableError):
             await store.get(ResourceKey("Mesh", "", "x"))
         async with store.watch() as events:

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
@@ -183,6 +184,18 @@ async def test_unsubscribe_forgets_and_resubscribe_sends_again() -> None:
         assert delta_state(await client.recv()) == {"a": version(ENDPOINT, "a")}
 
 
+async def test_unsubscribed_name_is_sent_again_when_a_wildcard_covers_it() -> None:
+    source, observer = FakeSource(), RecordingObserver()
+    proxy = source.proxy()
+    proxy.put(ENDPOINT, "a")
+    async with ads_channel(source, observer) as channel, delta_stream(channel) as client:
+        await client.send(ENDPOINT, ["a"])
+        sent = await client.recv()
+        await client.send(ENDPOINT, unsubscribe=["a"], nonce=sent.nonce)
+        await client.send(ENDPOINT, ["*"])
+        assert delta_state(await client.recv()) == {"a": version(ENDPOINT, "a")}
+
+
 async def test_subscribed_name_is_sent_even_if_the_client_is_believed_to_hold_it() -> None:
     source = FakeSource()
     proxy = source.proxy()
@@ -192,6 +205,20 @@ async def test_subscribed_name_is_sent_even_if_the_client_is_believed_to_hold_it
         first = await client.recv()
         await client.send(ENDPOINT, ["a"], nonce=first.nonce)  # envoy#22418
         assert delta_state(await client.recv()) == {"a": version(ENDPOINT, "a")}
+
+
+async def test_subscribing_again_to_a_held_name_that_is_gone_removes_it() -> None:
+    source, observer = FakeSource(), RecordingObserver()
+    proxy = source.proxy()
+    proxy.put(ENDPOINT, "a")
+    async with ads_channel(source, observer) as channel, delta_stream(channel) as client:
+        await client.send(ENDPOINT, ["a"])
+        sent = await client.recv()
+        await client.ack(sent)
+        await processed(observer, sent.nonce)
+        proxy.remove(ENDPOINT, "a")
+        await client.send(ENDPOINT, ["a"])  # may arrive before or after the change is seen
+        assert delta_state(await client.recv()) == {"a": None}
 
 
 async def test_a_name_subscribed_twice_in_one_request_is_sent_once() -> None:
@@ -478,17 +505,21 @@ class _Garbage:
         return b"\xff\xff\xff"
 
 
+async def _send_garbage(channel: Channel) -> None:
+    raw = channel.request(DELTA_METHOD, Cardinality.STREAM_STREAM, _Garbage, _Garbage)
+    # The status surfaces from the stream's context (a read may see only the reset).
+    async with raw as stream:
+        await stream.send_message(_Garbage())
+        await stream.recv_message()
+
+
 async def test_undecodable_request_ends_only_that_stream() -> None:
     source = FakeSource()
     source.proxy().put(CLUSTER, "a")
     async with ads_channel(source) as channel, delta_stream(channel) as good:
         await start(good, CLUSTER)
-        raw = channel.request(DELTA_METHOD, Cardinality.STREAM_STREAM, _Garbage, _Garbage)
-        # The status surfaces from the stream's context (a read may see only the reset).
         with anyio.fail_after(DEADLINE), pytest.raises(GRPCError) as caught:
-            async with raw as stream:
-                await stream.send_message(_Garbage())
-                await stream.recv_message()
+            await _send_garbage(channel)
         assert caught.value.status is Status.INVALID_ARGUMENT
         assert "undecodable" in (caught.value.message or "")
         source.proxy().put(CLUSTER, "b")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 
 import anyio
@@ -58,9 +58,20 @@ def parse_node_id(node_id: str) -> tuple[str, str]:
 
 
 class Engine:
-    def __init__(self, *, default_admin_port: int = 9901, chunk: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        default_admin_port: int = 9901,
+        chunk: int = 256,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
         self.default_admin_port = default_admin_port
         self.chunk = chunk
+        #: Called with each batch's stats once it is applied (metrics).
+        self.on_batch = on_batch
+        #: node id -> monotonic arrival time of the oldest store event that changed the proxy
+        #: and that no response has reported yet (see ``take_change_time``).
+        self._changed_at: dict[str, float] = {}
         self._meshes: dict[str, MeshState] = {}
         self._proxies: dict[str, ProxyRecord] = {}
         #: (mesh, service) → node ids of connected proxies that hold the service's resources.
@@ -156,6 +167,7 @@ class Engine:
             return
         # The last stream of this proxy is gone: forget its state (memory follows connections).
         del self._proxies[record.node_id]
+        self._changed_at.pop(record.node_id, None)
         for service in record.outbound_services:
             consumers = self._consumers.get((record.mesh, service))
             if consumers is not None:
@@ -171,6 +183,12 @@ class Engine:
             yield subscription
         finally:
             self.unsubscribe(subscription)
+
+    def take_change_time(self, node_id: str) -> float | None:
+        """When (``time.monotonic``) the oldest store event not yet followed by a response to
+        this proxy reached the engine; None if none. Taking it clears it, so the first response
+        after a change measures its propagation (metrics)."""
+        return self._changed_at.pop(node_id, None)
 
     @property
     def connected_proxies(self) -> int:
@@ -193,21 +211,28 @@ class Engine:
 
     # --- batches ---------------------------------------------------------------------------
 
-    def apply_now(self, events: Iterable[ResourceEvent]) -> BatchStats:
+    def apply_now(
+        self, events: Iterable[ResourceEvent], received_at: float | None = None
+    ) -> BatchStats:
         """Apply a batch without yielding (tests, benchmarks)."""
-        steps = self._apply(events)
+        steps = self._apply(events, received_at)
         for _ in steps:
             pass
         return self.last_batch
 
-    async def apply(self, events: Iterable[ResourceEvent]) -> BatchStats:
-        """Apply a batch, yielding to the event loop every ``chunk`` proxies."""
-        for _ in self._apply(events):
+    async def apply(
+        self, events: Iterable[ResourceEvent], received_at: float | None = None
+    ) -> BatchStats:
+        """Apply a batch, yielding to the event loop every ``chunk`` proxies. ``received_at``
+        (``time.monotonic``) is when its oldest event arrived; default: now."""
+        for _ in self._apply(events, received_at):
             await anyio.lowlevel.checkpoint()
         return self.last_batch
 
-    def _apply(self, events: Iterable[ResourceEvent]) -> Iterator[None]:
+    def _apply(self, events: Iterable[ResourceEvent], received_at: float | None) -> Iterator[None]:
         started = time.perf_counter()
+        stamp = received_at if received_at is not None else time.monotonic()
+        changed_at = self._changed_at
         stats = BatchStats()
         touched: dict[str, set[str]] = {}
         reassemble: set[str] = set()
@@ -256,6 +281,7 @@ class Engine:
             record = self._proxies.get(node_id)
             if record is not None and self._assemble(record):
                 stats.proxies_notified += 1
+                changed_at.setdefault(node_id, stamp)
             stats.proxies_assembled += 1
             done += 1
             if done % self.chunk == 0:
@@ -275,11 +301,14 @@ class Engine:
                 bucket[cla.name] = cla
                 record.notify({types.ENDPOINT: (cla.name,)})
                 stats.proxies_notified += 1
+                changed_at.setdefault(node_id, stamp)
                 done += 1
                 if done % self.chunk == 0:
                     yield
         stats.seconds = time.perf_counter() - started
         self.last_batch = stats
+        if self.on_batch is not None:
+            self.on_batch(stats)
 
     def _mark_synced(self) -> None:
         self._synced = True
@@ -292,10 +321,14 @@ class Engine:
         pending: deque[WatchItem] = deque()
         arrived = anyio.Event()
         done = False
+        #: When the oldest item in ``pending`` arrived (propagation latency starts there).
+        pending_since: float | None = None
 
         async def read(events: AsyncIterator[WatchItem]) -> None:
-            nonlocal arrived, done
+            nonlocal arrived, done, pending_since
             async for item in events:
+                if pending_since is None:
+                    pending_since = time.monotonic()
                 pending.append(item)
                 arrived.set()
             done = True
@@ -307,6 +340,7 @@ class Engine:
             while True:
                 await arrived.wait()
                 arrived = anyio.Event()
+                received_at, pending_since = pending_since, None
                 batch: list[ResourceEvent] = []
                 while pending:
                     item = pending.popleft()
@@ -327,7 +361,7 @@ class Engine:
                         continue
                     (batch if self._synced else snapshot).append(item)
                 if batch:
-                    await self.apply(batch)
+                    await self.apply(batch, received_at)
                 if done:
                     tg.cancel_scope.cancel()
                     return

@@ -6,6 +6,7 @@ follow the streams through a :class:`StreamObserver`.
 
 from __future__ import annotations
 
+from .lifecycle import StreamLifecycle
 from .node import InvalidRequest, ProxyId, parse_node_id
 from .observer import NoopObserver, StreamObserver
 from .server import AdsServer, serve
@@ -18,6 +19,7 @@ __all__ = [
     "InvalidRequest",
     "NoopObserver",
     "ProxyId",
+    "StreamLifecycle",
     "StreamObserver",
     "parse_node_id",
     "serve",

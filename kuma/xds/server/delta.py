@@ -240,7 +240,9 @@ def _subscribe(sub: _Subscription, names: Iterable[str]) -> None:
             continue
         sub.names.add(name)
         # Sent even if the client is believed to hold it: it may have dropped it (envoy#22418).
-        sub.held.pop(name, None)
+        # Still held, not forgotten: if it no longer exists, the client is told to remove it.
+        if name in sub.held:
+            sub.held[name] = _RESEND
         sub.dirty.add(name)
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from google.protobuf.json_format import (  # type: ignore[import-untyped, unused-ignore]
+    MessageToDict,
+)
+
 
 class InvalidRequest(ValueError):
     """A request that breaks the protocol: that stream ends with INVALID_ARGUMENT, no other."""
@@ -46,3 +50,42 @@ def envoy_version(node: Any) -> str:
         v = node.user_agent_build_version.version
         return f"{v.major_number}.{v.minor_number}.{v.patch}"
     return str(node.user_agent_version)
+
+
+#: The parts of Kuma's ``Version`` and their fields.
+_VERSION_FIELDS = {
+    "kumaDp": ("version", "gitTag", "gitCommit", "buildDate"),
+    "envoy": ("version", "build"),
+}
+
+
+def node_version(node: Any) -> dict[str, dict[str, str]]:
+    """Kuma's ``Version`` of a proxy: ``{"kumaDp": {...}, "envoy": {"version", "build"}}``.
+
+    kuma-dp puts it in the node metadata under ``version``; what it leaves out of Envoy's part
+    comes from the node's own build version, with ``build`` in ``envoy --version``'s form
+    (``<sha>/<version>/<status>/<type>/<ssl>``).
+    """
+    declared: Any = {}
+    if node.HasField("metadata") and "version" in node.metadata.fields:
+        declared = MessageToDict(node.metadata.fields["version"])
+    version: dict[str, dict[str, str]] = {}
+    for part, fields in _VERSION_FIELDS.items():
+        given = declared.get(part) if isinstance(declared, dict) else None
+        given = given if isinstance(given, dict) else {}
+        version[part] = {f: str(given[f]) if f in given else "" for f in fields}
+    envoy = version["envoy"]
+    if not envoy["version"]:
+        envoy["version"] = envoy_version(node)
+    if not envoy["build"] and node.HasField("user_agent_build_version"):
+        meta = MessageToDict(node.user_agent_build_version.metadata)
+        parts = [
+            meta.get("revision.sha"),
+            envoy_version(node),
+            meta.get("revision.status"),
+            meta.get("build.type"),
+            meta.get("ssl.version"),
+        ]
+        if all(isinstance(p, str) and p for p in parts):
+            envoy["build"] = "/".join(str(p) for p in parts)
+    return version

@@ -7,7 +7,8 @@ must not raise (it would end the stream). ``stream_id`` tells two streams of one
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol, runtime_checkable
 
 #: The two ADS flavours: incremental (``DeltaAggregatedResources``) and state of the world.
 Flavour = Literal["delta", "sotw"]
@@ -33,6 +34,15 @@ class StreamObserver(Protocol):
         ...
 
 
+@runtime_checkable
+class VersionObserver(Protocol):
+    """An optional extra hook: the proxy's versions, called right after ``on_stream_open``."""
+
+    def on_stream_version(self, stream_id: int, version: Mapping[str, Mapping[str, str]]) -> None:
+        """Kuma's ``Version`` of the proxy (see :func:`.node.node_version`)."""
+        ...
+
+
 class NoopObserver:
     """The default: observes nothing."""
 
@@ -52,3 +62,37 @@ class NoopObserver:
 
     def on_stream_close(self, stream_id: int, node_id: str) -> None:
         pass
+
+
+class ObserverGroup:
+    """Several observers as one (insights and metrics both follow the streams), in order."""
+
+    def __init__(self, observers: Sequence[StreamObserver]) -> None:
+        self._observers = tuple(observers)
+        self._versioned = tuple(o for o in observers if isinstance(o, VersionObserver))
+
+    def on_stream_open(
+        self, stream_id: int, node_id: str, protocol: Flavour, envoy_version: str
+    ) -> None:
+        for observer in self._observers:
+            observer.on_stream_open(stream_id, node_id, protocol, envoy_version)
+
+    def on_stream_version(self, stream_id: int, version: Mapping[str, Mapping[str, str]]) -> None:
+        for observer in self._versioned:
+            observer.on_stream_version(stream_id, version)
+
+    def on_response(self, node_id: str, type_url: str, resource_count: int, nonce: str) -> None:
+        for observer in self._observers:
+            observer.on_response(node_id, type_url, resource_count, nonce)
+
+    def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
+        for observer in self._observers:
+            observer.on_ack(node_id, type_url, nonce)
+
+    def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
+        for observer in self._observers:
+            observer.on_nack(node_id, type_url, nonce, message)
+
+    def on_stream_close(self, stream_id: int, node_id: str) -> None:
+        for observer in self._observers:
+            observer.on_stream_close(stream_id, node_id)

@@ -13,6 +13,8 @@ from grpclib.server import Server
 from kuma.xds.source import ConfigSource
 
 from .delta import DeltaProtocol
+from .demux import ProtocolFactory, SharedPortServer
+from .lifecycle import StreamLifecycle
 from .observer import NoopObserver, StreamObserver
 from .service import AggregatedDiscoveryServiceBase, ServerStream
 from .sotw import SotwProtocol
@@ -20,13 +22,22 @@ from .stream import run_stream
 
 log = logging.getLogger(__name__)
 
+#: Seconds ``serve`` waits, once cancelled, for the server to report itself closed.
+_CLOSE_GRACE = 2.0
+
 
 class AdsServer(AggregatedDiscoveryServiceBase):
     """grpclib handlers for delta and state-of-the-world ADS, fed by a :class:`ConfigSource`."""
 
-    def __init__(self, source: ConfigSource, observer: StreamObserver | None = None) -> None:
+    def __init__(
+        self,
+        source: ConfigSource,
+        observer: StreamObserver | None = None,
+        lifecycle: StreamLifecycle | None = None,
+    ) -> None:
         self._source = source
         self._observer: StreamObserver = observer if observer is not None else NoopObserver()
+        self._lifecycle = lifecycle
         self._stream_ids = itertools.count(1)
 
     async def DeltaAggregatedResources(self, stream: ServerStream) -> None:
@@ -37,6 +48,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             source=self._source,
             observer=self._observer,
             stream_id=next(self._stream_ids),
+            lifecycle=self._lifecycle,
         )
 
     async def StreamAggregatedResources(self, stream: ServerStream) -> None:
@@ -47,6 +59,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             source=self._source,
             observer=self._observer,
             stream_id=next(self._stream_ids),
+            lifecycle=self._lifecycle,
         )
 
 
@@ -56,18 +69,22 @@ async def serve(
     port: int,
     observer: StreamObserver | None = None,
     *,
+    lifecycle: StreamLifecycle | None = None,
+    http1: ProtocolFactory | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ADS on ``host:port`` until cancelled; ``task_status.started`` gets the bound port.
 
     Port 0 picks a free port. On cancellation the listener closes, every open stream is
-    cancelled, and this returns once they have all ended.
+    cancelled, and this returns once they have all ended. With ``http1``, connections that do
+    not open with the HTTP/2 preface go to that protocol factory instead (:mod:`.demux`).
     """
     # Bind the socket here so that the port actually bound (port 0) can be reported.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family)
     try:
-        server = Server([AdsServer(source, observer)])
+        handlers = [AdsServer(source, observer, lifecycle)]
+        server = Server(handlers) if http1 is None else SharedPortServer(handlers, http1)
         await server.start(sock=sock)
     except BaseException:
         sock.close()
@@ -79,5 +96,7 @@ async def serve(
         await anyio.sleep_forever()
     finally:
         server.close()
-        with anyio.CancelScope(shield=True):
+        # Bounded: grpclib leaves idle client connections open, and from Python 3.12 asyncio
+        # waits for every connection to close; the streams themselves end right away.
+        with anyio.move_on_after(_CLOSE_GRACE, shield=True):
             await server.wait_closed()

@@ -88,7 +88,7 @@ class SotwProtocol:
             state.names = names
             # The version the client already holds (from an earlier stream, maybe another CP):
             # when it is the hash of exactly the current set there is nothing to send.
-            pass
+            state.sent_version = request.version_info or None
             return reply
         if state.legacy and not requested:
             return reply
@@ -142,12 +142,12 @@ class SotwProtocol:
         return responses
 
     def _must_send(self, state: _TypeState, content: Content) -> bool:
+        if not content and not state.wildcard and state.sent_version is None:
+            # Nothing requested exists yet and the client holds nothing: say nothing. (The first
+            # wildcard reply is always sent, even empty: Envoy waits for it to finish starting.)
+            return False
         if state.force:
             return True
-        if state.sent is None and not content and not state.wildcard:
-            # Nothing requested exists yet: say nothing (the first wildcard reply is always sent,
-            # even empty, because Envoy waits for it to finish starting).
-            return False
         return set_version(content) != state.sent_version
 
     def _clusters_sent(self, before: Content | None, after: Content) -> None:

@@ -30,8 +30,9 @@ from kuma.xds.source import ConfigSource, ProxyWatch
 
 from .acks import Reply
 from .delta import Desired
-from .node import InvalidRequest, envoy_version, first_node_id, parse_node_id
-from .observer import Flavour, StreamObserver
+from .lifecycle import StreamLifecycle
+from .node import InvalidRequest, envoy_version, first_node_id, node_version, parse_node_id
+from .observer import Flavour, StreamObserver, VersionObserver
 from .service import ServerStream
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ async def run_stream(
     source: ConfigSource,
     observer: StreamObserver,
     stream_id: int,
+    lifecycle: StreamLifecycle | None = None,
 ) -> None:
     """Serve one ADS stream until the client ends it, breaks the protocol, or is cancelled."""
     try:
@@ -70,11 +72,15 @@ async def run_stream(
         node_id = first_node_id(first.node)
         parse_node_id(node_id)
         reply = state.handle_request(first)
+        if lifecycle is not None:
+            await lifecycle.stream_opening(stream_id, node_id, first.node)
     except InvalidRequest as error:
         log.warning("rejecting %s ADS stream %d: %s", flavour, stream_id, error)
         raise GRPCError(Status.INVALID_ARGUMENT, str(error)) from None
     observer.on_stream_open(stream_id, node_id, flavour, envoy_version(first.node))
     try:
+        if isinstance(observer, VersionObserver):
+            observer.on_stream_version(stream_id, node_version(first.node))
         async with source.watch_proxy(node_id) as watch:
             session = _Session(stream, state, watch, observer, node_id)
             if reply is not None:
@@ -85,6 +91,8 @@ async def run_stream(
             raise GRPCError(Status.INVALID_ARGUMENT, str(session.error))
     finally:
         observer.on_stream_close(stream_id, node_id)
+        if lifecycle is not None:
+            lifecycle.stream_closed(stream_id, node_id)
 
 
 async def _receive(stream: ServerStream) -> Any:

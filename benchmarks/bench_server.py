@@ -1,0 +1,194 @@
+"""Cost of one delta push and its ACK on one ADS stream.
+
+One proxy subscribes to one ClusterLoadAssignment (10 endpoints, 223 bytes); each round the
+source flips it between two pre-serialized versions, the server pushes a one-resource delta
+response and the client ACKs it; the next round starts when the server has seen the ACK.
+
+* memory: grpclib's in-memory channel, client and server in this process: wall time per
+  round (median of rounds) covers both sides.
+* tcp: the server here on loopback, the client in another process: the server's own CPU time
+  per round (this process's CPU time / rounds, median of batches) and the wall time per round.
+
+Run: ``python benchmarks/bench_server.py [--rounds 2000] [--batches 5] [--mode memory,tcp]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import statistics
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
+from grpclib.client import Channel
+from grpclib.testing import ChannelFor
+
+from kuma.xds.generate.types import ENDPOINT
+from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub, NoopObserver, serve
+from kuma.xds.server.observer import Flavour
+from kuma.xds.snapshot import VersionedResource, versioned
+
+NODE = "default.bench"
+NAME = "backend"
+
+
+def assignment(port: int) -> VersionedResource:
+    cla = ClusterLoadAssignment(cluster_name=NAME)
+    lb_endpoints = cla.endpoints.add().lb_endpoints
+    for i in range(10):
+        address = lb_endpoints.add().endpoint.address.socket_address
+        address.address, address.port_value = f"10.0.0.{i + 1}", port
+    return versioned(ENDPOINT, NAME, cla)
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.current = assignment(8080)
+        self.changed = False
+        self.event = asyncio.Event()
+
+    node_id = NODE
+    known = True
+
+    def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
+        return {NAME: self.current} if type_url == ENDPOINT else {}
+
+    def take_changes(self) -> dict[str, set[str]]:
+        if not self.changed:
+            return {}
+        self.changed = False
+        return {ENDPOINT: {NAME}}
+
+    async def wait_for_changes(self) -> None:
+        while not self.changed:
+            self.event.clear()
+            await self.event.wait()
+
+    def push(self, item: VersionedResource) -> None:
+        self.current = item
+        self.changed = True
+        self.event.set()
+
+
+class _Source:
+    """One proxy, one resource: the smallest ConfigSource (its own cost stays negligible)."""
+
+    def __init__(self) -> None:
+        self.watch = _Watch()
+
+    @asynccontextmanager
+    async def watch_proxy(self, node_id: str) -> AsyncIterator[_Watch]:
+        yield self.watch
+
+
+class _AckCounter(NoopObserver):
+    def __init__(self) -> None:
+        self.acks = 0
+        self.event = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    def on_stream_open(
+        self, stream_id: int, node_id: str, protocol: Flavour, envoy_version: str
+    ) -> None:
+        self.opened.set()
+
+    def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
+        self.acks += 1
+        self.event.set()
+
+
+async def _drive(source: _Source, acks: _AckCounter, rounds: int) -> list[float]:
+    """Push ``rounds`` changes, each after the previous ACK; the wall time of each round."""
+    versions = [assignment(9090), assignment(8080)]
+    times = []
+    for i in range(rounds):
+        start = time.perf_counter()
+        target = acks.acks + 1
+        source.watch.push(versions[i % 2])
+        while acks.acks < target:
+            acks.event.clear()
+            await acks.event.wait()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def _client(channel: Channel, rounds: int) -> None:
+    """ACK every response, until ``rounds`` pushes after the first response."""
+    stub = AggregatedDiscoveryServiceStub(channel)
+    async with stub.DeltaAggregatedResources.open() as stream:
+        first = DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=[NAME])
+        first.node.id = NODE
+        await stream.send_message(first)
+        for _ in range(rounds + 1):
+            response: Any = await stream.recv_message()
+            ack = DeltaDiscoveryRequest(type_url=ENDPOINT, response_nonce=response.nonce)
+            await stream.send_message(ack)
+        await stream.cancel()
+
+
+async def bench_memory(rounds: int, batches: int) -> float:
+    source, acks = _Source(), _AckCounter()
+    total = rounds * batches
+    async with ChannelFor([AdsServer(source, acks)]) as channel, anyio.create_task_group() as tg:
+        tg.start_soon(_client, channel, total)
+        while acks.acks < 1:  # the initial response, ACKed
+            acks.event.clear()
+            await acks.event.wait()
+        times = await _drive(source, acks, total)
+    return statistics.median(times) * 1e6
+
+
+def _client_process(port: int, rounds: int) -> None:
+    async def run() -> None:
+        async with Channel("127.0.0.1", port) as channel:
+            await _client(channel, rounds)
+
+    asyncio.run(run())
+
+
+async def bench_tcp(rounds: int, batches: int) -> tuple[float, float]:
+    source, acks = _Source(), _AckCounter()
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve, source, "127.0.0.1", 0, acks)
+        context = multiprocessing.get_context("spawn")
+        client = context.Process(target=_client_process, args=(port, rounds * batches))
+        client.start()
+        while acks.acks < 1:
+            acks.event.clear()
+            await acks.event.wait()
+        cpu, wall = [], []
+        for _ in range(batches):
+            cpu_start = time.process_time()
+            wall += await _drive(source, acks, rounds)
+            cpu.append((time.process_time() - cpu_start) / rounds)
+        tg.cancel_scope.cancel()
+    await anyio.to_thread.run_sync(client.join, 10)
+    return statistics.median(cpu) * 1e6, statistics.median(wall) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2000, help="rounds per batch")
+    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--mode", default="memory,tcp")
+    args = parser.parse_args()
+    modes = args.mode.split(",")
+    body = len(assignment(8080).body)
+    print(f"delta push + ACK of one ClusterLoadAssignment ({body} bytes), one stream")
+    if "memory" in modes:
+        median = anyio.run(bench_memory, args.rounds, args.batches)
+        print(f"  in-memory channel, client and server in one process: {median:.0f} µs per round")
+    if "tcp" in modes:
+        cpu, wall = anyio.run(bench_tcp, args.rounds, args.batches)
+        print(f"  loopback TCP, client in another process: server CPU {cpu:.0f} µs per round,")
+        print(f"    wall {wall:.0f} µs per round")
+
+
+if __name__ == "__main__":
+    main()

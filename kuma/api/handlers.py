@@ -1,0 +1,236 @@
+"""The resource endpoints: GET (one, a page), PUT (create or update), DELETE, and the
+Dataplane overviews (``dataplanes+insights``). Paths, codes, titles and messages follow
+Kuma's ``pkg/api-server/resource_endpoints.go``.
+
+Every write goes through the configured store, which validates again and applies optimistic
+concurrency: a PUT reads the current version and updates only that version, so two writers
+racing on one resource end with one 200 and one 409, never a lost update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kuma.resources import (
+    Mesh,
+    Resource,
+    ResourceKey,
+    StoredResource,
+    ValidationError,
+    to_document,
+    validate,
+)
+from kuma.store import ConflictError, NotFoundError, Store
+
+from .body import decode_body, read_body
+from .errors import conflict, invalid, mesh_not_found, not_found
+from .insights import InsightProvider, overview
+from .listing import collect, list_query, next_url
+
+log = logging.getLogger("kuma.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A resource type as the API serves it."""
+
+    type: str
+    #: The path segment of its collection (``/meshes/{mesh}/dataplanes``, ``/zoneingresses``).
+    plural: str
+    mesh_scoped: bool
+
+
+MESH = Kind("Mesh", "meshes", mesh_scoped=False)
+DATAPLANE = Kind("Dataplane", "dataplanes", mesh_scoped=True)
+ZONE_INGRESS = Kind("ZoneIngress", "zoneingresses", mesh_scoped=False)
+ZONE_EGRESS = Kind("ZoneEgress", "zoneegresses", mesh_scoped=False)
+KINDS = (MESH, DATAPLANE, ZONE_INGRESS, ZONE_EGRESS)
+
+
+@dataclass(frozen=True)
+class Context:
+    store: Store
+    insights: InsightProvider
+    max_request_bytes: int
+
+
+CONTEXT = web.AppKey("kuma.api.context", Context)
+
+
+def json_response(document: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(document), content_type="application/json")
+
+
+def _context(request: web.Request) -> Context:
+    return request.app[CONTEXT]
+
+
+async def _mesh_of(request: web.Request, kind: Kind) -> str:
+    """The mesh in the path of a mesh-scoped request; 404 when that Mesh does not exist
+    (Kuma answers "Failed to retrieve Mesh" before looking at anything else)."""
+    if not kind.mesh_scoped:
+        return ""
+    mesh = request.match_info["mesh"]
+    try:
+        await _context(request).store.get(ResourceKey(MESH.type, "", mesh))
+    except NotFoundError:
+        raise not_found("Failed to retrieve Mesh") from None
+    return mesh
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+async def _get_stored(request: web.Request, kind: Kind) -> StoredResource:
+    mesh = await _mesh_of(request, kind)
+    key = ResourceKey(kind.type, mesh, request.match_info["name"])
+    try:
+        return await _context(request).store.get(key)
+    except NotFoundError:
+        raise not_found("Could not retrieve a resource") from None
+
+
+async def _list_page(
+    request: web.Request, kind: Kind, *, all_meshes: bool
+) -> tuple[tuple[StoredResource, ...], int, str | None]:
+    query = list_query(request, dataplanes=kind is DATAPLANE)
+    mesh = None if all_meshes or not kind.mesh_scoped else await _mesh_of(request, kind)
+    result = await collect(_context(request).store, kind.type, mesh, query)
+    return result.items, result.total, next_url(request, result.next_offset)
+
+
+def get_one(kind: Kind) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        stored = await _get_stored(request, kind)
+        return json_response(to_document(stored.resource, stored.meta))
+
+    return handle
+
+
+def get_list(kind: Kind, *, all_meshes: bool = False) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        items, total, next_link = await _list_page(request, kind, all_meshes=all_meshes)
+        documents = [to_document(item.resource, item.meta) for item in items]
+        return json_response({"total": total, "items": documents, "next": next_link})
+
+    return handle
+
+
+async def get_overview(request: web.Request) -> web.StreamResponse:
+    stored = await _get_stored(request, DATAPLANE)
+    return json_response(overview(stored, _context(request).insights))
+
+
+async def get_overviews(request: web.Request) -> web.StreamResponse:
+    items, total, next_link = await _list_page(request, DATAPLANE, all_meshes=False)
+    insights = _context(request).insights
+    documents = [overview(item, insights) for item in items]
+    return json_response({"total": total, "items": documents, "next": next_link})
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def _url_violations(kind: Kind, resource: Resource, name: str, mesh: str) -> list[tuple[str, str]]:
+    """Kuma's validateResourceRequest: the URL and the body must name the same resource."""
+    violations: list[tuple[str, str]] = []
+    if resource.name != name:
+        violations.append(("name", "name from the URL has to be the same as in body"))
+    if kind.type != resource.TYPE:
+        violations.append(("type", "type from the URL has to be the same as in body"))
+    elif kind.mesh_scoped and resource.mesh_name != mesh:
+        violations.append(("mesh", "mesh from the URL has to be the same as in body"))
+    return violations
+
+
+def put(kind: Kind) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ctx = _context(request)
+        name = request.match_info["name"]
+        mesh = request.match_info.get("mesh", "")
+        body = await read_body(request, ctx.max_request_bytes)
+        resource = decode_body(body, request.content_type)
+        violations = _url_violations(kind, resource, name, mesh)
+        if violations:
+            raise invalid("Could not process a resource", violations)
+        key = ResourceKey(kind.type, mesh, name)
+        try:
+            current: StoredResource | None = await ctx.store.get(key)
+        except NotFoundError:
+            current = None
+        title = "Could not create a resource" if current is None else "Could not update a resource"
+        problems = validate(resource)
+        if problems:
+            raise invalid(title, problems)
+        if kind.mesh_scoped:
+            try:
+                await ctx.store.get(ResourceKey(MESH.type, "", mesh))
+            except NotFoundError:
+                raise mesh_not_found(title, mesh) from None
+        try:
+            if current is None:
+                await ctx.store.create(resource)
+                return web.Response(status=201)
+            await ctx.store.update(resource, version=current.meta.version)
+        except ValidationError as exc:
+            raise invalid(title, exc.violations) from None
+        except (ConflictError, NotFoundError) as exc:
+            # Another writer created, changed or deleted it since we looked: nothing was
+            # written; the caller reads again and decides.
+            raise conflict(f"{exc}; it was changed concurrently, retry") from None
+        return web.Response(status=200)
+
+    return handle
+
+
+def delete(kind: Kind) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        title = "Could not delete a resource"
+        store = _context(request).store
+        mesh = await _mesh_of(request, kind)
+        key = ResourceKey(kind.type, mesh, request.match_info["name"])
+        try:
+            current = await store.get(key)
+        except NotFoundError:
+            raise not_found(title) from None
+        if isinstance(current.resource, Mesh):
+            attached = await store.list(DATAPLANE.type, key.name, limit=1)
+            if attached.total:
+                raise invalid(
+                    title,
+                    [("mesh", "unable to delete mesh, there are still some dataplanes attached")],
+                )
+        try:
+            await store.delete(key, version=current.meta.version)
+        except NotFoundError:
+            raise not_found(title) from None
+        except ConflictError as exc:
+            raise conflict(f"{exc}; it was changed concurrently, retry") from None
+        return web.Response(status=200)
+
+    return handle
+
+
+def add_routes(app: web.Application) -> None:
+    router = app.router
+    # Kuma's legacy overview paths and the newer ``_overview`` ones; registered first, since
+    # routes match in order and ``dataplanes/{name}`` would take ``_overview`` as a name.
+    router.add_get("/meshes/{mesh}/dataplanes+insights", get_overviews)
+    router.add_get("/meshes/{mesh}/dataplanes+insights/{name}", get_overview)
+    router.add_get("/meshes/{mesh}/dataplanes/_overview", get_overviews)
+    router.add_get("/meshes/{mesh}/dataplanes/{name}/_overview", get_overview)
+    for kind in KINDS:
+        collection = f"/meshes/{{mesh}}/{kind.plural}" if kind.mesh_scoped else f"/{kind.plural}"
+        router.add_get(collection, get_list(kind))
+        router.add_get(collection + "/{name}", get_one(kind))
+        router.add_put(collection + "/{name}", put(kind))
+        router.add_delete(collection + "/{name}", delete(kind))
+    router.add_get("/dataplanes", get_list(DATAPLANE, all_meshes=True))

@@ -1,0 +1,151 @@
+"""The Envoy bootstrap of a sidecar: who it is, where its control plane is, where its admin API is.
+
+Shaped after Kuma's ``pkg/xds/bootstrap/template_v3.go`` (camelCase proto JSON, as Kuma renders
+it), without what this control plane does not offer (TLS to the control plane, HDS, access-log
+and metrics sockets, DNS):
+
+* ``node``: id ``<mesh>.<name>``, cluster = the proxy's service, metadata read back by the
+  control plane when the proxy connects: ``dataplane.resource`` (the Dataplane as JSON, when
+  the proxy brought it), ``dataplane.admin.port``/``.address``, ``dataplane.proxyType``,
+  ``version`` (kuma-dp's and Envoy's);
+* ``admin`` on 127.0.0.1 only, at ``networking.admin.port`` or else the control plane's
+  ``bootstrapServer.params.adminPort``;
+* ADS (delta by default, ``bootstrapServer.params.xdsTransport: GRPC`` for state of the world)
+  to ``ads_cluster``: HTTP/2 to the host the request came to and the dp server port.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import yaml
+
+from kuma.resources import Dataplane, encode_json
+
+from .request import DATAPLANE_PROXY_TYPE, BootstrapRequest
+
+#: Envoy's admin API is never reachable from off the host (Kuma's default adminAddress).
+ADMIN_ADDRESS = "127.0.0.1"
+ADS_CLUSTER = "ads_cluster"
+XDS_TRANSPORTS = ("DELTA_GRPC", "GRPC")
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+class GeneratorParams(msgspec.Struct, frozen=True, kw_only=True):
+    """What the control plane's configuration decides."""
+
+    #: ``bootstrapServer.params.adminPort``: the admin port of proxies that do not set one.
+    default_admin_port: int = 9901
+    #: ``bootstrapServer.params.xdsTransport``: DELTA_GRPC or GRPC.
+    xds_transport: str = "DELTA_GRPC"
+    #: Kuma's ``bootstrapServer.params.xdsConnectTimeout``.
+    xds_connect_timeout: str = "1s"
+
+
+def admin_port(dataplane: Dataplane, default_admin_port: int) -> int:
+    """``networking.admin.port`` when set, else the control plane's default (the same rule as
+    the admin cluster the xDS generator builds)."""
+    networking = dataplane.networking
+    if networking is not None and networking.admin is not None and networking.admin.port:
+        return networking.admin.port
+    return default_admin_port
+
+
+def identifying_service(dataplane: Dataplane) -> str:
+    """Kuma's ``GetIdentifyingService``: the gateway's service, else the first inbound's."""
+    services = dataplane.services
+    return services[0] if services else ""
+
+
+def generate(
+    dataplane: Dataplane,
+    request: BootstrapRequest,
+    params: GeneratorParams,
+    *,
+    xds_host: str,
+    xds_port: int,
+) -> dict[str, Any]:
+    """The bootstrap as a document (for YAML or JSON)."""
+    port = admin_port(dataplane, params.default_admin_port)
+    metadata: dict[str, Any] = {
+        "dataplane.admin.address": ADMIN_ADDRESS,
+        "dataplane.admin.port": str(port),
+        "dataplane.proxyType": request.proxy_type or DATAPLANE_PROXY_TYPE,
+        "version": msgspec.to_builtins(request.version),
+    }
+    if request.dataplane_resource:
+        # Re-encoded: YAML from the request becomes JSON, and what the control plane reads back
+        # at connect time is exactly what was checked here.
+        metadata["dataplane.resource"] = encode_json(dataplane).decode()
+    return {
+        "node": {
+            "id": f"{dataplane.mesh}.{dataplane.name}",
+            "cluster": identifying_service(dataplane),
+            "metadata": metadata,
+        },
+        "admin": {"address": _socket_address(ADMIN_ADDRESS, port)},
+        "dynamicResources": {
+            "adsConfig": {
+                "apiType": params.xds_transport,
+                "transportApiVersion": "V3",
+                "setNodeOnFirstMessageOnly": True,
+                "grpcServices": [{"envoyGrpc": {"clusterName": ADS_CLUSTER}}],
+            },
+            "cdsConfig": _ads_source(),
+            "ldsConfig": _ads_source(),
+        },
+        "staticResources": {"clusters": [_ads_cluster(xds_host, xds_port, params)]},
+    }
+
+
+def _ads_source() -> dict[str, Any]:
+    # initialFetchTimeout 0: Envoy waits for its first clusters and listeners however long the
+    # control plane takes (Kuma's setting); a fresh dict each time keeps the YAML alias-free.
+    return {"ads": {}, "initialFetchTimeout": "0s", "resourceApiVersion": "V3"}
+
+
+def _socket_address(address: str, port: int) -> dict[str, Any]:
+    return {"socketAddress": {"address": address, "portValue": port}}
+
+
+def _ads_cluster(host: str, port: int, params: GeneratorParams) -> dict[str, Any]:
+    address = _socket_address(host, port)
+    return {
+        "name": ADS_CLUSTER,
+        # STRICT_DNS: the control plane is often reached by name (``localhost``, a service name).
+        "type": "STRICT_DNS",
+        "connectTimeout": params.xds_connect_timeout,
+        "loadAssignment": {
+            "clusterName": ADS_CLUSTER,
+            "endpoints": [{"lbEndpoints": [{"endpoint": {"address": address}}]}],
+        },
+        # gRPC needs HTTP/2 to the control plane.
+        "typedExtensionProtocolOptions": {
+            _HTTP_OPTIONS: {
+                "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                "explicitHttpConfig": {"http2ProtocolOptions": {}},
+            }
+        },
+        # A control plane that vanished without closing the connection is noticed in ~40 s.
+        "upstreamConnectionOptions": {
+            "tcpKeepalive": {"keepaliveProbes": 3, "keepaliveTime": 10, "keepaliveInterval": 10}
+        },
+    }
+
+
+def to_yaml(bootstrap: dict[str, Any]) -> str:
+    return yaml.safe_dump(bootstrap, sort_keys=False, default_flow_style=False)
+
+
+def sidecar_configuration(dataplane: Dataplane) -> dict[str, Any]:
+    """Kuma's ``kumaSidecarConfiguration`` (what kuma-dp needs beside Envoy's bootstrap)."""
+    networking = dataplane.networking
+    return {
+        "networking": {
+            "isUsingTransparentProxy": dataplane.is_transparent,
+            "address": networking.address if networking is not None else "",
+            "corefileTemplate": None,
+        },
+        "metrics": {"aggregate": []},
+    }

@@ -1,0 +1,143 @@
+"""``POST /bootstrap`` over HTTP/1.1, on aiohttp's low-level server.
+
+The low-level server (``aiohttp.web.Server``) is a plain asyncio protocol factory, so it can
+be handed the connections of the dp server port that are not HTTP/2 (see
+:mod:`kuma.xds.server.demux`): kuma-dp and Envoy then need one address, as with Kuma.
+
+Replies: the bootstrap as YAML (``text/x-yaml``), or with ``Accept: application/json`` Kuma's
+envelope ``{bootstrap: <YAML, base64>, kumaSidecarConfiguration: {...}}``. Errors use the REST
+API's error document: 400 (not a request), 404 (no such Dataplane), 422 (field paths and
+messages), 503 (store down). Nothing a client sends stops the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kuma.store import Store
+
+from .generator import GeneratorParams, generate, sidecar_configuration, to_yaml
+from .request import BootstrapError, parse_request, resolve_dataplane
+
+log = logging.getLogger("kuma.bootstrap")
+
+PATH = "/bootstrap"
+#: A Dataplane with thousands of outbounds is still far below this.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def error_document(error: BootstrapError) -> dict[str, Any]:
+    """Kuma's REST error shape, with the violations in all three spellings Kuma uses."""
+    return {
+        "type": "/std-errors",
+        "status": error.status,
+        "title": error.title,
+        "detail": error.detail,
+        "invalid_parameters": [{"field": v.field, "reason": v.message} for v in error.violations],
+        "details": error.detail,
+        "causes": [{"field": v.field, "message": v.message} for v in error.violations],
+    }
+
+
+def _fields(**values: Any) -> dict[str, Any]:
+    """Structured log fields, in kuma-cp's convention (``extra={"fields": {...}}``)."""
+    return {"fields": values}
+
+
+def _json(status: int, document: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(document), content_type="application/json")
+
+
+def _error(error: BootstrapError) -> web.Response:
+    return _json(error.status, error_document(error))
+
+
+def split_host(host: str) -> str:
+    """The host part of a Host header: ``localhost:5678`` -> ``localhost``, ``[::1]:5678`` ->
+    ``::1`` (Envoy wants the bare address)."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        return host.partition(":")[0]
+    return host
+
+
+class BootstrapHandler:
+    """The request handler of the low-level server."""
+
+    def __init__(self, store: Store, params: GeneratorParams) -> None:
+        self._store = store
+        self._params = params
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path != PATH:
+            return _error(BootstrapError(404, "Not Found", f"no such path {request.path}"))
+        if request.method != "POST":
+            error = BootstrapError(405, "Method Not Allowed", f"{PATH} accepts POST only")
+            response = _error(error)
+            response.headers["Allow"] = "POST"
+            return response
+        try:
+            return await self._bootstrap(request)
+        except BootstrapError as error:
+            level = logging.ERROR if error.status >= 500 else logging.WARNING
+            log.log(
+                level,
+                "bootstrap refused",
+                extra=_fields(status=error.status, client=request.remote, reason=str(error)),
+            )
+            return _error(error)
+
+    async def _bootstrap(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await _read_body(request)
+        parsed = parse_request(body)
+        dataplane = await resolve_dataplane(parsed, self._store)
+        # The address kuma-dp used reaches this server, and ADS is served on the same port.
+        xds_host = split_host(request.host)
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        xds_port = int(sockname[1]) if sockname else 0
+        bootstrap = to_yaml(
+            generate(dataplane, parsed, self._params, xds_host=xds_host, xds_port=xds_port)
+        )
+        log.info(
+            "bootstrap served",
+            extra=_fields(mesh=dataplane.mesh, name=dataplane.name, ads=f"{xds_host}:{xds_port}"),
+        )
+        if "application/json" in request.headers.get("Accept", ""):
+            envelope = {
+                "bootstrap": base64.b64encode(bootstrap.encode()).decode(),
+                "kumaSidecarConfiguration": sidecar_configuration(dataplane),
+            }
+            return _json(200, envelope)
+        return web.Response(status=200, text=bootstrap, content_type="text/x-yaml")
+
+
+async def _read_body(request: web.BaseRequest) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise BootstrapError(413, "Payload Too Large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BootstrapError(
+            413, "Payload Too Large", f"the body exceeds {MAX_BODY_BYTES} bytes"
+        ) from None
+
+
+@asynccontextmanager
+async def bootstrap_protocol(store: Store, params: GeneratorParams) -> AsyncIterator[web.Server]:
+    """The low-level server as a protocol factory; closing shuts its connections down."""
+    server = web.Server(
+        BootstrapHandler(store, params),
+        access_log=None,  # kuma-cp logs each bootstrap itself, as a structured line
+    )
+    try:
+        yield server
+    finally:
+        await server.shutdown(timeout=1.0)

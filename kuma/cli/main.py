@@ -1,0 +1,159 @@
+"""``kumactl``: Kuma's command line for the control plane's REST API.
+
+Exit codes: 0 success; 1 any error, printed on stderr as ``Error: ...`` followed by
+``* field: reason`` lines (as Kuma prints them); 2 a usage error (argparse's message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import kuma
+
+from . import commands
+from .commands import KINDS, Session
+from .errors import CliError
+
+OUTPUTS = ("table", "yaml", "json")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).astimezone()
+
+
+def _common() -> argparse.ArgumentParser:
+    # Parent of the root and of every command, with SUPPRESS defaults, so that the global
+    # options work before or after the command (``kumactl get meshes --api-server ...``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--api-server",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="URL of kuma-cp's API (default: $KUMACTL_API_SERVER, the config's current "
+        "context, http://127.0.0.1:5681)",
+    )
+    common.add_argument(
+        "--config-file",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="kumactl config (default: $KUMACTL_CONFIG or ~/.kumactl/config)",
+    )
+    return common
+
+
+def _mesh(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--mesh", default="default", help="mesh to use (default: default)")
+
+
+def _output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=OUTPUTS, default="table", help="output format")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common()
+    root = argparse.ArgumentParser(
+        prog="kumactl",
+        description="Management tool for the Kuma control plane (universal mode).",
+        parents=[common],
+    )
+    root.add_argument("--version", action="version", version=f"kumactl {kuma.__version__}")
+    top = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    apply = top.add_parser("apply", parents=[common], help="create or modify resources")
+    apply.add_argument("-f", "--file", required=True, help="file to apply, or - for stdin")
+    apply.add_argument(
+        "-v",
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="value of a {{ NAME }} variable in the file (repeatable)",
+    )
+    apply.add_argument(
+        "--dry-run", action="store_true", help="check locally and print, without applying"
+    )
+
+    get = top.add_parser("get", parents=[common], help="show resources")
+    kinds = get.add_subparsers(dest="what", required=True, metavar="TYPE")
+    for kind in KINDS:
+        many = kinds.add_parser(
+            kind.plural_args[0], aliases=list(kind.plural_args[1:]), parents=[common]
+        )
+        many.set_defaults(kind=kind, name=None)
+        _mesh(many)
+        _output(many)
+        many.add_argument("--size", type=int, help="page size")
+        many.add_argument("--offset", help="the offset of the next page (from a previous list)")
+        one = kinds.add_parser(
+            kind.singular_args[0], aliases=list(kind.singular_args[1:]), parents=[common]
+        )
+        one.set_defaults(kind=kind)
+        one.add_argument("name", metavar="NAME")
+        _mesh(one)
+        _output(one)
+
+    inspect = top.add_parser("inspect", parents=[common], help="inspect resources with status")
+    inspected = inspect.add_subparsers(dest="what", required=True, metavar="TYPE")
+    dataplanes = inspected.add_parser("dataplanes", parents=[common])
+    _mesh(dataplanes)
+    _output(dataplanes)
+    dataplanes.add_argument(
+        "--tag", action="append", default=[], metavar="KEY=VALUE", help="filter by tag"
+    )
+    dataplanes.add_argument("--gateway", action="store_true", help="only gateway dataplanes")
+
+    delete = top.add_parser("delete", parents=[common], help="delete a resource")
+    delete.add_argument("type", metavar="TYPE")
+    delete.add_argument("name", metavar="NAME")
+    _mesh(delete)
+    return root
+
+
+def _run(args: argparse.Namespace, session: Session) -> None:
+    if args.command == "apply":
+        commands.apply(session, args.file, args.var, args.dry_run)
+    elif args.command == "get" and args.name is None:
+        commands.get_list(session, args.kind, args.mesh, args.output, args.size, args.offset)
+    elif args.command == "get":
+        commands.get_one(session, args.kind, args.name, args.mesh, args.output)
+    elif args.command == "inspect":
+        commands.inspect_dataplanes(session, args.mesh, args.tag, args.gateway, args.output)
+    elif args.command == "delete":
+        commands.delete(session, args.type, args.name, args.mesh)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: IO[str] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    environ: dict[str, str] | None = None,
+    now: Callable[[], datetime] = _now,
+) -> int:
+    args = _parser().parse_args(argv)
+    session = Session(
+        api_server=getattr(args, "api_server", None),
+        config_file=getattr(args, "config_file", None),
+        environ=dict(os.environ) if environ is None else environ,
+        stdin=stdin or sys.stdin,
+        stdout=stdout or sys.stdout,
+        stderr=stderr or sys.stderr,
+        now=now,
+    )
+    try:
+        _run(args, session)
+    except CliError as exc:
+        session.stderr.write(f"Error: {exc.render()}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Dataplanes that sidecars bring along: registered when their ADS stream opens, deregistered
+some time after the last one closes (Kuma's ``pkg/xds/server/callbacks/dataplane_lifecycle.go``).
+
+kuma-dp puts the Dataplane it was started with into Envoy's node metadata
+(``dataplane.resource``, see :mod:`kuma.bootstrap.generator`). When a stream opens with it, the
+:class:`Registrar` checks it (the bootstrap's rules; it must be the Dataplane the node id names)
+and writes it to the store; an invalid one ends the stream with INVALID_ARGUMENT and nothing is
+written. When the last stream of that proxy on this instance ends, the Dataplane is deleted
+after ``xdsServer.dataplaneDeregistrationDelay`` unless the proxy came back.
+
+Telling registrations from Dataplanes that people defined (a file in the directory store, a
+REST ``PUT``): every registration writes the Dataplane with the label
+``kuma.io/dp-registration: <instance>.<n>``, unique per registration (``<instance>`` is random
+per kuma-cp process). A stored Dataplane without that label belongs to whoever wrote it: a
+proxy that brings one with the same name is served the stored one (with a warning if they
+differ), and it is never overwritten or deleted here. The label is in the stored resource, so
+every kuma-cp sharing the store, and this one after a restart, sees it.
+
+Deleting only what is still ours: the registrar remembers the store version of its own last
+write and deletes with that version (compare-and-swap). A proxy that reconnected meanwhile, to
+this instance or to another one on the same etcd, was registered again, which wrote a new
+label value and so a new version: the delete then fails with a conflict and the Dataplane
+stays. The same holds for a registered Dataplane that someone edited since. A reconnect to this
+instance also cancels the pending deletion outright.
+
+A kuma-cp that stops deletes nothing (its pending deletions are cancelled with it): its proxies
+reconnect to another instance, or to this one when it is back, and register again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from kuma.bootstrap import decode_proxy_dataplane
+from kuma.resources import Dataplane, ResourceKey, ValidationError
+from kuma.store import (
+    ConflictError,
+    NotFoundError,
+    Store,
+    StoreError,
+    StoreUnavailableError,
+)
+from kuma.xds.server import InvalidRequest, parse_node_id
+
+from .logs import fields
+
+log = logging.getLogger("kuma.cp.registration")
+
+#: The label that marks a Dataplane as registered by its sidecar (and so deletable by us).
+REGISTRATION_LABEL = "kuma.io/dp-registration"
+#: The node metadata key that carries the Dataplane (Kuma's name).
+RESOURCE_METADATA = "dataplane.resource"
+#: Registrations of different proxies share a lock only when their keys hash alike.
+_LOCK_STRIPES = 64
+#: Attempts when another writer keeps changing the Dataplane between our read and our write.
+_WRITE_ATTEMPTS = 3
+
+
+def is_registered(dataplane: Dataplane) -> bool:
+    return REGISTRATION_LABEL in dataplane.labels
+
+
+def _unlabelled(dataplane: Dataplane) -> Dataplane:
+    labels = {k: v for k, v in dataplane.labels.items() if k != REGISTRATION_LABEL}
+    return msgspec.structs.replace(dataplane, labels=labels)
+
+
+def _metadata_resource(node: Any) -> str | None:
+    """``node.metadata["dataplane.resource"]``: None when absent, the string when it is one."""
+    value = node.metadata.fields.get(RESOURCE_METADATA)
+    if value is None:
+        return None
+    if value.WhichOneof("kind") != "string_value":
+        raise InvalidRequest(f"node.metadata[{RESOURCE_METADATA!r}] must be a string (JSON)")
+    text: str = value.string_value
+    return text
+
+
+class Registrar:
+    """The :class:`~kuma.xds.server.StreamLifecycle` of kuma-cp's ADS server."""
+
+    def __init__(self, store: Store, delay: float, *, instance: str | None = None) -> None:
+        self._store = store
+        self._delay = delay
+        self.instance = instance or secrets.token_hex(4)
+        self._serial = itertools.count(1)
+        #: Open streams of each registered proxy on this instance.
+        self._streams: dict[ResourceKey, set[int]] = {}
+        #: The store version of our last write of each Dataplane not yet deregistered.
+        self._written: dict[ResourceKey, str] = {}
+        #: Pending deregistrations.
+        self._timers: dict[ResourceKey, anyio.CancelScope] = {}
+        self._locks = [anyio.Lock() for _ in range(_LOCK_STRIPES)]
+        self._tg: TaskGroup | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own the deregistration timers until cancelled (then they are dropped, see above)."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
+
+    def _lock(self, key: ResourceKey) -> anyio.Lock:
+        return self._locks[hash((key.mesh, key.name)) % _LOCK_STRIPES]
+
+    # --- StreamLifecycle ---------------------------------------------------------------------
+
+    async def stream_opening(self, stream_id: int, node_id: str, node: Any) -> None:
+        text = _metadata_resource(node)
+        if text is None:
+            return  # the proxy uses a Dataplane defined in the store: nothing to register
+        try:
+            dataplane = decode_proxy_dataplane(text, field=RESOURCE_METADATA)
+        except ValidationError as exc:
+            raise InvalidRequest(f"the Dataplane in node metadata is not valid: {exc}") from None
+        if f"{dataplane.mesh}.{dataplane.name}" != node_id:
+            raise InvalidRequest(
+                f"node.id {node_id!r} does not name the Dataplane in node metadata "
+                f"({dataplane.mesh}.{dataplane.name})"
+            )
+        key = ResourceKey.of(dataplane)
+        async with self._lock(key):
+            try:
+                registered = await self._register(key, dataplane)
+            except ValidationError as exc:
+                raise InvalidRequest(f"the Dataplane cannot be stored: {exc}") from None
+            except StoreUnavailableError as exc:
+                raise GRPCError(Status.UNAVAILABLE, f"cannot register {key}: {exc}") from exc
+            except StoreError as exc:
+                raise GRPCError(Status.INTERNAL, f"cannot register {key}: {exc}") from exc
+            if registered:
+                self._cancel_timer(key)
+                self._streams.setdefault(key, set()).add(stream_id)
+
+    def stream_closed(self, stream_id: int, node_id: str) -> None:
+        mesh, name = parse_node_id(node_id)
+        key = ResourceKey(Dataplane.TYPE, mesh, name)
+        streams = self._streams.get(key)
+        if streams is None or stream_id not in streams:
+            return  # not a registration (or one that failed)
+        streams.discard(stream_id)
+        if streams:
+            return
+        del self._streams[key]
+        if self._tg is None:
+            return  # shutting down: keep it (see the module doc)
+        scope = anyio.CancelScope()
+        self._timers[key] = scope
+        log.info(
+            "proxy disconnected, deregistering after the delay",
+            extra=fields(mesh=mesh, name=name, delay=self._delay),
+        )
+        self._tg.start_soon(self._deregister_later, key, scope)
+
+    # --- the store ---------------------------------------------------------------------------
+
+    async def _register(self, key: ResourceKey, dataplane: Dataplane) -> bool:
+        """Write the Dataplane with a fresh registration label; False when a Dataplane that
+        people defined holds the name (it is left alone). The lock of ``key`` is held."""
+        await self._check_mesh(dataplane.mesh)
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                stored = await self._store.get(key)
+            except NotFoundError:
+                stored = None
+            previous: Dataplane | None = None
+            if stored is not None:
+                resource = stored.resource
+                assert isinstance(resource, Dataplane)
+                previous = resource
+                if not is_registered(previous):
+                    if previous != dataplane:
+                        log.warning(
+                            "a Dataplane defined in the store holds this name; serving it and "
+                            "ignoring the one the proxy brought",
+                            extra=fields(mesh=key.mesh, name=key.name),
+                        )
+                    return False
+            label = f"{self.instance}.{next(self._serial)}"
+            marked = msgspec.structs.replace(
+                dataplane, labels={**dataplane.labels, REGISTRATION_LABEL: label}
+            )
+            try:
+                if stored is None:
+                    written = await self._store.create(marked)
+                else:
+                    written = await self._store.update(marked, version=stored.meta.version)
+            except ConflictError:
+                continue  # someone wrote it between our read and our write: read again
+            self._written[key] = written.meta.version
+            changed = previous is None or _unlabelled(previous) != dataplane
+            log.info(
+                "proxy registered",
+                extra=fields(
+                    mesh=key.mesh,
+                    name=key.name,
+                    operation="create" if previous is None else "update",
+                    changed=changed,
+                ),
+            )
+            return True
+        raise GRPCError(Status.UNAVAILABLE, f"{key} kept changing while registering; retry")
+
+    async def _check_mesh(self, mesh: str) -> None:
+        try:
+            await self._store.get(ResourceKey("Mesh", "", mesh))
+        except NotFoundError:
+            raise InvalidRequest(f'mesh "{mesh}" does not exist') from None
+
+    def _cancel_timer(self, key: ResourceKey) -> None:
+        scope = self._timers.pop(key, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _deregister_later(self, key: ResourceKey, scope: anyio.CancelScope) -> None:
+        with scope:
+            await anyio.sleep(self._delay)
+            async with self._lock(key):
+                if self._timers.get(key) is scope:
+                    del self._timers[key]
+                if key in self._streams:
+                    return  # back on this instance
+                version = self._written.pop(key, None)
+                if version is not None:
+                    await self._delete(key, version)
+
+    async def _delete(self, key: ResourceKey, version: str) -> None:
+        where = fields(mesh=key.mesh, name=key.name)
+        try:
+            await self._store.delete(key, version=version)
+        except NotFoundError:
+            log.info("registered Dataplane already gone", extra=where)
+        except ConflictError:
+            # Registered again (here or on another instance) or edited since: not ours to drop.
+            log.info("registered Dataplane changed since, keeping it", extra=where)
+        except StoreError as exc:
+            log.error("cannot deregister: %s", exc, extra=where)
+        else:
+            log.info("proxy deregistered", extra=where)

@@ -1,0 +1,75 @@
+"""The Dataplane kuma-dp runs with: read (file, ``-`` for stdin, or inline), its ``{{ var }}``
+placeholders filled in, decoded and checked, all before the control plane is contacted.
+
+Kuma renders the template with mustache, where a missing variable silently becomes empty (and
+the Dataplane then fails validation somewhere far from the cause). Here a placeholder without
+a value is an error that names it. Only ``{{ name }}`` substitution is supported (no sections);
+that is what Kuma's examples use.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from kuma.bootstrap import decode_proxy_dataplane
+from kuma.resources import Dataplane, ValidationError
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
+
+
+class DataplaneError(ValueError):
+    """The Dataplane cannot be used; the message says why (file, variable, field paths)."""
+
+
+def parse_vars(pairs: list[str]) -> dict[str, str]:
+    """``-v k=v`` flags into a mapping; a pair without ``=`` or with an empty key is an error."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise DataplaneError(f"--dataplane-var {pair!r}: expected KEY=VALUE")
+        values[key] = value
+    return values
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Replace every ``{{ name }}``; raise naming every placeholder that has no value."""
+    missing = sorted({m.group(1) for m in _PLACEHOLDER.finditer(template)} - set(values))
+    if missing:
+        names = ", ".join(repr(name) for name in missing)
+        raise DataplaneError(
+            f"the Dataplane template uses {names} but no value was given "
+            f"(pass -v/--dataplane-var {missing[0] or 'NAME'}=VALUE)"
+        )
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def read_template(path: str | None, inline: str | None) -> str | None:
+    """The template text: from ``path`` (``-`` is stdin) or ``inline``; None when neither."""
+    if path is not None and inline is not None:
+        raise DataplaneError("--dataplane and --dataplane-file cannot be used together")
+    if inline is not None:
+        return inline
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise DataplaneError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataplaneError(f"{path} is not UTF-8 text: {exc.reason}") from None
+
+
+def load_dataplane(template: str, values: Mapping[str, str], *, source: str) -> Dataplane:
+    """Render, decode and check a Dataplane template with the bootstrap server's own rules."""
+    text = render(template, values)
+    try:
+        return decode_proxy_dataplane(text, field="dataplane")
+    except ValidationError as exc:
+        lines = "\n".join(f"  {v.field}: {v.message}" if v.field else f"  {v}" for v in exc.violations)
+        raise DataplaneError(f"{source} is not a valid Dataplane:\n{lines}") from None

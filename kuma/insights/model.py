@@ -1,0 +1,180 @@
+"""DataplaneInsight: Kuma's record of a proxy's ADS subscriptions, and its JSON form.
+
+A *subscription* is one ADS stream of a proxy to one control-plane instance: when it connected
+and disconnected, how many responses of each type were sent, acknowledged and rejected, and the
+versions of Envoy and kuma-dp behind it (``api/mesh/v1alpha1/dataplane_insight.proto``). An
+insight keeps the last :data:`MAX_SUBSCRIPTIONS` of them, oldest first; a proxy is online when
+one of them has a connect time and no disconnect time.
+
+The structs here are frozen snapshots (what is flushed and stored). The counters a live stream
+mutates are in :mod:`.tracker`. Times are Unix seconds (floats) and become RFC 3339 only in
+:func:`insight_json`, which renders Kuma's protojson shape: uint64 counters as strings, zero
+counters and empty strings left out, an all-zero stats object as ``{}``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+#: Kuma keeps the last two subscriptions of a proxy.
+MAX_SUBSCRIPTIONS = 2
+
+#: The per-type stats objects of a subscription status, in Kuma's order.
+STAT_TYPES: tuple[str, ...] = ("cds", "eds", "lds", "rds")
+
+#: Kuma's ``Version``: ``{"kumaDp": {version, gitTag, gitCommit, buildDate},
+#: "envoy": {version, build}}``; missing parts are empty.
+Version = dict[str, dict[str, str]]
+
+
+class DiscoveryServiceStats(msgspec.Struct, frozen=True):
+    responses_sent: int = 0
+    responses_acknowledged: int = 0
+    responses_rejected: int = 0
+
+
+_ZERO = DiscoveryServiceStats()
+
+
+class SubscriptionStatus(msgspec.Struct, frozen=True):
+    #: Last response sent or ACK/NACK received (Unix seconds).
+    last_update_time: float | None = None
+    total: DiscoveryServiceStats = _ZERO
+    cds: DiscoveryServiceStats = _ZERO
+    eds: DiscoveryServiceStats = _ZERO
+    lds: DiscoveryServiceStats = _ZERO
+    rds: DiscoveryServiceStats = _ZERO
+
+
+class DiscoverySubscription(msgspec.Struct, frozen=True):
+    id: str
+    control_plane_instance_id: str
+    connect_time: float
+    disconnect_time: float | None = None
+    status: SubscriptionStatus = SubscriptionStatus()
+    version: Version = msgspec.field(default_factory=dict)
+
+    @property
+    def online(self) -> bool:
+        return self.disconnect_time is None
+
+
+class DataplaneInsight(msgspec.Struct, frozen=True):
+    #: Oldest first; at most :data:`MAX_SUBSCRIPTIONS`.
+    subscriptions: tuple[DiscoverySubscription, ...] = ()
+
+    @property
+    def online(self) -> bool:
+        return any(s.online for s in self.subscriptions)
+
+
+def update_subscription(
+    insight: DataplaneInsight | None,
+    subscription: DiscoverySubscription,
+    *,
+    now: float,
+    live: frozenset[str] = frozenset(),
+) -> DataplaneInsight:
+    """Kuma's ``UpdateSubscription``: replace the subscription with the same id, else append it.
+
+    Appending first closes the older subscriptions still marked connected (``now``) unless
+    their id is in ``live`` (streams still open on this instance): a control plane that died
+    never wrote their disconnect time, and without it the proxy would look online forever.
+    Only the last :data:`MAX_SUBSCRIPTIONS` are kept.
+    """
+    existing = insight.subscriptions if insight is not None else ()
+    for index, old in enumerate(existing):
+        if old.id == subscription.id:
+            replaced = (*existing[:index], subscription, *existing[index + 1 :])
+            return DataplaneInsight(replaced)
+    finalized = tuple(
+        msgspec.structs.replace(old, disconnect_time=now)
+        if old.disconnect_time is None and old.id not in live
+        else old
+        for old in existing
+    )
+    kept = (*finalized, subscription)[-MAX_SUBSCRIPTIONS:]
+    return DataplaneInsight(kept)
+
+
+def merge_live(
+    stored: DataplaneInsight | None, live: list[DiscoverySubscription]
+) -> DataplaneInsight | None:
+    """The stored insight with this instance's live subscriptions laid over it (by id).
+
+    Unlike :func:`update_subscription` nothing is finalized: this is a read, not a write.
+    """
+    if not live:
+        return stored
+    subscriptions = list(stored.subscriptions) if stored is not None else []
+    for subscription in live:
+        for index, old in enumerate(subscriptions):
+            if old.id == subscription.id:
+                subscriptions[index] = subscription
+                break
+        else:
+            subscriptions.append(subscription)
+    subscriptions.sort(key=lambda s: s.connect_time)
+    return DataplaneInsight(tuple(subscriptions[-MAX_SUBSCRIPTIONS:]))
+
+
+# --- Kuma's JSON ---------------------------------------------------------------------------
+
+
+def timestamp(seconds: float) -> str:
+    """RFC 3339 in UTC with microseconds, as Kuma writes it (``2019-10-24T14:04:56.820350Z``)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _stats_json(stats: DiscoveryServiceStats) -> dict[str, str]:
+    # protojson: uint64 is a string, and a zero is not written at all.
+    out: dict[str, str] = {}
+    if stats.responses_sent:
+        out["responsesSent"] = str(stats.responses_sent)
+    if stats.responses_acknowledged:
+        out["responsesAcknowledged"] = str(stats.responses_acknowledged)
+    if stats.responses_rejected:
+        out["responsesRejected"] = str(stats.responses_rejected)
+    return out
+
+
+def _version_json(version: Version) -> dict[str, dict[str, str]]:
+    return {part: {k: v for k, v in fields.items() if v} for part, fields in version.items()}
+
+
+def subscription_json(subscription: DiscoverySubscription) -> dict[str, Any]:
+    status = subscription.status
+    status_json: dict[str, Any] = {}
+    if status.last_update_time is not None:
+        status_json["lastUpdateTime"] = timestamp(status.last_update_time)
+    status_json["total"] = _stats_json(status.total)
+    for name in STAT_TYPES:
+        status_json[name] = _stats_json(getattr(status, name))
+    out: dict[str, Any] = {
+        "id": subscription.id,
+        "controlPlaneInstanceId": subscription.control_plane_instance_id,
+        "connectTime": timestamp(subscription.connect_time),
+    }
+    if subscription.disconnect_time is not None:
+        out["disconnectTime"] = timestamp(subscription.disconnect_time)
+    out["status"] = status_json
+    if subscription.version:
+        out["version"] = _version_json(subscription.version)
+    return out
+
+
+def insight_json(insight: DataplaneInsight) -> dict[str, Any]:
+    """Kuma's JSON of a DataplaneInsight spec (the ``dataplaneInsight`` of an overview)."""
+    return {"subscriptions": [subscription_json(s) for s in insight.subscriptions]}
+
+
+def is_online(insight: dict[str, Any] | None) -> bool:
+    """Kuma's rule on the JSON form: some subscription connected and not disconnected."""
+    if not insight:
+        return False
+    return any(
+        "connectTime" in s and "disconnectTime" not in s for s in insight.get("subscriptions", ())
+    )

@@ -1,0 +1,122 @@
+"""The insights component: what the runtime starts and what the REST API reads.
+
+:class:`Insights` ties the :class:`~.tracker.InsightTracker` (a stream observer), the
+:class:`~.store.InsightStore` and the :class:`~.flusher.InsightFlusher` together, and answers
+:class:`InsightProvider` reads in Kuma's JSON shape: the stored insight with this instance's
+live subscriptions laid over it, so a read is exact for proxies connected here and as of the
+last flush for proxies connected to other instances.
+
+Insights follow their Dataplanes: when a Dataplane is deleted its insight is deleted (Kuma's
+owner reference). If the proxy is still connected then, the deletion is repeated once its
+streams are closed and flushed, so nothing lingers for a Dataplane that no longer exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from typing import Any, Protocol
+
+import anyio
+
+from kuma.resources import Dataplane
+from kuma.store import Operation, ResourceEvent
+
+from .flusher import FlushObserver, InsightFlusher
+from .model import insight_json, merge_live
+from .store import InsightStore
+from .tracker import Clock, InsightTracker
+
+log = logging.getLogger("kuma.insights")
+
+
+class InsightProvider(Protocol):
+    def insight(self, mesh: str, name: str) -> dict[str, Any] | None:
+        """Kuma's JSON of the Dataplane's insight (``{"subscriptions": [...]}``), or None when
+        the proxy never connected."""
+        ...
+
+
+def new_instance_id() -> str:
+    """Kuma's form: the host name and a short random suffix (unique per process)."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:4]}"
+
+
+class Insights:
+    def __init__(
+        self,
+        store: InsightStore,
+        *,
+        flush_interval: float,
+        instance_id: str | None = None,
+        wall_clock: Clock = time.time,
+        observer: FlushObserver | None = None,
+        max_rate: float = 2000.0,
+        batch_size: int = 500,
+    ) -> None:
+        self.instance_id = instance_id or new_instance_id()
+        self.store = store
+        self.tracker = InsightTracker(self.instance_id, clock=wall_clock)
+        self.flusher = InsightFlusher(
+            self.tracker,
+            store,
+            interval=flush_interval,
+            observer=observer,
+            max_rate=max_rate,
+            batch_size=batch_size,
+        )
+        self._deleted: list[tuple[str, str]] = []
+        #: Deleted while connected: delete again once no stream of theirs is tracked.
+        self._orphans: set[tuple[str, str]] = set()
+        self._wake = anyio.Event()
+
+    # --- InsightProvider ----------------------------------------------------------------------
+
+    def insight(self, mesh: str, name: str) -> dict[str, Any] | None:
+        merged = merge_live(self.store.get(mesh, name), self.tracker.live(f"{mesh}.{name}"))
+        return insight_json(merged) if merged is not None else None
+
+    # --- store events (fed by the runtime's watch) ----------------------------------------------
+
+    def on_store_event(self, event: ResourceEvent) -> None:
+        resource = event.resource
+        if not isinstance(resource, Dataplane):
+            return
+        key = (resource.mesh, resource.name)
+        if event.operation is Operation.DELETE:
+            self._deleted.append(key)
+            self._wake.set()
+        else:
+            self._orphans.discard(key)
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Flush and prune until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.flusher.run)
+            while True:
+                # Orphans are rechecked every interval: their streams close on their own time.
+                with anyio.move_on_after(self.flusher.interval):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+                await self.prune()
+
+    async def prune(self) -> None:
+        """Delete the insights of deleted Dataplanes (and of orphans no longer connected)."""
+        deleted, self._deleted = self._deleted, []
+        for key in deleted:
+            if self.tracker.tracks(f"{key[0]}.{key[1]}"):
+                self._orphans.add(key)
+            await self._delete(key)
+        for key in [k for k in self._orphans if not self.tracker.tracks(f"{k[0]}.{k[1]}")]:
+            self._orphans.discard(key)
+            await self._delete(key)
+
+    async def _delete(self, key: tuple[str, str]) -> None:
+        try:
+            await self.store.delete(*key)
+        except Exception:
+            log.exception("could not delete the insight of Dataplane %s/%s", *key)

@@ -1,0 +1,94 @@
+"""Where flushed insights live: a small store of their own, beside the resource store.
+
+Why not a ``DataplaneInsight`` resource in the resource :class:`~kuma.store.Store`:
+
+* every resource write is a watch event for every consumer, the engine included. 10,000
+  proxies flushing every 10 s would be ~1,000 events a second through every watch of every
+  instance, for data no proxy's configuration depends on. Kept apart, an insight write cannot
+  trigger xDS work, by construction rather than by a filter someone could forget;
+* the resource stores validate, version (CAS) and, for the directory store, write files a user
+  edits: none of that fits counters that change every few seconds;
+* the model, codec and three stores are being changed by others; this touches none of them.
+
+An :class:`InsightStore` merges subscriptions into insights (Kuma's ``UpdateSubscription``)
+and reads them back synchronously from what it holds locally. :class:`MemoryInsightStore` is
+the one implementation today: per instance, lost on restart, exactly like the memory store. A
+resource store that can persist insights (etcd: a key prefix outside the resources', batched
+puts in one transaction) offers it through :class:`SupportsInsights`;
+:func:`insight_store_for` picks it up when present.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from .model import DataplaneInsight, DiscoverySubscription, update_subscription
+from .tracker import Clock
+
+#: One subscription to merge into the insight of the Dataplane ``(mesh, name)``.
+Update = tuple[str, str, DiscoverySubscription]
+
+
+class InsightStore(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def get(self, mesh: str, name: str) -> DataplaneInsight | None:
+        """The insight as this instance last wrote or saw it (no I/O)."""
+        ...
+
+    async def upsert(self, updates: Sequence[Update]) -> None:
+        """Merge every update into its insight, in order, as one batch (one round trip for a
+        remote store). All or nothing is not required: a failed batch is retried whole."""
+        ...
+
+    async def delete(self, mesh: str, name: str) -> None:
+        """Forget a Dataplane's insight (its Dataplane was deleted)."""
+        ...
+
+
+@runtime_checkable
+class SupportsInsights(Protocol):
+    """A resource store that can also keep insights (persisted, shared by instances)."""
+
+    def insight_store(self) -> InsightStore: ...
+
+
+class MemoryInsightStore:
+    """Insights in a dict: per control-plane instance, gone on restart."""
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._insights: dict[tuple[str, str], DataplaneInsight] = {}
+        #: Batches written (for tests and measurements: one call of ``upsert`` each).
+        self.writes = 0
+
+    @property
+    def name(self) -> str:
+        return "memory"
+
+    def get(self, mesh: str, name: str) -> DataplaneInsight | None:
+        return self._insights.get((mesh, name))
+
+    async def upsert(self, updates: Sequence[Update]) -> None:
+        now = self._clock()
+        insights = self._insights
+        for mesh, name, subscription in updates:
+            key = (mesh, name)
+            insights[key] = update_subscription(insights.get(key), subscription, now=now)
+        self.writes += 1
+
+    async def delete(self, mesh: str, name: str) -> None:
+        self._insights.pop((mesh, name), None)
+
+    def __len__(self) -> int:
+        return len(self._insights)
+
+
+def insight_store_for(store: object, *, clock: Clock = time.time) -> InsightStore:
+    """The resource store's own insight storage when it has one, else a memory one."""
+    if isinstance(store, SupportsInsights):
+        return store.insight_store()
+    return MemoryInsightStore(clock=clock)

@@ -1,0 +1,262 @@
+"""Counting what happens on every ADS stream: the live half of DataplaneInsight.
+
+:class:`InsightTracker` is a :class:`kuma.xds.server.StreamObserver`. Each stream gets a
+subscription (a fresh id, this instance's id, its connect time, the proxy's versions) whose
+counters every response, ACK and NACK bumps. The hot path is a dict lookup and a few integer
+increments; nothing is rendered or copied until the flusher asks (:meth:`take_dirty`) or the
+API reads (:meth:`live`).
+
+The server reports responses, ACKs and NACKs by node id, not by stream. A proxy normally has one
+stream; while a reconnecting Envoy briefly holds two (the new one opened before the old one is
+seen closed), they are counted on the newest open one.
+
+A closed stream stays here, with its disconnect time, until the flusher has written it
+(:meth:`forget`), so a read never sees a proxy go back online between close and flush.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from kuma.xds.server.observer import Flavour
+
+from .model import (
+    DiscoveryServiceStats,
+    DiscoverySubscription,
+    SubscriptionStatus,
+    Version,
+)
+
+Clock = Callable[[], float]
+
+_TYPES: dict[str, str] = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds"}
+
+
+class _Counters:
+    __slots__ = ("acked", "rejected", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.acked = 0
+        self.rejected = 0
+
+    def freeze(self) -> DiscoveryServiceStats:
+        return DiscoveryServiceStats(self.sent, self.acked, self.rejected)
+
+
+class _Stream:
+    """One stream's live subscription."""
+
+    __slots__ = (
+        "by_type",
+        "connect_time",
+        "dirty",
+        "disconnect_time",
+        "id",
+        "last_update",
+        "node_id",
+        "stream_id",
+        "total",
+        "version",
+    )
+
+    def __init__(self, stream_id: int, node_id: str, now: float) -> None:
+        self.stream_id = stream_id
+        self.node_id = node_id
+        self.id = str(uuid.uuid4())
+        self.connect_time = now
+        self.disconnect_time: float | None = None
+        # Kuma stamps the status at connect time too (NewSubscriptionStatus(now)).
+        self.last_update = now
+        self.total = _Counters()
+        self.by_type = {type_url: _Counters() for type_url in _TYPES}
+        self.version: Version = {}
+        self.dirty = False
+
+    def snapshot(self, instance_id: str) -> DiscoverySubscription:
+        by_type = self.by_type
+        status = SubscriptionStatus(
+            last_update_time=self.last_update,
+            total=self.total.freeze(),
+            cds=by_type[CLUSTER].freeze(),
+            eds=by_type[ENDPOINT].freeze(),
+            lds=by_type[LISTENER].freeze(),
+            rds=by_type[ROUTE].freeze(),
+        )
+        return DiscoverySubscription(
+            id=self.id,
+            control_plane_instance_id=instance_id,
+            connect_time=self.connect_time,
+            disconnect_time=self.disconnect_time,
+            status=status,
+            version=self.version,
+        )
+
+
+class InsightTracker:
+    """Live subscriptions of every stream on this instance (a ``StreamObserver``).
+
+    ``clock`` gives Unix seconds (injectable for tests). ``on_close`` is called after a stream
+    closed, so the flusher can write its final state without waiting for the next tick.
+    """
+
+    def __init__(self, instance_id: str, *, clock: Clock = time.time) -> None:
+        self.instance_id = instance_id
+        self._clock = clock
+        self._streams: dict[int, _Stream] = {}
+        self._by_id: dict[str, _Stream] = {}
+        #: node id -> its tracked streams (open, or closed and not yet flushed), oldest first.
+        self._by_node: dict[str, list[_Stream]] = {}
+        self._dirty: list[_Stream] = []
+        #: How many of the dirty streams are closed ones (their final state is due now).
+        self._closed_dirty = 0
+        self._open = 0
+        self.on_close: Callable[[], None] | None = None
+
+    # --- StreamObserver ---------------------------------------------------------------------
+
+    def on_stream_open(
+        self, stream_id: int, node_id: str, protocol: Flavour, envoy_version: str
+    ) -> None:
+        stream = _Stream(stream_id, node_id, self._clock())
+        if envoy_version:
+            stream.version = {"envoy": {"version": envoy_version, "build": ""}}
+        self._streams[stream_id] = stream
+        self._by_id[stream.id] = stream
+        self._open += 1
+        self._by_node.setdefault(node_id, []).append(stream)
+        self._mark(stream)
+
+    def on_stream_version(self, stream_id: int, version: Version) -> None:
+        """The proxy's Envoy and kuma-dp versions, read from its node (once per stream)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.version = version
+            self._mark(stream)
+
+    def on_response(self, node_id: str, type_url: str, resource_count: int, nonce: str) -> None:
+        stream = self._current(node_id)
+        if stream is None:
+            return
+        stream.total.sent += 1
+        counters = stream.by_type.get(type_url)
+        if counters is not None:
+            counters.sent += 1
+        stream.last_update = self._clock()
+        self._mark(stream)
+
+    def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
+        stream = self._current(node_id)
+        if stream is None:
+            return
+        stream.total.acked += 1
+        counters = stream.by_type.get(type_url)
+        if counters is not None:
+            counters.acked += 1
+        stream.last_update = self._clock()
+        self._mark(stream)
+
+    def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
+        stream = self._current(node_id)
+        if stream is None:
+            return
+        stream.total.rejected += 1
+        counters = stream.by_type.get(type_url)
+        if counters is not None:
+            counters.rejected += 1
+        stream.last_update = self._clock()
+        self._mark(stream)
+
+    def on_stream_close(self, stream_id: int, node_id: str) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.disconnect_time is not None:
+            return
+        stream.disconnect_time = self._clock()
+        self._mark(stream)
+        self._closed_dirty += 1
+        self._open -= 1
+        if self.on_close is not None:
+            self.on_close()
+
+    # --- the flusher's side -------------------------------------------------------------------
+
+    def take_dirty(self, *, closed_only: bool = False) -> list[tuple[str, DiscoverySubscription]]:
+        """Snapshots of the subscriptions changed since they were last taken, as (node id,
+        snapshot); with ``closed_only`` only those of closed streams (the others stay due)."""
+        if closed_only:
+            dirty = [s for s in self._dirty if s.disconnect_time is not None]
+            self._dirty = [s for s in self._dirty if s.disconnect_time is None]
+        else:
+            dirty, self._dirty = self._dirty, []
+        self._closed_dirty = 0
+        taken: list[tuple[str, DiscoverySubscription]] = []
+        for stream in dirty:
+            stream.dirty = False
+            taken.append((stream.node_id, stream.snapshot(self.instance_id)))
+        return taken
+
+    def forget(self, subscription_ids: set[str]) -> None:
+        """Drop the closed streams whose final state (these subscription ids) is now written.
+
+        A stream that changed again since (it cannot, once closed, but a write can race a
+        close) or is still open is kept.
+        """
+        for subscription_id in subscription_ids:
+            stream = self._by_id.get(subscription_id)
+            if stream is None or stream.disconnect_time is None or stream.dirty:
+                continue
+            del self._by_id[subscription_id]
+            del self._streams[stream.stream_id]
+            streams = self._by_node[stream.node_id]
+            streams.remove(stream)
+            if not streams:
+                del self._by_node[stream.node_id]
+
+    @property
+    def has_dirty(self) -> bool:
+        return bool(self._dirty)
+
+    @property
+    def has_closed(self) -> bool:
+        """Some closed stream's final state is not taken yet."""
+        return self._closed_dirty > 0
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def live(self, node_id: str) -> list[DiscoverySubscription]:
+        """This instance's subscriptions of a proxy, as of now (oldest first)."""
+        streams = self._by_node.get(node_id)
+        if not streams:
+            return []
+        return [stream.snapshot(self.instance_id) for stream in streams]
+
+    def tracks(self, node_id: str) -> bool:
+        """Some stream of this proxy is open, or closed and not yet flushed."""
+        return node_id in self._by_node
+
+    @property
+    def open_streams(self) -> int:
+        return self._open
+
+    @property
+    def tracked_streams(self) -> int:
+        return len(self._streams)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _current(self, node_id: str) -> _Stream | None:
+        streams = self._by_node.get(node_id)
+        if streams is None:
+            return None
+        for stream in reversed(streams):
+            if stream.disconnect_time is None:
+                return stream
+        return None
+
+    def _mark(self, stream: _Stream) -> None:
+        if not stream.dirty:
+            stream.dirty = True
+            self._dirty.append(stream)

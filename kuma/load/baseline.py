@@ -1,0 +1,169 @@
+"""The baseline: a snapshot-per-proxy control plane, for comparison with kuma-cp's engine.
+
+Snapshot designs (Kuma's own 1 s refresh, go-control-plane's snapshot cache fed by a generator)
+rebuild a proxy's whole config when anything it depends on changes, and version the snapshot
+as a whole, so the proxy is sent the full config again. This server does exactly that, with
+kuma-py's own pieces so only the strategy differs: the same store plugins and watch, the same
+mesh indexes (``MeshState``), the same generator (``generate_proxy``), the same ADS server.
+Per change it regenerates and re-serializes every *affected* proxy (the consumers of a touched
+service and the changed proxy; every transparent proxy of the mesh when its service set
+changes) and stamps each resource with the proxy's new snapshot number, so the delta protocol
+resends all of them. (Kuma itself regenerates every proxy of the mesh each second; limiting it
+to the affected ones makes the comparison conservative.)
+
+Run: ``python -m kuma.load.baseline run`` with kuma-cp's ``KUMA_*`` environment; it logs
+``baseline is ready dp_port=<port>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import anyio
+import anyio.lowlevel
+
+from kuma.cp import logs
+from kuma.cp.config import load_config
+from kuma.resources import Dataplane
+from kuma.store import Operation, ResourceEvent, Store, Synced, open_store
+from kuma.xds.engine.engine import parse_node_id
+from kuma.xds.engine.mesh_state import MeshState
+from kuma.xds.engine.subscription import ProxyRecord, Subscription
+from kuma.xds.generate import generate_proxy, types
+from kuma.xds.server import serve
+from kuma.xds.snapshot import VersionedResource, versioned
+
+log = logging.getLogger("kuma.load.baseline")
+CHUNK = 64
+
+
+class BaselineSource:
+    """A ``ConfigSource`` that regenerates whole proxies per change."""
+
+    def __init__(self, admin_port: int = 9901) -> None:
+        self.admin_port = admin_port
+        self._meshes: dict[str, MeshState] = {}
+        self._proxies: dict[str, ProxyRecord] = {}
+        self._consumers: dict[tuple[str, str], set[str]] = {}
+        self._snapshots = 0
+        self.synced = anyio.Event()
+
+    def _mesh(self, name: str) -> MeshState:
+        if name not in self._meshes:
+            self._meshes[name] = MeshState(name)
+        return self._meshes[name]
+
+    def _regenerate(self, record: ProxyRecord) -> None:
+        mesh = self._mesh(record.mesh)
+        dataplane = mesh.dataplanes.get(record.name)
+        old = record.resources or {}
+        for service in record.outbound_services:
+            self._consumers.get((record.mesh, service), set()).discard(record.node_id)
+        if dataplane is None:
+            record.resources, record.outbound_services = None, frozenset()
+            new: dict[str, dict[str, VersionedResource]] = {}
+        else:
+            self._snapshots += 1
+            stamp = f".{self._snapshots}"
+            new = {}
+            for type_url, by_name in generate_proxy(dataplane, mesh, self.admin_port).items():
+                bucket = new[type_url] = {}
+                for name, message in by_name.items():
+                    fresh = versioned(type_url, name, message)
+                    bucket[name] = VersionedResource(
+                        type_url, name, fresh.version + stamp, fresh.body
+                    )
+            services = frozenset(new.get(types.ENDPOINT, {}))
+            record.resources, record.outbound_services = new, services
+            for service in services:
+                self._consumers.setdefault((record.mesh, service), set()).add(record.node_id)
+        changes = {t: set(old.get(t, {})) | set(new.get(t, {})) for t in old.keys() | new.keys()}
+        record.notify(changes or {types.CLUSTER: ()})
+
+    @asynccontextmanager
+    async def watch_proxy(self, node_id: str) -> AsyncIterator[Subscription]:
+        mesh, name = parse_node_id(node_id)
+        record = self._proxies.get(node_id)
+        if record is None:
+            record = self._proxies[node_id] = ProxyRecord(node_id, mesh, name)
+            self._regenerate(record)
+        subscription = Subscription(record)
+        record.subscribers.append(subscription)
+        try:
+            yield subscription
+        finally:
+            record.subscribers.remove(subscription)
+            if not record.subscribers and self._proxies.get(node_id) is record:
+                del self._proxies[node_id]
+                for service in record.outbound_services:
+                    self._consumers.get((mesh, service), set()).discard(node_id)
+
+    async def _apply(self, events: list[ResourceEvent]) -> None:
+        affected: set[str] = set()
+        for event in events:
+            resource = event.resource
+            if not isinstance(resource, Dataplane):
+                continue
+            mesh = self._mesh(resource.mesh)
+            if event.operation is Operation.DELETE:
+                touched = mesh.remove(resource.name)
+            else:
+                touched = mesh.put(resource)
+            affected.add(f"{mesh.name}.{resource.name}")
+            for service in touched:
+                affected.update(self._consumers.get((mesh.name, service), ()))
+            if mesh.reassign_vips():
+                affected.update(n for n, r in self._proxies.items() if r.mesh == mesh.name)
+        for count, node_id in enumerate(sorted(affected)):
+            record = self._proxies.get(node_id)
+            if record is not None:
+                self._regenerate(record)
+            if count % CHUNK == CHUNK - 1:
+                await anyio.lowlevel.checkpoint()
+
+    async def run(self, store: Store) -> None:
+        snapshot: list[ResourceEvent] = []
+        async with store.watch() as items:
+            async for item in items:
+                if isinstance(item, Synced):
+                    if not self.synced.is_set():
+                        await self._apply(snapshot)
+                        snapshot = []
+                        self.synced.set()
+                elif not self.synced.is_set():
+                    snapshot.append(item)
+                else:
+                    # One event at a time: a snapshot design reacts to each change.
+                    await self._apply([item])
+
+
+async def _main() -> None:
+    config = load_config(None, os.environ)
+    store_type = config.store.type
+    async with open_store(store_type, config.store.options_for(store_type)) as store:
+        source = BaselineSource(config.bootstrap_server.params.admin_port)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(source.run, store)
+            await source.synced.wait()
+            port = await tg.start(serve, source, config.dp_server.interface, config.dp_server.port)
+            log.info("baseline is ready", extra=logs.fields(dp_port=port))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["run"]:
+        print("usage: python -m kuma.load.baseline run  (configured by KUMA_* like kuma-cp)")
+        return 2
+    config = load_config(None, os.environ)
+    logs.configure(config.logging.level, config.logging.format)
+    with suppress(KeyboardInterrupt):
+        anyio.run(_main)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

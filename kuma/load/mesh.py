@@ -1,0 +1,196 @@
+"""The synthetic mesh: which proxies exist, which services they offer and which they call.
+
+Everything is a pure function of a :class:`MeshSpec` (seeded), so the driver and the workers
+agree on names without exchanging them, and a run can be repeated exactly.
+
+Shape: ``proxies`` Dataplanes, ``instances`` per service (so ``ceil(proxies / instances)``
+services). Service 0 is ``shared``: with ``fan_in`` every proxy calls it (one service used by
+every proxy, the fan-out case). Service 1 is ``target``: exactly ``target_consumers`` proxies
+call it (a change of one ``target`` instance affects that many proxies). Every proxy also calls
+``outbounds`` other services picked at random. A ``transparent`` fraction of proxies use
+transparent proxying: no explicit outbounds, the services they call are their
+``reachableServices`` (or every service of the mesh with ``reachable_all``).
+
+A change is a new value of the tag ``rev`` on a proxy's first inbound: the endpoint metadata of
+its service changes, so every consumer of that service gets a new ClusterLoadAssignment whose
+version is new every time (no ABA between two changes).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import msgspec
+
+SHARED = "shared"
+TARGET = "target"
+#: Envoy-side ports of a proxy's inbounds and the first port of its explicit outbounds.
+INBOUND_PORT = 20000
+OUTBOUND_PORT = 10001
+REV_TAG = "rev"
+
+
+class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
+    mesh: str = "default"
+    proxies: int = 100
+    instances: int = 10
+    inbounds: int = 1
+    outbounds: int = 5
+    fan_in: bool = True
+    target_consumers: int = 50
+    transparent: float = 0.0
+    reachable_all: bool = False
+    seed: int = 1
+
+    @property
+    def services(self) -> int:
+        return max(1, math.ceil(self.proxies / max(1, self.instances)))
+
+
+def service_name(index: int) -> str:
+    if index == 0:
+        return SHARED
+    if index == 1:
+        return TARGET
+    return f"svc-{index:05d}"
+
+
+def proxy_name(index: int) -> str:
+    return f"dp-{index:06d}"
+
+
+def node_id(spec: MeshSpec, index: int) -> str:
+    return f"{spec.mesh}.{proxy_name(index)}"
+
+
+def loopback_address(index: int) -> str:
+    # Dataplane addresses are data only (nothing connects to them), kept in 127.0.0.0/8 anyway.
+    return f"127.{1 + index // 65536}.{index // 256 % 256}.{index % 256}"
+
+
+class Plan:
+    """Who offers and who calls what, derived from a spec."""
+
+    def __init__(self, spec: MeshSpec) -> None:
+        self.spec = spec
+        count = spec.proxies
+        services = spec.services
+        size = max(1, spec.instances)
+        self.service_of: list[int] = [min(i // size, services - 1) for i in range(count)]
+        rng = random.Random(spec.seed)
+        k = min(spec.target_consumers, count) if services > 1 else 0
+        self.target_consumers: frozenset[int] = frozenset(rng.sample(range(count), k))
+        transparent = round(spec.transparent * count)
+        self.transparent: frozenset[int] = frozenset(rng.sample(range(count), transparent))
+        pool = list(range(2, services))
+        self.calls: list[tuple[int, ...]] = []
+        for index in range(count):
+            picker = random.Random(spec.seed * 1_000_003 + index)
+            own = self.service_of[index]
+            # One more than needed, so that dropping the proxy's own service still leaves enough.
+            drawn = picker.sample(pool, min(spec.outbounds + 1, len(pool)))
+            chosen = sorted([s for s in drawn if s != own][: spec.outbounds])
+            if index in self.target_consumers:
+                chosen.insert(0, 1)
+            if spec.fan_in:
+                chosen.insert(0, 0)
+            self.calls.append(tuple(chosen))
+        self._callers: dict[int, list[int]] = {}
+        for index, called in enumerate(self.calls):
+            for service in called:
+                self._callers.setdefault(service, []).append(index)
+
+    @property
+    def count(self) -> int:
+        return self.spec.proxies
+
+    def instances_of(self, service: int) -> list[int]:
+        size = max(1, self.spec.instances)
+        last = service == self.spec.services - 1
+        return list(range(service * size, self.count if last else (service + 1) * size))
+
+    def consumers(self, service: int) -> list[int]:
+        """The proxies that call ``service`` (every transparent proxy with reachable_all)."""
+        callers = self._callers.get(service, [])
+        if not self.spec.reachable_all or not self.transparent:
+            return list(callers)
+        return sorted(set(callers) | self.transparent)
+
+    def document(self, index: int, rev: int = 0) -> dict[str, Any]:
+        """The Dataplane of proxy ``index`` as a universal-mode document."""
+        spec = self.spec
+        service = service_name(self.service_of[index])
+        inbound = [
+            {
+                "port": INBOUND_PORT + j,
+                "servicePort": 8080 + j,
+                "tags": {
+                    "kuma.io/service": service,
+                    "kuma.io/protocol": "http",
+                    **({REV_TAG: str(rev)} if j == 0 else {}),
+                },
+            }
+            for j in range(max(1, spec.inbounds))
+        ]
+        networking: dict[str, Any] = {"address": loopback_address(index), "inbound": inbound}
+        called = [service_name(s) for s in self.calls[index]]
+        if index in self.transparent:
+            tp: dict[str, Any] = {"redirectPortInbound": 15006, "redirectPortOutbound": 15001}
+            if not spec.reachable_all:
+                tp["reachableServices"] = called
+            networking["transparentProxying"] = tp
+        else:
+            networking["outbound"] = [
+                {"port": OUTBOUND_PORT + j, "tags": {"kuma.io/service": s}}
+                for j, s in enumerate(called)
+            ]
+        return {
+            "type": "Dataplane",
+            "mesh": spec.mesh,
+            "name": proxy_name(index),
+            "networking": networking,
+        }
+
+    def mesh_document(self) -> dict[str, Any]:
+        return {"type": "Mesh", "name": self.spec.mesh}
+
+
+class Change(msgspec.Struct, frozen=True):
+    """Proxy ``proxy`` gets ``rev`` on its first inbound: its service's endpoints change."""
+
+    proxy: int
+    rev: int
+
+
+class Revisions:
+    """The current ``rev`` of every proxy: the driver's record of what it wrote."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._rev: dict[int, int] = {}
+        self._counter = 0
+
+    def rev(self, index: int) -> int:
+        return self._rev.get(index, 0)
+
+    def next_change(self, proxy: int) -> Change:
+        self._counter += 1
+        self._rev[proxy] = self._counter
+        return Change(proxy, self._counter)
+
+    def document(self, index: int) -> dict[str, Any]:
+        return self.plan.document(index, self.rev(index))
+
+
+def churn_proxies(plan: Plan, count: int, seed: int) -> list[int]:
+    """``count`` proxies to change, cycling over services other than ``shared`` so one service
+    is changed again only after every other one was (changes rarely overlap per service)."""
+    rng = random.Random(seed)
+    services = list(range(1, plan.spec.services)) or [0]
+    order: list[int] = []
+    while len(order) < count:
+        rng.shuffle(services)
+        order.extend(services)
+    return [rng.choice(plan.instances_of(s)) for s in order[:count]]

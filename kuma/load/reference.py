@@ -1,0 +1,152 @@
+"""What kuma-cp should serve each sidecar, computed from scratch by the driver.
+
+The reference is ``kuma.xds.generate.generate_proxy`` (the from-scratch generator the engine's
+invariant test holds the engine to) over a simple mesh view kept here, not the engine's own
+indexes: a sidecar that converged to the reference got what a full regeneration would give.
+Versions are the content hashes kuma-cp uses (``kuma.xds.snapshot.versioned``).
+
+A change (:class:`~kuma.load.mesh.Change`) updates the view, predicts the new version of the
+changed service's ClusterLoadAssignment, updates every consumer's expected config and
+regenerates the changed proxy itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+from kuma.resources import Dataplane, Mesh, from_document
+from kuma.xds.engine.vips import VipAllocator
+from kuma.xds.generate import (
+    Endpoint,
+    endpoints_of,
+    generate_proxy,
+    load_assignment,
+    service_protocol,
+    services_of,
+)
+from kuma.xds.snapshot import versioned
+
+from .mesh import Change, Plan, Revisions
+from .wire import EDS, TYPE_INDEX, Digest, digest_of, entry_hash
+
+Config = dict[int, dict[str, str]]
+
+
+class RefView:
+    """A ``MeshView`` over a dict of endpoints per service and Dataplane; VIPs fixed at start."""
+
+    def __init__(self, mesh: Mesh, dataplanes: Iterable[Dataplane]) -> None:
+        self._mesh = mesh
+        self._by_service: dict[str, dict[str, tuple[Endpoint, ...]]] = {}
+        self._sorted: dict[str, tuple[Endpoint, ...]] = {}
+        members: set[str] = set()
+        for dataplane in dataplanes:
+            members.update(services_of(dataplane))
+            self.put(dataplane)
+        allocator = VipAllocator(mesh.name)
+        allocator.assign(members)
+        self._services = sorted(members)
+        self._vips = {s: vip for s in members if (vip := allocator.get(s)) is not None}
+
+    def put(self, dataplane: Dataplane) -> None:
+        grouped: dict[str, list[Endpoint]] = {}
+        for service, endpoint in endpoints_of(dataplane):
+            grouped.setdefault(service, []).append(endpoint)
+        for service, found in grouped.items():
+            self._by_service.setdefault(service, {})[dataplane.name] = tuple(found)
+            self._sorted.pop(service, None)
+
+    @property
+    def mesh(self) -> Mesh | None:
+        return self._mesh
+
+    def endpoints(self, service: str) -> Sequence[Endpoint]:
+        cached = self._sorted.get(service)
+        if cached is None:
+            groups = self._by_service.get(service, {}).values()
+            cached = tuple(sorted((e for g in groups for e in g), key=Endpoint.sort_key))
+            self._sorted[service] = cached
+        return cached
+
+    def protocol(self, service: str) -> str:
+        return service_protocol(self.endpoints(service))
+
+    def services(self) -> Iterable[str]:
+        return self._services
+
+    def vip(self, service: str) -> str | None:
+        return self._vips.get(service)
+
+
+class Prediction(msgspec.Struct, frozen=True):
+    """What one change should deliver: ``name`` of type ``type_index`` at ``version`` to
+    ``affected`` (the consumers of the changed service)."""
+
+    type_index: int
+    name: str
+    version: str
+    affected: tuple[int, ...]
+
+
+class Reference:
+    def __init__(self, plan: Plan, revisions: Revisions, *, admin_port: int = 9901) -> None:
+        self.plan = plan
+        self.revisions = revisions
+        self.admin_port = admin_port
+        mesh = from_document(plan.mesh_document())
+        assert isinstance(mesh, Mesh)
+        self._dataplanes = [self._dataplane(i) for i in range(plan.count)]
+        self.view = RefView(mesh, self._dataplanes)
+        self.configs: list[Config] = [self._generate(i) for i in range(plan.count)]
+        self.digests: list[Digest] = [digest_of(c) for c in self.configs]
+        #: ClusterLoadAssignment name → proxies that hold it.
+        self._consumers: dict[str, set[int]] = {}
+        for index, config in enumerate(self.configs):
+            for name in config.get(EDS, {}):
+                self._consumers.setdefault(name, set()).add(index)
+
+    def _dataplane(self, index: int) -> Dataplane:
+        dataplane = from_document(self.revisions.document(index))
+        assert isinstance(dataplane, Dataplane)
+        return dataplane
+
+    def _generate(self, index: int) -> Config:
+        generated = generate_proxy(self._dataplanes[index], self.view, self.admin_port)
+        return {
+            TYPE_INDEX[type_url]: {
+                name: versioned(type_url, name, message).version
+                for name, message in by_name.items()
+            }
+            for type_url, by_name in generated.items()
+            if by_name
+        }
+
+    def apply(self, change: Change) -> Prediction:
+        """Record ``change`` (already in ``revisions``) and predict what it delivers."""
+        index = change.proxy
+        dataplane = self._dataplanes[index] = self._dataplane(index)
+        self.view.put(dataplane)
+        service = next(s for s, _ in endpoints_of(dataplane))
+        message = load_assignment(service, self.view.endpoints(service))
+        name = message.cluster_name
+        version = versioned(
+            "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", name, message
+        ).version
+        affected = self._consumers.get(name, set())
+        for consumer in affected:
+            self._set(consumer, EDS, name, version)
+        self.configs[index] = self._generate(index)
+        self.digests[index] = digest_of(self.configs[index])
+        return Prediction(EDS, name, version, tuple(sorted(affected)))
+
+    def _set(self, index: int, type_index: int, name: str, version: str) -> None:
+        bucket = self.configs[index].setdefault(type_index, {})
+        value, count = self.digests[index]
+        old = bucket.get(name)
+        if old is not None:
+            value ^= entry_hash(type_index, name, old)
+            count -= 1
+        bucket[name] = version
+        self.digests[index] = (value ^ entry_hash(type_index, name, version), count + 1)

@@ -1,0 +1,295 @@
+"""A run's setup and the driver's primitives: write the mesh, start the control plane and the
+workers, connect sidecars, wait for convergence, make a change and time its delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from typing import Any
+
+import msgspec
+
+from .mesh import MeshSpec, Plan, Revisions, node_id
+from .pool import Pool
+from .procs import Etcd, ManagedProcess, Observed, start_control_plane
+from .progress import Progress
+from .reference import Prediction, Reference
+from .stats import Written, latencies, merge_counters
+from .stores import StoreWriter, open_writer
+from .wire import Digest
+
+
+class Options(msgspec.Struct, kw_only=True):
+    spec: MeshSpec = msgspec.field(default_factory=MeshSpec)
+    #: ``kuma`` (start kuma-cp), ``baseline`` (start the snapshot baseline), ``external``.
+    cp: str = "kuma"
+    target: str | None = None
+    cp_pid: int | None = None
+    store: str = "directory"
+    location: str | None = None
+    etcd_prefix: str = "/kuma"
+    workers: int = 2
+    rate: float = 500.0
+    cp_cpus: set[int] | None = None
+    harness_cpus: set[int] | None = None
+    cp_log_level: str = "info"
+    slow_fraction: float = 0.0
+    slow_delay: float = 0.05
+    nack_fraction: float = 0.0
+    backoff_max: float = 30.0
+    #: Check convergence against the reference (exact resources); off: "settled" only.
+    exact: bool = True
+    timeout: float = 300.0
+    progress: bool = True
+    seed: int = 1
+
+
+class Harness:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.plan = Plan(options.spec)
+        self.revisions = Revisions(self.plan)
+        self.reference: Reference | None = None
+        self.writer: StoreWriter | None = None
+        self.cp: ManagedProcess | Observed | None = None
+        self.etcd: Etcd | None = None
+        self.pool: Pool | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.location = options.location or ""
+        self._temp: tempfile.TemporaryDirectory[str] | None = None
+        self._probes = 0
+        self.notes: dict[str, Any] = {}
+        #: The control plane now served: ``kuma``, ``baseline`` or ``external``.
+        self.kind = options.cp
+
+    @property
+    def count(self) -> int:
+        return self.plan.count
+
+    # --- setup / teardown -----------------------------------------------------------
+
+    async def setup(self) -> None:
+        options = self.options
+        if options.harness_cpus:
+            os.sched_setaffinity(0, options.harness_cpus)
+        if options.cp != "external" or options.location:
+            await self._write_mesh()
+        if options.exact and options.cp == "kuma":
+            started = time.perf_counter()
+            self.reference = Reference(self.plan, self.revisions)
+            self.notes["reference_seconds"] = round(time.perf_counter() - started, 2)
+        if options.cp != "external":
+            await self.start_cp()
+        else:
+            if options.target is None:
+                raise ValueError("--cp external needs --target host:port")
+            host, _, port = options.target.rpartition(":")
+            self.host, self.port = host or "127.0.0.1", int(port)
+            if options.cp_pid is not None:
+                self.cp = Observed(options.cp_pid)
+        self.pool = Pool(options.workers, options.harness_cpus)
+        await self._init_sidecars()
+
+    async def _write_mesh(self) -> None:
+        options = self.options
+        if options.store == "directory" and not self.location:
+            self._temp = tempfile.TemporaryDirectory(prefix="kuma-load-")
+            self.location = self._temp.name
+        if options.store == "etcd" and not self.location:
+            self.etcd = Etcd(options.cp_cpus)
+            self.location = self.etcd.endpoint
+        self.writer = open_writer(options.store, self.location, etcd_prefix=options.etcd_prefix)
+        started = time.perf_counter()
+        documents = [self.plan.mesh_document()]
+        documents += [self.revisions.document(i) for i in range(self.count)]
+        await self.writer.write_all(documents)
+        self.notes["write_seconds"] = round(time.perf_counter() - started, 2)
+
+    async def start_cp(self, port: int = 0, kind: str | None = None) -> None:
+        options = self.options
+        self.kind = kind or self.kind
+        started = time.perf_counter()
+        self.cp, self.port = await asyncio.to_thread(
+            start_control_plane,
+            self.kind,
+            store=options.store,
+            location=self.location,
+            port=port,
+            cpus=options.cp_cpus,
+            log_level=options.cp_log_level,
+            etcd_prefix=options.etcd_prefix,
+        )
+        self.notes["cp_start_seconds"] = round(time.perf_counter() - started, 2)
+
+    async def _init_sidecars(self) -> None:
+        assert self.pool is not None
+        options = self.options
+        slow_every = round(1 / options.slow_fraction) if options.slow_fraction > 0 else 0
+        parts: list[list[tuple[int, str, float, float]]] = [[] for _ in range(self.pool.size)]
+        for index in range(self.count):
+            slow = options.slow_delay if slow_every and index % slow_every == 0 else 0.0
+            parts[index % self.pool.size].append(
+                (index, node_id(self.plan.spec, index), slow, options.nack_fraction)
+            )
+        await self.pool.each(
+            "init",
+            [
+                {
+                    "host": self.host,
+                    "port": self.port,
+                    "seed": options.seed * 7919 + w,
+                    "backoff_max": options.backoff_max,
+                    "sidecars": part,
+                }
+                for w, part in enumerate(parts)
+            ],
+        )
+        await self.push_expected(range(self.count))
+
+    def is_slow(self, index: int) -> bool:
+        fraction = self.options.slow_fraction
+        return fraction > 0 and index % round(1 / fraction) == 0
+
+    async def push_expected(self, indices: Any) -> None:
+        assert self.pool is not None
+        reference = self.reference if self.exact else None
+        expected: dict[int, Digest | None] = {
+            index: reference.digests[index] if reference is not None else None for index in indices
+        }
+        await self.pool.each("expect", self.pool.split(expected))
+
+    @property
+    def exact(self) -> bool:
+        return self.options.exact and self.reference is not None and self.kind == "kuma"
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        if self.cp is not None:
+            self.cp.stop()
+        if self.writer is not None:
+            await self.writer.close()
+        if self.etcd is not None:
+            self.etcd.stop()
+        if self._temp is not None:
+            self._temp.cleanup()
+
+    # --- observing ------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        assert self.pool is not None
+        parts = await self.pool.all("status")
+        merged: dict[str, Any] = {
+            key: sum(p[key] for p in parts)
+            for key in ("streaming", "synced", "converged", "nacked", "held")
+        }
+        merged["counters"] = merge_counters(p["counters"] for p in parts)
+        merged["events"] = sorted(e for p in parts for e in p["events"])
+        return merged
+
+    async def wait_converged(self, label: str, within: float | None = None) -> dict[str, Any]:
+        """Poll until every sidecar converged (NACKing ones excepted); the convergence events
+        seen meanwhile come back under ``events``."""
+        limit = within or self.options.timeout
+        started = time.monotonic()
+        events: list[tuple[float, int]] = []
+        bar = Progress(label, self.count, enabled=self.options.progress)
+        try:
+            while True:
+                status = await self.status()
+                events.extend(status["events"])
+                done = status["converged"] + status["nacked"]
+                bar.update(status["converged"], f"streams {status['streaming']}")
+                if done >= self.count:
+                    status["events"] = events
+                    status["ok"] = True
+                    return status
+                if time.monotonic() - started > limit:
+                    status["events"] = events
+                    status["ok"] = False
+                    return status
+                await asyncio.sleep(0.1)
+        finally:
+            bar.close()
+
+    def cp_cpu(self) -> float:
+        return self.cp.cpu_seconds() if self.cp is not None else 0.0
+
+    def cp_rss(self) -> int:
+        return self.cp.rss() if self.cp is not None else 0
+
+    def harness_usage(self) -> tuple[float, int]:
+        """CPU seconds and RSS of the worker processes together."""
+        assert self.pool is not None
+        cpu, rss = 0.0, 0
+        for process in self.pool.processes():
+            times = process.cpu_times()
+            cpu += times.user + times.system
+            rss += process.memory_info().rss
+        return cpu, rss
+
+    # --- changing the mesh ------------------------------------------------------------
+
+    def predict(self, proxy: int) -> tuple[dict[str, Any], Prediction]:
+        """Bump ``proxy``'s revision; its new document and what it should deliver."""
+        change = self.revisions.next_change(proxy)
+        document = self.revisions.document(proxy)
+        if self.reference is not None:
+            prediction = self.reference.apply(change)
+        else:
+            service = self.plan.service_of[proxy]
+            name = document["networking"]["inbound"][0]["tags"]["kuma.io/service"]
+            prediction = Prediction(1, name, "", tuple(self.plan.consumers(service)))
+        if not self.exact:
+            # Versions are the server's own: match on the name, first receipt after the write.
+            prediction = Prediction(prediction.type_index, prediction.name, "", prediction.affected)
+        return document, prediction
+
+    async def register(self, predictions: list[Prediction]) -> list[int]:
+        assert self.pool is not None
+        probes = []
+        ids = []
+        for prediction in predictions:
+            self._probes += 1
+            ids.append(self._probes)
+            probes.append(
+                (self._probes, prediction.type_index, prediction.name, prediction.version or None)
+            )
+        await self.pool.all("probe", probes)
+        return ids
+
+    async def write(self, document: dict[str, Any]) -> float:
+        assert self.writer is not None
+        written_at = time.time()
+        await self.writer.write(document)
+        return written_at
+
+    async def receipts(self, probe_ids: list[int]) -> dict[int, list[tuple[int, float]]]:
+        assert self.pool is not None
+        merged: dict[int, list[tuple[int, float]]] = {pid: [] for pid in probe_ids}
+        for part in await self.pool.all("results", probe_ids):
+            for pid, found in part.items():
+                merged[pid].extend(found)
+        return merged
+
+    async def wait_delivered(
+        self, changes: list[Written], within: float = 30.0
+    ) -> tuple[list[tuple[int, float]], int]:
+        """Wait until every affected sidecar got its change (or ``within`` seconds pass); the
+        latencies (see :func:`.stats.latencies`). The probes are dropped afterwards."""
+        assert self.pool is not None
+        pids = [c.probe for c in changes]
+        wanted = {c.probe: len(c.affected) for c in changes}
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            counts: dict[int, int] = dict.fromkeys(pids, 0)
+            for part in await self.pool.all("peek", pids):
+                for pid, seen in part.items():
+                    counts[pid] += seen
+            if all(counts[pid] >= wanted[pid] for pid in pids):
+                break
+            await asyncio.sleep(0.01)
+        return latencies(changes, await self.receipts(pids))

@@ -1,0 +1,186 @@
+"""A worker process: a few thousand sidecars on one asyncio loop, driven over a pipe.
+
+The driver sends ``(command, argument)`` and waits for the one reply before it sends the next
+command to the same worker, so neither side ever blocks writing to a full pipe while the other
+writes too. Long actions (connecting at a rate, reconnecting everyone) start in the background
+and reply at once; the driver follows them by polling ``status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .sidecar import Shared, Sidecar
+from .wire import Digest
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.shared: Shared | None = None
+        self.sidecars: dict[int, Sidecar] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._starter: asyncio.Task[None] | None = None
+
+    # Commands: each returns a picklable reply.
+
+    def init(self, arg: dict[str, Any]) -> int:
+        shared = self.shared = Shared(arg["host"], arg["port"], arg["seed"])
+        shared.backoff_base = arg.get("backoff_base", shared.backoff_base)
+        shared.backoff_max = arg.get("backoff_max", shared.backoff_max)
+        for index, node_id, slow, nack in arg["sidecars"]:
+            self.sidecars[index] = Sidecar(shared, index, node_id, slow=slow, nack=nack)
+        return os.getpid()
+
+    def target(self, arg: tuple[str, int]) -> None:
+        assert self.shared is not None
+        self.shared.host, self.shared.port = arg
+
+    def connect(self, rate: float) -> None:
+        """Start every sidecar not started yet, ``rate`` per second (0: all at once)."""
+        pending = [i for i in self.sidecars if i not in self.tasks]
+        self._start_later(pending, rate)
+
+    def kick(self, rate: float) -> None:
+        """Drop every connection and reconnect (``rate`` per second, 0: all at once)."""
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+        self._start_later(list(self.sidecars), rate)
+
+    def _start_later(self, indices: list[int], rate: float) -> None:
+        if self._starter is not None:
+            self._starter.cancel()
+        self._starter = asyncio.get_running_loop().create_task(self._start(indices, rate))
+
+    async def _start(self, indices: list[int], rate: float) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for count, index in enumerate(indices):
+            if rate > 0:
+                delay = began + count / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self.tasks[index] = loop.create_task(self.sidecars[index].run())
+
+    def expect(self, arg: dict[int, Digest | None]) -> None:
+        for index, digest in arg.items():
+            self.sidecars[index].set_expected(digest)
+
+    def status(self, _: Any = None) -> dict[str, Any]:
+        assert self.shared is not None
+        shared = self.shared
+        events, shared.converged_events = shared.converged_events, []
+        sidecars = self.sidecars.values()
+        return {
+            "counters": shared.counters.snapshot(),
+            "streaming": sum(s.streaming for s in sidecars),
+            "synced": sum(s.synced for s in sidecars),
+            "converged": sum(s.converged for s in sidecars),
+            "nacked": sum(s.nacked for s in sidecars),
+            "held": sum(s.digest[1] for s in sidecars),
+            "events": events,
+        }
+
+    def probe(self, arg: list[tuple[int, int, str, str | None]]) -> None:
+        assert self.shared is not None
+        for probe_id, type_index, name, version in arg:
+            self.shared.probes.setdefault((type_index, name), []).append((probe_id, version))
+
+    def results(self, probe_ids: list[int]) -> dict[int, list[tuple[int, float]]]:
+        """The receipts of these probes; the probes are dropped."""
+        assert self.shared is not None
+        shared = self.shared
+        wanted = set(probe_ids)
+        for key in list(shared.probes):
+            kept = [p for p in shared.probes[key] if p[0] not in wanted]
+            if kept:
+                shared.probes[key] = kept
+            else:
+                del shared.probes[key]
+        return {pid: shared.records.pop(pid, []) for pid in probe_ids}
+
+    def peek(self, probe_ids: list[int]) -> dict[int, int]:
+        """How many distinct sidecars received each probe so far."""
+        assert self.shared is not None
+        records = self.shared.records
+        return {pid: len({i for i, _ in records.get(pid, ())}) for pid in probe_ids}
+
+    def reset(self, _: Any = None) -> None:
+        assert self.shared is not None
+        self.shared.converged_events.clear()
+        for sidecar in self.sidecars.values():
+            sidecar.reset()
+
+    def held(self, indices: list[int]) -> dict[int, dict[int, dict[str, str]]]:
+        return {i: {t: dict(v) for t, v in self.sidecars[i].held.items()} for i in indices}
+
+    def mismatches(self, _: Any = None) -> list[tuple[int, Digest, Digest | None, bool]]:
+        """(index, digest, expected, synced) of every sidecar that did not NACK and does not
+        hold what it should."""
+        return [
+            (s.index, s.digest, s.expected, s.synced)
+            for s in self.sidecars.values()
+            if not s.nacked and not s.converged
+        ]
+
+    def collect(self, _: Any = None) -> int:
+        return gc.collect()
+
+    async def stop(self, _: Any = None) -> None:
+        if self._starter is not None:
+            self._starter.cancel()
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.tasks.clear()
+
+
+async def _serve(conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            inbox.put_nowait(conn.recv())
+        except (EOFError, OSError):
+            # The driver is gone: stop, so that no worker outlives a crashed run.
+            loop.remove_reader(conn.fileno())
+            inbox.put_nowait(("stop", None))
+
+    loop.add_reader(conn.fileno(), readable)
+    worker = Worker()
+    try:
+        while True:
+            command, arg = await inbox.get()
+            handler: Callable[[Any], Any] = getattr(worker, command)
+            try:
+                result = handler(arg)
+                if asyncio.iscoroutine(result):
+                    result = await result
+                reply: tuple[bool, Any] = (True, result)
+            except Exception as exc:  # reported to the driver, which raises it there
+                reply = (False, f"{type(exc).__name__}: {exc}")
+            if not conn.closed:
+                try:
+                    conn.send(reply)
+                except OSError:
+                    return
+            if command == "stop":
+                return
+    finally:
+        if not conn.closed:
+            loop.remove_reader(conn.fileno())
+
+
+def worker_main(conn: Connection) -> None:
+    """The worker process's entry point (``multiprocessing`` spawn target)."""
+    # Many small long-lived objects per sidecar: collecting the old generation now and then
+    # is all the cycle collector has to do; freezing what init allocated keeps it cheap.
+    gc.set_threshold(50_000, 50, 100)
+    asyncio.run(_serve(conn))

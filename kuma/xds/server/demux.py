@@ -1,0 +1,97 @@
+"""One port for gRPC (ADS) and plain HTTP/1.1 (kuma-dp's bootstrap), as Kuma's dp server does.
+
+Every connection to the dp server starts in a :class:`PeekingProtocol`, which holds the first
+bytes until they tell the two apart: an HTTP/2 client (Envoy, any gRPC client) opens with the
+fixed preface ``PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n``, which no HTTP/1 request line can
+start with. The connection is then handed over for good: ``transport.set_protocol`` makes
+asyncio call the chosen protocol directly, which gets ``connection_made`` and the bytes read so
+far, exactly as if it had accepted the connection itself. No bytes are copied after that.
+
+The server side of HTTP/2 speaks only after the client preface, so holding the connection back
+until the first bytes arrive changes nothing a client can see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection
+from typing import Any
+
+from grpclib.server import Server
+
+#: What every HTTP/2 client sends first (RFC 9113, 3.4).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class PeekingProtocol(asyncio.Protocol):
+    """Holds a new connection until its first bytes pick the protocol that serves it."""
+
+    def __init__(
+        self, http2: ProtocolFactory, http1: ProtocolFactory, undecided: set[PeekingProtocol]
+    ) -> None:
+        self._http2 = http2
+        self._http1 = http1
+        self._undecided = undecided
+        self._transport: asyncio.Transport | None = None
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._undecided.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        size = min(len(self._buffer), len(HTTP2_PREFACE))
+        if self._buffer[:size] != HTTP2_PREFACE[:size]:
+            self._hand_over(self._http1)
+        elif size == len(HTTP2_PREFACE):
+            self._hand_over(self._http2)
+        # else: a prefix of the preface so far; wait for more bytes
+
+    def _hand_over(self, factory: ProtocolFactory) -> None:
+        transport = self._transport
+        assert transport is not None
+        self._undecided.discard(self)
+        protocol = factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.data_received(self._buffer)
+        self._buffer = b""
+
+    def eof_received(self) -> bool:
+        # The client went away before saying anything useful: close our side too.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._undecided.discard(self)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class SharedPortServer(Server):
+    """grpclib's server, whose connections that are not HTTP/2 go to ``http1``.
+
+    grpclib builds one ``H2Protocol`` per connection in ``_protocol_factory`` (the factory it
+    hands to ``loop.create_server``); this wraps that single method, so everything else of the
+    server (handlers, close, wait_closed) is grpclib's own. ``close`` also aborts connections
+    still waiting for their first bytes, which grpclib does not know about.
+    """
+
+    def __init__(self, handlers: Collection[Any], http1: ProtocolFactory) -> None:
+        super().__init__(handlers)
+        self._http1 = http1
+        self._undecided: set[PeekingProtocol] = set()
+
+    # grpclib declares H2Protocol; asyncio only needs a Protocol, which is what this returns.
+    def _protocol_factory(self) -> asyncio.Protocol:  # type: ignore[override]
+        return PeekingProtocol(super()._protocol_factory, self._http1, self._undecided)
+
+    def close(self) -> None:
+        super().close()
+        for protocol in list(self._undecided):
+            protocol.abort()

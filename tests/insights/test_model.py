@@ -1,0 +1,95 @@
+"""Kuma's UpdateSubscription rules (last two kept, stale ones finalized), reads that lay live
+subscriptions over stored ones, and the versions read from an Envoy node."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3.base_pb2 import Node
+
+from kuma.insights.model import (
+    DataplaneInsight,
+    DiscoverySubscription,
+    merge_live,
+    update_subscription,
+)
+from kuma.xds.server.node import node_version
+
+
+def sub(id: str, connect: float, disconnect: float | None = None) -> DiscoverySubscription:
+    return DiscoverySubscription(
+        id=id, control_plane_instance_id="cp", connect_time=connect, disconnect_time=disconnect
+    )
+
+
+def test_only_the_last_two_subscriptions_are_kept() -> None:
+    insight = None
+    for index in range(5):
+        insight = update_subscription(insight, sub(f"s{index}", index, index + 0.5), now=100)
+    assert insight is not None
+    assert [s.id for s in insight.subscriptions] == ["s3", "s4"]
+
+
+def test_the_same_subscription_is_replaced_in_place() -> None:
+    insight = update_subscription(None, sub("a", 1, 2), now=10)
+    insight = update_subscription(insight, sub("b", 3), now=10)
+    insight = update_subscription(insight, sub("a", 1, 5), now=10)
+    assert [(s.id, s.disconnect_time) for s in insight.subscriptions] == [("a", 5), ("b", None)]
+
+
+def test_a_new_subscription_finalizes_older_ones_left_online() -> None:
+    # An instance that died never wrote its disconnect time: the proxy must not stay online.
+    insight = update_subscription(None, sub("stale", 1), now=10)
+    assert insight.online
+    insight = update_subscription(insight, sub("new", 20, 30), now=40)
+    assert [(s.id, s.disconnect_time) for s in insight.subscriptions] == [
+        ("stale", 40),
+        ("new", 30),
+    ]
+    assert not insight.online
+
+
+def test_live_subscriptions_are_laid_over_the_stored_ones() -> None:
+    stored = DataplaneInsight((sub("old", 1, 2), sub("mine", 3)))
+    merged = merge_live(stored, [sub("mine", 3, 9), sub("newer", 10)])
+    assert merged is not None
+    assert [(s.id, s.disconnect_time) for s in merged.subscriptions] == [
+        ("mine", 9),
+        ("newer", None),
+    ]
+    assert merge_live(None, []) is None
+    assert merge_live(stored, []) is stored
+
+
+def test_versions_declared_by_kuma_dp_in_the_node_metadata() -> None:
+    node = Node(id="default.web-1")
+    node.metadata.update(
+        {
+            "version": {
+                "kumaDp": {"version": "2.7.1", "gitTag": "v2.7.1", "gitCommit": "abc"},
+                "envoy": {"version": "1.30.1", "build": "x/1.30.1/Clean/RELEASE/BoringSSL"},
+            }
+        }
+    )
+    assert node_version(node) == {
+        "kumaDp": {"version": "2.7.1", "gitTag": "v2.7.1", "gitCommit": "abc", "buildDate": ""},
+        "envoy": {"version": "1.30.1", "build": "x/1.30.1/Clean/RELEASE/BoringSSL"},
+    }
+
+
+def test_envoy_version_and_build_from_the_nodes_own_build_version() -> None:
+    node = Node(id="default.web-1")
+    version = node.user_agent_build_version
+    version.version.major_number, version.version.minor_number, version.version.patch = 1, 40, 0
+    version.metadata.update(
+        {
+            "revision.sha": "0123abcd",
+            "revision.status": "Clean",
+            "build.type": "RELEASE",
+            "ssl.version": "BoringSSL",
+        }
+    )
+    assert node_version(node)["envoy"] == {
+        "version": "1.40.0",
+        "build": "0123abcd/1.40.0/Clean/RELEASE/BoringSSL",
+    }
+    bare = Node(id="default.web-1", user_agent_version="custom")
+    assert node_version(bare)["envoy"] == {"version": "custom", "build": ""}

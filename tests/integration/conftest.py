@@ -1,0 +1,7 @@
+"""Fixtures of the integration tests: real kuma-cp, real Envoys, real HTTP services."""
+
+from __future__ import annotations
+
+from tests.fixtures.envoy import control_plane, envoy_factory, http_services
+
+__all__ = ["control_plane", "envoy_factory", "http_services"]
