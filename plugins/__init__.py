@@ -1,1 +1,1 @@
-"""Store plugins shipped with kuma-py; each registers under the ``kuma.stores`` entry-point group."""
+"""Store plugins shipped with kuma-py, each registered in the ``kuma.stores`` entry-point group."""

@@ -72,7 +72,9 @@ async def fetch_bootstrap(cp_address: str, request: dict[str, Any]) -> Bootstrap
     pause = FIRST_PAUSE
     timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
-        for attempt in range(1, 1_000_000_000):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 async with session.post(url, data=body, headers=headers) as response:
                     status = response.status
@@ -97,4 +99,3 @@ async def fetch_bootstrap(cp_address: str, request: dict[str, Any]) -> Bootstrap
             )
             await anyio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE)
-    raise AssertionError("unreachable")

@@ -126,6 +126,10 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return set_signal
 
 
+#: The longest line of Envoy's output passed through whole (debug logs can be long).
+_LINE_LIMIT = 1 << 20
+
+
 async def start_envoy(args: list[str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *args,
@@ -134,4 +138,5 @@ async def start_envoy(args: list[str]) -> asyncio.subprocess.Process:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=_parent_death_signal(),
+        limit=_LINE_LIMIT,
     )

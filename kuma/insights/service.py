@@ -70,7 +70,7 @@ class Insights:
         self._deleted: list[tuple[str, str]] = []
         #: Deleted while connected: delete again once no stream of theirs is tracked.
         self._orphans: set[tuple[str, str]] = set()
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None
 
     # --- InsightProvider ----------------------------------------------------------------------
 
@@ -87,7 +87,8 @@ class Insights:
         key = (resource.mesh, resource.name)
         if event.operation is Operation.DELETE:
             self._deleted.append(key)
-            self._wake.set()
+            if self._wake is not None:
+                self._wake.set()
         else:
             self._orphans.discard(key)
 
@@ -98,10 +99,11 @@ class Insights:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.flusher.run)
             while True:
-                # Orphans are rechecked every interval: their streams close on their own time.
-                with anyio.move_on_after(self.flusher.interval):
-                    await self._wake.wait()
                 self._wake = anyio.Event()
+                if not self._deleted:
+                    # Orphans are rechecked every interval: their streams close in their own time.
+                    with anyio.move_on_after(self.flusher.interval):
+                        await self._wake.wait()
                 await self.prune()
 
     async def prune(self) -> None:

@@ -156,6 +156,8 @@ def start_control_plane(
         "KUMA_STORE_TYPE": store,
         "KUMA_DP_SERVER_INTERFACE": "127.0.0.1",
         "KUMA_DP_SERVER_PORT": str(port),
+        # Other listeners on free ports: several control planes may run on this machine.
+        "KUMA_API_SERVER_HTTP_PORT": "0",
         "KUMA_LOGGING_LEVEL": log_level,
     }
     if store == "directory":

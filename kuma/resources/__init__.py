@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .codec import decode, decode_one, encode_json, encode_yaml, from_document, to_document
 from .errors import DecodeError, ResourceError, ValidationError, Violation
-from .validation import check, validate
 from .model import (
     PROTOCOL_TAG,
     RESOURCE_TYPES,
@@ -22,6 +21,7 @@ from .model import (
     ZoneEgress,
     ZoneIngress,
 )
+from .validation import check, validate
 
 __all__ = [
     "PROTOCOL_TAG",

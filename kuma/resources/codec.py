@@ -116,7 +116,7 @@ def decode(data: str | bytes, *, source: str = "") -> list[Resource]:
         try:
             resources.append(from_document(doc))
         except DecodeError as exc:
-            line = None if _is_json(text) else _line_of(text, index, exc.field)
+            line = None if _is_json(text) else line_of(text, index, exc.field)
             raise DecodeError(
                 exc.reason,
                 source=source,
@@ -137,10 +137,15 @@ def decode_one(data: str | bytes, *, source: str = "") -> Resource:
 
 # --- line numbers: only computed on the error path, by composing the YAML node tree -----------
 
-_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_SEGMENT = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|([^.\[\]]+)')
 
 
-def _line_of(text: str, document: int, field: str) -> int | None:
+def line_of(text: str, document: int, field: str) -> int | None:
+    """The 1-based line of ``field`` (Kuma's path notation, e.g.
+    ``networking.inbound[0].tags["kuma.io/service"]``) in YAML document ``document`` of
+    ``text``: the deepest node of the path that exists. None for JSON or unparsable text."""
+    if _is_json(text):
+        return None
     try:
         nodes = list(yaml.compose_all(text, Loader=_LOADER))
     except yaml.YAMLError:
@@ -150,7 +155,8 @@ def _line_of(text: str, document: int, field: str) -> int | None:
         return None
     node: yaml.Node = nodes[document]
     line = node.start_mark.line + 1
-    for name, index in _SEGMENT.findall(field):
+    for quoted, index, plain in _SEGMENT.findall(field):
+        name = quoted or plain
         child: yaml.Node | None = None
         if name and isinstance(node, yaml.MappingNode):
             for key, value in node.value:

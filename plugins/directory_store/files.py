@@ -25,10 +25,12 @@ from kuma.resources import (
     Resource,
     ResourceKey,
     ValidationError,
+    Violation,
     decode,
     encode_yaml,
     to_document,
 )
+from kuma.resources.codec import line_of
 from kuma.resources.validation import check
 
 RESOURCE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -98,6 +100,12 @@ def _describe_decode_error(exc: DecodeError) -> str:
     return f"{where}: {what}" if where else what
 
 
+def _located(data: bytes, document: int, violation: Violation) -> str:
+    """A violation with the line of its field, when the file is YAML (error path only)."""
+    line = line_of(data.decode("utf-8", errors="replace"), document, violation.field)
+    return f"line {line}: {violation}" if line is not None else str(violation)
+
+
 def parse(data: bytes, source: str) -> Parsed:
     """Decode and validate every document of a file; a file is valid only if all of them are."""
     digest = digest_of(data)
@@ -115,7 +123,7 @@ def parse(data: bytes, source: str) -> Parsed:
         try:
             check(resource)
         except ValidationError as exc:
-            details = "; ".join(str(v) for v in exc.violations)
+            details = "; ".join(_located(data, index, v) for v in exc.violations)
             return Parsed(digest, error=f"{where}{ResourceKey.of(resource)}: {details}")
         key = ResourceKey.of(resource)
         if key in seen:

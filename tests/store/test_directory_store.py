@@ -182,12 +182,13 @@ async def test_an_invalid_file_keeps_its_last_valid_version_until_fixed(
     problem = problem_of(store, path)
     assert problem is not None
     assert "networking.inbound[0].port" in problem.reason, problem
+    assert "line 7" in problem.reason, problem  # the line of the offending field
     assert (await store.get(WEB)).meta.version == created.meta.version
     assert any(str(path) in r.getMessage() and "port" in r.getMessage() for r in caplog.records)
 
     # A YAML syntax error: the line is named.
     path.write_text(dataplane_yaml("web") + "  outbound: [\n")
-    await wait_until(lambda: "line" in getattr(problem_of(store, path), "reason", ""))
+    await wait_until(lambda: "invalid YAML" in getattr(problem_of(store, path), "reason", ""))
     problem = problem_of(store, path)
     assert problem is not None
     assert "invalid YAML" in problem.reason, problem

@@ -1,0 +1,136 @@
+"""Access: loopback callers may write; others may only read unless they present the admin
+token. See helpers.py for how a non-loopback peer is produced without leaving loopback."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from kuma.api import ApiError, ApiSettings, is_loopback
+from kuma.api.access import access_middleware
+from kuma.store.memory import MemoryStore
+
+from .helpers import ADMIN_TOKEN, Api, dataplane_yaml, error, serve
+
+pytestmark = pytest.mark.anyio
+
+WEB = "/meshes/default/dataplanes/web-01"
+REMOTE = "203.0.113.7"
+
+
+@pytest.mark.parametrize(
+    ("remote", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("127.255.255.254", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("10.0.0.1", False),
+        ("203.0.113.7", False),
+        ("::ffff:10.0.0.1", False),
+        ("fe80::1%eth0", False),
+        ("0.0.0.0", False),
+        ("localhost", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_loopback_addresses(remote: str | None, loopback: bool) -> None:
+    assert is_loopback(remote) is loopback
+
+
+async def test_loopback_callers_may_write(api: Api) -> None:
+    assert (await api.put(WEB, dataplane_yaml("web-01"))).status == 201
+    assert (await api.delete(WEB)).status == 200
+
+
+async def test_remote_callers_may_only_read(api: Api) -> None:
+    await api.put(WEB, dataplane_yaml("web-01"))
+    assert (await api.get(WEB, peer=REMOTE)).status == 200
+    assert (await api.get("/meshes", peer=REMOTE)).status == 200
+    assert (await api.get("/", peer=REMOTE)).status == 200
+    detail = (
+        "{} is allowed only from loopback or with the admin token "
+        "(Authorization: Bearer <apiServer.auth.adminToken>); this caller may only read"
+    )
+    for method, body in (("PUT", dataplane_yaml("web-01", port=1)), ("DELETE", None)):
+        reply = await api.call(method, WEB, body, peer=REMOTE)
+        assert reply.status == 403
+        assert reply.json == error(403, "Access Denied", detail.format(method))
+    stored = (await api.get(WEB)).json
+    assert stored["networking"]["inbound"][0]["port"] == 18080
+
+
+async def test_the_admin_token_grants_writes_from_anywhere(api: Api) -> None:
+    bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    created = await api.put(WEB, dataplane_yaml("web-01"), headers=bearer, peer=REMOTE)
+    assert created.status == 201
+    assert (await api.delete(WEB, headers=bearer, peer="10.1.2.3")).status == 200
+
+
+@pytest.mark.parametrize("peer", [REMOTE, None])
+@pytest.mark.parametrize("header", ["Bearer wrong", "Basic abc", f"Token {ADMIN_TOKEN}", "Bearer"])
+async def test_a_wrong_token_is_401_wherever_it_comes_from(
+    api: Api, peer: str | None, header: str
+) -> None:
+    reply = await api.put(
+        WEB, dataplane_yaml("web-01"), headers={"Authorization": header}, peer=peer
+    )
+    assert reply.status == 401
+    assert reply.json == error(401, "Unauthenticated", "invalid admin token")
+    assert (await api.store.list("Dataplane")).total == 0
+
+
+async def test_without_a_configured_token_remote_writes_are_refused(store: MemoryStore) -> None:
+    async with serve(store, ApiSettings(admin_token="")) as api:
+        bearer = {"Authorization": "Bearer anything"}
+        refused = await api.put(WEB, dataplane_yaml("web-01"), headers=bearer, peer=REMOTE)
+        assert refused.status == 403
+        # Loopback callers need no token, and a stray header does not lock them out.
+        assert (await api.put(WEB, dataplane_yaml("web-01"), headers=bearer)).status == 201
+
+
+def _request(method: str, peer: tuple[str, int], headers: dict[str, str]) -> web.Request:
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        peer if name == "peername" else default
+    )
+    return make_mocked_request(method, WEB, headers=headers, transport=transport)
+
+
+async def test_the_peer_is_the_socket_peer_not_a_header() -> None:
+    """The middleware judges ``request.remote``, which aiohttp takes from the transport's peer
+    name; forwarding headers claiming loopback change nothing."""
+    middleware = access_middleware(ADMIN_TOKEN)
+    handled: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        handled.append(request.method)
+        return web.Response()
+
+    spoofing = {"X-Forwarded-For": "127.0.0.1", "Forwarded": "for=127.0.0.1", "Host": "127.0.0.1"}
+    remote = _request("PUT", ("198.51.100.4", 40000), spoofing)
+    assert remote.remote == "198.51.100.4"
+    with pytest.raises(ApiError) as refused:
+        await middleware(remote, handler)
+    assert refused.value.status == 403
+
+    assert (await middleware(_request("GET", ("198.51.100.4", 40000), {}), handler)).status == 200
+    assert (await middleware(_request("PUT", ("127.0.0.1", 40000), {}), handler)).status == 200
+    assert (await middleware(_request("DELETE", ("::1", 40000, 0, 0), {}), handler)).status == 200
+    assert handled == ["GET", "PUT", "DELETE"]
+
+
+async def test_the_server_binds_only_to_its_interface(store: MemoryStore) -> None:
+    """Bound to 127.0.0.2 (loopback, but not 127.0.0.1): reachable there and only there, and a
+    caller from 127.0.0.2 is a loopback caller."""
+    async with serve(store, host="127.0.0.2") as api:
+        assert (await api.put(WEB, dataplane_yaml("web-01"))).status == 201
+        port = api.base.rsplit(":", 1)[1]
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await api.session.get(f"http://127.0.0.1:{port}/")
