@@ -35,6 +35,9 @@ class ApiSettings:
     admin_token: str = ""
     #: ``apiServer.maxRequestBytes``.
     max_request_bytes: int = 1024 * 1024
+    #: This control plane's instance id (the index's ``instanceId``, the same id the insights
+    #: record as ``controlPlaneInstanceId``); empty: the host name and a random suffix.
+    instance_id: str = ""
 
 
 @web.middleware
@@ -90,7 +93,8 @@ def build_app(
     )
     app[CONTEXT] = Context(store, insights or NoInsights(), settings.max_request_bytes)
     hostname = socket.gethostname()
-    app.router.add_get("/", _index_handler(hostname, f"{hostname}-{secrets.token_hex(2)}"))
+    instance_id = settings.instance_id or f"{hostname}-{secrets.token_hex(2)}"
+    app.router.add_get("/", _index_handler(hostname, instance_id))
     add_routes(app)
     app.router.add_routes(extra_routes)
     return app

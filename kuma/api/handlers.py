@@ -171,6 +171,9 @@ def put(kind: Kind) -> Handler:
         if problems:
             raise invalid(title, problems)
         if kind.mesh_scoped:
+            # As in Kuma this is a check, not a lock: a Mesh deleted between this check and the
+            # write below leaves the Dataplane without its Mesh (stores have no transactions
+            # across two keys) until the Mesh is created again or the Dataplane is deleted.
             try:
                 await ctx.store.get(ResourceKey(MESH.type, "", mesh))
             except NotFoundError:
@@ -202,6 +205,7 @@ def delete(kind: Kind) -> Handler:
         except NotFoundError:
             raise not_found(title) from None
         if isinstance(current.resource, Mesh):
+            # The same check-then-act as Kuma's (see put): refused while Dataplanes exist.
             attached = await store.list(DATAPLANE.type, key.name, limit=1)
             if attached.total:
                 raise invalid(

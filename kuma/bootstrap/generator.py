@@ -16,6 +16,7 @@ and metrics sockets, DNS):
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import msgspec
@@ -65,8 +66,10 @@ def generate(
     *,
     xds_host: str,
     xds_port: int,
+    ipv4: bool = True,
 ) -> dict[str, Any]:
-    """The bootstrap as a document (for YAML or JSON)."""
+    """The bootstrap as a document (for YAML or JSON). ``ipv4``: the request reached the
+    control plane over IPv4, so a host name is resolved preferring IPv4 addresses."""
     port = admin_port(dataplane, params.default_admin_port)
     metadata: dict[str, Any] = {
         "dataplane.admin.address": ADMIN_ADDRESS,
@@ -95,7 +98,7 @@ def generate(
             "cdsConfig": _ads_source(),
             "ldsConfig": _ads_source(),
         },
-        "staticResources": {"clusters": [_ads_cluster(xds_host, xds_port, params)]},
+        "staticResources": {"clusters": [_ads_cluster(xds_host, xds_port, params, ipv4)]},
     }
 
 
@@ -109,12 +112,27 @@ def _socket_address(address: str, port: int) -> dict[str, Any]:
     return {"socketAddress": {"address": address, "portValue": port}}
 
 
-def _ads_cluster(host: str, port: int, params: GeneratorParams) -> dict[str, Any]:
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _ads_cluster(host: str, port: int, params: GeneratorParams, ipv4: bool) -> dict[str, Any]:
     address = _socket_address(host, port)
+    cluster: dict[str, Any] = {"name": ADS_CLUSTER}
+    if _is_ip(host):
+        cluster["type"] = "STATIC"
+    else:
+        # A name (``localhost``, a service name) is resolved by Envoy. Envoy's default prefers
+        # IPv6, so ``localhost`` becomes ::1, where a control plane bound to 0.0.0.0 is not:
+        # prefer the address family the bootstrap request itself came in on.
+        cluster["type"] = "STRICT_DNS"
+        cluster["dnsLookupFamily"] = "V4_PREFERRED" if ipv4 else "AUTO"
     return {
-        "name": ADS_CLUSTER,
-        # STRICT_DNS: the control plane is often reached by name (``localhost``, a service name).
-        "type": "STRICT_DNS",
+        **cluster,
         "connectTimeout": params.xds_connect_timeout,
         "loadAssignment": {
             "clusterName": ADS_CLUSTER,

@@ -13,6 +13,7 @@ messages), 503 (store down). Nothing a client sends stops the server.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,6 +70,15 @@ def split_host(host: str) -> str:
     return host
 
 
+def _is_ipv4(address: str) -> bool:
+    """Whether the server's end of a connection is IPv4 (plain, or mapped into IPv6)."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return True
+    return ip.version == 4 or (ip.version == 6 and ip.ipv4_mapped is not None)
+
+
 class BootstrapHandler:
     """The request handler of the low-level server."""
 
@@ -103,8 +113,11 @@ class BootstrapHandler:
         xds_host = split_host(request.host)
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         xds_port = int(sockname[1]) if sockname else 0
+        ipv4 = _is_ipv4(sockname[0]) if sockname else True
         bootstrap = to_yaml(
-            generate(dataplane, parsed, self._params, xds_host=xds_host, xds_port=xds_port)
+            generate(
+                dataplane, parsed, self._params, xds_host=xds_host, xds_port=xds_port, ipv4=ipv4
+            )
         )
         log.info(
             "bootstrap served",

@@ -109,6 +109,7 @@ async def run_control_plane(
                 port=api.http.port,
                 admin_token=api.auth.admin_token,
                 max_request_bytes=api.max_request_bytes,
+                instance_id=insights.instance_id,
             )
             api_port = await tg.start(
                 serve_api,

@@ -64,12 +64,18 @@ def _parse(body: bytes) -> Bootstrap:
     return Bootstrap(yaml=text, sidecar=sidecar if isinstance(sidecar, dict) else {})
 
 
-async def fetch_bootstrap(cp_address: str, request: dict[str, Any]) -> Bootstrap:
+async def fetch_bootstrap(
+    cp_address: str,
+    request: dict[str, Any],
+    *,
+    first_pause: float = FIRST_PAUSE,
+    max_pause: float = MAX_PAUSE,
+) -> Bootstrap:
     """POST the request until a bootstrap comes back; raises BootstrapRefused on 4xx."""
     url = bootstrap_url(cp_address)
     body = orjson.dumps(request)
     headers = {"Accept": "application/json", "Content-Type": "application/json"}
-    pause = FIRST_PAUSE
+    pause = first_pause
     timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
         attempt = 0
@@ -98,4 +104,4 @@ async def fetch_bootstrap(cp_address: str, request: dict[str, Any]) -> Bootstrap
                 reason,
             )
             await anyio.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
+            pause = min(pause * 2, max_pause)

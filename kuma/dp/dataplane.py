@@ -71,5 +71,7 @@ def load_dataplane(template: str, values: Mapping[str, str], *, source: str) -> 
     try:
         return decode_proxy_dataplane(text, field="dataplane")
     except ValidationError as exc:
-        lines = "\n".join(f"  {v.field}: {v.message}" if v.field else f"  {v}" for v in exc.violations)
+        lines = "\n".join(
+            f"  {v.field}: {v.message}" if v.field else f"  {v}" for v in exc.violations
+        )
         raise DataplaneError(f"{source} is not a valid Dataplane:\n{lines}") from None

@@ -55,9 +55,7 @@ class RunOptions(msgspec.Struct, kw_only=True):
     envoy_log_level: str = "info"
 
 
-def bootstrap_request(
-    options: RunOptions, version: EnvoyVersion, workdir: Path
-) -> dict[str, Any]:
+def bootstrap_request(options: RunOptions, version: EnvoyVersion, workdir: Path) -> dict[str, Any]:
     """Kuma's BootstrapRequest (``pkg/xds/bootstrap/types/bootstrap_request.go``)."""
     dataplane = options.dataplane
     return {
@@ -192,7 +190,9 @@ async def _stop_on_signal(
 ) -> None:
     async for signum in signals:
         name = signal.Signals(signum).name
-        log.info("caught %s: draining Envoy for %gs (a second signal stops it now)", name, drain_time)
+        log.info(
+            "caught %s: draining Envoy for %gs (a second signal stops it now)", name, drain_time
+        )
         await _fail_health_checks(admin_port)
         with anyio.move_on_after(drain_time):
             async for _ in signals:

@@ -12,8 +12,9 @@ stream; with 10,000 proxies that is 10,000 timers and 1,000 writes a second). He
 * **batched**: at most ``batch_size`` subscriptions per :meth:`InsightStore.upsert` call;
 * **rate-limited**: a token bucket caps subscriptions written per second (``max_rate``), so a
   mesh-wide change that makes every proxy dirty spreads its writes instead of bursting. What
-  is waiting is a dict keyed by subscription id (the latest snapshot wins), so a slow store
-  never lets the backlog grow beyond one entry per stream;
+  is waiting is a dict keyed by subscription id holding the live subscriptions themselves, each
+  copied only when its batch is written (the latest state goes, and a tick never copies
+  10,000 at once), so a slow store never lets the backlog grow beyond one entry per stream;
 * a failed batch stays pending and is retried on the next tick.
 
 Clock and sleep are injectable: the tests drive every rule without sleeping.
@@ -21,17 +22,17 @@ Clock and sleep are injectable: the tests drive every rule without sleeping.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
-
-from kuma.xds.server.node import parse_node_id
+import anyio.lowlevel
 
 from .store import InsightStore, Update
-from .tracker import Clock, InsightTracker
+from .tracker import Clock, InsightTracker, LiveSubscription
 
 log = logging.getLogger("kuma.insights")
 
@@ -99,8 +100,9 @@ class InsightFlusher:
         # Burst of one batch: the first batch of a tick goes at once, the rest at max_rate.
         self._bucket = TokenBucket(max_rate, max(batch_size, 1), clock)
         self._next_tick = clock() + interval
-        #: subscription id -> (mesh, name, latest snapshot) taken but not written yet.
-        self._pending: dict[str, Update] = {}
+        #: subscription id -> live subscription taken but not written yet. Snapshots are made
+        #: batch by batch as they are written: a tick never copies 10,000 at once.
+        self._pending: dict[str, LiveSubscription] = {}
         self._wake: anyio.Event | None = None
         self.ticks = 0
 
@@ -171,11 +173,9 @@ class InsightFlusher:
 
     def _take(self, *, closed_only: bool) -> None:
         pending = self._pending
-        for node_id, subscription in self._tracker.take_dirty(closed_only=closed_only):
-            mesh, name = parse_node_id(node_id)
-            # Re-inserted at the end: a subscription's snapshots stay in the order taken.
-            pending.pop(subscription.id, None)
-            pending[subscription.id] = (mesh, name, subscription)
+        for live in self._tracker.take_dirty(closed_only=closed_only):
+            if live.id not in pending:
+                pending[live.id] = live
 
     async def _write(self, *, limited: bool) -> int:
         if not self._pending:
@@ -183,12 +183,16 @@ class InsightFlusher:
         started = self._clock()
         written = batches = 0
         while self._pending:
-            ids = list(self._pending)[: self.batch_size]
-            batch = [self._pending[i] for i in ids]
+            ids = list(itertools.islice(self._pending, self.batch_size))
             if limited:
-                wait = self._bucket.reserve(len(batch))
+                wait = self._bucket.reserve(len(ids))
                 if wait > 0:
                     await self._sleep(wait)
+            # Snapshot after the wait: what is written is the latest state.
+            pending = self._pending
+            batch: list[Update] = [
+                (live.mesh, live.name, live.snapshot()) for live in (pending[i] for i in ids)
+            ]
             try:
                 await self._store.upsert(batch)
             except Exception:
@@ -201,13 +205,13 @@ class InsightFlusher:
                 if self._observer is not None:
                     self._observer.on_insight_flush_error()
                 break
-            for subscription_id, update in zip(ids, batch, strict=True):
-                # A newer snapshot taken while the batch was written stays pending.
-                if self._pending.get(subscription_id) is update:
-                    del self._pending[subscription_id]
+            for subscription_id in ids:
+                del self._pending[subscription_id]
             self._tracker.forget(_closed_ids(batch))
             written += len(batch)
             batches += 1
+            # Let the streams run between batches even when the store never awaits (memory).
+            await anyio.lowlevel.checkpoint()
         if batches and self._observer is not None:
             self._observer.on_insight_flush(written, batches, self._clock() - started)
         return written

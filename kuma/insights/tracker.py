@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from kuma.xds.server.observer import Flavour
@@ -47,8 +47,9 @@ class _Counters:
         return DiscoveryServiceStats(self.sent, self.acked, self.rejected)
 
 
-class _Stream:
-    """One stream's live subscription."""
+class LiveSubscription:
+    """One stream's live subscription: mutated in place by the observer calls, copied into a
+    frozen :class:`DiscoverySubscription` by :meth:`snapshot` only when it is written or read."""
 
     __slots__ = (
         "by_type",
@@ -56,16 +57,22 @@ class _Stream:
         "dirty",
         "disconnect_time",
         "id",
+        "instance_id",
         "last_update",
+        "mesh",
+        "name",
         "node_id",
         "stream_id",
         "total",
         "version",
     )
 
-    def __init__(self, stream_id: int, node_id: str, now: float) -> None:
+    def __init__(self, stream_id: int, node_id: str, instance_id: str, now: float) -> None:
         self.stream_id = stream_id
+        self.instance_id = instance_id
         self.node_id = node_id
+        # The Dataplane's key; the server has checked the node id is ``<mesh>.<name>``.
+        self.mesh, _, self.name = node_id.partition(".")
         self.id = str(uuid.uuid4())
         self.connect_time = now
         self.disconnect_time: float | None = None
@@ -76,7 +83,7 @@ class _Stream:
         self.version: Version = {}
         self.dirty = False
 
-    def snapshot(self, instance_id: str) -> DiscoverySubscription:
+    def snapshot(self) -> DiscoverySubscription:
         by_type = self.by_type
         status = SubscriptionStatus(
             last_update_time=self.last_update,
@@ -88,7 +95,7 @@ class _Stream:
         )
         return DiscoverySubscription(
             id=self.id,
-            control_plane_instance_id=instance_id,
+            control_plane_instance_id=self.instance_id,
             connect_time=self.connect_time,
             disconnect_time=self.disconnect_time,
             status=status,
@@ -106,11 +113,11 @@ class InsightTracker:
     def __init__(self, instance_id: str, *, clock: Clock = time.time) -> None:
         self.instance_id = instance_id
         self._clock = clock
-        self._streams: dict[int, _Stream] = {}
-        self._by_id: dict[str, _Stream] = {}
+        self._streams: dict[int, LiveSubscription] = {}
+        self._by_id: dict[str, LiveSubscription] = {}
         #: node id -> its tracked streams (open, or closed and not yet flushed), oldest first.
-        self._by_node: dict[str, list[_Stream]] = {}
-        self._dirty: list[_Stream] = []
+        self._by_node: dict[str, list[LiveSubscription]] = {}
+        self._dirty: list[LiveSubscription] = []
         #: How many of the dirty streams are closed ones (their final state is due now).
         self._closed_dirty = 0
         self._open = 0
@@ -121,7 +128,7 @@ class InsightTracker:
     def on_stream_open(
         self, stream_id: int, node_id: str, protocol: Flavour, envoy_version: str
     ) -> None:
-        stream = _Stream(stream_id, node_id, self._clock())
+        stream = LiveSubscription(stream_id, node_id, self.instance_id, self._clock())
         if envoy_version:
             stream.version = {"envoy": {"version": envoy_version, "build": ""}}
         self._streams[stream_id] = stream
@@ -130,11 +137,11 @@ class InsightTracker:
         self._by_node.setdefault(node_id, []).append(stream)
         self._mark(stream)
 
-    def on_stream_version(self, stream_id: int, version: Version) -> None:
+    def on_stream_version(self, stream_id: int, version: Mapping[str, Mapping[str, str]]) -> None:
         """The proxy's Envoy and kuma-dp versions, read from its node (once per stream)."""
         stream = self._streams.get(stream_id)
         if stream is not None:
-            stream.version = version
+            stream.version = {part: dict(fields) for part, fields in version.items()}
             self._mark(stream)
 
     def on_response(self, node_id: str, type_url: str, resource_count: int, nonce: str) -> None:
@@ -183,20 +190,19 @@ class InsightTracker:
 
     # --- the flusher's side -------------------------------------------------------------------
 
-    def take_dirty(self, *, closed_only: bool = False) -> list[tuple[str, DiscoverySubscription]]:
-        """Snapshots of the subscriptions changed since they were last taken, as (node id,
-        snapshot); with ``closed_only`` only those of closed streams (the others stay due)."""
+    def take_dirty(self, *, closed_only: bool = False) -> list[LiveSubscription]:
+        """The subscriptions changed since they were last taken; with ``closed_only`` only
+        those of closed streams (the others stay due). Cheap: nothing is copied here, the
+        caller snapshots each one when it writes it, so what is written is the latest state."""
         if closed_only:
             dirty = [s for s in self._dirty if s.disconnect_time is not None]
             self._dirty = [s for s in self._dirty if s.disconnect_time is None]
         else:
             dirty, self._dirty = self._dirty, []
         self._closed_dirty = 0
-        taken: list[tuple[str, DiscoverySubscription]] = []
         for stream in dirty:
             stream.dirty = False
-            taken.append((stream.node_id, stream.snapshot(self.instance_id)))
-        return taken
+        return dirty
 
     def forget(self, subscription_ids: set[str]) -> None:
         """Drop the closed streams whose final state (these subscription ids) is now written.
@@ -231,7 +237,7 @@ class InsightTracker:
         streams = self._by_node.get(node_id)
         if not streams:
             return []
-        return [stream.snapshot(self.instance_id) for stream in streams]
+        return [stream.snapshot() for stream in streams]
 
     def tracks(self, node_id: str) -> bool:
         """Some stream of this proxy is open, or closed and not yet flushed."""
@@ -247,7 +253,7 @@ class InsightTracker:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _current(self, node_id: str) -> _Stream | None:
+    def _current(self, node_id: str) -> LiveSubscription | None:
         streams = self._by_node.get(node_id)
         if streams is None:
             return None
@@ -256,7 +262,7 @@ class InsightTracker:
                 return stream
         return None
 
-    def _mark(self, stream: _Stream) -> None:
+    def _mark(self, stream: LiveSubscription) -> None:
         if not stream.dirty:
             stream.dirty = True
             self._dirty.append(stream)

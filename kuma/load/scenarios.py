@@ -109,6 +109,7 @@ async def _sequential_changes(
     affected_counts: list[int] = []
     before = (await h.status())["counters"]
     cpu = h.cp_cpu()
+    harness_cpu = h.harness_usage()[0]
     started = time.monotonic()
     for proxy in proxies:
         document, prediction = h.predict(proxy)
@@ -126,6 +127,7 @@ async def _sequential_changes(
         await asyncio.sleep(ACK_GRACE)
     elapsed = time.monotonic() - started
     used = h.cp_cpu() - cpu
+    harness_used = h.harness_usage()[0] - harness_cpu
     delta = counter_delta(before, (await h.status())["counters"])
     count = len(proxies)
     return {
@@ -135,6 +137,7 @@ async def _sequential_changes(
         "last_sidecar": summarize(lasts),
         "undelivered": missing,
         "cp_cpu_ms_per_change": round(used * 1000 / max(1, count), 3),
+        "harness_cpu_ms_per_change": round(harness_used * 1000 / max(1, count), 3),
         "window_seconds": round(elapsed, 2),
         "per_change": _per_change(delta, count),
         "_pairs": pairs,
@@ -178,6 +181,7 @@ async def churn(h: Harness, *, rate: float = 50.0, seconds: float = 30.0) -> dic
     probes = await h.register([prediction for _, prediction in planned])
     before = (await h.status())["counters"]
     cpu = h.cp_cpu()
+    harness_cpu = h.harness_usage()[0]
     changes: list[Written] = []
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -194,7 +198,9 @@ async def churn(h: Harness, *, rate: float = 50.0, seconds: float = 30.0) -> dic
         )
     pairs, missing = await h.wait_delivered(changes, within=60)
     await asyncio.sleep(ACK_GRACE)
+    elapsed = loop.time() - began
     used = h.cp_cpu() - cpu
+    harness_used = h.harness_usage()[0] - harness_cpu
     delta = counter_delta(before, (await h.status())["counters"])
     return {
         "rate": rate,
@@ -205,6 +211,9 @@ async def churn(h: Harness, *, rate: float = 50.0, seconds: float = 30.0) -> dic
         "latency": summarize(v for _, v in pairs),
         "undelivered": missing,
         "cp_cpu_ms_per_change": round(used * 1000 / count, 3),
+        "cp_busy_percent": round(100 * used / elapsed, 1),
+        "harness_cpu_ms_per_change": round(harness_used * 1000 / count, 3),
+        "harness_busy_percent": round(100 * harness_used / elapsed, 1),
         "per_change": _per_change(delta, count),
         "verify": await _verify(h, "verify"),
         "_pairs": pairs,

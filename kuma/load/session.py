@@ -286,7 +286,8 @@ class Harness:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             counts: dict[int, int] = dict.fromkeys(pids, 0)
-            for part in await self.pool.all("peek", pids):
+            since = [(c.probe, c.written_at) for c in changes]
+            for part in await self.pool.all("peek", since):
                 for pid, seen in part.items():
                     counts[pid] += seen
             if all(counts[pid] >= wanted[pid] for pid in pids):

@@ -104,11 +104,14 @@ class Worker:
                 del shared.probes[key]
         return {pid: shared.records.pop(pid, []) for pid in probe_ids}
 
-    def peek(self, probe_ids: list[int]) -> dict[int, int]:
-        """How many distinct sidecars received each probe so far."""
+    def peek(self, probes: list[tuple[int, float]]) -> dict[int, int]:
+        """How many distinct sidecars received each probe since it was written (probe id,
+        write time): a name-only probe also matches receipts from before its write."""
         assert self.shared is not None
         records = self.shared.records
-        return {pid: len({i for i, _ in records.get(pid, ())}) for pid in probe_ids}
+        return {
+            pid: len({i for i, at in records.get(pid, ()) if at >= since}) for pid, since in probes
+        }
 
     def reset(self, _: Any = None) -> None:
         assert self.shared is not None

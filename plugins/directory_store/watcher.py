@@ -56,6 +56,9 @@ class FolderWatcher:
         # that found nothing new: a change waits between one and two steps after the folder went
         # quiet. Half the debounce as the step makes ``debounce_ms`` the longest wait.
         self._step_ms = max(1, debounce_ms // 2)
+        # watchfiles also groups changes for up to ``debounce`` ms (1600 by default) while they
+        # keep coming: under a steady stream of edits every batch would wait that long.
+        self._debounce_ms = max(self._step_ms, debounce_ms)
         self._on_changes = on_changes
         self._on_trouble = on_trouble
         self._known_dirs = known_dirs  # owned by the store, read here
@@ -103,6 +106,7 @@ class FolderWatcher:
                     self._root,
                     watch_filter=self._accept,
                     step=self._step_ms,
+                    debounce=self._debounce_ms,
                     stop_event=self._stop,
                     recursive=True,
                     ignore_permission_denied=True,

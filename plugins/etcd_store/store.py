@@ -18,6 +18,7 @@ from typing import Any
 
 import aetcd
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from kuma.resources import RESOURCE_TYPES, Resource, ResourceKey, ResourceMeta, StoredResource
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 #: etcd refuses transactions of more than 128 operations (``--max-txn-ops``).
 _MAX_TXN_OPS = 128
+_DECODE_BATCH = 500
 
 
 class EtcdStore:
@@ -87,6 +89,18 @@ class EtcdStore:
         self.clear(raw.key)
         return stored
 
+    async def decode_all(self, kvs: Sequence[Any]) -> dict[bytes, StoredResource]:
+        """The valid resources among ``kvs`` by etcd key, in order. Decoding and validating
+        is ~60 µs a Dataplane: a pause lets the event loop serve others every few hundred."""
+        decoded: dict[bytes, StoredResource] = {}
+        for index, raw in enumerate(kvs):
+            if index % _DECODE_BATCH == _DECODE_BATCH - 1:
+                await anyio.lowlevel.checkpoint()
+            stored = self.decode(raw)
+            if stored is not None:
+                decoded[raw.key] = stored
+        return decoded
+
     # --- reads ---------------------------------------------------------------------------------
 
     async def get(self, key: ResourceKey) -> StoredResource:
@@ -117,7 +131,9 @@ class EtcdStore:
         prefix = self.layout.range_prefix(type, mesh)
         if limit is None:
             scan = await self.kv.scan(prefix, page_size=self.options.page_size)
-            items = [s for s in map(self.decode, scan.kvs) if s is not None]
+            decoded = (await self.decode_all(scan.kvs)).values()
+            # A mesh filter on a global type matches nothing (as in the memory store).
+            items = [s for s in decoded if mesh is None or s.key.mesh == mesh]
             items.sort(key=lambda s: (s.key.mesh, s.key.name))
             total = len(items)
             if after is not None:

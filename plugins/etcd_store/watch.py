@@ -2,16 +2,19 @@
 across disconnects, compactions and a wiped etcd.
 
 The watch keeps a mirror of what it has emitted (key -> stored resource, whose version is the
-key's mod_revision) and the etcd revision to resume from (the last event's mod_revision + 1:
-watch events carry no header). Then:
+key's mod_revision) and the etcd revision to resume from: the last event's mod_revision + 1, or
+a progress notification's revision + 1 (an event response's header revision is not a safe
+resume point: etcd may still send older events after it). Then:
 
 - disconnect (etcd killed, restarted, frozen and noticed by keepalive): back off, check that it
   is still the same etcd, and watch again from the resume revision: etcd replays exactly what
   was missed, so nothing is lost and nothing is delivered twice;
-- the resume revision was compacted (``RevisionCompactedError``): the history is gone, so
-  re-list the prefix and emit the differences between the mirror and the listing;
+- the resume revision was compacted (a response with ``compact_revision``): the history is gone,
+  so re-list the prefix and emit the differences between the mirror and the listing;
 - etcd was wiped or replaced (cluster id changed, revision or raft term went backwards): the
-  resume revision means nothing there; re-list and emit the differences the same way.
+  resume revision means nothing there; re-list and emit the differences the same way. (Not
+  detectable: a wiped single member, same cluster id, written past the old revision before the
+  watch comes back without its raft term dropping below the old one.)
 
 Revisions seen by the consumer. They are etcd's revisions plus an offset that starts at 0, so
 normally they are exactly etcd's. The offset only grows, when two events would otherwise not
@@ -135,6 +138,8 @@ class Watch:
             except Compacted as exc:
                 log.info("etcd compacted the watch's history (%s): re-listing", exc)
                 relist = True
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                raise  # the consumer is gone: nothing to retry for
             except _RETRYABLE as exc:
                 self.interruptions += 1
                 log.warning(
@@ -173,13 +178,14 @@ class Watch:
         watch_id: int | None = None
         finishing: set[Any] | None = None
         try:
-            await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
-                key=self._root,
-                range_end=prefix_end(self._root),
-                start_revision=self._next,
-                progress_notify=True,
-            )))  # fmt: skip
+            # Bounded: a frozen etcd accepts the connection and never answers.
             with anyio.fail_after(self._store.options.request_timeout):
+                await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+                    key=self._root,
+                    range_end=prefix_end(self._root),
+                    start_revision=self._next,
+                    progress_notify=True,
+                )))  # fmt: skip
                 created = await self._read(call)
             finishing = _grpc_call_tasks() - before
             if not created.created:
@@ -292,11 +298,7 @@ class Watch:
         """Read the whole prefix at one revision and emit what differs from the mirror (the
         first time: the snapshot and Synced)."""
         scan = await self._store.kv.scan(self._root, page_size=self._store.options.page_size)
-        fresh: dict[bytes, StoredResource] = {}
-        for raw in scan.kvs:
-            stored = self._store.decode(raw)
-            if stored is not None:
-                fresh[raw.key] = stored
+        fresh = await self._store.decode_all(scan.kvs)
         self._store.retain_problems({raw.key for raw in scan.kvs})
         etcd_revision = scan.header.revision
         if not self._synced:

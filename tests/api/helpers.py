@@ -2,7 +2,7 @@
 small aiohttp client.
 
 Access control is by the TCP peer address, and every test connection comes from loopback. To
-exercise the non-loopback path without leaving the machine, :func:`serve` can put one test-only
+exercise the non-loopback path without leaving the machine, :func:`serve` puts one test-only
 middleware in front of the application that replaces the peer address of a request carrying
 ``X-Test-Peer`` (``request.clone(remote=...)``), exactly the value aiohttp would otherwise have
 read from the socket. Everything after it (routing, the access middleware, the handlers) is the

@@ -95,7 +95,7 @@ async def test_without_a_configured_token_remote_writes_are_refused(store: Memor
         assert (await api.put(WEB, dataplane_yaml("web-01"), headers=bearer)).status == 201
 
 
-def _request(method: str, peer: tuple[str, int], headers: dict[str, str]) -> web.Request:
+def _request(method: str, peer: tuple[object, ...], headers: dict[str, str]) -> web.Request:
     transport = mock.Mock()
     transport.get_extra_info.side_effect = lambda name, default=None: (
         peer if name == "peername" else default

@@ -10,10 +10,12 @@ import orjson
 import pytest
 
 import kuma
-from kuma.resources import ResourceKey
+from kuma.api import ApiSettings
+from kuma.resources import Dataplane, ResourceKey
 from kuma.store import NotFoundError
+from kuma.store.memory import MemoryStore
 
-from .helpers import Api, dataplane_yaml, error
+from .helpers import Api, dataplane_yaml, error, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -48,9 +50,10 @@ async def test_put_creates_then_updates_and_get_returns_meta(api: Api) -> None:
     assert second["networking"]["inbound"][0]["port"] == 18081
     assert second["creationTime"] == first["creationTime"]
     assert _time(second["modificationTime"]) >= _time(first["modificationTime"])
-    stored = await api.store.get(ResourceKey("Dataplane", "default", "web-01"))
-    assert stored.resource.networking is not None
-    assert stored.resource.networking.inbound[0].port == 18081
+    stored = (await api.store.get(ResourceKey("Dataplane", "default", "web-01"))).resource
+    assert isinstance(stored, Dataplane)
+    assert stored.networking is not None
+    assert stored.networking.inbound[0].port == 18081
 
 
 @pytest.mark.parametrize(
@@ -221,3 +224,16 @@ async def test_the_response_is_json(api: Api) -> None:
     reply = await api.get(WEB)
     assert reply.headers["Content-Type"].startswith("application/json")
     assert orjson.loads(reply.body)["name"] == "web-01"
+
+
+async def test_what_get_returns_can_be_put_back(api: Api) -> None:
+    await api.put(WEB, dataplane_yaml("web-01"))
+    got = await api.get(WEB)
+    again = await api.put(WEB, got.body, content_type="application/json")
+    assert again.status == 200
+    assert (await api.get(WEB)).json["networking"] == got.json["networking"]
+
+
+async def test_the_index_reports_the_configured_instance_id(store: MemoryStore) -> None:
+    async with serve(store, ApiSettings(instance_id="cp-7")) as api:
+        assert (await api.get("/")).json["instanceId"] == "cp-7"

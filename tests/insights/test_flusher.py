@@ -103,7 +103,8 @@ async def test_a_close_is_written_at_once_and_only_the_closed_stream() -> None:
     tracker.on_stream_close(2, "default.web-2")
     assert await flusher.flush_due() == 1  # web-2's final state; web-1 keeps to the interval
     web2 = store.get("default", "web-2")
-    assert web2 is not None and not web2.online
+    assert web2 is not None
+    assert not web2.online
     assert sent(store) == [0]
     assert tracker.tracked_streams == 1  # the closed stream is written, so forgotten
     clock.advance(9)
@@ -163,7 +164,8 @@ async def test_a_failed_close_is_not_forgotten_before_it_is_written() -> None:
     assert await flusher.flush_due() == 1
     assert not tracker.tracks(NODE)
     insight = store.get("default", "web-1")
-    assert insight is not None and not insight.online
+    assert insight is not None
+    assert not insight.online
 
 
 def test_token_bucket() -> None:
@@ -199,7 +201,8 @@ async def test_run_writes_a_close_promptly_and_flushes_on_shutdown() -> None:
             while store.get("default", "web-1") is None:
                 await anyio.wait_all_tasks_blocked()
             insight = store.get("default", "web-1")
-            assert insight is not None and not insight.online
+            assert insight is not None
+            assert not insight.online
             assert store.get("default", "web-2") is None  # open: waits for the interval
             tracker.on_response("default.web-2", CLUSTER, 1, "1")
             running.cancel()
@@ -208,5 +211,6 @@ async def test_run_writes_a_close_promptly_and_flushes_on_shutdown() -> None:
             assert store.get("default", "web-2") is None
             tracker.on_stream_close(2, "default.web-2")
     final = store.get("default", "web-2")
-    assert final is not None and not final.online
+    assert final is not None
+    assert not final.online
     assert final.subscriptions[0].status.total.responses_sent == 1

@@ -49,12 +49,14 @@ async def test_a_read_is_live_for_streams_here_and_stored_for_the_rest() -> None
     service.tracker.on_response(NODE, CLUSTER, 1, "1")
     # Not flushed yet, and still exact: the live counters are read.
     live = service.insight("default", "web-1")
-    assert live is not None and is_online(live)
+    assert live is not None
+    assert is_online(live)
     assert live["subscriptions"][0]["status"]["total"] == {"responsesSent": "1"}
     service.tracker.on_stream_close(1, NODE)
     await service.flusher.flush_due()
     stored = service.insight("default", "web-1")
-    assert stored is not None and not is_online(stored)
+    assert stored is not None
+    assert not is_online(stored)
     assert stored["subscriptions"][0]["status"]["cds"] == {"responsesSent": "1"}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from kuma.insights import InsightTracker, insight_json, is_online
 from kuma.insights.model import DataplaneInsight, timestamp
 from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from kuma.xds.server.observer import StreamObserver, VersionObserver
 
 from .clocks import FakeClock
 
@@ -92,12 +93,15 @@ def test_a_closed_stream_is_kept_until_its_final_state_is_flushed() -> None:
     t.on_stream_open(1, NODE, "delta", "")
     t.on_stream_close(1, NODE)
     assert t.has_closed
-    [(node_id, final)] = t.take_dirty()
-    assert node_id == NODE and final.disconnect_time == clock.now
+    [taken] = t.take_dirty()
+    final = taken.snapshot()
+    assert taken.node_id == NODE
+    assert final.disconnect_time == clock.now
     assert t.tracks(NODE)  # still readable while the write is in flight
     t.forget({final.id})
     assert not t.tracks(NODE)
-    assert t.tracked_streams == 0 and t.open_streams == 0
+    assert t.tracked_streams == 0
+    assert t.open_streams == 0
 
 
 def test_reports_go_to_the_newest_open_stream_of_the_proxy() -> None:
@@ -127,13 +131,13 @@ def test_dirty_only_after_a_change_and_closed_only_leaves_open_streams_due() -> 
     t = tracker(FakeClock())
     t.on_stream_open(1, NODE, "delta", "")
     t.on_stream_open(2, "default.web-2", "delta", "")
-    assert [node for node, _ in t.take_dirty()] == [NODE, "default.web-2"]
+    assert [s.node_id for s in t.take_dirty()] == [NODE, "default.web-2"]
     assert t.take_dirty() == []
     t.on_ack(NODE, CLUSTER, "1")
     t.on_stream_close(2, "default.web-2")
-    assert [node for node, _ in t.take_dirty(closed_only=True)] == ["default.web-2"]
+    assert [s.node_id for s in t.take_dirty(closed_only=True)] == ["default.web-2"]
     assert not t.has_closed
-    assert [node for node, _ in t.take_dirty()] == [NODE]
+    assert [s.node_id for s in t.take_dirty()] == [NODE]
 
 
 def test_versions_from_the_node_replace_the_bare_envoy_version() -> None:
@@ -150,3 +154,8 @@ def test_versions_from_the_node_replace_the_bare_envoy_version() -> None:
         "kumaDp": {"version": "2.7.0", "gitCommit": "abc"},
         "envoy": {"version": "1.40.0", "build": "sha/1.40.0/Clean/RELEASE/BoringSSL"},
     }
+
+
+def test_the_tracker_is_a_stream_observer_with_the_version_hook() -> None:
+    observer: StreamObserver = tracker(FakeClock())  # checked by mypy
+    assert isinstance(observer, VersionObserver)

@@ -43,7 +43,6 @@ class Sidecar:
     """One Dataplane (a file in the store) and the Envoy that serves it."""
 
     name: str
-    envoy: Envoy
     inbound_port: int
     service_port: int
     service: str
@@ -51,6 +50,18 @@ class Sidecar:
     ready: bool = True
     protocol: str = "http"
     http: HttpService | None = field(default=None, repr=False)
+    proxy: Envoy | None = field(default=None, repr=False)
+
+    @property
+    def envoy(self) -> Envoy:
+        assert self.proxy is not None, f"no Envoy started for {self.name}"
+        return self.proxy
+
+    @property
+    def outbound(self) -> int:
+        """The port of the outbound ``backend`` listener."""
+        assert self.outbound_port is not None, f"{self.name} has no outbound"
+        return self.outbound_port
 
     @property
     def inbound_listener(self) -> str:
@@ -58,8 +69,7 @@ class Sidecar:
 
     @property
     def outbound_listener(self) -> str:
-        assert self.outbound_port is not None
-        return f"outbound:127.0.0.1:{self.outbound_port}"
+        return f"outbound:127.0.0.1:{self.outbound}"
 
     def dataplane(self) -> str:
         outbounds = [(self.outbound_port, BACKEND)] if self.outbound_port is not None else []
@@ -85,16 +95,19 @@ class Mesh:
         self._envoys = envoys
         self._services = services
 
-    def _start(self, sidecar: Sidecar, transport: Transport) -> Sidecar:
+    def start(
+        self, sidecar: Sidecar, transport: Transport = "DELTA_GRPC", *, wait: bool = True
+    ) -> Sidecar:
+        """Write the sidecar's Dataplane, then start its Envoy; with ``wait``, return once the
+        proxy is LIVE (CDS, EDS and LDS arrived) with its listeners up."""
         self.cp.put(sidecar.name, sidecar.dataplane())
-        sidecar.envoy = self._envoys(
-            f"default.{sidecar.name}", sidecar.service, self.cp.dp_port, transport
-        )
-        # The proxy serves once its own listeners are up (LIVE: CDS, EDS, LDS all arrived).
-        sidecar.envoy.wait_live()
-        sidecar.envoy.wait_listener(sidecar.inbound_listener)
-        if sidecar.outbound_port is not None:
-            sidecar.envoy.wait_listener(sidecar.outbound_listener)
+        node_id = f"default.{sidecar.name}"
+        sidecar.proxy = self._envoys(node_id, sidecar.service, self.cp.dp_port, transport)
+        if wait:
+            sidecar.envoy.wait_live()
+            sidecar.envoy.wait_listener(sidecar.inbound_listener)
+            if sidecar.outbound_port is not None:
+                sidecar.envoy.wait_listener(sidecar.outbound_listener)
         return sidecar
 
     def backend(
@@ -107,43 +120,33 @@ class Mesh:
         inbound, outbound_port = free_ports(2)
         sidecar = Sidecar(
             name=name,
-            envoy=_NOT_STARTED,
             inbound_port=inbound,
             service_port=http.port,
             service=BACKEND,
             outbound_port=outbound_port if outbound else None,
             http=http,
         )
-        return self._start(sidecar, transport)
+        return self.start(sidecar, transport)
 
     def web(self, name: str = "web", *, transport: Transport = "DELTA_GRPC") -> Sidecar:
         """A client proxy: outbound ``backend`` listener (its own inbound has no app behind)."""
         inbound, service_port, outbound = free_ports(3)
         sidecar = Sidecar(
             name=name,
-            envoy=_NOT_STARTED,
             inbound_port=inbound,
             service_port=service_port,
             service="web",
             outbound_port=outbound,
         )
-        return self._start(sidecar, transport)
+        return self.start(sidecar, transport)
 
     def restart_envoy(self, sidecar: Sidecar, transport: Transport) -> None:
         """Stop the sidecar's Envoy and serve the same Dataplane with a new one."""
         sidecar.envoy.stop()
-        self._start(sidecar, transport)
+        self.start(sidecar, transport)
 
     def update(self, sidecar: Sidecar) -> None:
         self.cp.put(sidecar.name, sidecar.dataplane())
-
-
-class _NotStarted:
-    def __getattr__(self, name: str) -> object:
-        raise AssertionError("the sidecar's Envoy is not started yet")
-
-
-_NOT_STARTED: Envoy = _NotStarted()  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -155,8 +158,14 @@ def mesh(
     return Mesh(control_plane, envoy_factory, http_services)
 
 
-def wait_stat(envoy: Envoy, name: str, value: int) -> None:
-    eventually(lambda: envoy.stat(name) == value, f"{envoy.node_id}: {name} == {value}")
+def wait_stats(envoy: Envoy, expected: dict[str, int], timeout: float = 15.0) -> None:
+    def reached() -> bool:
+        stats = envoy.stats()
+        actual = {name: stats.get(name, 0) for name in expected}
+        assert actual == expected, actual
+        return True
+
+    eventually(reached, f"{envoy.node_id}: stats {expected}", timeout)
 
 
 def served_by(port: int, requests: int) -> Counter[str]:
@@ -170,13 +179,15 @@ def served_by(port: int, requests: int) -> Counter[str]:
 
 
 def test_request_crosses_the_client_and_the_backend_sidecar(mesh: Mesh) -> None:
+    """Two delta Envoys: a request to web's outbound listener is answered by the backend's
+    application, through web's EDS cluster and the backend proxy's inbound listener."""
     backend = mesh.backend("backend-1")
     web = mesh.web()
 
     # The web proxy learned the backend instance (its inbound port) over EDS.
     web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
-    assert get_ok(web.outbound_port or 0) == "backend-1"
-    assert served_by(web.outbound_port or 0, 5) == {"backend-1": 5}
+    assert get_ok(web.outbound) == "backend-1"
+    assert served_by(web.outbound, 5) == {"backend-1": 5}
 
     # The requests went through both proxies: web's EDS cluster, then the backend proxy's
     # inbound listener and its cluster to the application.
@@ -191,55 +202,62 @@ def test_request_crosses_the_client_and_the_backend_sidecar(mesh: Mesh) -> None:
 
 
 def test_a_second_backend_instance_shares_the_traffic(mesh: Mesh) -> None:
+    """A second backend Dataplane (and its Envoy and application) reaches the running web
+    proxy over EDS; requests are then spread over both instances."""
     first = mesh.backend("backend-1")
     web = mesh.web()
-    assert get_ok(web.outbound_port or 0) == "backend-1"
+    assert get_ok(web.outbound) == "backend-1"
 
     second = mesh.backend("backend-2")
     web.envoy.wait_endpoints(BACKEND, {first.inbound_port, second.inbound_port})
-    seen = served_by(web.outbound_port or 0, 20)
+    seen = served_by(web.outbound, 20)
     # Round robin over two healthy hosts: both serve, about evenly.
     assert set(seen) == {"backend-1", "backend-2"}, seen
     assert min(seen.values()) >= 5, seen
 
 
 def test_unhealthy_or_deleted_instance_gets_no_traffic(mesh: Mesh) -> None:
+    """``health: {ready: false}`` in an instance's file, and then deleting the file, take it
+    out of web's endpoints (admin /clusters) and of the traffic; ready again puts it back."""
     first = mesh.backend("backend-1")
     second = mesh.backend("backend-2")
     web = mesh.web()
     both = {first.inbound_port, second.inbound_port}
     web.envoy.wait_endpoints(BACKEND, both)
-    assert set(served_by(web.outbound_port or 0, 10)) == {"backend-1", "backend-2"}
+    assert set(served_by(web.outbound, 10)) == {"backend-1", "backend-2"}
 
     # health.ready: false takes the instance out of the service's endpoints.
     second.ready = False
     mesh.update(second)
     web.envoy.wait_endpoints(BACKEND, {first.inbound_port})
-    assert served_by(web.outbound_port or 0, 10) == {"backend-1": 10}
+    assert served_by(web.outbound, 10) == {"backend-1": 10}
 
     # Ready again: back in.
     second.ready = True
     mesh.update(second)
     web.envoy.wait_endpoints(BACKEND, both)
-    assert set(served_by(web.outbound_port or 0, 10)) == {"backend-1", "backend-2"}
+    assert set(served_by(web.outbound, 10)) == {"backend-1", "backend-2"}
 
     # Its file deleted: gone for good.
     mesh.cp.delete(second.name)
     web.envoy.wait_endpoints(BACKEND, {first.inbound_port})
-    assert served_by(web.outbound_port or 0, 10) == {"backend-1": 10}
+    assert served_by(web.outbound, 10) == {"backend-1": 10}
     assert web.envoy.stat("cluster_manager.cds.update_rejected") == 0
     assert web.envoy.stat("cluster.backend.update_rejected") == 0
 
 
 def test_state_of_the_world_envoy_gets_the_same_config_and_carries_traffic(mesh: Mesh) -> None:
+    """The web Dataplane served over delta, then to a new Envoy over SotW: both Envoys end up
+    with the same clusters, endpoints and listeners (config_dump without versions), the SotW
+    one carries traffic and follows endpoint changes."""
     first = mesh.backend("backend-1")
     web = mesh.web()
-    assert get_ok(web.outbound_port or 0) == "backend-1"
+    assert get_ok(web.outbound) == "backend-1"
     delta_config = web.envoy.dynamic_config()
 
     # The same Dataplane, now served to an Envoy speaking state-of-the-world ADS.
     mesh.restart_envoy(web, "GRPC")
-    assert get_ok(web.outbound_port or 0) == "backend-1"
+    assert get_ok(web.outbound) == "backend-1"
     sotw_config = web.envoy.dynamic_config()
     assert sorted(sotw_config["listeners"]) == [web.inbound_listener, web.outbound_listener]
     assert sotw_config == delta_config
@@ -247,15 +265,18 @@ def test_state_of_the_world_envoy_gets_the_same_config_and_carries_traffic(mesh:
     # Endpoint changes reach it too.
     second = mesh.backend("backend-2")
     web.envoy.wait_endpoints(BACKEND, {first.inbound_port, second.inbound_port})
-    assert set(served_by(web.outbound_port or 0, 10)) == {"backend-1", "backend-2"}
+    assert set(served_by(web.outbound, 10)) == {"backend-1", "backend-2"}
     for name in ("cluster_manager.cds", "listener_manager.lds", "cluster.backend"):
         assert web.envoy.stat(f"{name}.update_rejected") == 0
 
 
 def test_a_nacked_proxy_is_reported_and_the_others_keep_working(mesh: Mesh) -> None:
+    """A proxy whose inbound port is taken by another process NACKs its listeners: kuma-cp
+    logs the NACK with Envoy's message, does not send the rejected listener again, the
+    other proxies are untouched, and a fixed Dataplane is delivered and accepted."""
     backend = mesh.backend("backend-1")
     web = mesh.web()
-    assert get_ok(web.outbound_port or 0) == "backend-1"
+    assert get_ok(web.outbound) == "backend-1"
 
     # Another process holds the port of the new proxy's inbound: Envoy cannot bind it and
     # rejects the listener update.
@@ -264,14 +285,12 @@ def test_a_nacked_proxy_is_reported_and_the_others_keep_working(mesh: Mesh) -> N
         (outbound,) = free_ports(1)
         broken = Sidecar(
             name="broken",
-            envoy=_NOT_STARTED,
             inbound_port=taken,
             service_port=backend.service_port,
             service="broken",
             outbound_port=outbound,
         )
-        mesh.update(broken)
-        broken.envoy = mesh._envoys("default.broken", "broken", mesh.cp.dp_port, "DELTA_GRPC")
+        mesh.start(broken, wait=False)
 
         line = mesh.cp.running.wait_for_line("NACK from default.broken")
         assert "for lds" in line, line
@@ -286,7 +305,7 @@ def test_a_nacked_proxy_is_reported_and_the_others_keep_working(mesh: Mesh) -> N
         assert get_ok(outbound) == "backend-1"
 
         # The other proxies did not notice.
-        assert served_by(web.outbound_port or 0, 5) == {"backend-1": 5}
+        assert served_by(web.outbound, 5) == {"backend-1": 5}
         for envoy in (web.envoy, backend.envoy):
             assert envoy.stat("listener_manager.lds.update_rejected") == 0
             assert envoy.stat("cluster_manager.cds.update_rejected") == 0
@@ -306,7 +325,7 @@ def test_a_nacked_proxy_is_reported_and_the_others_keep_working(mesh: Mesh) -> N
     broken.envoy.wait_listener(broken.inbound_listener)
     assert broken.envoy.stat("listener_manager.lds.update_rejected") == 1
     assert mesh.cp.running.count("NACK") == 1
-    assert set(served_by(web.outbound_port or 0, 10)) == {"backend-1", "backend-2"}
+    assert set(served_by(web.outbound, 10)) == {"backend-1", "backend-2"}
 
 
 XDS_STATS = (
@@ -360,7 +379,7 @@ def test_restarted_control_plane_resends_nothing_unchanged(mesh: Mesh) -> None:
     delta_proxies = [backend, web]
     clients = [web, sotw]
     for client in clients:
-        assert get_ok(client.outbound_port or 0) == "backend-1"
+        assert get_ok(client.outbound) == "backend-1"
     everyone = [*delta_proxies, sotw]
 
     before = {p.name: _xds_stats(p.envoy) for p in everyone}
@@ -369,20 +388,20 @@ def test_restarted_control_plane_resends_nothing_unchanged(mesh: Mesh) -> None:
     code = mesh.cp.stop()
     assert code == 0
     for proxy in everyone:
-        wait_stat(proxy.envoy, "control_plane.connected_state", 0)
+        wait_stats(proxy.envoy, {"control_plane.connected_state": 0})
     # Envoy keeps serving what it has.
     for client in clients:
-        assert served_by(client.outbound_port or 0, 3) == {"backend-1": 3}
+        assert served_by(client.outbound, 3) == {"backend-1": 3}
 
     mesh.cp.start()
     for proxy in everyone:
-        wait_stat(proxy.envoy, "control_plane.connected_state", 1)
+        wait_stats(proxy.envoy, {"control_plane.connected_state": 1})
     for proxy in delta_proxies:
         # The reply owed to the first LDS request of the new stream (it follows the CDS one).
         lds = "listener_manager.lds.update_success"
-        wait_stat(proxy.envoy, lds, before[proxy.name][lds] + 1)
+        wait_stats(proxy.envoy, {lds: before[proxy.name][lds] + 1})
     for client in clients:
-        assert served_by(client.outbound_port or 0, 3) == {"backend-1": 3}
+        assert served_by(client.outbound, 3) == {"backend-1": 3}
 
     # A barrier: a change every proxy consumes (a second endpoint of backend). Responses on a
     # stream are ordered, so once it is applied, anything sent before it has been counted.
@@ -416,39 +435,40 @@ def test_restarted_control_plane_resends_nothing_unchanged(mesh: Mesh) -> None:
         assert [line.split("indicates ")[1].split(";")[0] for line in empty] == expected
 
     for client in clients:
-        assert set(served_by(client.outbound_port or 0, 10)) == {"backend-1", "backend-2"}
+        assert set(served_by(client.outbound, 10)) == {"backend-1", "backend-2"}
 
 
-def test_a_changed_cluster_gets_its_endpoints_again(mesh: Mesh) -> None:
+def test_a_service_changing_protocol_updates_clusters_and_listeners_in_place(
+    mesh: Mesh,
+) -> None:
     """The backend service switches from http to tcp: every client's ``backend`` cluster and
-    outbound listener change. Envoy keeps an updated cluster warming until endpoints arrive
-    for it (the update dropped the old ones, envoy#13009, consul#19866), so the control plane
-    must send the unchanged ClusterLoadAssignment again, or the cluster stays warming until
-    Envoy's 15 s initial-fetch timeout and then has no endpoints."""
+    outbound listener are modified in place (not added), over delta and state of the world.
+    Envoy keeps a modified cluster warming until endpoints arrive for it (envoy#13009), so
+    the clients must get them again and leave warming well before Envoy's 15 s initial-fetch
+    timeout; the backend proxy's inbound turns into a TCP proxy, and traffic keeps flowing.
+    """
     backend = mesh.backend("backend-1")
     web = mesh.web()
     sotw = mesh.web("web-sotw", transport="GRPC")
     clients = [web, sotw]
     for client in clients:
-        assert get_ok(client.outbound_port or 0) == "backend-1"
-    before = {c.name: c.envoy.stat("cluster_manager.cluster_modified") for c in clients}
+        assert get_ok(client.outbound) == "backend-1"
+    counters = ("cluster_manager.cluster_modified", "listener_manager.listener_modified")
+    before = {p.name: {n: p.envoy.stat(n) for n in counters} for p in [backend, *clients]}
 
     backend.protocol = "tcp"
     mesh.update(backend)
+    # The backend proxy: its inbound listener (and its application cluster) modified.
+    wait_stats(backend.envoy, {n: v + 1 for n, v in before[backend.name].items()})
+    inbound = backend.envoy.dynamic_config()["listeners"][backend.inbound_listener]
+    assert "tcp_proxy" in json.dumps(inbound)
     for client in clients:
-        envoy = client.envoy
-
-        def settled(envoy: Envoy = envoy, modified: int = before[client.name] + 1) -> bool:
-            stats = envoy.stats()
-            return (
-                stats.get("cluster_manager.cluster_modified") == modified
-                and stats.get("cluster_manager.warming_clusters") == 0
-            )
-
-        # Well under the 15 s initial-fetch timeout that would end the warming otherwise.
-        eventually(settled, f"{client.name}: the updated backend cluster warmed", timeout=5)
-        envoy.wait_endpoints(BACKEND, {backend.inbound_port})
-        assert "tcp_proxy" in json.dumps(
-            envoy.dynamic_config()["listeners"][client.outbound_listener]
-        )
-        assert served_by(client.outbound_port or 0, 3) == {"backend-1": 3}
+        # Well under the 15 s initial-fetch timeout that would end a stuck warming.
+        expected = {n: v + 1 for n, v in before[client.name].items()}
+        wait_stats(client.envoy, {**expected, "cluster_manager.warming_clusters": 0}, timeout=5)
+        client.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
+        outbound = client.envoy.dynamic_config()["listeners"][client.outbound_listener]
+        assert "tcp_proxy" in json.dumps(outbound)
+        assert served_by(client.outbound, 3) == {"backend-1": 3}
+        for name in ("cluster_manager.cds", "listener_manager.lds", "cluster.backend"):
+            assert client.envoy.stat(f"{name}.update_rejected") == 0

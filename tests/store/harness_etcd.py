@@ -3,7 +3,7 @@ helpers of the etcd tests: a raw aetcd client and etcd's own history of a prefix
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +67,14 @@ networking:
     )
     assert isinstance(resource, Dataplane)
     return resource
+
+
+async def eventually(condition: Callable[[], bool], within: float = 15.0) -> None:
+    """Wait until ``condition()`` holds (it polls something outside the loop: a log, etcd's
+    metrics, a counter), failing after ``within`` seconds."""
+    with anyio.fail_after(within):
+        while not condition():  # noqa: ASYNC110 - nothing to wait on but the condition itself
+            await anyio.sleep(0.02)
 
 
 @dataclass(frozen=True)

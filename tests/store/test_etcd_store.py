@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import orjson
 import pytest
 
@@ -24,7 +25,7 @@ from kuma.store import (
 from plugins.etcd_store import parse_options
 from tests.fixtures.etcd import EtcdServer
 
-from .harness_etcd import dataplane, etcd_store, raw_client
+from .harness_etcd import dataplane, etcd_store, eventually, raw_client
 from .watching import assert_quiet, read_events, read_snapshot
 
 pytestmark = [pytest.mark.anyio, pytest.mark.etcd]
@@ -85,7 +86,7 @@ async def test_key_layout_and_value(etcd_server: EtcdServer, etcd_prefix: str) -
         assert got is not None
         assert str(got.mod_revision) == stored.meta.version
         doc = orjson.loads(got.value)
-        assert doc["type"] == "Dataplane" and doc["name"] == "web-1" and doc["mesh"] == "default"
+        assert (doc["type"], doc["mesh"], doc["name"]) == ("Dataplane", "default", "web-1")
         assert doc["creationTime"] == doc["modificationTime"]
         assert await raw.get(f"{etcd_prefix}/Mesh/demo".encode()) is not None
 
@@ -109,9 +110,13 @@ async def test_list_order_is_mesh_then_name_not_key_order(
                 break
         assert paged == expected
         assert [s.key.name for s in (await store.list("Dataplane", "a")).items] == ["x", "z"]
+        await store.create(Mesh(name="a"))
+        assert (await store.list("Mesh", "a")).items == ()
+        assert (await store.list("Mesh", "a", limit=5)).items == ()
+        assert [s.key.name for s in (await store.list("Mesh", limit=5)).items] == ["a"]
 
 
-# --- values written behind the store's back --------------------------------------------------------
+# --- values written behind the store's back ------------------------------------------------
 
 
 async def test_invalid_values_are_reported_skipped_and_cleared(
@@ -184,28 +189,28 @@ async def test_one_etcd_transaction_of_several_keys_still_gives_increasing_revis
     async with (
         etcd_store(etcd_server.endpoint, etcd_prefix) as store,
         raw_client(etcd_server.endpoint) as raw,
+        store.watch() as events,
     ):
-        async with store.watch() as events:
-            _, synced = await read_snapshot(events)
-            # Written by hand, without the times the store would add (they are optional).
-            puts = [
-                raw.transactions.put(
-                    f"{etcd_prefix}/Dataplane/default/{name}".encode(), encode_json(dataplane(name))
-                )
-                for name in ("one", "two")
-            ]
-            await raw.transaction(compare=[], success=puts, failure=[])
-            later = await store.create(dataplane("three"))
-            got = await read_events(events, 3)
-            assert [e.key.name for e in got] == ["one", "two", "three"]
-            assert got[0].meta.version == got[1].meta.version  # one etcd revision
-            revisions = [synced.revision] + [e.revision for e in got]
-            assert revisions == sorted(set(revisions))
-            assert got[2].meta.version == later.meta.version
-            assert got[0].meta.creation_time.year == 1970
+        _, synced = await read_snapshot(events)
+        # Written by hand, without the times the store would add (they are optional).
+        puts = [
+            raw.transactions.put(
+                f"{etcd_prefix}/Dataplane/default/{name}".encode(), encode_json(dataplane(name))
+            )
+            for name in ("one", "two")
+        ]
+        await raw.transaction(compare=[], success=puts, failure=[])
+        later = await store.create(dataplane("three"))
+        got = await read_events(events, 3)
+        assert [e.key.name for e in got] == ["one", "two", "three"]
+        assert got[0].meta.version == got[1].meta.version  # one etcd revision
+        revisions = [synced.revision] + [e.revision for e in got]
+        assert revisions == sorted(set(revisions))
+        assert got[2].meta.version == later.meta.version
+        assert got[0].meta.creation_time.year == 1970
 
 
-# --- several stores (kuma-cp instances) on one etcd -----------------------------------------------
+# --- several stores (kuma-cp instances) on one etcd ----------------------------------------
 
 
 async def test_two_stores_agree_and_race_with_compare_and_swap(
@@ -239,7 +244,7 @@ async def test_two_stores_agree_and_race_with_compare_and_swap(
                 while True:
                     current = await store.get(key)
                     port = current.resource.networking.inbound[0].port
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
                     try:
                         await store.update(dataplane("counter", port=port + 1),
                                            version=current.meta.version)  # fmt: skip
@@ -252,7 +257,8 @@ async def test_two_stores_agree_and_race_with_compare_and_swap(
                 tg.start_soon(increment, store, 5)
         for store in (first, second):
             final = (await store.get(key)).resource
-            assert isinstance(final, Dataplane) and final.networking is not None
+            assert isinstance(final, Dataplane)
+            assert final.networking is not None
             assert final.networking.inbound[0].port == 1000 + 20
         assert conflicts > 0, "the writers never raced: the test proved nothing"
         version = (await first.get(key)).meta.version
@@ -265,12 +271,6 @@ async def test_two_stores_agree_and_race_with_compare_and_swap(
 WATCHERS = "etcd_debugging_mvcc_watcher_total"
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not condition():
-            await anyio.sleep(0.02)
-
-
 async def test_closing_a_watch_cancels_its_server_side_watcher(
     etcd_factory: Callable[[], EtcdServer],
 ) -> None:
@@ -279,25 +279,25 @@ async def test_closing_a_watch_cancels_its_server_side_watcher(
         baseline = server.metric(WATCHERS)
         async with store.watch() as events:
             await read_snapshot(events)
-            await wait_for(lambda: server.metric(WATCHERS) == baseline + 1)
-        await wait_for(lambda: server.metric(WATCHERS) == baseline)
+            await eventually(lambda: server.metric(WATCHERS) == baseline + 1)
+        await eventually(lambda: server.metric(WATCHERS) == baseline)
 
         # Also when the consumer is cancelled while waiting for an event.
         with anyio.move_on_after(0.5):
             async with store.watch() as events:
                 await read_snapshot(events)
                 await anext(events)
-        await wait_for(lambda: server.metric(WATCHERS) == baseline)
+        await eventually(lambda: server.metric(WATCHERS) == baseline)
 
         # Closing the store ends open watches (the consumer sees the end, not an error).
         async with store.watch() as events:
             await read_snapshot(events)
-            await wait_for(lambda: server.metric(WATCHERS) == baseline + 1)
+            await eventually(lambda: server.metric(WATCHERS) == baseline + 1)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store.close)
                 with anyio.fail_after(5):
                     assert [item async for item in events] == []
-        await wait_for(lambda: server.metric(WATCHERS) == baseline)
+        await eventually(lambda: server.metric(WATCHERS) == baseline)
         with pytest.raises(StoreUnavailableError):
             await store.get(ResourceKey("Mesh", "", "x"))
 

@@ -1,0 +1,164 @@
+"""``kuma-dp``: the data plane command (``kuma-dp run``), with Kuma's flags.
+
+Everything that can be checked locally is checked before the control plane is contacted: the
+flags, the Dataplane template and its variables, the Dataplane itself (Kuma's validation with
+field paths), the Envoy binary. Exit status: 2 for a usage or Dataplane error, 1 when the
+control plane refuses the bootstrap or Envoy cannot run, else Envoy's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import anyio
+
+import kuma
+from kuma.resources.validation import parse_duration_ns
+
+from .client import BootstrapRefused
+from .dataplane import DataplaneError, load_dataplane, parse_vars, read_template
+from .envoy import EnvoyError
+from .run import RunOptions, run
+
+log = logging.getLogger("kuma.dp")
+
+ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
+
+
+class UsageError(ValueError):
+    """Flags that do not go together; the message says which."""
+
+
+def _duration(text: str) -> float:
+    try:
+        nanoseconds = parse_duration_ns(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r} (expected e.g. 30s, 1m, 500ms)"
+        ) from None
+    if nanoseconds < 0:
+        raise argparse.ArgumentTypeError(f"duration {text!r} must not be negative")
+    return nanoseconds / 1e9
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="kuma-dp", description="Data plane of the Kuma service mesh: runs Envoy."
+    )
+    top.add_argument("--version", action="version", version=f"kuma-dp {kuma.__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="launch the data plane proxy (Envoy)")
+    add = run_cmd.add_argument
+    add(
+        "--cp-address", default="http://localhost:5678", help="URL of the control plane's dp server"
+    )
+    add("-d", "--dataplane-file", help="path to a Dataplane template (YAML or JSON; - for stdin)")
+    add("--dataplane", help="the Dataplane template inline (YAML or JSON)")
+    add(
+        "-v",
+        "--dataplane-var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a value for {{ KEY }} in the template (repeatable)",
+    )
+    add("--name", default="", help="name of the Dataplane (when it is defined in the store)")
+    add("--mesh", default="", help="mesh of the Dataplane (when it is defined in the store)")
+    add("--proxy-type", default="dataplane", choices=["dataplane"], help="type of the proxy")
+    add("--dataplane-token", default="", help="dataplane token (sent, not checked, by kuma-cp)")
+    add("--dataplane-token-file", type=Path, help="path to a file with the dataplane token")
+    add("--binary-path", help="Envoy binary (default: the venv's envoy, else envoy on PATH)")
+    add("--config-dir", type=Path, help="where the bootstrap is written (default: a temp dir)")
+    add("--concurrency", type=_positive, help="number of Envoy worker threads")
+    add(
+        "--drain-time",
+        type=_duration,
+        default=30.0,
+        help="how long Envoy drains connections on shutdown (default 30s)",
+    )
+    add("--envoy-log-level", default="info", choices=ENVOY_LOG_LEVELS, help="Envoy's log level")
+    add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return top
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    """Check the flags and the Dataplane; raises UsageError or DataplaneError."""
+    template = read_template(args.dataplane_file, args.dataplane)
+    dataplane = None
+    if template is not None:
+        source = args.dataplane_file or "--dataplane"
+        dataplane = load_dataplane(template, parse_vars(args.dataplane_var), source=source)
+        # Kuma refuses --name/--mesh beside a Dataplane; here they may repeat it, not differ.
+        for flag, given, actual in (
+            ("--name", args.name, dataplane.name),
+            ("--mesh", args.mesh, dataplane.mesh),
+        ):
+            if given and given != actual:
+                raise UsageError(f"{flag} {given!r} differs from the Dataplane's ({actual!r})")
+    elif args.dataplane_var:
+        raise UsageError("--dataplane-var needs a Dataplane template (-d or --dataplane)")
+    elif not args.name or not args.mesh:
+        raise UsageError("give a Dataplane (-d/--dataplane), or --name and --mesh of a stored one")
+    token = args.dataplane_token
+    if args.dataplane_token_file is not None:
+        try:
+            token = args.dataplane_token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--dataplane-token-file: {exc.strerror or exc}") from None
+    return RunOptions(
+        cp_address=args.cp_address,
+        dataplane=dataplane,
+        mesh=args.mesh,
+        name=args.name,
+        proxy_type=args.proxy_type,
+        token=token,
+        binary_path=args.binary_path,
+        config_dir=args.config_dir,
+        concurrency=args.concurrency,
+        drain_time=args.drain_time,
+        envoy_log_level=args.envoy_log_level,
+    )
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s\tkuma-dp\t%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        options = options_from(args)
+    except (UsageError, DataplaneError) as exc:
+        print(f"kuma-dp: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return anyio.run(run, options)
+    except BootstrapRefused as exc:
+        log.error("the control plane refused the bootstrap: %s", exc)
+    except EnvoyError as exc:
+        log.error("%s", exc)
+    except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

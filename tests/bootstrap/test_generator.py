@@ -1,0 +1,153 @@
+"""The bootstrap document: golden YAML, node identity and metadata, admin port, ADS cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from kuma.bootstrap import GeneratorParams, decode_proxy_dataplane, generate, parse_request, to_yaml
+from kuma.bootstrap.generator import sidecar_configuration
+from kuma.resources import Dataplane, decode_one
+
+from .samples import WEB, dataplane, load_yaml, request
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def bootstrap_of(
+    document: dict[str, Any],
+    params: GeneratorParams | None = None,
+    host: str = "kuma-cp.example",
+    ipv4: bool = True,
+) -> dict[str, Any]:
+    parsed = parse_request(orjson.dumps(request(document)))
+    proxy = decode_proxy_dataplane(parsed.dataplane_resource)
+    return generate(
+        proxy, parsed, params or GeneratorParams(), xds_host=host, xds_port=5678, ipv4=ipv4
+    )
+
+
+def test_golden_bootstrap() -> None:
+    """The whole document for the web sidecar, byte for byte (``UPDATE_GOLDEN=1`` rewrites it;
+    review the diff against Kuma's ``pkg/xds/bootstrap/testdata`` goldens)."""
+    text = to_yaml(bootstrap_of(WEB))
+    path = GOLDEN / "web-01.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"missing golden {path}: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text()
+
+
+def test_node_identity_and_metadata() -> None:
+    node = bootstrap_of(WEB)["node"]
+    assert node["id"] == "default.web-01"
+    assert node["cluster"] == "web"
+    metadata = node["metadata"]
+    assert metadata["dataplane.proxyType"] == "dataplane"
+    assert metadata["dataplane.admin.port"] == "9901"
+    assert metadata["version"]["envoy"]["version"] == "1.40.0"
+    assert metadata["version"]["kumaDp"]["gitTag"] == "v0.1.0"
+    # The resource travels as JSON and decodes back to the same Dataplane.
+    resource = metadata["dataplane.resource"]
+    assert isinstance(resource, str)
+    assert decode_one(resource) == decode_one(orjson.dumps(WEB))
+
+
+def test_a_yaml_resource_is_passed_on_as_json() -> None:
+    text = "type: Dataplane\nmesh: default\nname: web-01\n" + (
+        "networking:\n  address: 10.0.0.1\n  inbound:\n  - port: 1\n    servicePort: 2\n"
+        "    tags: {kuma.io/service: web}\n"
+    )
+    parsed = parse_request(orjson.dumps(request(text)))
+    proxy = decode_proxy_dataplane(parsed.dataplane_resource)
+    metadata = generate(proxy, parsed, GeneratorParams(), xds_host="h", xds_port=1)["node"][
+        "metadata"
+    ]
+    assert orjson.loads(metadata["dataplane.resource"])["networking"]["address"] == "10.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("admin", "default", "expected"),
+    [
+        (None, 9901, 9901),  # the control plane's default
+        (None, 19000, 19000),  # bootstrapServer.params.adminPort
+        ({"port": 9999}, 9901, 9999),  # networking.admin.port wins
+        ({"port": 9999}, 19000, 9999),
+    ],
+)
+def test_admin_port_precedence(admin: dict[str, int] | None, default: int, expected: int) -> None:
+    document = bootstrap_of(dataplane(admin=admin), GeneratorParams(default_admin_port=default))
+    address = document["admin"]["address"]["socketAddress"]
+    assert address == {"address": "127.0.0.1", "portValue": expected}  # loopback only
+    assert document["node"]["metadata"]["dataplane.admin.port"] == str(expected)
+
+
+@pytest.mark.parametrize("transport", ["DELTA_GRPC", "GRPC"])
+def test_xds_transport(transport: str) -> None:
+    ads = bootstrap_of(WEB, GeneratorParams(xds_transport=transport))["dynamicResources"]
+    assert ads["adsConfig"]["apiType"] == transport
+    assert ads["adsConfig"]["grpcServices"] == [{"envoyGrpc": {"clusterName": "ads_cluster"}}]
+    assert ads["cdsConfig"]["ads"] == {}
+    assert ads["ldsConfig"]["ads"] == {}
+
+
+def test_the_default_transport_is_delta() -> None:
+    assert bootstrap_of(WEB)["dynamicResources"]["adsConfig"]["apiType"] == "DELTA_GRPC"
+
+
+@pytest.mark.parametrize(
+    ("host", "ipv4", "kind", "family"),
+    [
+        ("kuma-cp.example", True, "STRICT_DNS", "V4_PREFERRED"),
+        ("localhost", False, "STRICT_DNS", "AUTO"),
+        ("10.1.2.3", True, "STATIC", None),
+        ("::1", False, "STATIC", None),
+    ],
+)
+def test_ads_cluster_points_at_the_request_host(
+    host: str, ipv4: bool, kind: str, family: str | None
+) -> None:
+    (cluster,) = bootstrap_of(WEB, host=host, ipv4=ipv4)["staticResources"]["clusters"]
+    assert cluster["name"] == "ads_cluster"
+    assert cluster["type"] == kind
+    assert cluster.get("dnsLookupFamily") == family
+    endpoint = cluster["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]
+    assert endpoint["address"]["socketAddress"] == {"address": host, "portValue": 5678}
+    options = cluster["typedExtensionProtocolOptions"]
+    (http,) = options.values()
+    assert http["explicitHttpConfig"] == {"http2ProtocolOptions": {}}
+
+
+def test_gateway_names_the_node_cluster() -> None:
+    gateway = {
+        **WEB,
+        "networking": {"address": "10.0.0.1", "gateway": {"tags": {"kuma.io/service": "edge"}}},
+    }
+    assert bootstrap_of(gateway)["node"]["cluster"] == "edge"
+
+
+def test_sidecar_configuration() -> None:
+    transparent = dataplane(
+        outbound=None,
+        transparentProxying={"redirectPortInbound": 15006, "redirectPortOutbound": 15001},
+    )
+    proxy = decode_one(orjson.dumps(transparent))
+    assert isinstance(proxy, Dataplane)
+    assert sidecar_configuration(proxy) == {
+        "networking": {
+            "isUsingTransparentProxy": True,
+            "address": "192.168.0.10",
+            "corefileTemplate": None,
+        },
+        "metrics": {"aggregate": []},
+    }
+
+
+def test_yaml_has_no_aliases() -> None:
+    # Shared sub-documents would become &id001 anchors, which people reading the file trip on.
+    assert "&id" not in to_yaml(bootstrap_of(WEB))
+    assert load_yaml(to_yaml(bootstrap_of(WEB))) == bootstrap_of(WEB)

@@ -1,0 +1,193 @@
+"""kuma-dp's flags: Kuma's names, defaults, and everything refused before the control plane is
+contacted."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kuma.dp.cli import UsageError, options_from, parser
+from kuma.dp.dataplane import DataplaneError
+
+DATAPLANE = """\
+type: Dataplane
+mesh: default
+name: {{ name }}
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 18080
+    servicePort: 8080
+    tags:
+      kuma.io/service: web
+"""
+
+
+@pytest.fixture
+def dataplane_file(tmp_path: Path) -> Path:
+    path = tmp_path / "dp.yaml"
+    path.write_text(DATAPLANE)
+    return path
+
+
+def test_kumas_defaults() -> None:
+    args = parser().parse_args(["run", "--name", "web-01", "--mesh", "default"])
+    options = options_from(args)
+    assert options.cp_address == "http://localhost:5678"
+    assert options.dataplane is None
+    assert (options.mesh, options.name, options.proxy_type) == ("default", "web-01", "dataplane")
+    assert options.drain_time == 30.0
+    assert options.envoy_log_level == "info"
+    assert options.binary_path is None
+    assert options.config_dir is None
+    assert options.concurrency is None
+
+
+def test_every_flag(dataplane_file: Path, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    args = parser().parse_args(
+        [
+            "run",
+            "--cp-address=http://cp:5678",
+            "-d", str(dataplane_file),
+            "-v", "name=web-02",
+            "--binary-path=/opt/envoy",
+            "--config-dir", str(tmp_path / "cfg"),
+            "--concurrency=2",
+            "--drain-time=1m30s",
+            "--envoy-log-level=debug",
+            "--dataplane-token-file", str(token),
+        ]
+    )  # fmt: skip
+    options = options_from(args)
+    assert options.cp_address == "http://cp:5678"
+    assert options.dataplane is not None
+    assert options.dataplane.name == "web-02"
+    assert options.binary_path == "/opt/envoy"
+    assert options.config_dir == tmp_path / "cfg"
+    assert options.concurrency == 2
+    assert options.drain_time == 90.0
+    assert options.envoy_log_level == "debug"
+    assert options.token == "secret"
+
+
+def test_inline_dataplane_and_repeated_vars() -> None:
+    inline = DATAPLANE.replace("mesh: default", "mesh: {{ mesh }}")
+    args = parser().parse_args(
+        ["run", "--dataplane", inline, "--dataplane-var", "name=x", "-v", "mesh=default"]
+    )
+    dataplane = options_from(args).dataplane
+    assert dataplane is not None
+    assert (dataplane.mesh, dataplane.name) == ("default", "x")
+
+
+@pytest.mark.parametrize(
+    ("argv", "error", "message"),
+    [
+        ([], UsageError, "--name and --mesh"),
+        (["--name", "web-01"], UsageError, "--name and --mesh"),
+        (["-v", "a=b", "--name", "x", "--mesh", "m"], UsageError, "needs a Dataplane template"),
+        (["-d", "{file}"], DataplaneError, "uses 'name' but no value"),
+        (["-d", "{file}", "-v", "name=web-01", "--name", "other"], UsageError, "differs"),
+        (["-d", "{file}", "-v", "name=web-01", "--mesh", "other"], UsageError, "differs"),
+        (["-d", "{file}", "--dataplane", "x", "-v", "name=a"], DataplaneError, "together"),
+    ],
+)
+def test_refused_combinations(
+    dataplane_file: Path, argv: list[str], error: type[Exception], message: str
+) -> None:
+    args = parser().parse_args(["run", *(a.replace("{file}", str(dataplane_file)) for a in argv)])
+    with pytest.raises(error, match=message):
+        options_from(args)
+
+
+def test_name_and_mesh_may_repeat_the_dataplanes(dataplane_file: Path) -> None:
+    args = parser().parse_args(
+        ["run", "-d", str(dataplane_file), "-v", "name=web-01", "--name=web-01", "--mesh=default"]
+    )
+    assert options_from(args).dataplane is not None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--drain-time", "soon"],
+        ["--drain-time", "-1s"],
+        ["--concurrency", "0"],
+        ["--envoy-log-level", "loud"],
+        ["--proxy-type", "ingress"],
+    ],
+)
+def test_bad_flag_values_are_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parser().parse_args(["run", *argv])
+    assert caught.value.code == 2
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A port that records every connection made to it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone does not)
+    server.close()
+    thread.join(timeout=5)
+    for connection in accepted:
+        connection.close()
+
+
+def test_an_invalid_dataplane_is_refused_before_the_control_plane_is_contacted(
+    dataplane_file: Path, listener: tuple[int, list[socket.socket]]
+) -> None:
+    port, accepted = listener
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "kuma.dp.cli", "run",
+            "--cp-address", f"http://127.0.0.1:{port}",
+            "-d", str(dataplane_file),
+            "-v", "name=Not_Valid",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "is not a valid Dataplane" in result.stderr
+    assert "  name: " in result.stderr
+    assert accepted == []
+
+
+def test_a_missing_variable_is_refused_before_the_control_plane_is_contacted(
+    dataplane_file: Path, listener: tuple[int, list[socket.socket]]
+) -> None:
+    port, accepted = listener
+    result = subprocess.run(
+        [sys.executable, "-m", "kuma.dp.cli", "run", "--cp-address", f"http://127.0.0.1:{port}",
+         "-d", str(dataplane_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "kuma-dp: the Dataplane template uses 'name' but no value was given" in result.stderr
+    assert accepted == []
