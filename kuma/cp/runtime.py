@@ -71,6 +71,8 @@ async def run_control_plane(
             await ensure_default_mesh(store)
         metrics = Metrics()
         metrics.watch_problems(store)
+        # The calls of the API and of registration are timed and counted (kuma/metrics/store.py).
+        instrumented = InstrumentedStore(store, metrics)
         engine = Engine(
             default_admin_port=config.bootstrap_server.params.admin_port,
             on_batch=metrics.on_batch,
@@ -84,7 +86,7 @@ async def run_control_plane(
         )
         observer = ObserverGroup([insights.tracker, metrics])
         # Sidecars' own Dataplanes: registered when their stream opens (kuma/cp/registration.py).
-        registrar = Registrar(store, config.deregistration_delay)
+        registrar = Registrar(instrumented, config.deregistration_delay)
         params = config.bootstrap_server.params
         bootstrap = GeneratorParams(
             default_admin_port=params.admin_port, xds_transport=params.xds_transport
@@ -113,7 +115,7 @@ async def run_control_plane(
             )
             api_port = await tg.start(
                 serve_api,
-                InstrumentedStore(store, metrics),
+                instrumented,
                 api_settings,
                 insights,
                 metrics_routes(metrics),
