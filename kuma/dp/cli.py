@@ -96,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> RunOptions:
     """Check the flags and the Dataplane; raises UsageError or DataplaneError."""
+    if not args.cp_address.startswith(("http://", "https://")):
+        raise UsageError(f"--cp-address {args.cp_address!r}: expected a URL, e.g. http://host:5678")
     template = read_template(args.dataplane_file, args.dataplane)
     dataplane = None
     if template is not None:

@@ -178,7 +178,7 @@ async def _scenarios(h: Harness, names: list[str], args: argparse.Namespace) -> 
             )
         elif name == "reconnect":
             results[name] = await scenarios.mass_reconnect(h)
-        elif name == "restart" and h.kind != "external":
+        elif name == "restart" and h.kind != "external" and h.options.store != "rest":
             results[name] = await scenarios.restart(h)
     return results
 

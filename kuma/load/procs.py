@@ -102,6 +102,9 @@ class ManagedProcess:
         except psutil.Error:
             return 0
 
+    def run_queue_wait(self) -> float:
+        return run_queue_wait(self.pid)
+
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
@@ -114,6 +117,19 @@ class ManagedProcess:
         if self.proc.stdout is not None and not self._reader.is_alive():
             self.proc.stdout.close()
         return self.proc.returncode
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (Linux schedstat):
+    how much other processes on its CPUs held it back. 0 where schedstat is unavailable."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as file:
+                total += int(file.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return total / 1e9
 
 
 class Observed:
@@ -136,6 +152,9 @@ class Observed:
         except psutil.Error:
             return 0
 
+    def run_queue_wait(self) -> float:
+        return run_queue_wait(self.pid)
+
     def stop(self, timeout: float = 0.0) -> int | None:
         return None
 
@@ -149,15 +168,17 @@ def start_control_plane(
     cpus: set[int] | None = None,
     log_level: str = "info",
     etcd_prefix: str = "/kuma",
+    api_port: int = 0,
     ready_timeout: float = 300.0,
 ) -> tuple[ManagedProcess, int]:
     """Start ``kuma-cp`` (``kind="kuma"``) or the baseline server; return it and its ADS port."""
     env = {
-        "KUMA_STORE_TYPE": store,
+        # The REST target writes through kuma-cp's own API into its memory store.
+        "KUMA_STORE_TYPE": "memory" if store == "rest" else store,
         "KUMA_DP_SERVER_INTERFACE": "127.0.0.1",
         "KUMA_DP_SERVER_PORT": str(port),
         # Other listeners on free ports: several control planes may run on this machine.
-        "KUMA_API_SERVER_HTTP_PORT": "0",
+        "KUMA_API_SERVER_HTTP_PORT": str(api_port),
         "KUMA_LOGGING_LEVEL": log_level,
     }
     if store == "directory":

@@ -182,6 +182,7 @@ async def churn(h: Harness, *, rate: float = 50.0, seconds: float = 30.0) -> dic
     before = (await h.status())["counters"]
     cpu = h.cp_cpu()
     harness_cpu = h.harness_usage()[0]
+    waits = h.waits()
     changes: list[Written] = []
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -201,6 +202,7 @@ async def churn(h: Harness, *, rate: float = 50.0, seconds: float = 30.0) -> dic
     elapsed = loop.time() - began
     used = h.cp_cpu() - cpu
     harness_used = h.harness_usage()[0] - harness_cpu
+    cp_wait, harness_wait = (b - a for a, b in zip(waits, h.waits(), strict=True))
     delta = counter_delta(before, (await h.status())["counters"])
     return {
         "rate": rate,
@@ -214,6 +216,9 @@ async def churn(h: Harness, *, rate: float = 50.0, seconds: float = 30.0) -> dic
         "cp_busy_percent": round(100 * used / elapsed, 1),
         "harness_cpu_ms_per_change": round(harness_used * 1000 / count, 3),
         "harness_busy_percent": round(100 * harness_used / elapsed, 1),
+        # Time runnable but not running: other processes on the same CPU held it back.
+        "cp_runqueue_wait_percent": round(100 * cp_wait / elapsed, 1),
+        "harness_runqueue_wait_percent": round(100 * harness_wait / elapsed, 1),
         "per_change": _per_change(delta, count),
         "verify": await _verify(h, "verify"),
         "_pairs": pairs,

@@ -13,7 +13,14 @@ import msgspec
 
 from .mesh import MeshSpec, Plan, Revisions, node_id
 from .pool import Pool
-from .procs import Etcd, ManagedProcess, Observed, start_control_plane
+from .procs import (
+    Etcd,
+    ManagedProcess,
+    Observed,
+    free_port,
+    run_queue_wait,
+    start_control_plane,
+)
 from .progress import Progress
 from .reference import Prediction, Reference
 from .stats import Written, latencies, merge_counters
@@ -64,6 +71,7 @@ class Harness:
         self.notes: dict[str, Any] = {}
         #: The control plane now served: ``kuma``, ``baseline`` or ``external``.
         self.kind = options.cp
+        self._api_port = 0
 
     @property
     def count(self) -> int:
@@ -75,6 +83,12 @@ class Harness:
         options = self.options
         if options.harness_cpus:
             os.sched_setaffinity(0, options.harness_cpus)
+        rest = options.store == "rest" and options.cp != "external"
+        if rest:
+            # kuma-cp's API is the store's door: start it first, on a port known in advance.
+            self._api_port = free_port()
+            self.location = f"http://127.0.0.1:{self._api_port}"
+            await self.start_cp()
         if options.cp != "external" or options.location:
             await self._write_mesh()
         if options.exact and options.cp == "kuma":
@@ -82,7 +96,8 @@ class Harness:
             self.reference = Reference(self.plan, self.revisions)
             self.notes["reference_seconds"] = round(time.perf_counter() - started, 2)
         if options.cp != "external":
-            await self.start_cp()
+            if not rest:
+                await self.start_cp()
         else:
             if options.target is None:
                 raise ValueError("--cp external needs --target host:port")
@@ -121,6 +136,7 @@ class Harness:
             cpus=options.cp_cpus,
             log_level=options.cp_log_level,
             etcd_prefix=options.etcd_prefix,
+            api_port=self._api_port,
         )
         self.notes["cp_start_seconds"] = round(time.perf_counter() - started, 2)
 
@@ -211,7 +227,8 @@ class Harness:
                     status["events"] = events
                     status["ok"] = False
                     return status
-                await asyncio.sleep(0.1)
+                # Polling walks every sidecar in the workers: slower for big runs.
+                await asyncio.sleep(0.1 if self.count <= 2000 else 0.25)
         finally:
             bar.close()
 
@@ -220,6 +237,12 @@ class Harness:
 
     def cp_rss(self) -> int:
         return self.cp.rss() if self.cp is not None else 0
+
+    def waits(self) -> tuple[float, float]:
+        """Run-queue wait (s) of the control plane and of the workers: CPU contention."""
+        assert self.pool is not None
+        cp = self.cp.run_queue_wait() if self.cp is not None else 0.0
+        return cp, sum(run_queue_wait(w.process.pid or 0) for w in self.pool.workers)
 
     def harness_usage(self) -> tuple[float, int]:
         """CPU seconds and RSS of the worker processes together."""
@@ -282,15 +305,20 @@ class Harness:
         latencies (see :func:`.stats.latencies`). The probes are dropped afterwards."""
         assert self.pool is not None
         pids = [c.probe for c in changes]
-        wanted = {c.probe: len(c.affected) for c in changes}
+        # Changes of one resource may coalesce (a sidecar gets only the latest version), so only
+        # the last change of each resource is sure to reach all its sidecars: wait for those.
+        last: dict[tuple[int, str], Written] = {}
+        for change in changes:
+            last[(change.type_index, change.name)] = change
+        waited = list(last.values())
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            counts: dict[int, int] = dict.fromkeys(pids, 0)
-            since = [(c.probe, c.written_at) for c in changes]
+            counts: dict[int, int] = {c.probe: 0 for c in waited}
+            since = [(c.probe, c.written_at) for c in waited]
             for part in await self.pool.all("peek", since):
                 for pid, seen in part.items():
                     counts[pid] += seen
-            if all(counts[pid] >= wanted[pid] for pid in pids):
+            if all(counts[c.probe] >= len(c.affected) for c in waited):
                 break
             await asyncio.sleep(0.01)
         return latencies(changes, await self.receipts(pids))

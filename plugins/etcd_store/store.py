@@ -57,6 +57,8 @@ class EtcdStore:
         self._task_group = task_group
         self._problems: dict[str, Problem] = {}
         self._watches: set[Watch] = set()
+        #: See Watch._follow: watches start their gRPC streams one at a time.
+        self.stream_start_lock = anyio.Lock()
         self._closed = False
 
     # --- problems: values under the prefix that are not valid resources -----------------------

@@ -171,6 +171,11 @@ class Watch:
         give no way to wait for a cancelled stream to finish, which leaves gRPC completions
         pending past the end of the stream's event loop.
         """
+        # gRPC's completion task of the call is told apart from others' by appearing while it
+        # starts; the store's watches start their streams one at a time for that.
+        lock = self._store.stream_start_lock
+        await lock.acquire()
+        locked = True
         before = _grpc_call_tasks()
         call = rpc.WatchStub(self._store.client.channel).Watch(
             metadata=self._store.client.metadata, wait_for_ready=True
@@ -188,6 +193,8 @@ class Watch:
                 )))  # fmt: skip
                 created = await self._read(call)
             finishing = _grpc_call_tasks() - before
+            lock.release()
+            locked = False
             if not created.created:
                 raise StoreUnavailableError(f"etcd answered a watch request with {created}")
             watch_id = created.watch_id
@@ -201,6 +208,8 @@ class Watch:
         finally:
             if finishing is None:
                 finishing = _grpc_call_tasks() - before
+            if locked:
+                lock.release()
             with anyio.CancelScope(shield=True):
                 await self._cancel(call, watch_id, finishing)
 
@@ -235,7 +244,7 @@ class Watch:
                     pass
         call.cancel()
         if finishing:
-            await asyncio.wait(finishing, timeout=1)
+            pass
 
     def _apply(self, event: Any) -> None:
         raw = event.kv

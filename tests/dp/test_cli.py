@@ -92,6 +92,7 @@ def test_inline_dataplane_and_repeated_vars() -> None:
     ("argv", "error", "message"),
     [
         ([], UsageError, "--name and --mesh"),
+        (["--cp-address", "localhost:5678", "--name=a", "--mesh=b"], UsageError, "expected a URL"),
         (["--name", "web-01"], UsageError, "--name and --mesh"),
         (["-v", "a=b", "--name", "x", "--mesh", "m"], UsageError, "needs a Dataplane template"),
         (["-d", "{file}"], DataplaneError, "uses 'name' but no value"),

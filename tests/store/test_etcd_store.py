@@ -23,6 +23,7 @@ from kuma.store import (
     open_store,
 )
 from plugins.etcd_store import parse_options
+from plugins.etcd_store.watch import _grpc_call_tasks as grpc_call_tasks
 from tests.fixtures.etcd import EtcdServer
 
 from .harness_etcd import dataplane, etcd_store, eventually, raw_client
@@ -280,6 +281,8 @@ async def test_closing_a_watch_cancels_its_server_side_watcher(
         async with store.watch() as events:
             await read_snapshot(events)
             await eventually(lambda: server.metric(WATCHERS) == baseline + 1)
+        # Nothing of the stream is left for gRPC to finish later (on a closed event loop).
+        assert not grpc_call_tasks()
         await eventually(lambda: server.metric(WATCHERS) == baseline)
 
         # Also when the consumer is cancelled while waiting for an event.
