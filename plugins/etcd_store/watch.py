@@ -244,7 +244,7 @@ class Watch:
                     pass
         call.cancel()
         if finishing:
-            pass
+            await asyncio.wait(finishing, timeout=1)
 
     def _apply(self, event: Any) -> None:
         raw = event.kv

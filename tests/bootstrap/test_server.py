@@ -238,4 +238,3 @@ async def test_a_body_that_is_too_large_is_refused() -> None:
         status, _, _ = await post(port, big)
         assert status == 413
         assert (await post(port, request()))[0] == 200
-

@@ -88,5 +88,5 @@ async def expect_nothing_before_sentinel(
     and the sentinel's name sorts last, so an earlier change cannot hide behind it.)"""
     name = f"sentinel-{next(_sentinels)}"
     (folder / f"zzz-{name}.yaml").write_text(f"type: Mesh\nname: {name}\n")
-    (event,) = await read_events(events, 1, timeout=within)
+    (event,) = await read_events(events, 1, within=within)
     assert (event.operation, event.resource) == (Operation.CREATE, Mesh(name=name)), event

@@ -220,7 +220,7 @@ async def test_watch_does_not_lose_a_burst(store: Store) -> None:
         for i in range(0, count, 2):
             key = ResourceKey("Dataplane", "default", f"dp-{i}")
             await store.update(dataplane(f"dp-{i}", port=2000 + i), version=versions[key])
-        got = await read_events(events, count + count // 2, timeout=30)
+        got = await read_events(events, count + count // 2, within=30)
         creates = [e for e in got if e.operation is Operation.CREATE]
         updates = [e for e in got if e.operation is Operation.UPDATE]
         assert [e.key.name for e in creates] == [f"dp-{i}" for i in range(count)]

@@ -300,7 +300,7 @@ async def test_a_thousand_files_dropped_at_once(
             (folder / f"dp-{i:04d}.yaml").write_text(dataplane_yaml(f"dp-{i}", port=1000 + i))
 
     await anyio.to_thread.run_sync(drop)
-    got = await read_events(events, count, timeout=30)
+    got = await read_events(events, count, within=30)
     assert {e.operation for e in got} == {Operation.CREATE}
     assert sorted(e.key.name for e in got) == sorted(f"dp-{i}" for i in range(count))
     await expect_nothing_before_sentinel(folder, events)

@@ -115,7 +115,7 @@ async def test_kill9_mid_watch_loses_and_duplicates_nothing(
 
             history = await etcd_history(raw, ROOT, synced.revision)
             assert len(history) == 60 + 15 + 9
-            got = await read_events(events, len(history), timeout=20)
+            got = await read_events(events, len(history), within=20)
             await assert_quiet(events)
         assert [as_change(e) for e in got] == history
         for event in got:
@@ -145,7 +145,7 @@ async def test_frozen_etcd_is_detected_by_keepalive_and_the_watch_resumes(
             finally:
                 server.sigcont()
             await retrying(lambda: store.create(dataplane("after")), AlreadyExistsError)
-            after = await read_events(events, 1, timeout=20)
+            after = await read_events(events, 1, within=20)
             await assert_quiet(events)
             history = await etcd_history(raw, ROOT, synced.revision)
         assert [e.key.name for e in during + after] == ["during", "after"]
@@ -181,7 +181,7 @@ async def test_compaction_while_disconnected_emits_exactly_the_differences(
             await restart(server)
 
             # History replay would give 6 events; the differences are 3, in key order.
-            got = await read_events(events, 3, timeout=20)
+            got = await read_events(events, 3, within=20)
             await assert_quiet(events)
             assert [(e.operation, e.key.name) for e in got] == [
                 (Operation.UPDATE, "b"),
@@ -221,7 +221,7 @@ async def test_wiped_etcd_emits_the_differences_and_revisions_keep_increasing(
             server.stop()
             await restart(server)
 
-            got = await read_events(events, 7, timeout=20)
+            got = await read_events(events, 7, within=20)
             await assert_quiet(events)
             assert [(e.operation, e.key.name) for e in got] == [
                 (Operation.DELETE, "dp-0"),

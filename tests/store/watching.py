@@ -10,11 +10,11 @@ from kuma.store import ResourceEvent, Synced, WatchItem
 
 
 async def read_snapshot(
-    events: AsyncIterator[WatchItem], timeout: float = 10.0
+    events: AsyncIterator[WatchItem], within: float = 10.0
 ) -> tuple[list[ResourceEvent], Synced]:
     """Read the initial snapshot up to and including the Synced marker."""
     snapshot: list[ResourceEvent] = []
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(within):
         async for item in events:
             if isinstance(item, Synced):
                 return snapshot, item
@@ -23,11 +23,11 @@ async def read_snapshot(
 
 
 async def read_events(
-    events: AsyncIterator[WatchItem], count: int, timeout: float = 10.0
+    events: AsyncIterator[WatchItem], count: int, within: float = 10.0
 ) -> list[ResourceEvent]:
     """Read exactly ``count`` change events; fails if a Synced marker or the end comes first."""
     got: list[ResourceEvent] = []
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(within):
         while len(got) < count:
             item = await anext(events)
             assert isinstance(item, ResourceEvent), f"unexpected {item!r} after {len(got)} events"
