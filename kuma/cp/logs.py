@@ -65,3 +65,5 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # watchfiles logs every batch of file changes at info; the directory store logs what matters.
+    logging.getLogger("watchfiles").setLevel(max(logging.WARNING, root.level))
