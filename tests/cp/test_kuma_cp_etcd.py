@@ -1,0 +1,62 @@
+"""Several kuma-cp processes on one real etcd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from kuma.resources import Mesh, ResourceKey
+from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.processes import kuma_cp
+from tests.store.harness_etcd import etcd_store
+
+from .test_kuma_cp import LOOPBACK
+
+
+def etcd_env(server: EtcdServer, prefix: str) -> dict[str, str]:
+    return {
+        "KUMA_STORE_TYPE": "etcd",
+        "KUMA_STORE_ETCD_ENDPOINTS": server.endpoint,
+        "KUMA_STORE_ETCD_PREFIX": prefix,
+        **LOOPBACK,
+    }
+
+
+def test_two_processes_create_the_default_mesh_once(
+    etcd_server: EtcdServer, etcd_prefix: str, tmp_path: Path
+) -> None:
+    env = etcd_env(etcd_server, etcd_prefix)
+    # Both start at the same time and race for the create.
+    first, second = kuma_cp(None, env=env, cwd=tmp_path), kuma_cp(None, env=env, cwd=tmp_path)
+    try:
+        for cp in (first, second):
+            cp.wait_for_line("kuma-cp is ready", timeout=60)
+        assert (
+            first.count("created the default mesh") + second.count("created the default mesh") == 1
+        )
+
+        async def meshes() -> list[str]:
+            async with etcd_store(etcd_server.endpoint, etcd_prefix) as store:
+                page = await store.list("Mesh")
+                stored = await store.get(ResourceKey("Mesh", "", "default"))
+                assert stored.resource == Mesh(name="default")
+                return [s.key.name for s in page.items]
+
+        assert anyio.run(meshes) == ["default"]
+    finally:
+        codes = [first.stop(), second.stop()]
+    assert codes == [0, 0]
+
+
+def test_a_restart_on_etcd_keeps_the_mesh_and_creates_nothing(
+    etcd_server: EtcdServer, etcd_prefix: str, tmp_path: Path
+) -> None:
+    env = etcd_env(etcd_server, etcd_prefix)
+    for run in range(2):
+        cp = kuma_cp(None, env=env, cwd=tmp_path)
+        try:
+            cp.wait_for_line("kuma-cp is ready", timeout=60)
+            assert cp.count("created the default mesh") == (1 if run == 0 else 0)
+        finally:
+            assert cp.stop() == 0
