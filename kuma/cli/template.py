@@ -9,37 +9,23 @@ this is YAML, not HTML, so nothing is escaped.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
-from .errors import CliError
+from kuma.resources import template
 
-_VARIABLE = re.compile(r"\{\{\{\s*([^{}\s]+)\s*\}\}\}|\{\{&?\s*([^{}\s]+)\s*\}\}")
+from .errors import CliError
 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
     """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``."""
-    values: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise CliError(f"invalid variable {pair!r}: expected NAME=VALUE")
-        values[name] = value
-    return values
+    try:
+        return template.parse_assignments(pairs)
+    except template.TemplateError as exc:
+        raise CliError(str(exc)) from None
 
 
 def render(text: str, values: Mapping[str, str]) -> str:
-    missing: set[str] = set()
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in values:
-            missing.add(name)
-            return match.group(0)
-        return values[name]
-
-    rendered = _VARIABLE.sub(substitute, text)
-    if missing:
-        names = ", ".join(sorted(missing))
-        raise CliError(f"variable(s) without a value: {names} (give each with -v NAME=VALUE)")
-    return rendered
+    try:
+        return template.render(text, values)
+    except template.MissingVariablesError as exc:
+        raise CliError(f"{exc} (give each with -v NAME=VALUE)") from None

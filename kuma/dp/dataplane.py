@@ -3,21 +3,17 @@ placeholders filled in, decoded and checked, all before the control plane is con
 
 Kuma renders the template with mustache, where a missing variable silently becomes empty (and
 the Dataplane then fails validation somewhere far from the cause). Here a placeholder without
-a value is an error that names it. Only ``{{ name }}`` substitution is supported (no sections);
-that is what Kuma's examples use.
+a value is an error that names it (``kuma.resources.template``, shared with kumactl).
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from kuma.bootstrap import decode_proxy_dataplane
-from kuma.resources import Dataplane, ValidationError
-
-_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]*)\s*\}\}")
+from kuma.resources import Dataplane, ValidationError, template
 
 
 class DataplaneError(ValueError):
@@ -26,25 +22,23 @@ class DataplaneError(ValueError):
 
 def parse_vars(pairs: list[str]) -> dict[str, str]:
     """``-v k=v`` flags into a mapping; a pair without ``=`` or with an empty key is an error."""
-    values: dict[str, str] = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise DataplaneError(f"--dataplane-var {pair!r}: expected KEY=VALUE")
-        values[key] = value
-    return values
+    try:
+        return template.parse_assignments(pairs)
+    except template.TemplateError:
+        bad = next(p for p in pairs if not p.partition("=")[1] or not p.partition("=")[0])
+        raise DataplaneError(f"--dataplane-var {bad!r}: expected KEY=VALUE") from None
 
 
-def render(template: str, values: Mapping[str, str]) -> str:
+def render(text: str, values: Mapping[str, str]) -> str:
     """Replace every ``{{ name }}``; raise naming every placeholder that has no value."""
-    missing = sorted({m.group(1) for m in _PLACEHOLDER.finditer(template)} - set(values))
-    if missing:
-        names = ", ".join(repr(name) for name in missing)
+    try:
+        return template.render(text, values)
+    except template.MissingVariablesError as exc:
+        names = ", ".join(repr(name) for name in exc.names)
         raise DataplaneError(
             f"the Dataplane template uses {names} but no value was given "
-            f"(pass -v/--dataplane-var {missing[0] or 'NAME'}=VALUE)"
-        )
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+            f"(pass -v/--dataplane-var {exc.names[0]}=VALUE)"
+        ) from None
 
 
 def read_template(path: str | None, inline: str | None) -> str | None:
