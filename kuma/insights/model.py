@@ -84,20 +84,27 @@ def update_subscription(
     their id is in ``live`` (streams still open on this instance): a control plane that died
     never wrote their disconnect time, and without it the proxy would look online forever.
     Only the last :data:`MAX_SUBSCRIPTIONS` are kept.
+
+    One refinement over Kuma, for instances sharing a store: a subscription older than those
+    held (its instance noticed a half-open stream late, after the proxy had reconnected twice
+    elsewhere) goes in its place by connect time, and closes only older ones, never the newer
+    subscription through which the proxy is connected now.
     """
     existing = insight.subscriptions if insight is not None else ()
     for index, old in enumerate(existing):
         if old.id == subscription.id:
             replaced = (*existing[:index], subscription, *existing[index + 1 :])
             return DataplaneInsight(replaced)
-    finalized = tuple(
+    connected = subscription.connect_time
+    finalized = [
         msgspec.structs.replace(old, disconnect_time=now)
-        if old.disconnect_time is None and old.id not in live
+        if old.disconnect_time is None and old.id not in live and old.connect_time <= connected
         else old
         for old in existing
-    )
-    kept = (*finalized, subscription)[-MAX_SUBSCRIPTIONS:]
-    return DataplaneInsight(kept)
+    ]
+    finalized.append(subscription)
+    finalized.sort(key=lambda s: s.connect_time)  # stable: equal times keep arrival order
+    return DataplaneInsight(tuple(finalized[-MAX_SUBSCRIPTIONS:]))
 
 
 def merge_live(
@@ -169,6 +176,62 @@ def subscription_json(subscription: DiscoverySubscription) -> dict[str, Any]:
 def insight_json(insight: DataplaneInsight) -> dict[str, Any]:
     """Kuma's JSON of a DataplaneInsight spec (the ``dataplaneInsight`` of an overview)."""
     return {"subscriptions": [subscription_json(s) for s in insight.subscriptions]}
+
+
+def _seconds(raw: object) -> float:
+    if not isinstance(raw, str):
+        raise ValueError(f"expected an RFC 3339 time, got {raw!r}")
+    moment = datetime.fromisoformat(raw)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _object(raw: object, what: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{what}: expected an object, got {raw!r}")
+    return raw
+
+
+def _stats(raw: object) -> DiscoveryServiceStats:
+    fields = _object(raw, "stats")
+    return DiscoveryServiceStats(
+        int(fields.get("responsesSent", 0)),
+        int(fields.get("responsesAcknowledged", 0)),
+        int(fields.get("responsesRejected", 0)),
+    )
+
+
+def _subscription(raw: object) -> DiscoverySubscription:
+    fields = _object(raw, "subscription")
+    status = _object(fields.get("status", {}), "status")
+    last = status.get("lastUpdateTime")
+    version = _object(fields.get("version", {}), "version")
+    return DiscoverySubscription(
+        id=str(fields["id"]),
+        control_plane_instance_id=str(fields.get("controlPlaneInstanceId", "")),
+        connect_time=_seconds(fields["connectTime"]),
+        disconnect_time=_seconds(fields["disconnectTime"]) if "disconnectTime" in fields else None,
+        status=SubscriptionStatus(
+            last_update_time=_seconds(last) if last is not None else None,
+            total=_stats(status.get("total", {})),
+            **{name: _stats(status.get(name, {})) for name in STAT_TYPES},
+        ),
+        version={
+            str(part): {str(k): str(v) for k, v in _object(values, part).items()}
+            for part, values in version.items()
+        },
+    )
+
+
+def insight_from_json(doc: object) -> DataplaneInsight:
+    """The inverse of :func:`insight_json` (times to microseconds); ValueError when ``doc`` is
+    not such a document (a value in a shared store may have been written by anyone)."""
+    try:
+        subscriptions = _object(doc, "insight").get("subscriptions", [])
+        if not isinstance(subscriptions, list):
+            raise ValueError(f"subscriptions: expected a list, got {subscriptions!r}")
+        return DataplaneInsight(tuple(_subscription(s) for s in subscriptions))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a DataplaneInsight: {exc!r}") from None
 
 
 def is_online(insight: dict[str, Any] | None) -> bool:

@@ -12,10 +12,13 @@ Why not a ``DataplaneInsight`` resource in the resource :class:`~kuma.store.Stor
 
 An :class:`InsightStore` merges subscriptions into insights (Kuma's ``UpdateSubscription``)
 and reads them back synchronously from what it holds locally. :class:`MemoryInsightStore` is
-the one implementation today: per instance, lost on restart, exactly like the memory store. A
-resource store that can persist insights (etcd: a key prefix outside the resources', batched
-puts in one transaction) offers it through :class:`SupportsInsights`;
-:func:`insight_store_for` picks it up when present.
+per instance and lost on restart, exactly like the memory store (the directory store uses it
+too). A resource store that can persist insights offers its own through
+:class:`SupportsInsights`, and :func:`insight_store_for` picks it up: the etcd store keeps them
+under ``<prefix>-insights/``, outside the range of every resource watch, merges each instance's
+subscriptions by compare-and-swap in transactions of at most 128 keys, and follows the prefix
+with a watch of its own so that reads see the other instances' subscriptions
+(``plugins/etcd_store/insights.py``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Configuration, the ``store.etcd`` section of kuma-cp's config::
       type: etcd
       etcd:
         endpoints: [http://127.0.0.1:2379]   # required
-        prefix: /kuma                         # every key lives under it
+        prefix: /kuma                         # resources under it, insights beside it
         request_timeout: 5.0                  # seconds, every unary call
         keepalive_time: 6.0                   # seconds between keepalive pings on watches
         keepalive_timeout: 3.0                # an unanswered ping closes the connection
@@ -14,7 +14,8 @@ Configuration, the ``store.etcd`` section of kuma-cp's config::
         page_size: 1000                       # keys per range request of a snapshot
 
 See ``layout`` for the key layout, ``store`` for reads and writes, ``watch`` for how a watch
-survives disconnects, compaction and a wiped etcd.
+survives disconnects, compaction and a wiped etcd, ``insights`` for the DataplaneInsights that
+the instances share under ``<prefix>-insights/`` (outside every resource watch).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from kuma.store.index import decode_offset, encode_offset
 
 from . import kv
 from .config import EtcdOptions
+from .insights import EtcdInsightStore, InsightFollower
 from .layout import InvalidEntry, KeyLayout, decode_value, encode_value
 from .watch import Watch
 
@@ -59,6 +60,7 @@ class EtcdStore:
         self._watches: set[Watch] = set()
         #: See Watch._follow: watches start their gRPC streams one at a time.
         self.stream_start_lock = anyio.Lock()
+        self._insights: EtcdInsightStore | None = None
         self._closed = False
 
     # --- problems: values under the prefix that are not valid resources -----------------------
@@ -256,6 +258,19 @@ class EtcdStore:
         finally:
             self._watches.discard(watch)
             await watch.stop()
+
+    # --- insights (kuma.insights.SupportsInsights) ---------------------------------------------
+
+    def insight_store(self) -> EtcdInsightStore:
+        """DataplaneInsights under ``<prefix>-insights/``, outside every resource watch, shared
+        with the other instances through a watch of their own (see ``insights``)."""
+        self._check_open()
+        if self._insights is None:
+            self._insights = EtcdInsightStore(self, max_txn_ops=_MAX_TXN_OPS)
+            follower = InsightFollower(self, self._insights)
+            self._watches.add(follower)  # stopped by close() like the resource watches
+            self._task_group.start_soon(follower.run)
+        return self._insights
 
     # --- lifecycle -----------------------------------------------------------------------------
 

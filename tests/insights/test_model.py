@@ -47,6 +47,21 @@ def test_a_new_subscription_finalizes_older_ones_left_online() -> None:
     assert not insight.online
 
 
+def test_a_late_old_subscription_does_not_close_the_newer_ones() -> None:
+    # Two instances share the store: the proxy left A (a1) for B, then B again; A notices the
+    # half-open a1 late. The proxy stays online through b2.
+    insight = update_subscription(None, sub("b1", 10, 20), now=20)
+    insight = update_subscription(insight, sub("b2", 30), now=30)
+    insight = update_subscription(insight, sub("a1", 1, 40), now=40)
+    assert [(s.id, s.disconnect_time) for s in insight.subscriptions] == [
+        ("b1", 20),
+        ("b2", None),
+    ]
+    insight = update_subscription(insight, sub("a2", 15, 41), now=41)
+    assert [s.id for s in insight.subscriptions] == ["a2", "b2"]
+    assert insight.online
+
+
 def test_live_subscriptions_are_laid_over_the_stored_ones() -> None:
     stored = DataplaneInsight((sub("old", 1, 2), sub("mine", 3)))
     merged = merge_live(stored, [sub("mine", 3, 9), sub("newer", 10)])
