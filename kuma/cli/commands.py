@@ -142,6 +142,9 @@ def apply(session: Session, source: str, variables: Sequence[str], dry_run: bool
     if not resources:
         raise CliError("no resource(s) passed to apply")
     for resource in resources:
+        if resource.TYPE not in BY_TYPE:
+            # MeshVips: kuma-cp's VIP allocator owns it and the REST API does not serve it.
+            raise CliError(f"{resource.TYPE} is managed by kuma-cp and cannot be applied")
         violations = validate(resource)
         if violations:
             raise CliError(

@@ -28,6 +28,7 @@ from .config import CpConfig
 from .defaults import ensure_default_mesh
 from .logs import fields
 from .registration import Registrar
+from .vips import VipAllocator
 
 log = logging.getLogger("kuma.cp")
 
@@ -97,6 +98,8 @@ async def run_control_plane(
         ):
             tg.start_soon(_log_changes, store, insights.on_store_event, metrics.on_store_event)
             tg.start_soon(engine.run, store)
+            # Transparent proxies' VIPs: allocated once, kept in the store (kuma/cp/vips.py).
+            tg.start_soon(VipAllocator(store).run)
             tg.start_soon(insights.run)
             await tg.start(registrar.run)
             await engine.wait_synced()

@@ -269,11 +269,21 @@ class ZoneEgress(_Resource, tag="ZoneEgress", frozen=True):
     TYPE: ClassVar[str] = "ZoneEgress"
 
 
-Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress
+class MeshVips(_Resource, tag="MeshVips", frozen=True):
+    """The virtual IPs of one mesh's services for transparent proxying (Kuma keeps the same
+    list in the Config ``kuma-<mesh>-dns-vips``). Global, named after its mesh; written by
+    the control plane's VIP allocator (kuma/cp/vips.py), read by the engine."""
+
+    #: service (``kuma.io/service`` value) → IPv4 address in 240.0.0.0/4.
+    vips: dict[str, str] = msgspec.field(default_factory=dict)
+    TYPE: ClassVar[str] = "MeshVips"
+
+
+Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips
 RESOURCE_TYPES: dict[str, type[Resource]] = {
-    cls.TYPE: cls for cls in (Mesh, Dataplane, ZoneIngress, ZoneEgress)
+    cls.TYPE: cls for cls in (Mesh, Dataplane, ZoneIngress, ZoneEgress, MeshVips)
 }
-ResourceTypeName = Literal["Mesh", "Dataplane", "ZoneIngress", "ZoneEgress"]
+ResourceTypeName = Literal["Mesh", "Dataplane", "ZoneIngress", "ZoneEgress", "MeshVips"]
 
 
 class ResourceKey(msgspec.Struct, frozen=True, order=True):

@@ -76,7 +76,7 @@ async def _nothing_written(api: Api) -> None:
                 (
                     "type",
                     "Invalid value 'Router'; must be one of "
-                    "Dataplane, Mesh, ZoneEgress, ZoneIngress",
+                    "Dataplane, Mesh, MeshVips, ZoneEgress, ZoneIngress",
                 )
             ],
         ),

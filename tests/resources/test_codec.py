@@ -183,12 +183,14 @@ networking:
             SECOND_DOCUMENT_BAD, "networking.admn", "unknown field", 9, 1, id="second-document"
         ),
         pytest.param(
-            "name: x\n", "type", "must be one of Dataplane, Mesh, ZoneEgress, ZoneIngress", 1,
+            "name: x\n", "type",
+            "must be one of Dataplane, Mesh, MeshVips, ZoneEgress, ZoneIngress", 1,
             None, id="missing-type",
         ),
         pytest.param(
             "name: x\ntype: Foo\n", "type",
-            "Invalid value 'Foo'; must be one of Dataplane, Mesh, ZoneEgress, ZoneIngress", 2,
+            "Invalid value 'Foo'; must be one of Dataplane, Mesh, MeshVips, ZoneEgress, "
+            "ZoneIngress", 2,
             None, id="unknown-type",
         ),
         pytest.param(

@@ -1,9 +1,10 @@
 """The engine's contract, checked by hypothesis stateful testing.
 
-After any sequence of Dataplane and Mesh creates, updates and deletes (services appearing and
-vanishing, health flips, protocol changes, transparent proxying on and off, reconnects), what
-each connected test proxy holds after applying every change it was told about equals a
-from-scratch generation of the final state for that proxy.
+After any sequence of Dataplane, Mesh and MeshVips creates, updates and deletes (services
+appearing and vanishing, health flips, protocol changes, transparent proxying on and off, VIPs
+allocated, moved, released or lagging the service set, reconnects), what each connected test
+proxy holds after applying every change it was told about equals a from-scratch generation of
+the final state for that proxy, with the VIPs of the stored allocation.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from kuma.resources import Dataplane, Mesh, ResourceMeta, from_document, validate
+from kuma.resources import Dataplane, Mesh, MeshVips, ResourceMeta, from_document, validate
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
 from kuma.xds.engine.subscription import Subscription
-from kuma.xds.engine.vips import VipAllocator
 from kuma.xds.generate.proxy import generate_proxy, type_url_of
 from kuma.xds.generate.view import StaticMeshView
 from kuma.xds.snapshot import versioned
@@ -30,6 +30,8 @@ MESHES = ("default", "other")
 NAMES = ("web-1", "web-2", "api-1", "db-1")
 SERVICES = ("web", "api", "db")
 PROTOCOLS = (None, "http", "http2", "grpc", "tcp", "kafka")
+#: Few addresses, so that allocations often move a service to another's former VIP.
+VIPS = ("240.0.0.1", "240.0.0.2", "240.0.0.3", "240.0.0.4")
 #: Proxies with a connected stream; db-1 never connects (its Dataplane still feeds others).
 CONNECTED = tuple(f"{m}.{n}" for m in MESHES for n in ("web-1", "web-2", "api-1"))
 _META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
@@ -94,20 +96,28 @@ meshes = st.builds(
 )
 
 
+@st.composite
+def mesh_vips(draw: st.DrawFn) -> MeshVips:
+    """An allocation as the store may hold it: any services (present or not), unique VIPs."""
+    services = draw(st.lists(st.sampled_from(SERVICES), unique=True, max_size=len(SERVICES)))
+    addresses = draw(st.permutations(VIPS))[: len(services)]
+    vips = dict(zip(services, addresses, strict=True))
+    return MeshVips(name=draw(st.sampled_from(MESHES)), vips=vips)
+
+
 def expected(
-    engine_view: dict[tuple[str, str], Dataplane], meshes: dict[str, Mesh], node: str
+    engine_view: dict[tuple[str, str], Dataplane],
+    meshes: dict[str, Mesh],
+    vips: dict[str, MeshVips],
+    node: str,
 ) -> dict[str, dict[str, str]] | None:
     mesh_name, name = node.split(".", 1)
     dataplane = engine_view.get((mesh_name, name))
     if dataplane is None:
         return None
     in_mesh = [d for (m, _), d in engine_view.items() if m == mesh_name]
-    services = StaticMeshView(in_mesh).services()
-    vips = VipAllocator(mesh_name)
-    vips.assign(set(services))
-    view = StaticMeshView(
-        in_mesh, meshes.get(mesh_name), {s: v for s in services if (v := vips.get(s))}
-    )
+    stored = vips.get(mesh_name)
+    view = StaticMeshView(in_mesh, meshes.get(mesh_name), stored.vips if stored else None)
     generated = generate_proxy(dataplane, view, ADMIN_PORT)
     result: dict[str, dict[str, str]] = {}
     for by_name in generated.values():
@@ -125,6 +135,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.engine = Engine(default_admin_port=ADMIN_PORT, chunk=2)
         self.dataplanes: dict[tuple[str, str], Dataplane] = {}
         self.meshes: dict[str, Mesh] = {}
+        self.vips: dict[str, MeshVips] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.held: dict[str, dict[str, dict[str, str]]] = {}
         self.pending: list[ResourceEvent] = []
@@ -141,7 +152,7 @@ class EngineMachine(RuleBasedStateMachine):
             for t in _types(subscription)
         }
 
-    def _event(self, operation: Operation, resource: Dataplane | Mesh) -> None:
+    def _event(self, operation: Operation, resource: Dataplane | Mesh | MeshVips) -> None:
         self.pending.append(ResourceEvent(operation, resource, _META, len(self.pending) + 1))
 
     @rule(dataplane=dataplanes())
@@ -172,6 +183,20 @@ class EngineMachine(RuleBasedStateMachine):
         assert mesh is not None
         self._event(Operation.DELETE, mesh)
 
+    @rule(vips=mesh_vips())
+    def put_vips(self, vips: MeshVips) -> None:
+        assume(not validate(vips))
+        operation = Operation.UPDATE if vips.name in self.vips else Operation.CREATE
+        self.vips[vips.name] = vips
+        self._event(operation, vips)
+
+    @rule(name=st.sampled_from(MESHES))
+    def delete_vips(self, name: str) -> None:
+        vips = self.vips.pop(name, None)
+        assume(vips is not None)
+        assert vips is not None
+        self._event(Operation.DELETE, vips)
+
     @rule()
     def apply_batch(self) -> None:
         """Apply everything pending as one batch (a batch may hold several events)."""
@@ -200,7 +225,7 @@ class EngineMachine(RuleBasedStateMachine):
                         bucket.pop(name, None)
                     else:
                         bucket[name] = resource.version
-            want = expected(self.dataplanes, self.meshes, node)
+            want = expected(self.dataplanes, self.meshes, self.vips, node)
             assert subscription.known == (want is not None), node
             have = {t: dict(b) for t, b in held.items() if b}
             assert have == {t: b for t, b in (want or {}).items() if b}, node

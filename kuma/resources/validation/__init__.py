@@ -20,12 +20,13 @@ from __future__ import annotations
 from typing import assert_never
 
 from ..errors import ValidationError, Violation
-from ..model import Dataplane, Mesh, Resource, ResourceKey, ZoneEgress, ZoneIngress
+from ..model import Dataplane, Mesh, MeshVips, Resource, ResourceKey, ZoneEgress, ZoneIngress
 from .common import check_name, parse_duration_ns
 from .dataplane import SUPPORTED_PROTOCOLS, validate_dataplane
+from .vips import VIP_NETWORK, validate_mesh_vips
 from .zone import validate_zone_egress, validate_zone_ingress
 
-__all__ = ["SUPPORTED_PROTOCOLS", "check", "parse_duration_ns", "validate"]
+__all__ = ["SUPPORTED_PROTOCOLS", "VIP_NETWORK", "check", "parse_duration_ns", "validate"]
 
 
 def _validate_mesh(mesh: Mesh, out: list[Violation]) -> None:
@@ -45,6 +46,8 @@ def validate(resource: Resource) -> list[Violation]:
         validate_zone_egress(resource, violations)
     elif isinstance(resource, Mesh):
         _validate_mesh(resource, violations)
+    elif isinstance(resource, MeshVips):
+        validate_mesh_vips(resource, violations)
     else:
         assert_never(resource)
     return violations

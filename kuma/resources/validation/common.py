@@ -221,6 +221,11 @@ def check_tag_entries(out: list[Violation], path: str, tags: Mapping[str, str]) 
             out.append(Violation(field, TAG_VALUE_CHARACTERS))
 
 
+def is_tag_value(value: str) -> bool:
+    """A valid tag value (a service name, say): non-empty, Kuma's characters."""
+    return bool(value) and (value in _valid_tag_values or _TAG_VALUE.fullmatch(value) is not None)
+
+
 def check_service_tags(out: list[Violation], path: str, tags: Mapping[str, str]) -> None:
     """Tags that must name a service (outbound, gateway, available service)."""
     check_tag_entries(out, path, tags)

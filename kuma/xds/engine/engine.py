@@ -1,11 +1,11 @@
 """The incremental diff engine: store events in, per-proxy changed (type, name) sets out.
 
 Per batch of events it
-1. updates the mesh indexes (Dataplanes, service → endpoints, VIPs) and learns which services
-   the batch touched;
+1. updates the mesh indexes (Dataplanes, service → endpoints, the stored VIPs) and learns which
+   services the batch touched;
 2. rebuilds each touched service's shared Cluster and ClusterLoadAssignment once;
 3. re-assembles only the proxies whose own inputs changed (their Dataplane, the protocol of a
-   service they use, the service set of a transparent-proxy mesh), and patches the new
+   service they use, the VIPs of a transparent-proxy mesh), and patches the new
    ClusterLoadAssignment into every other consumer of a touched service;
 4. tells each affected proxy's streams which (type, name) pairs changed.
 Nothing runs when nothing changes. Only proxies with a connected stream are assembled.
@@ -26,7 +26,7 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from kuma.resources import Dataplane, Mesh
+from kuma.resources import Dataplane, Mesh, MeshVips
 from kuma.store import Operation, ResourceEvent, Store, Synced, WatchItem
 from kuma.xds.generate import types
 from kuma.xds.generate.clusters import service_cluster
@@ -235,6 +235,8 @@ class Engine:
         changed_at = self._changed_at
         stats = BatchStats()
         touched: dict[str, set[str]] = {}
+        #: Meshes whose stored VIP allocation changed in this batch.
+        vips_changed: set[str] = set()
         reassemble: set[str] = set()
         for event in events:
             stats.events += 1
@@ -256,16 +258,23 @@ class Engine:
                 mesh.mesh = None if event.operation is Operation.DELETE else resource
                 # Mesh-wide settings (passthrough) reach every proxy of the mesh: rare.
                 reassemble.update(n for n, r in self._proxies.items() if r.mesh == mesh.name)
-        patch: dict[tuple[str, str], set[str]] = {}
-        for mesh_name, services in touched.items():
+            elif isinstance(resource, MeshVips):
+                # Named after its mesh (a global resource): kuma/cp/vips.py writes it.
+                mesh = self._mesh(resource.name)
+                mesh.set_stored_vips({} if event.operation is Operation.DELETE else resource.vips)
+                vips_changed.add(mesh.name)
+        for mesh_name in vips_changed | touched.keys():
             mesh = self._meshes[mesh_name]
-            stats.services_touched += len(services)
-            if mesh.reassign_vips():
+            if mesh.refresh_vips():
                 reassemble.update(
                     n
                     for n, r in self._proxies.items()
                     if r.mesh == mesh_name and _is_transparent(mesh, r.name)
                 )
+        patch: dict[tuple[str, str], set[str]] = {}
+        for mesh_name, services in touched.items():
+            mesh = self._meshes[mesh_name]
+            stats.services_touched += len(services)
             for service in services:
                 key = (mesh_name, service)
                 self._load_assignments.pop(key, None)

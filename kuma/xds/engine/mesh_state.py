@@ -7,12 +7,10 @@ Also the :class:`~kuma.xds.generate.proxy.MeshView` that generation reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from kuma.resources import Dataplane, Mesh
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
-
-from .vips import VipAllocator
 
 
 def _member_services(dataplane: Dataplane) -> set[str]:
@@ -66,8 +64,13 @@ class MeshState:
         self.mesh: Mesh | None = None
         self.dataplanes: dict[str, Dataplane] = {}
         self._services: dict[str, ServiceEntry] = {}
-        self._vips = VipAllocator(name)
-        self._service_set_dirty = False
+        #: The mesh's MeshVips resource as stored (kuma/cp/vips.py allocates and writes it).
+        self._stored_vips: Mapping[str, str] = {}
+        #: What proxies see: the stored VIPs of the services that exist. An allocation may
+        #: lag the service set (a new service has no VIP yet) or lead it (the allocator saw a
+        #: Dataplane this engine has not yet): both sides agree once both events are applied.
+        self._vips: dict[str, str] = {}
+        self._vips_dirty = False
 
     # --- MeshView ------------------------------------------------------------------------
 
@@ -84,6 +87,12 @@ class MeshState:
 
     def vip(self, service: str) -> str | None:
         return self._vips.get(service)
+
+    def set_stored_vips(self, vips: Mapping[str, str]) -> None:
+        """The mesh's MeshVips changed (``{}``: deleted); see :meth:`refresh_vips`."""
+        if vips != self._stored_vips:
+            self._stored_vips = vips
+            self._vips_dirty = True
 
     # --- updates -------------------------------------------------------------------------
 
@@ -124,7 +133,7 @@ class MeshState:
                 entry.members.discard(name)
             if not entry.members or len(entry.members) == 1:
                 # The service may have appeared in or vanished from the mesh.
-                self._service_set_dirty = True
+                self._vips_dirty = True
             touched.add(service)
         for service in touched:
             entry = self._services[service]
@@ -132,13 +141,19 @@ class MeshState:
                 del self._services[service]
         return touched
 
-    def reassign_vips(self) -> set[str]:
-        """Recompute VIPs if the set of services may have changed; the services whose VIP
-        appeared, vanished or moved."""
-        if not self._service_set_dirty:
-            return set()
-        self._service_set_dirty = False
-        return self._vips.assign(set(self.services()))
+    def refresh_vips(self) -> bool:
+        """Recompute the VIPs proxies see if the service set or the stored allocation may have
+        changed; True if any VIP appeared, vanished or moved (transparent proxies of the mesh
+        then need re-assembly)."""
+        if not self._vips_dirty:
+            return False
+        self._vips_dirty = False
+        stored = self._stored_vips
+        vips = {s: vip for s in self.services() if (vip := stored.get(s)) is not None}
+        if vips == self._vips:
+            return False
+        self._vips = vips
+        return True
 
 
 def _grouped(dataplane: Dataplane | None) -> dict[str, tuple[Endpoint, ...]]:
