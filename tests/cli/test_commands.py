@@ -65,6 +65,15 @@ def test_unknown_delete_type(kumactl: Kumactl) -> None:
     )
 
 
+def test_apply_refuses_the_vip_allocation(kumactl: Kumactl) -> None:
+    # kuma-cp's VIP allocator owns MeshVips (kuma/cp/vips.py); the API does not serve it.
+    result = kumactl("apply", "-f", "-", stdin="type: MeshVips\nname: default\n")
+    assert (result.code, result.err) == (
+        1,
+        "Error: MeshVips is managed by kuma-cp and cannot be applied\n",
+    )
+
+
 def test_listing_a_missing_mesh(kumactl: Kumactl) -> None:
     result = kumactl("get", "dataplanes", "-m", "ghost")
     assert result.code == 1

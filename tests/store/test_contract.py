@@ -6,7 +6,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from kuma.resources import Dataplane, Mesh, ResourceKey, ValidationError, decode_one
+from kuma.resources import Dataplane, Mesh, MeshVips, ResourceKey, ValidationError, decode_one
 from kuma.store import (
     AlreadyExistsError,
     ConflictError,
@@ -300,3 +300,31 @@ async def test_events_carry_the_stored_meta(store: Store) -> None:
         assert isinstance(event, ResourceEvent)
         assert event.meta.version == created.meta.version
         assert event.meta.creation_time == created.meta.creation_time
+
+
+async def test_every_resource_type_round_trips(store: Store) -> None:
+    """The VIP allocation (a global type beside Mesh) is stored, listed, watched, updated and
+    deleted like any other; a global name equal to a mesh's clashes with nothing."""
+    await store.create(mesh("default"))
+    async with store.watch() as events:
+        await read_snapshot(events)
+        vips = MeshVips(name="default", vips={"web": "240.0.0.1"})
+        created = await store.create(vips)
+        assert created.key == ResourceKey("MeshVips", "", "default")
+        assert (await store.get(created.key)).resource == vips
+        assert [i.resource for i in (await store.list("MeshVips")).items] == [vips]
+        assert [i.resource for i in (await store.list("Mesh")).items] == [mesh("default")]
+        more = MeshVips(name="default", vips={"web": "240.0.0.1", "api": "240.0.0.2"})
+        updated = await store.update(more, version=created.meta.version)
+        with pytest.raises(ValidationError):
+            await store.update(
+                MeshVips(name="default", vips={"web": "10.0.0.1"}), version=updated.meta.version
+            )
+        await store.delete(created.key, version=updated.meta.version)
+        got = await read_events(events, 3)
+        assert [(e.operation, e.resource) for e in got] == [
+            (Operation.CREATE, vips),
+            (Operation.UPDATE, more),
+            (Operation.DELETE, more),
+        ]
+    assert (await store.get(ResourceKey("Mesh", "", "default"))).resource == mesh("default")
