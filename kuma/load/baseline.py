@@ -8,8 +8,9 @@ mesh indexes (``MeshState``), the same generator (``generate_proxy``), the same 
 Per change it regenerates and re-serializes every *affected* proxy (the consumers of a touched
 service and the changed proxy; every transparent proxy of the mesh when its service set
 changes) and stamps each resource with the proxy's new snapshot number, so the delta protocol
-resends all of them. (Kuma itself regenerates every proxy of the mesh each second; limiting it
-to the affected ones makes the comparison conservative.)
+resends all of them. With ``KUMA_LOAD_BASELINE_SCOPE=mesh`` it regenerates every connected proxy
+of the mesh per change, as Kuma's periodic refresh does, and resends those whose content
+changed; the default scope ``affected`` makes the comparison conservative.
 
 Run: ``python -m kuma.load.baseline run`` with kuma-cp's ``KUMA_*`` environment; it logs
 ``baseline is ready dp_port=<port>``.
@@ -17,6 +18,7 @@ Run: ``python -m kuma.load.baseline run`` with kuma-cp's ``KUMA_*`` environment;
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -27,8 +29,10 @@ import anyio
 import anyio.lowlevel
 
 from kuma.cp import logs
+from kuma.cp.cli import GC_THRESHOLDS
 from kuma.cp.config import load_config
-from kuma.resources import Dataplane
+from kuma.cp.vips import VipAllocator
+from kuma.resources import Dataplane, MeshVips
 from kuma.store import Operation, ResourceEvent, Store, Synced, open_store
 from kuma.xds.engine.engine import parse_node_id
 from kuma.xds.engine.mesh_state import MeshState
@@ -44,8 +48,9 @@ CHUNK = 64
 class BaselineSource:
     """A ``ConfigSource`` that regenerates whole proxies per change."""
 
-    def __init__(self, admin_port: int = 9901) -> None:
+    def __init__(self, admin_port: int = 9901, scope: str = "affected") -> None:
         self.admin_port = admin_port
+        self.scope = scope
         self._meshes: dict[str, MeshState] = {}
         self._proxies: dict[str, ProxyRecord] = {}
         self._consumers: dict[tuple[str, str], set[str]] = {}
@@ -57,30 +62,36 @@ class BaselineSource:
             self._meshes[name] = MeshState(name)
         return self._meshes[name]
 
-    def _regenerate(self, record: ProxyRecord) -> None:
+    def _regenerate(self, record: ProxyRecord, *, only_if_changed: bool = False) -> None:
         mesh = self._mesh(record.mesh)
         dataplane = mesh.dataplanes.get(record.name)
         old = record.resources or {}
-        for service in record.outbound_services:
-            self._consumers.get((record.mesh, service), set()).discard(record.node_id)
         if dataplane is None:
-            record.resources, record.outbound_services = None, frozenset()
             new: dict[str, dict[str, VersionedResource]] = {}
+            services: frozenset[str] = frozenset()
         else:
+            generated = {
+                type_url: {name: versioned(type_url, name, m) for name, m in by_name.items()}
+                for type_url, by_name in generate_proxy(dataplane, mesh, self.admin_port).items()
+            }
+            if only_if_changed and _content(generated) == _content(old):
+                return  # a snapshot design compares the new snapshot and sends nothing
             self._snapshots += 1
             stamp = f".{self._snapshots}"
-            new = {}
-            for type_url, by_name in generate_proxy(dataplane, mesh, self.admin_port).items():
-                bucket = new[type_url] = {}
-                for name, message in by_name.items():
-                    fresh = versioned(type_url, name, message)
-                    bucket[name] = VersionedResource(
-                        type_url, name, fresh.version + stamp, fresh.body
-                    )
+            new = {
+                type_url: {
+                    name: VersionedResource(type_url, name, r.version + stamp, r.body)
+                    for name, r in by_name.items()
+                }
+                for type_url, by_name in generated.items()
+            }
             services = frozenset(new.get(types.ENDPOINT, {}))
-            record.resources, record.outbound_services = new, services
-            for service in services:
-                self._consumers.setdefault((record.mesh, service), set()).add(record.node_id)
+        for service in record.outbound_services:
+            self._consumers.get((record.mesh, service), set()).discard(record.node_id)
+        record.resources = new if dataplane is not None else None
+        record.outbound_services = services
+        for service in services:
+            self._consumers.setdefault((record.mesh, service), set()).add(record.node_id)
         changes = {t: set(old.get(t, {})) | set(new.get(t, {})) for t in old.keys() | new.keys()}
         record.notify(changes or {types.CLUSTER: ()})
 
@@ -106,6 +117,14 @@ class BaselineSource:
         affected: set[str] = set()
         for event in events:
             resource = event.resource
+            if isinstance(resource, MeshVips):
+                # The VIPs kuma-cp's allocator stored (kuma/cp/vips.py).
+                deleted = event.operation is Operation.DELETE
+                vips_of = self._mesh(resource.name)
+                vips_of.set_stored_vips({} if deleted else resource.vips)
+                if vips_of.refresh_vips():
+                    affected.update(n for n, r in self._proxies.items() if r.mesh == resource.name)
+                continue
             if not isinstance(resource, Dataplane):
                 continue
             mesh = self._mesh(resource.mesh)
@@ -116,12 +135,17 @@ class BaselineSource:
             affected.add(f"{mesh.name}.{resource.name}")
             for service in touched:
                 affected.update(self._consumers.get((mesh.name, service), ()))
-            if mesh.reassign_vips():
+            if mesh.refresh_vips():
                 affected.update(n for n, r in self._proxies.items() if r.mesh == mesh.name)
-        for count, node_id in enumerate(sorted(affected)):
+        todo = sorted(affected)
+        if self.scope == "mesh" and events:
+            meshes = {e.resource.mesh for e in events if isinstance(e.resource, Dataplane)}
+            meshes |= {e.resource.name for e in events if isinstance(e.resource, MeshVips)}
+            todo = sorted(n for n, r in self._proxies.items() if r.mesh in meshes)
+        for count, node_id in enumerate(todo):
             record = self._proxies.get(node_id)
             if record is not None:
-                self._regenerate(record)
+                self._regenerate(record, only_if_changed=node_id not in affected)
             if count % CHUNK == CHUNK - 1:
                 await anyio.lowlevel.checkpoint()
 
@@ -141,13 +165,24 @@ class BaselineSource:
                     await self._apply([item])
 
 
+def _content(resources: dict[str, dict[str, VersionedResource]]) -> dict[str, dict[str, str]]:
+    """Name → content version (the snapshot stamp taken off)."""
+    return {
+        type_url: {name: r.version.partition(".")[0] for name, r in by_name.items()}
+        for type_url, by_name in resources.items()
+    }
+
+
 async def _main() -> None:
     config = load_config(None, os.environ)
     store_type = config.store.type
     async with open_store(store_type, config.store.options_for(store_type)) as store:
-        source = BaselineSource(config.bootstrap_server.params.admin_port)
+        scope = os.environ.get("KUMA_LOAD_BASELINE_SCOPE", "affected")
+        source = BaselineSource(config.bootstrap_server.params.admin_port, scope)
         async with anyio.create_task_group() as tg:
             tg.start_soon(source.run, store)
+            # VIPs for transparent proxies are allocated in the store, as kuma-cp does.
+            tg.start_soon(VipAllocator(store).run)
             await source.synced.wait()
             port = await tg.start(serve, source, config.dp_server.interface, config.dp_server.port)
             log.info("baseline is ready", extra=logs.fields(dp_port=port))
@@ -160,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = load_config(None, os.environ)
     logs.configure(config.logging.level, config.logging.format)
+    # kuma-cp's collector settings: the comparison is of strategies, not of GC pauses.
+    gc.set_threshold(*GC_THRESHOLDS)
     with suppress(KeyboardInterrupt):
         anyio.run(_main)
     return 0

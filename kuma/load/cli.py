@@ -1,4 +1,4 @@
-"""``kuma-load``: load-test a delta-xDS control plane with simulated Envoy sidecars.
+"""kuma-load: load-test a delta-xDS control plane with simulated Envoy sidecars.
 
 Every run writes a synthetic mesh into a store, starts the control plane under test (kuma-cp by
 default, pinned to CPU 0 with the harness on the others), connects the sidecars from worker
@@ -23,15 +23,18 @@ from .report import plots, table, to_json
 from .session import Harness, Options
 
 SCENARIOS = ("targeted", "fanout", "churn", "slow", "reconnect", "restart")
+#: ``all``: slow sidecars would slow every other scenario down, so ``slow`` runs on its own.
+ALL = ("targeted", "fanout", "churn", "reconnect", "restart")
 EPILOG = """\
 scenarios (initial convergence always runs first, then these in the order given):
   targeted   one Dataplane of service 'target' changes; --target-consumers proxies affected
   fanout     an instance of 'shared' changes; every proxy is affected (--fan-in)
   churn      --churn-rate changes/s for --churn-seconds
-  slow       fan-out with --slow-fraction sidecars reading each response --slow-delay late
+  slow       fan-out with --slow-fraction (0.1) sidecars reading each response --slow-delay
+             late, latency of fast and slow ones apart (they are slow for the whole run)
   reconnect  every sidecar drops its connection and reconnects with initial_resource_versions
   restart    kuma-cp is stopped and started again with everyone connected
-  all        every one of the above
+  all        all of the above except slow (slow sidecars would be in every scenario)
 
 examples:
   kuma-load run --proxies 200 targeted
@@ -91,6 +94,18 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--harness-cpus", default="rest", help="CPUs for the harness [the others]")
     cp.add_argument("--cp-log-level", default="info")
     cp.add_argument(
+        "--cp-gc-log",
+        action="store_true",
+        help="report the control plane's garbage-collection pauses over 20 ms",
+    )
+    cp.add_argument(
+        "--baseline-scope",
+        choices=["affected", "mesh"],
+        default="affected",
+        help="the baseline regenerates the affected proxies per change, or the whole mesh "
+        "(sending only what changed, as Kuma's refresh does) [affected]",
+    )
+    cp.add_argument(
         "--compare-baseline",
         action="store_true",
         help="after the scenarios, switch to the baseline and run them again",
@@ -101,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--slow-fraction", type=float, default=0.0)
     load.add_argument("--slow-delay", type=float, default=0.05, help="seconds per response")
     load.add_argument("--nack-fraction", type=float, default=0.0, help="responses NACKed")
+    load.add_argument(
+        "--node",
+        choices=["envoy", "minimal"],
+        default="envoy",
+        help="first request's node: Envoy 1.40's own (61 KB, 516 extensions) or id only [envoy]",
+    )
     load.add_argument("--backoff-max", type=float, default=30.0, help="reconnect backoff cap [30]")
     load.add_argument(
         "--no-exact",
@@ -114,6 +135,18 @@ def _parser() -> argparse.ArgumentParser:
     knobs.add_argument("--churn-seconds", type=float, default=30.0)
     knobs.add_argument("--idle-seconds", type=float, default=10.0)
     knobs.add_argument("--timeout", type=float, default=300.0, help="per convergence wait [300]")
+    envoys = commands.add_parser(
+        "envoys",
+        help="the real-Envoy check: N real Envoys on one kuma-cp, exact config via admin API",
+    )
+    envoys.add_argument("--proxies", type=int, default=20, help="real Envoys [20]")
+    envoys.add_argument("--instances", type=int, default=5)
+    envoys.add_argument("--outbounds", type=int, default=3)
+    envoys.add_argument("--target-consumers", type=int, default=5)
+    envoys.add_argument("--rate", type=float, default=10.0, help="Envoys started per second")
+    envoys.add_argument("--changes", type=int, default=3)
+    envoys.add_argument("--timeout", type=float, default=300.0)
+    envoys.add_argument("--out", type=Path)
     out = run.add_argument_group("output")
     out.add_argument("--out", type=Path, help="folder for results.json, table.txt and plots")
     out.add_argument("--no-progress", action="store_true")
@@ -154,10 +187,13 @@ def options_from(args: argparse.Namespace) -> Options:
         cp_cpus=cp_cpus if args.cp != "external" else None,
         harness_cpus=harness_cpus,
         cp_log_level=args.cp_log_level,
+        baseline_scope=args.baseline_scope,
+        cp_gc_log=args.cp_gc_log,
         slow_fraction=slow,
         slow_delay=args.slow_delay,
         nack_fraction=args.nack_fraction,
         backoff_max=args.backoff_max,
+        node=args.node,
         exact=not args.no_exact,
         timeout=args.timeout,
         progress=not args.no_progress,
@@ -202,7 +238,7 @@ def machine() -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    names = list(SCENARIOS) if "all" in args.scenarios else list(args.scenarios)
+    names = list(ALL) if "all" in args.scenarios else list(args.scenarios)
     if "slow" in names and "fanout" in names and args.slow_fraction == 0:
         names.remove("fanout")  # with slow sidecars present, fan-out is what 'slow' measures
     h = Harness(options_from(args))
@@ -235,9 +271,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def run_envoys(args: argparse.Namespace) -> dict[str, Any]:
+    from .envoys import real_envoy_check
+
+    spec = MeshSpec(
+        proxies=args.proxies,
+        instances=args.instances,
+        outbounds=args.outbounds,
+        target_consumers=args.target_consumers,
+        real_envoy=True,
+    )
+    h = Harness(Options(spec=spec, timeout=args.timeout, progress=False, cp_cpus=None))
+    results: dict[str, Any] = {
+        "command": " ".join(["kuma-load", *sys.argv[1:]]),
+        "machine": machine(),
+    }
+    try:
+        await h.setup(sidecars=False)
+        results["envoys"] = await real_envoy_check(h, args.proxies, args.rate, args.changes)
+        results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    finally:
+        await h.close()
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_bytes(to_json(results))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "envoys":
+        print(to_json(asyncio.run(run_envoys(args))).decode())
+        return 0
     unknown = sorted(set(args.scenarios) - {*SCENARIOS, "all"})
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")

@@ -30,6 +30,7 @@ TARGET = "target"
 INBOUND_PORT = 20000
 OUTBOUND_PORT = 10001
 REV_TAG = "rev"
+ADMIN_PORT_BASE = 30000
 
 
 class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +43,9 @@ class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
     target_consumers: int = 50
     transparent: float = 0.0
     reachable_all: bool = False
+    #: Ports real Envoys on one host can all bind: each proxy's outbounds listen on its own
+    #: loopback address and its admin API on port ``ADMIN_PORT_BASE + index``.
+    real_envoy: bool = False
     seed: int = 1
 
     @property
@@ -146,6 +150,11 @@ class Plan:
                 {"port": OUTBOUND_PORT + j, "tags": {"kuma.io/service": s}}
                 for j, s in enumerate(called)
             ]
+            if spec.real_envoy:
+                for outbound in networking["outbound"]:
+                    outbound["address"] = networking["address"]
+        if spec.real_envoy:
+            networking["admin"] = {"port": ADMIN_PORT_BASE + index}
         return {
             "type": "Dataplane",
             "mesh": spec.mesh,

@@ -37,6 +37,8 @@ class ManagedProcess:
     ) -> None:
         self.argv = list(argv)
         self.lines: collections.deque[str] = collections.deque(maxlen=5000)
+        #: (time seen, generation, milliseconds) of each pause ``kuma.load.gcwrap`` reported.
+        self.gc_pauses: list[tuple[float, int, float]] = []
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(
             self.argv,
@@ -57,6 +59,9 @@ class ManagedProcess:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            if line.startswith("gc pause "):
+                fields = dict(part.split("=", 1) for part in line.split()[2:4])
+                self.gc_pauses.append((time.time(), int(fields["gen"]), float(fields["ms"])))
             with self._lock:
                 self.lines.append(line.rstrip("\n"))
 
@@ -169,6 +174,8 @@ def start_control_plane(
     log_level: str = "info",
     etcd_prefix: str = "/kuma",
     api_port: int = 0,
+    extra_env: Mapping[str, str] | None = None,
+    gc_log: bool = False,
     ready_timeout: float = 300.0,
 ) -> tuple[ManagedProcess, int]:
     """Start ``kuma-cp`` (``kind="kuma"``) or the baseline server; return it and its ADS port."""
@@ -186,8 +193,13 @@ def start_control_plane(
     elif store == "etcd":
         env["KUMA_STORE_ETCD_ENDPOINTS"] = location
         env["KUMA_STORE_ETCD_PREFIX"] = etcd_prefix
+    env.update(extra_env or {})
     module = "kuma.cp.cli" if kind == "kuma" else "kuma.load.baseline"
-    process = ManagedProcess([sys.executable, "-m", module, "run"], env, cpus)
+    if gc_log:
+        argv = [sys.executable, "-m", "kuma.load.gcwrap", module, "run"]
+    else:
+        argv = [sys.executable, "-m", module, "run"]
+    process = ManagedProcess(argv, env, cpus)
     line = process.wait_for(READY, ready_timeout)
     found = _PORT.search(line)
     if found is None:

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from kuma.cp.vips import allocate
 from kuma.resources import Dataplane, Mesh, from_document
-from kuma.xds.engine.vips import VipAllocator
 from kuma.xds.generate import (
     Endpoint,
     endpoints_of,
@@ -45,10 +45,9 @@ class RefView:
         for dataplane in dataplanes:
             members.update(services_of(dataplane))
             self.put(dataplane)
-        allocator = VipAllocator(mesh.name)
-        allocator.assign(members)
         self._services = sorted(members)
-        self._vips = {s: vip for s in members if (vip := allocator.get(s)) is not None}
+        # What kuma-cp's allocator stores for a mesh whose services all exist from the start.
+        self._vips = allocate(mesh.name, {}, members)
 
     def put(self, dataplane: Dataplane) -> None:
         grouped: dict[str, list[Endpoint]] = {}

@@ -111,6 +111,7 @@ async def _sequential_changes(
     cpu = h.cp_cpu()
     harness_cpu = h.harness_usage()[0]
     started = time.monotonic()
+    wall = time.time()
     for proxy in proxies:
         document, prediction = h.predict(proxy)
         [probe] = await h.register([prediction])
@@ -135,10 +136,12 @@ async def _sequential_changes(
         "affected_per_change": statistics.median(affected_counts) if affected_counts else 0,
         "latency": summarize(v for _, v in pairs),
         "last_sidecar": summarize(lasts),
+        "last_sidecar_each_ms": [round(v * 1000, 1) for v in lasts],
         "undelivered": missing,
         "cp_cpu_ms_per_change": round(used * 1000 / max(1, count), 3),
         "harness_cpu_ms_per_change": round(harness_used * 1000 / max(1, count), 3),
         "window_seconds": round(elapsed, 2),
+        "cp_gc_pauses": h.gc_pauses(wall),
         "per_change": _per_change(delta, count),
         "_pairs": pairs,
     }
@@ -183,6 +186,7 @@ async def churn(h: Harness, *, rate: float = 50.0, seconds: float = 30.0) -> dic
     cpu = h.cp_cpu()
     harness_cpu = h.harness_usage()[0]
     waits = h.waits()
+    wall = time.time()
     changes: list[Written] = []
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -219,6 +223,7 @@ async def churn(h: Harness, *, rate: float = 50.0, seconds: float = 30.0) -> dic
         # Time runnable but not running: other processes on the same CPU held it back.
         "cp_runqueue_wait_percent": round(100 * cp_wait / elapsed, 1),
         "harness_runqueue_wait_percent": round(100 * harness_wait / elapsed, 1),
+        "cp_gc_pauses": h.gc_pauses(wall),
         "per_change": _per_change(delta, count),
         "verify": await _verify(h, "verify"),
         "_pairs": pairs,
@@ -247,6 +252,7 @@ async def _reconverge(h: Harness, label: str, disrupt: Any) -> dict[str, Any]:
         "unchanged_received": delta.get("unchanged", 0),
         "responses": delta.get("responses", 0),
         "reconnect_errors": delta.get("errors", 0),
+        "errors_by_kind": status["error_kinds"],
         "curve": _curve(status["events"], started),
     }
 
@@ -280,11 +286,12 @@ async def mass_reconnect(h: Harness, *, rate: float = 0.0) -> dict[str, Any]:
 async def switch_to(h: Harness, kind: str) -> dict[str, Any]:
     """Replace the control plane by ``kind`` (kuma or baseline) on the same port and store."""
     assert h.cp is not None
+    assert h.pool is not None
+    # Reset first: a sidecar may sync with the new control plane before this call returns.
+    await h.pool.all("reset")
     h.cp.stop()
     await h.start_cp(port=h.port, kind=kind)
     await h.push_expected(range(h.count))
-    assert h.pool is not None
-    await h.pool.all("reset")
     status = await h.wait_converged(f"{kind} up")
     return {"ok": status["ok"], "cp_start_seconds": h.notes.get("cp_start_seconds")}
 

@@ -42,10 +42,16 @@ class Options(msgspec.Struct, kw_only=True):
     cp_cpus: set[int] | None = None
     harness_cpus: set[int] | None = None
     cp_log_level: str = "info"
+    #: The baseline regenerates the ``affected`` proxies per change, or every proxy of the mesh.
+    baseline_scope: str = "affected"
+    #: Log the control plane's garbage-collection pauses (``kuma.load.gcwrap``).
+    cp_gc_log: bool = False
     slow_fraction: float = 0.0
     slow_delay: float = 0.05
     nack_fraction: float = 0.0
     backoff_max: float = 30.0
+    #: The node of the first request: ``envoy`` (what Envoy 1.40 sends) or ``minimal``.
+    node: str = "envoy"
     #: Check convergence against the reference (exact resources); off: "settled" only.
     exact: bool = True
     timeout: float = 300.0
@@ -79,7 +85,8 @@ class Harness:
 
     # --- setup / teardown -----------------------------------------------------------
 
-    async def setup(self) -> None:
+    async def setup(self, *, sidecars: bool = True) -> None:
+        """Write the mesh, start the control plane and (unless not ``sidecars``) the workers."""
         options = self.options
         if options.harness_cpus:
             os.sched_setaffinity(0, options.harness_cpus)
@@ -105,8 +112,9 @@ class Harness:
             self.host, self.port = host or "127.0.0.1", int(port)
             if options.cp_pid is not None:
                 self.cp = Observed(options.cp_pid)
-        self.pool = Pool(options.workers, options.harness_cpus)
-        await self._init_sidecars()
+        if sidecars:
+            self.pool = Pool(options.workers, options.harness_cpus)
+            await self._init_sidecars()
 
     async def _write_mesh(self) -> None:
         options = self.options
@@ -137,6 +145,8 @@ class Harness:
             log_level=options.cp_log_level,
             etcd_prefix=options.etcd_prefix,
             api_port=self._api_port,
+            extra_env={"KUMA_LOAD_BASELINE_SCOPE": options.baseline_scope},
+            gc_log=options.cp_gc_log,
         )
         self.notes["cp_start_seconds"] = round(time.perf_counter() - started, 2)
 
@@ -158,6 +168,7 @@ class Harness:
                     "port": self.port,
                     "seed": options.seed * 7919 + w,
                     "backoff_max": options.backoff_max,
+                    "node": options.node,
                     "sidecars": part,
                 }
                 for w, part in enumerate(parts)
@@ -204,6 +215,7 @@ class Harness:
         }
         merged["counters"] = merge_counters(p["counters"] for p in parts)
         merged["events"] = sorted(e for p in parts for e in p["events"])
+        merged["error_kinds"] = merge_counters(p["error_kinds"] for p in parts)
         return merged
 
     async def wait_converged(self, label: str, within: float | None = None) -> dict[str, Any]:
@@ -237,6 +249,17 @@ class Harness:
 
     def cp_rss(self) -> int:
         return self.cp.rss() if self.cp is not None else 0
+
+    def gc_pauses(self, since: float) -> dict[str, Any] | None:
+        """The control plane's collection pauses since ``since`` (with ``--cp-gc-log``)."""
+        if not self.options.cp_gc_log or not isinstance(self.cp, ManagedProcess):
+            return None
+        pauses = [ms for at, _, ms in self.cp.gc_pauses if at >= since]
+        return {
+            "count": len(pauses),
+            "max_ms": max(pauses, default=0.0),
+            "total_ms": round(sum(pauses), 1),
+        }
 
     def waits(self) -> tuple[float, float]:
         """Run-queue wait (s) of the control plane and of the workers: CPU contention."""
@@ -305,6 +328,7 @@ class Harness:
         latencies (see :func:`.stats.latencies`). The probes are dropped afterwards."""
         assert self.pool is not None
         pids = [c.probe for c in changes]
+        excused: frozenset[int] = frozenset()
         # Changes of one resource may coalesce (a sidecar gets only the latest version), so only
         # the last change of each resource is sure to reach all its sidecars: wait for those.
         last: dict[tuple[int, str], Written] = {}
@@ -315,10 +339,13 @@ class Harness:
         while time.monotonic() < deadline:
             counts: dict[int, int] = {c.probe: 0 for c in waited}
             since = [(c.probe, c.written_at) for c in waited]
-            for part in await self.pool.all("peek", since):
+            nacked: set[int] = set()
+            for part, rejecting in await self.pool.all("peek", since):
+                nacked.update(rejecting)
                 for pid, seen in part.items():
                     counts[pid] += seen
-            if all(counts[c.probe] >= len(c.affected) for c in waited):
+            excused = frozenset(nacked)
+            if all(counts[c.probe] >= len(set(c.affected) - excused) for c in waited):
                 break
             await asyncio.sleep(0.01)
-        return latencies(changes, await self.receipts(pids))
+        return latencies(changes, await self.receipts(pids), excused)

@@ -1,7 +1,8 @@
 """One simulated sidecar: what Envoy 1.40 does on a delta ADS stream, and nothing more.
 
 * One HTTP/2 connection (its own grpclib ``Channel``) and one ``DeltaAggregatedResources``
-  stream; node id ``<mesh>.<name>``.
+  stream; node id ``<mesh>.<name>``, the rest of the node as Envoy 1.40 sends it (61 KB: it
+  lists Envoy's 516 extensions; see :mod:`.envoy_node`).
 * CDS first, as a legacy wildcard (no names). Every EDS cluster received subscribes its
   ClusterLoadAssignment, a cluster that goes unsubscribes it (and the sidecar forgets it). The
   EDS request for a CDS response goes before that response's ACK, as Envoy's paused mux does.
@@ -31,6 +32,7 @@ from grpclib.client import Channel
 
 from kuma.xds.server.service import AggregatedDiscoveryServiceStub
 
+from .envoy_node import envoy_node
 from .wire import CDS, EDS, LDS, TYPE_INDEX, TYPES, Digest, entry_hash
 
 ENVOY_VERSION = (1, 40, 0)
@@ -75,10 +77,15 @@ class Shared:
         self.records: dict[int, list[tuple[int, float]]] = {}
         #: (cluster name, version) → EDS service name ("" for a non-EDS cluster).
         self.eds_cache: dict[tuple[str, str], str] = {}
+        #: Why streams ended abnormally: exception type name → count.
+        self.error_kinds: dict[str, int] = {}
         #: (time, sidecar index) each time a sidecar became converged.
         self.converged_events: list[tuple[float, int]] = []
         self.backoff_base = 0.5
         self.backoff_max = 30.0
+        #: ``envoy``: the full node Envoy 1.40 sends (61 KB, its 516 extensions listed);
+        #: ``minimal``: id, cluster, user agent and build version only.
+        self.node_style = "envoy"
 
     def eds_name(self, name: str, version: str, body: bytes) -> str:
         key = (name, version)
@@ -94,7 +101,10 @@ class Shared:
         return found
 
 
-def _node(node_id: str) -> Node:
+def _node(node_id: str, style: str) -> Node:
+    cluster = node_id.partition(".")[2]
+    if style == "envoy":
+        return envoy_node(node_id, cluster)
     major, minor, patch = ENVOY_VERSION
     build = BuildVersion()
     build.version.major_number, build.version.minor_number, build.version.patch = (
@@ -104,7 +114,7 @@ def _node(node_id: str) -> Node:
     )
     return Node(
         id=node_id,
-        cluster=node_id.partition(".")[2],
+        cluster=cluster,
         user_agent_name="envoy",
         user_agent_build_version=build,
     )
@@ -165,8 +175,10 @@ class Sidecar:
                 attempt = 0 if got_response else attempt + 1
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 shared.counters.errors += 1
+                kind = type(exc).__name__
+                shared.error_kinds[kind] = shared.error_kinds.get(kind, 0) + 1
                 attempt += 1
             finally:
                 self.streaming = False
@@ -184,7 +196,7 @@ class Sidecar:
             await self._send(
                 stream,
                 DeltaDiscoveryRequest(
-                    node=_node(self.node_id),
+                    node=_node(self.node_id, self.shared.node_style),
                     type_url=TYPES[CDS],
                     initial_resource_versions=self.held[CDS],
                 ),
@@ -233,6 +245,9 @@ class Sidecar:
         type_url: str = response.type_url
         type_index = TYPE_INDEX.get(type_url)
         if type_index is None or (self.nack and shared.rng.random() < self.nack):
+            if type_index is not None:
+                # Received, though rejected: the change did reach this sidecar.
+                self._record(type_index, response, now)
             self.nacked = True
             counters.nacks += 1
             message = "simulated NACK" if type_index is not None else "unknown type"
@@ -259,6 +274,15 @@ class Sidecar:
         if not self.lds_requested and self.cds_ok and self.eds_names <= self.held[EDS].keys():
             await self._request_lds(stream)
         self._check()
+
+    def _record(self, type_index: int, response: Any, now: float) -> None:
+        probes = self.shared.probes
+        for resource in response.resources:
+            waiting = probes.get((type_index, resource.name))
+            if waiting:
+                for probe_id, wanted in waiting:
+                    if wanted is None or wanted == resource.version:
+                        self.shared.records.setdefault(probe_id, []).append((self.index, now))
 
     def _apply(self, type_index: int, response: Any, now: float) -> None:
         shared = self.shared

@@ -49,7 +49,9 @@ class Written(msgspec.Struct):
 
 
 def latencies(
-    changes: Sequence[Written], receipts: Mapping[int, Sequence[tuple[int, float]]]
+    changes: Sequence[Written],
+    receipts: Mapping[int, Sequence[tuple[int, float]]],
+    excused: frozenset[int] = frozenset(),
 ) -> tuple[list[tuple[int, float]], int]:
     """Propagation latency of every (change, affected sidecar) pair: (sidecar, seconds).
 
@@ -57,7 +59,8 @@ def latencies(
     version holds this change from that moment: coalescing is allowed, so the first receipt of
     this change *or a later one* counts. Receipts before the write (a version-less probe that
     matched an earlier change still in flight) do not count. Returns the latencies, the number
-    of pairs never delivered.
+    of pairs never delivered, not counting sidecars in ``excused`` (those that NACKed: a
+    rejected cluster is never followed by its endpoints, as with Envoy).
     """
     # (type, name, sidecar) → sorted [(probe id, receipt time)]
     by_key: dict[tuple[int, str, int], list[tuple[int, float]]] = {}
@@ -76,7 +79,7 @@ def latencies(
             start = bisect.bisect_left(found, (change.probe, float("-inf")))
             delivered = [at for _, at in found[start:] if at >= change.written_at]
             if not delivered:
-                missing += 1
+                missing += sidecar not in excused
                 continue
             values.append((sidecar, min(delivered) - change.written_at))
     return values, missing

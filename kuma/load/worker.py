@@ -32,6 +32,7 @@ class Worker:
         shared = self.shared = Shared(arg["host"], arg["port"], arg["seed"])
         shared.backoff_base = arg.get("backoff_base", shared.backoff_base)
         shared.backoff_max = arg.get("backoff_max", shared.backoff_max)
+        shared.node_style = arg.get("node", shared.node_style)
         for index, node_id, slow, nack in arg["sidecars"]:
             self.sidecars[index] = Sidecar(shared, index, node_id, slow=slow, nack=nack)
         return os.getpid()
@@ -84,6 +85,7 @@ class Worker:
             "nacked": sum(s.nacked for s in sidecars),
             "held": sum(s.digest[1] for s in sidecars),
             "events": events,
+            "error_kinds": dict(shared.error_kinds),
         }
 
     def probe(self, arg: list[tuple[int, int, str, str | None]]) -> None:
@@ -104,14 +106,21 @@ class Worker:
                 del shared.probes[key]
         return {pid: shared.records.pop(pid, []) for pid in probe_ids}
 
-    def peek(self, probes: list[tuple[int, float]]) -> dict[int, int]:
+    def peek(self, probes: list[tuple[int, float]]) -> tuple[dict[int, int], list[int]]:
         """How many distinct sidecars received each probe since it was written (probe id,
-        write time): a name-only probe also matches receipts from before its write."""
+        write time): a name-only probe also matches receipts from before its write. Sidecars
+        that NACKed are left out of the counts and listed."""
         assert self.shared is not None
         records = self.shared.records
-        return {
-            pid: len({i for i, at in records.get(pid, ()) if at >= since}) for pid, since in probes
-        }
+        counts: dict[int, int] = {}
+        for pid, since in probes:
+            fresh = {i for i, at in records.get(pid, ()) if at >= since}
+            counts[pid] = sum(not self.sidecars[i].nacked for i in fresh)
+        return counts, self.nacked()
+
+    def nacked(self, _: Any = None) -> list[int]:
+        """Sidecars that NACKed something: they may never get what depends on it."""
+        return [s.index for s in self.sidecars.values() if s.nacked]
 
     def reset(self, _: Any = None) -> None:
         assert self.shared is not None

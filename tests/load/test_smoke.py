@@ -85,3 +85,20 @@ async def test_baseline_resends_whole_configs() -> None:
         assert targeted["per_change"]["resources"] > 3 * targeted["affected_per_change"]
     finally:
         await h.close()
+
+
+@pytest.mark.envoy
+async def test_real_envoys_converge_to_the_same_reference() -> None:
+    from kuma.load.envoys import real_envoy_check
+
+    spec = MeshSpec(proxies=4, instances=2, outbounds=1, target_consumers=2, real_envoy=True)
+    h = Harness(Options(spec=spec, progress=False, timeout=60.0))
+    try:
+        await h.setup(sidecars=False)
+        result = await real_envoy_check(h, 4, rate=20.0, changes=1)
+    finally:
+        await h.close()
+    assert result["converged"] == 4
+    assert result["rejected_updates"] == 0
+    assert result["undelivered"] == 0
+    assert result["exact_after_changes"] == 4

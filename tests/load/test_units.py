@@ -66,3 +66,10 @@ def test_digest_is_order_free_and_incremental() -> None:
     assert digest_of({1: {"a": "3"}, 0: {"b": "2", "a": "1"}}) == (value, count)
     replaced = value ^ entry_hash(0, "b", "2") ^ entry_hash(0, "b", "9")
     assert digest_of({0: {"a": "1", "b": "9"}, 1: {"a": "3"}}) == (replaced, 3)
+
+
+def test_sidecars_that_nacked_are_excused() -> None:
+    changes = [Written(1, 1, "svc", (10, 11), written_at=100.0)]
+    pairs, missing = latencies(changes, {1: [(10, 100.2)]}, excused=frozenset({11}))
+    assert missing == 0
+    assert [s for s, _ in pairs] == [10]

@@ -22,6 +22,9 @@ from .stream import run_stream
 
 log = logging.getLogger(__name__)
 
+#: Pending connections the listener queues (the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 4096
+
 #: Seconds ``serve`` waits, once cancelled, for the server to report itself closed.
 _CLOSE_GRACE = 2.0
 
@@ -85,7 +88,9 @@ async def serve(
     try:
         handlers = [AdsServer(source, observer, lifecycle)]
         server = Server(handlers) if http1 is None else SharedPortServer(handlers, http1)
-        await server.start(sock=sock)
+        # A control-plane restart reconnects every proxy at once: with asyncio's default
+        # backlog of 100 the rest of the SYNs are dropped and retried a second later.
+        await server.start(sock=sock, backlog=LISTEN_BACKLOG)
     except BaseException:
         sock.close()
         raise
