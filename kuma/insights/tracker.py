@@ -145,35 +145,22 @@ class InsightTracker:
             self._mark(stream)
 
     def on_response(self, node_id: str, type_url: str, resource_count: int, nonce: str) -> None:
-        stream = self._current(node_id)
-        if stream is None:
-            return
-        stream.total.sent += 1
-        counters = stream.by_type.get(type_url)
-        if counters is not None:
-            counters.sent += 1
-        stream.last_update = self._clock()
-        self._mark(stream)
+        self._count(node_id, type_url, "sent")
 
     def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
-        stream = self._current(node_id)
-        if stream is None:
-            return
-        stream.total.acked += 1
-        counters = stream.by_type.get(type_url)
-        if counters is not None:
-            counters.acked += 1
-        stream.last_update = self._clock()
-        self._mark(stream)
+        self._count(node_id, type_url, "acked")
 
     def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
+        self._count(node_id, type_url, "rejected")
+
+    def _count(self, node_id: str, type_url: str, field: str) -> None:
+        """One more response ``sent``, ``acked`` or ``rejected``: in total and for its type."""
         stream = self._current(node_id)
         if stream is None:
             return
-        stream.total.rejected += 1
-        counters = stream.by_type.get(type_url)
-        if counters is not None:
-            counters.rejected += 1
+        for counters in (stream.total, stream.by_type.get(type_url)):
+            if counters is not None:
+                setattr(counters, field, getattr(counters, field) + 1)
         stream.last_update = self._clock()
         self._mark(stream)
 

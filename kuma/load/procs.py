@@ -28,7 +28,35 @@ _PORT = re.compile(r"dp_port=(\d+)")
 READY = "is ready"
 
 
-class ManagedProcess:
+class Observed:
+    """A control plane the harness did not start (``--cp-pid``): measured, never stopped.
+    The base of ``ManagedProcess``, which starts, measures and stops its own."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.ps = psutil.Process(pid)
+
+    def cpu_seconds(self) -> float:
+        try:
+            times = self.ps.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        try:
+            return int(self.ps.memory_info().rss)
+        except psutil.Error:
+            return 0
+
+    def run_queue_wait(self) -> float:
+        return run_queue_wait(self.pid)
+
+    def stop(self, timeout: float = 0.0) -> int | None:
+        return None
+
+
+class ManagedProcess(Observed):
     def __init__(
         self,
         argv: Sequence[str],
@@ -54,7 +82,7 @@ class ManagedProcess:
             os.sched_setaffinity(self.proc.pid, cpus)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.ps = psutil.Process(self.proc.pid)
+        super().__init__(self.proc.pid)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -64,10 +92,6 @@ class ManagedProcess:
                 self.gc_pauses.append((time.time(), int(fields["gen"]), float(fields["ms"])))
             with self._lock:
                 self.lines.append(line.rstrip("\n"))
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     def output(self) -> str:
         with self._lock:
@@ -101,15 +125,6 @@ class ManagedProcess:
             pass
         return total
 
-    def rss(self) -> int:
-        try:
-            return int(self.ps.memory_info().rss)
-        except psutil.Error:
-            return 0
-
-    def run_queue_wait(self) -> float:
-        return run_queue_wait(self.pid)
-
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
@@ -135,33 +150,6 @@ def run_queue_wait(pid: int) -> float:
     except (OSError, ValueError, IndexError):
         return 0.0
     return total / 1e9
-
-
-class Observed:
-    """A control plane the harness did not start (``--cp-pid``): measured, never stopped."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.ps = psutil.Process(pid)
-
-    def cpu_seconds(self) -> float:
-        try:
-            times = self.ps.cpu_times()
-        except psutil.Error:
-            return 0.0
-        return float(times.user + times.system)
-
-    def rss(self) -> int:
-        try:
-            return int(self.ps.memory_info().rss)
-        except psutil.Error:
-            return 0
-
-    def run_queue_wait(self) -> float:
-        return run_queue_wait(self.pid)
-
-    def stop(self, timeout: float = 0.0) -> int | None:
-        return None
 
 
 def start_control_plane(
