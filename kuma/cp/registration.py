@@ -16,6 +16,12 @@ proxy that brings one with the same name is served the stored one (with a warnin
 differ), and it is never overwritten or deleted here. The label is in the stored resource, so
 every kuma-cp sharing the store, and this one after a restart, sees it.
 
+One name, one live sidecar: while a proxy's stream is open here, a newcomer that brings
+another Dataplane under the same name is refused (ALREADY_EXISTS, naming the connected one)
+and nothing is written, so the live Envoy keeps its listeners. The same Dataplane again is
+accepted: that is the live proxy reconnecting before its old stream is seen closed. Envoy
+retries a refused stream, so the newcomer registers once the live one has gone.
+
 Deleting only what is still ours: the registrar remembers the store version of its own last
 write and deletes with that version (compare-and-swap). A proxy that reconnected meanwhile, to
 this instance or to another one on the same etcd, was registered again, which wrote a new
@@ -188,6 +194,7 @@ class Registrar:
                             extra=fields(mesh=key.mesh, name=key.name),
                         )
                     return False
+                self._refuse_takeover(key, previous, dataplane)
             label = f"{self.instance}.{next(self._serial)}"
             marked = msgspec.structs.replace(
                 dataplane, labels={**dataplane.labels, REGISTRATION_LABEL: label}
@@ -212,6 +219,32 @@ class Registrar:
             )
             return True
         raise GRPCError(Status.UNAVAILABLE, f"{key} kept changing while registering; retry")
+
+    def _refuse_takeover(self, key: ResourceKey, live: Dataplane, newcomer: Dataplane) -> None:
+        """A registered Dataplane whose sidecar is connected here belongs to that sidecar: a
+        newcomer bringing another Dataplane under its name (a second kuma-dp started with the
+        same name, or any stream naming it) would replace the live proxy's listeners. The same
+        Dataplane again is the live proxy reconnecting before its old stream is seen closed."""
+        streams = self._streams.get(key)
+        if not streams or _unlabelled(live) == newcomer:
+            return
+        message = (
+            f"Dataplane {key.name!r} of mesh {key.mesh!r} is registered by a connected sidecar "
+            f"(address {live.networking.address}, stream {min(streams)} on kuma-cp "
+            f"{self.instance}); refusing this sidecar (address "
+            f"{newcomer.networking.address}), which brings another Dataplane under that name: "
+            "give it another name, or stop the connected one first"
+        )
+        log.warning(
+            "refused a second sidecar under a connected sidecar's name",
+            extra=fields(
+                mesh=key.mesh,
+                name=key.name,
+                connected=live.networking.address,
+                refused=newcomer.networking.address,
+            ),
+        )
+        raise GRPCError(Status.ALREADY_EXISTS, message)
 
     async def _check_mesh(self, mesh: str) -> None:
         try:

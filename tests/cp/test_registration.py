@@ -247,3 +247,30 @@ async def test_an_invalid_registration_ends_the_ads_stream() -> None:
                 assert [r.name for r in response.resources] == ["a"]
                 assert await stored(store) is not None
         tg.cancel_scope.cancel()
+
+
+async def test_a_second_sidecar_cannot_take_a_live_sidecars_dataplane() -> None:
+    """Issue 17, defect 7: a newcomer with another Dataplane under a live proxy's name is
+    refused, naming the live one; the live registration is untouched and is still deleted
+    after its own stream ends; once the live one has gone, the newcomer may register."""
+    store = await mesh_store()
+    other = {**WEB, "networking": {**WEB["networking"], "address": "10.0.0.9"}}
+    async with registrar(store) as component:
+        await component.stream_opening(1, "default.web-01", node())
+        version = (await store.get(KEY)).meta.version
+        with pytest.raises(GRPCError) as caught:
+            await component.stream_opening(2, "default.web-01", node(other))
+        assert caught.value.status == Status.ALREADY_EXISTS
+        message = str(caught.value.message)
+        assert "web-01" in message and "127.0.0.1" in message and "10.0.0.9" in message
+        assert (await store.get(KEY)).meta.version == version
+        # The same Dataplane again is a reconnect (the old stream not seen closed yet).
+        await component.stream_opening(3, "default.web-01", node())
+        component.stream_closed(1, "default.web-01")
+        with pytest.raises(GRPCError):
+            await component.stream_opening(4, "default.web-01", node(other))
+        component.stream_closed(3, "default.web-01")
+        # Gone (its streams closed): the newcomer's retry registers.
+        await component.stream_opening(5, "default.web-01", node(other))
+        dataplane = await stored(store)
+        assert dataplane is not None and dataplane.networking.address == "10.0.0.9"
