@@ -262,7 +262,8 @@ async def test_a_second_sidecar_cannot_take_a_live_sidecars_dataplane() -> None:
             await component.stream_opening(2, "default.web-01", node(other))
         assert caught.value.status == Status.ALREADY_EXISTS
         message = str(caught.value.message)
-        assert "web-01" in message and "127.0.0.1" in message and "10.0.0.9" in message
+        for part in ("web-01", "127.0.0.1", "10.0.0.9"):
+            assert part in message
         assert (await store.get(KEY)).meta.version == version
         # The same Dataplane again is a reconnect (the old stream not seen closed yet).
         await component.stream_opening(3, "default.web-01", node())
@@ -273,4 +274,5 @@ async def test_a_second_sidecar_cannot_take_a_live_sidecars_dataplane() -> None:
         # Gone (its streams closed): the newcomer's retry registers.
         await component.stream_opening(5, "default.web-01", node(other))
         dataplane = await stored(store)
-        assert dataplane is not None and dataplane.networking.address == "10.0.0.9"
+        assert dataplane is not None
+        assert dataplane.networking.address == "10.0.0.9"
