@@ -80,6 +80,10 @@ def _unlabelled(dataplane: Dataplane) -> Dataplane:
     return msgspec.structs.replace(dataplane, labels=labels)
 
 
+def _address(dataplane: Dataplane) -> str:
+    return dataplane.networking.address if dataplane.networking is not None else "none"
+
+
 def _metadata_resource(node: Any) -> str | None:
     """``node.metadata["dataplane.resource"]``: None when absent, the string when it is one."""
     value = node.metadata.fields.get(RESOURCE_METADATA)
@@ -228,11 +232,12 @@ class Registrar:
         streams = self._streams.get(key)
         if not streams or _unlabelled(live) == newcomer:
             return
+        live_address, new_address = _address(live), _address(newcomer)
         message = (
             f"Dataplane {key.name!r} of mesh {key.mesh!r} is registered by a connected sidecar "
-            f"(address {live.networking.address}, stream {min(streams)} on kuma-cp "
+            f"(address {live_address}, stream {min(streams)} on kuma-cp "
             f"{self.instance}); refusing this sidecar (address "
-            f"{newcomer.networking.address}), which brings another Dataplane under that name: "
+            f"{new_address}), which brings another Dataplane under that name: "
             "give it another name, or stop the connected one first"
         )
         log.warning(
@@ -240,8 +245,8 @@ class Registrar:
             extra=fields(
                 mesh=key.mesh,
                 name=key.name,
-                connected=live.networking.address,
-                refused=newcomer.networking.address,
+                connected=live_address,
+                refused=new_address,
             ),
         )
         raise GRPCError(Status.ALREADY_EXISTS, message)

@@ -275,4 +275,5 @@ async def test_a_second_sidecar_cannot_take_a_live_sidecars_dataplane() -> None:
         await component.stream_opening(5, "default.web-01", node(other))
         dataplane = await stored(store)
         assert dataplane is not None
+        assert dataplane.networking is not None
         assert dataplane.networking.address == "10.0.0.9"
