@@ -18,7 +18,7 @@ too). A resource store that can persist insights offers its own through
 under ``<prefix>-insights/``, outside the range of every resource watch, merges each instance's
 subscriptions by compare-and-swap in transactions of at most 128 keys, and follows the prefix
 with a watch of its own so that reads see the other instances' subscriptions
-(``plugins/etcd_store/insights.py``).
+(``plugins/kuma_etcd_store/insights.py``).
 """
 
 from __future__ import annotations

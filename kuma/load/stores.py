@@ -4,7 +4,7 @@
   kuma-cp itself would create (``mesh-<name>.yaml``), written atomically (temp dot-file, then
   ``os.replace``) exactly as the directory store expects.
 * ``etcd``: raw keys in the etcd store's layout (``<prefix>/Dataplane/<mesh>/<name>``, values
-  encoded by ``plugins.etcd_store.layout``), written in transactions of up to 100 puts.
+  encoded by ``kuma_etcd_store.layout``), written in transactions of up to 100 puts.
 * ``rest``: Kuma's REST API (``PUT /meshes/{mesh}/dataplanes/{name}``). kuma-py has no API
   server yet: the writer is Kuma-shaped and fails with a clear message when nothing listens.
 
@@ -50,7 +50,7 @@ class DirectoryWriter:
         if document["type"] == "Mesh":
             resource = from_document(document)
             # The name kuma-cp gives the default Mesh: it finds it there and creates no other.
-            from plugins.directory_store.files import file_name_for
+            from kuma_directory_store.files import file_name_for
 
             name = file_name_for(ResourceKey.of(resource))
             return self.path / name, encode_yaml([resource]).encode()
@@ -80,9 +80,9 @@ class EtcdWriter:
     def __init__(self, endpoint: str, prefix: str = "/kuma") -> None:
         import aetcd
 
-        from plugins.etcd_store.config import parse_options
-        from plugins.etcd_store.kv import KV
-        from plugins.etcd_store.layout import KeyLayout
+        from kuma_etcd_store.config import parse_options
+        from kuma_etcd_store.kv import KV
+        from kuma_etcd_store.layout import KeyLayout
 
         options = parse_options({"endpoints": [endpoint], "prefix": prefix})
         host, port = options.grpc_target
@@ -92,8 +92,8 @@ class EtcdWriter:
         self._connected = False
 
     def _op(self, document: dict[str, Any]) -> Any:
-        from plugins.etcd_store import kv
-        from plugins.etcd_store.layout import encode_value
+        from kuma_etcd_store import kv
+        from kuma_etcd_store.layout import encode_value
 
         resource = from_document(document)
         now = datetime.now(UTC)

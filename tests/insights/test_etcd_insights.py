@@ -1,4 +1,4 @@
-"""DataplaneInsights in etcd (plugins/etcd_store/insights.py): two "instances" (two etcd stores
+"""DataplaneInsights in etcd (plugins/kuma_etcd_store/insights.py): two "instances" (two etcd stores
 and two Insights on one real etcd, one prefix) share them, and they survive a restart."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from kuma.insights import Insights, insight_store_for, is_online
 from kuma.insights.model import DiscoverySubscription
 from kuma.store import StoreConfigError
 from kuma.xds.generate.types import CLUSTER
-from plugins.etcd_store import EtcdStore, parse_options
-from plugins.etcd_store.insights import EtcdInsightStore
+from kuma_etcd_store import EtcdStore, parse_options
+from kuma_etcd_store.insights import EtcdInsightStore
 from tests.fixtures.etcd import EtcdServer
 from tests.store.harness_etcd import etcd_store, eventually, raw_client
 from tests.store.watching import assert_quiet, read_snapshot

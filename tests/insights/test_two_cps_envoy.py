@@ -1,5 +1,5 @@
 """Two kuma-cp processes on one etcd: an Envoy connected to one is online, then offline, in the
-other's REST API (DataplaneInsights shared through etcd, plugins/etcd_store/insights.py)."""
+other's REST API (DataplaneInsights shared through etcd, plugins/kuma_etcd_store/insights.py)."""
 
 from __future__ import annotations
 

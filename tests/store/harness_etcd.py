@@ -16,7 +16,7 @@ import pytest
 
 from kuma.resources import Dataplane, decode_one
 from kuma.store import Store, open_store
-from plugins.etcd_store import EtcdStore
+from kuma_etcd_store import EtcdStore
 from tests.fixtures.etcd import EtcdServer
 
 

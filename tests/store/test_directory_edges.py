@@ -17,8 +17,8 @@ import watchfiles
 
 from kuma.resources import Mesh
 from kuma.store import Operation, Store, WatchItem
-from plugins.directory_store import bulk, watcher
-from plugins.directory_store.files import parse, read_and_parse, rewrite
+from kuma_directory_store import bulk, watcher
+from kuma_directory_store.files import parse, read_and_parse, rewrite
 
 from .harness_directory import (
     dataplane,

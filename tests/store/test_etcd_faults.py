@@ -59,9 +59,7 @@ async def retrying(operation: Callable[[], Awaitable[object]], *done: type[Excep
 
 
 def watch_logs(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
-    return [
-        r for r in caplog.records if r.name.startswith("plugins.etcd_store") and text in r.message
-    ]
+    return [r for r in caplog.records if r.name.startswith("kuma_etcd_store") and text in r.message]
 
 
 async def restart(server: EtcdServer, client_port: int | None = None) -> None:
@@ -71,7 +69,7 @@ async def restart(server: EtcdServer, client_port: int | None = None) -> None:
 async def test_kill9_mid_watch_loses_and_duplicates_nothing(
     etcd_factory: EtcdFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="plugins.etcd_store")
+    caplog.set_level(logging.INFO, logger="kuma_etcd_store")
     server = etcd_factory()
     async with (
         etcd_store(server.endpoint, PREFIX, **FAST) as store,
@@ -155,7 +153,7 @@ async def test_frozen_etcd_is_detected_by_keepalive_and_the_watch_resumes(
 async def test_compaction_while_disconnected_emits_exactly_the_differences(
     etcd_factory: EtcdFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="plugins.etcd_store")
+    caplog.set_level(logging.INFO, logger="kuma_etcd_store")
     server = etcd_factory()
     async with etcd_store(server.endpoint, PREFIX, **FAST) as store:
         stored = {name: await store.create(dataplane(name)) for name in ("a", "b", "c")}

@@ -22,8 +22,8 @@ from kuma.store import (
     StoreUnavailableError,
     open_store,
 )
-from plugins.etcd_store import parse_options
-from plugins.etcd_store.watch import _grpc_call_tasks as grpc_call_tasks
+from kuma_etcd_store import parse_options
+from kuma_etcd_store.watch import _grpc_call_tasks as grpc_call_tasks
 from tests.fixtures.etcd import EtcdServer
 
 from .harness_etcd import dataplane, etcd_store, eventually, raw_client

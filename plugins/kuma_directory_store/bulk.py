@@ -71,7 +71,7 @@ def _child_environment() -> dict[str, str]:
 def _in_child(paths: Sequence[str]) -> Results:
     try:
         completed = subprocess.run(
-            [sys.executable, "-m", "plugins.directory_store.parse_child"],
+            [sys.executable, "-m", "kuma_directory_store.parse_child"],
             input=orjson.dumps(list(paths)),
             capture_output=True,
             timeout=_CHILD_TIMEOUT,

@@ -1,1 +1,0 @@
-"""Store plugins shipped with kuma-py, each registered in the ``kuma.stores`` entry-point group."""
