@@ -8,7 +8,9 @@ rule is kept to what universal mode needs:
   it comes from;
 - otherwise a caller whose peer address is a loopback address (127.0.0.0/8, ::1, and
   IPv4-mapped loopback) may read and write;
-- anyone else may read; a write is 403.
+- anyone else may read; a write is 403;
+- some reads are admin-only as well (Secrets, token issuing): their handlers call
+  :func:`require_admin`, which applies the same rule as a write.
 
 The peer address is the TCP peer, never a forwarding header: a reverse proxy on the same host
 makes every caller look local, so put one in front only if it does its own access control.
@@ -25,6 +27,8 @@ from aiohttp.typedefs import Handler, Middleware
 from .errors import ApiError
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Set on every request by the middleware: whether the caller may do everything.
+IS_ADMIN = web.RequestKey("kuma.api.is_admin", bool)
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -56,8 +60,10 @@ def access_middleware(admin_token: str) -> Middleware:
             given = _bearer(header)
             if given is None or not hmac.compare_digest(given.encode(), token):
                 raise ApiError(401, "Unauthenticated", "invalid admin token")
+            request[IS_ADMIN] = True
             return await handler(request)
-        if request.method in READ_METHODS or is_loopback(request.remote):
+        request[IS_ADMIN] = is_loopback(request.remote)
+        if request.method in READ_METHODS or request[IS_ADMIN]:
             return await handler(request)
         raise ApiError(
             403,
@@ -67,3 +73,14 @@ def access_middleware(admin_token: str) -> Middleware:
         )
 
     return check_access
+
+
+def require_admin(request: web.Request, what: str) -> None:
+    """403 unless the caller is an admin (loopback, or the admin token)."""
+    if not request.get(IS_ADMIN, False):
+        raise ApiError(
+            403,
+            "Access Denied",
+            f"{what} is allowed only from loopback or with the admin token "
+            "(Authorization: Bearer <apiServer.auth.adminToken>)",
+        )

@@ -28,6 +28,7 @@ from kuma.resources import (
 )
 from kuma.store import ConflictError, NotFoundError, Store
 
+from .access import require_admin
 from .body import decode_body, read_body
 from .errors import conflict, invalid, mesh_not_found, not_found
 from .insights import InsightProvider, overview
@@ -46,13 +47,17 @@ class Kind:
     #: The path segment of its collection (``/meshes/{mesh}/dataplanes``, ``/zoneingresses``).
     plural: str
     mesh_scoped: bool
+    #: Only admins may read it, not only write it (Secrets: no other caller ever sees a value).
+    admin_only: bool = False
 
 
 MESH = Kind("Mesh", "meshes", mesh_scoped=False)
 DATAPLANE = Kind("Dataplane", "dataplanes", mesh_scoped=True)
 ZONE_INGRESS = Kind("ZoneIngress", "zoneingresses", mesh_scoped=False)
 ZONE_EGRESS = Kind("ZoneEgress", "zoneegresses", mesh_scoped=False)
-KINDS = (MESH, DATAPLANE, ZONE_INGRESS, ZONE_EGRESS)
+SECRET = Kind("Secret", "secrets", mesh_scoped=True, admin_only=True)
+GLOBAL_SECRET = Kind("GlobalSecret", "global-secrets", mesh_scoped=False, admin_only=True)
+KINDS = (MESH, DATAPLANE, ZONE_INGRESS, ZONE_EGRESS, SECRET, GLOBAL_SECRET)
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ async def _list_page(
 
 def get_one(kind: Kind) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
+        if kind.admin_only:
+            require_admin(request, f"reading a {kind.type}")
         stored = await _get_stored(request, kind)
         return json_response(to_document(stored.resource, stored.meta))
 
@@ -117,6 +124,8 @@ def get_one(kind: Kind) -> Handler:
 
 def get_list(kind: Kind, *, all_meshes: bool = False) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
+        if kind.admin_only:
+            require_admin(request, f"listing {kind.type}s")
         items, total, next_link = await _list_page(request, kind, all_meshes=all_meshes)
         documents = [to_document(item.resource, item.meta) for item in items]
         return json_response({"total": total, "items": documents, "next": next_link})

@@ -73,6 +73,19 @@ KINDS = (
         views.GLOBAL_HEADERS,
         views.global_row,
     ),
+    # Kuma's columns: a secret's value is never in a table (``-o yaml`` shows it, to admins).
+    Kind(
+        "Secret", "secrets", ("secret",), ("secrets",), True, views.SECRET_HEADERS, views.secret_row
+    ),
+    Kind(
+        "GlobalSecret",
+        "global-secrets",
+        ("global-secret",),
+        ("global-secrets",),
+        False,
+        views.GLOBAL_HEADERS,
+        views.global_row,
+    ),
 )
 BY_TYPE = {kind.type: kind for kind in KINDS}
 

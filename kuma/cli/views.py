@@ -92,6 +92,10 @@ def dataplane_row(document: Document, now: datetime) -> list[str]:
     ]
 
 
+def secret_row(document: Document, now: datetime) -> list[str]:
+    return [str(document.get("mesh", "")), str(document.get("name", "")), _age(document, now)]
+
+
 def global_row(document: Document, now: datetime) -> list[str]:
     return [str(document.get("name", "")), _age(document, now)]
 
@@ -99,6 +103,7 @@ def global_row(document: Document, now: datetime) -> list[str]:
 MESH_HEADERS = ["NAME", "mTLS", "METRICS", "LOGGING", "TRACING", "LOCALITY", "ZONEEGRESS", "AGE"]
 DATAPLANE_HEADERS = ["MESH", "NAME", "TAGS", "ADDRESS", "AGE"]
 GLOBAL_HEADERS = ["NAME", "AGE"]
+SECRET_HEADERS = ["MESH", "NAME", "AGE"]
 
 
 # --- inspect dataplanes ----------------------------------------------------------------------

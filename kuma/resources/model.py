@@ -11,6 +11,7 @@ exactly what the user wrote.
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -279,11 +280,55 @@ class MeshVips(_Resource, tag="MeshVips", frozen=True):
     TYPE: ClassVar[str] = "MeshVips"
 
 
-Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips
+class _SecretData(_Resource, frozen=True):
+    """What Secret and GlobalSecret share: ``data``, the value as base64 (Kuma's universal
+    form). The value is never shown by ``repr``: a secret that reaches a log line, a failed
+    assertion or a traceback shows its name only."""
+
+    data: str = ""
+
+    @property
+    def value(self) -> bytes:
+        """The decoded value (validation guarantees ``data`` is base64)."""
+        return base64.b64decode(self.data, validate=True)
+
+    def __repr__(self) -> str:
+        mesh = f"mesh={self.mesh_name!r}, " if self.MESH_SCOPED else ""
+        return f"{self.TYPE}({mesh}name={self.name!r}, data=<redacted>)"
+
+    __str__ = __repr__
+
+
+class Secret(_SecretData, tag="Secret", frozen=True):
+    """A mesh's secret (Kuma: dataplane-token signing keys, the builtin CA's certificate and
+    key). Only admins read it through the API; tables never show its value."""
+
+    mesh: str = "default"
+    MESH_SCOPED: ClassVar[bool] = True
+    TYPE: ClassVar[str] = "Secret"
+
+    @property
+    def mesh_name(self) -> str:
+        return self.mesh
+
+
+class GlobalSecret(_SecretData, tag="GlobalSecret", frozen=True):
+    """A secret outside any mesh (zone-token signing keys, the control plane's TLS
+    certificate)."""
+
+    TYPE: ClassVar[str] = "GlobalSecret"
+
+
+Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips | Secret | GlobalSecret
 RESOURCE_TYPES: dict[str, type[Resource]] = {
-    cls.TYPE: cls for cls in (Mesh, Dataplane, ZoneIngress, ZoneEgress, MeshVips)
+    cls.TYPE: cls
+    for cls in (Mesh, Dataplane, ZoneIngress, ZoneEgress, MeshVips, Secret, GlobalSecret)
 }
-ResourceTypeName = Literal["Mesh", "Dataplane", "ZoneIngress", "ZoneEgress", "MeshVips"]
+ResourceTypeName = Literal[
+    "Mesh", "Dataplane", "ZoneIngress", "ZoneEgress", "MeshVips", "Secret", "GlobalSecret"
+]
+#: The types whose content is secret: admin-only in the API, mode 0600 on disk, never logged.
+SECRET_TYPES = frozenset({Secret.TYPE, GlobalSecret.TYPE})
 
 
 class ResourceKey(msgspec.Struct, frozen=True, order=True):

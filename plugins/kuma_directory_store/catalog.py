@@ -112,6 +112,13 @@ class Catalog:
                 self._fail(path, parsed.digest, reason, kept, blocked=frozenset(taken))
                 continue
             self.files[path] = FileState(parsed.digest, keys)
+            if parsed.exposed_mode is not None:
+                log.warning(
+                    "%s holds secrets but its mode %04o lets others read it; run: chmod 600 %s",
+                    path,
+                    parsed.exposed_mode,
+                    path,
+                )
             self.blocked.pop(path, None)
             if self.problems.pop(path, None) is not None:
                 log.info("%s: fixed, its resources are served again", path)

@@ -21,6 +21,7 @@ import msgspec
 import orjson
 
 from kuma.resources import (
+    SECRET_TYPES,
     DecodeError,
     Resource,
     ResourceKey,
@@ -34,6 +35,10 @@ from kuma.resources.codec import line_of
 from kuma.resources.validation import check
 
 RESOURCE_SUFFIXES = (".yaml", ".yml", ".json")
+#: Files the store writes for secrets: owner read/write only.
+SECRET_FILE_MODE = 0o600
+#: Permission bits that let someone other than the owner read (or change) a file.
+_SHARED_BITS = 0o077
 # Our temporary files start with a dot: the watcher ignores dot-files, so a half-written temp
 # file is never read, and only the final ``os.replace`` is seen.
 TEMP_SUFFIX = ".kuma-tmp"
@@ -47,6 +52,9 @@ class Parsed(msgspec.Struct, frozen=True):
     resources: tuple[Resource, ...] = ()
     #: Why the file cannot be served: the line or field and the reason. None when it is valid.
     error: str | None = None
+    #: The file holds a Secret or GlobalSecret and others than its owner may read it: its
+    #: permission bits, to be warned about (the content is served all the same).
+    exposed_mode: int | None = None
 
 
 def is_hidden(name: str) -> bool:
@@ -147,7 +155,17 @@ def read_and_parse(path: str, known: bytes | None) -> Parsed | None:
     digest = digest_of(data)
     if digest == known:
         return Parsed(digest)
-    return parse(data, path)
+    parsed = parse(data, path)
+    if holds_secrets(parsed.resources):
+        with contextlib.suppress(OSError):
+            mode = os.stat(path).st_mode & 0o7777
+            if mode & _SHARED_BITS:
+                return msgspec.structs.replace(parsed, exposed_mode=mode)
+    return parsed
+
+
+def holds_secrets(resources: Sequence[Resource]) -> bool:
+    return any(r.TYPE in SECRET_TYPES for r in resources)
 
 
 def walk(top: str) -> tuple[list[str], list[str]]:
@@ -186,10 +204,11 @@ def fresh_path(directory: str, key: ResourceKey, taken: Container[str]) -> str:
     return candidate
 
 
-def write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path: str, data: bytes, *, new_mode: int = 0o666) -> None:
     """Replace ``path`` with ``data`` in one step: readers see the old or the new file, never
     a mix. The temporary file is a dot-file next to it (same file system, ignored by the
-    watcher); an existing file's permissions are kept."""
+    watcher); an existing file's permissions are kept, a new file gets ``new_mode`` (less the
+    umask), from its creation on: a secret is never readable by others, not even briefly."""
     directory, name = os.path.split(path)
     temp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
     try:
@@ -197,7 +216,8 @@ def write_atomically(path: str, data: bytes) -> None:
     except FileNotFoundError:
         mode = None
     try:
-        with open(temp, "wb") as file:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, new_mode)
+        with open(fd, "wb") as file:
             file.write(data)
             # On disk before it takes the name: a crash never leaves an empty or torn file.
             os.fsync(file.fileno())

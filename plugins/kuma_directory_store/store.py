@@ -36,9 +36,11 @@ from kuma.store import (
 from .bulk import read_and_parse_new
 from .catalog import Catalog, FileState
 from .files import (
+    SECRET_FILE_MODE,
     Parsed,
     digest_of,
     fresh_path,
+    holds_secrets,
     parse,
     read_and_parse,
     read_whole,
@@ -153,8 +155,9 @@ class DirectoryStore:
         path = fresh_path(self.root, key, taken)
         data = encode_yaml([resource]).encode()
         parsed = _expect(parse(data, path), [resource])
+        mode = SECRET_FILE_MODE if holds_secrets([resource]) else 0o666
         with _io_errors(path):
-            write_atomically(path, data)
+            write_atomically(path, data, new_mode=mode)
         return path, parsed
 
     # --- applying what the folder holds ---------------------------------------------------------

@@ -134,3 +134,41 @@ async def test_the_server_binds_only_to_its_interface(store: MemoryStore) -> Non
         port = api.base.rsplit(":", 1)[1]
         with pytest.raises(aiohttp.ClientConnectionError):
             await api.session.get(f"http://127.0.0.1:{port}/")
+
+
+SECRET_PATH = "/meshes/default/secrets/signing"
+SECRET_DOC = "type: Secret\nmesh: default\nname: signing\ndata: c2VjcmV0\n"
+
+
+async def test_secrets_are_admin_only_even_to_read(store: MemoryStore) -> None:
+    async with serve(store, ApiSettings(admin_token=ADMIN_TOKEN)) as api:
+        assert (await api.put(SECRET_PATH, SECRET_DOC)).status == 201
+        shared = "type: GlobalSecret\nname: tls\ndata: Y2VydA==\n"
+        assert (await api.put("/global-secrets/tls", shared)).status == 201
+        for path in (
+            SECRET_PATH,
+            "/meshes/default/secrets",
+            "/global-secrets/tls",
+            "/global-secrets",
+        ):
+            refused = await api.get(path, peer=REMOTE)
+            assert refused.status == 403, path
+            assert b"c2VjcmV0" not in refused.body
+            assert b"Y2VydA==" not in refused.body
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        got = await api.get(SECRET_PATH, peer=REMOTE, headers=admin)
+        assert got.status == 200
+        assert got.json["data"] == "c2VjcmV0"
+        listed = await api.get("/global-secrets", peer=REMOTE, headers=admin)
+        assert [i["name"] for i in listed.json["items"]] == ["tls"]
+        assert (await api.get(SECRET_PATH)).json["data"] == "c2VjcmV0"  # loopback: admin
+
+
+async def test_a_bad_secret_is_refused_without_its_value(api: Api) -> None:
+    bad = SECRET_DOC.replace("c2VjcmV0", "'p@ssw0rd not base64'")
+    refused = await api.put(SECRET_PATH, bad)
+    assert refused.status == 400
+    assert b"p@ssw0rd" not in refused.body
+    assert refused.json["invalid_parameters"] == [
+        {"field": "data", "reason": "must be base64 (the value itself is not shown)"}
+    ]

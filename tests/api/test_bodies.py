@@ -76,7 +76,7 @@ async def _nothing_written(api: Api) -> None:
                 (
                     "type",
                     "Invalid value 'Router'; must be one of "
-                    "Dataplane, Mesh, MeshVips, ZoneEgress, ZoneIngress",
+                    "Dataplane, GlobalSecret, Mesh, MeshVips, Secret, ZoneEgress, ZoneIngress",
                 )
             ],
         ),

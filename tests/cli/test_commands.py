@@ -60,7 +60,8 @@ def test_unknown_delete_type(kumactl: Kumactl) -> None:
     result = kumactl("delete", "router", "x")
     assert result.code == 1
     assert result.err == (
-        "Error: unknown TYPE: router. Allowed values: dataplane, mesh, zone-egress, "
+        "Error: unknown TYPE: router. Allowed values: dataplane, global-secret, mesh, secret, "
+        "zone-egress, "
         "zone-ingress, zoneegress, zoneingress\n"
     )
 
@@ -164,3 +165,20 @@ def test_the_console_script_is_installed() -> None:
     )
     assert done.returncode == 0
     assert done.stdout.startswith("kumactl ")
+
+
+def test_secrets_get_apply_delete_with_kuma_columns(kumactl: Kumactl) -> None:
+    kumactl.ok(
+        "apply", "-f", "-", stdin="type: Secret\nmesh: default\nname: sec-1\ndata: dGVzdA==\n"
+    )
+    kumactl.ok("apply", "-f", "-", stdin="type: GlobalSecret\nname: gsec-1\ndata: dGVzdDI=\n")
+    listed = kumactl.ok("get", "secrets")
+    assert listed.splitlines()[0].split() == ["MESH", "NAME", "AGE"]
+    assert listed.splitlines()[1].split()[:2] == ["default", "sec-1"]
+    one = kumactl.ok("get", "global-secret", "gsec-1")
+    assert one.splitlines()[0].split() == ["NAME", "AGE"]
+    assert "gsec-1" in one
+    assert "dGVzdA" not in listed + one + kumactl.ok("get", "global-secrets")
+    assert "data: dGVzdA==" in kumactl.ok("get", "secret", "sec-1", "-o", "yaml")
+    assert kumactl.ok("delete", "secret", "sec-1") == 'deleted Secret "sec-1"\n'
+    assert kumactl.ok("delete", "global-secret", "gsec-1") == 'deleted GlobalSecret "gsec-1"\n'

@@ -184,13 +184,14 @@ networking:
         ),
         pytest.param(
             "name: x\n", "type",
-            "must be one of Dataplane, Mesh, MeshVips, ZoneEgress, ZoneIngress", 1,
+            "must be one of Dataplane, GlobalSecret, Mesh, MeshVips, Secret, ZoneEgress, "
+            "ZoneIngress", 1,
             None, id="missing-type",
         ),
         pytest.param(
             "name: x\ntype: Foo\n", "type",
-            "Invalid value 'Foo'; must be one of Dataplane, Mesh, MeshVips, ZoneEgress, "
-            "ZoneIngress", 2,
+            "Invalid value 'Foo'; must be one of Dataplane, GlobalSecret, Mesh, MeshVips, Secret, "
+            "ZoneEgress, ZoneIngress", 2,
             None, id="unknown-type",
         ),
         pytest.param(

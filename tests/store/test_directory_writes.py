@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kuma.resources import Mesh, ResourceKey, decode
+from kuma.resources import GlobalSecret, Mesh, ResourceKey, Secret, decode
 from kuma.store import ConflictError, Operation, Store, StoreConfigError, WatchItem, open_store
 
 from .harness_directory import (
@@ -216,3 +216,30 @@ async def test_a_missing_folder_is_created(tmp_path: Path) -> None:
     async with open_directory(folder) as store:
         await store.create(Mesh(name="demo"))
     assert resource_files(folder) == ["mesh-demo.yaml"]
+
+
+async def test_secret_files_are_written_0600_and_loose_ones_are_reported(
+    store: Store, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kuma's universal secrets on disk: the store writes them owner-only from the first byte;
+    a secret file a person dropped in readable by others is served, with a warning that names
+    the file and the fix, and never the value."""
+    await store.create(Secret(mesh="default", name="key-1", data="dG9wLXNlY3JldA=="))
+    await store.create(GlobalSecret(name="tls", data="dG9wLXNlY3JldA=="))
+    for name in ("secret-default-key-1.yaml", "globalsecret-tls.yaml"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o600, name
+    created = await store.get(ResourceKey("Secret", "default", "key-1"))
+    await store.update(
+        Secret(mesh="default", name="key-1", data="bmV3"), version=created.meta.version
+    )
+    assert (folder / "secret-default-key-1.yaml").stat().st_mode & 0o777 == 0o600
+
+    loose = folder / "dropped.yaml"
+    loose.write_text("type: GlobalSecret\nname: dropped\ndata: bG9vc2UtdmFsdWU=\n")
+    loose.chmod(0o644)
+    await get_eventually(store, ResourceKey("GlobalSecret", "", "dropped"))
+    await wait_until(lambda: "lets others read it" in caplog.text)
+    assert f"{loose} holds secrets but its mode 0644 lets others read it" in caplog.text
+    assert f"chmod 600 {loose}" in caplog.text
+    assert "bG9vc2UtdmFsdWU" not in caplog.text
+    assert "dG9wLXNlY3JldA" not in caplog.text

@@ -20,9 +20,20 @@ from __future__ import annotations
 from typing import assert_never
 
 from ..errors import ValidationError, Violation
-from ..model import Dataplane, Mesh, MeshVips, Resource, ResourceKey, ZoneEgress, ZoneIngress
+from ..model import (
+    Dataplane,
+    GlobalSecret,
+    Mesh,
+    MeshVips,
+    Resource,
+    ResourceKey,
+    Secret,
+    ZoneEgress,
+    ZoneIngress,
+)
 from .common import check_name, parse_duration_ns
 from .dataplane import SUPPORTED_PROTOCOLS, validate_dataplane
+from .secret import validate_secret
 from .vips import VIP_NETWORK, validate_mesh_vips
 from .zone import validate_zone_egress, validate_zone_ingress
 
@@ -48,6 +59,8 @@ def validate(resource: Resource) -> list[Violation]:
         _validate_mesh(resource, violations)
     elif isinstance(resource, MeshVips):
         validate_mesh_vips(resource, violations)
+    elif isinstance(resource, Secret | GlobalSecret):
+        validate_secret(resource, violations)
     else:
         assert_never(resource)
     return violations
