@@ -3,8 +3,9 @@
 A *subscription* is one ADS stream of a proxy to one control-plane instance: when it connected
 and disconnected, how many responses of each type were sent, acknowledged and rejected, and the
 versions of Envoy and kuma-dp behind it (``api/mesh/v1alpha1/dataplane_insight.proto``). An
-insight keeps the last :data:`MAX_SUBSCRIPTIONS` of them, oldest first; a proxy is online when
-one of them has a connect time and no disconnect time.
+insight keeps the last :data:`MAX_SUBSCRIPTIONS` of them, oldest first, never dropping the one
+a connected proxy is served through; a proxy is online when one of them has a connect time and
+no disconnect time.
 
 The structs here are frozen snapshots (what is flushed and stored). The counters a live stream
 mutates are in :mod:`.tracker`. Times are Unix seconds (floats) and become RFC 3339 only in
@@ -21,6 +22,8 @@ import msgspec
 
 #: Kuma keeps the last two subscriptions of a proxy.
 MAX_SUBSCRIPTIONS = 2
+#: Online subscriptions are kept beyond that history, up to this many (see ``_bounded``).
+MAX_ONLINE = 16
 
 #: The per-type stats objects of a subscription status, in Kuma's order.
 STAT_TYPES: tuple[str, ...] = ("cds", "eds", "lds", "rds")
@@ -63,7 +66,7 @@ class DiscoverySubscription(msgspec.Struct, frozen=True):
 
 
 class DataplaneInsight(msgspec.Struct, frozen=True):
-    #: Oldest first; at most :data:`MAX_SUBSCRIPTIONS`.
+    #: Oldest first; at most :data:`MAX_SUBSCRIPTIONS`, unless more are online.
     subscriptions: tuple[DiscoverySubscription, ...] = ()
 
     @property
@@ -80,10 +83,12 @@ def update_subscription(
 ) -> DataplaneInsight:
     """Kuma's ``UpdateSubscription``: replace the subscription with the same id, else append it.
 
-    Appending first closes the older subscriptions still marked connected (``now``) unless
-    their id is in ``live`` (streams still open on this instance): a control plane that died
-    never wrote their disconnect time, and without it the proxy would look online forever.
-    Only the last :data:`MAX_SUBSCRIPTIONS` are kept.
+    Appending first closes the older subscriptions of *other* instances still marked connected
+    (``now``) unless their id is in ``live``: a control plane that died never wrote their
+    disconnect time, and without it the proxy would look online forever. The writing
+    instance's own subscriptions are left alone: it is alive (it is writing) and writes each
+    one's disconnect time when its stream closes, so a stream it still holds open stays online.
+    Then :func:`_bounded` keeps Kuma's history length without the live subscription.
 
     One refinement over Kuma, for instances sharing a store: a subscription older than those
     held (its instance noticed a half-open stream late, after the proxy had reconnected twice
@@ -96,15 +101,35 @@ def update_subscription(
             replaced = (*existing[:index], subscription, *existing[index + 1 :])
             return DataplaneInsight(replaced)
     connected = subscription.connect_time
+    writer = subscription.control_plane_instance_id
     finalized = [
         msgspec.structs.replace(old, disconnect_time=now)
-        if old.disconnect_time is None and old.id not in live and old.connect_time <= connected
+        if old.disconnect_time is None
+        and old.id not in live
+        and old.control_plane_instance_id != writer
+        and old.connect_time <= connected
         else old
         for old in existing
     ]
     finalized.append(subscription)
-    finalized.sort(key=lambda s: s.connect_time)  # stable: equal times keep arrival order
-    return DataplaneInsight(tuple(finalized[-MAX_SUBSCRIPTIONS:]))
+    return _bounded(finalized)
+
+
+def _bounded(subscriptions: list[DiscoverySubscription]) -> DataplaneInsight:
+    """Kuma's history (the last :data:`MAX_SUBSCRIPTIONS` by connect time), except that online
+    subscriptions are never pushed out by newer ones: a storm of short streams under the proxy's
+    id (reconnects, or anyone on the network) would otherwise make a live proxy look offline.
+    Closed ones fill what room is left; at most :data:`MAX_ONLINE` online ones (the newest) are
+    kept, which bounds an insight's size whatever opens streams under the id."""
+    subscriptions.sort(key=lambda s: s.connect_time)  # stable: equal times keep arrival order
+    online = [s for s in subscriptions if s.online][-MAX_ONLINE:]
+    if not online:
+        return DataplaneInsight(tuple(subscriptions[-MAX_SUBSCRIPTIONS:]))
+    room = MAX_SUBSCRIPTIONS - len(online)
+    closed = [s for s in subscriptions if not s.online][-room:] if room > 0 else []
+    kept = [*online, *closed]
+    kept.sort(key=lambda s: s.connect_time)
+    return DataplaneInsight(tuple(kept))
 
 
 def merge_live(
@@ -124,8 +149,7 @@ def merge_live(
                 break
         else:
             subscriptions.append(subscription)
-    subscriptions.sort(key=lambda s: s.connect_time)
-    return DataplaneInsight(tuple(subscriptions[-MAX_SUBSCRIPTIONS:]))
+    return _bounded(subscriptions)
 
 
 # --- Kuma's JSON ---------------------------------------------------------------------------

@@ -14,9 +14,11 @@ from kuma.insights.model import (
 from kuma.xds.server.node import node_version
 
 
-def sub(id: str, connect: float, disconnect: float | None = None) -> DiscoverySubscription:
+def sub(
+    id: str, connect: float, disconnect: float | None = None, instance: str = "cp"
+) -> DiscoverySubscription:
     return DiscoverySubscription(
-        id=id, control_plane_instance_id="cp", connect_time=connect, disconnect_time=disconnect
+        id=id, control_plane_instance_id=instance, connect_time=connect, disconnect_time=disconnect
     )
 
 
@@ -37,7 +39,7 @@ def test_the_same_subscription_is_replaced_in_place() -> None:
 
 def test_a_new_subscription_finalizes_older_ones_left_online() -> None:
     # An instance that died never wrote its disconnect time: the proxy must not stay online.
-    insight = update_subscription(None, sub("stale", 1), now=10)
+    insight = update_subscription(None, sub("stale", 1, instance="dead"), now=10)
     assert insight.online
     insight = update_subscription(insight, sub("new", 20, 30), now=40)
     assert [(s.id, s.disconnect_time) for s in insight.subscriptions] == [
@@ -60,6 +62,38 @@ def test_a_late_old_subscription_does_not_close_the_newer_ones() -> None:
     insight = update_subscription(insight, sub("a2", 15, 41), now=41)
     assert [s.id for s in insight.subscriptions] == ["a2", "b2"]
     assert insight.online
+
+
+def test_a_storm_of_streams_never_evicts_the_live_subscription() -> None:
+    """Issue 17, defect 1: extra streams with the proxy's node id open and close (a reconnect
+    storm, or anyone on the network) while the proxy's own stream stays connected. Written in
+    the flusher's order (each opened, then closed), the live one stays, and online."""
+    insight = update_subscription(None, sub("live", 1), now=1)
+    for index in range(2, 7):
+        insight = update_subscription(insight, sub(f"extra{index}", index), now=index)
+        insight = update_subscription(insight, sub(f"extra{index}", index, index + 0.5), now=index)
+        assert "live" in [s.id for s in insight.subscriptions]
+        assert insight.online
+    assert len(insight.subscriptions) == 2  # Kuma's history length
+    assert [s.id for s in insight.subscriptions] == ["live", "extra6"]
+    # A read laying the live stream over a stored insight that lost it keeps it too.
+    stored = DataplaneInsight((sub("extra5", 5, 5.5), sub("extra6", 6, 6.5)))
+    merged = merge_live(stored, [sub("live", 1)])
+    assert merged is not None
+    assert [s.id for s in merged.subscriptions] == ["live", "extra6"]
+    assert merged.online
+
+
+def test_only_other_instances_online_subscriptions_are_finalized() -> None:
+    # The writing instance closes its own subscriptions itself (it is alive: it is writing);
+    # another instance's may be a dead one's, never closed.
+    insight = update_subscription(None, sub("theirs", 1, instance="b"), now=1)
+    insight = update_subscription(insight, sub("mine", 2, instance="a"), now=2)
+    insight = update_subscription(insight, sub("mine2", 3, instance="a"), now=3)
+    assert [(s.id, s.disconnect_time) for s in insight.subscriptions] == [
+        ("mine", None),
+        ("mine2", None),
+    ]
 
 
 def test_live_subscriptions_are_laid_over_the_stored_ones() -> None:
