@@ -465,7 +465,6 @@ async def test_node_is_kept_from_the_first_request() -> None:
         (".web", CLUSTER, "'<mesh>.<name>'"),
         ("default.", CLUSTER, "'<mesh>.<name>'"),
         (NODE, "", "type_url is required"),
-        (NODE, "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig", "unknown"),
     ],
 )
 async def test_bad_first_request_ends_only_that_stream(
@@ -486,16 +485,35 @@ async def test_bad_first_request_ends_only_that_stream(
         assert delta_state(await good.recv()) == {"a": version(CLUSTER, "a", rev=1)}
 
 
-async def test_unknown_type_later_in_the_stream_ends_it_with_invalid_argument() -> None:
+RUNTIME = "type.googleapis.com/envoy.service.runtime.v3.Runtime"
+EXTENSION = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+
+
+async def test_an_unknown_type_is_answered_with_nothing_and_the_stream_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 17, defect 8: Envoy may subscribe to types a control plane does not serve. Such a
+    type gets no response (first request or later), is logged once per stream, and the
+    configuration already flowing on the stream keeps flowing."""
+    caplog.set_level(logging.INFO, logger="kuma.xds.server.stream")
     source, observer = FakeSource(), RecordingObserver()
-    source.proxy().put(CLUSTER, "a")
+    proxy = source.proxy()
+    proxy.put(CLUSTER, "a")
     async with ads_channel(source, observer) as channel, delta_stream(channel) as client:
-        await start(client, CLUSTER)
-        await client.send("type.googleapis.com/envoy.service.runtime.v3.Runtime")
-        await client.drain()
-    assert client.error is not None
-    assert client.error.status is Status.INVALID_ARGUMENT
-    assert observer.of_kind("close") == [("close", 1, NODE)]
+        await client.send(EXTENSION)  # the first request: it still names the node
+        await start(client, CLUSTER, LISTENER)
+        for _ in range(3):
+            await client.send(RUNTIME)
+            await client.send(EXTENSION, nonce="forged")
+        proxy.put(CLUSTER, "a", rev=1)
+        response = await client.recv()
+        assert delta_state(response) == {"a": version(CLUSTER, "a", rev=1)}
+        await client.ack(response)
+        await assert_quiet(client, proxy)
+    assert client.error is None
+    logged = [r.getMessage() for r in caplog.records if "unknown type" in r.getMessage()]
+    assert len(logged) == 1
+    assert EXTENSION in logged[0]
 
 
 class _Garbage:

@@ -10,8 +10,10 @@ only moves messages. The two loops share one anyio task group:
   responses, awaiting the transport for each. A slow proxy only slows its own send loop: the
   engine never waits for it, and changes pile up in the watch as a coalescing set of names.
 
-A bad request (no node id, a malformed one, a missing or unknown type, undecodable bytes) ends
-this stream with INVALID_ARGUMENT; nothing else is affected.
+A bad request (no node id, a malformed one, a missing type, undecodable bytes) ends this stream
+with INVALID_ARGUMENT; nothing else is affected. A type this server does not serve is not bad:
+Envoy may subscribe to any type, so such requests are answered with nothing (and logged once
+per stream) while the stream goes on.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from grpclib.exceptions import GRPCError
 from kuma.xds.generate.types import SHORT_NAMES
 from kuma.xds.source import ConfigSource, ProxyWatch
 
-from .acks import Reply
+from .acks import KNOWN_TYPES, Reply
 from .delta import Desired
 from .lifecycle import StreamLifecycle
 from .node import InvalidRequest, envoy_version, first_node_id, node_version, parse_node_id
@@ -71,7 +73,8 @@ async def run_stream(
             return
         node_id = first_node_id(first.node)
         parse_node_id(node_id)
-        reply = state.handle_request(first)
+        types = _TypeFilter(flavour, node_id)
+        reply = state.handle_request(first) if types.served(first) else None
         if lifecycle is not None:
             await lifecycle.stream_opening(stream_id, node_id, first.node)
     except InvalidRequest as error:
@@ -85,7 +88,7 @@ async def run_stream(
         # listed); kept alive for the stream's lifetime it tripled the memory of a connection.
         del first
         async with source.watch_proxy(node_id) as watch:
-            session = _Session(stream, state, watch, observer, node_id)
+            session = _Session(stream, state, watch, observer, node_id, types)
             if reply is not None:
                 session.observe(reply)
             await session.run()
@@ -98,6 +101,35 @@ async def run_stream(
             lifecycle.stream_closed(stream_id, node_id)
 
 
+class _TypeFilter:
+    """Lets through requests of the types this server serves (and those without a type, for
+    the state machines to refuse); logs the first other one of the stream at info, the rest
+    at debug, so a proxy asking for a type it will never get costs one line per stream."""
+
+    __slots__ = ("_flavour", "_logged", "_node_id")
+
+    def __init__(self, flavour: Flavour, node_id: str) -> None:
+        self._flavour = flavour
+        self._node_id = node_id
+        self._logged = False
+
+    def served(self, request: Any) -> bool:
+        type_url: str = request.type_url
+        if not type_url or type_url in KNOWN_TYPES:
+            return True
+        level = logging.DEBUG if self._logged else logging.INFO
+        self._logged = True
+        log.log(
+            level,
+            "unknown type %s requested on the %s ADS stream of %s: answered with nothing "
+            "(logged once per stream)",
+            type_url[:200],
+            self._flavour,
+            self._node_id,
+        )
+        return False
+
+
 async def _receive(stream: ServerStream) -> Any:
     try:
         return await stream.recv_message()
@@ -106,7 +138,16 @@ async def _receive(stream: ServerStream) -> Any:
 
 
 class _Session:
-    __slots__ = ("_node_id", "_observer", "_state", "_stream", "_wait", "_watch", "error")
+    __slots__ = (
+        "_node_id",
+        "_observer",
+        "_state",
+        "_stream",
+        "_types",
+        "_wait",
+        "_watch",
+        "error",
+    )
 
     def __init__(
         self,
@@ -115,8 +156,10 @@ class _Session:
         watch: ProxyWatch,
         observer: StreamObserver,
         node_id: str,
+        types: _TypeFilter,
     ) -> None:
         self._stream = stream
+        self._types = types
         self._state = state
         self._watch = watch
         self._observer = observer
@@ -140,6 +183,8 @@ class _Session:
         stream_scope.cancel()
 
     def _handle(self, request: Any) -> None:
+        if not self._types.served(request):
+            return
         state = self._state
         reply = state.handle_request(request)
         if reply is not None:
