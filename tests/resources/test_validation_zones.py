@@ -53,7 +53,8 @@ availableServices:
     ),
     pytest.param("type: Mesh\nname: default\n", id="mesh-empty-spec"),
     pytest.param(
-        "type: Mesh\nname: prod.eu-1\nmtls: {enabledBackend: ca-1, backends: [{name: ca-1}]}\n",
+        "type: Mesh\nname: prod.eu-1\n"
+        "mtls: {enabledBackend: ca-1, backends: [{name: ca-1, type: builtin}]}\n",
         id="mesh-with-policies",
     ),
 ]

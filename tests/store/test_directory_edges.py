@@ -68,14 +68,17 @@ def test_files_that_are_not_resources_are_problems_not_crashes(tmp_path: Path) -
     assert read_and_parse(str(tmp_path / "folder.yaml"), None) is None
 
 
+MTLS = {"enabledBackend": "ca", "backends": [{"name": "ca", "type": "builtin"}]}
+
+
 def test_rewriting_falls_back_to_encoding_when_documents_cannot_be_cut() -> None:
     text = "%YAML 1.1\n---\n" + dataplane_yaml("web") + "--- " + "{type: Mesh, name: demo}\n"
     resources = parse(text.encode(), "x").resources
     assert resources == (dataplane("web"), Mesh(name="demo"))
-    rewritten = rewrite(text, resources, 1, Mesh(name="demo", mtls={"enabledBackend": "ca"}))
+    rewritten = rewrite(text, resources, 1, Mesh(name="demo", mtls=MTLS))
     assert parse(rewritten.encode(), "x").resources == (
         dataplane("web"),
-        Mesh(name="demo", mtls={"enabledBackend": "ca"}),
+        Mesh(name="demo", mtls=MTLS),
     )
 
 

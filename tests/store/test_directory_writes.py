@@ -139,20 +139,23 @@ async def test_updating_one_document_keeps_the_others_as_written(
     await expect_nothing_before_sentinel(folder, events)
 
 
+MTLS = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
+
+
 async def test_a_json_file_stays_json(store: Store, folder: Path) -> None:
     path = folder / "meshes.json"
     path.write_text(json.dumps([{"type": "Mesh", "name": "a"}, {"type": "Mesh", "name": "b"}]))
     b = await get_eventually(store, ResourceKey("Mesh", "", "b"))
-    await store.update(Mesh(name="b", mtls={"enabledBackend": "ca-1"}), version=b.meta.version)
+    await store.update(Mesh(name="b", mtls=MTLS), version=b.meta.version)
     assert json.loads(path.read_text()) == [
         {"type": "Mesh", "name": "a"},
-        {"type": "Mesh", "name": "b", "mtls": {"enabledBackend": "ca-1"}},
+        {"type": "Mesh", "name": "b", "mtls": MTLS},
     ]
     await store.delete(ResourceKey("Mesh", "", "a"))
     assert json.loads(path.read_text()) == {
         "type": "Mesh",
         "name": "b",
-        "mtls": {"enabledBackend": "ca-1"},
+        "mtls": MTLS,
     }
 
 

@@ -310,6 +310,59 @@ CASES: dict[str, tuple[str, Mesh | None]] = {
         """,
         Mesh(name="default", networking={"outbound": {"passthrough": False}}),
     ),
+    # mTLS STRICT (builtin CA): secured tcp and http inbounds with deny-all RBAC (no
+    # permission), every outbound cluster originating mTLS.
+    "mtls-strict": (
+        """
+        name: backend-01
+        networking:
+          address: 192.168.0.1
+          inbound:
+          - port: 80
+            servicePort: 8080
+            tags: {kuma.io/service: backend}
+          - port: 81
+            servicePort: 8081
+            tags: {kuma.io/service: backend-api, kuma.io/protocol: http}
+          outbound:
+          - port: 54321
+            tags: {kuma.io/service: db}
+          - port: 59200
+            tags: {kuma.io/service: elastic}
+        """,
+        Mesh(
+            name="default",
+            mtls={
+                "enabledBackend": "ca-1",
+                "backends": [{"name": "ca-1", "type": "builtin"}],
+            },
+        ),
+    ),
+    # mTLS PERMISSIVE: tls_inspector and three chains per inbound; only the TLS-ready service
+    # (db, see _generate) gets an mTLS cluster.
+    "mtls-permissive": (
+        """
+        name: backend-01
+        networking:
+          address: 192.168.0.1
+          inbound:
+          - port: 80
+            servicePort: 8080
+            tags: {kuma.io/service: backend, kuma.io/protocol: http}
+          outbound:
+          - port: 54321
+            tags: {kuma.io/service: db}
+          - port: 59200
+            tags: {kuma.io/service: elastic}
+        """,
+        Mesh(
+            name="default",
+            mtls={
+                "enabledBackend": "ca-1",
+                "backends": [{"name": "ca-1", "type": "builtin", "mode": "PERMISSIVE"}],
+            },
+        ),
+    ),
     # IPv6 addresses: bracketed names, ::6 as the source towards the application.
     "ipv6": (
         """
@@ -338,7 +391,7 @@ def _generate(case: str) -> Resources:
     text, mesh = CASES[case]
     proxy = dataplane(text)
     view = StaticMeshView([*MESH, proxy], mesh=mesh, vips=VIPS)
-    return generate_proxy(proxy, view, DEFAULT_ADMIN_PORT)
+    return generate_proxy(proxy, view, DEFAULT_ADMIN_PORT, tls_ready=lambda s: s == "db")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -31,19 +31,14 @@ from ..model import (
     ZoneEgress,
     ZoneIngress,
 )
-from .common import check_name, parse_duration_ns
+from .common import parse_duration_ns
 from .dataplane import SUPPORTED_PROTOCOLS, validate_dataplane
+from .mesh import validate_mesh
 from .secret import validate_secret
 from .vips import VIP_NETWORK, validate_mesh_vips
 from .zone import validate_zone_egress, validate_zone_ingress
 
 __all__ = ["SUPPORTED_PROTOCOLS", "VIP_NETWORK", "check", "parse_duration_ns", "validate"]
-
-
-def _validate_mesh(mesh: Mesh, out: list[Violation]) -> None:
-    # Mesh-wide policies (mtls, logging, ...) are opaque documents in this project's model; an
-    # empty spec is valid, as in Kuma.
-    check_name(out, "name", mesh.name)
 
 
 def validate(resource: Resource) -> list[Violation]:
@@ -56,7 +51,7 @@ def validate(resource: Resource) -> list[Violation]:
     elif isinstance(resource, ZoneEgress):
         validate_zone_egress(resource, violations)
     elif isinstance(resource, Mesh):
-        _validate_mesh(resource, violations)
+        validate_mesh(resource, violations)
     elif isinstance(resource, MeshVips):
         validate_mesh_vips(resource, violations)
     elif isinstance(resource, Secret | GlobalSecret):

@@ -29,6 +29,7 @@ from .names import (
     service_cluster_name,
 )
 from .protocol import GRPC, HTTP, HTTP2, KAFKA, TCP
+from .tls import upstream_transport_socket
 
 DEFAULT_CONNECT_TIMEOUT = 5
 INBOUND_CONNECT_TIMEOUT = 10
@@ -66,13 +67,16 @@ _SERVICE_OPTIONS = {p: _http_options(p, 0, force_http2=True) for p in _PROTOCOLS
 _LOCAL_OPTIONS = {p: _http_options(p, INBOUND_IDLE_TIMEOUT, force_http2=False) for p in _PROTOCOLS}
 
 
-def service_cluster(service: str, protocol: str) -> cluster_pb2.Cluster:
+def service_cluster(
+    service: str, protocol: str, tls_mesh: str | None = None
+) -> cluster_pb2.Cluster:
     """The EDS cluster of a service (endpoints over ADS, in the ClusterLoadAssignment of the
     same name).
 
     Like Kuma, every mesh service cluster speaks HTTP/2 to the other sidecar whatever the
     protocol: the peer's inbound HTTP connection manager accepts HTTP/1.1 and HTTP/2 alike,
     and TCP proxying ignores the option. ``protocol`` adds the HTTP idle timeout.
+    With ``tls_mesh`` the cluster originates that mesh's mTLS (``tls.upstream_transport_socket``).
     """
     cluster = _named(service_cluster_name(service))
     cluster.type = cluster_pb2.Cluster.EDS
@@ -80,6 +84,8 @@ def service_cluster(service: str, protocol: str) -> cluster_pb2.Cluster:
     cluster.eds_cluster_config.eds_config.CopyFrom(ADS_CONFIG_SOURCE)
     options = _SERVICE_OPTIONS.get(protocol) or _SERVICE_OPTIONS[TCP]
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(options)
+    if tls_mesh is not None:
+        cluster.transport_socket.CopyFrom(upstream_transport_socket(tls_mesh, service))
     return cluster
 
 

@@ -22,7 +22,8 @@ Shapes follow Kuma's generators for a mesh without mTLS and without policies (th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
@@ -59,6 +60,8 @@ from .names import (
     service_cluster_name,
 )
 from .protocol import GRPC, HTTP_PROTOCOLS
+from .rbac import PermissionRule, apply_rbac
+from .tls import secure_inbound
 
 INBOUND_IDLE_TIMEOUT = 7200
 INBOUND_STREAM_IDLE_TIMEOUT = 3600
@@ -67,6 +70,15 @@ OUTBOUND_TCP_IDLE_TIMEOUT = 0
 _INBOUND = base_pb2.INBOUND
 _OUTBOUND = base_pb2.OUTBOUND
 _HCM = hcm_pb2.HttpConnectionManager
+
+
+class InboundMtls(NamedTuple):
+    """How an inbound is secured: the mesh, its backend's mode (STRICT or PERMISSIVE) and the
+    permission rules that apply to the inbound (``rbac.DENY_ALL`` when none does)."""
+
+    mesh: str
+    mode: str
+    permissions: Sequence[PermissionRule]
 
 
 def _listener(
@@ -138,8 +150,11 @@ def _add_outbound_hcm(
     add_hcm(chain, config)
 
 
-def inbound_listener(dataplane: Dataplane, inbound: Inbound) -> listener_pb2.Listener:
-    """The listener of one inbound, at its effective address and ``port``."""
+def inbound_listener(
+    dataplane: Dataplane, inbound: Inbound, mtls: InboundMtls | None = None
+) -> listener_pb2.Listener:
+    """The listener of one inbound, at its effective address and ``port``; with ``mtls``,
+    secured as the mesh's mode says and guarded by its permissions (``tls``, ``rbac``)."""
     networking = dataplane.networking
     assert networking is not None
     address = inbound.effective_address(networking)
@@ -157,6 +172,9 @@ def inbound_listener(dataplane: Dataplane, inbound: Inbound) -> listener_pb2.Lis
         _add_inbound_hcm(chain, inbound.tags.get(SERVICE_TAG, ""), cluster, protocol)
     else:
         add_tcp_proxy(chain, sanitize_metric(cluster), cluster, INBOUND_IDLE_TIMEOUT)
+    if mtls is not None:
+        for secured in secure_inbound(listener, mtls.mesh, mtls.mode):
+            apply_rbac(secured, listener.name, mtls.mesh, mtls.permissions)
     return listener
 
 

@@ -11,17 +11,23 @@ What a standard proxy gets (Kuma v2.7's default proxy profile, without mTLS and 
   those in ``reachableServices`` when that list is not empty, the proxy's own services
   included (as in Kuma), skipping one that would overlap an inbound; explicit outbounds whose
   address is a VIP are dropped; plus the redirect listeners and passthrough clusters;
-* the admin cluster and listener.
+* the admin cluster and listener;
+* with mesh mTLS on (``mtls.enabledBackend``): inbound listeners secured per the backend's
+  mode with RBAC from the proxy's permissions (deny-all when none applies), outbound service
+  clusters originating mTLS (PERMISSIVE: once the service is TLS-ready), and the SDS Secrets
+  ``identity_cert:secret:<mesh>`` / ``mesh_ca:secret:<mesh>`` they reference (served by the
+  certificate source, not built here: see ``referenced_secrets``).
 
 Kuma's probe, Prometheus, tracing, DNS and direct-access generators are not reproduced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from kuma.resources.model import Dataplane, Mesh
+from kuma.resources.model import Dataplane, Inbound, Mesh
+from kuma.resources.mtls import PERMISSIVE, enabled_backend
 
 from . import types
 from ._pb import Message
@@ -35,11 +41,14 @@ from .clusters import (
 from .dataplane import ipv6_inbound_redirect_port, is_transparent, overlaps
 from .endpoints import SERVICELESS_PORT, Endpoint, load_assignment
 from .listeners import (
+    InboundMtls,
     inbound_listener,
     inbound_redirect_listener,
     outbound_listener,
     outbound_redirect_listener,
 )
+from .rbac import DENY_ALL, PermissionRule
+from .tls import identity_secret_name, mesh_ca_secret_name
 
 #: Kuma's ``dnsServer.serviceVipPort``: the port of every service's virtual IP.
 DEFAULT_VIP_PORT = 80
@@ -76,6 +85,49 @@ class MeshView(Protocol):
     def vip(self, service: str) -> str | None:
         """The virtual IP of ``service``, if one is allocated."""
         ...
+
+
+#: The permission rules of one inbound of a proxy (MeshTrafficPermission); empty when none.
+PermissionLookup = Callable[[Dataplane, Inbound], Sequence[PermissionRule]]
+#: Whether a service of the mesh is ready for mTLS (PERMISSIVE mode only).
+TlsReadiness = Callable[[str], bool]
+
+
+def inbound_mtls(
+    mesh: Mesh | None,
+    dataplane: Dataplane,
+    inbound: Inbound,
+    permissions: PermissionLookup | None,
+) -> InboundMtls | None:
+    """How an inbound is secured; None without mTLS. With mTLS on and no permission for the
+    inbound, every caller is denied (Kuma's rule)."""
+    backend = enabled_backend(mesh)
+    if backend is None or mesh is None:
+        return None
+    rules = permissions(dataplane, inbound) if permissions is not None else ()
+    return InboundMtls(mesh.name, backend.mode, tuple(rules) or DENY_ALL)
+
+
+def upstream_tls_mesh(
+    mesh: Mesh | None, service: str, tls_ready: TlsReadiness | None = None
+) -> str | None:
+    """The mesh whose mTLS the cluster of ``service`` originates, or None for plaintext.
+    PERMISSIVE: only once the service is ready for it (Kuma's TLS readiness), so clients
+    never speak TLS to a proxy that does not yet accept it."""
+    backend = enabled_backend(mesh)
+    if backend is None or mesh is None:
+        return None
+    if backend.mode == PERMISSIVE and not (tls_ready is not None and tls_ready(service)):
+        return None
+    return mesh.name
+
+
+def referenced_secrets(mesh: Mesh | None, parts: ProxyParts) -> tuple[str, ...]:
+    """The SDS Secrets a proxy's listeners and clusters reference: its identity and its
+    mesh's CA when mTLS is on and the proxy has an inbound or an outbound, else none."""
+    if mesh is None or enabled_backend(mesh) is None or not (parts.inbounds or parts.outbounds):
+        return ()
+    return (identity_secret_name(mesh.name), mesh_ca_secret_name(mesh.name))
 
 
 def type_url_of(message: Message) -> str:
@@ -148,6 +200,8 @@ class ProxyParts(NamedTuple):
     #: ``outbound_listener(address, port, service, view.protocol(service), bind_to_port=...)``
     #: and each distinct service adds ``service_cluster`` and ``load_assignment``: all shared.
     outbounds: list[tuple[str, int, str, bool]]
+    #: How many inbound listeners ``own`` holds.
+    inbounds: int = 0
 
 
 def proxy_parts(
@@ -156,9 +210,11 @@ def proxy_parts(
     default_admin_port: int,
     *,
     vip_port: int = DEFAULT_VIP_PORT,
+    permissions: PermissionLookup | None = None,
 ) -> ProxyParts:
     """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``)."""
     own: list[Message] = []
+    inbounds = 0
     networking = dataplane.networking
     if networking is None:
         return ProxyParts(own, [])
@@ -166,8 +222,10 @@ def proxy_parts(
     if networking.gateway is None:
         for inbound in networking.inbound:
             if inbound.port != SERVICELESS_PORT:
-                own.append(inbound_listener(dataplane, inbound))
+                mtls = inbound_mtls(view.mesh, dataplane, inbound, permissions)
+                own.append(inbound_listener(dataplane, inbound, mtls))
                 own.append(inbound_cluster(dataplane, inbound))
+                inbounds += 1
     own.extend(admin_resources(dataplane, default_admin_port))
     tp = networking.transparent_proxying
     if tp is not None and transparent:
@@ -187,7 +245,7 @@ def proxy_parts(
         (address, port, service, not transparent)
         for address, port, service in outbounds_of(dataplane, view, vip_port)
     ]
-    return ProxyParts(own, outbounds)
+    return ProxyParts(own, outbounds, inbounds)
 
 
 def generate_proxy(
@@ -196,6 +254,8 @@ def generate_proxy(
     default_admin_port: int,
     *,
     vip_port: int = DEFAULT_VIP_PORT,
+    permissions: PermissionLookup | None = None,
+    tls_ready: TlsReadiness | None = None,
 ) -> Resources:
     """Every resource of one proxy: type URL → resource name → message.
 
@@ -204,7 +264,9 @@ def generate_proxy(
     of the same name: an engine assembling the same parts must keep this order).
     """
     result: Resources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
-    parts = proxy_parts(dataplane, view, default_admin_port, vip_port=vip_port)
+    parts = proxy_parts(
+        dataplane, view, default_admin_port, vip_port=vip_port, permissions=permissions
+    )
     for message in parts.own:
         _put(result, message)
     listeners, clusters = result[types.LISTENER], result[types.CLUSTER]
@@ -216,6 +278,7 @@ def generate_proxy(
         listener = outbound_listener(address, port, service, protocol, bind_to_port=bind_to_port)
         listeners[listener.name] = listener
     for service, protocol in protocols.items():
-        clusters[service] = service_cluster(service, protocol)
+        tls_mesh = upstream_tls_mesh(view.mesh, service, tls_ready)
+        clusters[service] = service_cluster(service, protocol, tls_mesh)
         result[types.ENDPOINT][service] = load_assignment(service, view.endpoints(service))
     return result
