@@ -90,6 +90,13 @@ class Metrics:
         self.responses_nacked = Counter(
             "kuma_xds_responses_nacked", "xDS responses NACKed by proxies", ["type"], registry=r
         )
+        self.stale_replies = Counter(
+            "kuma_xds_stale_replies",
+            "ACKs/NACKs answering a nonce the stream never sent or had already seen answered "
+            "(not counted as ACKs or NACKs)",
+            ["type"],
+            registry=r,
+        )
         self.propagation = Histogram(
             "kuma_xds_propagation_seconds",
             "From a store event reaching the engine to the first response written to a proxy "
@@ -204,6 +211,9 @@ class Metrics:
         if counter is None:
             counter = self._nacked[type_url] = self.responses_nacked.labels("other")
         counter.inc()
+
+    def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None:
+        self.stale_replies.labels(SHORT_NAMES.get(type_url, "other")).inc()
 
     def on_stream_close(self, stream_id: int, node_id: str) -> None:
         protocol = self._stream_protocols.pop(stream_id, None)

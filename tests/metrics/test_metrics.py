@@ -171,3 +171,13 @@ def test_each_metrics_has_its_own_registry() -> None:
     first.on_stream_open(1, "default.a", "delta", "")
     assert scrape(first).value("kuma_xds_streams_active", protocol="delta") == 1
     assert scrape(second).value("kuma_xds_streams_active", protocol="delta") == 0
+
+
+def test_stale_replies_are_counted_apart_from_acks_and_nacks() -> None:
+    metrics = Metrics()
+    metrics.on_stale_reply("default.a", CLUSTER, "forged")
+    metrics.on_stale_reply("default.a", "type.googleapis.com/other", "x")
+    after = scrape(metrics)
+    assert after.value("kuma_xds_stale_replies_total", type="cds") == 1
+    assert after.value("kuma_xds_stale_replies_total", type="other") == 1
+    assert after.value("kuma_xds_responses_acked_total", type="cds") == 0

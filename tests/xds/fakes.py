@@ -173,6 +173,9 @@ class RecordingObserver:
     def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
         self._record("nack", node_id, type_url, nonce, message)
 
+    def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None:
+        self._record("stale", node_id, type_url, nonce)
+
     def on_stream_close(self, stream_id: int, node_id: str) -> None:
         self._record("close", stream_id, node_id)
 

@@ -516,6 +516,24 @@ async def test_an_unknown_type_is_answered_with_nothing_and_the_stream_goes_on(
     assert EXTENSION in logged[0]
 
 
+async def test_replies_to_nonces_never_sent_count_as_neither_ack_nor_nack() -> None:
+    """Issue 17, defect 2: a forged ACK, a NACK of an unknown nonce and a second answer to a
+    real nonce are reported as stale, never as ACKs or NACKs; a real ACK still counts."""
+    source, observer = FakeSource(), RecordingObserver()
+    proxy = source.proxy()
+    proxy.put(CLUSTER, "a")
+    async with ads_channel(source, observer) as channel, delta_stream(channel) as client:
+        (cds,) = await start(client, CLUSTER)
+        await processed(observer, cds.nonce)
+        await client.send(CLUSTER, nonce="forged")
+        await client.send(CLUSTER, nonce="ffff", error="made up")
+        await client.send(CLUSTER, nonce=cds.nonce)  # answered already
+        await observer.wait_for(lambda e: e[0] == "stale" and e[3] == cds.nonce)
+    assert [e[3] for e in observer.of_kind("ack")] == [cds.nonce]
+    assert observer.of_kind("nack") == []
+    assert [e[3] for e in observer.of_kind("stale")] == ["forged", "ffff", cds.nonce]
+
+
 class _Garbage:
     """Bytes that are no protobuf message at all (a truncated varint)."""
 

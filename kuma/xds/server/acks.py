@@ -1,7 +1,11 @@
 """Nonces and the ACK/NACK part of requests, shared by both protocol flavours.
 
 A request that carries ``response_nonce`` answers the response with that nonce: it is a NACK
-if and only if ``error_detail`` is set, an ACK otherwise. Versions are never used to guess.
+if and only if ``error_detail`` is set, an ACK otherwise. Only the first answer to a nonce this
+stream issued counts; any other nonce (never sent, already answered, or dropped from the
+outstanding window) makes the reply *stale*: reported as such, never as an ACK or NACK (a
+state-of-the-world request that changes its names repeats the last nonce: stale too). Versions
+are never used to guess.
 Delivery is not inferred from ACKs either: the protocol state machines record what they send
 when they send it, so an ACK that arrives late (or refers to a response made stale by a later
 cluster update, consul#19866) changes nothing; ACKs and NACKs are reported, not relied upon.
@@ -40,6 +44,9 @@ class Reply:
     names: tuple[str, ...]
     #: Envoy's message for a NACK; ``None`` for an ACK.
     error: str | None
+    #: The nonce is not one this stream sent and has not yet seen answered (forged, answered
+    #: twice, or older than the outstanding window): it counts as neither ACK nor NACK.
+    stale: bool = False
 
     @property
     def is_nack(self) -> bool:
@@ -70,9 +77,10 @@ class Nonces:
         if not nonce:
             return None
         record = self._outstanding.pop(nonce, None)
-        names = record[1] if record is not None else ()
         error = str(request.error_detail.message) if request.HasField("error_detail") else None
-        return Reply(request.type_url, nonce, names, error)
+        if record is None:
+            return Reply(request.type_url, nonce, (), error, stale=True)
+        return Reply(request.type_url, nonce, record[1], error)
 
     @property
     def outstanding(self) -> int:

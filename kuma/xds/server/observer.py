@@ -43,6 +43,14 @@ class VersionObserver(Protocol):
         ...
 
 
+@runtime_checkable
+class StaleReplyObserver(Protocol):
+    """An optional extra hook: a request answered a nonce the stream never sent (or one
+    already answered); it was counted as neither ACK nor NACK."""
+
+    def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None: ...
+
+
 class NoopObserver:
     """The default: observes nothing."""
 
@@ -70,6 +78,7 @@ class ObserverGroup:
     def __init__(self, observers: Sequence[StreamObserver]) -> None:
         self._observers = tuple(observers)
         self._versioned = tuple(o for o in observers if isinstance(o, VersionObserver))
+        self._stale = tuple(o for o in observers if isinstance(o, StaleReplyObserver))
 
     def on_stream_open(
         self, stream_id: int, node_id: str, protocol: Flavour, envoy_version: str
@@ -92,6 +101,10 @@ class ObserverGroup:
     def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
         for observer in self._observers:
             observer.on_nack(node_id, type_url, nonce, message)
+
+    def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None:
+        for observer in self._stale:
+            observer.on_stale_reply(node_id, type_url, nonce)
 
     def on_stream_close(self, stream_id: int, node_id: str) -> None:
         for observer in self._observers:

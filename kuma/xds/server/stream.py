@@ -34,7 +34,7 @@ from .acks import KNOWN_TYPES, Reply
 from .delta import Desired
 from .lifecycle import StreamLifecycle
 from .node import InvalidRequest, envoy_version, first_node_id, node_version, parse_node_id
-from .observer import Flavour, StreamObserver, VersionObserver
+from .observer import Flavour, StaleReplyObserver, StreamObserver, VersionObserver
 from .service import ServerStream
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ class _Session:
     __slots__ = (
         "_node_id",
         "_observer",
+        "_stale",
         "_state",
         "_stream",
         "_types",
@@ -163,6 +164,7 @@ class _Session:
         self._state = state
         self._watch = watch
         self._observer = observer
+        self._stale = observer if isinstance(observer, StaleReplyObserver) else None
         self._node_id = node_id
         #: The send loop's wait, while it waits: cancelled to wake it.
         self._wait: anyio.CancelScope | None = None
@@ -193,6 +195,19 @@ class _Session:
             self._wait.cancel()
 
     def observe(self, reply: Reply) -> None:
+        if reply.stale:
+            # Forged, repeated or too old: logging each at warning would let any client write
+            # the log; counting it as an ACK or NACK would let it write the insights.
+            log.debug(
+                "ignoring a reply of %s for %s to nonce %r, which this stream did not send "
+                "or was already answered",
+                self._node_id,
+                SHORT_NAMES.get(reply.type_url, reply.type_url),
+                reply.nonce[:64],
+            )
+            if self._stale is not None:
+                self._stale.on_stale_reply(self._node_id, reply.type_url, reply.nonce)
+            return
         if reply.error is None:
             self._observer.on_ack(self._node_id, reply.type_url, reply.nonce)
             return
