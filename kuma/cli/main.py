@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import kuma
+from kuma.tproxy import cli as tproxy_cli
 
 from . import commands
 from .commands import KINDS, Session
@@ -112,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("type", metavar="TYPE")
     delete.add_argument("name", metavar="NAME")
     _mesh(delete)
+
+    tproxy_cli.add_commands(top, common)
     return root
 
 
@@ -126,6 +129,11 @@ def _run(args: argparse.Namespace, session: Session) -> None:
         commands.inspect_dataplanes(session, args.mesh, args.tag, args.gateway, args.output)
     elif args.command == "delete":
         commands.delete(session, args.type, args.name, args.mesh)
+    elif args.command in ("install", "uninstall"):
+        try:
+            tproxy_cli.run(args, session.stdout, session.stderr)
+        except tproxy_cli.TproxyError as error:
+            raise CliError(str(error)) from None
 
 
 def main(
