@@ -90,6 +90,11 @@ class Metrics:
         self.responses_nacked = Counter(
             "kuma_xds_responses_nacked", "xDS responses NACKed by proxies", ["type"], registry=r
         )
+        self.streams_waiting = Gauge(
+            "kuma_xds_streams_waiting",
+            "Open ADS streams waiting for a Dataplane that does not exist (yet)",
+            registry=r,
+        )
         self.stale_replies = Counter(
             "kuma_xds_stale_replies",
             "ACKs/NACKs answering a nonce the stream never sent or had already seen answered "
@@ -211,6 +216,9 @@ class Metrics:
         if counter is None:
             counter = self._nacked[type_url] = self.responses_nacked.labels("other")
         counter.inc()
+
+    def on_waiting_streams(self, count: int) -> None:
+        self.streams_waiting.set(count)
 
     def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None:
         self.stale_replies.labels(SHORT_NAMES.get(type_url, "other")).inc()

@@ -176,6 +176,9 @@ class RecordingObserver:
     def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None:
         self._record("stale", node_id, type_url, nonce)
 
+    def on_waiting_streams(self, count: int) -> None:
+        self._record("waiting", count)
+
     def on_stream_close(self, stream_id: int, node_id: str) -> None:
         self._record("close", stream_id, node_id)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
+from .waiting import WaitingObserver
+
 #: The two ADS flavours: incremental (``DeltaAggregatedResources``) and state of the world.
 Flavour = Literal["delta", "sotw"]
 
@@ -79,6 +81,7 @@ class ObserverGroup:
         self._observers = tuple(observers)
         self._versioned = tuple(o for o in observers if isinstance(o, VersionObserver))
         self._stale = tuple(o for o in observers if isinstance(o, StaleReplyObserver))
+        self._waiting = tuple(o for o in observers if isinstance(o, WaitingObserver))
 
     def on_stream_open(
         self, stream_id: int, node_id: str, protocol: Flavour, envoy_version: str
@@ -101,6 +104,10 @@ class ObserverGroup:
     def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
         for observer in self._observers:
             observer.on_nack(node_id, type_url, nonce, message)
+
+    def on_waiting_streams(self, count: int) -> None:
+        for observer in self._waiting:
+            observer.on_waiting_streams(count)
 
     def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None:
         for observer in self._stale:

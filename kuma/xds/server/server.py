@@ -19,6 +19,7 @@ from .observer import NoopObserver, StreamObserver
 from .service import AggregatedDiscoveryServiceBase, ServerStream
 from .sotw import SotwProtocol
 from .stream import run_stream
+from .waiting import MAX_WAITING_PER_CONNECTION, WaitingObserver, WaitingStreams
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,16 @@ class AdsServer(AggregatedDiscoveryServiceBase):
         source: ConfigSource,
         observer: StreamObserver | None = None,
         lifecycle: StreamLifecycle | None = None,
+        *,
+        waiting_per_connection: int = MAX_WAITING_PER_CONNECTION,
     ) -> None:
         self._source = source
         self._observer: StreamObserver = observer if observer is not None else NoopObserver()
         self._lifecycle = lifecycle
+        self.waiting = WaitingStreams(
+            observer if isinstance(observer, WaitingObserver) else None,
+            per_connection=waiting_per_connection,
+        )
         self._stream_ids = itertools.count(1)
 
     async def DeltaAggregatedResources(self, stream: ServerStream) -> None:
@@ -52,6 +59,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             observer=self._observer,
             stream_id=next(self._stream_ids),
             lifecycle=self._lifecycle,
+            waiting=self.waiting,
         )
 
     async def StreamAggregatedResources(self, stream: ServerStream) -> None:
@@ -63,6 +71,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             observer=self._observer,
             stream_id=next(self._stream_ids),
             lifecycle=self._lifecycle,
+            waiting=self.waiting,
         )
 
 

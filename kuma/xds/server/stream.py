@@ -19,7 +19,8 @@ per stream) while the stream goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import anyio
@@ -36,6 +37,7 @@ from .lifecycle import StreamLifecycle
 from .node import InvalidRequest, envoy_version, first_node_id, node_version, parse_node_id
 from .observer import Flavour, StaleReplyObserver, StreamObserver, VersionObserver
 from .service import ServerStream
+from .waiting import WaitingStreams, WaitTicket
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ async def run_stream(
     observer: StreamObserver,
     stream_id: int,
     lifecycle: StreamLifecycle | None = None,
+    waiting: WaitingStreams | None = None,
 ) -> None:
     """Serve one ADS stream until the client ends it, breaks the protocol, or is cancelled."""
     try:
@@ -88,10 +91,11 @@ async def run_stream(
         # listed); kept alive for the stream's lifetime it tripled the memory of a connection.
         del first
         async with source.watch_proxy(node_id) as watch:
-            session = _Session(stream, state, watch, observer, node_id, types)
-            if reply is not None:
-                session.observe(reply)
-            await session.run()
+            with _wait_ticket(waiting, stream, node_id, flavour, known=watch.known) as ticket:
+                session = _Session(stream, state, watch, observer, node_id, types, ticket)
+                if reply is not None:
+                    session.observe(reply)
+                await session.run()
         if session.error is not None:
             log.warning("ending %s ADS stream of %s: %s", flavour, node_id, session.error)
             raise GRPCError(Status.INVALID_ARGUMENT, str(session.error))
@@ -99,6 +103,22 @@ async def run_stream(
         observer.on_stream_close(stream_id, node_id)
         if lifecycle is not None:
             lifecycle.stream_closed(stream_id, node_id)
+
+
+def _wait_ticket(
+    waiting: WaitingStreams | None,
+    stream: ServerStream,
+    node_id: str,
+    flavour: Flavour,
+    *,
+    known: bool,
+) -> AbstractContextManager[WaitTicket | None]:
+    """A place among the streams waiting for their Dataplane, if this one has to wait."""
+    if waiting is None or known:
+        return nullcontext(None)
+    # The peer's address tells connections apart (one TCP connection, many HTTP/2 streams).
+    connection: Hashable = stream.peer.addr()
+    return waiting.hold(connection, node_id, flavour)
 
 
 class _TypeFilter:
@@ -144,6 +164,7 @@ class _Session:
         "_stale",
         "_state",
         "_stream",
+        "_ticket",
         "_types",
         "_wait",
         "_watch",
@@ -158,7 +179,9 @@ class _Session:
         observer: StreamObserver,
         node_id: str,
         types: _TypeFilter,
+        ticket: WaitTicket | None = None,
     ) -> None:
+        self._ticket = ticket
         self._stream = stream
         self._types = types
         self._state = state
@@ -233,6 +256,8 @@ class _Session:
         while not watch.known:
             await watch.wait_for_changes()
             watch.take_changes()
+        if self._ticket is not None:
+            self._ticket.release()
         # Whatever changed so far is irrelevant: every type is read in full on its first build.
         watch.take_changes()
         while True:
