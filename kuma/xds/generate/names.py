@@ -75,3 +75,7 @@ def inbound_route_name(service: str) -> str:
 
 def outbound_route_name(service: str) -> str:
     return "outbound:" + service
+
+
+#: The UDP listener of a transparent proxy's DNS (Kuma's ``GetDNSListenerName``).
+DNS_LISTENER = "kuma:dns"
