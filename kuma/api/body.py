@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import NamedTuple
+
 import orjson
 from aiohttp import web
 
-from kuma.resources import DecodeError, Resource, decode_one, from_document
+from kuma.resources import DecodeError, Resource, from_document
+from kuma.resources.codec import line_of, load_one
 
 from .errors import ApiError, bad_body
 
@@ -39,20 +43,38 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
-def decode_body(body: bytes, content_type: str) -> Resource:
-    """One resource from a JSON body (``application/json``) or, for any other type, a YAML
-    or JSON body told apart by its first character. Raises ApiError (400) naming the problem."""
+class Body(NamedTuple):
+    """A PUT body decoded as the URL's resource type, and the ``type`` the body itself gave
+    (None when it gave none): Kuma reads the body as the URL's type and reports a different
+    ``type`` beside the other URL mismatches, after the spec's own violations."""
+
+    resource: Resource
+    written_type: object
+
+
+def decode_body(body: bytes, content_type: str, type_name: str) -> Body:
+    """One resource of type ``type_name`` from a JSON body (``application/json``) or, for any
+    other type, a YAML or JSON body told apart by its first character. Raises ApiError (400)
+    naming the problem."""
+    json_only = _is_json(content_type)
     try:
-        if _is_json(content_type):
-            return _decode_json(body)
-        return decode_one(body, source=SOURCE)
+        text = body.decode("utf-8")
+        document = _json_document(body) if json_only else load_one(text, source=SOURCE)
+        written = document.get("type") if isinstance(document, Mapping) else None
+        if isinstance(document, Mapping):
+            document = {**document, "type": type_name}
+        try:
+            return Body(from_document(document), written)
+        except DecodeError as exc:
+            line = None if json_only else line_of(text, 0, exc.field)
+            raise DecodeError(exc.reason, source=SOURCE, line=line, field=exc.field) from None
     except DecodeError as exc:
         raise bad_body(exc) from None
     except UnicodeDecodeError as exc:
         raise bad_body(DecodeError(f"not UTF-8 text: {exc.reason}", source=SOURCE)) from None
 
 
-def _decode_json(body: bytes) -> Resource:
+def _json_document(body: bytes) -> object:
     # Strict JSON: a YAML body sent as application/json is an error, not a guess.
     try:
         document = orjson.loads(body)
@@ -60,7 +82,4 @@ def _decode_json(body: bytes) -> Resource:
         raise DecodeError(f"invalid JSON: {exc.msg}", source=SOURCE, line=exc.lineno) from None
     if isinstance(document, list):
         raise DecodeError(f"expected exactly one resource, found {len(document)}", source=SOURCE)
-    try:
-        return from_document(document)
-    except DecodeError as exc:
-        raise DecodeError(exc.reason, source=SOURCE, field=exc.field) from None
+    return document

@@ -87,9 +87,9 @@ def mesh_not_found(title: str, mesh: str) -> ApiError:
 
 def bad_body(exc: DecodeError) -> ApiError:
     """A body that does not parse or does not have a resource's shape. ``detail`` carries the
-    whole story (line, field, reason); the field, when known, is also an invalid parameter."""
-    parameters = [(exc.field, exc.reason)] if exc.field else []
-    return ApiError(400, "Bad Request", str(exc), parameters)
+    whole story (line, field, reason); as in Kuma, such an error has no invalid parameters
+    (those are for a resource that was read and broke a rule)."""
+    return ApiError(400, "Bad Request", str(exc))
 
 
 def conflict(detail: str) -> ApiError:

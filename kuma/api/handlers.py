@@ -23,6 +23,7 @@ from kuma.resources import (
     ResourceKey,
     StoredResource,
     ValidationError,
+    Violation,
     to_document,
     validate,
 )
@@ -148,16 +149,38 @@ async def get_overviews(request: web.Request) -> web.StreamResponse:
 # --- writes ----------------------------------------------------------------------------------
 
 
-def _url_violations(kind: Kind, resource: Resource, name: str, mesh: str) -> list[tuple[str, str]]:
+#: Violations of the resource's meta (``name``, ``mesh``): Kuma reports them with the URL
+#: mismatches, the spec's own violations before them.
+_META_FIELDS = frozenset({"name", "mesh"})
+#: Kuma's title for a body that was read but cannot be stored as it is.
+PROCESS_TITLE = "Could not process a resource"
+
+
+def _url_violations(
+    kind: Kind, written_type: object, resource: Resource, name: str, mesh: str
+) -> list[tuple[str, str]]:
     """Kuma's validateResourceRequest: the URL and the body must name the same resource."""
     violations: list[tuple[str, str]] = []
     if resource.name != name:
         violations.append(("name", "name from the URL has to be the same as in body"))
-    if kind.type != resource.TYPE:
+    if written_type != kind.type:
         violations.append(("type", "type from the URL has to be the same as in body"))
-    elif kind.mesh_scoped and resource.mesh_name != mesh:
+    if kind.mesh_scoped and resource.mesh_name != mesh:
         violations.append(("mesh", "mesh from the URL has to be the same as in body"))
     return violations
+
+
+def _request_violations(
+    kind: Kind, written_type: object, resource: Resource, name: str, mesh: str
+) -> list[Violation | tuple[str, str]]:
+    """Every reason to refuse the body, in Kuma's order: the spec's violations alone if there
+    are any, else the URL mismatches followed by the name's and the mesh's own."""
+    problems = validate(resource)
+    spec = [v for v in problems if v.field not in _META_FIELDS]
+    if spec:
+        return list(spec)
+    meta = [v for v in problems if v.field in _META_FIELDS]
+    return [*_url_violations(kind, written_type, resource, name, mesh), *meta]
 
 
 def put(kind: Kind) -> Handler:
@@ -166,19 +189,16 @@ def put(kind: Kind) -> Handler:
         name = request.match_info["name"]
         mesh = request.match_info.get("mesh", "")
         body = await read_body(request, ctx.max_request_bytes)
-        resource = decode_body(body, request.content_type)
-        violations = _url_violations(kind, resource, name, mesh)
+        resource, written_type = decode_body(body, request.content_type, kind.type)
+        violations = _request_violations(kind, written_type, resource, name, mesh)
         if violations:
-            raise invalid("Could not process a resource", violations)
+            raise invalid(PROCESS_TITLE, violations)
         key = ResourceKey(kind.type, mesh, name)
         try:
             current: StoredResource | None = await ctx.store.get(key)
         except NotFoundError:
             current = None
         title = "Could not create a resource" if current is None else "Could not update a resource"
-        problems = validate(resource)
-        if problems:
-            raise invalid(title, problems)
         if kind.mesh_scoped:
             # As in Kuma this is a check, not a lock: a Mesh deleted between this check and the
             # write below leaves the Dataplane without its Mesh (stores have no transactions
@@ -193,7 +213,7 @@ def put(kind: Kind) -> Handler:
                 return web.Response(status=201)
             await ctx.store.update(resource, version=current.meta.version)
         except ValidationError as exc:
-            raise invalid(title, exc.violations) from None
+            raise invalid(PROCESS_TITLE, exc.violations) from None
         except (ConflictError, NotFoundError) as exc:
             # Another writer created, changed or deleted it since we looked: nothing was
             # written; the caller reads again and decides.

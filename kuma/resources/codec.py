@@ -7,6 +7,7 @@ Input may hold one document or several (YAML ``---`` separated, or a JSON array)
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -66,12 +67,64 @@ def from_document(doc: object) -> Resource:
         raise DecodeError(f"a resource must be a mapping, got {type(doc).__name__}")
     if any(k in doc for k in META_KEYS):
         doc = {k: v for k, v in doc.items() if k not in META_KEYS}
-    try:
-        resource: Resource = msgspec.convert(doc, Resource, strict=True)
-        return resource
-    except msgspec.ValidationError as exc:
-        field, reason = _explain(exc)
-        raise DecodeError(reason, field=field) from None
+    source: object = doc
+    copied: dict[str, Any] | None = None
+    for _ in range(_MAX_NULLS):
+        try:
+            resource: Resource = msgspec.convert(source, Resource, strict=True)
+            return resource
+        except msgspec.ValidationError as exc:
+            if copied is None:
+                source = copied = copy.deepcopy(dict(doc))
+            if not _null_as_default(copied, str(exc)):
+                field, reason = _explain(exc)
+                raise DecodeError(reason, field=field) from None
+    raise DecodeError(f"more than {_MAX_NULLS} null values")
+
+
+# Kuma decodes resources through protobuf's JSON mapping, where a null scalar is the field's
+# default: ``version:`` (YAML null) in a tag map is the empty string and fails as "tag value
+# must be non-empty", ``inboundPath:`` fails as an invalid path. msgspec refuses null for a
+# non-optional field; on that error path the null is replaced by the default and the
+# document converted again, so validation reports Kuma's message rather than a type error.
+_MAX_NULLS = 256
+_NULL_FOR = re.compile(
+    r"^Expected `(?P<type>str|int|float|bool)`, got `null` - at `\$(?P<path>[^`]*)`$"
+)
+_DEFAULTS: dict[str, object] = {"str": "", "int": 0, "float": 0.0, "bool": False}
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
+
+
+def _null_as_default(doc: dict[str, Any], error: str) -> bool:
+    """Replace the null ``error`` complains about with its type's default; False if the error
+    is not about a null or its place cannot be found."""
+    match = _NULL_FOR.match(error)
+    if match is None:
+        return False
+    default = _DEFAULTS[match.group("type")]
+    parts = list(_PATH_PART.finditer(match.group("path")))
+    node: Any = doc
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        key, index = part.group(1), part.group(2)
+        if key is None and index is None:  # "[...]": a value of this mapping, key unknown
+            if not last or not isinstance(node, dict):
+                return False
+            for name, value in node.items():
+                if value is None:
+                    node[name] = default
+            return True
+        container, slot = node, (key if key is not None else int(index))
+        try:
+            node = container[slot]
+        except (KeyError, IndexError, TypeError):
+            return False
+        if last:
+            if node is not None:
+                return False
+            container[slot] = default
+            return True
+    return False
 
 
 def _is_json(text: str) -> bool:
@@ -125,6 +178,16 @@ def decode(data: str | bytes, *, source: str = "") -> list[Resource]:
                 field=exc.field,
             ) from None
     return resources
+
+
+def load_one(data: str | bytes, *, source: str = "") -> object:
+    """Exactly one document of ``data``, parsed but not yet typed (a REST body whose ``type``
+    the caller checks against its URL before :func:`from_document`)."""
+    text = data.decode("utf-8", errors="strict") if isinstance(data, bytes) else data
+    docs = _load_documents(text, source)
+    if len(docs) != 1:
+        raise DecodeError(f"expected exactly one resource, found {len(docs)}", source=source)
+    return docs[0]
 
 
 def decode_one(data: str | bytes, *, source: str = "") -> Resource:

@@ -41,13 +41,13 @@ async def _nothing_written(api: Api) -> None:
             "  inbound:\n  - port: eighty\n",
             "application/yaml",
             "request body:7: networking.inbound[0].port: Expected `int`, got `str`",
-            [("networking.inbound[0].port", "Expected `int`, got `str`")],
+            [],
         ),
         (
             '{"type": "Dataplane", "mesh": "default", "name": "web-01", "networkin": {}}',
             "application/json",
             "request body: networkin: unknown field",
-            [("networkin", "unknown field")],
+            [],
         ),
         (
             "type: Dataplane\nmesh: default\nname: web-01\n---\ntype: Mesh\nname: x\n",
@@ -69,16 +69,10 @@ async def _nothing_written(api: Api) -> None:
             [],
         ),
         (
-            "type: Router\nname: web-01\n",
-            "application/yaml",
-            "request body:1: type: Invalid value 'Router'",
-            [
-                (
-                    "type",
-                    "Invalid value 'Router'; must be one of "
-                    "Dataplane, GlobalSecret, Mesh, MeshVips, Secret, ZoneEgress, ZoneIngress",
-                )
-            ],
+            '{"type": "Dataplane", "mesh": "default", "name": 4}',
+            "application/json",
+            "request body: name: Expected `str`, got `int`",
+            [],
         ),
     ],
 )

@@ -128,7 +128,7 @@ async def test_validation_errors_list_every_violation(api: Api) -> None:
     assert reply.status == 400
     assert reply.json == error(
         400,
-        "Could not create a resource",
+        "Could not process a resource",
         "Resource is not valid",
         [
             ("networking.address", "must not be 0.0.0.0 or ::"),
@@ -138,7 +138,7 @@ async def test_validation_errors_list_every_violation(api: Api) -> None:
     )
     await api.put(WEB, dataplane_yaml("web-01"))
     update = await api.put(WEB, dataplane_yaml("web-01", port=0))
-    assert update.json["title"] == "Could not update a resource"
+    assert update.json["title"] == "Could not process a resource"
     assert update.json["invalid_parameters"] == [
         {"field": "networking.inbound[0].port", "reason": "port must be in the range [1, 65535]"}
     ]
@@ -158,8 +158,14 @@ async def test_validation_errors_list_every_violation(api: Api) -> None:
             [("mesh", "mesh from the URL has to be the same as in body")],
         ),
         (
+            # Kuma reads the body as the URL's type and then compares the types.
             "/zoneingresses/demo",
-            "type: Mesh\nname: demo\n",
+            "type: Mesh\nname: demo\nnetworking: {port: 10001}\n",
+            [("type", "type from the URL has to be the same as in body")],
+        ),
+        (
+            "/meshes/default/dataplanes/web-01",
+            dataplane_yaml("web-01").replace("type: Dataplane", "type: Router"),
             [("type", "type from the URL has to be the same as in body")],
         ),
         (

@@ -12,6 +12,7 @@ from kuma.resources import (
     decode_one,
     encode_json,
     encode_yaml,
+    from_document,
     to_document,
 )
 from kuma.resources.model import (
@@ -247,3 +248,28 @@ def test_decode_one_wants_exactly_one_resource() -> None:
 
 def test_empty_documents_are_skipped() -> None:
     assert decode("---\ntype: Mesh\nname: a\n---\n---\n") == [Mesh(name="a")]
+
+
+def test_null_scalars_are_their_defaults_as_in_kuma() -> None:
+    """Kuma decodes through protobuf's JSON mapping: a null scalar is the field's default, so
+    ``version:`` (YAML null) is an empty tag value, a validation error with Kuma's message."""
+    document = {
+        "type": "Dataplane",
+        "name": "dp",
+        "networking": {
+            "address": "10.0.0.1",
+            "inbound": [{"port": 80, "tags": {"kuma.io/service": "web", "version": None}}],
+        },
+    }
+    resource = from_document(document)
+    assert isinstance(resource, Dataplane)
+    assert resource.networking is not None
+    assert resource.networking.inbound[0].tags["version"] == ""
+    # The caller's document is left as it was.
+    assert document["networking"]["inbound"][0]["tags"]["version"] is None  # type: ignore[index]
+
+
+def test_null_where_a_structure_belongs_is_still_an_error() -> None:
+    with pytest.raises(DecodeError) as caught:
+        from_document({"type": "Dataplane", "name": "dp", "networking": {"inbound": [None]}})
+    assert caught.value.field == "networking.inbound[0]"

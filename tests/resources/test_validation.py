@@ -21,6 +21,10 @@ RFC1123 = (
     "invalid characters. A lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
     "characters, '-' or '.', and must start and end with an alphanumeric character"
 )
+LEGACY_NAME_MESSAGE = (
+    "invalid characters. Valid characters are numbers, lowercase latin letters and "
+    "'-', '_', '.' symbols."
+)
 PORT_RANGE = "port must be in the range [1, 65535]"
 MISSING_SERVICE = 'mandatory tag "kuma.io/service" is missing'
 DIFFER = "serviceAddress and servicePort has to differ from address and port"
@@ -279,7 +283,7 @@ INVALID = [
         [
             ("networking.inbound", "inbound cannot be defined for builtin gateways"),
             ("networking.outbound", "outbound cannot be defined for builtin gateways"),
-            ("probes", "probes cannot be defined for builtin gateways"),
+            ("networking.probes", "probes cannot be defined for builtin gateways"),
             (
                 'networking.gateway.tags["kuma.io/protocol"]',
                 'other values than tcp are not allowed, provided value "TCP"',
@@ -373,8 +377,15 @@ INVALID = [
     pytest.param(
         "type: Dataplane\nmesh: My_Mesh\nname: Web_01\nnetworking:\n  address: 10.0.0.1\n"
         + INBOUND,
-        [("name", RFC1123), ("mesh", RFC1123)],
+        [("name", RFC1123), ("mesh", LEGACY_NAME_MESSAGE)],
         id="name-and-mesh-not-rfc1123",
+    ),
+    pytest.param(
+        # Kuma's legacy mesh pattern allows "_"; no Mesh here can have one (RFC 1123).
+        "type: Dataplane\nmesh: my_mesh\nname: web-01\nnetworking:\n  address: 10.0.0.1\n"
+        + INBOUND,
+        [("mesh", RFC1123)],
+        id="mesh-legacy-but-not-rfc1123",
     ),
     pytest.param(
         "type: Dataplane\nmesh: ''\nname: ''\nnetworking:\n  address: 10.0.0.1\n" + INBOUND,
@@ -410,7 +421,7 @@ probes: {port: 9000, endpoints: [{inboundPort: 8080, inboundPath: health, path: 
     )
     assert pairs(resource) == [
         ("name", RFC1123),
-        ("mesh", RFC1123),
+        ("mesh", LEGACY_NAME_MESSAGE),
         ("networking.admin.port", "must differ from inbound"),
         ("networking.address", "must not be 0.0.0.0 or ::"),
         ("networking.inbound[0].serviceAddress", DIFFER),

@@ -88,12 +88,15 @@ availableServices:
 - tags: {version: ""}
 """,
         [
-            ("networking.advertisedAddress", "address has to be valid IP address or domain name"),
+            (
+                "networking.advertisedAddress.address",
+                "address has to be valid IP address or domain name",
+            ),
             ("networking.advertisedPort", PORT_RANGE),
-            ("availableServices[1].tags", MISSING_SERVICE),
-            ('availableServices[2].tags["kuma.io/service"]', "tag value must be non-empty"),
-            ('availableServices[3].tags["version"]', "tag value must be non-empty"),
-            ("availableServices[3].tags", MISSING_SERVICE),
+            ("availableService[1].tags", MISSING_SERVICE),
+            ('availableService[2].tags["kuma.io/service"]', "tag value must be non-empty"),
+            ('availableService[3].tags["version"]', "tag value must be non-empty"),
+            ("availableService[3].tags", MISSING_SERVICE),
         ],
         id="zone-ingress-many",
     ),
@@ -113,7 +116,7 @@ availableServices:
         [
             ("name", RFC1123),
             ("networking.advertisedPort", "has to be defined with advertisedAddress"),
-            ("networking.address", "must not be 0.0.0.0 or ::"),
+            ("networking.address.address", "must not be 0.0.0.0 or ::"),
             ("networking.port", PORT_RANGE),
         ],
         id="zone-ingress-advertised-address-alone",
@@ -126,14 +129,14 @@ availableServices:
         " admin: {port: 10002}}\n",
         [
             ("networking.admin.port", "must differ from port"),
-            ("networking.address", "must not be 0.0.0.0 or ::"),
+            ("networking.address.address", "must not be 0.0.0.0 or ::"),
         ],
         id="zone-egress-admin-on-wildcard",
     ),
     pytest.param(
         "type: ZoneEgress\nname: ze-1\nnetworking: {address: 'x y', admin: {port: 99999}}\n",
         [
-            ("networking.address", "address has to be valid IP address or domain name"),
+            ("networking.address.address", "address has to be valid IP address or domain name"),
             ("networking.port", PORT_RANGE),
             ("networking.admin.port", PORT_RANGE),
         ],

@@ -10,9 +10,11 @@ Where this module knowingly differs from Kuma 2.7 (each is commented where it ha
   and ipFamilyMode, admin port range, negative durations, an explicit ``servicePort: 0``, any
   spelling of the IPv6 wildcard, probe paths that are full URLs;
 - laxer: serviceAddress equal to networking.address when the inbound listens elsewhere;
-- paths: ``probes`` (Kuma: ``networking.probes``), ``networking.address`` on zone proxies
-  (Kuma: ``networking.address.address``), ``availableServices[i]`` (Kuma:
-  ``availableService[i]``): the paths here are the document's.
+- paths are Kuma's, even where they are not the document's: probes on a builtin gateway at
+  ``networking.probes``, a zone ingress's advertised address at
+  ``networking.advertisedAddress.address`` and its services at ``availableService[i]``, a
+  logging or tracing backend's conf at ``...config``: clients (and people) matching on
+  Kuma's output find the same strings.
 """
 
 from __future__ import annotations

@@ -58,17 +58,29 @@ def check_name(out: list[Violation], field: str, name: str) -> None:
         out.append(Violation(field, RFC1123_MESSAGE))
 
 
+_LEGACY_NAME = re.compile(r"[0-9a-z\-_.]*")
+LEGACY_NAME_MESSAGE = (
+    "invalid characters. Valid characters are numbers, lowercase latin letters and "
+    "'-', '_', '.' symbols."
+)
+
+
 def check_mesh_name(out: list[Violation], mesh: str) -> None:
     """The ``mesh`` of a mesh-scoped resource follows the same rule as a name.
 
     Kuma checks it against a laxer legacy pattern (``_`` allowed) because meshes created before
-    Kuma 2.5 may hold one; every Mesh in this project passed the RFC 1123 rule, so a mesh name
-    that fails it can only name a Mesh that cannot exist.
+    Kuma 2.5 may hold one, with its own message; a mesh name outside that pattern gets Kuma's
+    message. Every Mesh in this project passed the RFC 1123 rule, so a mesh name that passes
+    the legacy pattern but not RFC 1123 can only name a Mesh that cannot exist: refused too,
+    with the RFC 1123 message.
     """
     if mesh in _valid_mesh_names:
         return
     before = len(out)
-    check_name(out, "mesh", mesh)
+    if mesh and len(mesh) <= _MAX_NAME_LENGTH and _LEGACY_NAME.fullmatch(mesh) is None:
+        out.append(Violation("mesh", LEGACY_NAME_MESSAGE))
+    else:
+        check_name(out, "mesh", mesh)
     if len(out) == before:
         _remember(_valid_mesh_names, mesh)
 

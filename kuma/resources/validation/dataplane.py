@@ -43,6 +43,7 @@ from .common import (
     tag_field,
     tags_known_valid,
 )
+from .mesh_sections import check_dataplane_metrics
 
 # Kuma's SupportedProtocols, in the order its message lists them.
 SUPPORTED_PROTOCOLS = ("grpc", "http", "http2", "kafka", "tcp")
@@ -75,6 +76,7 @@ def validate_dataplane(dataplane: Dataplane, out: list[Violation]) -> None:
             )
         _check_networking(out, networking)
         _check_probes(out, dataplane.probes)
+        check_dataplane_metrics(out, dataplane.metrics)
     elif gateway.type == "DELEGATED":
         if networking.inbound:
             out.append(
@@ -93,9 +95,10 @@ def validate_dataplane(dataplane: Dataplane, out: list[Violation]) -> None:
                 Violation("networking.outbound", "outbound cannot be defined for builtin gateways")
             )
         if dataplane.probes is not None:
-            # Kuma reports this at "networking.probes", a path that does not exist in the
-            # document; the field is the top-level "probes".
-            out.append(Violation("probes", "probes cannot be defined for builtin gateways"))
+            # Kuma's path, though the field is the top-level "probes".
+            out.append(
+                Violation("networking.probes", "probes cannot be defined for builtin gateways")
+            )
         _check_gateway(out, gateway)
         _check_networking(out, networking)
 

@@ -31,6 +31,7 @@ from ..mtls import (
     parse_kuma_duration,
 )
 from .common import check_name
+from .mesh_sections import check_constraints, check_logging, check_metrics, check_tracing
 
 MAX_BACKENDS = 1
 _MAX_SECRET_NAME = 255
@@ -41,6 +42,10 @@ _DNS_NAME = re.compile(r"[a-z0-9_][a-z0-9_-]{0,62}(?:\.[a-z0-9_][a-z0-9_-]{0,62}
 def validate_mesh(mesh: Mesh, out: list[Violation]) -> None:
     check_name(out, "name", mesh.name)
     enabled = _validate_mtls(mesh, out)
+    check_logging(out, mesh.logging)
+    check_tracing(out, mesh.tracing)
+    check_metrics(out, mesh.metrics)
+    check_constraints(out, mesh.constraints)
     routing = mesh.routing or {}
     if routing.get("zoneEgress") and not enabled:
         out.append(Violation("mtls", "has to be set when zoneEgress enabled"))

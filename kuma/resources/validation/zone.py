@@ -1,7 +1,9 @@
 """ZoneIngress and ZoneEgress rules (Kuma: zone_ingress_validator.go, zone_egress_validator.go).
 
-Kuma reports a bad address at ``networking.address.address`` (its address helper appends the
-field name a second time); the path here is the field that exists, ``networking.address``.
+Paths are Kuma's: a bad address is reported at ``networking.address.address`` (and a zone
+ingress's advertised one at ``networking.advertisedAddress.address``: Kuma's address helper
+appends the field name a second time), a zone ingress's services at ``availableService[i]``
+(the document's key is ``availableServices``).
 """
 
 from __future__ import annotations
@@ -52,17 +54,16 @@ def validate_zone_ingress(ingress: ZoneIngress, out: list[Violation]) -> None:
     # An empty address is allowed, as in Kuma: it may be filled in later (on Kubernetes, from
     # the Service); an ingress without one serves nothing until it is.
     if networking.address:
-        check_address(out, "networking.address", networking.address)
+        check_address(out, "networking.address.address", networking.address)
     if advertised_address:
-        check_address(out, "networking.advertisedAddress", advertised_address)
+        check_address(out, "networking.advertisedAddress.address", advertised_address)
     check_port(out, "networking.port", networking.port)
     check_optional_port(out, "networking.advertisedPort", networking.advertised_port)
     if networking.admin is not None:  # not in Kuma: a port that cannot be bound
         check_optional_port(out, "networking.admin.port", networking.admin.port)
 
-    # Kuma's path is "availableService[i]" (singular); the document's key is availableServices.
     for index, service in enumerate(ingress.available_services):
-        check_service_tags(out, f"availableServices[{index}].tags", service.tags)
+        check_service_tags(out, f"availableService[{index}].tags", service.tags)
 
 
 def validate_zone_egress(egress: ZoneEgress, out: list[Violation]) -> None:
@@ -71,7 +72,7 @@ def validate_zone_egress(egress: ZoneEgress, out: list[Violation]) -> None:
     if _admin_clashes(networking.admin, networking.address, networking.port):
         out.append(Violation("networking.admin.port", "must differ from port"))
     if networking.address:
-        check_address(out, "networking.address", networking.address)
+        check_address(out, "networking.address.address", networking.address)
     check_port(out, "networking.port", networking.port)
     if networking.admin is not None:  # not in Kuma: a port that cannot be bound
         check_optional_port(out, "networking.admin.port", networking.admin.port)
