@@ -33,11 +33,6 @@ DIFFERENT: dict[str, tuple[str, str]] = {
     "dataplane_validator_test/55": ("MeshService backendRef is not supported", BACKEND_REF),
 }
 
-#: Violations of the Mesh's ``mtls`` section (and the zoneEgress rule, which reads it) belong
-#: to the mTLS work (issue "mtls"); until it lands, cases that hold them are compared on their
-#: other violations only.
-MTLS_FIELDS = ("mtls", "dpcert")
-
 
 def _outcome(case: dict[str, Any]) -> list[dict[str, str]] | str:
     document = yaml.safe_load(case["document"]) or {}
@@ -51,10 +46,6 @@ def _outcome(case: dict[str, Any]) -> list[dict[str, str]] | str:
     return [{"field": v.field, "message": v.message} for v in validate(resource)]
 
 
-def _without_mtls(violations: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [v for v in violations if not v["field"].startswith(MTLS_FIELDS)]
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_kuma_validator_case(case: dict[str, Any]) -> None:
     outcome = _outcome(case)
@@ -62,12 +53,7 @@ def test_kuma_validator_case(case: dict[str, Any]) -> None:
         _reason, answer = DIFFERENT[case["id"]]
         assert outcome == answer, case["source"]
         return
-    expected = case["violations"]
-    if any(v["field"].startswith(MTLS_FIELDS) for v in expected):
-        assert isinstance(outcome, list), outcome
-        assert _without_mtls(outcome) == _without_mtls(expected), case["source"]
-        return
-    assert outcome == expected, case["source"]
+    assert outcome == case["violations"], case["source"]
 
 
 def test_every_kind_of_case_was_extracted() -> None:

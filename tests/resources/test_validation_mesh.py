@@ -57,7 +57,7 @@ KUMA_CASES = {
               rotation:
                 expiration: 2e
         """,
-        [("dpcert.rotation.expiration", "has to be a valid format")],
+        [("mtls.dpcert.rotation.expiration", "has to be a valid format")],
     ),
     "zoneEgress enabled but mtls not defined": (
         """

@@ -80,8 +80,8 @@ def _validate_mtls(mesh: Mesh, out: list[Violation]) -> str:
         dp_cert = backend.dp_cert
         expiration = dp_cert.rotation.expiration if dp_cert and dp_cert.rotation else ""
         if dp_cert is not None and parse_kuma_duration(expiration) is None:
-            # Kuma's path, lower-case "dpcert" and no index included.
-            out.append(Violation("dpcert.rotation.expiration", "has to be a valid format"))
+            # Kuma's path: under "mtls", lower-case "dpcert", no backend index.
+            out.append(Violation("mtls.dpcert.rotation.expiration", "has to be a valid format"))
     for i, backend in enumerate(mtls.backends):
         path = f"mtls.backends[{i}]"
         if backend.type not in CA_TYPES:
