@@ -2,12 +2,12 @@
 
 Shaped after Kuma's ``pkg/xds/bootstrap/template_v3.go`` (camelCase proto JSON, as Kuma renders
 it), without what this control plane does not offer (TLS to the control plane, HDS, access-log
-and metrics sockets, DNS):
+and metrics sockets):
 
 * ``node``: id ``<mesh>.<name>``, cluster = the proxy's service, metadata read back by the
   control plane when the proxy connects: ``dataplane.resource`` (the Dataplane as JSON, when
   the proxy brought it), ``dataplane.admin.port``/``.address``, ``dataplane.proxyType``,
-  ``version`` (kuma-dp's and Envoy's);
+  ``dataplane.dns.port`` (when kuma-dp serves DNS), ``version`` (kuma-dp's and Envoy's);
 * ``admin`` on 127.0.0.1 only, at ``networking.admin.port`` or else the control plane's
   ``bootstrapServer.params.adminPort``;
 * ADS (delta by default, ``bootstrapServer.params.xdsTransport: GRPC`` for state of the world)
@@ -77,6 +77,8 @@ def generate(
         "dataplane.proxyType": request.proxy_type or DATAPLANE_PROXY_TYPE,
         "version": msgspec.to_builtins(request.version),
     }
+    if request.dns_port:
+        metadata["dataplane.dns.port"] = str(request.dns_port)
     if request.dataplane_resource:
         # Re-encoded: YAML from the request becomes JSON, and what the control plane reads back
         # at connect time is exactly what was checked here.

@@ -1,8 +1,8 @@
 """Kuma's bootstrap request (``POST /bootstrap``), what is wrong with one, and its Dataplane.
 
-kuma-dp sends ``{mesh, name, proxyType, dataplaneToken, dataplaneResource, version, ...}``
-(``pkg/xds/bootstrap/types/bootstrap_request.go``). Fields this control plane does not use (DNS
-ports, metrics sockets, features, ...) are accepted and ignored, so a newer kuma-dp still works.
+kuma-dp sends ``{mesh, name, proxyType, dataplaneToken, dataplaneResource, dnsPort, version,
+...}`` (``pkg/xds/bootstrap/types/bootstrap_request.go``). Fields this control plane does not
+use (metrics sockets, features, ...) are accepted and ignored, so a newer kuma-dp still works.
 
 Two flows, as in Kuma: with ``dataplaneResource`` (the Dataplane as a JSON or YAML string) the
 proxy brings its own definition, which is checked here and registered by the control plane when
@@ -82,6 +82,8 @@ class BootstrapRequest(_Camel):
     proxy_type: str = DATAPLANE_PROXY_TYPE
     dataplane_token: str = ""
     dataplane_resource: str = ""
+    #: The port of the proxy's DNS listener (kuma-dp ``--dns-port``), 0: no DNS.
+    dns_port: int = 0
     version: Version = msgspec.field(default_factory=Version)
 
 

@@ -91,6 +91,24 @@ def parser() -> argparse.ArgumentParser:
     )
     add("--envoy-log-level", default="info", choices=ENVOY_LOG_LEVELS, help="Envoy's log level")
     add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add(
+        "--dns-enabled",
+        nargs="?",
+        const="true",
+        default="true",
+        choices=["true", "false"],
+        help="with transparent proxying, Envoy answers <service>.mesh names and forwards the "
+        "rest to the host's resolvers on --dns-port (default true)",
+    )
+    add(
+        "--dns-port",
+        "--dns-coredns-port",
+        dest="dns_port",
+        type=_positive,
+        default=15053,
+        help="the port DNS is redirected to ('kumactl install transparent-proxy "
+        "--redirect-dns-port', default 15053)",
+    )
     return top
 
 
@@ -132,6 +150,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         concurrency=args.concurrency,
         drain_time=args.drain_time,
         envoy_log_level=args.envoy_log_level,
+        dns_port=args.dns_port if args.dns_enabled == "true" else 0,
     )
 
 

@@ -53,6 +53,8 @@ class RunOptions(msgspec.Struct, kw_only=True):
     concurrency: int | None = None
     drain_time: float = 30.0
     envoy_log_level: str = "info"
+    #: The port of Envoy's DNS listener (``kuma:dns``) for transparent proxying, 0: no DNS.
+    dns_port: int = 15053
 
 
 def bootstrap_request(options: RunOptions, version: EnvoyVersion, workdir: Path) -> dict[str, Any]:
@@ -64,6 +66,7 @@ def bootstrap_request(options: RunOptions, version: EnvoyVersion, workdir: Path)
         "proxyType": options.proxy_type,
         "dataplaneToken": options.token,
         "dataplaneResource": encode_json(dataplane).decode() if dataplane else "",
+        "dnsPort": options.dns_port,
         "version": {
             "kumaDp": {
                 "version": kuma.__version__,

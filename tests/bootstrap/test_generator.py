@@ -151,3 +151,13 @@ def test_yaml_has_no_aliases() -> None:
     # Shared sub-documents would become &id001 anchors, which people reading the file trip on.
     assert "&id" not in to_yaml(bootstrap_of(WEB))
     assert load_yaml(to_yaml(bootstrap_of(WEB))) == bootstrap_of(WEB)
+
+
+def test_dns_port_goes_into_the_node_metadata() -> None:
+    parsed = parse_request(orjson.dumps(request(WEB, dnsPort=15053)))
+    assert parsed.dns_port == 15053
+    proxy = decode_proxy_dataplane(parsed.dataplane_resource)
+    node = generate(proxy, parsed, GeneratorParams(), xds_host="cp", xds_port=5678)["node"]
+    assert node["metadata"]["dataplane.dns.port"] == "15053"
+    # Without it (DNS disabled, or an older kuma-dp) there is no such key.
+    assert "dataplane.dns.port" not in bootstrap_of(WEB)["node"]["metadata"]

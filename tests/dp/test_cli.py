@@ -192,3 +192,13 @@ def test_a_missing_variable_is_refused_before_the_control_plane_is_contacted(
     assert result.returncode == 2
     assert "kuma-dp: the Dataplane template uses 'name' but no value was given" in result.stderr
     assert accepted == []
+
+
+def test_dns_flags() -> None:
+    base = ["run", "--name", "web-01", "--mesh", "default"]
+    assert options_from(parser().parse_args(base)).dns_port == 15053
+    assert options_from(parser().parse_args([*base, "--dns-port", "16053"])).dns_port == 16053
+    # Kuma's name for the port iptables redirects DNS to.
+    assert options_from(parser().parse_args([*base, "--dns-coredns-port=17053"])).dns_port == 17053
+    assert options_from(parser().parse_args([*base, "--dns-enabled=false"])).dns_port == 0
+    assert options_from(parser().parse_args([*base, "--dns-enabled"])).dns_port == 15053
