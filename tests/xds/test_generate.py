@@ -363,6 +363,28 @@ CASES: dict[str, tuple[str, Mesh | None]] = {
             },
         ),
     ),
+    # Virtual probes: to an inbound's application (path rewritten, query dropped, escapes
+    # decoded), and a redirect where no inbound's application listens on the port.
+    "probes": (
+        """
+        name: web-01
+        networking:
+          address: 192.168.6.1
+          inbound:
+          - port: 80
+            servicePort: 8080
+            tags: {kuma.io/service: web, kuma.io/protocol: http}
+          - port: 81
+            tags: {kuma.io/service: web-admin}
+        probes:
+          port: 9000
+          endpoints:
+          - {inboundPort: 8080, inboundPath: /healthz, path: /8080/healthz}
+          - {inboundPort: 81, inboundPath: "/ready?full=1", path: "/81/ready?full=1"}
+          - {inboundPort: 3001, inboundPath: /live%20check, path: /3001/live}
+        """,
+        None,
+    ),
     # IPv6 addresses: bracketed names, ::6 as the source towards the application.
     "ipv6": (
         """
@@ -684,3 +706,81 @@ def test_not_transparent_without_both_redirect_ports() -> None:
     resources = generate_proxy(proxy, StaticMeshView([proxy], vips={"s": "240.0.0.9"}), 0)
     assert sorted(resources[types.LISTENER]) == ["inbound:10.0.0.1:80"]
     assert sorted(resources[types.CLUSTER]) == ["localhost:80"]
+
+
+# Kuma v2.7.29's probe goldens (pkg/xds/generator/testdata/probe/01 and 03): a Dataplane
+# without an address, one inbound, one probe endpoint; routed to the application when an
+# inbound's application listens on the probe's port, redirected otherwise.
+_KUMA_PROBE_ROUTE = {
+    "match": {
+        "headers": [{"name": ":method", "stringMatch": {"exact": "GET"}}],
+        "path": "/8080/healthz/probe",
+    },
+    "route": {
+        "cluster": "localhost:8080",
+        "regexRewrite": {"pattern": {"regex": ".*"}, "substitution": "/healthz/probe"},
+    },
+}
+_KUMA_PROBE_REDIRECT = {
+    "match": _KUMA_PROBE_ROUTE["match"],
+    "redirect": {"pathRedirect": "/healthz/probe", "portRedirect": 8080},
+}
+
+
+@pytest.mark.parametrize(
+    ("inbound_port", "route"), [(8080, _KUMA_PROBE_ROUTE), (1010, _KUMA_PROBE_REDIRECT)]
+)
+def test_probe_listener_is_kumas(inbound_port: int, route: dict[str, Any]) -> None:
+    proxy = dataplane(
+        f"""
+        name: probed
+        networking:
+          inbound: [{{port: {inbound_port}, tags: {{kuma.io/service: web}}}}]
+        probes:
+          port: 9000
+          endpoints:
+          - {{inboundPort: 8080, inboundPath: /healthz/probe, path: /8080/healthz/probe}}
+        """
+    )
+    listener = generate_proxy(proxy, StaticMeshView([proxy]), 0)[types.LISTENER]["probe:listener"]
+    hcm_type = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+    assert to_plain(listener) == {
+        "name": "probe:listener",
+        "address": {"socketAddress": {"portValue": 9000}},
+        "enableReusePort": False,
+        "trafficDirection": "INBOUND",
+        "filterChains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typedConfig": {
+                            "@type": hcm_type + ".HttpConnectionManager",
+                            "httpFilters": [
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typedConfig": {
+                                        "@type": "type.googleapis.com/"
+                                        "envoy.extensions.filters.http.router.v3.Router"
+                                    },
+                                }
+                            ],
+                            "internalAddressConfig": {
+                                "cidrRanges": [
+                                    {"addressPrefix": "127.0.0.1", "prefixLen": 32},
+                                    {"addressPrefix": "::1", "prefixLen": 128},
+                                ]
+                            },
+                            "routeConfig": {
+                                "name": "probe:route_configuration",
+                                "virtualHosts": [
+                                    {"domains": ["*"], "name": "probe", "routes": [route]}
+                                ],
+                            },
+                            "statPrefix": "probe_listener",
+                        },
+                    }
+                ]
+            }
+        ],
+    }

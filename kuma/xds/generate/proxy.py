@@ -12,13 +12,14 @@ What a standard proxy gets (Kuma v2.7's default proxy profile, without mTLS and 
   included (as in Kuma), skipping one that would overlap an inbound; explicit outbounds whose
   address is a VIP are dropped; plus the redirect listeners and passthrough clusters;
 * the admin cluster and listener;
+* with ``probes``: the virtual probe listener ``probe:listener`` (``probes.py``);
 * with mesh mTLS on (``mtls.enabledBackend``): inbound listeners secured per the backend's
   mode with RBAC from the proxy's permissions (deny-all when none applies), outbound service
   clusters originating mTLS (PERMISSIVE: once the service is TLS-ready), and the SDS Secrets
   ``identity_cert:secret:<mesh>`` / ``mesh_ca:secret:<mesh>`` they reference (served by the
   certificate source, not built here: see ``referenced_secrets``).
 
-Kuma's probe, Prometheus, tracing, DNS and direct-access generators are not reproduced.
+Kuma's Prometheus, tracing and direct-access generators are not reproduced.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .listeners import (
     outbound_listener,
     outbound_redirect_listener,
 )
+from .probes import probe_listener
 from .rbac import DENY_ALL, PermissionRule
 from .tls import identity_secret_name, mesh_ca_secret_name
 
@@ -227,6 +229,9 @@ def proxy_parts(
                 own.append(inbound_cluster(dataplane, inbound))
                 inbounds += 1
     own.extend(admin_resources(dataplane, default_admin_port))
+    probe = probe_listener(dataplane)
+    if probe is not None:
+        own.append(probe)
     tp = networking.transparent_proxying
     if tp is not None and transparent:
         passthrough = mesh_allows_passthrough(view.mesh)
