@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import anyio
@@ -43,17 +45,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Seconds a SIGTERM/SIGINT leaves kuma-cp to stop cleanly before it exits regardless.
+STOP_GRACE = 5.0
+
+
+class _Stopper:
+    """SIGTERM and SIGINT stop kuma-cp within :data:`STOP_GRACE` seconds, whatever it does.
+
+    The handlers are plain ``signal`` handlers, not the event loop's: they run in the main
+    thread between two bytecodes even while the loop is busy, ask the loop to cancel
+    everything, and start a daemon timer that ends the process if the clean stop does not
+    finish in time (a worker thread parsing a huge file, a loop stuck in a long computation,
+    interpreter shutdown waiting for threads). A second signal exits at once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, scope: anyio.CancelScope) -> None:
+        self._loop = loop
+        self._scope = scope
+        self._stopping = False
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self._stopping:
+            log.warning("second signal: exiting now", extra=logs.fields(signal=name))
+            _exit_now(1)
+        self._stopping = True
+        log.info("shutting down", extra=logs.fields(signal=name, grace=STOP_GRACE))
+        self._loop.call_soon_threadsafe(self._scope.cancel)
+        timer = threading.Timer(STOP_GRACE, self._overdue)
+        timer.daemon = True
+        timer.start()
+
+    def _overdue(self) -> None:
+        log.error("did not stop within %s s: exiting now", STOP_GRACE)
+        _exit_now(1)
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()  # flush what was logged; then no cleanup, no waiting for threads
+    sys.stdout.flush()
+    os._exit(code)
+
+
 async def _serve(config: CpConfig) -> None:
     async with anyio.create_task_group() as tg:
-
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    log.info("shutting down", extra=logs.fields(signal=signal.Signals(signum).name))
-                    tg.cancel_scope.cancel()
-                    return
-
-        tg.start_soon(stop_on_signal)
+        _Stopper(asyncio.get_running_loop(), tg.cancel_scope).install()
         await run_control_plane(config)
 
 
@@ -76,7 +116,17 @@ def main(argv: list[str] | None = None) -> int:
             log.error("kuma-cp stopped: %s", failure)
         return 1
     log.info("kuma-cp stopped")
+    if _busy_threads():
+        # A worker thread still parsing a file nobody needs now: do not wait for it.
+        _exit_now(0)
     return 0
+
+
+def _busy_threads() -> bool:
+    main_thread = threading.main_thread()
+    return any(
+        t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()
+    )
 
 
 def _expected_failures(exc: BaseException) -> list[BaseException] | None:

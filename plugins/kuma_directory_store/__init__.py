@@ -27,9 +27,11 @@ across restarts, and neither are creation times (the time a resource was first r
 
 Options (``store.directory`` in kuma-cp's configuration): ``path`` (required; created if
 missing) and ``debounceMs`` (default 50): changes are read once the folder has been quiet for
-half of it, at the latest this long after the last change. For file systems that do not notify
-(some network and VM shares), set ``WATCHFILES_FORCE_POLLING=1`` in the environment; a folder
-that stays silent is reported in ``problems()``.
+half of it, at the latest this long after the last change; ``maxFileBytes`` (default 8 MiB): a
+bigger file is reported as a problem and not read (files of 1 MiB or more are logged when read).
+Files are read and parsed outside the lock that orders the store's writes. For file systems
+that do not notify (some network and VM shares), set ``WATCHFILES_FORCE_POLLING=1`` in the
+environment; a folder that stays silent is reported in ``problems()``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 from kuma.store import StoreConfigError
 
+from .files import DEFAULT_MAX_FILE_BYTES
+
 if TYPE_CHECKING:
     from .store import DirectoryStore
 
@@ -51,17 +55,20 @@ _PREFIX = "store.directory"
 DEFAULT_DEBOUNCE_MS = 50
 
 
-def _options(options: Mapping[str, Any]) -> tuple[Path, int]:
-    unknown = sorted(set(options) - {"path", "debounceMs"})
+def _options(options: Mapping[str, Any]) -> tuple[Path, int, int]:
+    unknown = sorted(set(options) - {"path", "debounceMs", "maxFileBytes"})
     if unknown:
         names = ", ".join(f"{_PREFIX}.{name}" for name in unknown)
-        raise StoreConfigError(f"{names}: unknown option(s); known: path, debounceMs")
+        raise StoreConfigError(f"{names}: unknown option(s); known: path, debounceMs, maxFileBytes")
     raw_path = options.get("path")
     if not isinstance(raw_path, str | os.PathLike) or not str(raw_path):
         raise StoreConfigError(f"{_PREFIX}.path: required, the folder that holds the resources")
     debounce = options.get("debounceMs", DEFAULT_DEBOUNCE_MS)
     if isinstance(debounce, bool) or not isinstance(debounce, int) or not 1 <= debounce <= 60_000:
         raise StoreConfigError(f"{_PREFIX}.debounceMs: must be a whole number of ms in [1, 60000]")
+    max_bytes = options.get("maxFileBytes", DEFAULT_MAX_FILE_BYTES)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
+        raise StoreConfigError(f"{_PREFIX}.maxFileBytes: must be a whole number of bytes >= 1024")
     path = Path(raw_path).expanduser()
     if path.exists() and not path.is_dir():
         raise StoreConfigError(f"{_PREFIX}.path: {path} is not a directory")
@@ -69,7 +76,7 @@ def _options(options: Mapping[str, Any]) -> tuple[Path, int]:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreConfigError(f"{_PREFIX}.path: cannot create {path}: {exc.strerror}") from exc
-    return path.resolve(), debounce
+    return path.resolve(), debounce, max_bytes
 
 
 @asynccontextmanager
@@ -82,8 +89,8 @@ async def open_directory_store(options: Mapping[str, Any]) -> AsyncIterator[Dire
     from .store import DirectoryStore
     from .watcher import FolderWatcher
 
-    root, debounce_ms = _options(options)
-    store = DirectoryStore(str(root))
+    root, debounce_ms, max_file_bytes = _options(options)
+    store = DirectoryStore(str(root), max_file_bytes=max_file_bytes)
     watcher = FolderWatcher(
         store.root, debounce_ms, store.reconcile, store.set_trouble, store.known_dirs
     )

@@ -26,7 +26,7 @@ import orjson
 
 import kuma
 
-from .files import Parsed, read_and_parse
+from .files import DEFAULT_MAX_FILE_BYTES, Parsed, read_and_parse
 
 log = logging.getLogger("kuma.store.directory")
 
@@ -38,21 +38,21 @@ _CHILD_TIMEOUT = 600.0
 Results = dict[str, Parsed | None]
 
 
-def read_and_parse_new(paths: Sequence[str]) -> Results:
+def read_and_parse_new(paths: Sequence[str], limit: int = DEFAULT_MAX_FILE_BYTES) -> Results:
     """Read and parse files the store does not know yet (None for a file that is gone)."""
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(paths) // (PARALLEL_MIN_FILES // 2))
     if len(paths) < PARALLEL_MIN_FILES or workers < 2:
-        return parse_here(paths)
+        return parse_here(paths, limit)
     shares = [paths[i::workers] for i in range(workers)]
     merged: Results = {}
     with ThreadPoolExecutor(workers, thread_name_prefix="directory-store-bulk") as pool:
-        for part in pool.map(_in_child, shares):
+        for part in pool.map(lambda share: _in_child(share, limit), shares):
             merged.update(part)
     return merged
 
 
-def parse_here(paths: Sequence[str]) -> Results:
-    return {path: read_and_parse(path, None) for path in paths}
+def parse_here(paths: Sequence[str], limit: int = DEFAULT_MAX_FILE_BYTES) -> Results:
+    return {path: read_and_parse(path, None, limit) for path in paths}
 
 
 def _child_environment() -> dict[str, str]:
@@ -68,11 +68,11 @@ def _child_environment() -> dict[str, str]:
     }
 
 
-def _in_child(paths: Sequence[str]) -> Results:
+def _in_child(paths: Sequence[str], limit: int) -> Results:
     try:
         completed = subprocess.run(
             [sys.executable, "-m", "kuma_directory_store.parse_child"],
-            input=orjson.dumps(list(paths)),
+            input=orjson.dumps({"paths": list(paths), "limit": limit}),
             capture_output=True,
             timeout=_CHILD_TIMEOUT,
             env=_child_environment(),
@@ -86,4 +86,4 @@ def _in_child(paths: Sequence[str]) -> Results:
         log.warning("parsing in a child process failed (%s); parsing here", reason)
     except (OSError, subprocess.SubprocessError, pickle.UnpicklingError, EOFError) as exc:
         log.warning("parsing in a child process failed (%r); parsing here", exc)
-    return parse_here(paths)
+    return parse_here(paths, limit)

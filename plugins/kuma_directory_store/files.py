@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
 import stat
@@ -31,10 +32,17 @@ from kuma.resources import (
     encode_yaml,
     to_document,
 )
-from kuma.resources.codec import line_of
+from kuma.resources.codec import LineLocator
 from kuma.resources.validation import check
 
+log = logging.getLogger("kuma.store.directory")
+
 RESOURCE_SUFFIXES = (".yaml", ".yml", ".json")
+#: ``store.directory.maxFileBytes`` by default: a bigger file is reported, not read. 10,000
+#: Dataplanes in one file take some 4 MB.
+DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024
+#: Reading a file at least this big is logged (it may take a while to parse).
+LARGE_FILE_BYTES = 1024 * 1024
 #: Files the store writes for secrets: owner read/write only.
 SECRET_FILE_MODE = 0o600
 #: Permission bits that let someone other than the owner read (or change) a file.
@@ -69,11 +77,16 @@ def digest_of(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def read_whole(path: str) -> bytes | None:
+class TooLargeError(OSError):
+    """The file is bigger than the store reads."""
+
+
+def read_whole(path: str, limit: int | None = None) -> bytes | None:
     """The file's bytes, or None when it does not exist (any more).
 
     A writer may still be appending while we read: if the size changed under us, read again,
     so a file is parsed as one consistent content whenever the file system lets us see one.
+    A file larger than ``limit`` bytes raises :class:`TooLargeError` without being read.
     """
     for _ in range(3):
         try:
@@ -87,6 +100,14 @@ def read_whole(path: str) -> bytes | None:
                 return None  # a folder named like a file: its files are read as files
             if not stat.S_ISREG(mode):
                 raise OSError(errno.EINVAL, "not a regular file")
+            size = os.fstat(fd).st_size
+            if limit is not None and size > limit:
+                raise TooLargeError(
+                    errno.EFBIG,
+                    f"{size} bytes, more than store.directory.maxFileBytes ({limit}): not read",
+                )
+            if size >= LARGE_FILE_BYTES:
+                log.info("reading a large file", extra={"fields": {"path": path, "bytes": size}})
             with open(fd, "rb", closefd=False) as file:
                 data = file.read()
             size = os.fstat(fd).st_size
@@ -108,10 +129,23 @@ def _describe_decode_error(exc: DecodeError) -> str:
     return f"{where}: {what}" if where else what
 
 
-def _located(data: bytes, document: int, violation: Violation) -> str:
+#: Violations reported per resource; the rest are counted ("... and N more").
+MAX_VIOLATIONS_SHOWN = 20
+
+
+def _located(lines: LineLocator, document: int, violation: Violation) -> str:
     """A violation with the line of its field, when the file is YAML (error path only)."""
-    line = line_of(data.decode("utf-8", errors="replace"), document, violation.field)
+    line = lines.line(document, violation.field)
     return f"line {line}: {violation}" if line is not None else str(violation)
+
+
+def _details(data: bytes, document: int, violations: Sequence[Violation]) -> str:
+    """The first :data:`MAX_VIOLATIONS_SHOWN` violations with their lines (one YAML parse
+    for all of them), and how many more there are."""
+    lines = LineLocator(data.decode("utf-8", errors="replace"))
+    shown = [_located(lines, document, v) for v in violations[:MAX_VIOLATIONS_SHOWN]]
+    more = len(violations) - len(shown)
+    return "; ".join(shown) + (f"; ... and {more} more" if more > 0 else "")
 
 
 def parse(data: bytes, source: str) -> Parsed:
@@ -131,7 +165,7 @@ def parse(data: bytes, source: str) -> Parsed:
         try:
             check(resource)
         except ValidationError as exc:
-            details = "; ".join(_located(data, index, v) for v in exc.violations)
+            details = _details(data, index, exc.violations)
             return Parsed(digest, error=f"{where}{ResourceKey.of(resource)}: {details}")
         key = ResourceKey.of(resource)
         if key in seen:
@@ -142,12 +176,16 @@ def parse(data: bytes, source: str) -> Parsed:
     return Parsed(digest, resources=tuple(resources))
 
 
-def read_and_parse(path: str, known: bytes | None) -> Parsed | None:
+def read_and_parse(
+    path: str, known: bytes | None, limit: int = DEFAULT_MAX_FILE_BYTES
+) -> Parsed | None:
     """Read and parse ``path``; None when it is gone. When its digest is ``known`` (the content
     the store already holds) the parse is skipped: the result then carries no resources and
-    must be read as "unchanged"."""
+    must be read as "unchanged". A file over ``limit`` bytes is an error, never read."""
     try:
-        data = read_whole(path)
+        data = read_whole(path, limit)
+    except TooLargeError as exc:
+        return Parsed(b"", error=str(exc.strerror))
     except OSError as exc:
         return Parsed(b"", error=f"cannot be read: {exc.strerror or exc}")
     if data is None:

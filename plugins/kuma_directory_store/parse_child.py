@@ -1,5 +1,6 @@
-"""A child process of :mod:`.bulk`: reads the JSON list of paths on stdin, parses each file and
-writes the results, pickled, on stdout. Kept apart so that nothing else imports it."""
+"""A child process of :mod:`.bulk`: reads ``{"paths": [...], "limit": bytes}`` on stdin,
+parses each file and writes the results, pickled, on stdout. Kept apart so that nothing else
+imports it."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from .bulk import parse_here
 
 
 def main() -> None:
-    paths = orjson.loads(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(pickle.dumps(parse_here(paths), protocol=pickle.HIGHEST_PROTOCOL))
+    job = orjson.loads(sys.stdin.buffer.read())
+    results = parse_here(job["paths"], job["limit"])
+    sys.stdout.buffer.write(pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 if __name__ == "__main__":

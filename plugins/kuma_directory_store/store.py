@@ -15,8 +15,17 @@ resource and the watcher's later notice of that file finds nothing new and emits
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Container,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import Any, TypeVar
 
 import anyio
 
@@ -36,6 +45,7 @@ from kuma.store import (
 from .bulk import read_and_parse_new
 from .catalog import Catalog, FileState
 from .files import (
+    DEFAULT_MAX_FILE_BYTES,
     SECRET_FILE_MODE,
     Parsed,
     digest_of,
@@ -51,6 +61,8 @@ from .files import (
 from .files import remove as remove_file
 from .files import rewrite as rewrite_text
 
+_T = TypeVar("_T")
+
 
 class _Stale(Exception):
     """The file changed on disk since the store last read it."""
@@ -59,8 +71,9 @@ class _Stale(Exception):
 class DirectoryStore:
     name = "directory"
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
         self.root = root
+        self.max_file_bytes = max_file_bytes
         self._catalog = Catalog()
         self._lock = anyio.Lock()
         #: Directories seen in scans: a notice about one of them after it vanished is a folder
@@ -163,21 +176,42 @@ class DirectoryStore:
     # --- applying what the folder holds ---------------------------------------------------------
 
     async def reconcile(self, files: set[str], dirs: set[str]) -> None:
-        """Re-read ``files`` and everything under ``dirs`` (the watcher's and start-up's entry)."""
+        """Re-read ``files`` and everything under ``dirs`` (the watcher's and start-up's entry).
+
+        Files are read and parsed *before* the lock is taken, so a big or broken file never
+        holds up the store's writes (REST, registration) while it is parsed. Under the lock
+        the results are applied, except those of files the store itself rewrote meanwhile:
+        those are read again there (they are files the store wrote, so quick to read)."""
+        known = dict(self._catalog.files)
+        listed = {d: self._catalog.known_under(d) for d in dirs}
+        results, seen_dirs = await _in_thread(_read_all, files, listed, known, self.max_file_bytes)
         async with self._lock:
-            await self._reconcile(files, dirs)
+            current = self._catalog.files
+            moved = [p for p in results if current.get(p) is not known.get(p)]
+            if moved:
+                results.update(await _in_thread(self._read_files, moved))
+            self._note_dirs(dirs, seen_dirs)
+            await self._apply(results)
 
     async def _reconcile(self, files: set[str], dirs: set[str]) -> None:
+        """:meth:`reconcile` with the lock already held (a write found its file edited)."""
         known = self._catalog.files
         listed = {d: self._catalog.known_under(d) for d in dirs}
-        results, seen_dirs = await anyio.to_thread.run_sync(_read_all, files, listed, known)
+        results, seen_dirs = await _in_thread(_read_all, files, listed, known, self.max_file_bytes)
+        self._note_dirs(dirs, seen_dirs)
+        await self._apply(results)
+
+    def _note_dirs(self, dirs: set[str], seen_dirs: Sequence[str]) -> None:
         for gone in dirs:
             prefix = gone.rstrip("/") + "/"
             self.known_dirs.difference_update(
                 [d for d in self.known_dirs if d == gone or d.startswith(prefix)]
             )
         self.known_dirs.update(seen_dirs)
-        await self._apply(results)
+
+    def _read_files(self, paths: Iterable[str]) -> dict[str, Parsed | None]:
+        """Read and parse ``paths`` as new content (blocking: run in a thread)."""
+        return {path: read_and_parse(path, None, self.max_file_bytes) for path in paths}
 
     async def _apply(self, results: Mapping[str, Parsed | None], *, force: bool = False) -> None:
         """Apply read files (in path order: the first file in order wins a duplicate), then let
@@ -194,10 +228,10 @@ class DirectoryStore:
             held = {key for path in results for key in self._held(path)}
             waiting = [p for p in self._catalog.blocked_on(held) if p not in results]
             if waiting:
-                results = {**results, **await anyio.to_thread.run_sync(_read_files, waiting)}
+                results = {**results, **await _in_thread(self._read_files, waiting)}
             released = self._catalog.apply(results)
             blocked = self._catalog.blocked_on(released)
-            results = await anyio.to_thread.run_sync(_read_files, blocked) if blocked else {}
+            results = await _in_thread(self._read_files, blocked) if blocked else {}
             force = True  # a blocked file's content has not changed: read it as new anyway
 
     def _held(self, path: str) -> tuple[ResourceKey, ...]:
@@ -217,12 +251,17 @@ def _unchanged(state: FileState | None, parsed: Parsed | None) -> bool:
     return state is not None and state.digest == parsed.digest
 
 
-def _read_files(paths: Iterable[str]) -> dict[str, Parsed | None]:
-    return {path: read_and_parse(path, None) for path in paths}
+async def _in_thread(func: Callable[..., _T], *args: Any) -> _T:
+    """Blocking reads and parses in a worker thread, abandoned on cancellation: they change
+    nothing but their result, so a shutdown need not wait for a big file to be parsed."""
+    return await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
 
 
 def _read_all(
-    files: Iterable[str], listed: Mapping[str, Iterable[str]], known: Mapping[str, FileState]
+    files: Iterable[str],
+    listed: Mapping[str, Iterable[str]],
+    known: Mapping[str, FileState],
+    limit: int,
 ) -> tuple[dict[str, Parsed | None], list[str]]:
     """Read ``files``, every file found under the listed dirs and every file known there.
     ``known`` is the catalog's table: stable while the store's lock is held, read-only here."""
@@ -232,11 +271,11 @@ def _read_all(
         found, subdirs = walk(directory)
         targets.update(found, known_there)
         seen_dirs.extend(subdirs)
-    results = read_and_parse_new(sorted(p for p in targets if p not in known))
+    results = read_and_parse_new(sorted(p for p in targets if p not in known), limit)
     for path in targets:
         state = known.get(path)
         if state is not None:
-            results[path] = read_and_parse(path, state.digest)
+            results[path] = read_and_parse(path, state.digest, limit)
     return results, seen_dirs
 
 

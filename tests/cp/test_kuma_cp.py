@@ -148,3 +148,27 @@ def test_version() -> None:
         check=True,
     )
     assert result.stdout.strip() == f"kuma-cp {kuma.__version__}"
+
+
+def test_sigterm_stops_it_while_a_big_file_is_parsed(tmp_path: Path) -> None:
+    """Issue 17, defect 6: SIGTERM stops kuma-cp within seconds whatever it does; here it is
+    parsing a 6 MB file (tens of seconds of work), which used to delay the stop until done."""
+    folder = tmp_path / "resources"
+    env = {**directory_env(folder), "KUMA_STORE_DIRECTORY_MAX_FILE_BYTES": str(64 << 20)}
+    cp = kuma_cp(None, env=env)
+    try:
+        cp.wait_for_line("kuma-cp is ready")
+        inbounds = "".join(
+            f"  - port: {1 + i % 60000}\n    tags:\n      kuma.io/service: web\n"
+            for i in range(120_000)
+        )
+        big = DATAPLANE.split("  inbound:\n")[0] + "  inbound:\n" + inbounds
+        temp = tmp_path / "big.yaml"
+        temp.write_text(big)
+        temp.rename(folder / "big.yaml")
+        cp.wait_for_line("reading a large file")
+        cp.signal(signal.SIGTERM)
+        assert cp.wait(timeout=15) == 0  # STOP_GRACE is 5 s
+        assert "kuma-cp stopped" in cp.output()
+    finally:
+        cp.stop()
