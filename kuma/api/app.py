@@ -57,6 +57,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         return ApiError(exc.status, exc.reason, exc.text or exc.reason).response()
     except StoreUnavailableError as exc:
+        # Stores word these without server paths (they log those themselves).
+        log.warning(
+            "store unavailable: %s",
+            exc,
+            extra={"fields": {"method": request.method, "path": request.path}},
+        )
         return ApiError(503, "Service unavailable", str(exc)).response()
     except Exception:
         log.exception("request failed", extra={"fields": {"path": request.path}})

@@ -225,10 +225,24 @@ def walk(top: str) -> tuple[list[str], list[str]]:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+#: File systems limit a name to 255 bytes; a stem longer than this is cut and given a hash
+#: suffix (room is left for ``-<counter>`` and ``.yaml``, and for the ``.`` + 8 hex + temp
+#: suffix of the temporary file written beside it).
+_MAX_STEM = 200
+
+
 def file_name_for(key: ResourceKey) -> str:
-    """``dataplane-<mesh>-<name>.yaml``, ``mesh-<name>.yaml``: a file name a person recognises."""
+    """``dataplane-<mesh>-<name>.yaml``, ``mesh-<name>.yaml``: a file name a person recognises.
+
+    Kuma allows names of 253 characters, more than a file name may hold once the type and
+    mesh are added: a long stem keeps its first characters and ends with a hash of the whole,
+    so two long names that differ only at the end still get different files."""
     parts = [key.type.lower(), key.mesh, key.name] if key.mesh else [key.type.lower(), key.name]
-    return _UNSAFE.sub("_", "-".join(parts)) + ".yaml"
+    stem = _UNSAFE.sub("_", "-".join(parts))
+    if len(stem) > _MAX_STEM:
+        digest = hashlib.blake2b(stem.encode(), digest_size=8).hexdigest()
+        stem = f"{stem[: _MAX_STEM - len(digest) - 1]}-{digest}"
+    return stem + ".yaml"
 
 
 def fresh_path(directory: str, key: ResourceKey, taken: Container[str]) -> str:

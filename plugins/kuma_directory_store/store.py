@@ -15,6 +15,7 @@ resource and the watcher's later notice of that file finds nothing new and emits
 
 from __future__ import annotations
 
+import logging
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -62,6 +63,8 @@ from .files import remove as remove_file
 from .files import rewrite as rewrite_text
 
 _T = TypeVar("_T")
+
+log = logging.getLogger("kuma.store.directory")
 
 
 class _Stale(Exception):
@@ -312,8 +315,14 @@ def _expect(parsed: Parsed, wanted: Sequence[Resource]) -> Parsed:
 
 @contextmanager
 def _io_errors(path: str) -> Iterator[None]:
-    """The file system refusing a write is the store being unavailable, not a bug."""
+    """The file system refusing a write is the store being unavailable, not a bug. It is
+    logged here with the file's path; the error raised names no server path (API callers
+    see its message)."""
     try:
         yield
     except OSError as exc:
-        raise StoreUnavailableError(f"file {path}: {exc.strerror or exc}") from exc
+        reason = exc.strerror or type(exc).__name__
+        log.error(
+            "the store's folder refused a write: %s", reason, extra={"fields": {"path": path}}
+        )
+        raise StoreUnavailableError(f"the store's folder refused a write: {reason}") from exc

@@ -3,6 +3,8 @@ dropped in the folder are served."""
 
 from __future__ import annotations
 
+import errno
+import logging
 from pathlib import Path
 
 import anyio
@@ -10,6 +12,7 @@ import pytest
 
 from kuma.resources import decode
 from kuma.store import ResourceEvent, open_store
+from kuma_directory_store import store as store_module
 
 from .helpers import dataplane_yaml, serve
 
@@ -60,3 +63,52 @@ async def test_writes_land_as_files(tmp_path: Path) -> None:
         bad = await api.put(path, dataplane_yaml("web-01", port=0))
         assert bad.status == 400
         assert _resources_in(folder) == before
+
+
+async def test_a_253_character_name_is_stored_under_a_safe_file_name(tmp_path: Path) -> None:
+    """Issue 17, defect 4: the longest valid name used to exceed the file system's limit on
+    a file name (503 with the server's path in the body)."""
+    folder = tmp_path / "resources"
+    name = ("a" * 62 + ".") * 4 + "b"  # 253 characters, a valid DNS-1123 subdomain
+    assert len(name) == 253
+    async with (
+        open_store("directory", {"path": str(folder), "debounceMs": 20}) as store,
+        serve(store) as api,
+    ):
+        assert (await api.put("/meshes/default", "type: Mesh\nname: default\n")).status == 201
+        path = f"/meshes/default/dataplanes/{name}"
+        reply = await api.put(path, dataplane_yaml(name))
+        assert reply.status == 201, reply.body.decode()
+        assert (await api.get(path)).status == 200
+        (stored,) = [f for f in folder.iterdir() if name[:40] in f.name]
+        assert len(stored.name.encode()) <= 255
+        other = name[:-1] + "c"  # the same first 250 characters: another file
+        assert (
+            await api.put(f"/meshes/default/dataplanes/{other}", dataplane_yaml(other))
+        ).status == 201
+        assert len([f for f in folder.iterdir() if name[:40] in f.name]) == 2
+
+
+async def test_a_store_failure_is_logged_and_never_shows_server_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "resources"
+
+    def full(path: str, data: bytes, *, new_mode: int = 0o666) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    async with (
+        open_store("directory", {"path": str(folder), "debounceMs": 20}) as store,
+        serve(store) as api,
+    ):
+        monkeypatch.setattr(store_module, "write_atomically", full)
+        reply = await api.put("/meshes/default", "type: Mesh\nname: default\n")
+        assert reply.status == 503
+        assert str(tmp_path) not in reply.body.decode()
+        assert "No space left on device" in reply.body.decode()
+    logged = [
+        (r.getMessage(), str(getattr(r, "fields", {}).get("path")))
+        for r in caplog.records
+        if r.levelno >= logging.WARNING
+    ]
+    assert any("No space left" in line and str(folder) in path for line, path in logged)
