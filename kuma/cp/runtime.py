@@ -20,7 +20,10 @@ from kuma.insights import Insights, insight_store_for
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
 from kuma.resources import ResourceKey
 from kuma.store import ResourceEvent, Store, Synced, open_store
+from kuma.xds import types
+from kuma.xds.composite import CompositeSource
 from kuma.xds.engine import Engine
+from kuma.xds.secrets import EmptySecretSource
 from kuma.xds.server import serve as serve_ads
 from kuma.xds.server.observer import ObserverGroup
 
@@ -105,8 +108,10 @@ async def run_control_plane(
             await engine.wait_synced()
             # One port for ADS and kuma-dp's POST /bootstrap, as in Kuma (kuma/xds/server/demux.py).
             serve_dp = partial(serve_ads, lifecycle=registrar, http1=bootstrap_http)
+            # The streams ask one source: the engine's resources, SDS from the SecretSource.
+            source = CompositeSource(engine, {types.SECRET: EmptySecretSource()})
             ads_port = await tg.start(
-                serve_dp, engine, config.dp_server.interface, config.dp_server.port, observer
+                serve_dp, source, config.dp_server.interface, config.dp_server.port, observer
             )
             api = config.api_server
             api_settings = ApiSettings(

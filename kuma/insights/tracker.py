@@ -20,8 +20,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 
-from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from kuma.xds.server.observer import Flavour
+from kuma.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 from .model import (
     DiscoveryServiceStats,

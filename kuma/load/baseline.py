@@ -34,10 +34,10 @@ from kuma.cp.config import load_config
 from kuma.cp.vips import VipAllocator
 from kuma.resources import Dataplane, MeshVips
 from kuma.store import Operation, ResourceEvent, Store, Synced, open_store
-from kuma.xds.engine.engine import parse_node_id
 from kuma.xds.engine.mesh_state import MeshState
 from kuma.xds.engine.subscription import ProxyRecord, Subscription
 from kuma.xds.generate import generate_proxy, types
+from kuma.xds.node_id import parse_node_id
 from kuma.xds.server import serve
 from kuma.xds.snapshot import VersionedResource, versioned
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from kuma.xds.generate import types
+from kuma.xds import types
 
 #: Small numbers for type URLs (probe keys and digests stay compact).
 TYPES: tuple[str, ...] = (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE, types.SECRET)

@@ -32,8 +32,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kuma.store import ResourceEvent, Store
-from kuma.xds.generate.types import SHORT_NAMES
 from kuma.xds.server.observer import Flavour
+from kuma.xds.types import SHORT_NAMES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

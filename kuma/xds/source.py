@@ -9,9 +9,9 @@ pending state stays bounded by the size of its config.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .snapshot import VersionedResource
 
@@ -41,4 +41,19 @@ class ProxyWatch(Protocol):
 class ConfigSource(Protocol):
     def watch_proxy(self, node_id: str) -> AbstractAsyncContextManager[ProxyWatch]:
         """Follow one proxy (``<mesh>.<name>``) for as long as the context is open."""
+        ...
+
+
+@runtime_checkable
+class ListenableWatch(Protocol):
+    """Optional for a :class:`ProxyWatch`: lets :class:`~kuma.xds.composite.CompositeSource`
+    wait on several watches with one wake-up instead of a task per watch."""
+
+    @property
+    def has_changes(self) -> bool:
+        """True if ``take_changes`` would return something."""
+        ...
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener`` (no arguments, from the notifying task) after each change."""
         ...

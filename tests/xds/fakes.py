@@ -26,6 +26,7 @@ from grpclib.testing import ChannelFor
 from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub
 from kuma.xds.snapshot import VersionedResource, versioned
+from kuma.xds.source import ConfigSource
 
 #: Every wait in these tests is bounded: a protocol bug fails fast instead of hanging.
 DEADLINE = 5.0
@@ -338,7 +339,7 @@ def delta_state(response: Any) -> dict[str, str | None]:
 
 @asynccontextmanager
 async def ads_channel(
-    source: FakeSource, observer: RecordingObserver | None = None
+    source: ConfigSource, observer: RecordingObserver | None = None
 ) -> AsyncIterator[Channel]:
     async with ChannelFor([AdsServer(source, observer)]) as channel:
         yield channel

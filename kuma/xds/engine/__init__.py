@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-from .engine import BatchStats, Engine, parse_node_id
+from kuma.xds.node_id import parse_node_id
+
+from .engine import BatchStats, Engine
 
 __all__ = ["BatchStats", "Engine", "parse_node_id"]

@@ -9,31 +9,39 @@ holds the two to that.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Hashable
 
 from google.protobuf.message import Message
 
 from kuma.resources import Dataplane
-from kuma.xds.generate import types
-from kuma.xds.generate.listeners import outbound_listener
+from kuma.xds import types
 from kuma.xds.generate.proxy import proxy_parts, type_url_of
 from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner
 from .mesh_state import MeshState
+from .shared import SharedResources
 
 ProxyResources = dict[str, dict[str, VersionedResource]]
-ServiceResource = Callable[[MeshState, str], VersionedResource]
 
 
 class Assembly:
     """The result of assembling one proxy."""
 
-    __slots__ = ("outbound_services", "resources")
+    __slots__ = ("outbound_services", "resources", "selections")
 
-    def __init__(self, resources: ProxyResources, outbound_services: frozenset[str]) -> None:
+    def __init__(
+        self,
+        resources: ProxyResources,
+        outbound_services: frozenset[str],
+        selections: frozenset[Hashable] = frozenset(),
+    ) -> None:
         self.resources = resources
+        #: The services whose shared resources the proxy holds (the index's consumers).
         self.outbound_services = outbound_services
+        #: Selection keys (e.g. the policies that select this proxy) for the index's
+        #: selection slot: a change of one of them re-assembles exactly these proxies.
+        self.selections = selections
 
 
 def assemble(
@@ -41,8 +49,7 @@ def assemble(
     mesh: MeshState,
     default_admin_port: int,
     interner: Interner,
-    service_cluster: ServiceResource,
-    service_load_assignment: ServiceResource,
+    shared: SharedResources,
 ) -> Assembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     parts = proxy_parts(dataplane, mesh, default_admin_port)
@@ -52,20 +59,13 @@ def assemble(
         resources.setdefault(type_url, {})[name] = interner.intern(type_url, name, message)
     listeners = resources[types.LISTENER]
     for address, port, service, bind_to_port in parts.outbounds:
-        protocol = mesh.protocol(service)
-        key = ("outbound", address, port, service, protocol, bind_to_port)
-        listener = interner.cached(key)
-        if listener is None:
-            message = outbound_listener(address, port, service, protocol, bind_to_port=bind_to_port)
-            listener = interner.remember(
-                key, interner.intern(types.LISTENER, message.name, message)
-            )
+        listener = shared.outbound_listener(mesh, address, port, service, bind_to_port)
         listeners[listener.name] = listener
     services = frozenset(service for _, _, service, _ in parts.outbounds)
     for service in services:
-        cluster = service_cluster(mesh, service)
+        cluster = shared.cluster(mesh, service)
         resources[types.CLUSTER][cluster.name] = cluster
-        load_assignment = service_load_assignment(mesh, service)
+        load_assignment = shared.load_assignment(mesh, service)
         resources[types.ENDPOINT][load_assignment.name] = load_assignment
     return Assembly(resources, services)
 

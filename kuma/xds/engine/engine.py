@@ -1,13 +1,14 @@
 """The incremental diff engine: store events in, per-proxy changed (type, name) sets out.
 
 Per batch of events it
-1. updates the mesh indexes (Dataplanes, service → endpoints, the stored VIPs) and learns which
-   services the batch touched;
-2. rebuilds each touched service's shared Cluster and ClusterLoadAssignment once;
-3. re-assembles only the proxies whose own inputs changed (their Dataplane, the protocol of a
-   service they use, the VIPs of a transparent-proxy mesh), and patches the new
-   ClusterLoadAssignment into every other consumer of a touched service;
-4. tells each affected proxy's streams which (type, name) pairs changed.
+1. hands each event to the input handler of its resource type (``handlers/``), which updates
+   the inputs (the mesh indexes: Dataplanes, service → endpoints, the stored VIPs) and records
+   what the change invalidates (:class:`~.invalidation.Invalidation`);
+2. asks the proxy index (:class:`~.proxy_index.ProxyIndex`) which connected proxies that
+   touches: the proxies whose own inputs changed (their Dataplane, their mesh, the inputs of a
+   service they use, the VIPs of a transparent-proxy mesh) are re-assembled, and the rebuilt
+   ClusterLoadAssignment of a touched service is patched into its other consumers;
+3. tells each affected proxy's streams which (type, name) pairs changed.
 Nothing runs when nothing changes. Only proxies with a connected stream are assembled.
 
 Heavy loops yield to the event loop every ``chunk`` proxies so streams keep sending and
@@ -19,23 +20,25 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Set
 from contextlib import asynccontextmanager
 
 import anyio
 import anyio.lowlevel
 import msgspec
 
-from kuma.resources import Dataplane, Mesh, MeshVips
-from kuma.store import Operation, ResourceEvent, Store, Synced, WatchItem
-from kuma.xds.generate import types
-from kuma.xds.generate.clusters import service_cluster
-from kuma.xds.generate.endpoints import load_assignment
+from kuma.store import ResourceEvent, Store, Synced, WatchItem
+from kuma.xds import types
+from kuma.xds.node_id import parse_node_id
 from kuma.xds.snapshot import VersionedResource
 
 from .assemble import assemble
+from .handlers import HandlerRegistry, InputHandler, default_handlers
 from .interner import Interner
-from .mesh_state import MeshState
+from .invalidation import Invalidation
+from .mesh_state import Meshes, MeshState
+from .proxy_index import ProxyIndex
+from .shared import SharedResources
 from .subscription import ProxyRecord, Subscription
 
 log = logging.getLogger("kuma.xds.engine")
@@ -49,14 +52,6 @@ class BatchStats(msgspec.Struct):
     seconds: float = 0.0
 
 
-def parse_node_id(node_id: str) -> tuple[str, str]:
-    """``<mesh>.<name>`` → (mesh, name). Mesh names hold no dot, Dataplane names may."""
-    mesh, dot, name = node_id.partition(".")
-    if not dot or not mesh or not name:
-        raise ValueError(f"node id {node_id!r} is not <mesh>.<name>")
-    return mesh, name
-
-
 class Engine:
     def __init__(
         self,
@@ -64,6 +59,7 @@ class Engine:
         default_admin_port: int = 9901,
         chunk: int = 256,
         on_batch: Callable[[BatchStats], None] | None = None,
+        handlers: Iterable[InputHandler] | None = None,
     ) -> None:
         self.default_admin_port = default_admin_port
         self.chunk = chunk
@@ -72,75 +68,34 @@ class Engine:
         #: node id -> monotonic arrival time of the oldest store event that changed the proxy
         #: and that no response has reported yet (see ``take_change_time``).
         self._changed_at: dict[str, float] = {}
-        self._meshes: dict[str, MeshState] = {}
-        self._proxies: dict[str, ProxyRecord] = {}
-        #: (mesh, service) → node ids of connected proxies that hold the service's resources.
-        self._consumers: dict[tuple[str, str], set[str]] = {}
-        self._clusters: dict[tuple[str, str], tuple[str, VersionedResource]] = {}
-        self._load_assignments: dict[tuple[str, str], VersionedResource] = {}
+        self._handlers = HandlerRegistry(default_handlers() if handlers is None else handlers)
+        self._meshes = Meshes()
+        self._index = ProxyIndex()
         self._interner = Interner()
+        self._shared = SharedResources(self._interner)
         self._synced = False
         self._synced_waiters: list[anyio.Event] = []
         self.last_batch = BatchStats()
-
-    # --- shared, per-service resources -------------------------------------------------
-
-    def _service_cluster(self, mesh: MeshState, service: str) -> VersionedResource:
-        key = (mesh.name, service)
-        protocol = mesh.protocol(service)
-        cached = self._clusters.get(key)
-        if cached is not None and cached[0] == protocol:
-            return cached[1]
-        message = service_cluster(service, protocol)
-        resource = self._interner.intern(types.CLUSTER, message.name, message)
-        self._clusters[key] = (protocol, resource)
-        return resource
-
-    def _service_load_assignment(self, mesh: MeshState, service: str) -> VersionedResource:
-        key = (mesh.name, service)
-        cached = self._load_assignments.get(key)
-        if cached is None:
-            message = load_assignment(service, mesh.endpoints(service))
-            cached = self._interner.intern(types.ENDPOINT, message.cluster_name, message)
-            self._load_assignments[key] = cached
-        return cached
-
-    def _mesh(self, name: str) -> MeshState:
-        state = self._meshes.get(name)
-        if state is None:
-            state = self._meshes[name] = MeshState(name)
-        return state
 
     # --- proxies --------------------------------------------------------------------------
 
     def _assemble(self, record: ProxyRecord) -> bool:
         """Rebuild one proxy's desired state and notify its streams; True if anything changed."""
-        mesh = self._mesh(record.mesh)
+        mesh = self._meshes[record.mesh]
         dataplane = mesh.dataplanes.get(record.name)
         old = record.resources
-        for service in record.outbound_services:
-            consumers = self._consumers.get((record.mesh, service))
-            if consumers is not None:
-                consumers.discard(record.node_id)
         if dataplane is None:
-            record.resources, record.outbound_services = None, frozenset()
+            record.resources = None
+            self._index.set_consumed(record, ())
+            self._index.set_selections(record, ())
             new = None
         else:
             assembly = assemble(
-                dataplane,
-                mesh,
-                self.default_admin_port,
-                self._interner,
-                self._service_cluster,
-                self._service_load_assignment,
+                dataplane, mesh, self.default_admin_port, self._interner, self._shared
             )
-            record.resources, record.outbound_services = (
-                assembly.resources,
-                assembly.outbound_services,
-            )
-            new = assembly.resources
-            for service in assembly.outbound_services:
-                self._consumers.setdefault((record.mesh, service), set()).add(record.node_id)
+            record.resources = new = assembly.resources
+            self._index.set_consumed(record, assembly.outbound_services)
+            self._index.set_selections(record, assembly.selections)
         changes = _diff(old or {}, new or {})
         if changes or (old is None) != (new is None):
             # A proxy becoming known (or unknown) is news even with no resources.
@@ -151,9 +106,10 @@ class Engine:
     def subscribe(self, node_id: str) -> Subscription:
         """Start following a proxy (ValueError for a malformed node id)."""
         mesh, name = parse_node_id(node_id)
-        record = self._proxies.get(node_id)
+        record = self._index.get(node_id)
         if record is None:
-            record = self._proxies[node_id] = ProxyRecord(node_id, mesh, name)
+            record = ProxyRecord(node_id, mesh, name)
+            self._index.add(record)
             self._assemble(record)
         subscription = Subscription(record)
         record.subscribers.append(subscription)
@@ -163,17 +119,11 @@ class Engine:
         record = subscription.record
         if subscription in record.subscribers:
             record.subscribers.remove(subscription)
-        if record.subscribers or self._proxies.get(record.node_id) is not record:
+        if record.subscribers or self._index.get(record.node_id) is not record:
             return
         # The last stream of this proxy is gone: forget its state (memory follows connections).
-        del self._proxies[record.node_id]
+        self._index.remove(record)
         self._changed_at.pop(record.node_id, None)
-        for service in record.outbound_services:
-            consumers = self._consumers.get((record.mesh, service))
-            if consumers is not None:
-                consumers.discard(record.node_id)
-                if not consumers:
-                    del self._consumers[(record.mesh, service)]
 
     @asynccontextmanager
     async def watch_proxy(self, node_id: str) -> AsyncIterator[Subscription]:
@@ -192,11 +142,11 @@ class Engine:
 
     @property
     def connected_proxies(self) -> int:
-        return len(self._proxies)
+        return len(self._index)
 
     @property
     def consumer_entries(self) -> int:
-        return len(self._consumers)
+        return self._index.consumer_entries
 
     @property
     def synced(self) -> bool:
@@ -234,60 +184,17 @@ class Engine:
         stamp = received_at if received_at is not None else time.monotonic()
         changed_at = self._changed_at
         stats = BatchStats()
-        touched: dict[str, set[str]] = {}
-        #: Meshes whose stored VIP allocation changed in this batch.
-        vips_changed: set[str] = set()
-        reassemble: set[str] = set()
+        invalidation = Invalidation()
+        handlers, meshes = self._handlers, self._meshes
         for event in events:
             stats.events += 1
-            resource = event.resource
-            if isinstance(resource, Dataplane):
-                mesh = self._mesh(resource.mesh)
-                if event.operation is Operation.DELETE:
-                    services = mesh.remove(resource.name)
-                elif mesh.dataplanes.get(resource.name) == resource:
-                    continue
-                else:
-                    services = mesh.put(resource)
-                touched.setdefault(mesh.name, set()).update(services)
-                node_id = f"{mesh.name}.{resource.name}"
-                if node_id in self._proxies:
-                    reassemble.add(node_id)
-            elif isinstance(resource, Mesh):
-                mesh = self._mesh(resource.name)
-                mesh.mesh = None if event.operation is Operation.DELETE else resource
-                # Mesh-wide settings (passthrough) reach every proxy of the mesh: rare.
-                reassemble.update(n for n, r in self._proxies.items() if r.mesh == mesh.name)
-            elif isinstance(resource, MeshVips):
-                # Named after its mesh (a global resource): kuma/cp/vips.py writes it.
-                mesh = self._mesh(resource.name)
-                mesh.set_stored_vips({} if event.operation is Operation.DELETE else resource.vips)
-                vips_changed.add(mesh.name)
-        for mesh_name in vips_changed | touched.keys():
-            mesh = self._meshes[mesh_name]
-            if mesh.refresh_vips():
-                reassemble.update(
-                    n
-                    for n, r in self._proxies.items()
-                    if r.mesh == mesh_name and _is_transparent(mesh, r.name)
-                )
-        patch: dict[tuple[str, str], set[str]] = {}
-        for mesh_name, services in touched.items():
-            mesh = self._meshes[mesh_name]
-            stats.services_touched += len(services)
-            for service in services:
-                key = (mesh_name, service)
-                self._load_assignments.pop(key, None)
-                consumers = self._consumers.get(key, set())
-                cached = self._clusters.get(key)
-                if cached is not None and cached[0] != mesh.protocol(service):
-                    # The protocol shapes the consumers' listeners too: re-assemble them.
-                    reassemble.update(consumers)
-                else:
-                    patch[key] = consumers
+            handler = handlers.get(event.resource.TYPE)
+            if handler is not None:
+                handler.handle(event, meshes, invalidation)
+        reassemble, patch = self._touched(invalidation, stats)
         done = 0
         for node_id in reassemble:
-            record = self._proxies.get(node_id)
+            record = self._index.get(node_id)
             if record is not None and self._assemble(record):
                 stats.proxies_notified += 1
                 changed_at.setdefault(node_id, stamp)
@@ -298,9 +205,9 @@ class Engine:
         for (mesh_name, service), consumers in patch.items():
             if not consumers:
                 continue
-            cla = self._service_load_assignment(self._meshes[mesh_name], service)
+            cla = self._shared.load_assignment(self._meshes[mesh_name], service)
             for node_id in list(consumers - reassemble):
-                record = self._proxies.get(node_id)
+                record = self._index.get(node_id)
                 if record is None or record.resources is None:
                     continue
                 bucket = record.resources[types.ENDPOINT]
@@ -318,6 +225,42 @@ class Engine:
         self.last_batch = stats
         if self.on_batch is not None:
             self.on_batch(stats)
+
+    def _touched(
+        self, invalidation: Invalidation, stats: BatchStats
+    ) -> tuple[set[str], dict[tuple[str, str], Set[str]]]:
+        """The connected proxies an invalidation touches, from the index: the node ids to
+        re-assemble, and per touched service the consumers to patch its endpoints into."""
+        index, meshes = self._index, self._meshes
+        reassemble: set[str] = set()
+        for proxy in invalidation.dataplanes:
+            record = index.of_dataplane(proxy.mesh, proxy.name)
+            if record is not None:
+                reassemble.add(record.node_id)
+        for mesh_name in invalidation.meshes:
+            # Mesh-wide settings (passthrough) reach every proxy of the mesh: rare.
+            reassemble.update(r.node_id for r in index.in_mesh(mesh_name))
+        for key in invalidation.selections:
+            reassemble.update(index.selected_by(key))
+        for mesh_name in invalidation.vips | invalidation.services.keys():
+            mesh = meshes[mesh_name]
+            if mesh.refresh_vips():
+                reassemble.update(
+                    r.node_id for r in index.in_mesh(mesh_name) if _is_transparent(mesh, r.name)
+                )
+        patch: dict[tuple[str, str], Set[str]] = {}
+        for mesh_name, services in invalidation.services.items():
+            mesh = meshes[mesh_name]
+            stats.services_touched += len(services)
+            for service in services:
+                self._shared.endpoints_changed(mesh, service)
+                consumers = index.consumers(mesh_name, service)
+                if self._shared.inputs_changed(mesh, service):
+                    # The inputs shape the consumers' listeners too: re-assemble them.
+                    reassemble.update(consumers)
+                else:
+                    patch[(mesh_name, service)] = consumers
+        return reassemble, patch
 
     def _mark_synced(self) -> None:
         self._synced = True

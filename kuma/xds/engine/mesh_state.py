@@ -163,3 +163,20 @@ def _grouped(dataplane: Dataplane | None) -> dict[str, tuple[Endpoint, ...]]:
     for service, endpoint in endpoints_of(dataplane):
         grouped.setdefault(service, []).append(endpoint)
     return {s: tuple(sorted(group, key=Endpoint.sort_key)) for s, group in grouped.items()}
+
+
+class Meshes:
+    """Every mesh's state, by name; a mesh's state exists from its first mention on (a
+    Dataplane may arrive before its Mesh)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, MeshState] = {}
+
+    def __getitem__(self, name: str) -> MeshState:
+        state = self._by_name.get(name)
+        if state is None:
+            state = self._by_name[name] = MeshState(name)
+        return state
+
+    def get(self, name: str) -> MeshState | None:
+        return self._by_name.get(name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 import anyio
 
@@ -16,7 +16,15 @@ _EMPTY: Mapping[str, VersionedResource] = {}
 class ProxyRecord:
     """The engine's state for one connected proxy: its desired resources and who watches it."""
 
-    __slots__ = ("mesh", "name", "node_id", "outbound_services", "resources", "subscribers")
+    __slots__ = (
+        "mesh",
+        "name",
+        "node_id",
+        "outbound_services",
+        "resources",
+        "selections",
+        "subscribers",
+    )
 
     def __init__(self, node_id: str, mesh: str, name: str) -> None:
         self.node_id = node_id
@@ -24,7 +32,9 @@ class ProxyRecord:
         self.name = name
         #: None until the proxy's Dataplane exists.
         self.resources: ProxyResources | None = None
+        #: Kept by :class:`~.proxy_index.ProxyIndex` (``set_consumed``, ``set_selections``).
         self.outbound_services: frozenset[str] = frozenset()
+        self.selections: frozenset[Hashable] = frozenset()
         self.subscribers: list[Subscription] = []
 
     def notify(self, changes: Mapping[str, Iterable[str]]) -> None:
@@ -36,13 +46,14 @@ class Subscription:
     """One stream's view of a proxy. Changes accumulate as names per type (latest content is
     read when the stream gets to it), so a slow stream's backlog never exceeds its config."""
 
-    __slots__ = ("_changes", "_waiter", "record")
+    __slots__ = ("_changes", "_listener", "_waiter", "record")
 
     def __init__(self, record: ProxyRecord) -> None:
         self.record = record
         self._changes: dict[str, set[str]] = {}
         # Created only while a stream waits: the engine itself never needs an event loop.
         self._waiter: anyio.Event | None = None
+        self._listener: Callable[[], None] | None = None
 
     @property
     def node_id(self) -> str:
@@ -57,6 +68,13 @@ class Subscription:
         if resources is None:
             return _EMPTY
         return resources.get(type_url, _EMPTY)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._changes)
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        self._listener = listener
 
     def take_changes(self) -> dict[str, set[str]]:
         changes, self._changes = self._changes, {}
@@ -76,5 +94,8 @@ class Subscription:
             if bucket is None:
                 bucket = self._changes[type_url] = set()
             bucket.update(names)
-        if self._waiter is not None and self._changes:
-            self._waiter.set()
+        if self._changes:
+            if self._waiter is not None:
+                self._waiter.set()
+            if self._listener is not None:
+                self._listener()

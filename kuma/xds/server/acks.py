@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kuma.xds.generate.types import SEND_ORDER
+from kuma.xds.types import SEND_ORDER
 
 from .node import InvalidRequest
 

@@ -1,39 +1,32 @@
 """Who is on the other end of a stream, and the one error a bad request earns.
 
-A proxy names itself in ``node.id`` as ``<mesh>.<name>`` (Kuma's convention: the mesh is
-everything before the first dot, the Dataplane name may contain dots). ``node`` is only
-guaranteed on the first request of a stream, so the stream keeps what it read there.
+A proxy names itself in ``node.id`` as ``<mesh>.<name>`` (:mod:`kuma.xds.node_id`). ``node`` is
+only guaranteed on the first request of a stream, so the stream keeps what it read there.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from google.protobuf.json_format import (  # type: ignore[import-untyped, unused-ignore]
     MessageToDict,
 )
 
+from kuma.xds.node_id import InvalidNodeId, ProxyId, parse_node_id
+
+__all__ = [
+    "InvalidNodeId",
+    "InvalidRequest",
+    "ProxyId",
+    "envoy_version",
+    "first_node_id",
+    "node_version",
+    "parse_node_id",
+]
+
 
 class InvalidRequest(ValueError):
     """A request that breaks the protocol: that stream ends with INVALID_ARGUMENT, no other."""
-
-
-class ProxyId(NamedTuple):
-    mesh: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.mesh}.{self.name}"
-
-
-def parse_node_id(node_id: str) -> ProxyId:
-    """Split ``<mesh>.<name>`` at the first dot; both parts must be non-empty."""
-    mesh, dot, name = node_id.partition(".")
-    if not dot or not mesh or not name:
-        raise InvalidRequest(
-            f"node.id {node_id!r} is not '<mesh>.<name>' (the mesh, a dot, the Dataplane name)"
-        )
-    return ProxyId(mesh, name)
 
 
 def first_node_id(node: Any) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryResponse
 from google.protobuf.any_pb2 import Any as AnyPb  # type: ignore[import-untyped, unused-ignore]
 
-from kuma.xds.generate.types import CLUSTER, ENDPOINT, SEND_ORDER
 from kuma.xds.snapshot import VersionedResource
+from kuma.xds.types import CLUSTER, ENDPOINT, SEND_ORDER
 
 from .acks import Nonces, Reply, check_type_url
 from .delta import LEGACY_WILDCARD_TYPES, WILDCARD, Desired

@@ -28,13 +28,20 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped, 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from kuma.xds.generate.types import SHORT_NAMES
 from kuma.xds.source import ConfigSource, ProxyWatch
+from kuma.xds.types import SHORT_NAMES
 
 from .acks import KNOWN_TYPES, Reply
 from .delta import Desired
 from .lifecycle import StreamLifecycle
-from .node import InvalidRequest, envoy_version, first_node_id, node_version, parse_node_id
+from .node import (
+    InvalidNodeId,
+    InvalidRequest,
+    envoy_version,
+    first_node_id,
+    node_version,
+    parse_node_id,
+)
 from .observer import Flavour, StaleReplyObserver, StreamObserver, VersionObserver
 from .service import ServerStream
 from .waiting import WaitingStreams, WaitTicket
@@ -75,7 +82,10 @@ async def run_stream(
         if first is None:
             return
         node_id = first_node_id(first.node)
-        parse_node_id(node_id)
+        try:
+            parse_node_id(node_id)
+        except InvalidNodeId as error:
+            raise InvalidRequest(f"node.id: {error}") from None
         types = _TypeFilter(flavour, node_id)
         reply = state.handle_request(first) if types.served(first) else None
         if lifecycle is not None:

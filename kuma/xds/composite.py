@@ -1,0 +1,123 @@
+"""One :class:`~kuma.xds.source.ConfigSource` made of several, each owning some type URLs.
+
+In the spirit of go-control-plane's ``MuxCache``: a stream asks one source; this one opens a
+watch on every member for the proxy, reads each type from the member that owns it, and merges
+their change sets. The primary source (the engine) owns every type not routed elsewhere and
+decides whether the proxy is ``known``; e.g. SDS secrets come from a
+:class:`~kuma.xds.secrets.SecretSource`, fed by certificate issuing and rotation (not store
+events), without the engine or the servers knowing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+
+from .snapshot import VersionedResource
+from .source import ConfigSource, ListenableWatch, ProxyWatch
+
+
+class CompositeSource:
+    def __init__(self, primary: ConfigSource, routes: Mapping[str, ConfigSource]) -> None:
+        """``routes``: type URL → the source that owns it; the rest belong to ``primary``."""
+        if any(source is primary for source in routes.values()):
+            raise ValueError("route a type URL to the primary source by leaving it out")
+        self._primary = primary
+        self._routes = dict(routes)
+        #: Each routed source once, with the type URLs it owns.
+        self._members: list[tuple[ConfigSource, frozenset[str]]] = []
+        for source in {id(s): s for s in routes.values()}.values():
+            owned = frozenset(t for t, s in routes.items() if s is source)
+            self._members.append((source, owned))
+
+    @asynccontextmanager
+    async def watch_proxy(self, node_id: str) -> AsyncIterator[ProxyWatch]:
+        async with AsyncExitStack() as stack:
+            primary = await stack.enter_async_context(self._primary.watch_proxy(node_id))
+            members = [
+                (await stack.enter_async_context(source.watch_proxy(node_id)), owned)
+                for source, owned in self._members
+            ]
+            watch = CompositeWatch(primary, frozenset(self._routes), members)
+            stack.callback(watch.close)
+            yield watch
+
+
+class CompositeWatch:
+    """A :class:`~kuma.xds.source.ProxyWatch` reading each type from the watch that owns it."""
+
+    def __init__(
+        self,
+        primary: ProxyWatch,
+        routed: frozenset[str],
+        members: list[tuple[ProxyWatch, frozenset[str]]],
+    ) -> None:
+        self._primary = primary
+        self._routed = routed
+        self._members = members
+        self._by_type = {t: watch for watch, owned in members for t in owned}
+        self._all = [primary, *(watch for watch, _ in members)]
+        self._wake: anyio.Event | None = None
+        # One wake-up for all the watches when they all support it, else one task per watch.
+        self._listening = all(isinstance(w, ListenableWatch) for w in self._all)
+        if self._listening:
+            for w in self._all:
+                assert isinstance(w, ListenableWatch)
+                w.set_listener(self._changed)
+
+    def close(self) -> None:
+        if self._listening:
+            for w in self._all:
+                assert isinstance(w, ListenableWatch)
+                w.set_listener(None)
+
+    @property
+    def node_id(self) -> str:
+        return self._primary.node_id
+
+    @property
+    def known(self) -> bool:
+        return self._primary.known
+
+    def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
+        return self._by_type.get(type_url, self._primary).resources(type_url)
+
+    def take_changes(self) -> dict[str, set[str]]:
+        changes = self._primary.take_changes()
+        for type_url in self._routed & changes.keys():
+            del changes[type_url]  # not the primary's to say
+        for watch, owned in self._members:
+            for type_url, names in watch.take_changes().items():
+                if type_url in owned:
+                    changes.setdefault(type_url, set()).update(names)
+        return changes
+
+    @property
+    def has_changes(self) -> bool:
+        return any(w.has_changes for w in self._all if isinstance(w, ListenableWatch))
+
+    async def wait_for_changes(self) -> None:
+        if not self._listening:
+            await self._race()
+            return
+        while not self.has_changes:
+            self._wake = anyio.Event()
+            try:
+                await self._wake.wait()
+            finally:
+                self._wake = None
+
+    def _changed(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _race(self) -> None:
+        async def wait_one(watch: ProxyWatch, scope: anyio.CancelScope) -> None:
+            await watch.wait_for_changes()
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for watch in self._all:
+                tg.start_soon(wait_one, watch, tg.cancel_scope)

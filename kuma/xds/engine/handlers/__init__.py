@@ -1,0 +1,40 @@
+"""Input handlers by resource type: adding a resource kind to the engine is adding a module
+here (see base.py for the shape) and one line in :func:`default_handlers`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .base import InputHandler
+from .dataplane import DataplaneHandler
+from .mesh import MeshHandler
+from .mesh_vips import MeshVipsHandler
+
+
+def default_handlers() -> list[InputHandler]:
+    return [DataplaneHandler(), MeshHandler(), MeshVipsHandler()]
+
+
+class HandlerRegistry:
+    """One handler per resource type; events of a type nobody handles are ignored."""
+
+    def __init__(self, handlers: Iterable[InputHandler] = ()) -> None:
+        self._by_type: dict[str, InputHandler] = {}
+        for handler in handlers:
+            self.register(handler)
+
+    def register(self, handler: InputHandler) -> None:
+        kind = handler.resource_type
+        if kind in self._by_type:
+            raise ValueError(f"a handler for {kind} is already registered")
+        self._by_type[kind] = handler
+
+    def get(self, resource_type: str) -> InputHandler | None:
+        return self._by_type.get(resource_type)
+
+    @property
+    def resource_types(self) -> frozenset[str]:
+        return frozenset(self._by_type)
+
+
+__all__ = ["HandlerRegistry", "InputHandler", "default_handlers"]

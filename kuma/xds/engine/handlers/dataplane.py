@@ -1,0 +1,27 @@
+"""Dataplane events: the mesh's service index, and the proxy's own configuration."""
+
+from __future__ import annotations
+
+from kuma.resources import Dataplane
+from kuma.store import Operation, ResourceEvent
+from kuma.xds.node_id import ProxyId
+
+from ..invalidation import Invalidation
+from ..mesh_state import Meshes
+
+
+class DataplaneHandler:
+    resource_type = Dataplane.TYPE
+
+    def handle(self, event: ResourceEvent, meshes: Meshes, invalidation: Invalidation) -> None:
+        dataplane = event.resource
+        assert isinstance(dataplane, Dataplane)
+        mesh = meshes[dataplane.mesh]
+        if event.operation is Operation.DELETE:
+            services = mesh.remove(dataplane.name)
+        elif mesh.dataplanes.get(dataplane.name) == dataplane:
+            return  # the same content again (a re-put): nothing changed
+        else:
+            services = mesh.put(dataplane)
+        invalidation.touch_services(mesh.name, services)
+        invalidation.dataplanes.add(ProxyId(mesh.name, dataplane.name))

@@ -1,0 +1,36 @@
+"""A proxy's node id: ``<mesh>.<name>``, the one format shared by the servers, the engine,
+registration and insights.
+
+Kuma's convention: the mesh is everything before the first dot (mesh names hold no dot), the
+Dataplane name is the rest and may contain dots.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class InvalidNodeId(ValueError):
+    """A node id that is not ``<mesh>.<name>``."""
+
+
+class ProxyId(NamedTuple):
+    mesh: str
+    name: str
+
+    def __str__(self) -> str:
+        return format_node_id(self.mesh, self.name)
+
+
+def format_node_id(mesh: str, name: str) -> str:
+    return f"{mesh}.{name}"
+
+
+def parse_node_id(node_id: str) -> ProxyId:
+    """Split ``<mesh>.<name>`` at the first dot; both parts must be non-empty."""
+    mesh, dot, name = node_id.partition(".")
+    if not dot or not mesh or not name:
+        raise InvalidNodeId(
+            f"node id {node_id!r} is not '<mesh>.<name>' (the mesh, a dot, the Dataplane name)"
+        )
+    return ProxyId(mesh, name)

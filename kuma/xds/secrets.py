@@ -1,0 +1,69 @@
+"""Where SDS secrets come from: a :class:`SecretSource`, its own member of the composite source.
+
+Secrets (a proxy's workload certificate and key, its mesh's CA bundle) are not derived from
+store events the way clusters and listeners are: they are issued and rotated on a clock. So
+they are not the engine's business: a SecretSource owns :data:`~kuma.xds.types.SECRET`, keeps
+each proxy's secrets and marks a proxy's watches changed when they are issued, rotated or
+revoked. ``kuma/cp/runtime.py`` routes SECRET to it through
+:class:`~kuma.xds.composite.CompositeSource`. Until certificates are built, the source is
+:class:`EmptySecretSource`: every proxy has no secrets, and nothing ever changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import anyio
+
+from .snapshot import VersionedResource
+from .source import ProxyWatch
+
+_NONE: Mapping[str, VersionedResource] = {}
+
+
+class SecretSource(Protocol):
+    """A :class:`~kuma.xds.source.ConfigSource` for SDS secrets (type URL ``SECRET``)."""
+
+    def watch_proxy(self, node_id: str) -> AbstractAsyncContextManager[ProxyWatch]:
+        """Follow one proxy's secrets; the watch's ``known`` is not read (the primary source
+        says whether the proxy is known)."""
+        ...
+
+
+class _EmptyWatch:
+    def __init__(self, node_id: str) -> None:
+        self._node_id = node_id
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def known(self) -> bool:
+        return True
+
+    def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
+        return _NONE
+
+    def take_changes(self) -> dict[str, set[str]]:
+        return {}
+
+    @property
+    def has_changes(self) -> bool:
+        return False
+
+    def set_listener(self, listener: object) -> None:
+        pass  # nothing ever changes
+
+    async def wait_for_changes(self) -> None:
+        await anyio.sleep_forever()
+
+
+class EmptySecretSource:
+    """No secrets for anyone (mTLS is not built yet)."""
+
+    @asynccontextmanager
+    async def watch_proxy(self, node_id: str) -> AsyncIterator[ProxyWatch]:
+        yield _EmptyWatch(node_id)

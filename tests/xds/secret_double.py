@@ -1,0 +1,93 @@
+"""A :class:`kuma.xds.secrets.SecretSource` test double: the test issues and revokes secrets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+
+import anyio
+from envoy.extensions.transport_sockets.tls.v3.secret_pb2 import Secret
+
+from kuma.xds.snapshot import VersionedResource, versioned
+from kuma.xds.types import SECRET
+
+
+def secret(name: str, rev: int = 0) -> VersionedResource:
+    """A small, real Secret; ``rev`` changes its content (and so its version)."""
+    message = Secret(name=name)
+    message.generic_secret.secret.inline_string = f"rev-{rev}"
+    return versioned(SECRET, name, message)
+
+
+class SecretWatch:
+    def __init__(self, source: SecretsDouble, node_id: str) -> None:
+        self._source = source
+        self._node_id = node_id
+        self._changes: set[str] = set()
+        self._waiter: anyio.Event | None = None
+        self._listener: Callable[[], None] | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def known(self) -> bool:
+        return True
+
+    def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
+        return self._source.secrets.get(self._node_id, {}) if type_url == SECRET else {}
+
+    def take_changes(self) -> dict[str, set[str]]:
+        changes, self._changes = self._changes, set()
+        return {SECRET: changes} if changes else {}
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._changes)
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        self._listener = listener
+
+    async def wait_for_changes(self) -> None:
+        while not self._changes:
+            self._waiter = anyio.Event()
+            try:
+                await self._waiter.wait()
+            finally:
+                self._waiter = None
+
+    def mark(self, name: str) -> None:
+        self._changes.add(name)
+        if self._waiter is not None:
+            self._waiter.set()
+        if self._listener is not None:
+            self._listener()
+
+
+class SecretsDouble:
+    def __init__(self) -> None:
+        self.secrets: dict[str, dict[str, VersionedResource]] = {}
+        self.watches: dict[str, list[SecretWatch]] = {}
+
+    def issue(self, node_id: str, name: str, rev: int = 0) -> VersionedResource:
+        item = self.secrets.setdefault(node_id, {})[name] = secret(name, rev)
+        self._notify(node_id, name)
+        return item
+
+    def revoke(self, node_id: str, name: str) -> None:
+        del self.secrets[node_id][name]
+        self._notify(node_id, name)
+
+    def _notify(self, node_id: str, name: str) -> None:
+        for watch in self.watches.get(node_id, []):
+            watch.mark(name)
+
+    @asynccontextmanager
+    async def watch_proxy(self, node_id: str) -> AsyncIterator[SecretWatch]:
+        watch = SecretWatch(self, node_id)
+        self.watches.setdefault(node_id, []).append(watch)
+        try:
+            yield watch
+        finally:
+            self.watches[node_id].remove(watch)
