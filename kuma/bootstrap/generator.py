@@ -7,7 +7,8 @@ and metrics sockets):
 * ``node``: id ``<mesh>.<name>``, cluster = the proxy's service, metadata read back by the
   control plane when the proxy connects: ``dataplane.resource`` (the Dataplane as JSON, when
   the proxy brought it), ``dataplane.admin.port``/``.address``, ``dataplane.proxyType``,
-  ``dataplane.dns.port`` (when kuma-dp serves DNS), ``version`` (kuma-dp's and Envoy's);
+  ``dataplane.dns.port`` (when kuma-dp serves DNS), ``dataplane.readinessReporter.port`` (when
+  kuma-dp reports readiness), ``version`` (kuma-dp's and Envoy's);
 * ``admin`` on 127.0.0.1 only, at ``networking.admin.port`` or else the control plane's
   ``bootstrapServer.params.adminPort``;
 * ADS (delta by default, ``bootstrapServer.params.xdsTransport: GRPC`` for state of the world)
@@ -29,6 +30,8 @@ from .request import DATAPLANE_PROXY_TYPE, BootstrapRequest
 #: Envoy's admin API is never reachable from off the host (Kuma's default adminAddress).
 ADMIN_ADDRESS = "127.0.0.1"
 ADS_CLUSTER = "ads_cluster"
+#: Kuma's ``FieldDataplaneReadinessPort``.
+READINESS_PORT_KEY = "dataplane.readinessReporter.port"
 XDS_TRANSPORTS = ("DELTA_GRPC", "GRPC")
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -79,6 +82,8 @@ def generate(
     }
     if request.dns_port:
         metadata["dataplane.dns.port"] = str(request.dns_port)
+    if request.readiness_port:
+        metadata[READINESS_PORT_KEY] = str(request.readiness_port)
     if request.dataplane_resource:
         # Re-encoded: YAML from the request becomes JSON, and what the control plane reads back
         # at connect time is exactly what was checked here.

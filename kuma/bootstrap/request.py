@@ -1,8 +1,9 @@
 """Kuma's bootstrap request (``POST /bootstrap``), what is wrong with one, and its Dataplane.
 
-kuma-dp sends ``{mesh, name, proxyType, dataplaneToken, dataplaneResource, dnsPort, version,
-...}`` (``pkg/xds/bootstrap/types/bootstrap_request.go``). Fields this control plane does not
-use (metrics sockets, features, ...) are accepted and ignored, so a newer kuma-dp still works.
+kuma-dp sends ``{mesh, name, proxyType, dataplaneToken, dataplaneResource, dnsPort,
+readinessPort, version, ...}`` (``pkg/xds/bootstrap/types/bootstrap_request.go``). Fields
+this control plane does not use (metrics sockets, features, ...) are accepted and ignored, so
+a newer kuma-dp still works.
 
 Two flows, as in Kuma: with ``dataplaneResource`` (the Dataplane as a JSON or YAML string) the
 proxy brings its own definition, which is checked here and registered by the control plane when
@@ -84,6 +85,8 @@ class BootstrapRequest(_Camel):
     dataplane_resource: str = ""
     #: The port of the proxy's DNS listener (kuma-dp ``--dns-port``), 0: no DNS.
     dns_port: int = 0
+    #: The port of kuma-dp's readiness reporter on 127.0.0.1, 0: none (Kuma 2.7.7+).
+    readiness_port: int = 0
     version: Version = msgspec.field(default_factory=Version)
 
 
@@ -98,6 +101,8 @@ def parse_request(body: bytes) -> BootstrapRequest:
         raise bad_request(f"{field}: {reason}" if field else reason) from None
     except msgspec.DecodeError as exc:
         raise bad_request(f"the body is not a JSON bootstrap request: {exc}") from None
+    if not 0 <= request.readiness_port <= 65535:
+        raise bad_request(f"readinessPort: {request.readiness_port} is not a port")
     if not request.proxy_type:
         request.proxy_type = DATAPLANE_PROXY_TYPE
     if not request.dataplane_resource:

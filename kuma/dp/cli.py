@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _port_or_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in [0, 65535], got {value}")
+    return value
+
+
+#: Kuma's ``dataplane.readinessPort`` environment variable.
+READINESS_PORT_ENV = "KUMA_READINESS_PORT"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -109,7 +124,28 @@ def parser() -> argparse.ArgumentParser:
         help="the port DNS is redirected to ('kumactl install transparent-proxy "
         "--redirect-dns-port', default 15053)",
     )
+    add(
+        "--readiness-port",
+        type=_port_or_zero,
+        default=None,
+        help="port (on 127.0.0.1) of kuma-dp's readiness reporter behind the proxy's /ready, "
+        f"which turns TERMINATING as soon as a drain starts; 0: Envoy's own /ready "
+        f"(env {READINESS_PORT_ENV}; default: a free port)",
+    )
     return top
+
+
+def _readiness_port(given: int | None) -> int | None:
+    """The flag, else the environment (Kuma's), else None (a free port)."""
+    if given is not None:
+        return given
+    text = os.environ.get(READINESS_PORT_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return _port_or_zero(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{READINESS_PORT_ENV}={text!r}: {exc}") from None
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
@@ -132,6 +168,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         raise UsageError("--dataplane-var needs a Dataplane template (-d or --dataplane)")
     elif not args.name or not args.mesh:
         raise UsageError("give a Dataplane (-d/--dataplane), or --name and --mesh of a stored one")
+    readiness_port = _readiness_port(args.readiness_port)
     token = args.dataplane_token
     if args.dataplane_token_file is not None:
         try:
@@ -151,6 +188,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         drain_time=args.drain_time,
         envoy_log_level=args.envoy_log_level,
         dns_port=args.dns_port if args.dns_enabled == "true" else 0,
+        readiness=readiness_port != 0,
+        readiness_port=readiness_port or 0,
     )
 
 
@@ -175,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     except BootstrapRefused as exc:
         log.error("the control plane refused the bootstrap: %s", exc)
     except EnvoyError as exc:
+        log.error("%s", exc)
+    except OSError as exc:  # the readiness reporter's port is taken, say
         log.error("%s", exc)
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         return 130

@@ -5,9 +5,10 @@
 2. The bootstrap is requested until the control plane answers (:mod:`.client`) and written into
    the config dir (a temporary one unless ``--config-dir`` is given; removed at exit).
 3. Envoy runs as a child (:mod:`.envoy`); its output is passed through, each line prefixed
-   with ``[envoy]``. SIGINT/SIGTERM start a drain: Envoy's health checks fail (so load
-   balancers and HTTP keep-alive connections let go), kuma-dp waits ``--drain-time`` (a second
-   signal cuts it short), then Envoy gets SIGTERM. kuma-dp exits with Envoy's exit status.
+   with ``[envoy]``. SIGINT/SIGTERM start a drain: the readiness reporter (:mod:`.readiness`)
+   answers TERMINATING at once, Envoy's health checks fail (so load balancers and HTTP
+   keep-alive connections let go), kuma-dp waits ``--drain-time`` (a second signal cuts it
+   short), then Envoy gets SIGTERM. kuma-dp exits with Envoy's exit status.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from kuma.resources import Dataplane, encode_json
 
 from .client import Bootstrap, BootstrapRefused, fetch_bootstrap
 from .envoy import EnvoyVersion, envoy_args, envoy_version, find_envoy, start_envoy
+from .readiness import ReadinessReporter
 
 log = logging.getLogger("kuma.dp")
 
@@ -55,12 +57,19 @@ class RunOptions(msgspec.Struct, kw_only=True):
     envoy_log_level: str = "info"
     #: The port of Envoy's DNS listener (``kuma:dns``) for transparent proxying, 0: no DNS.
     dns_port: int = 15053
+    #: Serve readiness from kuma-dp (``kuma:readiness``); False: Envoy's ``/ready`` as is.
+    readiness: bool = True
+    #: The readiness reporter's port on 127.0.0.1; 0: a free one.
+    readiness_port: int = 0
 
 
-def bootstrap_request(options: RunOptions, version: EnvoyVersion, workdir: Path) -> dict[str, Any]:
-    """Kuma's BootstrapRequest (``pkg/xds/bootstrap/types/bootstrap_request.go``)."""
+def bootstrap_request(
+    options: RunOptions, version: EnvoyVersion, workdir: Path, readiness_port: int = 0
+) -> dict[str, Any]:
+    """Kuma's BootstrapRequest (``pkg/xds/bootstrap/types/bootstrap_request.go``);
+    ``readiness_port``: where kuma-dp reports readiness (0: it does not)."""
     dataplane = options.dataplane
-    return {
+    request: dict[str, Any] = {
         "mesh": dataplane.mesh if dataplane else options.mesh,
         "name": dataplane.name if dataplane else options.name,
         "proxyType": options.proxy_type,
@@ -80,6 +89,9 @@ def bootstrap_request(options: RunOptions, version: EnvoyVersion, workdir: Path)
         "features": [],
         "workdir": str(workdir),
     }
+    if readiness_port:
+        request["readinessPort"] = readiness_port
+    return request
 
 
 def admin_port_of(bootstrap_yaml: str) -> int:
@@ -105,30 +117,49 @@ async def run(options: RunOptions) -> int:
     binary = find_envoy(options.binary_path)
     version = await envoy_version(binary)
     log.info("found Envoy %s at %s", version.version, binary)
+    reporter = ReadinessReporter(options.readiness_port) if options.readiness else None
     with (
         anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
         config_dir(options.config_dir) as directory,
     ):
-        request = bootstrap_request(options, version, directory)
-        bootstrap = await _fetch_unless_stopped(options.cp_address, request, signals)
-        if bootstrap is None:
-            return 0
-        path = directory / BOOTSTRAP_FILE
-        path.write_text(bootstrap.yaml)
-        admin_port = admin_port_of(bootstrap.yaml)
-        log.info("bootstrap written to %s (Envoy admin on 127.0.0.1:%d)", path, admin_port)
-        args = envoy_args(
-            binary,
-            path,
-            drain_time=options.drain_time,
-            log_level=options.envoy_log_level,
-            concurrency=options.concurrency,
-        )
-        process = await start_envoy(args)
-        log.info("Envoy started (pid %d)", process.pid)
-        code = await _supervise(process, signals, admin_port, options.drain_time)
-        log.info("Envoy exited with status %d", code)
-        return code
+        async with _reporting(reporter):
+            request = bootstrap_request(
+                options, version, directory, reporter.port if reporter is not None else 0
+            )
+            bootstrap = await _fetch_unless_stopped(options.cp_address, request, signals)
+            if bootstrap is None:
+                return 0
+            path = directory / BOOTSTRAP_FILE
+            path.write_text(bootstrap.yaml)
+            admin_port = admin_port_of(bootstrap.yaml)
+            log.info("bootstrap written to %s (Envoy admin on 127.0.0.1:%d)", path, admin_port)
+            if reporter is not None:
+                reporter.envoy_admin_port = admin_port
+            args = envoy_args(
+                binary,
+                path,
+                drain_time=options.drain_time,
+                log_level=options.envoy_log_level,
+                concurrency=options.concurrency,
+            )
+            process = await start_envoy(args)
+            log.info("Envoy started (pid %d)", process.pid)
+            code = await _supervise(process, signals, admin_port, options.drain_time, reporter)
+            log.info("Envoy exited with status %d", code)
+            return code
+
+
+@contextlib.asynccontextmanager
+async def _reporting(reporter: ReadinessReporter | None) -> AsyncIterator[None]:
+    """The readiness reporter (if any) serves while the context is open."""
+    if reporter is None:
+        yield
+        return
+    await reporter.start()
+    try:
+        yield
+    finally:
+        await reporter.stop()
 
 
 async def _fetch_unless_stopped(
@@ -161,9 +192,10 @@ async def _supervise(
     signals: AsyncIterator[int],
     admin_port: int,
     drain_time: float,
+    reporter: ReadinessReporter | None = None,
 ) -> int:
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_stop_on_signal, process, signals, admin_port, drain_time)
+        tg.start_soon(_stop_on_signal, process, signals, admin_port, drain_time, reporter)
         assert process.stdout is not None
         await _pass_through(process.stdout)
         code = await process.wait()
@@ -190,12 +222,15 @@ async def _stop_on_signal(
     signals: AsyncIterator[int],
     admin_port: int,
     drain_time: float,
+    reporter: ReadinessReporter | None = None,
 ) -> None:
     async for signum in signals:
         name = signal.Signals(signum).name
         log.info(
             "caught %s: draining Envoy for %gs (a second signal stops it now)", name, drain_time
         )
+        if reporter is not None:
+            reporter.set_terminating()
         await _fail_health_checks(admin_port)
         with anyio.move_on_after(drain_time):
             async for _ in signals:

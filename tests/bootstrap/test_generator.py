@@ -11,6 +11,7 @@ import pytest
 
 from kuma.bootstrap import GeneratorParams, decode_proxy_dataplane, generate, parse_request, to_yaml
 from kuma.bootstrap.generator import sidecar_configuration
+from kuma.bootstrap.request import BootstrapError
 from kuma.resources import Dataplane, decode_one
 
 from .samples import WEB, dataplane, load_yaml, request
@@ -161,3 +162,20 @@ def test_dns_port_goes_into_the_node_metadata() -> None:
     assert node["metadata"]["dataplane.dns.port"] == "15053"
     # Without it (DNS disabled, or an older kuma-dp) there is no such key.
     assert "dataplane.dns.port" not in bootstrap_of(WEB)["node"]["metadata"]
+
+
+def test_readiness_port_goes_into_the_node_metadata() -> None:
+    """kuma-dp's readiness reporter port, under Kuma's key, only when kuma-dp sent one."""
+    parsed = parse_request(orjson.dumps(request(WEB, readinessPort=41234)))
+    assert parsed.readiness_port == 41234
+    proxy = decode_proxy_dataplane(parsed.dataplane_resource)
+    node = generate(proxy, parsed, GeneratorParams(), xds_host="cp", xds_port=5678)["node"]
+    assert node["metadata"]["dataplane.readinessReporter.port"] == "41234"
+    assert "dataplane.readinessReporter.port" not in bootstrap_of(WEB)["node"]["metadata"]
+
+
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_a_readiness_port_out_of_range_is_refused(port: int) -> None:
+    with pytest.raises(BootstrapError, match="readinessPort") as caught:
+        parse_request(orjson.dumps(request(WEB, readinessPort=port)))
+    assert caught.value.status == 400

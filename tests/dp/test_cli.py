@@ -202,3 +202,24 @@ def test_dns_flags() -> None:
     assert options_from(parser().parse_args([*base, "--dns-coredns-port=17053"])).dns_port == 17053
     assert options_from(parser().parse_args([*base, "--dns-enabled=false"])).dns_port == 0
     assert options_from(parser().parse_args([*base, "--dns-enabled"])).dns_port == 15053
+
+
+def test_readiness_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = ["run", "--name", "web-01", "--mesh", "default"]
+
+    def readiness(*argv: str) -> tuple[bool, int]:
+        options = options_from(parser().parse_args([*base, *argv]))
+        return options.readiness, options.readiness_port
+
+    monkeypatch.delenv("KUMA_READINESS_PORT", raising=False)
+    assert readiness() == (True, 0)  # on, a free port
+    assert readiness("--readiness-port", "19902") == (True, 19902)
+    assert readiness("--readiness-port", "0") == (False, 0)  # Kuma's "off"
+    monkeypatch.setenv("KUMA_READINESS_PORT", "9902")
+    assert readiness() == (True, 9902)
+    assert readiness("--readiness-port", "19903") == (True, 19903)  # the flag wins
+    monkeypatch.setenv("KUMA_READINESS_PORT", "nine")
+    with pytest.raises(UsageError, match="KUMA_READINESS_PORT='nine'"):
+        readiness()
+    with pytest.raises(SystemExit):
+        parser().parse_args([*base, "--readiness-port", "70000"])

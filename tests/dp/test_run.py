@@ -140,3 +140,18 @@ async def test_a_refused_bootstrap_exits_1(tmp_path: Path) -> None:
     assert code == 1
     assert 'mesh: mesh "default" does not exist' in err
     assert "[envoy]" not in out
+
+
+async def test_the_readiness_reporter_port_is_announced(tmp_path: Path) -> None:
+    """By default kuma-dp reports readiness on a free port and tells the control plane which;
+    --readiness-port 0 (Kuma's "off") sends none."""
+    async with control_plane() as (port, received):
+        code, _, first_err = await kuma_dp(tmp_path, port)
+        assert code == 3, first_err
+        code, _, err = await kuma_dp(tmp_path, port, "--readiness-port", "0")
+        assert code == 3, err
+    announced, off = received
+    assert 0 < announced["readinessPort"] < 65536
+    assert f"readiness reporter listening on 127.0.0.1:{announced['readinessPort']}" in first_err
+    assert "readinessPort" not in off
+    assert "readiness reporter" not in err

@@ -662,6 +662,50 @@ def test_admin_resources(
             assert [v for k, v in routes if k == "prefix"] == ["/ready"]
 
 
+def test_readiness_goes_to_kuma_dp_when_it_reports_it() -> None:
+    """Kuma's admin golden 06: a ``kuma:readiness`` STATIC cluster to kuma-dp's reporter on
+    loopback (connect 5s, altStatName), and the admin listener's /ready routed to it."""
+    dp = dataplane(
+        """
+        name: dp
+        networking:
+          address: 192.168.0.1
+          inbound: [{port: 80, tags: {kuma.io/service: s}}]
+        """
+    )
+    resources: list[Any] = admin_resources(dp, 9901, readiness_port=9902)
+    by_name = {f"{m.DESCRIPTOR.name}:{m.name}": to_plain(m) for m in resources}
+    assert sorted(by_name) == [
+        "Cluster:kuma:envoy:admin",
+        "Cluster:kuma:readiness",
+        "Listener:kuma:envoy:admin",
+    ]
+    assert by_name["Cluster:kuma:readiness"] == {
+        "name": "kuma:readiness",
+        "altStatName": "kuma_readiness",
+        "type": "STATIC",
+        "connectTimeout": "5s",
+        "loadAssignment": {
+            "clusterName": "kuma:readiness",
+            "endpoints": [
+                {
+                    "lbEndpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socketAddress": {"address": "127.0.0.1", "portValue": 9902}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    routes = [v for k, v in _walk(by_name["Listener:kuma:envoy:admin"]) if k == "route"]
+    assert routes == [{"cluster": "kuma:readiness", "prefixRewrite": "/ready"}]
+
+
 def test_transparent_outbounds_are_shared_across_proxies() -> None:
     resources = _generate("transparent-all")
     listener = resources[types.LISTENER]["outbound:240.0.0.1:80"]

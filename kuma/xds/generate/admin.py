@@ -6,9 +6,15 @@ control plane adds:
 * the STATIC cluster ``kuma:envoy:admin`` to 127.0.0.1:adminPort;
 * the listener ``kuma:envoy:admin`` on ``networking.address``:adminPort, which exposes only
   ``GET /ready`` (rewritten to the admin API's ``/ready``), so health checkers off the host can
-  see whether the proxy is ready. Kuma adds a second, mTLS-only filter chain exposing the whole
-  admin API to the control plane with its own certificate; this project has no such
-  certificate, so that chain is left out and nothing else of the admin API leaves loopback.
+  see whether the proxy is ready;
+* when the proxy's kuma-dp reports readiness itself (its node metadata carries
+  ``dataplane.readinessReporter.port``): the STATIC cluster ``kuma:readiness`` to
+  127.0.0.1:<that port>, and ``/ready`` goes there instead, so the answer turns to
+  "TERMINATING" as soon as kuma-dp starts draining, before Envoy stops (Kuma 2.7.7+).
+
+Kuma adds a second, mTLS-only filter chain exposing the whole admin API to the control plane
+with its own certificate; this project has no such certificate, so that chain is left out and
+nothing else of the admin API leaves loopback.
 
 The listener is left out when ``networking.address`` is 127.0.0.1 (it would collide with
 Envoy's own admin socket, as Kuma notes), unspecified, or not an IP literal.
@@ -29,7 +35,12 @@ from kuma.resources.model import Dataplane
 
 from ._pb import INTERNAL_ADDRESSES, ROUTER, Message, add_hcm, set_socket_address
 from .clusters import static_cluster
-from .names import ENVOY_ADMIN_CLUSTER, ENVOY_ADMIN_LISTENER, sanitize_metric
+from .names import (
+    DP_READINESS_CLUSTER,
+    ENVOY_ADMIN_CLUSTER,
+    ENVOY_ADMIN_LISTENER,
+    sanitize_metric,
+)
 
 #: Where Envoy's admin API listens (Kuma's default ``bootstrapServer.params.adminAddress``).
 ADMIN_ADDRESS = "127.0.0.1"
@@ -57,8 +68,16 @@ def _exposable(address: str) -> bool:
     return not ip.is_unspecified and address != ADMIN_ADDRESS
 
 
-def admin_listener(address: str, port: int) -> listener_pb2.Listener:
-    """The ``kuma:envoy:admin`` listener on ``address:port`` exposing ``EXPOSED_PATHS``."""
+def readiness_cluster(port: int) -> cluster_pb2.Cluster:
+    """``kuma:readiness``: kuma-dp's readiness reporter on loopback."""
+    return static_cluster(DP_READINESS_CLUSTER, ADMIN_ADDRESS, port)
+
+
+def admin_listener(
+    address: str, port: int, ready_cluster: str = ENVOY_ADMIN_CLUSTER
+) -> listener_pb2.Listener:
+    """The ``kuma:envoy:admin`` listener on ``address:port`` exposing ``EXPOSED_PATHS``, each
+    sent to ``ready_cluster`` (Envoy's admin API, or kuma-dp's readiness reporter)."""
     config = hcm_pb2.HttpConnectionManager(stat_prefix=sanitize_metric(ENVOY_ADMIN_LISTENER))
     config.http_filters.append(ROUTER)
     config.internal_address_config.CopyFrom(INTERNAL_ADDRESSES)
@@ -67,7 +86,7 @@ def admin_listener(address: str, port: int) -> listener_pb2.Listener:
     for path in EXPOSED_PATHS:
         route = host.routes.add()
         route.match.prefix = path
-        route.route.cluster = ENVOY_ADMIN_CLUSTER
+        route.route.cluster = ready_cluster
         route.route.prefix_rewrite = path
     listener = listener_pb2.Listener(name=ENVOY_ADMIN_LISTENER, traffic_direction=base_pb2.INBOUND)
     set_socket_address(listener.address, address, port)
@@ -76,13 +95,20 @@ def admin_listener(address: str, port: int) -> listener_pb2.Listener:
     return listener
 
 
-def admin_resources(dataplane: Dataplane, default_admin_port: int) -> list[Message]:
-    """The admin cluster and, where it is safe, the admin listener (see the module doc)."""
+def admin_resources(
+    dataplane: Dataplane, default_admin_port: int, readiness_port: int = 0
+) -> list[Message]:
+    """The admin cluster, the readiness cluster when ``readiness_port`` (kuma-dp's reporter,
+    0: none) is set, and, where it is safe, the admin listener (see the module doc)."""
     port = admin_port(dataplane, default_admin_port)
     if port == 0:
         return []
     resources: list[Message] = [admin_cluster(port)]
+    ready_cluster = ENVOY_ADMIN_CLUSTER
+    if readiness_port:
+        resources.append(readiness_cluster(readiness_port))
+        ready_cluster = DP_READINESS_CLUSTER
     networking = dataplane.networking
     if networking is not None and _exposable(networking.address):
-        resources.append(admin_listener(networking.address, port))
+        resources.append(admin_listener(networking.address, port, ready_cluster))
     return resources

@@ -12,6 +12,8 @@ SEPARATOR = ":"
 
 #: The STATIC cluster pointing at Envoy's own admin API (on loopback).
 ENVOY_ADMIN_CLUSTER = "kuma:envoy:admin"
+#: The STATIC cluster pointing at kuma-dp's readiness reporter (on loopback).
+DP_READINESS_CLUSTER = "kuma:readiness"
 #: The listener exposing a safe subset of the admin API (``/ready``) on the proxy's address.
 ENVOY_ADMIN_LISTENER = "kuma:envoy:admin"
 
