@@ -64,9 +64,15 @@ class ApiAuth(_Section):
     admin_token: str = ""
 
 
+class ApiGui(_Section):
+    #: Serve the web GUI under /gui on the API port.
+    enabled: bool = True
+
+
 class ApiServer(_Section):
     http: ApiHttp = msgspec.field(default_factory=ApiHttp)
     auth: ApiAuth = msgspec.field(default_factory=ApiAuth)
+    gui: ApiGui = msgspec.field(default_factory=ApiGui)
     #: Largest request body the REST API reads (bigger ones get 413).
     max_request_bytes: int = 1024 * 1024
 

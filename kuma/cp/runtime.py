@@ -16,7 +16,9 @@ import anyio
 import kuma
 from kuma.api import ApiSettings, serve_api
 from kuma.bootstrap import GeneratorParams, bootstrap_protocol
+from kuma.gui import Gui
 from kuma.insights import Insights, insight_store_for
+from kuma.inspect import served_config_routes
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
 from kuma.resources import ResourceKey
 from kuma.store import ResourceEvent, Store, Synced, open_store
@@ -25,7 +27,7 @@ from kuma.xds.composite import CompositeSource
 from kuma.xds.engine import Engine
 from kuma.xds.secrets import EmptySecretSource
 from kuma.xds.server import serve as serve_ads
-from kuma.xds.server.observer import ObserverGroup
+from kuma.xds.server.observer import ObserverGroup, StreamObserver
 
 from .config import CpConfig
 from .defaults import ensure_default_mesh
@@ -88,7 +90,17 @@ async def run_control_plane(
             flush_interval=config.status_flush_interval,
             observer=metrics,
         )
-        observer = ObserverGroup([insights.tracker, metrics])
+        # The GUI follows the store itself and hears the streams and the propagation times.
+        gui = (
+            Gui(store, insights, instance_id=insights.instance_id)
+            if config.api_server.gui.enabled
+            else None
+        )
+        observers: list[StreamObserver] = [insights.tracker, metrics]
+        if gui is not None:
+            observers.append(gui.streams)
+            metrics.on_propagation = gui.on_propagation
+        observer = ObserverGroup(observers)
         # Sidecars' own Dataplanes: registered when their stream opens (kuma/cp/registration.py).
         registrar = Registrar(instrumented, config.deregistration_delay)
         params = config.bootstrap_server.params
@@ -113,6 +125,10 @@ async def run_control_plane(
             ads_port = await tg.start(
                 serve_dp, source, config.dp_server.interface, config.dp_server.port, observer
             )
+            extra_routes = [*metrics_routes(metrics), *served_config_routes(store, engine)]
+            if gui is not None:
+                await tg.start(gui.run)
+                extra_routes += gui.routes()
             api = config.api_server
             api_settings = ApiSettings(
                 interface=api.http.interface,
@@ -126,7 +142,7 @@ async def run_control_plane(
                 instrumented,
                 api_settings,
                 insights,
-                metrics_routes(metrics),
+                extra_routes,
             )
             log.info(
                 "kuma-cp is ready",

@@ -73,6 +73,8 @@ class Metrics:
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.change_times = change_times
+        #: Told each propagation measurement as ``(node id, seconds)`` (the GUI's live view).
+        self.on_propagation: Callable[[str, float], None] | None = None
         self._clock = clock
         r = self.registry
         self.streams_active = Gauge(
@@ -203,7 +205,10 @@ class Metrics:
         if self.change_times is not None:
             changed_at = self.change_times(node_id)
             if changed_at is not None:
-                self.propagation.observe(max(0.0, self._clock() - changed_at))
+                seconds = max(0.0, self._clock() - changed_at)
+                self.propagation.observe(seconds)
+                if self.on_propagation is not None:
+                    self.on_propagation(node_id, seconds)
 
     def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
         counter = self._acked.get(type_url)

@@ -11,6 +11,7 @@ from .errors import (
     StoreUnavailableError,
 )
 from .protocol import (
+    NotifiesProblems,
     Operation,
     Problem,
     ResourceEvent,
@@ -26,6 +27,7 @@ __all__ = [
     "AlreadyExistsError",
     "ConflictError",
     "NotFoundError",
+    "NotifiesProblems",
     "Operation",
     "Problem",
     "ResourceEvent",

@@ -12,9 +12,9 @@ fresh snapshot; nothing is lost between the snapshot and the changes that follow
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -110,4 +110,15 @@ class Store(Protocol):
 
     def problems(self) -> Sequence[Problem]:
         """What the store currently cannot serve (for the API and metrics)."""
+        ...
+
+
+@runtime_checkable
+class NotifiesProblems(Protocol):
+    """A store that says when ``problems()`` changed (optional: a file that breaks produces no
+    resource event, so without this a reader only sees it on its next look)."""
+
+    def on_problems_changed(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (synchronously, cheaply) after every change of ``problems()``;
+        returns the function that stops calling it."""
         ...

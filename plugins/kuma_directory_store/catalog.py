@@ -16,7 +16,7 @@ batch, so it takes over without anyone touching it again (and without a DELETE i
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,6 +49,8 @@ class Catalog:
         self.problems: dict[str, Problem] = {}
         #: Files in error because another file owns some of the keys they define: those keys.
         self.blocked: dict[str, frozenset[ResourceKey]] = {}
+        #: Called after a change of ``problems`` (the GUI shows a broken file as it breaks).
+        self.problem_listeners: list[Callable[[], None]] = []
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -77,6 +79,18 @@ class Catalog:
         A batch is applied as a whole, so a resource that moves between files in one batch (a
         file renamed or moved to a sub-folder, a document moved to another file) changes owner
         without an event when its content is the same, instead of a DELETE and a CREATE."""
+        before = dict(self.problems)
+        try:
+            return self._apply(batch)
+        finally:
+            if self.problems != before:
+                self.problems_changed()
+
+    def problems_changed(self) -> None:
+        for listener in tuple(self.problem_listeners):
+            listener()
+
+    def _apply(self, batch: Mapping[str, Parsed | None]) -> set[ResourceKey]:
         valid: list[tuple[str, Parsed, tuple[ResourceKey, ...], tuple[ResourceKey, ...]]] = []
         orphans: dict[ResourceKey, str] = {}  # disowned for now: kept if someone takes them
         for path in sorted(batch):

@@ -109,6 +109,11 @@ class DirectoryStore:
         found = self._catalog.sorted_problems()
         return (self._trouble, *found) if self._trouble is not None else found
 
+    def on_problems_changed(self, callback: Callable[[], None]) -> Callable[[], None]:
+        listeners = self._catalog.problem_listeners
+        listeners.append(callback)
+        return lambda: listeners.remove(callback) if callback in listeners else None
+
     # --- writes --------------------------------------------------------------------------------
 
     async def create(self, resource: Resource) -> StoredResource:
@@ -242,7 +247,10 @@ class DirectoryStore:
         return state.keys if state is not None else ()
 
     def set_trouble(self, reason: str | None) -> None:
-        self._trouble = None if reason is None else Problem(where=self.root, reason=reason)
+        trouble = None if reason is None else Problem(where=self.root, reason=reason)
+        if trouble != self._trouble:
+            self._trouble = trouble
+            self._catalog.problems_changed()
 
     def close(self) -> None:
         self._catalog.hub.close()
