@@ -120,12 +120,13 @@ async def run_control_plane(
             await engine.wait_synced()
             # One port for ADS and kuma-dp's POST /bootstrap, as in Kuma (kuma/xds/server/demux.py).
             serve_dp = partial(serve_ads, lifecycle=registrar, http1=bootstrap_http)
-            # The streams ask one source: the engine's resources, SDS from the SecretSource.
+            # The streams ask one source: the engine's resources, SDS from the SecretSource;
+            # /meshes/{mesh}/dataplanes/{name}/_config shows what that source serves.
             source = CompositeSource(engine, {types.SECRET: EmptySecretSource()})
             ads_port = await tg.start(
                 serve_dp, source, config.dp_server.interface, config.dp_server.port, observer
             )
-            extra_routes = [*metrics_routes(metrics), *served_config_routes(store, engine)]
+            extra_routes = [*metrics_routes(metrics), *served_config_routes(store, source)]
             if gui is not None:
                 await tg.start(gui.run)
                 extra_routes += gui.routes()
