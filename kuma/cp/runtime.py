@@ -91,11 +91,7 @@ async def run_control_plane(
             observer=metrics,
         )
         # The GUI follows the store itself and hears the streams and the propagation times.
-        gui = (
-            Gui(store, insights, instance_id=insights.instance_id)
-            if config.api_server.gui.enabled
-            else None
-        )
+        gui = Gui(store, insights) if config.api_server.gui.enabled else None
         observers: list[StreamObserver] = [insights.tracker, metrics]
         if gui is not None:
             observers.append(gui.streams)

@@ -17,6 +17,7 @@ from anyio.abc import TaskStatus
 
 import kuma
 from kuma.api import ApiError
+from kuma.insights import Insights
 from kuma.resources import Dataplane
 from kuma.store import NotifiesProblems, Operation, Problem, ResourceEvent, Store
 
@@ -25,8 +26,12 @@ from .catalog import GuiCatalog
 from .feed import LiveFeed
 from .propagation import PropagationLog
 from .routes import asset_routes, dataplane_filter, json_route, paging, stream_events
+from .status import ProxyStatus
 from .streams import StreamWatcher
-from .views import Insights, dataplane_detail, dataplane_page, mesh_summary, service_page
+from .views import dataplane_detail, dataplane_page, mesh_summary, service_page
+
+#: Never named in the GUI, not even in a notice: only admins may see Secrets (the REST API's rule).
+HIDDEN_TYPES = frozenset({"Secret", "GlobalSecret"})
 
 
 def _problems(store: Store) -> list[dict[str, str]]:
@@ -35,13 +40,13 @@ def _problems(store: Store) -> list[dict[str, str]]:
 
 
 class Gui:
-    def __init__(self, store: Store, insights: Insights, *, instance_id: str = "") -> None:
+    def __init__(self, store: Store, insights: Insights) -> None:
         self.store = store
-        self.insights = insights
-        self.instance_id = instance_id
+        self.instance_id = insights.instance_id
         self.feed = LiveFeed()
         self.catalog = GuiCatalog(on_change=self._on_store_change)
         self.streams = StreamWatcher(self.feed)
+        self.status = ProxyStatus(insights, self.streams)
         self.propagation = PropagationLog(self.feed)
         self._assets = load_assets()
         self._last_problems: list[dict[str, str]] = []
@@ -50,6 +55,8 @@ class Gui:
 
     def _on_store_change(self, event: ResourceEvent) -> None:
         key = event.key
+        if key.type in HIDDEN_TYPES:
+            return
         self.feed.publish(
             {
                 "kind": "resource",
@@ -96,7 +103,7 @@ class Gui:
     # --- documents -------------------------------------------------------------------------------
 
     def overview(self) -> dict[str, Any]:
-        meshes = [mesh_summary(self.catalog, self.insights, m) for m in self.catalog.mesh_names()]
+        meshes = [mesh_summary(self.catalog, self.status, m) for m in self.catalog.mesh_names()]
         totals = {"meshes": len(meshes), "dataplanes": 0, "online": 0, "offline": 0}
         for mesh in meshes:
             for key in ("online", "offline"):
@@ -126,26 +133,26 @@ class Gui:
             return self.overview()
 
         async def mesh(request: web.Request) -> dict[str, Any]:
-            return mesh_summary(self.catalog, self.insights, self._mesh_name(request))
+            return mesh_summary(self.catalog, self.status, self._mesh_name(request))
 
         async def services(request: web.Request) -> dict[str, Any]:
             name = self._mesh_name(request)
             offset, size = paging(request)
             query = request.query.get("name", "").strip()
-            return service_page(self.catalog, self.insights, name, query, offset, size)
+            return service_page(self.catalog, self.status, name, query, offset, size)
 
         async def dataplanes(request: web.Request) -> dict[str, Any]:
             name = self._mesh_name(request)
             offset, size = paging(request)
             where = dataplane_filter(request)
-            return dataplane_page(self.catalog, self.insights, name, where, offset, size)
+            return dataplane_page(self.catalog, self.status, name, where, offset, size)
 
         async def dataplane(request: web.Request) -> dict[str, Any]:
             mesh, name = request.match_info["mesh"], request.match_info["name"]
             stored = self.catalog.dataplane(mesh, name)
             if stored is None:
                 raise ApiError(404, "Not Found", f"no Dataplane {name!r} in mesh {mesh!r}")
-            return dataplane_detail(stored, self.insights, self.streams.nacks(mesh, name))
+            return dataplane_detail(stored, self.status, self.streams.nacks(mesh, name))
 
         async def propagation(request: web.Request) -> dict[str, Any]:
             return self.propagation.document()

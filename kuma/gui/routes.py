@@ -95,7 +95,14 @@ def asset_routes(assets: dict[str, Asset]) -> list[web.RouteDef]:
 async def stream_events(request: web.Request, subscriber: Any) -> web.StreamResponse:
     """Send each batch of notices as one ``changes`` event until the page goes away or the
     feed closes (kuma-cp stopping). The first event says the stream is live, so a page that
-    reconnected knows to read everything again."""
+    reconnected knows to read everything again. A page that left mid-write is nobody's error."""
+    response = web.StreamResponse()
+    with suppress(ConnectionResetError):
+        response = await _stream(request, subscriber)
+    return response
+
+
+async def _stream(request: web.Request, subscriber: Any) -> web.StreamResponse:
     async with sse_response(request, ping_interval=PING_INTERVAL) as events:
         async with anyio.create_task_group() as tg:
 

@@ -47,6 +47,10 @@ class StreamWatcher:
         error}`` (time in Unix seconds)."""
         return list(reversed(self._nacks.get(f"{mesh}.{name}", ())))
 
+    def is_open(self, node_id: str) -> bool:
+        """Some stream of the proxy is open on this instance."""
+        return node_id in self._open
+
     def forget(self, mesh: str, name: str) -> None:
         """The Dataplane is gone: drop what was kept for it."""
         self._nacks.pop(f"{mesh}.{name}", None)

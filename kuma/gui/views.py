@@ -23,16 +23,12 @@ MAX_PAGE_SIZE = 500
 STATUSES = ("online", "offline")
 
 
-class Insights(Protocol):
-    """``kuma.api.InsightProvider``: the DataplaneInsight JSON of a proxy, or None/``{}``."""
+class Status(Protocol):
+    """:class:`~.status.ProxyStatus`: online or not (cheap), and the insight JSON (not)."""
+
+    def online(self, mesh: str, name: str) -> bool: ...
 
     def insight(self, mesh: str, name: str) -> Mapping[str, Any] | None: ...
-
-
-def is_online(insight: Mapping[str, Any] | None) -> bool:
-    if not insight:
-        return False
-    return any("disconnectTime" not in s for s in insight.get("subscriptions", ()))
 
 
 def _latest(insight: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -51,16 +47,21 @@ def _services(dataplane: Dataplane) -> list[str]:
     return [s for s in dataplane.services if s]
 
 
-def _tags(dataplane: Dataplane) -> dict[str, list[str]]:
-    """Every tag of the proxy's inbounds (or gateway), values deduplicated in order."""
+def _tag_sources(dataplane: Dataplane) -> list[Mapping[str, str]]:
+    """The tag sets of the proxy: each inbound's, and the gateway's."""
     networking = dataplane.networking
     if networking is None:
-        return {}
+        return []
     sources: list[Mapping[str, str]] = [i.tags for i in networking.inbound]
     if networking.gateway is not None:
         sources.append(networking.gateway.tags)
+    return sources
+
+
+def _tags(dataplane: Dataplane) -> dict[str, list[str]]:
+    """Every tag of the proxy's inbounds (or gateway), values deduplicated in order."""
     merged: dict[str, list[str]] = {}
-    for tags in sources:
+    for tags in _tag_sources(dataplane):
         for key, value in tags.items():
             values = merged.setdefault(key, [])
             if value not in values:
@@ -68,15 +69,15 @@ def _tags(dataplane: Dataplane) -> dict[str, list[str]]:
     return merged
 
 
-def row(stored: StoredResource, insights: Insights) -> dict[str, Any]:
+def row(stored: StoredResource, status: Status) -> dict[str, Any]:
     """One line of the Dataplane list."""
     dataplane = stored.resource
     assert isinstance(dataplane, Dataplane)
     networking = dataplane.networking
-    insight = insights.insight(dataplane.mesh, dataplane.name)
+    insight = status.insight(dataplane.mesh, dataplane.name)
     latest = _latest(insight)
     total = latest.get("status", {}).get("total", {})
-    online = is_online(insight)
+    online = status.online(dataplane.mesh, dataplane.name)
     return {
         "mesh": dataplane.mesh,
         "name": dataplane.name,
@@ -119,25 +120,22 @@ class DataplaneFilter:
         if self.name and self.name not in dataplane.name:
             return False
         if self.tags:
-            tags = _tags(dataplane)
+            sources = _tag_sources(dataplane)
             for key, wanted in self.tags:
-                values = tags.get(key)
-                if values is None:
-                    return False
-                if wanted is not None and not any(wanted in v for v in values):
+                if not any(
+                    key in tags and (wanted is None or wanted in tags[key]) for tags in sources
+                ):
                     return False
         return True
 
-    def select(
-        self, dataplanes: Iterable[StoredResource], insights: Insights
-    ) -> list[StoredResource]:
+    def select(self, dataplanes: Iterable[StoredResource], status: Status) -> list[StoredResource]:
         chosen = [s for s in dataplanes if self._static(s.resource)]  # type: ignore[arg-type]
         if self.status:
             want_online = self.status == "online"
             chosen = [
                 s
                 for s in chosen
-                if is_online(insights.insight(s.resource.mesh_name, s.resource.name)) == want_online
+                if status.online(s.resource.mesh_name, s.resource.name) == want_online
             ]
         return chosen
 
@@ -148,7 +146,7 @@ class DataplaneFilter:
 
 def dataplane_page(
     catalog: GuiCatalog,
-    insights: Insights,
+    status: Status,
     mesh: str,
     where: DataplaneFilter,
     offset: int,
@@ -156,7 +154,7 @@ def dataplane_page(
 ) -> dict[str, Any]:
     everything = catalog.dataplanes(mesh)
     if where.active:
-        matching: Sequence[StoredResource] = where.select(everything, insights)
+        matching: Sequence[StoredResource] = where.select(everything, status)
     else:
         matching = everything
     total = len(matching)
@@ -168,18 +166,19 @@ def dataplane_page(
         "inMesh": len(everything),
         "offset": offset,
         "size": size,
-        "items": [row(stored, insights) for stored in page],
+        "items": [row(stored, status) for stored in page],
     }
 
 
 def dataplane_detail(
-    stored: StoredResource, insights: Insights, nacks: list[dict[str, Any]]
+    stored: StoredResource, status: Status, nacks: list[dict[str, Any]]
 ) -> dict[str, Any]:
     dataplane = stored.resource
     assert isinstance(dataplane, Dataplane)
     networking = dataplane.networking
     document = to_document(dataplane, stored.meta)
-    insight = insights.insight(dataplane.mesh, dataplane.name) or {}
+    insight = status.insight(dataplane.mesh, dataplane.name) or {}
+    online = status.online(dataplane.mesh, dataplane.name)
     inbounds = []
     outbounds = []
     if networking is not None:
@@ -202,7 +201,7 @@ def dataplane_detail(
     return {
         "mesh": dataplane.mesh,
         "name": dataplane.name,
-        "status": "online" if is_online(insight) else "offline",
+        "status": "online" if online else "offline",
         "labels": dataplane.labels,
         "creationTime": document.get("creationTime"),
         "modificationTime": document.get("modificationTime"),
@@ -220,7 +219,7 @@ def dataplane_detail(
 
 
 def _service_instances(
-    dataplanes: Iterable[StoredResource], insights: Insights
+    dataplanes: Iterable[StoredResource], status: Status
 ) -> dict[str, list[int]]:
     """service -> [instances, healthy instances, proxies online]."""
     services: dict[str, list[int]] = {}
@@ -230,7 +229,7 @@ def _service_instances(
         networking = dataplane.networking
         if networking is None:
             continue
-        online = is_online(insights.insight(dataplane.mesh, dataplane.name))
+        online = status.online(dataplane.mesh, dataplane.name)
         if networking.gateway is not None:
             instances = [(networking.gateway.service, True)]
         else:
@@ -252,9 +251,9 @@ def service_status(instances: int, healthy: int) -> str:
 
 
 def service_page(
-    catalog: GuiCatalog, insights: Insights, mesh: str, name: str, offset: int, size: int
+    catalog: GuiCatalog, status: Status, mesh: str, name: str, offset: int, size: int
 ) -> dict[str, Any]:
-    counted = _service_instances(catalog.dataplanes(mesh), insights)
+    counted = _service_instances(catalog.dataplanes(mesh), status)
     names = sorted(s for s in counted if name in s)
     items = []
     for service in names[offset : offset + size]:
@@ -271,11 +270,9 @@ def service_page(
     return {"mesh": mesh, "total": len(names), "offset": offset, "size": size, "items": items}
 
 
-def mesh_summary(catalog: GuiCatalog, insights: Insights, mesh: str) -> dict[str, Any]:
+def mesh_summary(catalog: GuiCatalog, status: Status, mesh: str) -> dict[str, Any]:
     dataplanes = catalog.dataplanes(mesh)
-    online = sum(
-        1 for s in dataplanes if is_online(insights.insight(s.resource.mesh_name, s.resource.name))
-    )
+    online = sum(1 for s in dataplanes if status.online(s.resource.mesh_name, s.resource.name))
     stored = catalog.mesh(mesh)
     services = {svc for s in dataplanes for svc in _services(s.resource)}  # type: ignore[arg-type]
     summary: dict[str, Any] = {

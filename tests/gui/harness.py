@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -14,38 +14,37 @@ from multidict import CIMultiDict
 
 from kuma.api import ApiServer, ApiSettings, build_app
 from kuma.gui import Gui
+from kuma.insights import Insights, MemoryInsightStore
 from kuma.inspect import served_config_routes
 from kuma.store import Store
 from kuma.xds.engine import Engine
+from kuma.xds.generate.types import CLUSTER
+from kuma.xds.server.observer import ObserverGroup
 
 
-@dataclass
-class FakeInsights:
-    """InsightProvider: proxies listed in ``online`` have an open subscription."""
-
-    online: set[str] = field(default_factory=set)
-
-    def insight(self, mesh: str, name: str) -> Mapping[str, Any] | None:
-        if f"{mesh}/{name}" not in self.online:
-            return {}
-        return {
-            "subscriptions": [
-                {
-                    "id": "s1",
-                    "controlPlaneInstanceId": "cp-1",
-                    "connectTime": "2026-01-01T00:00:00.000000Z",
-                    "status": {"total": {"responsesSent": "4", "responsesRejected": "1"}},
-                    "version": {"envoy": {"version": "1.32.0"}},
-                }
-            ]
-        }
+def new_insights() -> Insights:
+    return Insights(MemoryInsightStore(), flush_interval=10.0, instance_id="cp-test")
 
 
 @dataclass
 class GuiClient:
     base: str
     gui: Gui
+    insights: Insights
     session: aiohttp.ClientSession
+    _streams: int = 0
+
+    def connect(self, mesh: str, name: str, *, responses: int = 0, nacks: int = 0) -> int:
+        """A proxy's ADS stream opens, as the server reports it to every observer."""
+        self._streams += 1
+        node = f"{mesh}.{name}"
+        observers = ObserverGroup([self.insights.tracker, self.gui.streams])
+        observers.on_stream_open(self._streams, node, "delta", "1.32.0")
+        for _ in range(responses):
+            observers.on_response(node, CLUSTER, 1, "n")
+        for _ in range(nacks):
+            observers.on_nack(node, CLUSTER, "n", "rejected for a test")
+        return self._streams
 
     async def get(self, path: str, **headers: str) -> tuple[int, bytes, Mapping[str, str]]:
         async with self.session.get(self.base + path, headers=headers) as reply:
@@ -58,9 +57,10 @@ class GuiClient:
 
 
 @asynccontextmanager
-async def serve_gui(store: Store, insights: FakeInsights) -> AsyncIterator[GuiClient]:
+async def serve_gui(store: Store) -> AsyncIterator[GuiClient]:
     engine = Engine()
-    gui = Gui(store, insights, instance_id="cp-test")
+    insights = new_insights()
+    gui = Gui(store, insights)
     async with anyio.create_task_group() as tg:
         tg.start_soon(engine.run, store)
         await engine.wait_synced()
@@ -68,5 +68,5 @@ async def serve_gui(store: Store, insights: FakeInsights) -> AsyncIterator[GuiCl
         routes = [*served_config_routes(store, engine), *gui.routes()]
         app = build_app(store, ApiSettings(), insights, routes)
         async with ApiServer(app, "127.0.0.1", 0) as server, aiohttp.ClientSession() as session:
-            yield GuiClient(f"http://127.0.0.1:{server.port}", gui, session)
+            yield GuiClient(f"http://127.0.0.1:{server.port}", gui, insights, session)
         tg.cancel_scope.cancel()

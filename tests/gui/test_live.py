@@ -14,7 +14,7 @@ import pytest
 
 from kuma.store import open_store
 
-from .harness import FakeInsights, serve_gui
+from .harness import serve_gui
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +71,7 @@ def folder(tmp_path: Path) -> Path:
 async def test_files_problems_and_proxies_arrive_live(folder: Path) -> None:
     async with (
         open_store("directory", {"path": str(folder)}) as store,
-        serve_gui(store, FakeInsights()) as client,
+        serve_gui(store) as client,
         client.session.get(client.base + "/gui/events") as reply,
     ):
         assert reply.headers["Content-Type"].startswith("text/event-stream")
@@ -102,7 +102,7 @@ async def test_files_problems_and_proxies_arrive_live(folder: Path) -> None:
         await wait_for(reply, "problems")
         assert (await client.json("/gui/api/overview"))["problems"] == []
 
-        client.gui.streams.on_stream_open(1, "default.web-01", "delta", "")
+        client.connect("default", "web-01")
         assert await wait_for(reply, "proxy", name="web-01") == {
             "kind": "proxy",
             "mesh": "default",

@@ -9,7 +9,7 @@ import pytest
 from kuma.resources import Dataplane, Mesh, decode_one
 from kuma.store.memory import MemoryStore
 
-from .harness import FakeInsights, GuiClient, serve_gui
+from .harness import GuiClient, serve_gui
 
 pytestmark = pytest.mark.anyio
 
@@ -43,9 +43,10 @@ async def client() -> AsyncIterator[GuiClient]:
         await store.create(dataplane(f"web-{index:02}", "web", version=f"v{index % 2}"))
     await store.create(dataplane("backend-01", "backend"))
     await store.create(dataplane("backend-02", "backend", ready=False))
-    insights = FakeInsights({"default/web-00", "default/web-03", "default/backend-02"})
     try:
-        async with serve_gui(store, insights) as gui_client:
+        async with serve_gui(store) as gui_client:
+            for name in ("web-00", "web-03", "backend-02"):
+                gui_client.connect("default", name, responses=4, nacks=1)
             yield gui_client
     finally:
         store.close()
@@ -114,11 +115,10 @@ async def test_dataplane_page_and_served_config(client: GuiClient) -> None:
     assert detail["inbounds"][0]["service"] == "web"
     assert detail["outbounds"][0]["service"] == "backend"
     assert detail["yaml"].startswith("type: Dataplane\nmesh: default\nname: web-00\n")
-    assert detail["insight"]["subscriptions"][0]["controlPlaneInstanceId"] == "cp-1"
-    assert detail["nacks"] == []
-    client.gui.streams.on_nack("default.web-00", "bad-type", "n1", "invalid listener")
-    detail = await client.json("/gui/api/meshes/default/dataplanes/web-00")
-    assert detail["nacks"][0]["error"] == "invalid listener"
+    assert detail["insight"]["subscriptions"][0]["controlPlaneInstanceId"] == "cp-test"
+    assert [n["error"] for n in detail["nacks"]] == ["rejected for a test"]
+    assert detail["nacks"][0]["type"] == "cds"
+    assert (await client.json("/gui/api/meshes/default/dataplanes/web-01"))["nacks"] == []
 
     served = await client.json("/meshes/default/dataplanes/web-00/_config")
     clusters = served["xds"]["type.googleapis.com/envoy.config.cluster.v3.Cluster"]
