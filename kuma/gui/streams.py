@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from kuma.xds.generate.types import SHORT_NAMES
 from kuma.xds.server.observer import Flavour
+from kuma.xds.types import SHORT_NAMES
 
 from .feed import LiveFeed
 

@@ -23,9 +23,9 @@ from google.protobuf.message import DecodeError, Message
 from kuma.api import ApiError
 from kuma.resources import ResourceKey
 from kuma.store import NotFoundError, Store
-from kuma.xds.generate.types import SEND_ORDER
 from kuma.xds.snapshot import VersionedResource
 from kuma.xds.source import ConfigSource
+from kuma.xds.types import SEND_ORDER
 
 REDACTED = "[redacted]"
 #: JSON keys (protojson's camelCase) whose values are secret wherever they appear.

@@ -17,9 +17,11 @@ from kuma.gui import Gui
 from kuma.insights import Insights, MemoryInsightStore
 from kuma.inspect import served_config_routes
 from kuma.store import Store
+from kuma.xds.composite import CompositeSource
 from kuma.xds.engine import Engine
-from kuma.xds.generate.types import CLUSTER
+from kuma.xds.secrets import EmptySecretSource
 from kuma.xds.server.observer import ObserverGroup
+from kuma.xds.types import CLUSTER, SECRET
 
 
 def new_insights() -> Insights:
@@ -65,7 +67,9 @@ async def serve_gui(store: Store) -> AsyncIterator[GuiClient]:
         tg.start_soon(engine.run, store)
         await engine.wait_synced()
         await tg.start(gui.run)
-        routes = [*served_config_routes(store, engine), *gui.routes()]
+        # As kuma-cp composes it: the engine's resources, SDS from the secret source.
+        source = CompositeSource(engine, {SECRET: EmptySecretSource()})
+        routes = [*served_config_routes(store, source), *gui.routes()]
         app = build_app(store, ApiSettings(), insights, routes)
         async with ApiServer(app, "127.0.0.1", 0) as server, aiohttp.ClientSession() as session:
             yield GuiClient(f"http://127.0.0.1:{server.port}", gui, insights, session)

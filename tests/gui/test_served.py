@@ -11,8 +11,8 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from kuma.inspect import REDACTED, served_config
 from kuma.inspect.served import redact
-from kuma.xds.generate.types import SECRET
 from kuma.xds.snapshot import VersionedResource, versioned
+from kuma.xds.types import SECRET
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import pytest
 
 from kuma.gui.feed import LiveFeed
 from kuma.gui.streams import MAX_ERROR_TEXT, NACKS_KEPT, StreamWatcher
-from kuma.xds.generate.types import CLUSTER, LISTENER
+from kuma.xds.types import CLUSTER, LISTENER
 
 pytestmark = pytest.mark.anyio
 
