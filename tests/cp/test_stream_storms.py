@@ -33,7 +33,7 @@ from tests.metrics.scrape import scrape
 pytestmark = pytest.mark.anyio
 
 STREAMS = 100
-ROUNDS = 5
+ROUNDS = 6
 
 
 def sidecar(index: int) -> Node:
@@ -66,7 +66,7 @@ async def until(condition: Callable[[], bool]) -> None:
             await anyio.sleep(0.02)
 
 
-def active_streams(metrics: Metrics) -> float:
+def active_streams(metrics: Metrics) -> float | None:
     return scrape(metrics).value("kuma_xds_streams_active", protocol="delta")
 
 
@@ -134,13 +134,15 @@ async def test_streams_opened_and_dropped_in_rounds_leave_nothing_behind() -> No
             await until(
                 lambda: scrape(metrics).value("kuma_xds_streams_active", protocol="delta") == 0
             )
+            await anyio.sleep(0.3)  # the dropped connections' transports finish closing
             gc.collect()
             counts.append(len(gc.get_objects()))
             blocks.append(sys.getallocatedblocks())
         tg.cancel_scope.cancel()
     # Rounds 1 and 2 warm caches up (interned strings, code, pools, label children); from then
-    # on a leak of even one object per stream adds STREAMS per round.
+    # on a leak of even one object per stream adds STREAMS per round. The lower of two rounds
+    # is compared, as other work of the process (sockets closing) makes single counts jitter.
     # Objects the collector tracks (containers), and every memory block Python allocated
     # (strings and numbers too, which the collector does not track).
-    assert counts[-1] - counts[2] < STREAMS // 2, f"tracked objects after each round: {counts}"
-    assert blocks[-1] - blocks[2] < STREAMS, f"allocated blocks after each round: {blocks}"
+    assert min(counts[4:]) - min(counts[2:4]) < STREAMS, f"tracked objects per round: {counts}"
+    assert min(blocks[4:]) - min(blocks[2:4]) < STREAMS, f"allocated blocks per round: {blocks}"
