@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskStatus
 from sortedcontainers import SortedDict
 
-from kuma.resources import Dataplane, Mesh, StoredResource
+from kuma.resources import Dataplane, Mesh, StoredResource, ZoneEgress, ZoneIngress
 from kuma.store import Operation, ResourceEvent, Store, Synced
 
 
@@ -24,6 +24,11 @@ class GuiCatalog:
         self._meshes: SortedDict[str, StoredResource] = SortedDict()
         #: mesh -> name -> Dataplane, both sorted (the order of the REST API's lists).
         self._dataplanes: dict[str, SortedDict[str, StoredResource]] = {}
+        #: ZoneIngress and ZoneEgress by name (counted on the overview).
+        self._zone_proxies: dict[str, dict[str, StoredResource]] = {
+            ZoneIngress.TYPE: {},
+            ZoneEgress.TYPE: {},
+        }
         self.synced = False
 
     # --- reads ---------------------------------------------------------------------------------
@@ -48,6 +53,10 @@ class GuiCatalog:
         by_name = self._dataplanes.get(mesh)
         return None if by_name is None else by_name.get(name)
 
+    def zone_proxies(self, type: str) -> int:
+        """How many ZoneIngresses or ZoneEgresses exist."""
+        return len(self._zone_proxies[type])
+
     # --- filling -------------------------------------------------------------------------------
 
     def apply(self, event: ResourceEvent) -> None:
@@ -67,6 +76,12 @@ class GuiCatalog:
                 by_name.pop(resource.name, None)
             else:
                 by_name[resource.name] = stored
+        elif isinstance(resource, ZoneIngress | ZoneEgress):
+            zone_proxies = self._zone_proxies[resource.TYPE]
+            if deleted:
+                zone_proxies.pop(resource.name, None)
+            else:
+                zone_proxies[resource.name] = stored
 
     async def run(
         self, store: Store, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -118,6 +118,10 @@ class Gui:
             "problems": _problems(self.store),
             "meshes": meshes,
             "totals": totals,
+            "zones": {
+                "ingresses": self.catalog.zone_proxies("ZoneIngress"),
+                "egresses": self.catalog.zone_proxies("ZoneEgress"),
+            },
         }
 
     def _mesh_name(self, request: web.Request) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +57,8 @@ class EtcdStore:
         self.kv = kv.KV(client, options.request_timeout)
         self._task_group = task_group
         self._problems: dict[str, Problem] = {}
+        #: Told when ``problems()`` changes (the GUI shows a bad value as it is written).
+        self._problem_listeners: list[Callable[[], None]] = []
         self._watches: set[Watch] = set()
         #: See Watch._follow: watches start their gRPC streams one at a time.
         self.stream_start_lock = anyio.Lock()
@@ -68,20 +70,34 @@ class EtcdStore:
     def problems(self) -> Sequence[Problem]:
         return [self._problems[where] for where in sorted(self._problems)]
 
+    def on_problems_changed(self, callback: Callable[[], None]) -> Callable[[], None]:
+        listeners = self._problem_listeners
+        listeners.append(callback)
+        return lambda: listeners.remove(callback) if callback in listeners else None
+
+    def _problems_changed(self) -> None:
+        for listener in tuple(self._problem_listeners):
+            listener()
+
     def report(self, key: bytes, reason: str) -> None:
         where = key.decode(errors="replace")
         if self._problems.get(where) != Problem(where, reason):
             log.warning("etcd key %s is not a valid resource, skipped: %s", where, reason)
             self._problems[where] = Problem(where, reason)
+            self._problems_changed()
 
     def clear(self, key: bytes) -> None:
-        self._problems.pop(key.decode(errors="replace"), None)
+        if self._problems.pop(key.decode(errors="replace"), None) is not None:
+            self._problems_changed()
 
     def retain_problems(self, present: set[bytes]) -> None:
         """Forget the problems of keys that are gone (a watch re-listed the whole prefix)."""
         keep = {key.decode(errors="replace") for key in present}
-        for where in [where for where in self._problems if where not in keep]:
+        gone = [where for where in self._problems if where not in keep]
+        for where in gone:
             del self._problems[where]
+        if gone:
+            self._problems_changed()
 
     def decode(self, raw: Any) -> StoredResource | None:
         """The resource in a key-value read from etcd; None (and a problem) if it is invalid."""

@@ -43,6 +43,13 @@ async def client() -> AsyncIterator[GuiClient]:
         await store.create(dataplane(f"web-{index:02}", "web", version=f"v{index % 2}"))
     await store.create(dataplane("backend-01", "backend"))
     await store.create(dataplane("backend-02", "backend", ready=False))
+    await store.create(
+        decode_one(
+            "type: ZoneIngress\nname: zi-1\nzone: east\n"
+            "networking: {address: 10.0.0.2, port: 10001, advertisedAddress: 1.2.3.4,"
+            " advertisedPort: 10001}\n"
+        )
+    )
     try:
         async with serve_gui(store) as gui_client:
             for name in ("web-00", "web-03", "backend-02"):
@@ -60,6 +67,7 @@ async def test_overview_counts_online_and_offline_per_mesh(client: GuiClient) ->
     assert default["services"] == 2
     assert other["dataplanes"] == {"total": 0, "online": 0, "offline": 0}
     assert overview["problems"] == []
+    assert overview["zones"] == {"ingresses": 1, "egresses": 0}
     assert overview["controlPlane"]["instanceId"] == "cp-test"
 
 

@@ -108,7 +108,9 @@ function overviewView() {
         problems,
         h("h2", {}, "Meshes"),
         table("Meshes", [{ label: "Mesh" }, { label: "Dataplanes", num: true }, { label: "Online" }, { label: "Offline" }, { label: "Services", num: true }, { label: "mTLS" }], rows, "No mesh yet."),
-        h("p", { class: "muted" }, "Zones and policies appear here once this control plane has them."));
+        h("h2", {}, "Zones"),
+        h("p", { id: "zones" }, `${data.zones.ingresses} zone ingresses, ${data.zones.egresses} zone egresses stored`,
+          h("span", { class: "muted" }, " (multi-zone traffic is not built yet; policies appear here once this control plane has them)")));
       footer(data.controlPlane);
     },
     affected: (notices) => notices.some((n) => ["resource", "proxy", "problems"].includes(n.kind)),
