@@ -4,7 +4,8 @@ Read from the engine through the same :class:`~kuma.xds.source.ConfigSource` sea
 streams use, so it is exactly what a connected proxy was sent (or will be sent on connect), not
 a separate generation that could differ. Kuma answers the same path with ``{"xds": {type URL:
 {name: resource}}}``; so do we, with each resource's content version beside it under
-``versions`` (the version a proxy ACKs).
+``versions`` (the version a proxy ACKs) and, under ``certificates``, who each served SDS
+Secret's certificates name and when they expire.
 
 Secrets never leave: every ``privateKey`` (TLS certificates), ``password`` and generic
 ``secret`` in the JSON is replaced by :data:`REDACTED`, whatever resource type holds it, so a
@@ -25,7 +26,9 @@ from kuma.resources import ResourceKey
 from kuma.store import NotFoundError, Store
 from kuma.xds.snapshot import VersionedResource
 from kuma.xds.source import ConfigSource
-from kuma.xds.types import SEND_ORDER
+from kuma.xds.types import SECRET, SEND_ORDER
+
+from .certificates import certificates
 
 REDACTED = "[redacted]"
 #: JSON keys (protojson's camelCase) whose values are secret wherever they appear.
@@ -69,7 +72,13 @@ def _snapshot(served: Mapping[str, Mapping[str, VersionedResource]]) -> dict[str
             continue
         xds[type_url] = {name: resource_json(r) for name, r in sorted(resources.items())}
         versions[type_url] = {name: r.version for name, r in sorted(resources.items())}
-    return {"xds": xds, "versions": versions}
+    secrets = served.get(SECRET, {})
+    found = {name: certificates(secrets[name]) for name in sorted(secrets)}
+    return {
+        "xds": xds,
+        "versions": versions,
+        "certificates": {name: certs for name, certs in found.items() if certs},
+    }
 
 
 async def served_config(source: ConfigSource, mesh: str, name: str) -> dict[str, Any]:

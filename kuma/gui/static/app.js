@@ -244,6 +244,20 @@ function pager(page, go, what) {
     h("button", { type: "button", disabled: !next, onclick: () => go(page.offset + page.size), "data-page": "next" }, "Next →"));
 }
 
+function certificates(config) {
+  const rows = [];
+  for (const [secret, certs] of Object.entries(config.certificates || {})) {
+    for (const c of certs) {
+      const left = (Date.parse(c.notAfter) - Date.now()) / 1000;
+      const state = left <= 0 ? badge("offline", "Expired") : left < 86400 ? badge("partially degraded", "Expires soon") : badge("online", "Valid");
+      rows.push({ attrs: { class: "certificate" }, cells: [secret, c.role, c.uris.join(", ") || c.subject, h("time", { datetime: c.notAfter, title: c.notAfter }, c.notAfter.slice(0, 19).replace("T", " ")), state] });
+    }
+  }
+  if (config.error) return h("p", { class: "muted" }, "Unknown: the served configuration could not be read.");
+  return table("Certificates", [{ label: "Secret" }, { label: "Role" }, { label: "Identity" }, { label: "Expires (UTC)" }, { label: "Status" }], rows,
+    "No certificate is served to this proxy (mTLS is off for its mesh).");
+}
+
 function dataplaneView(mesh, name) {
   const open = new Set();
 
@@ -303,6 +317,8 @@ function dataplaneView(mesh, name) {
         dp.nacks.length
           ? h("ul", { id: "nacks" }, dp.nacks.map((n) => h("li", {}, h("strong", {}, n.type), " ", time(new Date(n.time * 1000).toISOString()), h("div", { class: "error-text" }, n.error))))
           : h("p", { class: "muted", id: "nacks" }, "Envoy has accepted everything this control plane sent it."),
+        h("h2", {}, "Certificates"),
+        certificates(config),
         h("h2", {}, "Envoy configuration served"),
         h("p", { class: "muted" }, "What this control plane serves the proxy now (private keys redacted), from ", h("code", {}, `/meshes/${mesh}/dataplanes/${name}/_config`), "."),
         h("div", { id: "served" }, config.error ? h("p", { class: "problems" }, config.error) : served(config)),
