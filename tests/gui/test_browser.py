@@ -190,10 +190,11 @@ def test_sidecars_show_online_then_offline_live_and_a_dataplane_page(
         browser, lambda d: "backend" in text_of(d, '#served [data-type="Cluster"]'), "clusters"
     )
     # Details open from the keyboard too, and stay open when the page re-reads.
+    screenshot(browser, "dataplane", tmp_path)
     wait_until(browser, open_first_cluster, "a cluster's summary")
     wait_until(browser, lambda d: '"edsClusterConfig"' in text_of(d, "#served"), "a cluster's JSON")
     wait_until(browser, lambda d: "name: web-01" in text_of(d, "#dp-yaml"), "the YAML")
-    screenshot(browser, "dataplane", tmp_path)
+    screenshot(browser, "dataplane-config", tmp_path)
 
     browser.find_element(By.CSS_SELECTOR, '[data-nav="overview"]').click()
     wait_until(
