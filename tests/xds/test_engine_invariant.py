@@ -30,6 +30,8 @@ MESHES = ("default", "other")
 NAMES = ("web-1", "web-2", "api-1", "db-1")
 SERVICES = ("web", "api", "db")
 PROTOCOLS = (None, "http", "http2", "grpc", "tcp", "kafka")
+#: Tags an outbound may add to its service (inbounds carry version v1 or v2, or none).
+SUBSETS: tuple[dict[str, str], ...] = ({}, {}, {"version": "v1"}, {"version": "v2"})
 #: Few addresses, so that allocations often move a service to another's former VIP.
 VIPS = ("240.0.0.1", "240.0.0.2", "240.0.0.3", "240.0.0.4")
 #: Proxies with a connected stream; db-1 never connects (its Dataplane still feeds others).
@@ -71,11 +73,14 @@ def dataplanes(draw: st.DrawFn) -> Dataplane:
             tp["reachableServices"] = reachable
         networking["transparentProxying"] = tp
     else:
+        # Whole services and subsets of them (tags beyond kuma.io/service: their own
+        # clusters, with the endpoints that carry the tags); a destination may repeat.
+        targets = draw(
+            st.lists(st.tuples(st.sampled_from(SERVICES), st.sampled_from(SUBSETS)), max_size=3)
+        )
         networking["outbound"] = [
-            {"port": 20000 + i, "tags": {"kuma.io/service": service}}
-            for i, service in enumerate(
-                draw(st.lists(st.sampled_from(SERVICES), unique=True, max_size=3))
-            )
+            {"port": 20000 + i, "tags": {"kuma.io/service": service, **subset}}
+            for i, (service, subset) in enumerate(targets)
         ]
     if draw(st.integers(0, 4)) == 0:
         networking["admin"] = {"port": 9902}

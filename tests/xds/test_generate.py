@@ -19,6 +19,7 @@ from google.protobuf import json_format  # type: ignore[import-untyped, unused-i
 
 from kuma.resources.model import Dataplane, Mesh
 from kuma.xds.generate import (
+    Destination,
     Endpoint,
     Resources,
     StaticMeshView,
@@ -160,6 +161,30 @@ MESH = [
           inbound:
           - port: 7000
             tags: {kuma.io/service: zonal}
+        """,
+        """
+        name: pay-01
+        networking:
+          address: 192.168.4.1
+          inbound:
+          - port: 8000
+            tags: {kuma.io/service: pay, kuma.io/protocol: http, version: v1, region: us}
+        """,
+        """
+        name: pay-02
+        networking:
+          address: 192.168.4.2
+          inbound:
+          - port: 8000
+            tags: {kuma.io/service: pay, kuma.io/protocol: http, version: v2, region: eu}
+        """,
+        """
+        name: pay-03
+        networking:
+          address: 192.168.4.3
+          inbound:
+          - port: 8000
+            tags: {kuma.io/service: pay, kuma.io/protocol: http, version: v1, region: eu}
         """,
         """
         name: zonal-04
@@ -382,6 +407,32 @@ CASES: dict[str, tuple[str, Mesh | None]] = {
           - {inboundPort: 8080, inboundPath: /healthz, path: /8080/healthz}
           - {inboundPort: 81, inboundPath: "/ready?full=1", path: "/81/ready?full=1"}
           - {inboundPort: 3001, inboundPath: /live%20check, path: /3001/live}
+        """,
+        None,
+    ),
+    # Outbounds with tags beyond kuma.io/service: each subset gets Kuma's hashed cluster with
+    # only its endpoints; equal tag sets share a cluster; a subset nothing matches is empty.
+    "tagged-outbounds": (
+        """
+        name: shop-01
+        networking:
+          address: 192.168.5.1
+          inbound:
+          - port: 8080
+            tags: {kuma.io/service: shop}
+          outbound:
+          - port: 10001
+            tags: {kuma.io/service: pay, version: v1}
+          - port: 10002
+            tags: {kuma.io/service: pay, version: v1, region: eu}
+          - port: 10003
+            tags: {kuma.io/service: pay}
+          - port: 10004
+            tags: {version: v1, kuma.io/service: pay}
+          - port: 10005
+            tags: {kuma.io/service: pay, version: v3}
+          - port: 10006
+            tags: {kuma.io/service: db, role: master}
         """,
         None,
     ),
@@ -720,9 +771,9 @@ def test_outbounds_of_transparent_proxy() -> None:
     view = StaticMeshView([*MESH, proxy], vips={**VIPS, "backend": "192.168.3.1"})
     # reachableServices keeps api, db, rpc and zonal; zonal has no VIP.
     assert outbounds_of(proxy, view) == [
-        ("240.0.0.1", 80, "api"),
-        ("240.0.0.2", 80, "db"),
-        ("240.0.0.4", 80, "rpc"),
+        ("240.0.0.1", 80, Destination("api")),
+        ("240.0.0.2", 80, Destination("db")),
+        ("240.0.0.4", 80, Destination("rpc")),
     ]
     overlapping = dataplane(
         """
@@ -733,8 +784,8 @@ def test_outbounds_of_transparent_proxy() -> None:
           transparentProxying: {redirectPortInbound: 15006, redirectPortOutbound: 15001}
         """
     )
-    assert ("192.168.3.1", 80, "backend") not in outbounds_of(overlapping, view)
-    assert ("240.0.0.2", 80, "db") in outbounds_of(overlapping, view)
+    assert ("192.168.3.1", 80, Destination("backend")) not in outbounds_of(overlapping, view)
+    assert ("240.0.0.2", 80, Destination("db")) in outbounds_of(overlapping, view)
 
 
 def test_not_transparent_without_both_redirect_ports() -> None:

@@ -1,20 +1,22 @@
 """Assembling one proxy's desired state from per-proxy parts and shared, cached parts.
 
 The per-proxy parts (inbound listeners and clusters, admin, redirect listeners) come from
-``kuma.xds.generate.proxy.proxy_parts``; the shared parts (each outbound service's Cluster and
-ClusterLoadAssignment, outbound listeners) are built once and taken from caches. The result
+``kuma.xds.generate.proxy.proxy_parts``; the shared parts (each outbound destination's Cluster
+and ClusterLoadAssignment, outbound listeners) are built once and taken from caches. The result
 is, resource for resource, what ``generate_proxy`` builds from scratch: the invariant test
 holds the two to that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Mapping
+from types import MappingProxyType
 
 from google.protobuf.message import Message
 
 from kuma.resources import Dataplane
 from kuma.xds import types
+from kuma.xds.generate.destination import Destination
 from kuma.xds.generate.proxy import proxy_parts, type_url_of
 from kuma.xds.snapshot import VersionedResource
 
@@ -25,20 +27,28 @@ from .shared import SharedResources
 ProxyResources = dict[str, dict[str, VersionedResource]]
 
 
+#: Most proxies reach whole services only: they share this empty mapping.
+NO_SUBSETS: Mapping[str, tuple[Destination, ...]] = MappingProxyType({})
+
+
 class Assembly:
     """The result of assembling one proxy."""
 
-    __slots__ = ("outbound_services", "resources", "selections")
+    __slots__ = ("outbound_services", "resources", "selections", "subsets")
 
     def __init__(
         self,
         resources: ProxyResources,
         outbound_services: frozenset[str],
         selections: frozenset[Hashable] = frozenset(),
+        subsets: Mapping[str, tuple[Destination, ...]] = NO_SUBSETS,
     ) -> None:
         self.resources = resources
         #: The services whose shared resources the proxy holds (the index's consumers).
         self.outbound_services = outbound_services
+        #: The destinations of each consumed service the proxy reaches, for the services it
+        #: reaches other than (or besides) whole: where their endpoints are patched.
+        self.subsets = subsets
         #: Selection keys (e.g. the policies that select this proxy) for the index's
         #: selection slot: a change of one of them re-assembles exactly these proxies.
         self.selections = selections
@@ -58,16 +68,39 @@ def assemble(
         name = _resource_name(message)
         resources.setdefault(type_url, {})[name] = interner.intern(type_url, name, message)
     listeners = resources[types.LISTENER]
-    for address, port, service, bind_to_port in parts.outbounds:
-        listener = shared.outbound_listener(mesh, address, port, service, bind_to_port)
+    destinations: dict[Destination, None] = {}
+    for address, port, destination, bind_to_port in parts.outbounds:
+        listener = shared.outbound_listener(mesh, address, port, destination, bind_to_port)
         listeners[listener.name] = listener
-    services = frozenset(service for _, _, service, _ in parts.outbounds)
-    for service in services:
-        cluster = shared.cluster(mesh, service)
+        destinations[destination] = None
+    for destination in destinations:
+        cluster = shared.cluster(mesh, destination)
         resources[types.CLUSTER][cluster.name] = cluster
-        load_assignment = shared.load_assignment(mesh, service)
+        load_assignment = shared.load_assignment(mesh, destination)
         resources[types.ENDPOINT][load_assignment.name] = load_assignment
-    return Assembly(resources, services)
+    services = frozenset(d.service for d in destinations)
+    return Assembly(resources, services, subsets=subsets_of(destinations))
+
+
+def subsets_of(destinations: Iterable[Destination]) -> Mapping[str, tuple[Destination, ...]]:
+    """Service → its destinations, for the services reached through a subset."""
+    by_service: dict[str, list[Destination]] = {}
+    for destination in destinations:
+        by_service.setdefault(destination.service, []).append(destination)
+    subsets = {
+        service: tuple(found)
+        for service, found in by_service.items()
+        if any(d.subset for d in found)
+    }
+    return subsets or NO_SUBSETS
+
+
+def destinations_of(
+    subsets: Mapping[str, tuple[Destination, ...]], service: str
+) -> tuple[Destination, ...]:
+    """The destinations of ``service`` a proxy with ``subsets`` reaches (the whole service
+    when it is not among them)."""
+    return subsets.get(service) or (Destination(service),)
 
 
 def _resource_name(message: Message) -> str:

@@ -32,7 +32,7 @@ from kuma.xds import types
 from kuma.xds.node_id import parse_node_id
 from kuma.xds.snapshot import VersionedResource
 
-from .assemble import assemble
+from .assemble import NO_SUBSETS, assemble, destinations_of
 from .handlers import HandlerRegistry, InputHandler, default_handlers
 from .interner import Interner
 from .invalidation import Invalidation
@@ -86,6 +86,7 @@ class Engine:
         old = record.resources
         if dataplane is None:
             record.resources = None
+            record.subsets = NO_SUBSETS
             self._index.set_consumed(record, ())
             self._index.set_selections(record, ())
             new = None
@@ -94,6 +95,7 @@ class Engine:
                 dataplane, mesh, self.default_admin_port, self._interner, self._shared
             )
             record.resources = new = assembly.resources
+            record.subsets = assembly.subsets
             self._index.set_consumed(record, assembly.outbound_services)
             self._index.set_selections(record, assembly.selections)
         changes = _diff(old or {}, new or {})
@@ -205,17 +207,24 @@ class Engine:
         for (mesh_name, service), consumers in patch.items():
             if not consumers:
                 continue
-            cla = self._shared.load_assignment(self._meshes[mesh_name], service)
+            mesh = self._meshes[mesh_name]
             for node_id in list(consumers - reassemble):
                 record = self._index.get(node_id)
                 if record is None or record.resources is None:
                     continue
                 bucket = record.resources[types.ENDPOINT]
-                current = bucket.get(cla.name)
-                if current is not None and current.version == cla.version:
+                changed: list[str] = []
+                # Each destination's CLA is built once (cached), then shared by its consumers.
+                for destination in destinations_of(record.subsets, service):
+                    cla = self._shared.load_assignment(mesh, destination)
+                    current = bucket.get(cla.name)
+                    if current is not None and current.version == cla.version:
+                        continue
+                    bucket[cla.name] = cla
+                    changed.append(cla.name)
+                if not changed:
                     continue
-                bucket[cla.name] = cla
-                record.notify({types.ENDPOINT: (cla.name,)})
+                record.notify({types.ENDPOINT: changed})
                 stats.proxies_notified += 1
                 changed_at.setdefault(node_id, stamp)
                 done += 1

@@ -5,10 +5,17 @@ served to every consumer of the service. If an input that shapes it were missing
 a change of that input would keep serving the old resource: so the inputs are gathered in one
 place, :func:`service_inputs`, and every key and every build below goes through it.
 
-To make a new input shape these resources (the mesh's mTLS state, a policy, an outbound's
-tags): add a field to :class:`ServiceInputs`, fill it in :func:`service_inputs`, pass it to the
-builder here. A change of the input is detected by :meth:`SharedResources.inputs_changed`
-(the engine then re-assembles the service's consumers instead of patching them).
+An outbound reaches a *destination*: its service, or the subset of it that the outbound's
+extra tags select (``kuma.xds.generate.destination``). A subset has a Cluster and a
+ClusterLoadAssignment of its own (``<service>-<hash of the tags>``), built from the same
+service inputs; its endpoints are the service's that carry its tags. So the caches below are
+keyed by destination, grouped per (mesh, service): a change of the service's endpoints or
+inputs reaches every destination of it at once.
+
+To make a new input shape these resources (the mesh's mTLS state, a policy): add a field to
+:class:`ServiceInputs`, fill it in :func:`service_inputs`, pass it to the builder here. A
+change of the input is detected by :meth:`SharedResources.inputs_changed` (the engine then
+re-assembles the service's consumers instead of patching them).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import NamedTuple
 
 from kuma.xds import types
 from kuma.xds.generate.clusters import service_cluster
-from kuma.xds.generate.endpoints import load_assignment
+from kuma.xds.generate.destination import Destination, destination_load_assignment
 from kuma.xds.generate.listeners import outbound_listener
 from kuma.xds.snapshot import VersionedResource
 
@@ -39,40 +46,50 @@ def service_inputs(mesh: MeshState, service: str) -> ServiceInputs:
 class SharedResources:
     def __init__(self, interner: Interner) -> None:
         self._interner = interner
-        #: (mesh, service) → (the inputs it was built from, the Cluster).
-        self._clusters: dict[tuple[str, str], tuple[ServiceInputs, VersionedResource]] = {}
-        self._load_assignments: dict[tuple[str, str], VersionedResource] = {}
+        #: (mesh, service) → (the inputs its Clusters were built from, Cluster per destination).
+        self._clusters: dict[
+            tuple[str, str], tuple[ServiceInputs, dict[Destination, VersionedResource]]
+        ] = {}
+        #: (mesh, service) → ClusterLoadAssignment per destination.
+        self._load_assignments: dict[tuple[str, str], dict[Destination, VersionedResource]] = {}
 
-    def cluster(self, mesh: MeshState, service: str) -> VersionedResource:
-        key = (mesh.name, service)
-        inputs = service_inputs(mesh, service)
+    def cluster(self, mesh: MeshState, destination: Destination) -> VersionedResource:
+        key = (mesh.name, destination.service)
+        inputs = service_inputs(mesh, destination.service)
         cached = self._clusters.get(key)
-        if cached is not None and cached[0] == inputs:
-            return cached[1]
-        message = service_cluster(service, inputs.protocol)
-        resource = self._interner.intern(types.CLUSTER, message.name, message)
-        self._clusters[key] = (inputs, resource)
+        if cached is None or cached[0] != inputs:
+            cached = self._clusters[key] = (inputs, {})
+        resource = cached[1].get(destination)
+        if resource is None:
+            message = service_cluster(destination, inputs.protocol)
+            resource = self._interner.intern(types.CLUSTER, message.name, message)
+            cached[1][destination] = resource
         return resource
 
-    def load_assignment(self, mesh: MeshState, service: str) -> VersionedResource:
-        key = (mesh.name, service)
-        cached = self._load_assignments.get(key)
+    def load_assignment(self, mesh: MeshState, destination: Destination) -> VersionedResource:
+        by_destination = self._load_assignments.setdefault((mesh.name, destination.service), {})
+        cached = by_destination.get(destination)
         if cached is None:
-            message = load_assignment(service, mesh.endpoints(service))
+            message = destination_load_assignment(destination, mesh.endpoints(destination.service))
             cached = self._interner.intern(types.ENDPOINT, message.cluster_name, message)
-            self._load_assignments[key] = cached
+            by_destination[destination] = cached
         return cached
 
     def outbound_listener(
-        self, mesh: MeshState, address: str, port: int, service: str, bind_to_port: bool
+        self,
+        mesh: MeshState,
+        address: str,
+        port: int,
+        destination: Destination,
+        bind_to_port: bool,
     ) -> VersionedResource:
-        inputs = service_inputs(mesh, service)
+        inputs = service_inputs(mesh, destination.service)
         # No mesh name in the key: the same listener is shared across meshes.
-        key = ("outbound", address, port, service, bind_to_port, inputs)
+        key = ("outbound", address, port, destination, bind_to_port, inputs)
         listener = self._interner.cached(key)
         if listener is None:
             message = outbound_listener(
-                address, port, service, inputs.protocol, bind_to_port=bind_to_port
+                address, port, destination, inputs.protocol, bind_to_port=bind_to_port
             )
             listener = self._interner.remember(
                 key, self._interner.intern(types.LISTENER, message.name, message)
@@ -80,11 +97,12 @@ class SharedResources:
         return listener
 
     def endpoints_changed(self, mesh: MeshState, service: str) -> None:
-        """Forget the service's ClusterLoadAssignment (rebuilt on the next read)."""
+        """Forget the ClusterLoadAssignments of the service's destinations (rebuilt on the
+        next read)."""
         self._load_assignments.pop((mesh.name, service), None)
 
     def inputs_changed(self, mesh: MeshState, service: str) -> bool:
-        """True if the service's Cluster was built from inputs that differ from today's: its
+        """True if the service's Clusters were built from inputs that differ from today's: its
         consumers' listeners and clusters must be rebuilt (not just their endpoints patched)."""
         cached = self._clusters.get((mesh.name, service))
         return cached is not None and cached[0] != service_inputs(mesh, service)

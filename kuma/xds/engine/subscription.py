@@ -6,9 +6,10 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 
 import anyio
 
+from kuma.xds.generate.destination import Destination
 from kuma.xds.snapshot import VersionedResource
 
-from .assemble import ProxyResources
+from .assemble import NO_SUBSETS, ProxyResources
 
 _EMPTY: Mapping[str, VersionedResource] = {}
 
@@ -24,6 +25,7 @@ class ProxyRecord:
         "resources",
         "selections",
         "subscribers",
+        "subsets",
     )
 
     def __init__(self, node_id: str, mesh: str, name: str) -> None:
@@ -36,6 +38,8 @@ class ProxyRecord:
         self.outbound_services: frozenset[str] = frozenset()
         self.selections: frozenset[Hashable] = frozenset()
         self.subscribers: list[Subscription] = []
+        #: The destinations of each service it reaches through a subset (``Assembly.subsets``).
+        self.subsets: Mapping[str, tuple[Destination, ...]] = NO_SUBSETS
 
     def notify(self, changes: Mapping[str, Iterable[str]]) -> None:
         for subscriber in self.subscribers:

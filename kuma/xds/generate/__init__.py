@@ -15,6 +15,7 @@ from .clusters import (
     outbound_passthrough_cluster,
     service_cluster,
 )
+from .destination import Destination, destination_cluster_name, destination_load_assignment
 from .endpoints import Endpoint, endpoints_of, load_assignment, service_protocol
 from .listeners import (
     inbound_listener,
@@ -27,6 +28,7 @@ from .protocol import common_protocol, infer_protocol, parse_protocol
 from .proxy import (
     DEFAULT_VIP_PORT,
     MeshView,
+    OutboundPart,
     ProxyParts,
     Resources,
     generate_proxy,
@@ -39,8 +41,10 @@ from .view import StaticMeshView, services_of
 
 __all__ = [
     "DEFAULT_VIP_PORT",
+    "Destination",
     "Endpoint",
     "MeshView",
+    "OutboundPart",
     "ProxyParts",
     "Resources",
     "StaticMeshView",
@@ -49,6 +53,8 @@ __all__ = [
     "admin_port",
     "admin_resources",
     "common_protocol",
+    "destination_cluster_name",
+    "destination_load_assignment",
     "endpoints_of",
     "generate_proxy",
     "inbound_cluster",

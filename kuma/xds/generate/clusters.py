@@ -17,6 +17,7 @@ from kuma.resources.model import Dataplane, Inbound
 
 from ._pb import ADS_CONFIG_SOURCE, HTTP_PROTOCOL_OPTIONS_KEY, pack, set_socket_address
 from .dataplane import inbound_protocol, is_ipv6, is_loopback_workload, is_transparent
+from .destination import Destination
 from .names import (
     INBOUND_PASSTHROUGH_IPV4,
     INBOUND_PASSTHROUGH_IPV6,
@@ -68,24 +69,29 @@ _LOCAL_OPTIONS = {p: _http_options(p, INBOUND_IDLE_TIMEOUT, force_http2=False) f
 
 
 def service_cluster(
-    service: str, protocol: str, tls_mesh: str | None = None
+    destination: Destination | str, protocol: str, tls_mesh: str | None = None
 ) -> cluster_pb2.Cluster:
-    """The EDS cluster of a service (endpoints over ADS, in the ClusterLoadAssignment of the
-    same name).
+    """The EDS cluster of a destination (a service name: all of it; endpoints over ADS, in
+    the ClusterLoadAssignment of the same name). A subset's cluster differs from its
+    service's by name and, with mTLS, by the SNI it sends (the subset's tags).
 
     Like Kuma, every mesh service cluster speaks HTTP/2 to the other sidecar whatever the
     protocol: the peer's inbound HTTP connection manager accepts HTTP/1.1 and HTTP/2 alike,
     and TCP proxying ignores the option. ``protocol`` adds the HTTP idle timeout.
     With ``tls_mesh`` the cluster originates that mesh's mTLS (``tls.upstream_transport_socket``).
     """
-    cluster = _named(service_cluster_name(service))
+    name = destination if isinstance(destination, str) else destination.cluster_name
+    cluster = _named(service_cluster_name(name))
     cluster.type = cluster_pb2.Cluster.EDS
     cluster.connect_timeout.seconds = DEFAULT_CONNECT_TIMEOUT
     cluster.eds_cluster_config.eds_config.CopyFrom(ADS_CONFIG_SOURCE)
     options = _SERVICE_OPTIONS.get(protocol) or _SERVICE_OPTIONS[TCP]
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(options)
     if tls_mesh is not None:
-        cluster.transport_socket.CopyFrom(upstream_transport_socket(tls_mesh, service))
+        if isinstance(destination, str):
+            destination = Destination(destination)
+        socket = upstream_transport_socket(tls_mesh, destination.service, destination.subset)
+        cluster.transport_socket.CopyFrom(socket)
     return cluster
 
 

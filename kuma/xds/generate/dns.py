@@ -132,9 +132,9 @@ def dns_records(
     name), sorted."""
     return sorted(
         {
-            (service, address)
-            for address, _, service in outbounds_of(dataplane, view, vip_port)
-            if view.vip(service) == address
+            (destination.service, address)
+            for address, _, destination in outbounds_of(dataplane, view, vip_port)
+            if view.vip(destination.service) == address
         }
     )
 

@@ -19,7 +19,6 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from kuma.resources.model import PROTOCOL_TAG, SERVICE_TAG, ZONE_TAG, Dataplane
 
 from ._pb import LB_METADATA_KEY, set_socket_address, set_tags
-from .names import service_cluster_name
 from .protocol import infer_protocol
 
 #: Kuma skips "serviceless" inbounds on this IANA-reserved port.
@@ -84,12 +83,13 @@ def _add_lb_endpoint(
 
 
 def load_assignment(
-    service: str, endpoints: Sequence[Endpoint]
+    cluster: str, endpoints: Sequence[Endpoint]
 ) -> endpoint_pb2.ClusterLoadAssignment:
-    """The ClusterLoadAssignment of a service: endpoints grouped by zone (the untagged group
-    first, then zones in name order), each group sorted by address then port; all at
-    priority 0 and weight 1, as Kuma does without locality-aware load balancing."""
-    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=service_cluster_name(service))
+    """The ClusterLoadAssignment of the cluster named ``cluster`` (a service's name, or a
+    subset's: ``destination.py`` selects its endpoints): endpoints grouped by zone (the
+    untagged group first, then zones in name order), each group sorted by address then port;
+    all at priority 0 and weight 1, as Kuma does without locality-aware load balancing."""
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster)
     group: endpoint_components_pb2.LocalityLbEndpoints | None = None
     zone: str | None = None
     for endpoint in sorted(endpoints, key=Endpoint.sort_key):

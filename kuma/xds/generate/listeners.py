@@ -45,6 +45,7 @@ from ._pb import (
     set_tags,
 )
 from .dataplane import inbound_protocol, is_transparent
+from .destination import Destination
 from .names import (
     INBOUND_PASSTHROUGH_IPV4,
     INBOUND_PASSTHROUGH_IPV6,
@@ -57,7 +58,6 @@ from .names import (
     outbound_listener_name,
     outbound_route_name,
     sanitize_metric,
-    service_cluster_name,
 )
 from .protocol import GRPC, HTTP_PROTOCOLS
 from .rbac import PermissionRule, apply_rbac
@@ -140,10 +140,9 @@ def _add_inbound_hcm(
 
 
 def _add_outbound_hcm(
-    chain: listener_components_pb2.FilterChain, service: str, protocol: str
+    chain: listener_components_pb2.FilterChain, service: str, cluster: str, protocol: str
 ) -> None:
     config = _hcm(sanitize_metric(service), protocol)
-    cluster = service_cluster_name(service)
     _set_route_config(config.route_config, outbound_route_name(service), service, cluster)
     config.common_http_protocol_options.idle_timeout.SetInParent()  # 0s
     config.stream_idle_timeout.SetInParent()  # 0s
@@ -179,21 +178,31 @@ def inbound_listener(
 
 
 def outbound_listener(
-    address: str, port: int, service: str, protocol: str, *, bind_to_port: bool = True
+    address: str,
+    port: int,
+    destination: Destination | str,
+    protocol: str,
+    *,
+    bind_to_port: bool = True,
 ) -> listener_pb2.Listener:
-    """The listener of an outbound to ``service``; ``protocol`` is the service's protocol."""
+    """The listener of an outbound to ``destination`` (a service name: all of it);
+    ``protocol`` is the service's protocol. Stats and route names use the service, the
+    traffic goes to the destination's cluster, the listener's metadata holds its tags."""
+    if isinstance(destination, str):
+        destination = Destination(destination)
+    service = destination.service
+    cluster = destination.cluster_name
     listener, chain = _listener(
         outbound_listener_name(address, port),
         address,
         port,
         _OUTBOUND,
         bind_to_port=bind_to_port,
-        tags={SERVICE_TAG: service},
+        tags=destination.tags,
     )
     if protocol in HTTP_PROTOCOLS:
-        _add_outbound_hcm(chain, service, protocol)
+        _add_outbound_hcm(chain, service, cluster, protocol)
     else:
-        cluster = service_cluster_name(service)
         add_tcp_proxy(chain, sanitize_metric(service), cluster, OUTBOUND_TCP_IDLE_TIMEOUT)
     return listener
 

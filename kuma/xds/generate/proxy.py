@@ -4,8 +4,8 @@ What a standard proxy gets (Kuma v2.7's default proxy profile, without mTLS and 
 
 * an inbound listener and a ``localhost:<servicePort>`` cluster per inbound (none for a
   gateway, none for Kuma's "serviceless" port 49151), healthy or not;
-* per outbound: a listener, and per distinct outbound service its EDS cluster and
-  ClusterLoadAssignment;
+* per outbound: a listener, and per distinct destination (a service, or the subset of it an
+  outbound's extra tags select: ``destination.py``) its EDS cluster and ClusterLoadAssignment;
 * with transparent proxying (both redirect ports set): an outbound on port ``vip_port``
   (Kuma's ``dnsServer.serviceVipPort``, 80) of each mesh service that has a virtual IP, only
   those in ``reachableServices`` when that list is not empty, the proxy's own services
@@ -40,7 +40,8 @@ from .clusters import (
     service_cluster,
 )
 from .dataplane import ipv6_inbound_redirect_port, is_transparent, overlaps
-from .endpoints import SERVICELESS_PORT, Endpoint, load_assignment
+from .destination import Destination, destination_load_assignment
+from .endpoints import SERVICELESS_PORT, Endpoint
 from .listeners import (
     InboundMtls,
     inbound_listener,
@@ -165,12 +166,13 @@ def _uses_inbound(dataplane: Dataplane, address: str, port: int) -> bool:
 
 def outbounds_of(
     dataplane: Dataplane, view: MeshView, vip_port: int = DEFAULT_VIP_PORT
-) -> list[tuple[str, int, str]]:
-    """(address, port, service) of every outbound of the proxy, VIP outbounds first."""
+) -> list[tuple[str, int, Destination]]:
+    """(address, port, destination) of every outbound of the proxy, VIP outbounds first.
+    A VIP outbound reaches its whole service; an explicit one the subset its tags select."""
     networking = dataplane.networking
     if networking is None:
         return []
-    result: list[tuple[str, int, str]] = []
+    result: list[tuple[str, int, Destination]] = []
     vips: set[str] = set()
     tp = networking.transparent_proxying
     if tp is not None and is_transparent(dataplane):
@@ -184,12 +186,24 @@ def outbounds_of(
                 continue
             if _uses_inbound(dataplane, vip, vip_port):
                 continue
-            result.append((vip, vip_port, service))
+            result.append((vip, vip_port, Destination(service)))
     for outbound in networking.outbound:
         address = outbound.effective_address
         if outbound.service and address not in vips:
-            result.append((address, outbound.port, outbound.service))
+            result.append((address, outbound.port, Destination.of(outbound.tags)))
     return result
+
+
+class OutboundPart(NamedTuple):
+    """One outbound listener of a proxy, as the shared builders take it: the listener is
+    ``outbound_listener(address, port, destination, view.protocol(destination.service),
+    bind_to_port=...)``; each distinct destination adds ``service_cluster`` and
+    ``destination_load_assignment``. All three can be shared between proxies."""
+
+    address: str
+    port: int
+    destination: Destination
+    bind_to_port: bool
 
 
 class ProxyParts(NamedTuple):
@@ -198,10 +212,8 @@ class ProxyParts(NamedTuple):
     #: Resources only this proxy has: inbound listeners and clusters, admin, redirect
     #: listeners and passthrough clusters.
     own: list[Message]
-    #: (address, port, service, bind_to_port) of each outbound listener; each is
-    #: ``outbound_listener(address, port, service, view.protocol(service), bind_to_port=...)``
-    #: and each distinct service adds ``service_cluster`` and ``load_assignment``: all shared.
-    outbounds: list[tuple[str, int, str, bool]]
+    #: The outbound listeners (see ``OutboundPart``).
+    outbounds: list[OutboundPart]
     #: How many inbound listeners ``own`` holds.
     inbounds: int = 0
 
@@ -247,8 +259,8 @@ def proxy_parts(
             if passthrough:
                 own.append(outbound_passthrough_cluster(ipv6))
     outbounds = [
-        (address, port, service, not transparent)
-        for address, port, service in outbounds_of(dataplane, view, vip_port)
+        OutboundPart(address, port, destination, not transparent)
+        for address, port, destination in outbounds_of(dataplane, view, vip_port)
     ]
     return ProxyParts(own, outbounds, inbounds)
 
@@ -276,14 +288,23 @@ def generate_proxy(
         _put(result, message)
     listeners, clusters = result[types.LISTENER], result[types.CLUSTER]
     protocols: dict[str, str] = {}
-    for address, port, service, bind_to_port in parts.outbounds:
+    destinations: dict[Destination, None] = {}
+    for address, port, destination, bind_to_port in parts.outbounds:
+        service = destination.service
         protocol = protocols.get(service)
         if protocol is None:
             protocol = protocols[service] = view.protocol(service)
-        listener = outbound_listener(address, port, service, protocol, bind_to_port=bind_to_port)
+        listener = outbound_listener(
+            address, port, destination, protocol, bind_to_port=bind_to_port
+        )
         listeners[listener.name] = listener
-    for service, protocol in protocols.items():
+        destinations[destination] = None
+    for destination in destinations:
+        name = destination.cluster_name
+        service = destination.service
         tls_mesh = upstream_tls_mesh(view.mesh, service, tls_ready)
-        clusters[service] = service_cluster(service, protocol, tls_mesh)
-        result[types.ENDPOINT][service] = load_assignment(service, view.endpoints(service))
+        clusters[name] = service_cluster(destination, protocols[service], tls_mesh)
+        result[types.ENDPOINT][name] = destination_load_assignment(
+            destination, view.endpoints(service)
+        )
     return result

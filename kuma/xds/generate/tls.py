@@ -90,9 +90,13 @@ def downstream_transport_socket(mesh: str) -> base_pb2.TransportSocket:
     return base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pack(context))
 
 
-def upstream_transport_socket(mesh: str, service: str) -> base_pb2.TransportSocket:
-    """Client side, towards ``service`` of ``mesh``: only its exact SPIFFE id is accepted."""
-    context = tls_pb2.UpstreamTlsContext(sni=sni_from_tags({SERVICE_TAG: service, "mesh": mesh}))
+def upstream_transport_socket(
+    mesh: str, service: str, subset: Iterable[tuple[str, str]] = ()
+) -> base_pb2.TransportSocket:
+    """Client side, towards ``service`` of ``mesh`` (the part of it ``subset``'s tags select,
+    which the SNI carries, as in Kuma): only the service's exact SPIFFE id is accepted."""
+    tags = {SERVICE_TAG: service, **dict(subset), "mesh": mesh}
+    context = tls_pb2.UpstreamTlsContext(sni=sni_from_tags(tags))
     common = _common(context.common_tls_context, mesh)
     matcher = common.combined_validation_context.default_validation_context
     san = matcher.match_typed_subject_alt_names.add(san_type=_URI)
