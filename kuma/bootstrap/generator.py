@@ -32,6 +32,8 @@ ADMIN_ADDRESS = "127.0.0.1"
 ADS_CLUSTER = "ads_cluster"
 #: Kuma's ``FieldDataplaneReadinessPort``.
 READINESS_PORT_KEY = "dataplane.readinessReporter.port"
+#: The gRPC metadata that carries the dataplane token.
+AUTHORIZATION = "authorization"
 XDS_TRANSPORTS = ("DELTA_GRPC", "GRPC")
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -45,6 +47,9 @@ class GeneratorParams(msgspec.Struct, frozen=True, kw_only=True):
     xds_transport: str = "DELTA_GRPC"
     #: Kuma's ``bootstrapServer.params.xdsConnectTimeout``.
     xds_connect_timeout: str = "1s"
+    #: ``dpServer.authn.dpProxy.type`` is ``dpToken``: a request without a token is refused
+    #: (its presence only: the ADS stream is where the token is verified, as in Kuma).
+    require_token: bool = False
 
 
 def admin_port(dataplane: Dataplane, default_admin_port: int) -> int:
@@ -100,13 +105,22 @@ def generate(
                 "apiType": params.xds_transport,
                 "transportApiVersion": "V3",
                 "setNodeOnFirstMessageOnly": True,
-                "grpcServices": [{"envoyGrpc": {"clusterName": ADS_CLUSTER}}],
+                "grpcServices": [_grpc_service(request.dataplane_token)],
             },
             "cdsConfig": _ads_source(),
             "ldsConfig": _ads_source(),
         },
         "staticResources": {"clusters": [_ads_cluster(xds_host, xds_port, params, ipv4)]},
     }
+
+
+def _grpc_service(token: str) -> dict[str, Any]:
+    service: dict[str, Any] = {"envoyGrpc": {"clusterName": ADS_CLUSTER}}
+    if token:
+        # Envoy sends it on every ADS stream; kuma-cp checks it on the first request (Kuma's
+        # universal dataplane token). The bootstrap file is therefore a secret (kuma-dp: 0600).
+        service["initialMetadata"] = [{"key": AUTHORIZATION, "value": token}]
+    return service
 
 
 def _ads_source() -> dict[str, Any]:

@@ -22,10 +22,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from kuma.resources import Violation
 from kuma.store import Store
 
 from .generator import GeneratorParams, generate, sidecar_configuration, to_yaml
-from .request import BootstrapError, parse_request, resolve_dataplane
+from .request import BootstrapError, invalid, parse_request, resolve_dataplane
 
 log = logging.getLogger("kuma.bootstrap")
 
@@ -108,6 +109,17 @@ class BootstrapHandler:
     async def _bootstrap(self, request: web.BaseRequest) -> web.StreamResponse:
         body = await _read_body(request)
         parsed = parse_request(body)
+        if self._params.require_token and not parsed.dataplane_token:
+            raise invalid(
+                [
+                    Violation(
+                        "dataplaneToken",
+                        "required: this control plane authenticates proxies "
+                        "(dpServer.authn.dpProxy.type: dpToken); give kuma-dp "
+                        "--dataplane-token-file with a token from kumactl generate dataplane-token",
+                    )
+                ]
+            )
         dataplane = await resolve_dataplane(parsed, self._store)
         # The address kuma-dp used reaches this server, and ADS is served on the same port.
         xds_host = split_host(request.host)

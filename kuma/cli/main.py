@@ -12,12 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import kuma
 from kuma.tproxy import cli as tproxy_cli
 
 from . import commands
+from . import generate as generate_cmd
 from .commands import KINDS, Session
 from .errors import CliError
 
@@ -109,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     dataplanes.add_argument("--gateway", action="store_true", help="only gateway dataplanes")
 
+    _generate_parsers(top, common)
+
     delete = top.add_parser("delete", parents=[common], help="delete a resource")
     delete.add_argument("type", metavar="TYPE")
     delete.add_argument("name", metavar="NAME")
@@ -116,6 +119,53 @@ def _parser() -> argparse.ArgumentParser:
 
     tproxy_cli.add_commands(top, common)
     return root
+
+
+def _generate_parsers(top: Any, common: argparse.ArgumentParser) -> None:
+    generate = top.add_parser("generate", parents=[common], help="generate tokens and keys")
+    what = generate.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    def offline(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--signing-key-path",
+            type=Path,
+            help="sign offline with this private key (PEM, or base64 PEM), without kuma-cp",
+        )
+        parser.add_argument("--kid", help="the key id of --signing-key-path (its serial)")
+
+    dp = what.add_parser("dataplane-token", parents=[common], help="a dataplane token")
+    dp.add_argument("--name", default="", help="name of the Dataplane (any when empty)")
+    dp.add_argument("-m", "--mesh", default="default", help="mesh (default: default)")
+    dp.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=V1[,V2]",
+        help="a tag the Dataplane must have, with the values it may have (repeatable)",
+    )
+    dp.add_argument(
+        "--proxy-type",
+        default="",
+        choices=["", "dataplane", "ingress", "egress"],
+        help="the proxy type the token is for (any when empty)",
+    )
+    dp.add_argument("--valid-for", help="how long it is valid, e.g. 24h (default: 10 years)")
+    offline(dp)
+
+    zone = what.add_parser("zone-token", parents=[common], help="a zone token")
+    zone.add_argument("--zone", default="", help="the zone (required)")
+    zone.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        metavar="SCOPE",
+        help="ingress and/or egress (repeatable or comma separated; default: both)",
+    )
+    zone.add_argument("--valid-for", help="how long it is valid, e.g. 720h (required)")
+    offline(zone)
+
+    key = what.add_parser("signing-key", parents=[common], help="a private key to sign tokens")
+    key.add_argument("--format", choices=generate_cmd.SIGNING_KEY_FORMATS, default="pem-base64")
 
 
 def _run(args: argparse.Namespace, session: Session) -> None:
@@ -134,6 +184,28 @@ def _run(args: argparse.Namespace, session: Session) -> None:
             tproxy_cli.run(args, session.stdout, session.stderr)
         except tproxy_cli.TproxyError as error:
             raise CliError(str(error)) from None
+    elif args.command == "generate" and args.what == "dataplane-token":
+        generate_cmd.dataplane_token(
+            session,
+            name=args.name,
+            mesh=args.mesh,
+            tags=args.tag,
+            proxy_type=args.proxy_type,
+            valid_for=args.valid_for,
+            signing_key_path=args.signing_key_path,
+            kid=args.kid,
+        )
+    elif args.command == "generate" and args.what == "zone-token":
+        generate_cmd.zone_token(
+            session,
+            zone=args.zone,
+            scope=args.scope,
+            valid_for=args.valid_for,
+            signing_key_path=args.signing_key_path,
+            kid=args.kid,
+        )
+    elif args.command == "generate":
+        generate_cmd.signing_key(session, args.format)
 
 
 def main(

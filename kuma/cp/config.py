@@ -48,10 +48,51 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_on
     pass
 
 
+class PublicKey(_Section):
+    """A token-verification key given in the configuration (tokens signed offline)."""
+
+    kid: str = ""
+    #: The mesh whose dataplane tokens it verifies (dataplane keys only).
+    mesh: str = ""
+    #: The PEM itself, or ``key_file``: a file holding it.
+    key: str = ""
+    key_file: str = ""
+
+
+class TokenValidator(_Section):
+    #: Verify with the signing keys kept as (Global)Secrets.
+    use_secrets: bool = True
+    public_keys: list[PublicKey] = msgspec.field(default_factory=list)
+
+
+class DpTokenSettings(_Section):
+    #: ``POST /tokens/dataplane`` (and kumactl generate without --signing-key-path) works.
+    enable_issuer: bool = True
+    validator: TokenValidator = msgspec.field(default_factory=TokenValidator)
+
+
+class DpProxyAuthn(_Section):
+    #: ``dpToken`` (the default) or ``none`` (any proxy may connect: labs only).
+    type: str = "dpToken"
+    dp_token: DpTokenSettings = msgspec.field(default_factory=DpTokenSettings)
+
+
+class ZoneProxyAuthn(_Section):
+    #: ``zoneToken`` (the default) or ``none``.
+    type: str = "zoneToken"
+    zone_token: DpTokenSettings = msgspec.field(default_factory=DpTokenSettings)
+
+
+class DpServerAuthn(_Section):
+    dp_proxy: DpProxyAuthn = msgspec.field(default_factory=DpProxyAuthn)
+    zone_proxy: ZoneProxyAuthn = msgspec.field(default_factory=ZoneProxyAuthn)
+
+
 class DpServer(_Section):
     port: int = 5678
     #: Address the ADS and bootstrap server binds to.
     interface: str = "0.0.0.0"
+    authn: DpServerAuthn = msgspec.field(default_factory=DpServerAuthn)
 
 
 class ApiHttp(_Section):
@@ -303,10 +344,32 @@ def _check(config: CpConfig) -> None:
         raise ConfigError(
             f"bootstrapServer.params.xdsTransport: must be DELTA_GRPC or GRPC, got {transport!r}"
         )
+    _check_authn(config.dp_server.authn)
     if config.logging.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("logging.level: must be debug, info, warning or error")
     if config.logging.format not in ("text", "json"):
         raise ConfigError("logging.format: must be text or json")
+
+
+def _check_authn(authn: DpServerAuthn) -> None:
+    for key, value, allowed in (
+        ("dpServer.authn.dpProxy.type", authn.dp_proxy.type, ("dpToken", "none")),
+        ("dpServer.authn.zoneProxy.type", authn.zone_proxy.type, ("zoneToken", "none")),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"{key}: must be {' or '.join(allowed)}, got {value!r}")
+    for section, validator in (
+        ("dpProxy.dpToken", authn.dp_proxy.dp_token.validator),
+        ("zoneProxy.zoneToken", authn.zone_proxy.zone_token.validator),
+    ):
+        for index, public in enumerate(validator.public_keys):
+            where = f"dpServer.authn.{section}.validator.publicKeys[{index}]"
+            if not public.kid:
+                raise ConfigError(f"{where}.kid: cannot be empty")
+            if bool(public.key) == bool(public.key_file):
+                raise ConfigError(f"{where}: give exactly one of key and keyFile")
+            if section.startswith("dpProxy") and not public.mesh:
+                raise ConfigError(f"{where}.mesh: cannot be empty")
 
 
 def load_config(path: Path | None, environ: Mapping[str, str]) -> CpConfig:

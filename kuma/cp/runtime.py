@@ -15,6 +15,7 @@ import anyio
 
 import kuma
 from kuma.api import ApiSettings, serve_api
+from kuma.api.tokens import token_routes
 from kuma.bootstrap import GeneratorParams, bootstrap_protocol
 from kuma.gui import Gui
 from kuma.insights import Insights, insight_store_for
@@ -29,6 +30,7 @@ from kuma.xds.secrets import EmptySecretSource
 from kuma.xds.server import serve as serve_ads
 from kuma.xds.server.observer import ObserverGroup, StreamObserver
 
+from .authn import build_authentication
 from .config import CpConfig
 from .defaults import ensure_default_mesh
 from .logs import fields
@@ -99,9 +101,23 @@ async def run_control_plane(
         observer = ObserverGroup(observers)
         # Sidecars' own Dataplanes: registered when their stream opens (kuma/cp/registration.py).
         registrar = Registrar(instrumented, config.deregistration_delay)
+        # Dataplane tokens, on unless dpServer.authn.dpProxy.type is none (kuma/cp/authn.py).
+        if config.dp_server.authn.dp_proxy.type == "none":
+            log.warning(
+                "dpServer.authn.dpProxy.type is none: any host that reaches the dp server can "
+                "register a Dataplane and read proxy configuration (use only in a lab)"
+            )
+        authn = build_authentication(
+            store,
+            config.dp_server.authn,
+            on_refused=metrics.on_stream_refused,
+            on_closed=metrics.on_stream_deauthenticated,
+        )
         params = config.bootstrap_server.params
         bootstrap = GeneratorParams(
-            default_admin_port=params.admin_port, xds_transport=params.xds_transport
+            default_admin_port=params.admin_port,
+            xds_transport=params.xds_transport,
+            require_token=config.dp_server.authn.dp_proxy.type != "none",
         )
         async with (
             bootstrap_protocol(store, bootstrap) as bootstrap_http,
@@ -113,16 +129,26 @@ async def run_control_plane(
             tg.start_soon(VipAllocator(store).run)
             tg.start_soon(insights.run)
             await tg.start(registrar.run)
+            await tg.start(authn.run)
             await engine.wait_synced()
             # One port for ADS and kuma-dp's POST /bootstrap, as in Kuma (kuma/xds/server/demux.py).
-            serve_dp = partial(serve_ads, lifecycle=registrar, http1=bootstrap_http)
+            serve_dp = partial(
+                serve_ads,
+                lifecycle=registrar,
+                authenticator=authn.authenticator,
+                http1=bootstrap_http,
+            )
             # The streams ask one source: the engine's resources, SDS from the SecretSource;
             # /meshes/{mesh}/dataplanes/{name}/_config shows what that source serves.
             source = CompositeSource(engine, {types.SECRET: EmptySecretSource()})
             ads_port = await tg.start(
                 serve_dp, source, config.dp_server.interface, config.dp_server.port, observer
             )
-            extra_routes = [*metrics_routes(metrics), *served_config_routes(store, source)]
+            extra_routes = [
+                *metrics_routes(metrics),
+                *served_config_routes(store, source),
+                *token_routes(instrumented, authn.issuer),
+            ]
             if gui is not None:
                 await tg.start(gui.run)
                 extra_routes += gui.routes()

@@ -26,6 +26,8 @@ from .run import RunOptions, run
 
 log = logging.getLogger("kuma.dp")
 
+TOKEN_ENV = "KUMA_DATAPLANE_RUNTIME_TOKEN"
+TOKEN_PATH_ENV = "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH"
 ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
 
 
@@ -93,8 +95,18 @@ def parser() -> argparse.ArgumentParser:
     add("--name", default="", help="name of the Dataplane (when it is defined in the store)")
     add("--mesh", default="", help="mesh of the Dataplane (when it is defined in the store)")
     add("--proxy-type", default="dataplane", choices=["dataplane"], help="type of the proxy")
-    add("--dataplane-token", default="", help="dataplane token (sent, not checked, by kuma-cp)")
-    add("--dataplane-token-file", type=Path, help="path to a file with the dataplane token")
+    add(
+        "--dataplane-token",
+        default=os.environ.get(TOKEN_ENV, ""),
+        help=f"the dataplane token (kumactl generate dataplane-token; default ${TOKEN_ENV}); "
+        "prefer --dataplane-token-file: a flag is visible to every user of the host",
+    )
+    add(
+        "--dataplane-token-file",
+        type=Path,
+        default=os.environ.get(TOKEN_PATH_ENV) or None,
+        help=f"path to a file with the dataplane token (default ${TOKEN_PATH_ENV})",
+    )
     add("--binary-path", help="Envoy binary (default: the venv's envoy, else envoy on PATH)")
     add("--config-dir", type=Path, help="where the bootstrap is written (default: a temp dir)")
     add("--concurrency", type=_positive, help="number of Envoy worker threads")
@@ -172,9 +184,11 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     token = args.dataplane_token
     if args.dataplane_token_file is not None:
         try:
-            token = args.dataplane_token_file.read_text().strip()
+            token = Path(args.dataplane_token_file).read_text().strip()
         except OSError as exc:
             raise UsageError(f"--dataplane-token-file: {exc.strerror or exc}") from None
+        if not token:
+            raise UsageError(f"--dataplane-token-file: {args.dataplane_token_file} is empty")
     return RunOptions(
         cp_address=args.cp_address,
         dataplane=dataplane,

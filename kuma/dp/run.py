@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -94,6 +95,14 @@ def bootstrap_request(
     return request
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (the bootstrap holds the dataplane token)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file at that path may have had wider permissions
+    with open(fd, "w") as file:
+        file.write(text)
+
+
 def admin_port_of(bootstrap_yaml: str) -> int:
     document = yaml.safe_load(bootstrap_yaml)
     return int(document["admin"]["address"]["socketAddress"]["portValue"])
@@ -130,7 +139,7 @@ async def run(options: RunOptions) -> int:
             if bootstrap is None:
                 return 0
             path = directory / BOOTSTRAP_FILE
-            path.write_text(bootstrap.yaml)
+            write_private(path, bootstrap.yaml)
             admin_port = admin_port_of(bootstrap.yaml)
             log.info("bootstrap written to %s (Envoy admin on 127.0.0.1:%d)", path, admin_port)
             if reporter is not None:

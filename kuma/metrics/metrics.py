@@ -129,6 +129,19 @@ class Metrics:
         self.proxies_notified = Counter(
             "kuma_engine_proxies_notified", "Proxies told that resources changed", registry=r
         )
+        self.streams_refused = Counter(
+            "kuma_xds_streams_refused",
+            "ADS streams refused by authentication (no_token, expired, revoked, unknown_kid, "
+            "bad_signature, name, mesh, tags, type, ...)",
+            ["reason"],
+            registry=r,
+        )
+        self.streams_deauthenticated = Counter(
+            "kuma_xds_streams_deauthenticated",
+            "Live ADS streams closed because their token expired or was revoked, or its key went",
+            ["reason"],
+            registry=r,
+        )
         self.store_events = Counter(
             "kuma_store_events",
             "Store change events after the initial snapshot",
@@ -242,6 +255,12 @@ class Metrics:
         self.proxies_notified.inc(stats.proxies_notified)
 
     # --- store --------------------------------------------------------------------------------
+
+    def on_stream_refused(self, reason: str) -> None:
+        self.streams_refused.labels(reason).inc()
+
+    def on_stream_deauthenticated(self, reason: str) -> None:
+        self.streams_deauthenticated.labels(reason).inc()
 
     def on_store_event(self, event: ResourceEvent) -> None:
         self.store_events.labels(event.key.type, event.operation.value).inc()

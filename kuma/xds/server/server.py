@@ -12,6 +12,7 @@ from grpclib.server import Server
 
 from kuma.xds.source import ConfigSource
 
+from .authn import StreamAuthenticator
 from .delta import DeltaProtocol
 from .demux import ProtocolFactory, SharedPortServer
 from .lifecycle import StreamLifecycle
@@ -40,8 +41,10 @@ class AdsServer(AggregatedDiscoveryServiceBase):
         lifecycle: StreamLifecycle | None = None,
         *,
         waiting_per_connection: int = MAX_WAITING_PER_CONNECTION,
+        authenticator: StreamAuthenticator | None = None,
     ) -> None:
         self._source = source
+        self._authenticator = authenticator
         self._observer: StreamObserver = observer if observer is not None else NoopObserver()
         self._lifecycle = lifecycle
         self.waiting = WaitingStreams(
@@ -60,6 +63,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             stream_id=next(self._stream_ids),
             lifecycle=self._lifecycle,
             waiting=self.waiting,
+            authenticator=self._authenticator,
         )
 
     async def StreamAggregatedResources(self, stream: ServerStream) -> None:
@@ -72,6 +76,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             stream_id=next(self._stream_ids),
             lifecycle=self._lifecycle,
             waiting=self.waiting,
+            authenticator=self._authenticator,
         )
 
 
@@ -82,6 +87,7 @@ async def serve(
     observer: StreamObserver | None = None,
     *,
     lifecycle: StreamLifecycle | None = None,
+    authenticator: StreamAuthenticator | None = None,
     http1: ProtocolFactory | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -95,7 +101,7 @@ async def serve(
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family)
     try:
-        handlers = [AdsServer(source, observer, lifecycle)]
+        handlers = [AdsServer(source, observer, lifecycle, authenticator=authenticator)]
         server = Server(handlers) if http1 is None else SharedPortServer(handlers, http1)
         # A control-plane restart reconnects every proxy at once: with asyncio's default
         # backlog of 100 the rest of the SYNs are dropped and retried a second later.

@@ -10,6 +10,9 @@ only moves messages. The two loops share one anyio task group:
   responses, awaiting the transport for each. A slow proxy only slows its own send loop: the
   engine never waits for it, and changes pile up in the watch as a coalescing set of names.
 
+A stream is authenticated (:mod:`.authn`) before anything is registered or sent, and ends
+with UNAUTHENTICATED when refused or when its grant ends (token expired or revoked).
+
 A bad request (no node id, a malformed one, a missing type, undecodable bytes) ends this stream
 with INVALID_ARGUMENT; nothing else is affected. A type this server does not serve is not bad:
 Envoy may subscribe to any type, so such requests are answered with nothing (and logged once
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import anyio
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
@@ -32,6 +35,7 @@ from kuma.xds.source import ConfigSource, ProxyWatch
 from kuma.xds.types import SHORT_NAMES
 
 from .acks import KNOWN_TYPES, Reply
+from .authn import FOREVER, StreamAuthenticator, StreamGrant, Unauthenticated
 from .delta import Desired
 from .lifecycle import StreamLifecycle
 from .node import (
@@ -75,6 +79,7 @@ async def run_stream(
     stream_id: int,
     lifecycle: StreamLifecycle | None = None,
     waiting: WaitingStreams | None = None,
+    authenticator: StreamAuthenticator | None = None,
 ) -> None:
     """Serve one ADS stream until the client ends it, breaks the protocol, or is cancelled."""
     try:
@@ -86,33 +91,61 @@ async def run_stream(
             parse_node_id(node_id)
         except InvalidNodeId as error:
             raise InvalidRequest(f"node.id: {error}") from None
-        types = _TypeFilter(flavour, node_id)
-        reply = state.handle_request(first) if types.served(first) else None
-        if lifecycle is not None:
-            await lifecycle.stream_opening(stream_id, node_id, first.node)
     except InvalidRequest as error:
-        log.warning("rejecting %s ADS stream %d: %s", flavour, stream_id, error)
-        raise GRPCError(Status.INVALID_ARGUMENT, str(error)) from None
-    observer.on_stream_open(stream_id, node_id, flavour, envoy_version(first.node))
+        _reject(flavour, stream_id, error)
+    # Before anything is registered or sent: a refused stream leaves no trace but the
+    # authenticator's log line and metric.
+    grant = await _authenticate(authenticator, node_id, first.node, stream)
     try:
-        if isinstance(observer, VersionObserver):
-            observer.on_stream_version(stream_id, node_version(first.node))
-        # Envoy's first request carries its whole node (61 KB for Envoy 1.40: every extension
-        # listed); kept alive for the stream's lifetime it tripled the memory of a connection.
-        del first
-        async with source.watch_proxy(node_id) as watch:
-            with _wait_ticket(waiting, stream, node_id, flavour, known=watch.known) as ticket:
-                session = _Session(stream, state, watch, observer, node_id, types, ticket)
-                if reply is not None:
-                    session.observe(reply)
-                await session.run()
-        if session.error is not None:
-            log.warning("ending %s ADS stream of %s: %s", flavour, node_id, session.error)
-            raise GRPCError(Status.INVALID_ARGUMENT, str(session.error))
+        try:
+            types = _TypeFilter(flavour, node_id)
+            reply = state.handle_request(first) if types.served(first) else None
+            if lifecycle is not None:
+                await lifecycle.stream_opening(stream_id, node_id, first.node)
+        except InvalidRequest as error:
+            _reject(flavour, stream_id, error)
+        observer.on_stream_open(stream_id, node_id, flavour, envoy_version(first.node))
+        try:
+            if isinstance(observer, VersionObserver):
+                observer.on_stream_version(stream_id, node_version(first.node))
+            # Envoy's first request carries its whole node (61 KB for Envoy 1.40: every
+            # extension listed); kept alive for the stream's lifetime it tripled the memory of
+            # a connection.
+            del first
+            async with source.watch_proxy(node_id) as watch:
+                with _wait_ticket(waiting, stream, node_id, flavour, known=watch.known) as ticket:
+                    session = _Session(stream, state, watch, observer, node_id, types, ticket)
+                    if reply is not None:
+                        session.observe(reply)
+                    await session.run(grant)
+            if session.revoked is not None:
+                # The proxy keeps the configuration it holds and reconnects with a new token.
+                raise GRPCError(Status.UNAUTHENTICATED, session.revoked)
+            if session.error is not None:
+                log.warning("ending %s ADS stream of %s: %s", flavour, node_id, session.error)
+                raise GRPCError(Status.INVALID_ARGUMENT, str(session.error))
+        finally:
+            observer.on_stream_close(stream_id, node_id)
+            if lifecycle is not None:
+                lifecycle.stream_closed(stream_id, node_id)
     finally:
-        observer.on_stream_close(stream_id, node_id)
-        if lifecycle is not None:
-            lifecycle.stream_closed(stream_id, node_id)
+        grant.release()
+
+
+def _reject(flavour: Flavour, stream_id: int, error: InvalidRequest) -> NoReturn:
+    log.warning("rejecting %s ADS stream %d: %s", flavour, stream_id, error)
+    raise GRPCError(Status.INVALID_ARGUMENT, str(error)) from None
+
+
+async def _authenticate(
+    authenticator: StreamAuthenticator | None, node_id: str, node: Any, stream: ServerStream
+) -> StreamGrant:
+    if authenticator is None:
+        return FOREVER
+    try:
+        return await authenticator.authenticate(node_id, node, stream.metadata or {})
+    except Unauthenticated as refused:
+        raise GRPCError(Status.UNAUTHENTICATED, refused.reason) from None
 
 
 def _wait_ticket(
@@ -179,6 +212,7 @@ class _Session:
         "_wait",
         "_watch",
         "error",
+        "revoked",
     )
 
     def __init__(
@@ -202,11 +236,18 @@ class _Session:
         #: The send loop's wait, while it waits: cancelled to wake it.
         self._wait: anyio.CancelScope | None = None
         self.error: InvalidRequest | None = None
+        #: Why the stream's grant ended (token expired or revoked), if it did.
+        self.revoked: str | None = None
 
-    async def run(self) -> None:
+    async def run(self, grant: StreamGrant) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._receive_loop, tg.cancel_scope)
             tg.start_soon(self._send_loop)
+            tg.start_soon(self._end_with_grant, grant, tg.cancel_scope)
+
+    async def _end_with_grant(self, grant: StreamGrant, stream_scope: anyio.CancelScope) -> None:
+        self.revoked = await grant.wait_ended()
+        stream_scope.cancel()
 
     async def _receive_loop(self, stream_scope: anyio.CancelScope) -> None:
         try:
