@@ -175,6 +175,9 @@ def start_control_plane(
         # Other listeners on free ports: several control planes may run on this machine.
         "KUMA_API_SERVER_HTTP_PORT": str(api_port),
         "KUMA_LOGGING_LEVEL": log_level,
+        # The simulated sidecars send no dataplane token yet: authentication is turned off
+        # explicitly for the control plane under test (kuma-cp logs a warning saying so).
+        "KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "none",
     }
     if store == "directory":
         env["KUMA_STORE_DIRECTORY_PATH"] = location

@@ -126,13 +126,17 @@ class TokenSecrets:
         self._create_keys = create_keys
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Started once the key ring holds the store's keys; runs until cancelled."""
+        """Started once the key ring holds the store's keys and every existing mesh (and the
+        zone tokens) has a signing key; runs until cancelled."""
         async with self._store.watch() as events, anyio.create_task_group() as tg:
             synced = False
+            meshes: list[str] = []
             async for item in events:
                 if isinstance(item, Synced):
                     if self._create_keys:
                         await ensure_zone_signing_key(self._store)
+                        for mesh in meshes:
+                            await self._ensure(mesh)
                     synced = True
                     task_status.started()
                     continue
@@ -140,9 +144,11 @@ class TokenSecrets:
                 if not isinstance(item.resource, Mesh) or not self._create_keys:
                     continue
                 mesh = item.resource.name
-                if item.operation is Operation.CREATE:
+                if not synced:
+                    meshes.append(mesh)
+                elif item.operation is Operation.CREATE:
                     tg.start_soon(self._ensure, mesh)
-                elif item.operation is Operation.DELETE and synced:
+                elif item.operation is Operation.DELETE:
                     tg.start_soon(_remove_mesh_secrets, self._store, mesh)
 
     async def _ensure(self, mesh: str) -> None:

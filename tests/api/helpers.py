@@ -13,7 +13,7 @@ comes from the socket's peer name and never from a header.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -93,9 +93,10 @@ async def serve(
     settings: ApiSettings | None = None,
     insights: InsightProvider | None = None,
     host: str = "127.0.0.1",
+    extra_routes: Sequence[web.RouteDef] = (),
 ) -> AsyncIterator[Api]:
     settings = settings or ApiSettings(admin_token=ADMIN_TOKEN)
-    app = build_app(store, settings, insights)
+    app = build_app(store, settings, insights, extra_routes)
     app.middlewares.insert(0, forge_peer)
     async with (
         ApiServer(app, host, 0) as server,

@@ -12,7 +12,10 @@ from aiohttp.test_utils import make_mocked_request
 
 from kuma.api import ApiError, ApiSettings, is_loopback
 from kuma.api.access import access_middleware
+from kuma.api.tokens import IssuerSettings, token_routes
 from kuma.store.memory import MemoryStore
+from kuma.tokens.claims import header_kid
+from tests.tokens.helpers import key, signing_secret
 
 from .helpers import ADMIN_TOKEN, Api, dataplane_yaml, error, serve
 
@@ -172,3 +175,24 @@ async def test_a_bad_secret_is_refused_without_its_value(api: Api) -> None:
     assert refused.json["invalid_parameters"] == [
         {"field": "data", "reason": "must be base64 (the value itself is not shown)"}
     ]
+
+
+async def test_tokens_are_issued_to_admins_only(store: MemoryStore) -> None:
+    await store.create(signing_secret("default", "1", key(1)))
+    routes = token_routes(store, IssuerSettings())
+    async with serve(store, ApiSettings(admin_token=ADMIN_TOKEN), extra_routes=routes) as api:
+        body = '{"mesh": "default", "name": "web-01", "validFor": "1h"}'
+        refused = await api.call("POST", "/tokens/dataplane", body, peer=REMOTE)
+        assert refused.status == 403
+        assert "allowed only from loopback or with the admin token" in refused.json["detail"]
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        issued = await api.call("POST", "/tokens/dataplane", body, peer=REMOTE, headers=admin)
+        assert issued.status == 200
+        assert issued.headers["Content-Type"].startswith("text/plain")
+        assert header_kid(issued.body.decode()) == "1"
+    async with serve(
+        store, extra_routes=token_routes(store, IssuerSettings(dataplane=False))
+    ) as api:
+        disabled = await api.call("POST", "/tokens/dataplane", '{"mesh": "default"}')
+        assert disabled.status == 400
+        assert "disabled" in disabled.json["detail"]

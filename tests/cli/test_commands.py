@@ -174,7 +174,11 @@ def test_secrets_get_apply_delete_with_kuma_columns(kumactl: Kumactl) -> None:
     kumactl.ok("apply", "-f", "-", stdin="type: GlobalSecret\nname: gsec-1\ndata: dGVzdDI=\n")
     listed = kumactl.ok("get", "secrets")
     assert listed.splitlines()[0].split() == ["MESH", "NAME", "AGE"]
-    assert listed.splitlines()[1].split()[:2] == ["default", "sec-1"]
+    # The mesh's dataplane-token signing key (created with the mesh) is listed too.
+    assert [line.split()[:2] for line in listed.splitlines()[1:]] == [
+        ["default", "dataplane-token-signing-key-default-1"],
+        ["default", "sec-1"],
+    ]
     one = kumactl.ok("get", "global-secret", "gsec-1")
     assert one.splitlines()[0].split() == ["NAME", "AGE"]
     assert "gsec-1" in one

@@ -83,7 +83,12 @@ def test_the_default_mesh_is_not_created_twice(tmp_path: Path) -> None:
         finally:
             assert cp.stop() == 0
     assert created == 0
-    assert len(list(folder.glob("*.yaml"))) == 1
+    # The mesh and, created with it once, its dataplane-token signing key; the zone-token key.
+    assert sorted(f.name for f in folder.glob("*.yaml")) == [
+        "globalsecret-zone-token-signing-key-1.yaml",
+        "mesh-default.yaml",
+        "secret-default-dataplane-token-signing-key-default-1.yaml",
+    ]
 
 
 def test_skip_mesh_creation(tmp_path: Path) -> None:
@@ -92,7 +97,10 @@ def test_skip_mesh_creation(tmp_path: Path) -> None:
     cp = kuma_cp(None, env=env)
     try:
         cp.wait_for_line("kuma-cp is ready")
-        assert list(folder.glob("*.yaml")) == []
+        # No mesh, so no dataplane-token key; only the zone-token key (global, like Kuma's).
+        assert [f.name for f in folder.glob("*.yaml")] == [
+            "globalsecret-zone-token-signing-key-1.yaml"
+        ]
     finally:
         assert cp.stop() == 0
 

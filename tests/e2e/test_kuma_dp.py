@@ -8,8 +8,10 @@ kuma-cp waits for it. Every process is stopped by PID; every wait has a deadline
 
 from __future__ import annotations
 
+import base64
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,12 +57,35 @@ OUTBOUND = """\
 """
 
 
+def kumactl(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "kuma.cli.main", *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 class Cluster:
-    """kuma-cp on a directory store and the kuma-dp processes of one test."""
+    """kuma-cp on a directory store and the kuma-dp processes of one test.
+
+    Tokens are signed offline, as an operator may do before any control plane runs: the
+    signing key comes from ``kumactl generate signing-key`` and is dropped into the store
+    folder as the mesh's key Secret (mode 0600), and every kuma-dp gets a token from
+    ``kumactl generate dataplane-token --signing-key-path --kid 1`` for its own name."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
         self.store = tmp_path / "store"
+        self.store.mkdir()
+        self.signing_key = tmp_path / "signing-key.pem"
+        self.signing_key.write_text(kumactl("generate", "signing-key", "--format", "pem"))
+        self.signing_key.chmod(0o600)
+        secret = self.store / "signing-key.yaml"
+        secret.touch(mode=0o600)
+        secret.write_text(
+            "type: Secret\nmesh: default\nname: dataplane-token-signing-key-default-1\n"
+            f"data: {base64.b64encode(self.signing_key.read_bytes()).decode()}\n"
+        )
         self.cp: ManagedProcess | None = None
         self.dp_port = 0
         self.dps: list[ManagedProcess] = []
@@ -86,9 +111,14 @@ class Cluster:
         path = self.tmp / f"{name}.yaml"
         path.write_text(template)
         values = {"name": name, "service": service, **ports}
+        token = self.tmp / f"{name}.token"
+        offline = ["--signing-key-path", str(self.signing_key), "--kid", "1"]
+        token.write_text(
+            kumactl("generate", "dataplane-token", "--name", name, "--valid-for", "1h", *offline)
+        )
         argv = [sys.executable, "-m", "kuma.dp.cli", "run", "--cp-address",
                 f"http://localhost:{self.dp_port}", "-d", str(path), "--drain-time", "1s",
-                "--concurrency", "1"]  # fmt: skip
+                "--concurrency", "1", "--dataplane-token-file", str(token)]  # fmt: skip
         for key, value in values.items():
             argv += ["-v", f"{key}={value}"]
         process = ManagedProcess(argv)

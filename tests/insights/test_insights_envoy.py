@@ -5,7 +5,6 @@ Envoy is stopped."""
 from __future__ import annotations
 
 import json
-import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,18 +28,6 @@ pytestmark = pytest.mark.envoy
 
 class ApiControlPlane(ControlPlane):
     """The fixture's kuma-cp with its REST API on a free port, learned from the ready line."""
-
-    api_port = 0
-
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "KUMA_API_SERVER_HTTP_PORT": "0"}
-
-    def start(self) -> None:
-        super().start()
-        line = self.running.wait_for_line("kuma-cp is ready")
-        match = re.search(r"api_port=(\d+)", line)
-        assert match, line
-        self.api_port = int(match.group(1))
 
     def get(self, path: str) -> str:
         status, body = http_get(self.api_port, path)
@@ -76,7 +63,7 @@ def test_an_envoy_is_counted_nack_included_and_goes_offline(
         taken = int(squatter.getsockname()[1])
         (service_port,) = free_ports(1)
         cp.put("web-1", dataplane_yaml("web-1", inbounds=[(taken, service_port, "web")]))
-        envoy = envoy_factory("default.web-1", "web", cp.dp_port)
+        envoy = envoy_factory("default.web-1", "web", cp.dp_port, token=cp.token("default.web-1"))
 
         def counted() -> dict[str, Any] | None:
             insight = cp.insight("web-1")

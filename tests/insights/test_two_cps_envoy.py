@@ -68,7 +68,7 @@ def test_an_envoy_on_one_instance_is_online_then_offline_on_the_other(
             await store.create(resource)
 
     anyio.run(create)
-    envoy = envoy_factory("default.web-1", "web", a.dp_port)
+    envoy = envoy_factory("default.web-1", "web", a.dp_port, token=b.token("default.web-1"))
 
     def online_on_b() -> dict[str, Any] | None:
         insight = b.insight("web-1")

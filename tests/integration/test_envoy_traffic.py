@@ -102,7 +102,8 @@ class Mesh:
         proxy is LIVE (CDS, EDS and LDS arrived) with its listeners up."""
         self.cp.put(sidecar.name, sidecar.dataplane())
         node_id = f"default.{sidecar.name}"
-        sidecar.proxy = self._envoys(node_id, sidecar.service, self.cp.dp_port, transport)
+        token = self.cp.token(node_id)
+        sidecar.proxy = self._envoys(node_id, sidecar.service, self.cp.dp_port, transport, token)
         if wait:
             sidecar.envoy.wait_live()
             sidecar.envoy.wait_listener(sidecar.inbound_listener)

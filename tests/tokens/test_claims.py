@@ -57,7 +57,7 @@ def test_kuma_claims_and_header() -> None:
             lambda: jwt.encode({"exp": time.time() + 60, "jti": "x"}, "k" * 32, algorithm="HS256"),
             "malformed",
         ),
-        (lambda: jwt.encode({"exp": 9e9, "jti": "x"}, None, algorithm="none"), "malformed"),
+        (lambda: jwt.encode({"exp": 9e9, "jti": "x"}, "", algorithm="none"), "malformed"),
     ],
     ids=["expired", "forged", "garbage", "hs256", "alg-none"],
 )

@@ -7,6 +7,7 @@ import anyio
 import pytest
 
 from kuma.resources import Mesh, ResourceKey, Secret
+from kuma.store import Operation, ResourceEvent
 from kuma.store.memory import MemoryStore
 from kuma.tokens.claims import DataplaneIdentity, header_kid
 from kuma.tokens.keyring import TokenKeys
@@ -16,6 +17,8 @@ from kuma.tokens.signing import (
     ensure_dataplane_signing_key,
     issue_dataplane_token,
 )
+from tests.store.harness_directory import wait_until as until
+from tests.store.watching import read_snapshot
 
 from .helpers import key, signing_secret
 
@@ -59,13 +62,16 @@ async def test_keys_follow_meshes() -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(TokenSecrets(store, keys).run)
         await store.create(Mesh(name="demo"))
-        with anyio.fail_after(10):
-            while keys.public_key("demo", "1") is None:
-                await anyio.sleep(0.01)
+        await until(lambda: keys.public_key("demo", "1") is not None)
         assert await names(store, "demo") == ["dataplane-token-signing-key-demo-1"]
-        await store.delete(ResourceKey("Mesh", "", "demo"))
-        with anyio.fail_after(10):
-            while await names(store, "demo"):
-                await anyio.sleep(0.01)
+        async with store.watch() as events:
+            await read_snapshot(events)
+            await store.delete(ResourceKey("Mesh", "", "demo"))
+            with anyio.fail_after(10):
+                async for item in events:
+                    if isinstance(item, ResourceEvent) and item.key.type == Secret.TYPE:
+                        assert item.operation is Operation.DELETE
+                        break
+        assert await names(store, "demo") == []
         assert keys.public_key("demo", "1") is None
         tg.cancel_scope.cancel()

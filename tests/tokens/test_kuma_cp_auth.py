@@ -1,0 +1,116 @@
+"""Authentication in a real kuma-cp: a raw gRPC client without a token registers nothing,
+reads nothing and is counted; with a token from the REST API it is served; tokens are issued
+to admins only; and no token value ever reaches kuma-cp's log."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+from envoy.config.core.v3.base_pb2 import Node
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from kuma.xds.server import AggregatedDiscoveryServiceStub
+from tests.fixtures.envoy import ControlPlane
+from tests.metrics.scrape import Scrape
+
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+WEB = {
+    "type": "Dataplane",
+    "mesh": "default",
+    "name": "web-01",
+    "networking": {
+        "address": "127.0.0.1",
+        "inbound": [{"port": 18080, "servicePort": 18081, "tags": {"kuma.io/service": "web"}}],
+    },
+}
+
+
+@pytest.fixture
+def cp(tmp_path: Path) -> Iterator[ControlPlane]:
+    plane = ControlPlane(tmp_path / "store")
+    try:
+        plane.start()
+        yield plane
+    finally:
+        code = plane.stop()
+    assert code in (0, None), plane.output()
+
+
+def api(cp: ControlPlane, method: str, path: str, body: bytes | None = None) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", cp.api_port, timeout=5)
+    try:
+        connection.request(method, path, body=body)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+async def open_stream(port: int, metadata: dict[str, str]) -> tuple[str, object]:
+    """One delta ADS stream as web-01: ("ok", first response) or ("refused", GRPCError)."""
+    node = Node(id="default.web-01")
+    node.metadata.update({"dataplane.resource": orjson.dumps(WEB).decode()})
+    async with Channel("127.0.0.1", port) as channel:
+        stub = AggregatedDiscoveryServiceStub(channel)
+        try:
+            with anyio.fail_after(15):
+                async with stub.DeltaAggregatedResources.open(metadata=metadata) as stream:
+                    await stream.send_message(DeltaDiscoveryRequest(node=node, type_url=CLUSTER))
+                    response = await stream.recv_message()
+                    await stream.cancel()
+                    return "ok", response
+        except GRPCError as error:
+            return "refused", error
+
+
+def test_a_client_without_a_token_gets_nothing_and_is_counted(cp: ControlPlane) -> None:
+    outcome, error = anyio.run(open_stream, cp.dp_port, {})
+    assert outcome == "refused"
+    assert isinstance(error, GRPCError)
+    assert error.status == Status.UNAUTHENTICATED
+    assert "no token" in str(error.message)
+    assert json.loads(api(cp, "GET", "/meshes/default/dataplanes")[1])["total"] == 0
+    forged = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.e30.c2lnbmF0dXJl"
+    outcome, error = anyio.run(open_stream, cp.dp_port, {"authorization": forged})
+    assert outcome == "refused"
+    scrape = Scrape(api(cp, "GET", "/metrics")[1])
+    assert scrape.value("kuma_xds_streams_refused_total", reason="no_token") == 1
+    assert scrape.value("kuma_xds_streams_refused_total", reason="bad_signature") == 1
+    assert scrape.value("kuma_xds_streams_opened_total", protocol="delta") in (None, 0)
+    output = cp.output()
+    assert "refusing the ADS stream of default.web-01: no token" in output
+    assert forged not in output
+
+    token = cp.token("default.web-01")
+    outcome, response = anyio.run(open_stream, cp.dp_port, {"authorization": token})
+    assert outcome == "ok", response
+    assert json.loads(api(cp, "GET", "/meshes/default/dataplanes")[1])["total"] == 1
+    assert token not in cp.output()
+
+
+def test_token_requests_are_checked(cp: ControlPlane) -> None:
+    status, body = api(cp, "POST", "/tokens/dataplane", b'{"name": "x", "validFor": "soon"}')
+    assert status == 400
+    reasons = {p["field"]: p["reason"] for p in json.loads(body)["invalid_parameters"]}
+    assert reasons["mesh"] == "cannot be empty"
+    assert reasons["validFor"].startswith("is invalid")
+    status, body = api(cp, "POST", "/tokens/dataplane", b'{"mesh": "nope"}')
+    assert status == 400
+    assert "mesh of name nope is not found" in body
+    status, body = api(cp, "POST", "/tokens/zone", b'{"zone": "east", "validFor": "1h"}')
+    assert status == 400
+    assert "scope" in body
+    status, token = api(
+        cp, "POST", "/tokens/zone", b'{"zone": "east", "scope": ["ingress"], "validFor": "1h"}'
+    )
+    assert status == 200
+    assert token.count(".") == 2
