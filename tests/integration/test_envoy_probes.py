@@ -60,7 +60,8 @@ def test_virtual_probes_reach_the_application(
         },
     }
     control_plane.put("web-probed", yaml.safe_dump(document))
-    envoy = envoy_factory("default.web-probed", "web", control_plane.dp_port)
+    token = control_plane.token("default.web-probed")
+    envoy = envoy_factory("default.web-probed", "web", control_plane.dp_port, token=token)
     envoy.wait_live()
     envoy.wait_listener("probe:listener")
 
