@@ -8,8 +8,10 @@ Screenshots go to $KUMA_GUI_SCREENSHOTS (the README's come from there) or the te
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +77,9 @@ class Cluster:
         assert dp_port, line
         assert api_port, line
         self.dp_port = int(dp_port.group(1))
-        self.gui = f"http://127.0.0.1:{api_port.group(1)}/gui/"
+        self.api = f"http://127.0.0.1:{api_port.group(1)}"
+        self.gui = f"{self.api}/gui/"
+        self.folder = folder
 
     def define(self, name: str, service: str, *, outbound: bool = False) -> None:
         admin, inbound, app, out = free_ports(4)
@@ -89,10 +93,20 @@ class Cluster:
         )
         write_atomically(self.store / f"{name}.yaml", text)
 
+    def token(self, name: str) -> Path:
+        """A dataplane token for ``name`` from the REST API (loopback callers are admins)."""
+        body = json.dumps({"mesh": "default", "name": name, "validFor": "1h"}).encode()
+        request = urllib.request.Request(f"{self.api}/tokens/dataplane", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            path = self.folder / f"{name}.token"
+            path.write_bytes(response.read())
+        return path
+
     def start_sidecar(self, name: str) -> None:
         argv = [sys.executable, "-m", "kuma.dp.cli", "run", "--cp-address",
                 f"http://127.0.0.1:{self.dp_port}", "--name", name, "--mesh", "default",
-                "--drain-time", "1s", "--concurrency", "1"]  # fmt: skip
+                "--drain-time", "1s", "--concurrency", "1",
+                "--dataplane-token-file", str(self.token(name))]  # fmt: skip
         self.sidecars[name] = ManagedProcess(argv)
 
     def stop_sidecar(self, name: str) -> None:
