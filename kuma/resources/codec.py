@@ -201,6 +201,8 @@ def decode_one(data: str | bytes, *, source: str = "") -> Resource:
 # --- line numbers: only computed on the error path, by composing the YAML node tree -----------
 
 _SEGMENT = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|([^.\[\]]+)')
+#: Kuma's paths that do not spell the document's key (validation reports Kuma's spelling).
+_DOCUMENT_KEYS = {"availableService": "availableServices", "config": "conf"}
 
 
 def line_of(text: str, document: int, field: str) -> int | None:
@@ -242,8 +244,9 @@ class LineLocator:
             name = quoted or plain
             child: yaml.Node | None = None
             if name and isinstance(node, yaml.MappingNode):
+                spellings = (name, _DOCUMENT_KEYS.get(name))
                 for key, value in node.value:
-                    if getattr(key, "value", None) == name:
+                    if getattr(key, "value", None) in spellings:
                         # An unknown or mistyped key: point at the key itself.
                         child = value
                         line = key.start_mark.line + 1

@@ -15,6 +15,7 @@ from kuma.resources import (
     from_document,
     to_document,
 )
+from kuma.resources.codec import line_of
 from kuma.resources.model import (
     Dataplane,
     Mesh,
@@ -273,3 +274,19 @@ def test_null_where_a_structure_belongs_is_still_an_error() -> None:
     with pytest.raises(DecodeError) as caught:
         from_document({"type": "Dataplane", "name": "dp", "networking": {"inbound": [None]}})
     assert caught.value.field == "networking.inbound[0]"
+
+
+def test_lines_of_kumas_paths_that_do_not_spell_the_documents_keys() -> None:
+    """Validation reports Kuma's paths (``availableService[i]``, a backend's ``config``); the
+    line is still the one of the document's key."""
+    ingress = (
+        "type: ZoneIngress\nname: zi\nnetworking:\n  address: 1.2.3.4\n  port: 10001\n"
+        "availableServices:\n- tags: {a: b}\n- tags:\n    x: y\n"
+    )
+    assert line_of(ingress, 0, "availableService[1].tags") == 9
+    assert line_of(ingress, 0, "networking.address.address") == 4
+    mesh = (
+        "type: Mesh\nname: m\nlogging:\n  backends:\n  - name: x\n    type: tcp\n"
+        "    conf:\n      address: ''\n"
+    )
+    assert line_of(mesh, 0, "logging.backends[0].config.address") == 8
