@@ -55,7 +55,10 @@ def test_traffic_for_v1_reaches_only_v1(
         control_plane.put(
             name, _dataplane(name, {"port": inbound, "servicePort": app.port, "tags": tags}, [])
         )
-        envoy = envoy_factory(f"default.{name}", "backend", control_plane.dp_port)
+        node = f"default.{name}"
+        envoy = envoy_factory(
+            node, "backend", control_plane.dp_port, token=control_plane.token(node)
+        )
         envoy.wait_live()
         envoy.wait_listener(f"inbound:127.0.0.1:{inbound}")
         backends[version] = inbound
@@ -72,7 +75,9 @@ def test_traffic_for_v1_reaches_only_v1(
             "web", {"port": web_inbound, "servicePort": web_app, "tags": web_tags}, outbounds
         ),
     )
-    web = envoy_factory("default.web", "web", control_plane.dp_port)
+    web = envoy_factory(
+        "default.web", "web", control_plane.dp_port, token=control_plane.token("default.web")
+    )
     web.wait_live()
     subset = destination_cluster_name("backend", [("version", "v1")])
     assert subset == "backend-154693772bc47249"
