@@ -159,7 +159,7 @@ async def test_bad_queries_and_unknown_things_are_clear_errors(client: GuiClient
 async def test_files_are_served_with_etags_and_a_strict_policy(client: GuiClient) -> None:
     status, body, headers = await client.get("/gui/")
     assert status == 200
-    assert b'<script src="app.js" defer></script>' in body
+    assert b'<script type="module" src="app.js"></script>' in body
     assert headers["Content-Type"].startswith("text/html")
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Frame-Options"] == "DENY"
@@ -170,7 +170,8 @@ async def test_files_are_served_with_etags_and_a_strict_policy(client: GuiClient
     assert status == 200
     assert headers["Content-Type"].startswith("text/javascript")
     assert b"EventSource" in body
-    assert (await client.get("/gui/style.css"))[0] == 200
+    for module in ("dom.js", "overview.js", "mesh.js", "dataplane.js", "style.css"):
+        assert (await client.get(f"/gui/{module}"))[0] == 200, module
     assert (await client.get("/gui/nope.js"))[0] == 404
     assert (await client.get("/gui/../pyproject.toml"))[0] == 404
     async with client.session.get(client.base + "/gui", allow_redirects=False) as reply:
