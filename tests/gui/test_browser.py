@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -81,8 +82,11 @@ class Cluster:
         self.gui = f"{self.api}/gui/"
         self.folder = folder
 
-    def define(self, name: str, service: str, *, outbound: bool = False) -> None:
+    def define(
+        self, name: str, service: str, *, outbound: bool = False, inbound_port: int = 0
+    ) -> None:
         admin, inbound, app, out = free_ports(4)
+        inbound = inbound_port or inbound
         text = DATAPLANE.format(
             name=name,
             admin=admin,
@@ -265,3 +269,27 @@ def test_a_dropped_file_appears_live_and_a_broken_file_is_a_store_problem(
     )
     assert_not_reloaded(browser)
     screenshot(browser, "propagation", tmp_path)
+
+
+def test_a_rejected_config_shows_envoys_error_text(
+    browser: WebDriver, cluster: Cluster, tmp_path: Path
+) -> None:
+    # The inbound's port is held by this test: Envoy cannot bind the listener and NACKs it,
+    # naming the address (all on loopback; nothing leaves the machine).
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        cluster.define("clash-01", "clash", inbound_port=holder.getsockname()[1])
+        cluster.start_sidecar("clash-01")
+        browser.get(cluster.gui + "#/meshes/default/dataplanes/clash-01")
+        mark_page(browser)
+        wait_until(
+            browser,
+            lambda d: "lds" in text_of(d, "#nacks") and "cannot bind" in text_of(d, "#nacks"),
+            "Envoy's NACK text on the Dataplane page",
+        )
+        assert str(holder.getsockname()[1]) in text_of(browser, "#nacks")
+        wait_until(browser, lambda d: "NACKed" in text_of(d, "tr.subscription strong"), "NACKs")
+        assert_not_reloaded(browser)
+        screenshot(browser, "nack", tmp_path)
+        cluster.stop_sidecar("clash-01")
