@@ -133,6 +133,16 @@ class XdsServer(_Section):
     dataplane_status_flush_interval: str = "10s"
 
 
+class RuntimeUniversal(_Section):
+    #: How long a registered Dataplane (``kuma.io/dp-registration``) may have no stream on any
+    #: instance before it is deleted (Kuma's key; Kuma applies it to every offline Dataplane).
+    dataplane_cleanup_age: str = "72h"
+
+
+class Runtime(_Section):
+    universal: RuntimeUniversal = msgspec.field(default_factory=RuntimeUniversal)
+
+
 class Defaults(_Section):
     skip_mesh_creation: bool = False
 
@@ -159,11 +169,16 @@ class CpConfig(msgspec.Struct, kw_only=True):
     bootstrap_server: BootstrapServer = msgspec.field(default_factory=BootstrapServer)
     xds_server: XdsServer = msgspec.field(default_factory=XdsServer)
     defaults: Defaults = msgspec.field(default_factory=Defaults)
+    runtime: Runtime = msgspec.field(default_factory=Runtime)
     logging: Logging = msgspec.field(default_factory=Logging)
 
     @property
     def deregistration_delay(self) -> float:
         return parse_duration(self.xds_server.dataplane_deregistration_delay)
+
+    @property
+    def dataplane_cleanup_age(self) -> float:
+        return parse_duration(self.runtime.universal.dataplane_cleanup_age)
 
     @property
     def status_flush_interval(self) -> float:
@@ -177,6 +192,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "bootstrapServer": BootstrapServer,
     "xdsServer": XdsServer,
     "defaults": Defaults,
+    "runtime": Runtime,
     "logging": Logging,
 }
 
@@ -308,6 +324,7 @@ def build_config(tree: Mapping[str, Any]) -> CpConfig:
         bootstrap_server=sections["bootstrapServer"],
         xds_server=sections["xdsServer"],
         defaults=sections["defaults"],
+        runtime=sections["runtime"],
         logging=sections["logging"],
     )
     _check(config)
@@ -327,6 +344,7 @@ def _check(config: CpConfig) -> None:
     for key, text in (
         ("xdsServer.dataplaneDeregistrationDelay", xds.dataplane_deregistration_delay),
         ("xdsServer.dataplaneStatusFlushInterval", xds.dataplane_status_flush_interval),
+        ("runtime.universal.dataplaneCleanupAge", config.runtime.universal.dataplane_cleanup_age),
     ):
         try:
             parse_duration(text)
@@ -334,6 +352,12 @@ def _check(config: CpConfig) -> None:
             raise ConfigError(f"{key}: {exc}") from None
     if config.status_flush_interval <= 0:
         raise ConfigError("xdsServer.dataplaneStatusFlushInterval: must be longer than 0")
+    if config.dataplane_cleanup_age <= config.status_flush_interval:
+        # Another instance's live stream is only known once its subscription was flushed.
+        raise ConfigError(
+            "runtime.universal.dataplaneCleanupAge: must be longer than "
+            "xdsServer.dataplaneStatusFlushInterval"
+        )
     if config.api_server.max_request_bytes < 1:
         raise ConfigError(
             "apiServer.maxRequestBytes: must be a positive number of bytes, "

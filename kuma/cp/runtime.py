@@ -18,7 +18,7 @@ from kuma.api import ApiSettings, serve_api
 from kuma.api.tokens import token_routes
 from kuma.bootstrap import GeneratorParams, bootstrap_protocol
 from kuma.gui import Gui
-from kuma.insights import Insights, insight_store_for
+from kuma.insights import Insights, SupportsInstances, insight_store_for
 from kuma.inspect import served_config_routes
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
 from kuma.resources import ResourceKey
@@ -34,6 +34,7 @@ from .authn import build_authentication
 from .config import CpConfig
 from .defaults import ensure_default_mesh
 from .logs import fields
+from .orphans import OrphanCollector
 from .registration import Registrar
 from .vips import VipAllocator
 
@@ -101,6 +102,14 @@ async def run_control_plane(
         observer = ObserverGroup(observers)
         # Sidecars' own Dataplanes: registered when their stream opens (kuma/cp/registration.py).
         registrar = Registrar(instrumented, config.deregistration_delay)
+        # ... and deleted if their proxy has had no stream anywhere for long (kuma/cp/orphans.py).
+        orphans = OrphanCollector(
+            instrumented,
+            insights.current,
+            insights.instance_id,
+            age=config.dataplane_cleanup_age,
+            instances=store.instances() if isinstance(store, SupportsInstances) else None,
+        )
         # Dataplane tokens, on unless dpServer.authn.dpProxy.type is none (kuma/cp/authn.py).
         if config.dp_server.authn.dp_proxy.type == "none":
             log.warning(
@@ -128,6 +137,7 @@ async def run_control_plane(
             # Transparent proxies' VIPs: allocated once, kept in the store (kuma/cp/vips.py).
             tg.start_soon(VipAllocator(store).run)
             tg.start_soon(insights.run)
+            tg.start_soon(orphans.run)
             await tg.start(registrar.run)
             await tg.start(authn.run)
             await engine.wait_synced()

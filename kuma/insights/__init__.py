@@ -17,7 +17,14 @@ from .model import (
     is_online,
 )
 from .service import InsightProvider, Insights, new_instance_id
-from .store import InsightStore, MemoryInsightStore, SupportsInsights, insight_store_for
+from .store import (
+    InsightStore,
+    Instances,
+    MemoryInsightStore,
+    SupportsInsights,
+    SupportsInstances,
+    insight_store_for,
+)
 from .tracker import InsightTracker
 
 __all__ = [
@@ -31,9 +38,11 @@ __all__ = [
     "InsightStore",
     "InsightTracker",
     "Insights",
+    "Instances",
     "MemoryInsightStore",
     "SubscriptionStatus",
     "SupportsInsights",
+    "SupportsInstances",
     "TokenBucket",
     "insight_json",
     "insight_store_for",

@@ -25,7 +25,7 @@ from kuma.resources import Dataplane
 from kuma.store import Operation, ResourceEvent
 
 from .flusher import FlushObserver, InsightFlusher
-from .model import insight_json, merge_live
+from .model import DataplaneInsight, insight_json, merge_live
 from .store import InsightStore
 from .tracker import Clock, InsightTracker
 
@@ -75,8 +75,12 @@ class Insights:
     # --- InsightProvider ----------------------------------------------------------------------
 
     def insight(self, mesh: str, name: str) -> dict[str, Any] | None:
-        merged = merge_live(self.store.get(mesh, name), self.tracker.live(f"{mesh}.{name}"))
+        merged = self.current(mesh, name)
         return insight_json(merged) if merged is not None else None
+
+    def current(self, mesh: str, name: str) -> DataplaneInsight | None:
+        """The stored insight with this instance's live subscriptions laid over it."""
+        return merge_live(self.store.get(mesh, name), self.tracker.live(f"{mesh}.{name}"))
 
     # --- store events (fed by the runtime's watch) ----------------------------------------------
 

@@ -59,6 +59,23 @@ class SupportsInsights(Protocol):
     def insight_store(self) -> InsightStore: ...
 
 
+class Instances(Protocol):
+    """Which control-plane instances sharing a store are alive."""
+
+    async def keep_alive(self, instance_id: str) -> None:
+        """Declare ``instance_id`` alive until cancelled."""
+        ...
+
+    async def live(self) -> frozenset[str]: ...
+
+
+@runtime_checkable
+class SupportsInstances(Protocol):
+    """A resource store shared by several instances that can tell which of them are alive."""
+
+    def instances(self) -> Instances: ...
+
+
 class MemoryInsightStore:
     """Insights in a dict: per control-plane instance, gone on restart."""
 

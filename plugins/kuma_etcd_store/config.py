@@ -128,6 +128,9 @@ def _positive(name: str, value: object) -> float:
 def _prefix(value: object) -> str:
     if not isinstance(value, str) or not value.startswith("/") or not value.strip("/"):
         raise StoreConfigError(f"{SECTION}.prefix: expected a key prefix like /kuma, got {value!r}")
+    if value.rstrip("/").endswith("-instances"):
+        # <p>-instances/ holds the liveness keys of the control planes with prefix <p>.
+        raise StoreConfigError(f"{SECTION}.prefix: {value!r}: -instances is reserved at the end")
     if value.rstrip("/").endswith("-insights"):
         # <p>-insights/ holds the DataplaneInsights of the control plane with prefix <p>.
         raise StoreConfigError(f"{SECTION}.prefix: {value!r}: -insights is reserved at the end")

@@ -37,6 +37,7 @@ from kuma.store.index import decode_offset, encode_offset
 from . import kv
 from .config import EtcdOptions
 from .insights import EtcdInsightStore, InsightFollower
+from .instances import EtcdInstances
 from .layout import InvalidEntry, KeyLayout, decode_value, encode_value
 from .watch import Watch
 
@@ -287,6 +288,11 @@ class EtcdStore:
             self._watches.add(follower)  # stopped by close() like the resource watches
             self._task_group.start_soon(follower.run)
         return self._insights
+
+    def instances(self) -> EtcdInstances:
+        """Which instances sharing this etcd are alive (kuma.insights.SupportsInstances)."""
+        self._check_open()
+        return EtcdInstances(self)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
