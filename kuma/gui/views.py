@@ -206,7 +206,7 @@ def dataplane_detail(
         "creationTime": document.get("creationTime"),
         "modificationTime": document.get("modificationTime"),
         "address": networking.address if networking is not None else "",
-        "gateway": to_document(dataplane)["networking"].get("gateway") if networking else None,
+        "gateway": (document.get("networking") or {}).get("gateway"),
         "inbounds": inbounds,
         "outbounds": outbounds,
         "yaml": encode_yaml([stored]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 
 from kuma.resources import Dataplane, Mesh, decode_one
@@ -138,6 +139,25 @@ async def test_dataplane_page_and_served_config(client: GuiClient) -> None:
     assert any(name.startswith("inbound:") for name in listeners)
     missing = await client.json("/meshes/default/dataplanes/nope/_config", status=404)
     assert missing["title"] == "Could not retrieve a proxy config"
+
+
+async def test_a_gateway_is_listed_with_its_type_and_service(client: GuiClient) -> None:
+    with client.gui.feed.subscribe() as page:
+        await client.gui.store.create(
+            decode_one(
+                "type: Dataplane\nmesh: other\nname: edge\nnetworking:\n  address: 10.0.0.9\n"
+                "  gateway:\n    type: BUILTIN\n    tags: {kuma.io/service: edge}\n"
+            )
+        )
+        with anyio.fail_after(5):
+            while not any(n.get("name") == "edge" for n in await page.next_batch(gather=0)):
+                pass
+    (row,) = (await client.json("/gui/api/meshes/other/dataplanes"))["items"]
+    assert (row["gateway"], row["services"], row["inbounds"]) == ("BUILTIN", ["edge"], 0)
+    detail = await client.json("/gui/api/meshes/other/dataplanes/edge")
+    assert detail["gateway"] == {"type": "BUILTIN", "tags": {"kuma.io/service": "edge"}}
+    (service,) = (await client.json("/gui/api/meshes/other/services"))["items"]
+    assert (service["name"], service["instances"], service["status"]) == ("edge", 1, "offline")
 
 
 async def test_bad_queries_and_unknown_things_are_clear_errors(client: GuiClient) -> None:
