@@ -17,7 +17,7 @@ from anyio.abc import TaskStatus
 
 import kuma
 from kuma.api import ApiError
-from kuma.insights import Insights
+from kuma.insights import Insights, NotifiesInsights
 from kuma.resources import Dataplane
 from kuma.store import NotifiesProblems, Operation, Problem, ResourceEvent, Store
 
@@ -47,6 +47,7 @@ class Gui:
         self.catalog = GuiCatalog(on_change=self._on_store_change)
         self.streams = StreamWatcher(self.feed)
         self.status = ProxyStatus(insights, self.streams)
+        self._insights = insights
         self.propagation = PropagationLog(self.feed)
         self._assets = load_assets()
         self._last_problems: list[dict[str, str]] = []
@@ -78,6 +79,12 @@ class Gui:
             self._last_problems = problems
             self.feed.publish({"kind": "problems"})
 
+    def _on_insight(self, mesh: str, name: str) -> None:
+        # Another instance flushed (or this one's flush came back): its proxy may have gone
+        # online or offline there. Pages re-read; nothing is decoded here.
+        if self.feed.subscribers:
+            self.feed.publish({"kind": "proxy", "mesh": mesh, "name": name})
+
     def on_propagation(self, node_id: str, seconds: float) -> None:
         """The engine's measurement: ``node_id`` got a change ``seconds`` after it arrived."""
         self.propagation.on_propagation(node_id, seconds)
@@ -88,16 +95,20 @@ class Gui:
         """Follow the store until cancelled; started once its snapshot is held. Stopping ends
         every open page's event stream, so the API's shutdown does not wait for them."""
         stop_problems: Callable[[], None] | None = None
+        stop_insights: Callable[[], None] | None = None
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.catalog.run, self.store)
                 self._last_problems = _problems(self.store)
                 if isinstance(self.store, NotifiesProblems):
                     stop_problems = self.store.on_problems_changed(self._check_problems)
+                if isinstance(self._insights.store, NotifiesInsights):
+                    stop_insights = self._insights.store.on_insight_changed(self._on_insight)
                 task_status.started()
         finally:
-            if stop_problems is not None:
-                stop_problems()
+            for stop in (stop_problems, stop_insights):
+                if stop is not None:
+                    stop()
             self.feed.close()
 
     # --- documents -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ with a watch of its own so that reads see the other instances' subscriptions
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from .model import DataplaneInsight, DiscoverySubscription, update_subscription
@@ -49,6 +49,17 @@ class InsightStore(Protocol):
 
     async def delete(self, mesh: str, name: str) -> None:
         """Forget a Dataplane's insight (its Dataplane was deleted)."""
+        ...
+
+
+@runtime_checkable
+class NotifiesInsights(Protocol):
+    """An insight store that says when an insight changed, whoever wrote it (optional: a
+    store shared by instances hears the other instances' flushes; the GUI shows them live)."""
+
+    def on_insight_changed(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``callback(mesh, name)`` (synchronously, cheaply) after each change of that
+        Dataplane's insight; returns the function that stops calling it."""
         ...
 
 

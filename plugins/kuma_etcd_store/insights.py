@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +107,8 @@ class EtcdInsightStore:
         self.writes = 0
         self.txns = 0
         self.conflicts = 0
+        #: Told ``(mesh, name)`` of every insight the follower saw change (any instance's write).
+        self._listeners: list[Callable[[str, str], None]] = []
 
     def key(self, mesh: str, name: str) -> bytes:
         return self.root + f"{mesh}/{name}".encode()
@@ -176,6 +178,21 @@ class EtcdInsightStore:
             f"etcd: {len(keys)} dataplane insights kept changing under this write; will retry"
         )
 
+    # --- change notices (kuma.insights.NotifiesInsights) ---------------------------------------
+
+    def on_insight_changed(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        listeners = self._listeners
+        listeners.append(callback)
+        return lambda: listeners.remove(callback) if callback in listeners else None
+
+    def _changed(self, keys: Iterable[bytes]) -> None:
+        if not self._listeners:
+            return
+        for key in keys:
+            mesh, _, name = key[len(self.root) :].decode(errors="replace").partition("/")
+            for listener in tuple(self._listeners):
+                listener(mesh, name)
+
     # --- what this instance holds -------------------------------------------------------------
 
     def remember(self, key: bytes, value: bytes, revision: int) -> None:
@@ -209,6 +226,7 @@ class EtcdInsightStore:
             if entry is None or raw.mod_revision > entry.revision:
                 self._entries[raw.key] = _Entry(raw.value, raw.mod_revision)
         self._seen = max(self._seen, raw.mod_revision)
+        self._changed((raw.key,))
 
     def listed(self, kvs: Sequence[Any], revision: int) -> None:
         """The whole prefix as of ``revision``; this instance's newer writes are kept."""
@@ -218,9 +236,17 @@ class EtcdInsightStore:
                 entries[key] = entry
             elif key in entries and entries[key].revision == entry.revision:
                 entries[key] = entry  # already decoded
+        before = self._entries
         self._entries = entries
         self._seen = max(self._seen, revision)
         self.synced.set()
+        self._changed(
+            key
+            for key in before.keys() | entries.keys()
+            if (old := before.get(key)) is None
+            or (new := entries.get(key)) is None
+            or old.revision != new.revision
+        )
 
     def _decoded(self, key: bytes) -> DataplaneInsight | None:
         entry = self._entries.get(key)
