@@ -112,6 +112,13 @@ class FakeProxy:
         for type_url, items in self.state.items():
             self._notify(type_url, list(items))
 
+    def make_unknown(self) -> None:
+        """The Dataplane is deleted: like the engine, every resource is gone and changed."""
+        self.known = False
+        state, self.state = self.state, {}
+        for type_url, items in state.items():
+            self._notify(type_url, list(items))
+
     def _notify(self, type_url: str, names: list[str]) -> None:
         for watch in self.watches:
             watch.mark(type_url, names)

@@ -445,6 +445,32 @@ async def test_unknown_proxy_waits_until_known_then_receives() -> None:
         assert delta_state(response) == {"a": version(CLUSTER, "a")}
 
 
+async def test_a_deleted_dataplane_keeps_the_proxys_last_configuration(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 17 (README): as in Kuma, deleting a connected proxy's Dataplane does not take its
+    configuration away (Kuma skips regenerating it); once the Dataplane is back, the proxy is
+    brought up to date from what it holds."""
+    caplog.set_level(logging.INFO, logger="kuma.xds.server.stream")
+    source = FakeSource()
+    proxy = source.proxy()
+    proxy.put(CLUSTER, "a")
+    proxy.put(LISTENER, "l")
+    async with ads_channel(source) as channel, delta_stream(channel) as client:
+        await start(client, CLUSTER, LISTENER)
+        proxy.make_unknown()
+        await anyio.sleep(0.2)  # give a wrong implementation the time to send removals
+        proxy.put(CLUSTER, "a", rev=1)
+        proxy.put(LISTENER, "l")
+        proxy.make_known()
+        response = await client.recv()
+        assert (response.type_url, delta_state(response)) == (
+            CLUSTER,
+            {"a": version(CLUSTER, "a", rev=1)},
+        )
+    assert any("keeping its last configuration" in r.getMessage() for r in caplog.records)
+
+
 async def test_node_is_kept_from_the_first_request() -> None:
     source = FakeSource()
     source.proxy().put(CLUSTER, "a")

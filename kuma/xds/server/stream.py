@@ -164,6 +164,11 @@ def _wait_ticket(
     return waiting.hold(connection, node_id, flavour)
 
 
+def _is_known(watch: ProxyWatch) -> bool:
+    """``watch.known`` read afresh (a Dataplane can be deleted while its proxy is served)."""
+    return watch.known
+
+
 class _TypeFilter:
     """Lets through requests of the types this server serves (and those without a type, for
     the state machines to refuse); logs the first other one of the stream at info, the rest
@@ -311,17 +316,34 @@ class _Session:
             self._ticket.release()
         # Whatever changed so far is irrelevant: every type is read in full on its first build.
         watch.take_changes()
+        held = False
         while True:
             changes = watch.take_changes()
             if changes:
                 state.resources_changed(changes)
-            if state.has_work:
-                for response in state.build_responses(watch.resources):
-                    await self._stream.send_message(response)
-                    self._observer.on_response(
-                        self._node_id, response.type_url, len(response.resources), response.nonce
+            if not _is_known(watch):
+                # Its Dataplane was deleted while it is connected: as in Kuma, nothing is
+                # regenerated and the proxy keeps its last configuration (its traffic goes on).
+                # What changed stays marked, to be sent once the Dataplane is back.
+                if not held:
+                    log.info(
+                        "the Dataplane of %s was deleted while it is connected: keeping its last "
+                        "configuration until it is back",
+                        self._node_id,
                     )
-                continue
+                held = True
+            else:
+                held = False
+                if state.has_work:
+                    for response in state.build_responses(watch.resources):
+                        await self._stream.send_message(response)
+                        self._observer.on_response(
+                            self._node_id,
+                            response.type_url,
+                            len(response.resources),
+                            response.nonce,
+                        )
+                    continue
             with anyio.CancelScope() as self._wait:
                 await watch.wait_for_changes()
             self._wait = None
