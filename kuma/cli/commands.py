@@ -260,6 +260,18 @@ def inspect_dataplanes(
     session.stdout.write(table.render(views.OVERVIEW_HEADERS, rows))
 
 
+def inspect_dataplane(session: Session, name: str, mesh: str, inspection: str) -> None:
+    """``kumactl inspect dataplane NAME --type=config-dump``: the config the control plane
+    serves the proxy (private keys redacted), as Envoy's config dump JSON."""
+    if inspection != "config-dump":
+        raise CliError(f"inspection type {inspection!r} is not supported (only config-dump)")
+    try:
+        document = session.client.get_json(item_path("dataplanes", name, mesh) + "/xds")
+    except ApiCallError as exc:
+        raise CliError(f"failed to get the config dump: {exc.message}", exc.causes) from None
+    session.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
 # --- delete ----------------------------------------------------------------------------------
 
 

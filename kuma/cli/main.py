@@ -109,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
         "--tag", action="append", default=[], metavar="KEY=VALUE", help="filter by tag"
     )
     dataplanes.add_argument("--gateway", action="store_true", help="only gateway dataplanes")
+    dataplane = inspected.add_parser("dataplane", parents=[common])
+    dataplane.add_argument("name", metavar="NAME")
+    _mesh(dataplane)
+    dataplane.add_argument(
+        "--type",
+        default="policies",
+        help="inspection type: config-dump (what the control plane serves the proxy)",
+    )
+    dataplane.add_argument("--config-dump", action="store_true", help="same as --type=config-dump")
 
     _generate_parsers(top, common)
 
@@ -175,6 +184,9 @@ def _run(args: argparse.Namespace, session: Session) -> None:
         commands.get_list(session, args.kind, args.mesh, args.output, args.size, args.offset)
     elif args.command == "get":
         commands.get_one(session, args.kind, args.name, args.mesh, args.output)
+    elif args.command == "inspect" and args.what == "dataplane":
+        kind = "config-dump" if args.config_dump else args.type
+        commands.inspect_dataplane(session, args.name, args.mesh, kind)
     elif args.command == "inspect":
         commands.inspect_dataplanes(session, args.mesh, args.tag, args.gateway, args.output)
     elif args.command == "delete":
