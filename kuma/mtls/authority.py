@@ -27,7 +27,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from kuma.resources import Mesh, Secret
+from kuma.resources import Dataplane, Mesh, Secret
 from kuma.resources.model import ResourceKey
 from kuma.resources.mtls import (
     BUILTIN,
@@ -40,7 +40,7 @@ from kuma.resources.mtls import (
     mesh_mtls,
     provided_conf,
 )
-from kuma.store import AlreadyExistsError, Operation, Store, StoreError, Synced
+from kuma.store import AlreadyExistsError, Operation, ResourceEvent, Store, StoreError, Synced
 
 from .ca import CaError, CertificateAuthority, generate_root
 
@@ -67,9 +67,17 @@ def backend_identity(backend: CaBackend) -> CaBackend:
 
 
 class CaKeeper:
-    def __init__(self, store: Store, on_ca: Callable[[str, MeshCa | None], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_ca: Callable[[str, MeshCa | None], None],
+        *,
+        on_dataplane: Callable[[ResourceEvent], None] | None = None,
+    ) -> None:
         self._store = store
         self._on_ca = on_ca
+        #: Dataplane events are handed on (the mTLS service keeps each proxy's tags).
+        self._on_dataplane = on_dataplane
         self._meshes: dict[str, Mesh] = {}
         #: (mesh, Secret name) → value, for the Secrets this keeper may read.
         self._secrets: dict[tuple[str, str], bytes] = {}
@@ -94,6 +102,9 @@ class CaKeeper:
                         else:
                             self._meshes[resource.name] = resource
                         self._mark(resource.name)
+                    elif isinstance(resource, Dataplane):
+                        if self._on_dataplane is not None:
+                            self._on_dataplane(item)
                     elif isinstance(resource, Secret):
                         key = (resource.mesh, resource.name)
                         if item.operation is Operation.DELETE:

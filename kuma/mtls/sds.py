@@ -19,7 +19,7 @@ from kuma.xds.generate.tls import identity_secret, mesh_ca_secret
 from kuma.xds.snapshot import VersionedResource, versioned
 
 from .authority import MeshCa
-from .identities import Identities, Issued
+from .identities import Identities, Issued, Need
 
 _NONE: Mapping[str, VersionedResource] = {}
 
@@ -78,8 +78,15 @@ class SecretWatch:
 
 
 class MtlsSecretSource:
-    def __init__(self, identities: Identities) -> None:
+    """``needs(node_id)``: what the proxy's certificate must carry (its mesh and tags), or None
+    while its Dataplane is unknown; asked when the proxy's first stream opens and whenever
+    :meth:`refresh` is called for it. A proxy's identity exists only while it is connected."""
+
+    def __init__(
+        self, identities: Identities, needs: Callable[[str], Need | None] | None = None
+    ) -> None:
         self.identities = identities
+        self._needs = needs
         self._watches: dict[str, list[SecretWatch]] = {}
         #: node id → the Secret names last served (so removals are announced too).
         self._served: dict[str, frozenset[str]] = {}
@@ -90,7 +97,10 @@ class MtlsSecretSource:
     @asynccontextmanager
     async def watch_proxy(self, node_id: str) -> AsyncIterator[SecretWatch]:
         watch = SecretWatch(self, node_id)
+        first = node_id not in self._watches
         self._watches.setdefault(node_id, []).append(watch)
+        if first:
+            self.refresh(node_id)
         try:
             yield watch
         finally:
@@ -101,6 +111,15 @@ class MtlsSecretSource:
                 self._watches.pop(node_id, None)
                 self._served.pop(node_id, None)
                 self._identity_resources.pop(node_id, None)
+                self.identities.forget(node_id)
+
+    def connected(self, node_id: str) -> bool:
+        return node_id in self._watches
+
+    def refresh(self, node_id: str) -> None:
+        """The proxy's tags may have changed: tell the identities what it needs now."""
+        if self._needs is not None and node_id in self._watches:
+            self.identities.set_need(node_id, self._needs(node_id))
 
     def secrets_of(self, node_id: str) -> Mapping[str, VersionedResource]:
         issued = self.identities.issued(node_id)

@@ -178,3 +178,36 @@ def test_secret_resources() -> None:
     ca = mesh_ca_secret("default", [b"A", b"B"])
     assert ca.name == "mesh_ca:secret:default"
     assert ca.validation_context.trusted_ca.inline_bytes == b"AB"
+
+
+def test_rbac_replaces_an_earlier_rbac() -> None:
+    proxy = dataplane(
+        """
+        name: web-01
+        networking:
+          address: 10.0.0.1
+          inbound:
+          - {port: 80, servicePort: 8080, tags: {kuma.io/service: web}}
+          - {port: 81, servicePort: 8081, tags: {kuma.io/service: api, kuma.io/protocol: http}}
+        """
+    )
+    resources = generate_proxy(proxy, StaticMeshView([proxy], mesh=mtls_mesh()), 9901)
+    allow = [PermissionRule((TagMatch("kuma.io/service", "web"),), "Allow")]
+    for name in ("inbound:10.0.0.1:80", "inbound:10.0.0.1:81"):
+        listener: Any = resources[types.LISTENER][name]
+        (chain,) = listener.filter_chains
+        apply_rbac(chain, name, "default", allow)
+        document = plain(chain)
+        filters = document["filters"]
+        if "rbac" in filters[0]["name"]:  # tcp: one network RBAC, first
+            assert [f["name"] for f in filters].count("envoy.filters.network.rbac") == 1
+            rules = filters[0]["typedConfig"]["rules"]
+        else:  # http: one HTTP RBAC, first in the connection manager, none at network level
+            assert all(f["name"] != "envoy.filters.network.rbac" for f in filters)
+            http_filters = filters[0]["typedConfig"]["httpFilters"]
+            assert [f["name"] for f in http_filters].count("envoy.filters.http.rbac") == 1
+            assert http_filters[0]["name"] == "envoy.filters.http.rbac"
+            rules = http_filters[0]["typedConfig"]["rules"]
+        assert rules["policies"]["MeshTrafficPermission"]["principals"] == [
+            {"authenticated": {"principalName": {"exact": "spiffe://default/web"}}}
+        ]

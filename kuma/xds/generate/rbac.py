@@ -31,6 +31,7 @@ from kuma.resources.model import SERVICE_TAG
 
 from ._pb import HCM_FILTER, pack
 from .names import sanitize_metric
+from .tls import TLS_TRANSPORT_SOCKET
 
 NETWORK_RBAC = "envoy.filters.network.rbac"
 HTTP_RBAC = "envoy.filters.http.rbac"
@@ -102,6 +103,11 @@ def rbac_rules(
     return enforced, shadow
 
 
+def is_kuma_tls(chain: listener_components_pb2.FilterChain) -> bool:
+    """Whether the chain terminates Kuma's mTLS (where permissions apply)."""
+    return chain.transport_socket.name == TLS_TRANSPORT_SOCKET
+
+
 def apply_rbac(
     chain: listener_components_pb2.FilterChain,
     listener_name: str,
@@ -109,8 +115,13 @@ def apply_rbac(
     rules: Sequence[PermissionRule],
 ) -> None:
     """Put the RBAC filter for ``rules`` first in ``chain`` (inside its HTTP connection
-    manager when it has one)."""
+    manager when it has one), replacing any RBAC filter the chain had (Kuma: a newer
+    permission takes the chain over)."""
     enforced, shadow = rbac_rules(mesh, rules)
+    kept = [f for f in chain.filters if f.name != NETWORK_RBAC]
+    if len(kept) != len(chain.filters):
+        del chain.filters[:]
+        chain.filters.extend(kept)
     for filter_ in chain.filters:
         if filter_.name == HCM_FILTER:
             config = hcm_pb2.HttpConnectionManager()
@@ -118,7 +129,7 @@ def apply_rbac(
             http = http_rbac_pb2.RBAC(rules=enforced)
             if shadow is not None:
                 http.shadow_rules.CopyFrom(shadow)
-            filters = list(config.http_filters)
+            filters = [f for f in config.http_filters if f.name != HTTP_RBAC]
             del config.http_filters[:]
             config.http_filters.add(name=HTTP_RBAC).typed_config.CopyFrom(pack(http))
             config.http_filters.extend(filters)
