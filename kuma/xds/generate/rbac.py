@@ -105,7 +105,7 @@ def rbac_rules(
 
 def is_kuma_tls(chain: listener_components_pb2.FilterChain) -> bool:
     """Whether the chain terminates Kuma's mTLS (where permissions apply)."""
-    return chain.transport_socket.name == TLS_TRANSPORT_SOCKET
+    return bool(chain.transport_socket.name == TLS_TRANSPORT_SOCKET)
 
 
 def apply_rbac(
