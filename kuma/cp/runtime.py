@@ -15,18 +15,21 @@ import anyio
 
 import kuma
 from kuma.api import ApiSettings, serve_api
+from kuma.api.config_dump import config_dump_routes
 from kuma.api.tokens import token_routes
 from kuma.bootstrap import GeneratorParams, bootstrap_protocol
 from kuma.gui import Gui
 from kuma.insights import Insights, SupportsInstances, insight_store_for
 from kuma.inspect import served_config_routes
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
+from kuma.mtls.insight import MtlsInsights
+from kuma.mtls.service import MtlsService
 from kuma.resources import ResourceKey
 from kuma.store import ResourceEvent, Store, Synced, open_store
 from kuma.xds import types
 from kuma.xds.composite import CompositeSource
 from kuma.xds.engine import Engine
-from kuma.xds.secrets import EmptySecretSource
+from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.server import serve as serve_ads
 from kuma.xds.server.observer import ObserverGroup, StreamObserver
 
@@ -69,6 +72,12 @@ def _log_event(event: ResourceEvent) -> None:
     )
 
 
+def _touch_services(engine: Engine, mesh: str, services: set[str]) -> None:
+    invalidation = Invalidation()
+    invalidation.touch_services(mesh, services)
+    engine.invalidate(invalidation)
+
+
 async def run_control_plane(
     config: CpConfig, *, on_ready: Callable[[], Awaitable[Any]] | None = None
 ) -> None:
@@ -82,10 +91,14 @@ async def run_control_plane(
         metrics.watch_problems(store)
         # The calls of the API and of registration are timed and counted (kuma/metrics/store.py).
         instrumented = InstrumentedStore(store, metrics)
+        # Mesh mTLS: CAs, workload certificates (issued and rotated in memory), SDS.
+        mtls = MtlsService(store)
         engine = Engine(
             default_admin_port=config.bootstrap_server.params.admin_port,
             on_batch=metrics.on_batch,
+            identity_ready=mtls.identity_ready,
         )
+        mtls.on_readiness = partial(_touch_services, engine)
         metrics.change_times = engine.take_change_time
         # Insights live beside the resource store, never in it: see kuma/insights/store.py.
         insights = Insights(
@@ -138,6 +151,7 @@ async def run_control_plane(
             tg.start_soon(VipAllocator(store).run)
             tg.start_soon(insights.run)
             tg.start_soon(orphans.run)
+            tg.start_soon(mtls.run)
             await tg.start(registrar.run)
             await tg.start(authn.run)
             await engine.wait_synced()
@@ -148,9 +162,9 @@ async def run_control_plane(
                 authenticator=authn.authenticator,
                 http1=bootstrap_http,
             )
-            # The streams ask one source: the engine's resources, SDS from the SecretSource;
-            # /meshes/{mesh}/dataplanes/{name}/_config shows what that source serves.
-            source = CompositeSource(engine, {types.SECRET: EmptySecretSource()})
+            # The streams ask one source: the engine's resources, SDS from the SecretSource
+            # (kuma/mtls); /meshes/{mesh}/dataplanes/{name}/_config shows what it serves.
+            source = CompositeSource(engine, {types.SECRET: mtls.source})
             ads_port = await tg.start(
                 serve_dp, source, config.dp_server.interface, config.dp_server.port, observer
             )
@@ -158,6 +172,7 @@ async def run_control_plane(
                 *metrics_routes(metrics),
                 *served_config_routes(store, source),
                 *token_routes(instrumented, authn.issuer),
+                *config_dump_routes(instrumented, source),
             ]
             if gui is not None:
                 await tg.start(gui.run)
@@ -174,7 +189,7 @@ async def run_control_plane(
                 serve_api,
                 instrumented,
                 api_settings,
-                insights,
+                MtlsInsights(insights, mtls.identities),
                 extra_routes,
             )
             log.info(

@@ -31,6 +31,7 @@ from kuma.resources import Dataplane, Mesh, Secret
 from kuma.resources.model import ResourceKey
 from kuma.resources.mtls import (
     BUILTIN,
+    PERMISSIVE,
     PROVIDED,
     BackendConfError,
     CaBackend,
@@ -87,6 +88,12 @@ class CaKeeper:
         self._creating: set[tuple[str, str]] = set()
         self._dirty: set[str] = set()
         self._wake = anyio.Event()
+
+    def permissive(self, mesh: str) -> bool:
+        """Whether the mesh's enabled backend is in PERMISSIVE mode."""
+        mtls = mesh_mtls(self._meshes.get(mesh))
+        backend = mtls.enabled if mtls is not None else None
+        return backend is not None and backend.mode == PERMISSIVE
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:

@@ -15,10 +15,12 @@ clusters that reference the Secrets (from the Mesh's mTLS settings).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 
 import anyio
 
 from kuma.resources import Dataplane
+from kuma.resources.model import SERVICE_TAG
 from kuma.store import Operation, ResourceEvent, Store
 
 from .authority import CaKeeper
@@ -55,10 +57,32 @@ class MtlsService:
     ) -> None:
         self.identities = Identities(key_type=key_type, budget=budget, rng=rng)
         self.source = MtlsSecretSource(self.identities, self._need)
+        self.identities.on_change = self._identities_changed
         self.keeper = CaKeeper(store, self.identities.set_ca, on_dataplane=self._on_dataplane)
+        #: Told which services of a PERMISSIVE mesh may have changed TLS readiness (the
+        #: runtime passes them to the engine, which rebuilds their clusters if so).
+        self.on_readiness: Callable[[str, set[str]], None] | None = None
         #: node id → what its certificate must say (every Dataplane in the store: small, and
         #: needed the moment its proxy connects).
         self._needs: dict[str, Need] = {}
+
+    def identity_ready(self, node_id: str) -> bool:
+        """Whether the proxy holds a certificate of its mesh's current CA (TLS readiness)."""
+        return self.identities.is_current(node_id)
+
+    def _identities_changed(self, nodes: Iterable[str]) -> None:
+        nodes = list(nodes)
+        self.source.changed(nodes)
+        if self.on_readiness is None:
+            return
+        touched: dict[str, set[str]] = {}
+        for node_id in nodes:
+            need = self._needs.get(node_id)
+            if need is None or not self.keeper.permissive(need.mesh):
+                continue
+            touched.setdefault(need.mesh, set()).update(dict(need.tags).get(SERVICE_TAG, ()))
+        for mesh, names in touched.items():
+            self.on_readiness(mesh, names)
 
     def _need(self, node_id: str) -> Need | None:
         return self._needs.get(node_id)

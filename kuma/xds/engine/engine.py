@@ -36,7 +36,7 @@ from .assemble import NO_SUBSETS, assemble, destinations_of
 from .handlers import HandlerRegistry, InputHandler, default_handlers
 from .interner import Interner
 from .invalidation import Invalidation
-from .mesh_state import Meshes, MeshState
+from .mesh_state import IdentityReady, Meshes, MeshState
 from .proxy_index import ProxyIndex
 from .shared import SharedResources
 from .subscription import ProxyRecord, Subscription
@@ -60,7 +60,11 @@ class Engine:
         chunk: int = 256,
         on_batch: Callable[[BatchStats], None] | None = None,
         handlers: Iterable[InputHandler] | None = None,
+        identity_ready: IdentityReady | None = None,
     ) -> None:
+        """``identity_ready``: whether a proxy (node id) holds a certificate of its mesh's CA
+        (PERMISSIVE TLS readiness, see ``MeshState.tls_ready``); its changes come in through
+        :meth:`invalidate`."""
         self.default_admin_port = default_admin_port
         self.chunk = chunk
         #: Called with each batch's stats once it is applied (metrics).
@@ -69,7 +73,10 @@ class Engine:
         #: and that no response has reported yet (see ``take_change_time``).
         self._changed_at: dict[str, float] = {}
         self._handlers = HandlerRegistry(default_handlers() if handlers is None else handlers)
-        self._meshes = Meshes()
+        self._meshes = Meshes(identity_ready)
+        #: Invalidations from derived inputs (not store events), applied with the next batch.
+        self._external = Invalidation()
+        self._external_arrived: anyio.Event | None = None
         self._index = ProxyIndex()
         self._interner = Interner()
         self._shared = SharedResources(self._interner)
@@ -181,12 +188,19 @@ class Engine:
             await anyio.lowlevel.checkpoint()
         return self.last_batch
 
+    def invalidate(self, invalidation: Invalidation) -> None:
+        """A derived input changed (e.g. a service's TLS readiness, from certificate issuing):
+        apply ``invalidation`` with the next batch (``run`` starts one at once)."""
+        self._external.merge(invalidation)
+        if self._external_arrived is not None:
+            self._external_arrived.set()
+
     def _apply(self, events: Iterable[ResourceEvent], received_at: float | None) -> Iterator[None]:
         started = time.perf_counter()
         stamp = received_at if received_at is not None else time.monotonic()
         changed_at = self._changed_at
         stats = BatchStats()
-        invalidation = Invalidation()
+        invalidation, self._external = self._external, Invalidation()
         handlers, meshes = self._handlers, self._meshes
         for event in events:
             stats.events += 1
@@ -280,7 +294,7 @@ class Engine:
     async def run(self, store: Store) -> None:
         """Follow the store until cancelled, applying what arrived since the last batch."""
         pending: deque[WatchItem] = deque()
-        arrived = anyio.Event()
+        arrived = self._external_arrived = anyio.Event()
         done = False
         #: When the oldest item in ``pending`` arrived (propagation latency starts there).
         pending_since: float | None = None
@@ -300,7 +314,7 @@ class Engine:
             snapshot: list[ResourceEvent] = []
             while True:
                 await arrived.wait()
-                arrived = anyio.Event()
+                arrived = self._external_arrived = anyio.Event()
                 received_at, pending_since = pending_since, None
                 batch: list[ResourceEvent] = []
                 while pending:
@@ -321,7 +335,7 @@ class Engine:
                             self._mark_synced()
                         continue
                     (batch if self._synced else snapshot).append(item)
-                if batch:
+                if batch or (self._synced and self._external):
                     await self.apply(batch, received_at)
                 if done:
                     tg.cancel_scope.cancel()

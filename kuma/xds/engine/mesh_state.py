@@ -7,7 +7,7 @@ Also the :class:`~kuma.xds.generate.proxy.MeshView` that generation reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from kuma.resources import Dataplane, Mesh
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
@@ -19,6 +19,10 @@ def _member_services(dataplane: Dataplane) -> set[str]:
     if networking is None or networking.gateway is not None:
         return set()
     return {i.service for i in networking.inbound if i.service and i.state != "Ignored"}
+
+
+#: node id → whether the proxy holds a certificate of its mesh's current CA.
+IdentityReady = Callable[[str], bool]
 
 
 class ServiceEntry:
@@ -59,8 +63,11 @@ class ServiceEntry:
 class MeshState:
     """The Dataplanes of one mesh and their service index. Implements MeshView."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, identity_ready: IdentityReady | None = None) -> None:
         self.name = name
+        #: Whether a proxy (node id) holds a certificate of its mesh's current CA: PERMISSIVE
+        #: TLS readiness (see :meth:`tls_ready`); None: no certificates, nothing is ready.
+        self.identity_ready = identity_ready
         self.mesh: Mesh | None = None
         self.dataplanes: dict[str, Dataplane] = {}
         self._services: dict[str, ServiceEntry] = {}
@@ -87,6 +94,17 @@ class MeshState:
 
     def vip(self, service: str) -> str | None:
         return self._vips.get(service)
+
+    def tls_ready(self, service: str) -> bool:
+        """Kuma's TLS readiness, for PERMISSIVE meshes: every Dataplane providing the service
+        holds a certificate of the mesh's CA, so its inbounds accept the mesh's mTLS. Clients
+        originate mTLS to a service only once it is ready (plaintext until then, which a
+        PERMISSIVE inbound accepts)."""
+        ready = self.identity_ready
+        entry = self._services.get(service)
+        if ready is None or entry is None or not entry.members:
+            return False
+        return all(ready(f"{self.name}.{member}") for member in entry.members)
 
     def set_stored_vips(self, vips: Mapping[str, str]) -> None:
         """The mesh's MeshVips changed (``{}``: deleted); see :meth:`refresh_vips`."""
@@ -169,13 +187,14 @@ class Meshes:
     """Every mesh's state, by name; a mesh's state exists from its first mention on (a
     Dataplane may arrive before its Mesh)."""
 
-    def __init__(self) -> None:
+    def __init__(self, identity_ready: IdentityReady | None = None) -> None:
         self._by_name: dict[str, MeshState] = {}
+        self._identity_ready = identity_ready
 
     def __getitem__(self, name: str) -> MeshState:
         state = self._by_name.get(name)
         if state is None:
-            state = self._by_name[name] = MeshState(name)
+            state = self._by_name[name] = MeshState(name, self._identity_ready)
         return state
 
     def get(self, name: str) -> MeshState | None:

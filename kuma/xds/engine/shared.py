@@ -26,6 +26,7 @@ from kuma.xds import types
 from kuma.xds.generate.clusters import service_cluster
 from kuma.xds.generate.destination import Destination, destination_load_assignment
 from kuma.xds.generate.listeners import outbound_listener
+from kuma.xds.generate.proxy import upstream_tls_mesh
 from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner
@@ -37,10 +38,16 @@ class ServiceInputs(NamedTuple):
     service's name (endpoints shape only the ClusterLoadAssignment)."""
 
     protocol: str
+    #: The mesh whose mTLS the cluster originates; None for plaintext (mTLS off, or a
+    #: PERMISSIVE service not yet TLS-ready).
+    tls_mesh: str | None = None
 
 
 def service_inputs(mesh: MeshState, service: str) -> ServiceInputs:
-    return ServiceInputs(protocol=mesh.protocol(service))
+    return ServiceInputs(
+        protocol=mesh.protocol(service),
+        tls_mesh=upstream_tls_mesh(mesh.mesh, service, mesh.tls_ready),
+    )
 
 
 class SharedResources:
@@ -61,7 +68,7 @@ class SharedResources:
             cached = self._clusters[key] = (inputs, {})
         resource = cached[1].get(destination)
         if resource is None:
-            message = service_cluster(destination, inputs.protocol)
+            message = service_cluster(destination, inputs.protocol, inputs.tls_mesh)
             resource = self._interner.intern(types.CLUSTER, message.name, message)
             cached[1][destination] = resource
         return resource
