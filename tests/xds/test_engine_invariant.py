@@ -2,7 +2,8 @@
 
 After any sequence of Dataplane, Mesh and MeshVips creates, updates and deletes (services
 appearing and vanishing, health flips, protocol changes, transparent proxying on and off, VIPs
-allocated, moved, released or lagging the service set, reconnects), what each connected test
+allocated, moved, released or lagging the service set, mesh mTLS off/STRICT/PERMISSIVE,
+certificates issued or dropped (PERMISSIVE TLS readiness), reconnects), what each connected test
 proxy holds after applying every change it was told about equals a from-scratch generation of
 the final state for that proxy, with the VIPs of the stored allocation.
 """
@@ -20,9 +21,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from kuma.resources import Dataplane, Mesh, MeshVips, ResourceMeta, from_document, validate
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
+from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.engine.subscription import Subscription
 from kuma.xds.generate.proxy import generate_proxy, type_url_of
-from kuma.xds.generate.view import StaticMeshView
+from kuma.xds.generate.view import StaticMeshView, services_of
 from kuma.xds.snapshot import versioned
 
 ADMIN_PORT = 9901
@@ -91,13 +93,22 @@ def dataplanes(draw: st.DrawFn) -> Dataplane:
     return resource
 
 
+def _mtls(mode: str | None) -> dict[str, Any] | None:
+    if mode is None:
+        return None
+    backend = {"name": "ca-1", "type": "builtin", "mode": mode}
+    return {"enabledBackend": "ca-1", "backends": [backend]}
+
+
 meshes = st.builds(
-    lambda name, passthrough: Mesh(
+    lambda name, passthrough, mode: Mesh(
         name=name,
         networking=None if passthrough is None else {"outbound": {"passthrough": passthrough}},
+        mtls=_mtls(mode),
     ),
     st.sampled_from(MESHES),
     st.sampled_from([None, True, False]),
+    st.sampled_from([None, "STRICT", "PERMISSIVE"]),
 )
 
 
@@ -115,6 +126,7 @@ def expected(
     meshes: dict[str, Mesh],
     vips: dict[str, MeshVips],
     node: str,
+    ready: set[str],
 ) -> dict[str, dict[str, str]] | None:
     mesh_name, name = node.split(".", 1)
     dataplane = engine_view.get((mesh_name, name))
@@ -123,7 +135,13 @@ def expected(
     in_mesh = [d for (m, _), d in engine_view.items() if m == mesh_name]
     stored = vips.get(mesh_name)
     view = StaticMeshView(in_mesh, meshes.get(mesh_name), stored.vips if stored else None)
-    generated = generate_proxy(dataplane, view, ADMIN_PORT)
+
+    def tls_ready(service: str) -> bool:
+        # Kuma's TLS readiness from scratch: every Dataplane providing the service is ready.
+        members = [d for d in in_mesh if service in services_of(d)]
+        return bool(members) and all(f"{mesh_name}.{d.name}" in ready for d in members)
+
+    generated = generate_proxy(dataplane, view, ADMIN_PORT, tls_ready=tls_ready)
     result: dict[str, dict[str, str]] = {}
     for by_name in generated.values():
         for resource_name, message in by_name.items():
@@ -137,7 +155,11 @@ def expected(
 class EngineMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.engine = Engine(default_admin_port=ADMIN_PORT, chunk=2)
+        #: Proxies holding a certificate of their mesh's CA (PERMISSIVE TLS readiness).
+        self.ready: set[str] = set()
+        self.engine = Engine(
+            default_admin_port=ADMIN_PORT, chunk=2, identity_ready=self.ready.__contains__
+        )
         self.dataplanes: dict[tuple[str, str], Dataplane] = {}
         self.meshes: dict[str, Mesh] = {}
         self.vips: dict[str, MeshVips] = {}
@@ -202,6 +224,18 @@ class EngineMachine(RuleBasedStateMachine):
         assert vips is not None
         self._event(Operation.DELETE, vips)
 
+    @rule(mesh=st.sampled_from(MESHES), name=st.sampled_from(NAMES))
+    def flip_identity(self, mesh: str, name: str) -> None:
+        """A certificate issued or dropped: what kuma/mtls tells the engine (the services of
+        the proxy, through Engine.invalidate)."""
+        node = f"{mesh}.{name}"
+        self.ready ^= {node}
+        dataplane = self.dataplanes.get((mesh, name))
+        if dataplane is not None:
+            invalidation = Invalidation()
+            invalidation.touch_services(mesh, services_of(dataplane))
+            self.engine.invalidate(invalidation)
+
     @rule()
     def apply_batch(self) -> None:
         """Apply everything pending as one batch (a batch may hold several events)."""
@@ -230,7 +264,7 @@ class EngineMachine(RuleBasedStateMachine):
                         bucket.pop(name, None)
                     else:
                         bucket[name] = resource.version
-            want = expected(self.dataplanes, self.meshes, self.vips, node)
+            want = expected(self.dataplanes, self.meshes, self.vips, node, self.ready)
             assert subscription.known == (want is not None), node
             have = {t: dict(b) for t, b in held.items() if b}
             assert have == {t: b for t, b in (want or {}).items() if b}, node
