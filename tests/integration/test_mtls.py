@@ -87,7 +87,8 @@ class Mesh:
                 outbounds=[(outbound, "backend")],
             ),
         )
-        envoy = self._envoys(f"default.{name}", service, self.cp.dp_port)
+        node = f"default.{name}"
+        envoy = self._envoys(node, service, self.cp.dp_port, token=self.cp.token(node))
         envoy.wait_live()
         envoy.wait_listener(f"inbound:127.0.0.1:{inbound}")
         return Sidecar(name, service, inbound, service_port, outbound, envoy)
