@@ -16,7 +16,7 @@ from envoy.extensions.filters.udp.dns_filter.v3 import dns_filter_pb2
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
 from kuma.dp.envoy import find_envoy
-from kuma.xds.generate import StaticMeshView, names
+from kuma.xds.generate import StaticMeshView, generate_proxy, names, outbounds_of, types
 from kuma.xds.generate.dns import dns_listener, ipv4_mapped, proxy_dns_listener, vip_names
 from tests.fixtures.envoy import eventually, free_port
 from tests.fixtures.processes import ManagedProcess
@@ -27,7 +27,8 @@ from .test_generate import CASES, MESH, VIPS, dataplane, to_plain
 def _proxy_listener(case: str, dns_port: int = 15053) -> dict[str, object] | None:
     proxy = dataplane(CASES[case][0])
     view = StaticMeshView([*MESH, proxy], mesh=CASES[case][1], vips=VIPS)
-    listener = proxy_dns_listener(proxy, view, dns_port)
+    listeners = generate_proxy(proxy, view, 9901, dns_port=dns_port)[types.LISTENER]
+    listener = listeners.get(names.DNS_LISTENER)
     return None if listener is None else to_plain(listener)
 
 
@@ -123,7 +124,8 @@ def test_ipv4_only_proxy_gets_no_aaaa() -> None:
             ipFamilyMode: IPv4
         """
     )
-    listener = proxy_dns_listener(proxy, StaticMeshView([proxy], vips={"web": "240.0.0.9"}), 53)
+    view = StaticMeshView([proxy], vips={"web": "240.0.0.9"})
+    listener = proxy_dns_listener(proxy, outbounds_of(proxy, view), view.vip, 53)
     assert listener is not None
     assert _table(to_plain(listener)) == {"web.mesh": ["240.0.0.9"]}
 

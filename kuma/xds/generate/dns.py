@@ -19,7 +19,7 @@ service has underscores, the same with each ``_`` replaced by ``.``. Each name a
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_pb2
@@ -30,8 +30,8 @@ from kuma.resources.model import Dataplane
 
 from ._pb import pack
 from .dataplane import ipv6_inbound_redirect_port, is_transparent
+from .destination import Destination
 from .names import DNS_LISTENER
-from .proxy import DEFAULT_VIP_PORT, MeshView, outbounds_of
 
 #: Kuma's ``dnsServer.domain``.
 DEFAULT_DOMAIN = "mesh"
@@ -126,29 +126,26 @@ def dns_listener(
 
 
 def dns_records(
-    dataplane: Dataplane, view: MeshView, vip_port: int = DEFAULT_VIP_PORT
+    outbounds: Iterable[tuple[str, int, Destination]], vip_of: Callable[[str], str | None]
 ) -> list[tuple[str, str]]:
-    """(service, vip) of every VIP the proxy has an outbound for (as Kuma: no outbound, no
-    name), sorted."""
+    """(service, vip) of each outbound (address, port, destination) on its service's VIP: as in
+    Kuma, a VIP the proxy has no outbound for gets no name. Sorted."""
     return sorted(
-        {
-            (destination.service, address)
-            for address, _, destination in outbounds_of(dataplane, view, vip_port)
-            if view.vip(destination.service) == address
-        }
+        {(d.service, address) for address, _, d in outbounds if vip_of(d.service) == address}
     )
 
 
 def proxy_dns_listener(
     dataplane: Dataplane,
-    view: MeshView,
+    outbounds: Iterable[tuple[str, int, Destination]],
+    vip_of: Callable[[str], str | None],
     dns_port: int,
     *,
-    vip_port: int = DEFAULT_VIP_PORT,
     domain: str = DEFAULT_DOMAIN,
 ) -> listener_pb2.Listener | None:
-    """The proxy's ``kuma:dns``: only for a transparent proxy whose kuma-dp asked for DNS
-    (``dns_port`` from its node metadata, 0: none).
+    """The proxy's ``kuma:dns``, for its ``outbounds`` (``proxy.outbounds_of``): only for a
+    transparent proxy whose kuma-dp asked for DNS (``dns_port`` from its node metadata, 0:
+    none).
 
     AAAA answers unless the proxy is IPv4-only (Kuma's rule); the [::1] socket only when the
     proxy redirects IPv6 (then its Envoy binds IPv6 redirect listeners anyway)."""
@@ -160,7 +157,7 @@ def proxy_dns_listener(
     mode = (tp.ip_family_mode or "").lower()
     return dns_listener(
         dns_port,
-        dns_records(dataplane, view, vip_port),
+        dns_records(outbounds, vip_of),
         ipv6=ipv6_inbound_redirect_port(dataplane) != 0,
         answer_ipv6=mode != "ipv4",
         domain=domain,

@@ -19,6 +19,9 @@ What a standard proxy gets (Kuma v2.7's default proxy profile, without mTLS and 
   ``identity_cert:secret:<mesh>`` / ``mesh_ca:secret:<mesh>`` they reference (served by the
   certificate source, not built here: see ``referenced_secrets``).
 
+* with transparent proxying and a DNS port (kuma-dp's, from the node metadata): the
+  ``kuma:dns`` listener answering the names of the VIPs it has outbounds for (``dns.py``).
+
 Kuma's Prometheus, tracing and direct-access generators are not reproduced.
 """
 
@@ -41,6 +44,7 @@ from .clusters import (
 )
 from .dataplane import ipv6_inbound_redirect_port, is_transparent, overlaps
 from .destination import Destination, destination_load_assignment
+from .dns import proxy_dns_listener
 from .endpoints import SERVICELESS_PORT, Endpoint
 from .listeners import (
     InboundMtls,
@@ -225,6 +229,7 @@ def proxy_parts(
     *,
     vip_port: int = DEFAULT_VIP_PORT,
     permissions: PermissionLookup | None = None,
+    dns_port: int = 0,
 ) -> ProxyParts:
     """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``)."""
     own: list[Message] = []
@@ -258,9 +263,13 @@ def proxy_parts(
             own.append(inbound_passthrough_cluster(ipv6))
             if passthrough:
                 own.append(outbound_passthrough_cluster(ipv6))
+    found = outbounds_of(dataplane, view, vip_port)
+    dns = proxy_dns_listener(dataplane, found, view.vip, dns_port)
+    if dns is not None:
+        own.append(dns)
     outbounds = [
         OutboundPart(address, port, destination, not transparent)
-        for address, port, destination in outbounds_of(dataplane, view, vip_port)
+        for address, port, destination in found
     ]
     return ProxyParts(own, outbounds, inbounds)
 
@@ -273,8 +282,10 @@ def generate_proxy(
     vip_port: int = DEFAULT_VIP_PORT,
     permissions: PermissionLookup | None = None,
     tls_ready: TlsReadiness | None = None,
+    dns_port: int = 0,
 ) -> Resources:
-    """Every resource of one proxy: type URL → resource name → message.
+    """Every resource of one proxy: type URL → resource name → message. ``dns_port``: the
+    port of the proxy's DNS listener (its node metadata ``dataplane.dns.port``), 0 for none.
 
     The proxy's own resources first, then its outbound listeners, then the cluster and
     ClusterLoadAssignment of each outbound service (a later resource replaces an earlier one
@@ -282,7 +293,12 @@ def generate_proxy(
     """
     result: Resources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     parts = proxy_parts(
-        dataplane, view, default_admin_port, vip_port=vip_port, permissions=permissions
+        dataplane,
+        view,
+        default_admin_port,
+        vip_port=vip_port,
+        permissions=permissions,
+        dns_port=dns_port,
     )
     for message in parts.own:
         _put(result, message)
