@@ -1,0 +1,43 @@
+"""What a proxy tells the control plane about itself in its node metadata (beyond its
+identity), read once when its stream opens (Kuma's ``pkg/core/xds/metadata.go``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+
+log = logging.getLogger("kuma.xds")
+
+#: kuma-dp's DNS port (Kuma's ``FieldDataplaneDNSPort``).
+DNS_PORT_KEY = "dataplane.dns.port"
+
+
+class ProxyMetadata(msgspec.Struct, frozen=True):
+    #: The port of the proxy's DNS listener (``kuma:dns``), 0: kuma-dp serves no DNS.
+    dns_port: int = 0
+
+
+NO_METADATA = ProxyMetadata()
+
+
+def proxy_metadata(node: Any) -> ProxyMetadata:
+    """The metadata of an Envoy ``Node``; a value that is not a port is ignored (logged)."""
+    if node is None or not node.HasField("metadata"):
+        return NO_METADATA
+    fields = node.metadata.fields
+    if DNS_PORT_KEY not in fields:
+        return NO_METADATA
+    value = fields[DNS_PORT_KEY]
+    kind = value.WhichOneof("kind")
+    port = -1
+    if kind == "string_value" and value.string_value.isdigit():
+        port = int(value.string_value)
+    elif kind == "number_value" and float(value.number_value).is_integer():
+        port = int(value.number_value)
+    if not 0 < port < 65536:
+        shown = getattr(value, kind) if kind else None
+        log.warning("node %s: %s=%r is not a port; no DNS listener", node.id, DNS_PORT_KEY, shown)
+        return NO_METADATA
+    return ProxyMetadata(dns_port=port)
