@@ -1,0 +1,303 @@
+"""The README's VM walk-through, in network namespaces: real iptables, kuma-cp, kuma-dp and Envoy.
+
+Three namespaces made by the test: ``net`` (the network: kuma-cp, the upstream DNS server and
+an outside HTTP server, routing between the VMs), and two VMs, ``web`` and ``backend``, each on
+a veth pair to ``net``, with ``kumactl install transparent-proxy`` applied and kuma-dp running
+as the excluded uid. The unchanged application calls ``http://backend.mesh/``.
+
+Tests run in file order on one module-wide setup; the last one undoes the installation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.envoy import eventually
+from tests.fixtures.netns import Netns, needs_netns, veth
+from tests.fixtures.processes import ManagedProcess
+
+pytestmark = [needs_netns, pytest.mark.netns, pytest.mark.envoy, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+KUMACTL = str(BIN / "kumactl")
+UID = 5678
+START = 30.0
+#: How long a new service may take to resolve before the test gives up (not a target: the
+#: measured time is reported in benchmarks/RESULTS.md).
+RESOLVE_DEADLINE = 20.0
+
+WEB_IP, BACKEND_IP = "10.81.1.2", "10.81.2.2"
+NET_WEB_IP, NET_BACKEND_IP = "10.81.1.1", "10.81.2.1"
+#: An address outside every VM, excluded from redirection on web.
+EXCLUDED_IP = "10.81.9.1"
+OUTSIDE_PORT, EXCLUDED_PORT = 9090, 9091
+#: Ports of the backend VM outside the mesh: one excluded from redirection, one not.
+BACKEND_EXCLUDED_INBOUND, BACKEND_OTHER_INBOUND = 9092, 9093
+ADMIN_PORT = 9901
+#: The Envoy binary itself (the venv's ``envoy`` is a Python launcher, and this venv's Python
+#: may live where the kuma-dp user cannot read, e.g. under /root).
+ENVOY = Path(sysconfig.get_paths()["purelib"]) / "envoy" / "_bin" / "envoy"
+
+DATAPLANE = """\
+type: Dataplane
+mesh: default
+name: {name}
+networking:
+  address: {address}
+  admin: {{port: {admin}}}
+  inbound:
+  - port: {port}
+    tags: {{kuma.io/service: {service}, kuma.io/protocol: http}}
+  transparentProxying:
+    redirectPortInbound: 15006
+    redirectPortOutbound: 15001
+"""
+
+
+def _program(ns: Netns, *argv: str, uid: int | None = None) -> ManagedProcess:
+    prefix = (
+        [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    )
+    return ManagedProcess(
+        ns.argv(*prefix, sys.executable, "-m", "tests.tproxy.programs", *argv), cwd=ROOT
+    )
+
+
+class VmMesh:
+    def __init__(self, make: Callable[[], Netns], tmp: Path) -> None:
+        self.processes: list[ManagedProcess] = []
+        self.net, self.web, self.backend = make(), make(), make()
+        veth(self.net, NET_WEB_IP, self.web, WEB_IP)
+        veth(self.net, NET_BACKEND_IP, self.backend, BACKEND_IP)
+        self.net.run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        self.net.run("ip", "addr", "add", f"{EXCLUDED_IP}/32", "dev", "lo")
+        for vm, gateway in ((self.web, NET_WEB_IP), (self.backend, NET_BACKEND_IP)):
+            vm.run("ip", "route", "add", "default", "via", gateway)
+            vm.set_resolv_conf(f"nameserver {gateway}\n")
+        self.before = {vm.name: vm.rules() for vm in (self.web, self.backend)}
+
+        # The network: upstream DNS, an outside web server, kuma-cp.
+        self.dns = self._start(_program(self.net, "dns", f"example.test={NET_WEB_IP}"), "dns ready")
+        for port in (OUTSIDE_PORT, EXCLUDED_PORT):
+            self._start(
+                _program(self.net, "http", "--port", str(port), "--identity", f"outside:{port}"),
+                "http ready",
+            )
+        self.store = tmp / "store"
+        env = {
+            "KUMA_STORE_TYPE": "directory",
+            "KUMA_STORE_DIRECTORY_PATH": str(self.store),
+            "KUMA_DP_SERVER_PORT": "0",
+            "KUMA_API_SERVER_HTTP_PORT": "0",
+        }
+        self.cp = ManagedProcess(self.net.argv(str(BIN / "kuma-cp"), "run"), env=env, cwd=tmp)
+        self.processes.append(self.cp)
+        ready = self.cp.wait_for_line("kuma-cp is ready", timeout=START)
+        match = re.search(r"dp_port=(\d+)", ready)
+        assert match, ready
+        self.dp_port = int(match.group(1))
+
+        # The backend VM: its app on all addresses, as it always was; one inbound port is left
+        # out of the mesh.
+        self.backend.run(
+            KUMACTL, "install", "transparent-proxy", "--kuma-dp-uid", str(UID), "--redirect-dns",
+            "--exclude-inbound-ports", str(BACKEND_EXCLUDED_INBOUND),
+        )  # fmt: skip
+        self._start(
+            _program(self.backend, "http", "--port", "8080", "--identity", "backend"),
+            "http ready",
+        )  # fmt: skip
+        for port in (BACKEND_EXCLUDED_INBOUND, BACKEND_OTHER_INBOUND):
+            self._start(
+                _program(
+                    self.backend, "http", "--port", str(port), "--identity", f"backend:{port}"
+                ),
+                "http ready",
+            )
+        self.backend_dp = self._kuma_dp(self.backend, "backend-01", BACKEND_IP, "backend")
+
+        # The web VM: the client side.
+        self.web.run(
+            KUMACTL, "install", "transparent-proxy", "--kuma-dp-user", str(UID), "--redirect-dns",
+            "--exclude-outbound-ports", str(EXCLUDED_PORT), "--exclude-outbound-ips",
+            f"{EXCLUDED_IP}/32",
+        )  # fmt: skip
+        self.web_dp = self._kuma_dp(self.web, "web-01", WEB_IP, "web")
+
+    def _start(self, process: ManagedProcess, ready: str) -> ManagedProcess:
+        self.processes.append(process)
+        process.wait_for_line(ready, timeout=START)
+        return process
+
+    def _kuma_dp(self, vm: Netns, name: str, address: str, service: str) -> ManagedProcess:
+        dataplane = DATAPLANE.format(
+            name=name, address=address, admin=ADMIN_PORT, port=8080, service=service
+        )
+        argv = [
+            "setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
+            str(BIN / "kuma-dp"), "run", "--cp-address", f"http://{vm_gateway(address)}:"
+            f"{self.dp_port}", "--dataplane", dataplane, "--drain-time", "1s",
+            "--binary-path", str(ENVOY),
+            "--concurrency", "1",
+        ]  # fmt: skip
+        process = ManagedProcess(vm.argv(*argv))
+        self.processes.append(process)
+        process.wait_for_line("Envoy started", timeout=START)
+        eventually(lambda: self.admin(vm, "/ready").strip() == "LIVE", f"{name} LIVE", START)
+        return process
+
+    # --- looking at a VM ---
+
+    def admin(self, vm: Netns, path: str) -> str:
+        """Envoy's admin API inside the VM (curl as root: loopback is never redirected)."""
+        return vm.run("curl", "-s", "-m", "5", f"http://127.0.0.1:{ADMIN_PORT}{path}").stdout
+
+    def stat(self, vm: Netns, name: str) -> int:
+        for line in self.admin(vm, f"/stats?filter=^{re.escape(name)}$").splitlines():
+            key, _, value = line.partition(": ")
+            if key == name and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    def curl(self, vm: Netns, url: str, uid: int | None = None) -> tuple[int, str]:
+        prefix = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                         "--clear-groups"]  # fmt: skip
+        done = vm.run(*prefix, "curl", "-s", "-m", "5", url, check=False)
+        return done.returncode, done.stdout
+
+    def stop(self) -> list[str]:
+        problems = []
+        for process in reversed(self.processes):
+            code = process.stop()
+            if process in (self.cp, self.web_dp, self.backend_dp) and code not in (0, None):
+                problems.append(f"{process.argv} exited {code}:\n{process.output()[-3000:]}")
+        return problems
+
+
+def vm_gateway(address: str) -> str:
+    return address.rsplit(".", 1)[0] + ".1"
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmMesh]:
+    made: list[Netns] = []
+
+    def make() -> Netns:
+        ns = Netns(f"kpt-{len(made)}-{time.monotonic_ns() % 10**8}")
+        made.append(ns)
+        return ns
+
+    world: VmMesh | None = None
+    try:
+        world = VmMesh(make, tmp_path_factory.mktemp("vm-mesh"))
+        yield world
+    finally:
+        problems = world.stop() if world is not None else []
+        for ns in made:
+            ns.delete()
+    assert not problems, problems
+
+
+PASSTHROUGH = "cluster.outbound_passthrough_ipv4.upstream_cx_total"
+#: Connections the backend's inbound listener got: it binds no socket, so only the inbound
+#: redirect (iptables → 15006 → original destination) can hand it one.
+BACKEND_INBOUND = f"listener.{BACKEND_IP}_8080.downstream_cx_total"
+INBOUND_PASSTHROUGH = "cluster.inbound_passthrough_ipv4.upstream_cx_total"
+
+
+def test_the_app_reaches_backend_mesh_through_both_sidecars(mesh: VmMesh) -> None:
+    sent = mesh.stat(mesh.web, "cluster.backend.upstream_rq_total")
+    received = mesh.stat(mesh.backend, BACKEND_INBOUND)
+
+    def call() -> str | None:
+        code, body = mesh.curl(mesh.web, "http://backend.mesh/")
+        return body if code == 0 else None
+
+    assert eventually(call, "curl http://backend.mesh/ from web", START) == "backend"
+    # web's outbound listener for the VIP sent it to the backend cluster; the backend VM's
+    # PREROUTING handed it to its Envoy's inbound redirect listener.
+    assert mesh.stat(mesh.web, "cluster.backend.upstream_rq_total") > sent
+    assert mesh.stat(mesh.backend, BACKEND_INBOUND) > received
+    # The name was answered by web's Envoy (its DNS listener), not by the upstream.
+    assert mesh.stat(mesh.web, "dns_filter.kuma_dns.local_a_record_answers") >= 1
+    assert "backend.mesh" not in mesh.dns.output()
+
+
+def test_the_excluded_uid_is_not_redirected(mesh: VmMesh) -> None:
+    url = f"http://{NET_WEB_IP}:{OUTSIDE_PORT}/"
+    before = mesh.stat(mesh.web, PASSTHROUGH)
+    assert mesh.curl(mesh.web, url, uid=UID) == (0, f"outside:{OUTSIDE_PORT}")
+    assert mesh.stat(mesh.web, PASSTHROUGH) == before
+    # Anyone else's connection goes through Envoy's passthrough (the check has teeth).
+    assert mesh.curl(mesh.web, url) == (0, f"outside:{OUTSIDE_PORT}")
+    assert mesh.stat(mesh.web, PASSTHROUGH) == before + 1
+
+
+def test_excluded_ports_and_ips_bypass_envoy(mesh: VmMesh) -> None:
+    before = mesh.stat(mesh.web, PASSTHROUGH)
+    port_url = f"http://{NET_WEB_IP}:{EXCLUDED_PORT}/"
+    assert mesh.curl(mesh.web, port_url) == (0, f"outside:{EXCLUDED_PORT}")
+    assert mesh.curl(mesh.web, f"http://{EXCLUDED_IP}:{OUTSIDE_PORT}/") == (
+        0,
+        f"outside:{OUTSIDE_PORT}",
+    )
+    assert mesh.stat(mesh.web, PASSTHROUGH) == before
+    # An excluded inbound port of the backend VM is reached without its Envoy; another port
+    # outside the mesh goes through its inbound passthrough (the check has teeth).
+    received = mesh.stat(mesh.backend, INBOUND_PASSTHROUGH)
+    excluded = f"http://{BACKEND_IP}:{BACKEND_EXCLUDED_INBOUND}/"
+    assert mesh.curl(mesh.web, excluded, uid=UID) == (0, f"backend:{BACKEND_EXCLUDED_INBOUND}")
+    assert mesh.stat(mesh.backend, INBOUND_PASSTHROUGH) == received
+    other = f"http://{BACKEND_IP}:{BACKEND_OTHER_INBOUND}/"
+    assert mesh.curl(mesh.web, other, uid=UID) == (0, f"backend:{BACKEND_OTHER_INBOUND}")
+    assert mesh.stat(mesh.backend, INBOUND_PASSTHROUGH) == received + 1
+
+
+def test_a_non_mesh_name_still_resolves_upstream(mesh: VmMesh) -> None:
+    queries = mesh.stat(mesh.web, "dns_filter.kuma_dns.downstream_rx_queries")
+    code, body = mesh.curl(mesh.web, f"http://example.test:{OUTSIDE_PORT}/")
+    assert (code, body) == (0, f"outside:{OUTSIDE_PORT}")
+    # The query went to web's Envoy (redirected), which asked the upstream resolver.
+    assert mesh.stat(mesh.web, "dns_filter.kuma_dns.downstream_rx_queries") > queries
+    assert "query example.test A" in mesh.dns.output()
+    missing = mesh.web.run("getent", "ahostsv4", "nowhere.test", check=False)
+    assert missing.returncode == 2  # not found, as the upstream says
+
+
+def test_a_new_service_resolves_once_its_first_dataplane_exists(mesh: VmMesh) -> None:
+    watcher = _program(mesh.web, "resolve", "api.mesh", "--timeout", str(RESOLVE_DEADLINE))
+    mesh.processes.append(watcher)
+    watcher.wait_for_line("resolving", timeout=START)
+    dataplane = DATAPLANE.format(
+        name="api-01", address=BACKEND_IP, admin=9902, port=8081, service="api"
+    )
+    temporary = mesh.store / ".api-01.yaml.tmp"
+    temporary.write_text(dataplane)
+    created = time.monotonic()
+    temporary.rename(mesh.store / "api-01.yaml")
+    line = watcher.wait_for_line("resolved", timeout=RESOLVE_DEADLINE + 5)
+    _, at, address = line.split()
+    assert ipaddress.ip_address(address) in ipaddress.ip_network("240.0.0.0/4")  # a VIP
+    elapsed = float(at) - created
+    print(f"api.mesh resolved {elapsed * 1000:.0f} ms after its first Dataplane was stored")
+    assert watcher.wait() == 0
+
+
+def test_uninstall_restores_each_vm(mesh: VmMesh) -> None:
+    for process in (mesh.web_dp, mesh.backend_dp):
+        assert process.stop() == 0, process.output()[-3000:]
+    for vm in (mesh.web, mesh.backend):
+        out = vm.run(KUMACTL, "uninstall", "transparent-proxy").stdout
+        assert "cleaned up successfully" in out
+        assert vm.rules() == mesh.before[vm.name]
+    # Without the rules nothing answers .mesh names any more: the upstream says NXDOMAIN.
+    assert mesh.web.run("getent", "ahostsv4", "backend.mesh", check=False).returncode == 2
