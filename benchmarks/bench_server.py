@@ -30,6 +30,7 @@ from grpclib.client import Channel
 from grpclib.testing import ChannelFor
 
 from kuma.xds.generate.types import ENDPOINT
+from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub, NoopObserver, serve
 from kuma.xds.server.observer import Flavour
 from kuma.xds.snapshot import VersionedResource, versioned
@@ -83,7 +84,9 @@ class _Source:
         self.watch = _Watch()
 
     @asynccontextmanager
-    async def watch_proxy(self, node_id: str) -> AsyncIterator[_Watch]:
+    async def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+    ) -> AsyncIterator[_Watch]:
         yield self.watch
 
 

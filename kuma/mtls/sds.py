@@ -16,6 +16,7 @@ import anyio
 
 from kuma.xds.generate import types
 from kuma.xds.generate.tls import identity_secret, mesh_ca_secret
+from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.snapshot import VersionedResource, versioned
 
 from .authority import MeshCa
@@ -95,7 +96,9 @@ class MtlsSecretSource:
         identities.on_change = self.changed
 
     @asynccontextmanager
-    async def watch_proxy(self, node_id: str) -> AsyncIterator[SecretWatch]:
+    async def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+    ) -> AsyncIterator[SecretWatch]:
         watch = SecretWatch(self, node_id)
         first = node_id not in self._watches
         self._watches.setdefault(node_id, []).append(watch)

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 
+from .proxy_metadata import NO_METADATA, ProxyMetadata
 from .snapshot import VersionedResource
 from .source import ConfigSource, ListenableWatch, ProxyWatch
 
@@ -33,11 +34,13 @@ class CompositeSource:
             self._members.append((source, owned))
 
     @asynccontextmanager
-    async def watch_proxy(self, node_id: str) -> AsyncIterator[ProxyWatch]:
+    async def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+    ) -> AsyncIterator[ProxyWatch]:
         async with AsyncExitStack() as stack:
-            primary = await stack.enter_async_context(self._primary.watch_proxy(node_id))
+            primary = await stack.enter_async_context(self._primary.watch_proxy(node_id, metadata))
             members = [
-                (await stack.enter_async_context(source.watch_proxy(node_id)), owned)
+                (await stack.enter_async_context(source.watch_proxy(node_id, metadata)), owned)
                 for source, owned in self._members
             ]
             watch = CompositeWatch(primary, frozenset(self._routes), members)

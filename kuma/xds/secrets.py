@@ -17,6 +17,7 @@ from typing import Protocol
 
 import anyio
 
+from .proxy_metadata import NO_METADATA, ProxyMetadata
 from .snapshot import VersionedResource
 from .source import ProxyWatch
 
@@ -26,7 +27,9 @@ _NONE: Mapping[str, VersionedResource] = {}
 class SecretSource(Protocol):
     """A :class:`~kuma.xds.source.ConfigSource` for SDS secrets (type URL ``SECRET``)."""
 
-    def watch_proxy(self, node_id: str) -> AbstractAsyncContextManager[ProxyWatch]:
+    def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+    ) -> AbstractAsyncContextManager[ProxyWatch]:
         """Follow one proxy's secrets; the watch's ``known`` is not read (the primary source
         says whether the proxy is known)."""
         ...
@@ -65,5 +68,7 @@ class EmptySecretSource:
     """No secrets for anyone (mTLS is not built yet)."""
 
     @asynccontextmanager
-    async def watch_proxy(self, node_id: str) -> AsyncIterator[ProxyWatch]:
+    async def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+    ) -> AsyncIterator[ProxyWatch]:
         yield _EmptyWatch(node_id)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
+from .proxy_metadata import NO_METADATA, ProxyMetadata
 from .snapshot import VersionedResource
 
 
@@ -39,8 +40,11 @@ class ProxyWatch(Protocol):
 
 
 class ConfigSource(Protocol):
-    def watch_proxy(self, node_id: str) -> AbstractAsyncContextManager[ProxyWatch]:
-        """Follow one proxy (``<mesh>.<name>``) for as long as the context is open."""
+    def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+    ) -> AbstractAsyncContextManager[ProxyWatch]:
+        """Follow one proxy (``<mesh>.<name>``) for as long as the context is open;
+        ``metadata`` is what its node said about itself when the stream opened."""
         ...
 
 

@@ -24,6 +24,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub
 from kuma.xds.snapshot import VersionedResource, versioned
 from kuma.xds.source import ConfigSource
@@ -130,6 +131,8 @@ class FakeSource:
     def __init__(self) -> None:
         self.proxies: dict[str, FakeProxy] = {}
         self.opened: list[str] = []
+        #: The metadata each opened watch was given, by node id (the latest).
+        self.metadata: dict[str, ProxyMetadata] = {}
         self._opened_event = anyio.Event()
 
     def proxy(self, node_id: str = NODE, *, known: bool = True) -> FakeProxy:
@@ -139,11 +142,14 @@ class FakeSource:
         return proxy
 
     @asynccontextmanager
-    async def watch_proxy(self, node_id: str) -> AsyncIterator[FakeWatch]:
+    async def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+    ) -> AsyncIterator[FakeWatch]:
         proxy = self.proxy(node_id, known=False)
         watch = FakeWatch(proxy)
         proxy.watches.append(watch)
         self.opened.append(node_id)
+        self.metadata[node_id] = metadata
         self._opened_event.set()
         self._opened_event = anyio.Event()
         try:
@@ -223,12 +229,17 @@ class _Client:
         self.finished = False
         self.error: GRPCError | None = None
         self._first = True
+        #: Node metadata sent with the first request (what kuma-dp's bootstrap puts there).
+        self.node_metadata: dict[str, Any] = {}
 
     def _node(self) -> Any:
         # node only on the first request, as Envoy does: the server must keep it.
         if self._first:
             self._first = False
-            return node(self.node_id)
+            built = node(self.node_id)
+            if self.node_metadata:
+                built.metadata.update(self.node_metadata)
+            return built
         return None
 
     async def _recv(self) -> Any:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from envoy.config.listener.v3.listener_pb2 import Listener
+from envoy.extensions.filters.udp.dns_filter.v3.dns_filter_pb2 import DnsFilterConfig
+
 from kuma.resources import Dataplane, MeshVips, ResourceMeta, from_document
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
-from kuma.xds.generate import types
+from kuma.xds.engine.subscription import Subscription
+from kuma.xds.generate import StaticMeshView, generate_proxy, names, types
+from kuma.xds.proxy_metadata import ProxyMetadata
 
 _META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
 
@@ -107,3 +112,39 @@ def test_allocations_are_per_mesh() -> None:
     engine.apply_now([event(MeshVips(name="default", vips={"web": "240.0.0.7"}))])
     # Its own service too (Kuma does the same: a proxy may call its own service by VIP).
     assert vip_listeners(engine, "default.web-1") == {"outbound:240.0.0.7:80"}
+
+
+def test_a_transparent_proxy_with_a_dns_port_gets_kuma_dns_and_new_vips_reach_it() -> None:
+    engine = Engine()
+    web = dataplane("web-1", "web", transparent=True)
+    engine.apply_now([event(web), event(dataplane("a", "api"))])
+    dns = ProxyMetadata(dns_port=15053)
+    tp = engine.subscribe("default.web-1", dns)
+    plain = engine.subscribe("default.a", dns)  # not transparent: no DNS listener
+    assert names.DNS_LISTENER not in plain.resources(types.LISTENER)
+    assert _dns_names(tp) == set()
+    tp.take_changes()
+
+    vips = MeshVips(name="default", vips={"api": "240.0.0.1", "web": "240.0.0.2"})
+    engine.apply_now([event(vips)])
+    assert names.DNS_LISTENER in tp.take_changes()[types.LISTENER]
+    assert _dns_names(tp) == {"api.mesh", "web.mesh"}
+    # What the engine assembled is what generation from scratch gives.
+    view = StaticMeshView([web, dataplane("a", "api")], vips=vips.vips)
+    scratch = generate_proxy(web, view, 9901, dns_port=15053)[types.LISTENER]
+    served = tp.resources(types.LISTENER)[names.DNS_LISTENER]
+    assert served.body == scratch[names.DNS_LISTENER].SerializeToString(deterministic=True)
+
+    # A second stream whose kuma-dp runs without DNS: the latest metadata wins.
+    again = engine.subscribe("default.web-1")
+    assert names.DNS_LISTENER not in again.resources(types.LISTENER)
+    assert names.DNS_LISTENER in tp.take_changes()[types.LISTENER]
+
+
+def _dns_names(subscription: Subscription) -> set[str]:
+    listener = subscription.resources(types.LISTENER).get(names.DNS_LISTENER)
+    if listener is None:
+        return set()
+    config = DnsFilterConfig()
+    Listener.FromString(listener.body).listener_filters[0].typed_config.Unpack(config)
+    return {d.name for d in config.server_config.inline_dns_table.virtual_domains}

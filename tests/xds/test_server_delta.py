@@ -19,6 +19,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
 from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.server.service import DELTA_METHOD
 
 from .fakes import (
@@ -481,6 +482,15 @@ async def test_node_is_kept_from_the_first_request() -> None:
         await client.send(LISTENER)
         assert (await client.recv()).type_url == LISTENER
         assert source.opened == [NODE]
+
+
+async def test_the_nodes_metadata_reaches_the_source() -> None:
+    source = FakeSource()
+    source.proxy().put(CLUSTER, "a")
+    async with ads_channel(source) as channel, delta_stream(channel) as client:
+        client.node_metadata = {"dataplane.dns.port": "15053"}
+        await start(client, CLUSTER)
+        assert source.metadata[NODE] == ProxyMetadata(dns_port=15053)
 
 
 @pytest.mark.parametrize(

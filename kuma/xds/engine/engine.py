@@ -30,6 +30,7 @@ import msgspec
 from kuma.store import ResourceEvent, Store, Synced, WatchItem
 from kuma.xds import types
 from kuma.xds.node_id import parse_node_id
+from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 
 from .assemble import NO_SUBSETS, assemble, destinations_of
@@ -99,7 +100,12 @@ class Engine:
             new = None
         else:
             assembly = assemble(
-                dataplane, mesh, self.default_admin_port, self._interner, self._shared
+                dataplane,
+                mesh,
+                self.default_admin_port,
+                self._interner,
+                self._shared,
+                dns_port=record.metadata.dns_port,
             )
             record.resources = new = assembly.resources
             record.subsets = assembly.subsets
@@ -112,13 +118,19 @@ class Engine:
             return True
         return False
 
-    def subscribe(self, node_id: str) -> Subscription:
-        """Start following a proxy (ValueError for a malformed node id)."""
+    def subscribe(self, node_id: str, metadata: ProxyMetadata = NO_METADATA) -> Subscription:
+        """Start following a proxy (ValueError for a malformed node id). A stream whose node
+        says something new about the proxy (kuma-dp restarted with another DNS port)
+        re-assembles it: the latest stream's metadata wins."""
         mesh, name = parse_node_id(node_id)
         record = self._index.get(node_id)
         if record is None:
             record = ProxyRecord(node_id, mesh, name)
+            record.metadata = metadata
             self._index.add(record)
+            self._assemble(record)
+        elif record.metadata != metadata:
+            record.metadata = metadata
             self._assemble(record)
         subscription = Subscription(record)
         record.subscribers.append(subscription)
@@ -135,9 +147,11 @@ class Engine:
         self._changed_at.pop(record.node_id, None)
 
     @asynccontextmanager
-    async def watch_proxy(self, node_id: str) -> AsyncIterator[Subscription]:
+    async def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+    ) -> AsyncIterator[Subscription]:
         """``kuma.xds.source.ConfigSource``: follow a proxy while the context is open."""
-        subscription = self.subscribe(node_id)
+        subscription = self.subscribe(node_id, metadata)
         try:
             yield subscription
         finally:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 import anyio
 
 from kuma.xds.generate.destination import Destination
+from kuma.xds.proxy_metadata import NO_METADATA
 from kuma.xds.snapshot import VersionedResource
 
 from .assemble import NO_SUBSETS, ProxyResources
@@ -19,6 +20,7 @@ class ProxyRecord:
 
     __slots__ = (
         "mesh",
+        "metadata",
         "name",
         "node_id",
         "outbound_services",
@@ -40,6 +42,8 @@ class ProxyRecord:
         self.subscribers: list[Subscription] = []
         #: The destinations of each service it reaches through a subset (``Assembly.subsets``).
         self.subsets: Mapping[str, tuple[Destination, ...]] = NO_SUBSETS
+        #: What the node of its latest stream said (kuma-dp's DNS port).
+        self.metadata = NO_METADATA
 
     def notify(self, changes: Mapping[str, Iterable[str]]) -> None:
         for subscriber in self.subscribers:

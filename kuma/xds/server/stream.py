@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped, 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from kuma.xds.proxy_metadata import proxy_metadata
 from kuma.xds.source import ConfigSource, ProxyWatch
 from kuma.xds.types import SHORT_NAMES
 
@@ -111,8 +112,9 @@ async def run_stream(
             # Envoy's first request carries its whole node (61 KB for Envoy 1.40: every
             # extension listed); kept alive for the stream's lifetime it tripled the memory of
             # a connection.
+            metadata = proxy_metadata(first.node)
             del first
-            async with source.watch_proxy(node_id) as watch:
+            async with source.watch_proxy(node_id, metadata) as watch:
                 with _wait_ticket(waiting, stream, node_id, flavour, known=watch.known) as ticket:
                     session = _Session(stream, state, watch, observer, node_id, types, ticket)
                     if reply is not None:
