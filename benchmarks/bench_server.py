@@ -30,7 +30,7 @@ from grpclib.client import Channel
 from grpclib.testing import ChannelFor
 
 from kuma.xds.generate.types import ENDPOINT
-from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
+from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub, NoopObserver, serve
 from kuma.xds.server.observer import Flavour
 from kuma.xds.snapshot import VersionedResource, versioned
@@ -85,7 +85,7 @@ class _Source:
 
     @asynccontextmanager
     async def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AsyncIterator[_Watch]:
         yield self.watch
 

@@ -38,7 +38,7 @@ from kuma.xds.engine.mesh_state import MeshState
 from kuma.xds.engine.subscription import ProxyRecord, Subscription
 from kuma.xds.generate import generate_proxy, types
 from kuma.xds.node_id import parse_node_id
-from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
+from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.server import serve
 from kuma.xds.snapshot import VersionedResource, versioned
 
@@ -98,7 +98,7 @@ class BaselineSource:
 
     @asynccontextmanager
     async def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AsyncIterator[Subscription]:
         mesh, name = parse_node_id(node_id)
         record = self._proxies.get(node_id)

@@ -16,7 +16,7 @@ import anyio
 
 from kuma.xds.generate import types
 from kuma.xds.generate.tls import identity_secret, mesh_ca_secret
-from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
+from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.snapshot import VersionedResource, versioned
 
 from .authority import MeshCa
@@ -97,7 +97,7 @@ class MtlsSecretSource:
 
     @asynccontextmanager
     async def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AsyncIterator[SecretWatch]:
         watch = SecretWatch(self, node_id)
         first = node_id not in self._watches

@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 
-from .proxy_metadata import NO_METADATA, ProxyMetadata
+from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
 from .source import ConfigSource, ListenableWatch, ProxyWatch
 
@@ -35,7 +35,7 @@ class CompositeSource:
 
     @asynccontextmanager
     async def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AsyncIterator[ProxyWatch]:
         async with AsyncExitStack() as stack:
             primary = await stack.enter_async_context(self._primary.watch_proxy(node_id, metadata))

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import anyio
 
-from .proxy_metadata import NO_METADATA, ProxyMetadata
+from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
 from .source import ProxyWatch
 
@@ -28,7 +28,7 @@ class SecretSource(Protocol):
     """A :class:`~kuma.xds.source.ConfigSource` for SDS secrets (type URL ``SECRET``)."""
 
     def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AbstractAsyncContextManager[ProxyWatch]:
         """Follow one proxy's secrets; the watch's ``known`` is not read (the primary source
         says whether the proxy is known)."""
@@ -69,6 +69,6 @@ class EmptySecretSource:
 
     @asynccontextmanager
     async def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AsyncIterator[ProxyWatch]:
         yield _EmptyWatch(node_id)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
-from .proxy_metadata import NO_METADATA, ProxyMetadata
+from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
 
 
@@ -41,10 +41,13 @@ class ProxyWatch(Protocol):
 
 class ConfigSource(Protocol):
     def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AbstractAsyncContextManager[ProxyWatch]:
-        """Follow one proxy (``<mesh>.<name>``) for as long as the context is open;
-        ``metadata`` is what its node said about itself when the stream opened."""
+        """Follow one proxy (``<mesh>.<name>``) for as long as the context is open.
+
+        ``metadata``: what the proxy's node said about itself when its stream opened; None for
+        a reader that is not the proxy (the served-config page), which sees the proxy as its
+        own stream made it."""
         ...
 
 

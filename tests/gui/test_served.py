@@ -17,6 +17,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from kuma.inspect import REDACTED, served_config
 from kuma.inspect.served import redact
+from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.snapshot import VersionedResource, versioned
 from kuma.xds.types import SECRET
 
@@ -33,7 +34,9 @@ class OneSecret:
         self.known = True
 
     @asynccontextmanager
-    async def watch_proxy(self, node_id: str) -> AsyncIterator[OneSecret]:
+    async def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata | None = None
+    ) -> AsyncIterator[OneSecret]:
         self.watched.append(node_id)
         yield self
 

@@ -24,7 +24,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
 from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
+from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub
 from kuma.xds.snapshot import VersionedResource, versioned
 from kuma.xds.source import ConfigSource
@@ -132,7 +132,7 @@ class FakeSource:
         self.proxies: dict[str, FakeProxy] = {}
         self.opened: list[str] = []
         #: The metadata each opened watch was given, by node id (the latest).
-        self.metadata: dict[str, ProxyMetadata] = {}
+        self.metadata: dict[str, ProxyMetadata | None] = {}
         self._opened_event = anyio.Event()
 
     def proxy(self, node_id: str = NODE, *, known: bool = True) -> FakeProxy:
@@ -143,7 +143,7 @@ class FakeSource:
 
     @asynccontextmanager
     async def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AsyncIterator[FakeWatch]:
         proxy = self.proxy(node_id, known=False)
         watch = FakeWatch(proxy)

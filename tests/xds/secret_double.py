@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio
 from envoy.extensions.transport_sockets.tls.v3.secret_pb2 import Secret
 
-from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
+from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.snapshot import VersionedResource, versioned
 from kuma.xds.types import SECRET
 
@@ -86,7 +86,7 @@ class SecretsDouble:
 
     @asynccontextmanager
     async def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AsyncIterator[SecretWatch]:
         watch = SecretWatch(self, node_id)
         self.watches.setdefault(node_id, []).append(watch)

@@ -12,7 +12,7 @@ from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
 from kuma.xds.engine.subscription import Subscription
 from kuma.xds.generate import StaticMeshView, generate_proxy, names, types
-from kuma.xds.proxy_metadata import ProxyMetadata
+from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 
 _META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
 
@@ -135,8 +135,13 @@ def test_a_transparent_proxy_with_a_dns_port_gets_kuma_dns_and_new_vips_reach_it
     served = tp.resources(types.LISTENER)[names.DNS_LISTENER]
     assert served.body == scratch[names.DNS_LISTENER].SerializeToString(deterministic=True)
 
+    # A reader that is not the proxy (the served-config page) changes nothing.
+    reader = engine.subscribe("default.web-1", None)
+    assert names.DNS_LISTENER in reader.resources(types.LISTENER)
+    engine.unsubscribe(reader)
+    assert tp.take_changes() == {}
     # A second stream whose kuma-dp runs without DNS: the latest metadata wins.
-    again = engine.subscribe("default.web-1")
+    again = engine.subscribe("default.web-1", NO_METADATA)
     assert names.DNS_LISTENER not in again.resources(types.LISTENER)
     assert names.DNS_LISTENER in tp.take_changes()[types.LISTENER]
 

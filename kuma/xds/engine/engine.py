@@ -118,18 +118,19 @@ class Engine:
             return True
         return False
 
-    def subscribe(self, node_id: str, metadata: ProxyMetadata = NO_METADATA) -> Subscription:
+    def subscribe(self, node_id: str, metadata: ProxyMetadata | None = None) -> Subscription:
         """Start following a proxy (ValueError for a malformed node id). A stream whose node
         says something new about the proxy (kuma-dp restarted with another DNS port)
-        re-assembles it: the latest stream's metadata wins."""
+        re-assembles it: the latest stream's metadata wins. A reader that is not the proxy
+        (``metadata`` None) changes nothing."""
         mesh, name = parse_node_id(node_id)
         record = self._index.get(node_id)
         if record is None:
             record = ProxyRecord(node_id, mesh, name)
-            record.metadata = metadata
+            record.metadata = metadata or NO_METADATA
             self._index.add(record)
             self._assemble(record)
-        elif record.metadata != metadata:
+        elif metadata is not None and record.metadata != metadata:
             record.metadata = metadata
             self._assemble(record)
         subscription = Subscription(record)
@@ -148,7 +149,7 @@ class Engine:
 
     @asynccontextmanager
     async def watch_proxy(
-        self, node_id: str, metadata: ProxyMetadata = NO_METADATA
+        self, node_id: str, metadata: ProxyMetadata | None = None
     ) -> AsyncIterator[Subscription]:
         """``kuma.xds.source.ConfigSource``: follow a proxy while the context is open."""
         subscription = self.subscribe(node_id, metadata)
