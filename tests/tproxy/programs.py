@@ -5,6 +5,7 @@ resolver loop that reports when a name first resolves through the system's resol
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import socket
 import sys
@@ -73,6 +74,36 @@ def resolve(name: str, timeout: float) -> int:
     return 1
 
 
+def hammer(name: str, server: str, seconds: float) -> int:
+    """Ask ``server``:53 for ``name`` (A) back to back for ``seconds``, one query in flight,
+    0.5 s timeout each; print how many were asked, answered and lost."""
+    asked = answered = lost = 0
+    deadline = time.monotonic() + seconds
+    print("hammering", flush=True)
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+        contextlib.suppress(KeyboardInterrupt),
+    ):
+        sock.settimeout(0.5)
+        while time.monotonic() < deadline:
+            query = dns.message.make_query(name, "A")
+            sock.sendto(query.to_wire(), (server, 53))
+            try:
+                while True:
+                    reply = dns.message.from_wire(sock.recv(4096))
+                    if reply.id == query.id:
+                        break
+            except TimeoutError:
+                asked, lost = asked + 1, lost + 1
+                continue
+            # Counted once complete: an interrupted query is not a lost one.
+            asked += 1
+            if reply.answer:
+                answered += 1
+    print(f"asked {asked} answered {answered} lost {lost}", flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -86,11 +117,17 @@ def main() -> int:
     resolve_cmd = sub.add_parser("resolve")
     resolve_cmd.add_argument("name")
     resolve_cmd.add_argument("--timeout", type=float, default=30.0)
+    hammer_cmd = sub.add_parser("hammer")
+    hammer_cmd.add_argument("name")
+    hammer_cmd.add_argument("--server", required=True)
+    hammer_cmd.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     if args.what == "dns":
         serve_dns(args.port, dict(r.split("=", 1) for r in args.records))
     elif args.what == "http":
         serve_http(args.bind, args.port, args.identity)
+    elif args.what == "hammer":
+        return hammer(args.name, args.server, args.seconds)
     else:
         return resolve(args.name, args.timeout)
     return 0
