@@ -10,9 +10,11 @@ Tests run in file order on one module-wide setup; the last one undoes the instal
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 import signal
+import subprocess
 import sys
 import sysconfig
 import time
@@ -94,6 +96,8 @@ class VmMesh:
                 "http ready",
             )
         self.store = tmp / "store"
+        self.store.mkdir()
+        self.signing_key = _signing_key(tmp, self.store)
         env = {
             "KUMA_STORE_TYPE": "directory",
             "KUMA_STORE_DIRECTORY_PATH": str(self.store),
@@ -143,11 +147,16 @@ class VmMesh:
         dataplane = DATAPLANE.format(
             name=name, address=address, admin=ADMIN_PORT, port=8080, service=service
         )
+        # Inline: the kuma-dp user cannot read the test's temporary folder.
+        token = _kumactl(
+            "generate", "dataplane-token", "--name", name, "--valid-for", "1h",
+            "--signing-key-path", str(self.signing_key), "--kid", "1",
+        ).strip()  # fmt: skip
         argv = [
             "setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
             str(BIN / "kuma-dp"), "run", "--cp-address", f"http://{vm_gateway(address)}:"
             f"{self.dp_port}", "--dataplane", dataplane, "--drain-time", "1s",
-            "--binary-path", str(ENVOY),
+            "--binary-path", str(ENVOY), "--dataplane-token", token,
             "--concurrency", "1",
         ]  # fmt: skip
         process = ManagedProcess(vm.argv(*argv))
@@ -182,6 +191,27 @@ class VmMesh:
             if process in (self.cp, self.web_dp, self.backend_dp) and code not in (0, None):
                 problems.append(f"{process.argv} exited {code}:\n{process.output()[-3000:]}")
         return problems
+
+
+def _kumactl(*args: str) -> str:
+    done = subprocess.run([KUMACTL, *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _signing_key(tmp: Path, store: Path) -> Path:
+    """A dataplane-token signing key, dropped into the store as the mesh's key Secret (mode
+    0600) before kuma-cp starts, so tokens can be signed offline (as tests/e2e does)."""
+    key = tmp / "signing-key.pem"
+    key.write_text(_kumactl("generate", "signing-key", "--format", "pem"))
+    key.chmod(0o600)
+    secret = store / "signing-key.yaml"
+    secret.touch(mode=0o600)
+    secret.write_text(
+        "type: Secret\nmesh: default\nname: dataplane-token-signing-key-default-1\n"
+        f"data: {base64.b64encode(key.read_bytes()).decode()}\n"
+    )
+    return key
 
 
 def vm_gateway(address: str) -> str:
