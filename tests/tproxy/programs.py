@@ -52,7 +52,11 @@ def serve_http(bind: str, port: int, identity: str) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((bind, port), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        # "::" takes IPv6 and (IPv4-mapped) IPv4 connections alike.
+        address_family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+
+    server = Server((bind, port), Handler)
     print(f"http ready on {bind}:{port}", flush=True)
     server.serve_forever(poll_interval=0.05)
 
@@ -104,6 +108,18 @@ def hammer(name: str, server: str, seconds: float) -> int:
     return 0
 
 
+def query(name: str, server: str) -> int:
+    """One A query for ``name`` to ``server``:53 (IPv4 or IPv6); print the addresses."""
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2.0)
+        sock.sendto(dns.message.make_query(name, "A").to_wire(), (server, 53))
+        reply = dns.message.from_wire(sock.recv(4096))
+    addresses = [item.to_text() for rrset in reply.answer for item in rrset]
+    print(f"answer {dns.rcode.to_text(reply.rcode())} {' '.join(addresses)}", flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -121,11 +137,16 @@ def main() -> int:
     hammer_cmd.add_argument("name")
     hammer_cmd.add_argument("--server", required=True)
     hammer_cmd.add_argument("--seconds", type=float, default=5.0)
+    query_cmd = sub.add_parser("query")
+    query_cmd.add_argument("name")
+    query_cmd.add_argument("--server", required=True)
     args = parser.parse_args()
     if args.what == "dns":
         serve_dns(args.port, dict(r.split("=", 1) for r in args.records))
     elif args.what == "http":
         serve_http(args.bind, args.port, args.identity)
+    elif args.what == "query":
+        return query(args.name, args.server)
     elif args.what == "hammer":
         return hammer(args.name, args.server, args.seconds)
     else:

@@ -3,6 +3,7 @@ the test (root): exact uninstall, idempotent install, dry runs, both IP families
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -155,3 +156,33 @@ def test_bad_flags_are_reported(netns_factory: Callable[[], Netns]) -> None:
     assert done.returncode == 1
     assert "Error: --exclude-outbound-ports: 'http' is not a port number" in done.stderr
     assert vm.save("iptables-save") == ""
+
+
+def test_the_legacy_backend(netns_factory: Callable[[], Netns], tmp_path: Path) -> None:
+    """On a host whose ``iptables`` is iptables-legacy, the same install and exact uninstall go
+    through the legacy tools (and leave the nf_tables ruleset alone)."""
+    legacy = tmp_path / "legacy-bin"
+    legacy.mkdir()
+    for family in ("iptables", "ip6tables"):
+        for suffix in ("", "-save", "-restore"):
+            target = Path("/usr/sbin") / f"{family}-legacy{suffix}"
+            if not target.exists():
+                pytest.skip(f"no {target} (Debian's iptables package has it)")
+            (legacy / f"{family}{suffix}").symlink_to(target)
+    env = {"PATH": f"{legacy}:{os.environ.get('PATH', '')}"}
+    vm = _dual_stack(netns_factory)
+    vm.run("iptables-legacy-restore", "--noflush", input=HOST_RULES_V4)
+    vm.run("ip6tables-legacy-restore", "--noflush", input=HOST_RULES_V6)
+    before = vm.save("iptables-legacy-save"), vm.save("ip6tables-legacy-save")
+    nft_before = vm.save("iptables-nft-save")
+
+    out = vm.run(*INSTALL, "--redirect-all-dns-traffic", "--verbose", env=env).stdout
+    assert "legacy backend" in out
+    installed = vm.save("iptables-legacy-save"), vm.save("ip6tables-legacy-save")
+    assert all(":KUMA_MESH_OUTBOUND -" in saved for saved in installed)
+    vm.run(*INSTALL, "--redirect-all-dns-traffic", env=env)
+    assert (vm.save("iptables-legacy-save"), vm.save("ip6tables-legacy-save")) == installed
+    assert vm.save("iptables-nft-save") == nft_before
+
+    vm.run(KUMACTL, "uninstall", "transparent-proxy", env=env)
+    assert (vm.save("iptables-legacy-save"), vm.save("ip6tables-legacy-save")) == before
