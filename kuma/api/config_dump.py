@@ -48,11 +48,11 @@ def _sorted(resources: Iterable[VersionedResource]) -> list[VersionedResource]:
 
 def config_dump(resources: Callable[[str], Iterable[VersionedResource]]) -> dict[str, Any]:
     """Envoy's ConfigDump of the resources ``resources(type_url)`` returns."""
-    clusters = config_dump_pb2.ClustersConfigDump()
+    clusters = config_dump_shared_pb2.ClustersConfigDump()
     for r in _sorted(resources(types.CLUSTER)):
         entry = clusters.dynamic_active_clusters.add(version_info=r.version)
         entry.cluster.Pack(_parse(cluster_pb2.Cluster, r))
-    endpoints = config_dump_pb2.EndpointsConfigDump()
+    endpoints = config_dump_shared_pb2.EndpointsConfigDump()
     for r in _sorted(resources(types.ENDPOINT)):
         entry = endpoints.dynamic_endpoint_configs.add(version_info=r.version)
         entry.endpoint_config.Pack(_parse(endpoint_pb2.ClusterLoadAssignment, r))
