@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-WAIT = 20.0
+WAIT = 30.0  # generous: CI shares two cores with Envoys and kuma-cp
 
 
 def browser_missing() -> str | None:
