@@ -164,6 +164,15 @@ def open_first_cluster(driver: WebDriver) -> bool:
     return True
 
 
+def set_hidden(driver: WebDriver, *, hidden: bool) -> None:
+    """What the browser does when the tab goes to the background (headless tabs never do)."""
+    driver.execute_script(
+        "Object.defineProperty(document, 'hidden', {value: arguments[0], configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'));",
+        hidden,
+    )
+
+
 def mark_page(driver: WebDriver) -> None:
     driver.execute_script("window.__sameDocument = true;")
 
@@ -243,6 +252,14 @@ def test_a_dropped_file_appears_live_and_a_broken_file_is_a_store_problem(
     assert count.startswith("Showing 1"), count
     assert count.endswith("of 2 Dataplanes (3 in the mesh)"), count
     assert "backend-0" in browser.current_url  # the filter is kept in the address
+
+    # A hidden tab lets go of its stream; shown again, it reconnects and reads afresh.
+    set_hidden(browser, hidden=True)
+    wait_until(browser, lambda d: "Paused" in text_of(d, "#live"), "the paused indicator")
+    cluster.define("backend-03", "backend")
+    set_hidden(browser, hidden=False)
+    wait_until(browser, lambda d: "Live" in text_of(d, "#live"), "the stream back")
+    wait_until(browser, lambda d: row_status(d, "backend-03") == "offline", "backend-03 listed")
 
     browser.find_element(By.CSS_SELECTOR, '[data-nav="overview"]').click()
     wait_until(browser, lambda d: d.find_elements(By.ID, "store-healthy"), "a healthy store")

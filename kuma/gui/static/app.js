@@ -53,10 +53,12 @@ function refresh() {
   }, 150);
 }
 
+let source = null;
+
 function connect() {
   const live = document.getElementById("live");
   const say = (state, text) => { live.className = `live ${state}`; live.querySelector(".text").textContent = text; };
-  const source = new EventSource("/gui/events");
+  source = new EventSource("/gui/events");
   source.addEventListener("changes", (event) => {
     const notices = JSON.parse(event.data);
     if (notices.some((n) => n.kind === "hello")) say("on", "Live");
@@ -66,6 +68,21 @@ function connect() {
   // and every view re-reads on it.
   source.addEventListener("error", () => say("off", "Reconnecting…"));
 }
+
+// A hidden tab lets go of its stream: browsers allow few connections per host over HTTP/1.1,
+// and an operator's forgotten tabs must not starve the one in front. Shown again, it
+// reconnects and the "hello" makes the view read everything afresh.
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden && source) {
+    source.close();
+    source = null;
+    const live = document.getElementById("live");
+    live.className = "live";
+    live.querySelector(".text").textContent = "Paused while hidden";
+  } else if (!document.hidden && !source) {
+    connect();
+  }
+});
 
 // history.replaceState (the mesh view keeping its filters in the address) fires no hashchange:
 // only a real navigation builds a new view.
