@@ -60,3 +60,50 @@ def test_a_restart_on_etcd_keeps_the_mesh_and_creates_nothing(
             assert cp.count("created the default mesh") == (1 if run == 0 else 0)
         finally:
             assert cp.stop() == 0
+
+
+def test_two_processes_create_a_mesh_ca_once(
+    etcd_server: EtcdServer, etcd_prefix: str, tmp_path: Path
+) -> None:
+    """Mesh mTLS with a builtin CA, two kuma-cp on one etcd: one certificate and one key
+    Secret, written by one of them; both use that CA."""
+    mesh = Mesh(
+        name="secure",
+        mtls={
+            "enabledBackend": "ca-1",
+            "backends": [
+                {"name": "ca-1", "type": "builtin", "conf": {"caCert": {"RSAbits": 2048}}}
+            ],
+        },
+    )
+
+    async def create_mesh() -> None:
+        async with etcd_store(etcd_server.endpoint, etcd_prefix) as store:
+            await store.create(mesh)
+
+    anyio.run(create_mesh)
+    env = etcd_env(etcd_server, etcd_prefix)
+    first, second = kuma_cp(None, env=env, cwd=tmp_path), kuma_cp(None, env=env, cwd=tmp_path)
+    try:
+        for cp in (first, second):
+            cp.wait_for_line("kuma-cp is ready", timeout=60)
+
+        async def secrets() -> list[str]:
+            async with etcd_store(etcd_server.endpoint, etcd_prefix) as store:
+                with anyio.fail_after(60):
+                    while True:
+                        page = await store.list("Secret", mesh="secure")
+                        # (The mesh's dataplane-token signing key is a Secret too.)
+                        names = sorted(s.key.name for s in page.items if ".ca-" in s.key.name)
+                        if len(names) >= 2:
+                            return names
+                        await anyio.sleep(0.1)
+
+        assert anyio.run(secrets) == ["secure.ca-builtin-cert-ca-1", "secure.ca-builtin-key-ca-1"]
+        # Only one of them created it (the other lost the atomic create and wrote nothing).
+        assert first.count("CA created") + second.count("CA created") == 1
+        for cp in (first, second):
+            assert "PRIVATE KEY" not in cp.output()
+    finally:
+        codes = [first.stop(), second.stop()]
+    assert codes == [0, 0]
