@@ -19,6 +19,7 @@ from aiohttp_sse import sse_response
 from kuma.api import ApiError
 
 from .assets import SECURITY_HEADERS, Asset
+from .feed import FeedSubscriber
 from .views import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, DataplaneFilter
 
 BASE = "/gui"
@@ -92,7 +93,7 @@ def asset_routes(assets: dict[str, Asset]) -> list[web.RouteDef]:
     ]
 
 
-async def stream_events(request: web.Request, subscriber: Any) -> web.StreamResponse:
+async def stream_events(request: web.Request, subscriber: FeedSubscriber) -> web.StreamResponse:
     """Send each batch of notices as one ``changes`` event until the page goes away or the
     feed closes (kuma-cp stopping). The first event says the stream is live, so a page that
     reconnected knows to read everything again. A page that left mid-write is nobody's error."""
@@ -102,7 +103,7 @@ async def stream_events(request: web.Request, subscriber: Any) -> web.StreamResp
     return response
 
 
-async def _stream(request: web.Request, subscriber: Any) -> web.StreamResponse:
+async def _stream(request: web.Request, subscriber: FeedSubscriber) -> web.StreamResponse:
     async with sse_response(request, ping_interval=PING_INTERVAL) as events:
         async with anyio.create_task_group() as tg:
 

@@ -244,7 +244,10 @@ def test_a_dropped_file_appears_live_and_a_broken_file_is_a_store_problem(
     wait_until(browser, lambda d: row_status(d, "backend-02") == "offline", "backend-02 listed")
 
     # The filter runs on the server: only matching rows come back.
-    box = browser.find_element(By.ID, "filter-name")
+    # "/" jumps to the name filter from anywhere on the page; typing there filters.
+    browser.find_element(By.TAG_NAME, "body").send_keys("/")
+    box = browser.switch_to.active_element
+    assert box.get_attribute("id") == "filter-name"
     box.send_keys("backend-0")
     wait_until(browser, lambda d: row_status(d, "web-01") is None, "web-01 filtered out")
     assert row_status(browser, "backend-02") == "offline"
