@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 from kuma.gui.feed import LiveFeed
 from kuma.gui.propagation import CHANGES_KEPT, PROXIES_LISTED, PropagationLog
+from kuma.metrics import Metrics
 from kuma.resources import Dataplane, ResourceMeta
 from kuma.store import Operation, ResourceEvent
+from kuma.xds.types import CLUSTER
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -63,3 +65,15 @@ def test_history_and_listed_proxies_are_bounded() -> None:
     assert changes[0]["proxies"] == 20
     assert len(changes[0]["slowest"]) == PROXIES_LISTED
     assert changes[0]["slowest"][0] == {"proxy": "default.p19", "seconds": 0.019}
+
+
+def test_metrics_hand_each_measurement_to_the_gui() -> None:
+    """The hook the runtime wires (``metrics.on_propagation = gui.on_propagation``): every
+    propagation the histogram observes is handed over with its proxy."""
+    stamps = {"default.a": 10.0}
+    metrics = Metrics(change_times=lambda node: stamps.pop(node, None), clock=lambda: 10.25)
+    heard: list[tuple[str, float]] = []
+    metrics.on_propagation = lambda node, seconds: heard.append((node, seconds))
+    metrics.on_response("default.a", CLUSTER, 1, "n1")
+    metrics.on_response("default.a", CLUSTER, 1, "n2")  # no change pending: nothing measured
+    assert heard == [("default.a", 0.25)]
