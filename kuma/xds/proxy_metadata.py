@@ -12,11 +12,15 @@ log = logging.getLogger("kuma.xds")
 
 #: kuma-dp's DNS port (Kuma's ``FieldDataplaneDNSPort``).
 DNS_PORT_KEY = "dataplane.dns.port"
+#: kuma-dp's readiness reporter port (Kuma's ``FieldDataplaneReadinessPort``).
+READINESS_PORT_KEY = "dataplane.readinessReporter.port"
 
 
 class ProxyMetadata(msgspec.Struct, frozen=True):
     #: The port of the proxy's DNS listener (``kuma:dns``), 0: kuma-dp serves no DNS.
     dns_port: int = 0
+    #: The port of kuma-dp's readiness reporter on 127.0.0.1 (``kuma:readiness``), 0: none.
+    readiness_port: int = 0
 
 
 NO_METADATA = ProxyMetadata()
@@ -27,9 +31,22 @@ def proxy_metadata(node: Any) -> ProxyMetadata:
     if node is None or not node.HasField("metadata"):
         return NO_METADATA
     fields = node.metadata.fields
-    if DNS_PORT_KEY not in fields:
+    if DNS_PORT_KEY not in fields and READINESS_PORT_KEY not in fields:
         return NO_METADATA
-    value = fields[DNS_PORT_KEY]
+    metadata = ProxyMetadata(
+        dns_port=_port(node, DNS_PORT_KEY, "no DNS listener"),
+        readiness_port=_port(node, READINESS_PORT_KEY, "readiness from Envoy"),
+    )
+    return NO_METADATA if metadata == NO_METADATA else metadata
+
+
+def _port(node: Any, key: str, otherwise: str) -> int:
+    """The port under ``key`` (a string, as kuma-dp writes it, or a number); 0 when absent or
+    not a port (logged, with what happens ``otherwise``)."""
+    fields = node.metadata.fields
+    if key not in fields:
+        return 0
+    value = fields[key]
     kind = value.WhichOneof("kind")
     port = -1
     if kind == "string_value" and value.string_value.isdigit():
@@ -38,6 +55,6 @@ def proxy_metadata(node: Any) -> ProxyMetadata:
         port = int(value.number_value)
     if not 0 < port < 65536:
         shown = getattr(value, kind) if kind else None
-        log.warning("node %s: %s=%r is not a port; no DNS listener", node.id, DNS_PORT_KEY, shown)
-        return NO_METADATA
-    return ProxyMetadata(dns_port=port)
+        log.warning("node %s: %s=%r is not a port; %s", node.id, key, shown, otherwise)
+        return 0
+    return port

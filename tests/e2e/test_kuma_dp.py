@@ -106,8 +106,17 @@ class Cluster:
         assert match, line
         self.dp_port = int(match.group(1))
 
-    def kuma_dp(self, name: str, service: str, ports: dict[str, int]) -> ManagedProcess:
+    def kuma_dp(
+        self,
+        name: str,
+        service: str,
+        ports: dict[str, int],
+        *,
+        address: str = "127.0.0.1",
+        drain_time: str = "1s",
+    ) -> ManagedProcess:
         template = TEMPLATE + (OUTBOUND if "outbound" in ports else "")
+        template = template.replace("address: 127.0.0.1", f"address: {address}")
         path = self.tmp / f"{name}.yaml"
         path.write_text(template)
         values = {"name": name, "service": service, **ports}
@@ -117,7 +126,7 @@ class Cluster:
             kumactl("generate", "dataplane-token", "--name", name, "--valid-for", "1h", *offline)
         )
         argv = [sys.executable, "-m", "kuma.dp.cli", "run", "--cp-address",
-                f"http://localhost:{self.dp_port}", "-d", str(path), "--drain-time", "1s",
+                f"http://localhost:{self.dp_port}", "-d", str(path), "--drain-time", drain_time,
                 "--concurrency", "1", "--dataplane-token-file", str(token)]  # fmt: skip
         for key, value in values.items():
             argv += ["-v", f"{key}={value}"]

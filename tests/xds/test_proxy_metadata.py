@@ -27,3 +27,16 @@ def test_absent_metadata_means_no_dns() -> None:
 def test_a_bad_port_is_ignored(value: object, caplog: pytest.LogCaptureFixture) -> None:
     assert proxy_metadata(_node(**{"dataplane.dns.port": value})) is NO_METADATA
     assert "is not a port" in caplog.text
+
+
+def test_readiness_port_from_kuma_dps_string() -> None:
+    node = _node(**{"dataplane.readinessReporter.port": "41234"})
+    assert proxy_metadata(node) == ProxyMetadata(readiness_port=41234)
+    both = _node(**{"dataplane.dns.port": "15053", "dataplane.readinessReporter.port": "9902"})
+    assert proxy_metadata(both) == ProxyMetadata(dns_port=15053, readiness_port=9902)
+
+
+def test_a_bad_readiness_port_leaves_the_dns_port(caplog: pytest.LogCaptureFixture) -> None:
+    node = _node(**{"dataplane.dns.port": "15053", "dataplane.readinessReporter.port": "x"})
+    assert proxy_metadata(node) == ProxyMetadata(dns_port=15053)
+    assert "readiness from Envoy" in caplog.text

@@ -62,9 +62,16 @@ def assemble(
     shared: SharedResources,
     *,
     dns_port: int = 0,
+    readiness_port: int = 0,
 ) -> Assembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
-    parts = proxy_parts(dataplane, mesh, default_admin_port, dns_port=dns_port)
+    parts = proxy_parts(
+        dataplane,
+        mesh,
+        default_admin_port,
+        dns_port=dns_port,
+        readiness_port=readiness_port,
+    )
     for message in parts.own:
         type_url = type_url_of(message)
         name = _resource_name(message)

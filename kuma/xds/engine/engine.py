@@ -106,6 +106,7 @@ class Engine:
                 self._interner,
                 self._shared,
                 dns_port=record.metadata.dns_port,
+                readiness_port=record.metadata.readiness_port,
             )
             record.resources = new = assembly.resources
             record.subsets = assembly.subsets

@@ -230,6 +230,7 @@ def proxy_parts(
     vip_port: int = DEFAULT_VIP_PORT,
     permissions: PermissionLookup | None = None,
     dns_port: int = 0,
+    readiness_port: int = 0,
 ) -> ProxyParts:
     """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``)."""
     own: list[Message] = []
@@ -245,7 +246,7 @@ def proxy_parts(
                 own.append(inbound_listener(dataplane, inbound, mtls))
                 own.append(inbound_cluster(dataplane, inbound))
                 inbounds += 1
-    own.extend(admin_resources(dataplane, default_admin_port))
+    own.extend(admin_resources(dataplane, default_admin_port, readiness_port))
     probe = probe_listener(dataplane)
     if probe is not None:
         own.append(probe)
@@ -283,9 +284,12 @@ def generate_proxy(
     permissions: PermissionLookup | None = None,
     tls_ready: TlsReadiness | None = None,
     dns_port: int = 0,
+    readiness_port: int = 0,
 ) -> Resources:
     """Every resource of one proxy: type URL → resource name → message. ``dns_port``: the
-    port of the proxy's DNS listener (its node metadata ``dataplane.dns.port``), 0 for none.
+    port of the proxy's DNS listener (its node metadata ``dataplane.dns.port``), 0 for none;
+    ``readiness_port``: kuma-dp's readiness reporter (``dataplane.readinessReporter.port``),
+    0 for none (the proxy's ``/ready`` is then Envoy's).
 
     The proxy's own resources first, then its outbound listeners, then the cluster and
     ClusterLoadAssignment of each outbound service (a later resource replaces an earlier one
@@ -299,6 +303,7 @@ def generate_proxy(
         vip_port=vip_port,
         permissions=permissions,
         dns_port=dns_port,
+        readiness_port=readiness_port,
     )
     for message in parts.own:
         _put(result, message)
