@@ -15,6 +15,7 @@ clusters that reference the Secrets (from the Mesh's mTLS settings).
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterable
 
 import anyio
@@ -23,10 +24,13 @@ from kuma.resources import Dataplane
 from kuma.resources.model import SERVICE_TAG
 from kuma.store import Operation, ResourceEvent, Store
 
-from .authority import CaKeeper
+from .authority import CaKeeper, MeshCa
 from .identities import Identities, Need
 from .issuer import WorkloadKeyType
 from .sds import MtlsSecretSource
+
+#: Seconds a proxy holds a certificate of its mesh's CA before it counts as TLS-ready.
+READINESS_GRACE = 2.0
 
 
 def dataplane_tags(dataplane: Dataplane) -> dict[str, set[str]]:
@@ -54,6 +58,7 @@ class MtlsService:
         key_type: WorkloadKeyType = "ECDSA",
         budget: float = 0.02,
         rng: random.Random | None = None,
+        readiness_grace: float = READINESS_GRACE,
     ) -> None:
         self.identities = Identities(key_type=key_type, budget=budget, rng=rng)
         self.source = MtlsSecretSource(self.identities, self._need)
@@ -65,14 +70,36 @@ class MtlsService:
         #: node id → what its certificate must say (every Dataplane in the store: small, and
         #: needed the moment its proxy connects).
         self._needs: dict[str, Need] = {}
+        self._grace = readiness_grace
+        #: node id → (the CA, since when (monotonic) the proxy holds a certificate of it).
+        self._current_since: dict[str, tuple[MeshCa, float]] = {}
+        #: (due (monotonic), mesh, services): readiness to re-check once the grace is over.
+        self._due: list[tuple[float, str, set[str]]] = []
+        self._due_added = anyio.Event()
 
     def identity_ready(self, node_id: str) -> bool:
-        """Whether the proxy holds a certificate of its mesh's current CA (TLS readiness)."""
-        return self.identities.is_current(node_id)
+        """TLS readiness of one proxy: it has held a certificate of its mesh's current CA for
+        ``readiness_grace`` seconds, time for its Envoy to have applied the Secret and warmed
+        its new listeners before clients start speaking mTLS to it (Kuma's readiness comes
+        from insights resynced every few seconds: it lags the same way)."""
+        if not self.identities.is_current(node_id):
+            return False
+        issued = self.identities.issued(node_id)
+        since = self._current_since.get(node_id)
+        if issued is None or since is None or since[0] is not issued.ca:
+            return False
+        return time.monotonic() - since[1] >= self._grace
 
     def _identities_changed(self, nodes: Iterable[str]) -> None:
         nodes = list(nodes)
         self.source.changed(nodes)
+        now = time.monotonic()
+        for node_id in nodes:
+            issued = self.identities.issued(node_id)
+            if issued is None:
+                self._current_since.pop(node_id, None)
+            elif self._current_since.get(node_id, (None,))[0] is not issued.ca:
+                self._current_since[node_id] = (issued.ca, now)
         if self.on_readiness is None:
             return
         touched: dict[str, set[str]] = {}
@@ -82,7 +109,27 @@ class MtlsService:
                 continue
             touched.setdefault(need.mesh, set()).update(dict(need.tags).get(SERVICE_TAG, ()))
         for mesh, names in touched.items():
+            # Now (a proxy that lost its certificate is no longer ready) and after the grace
+            # (one that got one becomes ready).
             self.on_readiness(mesh, names)
+            self._due.append((now + self._grace, mesh, names))
+        if touched:
+            self._due_added.set()
+
+    async def _readiness_timer(self) -> None:
+        while True:
+            if not self._due:
+                self._due_added = anyio.Event()
+                await self._due_added.wait()
+                continue
+            due, mesh, names = self._due[0]
+            delay = due - time.monotonic()
+            if delay > 0:
+                await anyio.sleep(delay)
+                continue
+            self._due.pop(0)
+            if self.on_readiness is not None:
+                self.on_readiness(mesh, names)
 
     def _need(self, node_id: str) -> Need | None:
         return self._needs.get(node_id)
@@ -103,5 +150,6 @@ class MtlsService:
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.identities.run)
+            tg.start_soon(self._readiness_timer)
             await self.keeper.run()
             tg.cancel_scope.cancel()
