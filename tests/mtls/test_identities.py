@@ -19,7 +19,10 @@ from kuma.mtls.ca import CertificateAuthority, generate_root
 from kuma.mtls.identities import Identities, Need
 from kuma.mtls.schedule import RotationSchedule, rotation_time
 from kuma.mtls.sds import MtlsSecretSource
+from kuma.mtls.service import MtlsService
+from kuma.resources import from_document
 from kuma.resources.mtls import BuiltinConf, CaBackend, DpCert, Rotation
+from kuma.store import open_store
 from kuma.xds.generate import types
 
 
@@ -226,3 +229,46 @@ async def test_sds_source_serves_and_marks(authority: CertificateAuthority) -> N
             types.SECRET: {"identity_cert:secret:default", "mesh_ca:secret:default"}
         }
         assert watch.resources(types.SECRET) == {}
+
+
+@pytest.mark.anyio
+async def test_readiness_waits_for_the_grace(authority: CertificateAuthority) -> None:
+    async with open_store("memory", {}) as store:
+        service = MtlsService(store, readiness_grace=1.5)
+        told: list[tuple[str, frozenset[str]]] = []
+        service.on_readiness = lambda mesh, services: told.append((mesh, frozenset(services)))
+        service.keeper.permissive = lambda mesh: True  # type: ignore[method-assign]
+        await store.create(
+            from_document(
+                {
+                    "type": "Dataplane",
+                    "mesh": "default",
+                    "name": "b-1",
+                    "networking": {
+                        "address": "10.0.0.1",
+                        "inbound": [{"port": 1, "tags": {"kuma.io/service": "b"}}],
+                    },
+                }
+            )
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.run)
+            async with service.source.watch_proxy("default.b-1"):
+                with anyio.fail_after(10):
+                    while "default.b-1" not in service._needs:  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                service.source.refresh("default.b-1")
+                service.identities.set_ca("default", mesh_ca(authority))
+                with anyio.fail_after(10):
+                    while not service.identities.is_current("default.b-1"):  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                # Issued, but not ready before the grace: clients keep plaintext meanwhile.
+                assert not service.identity_ready("default.b-1")
+                assert set(told) == {("default", frozenset({"b"}))}
+                before = len(told)
+                # After the grace the engine is told again, and the proxy is ready by then.
+                with anyio.fail_after(10):
+                    while len(told) == before:  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                assert service.identity_ready("default.b-1")
+            tg.cancel_scope.cancel()
