@@ -19,6 +19,7 @@ from .access import access_middleware
 from .errors import ApiError
 from .handlers import CONTEXT, Context, add_routes, json_response
 from .insights import InsightProvider, NoInsights
+from .rules import get_rules
 
 log = logging.getLogger("kuma.api")
 
@@ -102,5 +103,6 @@ def build_app(
     instance_id = settings.instance_id or f"{hostname}-{secrets.token_hex(2)}"
     app.router.add_get("/", _index_handler(hostname, instance_id))
     add_routes(app)
+    app.router.add_get("/meshes/{mesh}/dataplanes/{name}/_rules", get_rules)
     app.router.add_routes(extra_routes)
     return app

@@ -27,6 +27,7 @@ from kuma.resources import (
     to_document,
     validate,
 )
+from kuma.resources.policy import POLICY_KINDS
 from kuma.store import ConflictError, NotFoundError, Store
 
 from .access import require_admin
@@ -58,7 +59,12 @@ ZONE_INGRESS = Kind("ZoneIngress", "zoneingresses", mesh_scoped=False)
 ZONE_EGRESS = Kind("ZoneEgress", "zoneegresses", mesh_scoped=False)
 SECRET = Kind("Secret", "secrets", mesh_scoped=True, admin_only=True)
 GLOBAL_SECRET = Kind("GlobalSecret", "global-secrets", mesh_scoped=False, admin_only=True)
-KINDS = (MESH, DATAPLANE, ZONE_INGRESS, ZONE_EGRESS, SECRET, GLOBAL_SECRET)
+# Every targetRef policy kind at Kuma's path: /meshes/{mesh}/meshtimeouts/{name}.
+POLICIES = tuple(
+    Kind(policy.name, policy.plural, mesh_scoped=True)
+    for policy in sorted(POLICY_KINDS.values(), key=lambda p: p.name)
+)
+KINDS = (MESH, DATAPLANE, ZONE_INGRESS, ZONE_EGRESS, SECRET, GLOBAL_SECRET, *POLICIES)
 
 
 @dataclass(frozen=True)

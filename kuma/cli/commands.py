@@ -22,6 +22,7 @@ from kuma.resources import (
     encode_yaml,
     validate,
 )
+from kuma.resources.policy import POLICY_KINDS
 
 from . import table, views
 from .client import Client, collection_path, item_path, offset_of
@@ -44,7 +45,7 @@ class Kind:
     row: views.RowFn
 
 
-KINDS = (
+KINDS: tuple[Kind, ...] = (
     Kind("Mesh", "meshes", ("mesh",), ("meshes",), False, views.MESH_HEADERS, views.mesh_row),
     Kind(
         "Dataplane",
@@ -86,6 +87,20 @@ KINDS = (
         views.GLOBAL_HEADERS,
         views.global_row,
     ),
+)
+# Every registered policy kind: ``kumactl get meshtimeouts``, ``get meshtimeout NAME``,
+# ``delete meshtimeout NAME`` (Kuma's KumactlArg / KumactlListArg).
+KINDS += tuple(
+    Kind(
+        policy.name,
+        policy.plural,
+        (policy.singular,),
+        (policy.plural,),
+        True,
+        views.POLICY_HEADERS,
+        views.policy_row,
+    )
+    for policy in sorted(POLICY_KINDS.values(), key=lambda p: p.name)
 )
 BY_TYPE = {kind.type: kind for kind in KINDS}
 

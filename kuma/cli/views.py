@@ -104,6 +104,12 @@ MESH_HEADERS = ["NAME", "mTLS", "METRICS", "LOGGING", "TRACING", "LOCALITY", "ZO
 DATAPLANE_HEADERS = ["MESH", "NAME", "TAGS", "ADDRESS", "AGE"]
 GLOBAL_HEADERS = ["NAME", "AGE"]
 SECRET_HEADERS = ["MESH", "NAME", "AGE"]
+#: Every targetRef policy kind (Kuma's generic table printer for plugin policies).
+POLICY_HEADERS = ["MESH", "NAME", "AGE"]
+
+
+def policy_row(document: Document, now: datetime) -> list[str]:
+    return [str(document.get("mesh", "")), str(document.get("name", "")), _age(document, now)]
 
 
 # --- inspect dataplanes ----------------------------------------------------------------------

@@ -35,7 +35,7 @@ from kuma.xds.server.observer import ObserverGroup, StreamObserver
 
 from .authn import build_authentication
 from .config import CpConfig
-from .defaults import ensure_default_mesh
+from .defaults import MeshDefaults, ensure_default_mesh
 from .logs import fields
 from .orphans import OrphanCollector
 from .registration import Registrar
@@ -152,6 +152,8 @@ async def run_control_plane(
             tg.start_soon(insights.run)
             tg.start_soon(orphans.run)
             tg.start_soon(mtls.run)
+            # Every mesh created from now on gets Kuma's default policies (kuma/cp/defaults.py).
+            tg.start_soon(MeshDefaults(store).run)
             await tg.start(registrar.run)
             await tg.start(authn.run)
             await engine.wait_synced()

@@ -60,3 +60,7 @@ __all__ = [
     "to_document",
     "validate",
 ]
+
+# Last: the policy kinds register themselves into this package's tables (RESOURCE_TYPES,
+# policy.POLICY_KINDS); they import only submodules of this package, already loaded above.
+import kuma.policies  # noqa: F401

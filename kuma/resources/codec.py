@@ -18,7 +18,8 @@ import orjson
 import yaml
 
 from .errors import DecodeError
-from .model import RESOURCE_TYPES, Resource, ResourceMeta, StoredResource
+from .model import RESOURCE_TYPES, CoreResource, Resource, ResourceMeta, StoredResource
+from .policy import POLICY_KINDS
 
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -67,11 +68,15 @@ def from_document(doc: object) -> Resource:
         raise DecodeError(f"a resource must be a mapping, got {type(doc).__name__}")
     if any(k in doc for k in META_KEYS):
         doc = {k: v for k, v in doc.items() if k not in META_KEYS}
+    type_name = doc.get("type")
+    kind = POLICY_KINDS.get(type_name) if isinstance(type_name, str) else None
     source: object = doc
     copied: dict[str, Any] | None = None
     for _ in range(_MAX_NULLS):
         try:
-            resource: Resource = msgspec.convert(source, Resource, strict=True)
+            if kind is not None:
+                return msgspec.convert(source, kind.cls, strict=True)
+            resource: CoreResource = msgspec.convert(source, CoreResource, strict=True)
             return resource
         except msgspec.ValidationError as exc:
             if copied is None:

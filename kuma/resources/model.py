@@ -12,8 +12,9 @@ exactly what the user wrote.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -319,7 +320,78 @@ class GlobalSecret(_SecretData, tag="GlobalSecret", frozen=True):
     TYPE: ClassVar[str] = "GlobalSecret"
 
 
-Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips | Secret | GlobalSecret
+# --- targetRef policies (the registry of kinds is kuma/resources/policy.py) -------------------
+
+TargetRefKind = Literal[
+    "Mesh", "MeshSubset", "MeshGateway", "MeshService", "MeshServiceSubset", "MeshHTTPRoute"
+]
+ProxyType = Literal["Sidecar", "Gateway"]
+
+MESH: TargetRefKind = "Mesh"
+MESH_SUBSET: TargetRefKind = "MeshSubset"
+MESH_GATEWAY: TargetRefKind = "MeshGateway"
+MESH_SERVICE: TargetRefKind = "MeshService"
+MESH_SERVICE_SUBSET: TargetRefKind = "MeshServiceSubset"
+MESH_HTTP_ROUTE: TargetRefKind = "MeshHTTPRoute"
+
+#: Kuma's specificity order of targetRef kinds (api/common/v1alpha1/ref.go): a policy with a
+#: more specific top-level kind is merged later, so it wins.
+KIND_ORDER: Mapping[str, int] = {
+    MESH: 1,
+    MESH_SUBSET: 2,
+    MESH_GATEWAY: 3,
+    MESH_SERVICE: 4,
+    MESH_SERVICE_SUBSET: 5,
+    MESH_HTTP_ROUTE: 6,
+}
+
+
+class PolicyConf(_Spec, frozen=True):
+    """Base of each policy kind's ``default`` (camelCase keys, unknown keys rejected)."""
+
+
+class TargetRef(_Spec, frozen=True):
+    # ``kind`` is a plain string (not the Literal) so that an unknown kind reaches validation
+    # and gets Kuma's message ("value is not supported") instead of a decode error.
+    kind: str = ""
+    name: str = ""
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    mesh: str = ""
+    proxy_types: tuple[str, ...] = ()
+
+
+ConfT = TypeVar("ConfT")
+
+
+class PolicyItem(_Spec, Generic[ConfT], frozen=True):
+    """One ``to`` or ``from`` entry: where it applies and its configuration."""
+
+    target_ref: TargetRef = msgspec.field(default_factory=TargetRef)
+    default: ConfT | None = None
+
+
+class PolicySpec(_Spec, Generic[ConfT], frozen=True):
+    target_ref: TargetRef = msgspec.field(default_factory=TargetRef)
+    to: tuple[PolicyItem[ConfT], ...] = ()
+    from_: tuple[PolicyItem[ConfT], ...] = msgspec.field(default=(), name="from")
+
+
+class Policy(_Resource, frozen=True):
+    """Base of every policy kind's resource class. Subclasses set ``TYPE``, the msgspec tag
+    (the same string) and ``spec``'s type."""
+
+    mesh: str = "default"
+    spec: PolicySpec[Any] = msgspec.field(default_factory=PolicySpec)
+    MESH_SCOPED: ClassVar[bool] = True
+
+    @property
+    def mesh_name(self) -> str:
+        return self.mesh
+
+
+Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips | Secret | GlobalSecret | Policy
+#: The types msgspec decodes as one tagged union; policy kinds are decoded by their own class.
+CoreResource = Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips | Secret | GlobalSecret
 RESOURCE_TYPES: dict[str, type[Resource]] = {
     cls.TYPE: cls
     for cls in (Mesh, Dataplane, ZoneIngress, ZoneEgress, MeshVips, Secret, GlobalSecret)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kuma.resources.policy import POLICY_KINDS
+
 from .helpers import Kumactl, run_process, running_cp
 
 TOKEN = "cli-admin-token"
@@ -59,10 +61,11 @@ def test_apply_get_delete_round_trip(kumactl: Kumactl) -> None:
 def test_unknown_delete_type(kumactl: Kumactl) -> None:
     result = kumactl("delete", "router", "x")
     assert result.code == 1
+    policies = sorted(kind.singular for kind in POLICY_KINDS.values())
+    allowed = ["dataplane", "global-secret", "mesh", "secret", "zone-egress", "zone-ingress"]
+    allowed += ["zoneegress", "zoneingress", *policies]
     assert result.err == (
-        "Error: unknown TYPE: router. Allowed values: dataplane, global-secret, mesh, secret, "
-        "zone-egress, "
-        "zone-ingress, zoneegress, zoneingress\n"
+        f"Error: unknown TYPE: router. Allowed values: {', '.join(sorted(allowed))}\n"
     )
 
 

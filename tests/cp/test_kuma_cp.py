@@ -83,11 +83,17 @@ def test_the_default_mesh_is_not_created_twice(tmp_path: Path) -> None:
         finally:
             assert cp.stop() == 0
     assert created == 0
-    # The mesh and, created with it once, its dataplane-token signing key; the zone-token key.
-    assert sorted(f.name for f in folder.glob("*.yaml")) == [
-        "globalsecret-zone-token-signing-key-1.yaml",
-        "mesh-default.yaml",
-        "secret-default-dataplane-token-signing-key-default-1.yaml",
+    stored = sorted((r.TYPE, r.name) for f in folder.glob("*.yaml") for r in decode(f.read_text()))
+    # The mesh and, created with it once, its dataplane-token signing key and Kuma's four
+    # default policies; the zone-token key.
+    assert stored == [
+        ("GlobalSecret", "zone-token-signing-key-1"),
+        ("Mesh", "default"),
+        ("MeshCircuitBreaker", "mesh-circuit-breaker-all-default"),
+        ("MeshRetry", "mesh-retry-all-default"),
+        ("MeshTimeout", "mesh-gateways-timeout-all-default"),
+        ("MeshTimeout", "mesh-timeout-all-default"),
+        ("Secret", "dataplane-token-signing-key-default-1"),
     ]
 
 

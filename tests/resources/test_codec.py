@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kuma.resources import (
+    RESOURCE_TYPES,
     DecodeError,
     decode,
     decode_one,
@@ -24,6 +25,8 @@ from kuma.resources.model import (
     ZoneEgress,
     ZoneIngress,
 )
+
+ALL_TYPES = ", ".join(sorted(RESOURCE_TYPES))
 
 DATAPLANE = """type: Dataplane
 mesh: default
@@ -186,14 +189,12 @@ networking:
         ),
         pytest.param(
             "name: x\n", "type",
-            "must be one of Dataplane, GlobalSecret, Mesh, MeshVips, Secret, ZoneEgress, "
-            "ZoneIngress", 1,
+            f"must be one of {ALL_TYPES}", 1,
             None, id="missing-type",
         ),
         pytest.param(
             "name: x\ntype: Foo\n", "type",
-            "Invalid value 'Foo'; must be one of Dataplane, GlobalSecret, Mesh, MeshVips, Secret, "
-            "ZoneEgress, ZoneIngress", 2,
+            f"Invalid value 'Foo'; must be one of {ALL_TYPES}", 2,
             None, id="unknown-type",
         ),
         pytest.param(

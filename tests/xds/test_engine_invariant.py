@@ -1,11 +1,12 @@
 """The engine's contract, checked by hypothesis stateful testing.
 
-After any sequence of Dataplane, Mesh and MeshVips creates, updates and deletes (services
-appearing and vanishing, health flips, protocol changes, transparent proxying on and off, VIPs
-allocated, moved, released or lagging the service set, mesh mTLS off/STRICT/PERMISSIVE,
-certificates issued or dropped (PERMISSIVE TLS readiness), reconnects), what each connected test
-proxy holds after applying every change it was told about equals a from-scratch generation of
-the final state for that proxy, with the VIPs of the stored allocation.
+After any sequence of Dataplane, Mesh, MeshVips and policy creates, updates and deletes
+(services appearing and vanishing, health flips, protocol changes, transparent proxying on and
+off, VIPs allocated, moved, released or lagging the service set, mesh mTLS off/STRICT/PERMISSIVE,
+certificates issued or dropped (PERMISSIVE TLS readiness), policies with overlapping targetRefs
+selecting and unselecting proxies, reconnects), what each connected test proxy holds after
+applying every change it was told about equals a from-scratch generation of the final state for
+that proxy, with the VIPs of the stored allocation and the policies that select it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from kuma.policies import resolve
 from kuma.resources import Dataplane, Mesh, MeshVips, ResourceMeta, from_document, validate
+from kuma.resources.model import Policy
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
 from kuma.xds.engine.invalidation import Invalidation
@@ -121,12 +124,80 @@ def mesh_vips(draw: st.DrawFn) -> MeshVips:
     return MeshVips(name=draw(st.sampled_from(MESHES)), vips=vips)
 
 
+POLICY_NAMES = ("p-a", "p-b", "p-c")
+
+
+@st.composite
+def target_refs(draw: st.DrawFn, top: bool) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["Mesh", "MeshService", "MeshSubset", "MeshServiceSubset"]))
+    ref: dict[str, Any] = {"kind": kind}
+    if kind in ("MeshService", "MeshServiceSubset"):
+        ref["name"] = draw(st.sampled_from(SERVICES))
+    if kind in ("MeshSubset", "MeshServiceSubset"):
+        ref["tags"] = {"version": draw(st.sampled_from(["v1", "v2"]))}
+    if top and kind in ("Mesh", "MeshSubset") and draw(st.booleans()):
+        ref["proxyTypes"] = [draw(st.sampled_from(["Sidecar", "Gateway"]))]
+    return ref
+
+
+_CONFS: dict[str, list[dict[str, Any]]] = {
+    "MeshTimeout": [
+        {"idleTimeout": "20s"},
+        {"connectionTimeout": "2s", "http": {"requestTimeout": "3s"}},
+        {"http": {"streamIdleTimeout": "7s", "requestHeadersTimeout": "1s"}},
+    ],
+    "MeshRetry": [
+        {"tcp": {"maxConnectAttempt": 2}},
+        {"http": {"numRetries": 3, "retryOn": ["5xx", "503"]}},
+        {"grpc": {"numRetries": 1}, "http": {"perTryTimeout": "1s"}},
+    ],
+    "MeshCircuitBreaker": [
+        {"connectionLimits": {"maxConnections": 7}},
+        {"outlierDetection": {"detectors": {"totalFailures": {"consecutive": 2}}}},
+    ],
+}
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> Policy:
+    """A policy of a kind this project implements, with a random (often overlapping) top-level
+    targetRef and ``to``/``from`` items."""
+    kind = draw(st.sampled_from(sorted(_CONFS)))
+    top = draw(target_refs(top=True))
+    spec: dict[str, Any] = {"targetRef": top}
+    to_kinds = ["Mesh", "MeshService"]
+    spec["to"] = [
+        {
+            "targetRef": {"kind": "Mesh"}
+            if k == "Mesh"
+            else {"kind": k, "name": draw(st.sampled_from(SERVICES))},
+            "default": draw(st.sampled_from(_CONFS[kind])),
+        }
+        for k in draw(st.lists(st.sampled_from(to_kinds), min_size=1, max_size=2))
+    ]
+    if kind != "MeshRetry" and draw(st.booleans()):
+        spec["from"] = [
+            {"targetRef": {"kind": "Mesh"}, "default": draw(st.sampled_from(_CONFS[kind]))}
+        ]
+    resource = from_document(
+        {
+            "type": kind,
+            "mesh": draw(st.sampled_from(MESHES)),
+            "name": draw(st.sampled_from(POLICY_NAMES)),
+            "spec": spec,
+        }
+    )
+    assert isinstance(resource, Policy)
+    return resource
+
+
 def expected(
     engine_view: dict[tuple[str, str], Dataplane],
     meshes: dict[str, Mesh],
     vips: dict[str, MeshVips],
     node: str,
     ready: set[str],
+    policies: dict[tuple[str, str, str], Policy] | None = None,
 ) -> dict[str, dict[str, str]] | None:
     mesh_name, name = node.split(".", 1)
     dataplane = engine_view.get((mesh_name, name))
@@ -141,7 +212,12 @@ def expected(
         members = [d for d in in_mesh if service in services_of(d)]
         return bool(members) and all(f"{mesh_name}.{d.name}" in ready for d in members)
 
-    generated = generate_proxy(dataplane, view, ADMIN_PORT, tls_ready=tls_ready)
+    by_kind: dict[str, list[Policy]] = {}
+    for (policy_mesh, kind, _), policy in sorted((policies or {}).items()):
+        if policy_mesh == mesh_name:
+            by_kind.setdefault(kind, []).append(policy)
+    matched = resolve(dataplane, by_kind)
+    generated = generate_proxy(dataplane, view, ADMIN_PORT, tls_ready=tls_ready, policies=matched)
     result: dict[str, dict[str, str]] = {}
     for by_name in generated.values():
         for resource_name, message in by_name.items():
@@ -163,6 +239,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.dataplanes: dict[tuple[str, str], Dataplane] = {}
         self.meshes: dict[str, Mesh] = {}
         self.vips: dict[str, MeshVips] = {}
+        self.policies: dict[tuple[str, str, str], Policy] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.held: dict[str, dict[str, dict[str, str]]] = {}
         self.pending: list[ResourceEvent] = []
@@ -179,7 +256,7 @@ class EngineMachine(RuleBasedStateMachine):
             for t in _types(subscription)
         }
 
-    def _event(self, operation: Operation, resource: Dataplane | Mesh | MeshVips) -> None:
+    def _event(self, operation: Operation, resource: Dataplane | Mesh | MeshVips | Policy) -> None:
         self.pending.append(ResourceEvent(operation, resource, _META, len(self.pending) + 1))
 
     @rule(dataplane=dataplanes())
@@ -236,6 +313,20 @@ class EngineMachine(RuleBasedStateMachine):
             invalidation.touch_services(mesh, services_of(dataplane))
             self.engine.invalidate(invalidation)
 
+    @rule(policy=policies())
+    def put_policy(self, policy: Policy) -> None:
+        assume(not validate(policy))
+        key = (policy.mesh, policy.TYPE, policy.name)
+        operation = Operation.UPDATE if key in self.policies else Operation.CREATE
+        self.policies[key] = policy
+        self._event(operation, policy)
+
+    @rule(data=st.data())
+    def delete_policy(self, data: st.DataObject) -> None:
+        assume(bool(self.policies))
+        key = data.draw(st.sampled_from(sorted(self.policies)))
+        self._event(Operation.DELETE, self.policies.pop(key))
+
     @rule()
     def apply_batch(self) -> None:
         """Apply everything pending as one batch (a batch may hold several events)."""
@@ -264,7 +355,9 @@ class EngineMachine(RuleBasedStateMachine):
                         bucket.pop(name, None)
                     else:
                         bucket[name] = resource.version
-            want = expected(self.dataplanes, self.meshes, self.vips, node, self.ready)
+            want = expected(
+                self.dataplanes, self.meshes, self.vips, node, self.ready, self.policies
+            )
             assert subscription.known == (want is not None), node
             have = {t: dict(b) for t, b in held.items() if b}
             assert have == {t: b for t, b in (want or {}).items() if b}, node

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from kuma.resources import Dataplane, Mesh, ResourceMeta, ZoneIngress, from_document
+from kuma.resources.policy import POLICY_KINDS
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
 from kuma.xds.engine.handlers import HandlerRegistry, default_handlers
@@ -100,7 +101,8 @@ def test_a_kind_without_a_handler_is_ignored_and_one_handler_per_kind() -> None:
     assert isinstance(ingress, ZoneIngress)
     assert engine.apply_now([event(ingress)]).proxies_assembled == 0
     registry = HandlerRegistry(default_handlers())
-    assert registry.resource_types == {"Dataplane", "Mesh", "MeshVips"}
+    # The engine inputs, plus one handler per registered policy kind.
+    assert registry.resource_types == {"Dataplane", "Mesh", "MeshVips", *POLICY_KINDS}
     with pytest.raises(ValueError, match="Dataplane is already registered"):
         registry.register(default_handlers()[0])
 

@@ -27,6 +27,7 @@ from ..model import (
     GlobalSecret,
     Mesh,
     MeshVips,
+    Policy,
     Resource,
     ResourceKey,
     Secret,
@@ -36,6 +37,7 @@ from ..model import (
 from .common import parse_duration_ns
 from .dataplane import SUPPORTED_PROTOCOLS, validate_dataplane
 from .mesh import validate_mesh
+from .policy import validate_policy
 from .secret import validate_secret
 from .vips import VIP_NETWORK, validate_mesh_vips
 from .zone import validate_zone_egress, validate_zone_ingress
@@ -54,6 +56,8 @@ def validate(resource: Resource) -> list[Violation]:
         validate_zone_egress(resource, violations)
     elif isinstance(resource, Mesh):
         validate_mesh(resource, violations)
+    elif isinstance(resource, Policy):
+        validate_policy(resource, violations)
     elif isinstance(resource, MeshVips):
         validate_mesh_vips(resource, violations)
     elif isinstance(resource, Secret | GlobalSecret):

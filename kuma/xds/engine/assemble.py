@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from google.protobuf.message import Message
 
+from kuma.policies import outbound_fingerprint, resolve
 from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
@@ -65,12 +66,14 @@ def assemble(
     readiness_port: int = 0,
 ) -> Assembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
+    policies = resolve(dataplane, mesh.policies_by_kind())
     parts = proxy_parts(
         dataplane,
         mesh,
         default_admin_port,
         dns_port=dns_port,
         readiness_port=readiness_port,
+        policies=policies,
     )
     for message in parts.own:
         type_url = type_url_of(message)
@@ -78,17 +81,33 @@ def assemble(
         resources.setdefault(type_url, {})[name] = interner.intern(type_url, name, message)
     listeners = resources[types.LISTENER]
     destinations: dict[Destination, None] = {}
+    # What the proxy's policies make of each outbound service: part of the key of its shared
+    # resources (kuma/xds/engine/shared.py).
+    fingerprints: dict[str, bytes] = {}
     for address, port, destination, bind_to_port in parts.outbounds:
-        listener = shared.outbound_listener(mesh, address, port, destination, bind_to_port)
+        service = destination.service
+        fingerprint = fingerprints.get(service)
+        if fingerprint is None:
+            fingerprint = fingerprints[service] = outbound_fingerprint(policies, service)
+        listener = shared.outbound_listener(
+            mesh, address, port, destination, bind_to_port, policies, fingerprint
+        )
         listeners[listener.name] = listener
         destinations[destination] = None
     for destination in destinations:
-        cluster = shared.cluster(mesh, destination)
+        fingerprint = fingerprints[destination.service]
+        cluster = shared.cluster(mesh, destination, policies, fingerprint)
         resources[types.CLUSTER][cluster.name] = cluster
         load_assignment = shared.load_assignment(mesh, destination)
         resources[types.ENDPOINT][load_assignment.name] = load_assignment
     services = frozenset(d.service for d in destinations)
-    return Assembly(resources, services, subsets=subsets_of(destinations))
+    # The policies that select the proxy: a change of one re-assembles it (selection slot).
+    selections = frozenset(
+        (policy.TYPE, policy.mesh, policy.name)
+        for matched in policies.by_kind.values()
+        for policy in matched.policies
+    )
+    return Assembly(resources, services, selections, subsets=subsets_of(destinations))
 
 
 def subsets_of(destinations: Iterable[Destination]) -> Mapping[str, tuple[Destination, ...]]:

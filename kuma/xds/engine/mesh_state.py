@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from kuma.resources import Dataplane, Mesh
+from kuma.resources.model import Policy
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
 
 
@@ -23,6 +24,16 @@ def _member_services(dataplane: Dataplane) -> set[str]:
 
 #: node id → whether the proxy holds a certificate of its mesh's current CA.
 IdentityReady = Callable[[str], bool]
+
+
+def _tags_of(dataplane: Dataplane | None) -> set[tuple[str, str]]:
+    if dataplane is None or dataplane.networking is None:
+        return set()
+    networking = dataplane.networking
+    tags = {item for inbound in networking.inbound for item in inbound.tags.items()}
+    if networking.gateway is not None:
+        tags.update(networking.gateway.tags.items())
+    return tags
 
 
 class ServiceEntry:
@@ -78,6 +89,44 @@ class MeshState:
         #: Dataplane this engine has not yet): both sides agree once both events are applied.
         self._vips: dict[str, str] = {}
         self._vips_dirty = False
+        #: (tag, value) of any inbound or gateway → names of the Dataplanes carrying it: which
+        #: Dataplanes a policy's targetRef may select, without scanning the mesh.
+        self._by_tag: dict[tuple[str, str], set[str]] = {}
+        #: Policy kind → name → policy.
+        self._policies: dict[str, dict[str, Policy]] = {}
+        self._policy_lists: dict[str, tuple[Policy, ...]] | None = None
+
+    # --- policies --------------------------------------------------------------------------
+
+    def put_policy(self, policy: Policy) -> Policy | None:
+        """Add or replace a policy; return the version it replaced."""
+        self._policy_lists = None
+        previous = self._policies.setdefault(policy.TYPE, {}).get(policy.name)
+        self._policies[policy.TYPE][policy.name] = policy
+        return previous
+
+    def remove_policy(self, kind: str, name: str) -> Policy | None:
+        self._policy_lists = None
+        return self._policies.get(kind, {}).pop(name, None)
+
+    def policy(self, kind: str, name: str) -> Policy | None:
+        return self._policies.get(kind, {}).get(name)
+
+    def with_tags(self, tags: Iterable[tuple[str, str]]) -> Iterable[str]:
+        """Names of the Dataplanes carrying every one of ``tags`` on an inbound or their
+        gateway (a superset of those a selector of these tags matches); all when none."""
+        wanted = list(tags)
+        if not wanted:
+            return list(self.dataplanes)
+        sets = [self._by_tag.get(tag, set()) for tag in wanted]
+        smallest = min(sets, key=len)
+        return [name for name in smallest if all(name in other for other in sets)]
+
+    def policies_by_kind(self) -> Mapping[str, Sequence[Policy]]:
+        """Every policy of the mesh by kind (what ``kuma.policies.resolve`` reads)."""
+        if self._policy_lists is None:
+            self._policy_lists = {k: tuple(v.values()) for k, v in self._policies.items() if v}
+        return self._policy_lists
 
     # --- MeshView ------------------------------------------------------------------------
 
@@ -119,11 +168,24 @@ class MeshState:
         changed."""
         previous = self.dataplanes.get(dataplane.name)
         self.dataplanes[dataplane.name] = dataplane
+        self._retag(dataplane.name, previous, dataplane)
         return self._reindex(dataplane.name, previous, dataplane)
 
     def remove(self, name: str) -> set[str]:
         previous = self.dataplanes.pop(name, None)
+        self._retag(name, previous, None)
         return self._reindex(name, previous, None) if previous is not None else set()
+
+    def _retag(self, name: str, old: Dataplane | None, new: Dataplane | None) -> None:
+        before, after = _tags_of(old), _tags_of(new)
+        for tag in before - after:
+            holders = self._by_tag.get(tag)
+            if holders is not None:
+                holders.discard(name)
+                if not holders:
+                    del self._by_tag[tag]
+        for tag in after - before:
+            self._by_tag.setdefault(tag, set()).add(name)
 
     def _reindex(self, name: str, old: Dataplane | None, new: Dataplane | None) -> set[str]:
         old_endpoints = _grouped(old)

@@ -16,17 +16,27 @@ To make a new input shape these resources (the mesh's mTLS state, a policy): add
 :class:`ServiceInputs`, fill it in :func:`service_inputs`, pass it to the builder here. A
 change of the input is detected by :meth:`SharedResources.inputs_changed` (the engine then
 re-assembles the service's consumers instead of patching them).
+
+Policies are the one input that differs per *consumer*: what a proxy's policies make of the
+service (``kuma.policies.outbound_fingerprint``: the confs, canonically serialized; ``b""``
+without policies) is part of every key beside the destination, so proxies with the same
+policies share one resource and different policies never collide. A policy change
+re-assembles the proxies it selects (the engine's selection slot), which then pick the
+resources of their new fingerprint.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from kuma.policies import EMPTY, ProxyPolicies
 from kuma.xds import types
-from kuma.xds.generate.clusters import service_cluster
 from kuma.xds.generate.destination import Destination, destination_load_assignment
-from kuma.xds.generate.listeners import outbound_listener
-from kuma.xds.generate.proxy import upstream_tls_mesh
+from kuma.xds.generate.proxy import (
+    policy_outbound_listener,
+    policy_service_cluster,
+    upstream_tls_mesh,
+)
 from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner
@@ -50,27 +60,42 @@ def service_inputs(mesh: MeshState, service: str) -> ServiceInputs:
     )
 
 
+#: Cluster variants of one service kept before its cache starts over.
+_MAX_VARIANTS = 64
+
+
 class SharedResources:
     def __init__(self, interner: Interner) -> None:
         self._interner = interner
-        #: (mesh, service) → (the inputs its Clusters were built from, Cluster per destination).
+        #: (mesh, service) → (the inputs its Clusters were built from, Cluster per
+        #: (destination, policy fingerprint)).
         self._clusters: dict[
-            tuple[str, str], tuple[ServiceInputs, dict[Destination, VersionedResource]]
+            tuple[str, str],
+            tuple[ServiceInputs, dict[tuple[Destination, bytes], VersionedResource]],
         ] = {}
         #: (mesh, service) → ClusterLoadAssignment per destination.
         self._load_assignments: dict[tuple[str, str], dict[Destination, VersionedResource]] = {}
 
-    def cluster(self, mesh: MeshState, destination: Destination) -> VersionedResource:
+    def cluster(
+        self,
+        mesh: MeshState,
+        destination: Destination,
+        policies: ProxyPolicies = EMPTY,
+        fingerprint: bytes = b"",
+    ) -> VersionedResource:
         key = (mesh.name, destination.service)
         inputs = service_inputs(mesh, destination.service)
         cached = self._clusters.get(key)
-        if cached is None or cached[0] != inputs:
+        if cached is None or cached[0] != inputs or len(cached[1]) > _MAX_VARIANTS:
+            # New inputs, or many variants seen (old policy ones may be unused): start over.
             cached = self._clusters[key] = (inputs, {})
-        resource = cached[1].get(destination)
+        resource = cached[1].get((destination, fingerprint))
         if resource is None:
-            message = service_cluster(destination, inputs.protocol, inputs.tls_mesh)
+            message = policy_service_cluster(
+                destination, inputs.protocol, policies, inputs.tls_mesh
+            )
             resource = self._interner.intern(types.CLUSTER, message.name, message)
-            cached[1][destination] = resource
+            cached[1][(destination, fingerprint)] = resource
         return resource
 
     def load_assignment(self, mesh: MeshState, destination: Destination) -> VersionedResource:
@@ -89,14 +114,16 @@ class SharedResources:
         port: int,
         destination: Destination,
         bind_to_port: bool,
+        policies: ProxyPolicies = EMPTY,
+        fingerprint: bytes = b"",
     ) -> VersionedResource:
         inputs = service_inputs(mesh, destination.service)
         # No mesh name in the key: the same listener is shared across meshes.
-        key = ("outbound", address, port, destination, bind_to_port, inputs)
+        key = ("outbound", address, port, destination, bind_to_port, inputs, fingerprint)
         listener = self._interner.cached(key)
         if listener is None:
-            message = outbound_listener(
-                address, port, destination, inputs.protocol, bind_to_port=bind_to_port
+            message = policy_outbound_listener(
+                address, port, destination, inputs.protocol, policies, bind_to_port=bind_to_port
             )
             listener = self._interner.remember(
                 key, self._interner.intern(types.LISTENER, message.name, message)

@@ -30,6 +30,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+
+from kuma.policies import (
+    EMPTY,
+    ProxyPolicies,
+    apply_inbound,
+    apply_outbound_cluster,
+    apply_outbound_listener,
+)
 from kuma.resources.model import Dataplane, Inbound, Mesh
 from kuma.resources.mtls import PERMISSIVE, enabled_backend
 
@@ -42,7 +52,7 @@ from .clusters import (
     outbound_passthrough_cluster,
     service_cluster,
 )
-from .dataplane import ipv6_inbound_redirect_port, is_transparent, overlaps
+from .dataplane import inbound_protocol, ipv6_inbound_redirect_port, is_transparent, overlaps
 from .destination import Destination, destination_load_assignment
 from .dns import proxy_dns_listener
 from .endpoints import SERVICELESS_PORT, Endpoint
@@ -222,6 +232,36 @@ class ProxyParts(NamedTuple):
     inbounds: int = 0
 
 
+def policy_outbound_listener(
+    address: str,
+    port: int,
+    destination: Destination,
+    protocol: str,
+    policies: ProxyPolicies,
+    *,
+    bind_to_port: bool = True,
+) -> listener_pb2.Listener:
+    """An outbound listener with the proxy's policies for its service applied (Kuma applies
+    a service's rules to the outbounds of its subsets too)."""
+    listener = outbound_listener(address, port, destination, protocol, bind_to_port=bind_to_port)
+    if policies:
+        apply_outbound_listener(listener, policies, destination.service, protocol)
+    return listener
+
+
+def policy_service_cluster(
+    destination: Destination,
+    protocol: str,
+    policies: ProxyPolicies,
+    tls_mesh: str | None = None,
+) -> cluster_pb2.Cluster:
+    """A destination's cluster with the proxy's policies for its service applied."""
+    cluster = service_cluster(destination, protocol, tls_mesh)
+    if policies:
+        apply_outbound_cluster(cluster, policies, destination.service, protocol)
+    return cluster
+
+
 def proxy_parts(
     dataplane: Dataplane,
     view: MeshView,
@@ -231,6 +271,7 @@ def proxy_parts(
     permissions: PermissionLookup | None = None,
     dns_port: int = 0,
     readiness_port: int = 0,
+    policies: ProxyPolicies = EMPTY,
 ) -> ProxyParts:
     """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``)."""
     own: list[Message] = []
@@ -243,8 +284,13 @@ def proxy_parts(
         for inbound in networking.inbound:
             if inbound.port != SERVICELESS_PORT:
                 mtls = inbound_mtls(view.mesh, dataplane, inbound, permissions)
-                own.append(inbound_listener(dataplane, inbound, mtls))
-                own.append(inbound_cluster(dataplane, inbound))
+                listener = inbound_listener(dataplane, inbound, mtls)
+                cluster = inbound_cluster(dataplane, inbound)
+                if policies:
+                    key = (inbound.effective_address(networking), inbound.port)
+                    apply_inbound(listener, cluster, policies, key, inbound_protocol(inbound))
+                own.append(listener)
+                own.append(cluster)
                 inbounds += 1
     own.extend(admin_resources(dataplane, default_admin_port, readiness_port))
     probe = probe_listener(dataplane)
@@ -285,6 +331,7 @@ def generate_proxy(
     tls_ready: TlsReadiness | None = None,
     dns_port: int = 0,
     readiness_port: int = 0,
+    policies: ProxyPolicies = EMPTY,
 ) -> Resources:
     """Every resource of one proxy: type URL → resource name → message. ``dns_port``: the
     port of the proxy's DNS listener (its node metadata ``dataplane.dns.port``), 0 for none;
@@ -304,6 +351,7 @@ def generate_proxy(
         permissions=permissions,
         dns_port=dns_port,
         readiness_port=readiness_port,
+        policies=policies,
     )
     for message in parts.own:
         _put(result, message)
@@ -315,8 +363,8 @@ def generate_proxy(
         protocol = protocols.get(service)
         if protocol is None:
             protocol = protocols[service] = view.protocol(service)
-        listener = outbound_listener(
-            address, port, destination, protocol, bind_to_port=bind_to_port
+        listener = policy_outbound_listener(
+            address, port, destination, protocol, policies, bind_to_port=bind_to_port
         )
         listeners[listener.name] = listener
         destinations[destination] = None
@@ -324,7 +372,7 @@ def generate_proxy(
         name = destination.cluster_name
         service = destination.service
         tls_mesh = upstream_tls_mesh(view.mesh, service, tls_ready)
-        clusters[name] = service_cluster(destination, protocols[service], tls_mesh)
+        clusters[name] = policy_service_cluster(destination, protocols[service], policies, tls_mesh)
         result[types.ENDPOINT][name] = destination_load_assignment(
             destination, view.endpoints(service)
         )

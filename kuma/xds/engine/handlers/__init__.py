@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kuma.resources.policy import POLICY_KINDS
+
 from .base import InputHandler
 from .dataplane import DataplaneHandler
 from .mesh import MeshHandler
 from .mesh_vips import MeshVipsHandler
+from .policy import PolicyHandler
 
 
 def default_handlers() -> list[InputHandler]:
-    return [DataplaneHandler(), MeshHandler(), MeshVipsHandler()]
+    policies = [PolicyHandler(kind) for kind in sorted(POLICY_KINDS)]
+    return [DataplaneHandler(), MeshHandler(), MeshVipsHandler(), *policies]
 
 
 class HandlerRegistry:

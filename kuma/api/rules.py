@@ -1,0 +1,44 @@
+"""``GET /meshes/{mesh}/dataplanes/{name}/_rules`` (Kuma's inspect endpoint): which policies
+apply to a Dataplane and what they merge into, computed from the store."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from kuma.policies.inspect import rules_document
+from kuma.resources import Dataplane, ResourceKey
+from kuma.resources.model import Policy
+from kuma.resources.policy import POLICY_KINDS
+from kuma.store import NotFoundError, Store
+
+from .errors import not_found
+from .handlers import CONTEXT, json_response
+
+
+async def _all(store: Store, type_name: str, mesh: str) -> list[Policy]:
+    found: list[Policy] = []
+    offset: str | None = None
+    while True:
+        page = await store.list(type_name, mesh, limit=1000, offset=offset)
+        found.extend(item.resource for item in page.items if isinstance(item.resource, Policy))
+        offset = page.next_offset
+        if offset is None:
+            return found
+
+
+async def get_rules(request: web.Request) -> web.StreamResponse:
+    store = request.app[CONTEXT].store
+    mesh = request.match_info["mesh"]
+    name = request.match_info["name"]
+    try:
+        await store.get(ResourceKey("Mesh", "", mesh))
+    except NotFoundError:
+        raise not_found("Failed to retrieve Mesh") from None
+    try:
+        stored = await store.get(ResourceKey("Dataplane", mesh, name))
+    except NotFoundError:
+        raise not_found("Could not retrieve Dataplane") from None
+    dataplane = stored.resource
+    assert isinstance(dataplane, Dataplane)
+    policies = {kind: await _all(store, kind, mesh) for kind in sorted(POLICY_KINDS)}
+    return json_response(rules_document(dataplane, policies))

@@ -1,0 +1,38 @@
+"""Kuma's targetRef policies: one module per kind (schema, validation, Envoy change) on the
+shared mechanism (``rules``: Kuma's rules and merging; ``matching``: which policies select a
+proxy and in which order; ``plugin``: how a kind changes Envoy resources).
+
+Importing this package registers every kind (``kuma.resources`` does it when it is imported).
+To add a kind: write ``kuma/policies/<kind>.py`` on the pattern of ``meshtimeout.py`` and
+import it below.
+"""
+
+from __future__ import annotations
+
+from . import meshcircuitbreaker, meshretry, meshtimeout
+from .defaults import default_policies
+from .matching import EMPTY, KindPolicies, ProxyPolicies, resolve, selects
+from .plugin import (
+    PLUGINS,
+    apply_inbound,
+    apply_outbound_cluster,
+    apply_outbound_listener,
+    outbound_fingerprint,
+)
+
+__all__ = [
+    "EMPTY",
+    "PLUGINS",
+    "KindPolicies",
+    "ProxyPolicies",
+    "apply_inbound",
+    "apply_outbound_cluster",
+    "apply_outbound_listener",
+    "default_policies",
+    "meshcircuitbreaker",
+    "meshretry",
+    "meshtimeout",
+    "outbound_fingerprint",
+    "resolve",
+    "selects",
+]

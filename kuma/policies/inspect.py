@@ -1,0 +1,66 @@
+"""What Kuma's ``GET /meshes/{mesh}/dataplanes/{name}/_rules`` answers: for each policy kind
+that selects the proxy, its ``to`` rules and its ``from`` rules per inbound, each with the
+merged configuration, the subset it applies to and the policies it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kuma.resources.model import Dataplane, Policy
+
+from .matching import KindPolicies, resolve
+from .plugin import PLUGINS
+from .rules import Rule, Rules
+
+
+def _rule(rule: Rule, kind: str, mesh: str) -> dict[str, Any]:
+    return {
+        "conf": dict(rule.conf),
+        "matchers": [{"key": t.key, "not": t.negated, "value": t.value} for t in rule.subset],
+        "origin": [{"mesh": mesh, "name": name, "type": kind} for name in rule.origins],
+    }
+
+
+def _rules(rules: Rules, kind: str, mesh: str) -> list[dict[str, Any]]:
+    return [_rule(rule, kind, mesh) for rule in rules]
+
+
+def _kind(matched: KindPolicies, dataplane: Dataplane) -> dict[str, Any]:
+    kind = matched.kind.name
+    mesh = dataplane.mesh
+    from_rules = []
+    networking = dataplane.networking
+    for inbound in networking.inbound if networking is not None else ():
+        key = (inbound.effective_address(networking), inbound.port)  # type: ignore[arg-type]
+        rules = matched.from_rules.get(key)
+        if rules is None or not matched.kind.from_kinds:
+            continue
+        from_rules.append(
+            {
+                "inbound": {"port": inbound.port, "tags": dict(inbound.tags)},
+                "rules": _rules(rules, kind, mesh),
+            }
+        )
+    return {
+        "fromRules": from_rules,
+        "toRules": _rules(matched.to_rules, kind, mesh),
+        "type": kind,
+        "warnings": [],
+    }
+
+
+def rules_document(
+    dataplane: Dataplane, policies_by_kind: Mapping[str, Sequence[Policy]]
+) -> dict[str, Any]:
+    matched = resolve(dataplane, policies_by_kind)
+    rules = []
+    for plugin in PLUGINS:  # Kuma's plugin order
+        found = matched.get(plugin.kind.name)
+        if found is not None:
+            rules.append(_kind(found, dataplane))
+    return {
+        "httpMatches": [],
+        "resource": {"mesh": dataplane.mesh, "name": dataplane.name, "type": "Dataplane"},
+        "rules": rules,
+    }

@@ -1,0 +1,188 @@
+"""The Envoy side of policies: each kind's plugin changes the listeners and clusters the
+generator built, as Kuma's policy plugins do after its generators ran.
+
+A plugin is called only for kinds that select the proxy (``KindPolicies``), with the
+resource and what it is for (an outbound service, an inbound). The generator calls
+:func:`apply_outbound_listener` and friends; plugins run in Kuma's plugin order.
+
+Shared resources: an outbound service's cluster and listener depend on the proxy only through
+the confs its policies give that service, so :func:`outbound_fingerprint` (those confs,
+canonically serialized) is part of the key under which the engine shares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upstream_http_pb2
+from google.protobuf import any_pb2  # type: ignore[import-untyped, unused-ignore]
+
+from kuma.resources.model import SERVICE_TAG
+from kuma.resources.policy import PolicyKind
+
+from .matching import InboundKey, KindPolicies, ProxyPolicies
+
+HCM_TYPE = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
+TCP_PROXY_TYPE = "type.googleapis.com/" + tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name
+HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+HTTP_PROTOCOLS = ("http", "http2", "grpc")
+
+Chain = listener_components_pb2.FilterChain
+
+
+class PolicyPlugin:
+    """Base of a kind's Envoy change; every hook does nothing unless overridden."""
+
+    kind: PolicyKind
+
+    def outbound_listener(
+        self, listener: listener_pb2.Listener, policies: KindPolicies, service: str, protocol: str
+    ) -> None:
+        pass
+
+    def outbound_cluster(
+        self, cluster: cluster_pb2.Cluster, policies: KindPolicies, service: str, protocol: str
+    ) -> None:
+        pass
+
+    def inbound_listener(
+        self,
+        listener: listener_pb2.Listener,
+        policies: KindPolicies,
+        inbound: InboundKey,
+        protocol: str,
+    ) -> None:
+        pass
+
+    def inbound_cluster(
+        self,
+        cluster: cluster_pb2.Cluster,
+        policies: KindPolicies,
+        inbound: InboundKey,
+        protocol: str,
+    ) -> None:
+        pass
+
+
+PLUGINS: list[PolicyPlugin] = []
+
+
+def register_plugin(plugin: PolicyPlugin) -> PolicyPlugin:
+    PLUGINS.append(plugin)
+    PLUGINS.sort(key=lambda p: p.kind.order)
+    return plugin
+
+
+def service_element(service: str) -> dict[str, str]:
+    return {SERVICE_TAG: service}
+
+
+def outbound_fingerprint(policies: ProxyPolicies, service: str) -> bytes:
+    """What the proxy's policies make of an outbound to ``service`` (empty: nothing)."""
+    if not policies:
+        return b""
+    element = service_element(service)
+    parts: list[Any] = []
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is None:
+            continue
+        rule = matched.to_rules.compute(element)
+        parts.append([plugin.kind.name, bool(matched.to_rules), rule.conf if rule else None])
+    return orjson.dumps(parts, option=orjson.OPT_SORT_KEYS) if parts else b""
+
+
+def apply_outbound_listener(
+    listener: listener_pb2.Listener, policies: ProxyPolicies, service: str, protocol: str
+) -> None:
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is not None:
+            plugin.outbound_listener(listener, matched, service, protocol)
+
+
+def apply_outbound_cluster(
+    cluster: cluster_pb2.Cluster, policies: ProxyPolicies, service: str, protocol: str
+) -> None:
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is not None:
+            plugin.outbound_cluster(cluster, matched, service, protocol)
+
+
+def apply_inbound(
+    listener: listener_pb2.Listener,
+    cluster: cluster_pb2.Cluster,
+    policies: ProxyPolicies,
+    inbound: InboundKey,
+    protocol: str,
+) -> None:
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is not None:
+            plugin.inbound_listener(listener, matched, inbound, protocol)
+            plugin.inbound_cluster(cluster, matched, inbound, protocol)
+
+
+# --- helpers for plugins: edit a packed filter in place -------------------------------------
+
+
+def update_hcm(
+    chain: listener_components_pb2.FilterChain,
+    change: Callable[[hcm_pb2.HttpConnectionManager], None],
+) -> bool:
+    """Unpack the chain's HTTP connection manager, change it, pack it back; False if none."""
+    return _update(chain, HCM_TYPE, hcm_pb2.HttpConnectionManager, change)
+
+
+def update_tcp_proxy(
+    chain: listener_components_pb2.FilterChain, change: Callable[[tcp_proxy_pb2.TcpProxy], None]
+) -> bool:
+    return _update(chain, TCP_PROXY_TYPE, tcp_proxy_pb2.TcpProxy, change)
+
+
+def _update(
+    chain: listener_components_pb2.FilterChain,
+    type_url: str,
+    cls: Any,
+    change: Callable[[Any], None],
+) -> bool:
+    for network_filter in chain.filters:
+        packed: any_pb2.Any = network_filter.typed_config
+        if packed.type_url != type_url:
+            continue
+        message = cls()
+        message.ParseFromString(packed.value)
+        change(message)
+        packed.value = message.SerializeToString(deterministic=True)
+        return True
+    return False
+
+
+def update_http_options(
+    cluster: cluster_pb2.Cluster, change: Callable[[upstream_http_pb2.HttpProtocolOptions], None]
+) -> None:
+    """Kuma's UpdateCommonHttpProtocolOptions: the cluster's upstream HTTP options (created
+    when absent), changed and packed back."""
+    options = upstream_http_pb2.HttpProtocolOptions()
+    packed = cluster.typed_extension_protocol_options.get(HTTP_OPTIONS_KEY)
+    if packed is not None:
+        options.ParseFromString(packed.value)
+    change(options)
+    target = cluster.typed_extension_protocol_options[HTTP_OPTIONS_KEY]
+    target.type_url = "type.googleapis.com/" + options.DESCRIPTOR.full_name
+    target.value = options.SerializeToString(deterministic=True)
+
+
+def set_duration(target: Any, nanoseconds: int) -> None:
+    """Set a ``google.protobuf.Duration`` field from nanoseconds (0 gives ``0s``)."""
+    target.seconds, target.nanos = divmod(nanoseconds, 1_000_000_000)
+    target.SetInParent()

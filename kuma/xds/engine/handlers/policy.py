@@ -1,0 +1,65 @@
+"""Policy events (every registered targetRef kind): the mesh's policies, and the proxies a
+change concerns.
+
+The proxies a policy selected when they were last assembled are found through the index's
+selection slot (key ``(kind, mesh, name)``, filled from ``Assembly.selections``). The proxies
+its new version selects are found from its top-level targetRef: the Dataplanes carrying the
+tags it names (``MeshState.with_tags``: a MeshService policy looks at that service's
+Dataplanes only), checked with Kuma's matching; ``Mesh`` (and a MeshSubset without tags)
+concerns the whole mesh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from kuma.policies import selects
+from kuma.resources.model import (
+    MESH_HTTP_ROUTE,
+    MESH_SERVICE,
+    MESH_SERVICE_SUBSET,
+    SERVICE_TAG,
+    Policy,
+)
+from kuma.store import Operation, ResourceEvent
+from kuma.xds.node_id import ProxyId
+
+from ..invalidation import Invalidation
+from ..mesh_state import Meshes, MeshState
+
+
+def selection_key(policy: Policy) -> Hashable:
+    return (policy.TYPE, policy.mesh, policy.name)
+
+
+def _newly_selected(mesh: MeshState, policy: Policy, invalidation: Invalidation) -> None:
+    ref = policy.spec.target_ref
+    if ref.kind == MESH_HTTP_ROUTE:
+        invalidation.meshes.add(mesh.name)  # resolved through the route: rare, mesh-wide
+        return
+    tags: list[tuple[str, str]] = []
+    if ref.kind in (MESH_SERVICE, MESH_SERVICE_SUBSET):
+        tags.append((SERVICE_TAG, ref.name))
+    tags.extend((k, v) for k, v in ref.tags.items() if v != "*")
+    for name in mesh.with_tags(tags):
+        dataplane = mesh.dataplanes[name]
+        if selects(policy, dataplane):
+            invalidation.dataplanes.add(ProxyId(mesh.name, name))
+
+
+class PolicyHandler:
+    def __init__(self, resource_type: str) -> None:
+        self.resource_type = resource_type
+
+    def handle(self, event: ResourceEvent, meshes: Meshes, invalidation: Invalidation) -> None:
+        policy = event.resource
+        assert isinstance(policy, Policy)
+        mesh = meshes[policy.mesh]
+        if event.operation is Operation.DELETE:
+            mesh.remove_policy(policy.TYPE, policy.name)
+        else:
+            if mesh.policy(policy.TYPE, policy.name) == policy:
+                return
+            mesh.put_policy(policy)
+            _newly_selected(mesh, policy, invalidation)
+        invalidation.selections.add(selection_key(policy))
