@@ -131,7 +131,7 @@ def _mesh_arg(kind: Kind, mesh: str) -> str | None:
     return mesh if kind.mesh_scoped else None
 
 
-def _print_document(session: Session, document: Any, output: str) -> None:
+def print_document(session: Session, document: Any, output: str) -> None:
     if output == "json":
         session.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
@@ -208,7 +208,7 @@ def get_list(
     except ApiCallError as exc:
         raise CliError(f"failed to list {kind.type}: {exc.message}", exc.causes) from None
     if output != "table":
-        _print_document(session, document, output)
+        print_document(session, document, output)
         return
     next_offset = offset_of(document.get("next"))
     footer = (
@@ -229,7 +229,7 @@ def get_one(session: Session, kind: Kind, name: str, mesh: str, output: str) -> 
             raise CliError(f"No resources found{where}") from None
         raise
     if output != "table":
-        _print_document(session, document, output)
+        print_document(session, document, output)
         return
     session.stdout.write(table.render(kind.headers, [kind.row(document, session.now())]))
 
@@ -267,9 +267,7 @@ def inspect_dataplanes(
     except ApiCallError as exc:
         raise CliError(f"failed to list DataplaneOverview: {exc.message}", exc.causes) from None
     if output != "table":
-        _print_document(
-            session, {"total": first.get("total"), "items": items, "next": None}, output
-        )
+        print_document(session, {"total": first.get("total"), "items": items, "next": None}, output)
         return
     rows = views.rows(views.overview_row, items, session.now())
     session.stdout.write(table.render(views.OVERVIEW_HEADERS, rows))

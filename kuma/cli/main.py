@@ -17,7 +17,7 @@ from typing import IO, Any
 import kuma
 from kuma.tproxy import cli as tproxy_cli
 
-from . import commands
+from . import commands, info
 from . import generate as generate_cmd
 from .commands import KINDS, Session
 from .errors import CliError
@@ -112,12 +112,17 @@ def _parser() -> argparse.ArgumentParser:
     dataplane = inspected.add_parser("dataplane", parents=[common])
     dataplane.add_argument("name", metavar="NAME")
     _mesh(dataplane)
+    _output(dataplane)
     dataplane.add_argument(
         "--type",
         default="policies",
-        help="inspection type: config-dump (what the control plane serves the proxy)",
+        help="inspection type: config-dump (what the control plane serves the proxy); "
+        "policies (the default) shows the Dataplane with its status, as this control plane "
+        "applies no policies beyond the Mesh's",
     )
     dataplane.add_argument("--config-dump", action="store_true", help="same as --type=config-dump")
+
+    top.add_parser("version", parents=[common], help="print the client and server versions")
 
     _generate_parsers(top, common)
 
@@ -184,9 +189,16 @@ def _run(args: argparse.Namespace, session: Session) -> None:
         commands.get_list(session, args.kind, args.mesh, args.output, args.size, args.offset)
     elif args.command == "get":
         commands.get_one(session, args.kind, args.name, args.mesh, args.output)
+    elif args.command == "version":
+        info.version(session)
     elif args.command == "inspect" and args.what == "dataplane":
         kind = "config-dump" if args.config_dump else args.type
-        commands.inspect_dataplane(session, args.name, args.mesh, kind)
+        if kind == "config-dump":
+            commands.inspect_dataplane(session, args.name, args.mesh, kind)
+        elif kind == "policies":
+            info.inspect_dataplane(session, args.name, args.mesh, args.output)
+        else:
+            raise CliError(f"inspection type {kind!r} is not supported (policies, config-dump)")
     elif args.command == "inspect":
         commands.inspect_dataplanes(session, args.mesh, args.tag, args.gateway, args.output)
     elif args.command == "delete":

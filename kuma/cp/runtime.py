@@ -24,7 +24,6 @@ from kuma.inspect import served_config_routes
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
 from kuma.mtls.insight import MtlsInsights
 from kuma.mtls.service import MtlsService
-from kuma.resources import ResourceKey
 from kuma.store import ResourceEvent, Store, Synced, open_store
 from kuma.xds import types
 from kuma.xds.composite import CompositeSource
@@ -34,6 +33,7 @@ from kuma.xds.server import serve as serve_ads
 from kuma.xds.server.observer import ObserverGroup, StreamObserver
 
 from .authn import build_authentication
+from .change_log import ChangeLog
 from .config import CpConfig
 from .defaults import MeshDefaults, ensure_default_mesh
 from .logs import fields
@@ -44,32 +44,21 @@ from .vips import VipAllocator
 log = logging.getLogger("kuma.cp")
 
 
-async def _log_changes(store: Store, *handlers: Callable[[ResourceEvent], None]) -> None:
-    """Log every change of the store after its initial snapshot (an operator's audit trail),
-    and hand it to ``handlers`` (metrics, insights): one watch serves them all."""
+async def _follow_changes(
+    store: Store, changes: ChangeLog, *handlers: Callable[[ResourceEvent], None]
+) -> None:
+    """Log every change of the store after its initial snapshot (an operator's audit trail,
+    :mod:`.change_log`), and hand it to ``handlers`` (metrics, insights): one watch serves
+    them all."""
     async with store.watch() as events:
         synced = False
         async for item in events:
             if isinstance(item, Synced):
                 synced = True
             elif synced:
-                _log_event(item)
+                changes.add(item)
                 for handler in handlers:
                     handler(item)
-
-
-def _log_event(event: ResourceEvent) -> None:
-    key: ResourceKey = event.key
-    log.info(
-        "resource changed",
-        extra=fields(
-            operation=event.operation.value,
-            type=key.type,
-            mesh=key.mesh or None,
-            name=key.name,
-            version=event.meta.version,
-        ),
-    )
 
 
 def _touch_services(engine: Engine, mesh: str, services: set[str]) -> None:
@@ -145,7 +134,11 @@ async def run_control_plane(
             bootstrap_protocol(store, bootstrap) as bootstrap_http,
             anyio.create_task_group() as tg,
         ):
-            tg.start_soon(_log_changes, store, insights.on_store_event, metrics.on_store_event)
+            changes = ChangeLog()
+            tg.start_soon(changes.run)
+            tg.start_soon(
+                _follow_changes, store, changes, insights.on_store_event, metrics.on_store_event
+            )
             tg.start_soon(engine.run, store)
             # Transparent proxies' VIPs: allocated once, kept in the store (kuma/cp/vips.py).
             tg.start_soon(VipAllocator(store).run)

@@ -77,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=f"kuma-dp {kuma.__version__}")
     commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("version", help="print the version (as Kuma's kuma-dp version)")
     run_cmd = commands.add_parser("run", help="launch the data plane proxy (Envoy)")
     add = run_cmd.add_argument
     add(
@@ -217,6 +218,9 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "version":
+        print(f"Kuma {kuma.__version__}")
+        return 0
     _configure_logging(args.log_level)
     try:
         options = options_from(args)

@@ -189,3 +189,30 @@ def test_secrets_get_apply_delete_with_kuma_columns(kumactl: Kumactl) -> None:
     assert "data: dGVzdA==" in kumactl.ok("get", "secret", "sec-1", "-o", "yaml")
     assert kumactl.ok("delete", "secret", "sec-1") == 'deleted Secret "sec-1"\n'
     assert kumactl.ok("delete", "global-secret", "gsec-1") == 'deleted GlobalSecret "gsec-1"\n'
+
+
+def test_what_kuma_users_type_by_habit(kumactl: Kumactl) -> None:
+    """Issue 17 (README): kumactl version, kumactl inspect dataplane NAME (and its served
+    Envoy configuration), kuma-dp version."""
+    version = kumactl.ok("version")
+    assert version.startswith("Client: Kuma ")
+    assert "\nServer: Kuma " in version
+    kumactl.ok("apply", "-f", "-", stdin="type: Mesh\nname: habits\n")
+    kumactl.ok("apply", "-f", "-", stdin=DATAPLANE.format(mesh="habits", name="dp-7"))
+    table = kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits")
+    assert table.splitlines()[0].split()[:2] == ["MESH", "NAME"]
+    assert "dp-7" in table.splitlines()[1]
+    overview = json.loads(kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits", "-o", "json"))
+    assert overview["name"] == "dp-7"
+    dump = json.loads(kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits", "--config-dump"))
+    assert dump
+    missing = kumactl("inspect", "dataplane", "ghost", "-m", "habits")
+    assert missing.code == 1
+    assert missing.err.startswith("Error: failed to get DataplaneOverview")
+    dp = subprocess.run(
+        [sys.executable, "-m", "kuma.dp.cli", "version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (dp.returncode, dp.stdout.startswith("Kuma ")) == (0, True)
