@@ -1,10 +1,11 @@
 """The operator's audit trail of store changes: one line per change, one line per bulk load.
 
-Every change after the store's initial snapshot is logged at debug. At info, a change that
-comes alone gets its own line (``resource changed operation=CREATE type=Dataplane mesh=default
-name=web-01``); changes that arrive together (a 10,000-document file, a folder copied in) are
-summed up in one ``resources changed`` line with counts by operation and type, instead of
-10,000 lines. "Together" means each followed the previous within :data:`BURST_GAP` seconds.
+Every change after the store's initial snapshot is logged at debug. At info, the first
+:data:`LINES_PER_BURST` changes of a burst get a line each, at once (``resource changed
+operation=CREATE type=Dataplane mesh=default name=web-01``); the rest of a burst (a
+10,000-document file, a folder copied in) is summed up in one ``resources changed`` line with
+counts by operation and type when it ends, instead of 10,000 lines. A burst is changes that
+each followed the previous within :data:`BURST_GAP` seconds.
 Mesh-less types (Mesh, ZoneIngress, ...) carry no ``mesh`` field.
 
 The watch loop hands changes over without waiting (:meth:`ChangeLog.add`); the lines are
@@ -27,6 +28,8 @@ log = logging.getLogger("kuma.cp")
 
 #: Changes closer together than this are one burst.
 BURST_GAP = 0.2
+#: Changes of a burst logged one by one (at once); the rest are counted in one line at its end.
+LINES_PER_BURST = 5
 
 
 def _event_fields(event: ResourceEvent) -> dict[str, object]:
@@ -52,24 +55,30 @@ class ChangeLog:
         async with self._receive:
             while True:
                 burst = [await self._receive.receive()]
+                _log_one(burst[0])
                 while True:
                     with anyio.move_on_after(BURST_GAP):
-                        burst.append(await self._receive.receive())
+                        event = await self._receive.receive()
+                        burst.append(event)
+                        if len(burst) <= LINES_PER_BURST:
+                            _log_one(event)
                         continue
                     break
-                _log_burst(burst)
+                if len(burst) > LINES_PER_BURST:
+                    _log_rest(burst[LINES_PER_BURST:])
 
 
-def _log_burst(burst: list[ResourceEvent]) -> None:
-    if len(burst) == 1:
-        log.info("resource changed", extra=fields(**_event_fields(burst[0])))
-        return
-    operations = Counter(event.operation.value for event in burst)
-    types = Counter(event.key.type for event in burst)
+def _log_one(event: ResourceEvent) -> None:
+    log.info("resource changed", extra=fields(**_event_fields(event)))
+
+
+def _log_rest(rest: list[ResourceEvent]) -> None:
+    operations = Counter(event.operation.value for event in rest)
+    types = Counter(event.key.type for event in rest)
     log.info(
         "resources changed",
         extra=fields(
-            count=len(burst),
+            more=len(rest),
             **{operation.lower(): n for operation, n in sorted(operations.items())},
             types=",".join(f"{kind}:{n}" for kind, n in sorted(types.items())),
         ),

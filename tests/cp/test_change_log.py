@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import anyio
 import pytest
 
-from kuma.cp.change_log import ChangeLog
+from kuma.cp.change_log import LINES_PER_BURST, ChangeLog
 from kuma.resources import Mesh, ResourceMeta, from_document
 from kuma.store import Operation, ResourceEvent
 
@@ -57,13 +57,15 @@ async def test_a_bulk_load_is_one_line_and_a_lone_change_its_own(
         tg.start_soon(changes.run)
         for index in range(2000):
             changes.add(event(dataplane(index), index + 1))
-        await wait_for_lines(caplog, 1)
+        await wait_for_lines(caplog, LINES_PER_BURST + 1)
         changes.add(event(Mesh(name="other"), 5000))
-        await wait_for_lines(caplog, 2)
+        await wait_for_lines(caplog, LINES_PER_BURST + 2)
         tg.cancel_scope.cancel()
-    bulk, lone = info_lines(caplog)
+    *first, bulk, lone = info_lines(caplog)
+    assert [r.fields["name"] for r in first] == [f"dp-{i}" for i in range(LINES_PER_BURST)]  # type: ignore[attr-defined]
     assert bulk.getMessage() == "resources changed"
-    assert bulk.fields == {"count": 2000, "create": 2000, "types": "Dataplane:2000"}  # type: ignore[attr-defined]
+    rest = 2000 - LINES_PER_BURST
+    assert bulk.fields == {"more": rest, "create": rest, "types": f"Dataplane:{rest}"}  # type: ignore[attr-defined]
     assert lone.getMessage() == "resource changed"
     assert "mesh" not in lone.fields  # type: ignore[attr-defined]
     assert lone.fields["name"] == "other"  # type: ignore[attr-defined]
