@@ -27,6 +27,7 @@ from .config import (
     parse_ports,
     resolve_uid,
 )
+from .loopback import LoopbackError
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 
@@ -154,5 +155,5 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> None:
                 out.write("# No transparent proxy rules found: nothing to remove\n")
             elif not args.dry_run:
                 out.write("# Transparent proxy cleaned up successfully\n")
-    except (ConfigError, system.IptablesError) as error:
+    except (ConfigError, system.IptablesError, LoopbackError) as error:
         raise TproxyError(str(error)) from None

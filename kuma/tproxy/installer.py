@@ -6,7 +6,9 @@ the rules of built-in chains that carry :data:`rules.MARKER`. So:
 * install is idempotent: one document removes the marked rules already there, re-declares
   (creates or empties) the chains and adds the rules: applied in one transaction per table;
 * uninstall deletes exactly the marked rules and the chains, nothing else;
-* if the IPv6 document fails after IPv4's was applied, IPv4's is taken back out.
+* if the IPv6 document fails after IPv4's was applied, IPv4's is taken back out;
+* with IPv6 rules, ::6 goes on lo (see :mod:`.loopback`), and comes off again at uninstall if
+  install put it there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from . import rules, system
+from . import loopback, rules, system
 from .config import TransparentProxyConfig
 from .rules import Family
 
@@ -130,6 +132,8 @@ def install(
                     system.restore(done, undo)
             raise
         applied.append(tools)
+    if any(family.ipv6 for family in families) and loopback.ensure() and verbose:
+        out.write(f"# added {loopback.ADDRESS}/128 to lo (inbound passthrough source)\n")
 
 
 def uninstall(*, out: IO[str], dry_run: bool = False, verbose: bool = False) -> bool:
@@ -147,4 +151,10 @@ def uninstall(*, out: IO[str], dry_run: bool = False, verbose: bool = False) -> 
             out.write(f"# {family.name} ({tools.restore}, {tools.mode()} backend)\n{document}")
         if not dry_run:
             system.restore(tools, document)
+    if loopback.added_by_install():
+        found_any = True
+        if dry_run or verbose:
+            out.write(f"# remove {loopback.ADDRESS}/128 from lo (added by install)\n")
+        if not dry_run:
+            loopback.remove()
     return found_any

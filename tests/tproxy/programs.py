@@ -5,8 +5,8 @@ resolver loop that reports when a name first resolves through the system's resol
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.server
+import signal
 import socket
 import sys
 import time
@@ -79,31 +79,38 @@ def resolve(name: str, timeout: float) -> int:
 
 
 def hammer(name: str, server: str, seconds: float) -> int:
-    """Ask ``server``:53 for ``name`` (A) back to back for ``seconds``, one query in flight,
-    0.5 s timeout each; print how many were asked, answered and lost."""
+    """Ask ``server``:53 for ``name`` (A) back to back until SIGINT (or ``seconds``), one query
+    in flight, 0.5 s timeout each; print how many were asked, answered and lost, and the
+    rcode of any reply without an answer."""
     asked = answered = lost = 0
+    stop = False
+
+    def interrupted(signum: int, frame: object) -> None:
+        # A flag, not an exception: a query is always counted whole, never half.
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, interrupted)
     deadline = time.monotonic() + seconds
     print("hammering", flush=True)
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
-        contextlib.suppress(KeyboardInterrupt),
-    ):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.5)
-        while time.monotonic() < deadline:
+        while not stop and time.monotonic() < deadline:
             query = dns.message.make_query(name, "A")
             sock.sendto(query.to_wire(), (server, 53))
+            asked += 1
             try:
                 while True:
                     reply = dns.message.from_wire(sock.recv(4096))
                     if reply.id == query.id:
                         break
             except TimeoutError:
-                asked, lost = asked + 1, lost + 1
+                lost += 1
                 continue
-            # Counted once complete: an interrupted query is not a lost one.
-            asked += 1
             if reply.answer:
                 answered += 1
+            else:
+                print(f"empty reply: {dns.rcode.to_text(reply.rcode())}", flush=True)
     print(f"asked {asked} answered {answered} lost {lost}", flush=True)
     return 0
 
@@ -127,7 +134,7 @@ def main() -> int:
     dns_cmd.add_argument("--port", type=int, default=53)
     dns_cmd.add_argument("records", nargs="*", metavar="NAME=IP")
     http_cmd = sub.add_parser("http")
-    http_cmd.add_argument("--bind", default="0.0.0.0")
+    http_cmd.add_argument("--bind", default="::")
     http_cmd.add_argument("--port", type=int, required=True)
     http_cmd.add_argument("--identity", required=True)
     resolve_cmd = sub.add_parser("resolve")

@@ -52,6 +52,10 @@ def _first_veth(ns: Netns) -> str:
     return next(m.group(1) for m in re.finditer(r"^\d+: (va\w+)@", links, re.M))
 
 
+def _has_passthrough_v6(vm: Netns) -> bool:
+    return "inet6 ::6/128 " in vm.run("ip", "-6", "-o", "addr", "show", "dev", "lo").stdout
+
+
 def _host_rules(vm: Netns) -> None:
     vm.run("iptables-restore", "--noflush", input=HOST_RULES_V4)
     vm.run("ip6tables-restore", "--noflush", input=HOST_RULES_V6)
@@ -85,6 +89,8 @@ def test_uninstall_restores_the_rules_exactly(netns_factory: Callable[[], Netns]
         assert f"-A OUTPUT -d {ns_ip} -p udp -m udp --dport 53" in saved
         assert f"-A KUMA_MESH_OUTBOUND -d {excluded} -j RETURN" in saved
         assert "-A KUMA_MESH_INBOUND -p tcp -m tcp --dport 22 -j RETURN" in saved
+    # IPv6 inbound passthrough connections come from ::6: it is on lo now.
+    assert _has_passthrough_v6(vm)
     # The host's own rules are still there, in their places.
     assert "-A PREROUTING -p udp -m udp --dport 4789 -j NOTRACK" in v4
     assert "-A POSTROUTING -s 172.17.0.0/16 -j MASQUERADE" in v4
@@ -92,9 +98,28 @@ def test_uninstall_restores_the_rules_exactly(netns_factory: Callable[[], Netns]
     out = vm.run(KUMACTL, "uninstall", "transparent-proxy").stdout
     assert "cleaned up successfully" in out
     assert _saves(vm) == before
+    assert not _has_passthrough_v6(vm)
     # Nothing left to remove: a second uninstall says so and changes nothing.
     assert "nothing to remove" in vm.run(KUMACTL, "uninstall", "transparent-proxy").stdout
     assert _saves(vm) == before
+
+
+def test_a_passthrough_address_the_host_had_stays(netns_factory: Callable[[], Netns]) -> None:
+    vm = _dual_stack(netns_factory)
+    vm.run("ip", "-6", "addr", "add", "::6/128", "dev", "lo")
+    vm.run(*INSTALL)
+    vm.run(KUMACTL, "uninstall", "transparent-proxy")
+    assert _has_passthrough_v6(vm)
+    # ... and one that install added is removed only in the namespace it was added in.
+    other = _dual_stack(netns_factory)
+    other.run(*INSTALL)
+    vm.run("ip", "-6", "addr", "del", "::6/128", "dev", "lo")
+    vm.run(*INSTALL)
+    other.run(KUMACTL, "uninstall", "transparent-proxy")
+    assert _has_passthrough_v6(vm)
+    assert not _has_passthrough_v6(other)
+    vm.run(KUMACTL, "uninstall", "transparent-proxy")
+    assert not _has_passthrough_v6(vm)
 
 
 def test_install_twice_is_harmless(netns_factory: Callable[[], Netns]) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from kuma.resources.template import render
 from tests.fixtures.envoy import eventually
 from tests.fixtures.netns import Netns, needs_netns, veth
 from tests.fixtures.processes import ManagedProcess
@@ -40,30 +41,27 @@ RESOLVE_DEADLINE = 20.0
 
 WEB_IP, BACKEND_IP = "10.81.1.2", "10.81.2.2"
 NET_WEB_IP, NET_BACKEND_IP = "10.81.1.1", "10.81.2.1"
+#: The VMs are dual stack.
+WEB_IP6, BACKEND_IP6 = "fd81:1::2", "fd81:2::2"
+NET_WEB_IP6, NET_BACKEND_IP6 = "fd81:1::1", "fd81:2::1"
 #: An address outside every VM, excluded from redirection on web.
 EXCLUDED_IP = "10.81.9.1"
 OUTSIDE_PORT, EXCLUDED_PORT = 9090, 9091
 #: Ports of the backend VM outside the mesh: one excluded from redirection, one not.
 BACKEND_EXCLUDED_INBOUND, BACKEND_OTHER_INBOUND = 9092, 9093
+#: Envoy's admin port in each VM: the template sets none, so kuma-cp's default.
 ADMIN_PORT = 9901
 #: The Envoy binary itself (the venv's ``envoy`` is a Python launcher, and this venv's Python
 #: may live where the kuma-dp user cannot read, e.g. under /root).
 ENVOY = Path(sysconfig.get_paths()["purelib"]) / "envoy" / "_bin" / "envoy"
 
-DATAPLANE = """\
-type: Dataplane
-mesh: default
-name: {name}
-networking:
-  address: {address}
-  admin: {{port: {admin}}}
-  inbound:
-  - port: {port}
-    tags: {{kuma.io/service: {service}, kuma.io/protocol: http}}
-  transparentProxying:
-    redirectPortInbound: 15006
-    redirectPortOutbound: 15001
-"""
+#: The README's template, as a user would use it.
+TEMPLATE = (ROOT / "config" / "dp-transparent.yaml").read_text()
+
+
+def dataplane(name: str, address: str, port: int, service: str) -> str:
+    values = {"name": name, "address": address, "port": str(port), "service": service}
+    return render(TEMPLATE, values)
 
 
 def _program(ns: Netns, *argv: str, uid: int | None = None) -> ManagedProcess:
@@ -79,14 +77,24 @@ class VmMesh:
     def __init__(self, make: Callable[[], Netns], tmp: Path) -> None:
         self.processes: list[ManagedProcess] = []
         self.net, self.web, self.backend = make(), make(), make()
-        veth(self.net, NET_WEB_IP, self.web, WEB_IP)
-        veth(self.net, NET_BACKEND_IP, self.backend, BACKEND_IP)
+        veth(self.net, NET_WEB_IP, self.web, WEB_IP, ipv6=(NET_WEB_IP6, WEB_IP6))
+        veth(
+            self.net, NET_BACKEND_IP, self.backend, BACKEND_IP, ipv6=(NET_BACKEND_IP6, BACKEND_IP6)
+        )
         self.net.run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        self.net.run("sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
         self.net.run("ip", "addr", "add", f"{EXCLUDED_IP}/32", "dev", "lo")
-        for vm, gateway in ((self.web, NET_WEB_IP), (self.backend, NET_BACKEND_IP)):
+        gateways = (
+            (self.web, NET_WEB_IP, NET_WEB_IP6),
+            (self.backend, NET_BACKEND_IP, NET_BACKEND_IP6),
+        )
+        for vm, gateway, gateway6 in gateways:
             vm.run("ip", "route", "add", "default", "via", gateway)
-            vm.set_resolv_conf(f"nameserver {gateway}\n")
-        self.before = {vm.name: vm.rules() for vm in (self.web, self.backend)}
+            vm.run("ip", "-6", "route", "add", "default", "via", gateway6)
+            vm.set_resolv_conf(f"nameserver {gateway}\nnameserver {gateway6}\n")
+        self.before = {
+            vm.name: (vm.rules(), vm.rules("ip6tables-save")) for vm in (self.web, self.backend)
+        }
 
         # The network: upstream DNS, an outside web server, kuma-cp.
         self.dns = self._start(_program(self.net, "dns", f"example.test={NET_WEB_IP}"), "dns ready")
@@ -144,9 +152,7 @@ class VmMesh:
         return process
 
     def _kuma_dp(self, vm: Netns, name: str, address: str, service: str) -> ManagedProcess:
-        dataplane = DATAPLANE.format(
-            name=name, address=address, admin=ADMIN_PORT, port=8080, service=service
-        )
+        values = {"name": name, "address": address, "port": "8080", "service": service}
         # Inline: the kuma-dp user cannot read the test's temporary folder.
         token = _kumactl(
             "generate", "dataplane-token", "--name", name, "--valid-for", "1h",
@@ -155,7 +161,8 @@ class VmMesh:
         argv = [
             "setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
             str(BIN / "kuma-dp"), "run", "--cp-address", f"http://{vm_gateway(address)}:"
-            f"{self.dp_port}", "--dataplane", dataplane, "--drain-time", "1s",
+            f"{self.dp_port}", "--dataplane", TEMPLATE,
+            *(f"-v={key}={value}" for key, value in values.items()), "--drain-time", "1s",
             "--binary-path", str(ENVOY), "--dataplane-token", token,
             "--concurrency", "1",
         ]  # fmt: skip
@@ -243,6 +250,8 @@ PASSTHROUGH = "cluster.outbound_passthrough_ipv4.upstream_cx_total"
 #: redirect (iptables → 15006 → original destination) can hand it one.
 BACKEND_INBOUND = f"listener.{BACKEND_IP}_8080.downstream_cx_total"
 INBOUND_PASSTHROUGH = "cluster.inbound_passthrough_ipv4.upstream_cx_total"
+PASSTHROUGH_V6 = "cluster.outbound_passthrough_ipv6.upstream_cx_total"
+INBOUND_PASSTHROUGH_V6 = "cluster.inbound_passthrough_ipv6.upstream_cx_total"
 
 
 def test_the_app_reaches_backend_mesh_through_both_sidecars(mesh: VmMesh) -> None:
@@ -318,11 +327,9 @@ def test_a_new_service_resolves_once_its_first_dataplane_exists(mesh: VmMesh) ->
         )
         mesh.processes.append(watcher)
         watcher.wait_for_line("resolving", timeout=START)
-        dataplane = DATAPLANE.format(
-            name=f"{service}-01", address=BACKEND_IP, admin=9902, port=8081 + index, service=service
-        )
+        document = dataplane(f"{service}-01", BACKEND_IP, 8081 + index, service)
         temporary = mesh.store / f".{service}.yaml.tmp"
-        temporary.write_text(dataplane)
+        temporary.write_text(document)
         created = time.monotonic()
         temporary.rename(mesh.store / f"{service}.yaml")
         line = watcher.wait_for_line("resolved", timeout=RESOLVE_DEADLINE + 5)
@@ -344,12 +351,36 @@ def test_a_new_service_resolves_once_its_first_dataplane_exists(mesh: VmMesh) ->
     assert (answered, lost) == (asked, 0), counts
 
 
+def test_ipv6_is_redirected_too(mesh: VmMesh) -> None:
+    """Dual-stack VMs: ip6tables hands IPv6 connections and DNS to the same Envoy."""
+    # Outbound: root's IPv6 connection goes through the IPv6 outbound passthrough; uid 5678's not.
+    url = f"http://[{NET_WEB_IP6}]:{OUTSIDE_PORT}/"
+    before = mesh.stat(mesh.web, PASSTHROUGH_V6)
+    assert mesh.curl(mesh.web, url, uid=UID) == (0, f"outside:{OUTSIDE_PORT}")
+    assert mesh.stat(mesh.web, PASSTHROUGH_V6) == before
+    assert mesh.curl(mesh.web, url) == (0, f"outside:{OUTSIDE_PORT}")
+    assert mesh.stat(mesh.web, PASSTHROUGH_V6) == before + 1
+    # Inbound: an IPv6 connection to the backend VM goes through its Envoy.
+    received = mesh.stat(mesh.backend, INBOUND_PASSTHROUGH_V6)
+    other = f"http://[{BACKEND_IP6}]:{BACKEND_OTHER_INBOUND}/"
+    assert mesh.curl(mesh.web, other, uid=UID) == (0, f"backend:{BACKEND_OTHER_INBOUND}")
+    assert mesh.stat(mesh.backend, INBOUND_PASSTHROUGH_V6) == received + 1
+    # DNS to the IPv6 nameserver of resolv.conf is answered by Envoy on [::1].
+    asked = mesh.stat(mesh.web, "dns_filter.kuma_dns.downstream_rx_queries")
+    query = mesh.web.run(
+        sys.executable, "-m", "tests.tproxy.programs", "query", "backend.mesh",
+        "--server", NET_WEB_IP6,
+    ).stdout  # fmt: skip
+    assert re.fullmatch(r"answer NOERROR 2[45]\d\.\d+\.\d+\.\d+\n", query), query
+    assert mesh.stat(mesh.web, "dns_filter.kuma_dns.downstream_rx_queries") == asked + 1
+
+
 def test_uninstall_restores_each_vm(mesh: VmMesh) -> None:
     for process in (mesh.web_dp, mesh.backend_dp):
         assert process.stop() == 0, process.output()[-3000:]
     for vm in (mesh.web, mesh.backend):
         out = vm.run(KUMACTL, "uninstall", "transparent-proxy").stdout
         assert "cleaned up successfully" in out
-        assert vm.rules() == mesh.before[vm.name]
+        assert (vm.rules(), vm.rules("ip6tables-save")) == mesh.before[vm.name]
     # Without the rules nothing answers .mesh names any more: the upstream says NXDOMAIN.
     assert mesh.web.run("getent", "ahostsv4", "backend.mesh", check=False).returncode == 2
