@@ -123,14 +123,6 @@ def subsets_of(destinations: Iterable[Destination]) -> Mapping[str, tuple[Destin
     return subsets or NO_SUBSETS
 
 
-def destinations_of(
-    subsets: Mapping[str, tuple[Destination, ...]], service: str
-) -> tuple[Destination, ...]:
-    """The destinations of ``service`` a proxy with ``subsets`` reaches (the whole service
-    when it is not among them)."""
-    return subsets.get(service) or (Destination(service),)
-
-
 def _resource_name(message: Message) -> str:
     """A resource's name: ``name`` (listeners, clusters) or ``cluster_name`` (CLAs)."""
     field = "cluster_name" if message.DESCRIPTOR.full_name.endswith("LoadAssignment") else "name"

@@ -29,11 +29,12 @@ import msgspec
 
 from kuma.store import ResourceEvent, Store, Synced, WatchItem
 from kuma.xds import types
+from kuma.xds.generate.destination import Destination
 from kuma.xds.node_id import parse_node_id
 from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 
-from .assemble import NO_SUBSETS, assemble, destinations_of
+from .assemble import NO_SUBSETS, assemble
 from .handlers import HandlerRegistry, InputHandler, default_handlers
 from .interner import Interner
 from .invalidation import Invalidation
@@ -238,15 +239,22 @@ class Engine:
             if not consumers:
                 continue
             mesh = self._meshes[mesh_name]
+            # Most consumers reach the whole service: its CLA, built once for all of them.
+            whole: tuple[VersionedResource, ...] = (
+                self._shared.load_assignment(mesh, Destination(service)),
+            )
             for node_id in list(consumers - reassemble):
                 record = self._index.get(node_id)
                 if record is None or record.resources is None:
                     continue
                 bucket = record.resources[types.ENDPOINT]
                 changed: list[str] = []
+                subsets = record.subsets.get(service) if record.subsets else None
                 # Each destination's CLA is built once (cached), then shared by its consumers.
-                for destination in destinations_of(record.subsets, service):
-                    cla = self._shared.load_assignment(mesh, destination)
+                clas = whole
+                if subsets is not None:
+                    clas = tuple(self._shared.load_assignment(mesh, d) for d in subsets)
+                for cla in clas:
                     current = bucket.get(cla.name)
                     if current is not None and current.version == cla.version:
                         continue
