@@ -17,10 +17,12 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from kuma.resources import Violation
 from kuma.store import Store
@@ -153,12 +155,40 @@ async def _read_body(request: web.BaseRequest) -> bytes:
         raise BootstrapError(
             413, "Payload Too Large", f"the body exceeds {MAX_BODY_BYTES} bytes"
         ) from None
+    except ConnectionError:
+        # The client went away mid-body: one warning line (by the caller), no traceback.
+        raise BootstrapError(
+            400, "Bad Request", "the connection closed before the body ended"
+        ) from None
+
+
+class _BriefErrors(RequestHandler):
+    """aiohttp answers a request it cannot parse with a 400 whose text quotes what it got (a
+    64 KB line of garbage came back as a bigger reply): answer with the status alone."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        try:
+            brief = f"{status} {HTTPStatus(status).phrase}"
+        except ValueError:
+            brief = str(status)
+        return super().handle_error(request, status, exc, brief)
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _BriefErrors(self, loop=self._loop, **self._kwargs)
 
 
 @asynccontextmanager
 async def bootstrap_protocol(store: Store, params: GeneratorParams) -> AsyncIterator[web.Server]:
     """The low-level server as a protocol factory; closing shuts its connections down."""
-    server = web.Server(
+    server = _Server(
         BootstrapHandler(store, params),
         access_log=None,  # kuma-cp logs each bootstrap itself, as a structured line
     )
