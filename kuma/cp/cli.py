@@ -15,10 +15,11 @@ from pathlib import Path
 import anyio
 
 import kuma
-from kuma.store import StoreError
+from kuma.store import StoreConfigError, StoreError
 
 from . import logs
 from .config import ConfigError, CpConfig, load_config
+from .preflight import preflight
 from .runtime import run_control_plane
 
 log = logging.getLogger("kuma.cp")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config_file, os.environ)
+        preflight(config)
     except ConfigError as exc:
         print(f"kuma-cp: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -112,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         expected = _expected_failures(exc)
         if expected is None:
             raise
+        if all(isinstance(f, StoreConfigError | ConfigError) for f in expected):
+            # A store's options are checked when it opens, before anything is announced.
+            for failure in expected:
+                print(f"kuma-cp: configuration error: {failure}", file=sys.stderr)
+            return 2
         for failure in expected:
             log.error("kuma-cp stopped: %s", failure)
         return 1

@@ -403,6 +403,8 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> CpConfig:
             loaded = yaml.safe_load(path.read_text())
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text (UTF-8) file") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):

@@ -28,7 +28,14 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kuma.store import ResourceEvent, Store
@@ -77,6 +84,9 @@ class Metrics:
         self.on_propagation: Callable[[str, float], None] | None = None
         self._clock = clock
         r = self.registry
+        # The standard process_* series (RSS, CPU seconds, open and max file descriptors, start
+        # time), as every Prometheus client library exposes them.
+        ProcessCollector(registry=r)
         self.streams_active = Gauge(
             "kuma_xds_streams_active", "Open ADS streams", ["protocol"], registry=r
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -132,16 +133,26 @@ def test_config_file(tmp_path: Path) -> None:
     ("env", "code", "message"),
     [
         ({"KUMA_DP_SERVER_PORT": "abc"}, 2, "dpServer.port"),
-        ({"KUMA_STORE_TYPE": "nope"}, 1, "store.type: unknown store 'nope'; installed:"),
-        ({"KUMA_STORE_TYPE": "directory"}, 1, "store.directory.path"),
-        ({"KUMA_STORE_TYPE": "memory", "KUMA_STORE_MEMORY_SIZE": "1"}, 1, "store.memory"),
+        ({"KUMA_STORE_TYPE": "nope"}, 2, "store.type: unknown store 'nope'; installed:"),
+        ({"KUMA_STORE_TYPE": "directory"}, 2, "store.directory.path"),
+        ({"KUMA_STORE_TYPE": "memory", "KUMA_STORE_MEMORY_SIZE": "1"}, 2, "store.memory"),
     ],
 )
 def test_bad_configuration_stops_start_up(
     tmp_path: Path, env: dict[str, str], code: int, message: str
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "kuma.cp.cli", "run"],
+    """One shape for every configuration mistake (issue 17, defect 9): ``configuration
+    error`` naming the key, status 2, before anything is announced."""
+    result = run_cp(tmp_path, {**LOOPBACK, **env})
+    assert result.returncode == code, result.stderr
+    assert f"kuma-cp: configuration error: {message}" in result.stderr
+    assert "listening" not in result.stderr
+    assert "ready" not in result.stderr
+
+
+def run_cp(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kuma.cp.cli", "run", *args],
         env={**env, "PATH": "/usr/bin:/bin"},
         cwd=tmp_path,
         capture_output=True,
@@ -149,8 +160,23 @@ def test_bad_configuration_stops_start_up(
         timeout=60,
         check=False,
     )
-    assert result.returncode == code, result.stderr
-    assert message in result.stderr
+
+
+def test_a_busy_port_and_a_binary_config_file_are_configuration_errors(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        busy = run_cp(tmp_path, {**LOOPBACK, "KUMA_API_SERVER_HTTP_PORT": str(port)})
+    assert busy.returncode == 2, busy.stderr
+    assert f"configuration error: apiServer.http.port: cannot listen on 127.0.0.1:{port}" in (
+        busy.stderr
+    )
+    assert "listening" not in busy.stderr
+    binary = tmp_path / "kuma-cp.conf.yml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    result = run_cp(tmp_path, LOOPBACK, "-c", str(binary))
+    assert result.returncode == 2, result.stderr
+    assert "not a text (UTF-8) file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_version() -> None:

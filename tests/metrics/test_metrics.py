@@ -181,3 +181,12 @@ def test_stale_replies_are_counted_apart_from_acks_and_nacks() -> None:
     assert after.value("kuma_xds_stale_replies_total", type="cds") == 1
     assert after.value("kuma_xds_stale_replies_total", type="other") == 1
     assert after.value("kuma_xds_responses_acked_total", type="cds") == 0
+
+
+def test_the_standard_process_series_are_exposed() -> None:
+    """Issue 17, defect 9: RSS, CPU and open files, as every Prometheus client exposes them."""
+    scraped = scrape(Metrics())
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"):
+        value = scraped.value(name)
+        assert value is not None
+        assert value > 0
