@@ -16,6 +16,7 @@ resource and the watcher's later notice of that file finds nothing new and emits
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -192,7 +193,9 @@ class DirectoryStore:
         those are read again there (they are files the store wrote, so quick to read)."""
         known = dict(self._catalog.files)
         listed = {d: self._catalog.known_under(d) for d in dirs}
-        results, seen_dirs = await _in_thread(_read_all, files, listed, known, self.max_file_bytes)
+        results, seen_dirs = await _in_thread(
+            _read_all, self.root, files, listed, known, self.max_file_bytes
+        )
         async with self._lock:
             current = self._catalog.files
             moved = [p for p in results if current.get(p) is not known.get(p)]
@@ -205,7 +208,9 @@ class DirectoryStore:
         """:meth:`reconcile` with the lock already held (a write found its file edited)."""
         known = self._catalog.files
         listed = {d: self._catalog.known_under(d) for d in dirs}
-        results, seen_dirs = await _in_thread(_read_all, files, listed, known, self.max_file_bytes)
+        results, seen_dirs = await _in_thread(
+            _read_all, self.root, files, listed, known, self.max_file_bytes
+        )
         self._note_dirs(dirs, seen_dirs)
         await self._apply(results)
 
@@ -219,7 +224,11 @@ class DirectoryStore:
 
     def _read_files(self, paths: Iterable[str]) -> dict[str, Parsed | None]:
         """Read and parse ``paths`` as new content (blocking: run in a thread)."""
-        return {path: read_and_parse(path, None, self.max_file_bytes) for path in paths}
+        inside, outside = _split_links(self.root, paths)
+        return {
+            **outside,
+            **{path: read_and_parse(path, None, self.max_file_bytes) for path in inside},
+        }
 
     async def _apply(self, results: Mapping[str, Parsed | None], *, force: bool = False) -> None:
         """Apply read files (in path order: the first file in order wins a duplicate), then let
@@ -268,7 +277,27 @@ async def _in_thread(func: Callable[..., _T], *args: Any) -> _T:
     return await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
 
 
+#: Why a link to a file outside the folder is not read (a /etc/passwd dropped in as a link).
+OUTSIDE_REASON = "a link to a file outside the store's folder: not read"
+
+
+def _split_links(root: str, paths: Iterable[str]) -> tuple[list[str], dict[str, Parsed | None]]:
+    """The paths whose file is inside ``root``, and an error for each that leads outside it
+    (a symbolic link, or a link on the way): the store serves the folder, nothing else."""
+    base = os.path.realpath(root)
+    inside: list[str] = []
+    outside: dict[str, Parsed | None] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        if real == base or real.startswith(base + os.sep) or not os.path.lexists(path):
+            inside.append(path)
+        else:
+            outside[path] = Parsed(b"", error=OUTSIDE_REASON)
+    return inside, outside
+
+
 def _read_all(
+    root: str,
     files: Iterable[str],
     listed: Mapping[str, Iterable[str]],
     known: Mapping[str, FileState],
@@ -282,7 +311,10 @@ def _read_all(
         found, subdirs = walk(directory)
         targets.update(found, known_there)
         seen_dirs.extend(subdirs)
+    inside, outside = _split_links(root, targets)
+    targets = set(inside)
     results = read_and_parse_new(sorted(p for p in targets if p not in known), limit)
+    results.update(outside)
     for path in targets:
         state = known.get(path)
         if state is not None:

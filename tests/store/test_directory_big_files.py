@@ -99,3 +99,23 @@ async def test_an_unknown_store_option_names_the_new_key(tmp_path: Path) -> None
     with pytest.raises(StoreConfigError, match="maxFileBytes: must be"):
         async with open_directory(tmp_path, maxFileBytes="lots"):
             pass
+
+
+async def test_links_that_leave_the_folder_are_not_read(tmp_path: Path) -> None:
+    """Issue 17, defect 9: a link to a file outside the folder (/etc/passwd, or a valid
+    Dataplane kept elsewhere) is reported, not read; a link within the folder works."""
+    folder = tmp_path / "resources"
+    folder.mkdir()
+    outside = tmp_path / "elsewhere.yaml"
+    outside.write_text(dataplane_yaml("outside"))
+    (folder / "sub").mkdir()
+    (folder / "sub" / "inside.yaml").write_text(dataplane_yaml("inside", port=8081))
+    (folder / "evil.yaml").symlink_to(outside)
+    (folder / "alias.yml").symlink_to(folder / "sub" / "inside.yaml")
+    async with open_directory(folder) as store:
+        problems = {p.where: p.reason for p in store.problems()}
+        assert "outside the store's folder" in problems[str(folder / "evil.yaml")]
+        names = {item.key.name for item in (await store.list("Dataplane")).items}
+        assert names == {"inside"}
+        (folder / "later.yaml").symlink_to(outside)
+        await wait_until(lambda: str(folder / "later.yaml") in {p.where for p in store.problems()})
