@@ -15,7 +15,7 @@ name sorts first.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -116,6 +116,30 @@ def _as_item(item: PolicyItem[Any], origin: str) -> Item:
     return Item(item.target_ref, document, origin)
 
 
+# Rules depend only on the ordered policies they come from, which many proxies share: they
+# are built once per (direction, policies) and kept. Keys are the policies' identities; the
+# entry holds the policies themselves, so an identity cannot be reused while it is cached.
+_RULES_CACHE_LIMIT = 4096
+_rules_cache: dict[tuple[Any, ...], tuple[tuple[Policy, ...], Rules]] = {}
+
+
+def _rules(kind: PolicyKind, policies: tuple[Policy, ...], direction: str) -> Rules:
+    key = (kind.name, direction, *map(id, policies))
+    cached = _rules_cache.get(key)
+    if cached is not None:
+        return cached[1]
+    items = [
+        _as_item(item, p.name)
+        for p in policies
+        for item in (p.spec.to if direction == "to" else p.spec.from_)
+    ]
+    rules = build_rules(items, with_negations=direction == "from", appends=kind.appends)
+    if len(_rules_cache) >= _RULES_CACHE_LIMIT:
+        _rules_cache.clear()
+    _rules_cache[key] = (policies, rules)
+    return rules
+
+
 @dataclass
 class KindPolicies:
     """One kind's policies for one proxy and the rules they make."""
@@ -126,17 +150,14 @@ class KindPolicies:
     to_rules: Rules
     #: Per selected inbound.
     from_rules: dict[InboundKey, Rules]
-    _typed: dict[int, Any] = field(default_factory=dict)
 
     def conf(self, rule: Rule | None) -> Any:
         """The rule's merged configuration as the kind's typed ``Conf`` (None for no rule)."""
         if rule is None:
             return None
-        key = id(rule)
-        typed = self._typed.get(key)
-        if typed is None:
-            typed = self._typed[key] = msgspec.convert(rule.conf, self.kind.conf_type)
-        return typed
+        if rule.typed is None:
+            rule.typed = msgspec.convert(rule.conf, self.kind.conf_type)
+        return rule.typed
 
     def to_conf(self, element: Element) -> Any:
         return self.conf(self.to_rules.compute(element))
@@ -146,17 +167,85 @@ class KindPolicies:
         return None if rules is None else self.conf(rules.compute(element))
 
 
+# A targetRef's selector and proxy-type restriction, per targetRef object (policies are
+# immutable and shared, so this is computed once per policy version); the entry holds the
+# targetRef, so its identity is not reused while cached.
+_COMPILED_LIMIT = 65536
+_compiled_cache: dict[int, tuple[TargetRef, tuple[dict[str, str] | None, tuple[str, ...]]]] = {}
+
+
+def _compiled(ref: TargetRef) -> tuple[dict[str, str] | None, tuple[str, ...]]:
+    cached = _compiled_cache.get(id(ref))
+    if cached is not None and cached[0] is ref:
+        return cached[1]
+    proxy_types = ref.proxy_types if ref.kind in (MESH, MESH_SUBSET) else ()
+    result = (_selector(ref), proxy_types)
+    if len(_compiled_cache) >= _COMPILED_LIMIT:
+        _compiled_cache.clear()
+    _compiled_cache[id(ref)] = (ref, result)
+    return result
+
+
+class _Proxy:
+    """What matching reads of a Dataplane, computed once per resolution."""
+
+    __slots__ = ("dataplane", "gateway_tags", "inbounds", "proxy_type")
+
+    def __init__(self, dataplane: Dataplane) -> None:
+        self.dataplane = dataplane
+        self.proxy_type = proxy_type(dataplane)
+        networking = dataplane.networking
+        self.inbounds: list[tuple[InboundKey, Mapping[str, str]]] = []
+        self.gateway_tags: Mapping[str, str] | None = None
+        if networking is not None:
+            self.inbounds = [
+                ((inbound.effective_address(networking), inbound.port), inbound.tags)
+                for inbound in networking.inbound
+            ]
+            gateway = networking.gateway
+            if gateway is not None and gateway.type == "DELEGATED":
+                self.gateway_tags = gateway.tags
+
+    def selected(
+        self, ref: TargetRef, routes: Mapping[str, Policy]
+    ) -> tuple[list[InboundKey], bool]:
+        if ref.kind == MESH_HTTP_ROUTE:
+            route = routes.get(ref.name)
+            if route is None:
+                return [], False
+            return self.selected(route.spec.target_ref, {})
+        compiled = _compiled(ref)
+        selector, proxy_types = compiled
+        if selector is None:
+            return [], False
+        if proxy_types and self.proxy_type not in proxy_types:
+            return [], False
+        if not selector:
+            return [key for key, _ in self.inbounds], self.gateway_tags is not None
+        inbounds = [key for key, tags in self.inbounds if _matches(selector, tags)]
+        gateway = self.gateway_tags
+        return inbounds, gateway is not None and _matches(selector, gateway)
+
+
 def match_kind(
     kind: PolicyKind,
     policies: Iterable[Policy],
     dataplane: Dataplane,
     routes: Mapping[str, Policy] | None = None,
+    *,
+    presorted: bool = False,
+    proxy: _Proxy | None = None,
 ) -> KindPolicies | None:
-    """The policies of ``kind`` that select ``dataplane`` and their rules; None if none."""
+    """The policies of ``kind`` that select ``dataplane`` and their rules; None if none.
+    ``presorted``: ``policies`` are already in Kuma's order (filtering keeps it)."""
+    if proxy is None:
+        proxy = _Proxy(dataplane)
+    if not presorted:
+        policies = ordered(policies)
     matched: list[Policy] = []
     by_inbound: dict[InboundKey, list[Policy]] = {}
     for policy in policies:
-        inbounds, delegated = selected_inbounds(policy.spec.target_ref, dataplane, routes)
+        inbounds, delegated = proxy.selected(policy.spec.target_ref, routes or {})
         if not inbounds and not delegated:
             continue
         matched.append(policy)
@@ -164,17 +253,8 @@ def match_kind(
             by_inbound.setdefault(key, []).append(policy)
     if not matched:
         return None
-    matched = ordered(matched)
-    to_items = [_as_item(item, p.name) for p in matched for item in p.spec.to]
-    to_rules = build_rules(to_items, with_negations=False, appends=kind.appends)
-    from_rules = {
-        key: build_rules(
-            [_as_item(item, p.name) for p in ordered(group) for item in p.spec.from_],
-            with_negations=True,
-            appends=kind.appends,
-        )
-        for key, group in by_inbound.items()
-    }
+    to_rules = _rules(kind, tuple(matched), "to")
+    from_rules = {key: _rules(kind, tuple(group), "from") for key, group in by_inbound.items()}
     return KindPolicies(kind, tuple(matched), to_rules, from_rules)
 
 
@@ -197,16 +277,21 @@ EMPTY = ProxyPolicies()
 
 
 def resolve(
-    dataplane: Dataplane, policies_by_kind: Mapping[str, Sequence[Policy]]
+    dataplane: Dataplane,
+    policies_by_kind: Mapping[str, Sequence[Policy]],
+    *,
+    presorted: bool = False,
 ) -> ProxyPolicies:
-    """Match every kind's policies of the proxy's mesh against its Dataplane."""
+    """Match every kind's policies of the proxy's mesh against its Dataplane (``presorted``:
+    each kind's list is already in Kuma's order, see :func:`ordered`)."""
     routes = {p.name: p for p in policies_by_kind.get("MeshHTTPRoute", ())}
+    proxy = _Proxy(dataplane)
     found: dict[str, KindPolicies] = {}
     for type_name, policies in policies_by_kind.items():
         kind = POLICY_KINDS.get(type_name)
         if kind is None or not policies:
             continue
-        matched = match_kind(kind, policies, dataplane, routes)
+        matched = match_kind(kind, policies, dataplane, routes, presorted=presorted, proxy=proxy)
         if matched is not None:
             found[type_name] = matched
     return ProxyPolicies(found) if found else EMPTY

@@ -125,13 +125,35 @@ class Item:
     origin: str
 
 
-@dataclass(frozen=True)
 class Rule:
-    subset: Subset
-    #: The merged configuration (JSON-shaped).
-    conf: Mapping[str, Any]
-    #: Names of the policies that contributed, sorted.
-    origins: tuple[str, ...]
+    """One subset and the merge of the items that cover it. The merge is computed on first
+    use and kept (rules are shared by every proxy with the same policies), as is the typed
+    configuration a policy kind makes of it."""
+
+    __slots__ = ("_appends", "_conf", "_confs", "origins", "subset", "typed")
+
+    def __init__(
+        self,
+        subset: Subset,
+        confs: Sequence[Mapping[str, Any]],
+        origins: tuple[str, ...],
+        appends: frozenset[str] = frozenset(),
+    ) -> None:
+        self.subset = subset
+        #: Names of the policies that contributed, sorted.
+        self.origins = origins
+        self._confs = confs
+        self._appends = appends
+        self._conf: Mapping[str, Any] | None = None
+        #: The kind's typed ``Conf`` of :attr:`conf`, set by whoever converts it first.
+        self.typed: Any = None
+
+    @property
+    def conf(self) -> Mapping[str, Any]:
+        """The merged configuration (JSON-shaped)."""
+        if self._conf is None:
+            self._conf = merge_confs(self._confs, self._appends)
+        return self._conf
 
 
 class Rules(tuple[Rule, ...]):
@@ -153,7 +175,7 @@ def _create_rule(subset: Subset, items: Sequence[Item], appends: frozenset[str])
             origins.add(item.origin)
     if not confs:
         return None
-    return Rule(subset, merge_confs(confs, appends), tuple(sorted(origins)))
+    return Rule(subset, confs, tuple(sorted(origins)), appends)
 
 
 def _canonical(subset: Subset) -> tuple[Tag, ...]:

@@ -66,7 +66,7 @@ def assemble(
     readiness_port: int = 0,
 ) -> Assembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
-    policies = resolve(dataplane, mesh.policies_by_kind())
+    policies = resolve(dataplane, mesh.policies_by_kind(), presorted=True)
     parts = proxy_parts(
         dataplane,
         mesh,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from kuma.policies.matching import ordered
 from kuma.resources import Dataplane, Mesh
 from kuma.resources.model import Policy
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
@@ -123,9 +124,11 @@ class MeshState:
         return [name for name in smallest if all(name in other for other in sets)]
 
     def policies_by_kind(self) -> Mapping[str, Sequence[Policy]]:
-        """Every policy of the mesh by kind (what ``kuma.policies.resolve`` reads)."""
+        """Every policy of the mesh by kind, in Kuma's order (``resolve(..., presorted=True)``)."""
         if self._policy_lists is None:
-            self._policy_lists = {k: tuple(v.values()) for k, v in self._policies.items() if v}
+            self._policy_lists = {
+                k: tuple(ordered(v.values())) for k, v in self._policies.items() if v
+            }
         return self._policy_lists
 
     # --- MeshView ------------------------------------------------------------------------
