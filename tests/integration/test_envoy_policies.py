@@ -1,0 +1,112 @@
+"""Kuma's policies on real Envoys: the default policies every new mesh gets are in the
+sidecars' config, MeshRetry retries a failing backend (attempts counted at the backend), and
+a MeshRetry applied later overrides the default for its service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import yaml
+
+from tests.fixtures.envoy import ControlPlane, EnvoyFactory, HttpService, eventually, http_get
+from tests.integration.test_envoy_traffic import BACKEND, Mesh
+
+pytestmark = pytest.mark.envoy
+
+
+@pytest.fixture
+def sidecars(
+    control_plane: ControlPlane,
+    envoy_factory: EnvoyFactory,
+    http_services: Callable[[str], HttpService],
+) -> Mesh:
+    return Mesh(control_plane, envoy_factory, http_services)
+
+
+def _route(listener: dict[str, object]) -> dict[str, object]:
+    chain = listener["filter_chains"][0]  # type: ignore[index]
+    hcm = chain["filters"][0]["typed_config"]
+    route: dict[str, object] = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    return route
+
+
+def test_a_new_mesh_has_kuma_default_timeouts_retries_and_circuit_breakers(
+    sidecars: Mesh,
+) -> None:
+    backend = sidecars.backend("backend-1")
+    web = sidecars.web()
+    web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
+    config = web.envoy.dynamic_config()
+
+    route = _route(config["listeners"][web.outbound_listener])
+    assert route["timeout"] == "15s"
+    assert route["idle_timeout"] == "1800s"
+    assert route["retry_policy"] == {
+        "retry_on": "gateway-error,connect-failure,refused-stream",
+        "num_retries": 5,
+        "per_try_timeout": "16s",
+        "retry_back_off": {"base_interval": "0.025s", "max_interval": "0.250s"},
+    }
+    cluster = config["clusters"][BACKEND]
+    assert cluster["connect_timeout"] == "5s"
+    assert cluster["circuit_breakers"]["thresholds"] == [
+        {
+            "max_connections": 1024,
+            "max_pending_requests": 1024,
+            "max_requests": 1024,
+            "max_retries": 3,
+        }
+    ]
+    inbound = _route(web.envoy.dynamic_config()["listeners"][web.inbound_listener])
+    assert inbound["timeout"] == "0s"
+    assert inbound["idle_timeout"] == "3600s"
+
+
+def test_mesh_retry_retries_a_failing_backend_and_a_later_policy_overrides_it(
+    sidecars: Mesh,
+) -> None:
+    backend = sidecars.backend("backend-1")
+    web = sidecars.web()
+    web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
+    http = backend.http
+    assert http is not None
+    assert http_get(web.outbound) == (200, "backend-1")
+
+    # The default MeshRetry (5 retries on gateway errors): two 503s, then success.
+    before = http.hits
+    http.fail_next = 2
+    assert http_get(web.outbound) == (200, "backend-1")
+    assert http.hits - before == 3
+
+    # A MeshService-targeted MeshRetry beats the Mesh-wide default (merged field by field:
+    # one retry, the rest of the default kept).
+    policy = {
+        "type": "MeshRetry",
+        "mesh": "default",
+        "name": "backend-once",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [
+                {
+                    "targetRef": {"kind": "MeshService", "name": BACKEND},
+                    "default": {"http": {"numRetries": 1}},
+                }
+            ],
+        },
+    }
+    sidecars.cp.put("retry-backend-once", yaml.safe_dump(policy))
+
+    def one_retry() -> bool | None:
+        route = _route(web.envoy.dynamic_config()["listeners"][web.outbound_listener])
+        retry = route["retry_policy"]
+        assert isinstance(retry, dict)
+        return True if retry.get("num_retries") == 1 else None
+
+    eventually(one_retry, "web's outbound route retries once")
+    before = http.hits
+    http.fail_next = 2
+    status, _ = http_get(web.outbound)
+    assert status == 503
+    assert http.hits - before == 2
+    http.fail_next = 0
