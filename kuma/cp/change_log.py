@@ -9,14 +9,13 @@ each followed the previous within :data:`BURST_GAP` seconds.
 Mesh-less types (Mesh, ZoneIngress, ...) carry no ``mesh`` field.
 
 The watch loop hands changes over without waiting (:meth:`ChangeLog.add`); the lines are
-written by :meth:`ChangeLog.run`, which waits on a memory stream (safe to time out on).
+written by :meth:`ChangeLog.run`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections import Counter
+from collections import Counter, deque
 
 import anyio
 
@@ -44,28 +43,36 @@ def _event_fields(event: ResourceEvent) -> dict[str, object]:
 
 class ChangeLog:
     def __init__(self) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[ResourceEvent](math.inf)
+        self._pending: deque[ResourceEvent] = deque()
+        self._arrived: anyio.Event | None = None
 
     def add(self, event: ResourceEvent) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("resource changed", extra=fields(**_event_fields(event)))
-        self._send.send_nowait(event)
+        self._pending.append(event)
+        if self._arrived is not None:
+            self._arrived.set()
+
+    async def _next(self) -> ResourceEvent:
+        while not self._pending:
+            self._arrived = anyio.Event()
+            await self._arrived.wait()
+        return self._pending.popleft()
 
     async def run(self) -> None:
-        async with self._receive:
+        while True:
+            burst = [await self._next()]
+            _log_one(burst[0])
             while True:
-                burst = [await self._receive.receive()]
-                _log_one(burst[0])
-                while True:
-                    with anyio.move_on_after(BURST_GAP):
-                        event = await self._receive.receive()
-                        burst.append(event)
-                        if len(burst) <= LINES_PER_BURST:
-                            _log_one(event)
-                        continue
-                    break
-                if len(burst) > LINES_PER_BURST:
-                    _log_rest(burst[LINES_PER_BURST:])
+                with anyio.move_on_after(BURST_GAP):
+                    event = await self._next()
+                    burst.append(event)
+                    if len(burst) <= LINES_PER_BURST:
+                        _log_one(event)
+                    continue
+                break
+            if len(burst) > LINES_PER_BURST:
+                _log_rest(burst[LINES_PER_BURST:])
 
 
 def _log_one(event: ResourceEvent) -> None:

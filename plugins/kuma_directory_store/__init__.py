@@ -23,7 +23,8 @@ How it fits together:
 Start-up scans the whole folder before the store is handed out, once the watch is proven live,
 so the first ``watch()`` snapshot is the folder's full state and nothing written meanwhile is
 missed. Resources' versions are the store's revision, as in the memory store: they are not kept
-across restarts, and neither are creation times (the time a resource was first read).
+across restarts. A resource's creation time is its file's modification time when it is first
+read, so a restart keeps it (an edit made while kuma-cp was stopped moves it).
 
 Options (``store.directory`` in kuma-cp's configuration): ``path`` (required; created if
 missing) and ``debounceMs`` (default 50): changes are read once the folder has been quiet for

@@ -139,7 +139,7 @@ class Catalog:
             for resource, key in zip(parsed.resources, keys, strict=True):
                 self.owners[key] = path
                 orphans.pop(key, None)
-                self._put(key, resource, now)
+                self._put(key, resource, now, parsed.mtime)
         for key in orphans:
             self._remove(key)
         return set(orphans)
@@ -171,16 +171,23 @@ class Catalog:
             f"keeping its last valid version ({len(kept)} resources)" if kept else "ignored",
         )
 
-    def _put(self, key: ResourceKey, resource: Resource, now: datetime) -> None:
+    def _put(
+        self, key: ResourceKey, resource: Resource, now: datetime, mtime: float | None = None
+    ) -> None:
         current = self.index.get(key)
         if current is not None and current.resource == resource:
             return  # unchanged: no event, same version
         self.revision += 1
         if current is None:
-            operation, created = Operation.CREATE, now
+            # New to this process: created when its file was last written (a restart keeps
+            # the time), or now when that is not known.
+            operation, modified = Operation.CREATE, now
+            if mtime is not None:
+                modified = min(now, datetime.fromtimestamp(mtime, UTC))
+            created = modified
         else:
-            operation, created = Operation.UPDATE, current.meta.creation_time
-        meta = ResourceMeta(str(self.revision), created, now)
+            operation, created, modified = Operation.UPDATE, current.meta.creation_time, now
+        meta = ResourceMeta(str(self.revision), created, modified)
         self.index.put(StoredResource(resource, meta))
         self.hub.publish(ResourceEvent(operation, resource, meta, self.revision))
 

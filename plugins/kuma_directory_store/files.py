@@ -63,6 +63,9 @@ class Parsed(msgspec.Struct, frozen=True):
     #: The file holds a Secret or GlobalSecret and others than its owner may read it: its
     #: permission bits, to be warned about (the content is served all the same).
     exposed_mode: int | None = None
+    #: The file's modification time (Unix seconds) when read: the creation time of the
+    #: resources it brings, so that a restart does not make them look new.
+    mtime: float | None = None
 
 
 def is_hidden(name: str) -> bool:
@@ -194,6 +197,9 @@ def read_and_parse(
     if digest == known:
         return Parsed(digest)
     parsed = parse(data, path)
+    if parsed.resources:
+        with contextlib.suppress(OSError):
+            parsed = msgspec.structs.replace(parsed, mtime=os.stat(path).st_mtime)
     if holds_secrets(parsed.resources):
         with contextlib.suppress(OSError):
             mode = os.stat(path).st_mode & 0o7777

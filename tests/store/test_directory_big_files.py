@@ -5,6 +5,7 @@ outside the store's write path."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -119,3 +120,21 @@ async def test_links_that_leave_the_folder_are_not_read(tmp_path: Path) -> None:
         assert names == {"inside"}
         (folder / "later.yaml").symlink_to(outside)
         await wait_until(lambda: str(folder / "later.yaml") in {p.where for p in store.problems()})
+
+
+async def test_creation_times_survive_a_restart(tmp_path: Path) -> None:
+    """Issue 17, defect 9: the directory store used to stamp every resource with the time it
+    was read, so each restart made every resource look new."""
+    folder = tmp_path / "resources"
+    folder.mkdir()
+    path = folder / "web.yaml"
+    path.write_text(dataplane_yaml("web"))
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+    key = ResourceKey("Dataplane", "default", "web")
+    times = []
+    for _ in range(2):
+        async with open_directory(folder) as store:
+            meta = (await store.get(key)).meta
+            times.append((meta.creation_time, meta.modification_time))
+    assert times[0] == times[1]
+    assert times[0][0].timestamp() == 1_700_000_000
