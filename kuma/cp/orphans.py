@@ -108,6 +108,21 @@ class OrphanCollector:
             deleted += await self._delete(key, version)
         return deleted
 
+    async def connected_elsewhere(self, mesh: str, name: str) -> str | None:
+        """The id of another live instance holding an online subscription of the proxy."""
+        insight = self._insight_of(mesh, name)
+        if insight is None:
+            return None
+        others = [
+            s.control_plane_instance_id
+            for s in insight.subscriptions
+            if s.online and s.control_plane_instance_id != self._instance_id
+        ]
+        if not others:
+            return None
+        live = await self.live_instances()
+        return next((other for other in others if other in live), None)
+
     def _connected(self, key: ResourceKey, live: frozenset[str]) -> bool:
         insight = self._insight_of(key.mesh, key.name)
         if insight is None:

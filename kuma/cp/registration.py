@@ -16,7 +16,8 @@ proxy that brings one with the same name is served the stored one (with a warnin
 differ), and it is never overwritten or deleted here. The label is in the stored resource, so
 every kuma-cp sharing the store, and this one after a restart, sees it.
 
-One name, one live sidecar: while a proxy's stream is open here, a newcomer that brings
+One name, one live sidecar: while a proxy's stream is open here (or, with
+``connected_elsewhere``, to another live instance on a shared store), a newcomer that brings
 another Dataplane under the same name is refused (ALREADY_EXISTS, naming the connected one)
 and nothing is written, so the live Envoy keeps its listeners. The same Dataplane again is
 accepted: that is the live proxy reconnecting before its old stream is seen closed. Envoy
@@ -38,6 +39,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -71,6 +73,10 @@ _LOCK_STRIPES = 64
 _WRITE_ATTEMPTS = 3
 
 
+#: ``(mesh, name)`` -> the id of another live instance the proxy is connected to, or None.
+ConnectedElsewhere = Callable[[str, str], Awaitable[str | None]]
+
+
 def is_registered(dataplane: Dataplane) -> bool:
     return REGISTRATION_LABEL in dataplane.labels
 
@@ -98,8 +104,16 @@ def _metadata_resource(node: Any) -> str | None:
 class Registrar:
     """The :class:`~kuma.xds.server.StreamLifecycle` of kuma-cp's ADS server."""
 
-    def __init__(self, store: Store, delay: float, *, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        delay: float,
+        *,
+        instance: str | None = None,
+        connected_elsewhere: ConnectedElsewhere | None = None,
+    ) -> None:
         self._store = store
+        self._connected_elsewhere = connected_elsewhere
         self._delay = delay
         self.instance = instance or secrets.token_hex(4)
         self._serial = itertools.count(1)
@@ -198,7 +212,7 @@ class Registrar:
                             extra=fields(mesh=key.mesh, name=key.name),
                         )
                     return False
-                self._refuse_takeover(key, previous, dataplane)
+                await self._refuse_takeover(key, previous, dataplane)
             label = f"{self.instance}.{next(self._serial)}"
             marked = msgspec.structs.replace(
                 dataplane, labels={**dataplane.labels, REGISTRATION_LABEL: label}
@@ -224,19 +238,30 @@ class Registrar:
             return True
         raise GRPCError(Status.UNAVAILABLE, f"{key} kept changing while registering; retry")
 
-    def _refuse_takeover(self, key: ResourceKey, live: Dataplane, newcomer: Dataplane) -> None:
-        """A registered Dataplane whose sidecar is connected here belongs to that sidecar: a
-        newcomer bringing another Dataplane under its name (a second kuma-dp started with the
-        same name, or any stream naming it) would replace the live proxy's listeners. The same
-        Dataplane again is the live proxy reconnecting before its old stream is seen closed."""
+    async def _refuse_takeover(
+        self, key: ResourceKey, live: Dataplane, newcomer: Dataplane
+    ) -> None:
+        """A registered Dataplane whose sidecar is connected (here, or to another live instance
+        on a shared store) belongs to that sidecar: a newcomer bringing another Dataplane under
+        its name (a second kuma-dp started with the same name, or any stream naming it) would
+        replace the live proxy's listeners. The same Dataplane again is the live proxy
+        reconnecting before its old stream is seen closed."""
+        if _unlabelled(live) == newcomer:
+            return
         streams = self._streams.get(key)
-        if not streams or _unlabelled(live) == newcomer:
+        if streams:
+            holder = f"stream {min(streams)} on kuma-cp {self.instance}"
+        elif self._connected_elsewhere is not None:
+            elsewhere = await self._connected_elsewhere(key.mesh, key.name)
+            if elsewhere is None:
+                return
+            holder = f"connected to kuma-cp {elsewhere}"
+        else:
             return
         live_address, new_address = _address(live), _address(newcomer)
         message = (
             f"Dataplane {key.name!r} of mesh {key.mesh!r} is registered by a connected sidecar "
-            f"(address {live_address}, stream {min(streams)} on kuma-cp "
-            f"{self.instance}); refusing this sidecar (address "
+            f"(address {live_address}, {holder}); refusing this sidecar (address "
             f"{new_address}), which brings another Dataplane under that name: "
             "give it another name, or stop the connected one first"
         )

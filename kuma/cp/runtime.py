@@ -102,15 +102,20 @@ async def run_control_plane(
             observers.append(gui.streams)
             metrics.on_propagation = gui.on_propagation
         observer = ObserverGroup(observers)
-        # Sidecars' own Dataplanes: registered when their stream opens (kuma/cp/registration.py).
-        registrar = Registrar(instrumented, config.deregistration_delay)
-        # ... and deleted if their proxy has had no stream anywhere for long (kuma/cp/orphans.py).
+        # Registered Dataplanes whose proxy has had no stream anywhere for long are deleted
+        # (kuma/cp/orphans.py); its view of live instances also guards registration.
         orphans = OrphanCollector(
             instrumented,
             insights.current,
             insights.instance_id,
             age=config.dataplane_cleanup_age,
             instances=store.instances() if isinstance(store, SupportsInstances) else None,
+        )
+        # Sidecars' own Dataplanes: registered when their stream opens (kuma/cp/registration.py).
+        registrar = Registrar(
+            instrumented,
+            config.deregistration_delay,
+            connected_elsewhere=orphans.connected_elsewhere,
         )
         # Dataplane tokens, on unless dpServer.authn.dpProxy.type is none (kuma/cp/authn.py).
         if config.dp_server.authn.dp_proxy.type == "none":

@@ -277,3 +277,35 @@ async def test_a_second_sidecar_cannot_take_a_live_sidecars_dataplane() -> None:
         assert dataplane is not None
         assert dataplane.networking is not None
         assert dataplane.networking.address == "10.0.0.9"
+
+
+async def test_a_sidecar_connected_to_another_instance_keeps_its_dataplane() -> None:
+    """Issue 17, defect 7, across instances on one store: instance B refuses a newcomer with
+    another Dataplane while the proxy is connected to a live instance A (as B learns from the
+    shared insights); once A no longer holds it, the newcomer registers."""
+    store = await mesh_store()
+    other = {**WEB, "networking": {**WEB["networking"], "address": "10.0.0.9"}}
+    holder: list[str | None] = ["a-instance"]
+
+    async def connected_elsewhere(mesh: str, name: str) -> str | None:
+        return holder[0] if (mesh, name) == ("default", "web-01") else None
+
+    a = Registrar(store, DELAY, instance="a")
+    b = Registrar(store, DELAY, instance="b", connected_elsewhere=connected_elsewhere)
+    async with anyio.create_task_group() as tg:
+        await tg.start(a.run)
+        await tg.start(b.run)
+        await a.stream_opening(1, "default.web-01", node())
+        with pytest.raises(GRPCError) as caught:
+            await b.stream_opening(1, "default.web-01", node(other))
+        assert caught.value.status == Status.ALREADY_EXISTS
+        assert "a-instance" in str(caught.value.message)
+        await b.stream_opening(2, "default.web-01", node())  # the same Dataplane: a reconnect
+        b.stream_closed(2, "default.web-01")
+        holder[0] = None
+        await b.stream_opening(3, "default.web-01", node(other))
+        dataplane = await stored(store)
+        assert dataplane is not None
+        assert dataplane.networking is not None
+        assert dataplane.networking.address == "10.0.0.9"
+        tg.cancel_scope.cancel()
