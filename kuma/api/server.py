@@ -4,6 +4,7 @@ and :func:`serve_api`, the kuma-cp component that runs it inside an anyio task g
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -29,13 +30,23 @@ class ApiServer:
     cancelled (kuma-cp's SIGTERM) and is harmless when called twice or after a failed start.
     """
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        *,
+        https: tuple[str, int, ssl.SSLContext] | None = None,
+    ) -> None:
+        """``https``: also serve the same application with TLS on (interface, port)."""
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         self._host = host
         self._port = port
+        self._https = https
         self._started = False
         self._closed = False
         self.port = 0
+        self.https_port = 0
 
     async def start(self) -> int:
         """Bind and serve; the bound port (``port`` 0 picks a free one)."""
@@ -45,10 +56,15 @@ class ApiServer:
         try:
             await self._runner.setup()
             await web.TCPSite(self._runner, self._host, self._port).start()
+            if self._https is not None:
+                host, port, context = self._https
+                await web.TCPSite(self._runner, host, port, ssl_context=context).start()
         except BaseException:
             await self.close()
             raise
         self.port = int(self._runner.addresses[0][1])
+        if self._https is not None:
+            self.https_port = int(self._runner.addresses[-1][1])
         return self.port
 
     async def close(self) -> None:
@@ -79,14 +95,22 @@ async def serve_api(
     insights: InsightProvider | None = None,
     extra_routes: Iterable[web.RouteDef] = (),
     *,
-    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    https: tuple[str, int, ssl.SSLContext] | None = None,
+    task_status: TaskStatus[tuple[int, int]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the REST API until cancelled; ``task_status.started`` gets the bound port."""
+    """Serve the REST API until cancelled; ``task_status.started`` gets the bound ports
+    (HTTP, HTTPS; 0 without HTTPS)."""
     app = build_app(store, settings, insights, extra_routes)
-    async with ApiServer(app, settings.interface, settings.port) as server:
+    async with ApiServer(app, settings.interface, settings.port, https=https) as server:
         log.info(
             "API server listening",
-            extra={"fields": {"interface": settings.interface, "port": server.port}},
+            extra={
+                "fields": {
+                    "interface": settings.interface,
+                    "port": server.port,
+                    "https": f"{https[0]}:{server.https_port}" if https else "off",
+                }
+            },
         )
-        task_status.started(server.port)
+        task_status.started((server.port, server.https_port))
         await anyio.sleep_forever()

@@ -1,8 +1,7 @@
 """The Envoy bootstrap of a sidecar: who it is, where its control plane is, where its admin API is.
 
 Shaped after Kuma's ``pkg/xds/bootstrap/template_v3.go`` (camelCase proto JSON, as Kuma renders
-it), without what this control plane does not offer (TLS to the control plane, HDS, access-log
-and metrics sockets):
+it), without what this control plane does not offer (HDS, access-log and metrics sockets, DNS):
 
 * ``node``: id ``<mesh>.<name>``, cluster = the proxy's service, metadata read back by the
   control plane when the proxy connects: ``dataplane.resource`` (the Dataplane as JSON, when
@@ -12,7 +11,10 @@ and metrics sockets):
 * ``admin`` on 127.0.0.1 only, at ``networking.admin.port`` or else the control plane's
   ``bootstrapServer.params.adminPort``;
 * ADS (delta by default, ``bootstrapServer.params.xdsTransport: GRPC`` for state of the world)
-  to ``ads_cluster``: HTTP/2 to the host the request came to and the dp server port.
+  to ``ads_cluster``: HTTP/2 to the host the request came to and the dp server port, with the
+  dataplane token as ``initial_metadata``; over TLS when the dp server speaks it, verifying the
+  control plane's certificate against ``cp_validation_ctx`` (the CA kuma-dp trusts, and the
+  host name or address kuma-dp used as the required subject name), as Kuma does.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ READINESS_PORT_KEY = "dataplane.readinessReporter.port"
 AUTHORIZATION = "authorization"
 XDS_TRANSPORTS = ("DELTA_GRPC", "GRPC")
 _HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_UPSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+#: Kuma's name of the static secret that holds what Envoy trusts for the control plane.
+CP_VALIDATION_CONTEXT = "cp_validation_ctx"
 
 
 class GeneratorParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +55,11 @@ class GeneratorParams(msgspec.Struct, frozen=True, kw_only=True):
     #: ``dpServer.authn.dpProxy.type`` is ``dpToken``: a request without a token is refused
     #: (its presence only: the ADS stream is where the token is verified, as in Kuma).
     require_token: bool = False
+    #: The dp server speaks TLS: Envoy's ADS cluster does too, verifying the control plane
+    #: against the request's ``caCert``, else ``trusted_ca``.
+    tls: bool = False
+    #: The certificate proxies trust for this control plane (PEM; kuma-cp.crt).
+    trusted_ca: str = ""
 
 
 def admin_port(dataplane: Dataplane, default_admin_port: int) -> int:
@@ -110,8 +120,48 @@ def generate(
             "cdsConfig": _ads_source(),
             "ldsConfig": _ads_source(),
         },
-        "staticResources": {"clusters": [_ads_cluster(xds_host, xds_port, params, ipv4)]},
+        "staticResources": _static_resources(xds_host, xds_port, params, ipv4, request),
     }
+
+
+def _static_resources(
+    host: str, port: int, params: GeneratorParams, ipv4: bool, request: BootstrapRequest
+) -> dict[str, Any]:
+    cluster = _ads_cluster(host, port, params, ipv4)
+    if not params.tls:
+        return {"clusters": [cluster]}
+    cluster["transportSocket"] = _cp_tls(host)
+    return {
+        "secrets": [_cp_validation(host, request.ca_cert or params.trusted_ca)],
+        "clusters": [cluster],
+    }
+
+
+def _cp_validation(host: str, ca_pem: str) -> dict[str, Any]:
+    """Kuma's ``cp_validation_ctx``: the CA kuma-dp trusts, and the name kuma-dp used to reach
+    the control plane, which its certificate must carry."""
+    san_type = "IP_ADDRESS" if _is_ip(host) else "DNS"
+    return {
+        "name": CP_VALIDATION_CONTEXT,
+        "validationContext": {
+            "trustedCa": {"inlineString": ca_pem},
+            "matchTypedSubjectAltNames": [{"sanType": san_type, "matcher": {"exact": host}}],
+        },
+    }
+
+
+def _cp_tls(host: str) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "@type": f"type.googleapis.com/{_UPSTREAM_TLS}",
+        "commonTlsContext": {
+            "tlsParams": {"tlsMinimumProtocolVersion": "TLSv1_2"},
+            "alpnProtocols": ["h2"],
+            "validationContextSdsSecretConfig": {"name": CP_VALIDATION_CONTEXT},
+        },
+    }
+    if not _is_ip(host):
+        context["sni"] = host
+    return {"name": "envoy.transport_sockets.tls", "typedConfig": context}
 
 
 def _grpc_service(token: str) -> dict[str, Any]:

@@ -87,6 +87,8 @@ class BootstrapRequest(_Camel):
     dns_port: int = 0
     #: The port of kuma-dp's readiness reporter on 127.0.0.1, 0: none (Kuma 2.7.7+).
     readiness_port: int = 0
+    #: The CA kuma-dp trusts for the control plane (PEM): Envoy's ADS connection trusts it too.
+    ca_cert: str = ""
     version: Version = msgspec.field(default_factory=Version)
 
 

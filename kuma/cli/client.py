@@ -4,6 +4,7 @@ and needs no event loop)."""
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,10 +17,23 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class Client:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        ca_cert_file: str | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._timeout = timeout
+        self._tls: ssl.SSLContext | None = None
+        if base_url.startswith("https://"):
+            try:
+                self._tls = ssl.create_default_context(cafile=ca_cert_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise CliError(f"--ca-cert-file {ca_cert_file}: {exc}") from None
 
     def url(self, path: str, query: Sequence[tuple[str, str]] = ()) -> str:
         url = self.base_url + path
@@ -51,7 +65,9 @@ class Client:
         if self._token:
             request.add_header("Authorization", f"Bearer {self._token}")
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            with urllib.request.urlopen(
+                request, timeout=self._timeout, context=self._tls
+            ) as response:
                 return int(response.status), response.read()
         except urllib.error.HTTPError as exc:
             with exc:

@@ -117,13 +117,15 @@ class Session:
     stdout: IO[str]
     stderr: IO[str]
     now: Callable[[], datetime]
+    #: ``--ca-cert-file`` (else ``$KUMACTL_CA_CERT_FILE``): what an https:// API must chain to.
+    ca_cert_file: str | None = None
     _client: Client | None = field(default=None, init=False)
 
     @property
     def client(self) -> Client:
         if self._client is None:
             target = resolve(self.api_server, self.config_file, self.environ)
-            self._client = Client(target.url, target.token)
+            self._client = Client(target.url, target.token, ca_cert_file=self.ca_cert_file)
         return self._client
 
 

@@ -41,6 +41,14 @@ def _common() -> argparse.ArgumentParser:
         "context, http://127.0.0.1:5681)",
     )
     common.add_argument(
+        "--ca-cert-file",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="the CA an https:// API server's certificate must chain to (kuma-cp writes its "
+        "own to <general.workDir>/kuma-cp.crt; default: $KUMACTL_CA_CERT_FILE, else the "
+        "system's trusted CAs)",
+    )
+    common.add_argument(
         "--config-file",
         type=Path,
         default=argparse.SUPPRESS,
@@ -245,6 +253,8 @@ def main(
     session = Session(
         api_server=getattr(args, "api_server", None),
         config_file=getattr(args, "config_file", None),
+        ca_cert_file=getattr(args, "ca_cert_file", None)
+        or (environ if environ is not None else os.environ).get("KUMACTL_CA_CERT_FILE"),
         environ=dict(os.environ) if environ is None else environ,
         stdin=stdin or sys.stdin,
         stdout=stdout or sys.stdout,

@@ -93,11 +93,34 @@ class DpServer(_Section):
     #: Address the ADS and bootstrap server binds to.
     interface: str = "0.0.0.0"
     authn: DpServerAuthn = msgspec.field(default_factory=DpServerAuthn)
+    #: The certificate of the dp server; empty: ``general.tlsCertFile``, else the generated one.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: Not in Kuma (always TLS): false serves ADS and /bootstrap in plain text, for a lab or a
+    #: benchmark; tokens then cross the network readable.
+    tls_enabled: bool = True
+
+
+class General(_Section):
+    #: The certificate and key of every TLS server unless one sets its own.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: Where kuma-cp writes ``kuma-cp.crt``, the certificate proxies trust (Kuma: ~/.kuma).
+    work_dir: str = "~/.kuma"
 
 
 class ApiHttp(_Section):
     port: int = 5681
     interface: str = "127.0.0.1"
+
+
+class ApiHttps(_Section):
+    enabled: bool = True
+    port: int = 5682
+    #: HTTPS is for remote kumactl (reads; writes and secrets need the admin token).
+    interface: str = "0.0.0.0"
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
 
 class ApiAuth(_Section):
@@ -112,6 +135,7 @@ class ApiGui(_Section):
 
 class ApiServer(_Section):
     http: ApiHttp = msgspec.field(default_factory=ApiHttp)
+    https: ApiHttps = msgspec.field(default_factory=ApiHttps)
     auth: ApiAuth = msgspec.field(default_factory=ApiAuth)
     gui: ApiGui = msgspec.field(default_factory=ApiGui)
     #: Largest request body the REST API reads (bigger ones get 413).
@@ -164,6 +188,7 @@ class StoreConfig(msgspec.Struct, kw_only=True):
 
 class CpConfig(msgspec.Struct, kw_only=True):
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    general: General = msgspec.field(default_factory=General)
     dp_server: DpServer = msgspec.field(default_factory=DpServer)
     api_server: ApiServer = msgspec.field(default_factory=ApiServer)
     bootstrap_server: BootstrapServer = msgspec.field(default_factory=BootstrapServer)
@@ -187,6 +212,7 @@ class CpConfig(msgspec.Struct, kw_only=True):
 
 # Sections other than ``store`` and the struct that holds each.
 _SECTIONS: dict[str, type[_Section]] = {
+    "general": General,
     "dpServer": DpServer,
     "apiServer": ApiServer,
     "bootstrapServer": BootstrapServer,
@@ -319,6 +345,7 @@ def build_config(tree: Mapping[str, Any]) -> CpConfig:
         options[str(key)] = dict(value)
     config = CpConfig(
         store=StoreConfig(type=store_type, options=options),
+        general=sections["general"],
         dp_server=sections["dpServer"],
         api_server=sections["apiServer"],
         bootstrap_server=sections["bootstrapServer"],
@@ -335,6 +362,7 @@ def _check(config: CpConfig) -> None:
     ports = {
         "dpServer.port": config.dp_server.port,
         "apiServer.http.port": config.api_server.http.port,
+        "apiServer.https.port": config.api_server.https.port,
         "bootstrapServer.params.adminPort": config.bootstrap_server.params.admin_port,
     }
     for key, port in ports.items():

@@ -39,6 +39,7 @@ from .defaults import MeshDefaults, ensure_default_mesh
 from .logs import fields
 from .orphans import OrphanCollector
 from .registration import Registrar
+from .tls import prepare_tls
 from .vips import VipAllocator
 
 log = logging.getLogger("kuma.cp")
@@ -129,11 +130,15 @@ async def run_control_plane(
             on_refused=metrics.on_stream_refused,
             on_closed=metrics.on_stream_deauthenticated,
         )
+        # TLS on the dp server and the HTTPS API (kuma/cp/tls.py).
+        tls = await prepare_tls(store, config)
         params = config.bootstrap_server.params
         bootstrap = GeneratorParams(
             default_admin_port=params.admin_port,
             xds_transport=params.xds_transport,
             require_token=config.dp_server.authn.dp_proxy.type != "none",
+            tls=tls.dp is not None,
+            trusted_ca=tls.dp_trusted,
         )
         async with (
             bootstrap_protocol(store, bootstrap) as bootstrap_http,
@@ -161,6 +166,7 @@ async def run_control_plane(
                 lifecycle=registrar,
                 authenticator=authn.authenticator,
                 http1=bootstrap_http,
+                ssl=tls.dp,
             )
             # The streams ask one source: the engine's resources, SDS from the SecretSource
             # (kuma/mtls); /meshes/{mesh}/dataplanes/{name}/_config shows what it serves.
@@ -185,8 +191,9 @@ async def run_control_plane(
                 max_request_bytes=api.max_request_bytes,
                 instance_id=insights.instance_id,
             )
-            api_port = await tg.start(
-                serve_api,
+            https = (api.https.interface, api.https.port, tls.api) if tls.api else None
+            api_port, https_port = await tg.start(
+                partial(serve_api, https=https),
                 instrumented,
                 api_settings,
                 MtlsInsights(insights, mtls.identities),
@@ -199,6 +206,8 @@ async def run_control_plane(
                     store=store.name,
                     dp_port=ads_port,
                     api_port=api_port,
+                    https_port=https_port or None,
+                    dp_tls=tls.dp is not None,
                 ),
             )
             if on_ready is not None:

@@ -26,6 +26,8 @@ from .run import RunOptions, run
 
 log = logging.getLogger("kuma.dp")
 
+CA_ENV = "KUMA_CONTROL_PLANE_CA_CERT"
+CA_FILE_ENV = "KUMA_CONTROL_PLANE_CA_CERT_FILE"
 TOKEN_ENV = "KUMA_DATAPLANE_RUNTIME_TOKEN"
 TOKEN_PATH_ENV = "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH"
 ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
@@ -81,7 +83,22 @@ def parser() -> argparse.ArgumentParser:
     run_cmd = commands.add_parser("run", help="launch the data plane proxy (Envoy)")
     add = run_cmd.add_argument
     add(
-        "--cp-address", default="http://localhost:5678", help="URL of the control plane's dp server"
+        "--cp-address",
+        default="https://localhost:5678",
+        help="URL of the control plane's dp server (https://, or http:// when it runs without TLS)",
+    )
+    add(
+        "--ca-cert-file",
+        default=os.environ.get(CA_FILE_ENV) or None,
+        help="the CA certificate kuma-cp's certificate must chain to (kuma-cp writes its "
+        f"generated one to <workDir>/kuma-cp.crt; default ${CA_FILE_ENV}, or ${CA_ENV} with "
+        "the PEM itself)",
+    )
+    add(
+        "--skip-verify",
+        action="store_true",
+        help="connect over TLS without verifying kuma-cp's certificate (anyone on the path "
+        "could then impersonate it: for a lab only)",
     )
     add("-d", "--dataplane-file", help="path to a Dataplane template (YAML or JSON; - for stdin)")
     add("--dataplane", help="the Dataplane template inline (YAML or JSON)")
@@ -164,7 +181,16 @@ def _readiness_port(given: int | None) -> int | None:
 def options_from(args: argparse.Namespace) -> RunOptions:
     """Check the flags and the Dataplane; raises UsageError or DataplaneError."""
     if not args.cp_address.startswith(("http://", "https://")):
-        raise UsageError(f"--cp-address {args.cp_address!r}: expected a URL, e.g. http://host:5678")
+        raise UsageError(
+            f"--cp-address {args.cp_address!r}: expected a URL, e.g. https://host:5678"
+        )
+    ca_cert = _ca_cert(args)
+    if args.cp_address.startswith("https://") and not ca_cert and not args.skip_verify:
+        raise UsageError(
+            f"refusing to connect to {args.cp_address} without verifying its certificate: give "
+            "--ca-cert-file (kuma-cp writes its own to <general.workDir>/kuma-cp.crt, "
+            "~/.kuma/kuma-cp.crt by default) or, in a lab, --skip-verify"
+        )
     template = read_template(args.dataplane_file, args.dataplane)
     dataplane = None
     if template is not None:
@@ -192,6 +218,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
             raise UsageError(f"--dataplane-token-file: {args.dataplane_token_file} is empty")
     return RunOptions(
         cp_address=args.cp_address,
+        ca_cert=ca_cert,
+        skip_verify=args.skip_verify,
         dataplane=dataplane,
         mesh=args.mesh,
         name=args.name,
@@ -206,6 +234,23 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         readiness=readiness_port != 0,
         readiness_port=readiness_port or 0,
     )
+
+
+def _ca_cert(args: argparse.Namespace) -> str:
+    """The PEM of --ca-cert-file, else of $KUMA_CONTROL_PLANE_CA_CERT; empty when neither."""
+    if args.ca_cert_file:
+        try:
+            text = Path(args.ca_cert_file).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise UsageError(f"--ca-cert-file {args.ca_cert_file}: {reason}") from None
+    else:
+        text = os.environ.get(CA_ENV, "")
+    if text and "-----BEGIN CERTIFICATE-----" not in text:
+        raise UsageError(
+            f"--ca-cert-file {args.ca_cert_file or '$' + CA_ENV}: not a PEM certificate"
+        )
+    return text
 
 
 def _configure_logging(level: str) -> None:

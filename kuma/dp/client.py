@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 from typing import Any
 
 import aiohttp
@@ -64,14 +65,30 @@ def _parse(body: bytes) -> Bootstrap:
     return Bootstrap(yaml=text, sidecar=sidecar if isinstance(sidecar, dict) else {})
 
 
+def client_tls(ca_cert: str, *, skip_verify: bool) -> ssl.SSLContext | bool:
+    """How an https:// control plane is checked: against ``ca_cert`` (PEM), with the host name
+    kuma-dp was given; ``skip_verify``: not at all (loudly). Plain http ignores it."""
+    if skip_verify:
+        log.warning(
+            "--skip-verify: the control plane's certificate is not verified; anyone on the path "
+            "can impersonate it and read the dataplane token"
+        )
+        return False
+    context = ssl.create_default_context(cadata=ca_cert or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 async def fetch_bootstrap(
     cp_address: str,
     request: dict[str, Any],
     *,
+    tls: ssl.SSLContext | bool = True,
     first_pause: float = FIRST_PAUSE,
     max_pause: float = MAX_PAUSE,
 ) -> Bootstrap:
-    """POST the request until a bootstrap comes back; raises BootstrapRefused on 4xx."""
+    """POST the request until a bootstrap comes back; raises BootstrapRefused on 4xx, and on
+    a certificate that does not verify (asking again would not change it)."""
     url = bootstrap_url(cp_address)
     body = orjson.dumps(request)
     headers = {"Accept": "application/json", "Content-Type": "application/json"}
@@ -82,9 +99,15 @@ async def fetch_bootstrap(
         while True:
             attempt += 1
             try:
-                async with session.post(url, data=body, headers=headers) as response:
+                async with session.post(url, data=body, headers=headers, ssl=tls) as response:
                     status = response.status
                     payload = await response.read()
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise BootstrapRefused(
+                    f"the control plane at {cp_address} is not who it should be: its "
+                    f"certificate does not verify against --ca-cert-file "
+                    f"({exc.certificate_error})"
+                ) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = f"cannot reach it: {exc or type(exc).__name__}"
             else:

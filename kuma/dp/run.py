@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -33,7 +34,7 @@ import yaml
 import kuma
 from kuma.resources import Dataplane, encode_json
 
-from .client import Bootstrap, BootstrapRefused, fetch_bootstrap
+from .client import Bootstrap, BootstrapRefused, client_tls, fetch_bootstrap
 from .envoy import EnvoyVersion, envoy_args, envoy_version, find_envoy, start_envoy
 from .readiness import ReadinessReporter
 
@@ -46,6 +47,9 @@ BOOTSTRAP_FILE = "bootstrap.yaml"
 
 class RunOptions(msgspec.Struct, kw_only=True):
     cp_address: str
+    #: PEM of the CA kuma-cp's certificate must chain to (``--ca-cert-file``).
+    ca_cert: str = ""
+    skip_verify: bool = False
     dataplane: Dataplane | None
     mesh: str
     name: str
@@ -77,6 +81,7 @@ def bootstrap_request(
         "dataplaneToken": options.token,
         "dataplaneResource": encode_json(dataplane).decode() if dataplane else "",
         "dnsPort": options.dns_port,
+        "caCert": options.ca_cert,
         "version": {
             "kumaDp": {
                 "version": kuma.__version__,
@@ -135,7 +140,8 @@ async def run(options: RunOptions) -> int:
             request = bootstrap_request(
                 options, version, directory, reporter.port if reporter is not None else 0
             )
-            bootstrap = await _fetch_unless_stopped(options.cp_address, request, signals)
+            tls = client_tls(options.ca_cert, skip_verify=options.skip_verify)
+            bootstrap = await _fetch_unless_stopped(options.cp_address, request, signals, tls)
             if bootstrap is None:
                 return 0
             path = directory / BOOTSTRAP_FILE
@@ -172,7 +178,10 @@ async def _reporting(reporter: ReadinessReporter | None) -> AsyncIterator[None]:
 
 
 async def _fetch_unless_stopped(
-    cp_address: str, request: dict[str, Any], signals: AsyncIterator[int]
+    cp_address: str,
+    request: dict[str, Any],
+    signals: AsyncIterator[int],
+    tls: ssl.SSLContext | bool,
 ) -> Bootstrap | None:
     """The bootstrap, or None when a signal came first. Raises BootstrapRefused."""
     fetched: list[Bootstrap] = []
@@ -181,7 +190,7 @@ async def _fetch_unless_stopped(
 
         async def fetch() -> None:
             try:
-                fetched.append(await fetch_bootstrap(cp_address, request))
+                fetched.append(await fetch_bootstrap(cp_address, request, tls=tls))
             except BootstrapRefused as exc:
                 refused.append(exc)
             tg.cancel_scope.cancel()

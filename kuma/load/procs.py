@@ -175,9 +175,11 @@ def start_control_plane(
         # Other listeners on free ports: several control planes may run on this machine.
         "KUMA_API_SERVER_HTTP_PORT": str(api_port),
         "KUMA_LOGGING_LEVEL": log_level,
-        # The simulated sidecars send no dataplane token yet: authentication is turned off
-        # explicitly for the control plane under test (kuma-cp logs a warning saying so).
+        # The simulated sidecars send no dataplane token and speak plain text yet: both are
+        # turned off explicitly for the control plane under test (kuma-cp warns about each).
         "KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "none",
+        "KUMA_DP_SERVER_TLS_ENABLED": "false",
+        "KUMA_API_SERVER_HTTPS_ENABLED": "false",
     }
     if store == "directory":
         env["KUMA_STORE_DIRECTORY_PATH"] = location

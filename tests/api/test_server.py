@@ -46,7 +46,7 @@ async def test_close_without_start_and_a_failed_start(store: MemoryStore) -> Non
 async def test_serve_api_reports_its_port_and_stops_when_cancelled(store: MemoryStore) -> None:
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
-            port = await tg.start(serve_api, store, ApiSettings(port=0))
+            port, _ = await tg.start(serve_api, store, ApiSettings(port=0))
             async with (
                 aiohttp.ClientSession() as session,
                 session.get(f"http://127.0.0.1:{port}/meshes") as reply,
@@ -61,7 +61,7 @@ async def test_an_open_keep_alive_connection_does_not_hold_the_stop(store: Memor
     with anyio.fail_after(10):
         async with aiohttp.ClientSession() as session:
             async with anyio.create_task_group() as tg:
-                port = await tg.start(serve_api, store, ApiSettings(port=0))
+                port, _ = await tg.start(serve_api, store, ApiSettings(port=0))
                 async with session.get(f"http://127.0.0.1:{port}/") as reply:
                     assert reply.status == 200
                 tg.cancel_scope.cancel()

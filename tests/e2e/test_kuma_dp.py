@@ -21,6 +21,7 @@ import yaml
 
 from kuma.cp.registration import REGISTRATION_LABEL
 from kuma.resources import decode
+from kuma.tls.certs import generate_ca_certificate
 from tests.fixtures.envoy import (
     HttpService,
     envoy_shared_memory,
@@ -75,6 +76,10 @@ class Cluster:
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
+        #: The certificate kuma-dp trusts: kuma-cp's generated one once it runs, or the
+        #: operator's own (``use_certificate_files``).
+        self.ca_file: Path | None = None
+        self.cert_env: dict[str, str] = {}
         self.store = tmp_path / "store"
         self.store.mkdir()
         self.signing_key = tmp_path / "signing-key.pem"
@@ -99,12 +104,29 @@ class Cluster:
             "KUMA_DP_SERVER_PORT": str(port),
             "KUMA_API_SERVER_HTTP_PORT": "0",
             "KUMA_XDS_SERVER_DATAPLANE_DEREGISTRATION_DELAY": "1s",
+            **self.cert_env,
         }
         self.cp = kuma_cp(None, env=env)
         line = self.cp.wait_for_line("kuma-cp is ready", timeout=START)
         match = re.search(r"dp_port=(\d+)", line)
         assert match, line
         self.dp_port = int(match.group(1))
+        if self.ca_file is None:
+            assert self.cp.work_dir is not None
+            self.ca_file = self.cp.work_dir / "kuma-cp.crt"
+
+    def use_certificate_files(self) -> None:
+        """Serve a certificate of the operator's (general.tlsCertFile/tlsKeyFile), known
+        before kuma-cp starts."""
+        cert, key = generate_ca_certificate(["localhost", "127.0.0.1"])
+        self.ca_file, key_file = self.tmp / "cp.crt", self.tmp / "cp.key"
+        self.ca_file.write_bytes(cert)
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(key)
+        self.cert_env = {
+            "KUMA_GENERAL_TLS_CERT_FILE": str(self.ca_file),
+            "KUMA_GENERAL_TLS_KEY_FILE": str(key_file),
+        }
 
     def kuma_dp(
         self,
@@ -125,9 +147,11 @@ class Cluster:
         token.write_text(
             kumactl("generate", "dataplane-token", "--name", name, "--valid-for", "1h", *offline)
         )
+        assert self.ca_file is not None, "kuma-dp needs the certificate it trusts"
         argv = [sys.executable, "-m", "kuma.dp.cli", "run", "--cp-address",
-                f"http://localhost:{self.dp_port}", "-d", str(path), "--drain-time", drain_time,
-                "--concurrency", "1", "--dataplane-token-file", str(token)]  # fmt: skip
+                f"https://localhost:{self.dp_port}", "-d", str(path), "--drain-time", drain_time,
+                "--concurrency", "1", "--dataplane-token-file", str(token),
+                "--ca-cert-file", str(self.ca_file)]  # fmt: skip
         for key, value in values.items():
             argv += ["-v", f"{key}={value}"]
         process = ManagedProcess(argv)
@@ -245,6 +269,7 @@ def test_kuma_dp_waits_for_kuma_cp(cluster: Cluster) -> None:
     app = HttpService("backend")
     cluster.services.append(app)
     cluster.dp_port = cp_port  # chosen in advance: kuma-cp is not running yet
+    cluster.use_certificate_files()
     dp = cluster.kuma_dp(
         "backend-01", "backend", {"inbound": inbound, "app": app.port, "admin": admin}
     )

@@ -81,6 +81,8 @@ class Cluster:
         self.api = f"http://127.0.0.1:{api_port.group(1)}"
         self.gui = f"{self.api}/gui/"
         self.folder = folder
+        assert self.cp.work_dir is not None
+        self.ca_file = self.cp.work_dir / "kuma-cp.crt"
 
     def define(
         self, name: str, service: str, *, outbound: bool = False, inbound_port: int = 0
@@ -108,7 +110,8 @@ class Cluster:
 
     def start_sidecar(self, name: str) -> None:
         argv = [sys.executable, "-m", "kuma.dp.cli", "run", "--cp-address",
-                f"http://127.0.0.1:{self.dp_port}", "--name", name, "--mesh", "default",
+                f"https://127.0.0.1:{self.dp_port}", "--name", name, "--mesh", "default",
+                "--ca-cert-file", str(self.ca_file),
                 "--drain-time", "1s", "--concurrency", "1",
                 "--dataplane-token-file", str(self.token(name))]  # fmt: skip
         self.sidecars[name] = ManagedProcess(argv)

@@ -63,7 +63,9 @@ def test_an_envoy_is_counted_nack_included_and_goes_offline(
         taken = int(squatter.getsockname()[1])
         (service_port,) = free_ports(1)
         cp.put("web-1", dataplane_yaml("web-1", inbounds=[(taken, service_port, "web")]))
-        envoy = envoy_factory("default.web-1", "web", cp.dp_port, token=cp.token("default.web-1"))
+        envoy = envoy_factory(
+            "default.web-1", "web", cp.dp_port, token=cp.token("default.web-1"), ca=cp.ca
+        )
 
         def counted() -> dict[str, Any] | None:
             insight = cp.insight("web-1")

@@ -68,7 +68,12 @@ def test_an_envoy_on_one_instance_is_online_then_offline_on_the_other(
             await store.create(resource)
 
     anyio.run(create)
-    envoy = envoy_factory("default.web-1", "web", a.dp_port, token=b.token("default.web-1"))
+    # One certificate for both (generated once, kept in etcd), and a token from one instance
+    # accepted by the other: both read the same signing key from the store.
+    assert a.ca == b.ca
+    envoy = envoy_factory(
+        "default.web-1", "web", a.dp_port, token=b.token("default.web-1"), ca=b.ca
+    )
 
     def online_on_b() -> dict[str, Any] | None:
         insight = b.insight("web-1")

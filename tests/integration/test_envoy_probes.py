@@ -61,7 +61,9 @@ def test_virtual_probes_reach_the_application(
     }
     control_plane.put("web-probed", yaml.safe_dump(document))
     token = control_plane.token("default.web-probed")
-    envoy = envoy_factory("default.web-probed", "web", control_plane.dp_port, token=token)
+    envoy = envoy_factory(
+        "default.web-probed", "web", control_plane.dp_port, token=token, ca=control_plane.ca
+    )
     envoy.wait_live()
     envoy.wait_listener("probe:listener")
 

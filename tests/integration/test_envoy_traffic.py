@@ -103,7 +103,9 @@ class Mesh:
         self.cp.put(sidecar.name, sidecar.dataplane())
         node_id = f"default.{sidecar.name}"
         token = self.cp.token(node_id)
-        sidecar.proxy = self._envoys(node_id, sidecar.service, self.cp.dp_port, transport, token)
+        sidecar.proxy = self._envoys(
+            node_id, sidecar.service, self.cp.dp_port, transport, token, self.cp.ca
+        )
         if wait:
             sidecar.envoy.wait_live()
             sidecar.envoy.wait_listener(sidecar.inbound_listener)

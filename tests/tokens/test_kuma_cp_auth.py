@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import orjson
 import pytest
 from envoy.config.core.v3.base_pb2 import Node
@@ -55,32 +57,50 @@ def api(cp: ControlPlane, method: str, path: str, body: bytes | None = None) -> 
         connection.close()
 
 
-async def open_stream(port: int, metadata: dict[str, str]) -> tuple[str, object]:
-    """One delta ADS stream as web-01: ("ok", first response) or ("refused", GRPCError)."""
+async def open_stream(cp: ControlPlane, metadata: dict[str, str]) -> tuple[str, object]:
+    """One delta ADS stream as web-01 over TLS (kuma-cp's certificate verified):
+    ("ok", first response) or ("refused", GRPCError)."""
     node = Node(id="default.web-01")
     node.metadata.update({"dataplane.resource": orjson.dumps(WEB).decode()})
-    async with Channel("127.0.0.1", port) as channel:
-        stub = AggregatedDiscoveryServiceStub(channel)
-        try:
-            with anyio.fail_after(15):
-                async with stub.DeltaAggregatedResources.open(metadata=metadata) as stream:
-                    await stream.send_message(DeltaDiscoveryRequest(node=node, type_url=CLUSTER))
-                    response = await stream.recv_message()
-                    await stream.cancel()
-                    return "ok", response
-        except GRPCError as error:
-            return "refused", error
+    tls = ssl.create_default_context(cadata=cp.ca)
+    tls.set_alpn_protocols(["h2"])
+    channel = Channel("127.0.0.1", cp.dp_port, ssl=tls)
+    stub = AggregatedDiscoveryServiceStub(channel)
+    try:
+        with anyio.fail_after(15):
+            async with stub.DeltaAggregatedResources.open(metadata=metadata) as stream:
+                await stream.send_message(DeltaDiscoveryRequest(node=node, type_url=CLUSTER))
+                response = await stream.recv_message()
+                await stream.cancel()
+                return "ok", response
+    except GRPCError as error:
+        return "refused", error
+    finally:
+        await _close(channel)
+
+
+async def _close(channel: Channel) -> None:
+    """Close the client's TLS connection now: grpclib's close starts a TLS shutdown that would
+    outlive this event loop (and warn about an unclosed socket in some later test). Aborting
+    the transport closes the socket on the next loop iteration."""
+    connection = getattr(getattr(channel, "_protocol", None), "connection", None)
+    transport = getattr(connection, "_transport", None)
+    channel.close()
+    if transport is not None:
+        transport.abort()
+    await anyio.lowlevel.checkpoint()
+    await anyio.lowlevel.checkpoint()
 
 
 def test_a_client_without_a_token_gets_nothing_and_is_counted(cp: ControlPlane) -> None:
-    outcome, error = anyio.run(open_stream, cp.dp_port, {})
+    outcome, error = anyio.run(open_stream, cp, {})
     assert outcome == "refused"
     assert isinstance(error, GRPCError)
     assert error.status == Status.UNAUTHENTICATED
     assert "no token" in str(error.message)
     assert json.loads(api(cp, "GET", "/meshes/default/dataplanes")[1])["total"] == 0
     forged = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.e30.c2lnbmF0dXJl"
-    outcome, error = anyio.run(open_stream, cp.dp_port, {"authorization": forged})
+    outcome, error = anyio.run(open_stream, cp, {"authorization": forged})
     assert outcome == "refused"
     scrape = Scrape(api(cp, "GET", "/metrics")[1])
     assert scrape.value("kuma_xds_streams_refused_total", reason="no_token") == 1
@@ -91,7 +111,7 @@ def test_a_client_without_a_token_gets_nothing_and_is_counted(cp: ControlPlane) 
     assert forged not in output
 
     token = cp.token("default.web-01")
-    outcome, response = anyio.run(open_stream, cp.dp_port, {"authorization": token})
+    outcome, response = anyio.run(open_stream, cp, {"authorization": token})
     assert outcome == "ok", response
     assert json.loads(api(cp, "GET", "/meshes/default/dataplanes")[1])["total"] == 1
     assert token not in cp.output()

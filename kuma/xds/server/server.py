@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
+from ssl import SSLContext
 
 import anyio
 from anyio.abc import TaskStatus
@@ -89,6 +90,7 @@ async def serve(
     lifecycle: StreamLifecycle | None = None,
     authenticator: StreamAuthenticator | None = None,
     http1: ProtocolFactory | None = None,
+    ssl: SSLContext | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ADS on ``host:port`` until cancelled; ``task_status.started`` gets the bound port.
@@ -96,6 +98,8 @@ async def serve(
     Port 0 picks a free port. On cancellation the listener closes, every open stream is
     cancelled, and this returns once they have all ended. With ``http1``, connections that do
     not open with the HTTP/2 preface go to that protocol factory instead (:mod:`.demux`).
+    With ``ssl`` every connection is TLS first; the demultiplexing then reads the decrypted
+    bytes, so ADS and ``/bootstrap`` still share the port.
     """
     # Bind the socket here so that the port actually bound (port 0) can be reported.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -105,12 +109,12 @@ async def serve(
         server = Server(handlers) if http1 is None else SharedPortServer(handlers, http1)
         # A control-plane restart reconnects every proxy at once: with asyncio's default
         # backlog of 100 the rest of the SYNs are dropped and retried a second later.
-        await server.start(sock=sock, backlog=LISTEN_BACKLOG)
+        await server.start(sock=sock, backlog=LISTEN_BACKLOG, ssl=ssl)
     except BaseException:
         sock.close()
         raise
     bound_port: int = sock.getsockname()[1]
-    log.info("ADS server listening on %s:%d", host, bound_port)
+    log.info("ADS server listening on %s:%d (%s)", host, bound_port, "TLS" if ssl else "plain text")
     try:
         task_status.started(bound_port)
         await anyio.sleep_forever()

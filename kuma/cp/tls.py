@@ -1,0 +1,77 @@
+"""kuma-cp's TLS servers' certificates, from the configuration: ``dpServer.tlsCertFile`` or
+``apiServer.https.tlsCertFile``, else ``general.tlsCertFile``, else the certificate generated
+once and kept in the store (kuma/tls/persisted.py). The certificate proxies should trust is
+written to ``<general.workDir>/kuma-cp.crt`` for ``kuma-dp --ca-cert-file``."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from kuma.store import Store
+from kuma.tls.certs import CertificateError
+from kuma.tls.persisted import ServingCertificate, serving_certificate, write_trusted
+
+from .config import ConfigError, CpConfig
+from .logs import fields
+
+log = logging.getLogger("kuma.cp")
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    #: The dp server's context and the certificate proxies trust (None: plain text).
+    dp: ssl.SSLContext | None
+    dp_trusted: str
+    #: The HTTPS API's context (None: HTTPS off).
+    api: ssl.SSLContext | None
+
+
+async def _certificate(store: Store, key: str, cert_file: str, key_file: str) -> ServingCertificate:
+    try:
+        return await serving_certificate(store, cert_file, key_file)
+    except CertificateError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {exc.filename}: {exc.strerror}") from None
+
+
+async def prepare_tls(store: Store, config: CpConfig) -> ServerTls:
+    general = config.general
+    dp_server, https = config.dp_server, config.api_server.https
+    dp: ssl.SSLContext | None = None
+    trusted = ""
+    if dp_server.tls_enabled:
+        use_own = bool(dp_server.tls_cert_file or dp_server.tls_key_file)
+        key = "dpServer.tlsCertFile" if use_own else "general.tlsCertFile"
+        certificate = await _certificate(
+            store,
+            key,
+            dp_server.tls_cert_file if use_own else general.tls_cert_file,
+            dp_server.tls_key_file if use_own else general.tls_key_file,
+        )
+        dp = certificate.server_context()
+        trusted = certificate.trusted.decode()
+        written = write_trusted(certificate, Path(general.work_dir))
+        log.info(
+            "dp server TLS",
+            extra=fields(certificate=certificate.source, trusted_by_proxies=str(written)),
+        )
+    else:
+        log.warning(
+            "dpServer.tlsEnabled is false: ADS and /bootstrap are plain text, dataplane tokens "
+            "cross the network readable (use only in a lab or a benchmark)"
+        )
+    api: ssl.SSLContext | None = None
+    if https.enabled:
+        use_own = bool(https.tls_cert_file or https.tls_key_file)
+        certificate = await _certificate(
+            store,
+            "apiServer.https.tlsCertFile" if use_own else "general.tlsCertFile",
+            https.tls_cert_file if use_own else general.tls_cert_file,
+            https.tls_key_file if use_own else general.tls_key_file,
+        )
+        api = certificate.server_context()
+    return ServerTls(dp, trusted, api)
