@@ -184,13 +184,6 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         raise UsageError(
             f"--cp-address {args.cp_address!r}: expected a URL, e.g. https://host:5678"
         )
-    ca_cert = _ca_cert(args)
-    if args.cp_address.startswith("https://") and not ca_cert and not args.skip_verify:
-        raise UsageError(
-            f"refusing to connect to {args.cp_address} without verifying its certificate: give "
-            "--ca-cert-file (kuma-cp writes its own to <general.workDir>/kuma-cp.crt, "
-            "~/.kuma/kuma-cp.crt by default) or, in a lab, --skip-verify"
-        )
     template = read_template(args.dataplane_file, args.dataplane)
     dataplane = None
     if template is not None:
@@ -216,6 +209,13 @@ def options_from(args: argparse.Namespace) -> RunOptions:
             raise UsageError(f"--dataplane-token-file: {exc.strerror or exc}") from None
         if not token:
             raise UsageError(f"--dataplane-token-file: {args.dataplane_token_file} is empty")
+    ca_cert = _ca_cert(args)
+    if args.cp_address.startswith("https://") and not ca_cert and not args.skip_verify:
+        raise UsageError(
+            f"refusing to connect to {args.cp_address} without verifying its certificate: give "
+            "--ca-cert-file (kuma-cp writes its own to <general.workDir>/kuma-cp.crt, "
+            "~/.kuma/kuma-cp.crt by default) or, in a lab, --skip-verify"
+        )
     return RunOptions(
         cp_address=args.cp_address,
         ca_cert=ca_cert,

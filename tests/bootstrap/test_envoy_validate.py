@@ -10,6 +10,7 @@ import pytest
 
 from kuma.bootstrap import GeneratorParams, decode_proxy_dataplane, generate, parse_request, to_yaml
 from kuma.dp.envoy import find_envoy
+from kuma.tls.certs import generate_ca_certificate
 
 from .samples import dataplane, request
 
@@ -46,3 +47,34 @@ def test_envoy_rejects_a_broken_one(tmp_path: Path) -> None:
     # The check above can fail: a misspelt field is refused.
     result = validate(tmp_path, "admin: {adress: {}}\n")
     assert result.returncode != 0
+
+
+@pytest.mark.parametrize("host", ["localhost", "10.0.0.1"])
+def test_envoy_accepts_the_tls_bootstrap_with_a_token(tmp_path: Path, host: str) -> None:
+    """ADS over TLS verified against cp_validation_ctx (the CA kuma-dp sent, the name it
+    used as the required subject name) and the token in initial_metadata: Envoy accepts it,
+    and the bootstrap holds exactly that."""
+    ca, _ = generate_ca_certificate(["localhost"])
+    body = request(dataplane(), caCert=ca.decode(), dataplaneToken="the.dataplane.token")
+    parsed = parse_request(orjson.dumps(body))
+    proxy = decode_proxy_dataplane(parsed.dataplane_resource)
+    params = GeneratorParams(tls=True, trusted_ca="unused: the request brings its own CA")
+    document = generate(proxy, parsed, params, xds_host=host, xds_port=5678)
+    result = validate(tmp_path, to_yaml(document))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (secret,) = document["staticResources"]["secrets"]
+    assert secret["name"] == "cp_validation_ctx"
+    validation = secret["validationContext"]
+    assert validation["trustedCa"]["inlineString"] == ca.decode()
+    san_type = "DNS" if host == "localhost" else "IP_ADDRESS"
+    assert validation["matchTypedSubjectAltNames"] == [
+        {"sanType": san_type, "matcher": {"exact": host}}
+    ]
+    (cluster,) = document["staticResources"]["clusters"]
+    tls = cluster["transportSocket"]["typedConfig"]
+    assert tls["commonTlsContext"]["validationContextSdsSecretConfig"] == {
+        "name": "cp_validation_ctx"
+    }
+    assert tls.get("sni") == (host if host == "localhost" else None)
+    (service,) = document["dynamicResources"]["adsConfig"]["grpcServices"]
+    assert service["initialMetadata"] == [{"key": "authorization", "value": "the.dataplane.token"}]

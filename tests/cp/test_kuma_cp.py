@@ -86,8 +86,9 @@ def test_the_default_mesh_is_not_created_twice(tmp_path: Path) -> None:
     assert created == 0
     stored = sorted((r.TYPE, r.name) for f in folder.glob("*.yaml") for r in decode(f.read_text()))
     # The mesh and, created with it once, its dataplane-token signing key and Kuma's four
-    # default policies; the zone-token key.
+    # default policies; the zone-token key; the control plane's generated TLS certificate.
     assert stored == [
+        ("GlobalSecret", "control-plane-tls"),
         ("GlobalSecret", "zone-token-signing-key-1"),
         ("Mesh", "default"),
         ("MeshCircuitBreaker", "mesh-circuit-breaker-all-default"),
@@ -104,9 +105,10 @@ def test_skip_mesh_creation(tmp_path: Path) -> None:
     cp = kuma_cp(None, env=env)
     try:
         cp.wait_for_line("kuma-cp is ready")
-        # No mesh, so no dataplane-token key; only the zone-token key (global, like Kuma's).
-        assert [f.name for f in folder.glob("*.yaml")] == [
-            "globalsecret-zone-token-signing-key-1.yaml"
+        # No mesh, so no dataplane-token key; the zone-token key and the TLS certificate.
+        assert sorted(f.name for f in folder.glob("*.yaml")) == [
+            "globalsecret-control-plane-tls.yaml",
+            "globalsecret-zone-token-signing-key-1.yaml",
         ]
     finally:
         assert cp.stop() == 0

@@ -14,6 +14,7 @@ import pytest
 
 from kuma.dp.cli import UsageError, options_from, parser
 from kuma.dp.dataplane import DataplaneError
+from kuma.tls.certs import generate_ca_certificate
 
 DATAPLANE = """\
 type: Dataplane
@@ -36,10 +37,20 @@ def dataplane_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_kumas_defaults() -> None:
-    args = parser().parse_args(["run", "--name", "web-01", "--mesh", "default"])
+def test_kumas_defaults(tmp_path: Path) -> None:
+    # TLS by default, and never unverified unless asked: no CA, no connection.
+    with pytest.raises(UsageError, match=r"refusing to connect to https://localhost:5678 .*"
+                       r"--ca-cert-file .* --skip-verify"):  # fmt: skip
+        options_from(parser().parse_args(["run", "--name", "web-01", "--mesh", "default"]))
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(generate_ca_certificate(["localhost"])[0])
+    args = parser().parse_args(
+        ["run", "--name", "web-01", "--mesh", "default", "--ca-cert-file", str(ca)]
+    )
     options = options_from(args)
-    assert options.cp_address == "http://localhost:5678"
+    assert options.ca_cert == ca.read_text()
+    assert not options.skip_verify
+    assert options.cp_address == "https://localhost:5678"
     assert options.dataplane is None
     assert (options.mesh, options.name, options.proxy_type) == ("default", "web-01", "dataplane")
     assert options.drain_time == 30.0
@@ -81,7 +92,16 @@ def test_every_flag(dataplane_file: Path, tmp_path: Path) -> None:
 def test_inline_dataplane_and_repeated_vars() -> None:
     inline = DATAPLANE.replace("mesh: default", "mesh: {{ mesh }}")
     args = parser().parse_args(
-        ["run", "--dataplane", inline, "--dataplane-var", "name=x", "-v", "mesh=default"]
+        [
+            "run",
+            "--dataplane",
+            inline,
+            "--dataplane-var",
+            "name=x",
+            "-v",
+            "mesh=default",
+            "--skip-verify",
+        ]
     )
     dataplane = options_from(args).dataplane
     assert dataplane is not None
@@ -111,7 +131,16 @@ def test_refused_combinations(
 
 def test_name_and_mesh_may_repeat_the_dataplanes(dataplane_file: Path) -> None:
     args = parser().parse_args(
-        ["run", "-d", str(dataplane_file), "-v", "name=web-01", "--name=web-01", "--mesh=default"]
+        [
+            "run",
+            "-d",
+            str(dataplane_file),
+            "-v",
+            "name=web-01",
+            "--name=web-01",
+            "--mesh=default",
+            "--skip-verify",
+        ]
     )
     assert options_from(args).dataplane is not None
 
@@ -195,7 +224,7 @@ def test_a_missing_variable_is_refused_before_the_control_plane_is_contacted(
 
 
 def test_dns_flags() -> None:
-    base = ["run", "--name", "web-01", "--mesh", "default"]
+    base = ["run", "--name", "web-01", "--mesh", "default", "--skip-verify"]
     assert options_from(parser().parse_args(base)).dns_port == 15053
     assert options_from(parser().parse_args([*base, "--dns-port", "16053"])).dns_port == 16053
     # Kuma's name for the port iptables redirects DNS to.
@@ -205,7 +234,7 @@ def test_dns_flags() -> None:
 
 
 def test_readiness_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = ["run", "--name", "web-01", "--mesh", "default"]
+    base = ["run", "--name", "web-01", "--mesh", "default", "--skip-verify"]
 
     def readiness(*argv: str) -> tuple[bool, int]:
         options = options_from(parser().parse_args([*base, *argv]))
@@ -223,3 +252,16 @@ def test_readiness_port(monkeypatch: pytest.MonkeyPatch) -> None:
         readiness()
     with pytest.raises(SystemExit):
         parser().parse_args([*base, "--readiness-port", "70000"])
+
+
+def test_ca_and_token_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    pem = generate_ca_certificate(["localhost"])[0].decode()
+    monkeypatch.setenv("KUMA_DATAPLANE_RUNTIME_TOKEN_PATH", str(token))
+    monkeypatch.setenv("KUMA_CONTROL_PLANE_CA_CERT", pem)
+    options = options_from(parser().parse_args(["run", "--name", "a", "--mesh", "default"]))
+    assert (options.token, options.ca_cert) == ("t0ken", pem)
+    monkeypatch.setenv("KUMA_CONTROL_PLANE_CA_CERT", "not a certificate")
+    with pytest.raises(UsageError, match="not a PEM certificate"):
+        options_from(parser().parse_args(["run", "--name", "a", "--mesh", "default"]))

@@ -56,9 +56,8 @@ def test_traffic_for_v1_reaches_only_v1(
             name, _dataplane(name, {"port": inbound, "servicePort": app.port, "tags": tags}, [])
         )
         node = f"default.{name}"
-        envoy = envoy_factory(
-            node, "backend", control_plane.dp_port, token=control_plane.token(node)
-        )
+        token, ca = control_plane.token(node), control_plane.ca
+        envoy = envoy_factory(node, "backend", control_plane.dp_port, token=token, ca=ca)
         envoy.wait_live()
         envoy.wait_listener(f"inbound:127.0.0.1:{inbound}")
         backends[version] = inbound
@@ -75,8 +74,9 @@ def test_traffic_for_v1_reaches_only_v1(
             "web", {"port": web_inbound, "servicePort": web_app, "tags": web_tags}, outbounds
         ),
     )
+    token = control_plane.token("default.web")
     web = envoy_factory(
-        "default.web", "web", control_plane.dp_port, token=control_plane.token("default.web")
+        "default.web", "web", control_plane.dp_port, token=token, ca=control_plane.ca
     )
     web.wait_live()
     subset = destination_cluster_name("backend", [("version", "v1")])
