@@ -133,8 +133,10 @@ def test_the_survivor_collects_the_orphan_of_a_killed_instance(
         **etcd_env(etcd_server, etcd_prefix),
         "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE": "2s",
         "KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL": "500ms",
-        # The sidecar here is a raw ADS stream without a token (authentication is not tested).
+        # The sidecar here is a raw plain-text ADS stream without a token (authentication and
+        # TLS are not what this test is about: tests/tokens and tests/tls are).
         "KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "none",
+        "KUMA_DP_SERVER_TLS_ENABLED": "false",
     }
     doomed, survivor = kuma_cp(None, env=env, cwd=tmp_path), kuma_cp(None, env=env, cwd=tmp_path)
     key = ResourceKey("Dataplane", "default", "web-orphan")
