@@ -124,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--backoff-max", type=float, default=30.0, help="reconnect backoff cap [30]")
     load.add_argument(
+        "--insecure",
+        action="store_true",
+        help="kuma-cp without TLS and dataplane tokens (by default both are on, as operators "
+        "run it: the sidecars verify its certificate and send a token each)",
+    )
+    load.add_argument(
         "--no-exact",
         action="store_true",
         help="do not check resources against the reference, only 'settled'",
@@ -195,6 +201,7 @@ def options_from(args: argparse.Namespace) -> Options:
         backoff_max=args.backoff_max,
         node=args.node,
         exact=not args.no_exact,
+        secure=not args.insecure,
         timeout=args.timeout,
         progress=not args.no_progress,
         seed=args.seed,

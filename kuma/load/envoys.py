@@ -29,9 +29,29 @@ from .stats import summarize
 from .wire import CDS, EDS, LDS
 
 
-def bootstrap(node: str, admin_port: int, ads_port: int) -> dict[str, Any]:
+def bootstrap(
+    node: str, admin_port: int, ads_port: int, token: str = "", ca: str = ""
+) -> dict[str, Any]:
+    """``token``: sent as ADS ``initial_metadata``; ``ca``: ADS over TLS, kuma-cp's certificate
+    verified against it (as kuma-dp's bootstrap does)."""
     http2 = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
     ads = {"ads": {}, "initialFetchTimeout": "0s", "resourceApiVersion": "V3"}
+    grpc: dict[str, Any] = {"envoyGrpc": {"clusterName": "ads_cluster"}}
+    if token:
+        grpc["initialMetadata"] = [{"key": "authorization", "value": token}]
+    tls: dict[str, Any] = {}
+    if ca:
+        upstream = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+        tls["transportSocket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typedConfig": {
+                "@type": f"type.googleapis.com/{upstream}",
+                "commonTlsContext": {
+                    "alpnProtocols": ["h2"],
+                    "validationContext": {"trustedCa": {"inlineString": ca}},
+                },
+            },
+        }
     return {
         "node": {"id": node, "cluster": node.partition(".")[2]},
         "admin": {"address": {"socketAddress": {"address": "127.0.0.1", "portValue": admin_port}}},
@@ -39,7 +59,7 @@ def bootstrap(node: str, admin_port: int, ads_port: int) -> dict[str, Any]:
             "adsConfig": {
                 "apiType": "DELTA_GRPC",
                 "transportApiVersion": "V3",
-                "grpcServices": [{"envoyGrpc": {"clusterName": "ads_cluster"}}],
+                "grpcServices": [grpc],
             },
             "cdsConfig": ads,
             "ldsConfig": ads,
@@ -75,6 +95,7 @@ def bootstrap(node: str, admin_port: int, ads_port: int) -> dict[str, Any]:
                             "explicitHttpConfig": {"http2ProtocolOptions": {}},
                         }
                     },
+                    **tls,
                 }
             ]
         },
@@ -135,7 +156,9 @@ class Envoys:
     def start(self, index: int) -> None:
         path = self.folder / f"{proxy_name(index)}.json"
         node = node_id(self.h.plan.spec, index)
-        path.write_text(json.dumps(bootstrap(node, ADMIN_PORT_BASE + index, self.h.port)))
+        token = self.h.tokens.get(index, "")
+        document = bootstrap(node, ADMIN_PORT_BASE + index, self.h.port, token, self.h.ca)
+        path.write_text(json.dumps(document))
         log = open(self.folder / f"{proxy_name(index)}.log", "wb")  # noqa: SIM115
         self.processes.append(
             subprocess.Popen(

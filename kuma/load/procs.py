@@ -165,8 +165,11 @@ def start_control_plane(
     extra_env: Mapping[str, str] | None = None,
     gc_log: bool = False,
     ready_timeout: float = 300.0,
+    work_dir: str | None = None,
 ) -> tuple[ManagedProcess, int]:
-    """Start ``kuma-cp`` (``kind="kuma"``) or the baseline server; return it and its ADS port."""
+    """Start ``kuma-cp`` (``kind="kuma"``) or the baseline server; return it and its ADS port.
+    With ``work_dir`` kuma-cp runs as operators run it, TLS and dataplane tokens on (it writes
+    ``kuma-cp.crt`` there); without, both are off."""
     env = {
         # The REST target writes through kuma-cp's own API into its memory store.
         "KUMA_STORE_TYPE": "memory" if store == "rest" else store,
@@ -175,12 +178,15 @@ def start_control_plane(
         # Other listeners on free ports: several control planes may run on this machine.
         "KUMA_API_SERVER_HTTP_PORT": str(api_port),
         "KUMA_LOGGING_LEVEL": log_level,
-        # The simulated sidecars send no dataplane token and speak plain text yet: both are
-        # turned off explicitly for the control plane under test (kuma-cp warns about each).
-        "KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "none",
-        "KUMA_DP_SERVER_TLS_ENABLED": "false",
+        # The harness uses the plain-text API on loopback only.
         "KUMA_API_SERVER_HTTPS_ENABLED": "false",
     }
+    if work_dir is not None:
+        env["KUMA_GENERAL_WORK_DIR"] = work_dir
+    else:
+        # The insecure comparison run (--insecure), and the baseline, which has neither.
+        env["KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE"] = "none"
+        env["KUMA_DP_SERVER_TLS_ENABLED"] = "false"
     if store == "directory":
         env["KUMA_STORE_DIRECTORY_PATH"] = location
     elif store == "etcd":

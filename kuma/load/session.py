@@ -7,10 +7,12 @@ import asyncio
 import os
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from .credentials import read_ca, sign_tokens, signing_key
 from .mesh import MeshSpec, Plan, Revisions, node_id
 from .pool import Pool
 from .procs import (
@@ -57,6 +59,9 @@ class Options(msgspec.Struct, kw_only=True):
     timeout: float = 300.0
     progress: bool = True
     seed: int = 1
+    #: kuma-cp with TLS and dataplane tokens on (what operators run), the sidecars verifying
+    #: its certificate and sending a token each; off (``--insecure``): plain text, no tokens.
+    secure: bool = True
 
 
 class Harness:
@@ -78,6 +83,10 @@ class Harness:
         #: The control plane now served: ``kuma``, ``baseline`` or ``external``.
         self.kind = options.cp
         self._api_port = 0
+        #: kuma-cp's work dir when secure (its kuma-cp.crt), and what the sidecars then carry.
+        self._work_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.ca = ""
+        self.tokens: dict[int, str] = {}
 
     @property
     def count(self) -> int:
@@ -134,6 +143,11 @@ class Harness:
     async def start_cp(self, port: int = 0, kind: str | None = None) -> None:
         options = self.options
         self.kind = kind or self.kind
+        secure = options.secure and self.kind == "kuma"
+        if secure and self._work_dir is None:
+            self._work_dir = tempfile.TemporaryDirectory(prefix="kuma-load-cp-")
+        if secure and not self._api_port:
+            self._api_port = free_port()  # to read the signing key
         started = time.perf_counter()
         self.cp, self.port = await asyncio.to_thread(
             start_control_plane,
@@ -147,8 +161,16 @@ class Harness:
             api_port=self._api_port,
             extra_env={"KUMA_LOAD_BASELINE_SCOPE": options.baseline_scope},
             gc_log=options.cp_gc_log,
+            work_dir=self._work_dir.name if secure and self._work_dir is not None else None,
         )
         self.notes["cp_start_seconds"] = round(time.perf_counter() - started, 2)
+        if secure and self._work_dir is not None and not self.tokens:
+            started = time.perf_counter()
+            self.ca = read_ca(Path(self._work_dir.name))
+            key = await asyncio.to_thread(signing_key, self._api_port, self.plan.spec.mesh)
+            ids = {i: node_id(self.plan.spec, i) for i in range(self.count)}
+            self.tokens = await asyncio.to_thread(sign_tokens, key, ids)
+            self.notes["tokens_seconds"] = round(time.perf_counter() - started, 2)
 
     async def _init_sidecars(self) -> None:
         assert self.pool is not None
@@ -170,6 +192,8 @@ class Harness:
                     "backoff_max": options.backoff_max,
                     "node": options.node,
                     "sidecars": part,
+                    "ca": self.ca,
+                    "tokens": {index: self.tokens[index] for index, *_ in part if self.tokens},
                 }
                 for w, part in enumerate(parts)
             ],
@@ -203,6 +227,8 @@ class Harness:
             self.etcd.stop()
         if self._temp is not None:
             self._temp.cleanup()
+        if self._work_dir is not None:
+            self._work_dir.cleanup()
 
     # --- observing ------------------------------------------------------------------
 

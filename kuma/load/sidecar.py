@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import sys
 import time
 from typing import Any
@@ -83,6 +84,8 @@ class Shared:
         self.converged_events: list[tuple[float, int]] = []
         self.backoff_base = 0.5
         self.backoff_max = 30.0
+        #: TLS to the control plane (its certificate verified), as Envoy does; None: plain.
+        self.tls: ssl.SSLContext | None = None
         #: ``envoy``: the full node Envoy 1.40 sends (61 KB, its 516 extensions listed);
         #: ``minimal``: id, cluster, user agent and build version only.
         self.node_style = "envoy"
@@ -138,12 +141,22 @@ class Sidecar:
         "shared",
         "slow",
         "streaming",
+        "token",
     )
 
     def __init__(
-        self, shared: Shared, index: int, node_id: str, *, slow: float = 0.0, nack: float = 0.0
+        self,
+        shared: Shared,
+        index: int,
+        node_id: str,
+        *,
+        slow: float = 0.0,
+        nack: float = 0.0,
+        token: str = "",
     ) -> None:
         self.shared = shared
+        #: The proxy's dataplane token, sent as ``authorization`` metadata (empty: none).
+        self.token = token
         self.index = index
         self.node_id = node_id
         self.slow = slow
@@ -169,7 +182,7 @@ class Sidecar:
         shared = self.shared
         attempt = 0
         while True:
-            channel = Channel(shared.host, shared.port)
+            channel = Channel(shared.host, shared.port, ssl=shared.tls)
             try:
                 got_response = await self._stream(channel)
                 attempt = 0 if got_response else attempt + 1
@@ -191,7 +204,8 @@ class Sidecar:
     async def _stream(self, channel: Channel) -> bool:
         stub = AggregatedDiscoveryServiceStub(channel)
         got_response = False
-        async with stub.DeltaAggregatedResources.open() as stream:
+        metadata = {"authorization": self.token} if self.token else None
+        async with stub.DeltaAggregatedResources.open(metadata=metadata) as stream:
             self.cds_ok = self.lds_ok = False
             await self._send(
                 stream,

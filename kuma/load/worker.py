@@ -11,12 +11,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import ssl
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .sidecar import Shared, Sidecar
 from .wire import Digest
+
+
+def client_tls(ca: str) -> ssl.SSLContext:
+    """What a sidecar's Envoy does: TLS 1.2+, HTTP/2 by ALPN, kuma-cp's certificate verified."""
+    context = ssl.create_default_context(cadata=ca)
+    context.set_alpn_protocols(["h2"])
+    return context
 
 
 class Worker:
@@ -33,8 +41,13 @@ class Worker:
         shared.backoff_base = arg.get("backoff_base", shared.backoff_base)
         shared.backoff_max = arg.get("backoff_max", shared.backoff_max)
         shared.node_style = arg.get("node", shared.node_style)
+        if arg.get("ca"):
+            shared.tls = client_tls(arg["ca"])
+        tokens: dict[int, str] = arg.get("tokens") or {}
         for index, node_id, slow, nack in arg["sidecars"]:
-            self.sidecars[index] = Sidecar(shared, index, node_id, slow=slow, nack=nack)
+            self.sidecars[index] = Sidecar(
+                shared, index, node_id, slow=slow, nack=nack, token=tokens.get(index, "")
+            )
         return os.getpid()
 
     def target(self, arg: tuple[str, int]) -> None:

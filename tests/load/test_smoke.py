@@ -9,6 +9,7 @@ import pytest
 
 from kuma.load import scenarios
 from kuma.load.mesh import MeshSpec
+from kuma.load.procs import ManagedProcess
 from kuma.load.session import Harness, Options
 
 pytestmark = pytest.mark.anyio
@@ -50,11 +51,16 @@ async def test_kuma_cp_converges_exactly_and_delivers_a_targeted_change() -> Non
     h = Harness(options())
     try:
         await h.setup()
+        # As operators run it: TLS to a verified kuma-cp, one dataplane token per sidecar.
+        assert h.ca.startswith("-----BEGIN CERTIFICATE-----")
+        assert len(h.tokens) == PROXIES
         converge = await scenarios.initial_convergence(h, idle_seconds=0)
         assert converge["ok"], converge
         assert converge["converged"] == PROXIES
         assert converge["not_converged"] == 0
         await assert_exact(h)
+        assert isinstance(h.cp, ManagedProcess)
+        assert "refusing the ADS stream" not in h.cp.output()
 
         targeted = await scenarios.targeted_change(h, changes=2)
         assert targeted["undelivered"] == 0
