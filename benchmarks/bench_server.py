@@ -8,8 +8,10 @@ response and the client ACKs it; the next round starts when the server has seen 
   round (median of rounds) covers both sides.
 * tcp: the server here on loopback, the client in another process: the server's own CPU time
   per round (this process's CPU time / rounds, median of batches) and the wall time per round.
+* tls: the same over TLS (kuma-cp's default: asyncio's SSL protocol on the server, the
+  client verifying a generated certificate), to see what TLS adds per push + ACK.
 
-Run: ``python benchmarks/bench_server.py [--rounds 2000] [--batches 5] [--mode memory,tcp]``.
+Run: ``python benchmarks/bench_server.py [--rounds 2000] [--batches 5] [--mode memory,tcp,tls]``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import ssl
 import statistics
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -29,6 +33,8 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 from grpclib.client import Channel
 from grpclib.testing import ChannelFor
 
+from kuma.tls.certs import generate_ca_certificate
+from kuma.tls.persisted import ServingCertificate
 from kuma.xds.generate.types import ENDPOINT
 from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub, NoopObserver, serve
@@ -147,20 +153,29 @@ async def bench_memory(rounds: int, batches: int) -> float:
     return statistics.median(times) * 1e6
 
 
-def _client_process(port: int, rounds: int) -> None:
+def _client_process(port: int, rounds: int, ca: bytes | None) -> None:
     async def run() -> None:
-        async with Channel("127.0.0.1", port) as channel:
+        tls = None
+        if ca is not None:
+            tls = ssl.create_default_context(cadata=ca.decode())
+            tls.set_alpn_protocols(["h2"])
+        async with Channel("127.0.0.1", port, ssl=tls) as channel:
             await _client(channel, rounds)
 
     asyncio.run(run())
 
 
-async def bench_tcp(rounds: int, batches: int) -> tuple[float, float]:
+async def bench_tcp(rounds: int, batches: int, *, tls: bool = False) -> tuple[float, float]:
     source, acks = _Source(), _AckCounter()
+    ca: bytes | None = None
+    server_tls: ssl.SSLContext | None = None
+    if tls:
+        ca, key = generate_ca_certificate(["127.0.0.1"])
+        server_tls = ServingCertificate(ca, key, ca, "bench").server_context()
     async with anyio.create_task_group() as tg:
-        port = await tg.start(serve, source, "127.0.0.1", 0, acks)
+        port = await tg.start(partial(serve, ssl=server_tls), source, "127.0.0.1", 0, acks)
         context = multiprocessing.get_context("spawn")
-        client = context.Process(target=_client_process, args=(port, rounds * batches))
+        client = context.Process(target=_client_process, args=(port, rounds * batches, ca))
         client.start()
         while acks.acks < 1:
             acks.event.clear()
@@ -190,6 +205,10 @@ def main() -> None:
     if "tcp" in modes:
         cpu, wall = anyio.run(bench_tcp, args.rounds, args.batches)
         print(f"  loopback TCP, client in another process: server CPU {cpu:.0f} µs per round,")
+        print(f"    wall {wall:.0f} µs per round")
+    if "tls" in modes:
+        cpu, wall = anyio.run(partial(bench_tcp, args.rounds, args.batches, tls=True))
+        print(f"  loopback TLS, client in another process: server CPU {cpu:.0f} µs per round,")
         print(f"    wall {wall:.0f} µs per round")
 
 
