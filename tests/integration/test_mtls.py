@@ -88,7 +88,8 @@ class Mesh:
             ),
         )
         node = f"default.{name}"
-        envoy = self._envoys(node, service, self.cp.dp_port, token=self.cp.token(node))
+        token = self.cp.token(node)
+        envoy = self._envoys(node, service, self.cp.dp_port, token=token, ca=self.cp.ca)
         envoy.wait_live()
         envoy.wait_listener(f"inbound:127.0.0.1:{inbound}")
         return Sidecar(name, service, inbound, service_port, outbound, envoy)

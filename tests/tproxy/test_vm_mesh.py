@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from kuma.resources.template import render
+from kuma.tls.certs import generate_ca_certificate
 from tests.fixtures.envoy import eventually
 from tests.fixtures.netns import Netns, needs_netns, veth
 from tests.fixtures.processes import ManagedProcess
@@ -106,11 +107,22 @@ class VmMesh:
         self.store = tmp / "store"
         self.store.mkdir()
         self.signing_key = _signing_key(tmp, self.store)
+        # The dp server's certificate names the addresses the VMs reach it at (the operator's
+        # own certificate: kuma-cp's generated one names this host's own addresses only).
+        cert, key = generate_ca_certificate([vm_gateway(BACKEND_IP), vm_gateway(WEB_IP)])
+        self.ca = cert.decode()
+        (tmp / "cp.crt").write_bytes(cert)
+        (tmp / "cp.key").touch(mode=0o600)
+        (tmp / "cp.key").write_bytes(key)
         env = {
             "KUMA_STORE_TYPE": "directory",
             "KUMA_STORE_DIRECTORY_PATH": str(self.store),
             "KUMA_DP_SERVER_PORT": "0",
             "KUMA_API_SERVER_HTTP_PORT": "0",
+            "KUMA_API_SERVER_HTTPS_PORT": "0",
+            "KUMA_GENERAL_WORK_DIR": str(tmp / "cp-work"),
+            "KUMA_GENERAL_TLS_CERT_FILE": str(tmp / "cp.crt"),
+            "KUMA_GENERAL_TLS_KEY_FILE": str(tmp / "cp.key"),
         }
         self.cp = ManagedProcess(self.net.argv(str(BIN / "kuma-cp"), "run"), env=env, cwd=tmp)
         self.processes.append(self.cp)
@@ -160,13 +172,14 @@ class VmMesh:
         ).strip()  # fmt: skip
         argv = [
             "setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
-            str(BIN / "kuma-dp"), "run", "--cp-address", f"http://{vm_gateway(address)}:"
+            str(BIN / "kuma-dp"), "run", "--cp-address", f"https://{vm_gateway(address)}:"
             f"{self.dp_port}", "--dataplane", TEMPLATE,
             *(f"-v={key}={value}" for key, value in values.items()), "--drain-time", "1s",
             "--binary-path", str(ENVOY), "--dataplane-token", token,
             "--concurrency", "1",
         ]  # fmt: skip
-        process = ManagedProcess(vm.argv(*argv))
+        # The CA inline too ($KUMA_CONTROL_PLANE_CA_CERT), for the same reason as the token.
+        process = ManagedProcess(vm.argv(*argv), env={"KUMA_CONTROL_PLANE_CA_CERT": self.ca})
         self.processes.append(process)
         process.wait_for_line("Envoy started", timeout=START)
         eventually(lambda: self.admin(vm, "/ready").strip() == "LIVE", f"{name} LIVE", START)
