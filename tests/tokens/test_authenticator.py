@@ -12,14 +12,22 @@ import pytest
 from envoy.config.core.v3.base_pb2 import Node
 from google.protobuf.struct_pb2 import Struct
 
-from kuma.resources import encode_json
+from kuma.resources import Mesh, ResourceKey, Secret, encode_json
 from kuma.store import Operation
 from kuma.store.memory import MemoryStore
 from kuma.tokens import claims as claims_module
 from kuma.tokens.authenticator import TokenAuthenticator
-from kuma.tokens.claims import DataplaneIdentity, ZoneIdentity, dataplane_claims, sign, zone_claims
+from kuma.tokens.claims import (
+    DataplaneIdentity,
+    ZoneIdentity,
+    dataplane_claims,
+    header_kid,
+    sign,
+    zone_claims,
+)
 from kuma.tokens.keyring import TokenKeys
 from kuma.tokens.live import LiveGrants
+from kuma.tokens.signing import issue_dataplane_token
 from kuma.tokens.verifier import TokenVerifier
 from kuma.xds.server.authn import Unauthenticated
 
@@ -223,3 +231,32 @@ async def test_zone_proxies_need_a_zone_token_in_scope() -> None:
     )
     # A dataplane token is not a zone token (another key ring scope: unknown kid or signature).
     assert "kid" in await rig.refuse(token(kid="9"), ingress)
+
+
+async def test_key_rotation_through_the_store() -> None:
+    """A token signed by key 1 works after key 2 is added (which then signs new tokens) and
+    stops working once key 1 is deleted; a stream holding it is closed."""
+    rig = Rig()
+    await rig.store.create(Mesh(name="default"))
+    await rig.store.create(signing_secret("default", "1", key(1)))
+    identity = DataplaneIdentity(name="web-01", mesh="default")
+    old = await issue_dataplane_token(rig.store, identity, 3600)
+    node = rig.node()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rig.live.run)
+        held = await rig.auth.authenticate(node.id, node, {"authorization": old})
+        second = signing_secret("default", "2", key(2))
+        await rig.store.create(second)
+        rig.keys.apply(event(second))
+        new = await issue_dataplane_token(rig.store, identity, 3600)
+        assert (header_kid(old), header_kid(new)) == ("1", "2")
+        for token in (old, new):
+            (await rig.auth.authenticate(node.id, node, {"authorization": token})).release()
+        first = signing_secret("default", "1", key(1))
+        await rig.store.delete(ResourceKey(Secret.TYPE, "default", first.name))
+        rig.keys.apply(event(first, Operation.DELETE))
+        with anyio.fail_after(5):
+            assert (await held.wait_ended()).startswith("the signing key 1 of mesh default")
+        assert (await rig.refuse(old)).startswith("unknown kid 1 in mesh default (known: 2)")
+        (await rig.auth.authenticate(node.id, node, {"authorization": new})).release()
+        tg.cancel_scope.cancel()
