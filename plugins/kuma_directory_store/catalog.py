@@ -168,7 +168,9 @@ class Catalog:
             "%s: %s; %s",
             path,
             reason,
-            f"keeping its last valid version ({len(kept)} resources)" if kept else "ignored",
+            f"keeping its last valid version ({len(kept)} resources)"
+            if kept
+            else "none of its resources are served",
         )
 
     def _put(

@@ -173,7 +173,9 @@ def parse(data: bytes, source: str) -> Parsed:
         key = ResourceKey.of(resource)
         if key in seen:
             return Parsed(
-                digest, error=f"{where}{key} is already defined in document {seen[key] + 1}"
+                digest,
+                error=f"{where}{key} is defined twice in this file (first in document "
+                f"{seen[key] + 1}); remove one of them",
             )
         seen[key] = index
     return Parsed(digest, resources=tuple(resources))

@@ -138,3 +138,12 @@ async def test_creation_times_survive_a_restart(tmp_path: Path) -> None:
             times.append((meta.creation_time, meta.modification_time))
     assert times[0] == times[1]
     assert times[0][0].timestamp() == 1_700_000_000
+
+
+def test_a_duplicate_inside_one_file_is_named() -> None:
+    """Issue 17, defect 9: the report names the resource defined twice and both documents."""
+    text = "type: Mesh\nname: a\n---\ntype: Mesh\nname: b\n---\ntype: Mesh\nname: a\n"
+    parsed = parse(text.encode(), "meshes.yaml")
+    assert parsed.error == (
+        "document 3, Mesh a is defined twice in this file (first in document 1); remove one of them"
+    )
