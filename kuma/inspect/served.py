@@ -7,6 +7,7 @@ a separate generation that could differ. Kuma answers the same path with ``{"xds
 ``versions`` (the version a proxy ACKs) and, under ``certificates``, who each served SDS
 Secret's certificates name and when they expire.
 
+Admin only (loopback callers, or the admin token), like the config dump at ``/xds``.
 Secrets never leave: every ``privateKey`` (TLS certificates), ``password`` and generic
 ``secret`` in the JSON is replaced by :data:`REDACTED`, whatever resource type holds it, so a
 type added later (SDS secrets) is covered without touching this module.
@@ -22,6 +23,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from kuma.api import ApiError
+from kuma.api.access import require_admin
 from kuma.resources import ResourceKey
 from kuma.store import NotFoundError, Store
 from kuma.xds.snapshot import VersionedResource
@@ -93,6 +95,8 @@ def served_config_routes(store: Store, source: ConfigSource) -> list[web.RouteDe
     """The read-only route to add to the REST API."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        # Admin only, like the config dump (``/xds``): it shows certificates and the topology.
+        require_admin(request, "a proxy's served configuration")
         mesh, name = request.match_info["mesh"], request.match_info["name"]
         try:
             await store.get(ResourceKey("Dataplane", mesh, name))

@@ -22,6 +22,7 @@ from kuma.xds.engine import Engine
 from kuma.xds.secrets import EmptySecretSource
 from kuma.xds.server.observer import ObserverGroup
 from kuma.xds.types import CLUSTER, SECRET
+from tests.api.helpers import forge_peer
 
 
 def new_insights() -> Insights:
@@ -71,6 +72,8 @@ async def serve_gui(store: Store) -> AsyncIterator[GuiClient]:
         source = CompositeSource(engine, {SECRET: EmptySecretSource()})
         routes = [*served_config_routes(store, source), *gui.routes()]
         app = build_app(store, ApiSettings(), insights, routes)
+        # X-Test-Peer stands for a caller that is not on loopback (tests/api/helpers.py).
+        app.middlewares.insert(0, forge_peer)
         async with ApiServer(app, "127.0.0.1", 0) as server, aiohttp.ClientSession() as session:
             yield GuiClient(f"http://127.0.0.1:{server.port}", gui, insights, session)
         tg.cancel_scope.cancel()

@@ -9,6 +9,7 @@ import pytest
 
 from kuma.resources import Dataplane, Mesh, decode_one
 from kuma.store.memory import MemoryStore
+from tests.api.helpers import PEER_HEADER
 
 from .harness import GuiClient, serve_gui
 
@@ -137,6 +138,16 @@ async def test_dataplane_page_and_served_config(client: GuiClient) -> None:
     )
     listeners = served["xds"]["type.googleapis.com/envoy.config.listener.v3.Listener"]
     assert any(name.startswith("inbound:") for name in listeners)
+    status, body, _ = await client.get(
+        "/meshes/default/dataplanes/web-00/_config", **{PEER_HEADER: "203.0.113.7"}
+    )
+    assert status == 403, body  # a remote caller without the admin token
+    assert b"a proxy's served configuration is allowed only from loopback" in body
+    # The GUI's own documents are reads like the REST API's: open to remote callers.
+    status, _, _ = await client.get(
+        "/gui/api/meshes/default/dataplanes/web-00", **{PEER_HEADER: "203.0.113.7"}
+    )
+    assert status == 200
     missing = await client.json("/meshes/default/dataplanes/nope/_config", status=404)
     assert missing["title"] == "Could not retrieve a proxy config"
 
