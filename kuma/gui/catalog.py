@@ -15,6 +15,7 @@ from anyio.abc import TaskStatus
 from sortedcontainers import SortedDict
 
 from kuma.resources import Dataplane, Mesh, StoredResource, ZoneEgress, ZoneIngress
+from kuma.resources.model import Policy
 from kuma.store import Operation, ResourceEvent, Store, Synced
 
 
@@ -29,6 +30,8 @@ class GuiCatalog:
             ZoneIngress.TYPE: {},
             ZoneEgress.TYPE: {},
         }
+        #: mesh -> policy kind (MeshTimeout, ...) -> names.
+        self._policies: dict[str, dict[str, SortedDict[str, StoredResource]]] = {}
         self.synced = False
 
     # --- reads ---------------------------------------------------------------------------------
@@ -53,6 +56,11 @@ class GuiCatalog:
         by_name = self._dataplanes.get(mesh)
         return None if by_name is None else by_name.get(name)
 
+    def policies(self, mesh: str) -> dict[str, list[str]]:
+        """The mesh's policies: kind -> names, both sorted."""
+        kinds = self._policies.get(mesh, {})
+        return {kind: list(kinds[kind]) for kind in sorted(kinds) if kinds[kind]}
+
     def zone_proxies(self, type: str) -> int:
         """How many ZoneIngresses or ZoneEgresses exist."""
         return len(self._zone_proxies[type])
@@ -76,6 +84,13 @@ class GuiCatalog:
                 by_name.pop(resource.name, None)
             else:
                 by_name[resource.name] = stored
+        elif isinstance(resource, Policy):
+            kinds = self._policies.setdefault(resource.mesh, {})
+            names = kinds.setdefault(resource.TYPE, SortedDict())
+            if deleted:
+                names.pop(resource.name, None)
+            else:
+                names[resource.name] = stored
         elif isinstance(resource, ZoneIngress | ZoneEgress):
             zone_proxies = self._zone_proxies[resource.TYPE]
             if deleted:

@@ -28,7 +28,7 @@ from .propagation import PropagationLog
 from .routes import asset_routes, dataplane_filter, json_route, paging, stream_events
 from .status import ProxyStatus
 from .streams import StreamWatcher
-from .views import dataplane_detail, dataplane_page, mesh_summary, service_page
+from .views import dataplane_detail, dataplane_page, mesh_summary, policy_list, service_page
 
 #: Never named in the GUI, not even in a notice: only admins may see Secrets (the REST API's rule).
 HIDDEN_TYPES = frozenset({"Secret", "GlobalSecret"})
@@ -169,6 +169,9 @@ class Gui:
                 raise ApiError(404, "Not Found", f"no Dataplane {name!r} in mesh {mesh!r}")
             return dataplane_detail(stored, self.status, self.streams.nacks(mesh, name))
 
+        async def policies(request: web.Request) -> dict[str, Any]:
+            return policy_list(self.catalog, self._mesh_name(request))
+
         async def propagation(request: web.Request) -> dict[str, Any]:
             return self.propagation.document()
 
@@ -180,6 +183,7 @@ class Gui:
             json_route("/api/overview", overview),
             json_route("/api/meshes/{mesh}", mesh),
             json_route("/api/meshes/{mesh}/services", services),
+            json_route("/api/meshes/{mesh}/policies", policies),
             json_route("/api/meshes/{mesh}/dataplanes", dataplanes),
             json_route("/api/meshes/{mesh}/dataplanes/{name}", dataplane),
             json_route("/api/propagation", propagation),

@@ -275,9 +275,11 @@ def mesh_summary(catalog: GuiCatalog, status: Status, mesh: str) -> dict[str, An
     online = sum(1 for s in dataplanes if status.online(s.resource.mesh_name, s.resource.name))
     stored = catalog.mesh(mesh)
     services = {svc for s in dataplanes for svc in _services(s.resource)}  # type: ignore[arg-type]
+    policies = catalog.policies(mesh)
     summary: dict[str, Any] = {
         "name": mesh,
         "exists": stored is not None,
+        "policies": {kind: len(names) for kind, names in policies.items()},
         "dataplanes": {
             "total": len(dataplanes),
             "online": online,
@@ -290,3 +292,14 @@ def mesh_summary(catalog: GuiCatalog, status: Status, mesh: str) -> dict[str, An
         summary["creationTime"] = document.get("creationTime")
         summary["mtls"] = bool((document.get("mtls") or {}).get("enabledBackend"))
     return summary
+
+
+def policy_list(catalog: GuiCatalog, mesh: str, shown: int = 20) -> dict[str, Any]:
+    """The mesh's policies by kind: how many, and the first ``shown`` names of each."""
+    return {
+        "mesh": mesh,
+        "kinds": [
+            {"kind": kind, "total": len(names), "names": names[:shown]}
+            for kind, names in catalog.policies(mesh).items()
+        ],
+    }

@@ -194,6 +194,10 @@ def test_sidecars_show_online_then_offline_live_and_a_dataplane_page(
     assert "Live" in browser.find_element(By.ID, "live").text
     badge = browser.find_element(By.CSS_SELECTOR, 'tr[data-dataplane="web-01"] .badge')
     assert badge.text == "Online"  # the colour always comes with its word
+    # kuma-cp created the mesh with Kuma's default policies: listed by kind.
+    wait_until(
+        browser, lambda d: "mesh-retry-all-default" in text_of(d, "#policies"), "the policies"
+    )
     screenshot(browser, "mesh", tmp_path)
 
     cluster.stop_sidecar("backend-01")
@@ -220,6 +224,11 @@ def test_sidecars_show_online_then_offline_live_and_a_dataplane_page(
         browser, lambda d: "backend" in text_of(d, '#served [data-type="Cluster"]'), "clusters"
     )
     # Details open from the keyboard too, and stay open when the page re-reads.
+    wait_until(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, 'tr.policy-rule[data-kind="MeshRetry"]'),
+        "the policies that apply to web-01",
+    )
     screenshot(browser, "dataplane", tmp_path)
     wait_until(browser, open_first_cluster, "a cluster's summary")
     wait_until(browser, lambda d: '"edsClusterConfig"' in text_of(d, "#served"), "a cluster's JSON")

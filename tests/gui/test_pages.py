@@ -152,6 +152,37 @@ async def test_dataplane_page_and_served_config(client: GuiClient) -> None:
     assert missing["title"] == "Could not retrieve a proxy config"
 
 
+TIMEOUT = """\
+type: MeshTimeout
+name: {name}
+mesh: default
+spec:
+  targetRef:
+    kind: Mesh
+  to:
+  - targetRef:
+      kind: Mesh
+    default:
+      idleTimeout: 20s
+"""
+
+
+async def test_policies_are_counted_and_listed_per_mesh(client: GuiClient) -> None:
+    with client.gui.feed.subscribe() as page:
+        for name in ("timeouts-b", "timeouts-a"):
+            await client.gui.store.create(decode_one(TIMEOUT.format(name=name)))
+        heard: set[str] = set()
+        with anyio.fail_after(5):
+            while not {"timeouts-a", "timeouts-b"} <= heard:
+                heard.update(n["name"] for n in await page.next_batch(gather=0) if "name" in n)
+    listed = await client.json("/gui/api/meshes/default/policies")
+    assert listed["kinds"] == [
+        {"kind": "MeshTimeout", "total": 2, "names": ["timeouts-a", "timeouts-b"]}
+    ]
+    assert (await client.json("/gui/api/meshes/default"))["policies"] == {"MeshTimeout": 2}
+    assert (await client.json("/gui/api/meshes/other/policies"))["kinds"] == []
+
+
 async def test_a_gateway_is_listed_with_its_type_and_service(client: GuiClient) -> None:
     with client.gui.feed.subscribe() as page:
         await client.gui.store.create(

@@ -15,6 +15,25 @@ function certificates(config) {
     "No certificate is served to this proxy (mTLS is off for its mesh).");
 }
 
+function policies(rules) {
+  if (rules.error) return h("p", { class: "muted" }, `Unknown: ${rules.error}`);
+  const rows = [];
+  const origins = (rule) => rule.origin.map((o) => o.name).join(", ");
+  const subset = (rule) => rule.matchers.length ? rule.matchers.map((m) => `${m.not ? "not " : ""}${m.key}=${m.value}`).join(", ") : "everything";
+  for (const kind of rules.rules || []) {
+    for (const rule of kind.toRules) {
+      rows.push({ attrs: { class: "policy-rule", "data-kind": kind.type }, cells: [kind.type, `to ${subset(rule)}`, origins(rule), h("code", {}, JSON.stringify(rule.conf))] });
+    }
+    for (const entry of kind.fromRules) {
+      for (const rule of entry.rules) {
+        rows.push({ attrs: { class: "policy-rule", "data-kind": kind.type }, cells: [kind.type, `from ${subset(rule)} (inbound ${entry.inbound.port})`, origins(rule), h("code", {}, JSON.stringify(rule.conf))] });
+      }
+    }
+  }
+  return table("Policies that apply", [{ label: "Kind" }, { label: "Applies" }, { label: "From policies" }, { label: "Merged configuration" }], rows,
+    "No policy selects this proxy.");
+}
+
 export function dataplaneView(mesh, name) {
   const open = new Set();
 
@@ -50,9 +69,10 @@ export function dataplaneView(mesh, name) {
   return {
     nav: null,
     async render(main) {
-      const [dp, config] = await Promise.all([
+      const [dp, config, rules] = await Promise.all([
         getJSON(`${API}/meshes/${enc(mesh)}/dataplanes/${enc(name)}`),
         getJSON(`/meshes/${enc(mesh)}/dataplanes/${enc(name)}/_config`).catch((e) => ({ error: e.message })),
+        getJSON(`/meshes/${enc(mesh)}/dataplanes/${enc(name)}/_rules`).catch((e) => ({ error: e.message })),
       ]);
       const subs = (dp.insight.subscriptions || []).slice().reverse();
       const labels = Object.entries(dp.labels || {}).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`));
@@ -79,6 +99,8 @@ export function dataplaneView(mesh, name) {
         dp.nacks.length
           ? h("ul", { id: "nacks" }, dp.nacks.map((n) => h("li", {}, h("strong", {}, n.type), " ", time(new Date(n.time * 1000).toISOString()), h("div", { class: "error-text" }, n.error))))
           : h("p", { class: "muted", id: "nacks" }, "Envoy has accepted everything this control plane sent it."),
+        h("h2", {}, "Policies that apply"),
+        policies(rules),
         h("h2", {}, "Certificates"),
         certificates(config),
         h("h2", {}, "Envoy configuration served"),

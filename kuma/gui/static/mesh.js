@@ -56,6 +56,16 @@ export function meshView(mesh, params) {
       pager(page, (offset) => { state.svcOffset = offset; refreshServices(); }, "services"));
   }
 
+  async function refreshPolicies() {
+    const data = await getJSON(`${API}/meshes/${enc(mesh)}/policies`);
+    const rows = data.kinds.map((k) => ({
+      attrs: { "data-policy-kind": k.kind },
+      cells: [k.kind, k.total, [k.names.join(", "), k.total > k.names.length ? ` and ${k.total - k.names.length} more` : ""]],
+    }));
+    parts.policies.replaceChildren(
+      table("Policies", [{ label: "Kind" }, { label: "Count", num: true }, { label: "Names" }], rows, "No policy in this mesh: Kuma's defaults apply."));
+  }
+
   async function refreshDataplanes() {
     const started = performance.now();
     const page = await getJSON(`${API}/meshes/${enc(mesh)}/dataplanes?${query()}`);
@@ -89,6 +99,7 @@ export function meshView(mesh, params) {
       if (!root) {
         parts.summary = h("div", { class: "cards" });
         parts.services = h("div", { id: "services" });
+        parts.policies = h("div", { id: "policies" });
         parts.dataplanes = h("div", { id: "dataplanes" });
         root = [
           h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Overview"), " / mesh"),
@@ -99,12 +110,14 @@ export function meshView(mesh, params) {
           parts.dataplanes,
           h("h2", {}, "Services"),
           parts.services,
+          h("h2", {}, "Policies"),
+          parts.policies,
         ];
         main.replaceChildren(...root);
       }
       // The list first: it is what the page is for; the counts follow.
       await refreshDataplanes();
-      await Promise.all([refreshSummary(), refreshServices()]);
+      await Promise.all([refreshSummary(), refreshServices(), refreshPolicies()]);
     },
     affected(notices) {
       return notices.some((n) =>

@@ -21,6 +21,7 @@ export function overviewView() {
           h("span", { class: "count-online" }, m.dataplanes.online ? badge("online", `${m.dataplanes.online} online`) : "0 online"),
           h("span", { class: "count-offline" }, m.dataplanes.offline ? badge("offline", `${m.dataplanes.offline} offline`) : "0 offline"),
           m.services,
+          Object.values(m.policies || {}).reduce((a, b) => a + b, 0),
           m.exists ? (m.mtls ? "enabled" : "off") : "Mesh deleted",
         ],
       }));
@@ -32,10 +33,10 @@ export function overviewView() {
         h("h2", {}, "Store"),
         problems,
         h("h2", {}, "Meshes"),
-        table("Meshes", [{ label: "Mesh" }, { label: "Dataplanes", num: true }, { label: "Online" }, { label: "Offline" }, { label: "Services", num: true }, { label: "mTLS" }], rows, "No mesh yet."),
+        table("Meshes", [{ label: "Mesh" }, { label: "Dataplanes", num: true }, { label: "Online" }, { label: "Offline" }, { label: "Services", num: true }, { label: "Policies", num: true }, { label: "mTLS" }], rows, "No mesh yet."),
         h("h2", {}, "Zones"),
         h("p", { id: "zones" }, `${data.zones.ingresses} zone ingresses, ${data.zones.egresses} zone egresses stored`,
-          h("span", { class: "muted" }, " (multi-zone traffic is not built yet; policies appear here once this control plane has them)")));
+          h("span", { class: "muted" }, " (multi-zone traffic is not built yet)")));
       footer(data.controlPlane);
     },
     affected: (notices) => notices.some((n) => ["resource", "proxy", "problems"].includes(n.kind)),
