@@ -35,6 +35,7 @@ from kuma.xds.generate import (
     transparent_outbound_listener,
     types,
 )
+from kuma.xds.generate._pb import KNOWN_INTERNAL_CIDRS
 
 GOLDEN = Path(__file__).parent / "golden"
 DEFAULT_ADMIN_PORT = 9901
@@ -860,10 +861,12 @@ def test_probe_listener_is_kumas(inbound_port: int, route: dict[str, Any]) -> No
                                     },
                                 }
                             ],
+                            # Kuma's default ipam.knownInternalCIDRs (its probe
+                            # golden uses test addresses instead).
                             "internalAddressConfig": {
                                 "cidrRanges": [
-                                    {"addressPrefix": "127.0.0.1", "prefixLen": 32},
-                                    {"addressPrefix": "::1", "prefixLen": 128},
+                                    {"addressPrefix": prefix, "prefixLen": length}
+                                    for prefix, length in KNOWN_INTERNAL_CIDRS
                                 ]
                             },
                             "routeConfig": {

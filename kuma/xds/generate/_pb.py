@@ -90,13 +90,22 @@ GRPC_STATS = hcm_pb2.HttpFilter(
     typed_config=pack(grpc_stats_pb2.FilterConfig(emit_filter_state=True)),
 )
 
-#: Kuma's default internal addresses (``LocalHostAddresses``): requests from loopback are
-#: internal for the HTTP connection manager (``x-envoy-internal``, header sanitizing).
+#: Kuma's default internal addresses (``ipam.knownInternalCIDRs``: RFC 1918, RFC 4193 and
+#: loopback): requests from these are internal for the HTTP connection manager
+#: (``x-envoy-internal``, header sanitizing). Kuma drops the IPv6 ones for a proxy whose
+#: kuma-dp reports IPv6 disabled; kuma-dp here does not, and Kuma's default is enabled.
+KNOWN_INTERNAL_CIDRS = (
+    ("10.0.0.0", 8),
+    ("192.168.0.0", 16),
+    ("172.16.0.0", 12),
+    ("fc00::", 7),
+    ("fd00::", 8),
+    ("127.0.0.1", 32),
+    ("::1", 128),
+)
 INTERNAL_ADDRESSES = hcm_pb2.HttpConnectionManager.InternalAddressConfig(
     cidr_ranges=[
-        address_pb2.CidrRange(
-            address_prefix="127.0.0.1", prefix_len=wrappers_pb2.UInt32Value(value=32)
-        ),
-        address_pb2.CidrRange(address_prefix="::1", prefix_len=wrappers_pb2.UInt32Value(value=128)),
+        address_pb2.CidrRange(address_prefix=prefix, prefix_len=wrappers_pb2.UInt32Value(value=n))
+        for prefix, n in KNOWN_INTERNAL_CIDRS
     ]
 )

@@ -1,9 +1,9 @@
 """Clusters, after Kuma v2.7's cluster configurers (``pkg/xds/envoy/clusters/v3``).
 
-Timeouts are those Kuma's generators set when no Timeout/MeshTimeout policy applies (this
-project has no policies): outbound clusters connect within 5s and, for HTTP services, keep idle
-upstream connections (``idle_timeout: 0s``); inbound (application) clusters use Kuma's
-``DefaultInboundTimeout``: connect 10s, HTTP idle 7200s.
+Service (outbound) clusters carry no timeouts of their own, as Kuma 2.7's MeshHTTPRoute /
+MeshTCPRoute plugins build them (Envoy's defaults until MeshTimeout sets them, see
+``kuma/policies``); inbound (application) clusters use Kuma's ``DefaultInboundTimeout``:
+connect 10s, HTTP idle 7200s.
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ def _named(name: str) -> cluster_pb2.Cluster:
     return cluster
 
 
-def _http_options(protocol: str, idle_timeout: int, *, force_http2: bool) -> Any | None:
+def _http_options(protocol: str, idle_timeout: int | None, *, force_http2: bool) -> Any | None:
     """Upstream HTTP options, packed: HTTP/2 (HTTP/1.1 for an ``http`` application) and, for
-    HTTP protocols, the idle timeout of upstream connections. None when there are none."""
+    HTTP protocols, the idle timeout of upstream connections (None: Envoy's default). None
+    when there are none."""
     options = upstream_http_pb2.HttpProtocolOptions()
     http = protocol in (HTTP, HTTP2, GRPC)
-    if http:
+    if http and idle_timeout is not None:
         options.common_http_protocol_options.idle_timeout.seconds = idle_timeout
     if force_http2 or protocol in (HTTP2, GRPC):
         options.explicit_http_config.http2_protocol_options.SetInParent()
@@ -64,7 +65,7 @@ def _http_options(protocol: str, idle_timeout: int, *, force_http2: bool) -> Any
 
 _PROTOCOLS = (TCP, HTTP, HTTP2, GRPC, KAFKA)
 # The options depend on the protocol only: pack them once.
-_SERVICE_OPTIONS = {p: _http_options(p, 0, force_http2=True) for p in _PROTOCOLS}
+_SERVICE_OPTIONS = {p: _http_options(p, None, force_http2=True) for p in _PROTOCOLS}
 _LOCAL_OPTIONS = {p: _http_options(p, INBOUND_IDLE_TIMEOUT, force_http2=False) for p in _PROTOCOLS}
 
 
@@ -83,7 +84,8 @@ def service_cluster(
     name = destination if isinstance(destination, str) else destination.cluster_name
     cluster = _named(service_cluster_name(name))
     cluster.type = cluster_pb2.Cluster.EDS
-    cluster.connect_timeout.seconds = DEFAULT_CONNECT_TIMEOUT
+    # Kuma's MeshHTTPRoute/MeshTCPRoute plugins build service clusters without timeouts of
+    # their own (Envoy's defaults: connect 5s, idle 1h); MeshTimeout sets them.
     cluster.eds_cluster_config.eds_config.CopyFrom(ADS_CONFIG_SOURCE)
     options = _SERVICE_OPTIONS.get(protocol) or _SERVICE_OPTIONS[TCP]
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(options)

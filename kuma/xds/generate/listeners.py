@@ -11,8 +11,10 @@ Shapes follow Kuma's generators for a mesh without mTLS and without policies (th
   standard Envoy builds.
 * outbound: ``outbound:<address>:<port>``, ``tcp_proxy`` with stat prefix = service or an
   HTTP connection manager with the inline route config ``outbound:<service>`` routing every
-  request to the service's cluster. Timeouts are Kuma's with no Timeout policy (all 0s =
-  disabled). Kuma's ``x-kuma-tags`` request header (the caller's tags, used only by tag-based
+  request to the service's cluster, shaped as Kuma 2.7's MeshHTTPRoute / MeshTCPRoute
+  plugins build them in a mesh without legacy TrafficRoutes (``normalize_path``, the catch-all
+  route named by its matches' hash, no idle timeouts of their own: Envoy's defaults until
+  MeshTimeout sets them, see ``kuma/policies``). Kuma's ``x-kuma-tags`` request header (the caller's tags, used only by tag-based
   policies) is not added, so one outbound listener fits every proxy that uses it.
 * transparent proxying: every inbound and outbound listener gets ``bind_to_port: false``; the
   redirect listeners on 0.0.0.0 (``use_original_dst``, for which Envoy adds the
@@ -65,7 +67,6 @@ from .tls import secure_inbound
 
 INBOUND_IDLE_TIMEOUT = 7200
 INBOUND_STREAM_IDLE_TIMEOUT = 3600
-OUTBOUND_TCP_IDLE_TIMEOUT = 0
 
 _INBOUND = base_pb2.INBOUND
 _OUTBOUND = base_pb2.OUTBOUND
@@ -139,13 +140,21 @@ def _add_inbound_hcm(
     add_hcm(chain, config)
 
 
+#: The name of the catch-all route (``prefix: /``): Kuma names MeshHTTPRoute routes by the
+#: base64 SHA-256 of their matches' JSON, ``[{"path":{"value":"/","type":"PathPrefix"}}]``.
+DEFAULT_ROUTE_NAME = "9Zuf5Tg79OuZcQITwBbQykxAk2u4fRKrwYn3//AL4Yo="
+
+
 def _add_outbound_hcm(
     chain: listener_components_pb2.FilterChain, service: str, cluster: str, protocol: str
 ) -> None:
+    # As Kuma 2.7's MeshHTTPRoute plugin builds every HTTP outbound of a mesh without legacy
+    # TrafficRoutes: paths normalized, the catch-all route named by its matches' hash, and no
+    # connection or stream idle timeouts of its own (Envoy's defaults; MeshTimeout sets them).
     config = _hcm(sanitize_metric(service), protocol)
+    config.normalize_path.value = True
     _set_route_config(config.route_config, outbound_route_name(service), service, cluster)
-    config.common_http_protocol_options.idle_timeout.SetInParent()  # 0s
-    config.stream_idle_timeout.SetInParent()  # 0s
+    config.route_config.virtual_hosts[0].routes[0].name = DEFAULT_ROUTE_NAME
     add_hcm(chain, config)
 
 
@@ -203,7 +212,8 @@ def outbound_listener(
     if protocol in HTTP_PROTOCOLS:
         _add_outbound_hcm(chain, service, cluster, protocol)
     else:
-        add_tcp_proxy(chain, sanitize_metric(service), cluster, OUTBOUND_TCP_IDLE_TIMEOUT)
+        # Kuma's MeshTCPRoute plugin: no idle timeout of its own (Envoy's 1h; MeshTimeout sets it).
+        add_tcp_proxy(chain, sanitize_metric(service), cluster, None)
     return listener
 
 
