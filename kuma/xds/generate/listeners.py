@@ -14,8 +14,9 @@ Shapes follow Kuma's generators for a mesh without mTLS and without policies (th
   request to the service's cluster, shaped as Kuma 2.7's MeshHTTPRoute / MeshTCPRoute
   plugins build them in a mesh without legacy TrafficRoutes (``normalize_path``, the catch-all
   route named by its matches' hash, no idle timeouts of their own: Envoy's defaults until
-  MeshTimeout sets them, see ``kuma/policies``). Kuma's ``x-kuma-tags`` request header (the caller's tags, used only by tag-based
-  policies) is not added, so one outbound listener fits every proxy that uses it.
+  MeshTimeout sets them, see ``kuma/policies``). Kuma's ``x-kuma-tags`` request header (the
+  caller's tags, used only by tag-based policies) is not added, so one outbound listener
+  fits every proxy that uses it.
 * transparent proxying: every inbound and outbound listener gets ``bind_to_port: false``; the
   redirect listeners on 0.0.0.0 (``use_original_dst``, for which Envoy adds the
   ``original_dst`` listener filter itself) hand each connection to the listener of its
