@@ -211,3 +211,13 @@ def test_the_legacy_backend(netns_factory: Callable[[], Netns], tmp_path: Path) 
 
     vm.run(KUMACTL, "uninstall", "transparent-proxy", env=env)
     assert (vm.save("iptables-legacy-save"), vm.save("ip6tables-legacy-save")) == before
+
+
+def test_only_root_changes_rules(netns_factory: Callable[[], Netns]) -> None:
+    vm = netns_factory()
+    as_user = ("setpriv", "--reuid=5678", "--regid=5678", "--clear-groups")
+    done = vm.run(*as_user, *INSTALL, check=False)
+    assert done.returncode == 1
+    assert "changing iptables needs root" in done.stderr
+    # A dry run needs no privileges.
+    assert "KUMA_MESH_OUTBOUND" in vm.run(*as_user, *INSTALL, "--dry-run").stdout
