@@ -52,10 +52,22 @@ def add_commands(
     )
     tp.add_argument("--kuma-dp-user", help="the user that runs kuma-dp")
     tp.add_argument("--kuma-dp-uid", help="the uid of the user that runs kuma-dp")
-    tp.add_argument("--redirect-outbound-port", default=str(REDIRECT_OUTBOUND_PORT))
-    tp.add_argument("--redirect-inbound-port", default=str(REDIRECT_INBOUND_PORT))
+    tp.add_argument(
+        "--redirect-outbound-port",
+        default=str(REDIRECT_OUTBOUND_PORT),
+        help="Envoy's outbound redirect port, as the Dataplane's "
+        "transparentProxying.redirectPortOutbound (default 15001)",
+    )
+    tp.add_argument(
+        "--redirect-inbound-port",
+        default=str(REDIRECT_INBOUND_PORT),
+        help="Envoy's inbound redirect port, as the Dataplane's "
+        "transparentProxying.redirectPortInbound (default 15006)",
+    )
     tp.add_argument(
         "--redirect-inbound",
+        nargs="?",
+        const="true",
         default="true",
         choices=("true", "false"),
         help="redirect inbound traffic to Envoy (false for gateways)",
@@ -73,13 +85,22 @@ def add_commands(
         action="store_true",
         help="redirect all DNS traffic (UDP port 53) to the DNS port",
     )
-    tp.add_argument("--redirect-dns-port", default=str(REDIRECT_DNS_PORT))
+    tp.add_argument(
+        "--redirect-dns-port",
+        default=str(REDIRECT_DNS_PORT),
+        help="where DNS goes: kuma-dp's --dns-port (default 15053)",
+    )
     tp.add_argument(
         "--skip-dns-conntrack-zone-split",
         action="store_true",
         help="leave out the conntrack zone rules for DNS",
     )
-    tp.add_argument("--ip-family-mode", default="dualstack", choices=IP_FAMILY_MODES)
+    tp.add_argument(
+        "--ip-family-mode",
+        default="dualstack",
+        choices=IP_FAMILY_MODES,
+        help="dualstack: IPv4 and, on a host with IPv6, IPv6 too (default); ipv4: IPv4 only",
+    )
     tp.add_argument("--dry-run", action="store_true", help="print the rules, change nothing")
     tp.add_argument("--verbose", action="store_true", help="print what is applied")
 
