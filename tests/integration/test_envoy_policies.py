@@ -110,3 +110,53 @@ def test_mesh_retry_retries_a_failing_backend_and_a_later_policy_overrides_it(
     assert status == 503
     assert http.hits - before == 2
     http.fail_next = 0
+
+
+def test_mesh_circuit_breaker_outlier_detection_ejects_a_failing_endpoint(
+    sidecars: Mesh,
+) -> None:
+    failing = sidecars.backend("backend-1")
+    healthy = sidecars.backend("backend-2")
+    web = sidecars.web()
+    web.envoy.wait_endpoints(BACKEND, {failing.inbound_port, healthy.inbound_port})
+    assert failing.http is not None
+    failing.http.fail_next = 1_000_000  # answers 503 from now on
+    policy = {
+        "type": "MeshCircuitBreaker",
+        "mesh": "default",
+        "name": "eject-failing",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [
+                {
+                    "targetRef": {"kind": "MeshService", "name": BACKEND},
+                    "default": {
+                        "outlierDetection": {
+                            "interval": "1s",
+                            "baseEjectionTime": "60s",
+                            "maxEjectionPercent": 50,
+                            "detectors": {"totalFailures": {"consecutive": 2}},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    sidecars.cp.put("cb-eject", yaml.safe_dump(policy))
+
+    def configured() -> bool | None:
+        cluster = web.envoy.dynamic_config()["clusters"][BACKEND]
+        return True if "outlier_detection" in cluster else None
+
+    eventually(configured, "web's backend cluster has outlier detection")
+
+    def ejected() -> bool | None:
+        http_get(web.outbound)  # retries hide the 503s; the failing host still sees them
+        stats = web.envoy.stats()
+        return True if stats.get("cluster.backend.outlier_detection.ejections_active") else None
+
+    eventually(ejected, "the failing endpoint is ejected")
+    before = failing.http.hits
+    for _ in range(10):
+        assert http_get(web.outbound) == (200, "backend-2")
+    assert failing.http.hits == before
