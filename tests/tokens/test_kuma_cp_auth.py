@@ -4,14 +4,18 @@ to admins only; and no token value ever reaches kuma-cp's log."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
+import jwt
 import orjson
 import pytest
 from envoy.config.core.v3.base_pb2 import Node
@@ -20,8 +24,9 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from kuma.tokens.claims import DataplaneIdentity, dataplane_claims, sign
 from kuma.xds.server import AggregatedDiscoveryServiceStub
-from tests.fixtures.envoy import ControlPlane
+from tests.fixtures.envoy import ControlPlane, eventually
 from tests.metrics.scrape import Scrape
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
@@ -134,3 +139,49 @@ def test_token_requests_are_checked(cp: ControlPlane) -> None:
     )
     assert status == 200
     assert token.count(".") == 2
+
+
+def test_every_refusal_is_logged_with_its_reason(cp: ControlPlane) -> None:
+    """Tokens signed with the mesh's own key (read as an admin), each wrong in one way, and one
+    revoked: kuma-cp refuses every one, naming the node and the reason, never the token."""
+    status, body = api(cp, "GET", "/meshes/default/secrets/dataplane-token-signing-key-default-1")
+    assert status == 200
+    pem = base64.b64decode(json.loads(body)["data"])
+
+    def signed(kid: str = "1", now: float | None = None, **claims: Any) -> str:
+        identity = DataplaneIdentity(**{"name": "web-01", "mesh": "default", **claims})
+        return sign(dataplane_claims(identity), pem, kid, 3600, now=now)
+
+    revoked = signed()
+    jti = jwt.decode(revoked, options={"verify_signature": False})["jti"]
+    revocations = (
+        "type: Secret\nmesh: default\nname: dataplane-token-revocations-default\n"
+        f"data: {base64.b64encode(jti.encode()).decode()}\n"
+    )
+    assert api(cp, "PUT", "/meshes/default/secrets/dataplane-token-revocations-default",
+               revocations.encode())[0] == 201  # fmt: skip
+    cases = {
+        "expired": signed(now=time.time() - 7200),
+        "revoked (token id": revoked,
+        "the token is for proxy api-01, not web-01": signed(name="api-01"),
+        "the token is for mesh other, the Dataplane is in mesh default": signed(mesh="other"),
+        "the Dataplane has no tag 'version'": signed(tags={"version": ("v1",)}),
+        "the token is for proxy type egress": signed(type="egress"),
+        "unknown kid 9 in mesh default": signed(kid="9"),
+    }
+    for reason, token in cases.items():
+        outcome, error = anyio.run(open_stream, cp, {"authorization": token})
+        assert outcome == "refused", reason
+        assert isinstance(error, GRPCError)
+        assert error.status == Status.UNAUTHENTICATED
+        assert reason in str(error.message)
+        eventually(
+            lambda reason=reason: (
+                f"refusing the ADS stream of default.web-01: {reason}"  # type: ignore[misc]
+                in cp.output()
+            ),
+            reason,
+        )
+    output = cp.output()
+    assert not [t for t in cases.values() if t in output]
+    assert json.loads(api(cp, "GET", "/meshes/default/dataplanes")[1])["total"] == 0
