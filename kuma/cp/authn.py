@@ -20,7 +20,8 @@ from kuma.tokens.live import LiveGrants
 from kuma.tokens.signing import TokenSecrets
 from kuma.tokens.verifier import TokenVerifier
 
-from .config import ConfigError, DpServerAuthn, PublicKey, TokenValidator
+from .config_authn import DpServerAuthn, PublicKey, TokenValidator
+from .config_base import ConfigError
 
 
 @dataclass

@@ -18,11 +18,11 @@ from typing import Any
 import msgspec
 import yaml
 
+from .config_authn import DpServerAuthn, check_authn
+from .config_base import ConfigError as ConfigError
+from .config_base import Section
+
 ENV_PREFIX = "KUMA_"
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the key."""
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -44,51 +44,7 @@ def parse_duration(text: str) -> float:
     return total
 
 
-class _Section(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
-    pass
-
-
-class PublicKey(_Section):
-    """A token-verification key given in the configuration (tokens signed offline)."""
-
-    kid: str = ""
-    #: The mesh whose dataplane tokens it verifies (dataplane keys only).
-    mesh: str = ""
-    #: The PEM itself, or ``key_file``: a file holding it.
-    key: str = ""
-    key_file: str = ""
-
-
-class TokenValidator(_Section):
-    #: Verify with the signing keys kept as (Global)Secrets.
-    use_secrets: bool = True
-    public_keys: list[PublicKey] = msgspec.field(default_factory=list)
-
-
-class DpTokenSettings(_Section):
-    #: ``POST /tokens/dataplane`` (and kumactl generate without --signing-key-path) works.
-    enable_issuer: bool = True
-    validator: TokenValidator = msgspec.field(default_factory=TokenValidator)
-
-
-class DpProxyAuthn(_Section):
-    #: ``dpToken`` (the default) or ``none`` (any proxy may connect: labs only).
-    type: str = "dpToken"
-    dp_token: DpTokenSettings = msgspec.field(default_factory=DpTokenSettings)
-
-
-class ZoneProxyAuthn(_Section):
-    #: ``zoneToken`` (the default) or ``none``.
-    type: str = "zoneToken"
-    zone_token: DpTokenSettings = msgspec.field(default_factory=DpTokenSettings)
-
-
-class DpServerAuthn(_Section):
-    dp_proxy: DpProxyAuthn = msgspec.field(default_factory=DpProxyAuthn)
-    zone_proxy: ZoneProxyAuthn = msgspec.field(default_factory=ZoneProxyAuthn)
-
-
-class DpServer(_Section):
+class DpServer(Section):
     port: int = 5678
     #: Address the ADS and bootstrap server binds to.
     interface: str = "0.0.0.0"
@@ -101,7 +57,7 @@ class DpServer(_Section):
     tls_enabled: bool = True
 
 
-class General(_Section):
+class General(Section):
     #: The certificate and key of every TLS server unless one sets its own.
     tls_cert_file: str = ""
     tls_key_file: str = ""
@@ -109,12 +65,12 @@ class General(_Section):
     work_dir: str = "~/.kuma"
 
 
-class ApiHttp(_Section):
+class ApiHttp(Section):
     port: int = 5681
     interface: str = "127.0.0.1"
 
 
-class ApiHttps(_Section):
+class ApiHttps(Section):
     enabled: bool = True
     port: int = 5682
     #: HTTPS is for remote kumactl (reads; writes and secrets need the admin token).
@@ -123,17 +79,17 @@ class ApiHttps(_Section):
     tls_key_file: str = ""
 
 
-class ApiAuth(_Section):
+class ApiAuth(Section):
     #: Bearer token that grants writes to callers that are not on loopback; empty: none can.
     admin_token: str = ""
 
 
-class ApiGui(_Section):
+class ApiGui(Section):
     #: Serve the web GUI under /gui on the API port.
     enabled: bool = True
 
 
-class ApiServer(_Section):
+class ApiServer(Section):
     http: ApiHttp = msgspec.field(default_factory=ApiHttp)
     https: ApiHttps = msgspec.field(default_factory=ApiHttps)
     auth: ApiAuth = msgspec.field(default_factory=ApiAuth)
@@ -142,36 +98,36 @@ class ApiServer(_Section):
     max_request_bytes: int = 1024 * 1024
 
 
-class BootstrapParams(_Section):
+class BootstrapParams(Section):
     admin_port: int = 9901
     #: Envoy's xDS transport for bootstraps served by the CP: DELTA_GRPC or GRPC (SotW).
     xds_transport: str = "DELTA_GRPC"
 
 
-class BootstrapServer(_Section):
+class BootstrapServer(Section):
     params: BootstrapParams = msgspec.field(default_factory=BootstrapParams)
 
 
-class XdsServer(_Section):
+class XdsServer(Section):
     dataplane_deregistration_delay: str = "10s"
     dataplane_status_flush_interval: str = "10s"
 
 
-class RuntimeUniversal(_Section):
+class RuntimeUniversal(Section):
     #: How long a registered Dataplane (``kuma.io/dp-registration``) may have no stream on any
     #: instance before it is deleted (Kuma's key; Kuma applies it to every offline Dataplane).
     dataplane_cleanup_age: str = "72h"
 
 
-class Runtime(_Section):
+class Runtime(Section):
     universal: RuntimeUniversal = msgspec.field(default_factory=RuntimeUniversal)
 
 
-class Defaults(_Section):
+class Defaults(Section):
     skip_mesh_creation: bool = False
 
 
-class Logging(_Section):
+class Logging(Section):
     level: str = "info"
     #: ``text`` (human, key=value) or ``json`` (one object a line).
     format: str = "text"
@@ -211,7 +167,7 @@ class CpConfig(msgspec.Struct, kw_only=True):
 
 
 # Sections other than ``store`` and the struct that holds each.
-_SECTIONS: dict[str, type[_Section]] = {
+_SECTIONS: dict[str, type[Section]] = {
     "general": General,
     "dpServer": DpServer,
     "apiServer": ApiServer,
@@ -308,7 +264,7 @@ def apply_env(tree: dict[str, Any], environ: Mapping[str, str]) -> None:
             _set_path(tree, f"store.{store_type}.{key}", value)
 
 
-def _convert_section(name: str, cls: type[_Section], raw: object) -> _Section:
+def _convert_section(name: str, cls: type[Section], raw: object) -> Section:
     try:
         return msgspec.convert(raw, cls, strict=False)
     except msgspec.ValidationError as exc:
@@ -396,32 +352,11 @@ def _check(config: CpConfig) -> None:
         raise ConfigError(
             f"bootstrapServer.params.xdsTransport: must be DELTA_GRPC or GRPC, got {transport!r}"
         )
-    _check_authn(config.dp_server.authn)
+    check_authn(config.dp_server.authn)
     if config.logging.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("logging.level: must be debug, info, warning or error")
     if config.logging.format not in ("text", "json"):
         raise ConfigError("logging.format: must be text or json")
-
-
-def _check_authn(authn: DpServerAuthn) -> None:
-    for key, value, allowed in (
-        ("dpServer.authn.dpProxy.type", authn.dp_proxy.type, ("dpToken", "none")),
-        ("dpServer.authn.zoneProxy.type", authn.zone_proxy.type, ("zoneToken", "none")),
-    ):
-        if value not in allowed:
-            raise ConfigError(f"{key}: must be {' or '.join(allowed)}, got {value!r}")
-    for section, validator in (
-        ("dpProxy.dpToken", authn.dp_proxy.dp_token.validator),
-        ("zoneProxy.zoneToken", authn.zone_proxy.zone_token.validator),
-    ):
-        for index, public in enumerate(validator.public_keys):
-            where = f"dpServer.authn.{section}.validator.publicKeys[{index}]"
-            if not public.kid:
-                raise ConfigError(f"{where}.kid: cannot be empty")
-            if bool(public.key) == bool(public.key_file):
-                raise ConfigError(f"{where}: give exactly one of key and keyFile")
-            if section.startswith("dpProxy") and not public.mesh:
-                raise ConfigError(f"{where}.mesh: cannot be empty")
 
 
 def load_config(path: Path | None, environ: Mapping[str, str]) -> CpConfig:

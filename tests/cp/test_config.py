@@ -124,3 +124,23 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_authn_and_tls_keys() -> None:
+    config = load_config(None, {})
+    assert config.dp_server.authn.dp_proxy.type == "dpToken"  # secure by default
+    assert config.dp_server.tls_enabled
+    assert config.api_server.https.port == 5682
+    off = load_config(
+        None,
+        {"KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "none", "KUMA_DP_SERVER_TLS_ENABLED": "false"},
+    )
+    assert (off.dp_server.authn.dp_proxy.type, off.dp_server.tls_enabled) == ("none", False)
+    with pytest.raises(ConfigError, match=r"^dpServer.authn.dpProxy.type: must be dpToken or none"):
+        load_config(None, {"KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "serviceAccountToken"})
+    keys = '[{"kid": "1", "key": "-----BEGIN PUBLIC KEY-----"}]'
+    with pytest.raises(ConfigError, match=r"publicKeys\[0\]\.mesh: cannot be empty"):
+        load_config(None, {"KUMA_DP_SERVER_AUTHN_DP_PROXY_DP_TOKEN_VALIDATOR_PUBLIC_KEYS": keys})
+    both = '[{"kid": "1", "mesh": "default", "key": "k", "keyFile": "f"}]'
+    with pytest.raises(ConfigError, match="give exactly one of key and keyFile"):
+        load_config(None, {"KUMA_DP_SERVER_AUTHN_DP_PROXY_DP_TOKEN_VALIDATOR_PUBLIC_KEYS": both})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,6 +13,14 @@ import pytest
 from envoy.config.core.v3.base_pb2 import Node
 from google.protobuf.struct_pb2 import Struct
 
+from kuma.cp.authn import build_authentication
+from kuma.cp.config_authn import (
+    DpProxyAuthn,
+    DpServerAuthn,
+    DpTokenSettings,
+    PublicKey,
+    TokenValidator,
+)
 from kuma.resources import Mesh, ResourceKey, Secret, encode_json
 from kuma.store import Operation
 from kuma.store.memory import MemoryStore
@@ -26,6 +35,7 @@ from kuma.tokens.claims import (
     zone_claims,
 )
 from kuma.tokens.keyring import TokenKeys
+from kuma.tokens.keys import public_pem
 from kuma.tokens.live import LiveGrants
 from kuma.tokens.signing import issue_dataplane_token
 from kuma.tokens.verifier import TokenVerifier
@@ -260,3 +270,28 @@ async def test_key_rotation_through_the_store() -> None:
         assert (await rig.refuse(old)).startswith("unknown kid 1 in mesh default (known: 2)")
         (await rig.auth.authenticate(node.id, node, {"authorization": new})).release()
         tg.cancel_scope.cancel()
+
+
+async def test_offline_tokens_verify_with_configured_public_keys(tmp_path: Path) -> None:
+    """``validator.publicKeys``: tokens signed offline verify with the public key from the
+    configuration, with or without stored keys; ``useSecrets: false`` ignores stored keys."""
+    public = tmp_path / "key.pub"
+    public.write_bytes(public_pem(key(3)))
+    authn = DpServerAuthn(
+        dp_proxy=DpProxyAuthn(
+            dp_token=DpTokenSettings(
+                validator=TokenValidator(
+                    use_secrets=False,
+                    public_keys=[PublicKey(kid="5", mesh="default", key_file=str(public))],
+                )
+            )
+        )
+    )
+    built = build_authentication(MemoryStore(), authn)
+    built.keys.apply(event(signing_secret("default", "1", key(1))))  # ignored: useSecrets off
+    node = Rig().node()
+    offline = token(pem=3, kid="5")
+    grant = await built.authenticator.authenticate(node.id, node, {"authorization": offline})
+    grant.release()
+    with pytest.raises(Unauthenticated, match="unknown kid 1 in mesh default"):
+        await built.authenticator.authenticate(node.id, node, {"authorization": token()})
