@@ -75,8 +75,13 @@ def _program(ns: Netns, *argv: str, uid: int | None = None) -> ManagedProcess:
 
 
 class VmMesh:
-    def __init__(self, make: Callable[[], Netns], tmp: Path) -> None:
+    def __init__(self) -> None:
+        #: Everything started, stopped by PID at the end even if ``start`` failed half-way.
         self.processes: list[ManagedProcess] = []
+        #: The processes whose exit code must be 0 (kuma-cp, the two kuma-dp).
+        self.checked: list[ManagedProcess] = []
+
+    def start(self, make: Callable[[], Netns], tmp: Path) -> None:
         self.net, self.web, self.backend = make(), make(), make()
         veth(self.net, NET_WEB_IP, self.web, WEB_IP, ipv6=(NET_WEB_IP6, WEB_IP6))
         veth(
@@ -126,6 +131,7 @@ class VmMesh:
         }
         self.cp = ManagedProcess(self.net.argv(str(BIN / "kuma-cp"), "run"), env=env, cwd=tmp)
         self.processes.append(self.cp)
+        self.checked.append(self.cp)
         ready = self.cp.wait_for_line("kuma-cp is ready", timeout=START)
         match = re.search(r"dp_port=(\d+)", ready)
         assert match, ready
@@ -181,6 +187,7 @@ class VmMesh:
         # The CA inline too ($KUMA_CONTROL_PLANE_CA_CERT), for the same reason as the token.
         process = ManagedProcess(vm.argv(*argv), env={"KUMA_CONTROL_PLANE_CA_CERT": self.ca})
         self.processes.append(process)
+        self.checked.append(process)
         process.wait_for_line("Envoy started", timeout=START)
         eventually(lambda: self.admin(vm, "/ready").strip() == "LIVE", f"{name} LIVE", START)
         return process
@@ -208,7 +215,7 @@ class VmMesh:
         problems = []
         for process in reversed(self.processes):
             code = process.stop()
-            if process in (self.cp, self.web_dp, self.backend_dp) and code not in (0, None):
+            if process in self.checked and code not in (0, None):
                 problems.append(f"{process.argv} exited {code}:\n{process.output()[-3000:]}")
         return problems
 
@@ -247,12 +254,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmMesh]:
         made.append(ns)
         return ns
 
-    world: VmMesh | None = None
+    world = VmMesh()
     try:
-        world = VmMesh(make, tmp_path_factory.mktemp("vm-mesh"))
+        world.start(make, tmp_path_factory.mktemp("vm-mesh"))
         yield world
     finally:
-        problems = world.stop() if world is not None else []
+        problems = world.stop()
         for ns in made:
             ns.delete()
     assert not problems, problems
