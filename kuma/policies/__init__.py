@@ -9,7 +9,7 @@ import it below.
 
 from __future__ import annotations
 
-from . import meshcircuitbreaker, meshretry, meshtimeout
+from . import meshcircuitbreaker, meshretry, meshtimeout, meshtrafficpermission
 from .defaults import default_policies
 from .matching import EMPTY, KindPolicies, ProxyPolicies, resolve, selects
 from .plugin import (
@@ -32,6 +32,7 @@ __all__ = [
     "meshcircuitbreaker",
     "meshretry",
     "meshtimeout",
+    "meshtrafficpermission",
     "outbound_fingerprint",
     "resolve",
     "selects",

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -25,6 +28,7 @@ from tests.fixtures.envoy import (
     dataplane_yaml,
     eventually,
     free_ports,
+    get_ok,
     http_get,
 )
 
@@ -153,19 +157,24 @@ def tls_answers_without_certificate(context: ssl.SSLContext, port: int) -> bool:
         return False
 
 
-def test_strict_denies_without_permission_and_refuses_plaintext(mesh: Mesh) -> None:
+def test_strict_needs_a_permission_and_refuses_plaintext(mesh: Mesh) -> None:
     mesh.set_mesh("STRICT")
     backend = mesh.sidecar("backend-1", "backend", app=True)
     web = mesh.sidecar("web-1", "web", app=False)
-    # mTLS on and no permission: Kuma denies every caller (RBAC in the HTTP manager: 403),
-    # which also proves the mTLS handshake between the sidecars worked.
+    # mTLS on and no permission: Kuma denies every caller (RBAC in the HTTP manager: 403).
     wait_status(web.outbound_port, 403, "403 without a permission")
     assert web.envoy.stat("cluster.backend.ssl.handshake") > 0
+    mesh.cp.put("allow-all", ALLOW_ALL)
+    assert get_ok(web.outbound_port, timeout=30) == "backend-1"
     # A client outside the mesh cannot speak to the inbound in plaintext.
     assert plaintext_refused(backend.inbound_port)
     # Envoy holds certificates with Kuma's SANs.
-    expected = {"spiffe://default/backend", "kuma://kuma.io/service/backend"}
-    eventually(lambda: expected <= sans_of(backend.envoy), "backend's SPIFFE SANs in /certs")
+    eventually(
+        lambda: (
+            {"spiffe://default/backend", "kuma://kuma.io/service/backend"} <= sans_of(backend.envoy)
+        ),
+        "backend's SPIFFE SANs in /certs",
+    )
     assert "spiffe://default/web" in sans_of(web.envoy)
     # And the inbound really requires a client certificate of the mesh.
     context = ssl.create_default_context()
@@ -173,3 +182,132 @@ def test_strict_denies_without_permission_and_refuses_plaintext(mesh: Mesh) -> N
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["kuma"])
     assert not tls_answers_without_certificate(context, backend.inbound_port)
+
+
+def test_deny_one_client_keeps_another_allowed(mesh: Mesh) -> None:
+    mesh.set_mesh("STRICT")
+    mesh.sidecar("backend-1", "backend", app=True)
+    web = mesh.sidecar("web-1", "web", app=False)
+    other = mesh.sidecar("other-1", "other", app=False)
+    mesh.cp.put(
+        "permissions",
+        """
+type: MeshTrafficPermission
+mesh: default
+name: backend-permissions
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+  - targetRef: {kind: Mesh}
+    default: {action: Allow}
+  - targetRef: {kind: MeshService, name: web}
+    default: {action: Deny}
+""",
+    )
+    assert get_ok(other.outbound_port, timeout=30) == "backend-1"
+    wait_status(web.outbound_port, 403, "web denied")
+    assert status_of(other.outbound_port) == 200
+
+
+def test_tcp_deny_closes_the_connection(mesh: Mesh, control_plane: ControlPlane) -> None:
+    mesh.set_mesh("STRICT")
+    backend = mesh.sidecar("backend-1", "backend", app=True)
+    # The backend as a TCP service: a denied connection is closed, not answered.
+    control_plane.put(
+        "backend-1",
+        dataplane_yaml(
+            "backend-1",
+            inbounds=[(backend.inbound_port, backend.service_port, "backend")],
+            protocol="tcp",
+        ),
+    )
+    web = mesh.sidecar("web-1", "web", app=False)
+    eventually(lambda: plaintext_refused(web.outbound_port), "TCP connection closed by RBAC", 30)
+    control_plane.put("allow-all", ALLOW_ALL)
+    assert get_ok(web.outbound_port, timeout=30) == "backend-1"
+
+
+def test_permissive_accepts_mesh_and_plaintext(mesh: Mesh) -> None:
+    mesh.set_mesh("PERMISSIVE")
+    mesh.cp.put("allow-all", ALLOW_ALL)
+    backend = mesh.sidecar("backend-1", "backend", app=True)
+    web = mesh.sidecar("web-1", "web", app=False)
+    assert get_ok(web.outbound_port, timeout=30) == "backend-1"
+    # Plaintext straight to the inbound is accepted (the raw_buffer chain).
+    assert get_ok(backend.inbound_port) == "backend-1"
+    # The mesh traffic is mTLS once the backend is ready for it.
+
+    def mtls_used() -> bool:
+        get_ok(web.outbound_port)
+        return web.envoy.stat("cluster.backend.ssl.handshake") > 0
+
+    eventually(mtls_used, "web's backend cluster speaking mTLS", 30)
+
+
+def test_switching_modes_keeps_allowed_traffic_flowing(mesh: Mesh) -> None:
+    """Kuma's path to mTLS: allow-all first, then PERMISSIVE (clients switch to mTLS once
+    the backend is TLS-ready, plaintext still accepted), then STRICT."""
+    mesh.set_mesh(None)
+    mesh.cp.put("allow-all", ALLOW_ALL)
+    mesh.sidecar("backend-1", "backend", app=True)
+    web = mesh.sidecar("web-1", "web", app=False)
+    assert get_ok(web.outbound_port) == "backend-1"
+    failures: list[object] = []
+    done = threading.Event()
+    sent = 0
+
+    def loop() -> None:
+        nonlocal sent
+        while not done.is_set():
+            result = status_of(web.outbound_port)
+            sent += 1
+            if result != 200:
+                failures.append(result)
+            time.sleep(0.02)
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    try:
+        mesh.set_mesh("PERMISSIVE")
+        eventually(
+            lambda: web.envoy.stat("cluster.backend.ssl.handshake") > 0,
+            "web speaking mTLS in PERMISSIVE",
+            30,
+        )
+        mesh.set_mesh("STRICT")
+        time.sleep(3)  # requests keep flowing through the switch
+    finally:
+        done.set()
+        worker.join()
+    assert sent > 20
+    assert failures == []
+
+
+@pytest.mark.slow
+def test_rotation_is_invisible_to_traffic(mesh: Mesh) -> None:
+    mesh.set_mesh("STRICT", lifetime="20s")
+    mesh.cp.put("allow-all", ALLOW_ALL)
+    backend = mesh.sidecar("backend-1", "backend", app=True)
+    web = mesh.sidecar("web-1", "web", app=False)
+    assert get_ok(web.outbound_port, timeout=30) == "backend-1"
+    first = eventually(lambda: certs(backend.envoy) or None, "backend certificate")
+    # The configured lifetime (plus Kuma's 10 s of clock skew before "now").
+    valid_from = datetime.fromisoformat(first[0]["valid_from"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(first[0]["expiration_time"].replace("Z", "+00:00"))
+    assert 29 <= (expires - valid_from).total_seconds() <= 31
+    serials = {first[0]["serial_number"]}
+    failures: list[object] = []
+    deadline = time.monotonic() + 45
+    sent = 0
+    while time.monotonic() < deadline:
+        result = status_of(web.outbound_port)
+        sent += 1
+        if result != 200:
+            failures.append(result)
+        chain = certs(backend.envoy)
+        if chain:
+            serials.add(chain[0]["serial_number"])
+        time.sleep(0.05)
+    assert len(serials) >= 3, f"expected several rotations in 45 s, saw {serials}"
+    assert sent > 100
+    assert failures == []

@@ -1,7 +1,7 @@
 """The engine's contract, checked by hypothesis stateful testing.
 
-After any sequence of Dataplane, Mesh, MeshVips and policy creates, updates and deletes
-(services appearing and vanishing, health flips, protocol changes, transparent proxying on and
+After any sequence of Dataplane, Mesh, MeshVips and policy (MeshTrafficPermission included)
+creates, updates and deletes (services appearing and vanishing, health flips, protocol changes, transparent proxying on and
 off, VIPs allocated, moved, released or lagging the service set, mesh mTLS off/STRICT/PERMISSIVE,
 certificates issued or dropped (PERMISSIVE TLS readiness), policies with overlapping targetRefs
 selecting and unselecting proxies, reconnects), what each connected test proxy holds after
@@ -155,6 +155,11 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
         {"connectionLimits": {"maxConnections": 7}},
         {"outlierDetection": {"detectors": {"totalFailures": {"consecutive": 2}}}},
     ],
+    "MeshTrafficPermission": [
+        {"action": "Allow"},
+        {"action": "Deny"},
+        {"action": "AllowWithShadowDeny"},
+    ],
 }
 
 
@@ -165,6 +170,16 @@ def policies(draw: st.DrawFn) -> Policy:
     kind = draw(st.sampled_from(sorted(_CONFS)))
     top = draw(target_refs(top=True))
     spec: dict[str, Any] = {"targetRef": top}
+    if kind == "MeshTrafficPermission":
+        # Only ``from``: clients by any targetRef kind, overlapping actions.
+        spec["from"] = [
+            {
+                "targetRef": draw(target_refs(top=False)),
+                "default": draw(st.sampled_from(_CONFS[kind])),
+            }
+            for _ in range(draw(st.integers(1, 3)))
+        ]
+        return _policy(draw, kind, spec)
     to_kinds = ["Mesh", "MeshService"]
     spec["to"] = [
         {
@@ -179,6 +194,10 @@ def policies(draw: st.DrawFn) -> Policy:
         spec["from"] = [
             {"targetRef": {"kind": "Mesh"}, "default": draw(st.sampled_from(_CONFS[kind]))}
         ]
+    return _policy(draw, kind, spec)
+
+
+def _policy(draw: st.DrawFn, kind: str, spec: dict[str, Any]) -> Policy:
     resource = from_document(
         {
             "type": kind,
