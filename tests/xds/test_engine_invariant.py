@@ -1,12 +1,13 @@
 """The engine's contract, checked by hypothesis stateful testing.
 
 After any sequence of Dataplane, Mesh, MeshVips and policy (MeshTrafficPermission included)
-creates, updates and deletes (services appearing and vanishing, health flips, protocol changes, transparent proxying on and
-off, VIPs allocated, moved, released or lagging the service set, mesh mTLS off/STRICT/PERMISSIVE,
-certificates issued or dropped (PERMISSIVE TLS readiness), policies with overlapping targetRefs
-selecting and unselecting proxies, reconnects), what each connected test proxy holds after
-applying every change it was told about equals a from-scratch generation of the final state for
-that proxy, with the VIPs of the stored allocation and the policies that select it.
+creates, updates and deletes (services appearing and vanishing, health flips, protocol changes,
+transparent proxying on and off, VIPs allocated, moved, released or lagging the service set,
+mesh mTLS off/STRICT/PERMISSIVE, certificates issued or dropped (PERMISSIVE TLS readiness),
+policies with overlapping targetRefs selecting and unselecting proxies, reconnects), what each
+connected test proxy holds after applying every change it was told about equals a from-scratch
+generation of the final state for that proxy, with the VIPs of the stored allocation and the
+policies that select it.
 """
 
 from __future__ import annotations
