@@ -19,7 +19,7 @@ from kuma.api.config_dump import config_dump_routes
 from kuma.api.tokens import token_routes
 from kuma.bootstrap import GeneratorParams, bootstrap_protocol
 from kuma.gui import Gui
-from kuma.insights import Insights, SupportsInstances, insight_store_for
+from kuma.insights import Insights, SupportsInstances, dataplane_exists, insight_store_for
 from kuma.inspect import served_config_routes
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
 from kuma.mtls.insight import MtlsInsights
@@ -95,6 +95,7 @@ async def run_control_plane(
             insight_store_for(store),
             flush_interval=config.status_flush_interval,
             observer=metrics,
+            dataplane_exists=partial(dataplane_exists, store),
         )
         # The GUI follows the store itself and hears the streams and the propagation times.
         gui = Gui(store, insights) if config.api_server.gui.enabled else None

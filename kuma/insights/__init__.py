@@ -16,7 +16,7 @@ from .model import (
     insight_json,
     is_online,
 )
-from .service import InsightProvider, Insights, new_instance_id
+from .service import InsightProvider, Insights, dataplane_exists, new_instance_id
 from .store import (
     InsightStore,
     Instances,
@@ -46,6 +46,7 @@ __all__ = [
     "SupportsInsights",
     "SupportsInstances",
     "TokenBucket",
+    "dataplane_exists",
     "insight_json",
     "insight_store_for",
     "is_online",

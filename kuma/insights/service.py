@@ -17,12 +17,13 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
 
-from kuma.resources import Dataplane
-from kuma.store import Operation, ResourceEvent
+from kuma.resources import Dataplane, ResourceKey
+from kuma.store import NotFoundError, Operation, ResourceEvent, Store, StoreError
 
 from .flusher import FlushObserver, InsightFlusher
 from .model import DataplaneInsight, insight_json, merge_live
@@ -30,6 +31,21 @@ from .store import InsightStore
 from .tracker import Clock, InsightTracker
 
 log = logging.getLogger("kuma.insights")
+
+
+#: ``(mesh, name)`` -> whether that Dataplane exists in the resource store.
+DataplaneExists = Callable[[str, str], Awaitable[bool]]
+
+
+async def dataplane_exists(store: Store, mesh: str, name: str) -> bool:
+    """Whether the Dataplane exists (a store failure counts as yes: nothing is dropped then)."""
+    try:
+        await store.get(ResourceKey(Dataplane.TYPE, mesh, name))
+    except NotFoundError:
+        return False
+    except StoreError:
+        return True
+    return True
 
 
 class InsightProvider(Protocol):
@@ -55,8 +71,13 @@ class Insights:
         observer: FlushObserver | None = None,
         max_rate: float = 2000.0,
         batch_size: int = 500,
+        dataplane_exists: DataplaneExists | None = None,
     ) -> None:
         self.instance_id = instance_id or new_instance_id()
+        self._dataplane_exists = dataplane_exists
+        #: Proxies whose streams closed: once flushed, their insight goes if no Dataplane
+        #: exists (a stream for a made-up node id leaves nothing behind).
+        self._closed: set[tuple[str, str]] = set()
         self.store = store
         self.tracker = InsightTracker(self.instance_id, clock=wall_clock)
         self.flusher = InsightFlusher(
@@ -111,7 +132,16 @@ class Insights:
                 await self.prune()
 
     async def prune(self) -> None:
-        """Delete the insights of deleted Dataplanes (and of orphans no longer connected)."""
+        """Delete the insights of deleted Dataplanes (and of orphans no longer connected), and
+        those of proxies whose Dataplane never existed once their streams are gone."""
+        if self._dataplane_exists is not None:
+            for node_id in self.tracker.take_closed_nodes():
+                mesh, _, name = node_id.partition(".")
+                self._closed.add((mesh, name))
+            for key in [k for k in self._closed if not self.tracker.tracks(f"{k[0]}.{k[1]}")]:
+                self._closed.discard(key)
+                if self.store.get(*key) is not None and not await self._dataplane_exists(*key):
+                    await self._delete(key)
         deleted, self._deleted = self._deleted, []
         for key in deleted:
             if self.tracker.tracks(f"{key[0]}.{key[1]}"):

@@ -121,6 +121,9 @@ class InsightTracker:
         #: How many of the dirty streams are closed ones (their final state is due now).
         self._closed_dirty = 0
         self._open = 0
+        #: Node ids whose streams closed since :meth:`take_closed_nodes` (for the pruning of
+        #: insights whose Dataplane never existed).
+        self._closed_nodes: set[str] = set()
         self.on_close: Callable[[], None] | None = None
 
     # --- StreamObserver ---------------------------------------------------------------------
@@ -170,6 +173,7 @@ class InsightTracker:
             return
         stream.disconnect_time = self._clock()
         self._mark(stream)
+        self._closed_nodes.add(node_id)
         self._closed_dirty += 1
         self._open -= 1
         if self.on_close is not None:
@@ -207,6 +211,10 @@ class InsightTracker:
             streams.remove(stream)
             if not streams:
                 del self._by_node[stream.node_id]
+
+    def take_closed_nodes(self) -> set[str]:
+        closed, self._closed_nodes = self._closed_nodes, set()
+        return closed
 
     @property
     def has_dirty(self) -> bool:

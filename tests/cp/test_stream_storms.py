@@ -8,6 +8,7 @@ per stream."""
 from __future__ import annotations
 
 import gc
+import itertools
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -20,7 +21,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 from grpclib.client import Channel
 
 from kuma.cp.registration import Registrar
-from kuma.insights import Insights, MemoryInsightStore
+from kuma.insights import Insights, MemoryInsightStore, dataplane_exists
 from kuma.metrics import Metrics
 from kuma.resources import Mesh
 from kuma.store.memory import MemoryStore
@@ -36,13 +37,17 @@ STREAMS = 100
 ROUNDS = 6
 
 
-def sidecar(index: int) -> Node:
+_rounds = itertools.count()
+
+
+def sidecar(index: int, storm_round: int) -> Node:
     """Even: a sidecar that registers its Dataplane; odd: a stream for a node nobody knows
-    (it waits, as in Kuma, until dropped)."""
+    (it waits, as in Kuma, until dropped), under a new name every round (anyone on the
+    network can make up node ids)."""
     name = f"storm-{index}"
-    node = Node(id=f"default.{name}")
     if index % 2:
-        return node
+        return Node(id=f"default.ghost-{storm_round}-{index}")
+    node = Node(id=f"default.{name}")
     resource = {
         "type": "Dataplane",
         "mesh": "default",
@@ -82,20 +87,23 @@ async def storm(port: int, opened: list[int]) -> None:
     """STREAMS sidecars, each on its own connection, until their first response; then every
     connection is dropped (no clean end of stream, as when a proxy dies)."""
     channels = [Channel("127.0.0.1", port) for _ in range(STREAMS)]
+    storm_round = next(_rounds)
     try:
         async with anyio.create_task_group() as tg:
             for index, channel in enumerate(channels):
-                tg.start_soon(first_response, channel, index, opened)
+                tg.start_soon(first_response, channel, index, storm_round, opened)
     finally:
         for channel in channels:
             channel.close()
 
 
-async def first_response(channel: Channel, index: int, opened: list[int]) -> None:
+async def first_response(channel: Channel, index: int, storm_round: int, opened: list[int]) -> None:
     stub = AggregatedDiscoveryServiceStub(channel)
     stream = stub.DeltaAggregatedResources.open()
     await stream.__aenter__()
-    await stream.send_message(DeltaDiscoveryRequest(node=sidecar(index), type_url=CLUSTER))
+    await stream.send_message(
+        DeltaDiscoveryRequest(node=sidecar(index, storm_round), type_url=CLUSTER)
+    )
     if index % 2 == 0:
         await stream.recv_message()
     else:
@@ -109,7 +117,12 @@ async def test_streams_opened_and_dropped_in_rounds_leave_nothing_behind() -> No
     metrics = Metrics()
     engine = Engine(on_batch=metrics.on_batch)
     metrics.change_times = engine.take_change_time
-    insights = Insights(MemoryInsightStore(), flush_interval=0.05, observer=metrics)
+    insights = Insights(
+        MemoryInsightStore(),
+        flush_interval=0.05,
+        observer=metrics,
+        dataplane_exists=partial(dataplane_exists, store),
+    )
     registrar = Registrar(store, 0.01)
     observer = ObserverGroup([insights.tracker, metrics])
     counts: list[int] = []

@@ -118,3 +118,32 @@ def test_instance_ids_are_unique_per_process() -> None:
     first = Insights(store, flush_interval=10).instance_id
     second = Insights(store, flush_interval=10).instance_id
     assert first != second
+
+
+async def test_a_stream_for_a_node_without_a_dataplane_leaves_no_insight() -> None:
+    """Issue 17, defect 3: streams under made-up node ids used to leave an insight each,
+    forever (the memory that grew with every storm of new ids)."""
+    clock = FakeClock()
+    existing = {("default", "web-1")}
+
+    async def exists(mesh: str, name: str) -> bool:
+        return (mesh, name) in existing
+
+    service = Insights(
+        MemoryInsightStore(clock=clock),
+        flush_interval=10,
+        instance_id="cp-1",
+        wall_clock=clock,
+        dataplane_exists=exists,
+    )
+    service.tracker.on_stream_open(1, NODE, "delta", "")
+    service.tracker.on_stream_open(2, "default.ghost", "delta", "")
+    await service.flusher.flush_all()
+    await service.prune()  # still connected: kept
+    assert service.store.get("default", "ghost") is not None
+    service.tracker.on_stream_close(1, NODE)
+    service.tracker.on_stream_close(2, "default.ghost")
+    await service.flusher.flush_due()
+    await service.prune()
+    assert service.store.get("default", "ghost") is None
+    assert service.store.get("default", "web-1") is not None
