@@ -60,6 +60,9 @@ class GeneratorParams(msgspec.Struct, frozen=True, kw_only=True):
     tls: bool = False
     #: The certificate proxies trust for this control plane (PEM; kuma-cp.crt).
     trusted_ca: str = ""
+    #: The names the dp server's certificate carries: a proxy reaching it by another name
+    #: would have Envoy refuse the ADS connection, so its bootstrap is refused at once (Kuma).
+    certificate_names: frozenset[str] = frozenset()
 
 
 def admin_port(dataplane: Dataplane, default_admin_port: int) -> int:

@@ -125,6 +125,16 @@ class BootstrapHandler:
         dataplane = await resolve_dataplane(parsed, self._store)
         # The address kuma-dp used reaches this server, and ADS is served on the same port.
         xds_host = split_host(request.host)
+        names = self._params.certificate_names
+        if self._params.tls and names and xds_host not in names:
+            raise BootstrapError(
+                400,
+                "Bad Request",
+                f"the proxy reaches the control plane as {xds_host!r}, which its certificate "
+                f"does not name ({', '.join(sorted(names))}): Envoy would refuse the connection; "
+                "use one of those names in --cp-address, or give kuma-cp a certificate that "
+                "names it (general.tlsCertFile)",
+            )
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         xds_port = int(sockname[1]) if sockname else 0
         ipv4 = _is_ipv4(sockname[0]) if sockname else True

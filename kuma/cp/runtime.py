@@ -140,6 +140,7 @@ async def run_control_plane(
             require_token=config.dp_server.authn.dp_proxy.type != "none",
             tls=tls.dp is not None,
             trusted_ca=tls.dp_trusted,
+            certificate_names=tls.dp_names,
         )
         async with (
             bootstrap_protocol(store, bootstrap) as bootstrap_http,

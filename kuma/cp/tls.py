@@ -10,8 +10,10 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from kuma.store import Store
-from kuma.tls.certs import CertificateError
+from kuma.tls.certs import CertificateError, names_of
 from kuma.tls.persisted import ServingCertificate, serving_certificate, write_trusted
 
 from .config import ConfigError, CpConfig
@@ -25,6 +27,8 @@ class ServerTls:
     #: The dp server's context and the certificate proxies trust (None: plain text).
     dp: ssl.SSLContext | None
     dp_trusted: str
+    #: The names (DNS and IP SANs) of the dp server's certificate.
+    dp_names: frozenset[str]
     #: The HTTPS API's context (None: HTTPS off).
     api: ssl.SSLContext | None
 
@@ -43,6 +47,7 @@ async def prepare_tls(store: Store, config: CpConfig) -> ServerTls:
     dp_server, https = config.dp_server, config.api_server.https
     dp: ssl.SSLContext | None = None
     trusted = ""
+    names: frozenset[str] = frozenset()
     if dp_server.tls_enabled:
         use_own = bool(dp_server.tls_cert_file or dp_server.tls_key_file)
         key = "dpServer.tlsCertFile" if use_own else "general.tlsCertFile"
@@ -54,6 +59,7 @@ async def prepare_tls(store: Store, config: CpConfig) -> ServerTls:
         )
         dp = certificate.server_context()
         trusted = certificate.trusted.decode()
+        names = frozenset(names_of(x509.load_pem_x509_certificate(certificate.chain)))
         written = write_trusted(certificate, Path(general.work_dir))
         log.info(
             "dp server TLS",
@@ -74,4 +80,4 @@ async def prepare_tls(store: Store, config: CpConfig) -> ServerTls:
             https.tls_key_file if use_own else general.tls_key_file,
         )
         api = certificate.server_context()
-    return ServerTls(dp, trusted, api)
+    return ServerTls(dp, trusted, names, api)

@@ -238,3 +238,26 @@ async def test_a_body_that_is_too_large_is_refused() -> None:
         status, _, _ = await post(port, big)
         assert status == 413
         assert (await post(port, request()))[0] == 200
+
+
+async def test_a_name_the_certificate_lacks_is_refused_and_a_missing_token_too() -> None:
+    """Kuma's checks at the bootstrap: the host kuma-dp used must be one the dp server's
+    certificate names (else Envoy could never connect), and with authentication on the
+    request must carry a token (verified on the ADS stream, not here)."""
+    store = await store_with_default_mesh()
+    params = GeneratorParams(
+        tls=True, trusted_ca="CA", certificate_names=frozenset({"localhost", "127.0.0.1"}),
+        require_token=True,
+    )  # fmt: skip
+    async with dp_server(store, params) as port:
+        status, body, _ = await post(port, request(dataplaneToken="t"), host=f"cp.example:{port}")
+        assert status == 400
+        detail = orjson.loads(body)["detail"]
+        assert (
+            "as 'cp.example', which its certificate does not name (127.0.0.1, localhost)" in detail
+        )
+        status, body, _ = await post(port, request(), host=f"localhost:{port}")
+        assert status == 422
+        assert causes(body)[0][0] == "dataplaneToken"
+        status, body, _ = await post(port, request(dataplaneToken="t"), host=f"localhost:{port}")
+        assert status == 200, body
