@@ -82,6 +82,16 @@ def _is_ipv4(address: str) -> bool:
     return ip.version == 4 or (ip.version == 6 and ip.ipv4_mapped is not None)
 
 
+def named_by_certificate(host: str, names: frozenset[str]) -> bool:
+    """Whether a certificate with these subject names is valid for ``host`` (a wildcard
+    ``*.example.com`` names exactly one label in its place, as TLS clients read it)."""
+    host = host.lower().rstrip(".")
+    if host in names:
+        return True
+    label, dot, rest = host.partition(".")
+    return bool(dot and label) and f"*.{rest}" in names
+
+
 class BootstrapHandler:
     """The request handler of the low-level server."""
 
@@ -126,7 +136,7 @@ class BootstrapHandler:
         # The address kuma-dp used reaches this server, and ADS is served on the same port.
         xds_host = split_host(request.host)
         names = self._params.certificate_names
-        if self._params.tls and names and xds_host not in names:
+        if self._params.tls and names and not named_by_certificate(xds_host, names):
             raise BootstrapError(
                 400,
                 "Bad Request",

@@ -16,6 +16,7 @@ import pytest
 from grpclib.client import Channel
 
 from kuma.bootstrap import GeneratorParams, bootstrap_protocol
+from kuma.bootstrap.handler import named_by_certificate
 from kuma.resources import Mesh, decode_one
 from kuma.store.memory import MemoryStore
 from kuma.xds.generate.types import CLUSTER
@@ -261,3 +262,12 @@ async def test_a_name_the_certificate_lacks_is_refused_and_a_missing_token_too()
         assert causes(body)[0][0] == "dataplaneToken"
         status, body, _ = await post(port, request(dataplaneToken="t"), host=f"localhost:{port}")
         assert status == 200, body
+
+
+def test_wildcard_names() -> None:
+    names = frozenset({"*.mesh.example", "10.0.0.1"})
+    assert named_by_certificate("cp.mesh.example", names)
+    assert named_by_certificate("CP.mesh.example.", names)
+    assert named_by_certificate("10.0.0.1", names)
+    assert not named_by_certificate("a.cp.mesh.example", names)
+    assert not named_by_certificate("mesh.example", names)
