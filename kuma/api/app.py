@@ -7,12 +7,13 @@ import logging
 import secrets
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 import kuma
+from kuma.multizone import Authoring
 from kuma.store import Store, StoreUnavailableError
 
 from .access import access_middleware
@@ -39,6 +40,8 @@ class ApiSettings:
     #: This control plane's instance id (the index's ``instanceId``, the same id the insights
     #: record as ``controlPlaneInstanceId``); empty: the host name and a random suffix.
     instance_id: str = ""
+    #: Which kinds this control plane authors (``mode``; kuma/multizone/authoring.py).
+    authoring: Authoring = field(default_factory=Authoring)
 
 
 @web.middleware
@@ -98,7 +101,9 @@ def build_app(
         # aiohttp's own cut-off for bodies without a Content-Length; see body.read_body.
         client_max_size=settings.max_request_bytes,
     )
-    app[CONTEXT] = Context(store, insights or NoInsights(), settings.max_request_bytes)
+    app[CONTEXT] = Context(
+        store, insights or NoInsights(), settings.max_request_bytes, settings.authoring
+    )
     hostname = socket.gethostname()
     instance_id = settings.instance_id or f"{hostname}-{secrets.token_hex(2)}"
     app.router.add_get("/", _index_handler(hostname, instance_id))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from kuma.multizone import Authoring
 from kuma.resources import (
     Mesh,
     Resource,
@@ -32,7 +33,7 @@ from kuma.store import ConflictError, NotFoundError, Store
 
 from .access import require_admin
 from .body import decode_body, read_body
-from .errors import conflict, invalid, mesh_not_found, not_found
+from .errors import ApiError, conflict, invalid, mesh_not_found, not_found
 from .insights import InsightProvider, overview
 from .listing import collect, list_query, next_url
 
@@ -72,6 +73,8 @@ class Context:
     store: Store
     insights: InsightProvider
     max_request_bytes: int
+    #: Which kinds this control plane authors (global, zone); standalone: all of them.
+    authoring: Authoring = field(default_factory=Authoring)
 
 
 CONTEXT = web.AppKey("kuma.api.context", Context)
@@ -189,9 +192,17 @@ def _request_violations(
     return [*_url_violations(kind, written_type, resource, name, mesh), *meta]
 
 
+def _check_authored(ctx: Context, kind: Kind) -> None:
+    """Kuma's 405 for a kind another control plane authors (kuma/multizone/authoring.py)."""
+    refusal = ctx.authoring.refusal(kind.type)
+    if refusal is not None:
+        raise ApiError(405, "Method not Allowed", refusal)
+
+
 def put(kind: Kind) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = _context(request)
+        _check_authored(ctx, kind)
         name = request.match_info["name"]
         mesh = request.match_info.get("mesh", "")
         body = await read_body(request, ctx.max_request_bytes)
@@ -205,6 +216,10 @@ def put(kind: Kind) -> Handler:
         except NotFoundError:
             current = None
         title = "Could not create a resource" if current is None else "Could not update a resource"
+        try:
+            resource = ctx.authoring.admit(resource, create=current is None)
+        except ValidationError as exc:
+            raise invalid(PROCESS_TITLE, exc.violations) from None
         if kind.mesh_scoped:
             # As in Kuma this is a check, not a lock: a Mesh deleted between this check and the
             # write below leaves the Dataplane without its Mesh (stores have no transactions
@@ -232,7 +247,9 @@ def put(kind: Kind) -> Handler:
 def delete(kind: Kind) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         title = "Could not delete a resource"
-        store = _context(request).store
+        ctx = _context(request)
+        _check_authored(ctx, kind)
+        store = ctx.store
         mesh = await _mesh_of(request, kind)
         key = ResourceKey(kind.type, mesh, request.match_info["name"])
         try:

@@ -21,6 +21,7 @@ import yaml
 from .config_authn import DpServerAuthn, check_authn
 from .config_base import ConfigError as ConfigError
 from .config_base import Section
+from .multizone_config import GLOBAL, STANDALONE, ZONE, Multizone, check_multizone
 
 ENV_PREFIX = "KUMA_"
 
@@ -143,6 +144,9 @@ class StoreConfig(msgspec.Struct, kw_only=True):
 
 
 class CpConfig(msgspec.Struct, kw_only=True):
+    #: ``standalone`` (the default), ``zone`` or ``global`` (kuma/cp/multizone_config.py).
+    mode: str = STANDALONE
+    multizone: Multizone = msgspec.field(default_factory=Multizone)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     general: General = msgspec.field(default_factory=General)
     dp_server: DpServer = msgspec.field(default_factory=DpServer)
@@ -152,6 +156,20 @@ class CpConfig(msgspec.Struct, kw_only=True):
     defaults: Defaults = msgspec.field(default_factory=Defaults)
     runtime: Runtime = msgspec.field(default_factory=Runtime)
     logging: Logging = msgspec.field(default_factory=Logging)
+
+    @property
+    def zone_name(self) -> str:
+        """The zone this control plane stamps on its Dataplanes; empty unless in zone mode."""
+        return self.multizone.zone.name if self.mode == ZONE else ""
+
+    @property
+    def is_federated_zone(self) -> bool:
+        """A zone connected to a global control plane (Kuma's ``IsFederatedZoneCP``)."""
+        return self.mode == ZONE and bool(self.multizone.zone.global_address)
+
+    @property
+    def is_global(self) -> bool:
+        return self.mode == GLOBAL
 
     @property
     def deregistration_delay(self) -> float:
@@ -176,7 +194,10 @@ _SECTIONS: dict[str, type[Section]] = {
     "defaults": Defaults,
     "runtime": Runtime,
     "logging": Logging,
+    "multizone": Multizone,
 }
+#: Top-level keys that are a plain value, not a section.
+_SCALARS = ("mode",)
 
 
 def env_name(path: str) -> str:
@@ -205,6 +226,8 @@ def _known_env_keys() -> dict[str, str]:
         for path in _leaf_paths(cls, section):
             keys[env_name(path)] = path
     keys[env_name("store.type")] = "store.type"
+    for scalar in _SCALARS:
+        keys[env_name(scalar)] = scalar
     return keys
 
 
@@ -216,6 +239,16 @@ def _string_keys() -> set[str]:
         for section, cls in _SECTIONS.items()
         for path, kind in _leaf_paths(cls, section).items()
         if kind is str
+    } | set(_SCALARS)
+
+
+def _list_keys() -> set[str]:
+    """Keys declared as lists: one value in the environment is a list of one."""
+    return {
+        path
+        for section, cls in _SECTIONS.items()
+        for path, kind in _leaf_paths(cls, section).items()
+        if getattr(kind, "__origin__", None) is list
     }
 
 
@@ -247,10 +280,14 @@ def apply_env(tree: dict[str, Any], environ: Mapping[str, str]) -> None:
     """Overlay ``KUMA_*`` variables onto the raw config tree (in place)."""
     known = _known_env_keys()
     verbatim = _string_keys()
+    lists = _list_keys()
     for name, raw in environ.items():
         if name in known:
             path = known[name]
-            _set_path(tree, path, raw if path in verbatim else _env_value(raw))
+            value = raw if path in verbatim else _env_value(raw)
+            if path in lists and isinstance(value, str):
+                value = [value] if value else []
+            _set_path(tree, path, value)
     store_type = str(tree.get("store", {}).get("type", "memory"))
     # Plugin options: KUMA_STORE_<TYPE>_<WORDS> -> store.<type>.<camelWords>
     plugin_prefix = env_name(f"store.{store_type}") + "_"
@@ -280,9 +317,12 @@ def _convert_section(name: str, cls: type[Section], raw: object) -> Section:
 
 def build_config(tree: Mapping[str, Any]) -> CpConfig:
     """Turn a raw tree (file + env) into a checked CpConfig."""
-    unknown = sorted(set(tree) - set(_SECTIONS) - {"store"})
+    unknown = sorted(set(tree) - set(_SECTIONS) - {"store", *_SCALARS})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown key")
+    mode = tree.get("mode", STANDALONE)
+    if not isinstance(mode, str):
+        raise ConfigError(f"mode: must be standalone, zone or global, got {mode!r}")
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         sections[name] = _convert_section(name, cls, tree.get(name) or {})
@@ -300,6 +340,8 @@ def build_config(tree: Mapping[str, Any]) -> CpConfig:
             raise ConfigError(f"store.{key}: must be a mapping of options")
         options[str(key)] = dict(value)
     config = CpConfig(
+        mode=mode,
+        multizone=sections["multizone"],
         store=StoreConfig(type=store_type, options=options),
         general=sections["general"],
         dp_server=sections["dpServer"],
@@ -353,6 +395,10 @@ def _check(config: CpConfig) -> None:
             f"bootstrapServer.params.xdsTransport: must be DELTA_GRPC or GRPC, got {transport!r}"
         )
     check_authn(config.dp_server.authn)
+    try:
+        check_multizone(config.mode, config.multizone, parse_duration)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if config.logging.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("logging.level: must be debug, info, warning or error")
     if config.logging.format not in ("text", "json"):

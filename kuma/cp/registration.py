@@ -49,6 +49,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from kuma.bootstrap import decode_proxy_dataplane
+from kuma.multizone import stamp_zone
 from kuma.resources import Dataplane, ResourceKey, ValidationError
 from kuma.store import (
     ConflictError,
@@ -111,8 +112,12 @@ class Registrar:
         *,
         instance: str | None = None,
         connected_elsewhere: ConnectedElsewhere | None = None,
+        zone: str = "",
     ) -> None:
+        """``zone``: this zone control plane's name, stamped as ``kuma.io/zone`` on every
+        Dataplane it registers (one that names another zone is refused); empty: none."""
         self._store = store
+        self._zone = zone
         self._connected_elsewhere = connected_elsewhere
         self._delay = delay
         self.instance = instance or secrets.token_hex(4)
@@ -146,7 +151,9 @@ class Registrar:
         if text is None:
             return  # the proxy uses a Dataplane defined in the store: nothing to register
         try:
-            dataplane = decode_proxy_dataplane(text, field=RESOURCE_METADATA)
+            dataplane = stamp_zone(
+                decode_proxy_dataplane(text, field=RESOURCE_METADATA), self._zone
+            )
         except ValidationError as exc:
             raise InvalidRequest(f"the Dataplane in node metadata is not valid: {exc}") from None
         if f"{dataplane.mesh}.{dataplane.name}" != node_id:

@@ -24,10 +24,12 @@ from kuma.inspect import served_config_routes
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
 from kuma.mtls.insight import MtlsInsights
 from kuma.mtls.service import MtlsService
+from kuma.multizone import Authoring
 from kuma.store import ResourceEvent, Store, Synced, open_store
 from kuma.xds import types
 from kuma.xds.composite import CompositeSource
 from kuma.xds.engine import Engine
+from kuma.xds.engine.handlers import default_handlers
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.server import serve as serve_ads
 from kuma.xds.server.observer import ObserverGroup, StreamObserver
@@ -75,7 +77,10 @@ async def run_control_plane(
     store_type = config.store.type
     async with open_store(store_type, config.store.options_for(store_type)) as store:
         log.info("store opened", extra=fields(store=store.name))
-        if not config.defaults.skip_mesh_creation:
+        # A zone connected to a global gets its meshes (and their default policies) from
+        # global, as in Kuma (pkg/defaults: no defaults in a federated zone).
+        make_defaults = not config.is_federated_zone
+        if make_defaults and not config.defaults.skip_mesh_creation:
             await ensure_default_mesh(store)
         metrics = Metrics()
         metrics.watch_problems(store)
@@ -87,6 +92,8 @@ async def run_control_plane(
             default_admin_port=config.bootstrap_server.params.admin_port,
             on_batch=metrics.on_batch,
             identity_ready=mtls.identity_ready,
+            # A zone serves its Dataplanes with kuma.io/zone (kuma/multizone/zone_tag.py).
+            handlers=default_handlers(zone=config.zone_name),
         )
         mtls.on_readiness = partial(_touch_services, engine)
         metrics.change_times = engine.take_change_time
@@ -118,6 +125,7 @@ async def run_control_plane(
             instrumented,
             config.deregistration_delay,
             connected_elsewhere=orphans.connected_elsewhere,
+            zone=config.zone_name,
         )
         # Dataplane tokens, on unless dpServer.authn.dpProxy.type is none (kuma/cp/authn.py).
         if config.dp_server.authn.dp_proxy.type == "none":
@@ -158,7 +166,8 @@ async def run_control_plane(
             tg.start_soon(orphans.run)
             tg.start_soon(mtls.run)
             # Every mesh created from now on gets Kuma's default policies (kuma/cp/defaults.py).
-            tg.start_soon(MeshDefaults(store).run)
+            if make_defaults:
+                tg.start_soon(MeshDefaults(store).run)
             await tg.start(registrar.run)
             await tg.start(authn.run)
             await engine.wait_synced()
@@ -192,6 +201,14 @@ async def run_control_plane(
                 admin_token=api.auth.admin_token,
                 max_request_bytes=api.max_request_bytes,
                 instance_id=insights.instance_id,
+                authoring=Authoring(
+                    mode=config.mode,
+                    zone=config.zone_name,
+                    federated=config.is_federated_zone,
+                    origin_label_validation=(
+                        not config.multizone.zone.disable_origin_label_validation
+                    ),
+                ),
             )
             https = (api.https.interface, api.https.port, tls.api) if tls.api else None
             api_port, https_port = await tg.start(
@@ -205,6 +222,8 @@ async def run_control_plane(
                 "kuma-cp is ready",
                 extra=fields(
                     version=kuma.__version__,
+                    mode=config.mode,
+                    zone=config.zone_name or None,
                     store=store.name,
                     dp_port=ads_port,
                     api_port=api_port,

@@ -14,9 +14,10 @@ from .mesh_vips import MeshVipsHandler
 from .policy import PolicyHandler
 
 
-def default_handlers() -> list[InputHandler]:
+def default_handlers(*, zone: str = "") -> list[InputHandler]:
+    """``zone``: a zone control plane's name, stamped on the Dataplanes it serves."""
     policies = [PolicyHandler(kind) for kind in sorted(POLICY_KINDS)]
-    return [DataplaneHandler(), MeshHandler(), MeshVipsHandler(), *policies]
+    return [DataplaneHandler(zone), MeshHandler(), MeshVipsHandler(), *policies]
 
 
 class HandlerRegistry:

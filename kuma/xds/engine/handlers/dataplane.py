@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kuma.multizone import stamp_zone
 from kuma.resources import Dataplane
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.node_id import ProxyId
@@ -13,9 +14,15 @@ from ..mesh_state import Meshes
 class DataplaneHandler:
     resource_type = Dataplane.TYPE
 
+    def __init__(self, zone: str = "") -> None:
+        #: A zone control plane's name: every Dataplane is served with ``kuma.io/zone: <zone>``
+        #: whatever the store holds (kuma/multizone/zone_tag.py); empty: served as stored.
+        self.zone = zone
+
     def handle(self, event: ResourceEvent, meshes: Meshes, invalidation: Invalidation) -> None:
         dataplane = event.resource
         assert isinstance(dataplane, Dataplane)
+        dataplane = stamp_zone(dataplane, self.zone, strict=False)
         mesh = meshes[dataplane.mesh]
         if event.operation is Operation.DELETE:
             services = mesh.remove(dataplane.name)
