@@ -11,7 +11,7 @@ import pytest
 from kuma.api import ApiSettings
 from kuma.multizone import GLOBAL_READ_ONLY_MESSAGE, ZONE_READ_ONLY_MESSAGE, Authoring
 from kuma.resources import Dataplane, Mesh, ResourceKey
-from kuma.store import NotFoundError
+from kuma.store import NotFoundError, Store
 from kuma.store.memory import MemoryStore
 
 from .helpers import ADMIN_TOKEN, Api, dataplane_yaml, error, gateway_yaml, serve
@@ -59,7 +59,7 @@ async def lone_zone_api(store: MemoryStore) -> AsyncIterator[Api]:
         yield api
 
 
-async def stored_dataplane(store: MemoryStore, name: str) -> Dataplane:
+async def stored_dataplane(store: Store, name: str) -> Dataplane:
     resource = (await store.get(ResourceKey("Dataplane", "default", name))).resource
     assert isinstance(resource, Dataplane)
     return resource
