@@ -27,10 +27,10 @@ KNOWN_TYPES: frozenset[str] = frozenset(SEND_ORDER)
 _MAX_OUTSTANDING = 64
 
 
-def check_type_url(type_url: str) -> None:
+def check_type_url(type_url: str, known: frozenset[str] = KNOWN_TYPES) -> None:
     if not type_url:
         raise InvalidRequest("type_url is required on every ADS request")
-    if type_url not in KNOWN_TYPES:
+    if type_url not in known:
         raise InvalidRequest(f"unknown type_url {type_url!r}")
 
 

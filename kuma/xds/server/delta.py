@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from envoy.service.discovery.v3.discovery_pb2 import (
@@ -37,6 +38,25 @@ Desired = Callable[[str], Mapping[str, VersionedResource]]
 WILDCARD = "*"
 #: A first request with no names subscribes to everything only for these (as Envoy does).
 LEGACY_WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
+
+
+@dataclass(frozen=True)
+class TypeSet:
+    """The resource types one kind of delta stream carries: Envoy's xDS types (the default), or
+    another protocol that reuses this state machine with its own (Kuma's KDS: Kuma resource
+    types between control planes)."""
+
+    #: Make before break: additions in this order, removals in the reverse order.
+    send_order: tuple[str, ...]
+    #: Types a first request without names subscribes to as a wildcard.
+    legacy_wildcard: frozenset[str] = frozenset()
+
+    @property
+    def known(self) -> frozenset[str]:
+        return frozenset(self.send_order)
+
+
+ENVOY_TYPES = TypeSet(SEND_ORDER, LEGACY_WILDCARD_TYPES)
 #: A version no resource has: the client holds the name but must be sent it again (or be told
 #: it is gone). Content hashes are never empty.
 _RESEND = ""
@@ -72,7 +92,9 @@ class _Subscription:
 class DeltaProtocol:
     """The delta protocol state of one stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, types: TypeSet = ENVOY_TYPES) -> None:
+        self._types = types
+        self._known = types.known
         self._subs: dict[str, _Subscription] = {}
         self._nonces = Nonces()
         # Clusters sent before the stream had any EDS subscription: their endpoints must be sent
@@ -89,13 +111,13 @@ class DeltaProtocol:
         Raises :class:`~kuma.xds.server.node.InvalidRequest` for a missing or unknown type.
         """
         type_url: str = request.type_url
-        check_type_url(type_url)
+        check_type_url(type_url, self._known)
         reply = self._nonces.reply(request)
         subscribe: Iterable[str] = request.resource_names_subscribe
         sub = self._subs.get(type_url)
         if sub is None:
             sub = self._subs[type_url] = _Subscription()
-            if not subscribe and type_url in LEGACY_WILDCARD_TYPES:
+            if not subscribe and type_url in self._types.legacy_wildcard:
                 _take_wildcard(sub)
             _subscribe(sub, subscribe)
             # initial_resource_versions only counts on the first request of a type.
@@ -124,7 +146,7 @@ class DeltaProtocol:
         """
         updates: list[tuple[str, list[VersionedResource]]] = []
         removals: list[tuple[str, list[str]]] = []
-        for type_url in SEND_ORDER:
+        for type_url in self._types.send_order:
             sub = self._subs.get(type_url)
             # EDS is checked after CDS built: a cluster sent just now makes its endpoints dirty.
             if sub is None or not sub.pending:
