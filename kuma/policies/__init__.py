@@ -9,7 +9,13 @@ import it below.
 
 from __future__ import annotations
 
-from . import meshcircuitbreaker, meshretry, meshtimeout, meshtrafficpermission
+from . import (
+    meshcircuitbreaker,
+    meshhealthcheck,
+    meshretry,
+    meshtimeout,
+    meshtrafficpermission,
+)
 from .defaults import default_policies
 from .matching import EMPTY, KindPolicies, ProxyPolicies, resolve, selects
 from .plugin import (
@@ -30,6 +36,7 @@ __all__ = [
     "apply_outbound_listener",
     "default_policies",
     "meshcircuitbreaker",
+    "meshhealthcheck",
     "meshretry",
     "meshtimeout",
     "meshtrafficpermission",

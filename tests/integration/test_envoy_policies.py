@@ -160,3 +160,49 @@ def test_mesh_circuit_breaker_outlier_detection_ejects_a_failing_endpoint(
     for _ in range(10):
         assert http_get(web.outbound) == (200, "backend-2")
     assert failing.http.hits == before
+
+
+def test_mesh_health_check_marks_a_dead_endpoint_unhealthy(sidecars: Mesh) -> None:
+    alive = sidecars.backend("backend-1")
+    dead = sidecars.backend("backend-2")
+    web = sidecars.web()
+    web.envoy.wait_endpoints(BACKEND, {alive.inbound_port, dead.inbound_port})
+    policy = {
+        "type": "MeshHealthCheck",
+        "mesh": "default",
+        "name": "backend-health",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [
+                {
+                    "targetRef": {"kind": "MeshService", "name": BACKEND},
+                    "default": {
+                        "interval": "1s",
+                        # Envoy checks an idle cluster at this interval (default 60s).
+                        "noTrafficInterval": "1s",
+                        "timeout": "1s",
+                        "unhealthyThreshold": 1,
+                        "healthyThreshold": 1,
+                        "http": {"path": "/"},
+                    },
+                }
+            ],
+        },
+    }
+    sidecars.cp.put("hc-backend", yaml.safe_dump(policy))
+
+    def healthy(count: int) -> Callable[[], bool | None]:
+        def check() -> bool | None:
+            stats = web.envoy.stats()
+            checked = stats.get("cluster.backend.health_check.attempt", 0) > 0
+            members = stats.get("cluster.backend.membership_healthy")
+            return True if checked and members == count else None
+
+        return check
+
+    eventually(healthy(2), "both backends pass the health check")
+    assert dead.http is not None
+    dead.http.close()  # the application is gone; its sidecar answers the check with 503
+    eventually(healthy(1), "the dead backend is marked unhealthy")
+    for _ in range(5):
+        assert http_get(web.outbound) == (200, "backend-1")

@@ -152,6 +152,10 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
         {"http": {"numRetries": 3, "retryOn": ["5xx", "503"]}},
         {"grpc": {"numRetries": 1}, "http": {"perTryTimeout": "1s"}},
     ],
+    "MeshHealthCheck": [
+        {"http": {"path": "/health"}, "tcp": {}},
+        {"interval": "3s", "tcp": {"send": "x"}},
+    ],
     "MeshCircuitBreaker": [
         {"connectionLimits": {"maxConnections": 7}},
         {"outlierDetection": {"detectors": {"totalFailures": {"consecutive": 2}}}},
@@ -191,7 +195,7 @@ def policies(draw: st.DrawFn) -> Policy:
         }
         for k in draw(st.lists(st.sampled_from(to_kinds), min_size=1, max_size=2))
     ]
-    if kind != "MeshRetry" and draw(st.booleans()):
+    if kind not in ("MeshRetry", "MeshHealthCheck") and draw(st.booleans()):
         spec["from"] = [
             {"targetRef": {"kind": "Mesh"}, "default": draw(st.sampled_from(_CONFS[kind]))}
         ]
