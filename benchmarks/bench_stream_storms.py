@@ -47,8 +47,9 @@ async def main(streams: int, rounds: int) -> None:
     await store.create(Mesh(name="default"))
     metrics = Metrics()
     engine = Engine(on_batch=metrics.on_batch)
+    insight_store = MemoryInsightStore()
     insights = Insights(
-        MemoryInsightStore(),
+        insight_store,
         flush_interval=0.05,
         observer=metrics,
         dataplane_exists=partial(dataplane_exists, store),
@@ -69,6 +70,7 @@ async def main(streams: int, rounds: int) -> None:
             await storms.until(lambda: insights.tracker.tracked_streams == 0)
             await storms.deregistered(store)
             await storms.until(lambda: engine.connected_proxies == 0)
+            await storms.until(lambda: len(insight_store) == 0)
             await anyio.sleep(1)
             gc.collect()
             print(
