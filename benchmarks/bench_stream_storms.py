@@ -59,6 +59,7 @@ async def main(streams: int, rounds: int) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(engine.run, store)
         tg.start_soon(insights.run)
+        tg.start_soon(storms.follow_deletions, store, insights)
         await tg.start(registrar.run)
         await engine.wait_synced()
         ads = partial(serve, engine, "127.0.0.1", 0, observer, lifecycle=registrar)

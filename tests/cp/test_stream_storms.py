@@ -24,6 +24,7 @@ from kuma.cp.registration import Registrar
 from kuma.insights import Insights, MemoryInsightStore, dataplane_exists
 from kuma.metrics import Metrics
 from kuma.resources import Mesh
+from kuma.store import ResourceEvent
 from kuma.store.memory import MemoryStore
 from kuma.xds.engine import Engine
 from kuma.xds.generate.types import CLUSTER
@@ -73,6 +74,14 @@ async def until(condition: Callable[[], bool]) -> None:
 
 def active_streams(metrics: Metrics) -> float | None:
     return scrape(metrics).value("kuma_xds_streams_active", protocol="delta")
+
+
+async def follow_deletions(store: MemoryStore, insights: Insights) -> None:
+    """What kuma-cp's change follower does for insights: hand them the store's changes."""
+    async with store.watch() as events:
+        async for item in events:
+            if isinstance(item, ResourceEvent):
+                insights.on_store_event(item)
 
 
 async def deregistered(store: MemoryStore) -> None:
@@ -131,6 +140,7 @@ async def test_streams_opened_and_dropped_in_rounds_leave_nothing_behind() -> No
     async with anyio.create_task_group() as tg:
         tg.start_soon(engine.run, store)
         tg.start_soon(insights.run)
+        tg.start_soon(follow_deletions, store, insights)
         await tg.start(registrar.run)
         await engine.wait_synced()
         port: int = await tg.start(
