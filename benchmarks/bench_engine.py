@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from kuma.resources import Dataplane, ResourceMeta, from_document
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
-from kuma.xds.engine.subscription import Subscription
+from kuma.xds.engine.watches import Subscription
 from kuma.xds.generate import StaticMeshView, generate_proxy
 
 META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))

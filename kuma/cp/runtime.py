@@ -96,7 +96,6 @@ async def run_control_plane(
             handlers=default_handlers(zone=config.zone_name),
         )
         mtls.on_readiness = partial(_touch_services, engine)
-        metrics.change_times = engine.take_change_time
         # Insights live beside the resource store, never in it: see kuma/insights/store.py.
         insights = Insights(
             insight_store_for(store),

@@ -4,7 +4,8 @@ Snapshot designs (Kuma's own 1 s refresh, go-control-plane's snapshot cache fed 
 rebuild a proxy's whole config when anything it depends on changes, and version the snapshot
 as a whole, so the proxy is sent the full config again. This server does exactly that, with
 kuma-py's own pieces so only the strategy differs: the same store plugins and watch, the same
-mesh indexes (``MeshState``), the same generator (``generate_proxy``), the same ADS server.
+inputs, proxy index and watches (``kuma.xds.engine``), the same generator
+(``generate_proxy``), the same ADS server.
 Per change it regenerates and re-serializes every *affected* proxy (the consumers of a touched
 service and the changed proxy; every transparent proxy of the mesh when its service set
 changes) and stamps each resource with the proxy's new snapshot number, so the delta protocol
@@ -22,8 +23,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, suppress
 
 import anyio
 import anyio.lowlevel
@@ -33,11 +33,17 @@ from kuma.cp.cli import GC_THRESHOLDS
 from kuma.cp.config import load_config
 from kuma.cp.vips import VipAllocator
 from kuma.resources import Dataplane, MeshVips
-from kuma.store import Operation, ResourceEvent, Store, Synced, open_store
-from kuma.xds.engine.mesh_state import MeshState
-from kuma.xds.engine.subscription import ProxyRecord, Subscription
-from kuma.xds.generate import generate_proxy, types
-from kuma.xds.node_id import parse_node_id
+from kuma.store import ResourceEvent, Store, Synced, open_store
+from kuma.xds import types
+from kuma.xds.engine import (
+    EngineInputs,
+    ProxyIndex,
+    ProxyRecord,
+    ProxyResources,
+    ProxyWatches,
+    Subscription,
+)
+from kuma.xds.generate import generate_proxy
 from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.server import serve
 from kuma.xds.snapshot import VersionedResource, versioned
@@ -52,101 +58,64 @@ class BaselineSource:
     def __init__(self, admin_port: int = 9901, scope: str = "affected") -> None:
         self.admin_port = admin_port
         self.scope = scope
-        self._meshes: dict[str, MeshState] = {}
-        self._proxies: dict[str, ProxyRecord] = {}
-        self._consumers: dict[tuple[str, str], set[str]] = {}
+        # The engine's own inputs, proxy index and watches; only the strategy differs.
+        self._inputs = EngineInputs()
+        self._index = ProxyIndex()
+        self._watches = ProxyWatches(on_first=self._opened, on_last=self._index.remove)
         self._snapshots = 0
         self.synced = anyio.Event()
 
-    def _mesh(self, name: str) -> MeshState:
-        if name not in self._meshes:
-            self._meshes[name] = MeshState(name)
-        return self._meshes[name]
+    def _opened(self, record: ProxyRecord) -> None:
+        self._index.add(record)
+        self._regenerate(record)
 
     def _regenerate(self, record: ProxyRecord, *, only_if_changed: bool = False) -> None:
-        mesh = self._mesh(record.mesh)
-        dataplane = mesh.dataplanes.get(record.name)
+        dataplane = self._inputs.dataplane(record.mesh, record.name)
         old = record.resources or {}
         if dataplane is None:
-            new: dict[str, dict[str, VersionedResource]] = {}
-            services: frozenset[str] = frozenset()
-        else:
-            generated = {
-                type_url: {name: versioned(type_url, name, m) for name, m in by_name.items()}
-                for type_url, by_name in generate_proxy(dataplane, mesh, self.admin_port).items()
+            self._index.set_consumed(record, ())
+            record.publish(None)
+            return
+        mesh = self._inputs.mesh(record.mesh)
+        generated = {
+            type_url: {name: versioned(type_url, name, m) for name, m in by_name.items()}
+            for type_url, by_name in generate_proxy(dataplane, mesh, self.admin_port).items()
+        }
+        if only_if_changed and _content(generated) == _content(old):
+            return  # a snapshot design compares the new snapshot and sends nothing
+        self._snapshots += 1
+        stamp = f".{self._snapshots}"
+        new: ProxyResources = {
+            type_url: {
+                name: VersionedResource(type_url, name, r.version + stamp, r.body)
+                for name, r in by_name.items()
             }
-            if only_if_changed and _content(generated) == _content(old):
-                return  # a snapshot design compares the new snapshot and sends nothing
-            self._snapshots += 1
-            stamp = f".{self._snapshots}"
-            new = {
-                type_url: {
-                    name: VersionedResource(type_url, name, r.version + stamp, r.body)
-                    for name, r in by_name.items()
-                }
-                for type_url, by_name in generated.items()
-            }
-            services = frozenset(new.get(types.ENDPOINT, {}))
-        for service in record.outbound_services:
-            self._consumers.get((record.mesh, service), set()).discard(record.node_id)
-        record.resources = new if dataplane is not None else None
-        record.outbound_services = services
-        for service in services:
-            self._consumers.setdefault((record.mesh, service), set()).add(record.node_id)
-        changes = {t: set(old.get(t, {})) | set(new.get(t, {})) for t in old.keys() | new.keys()}
-        record.notify(changes or {types.CLUSTER: ()})
+            for type_url, by_name in generated.items()
+        }
+        self._index.set_consumed(record, new.get(types.ENDPOINT, {}))
+        # Every resource carries the new snapshot's stamp: all of them differ, all are resent.
+        record.publish(new)
 
-    @asynccontextmanager
-    async def watch_proxy(
+    def watch_proxy(
         self, node_id: str, metadata: ProxyMetadata | None = None
-    ) -> AsyncIterator[Subscription]:
-        mesh, name = parse_node_id(node_id)
-        record = self._proxies.get(node_id)
-        if record is None:
-            record = self._proxies[node_id] = ProxyRecord(node_id, mesh, name)
-            self._regenerate(record)
-        subscription = Subscription(record)
-        record.subscribers.append(subscription)
-        try:
-            yield subscription
-        finally:
-            record.subscribers.remove(subscription)
-            if not record.subscribers and self._proxies.get(node_id) is record:
-                del self._proxies[node_id]
-                for service in record.outbound_services:
-                    self._consumers.get((mesh, service), set()).discard(node_id)
+    ) -> AbstractAsyncContextManager[Subscription]:
+        return self._watches.watch_proxy(node_id, metadata)
 
     async def _apply(self, events: list[ResourceEvent]) -> None:
-        affected: set[str] = set()
-        for event in events:
-            resource = event.resource
-            if isinstance(resource, MeshVips):
-                # The VIPs kuma-cp's allocator stored (kuma/cp/vips.py).
-                deleted = event.operation is Operation.DELETE
-                vips_of = self._mesh(resource.name)
-                vips_of.set_stored_vips({} if deleted else resource.vips)
-                if vips_of.refresh_vips():
-                    affected.update(n for n, r in self._proxies.items() if r.mesh == resource.name)
-                continue
-            if not isinstance(resource, Dataplane):
-                continue
-            mesh = self._mesh(resource.mesh)
-            if event.operation is Operation.DELETE:
-                touched = mesh.remove(resource.name)
-            else:
-                touched = mesh.put(resource)
-            affected.add(f"{mesh.name}.{resource.name}")
-            for service in touched:
-                affected.update(self._consumers.get((mesh.name, service), ()))
-            if mesh.refresh_vips():
-                affected.update(n for n, r in self._proxies.items() if r.mesh == mesh.name)
+        invalidation, _ = self._inputs.apply(events)
+        affected: set[str] = {str(proxy) for proxy in invalidation.dataplanes}
+        for mesh_name, services in invalidation.services.items():
+            for service in services:
+                affected.update(self._index.consumers(mesh_name, service))
+        for mesh_name in invalidation.vips:
+            affected.update(r.node_id for r in self._index.in_mesh(mesh_name))
         todo = sorted(affected)
         if self.scope == "mesh" and events:
             meshes = {e.resource.mesh for e in events if isinstance(e.resource, Dataplane)}
             meshes |= {e.resource.name for e in events if isinstance(e.resource, MeshVips)}
-            todo = sorted(n for n, r in self._proxies.items() if r.mesh in meshes)
+            todo = sorted(r.node_id for m in meshes for r in self._index.in_mesh(m))
         for count, node_id in enumerate(todo):
-            record = self._proxies.get(node_id)
+            record = self._index.get(node_id)
             if record is not None:
                 self._regenerate(record, only_if_changed=node_id not in affected)
             if count % CHUNK == CHUNK - 1:

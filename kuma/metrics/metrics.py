@@ -13,11 +13,11 @@ two control planes in one test process, or two tests, do not share series) and i
   errors.
 
 Propagation latency is "store event received by the engine -> first response written to a
-proxy after it". The engine stamps each proxy it notifies with the arrival time of the oldest
-event of the batch (``Engine.take_change_time``); the first response written to that proxy
-takes the stamp and observes the difference. Several changes coalescing before a send count
-once, from the oldest. Every call here is synchronous and cheap: a dict lookup and an
-increment on the streams' paths.
+proxy after it". The engine's change notice carries the arrival time of the oldest event behind
+it (``kuma.xds.source.Changes.since``); the stream, after the first response it writes for
+changes it took, reports that time (``on_change_delivered``) and the difference is observed.
+Several changes coalescing before a send count once, from the oldest. Every call here is
+synchronous and cheap: a dict lookup and an increment on the streams' paths.
 
 Series (all prefixed ``kuma_``): see the ``_define`` calls below.
 """
@@ -66,20 +66,14 @@ class BatchStatsLike(Protocol):
     def seconds(self) -> float: ...
 
 
-#: ``node_id -> monotonic time of its oldest unsent change, or None`` (taking it clears it).
-ChangeTimes = Callable[[str], float | None]
-
-
 class Metrics:
     def __init__(
         self,
         registry: CollectorRegistry | None = None,
         *,
-        change_times: ChangeTimes | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.change_times = change_times
         #: Told each propagation measurement as ``(node id, seconds)`` (the GUI's live view).
         self.on_propagation: Callable[[str, float], None] | None = None
         self._clock = clock
@@ -225,13 +219,12 @@ class Metrics:
         if counter is None:
             counter = self._sent[type_url] = self.responses_sent.labels("other")
         counter.inc()
-        if self.change_times is not None:
-            changed_at = self.change_times(node_id)
-            if changed_at is not None:
-                seconds = max(0.0, self._clock() - changed_at)
-                self.propagation.observe(seconds)
-                if self.on_propagation is not None:
-                    self.on_propagation(node_id, seconds)
+
+    def on_change_delivered(self, node_id: str, changed_at: float) -> None:
+        seconds = max(0.0, self._clock() - changed_at)
+        self.propagation.observe(seconds)
+        if self.on_propagation is not None:
+            self.on_propagation(node_id, seconds)
 
     def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
         counter = self._acked.get(type_url)

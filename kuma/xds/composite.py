@@ -17,7 +17,7 @@ import anyio
 
 from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
-from .source import ConfigSource, ListenableWatch, ProxyWatch
+from .source import Changes, ConfigSource, ListenableWatch, ProxyWatch
 
 
 class CompositeSource:
@@ -87,15 +87,21 @@ class CompositeWatch:
     def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
         return self._by_type.get(type_url, self._primary).resources(type_url)
 
-    def take_changes(self) -> dict[str, set[str]]:
-        changes = self._primary.take_changes()
-        for type_url in self._routed & changes.keys():
-            del changes[type_url]  # not the primary's to say
+    def take_changes(self) -> Changes:
+        taken = self._primary.take_changes()
+        merged = Changes(
+            {t: names for t, names in taken.items() if t not in self._routed},  # not its to say
+            since=taken.since if isinstance(taken, Changes) else None,
+        )
         for watch, owned in self._members:
-            for type_url, names in watch.take_changes().items():
+            taken = watch.take_changes()
+            for type_url, names in taken.items():
                 if type_url in owned:
-                    changes.setdefault(type_url, set()).update(names)
-        return changes
+                    merged.setdefault(type_url, set()).update(names)
+            since = taken.since if isinstance(taken, Changes) else None
+            if since is not None and (merged.since is None or since < merged.since):
+                merged.since = since
+        return merged
 
     @property
     def has_changes(self) -> bool:

@@ -17,6 +17,18 @@ from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
 
 
+class Changes(dict[str, set[str]]):
+    """Names changed (or removed) per type URL, and ``since``: when (``time.monotonic``) the
+    oldest control-plane input behind them arrived, or None if unknown (the proxy's first
+    config, a member that does not stamp its changes). Streams measure propagation from it."""
+
+    __slots__ = ("since",)
+
+    def __init__(self, changes: dict[str, set[str]] | None = None, since: float | None = None):
+        super().__init__(changes or {})
+        self.since = since
+
+
 class ProxyWatch(Protocol):
     @property
     def node_id(self) -> str: ...
@@ -31,11 +43,12 @@ class ProxyWatch(Protocol):
         ...
 
     def take_changes(self) -> dict[str, set[str]]:
-        """The names changed (or removed) per type since the last call, and reset them."""
+        """The names changed (or removed) per type since the last call, and reset them; a
+        :class:`Changes` when the source knows when they arrived."""
         ...
 
     async def wait_for_changes(self) -> None:
-        """Return as soon as ``take_changes`` would return something."""
+        """Return as soon as ``take_changes`` would return something, or ``known`` changed."""
         ...
 
 
@@ -58,7 +71,7 @@ class ListenableWatch(Protocol):
 
     @property
     def has_changes(self) -> bool:
-        """True if ``take_changes`` would return something."""
+        """True if ``wait_for_changes`` would return now."""
         ...
 
     def set_listener(self, listener: Callable[[], None] | None) -> None:

@@ -19,7 +19,7 @@ from kuma.store import (
     open_store,
 )
 from kuma.xds.engine import BatchStats
-from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER
+from kuma.xds.generate.types import CLUSTER, LISTENER
 
 from .scrape import scrape
 
@@ -57,13 +57,11 @@ def test_streams_and_responses_by_protocol_and_type() -> None:
     assert scrape(metrics).value("kuma_xds_streams_active", protocol="delta") == 1
 
 
-def test_propagation_is_measured_once_per_change_from_the_engines_stamp() -> None:
+def test_propagation_is_measured_from_the_stamp_the_stream_reports() -> None:
     now = [100.0]
-    stamps = {"default.a": 99.75}
-    metrics = Metrics(change_times=lambda node: stamps.pop(node, None), clock=lambda: now[0])
-    metrics.on_response("default.a", CLUSTER, 1, "1")
-    metrics.on_response("default.a", ENDPOINT, 1, "2")  # same change: not measured again
-    metrics.on_response("default.b", CLUSTER, 1, "1")  # no change pending: nothing measured
+    metrics = Metrics(clock=lambda: now[0])
+    metrics.on_response("default.a", CLUSTER, 1, "1")  # a response alone measures nothing
+    metrics.on_change_delivered("default.a", 99.75)
     s = scrape(metrics)
     assert s.value("kuma_xds_propagation_seconds_count") == 1
     assert s.value("kuma_xds_propagation_seconds_sum") == pytest.approx(0.25)

@@ -98,7 +98,6 @@ async def test_streams_insights_and_metrics_end_to_end() -> None:
     metrics = FlushSignal()
     recorder = RecordingObserver()
     engine = Engine(on_batch=metrics.on_batch)
-    metrics.change_times = engine.take_change_time
     insights = Insights(MemoryInsightStore(), flush_interval=10, observer=metrics)
     # The recorder last: when it has seen a call, insights and metrics have counted it.
     observer = ObserverGroup([insights.tracker, metrics, recorder])

@@ -10,7 +10,7 @@ import pytest
 from kuma.resources import Dataplane, ResourceMeta, from_document
 from kuma.store import Operation, ResourceEvent, open_store
 from kuma.xds.engine import Engine, parse_node_id
-from kuma.xds.engine.subscription import Subscription
+from kuma.xds.engine.watches import Subscription
 from kuma.xds.generate import types
 
 _META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
@@ -190,8 +190,8 @@ def test_memory_follows_connections() -> None:
     engine.apply_now(put(dataplane("web-1", "web", outbounds=("web",))))
     sub = engine.subscribe("default.web-1")
     engine.unsubscribe(sub)
-    assert engine.connected_proxies == 0
-    assert engine.consumer_entries == 0
+    assert len(engine.proxies) == 0
+    assert engine.proxies.consumer_entries == 0
 
 
 @pytest.mark.anyio

@@ -26,7 +26,7 @@ from kuma.resources.model import Policy
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
 from kuma.xds.engine.invalidation import Invalidation
-from kuma.xds.engine.subscription import Subscription
+from kuma.xds.engine.watches import Subscription
 from kuma.xds.generate.proxy import generate_proxy, type_url_of
 from kuma.xds.generate.view import StaticMeshView, services_of
 from kuma.xds.snapshot import versioned

@@ -15,7 +15,7 @@ from kuma.xds.engine.handlers import HandlerRegistry, default_handlers
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.engine.mesh_state import Meshes
 from kuma.xds.engine.proxy_index import ProxyIndex
-from kuma.xds.engine.subscription import ProxyRecord, Subscription
+from kuma.xds.engine.watches import ProxyRecord, Subscription
 
 from .test_engine import dataplane
 
@@ -57,7 +57,7 @@ def test_a_mesh_change_touches_only_that_meshs_proxies() -> None:
             node = f"m{i}.dp-{j}"
             subscriptions[node] = engine.subscribe(node)
             subscriptions[node].take_changes()
-    assert engine.connected_proxies == meshes * per_mesh
+    assert len(engine.proxies) == meshes * per_mesh
 
     stats = engine.apply_now([event(mesh("m3", passthrough=False))])
 
@@ -133,3 +133,33 @@ def test_the_proxy_index_answers_by_mesh_consumed_service_dataplane_and_selectio
     assert index.in_mesh("m1") == ()
     assert index.consumer_entries == 0
     assert len(index) == 1
+
+
+def test_the_change_notice_carries_when_its_oldest_input_arrived() -> None:
+    engine = Engine()
+    engine.apply_now(
+        [
+            event(dataplane("web-1", "web", outbounds=("backend",))),
+            event(dataplane("b-1", "backend")),
+        ]
+    )
+    watch = engine.subscribe("default.web-1")
+    assert watch.take_changes().since is None  # the first config: no input behind it
+    engine.apply_now([event(dataplane("b-1", "backend", address="10.0.0.2"))], received_at=10.0)
+    engine.apply_now([event(dataplane("b-1", "backend", address="10.0.0.3"))], received_at=20.0)
+    changes = watch.take_changes()
+    assert changes
+    assert changes.since == 10.0
+    assert watch.take_changes().since is None
+
+
+def test_a_proxy_becoming_known_wakes_its_watch_without_a_resource_change() -> None:
+    engine = Engine()
+    watch = engine.subscribe("default.web-1")
+    assert not watch.known
+    assert not watch.has_changes
+    engine.apply_now([event(dataplane("web-1", "web"))])
+    assert watch.known
+    assert watch.has_changes
+    watch.take_changes()
+    assert not watch.has_changes

@@ -30,9 +30,9 @@ from kuma.xds.generate import (
     infer_protocol,
     load_assignment,
     names,
+    outbound_listener,
     outbounds_of,
     parse_protocol,
-    transparent_outbound_listener,
     types,
 )
 from kuma.xds.generate._pb import KNOWN_INTERNAL_CIDRS
@@ -761,7 +761,8 @@ def test_readiness_goes_to_kuma_dp_when_it_reports_it() -> None:
 def test_transparent_outbounds_are_shared_across_proxies() -> None:
     resources = _generate("transparent-all")
     listener = resources[types.LISTENER]["outbound:240.0.0.1:80"]
-    shared = transparent_outbound_listener("240.0.0.1", 80, "api", "http2")
+    # Built from (vip, port, service, protocol) only: every transparent proxy can share it.
+    shared = outbound_listener("240.0.0.1", 80, "api", "http2", bind_to_port=False)
     assert listener.SerializeToString(deterministic=True) == shared.SerializeToString(
         deterministic=True
     )

@@ -19,14 +19,11 @@ from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
 from kuma.xds.generate.proxy import proxy_parts, type_url_of
-from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner
 from .mesh_state import MeshState
 from .shared import SharedResources
-
-ProxyResources = dict[str, dict[str, VersionedResource]]
-
+from .watches import ProxyResources
 
 #: Most proxies reach whole services only: they share this empty mapping.
 NO_SUBSETS: Mapping[str, tuple[Destination, ...]] = MappingProxyType({})

@@ -21,7 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Set
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 import anyio.lowlevel
@@ -30,18 +30,18 @@ import msgspec
 from kuma.store import ResourceEvent, Store, Synced, WatchItem
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
-from kuma.xds.node_id import parse_node_id
-from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
+from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 
 from .assemble import NO_SUBSETS, assemble
-from .handlers import HandlerRegistry, InputHandler, default_handlers
+from .handlers import InputHandler
+from .inputs import EngineInputs
 from .interner import Interner
 from .invalidation import Invalidation
-from .mesh_state import IdentityReady, Meshes, MeshState
+from .mesh_state import IdentityReady, MeshState
 from .proxy_index import ProxyIndex
 from .shared import SharedResources
-from .subscription import ProxyRecord, Subscription
+from .watches import ProxyRecord, ProxyWatches, Subscription
 
 log = logging.getLogger("kuma.xds.engine")
 
@@ -71,15 +71,15 @@ class Engine:
         self.chunk = chunk
         #: Called with each batch's stats once it is applied (metrics).
         self.on_batch = on_batch
-        #: node id -> monotonic arrival time of the oldest store event that changed the proxy
-        #: and that no response has reported yet (see ``take_change_time``).
-        self._changed_at: dict[str, float] = {}
-        self._handlers = HandlerRegistry(default_handlers() if handlers is None else handlers)
-        self._meshes = Meshes(identity_ready)
+        self._inputs = EngineInputs(handlers, identity_ready)
+        self._meshes = self._inputs.meshes
         #: Invalidations from derived inputs (not store events), applied with the next batch.
         self._external = Invalidation()
         self._external_arrived: anyio.Event | None = None
         self._index = ProxyIndex()
+        self._watches = ProxyWatches(
+            on_first=self._opened, on_last=self._index.remove, on_metadata=self._reassemble
+        )
         self._interner = Interner()
         self._shared = SharedResources(self._interner)
         self._synced = False
@@ -88,91 +88,58 @@ class Engine:
 
     # --- proxies --------------------------------------------------------------------------
 
-    def _assemble(self, record: ProxyRecord) -> bool:
-        """Rebuild one proxy's desired state and notify its streams; True if anything changed."""
+    def _opened(self, record: ProxyRecord) -> None:
+        self._index.add(record)
+        self._assemble(record, None)
+
+    def _reassemble(self, record: ProxyRecord) -> None:
+        # A stream's node said something new about the proxy (its metadata).
+        self._assemble(record, None)
+
+    def _assemble(self, record: ProxyRecord, since: float | None) -> bool:
+        """Rebuild one proxy's desired state and notify its streams; True if anything changed.
+        ``since``: when the oldest input behind the change arrived (None: no input did)."""
         mesh = self._meshes[record.mesh]
         dataplane = mesh.dataplanes.get(record.name)
-        old = record.resources
         if dataplane is None:
-            record.resources = None
             record.subsets = NO_SUBSETS
             self._index.set_consumed(record, ())
             self._index.set_selections(record, ())
-            new = None
-        else:
-            assembly = assemble(
-                dataplane,
-                mesh,
-                self.default_admin_port,
-                self._interner,
-                self._shared,
-                dns_port=record.metadata.dns_port,
-                readiness_port=record.metadata.readiness_port,
-            )
-            record.resources = new = assembly.resources
-            record.subsets = assembly.subsets
-            self._index.set_consumed(record, assembly.outbound_services)
-            self._index.set_selections(record, assembly.selections)
-        changes = _diff(old or {}, new or {})
-        if changes or (old is None) != (new is None):
-            # A proxy becoming known (or unknown) is news even with no resources.
-            record.notify(changes or {types.CLUSTER: ()})
-            return True
-        return False
+            return record.publish(None, since)
+        assembly = assemble(
+            dataplane,
+            mesh,
+            self.default_admin_port,
+            self._interner,
+            self._shared,
+            dns_port=record.metadata.dns_port,
+            readiness_port=record.metadata.readiness_port,
+        )
+        record.subsets = assembly.subsets
+        self._index.set_consumed(record, assembly.outbound_services)
+        self._index.set_selections(record, assembly.selections)
+        return record.publish(assembly.resources, since)
 
     def subscribe(self, node_id: str, metadata: ProxyMetadata | None = None) -> Subscription:
         """Start following a proxy (ValueError for a malformed node id). A stream whose node
         says something new about the proxy (kuma-dp restarted with another DNS port)
         re-assembles it: the latest stream's metadata wins. A reader that is not the proxy
         (``metadata`` None) changes nothing."""
-        mesh, name = parse_node_id(node_id)
-        record = self._index.get(node_id)
-        if record is None:
-            record = ProxyRecord(node_id, mesh, name)
-            record.metadata = metadata or NO_METADATA
-            self._index.add(record)
-            self._assemble(record)
-        elif metadata is not None and record.metadata != metadata:
-            record.metadata = metadata
-            self._assemble(record)
-        subscription = Subscription(record)
-        record.subscribers.append(subscription)
-        return subscription
+        return self._watches.subscribe(node_id, metadata)
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        record = subscription.record
-        if subscription in record.subscribers:
-            record.subscribers.remove(subscription)
-        if record.subscribers or self._index.get(record.node_id) is not record:
-            return
-        # The last stream of this proxy is gone: forget its state (memory follows connections).
-        self._index.remove(record)
-        self._changed_at.pop(record.node_id, None)
+        self._watches.unsubscribe(subscription)
 
-    @asynccontextmanager
-    async def watch_proxy(
+    def watch_proxy(
         self, node_id: str, metadata: ProxyMetadata | None = None
-    ) -> AsyncIterator[Subscription]:
+    ) -> AbstractAsyncContextManager[Subscription]:
         """``kuma.xds.source.ConfigSource``: follow a proxy while the context is open."""
-        subscription = self.subscribe(node_id, metadata)
-        try:
-            yield subscription
-        finally:
-            self.unsubscribe(subscription)
-
-    def take_change_time(self, node_id: str) -> float | None:
-        """When (``time.monotonic``) the oldest store event not yet followed by a response to
-        this proxy reached the engine; None if none. Taking it clears it, so the first response
-        after a change measures its propagation (metrics)."""
-        return self._changed_at.pop(node_id, None)
+        return self._watches.watch_proxy(node_id, metadata)
 
     @property
-    def connected_proxies(self) -> int:
-        return len(self._index)
-
-    @property
-    def consumer_entries(self) -> int:
-        return self._index.consumer_entries
+    def proxies(self) -> ProxyIndex:
+        """The connected proxies (read it; the engine keeps it)."""
+        return self._index
 
     @property
     def synced(self) -> bool:
@@ -200,7 +167,8 @@ class Engine:
         self, events: Iterable[ResourceEvent], received_at: float | None = None
     ) -> BatchStats:
         """Apply a batch, yielding to the event loop every ``chunk`` proxies. ``received_at``
-        (``time.monotonic``) is when its oldest event arrived; default: now."""
+        (``time.monotonic``) is when its oldest event arrived; default: now. It travels with
+        each change notice (``Changes.since``): streams measure propagation from it."""
         for _ in self._apply(events, received_at):
             await anyio.lowlevel.checkpoint()
         return self.last_batch
@@ -215,22 +183,15 @@ class Engine:
     def _apply(self, events: Iterable[ResourceEvent], received_at: float | None) -> Iterator[None]:
         started = time.perf_counter()
         stamp = received_at if received_at is not None else time.monotonic()
-        changed_at = self._changed_at
         stats = BatchStats()
-        invalidation, self._external = self._external, Invalidation()
-        handlers, meshes = self._handlers, self._meshes
-        for event in events:
-            stats.events += 1
-            handler = handlers.get(event.resource.TYPE)
-            if handler is not None:
-                handler.handle(event, meshes, invalidation)
+        external, self._external = self._external, Invalidation()
+        invalidation, stats.events = self._inputs.apply(events, external)
         reassemble, patch = self._touched(invalidation, stats)
         done = 0
         for node_id in reassemble:
             record = self._index.get(node_id)
-            if record is not None and self._assemble(record):
+            if record is not None and self._assemble(record, stamp):
                 stats.proxies_notified += 1
-                changed_at.setdefault(node_id, stamp)
             stats.proxies_assembled += 1
             done += 1
             if done % self.chunk == 0:
@@ -262,9 +223,8 @@ class Engine:
                     changed.append(cla.name)
                 if not changed:
                     continue
-                record.notify({types.ENDPOINT: changed})
+                record.notify({types.ENDPOINT: changed}, stamp)
                 stats.proxies_notified += 1
-                changed_at.setdefault(node_id, stamp)
                 done += 1
                 if done % self.chunk == 0:
                     yield
@@ -289,12 +249,12 @@ class Engine:
             reassemble.update(r.node_id for r in index.in_mesh(mesh_name))
         for key in invalidation.selections:
             reassemble.update(index.selected_by(key))
-        for mesh_name in invalidation.vips | invalidation.services.keys():
+        for mesh_name in invalidation.vips:
+            # The VIPs the mesh's proxies see changed: its transparent proxies list them.
             mesh = meshes[mesh_name]
-            if mesh.refresh_vips():
-                reassemble.update(
-                    r.node_id for r in index.in_mesh(mesh_name) if _is_transparent(mesh, r.name)
-                )
+            reassemble.update(
+                r.node_id for r in index.in_mesh(mesh_name) if _is_transparent(mesh, r.name)
+            )
         patch: dict[tuple[str, str], Set[str]] = {}
         for mesh_name, services in invalidation.services.items():
             mesh = meshes[mesh_name]
@@ -369,22 +329,3 @@ class Engine:
 def _is_transparent(mesh: MeshState, name: str) -> bool:
     dataplane = mesh.dataplanes.get(name)
     return dataplane is not None and dataplane.is_transparent
-
-
-def _diff(
-    old: dict[str, dict[str, VersionedResource]], new: dict[str, dict[str, VersionedResource]]
-) -> dict[str, set[str]]:
-    changes: dict[str, set[str]] = {}
-    for type_url in old.keys() | new.keys():
-        before = old.get(type_url, {})
-        after = new.get(type_url, {})
-        names = {
-            name
-            for name in before.keys() | after.keys()
-            if (a := before.get(name)) is None
-            or (b := after.get(name)) is None
-            or a.version != b.version
-        }
-        if names:
-            changes[type_url] = names
-    return changes

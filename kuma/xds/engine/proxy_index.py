@@ -13,7 +13,7 @@ from collections.abc import Collection, Hashable, Iterable, Set
 
 from kuma.xds.node_id import format_node_id
 
-from .subscription import ProxyRecord
+from .watches import ProxyRecord
 
 _NONE: frozenset[str] = frozenset()
 

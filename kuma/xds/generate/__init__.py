@@ -22,7 +22,6 @@ from .listeners import (
     inbound_redirect_listener,
     outbound_listener,
     outbound_redirect_listener,
-    transparent_outbound_listener,
 )
 from .protocol import common_protocol, infer_protocol, parse_protocol
 from .proxy import (
@@ -74,7 +73,6 @@ __all__ = [
     "service_cluster",
     "service_protocol",
     "services_of",
-    "transparent_outbound_listener",
     "type_url_of",
     "types",
 ]

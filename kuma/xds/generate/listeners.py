@@ -218,15 +218,6 @@ def outbound_listener(
     return listener
 
 
-def transparent_outbound_listener(
-    vip: str, port: int, service: str, protocol: str
-) -> listener_pb2.Listener:
-    """The outbound of a service on its virtual IP. It binds no socket: the outbound redirect
-    listener hands it the connections whose original destination is ``vip:port``. It depends
-    only on its arguments, so every transparent proxy of the mesh can share it."""
-    return outbound_listener(vip, port, service, protocol, bind_to_port=False)
-
-
 def _redirect_listener(name: str, port: int, direction: int, ipv6: bool) -> listener_pb2.Listener:
     listener, chain = _listener(name, "::" if ipv6 else "0.0.0.0", port, direction)
     listener.use_original_dst.value = True

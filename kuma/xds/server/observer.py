@@ -53,6 +53,15 @@ class StaleReplyObserver(Protocol):
     def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None: ...
 
 
+@runtime_checkable
+class PropagationObserver(Protocol):
+    """An optional extra hook: a response was written after changes that reached the control
+    plane at ``changed_at`` (``time.monotonic``; the oldest of the changes it carries), once per
+    batch of changes the stream took (several changes coalescing count once, from the oldest)."""
+
+    def on_change_delivered(self, node_id: str, changed_at: float) -> None: ...
+
+
 class NoopObserver:
     """The default: observes nothing."""
 
@@ -82,6 +91,7 @@ class ObserverGroup:
         self._versioned = tuple(o for o in observers if isinstance(o, VersionObserver))
         self._stale = tuple(o for o in observers if isinstance(o, StaleReplyObserver))
         self._waiting = tuple(o for o in observers if isinstance(o, WaitingObserver))
+        self._propagation = tuple(o for o in observers if isinstance(o, PropagationObserver))
 
     def on_stream_open(
         self, stream_id: int, node_id: str, protocol: Flavour, envoy_version: str
@@ -112,6 +122,10 @@ class ObserverGroup:
     def on_stale_reply(self, node_id: str, type_url: str, nonce: str) -> None:
         for observer in self._stale:
             observer.on_stale_reply(node_id, type_url, nonce)
+
+    def on_change_delivered(self, node_id: str, changed_at: float) -> None:
+        for observer in self._propagation:
+            observer.on_change_delivered(node_id, changed_at)
 
     def on_stream_close(self, stream_id: int, node_id: str) -> None:
         for observer in self._observers:

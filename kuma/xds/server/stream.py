@@ -32,7 +32,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from kuma.xds.proxy_metadata import proxy_metadata
-from kuma.xds.source import ConfigSource, ProxyWatch
+from kuma.xds.source import Changes, ConfigSource, ProxyWatch
 from kuma.xds.types import SHORT_NAMES
 
 from .acks import KNOWN_TYPES, Reply
@@ -47,7 +47,13 @@ from .node import (
     node_version,
     parse_node_id,
 )
-from .observer import Flavour, StaleReplyObserver, StreamObserver, VersionObserver
+from .observer import (
+    Flavour,
+    PropagationObserver,
+    StaleReplyObserver,
+    StreamObserver,
+    VersionObserver,
+)
 from .service import ServerStream
 from .waiting import WaitingStreams, WaitTicket
 
@@ -211,6 +217,7 @@ class _Session:
     __slots__ = (
         "_node_id",
         "_observer",
+        "_propagation",
         "_stale",
         "_state",
         "_stream",
@@ -239,6 +246,7 @@ class _Session:
         self._watch = watch
         self._observer = observer
         self._stale = observer if isinstance(observer, StaleReplyObserver) else None
+        self._propagation = observer if isinstance(observer, PropagationObserver) else None
         self._node_id = node_id
         #: The send loop's wait, while it waits: cancelled to wake it.
         self._wait: anyio.CancelScope | None = None
@@ -309,20 +317,24 @@ class _Session:
     async def _send_loop(self) -> None:
         watch = self._watch
         state = self._state
+        #: When the oldest change taken but not yet followed by a response reached the control
+        #: plane (it travels with the change notice: ``Changes.since``).
+        pending_since: float | None = None
         # Until its Dataplane exists the proxy waits (it does not fail): requests still
         # accumulate subscriptions, and nothing is sent.
         while not watch.known:
             await watch.wait_for_changes()
-            watch.take_changes()
+            pending_since = _oldest(pending_since, watch.take_changes())
         if self._ticket is not None:
             self._ticket.release()
         # Whatever changed so far is irrelevant: every type is read in full on its first build.
-        watch.take_changes()
+        pending_since = _oldest(pending_since, watch.take_changes())
         held = False
         while True:
             changes = watch.take_changes()
             if changes:
                 state.resources_changed(changes)
+                pending_since = _oldest(pending_since, changes)
             if not _is_known(watch):
                 # Its Dataplane was deleted while it is connected: as in Kuma, nothing is
                 # regenerated and the proxy keeps its last configuration (its traffic goes on).
@@ -345,7 +357,19 @@ class _Session:
                             len(response.resources),
                             response.nonce,
                         )
+                        if pending_since is not None:
+                            if self._propagation is not None:
+                                self._propagation.on_change_delivered(self._node_id, pending_since)
+                            pending_since = None
                     continue
             with anyio.CancelScope() as self._wait:
                 await watch.wait_for_changes()
             self._wait = None
+
+
+def _oldest(since: float | None, changes: Mapping[str, Iterable[str]]) -> float | None:
+    """The older of ``since`` and the arrival time ``changes`` carry (``Changes.since``)."""
+    taken = changes.since if isinstance(changes, Changes) else None
+    if taken is None:
+        return since
+    return taken if since is None or taken < since else since

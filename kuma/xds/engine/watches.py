@@ -1,0 +1,233 @@
+"""The watched proxies of a config source: per-proxy records, and each stream's watch.
+
+:class:`ProxyWatches` keeps one :class:`ProxyRecord` per proxy that has at least one open
+watch (memory follows connections) and calls its owner when the first watch of a proxy opens
+and when the last one closes. :meth:`ProxyRecord.publish` replaces a proxy's desired resources
+and tells its watches what changed, with when the oldest input behind the change arrived (the
+propagation stamp travels with the change notice). The engine and kuma-load's baseline are
+both built on these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from types import MappingProxyType
+
+import anyio
+
+from kuma.xds.generate.destination import Destination
+from kuma.xds.node_id import parse_node_id
+from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
+from kuma.xds.snapshot import VersionedResource
+from kuma.xds.source import Changes
+
+#: type URL → name → resource: what one proxy should hold.
+ProxyResources = dict[str, dict[str, VersionedResource]]
+
+_EMPTY: Mapping[str, VersionedResource] = {}
+_NO_SUBSETS: Mapping[str, tuple[Destination, ...]] = MappingProxyType({})
+
+
+class ProxyRecord:
+    """One watched proxy: its desired resources and who watches it."""
+
+    __slots__ = (
+        "mesh",
+        "metadata",
+        "name",
+        "node_id",
+        "outbound_services",
+        "resources",
+        "selections",
+        "subscribers",
+        "subsets",
+    )
+
+    def __init__(self, node_id: str, mesh: str, name: str) -> None:
+        self.node_id = node_id
+        self.mesh = mesh
+        self.name = name
+        #: None until the proxy's Dataplane exists.
+        self.resources: ProxyResources | None = None
+        #: Kept by :class:`~.proxy_index.ProxyIndex` (``set_consumed``, ``set_selections``).
+        self.outbound_services: frozenset[str] = frozenset()
+        self.selections: frozenset[Hashable] = frozenset()
+        self.subscribers: list[Subscription] = []
+        #: The destinations of each service it reaches through a subset (the engine's
+        #: ``Assembly.subsets``: where a service's endpoints are patched).
+        self.subsets: Mapping[str, tuple[Destination, ...]] = _NO_SUBSETS
+        #: What the node of its latest stream said (kuma-dp's DNS and readiness ports).
+        self.metadata = NO_METADATA
+
+    def publish(self, resources: ProxyResources | None, since: float | None = None) -> bool:
+        """Replace the desired resources (None: the proxy's Dataplane is gone) and notify the
+        watches of what differs; True if anything did. ``since``: when (``time.monotonic``)
+        the oldest input behind this change arrived, None if no input did (a new watch)."""
+        old = self.resources
+        self.resources = resources
+        changes = _diff(old or {}, resources or {})
+        known_changed = (old is None) != (resources is None)
+        if changes or known_changed:
+            for subscriber in self.subscribers:
+                subscriber.mark(changes, since, known_changed=known_changed)
+            return True
+        return False
+
+    def notify(self, changes: Mapping[str, Iterable[str]], since: float | None = None) -> None:
+        """Tell the watches that these names changed in place (``resources`` already holds
+        the new content)."""
+        for subscriber in self.subscribers:
+            subscriber.mark(changes, since)
+
+
+class Subscription:
+    """One stream's view of a proxy (``kuma.xds.source.ProxyWatch``). Changes accumulate as
+    names per type (latest content is read when the stream gets to it), so a slow stream's
+    backlog never exceeds its config."""
+
+    __slots__ = ("_changes", "_known_changed", "_listener", "_since", "_waiter", "record")
+
+    def __init__(self, record: ProxyRecord) -> None:
+        self.record = record
+        self._changes: dict[str, set[str]] = {}
+        self._since: float | None = None
+        #: The proxy became known or unknown since the last take (news even without changes).
+        self._known_changed = False
+        # Created only while a stream waits: the engine itself never needs an event loop.
+        self._waiter: anyio.Event | None = None
+        self._listener: Callable[[], None] | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.record.node_id
+
+    @property
+    def known(self) -> bool:
+        return self.record.resources is not None
+
+    def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
+        resources = self.record.resources
+        if resources is None:
+            return _EMPTY
+        return resources.get(type_url, _EMPTY)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._changes) or self._known_changed
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        self._listener = listener
+
+    def take_changes(self) -> Changes:
+        changes = Changes(self._changes, since=self._since)
+        self._changes, self._since, self._known_changed = {}, None, False
+        return changes
+
+    async def wait_for_changes(self) -> None:
+        while not self.has_changes:
+            self._waiter = anyio.Event()
+            try:
+                await self._waiter.wait()
+            finally:
+                self._waiter = None
+
+    def mark(
+        self,
+        changes: Mapping[str, Iterable[str]],
+        since: float | None = None,
+        *,
+        known_changed: bool = False,
+    ) -> None:
+        for type_url, names in changes.items():
+            bucket = self._changes.get(type_url)
+            if bucket is None:
+                bucket = self._changes[type_url] = set()
+            bucket.update(names)
+        if since is not None and (self._since is None or since < self._since):
+            self._since = since
+        self._known_changed = self._known_changed or known_changed
+        if self.has_changes:
+            if self._waiter is not None:
+                self._waiter.set()
+            if self._listener is not None:
+                self._listener()
+
+
+class ProxyWatches:
+    """The proxies with an open watch. ``on_first`` is called with a new record before its
+    first watch opens (fill its resources there), ``on_last`` after its last watch closed,
+    ``on_metadata`` when a new stream's node says something new about a watched proxy (the
+    latest stream's metadata wins; a reader that is not the proxy, metadata None, says
+    nothing)."""
+
+    def __init__(
+        self,
+        on_first: Callable[[ProxyRecord], None],
+        on_last: Callable[[ProxyRecord], None],
+        on_metadata: Callable[[ProxyRecord], None] | None = None,
+    ) -> None:
+        self._records: dict[str, ProxyRecord] = {}
+        self._on_first = on_first
+        self._on_last = on_last
+        self._on_metadata = on_metadata
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, node_id: str) -> ProxyRecord | None:
+        return self._records.get(node_id)
+
+    def subscribe(self, node_id: str, metadata: ProxyMetadata | None = None) -> Subscription:
+        """Start following a proxy (``InvalidNodeId``, a ValueError, for a malformed id)."""
+        record = self._records.get(node_id)
+        if record is None:
+            mesh, name = parse_node_id(node_id)
+            record = self._records[node_id] = ProxyRecord(node_id, mesh, name)
+            record.metadata = metadata or NO_METADATA
+            self._on_first(record)
+        elif metadata is not None and record.metadata != metadata:
+            record.metadata = metadata
+            if self._on_metadata is not None:
+                self._on_metadata(record)
+        subscription = Subscription(record)
+        record.subscribers.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        record = subscription.record
+        if subscription in record.subscribers:
+            record.subscribers.remove(subscription)
+        if record.subscribers or self._records.get(record.node_id) is not record:
+            return
+        # The last stream of this proxy is gone: forget its state.
+        del self._records[record.node_id]
+        self._on_last(record)
+
+    @asynccontextmanager
+    async def watch_proxy(
+        self, node_id: str, metadata: ProxyMetadata | None = None
+    ) -> AsyncIterator[Subscription]:
+        """``kuma.xds.source.ConfigSource``: follow a proxy while the context is open."""
+        subscription = self.subscribe(node_id, metadata)
+        try:
+            yield subscription
+        finally:
+            self.unsubscribe(subscription)
+
+
+def _diff(old: ProxyResources, new: ProxyResources) -> dict[str, set[str]]:
+    changes: dict[str, set[str]] = {}
+    for type_url in old.keys() | new.keys():
+        before = old.get(type_url, {})
+        after = new.get(type_url, {})
+        names = {
+            name
+            for name in before.keys() | after.keys()
+            if (a := before.get(name)) is None
+            or (b := after.get(name)) is None
+            or a.version != b.version
+        }
+        if names:
+            changes[type_url] = names
+    return changes
