@@ -156,10 +156,8 @@ def test_the_change_notice_carries_when_its_oldest_input_arrived() -> None:
 def test_a_proxy_becoming_known_wakes_its_watch_without_a_resource_change() -> None:
     engine = Engine()
     watch = engine.subscribe("default.web-1")
-    assert not watch.known
-    assert not watch.has_changes
+    assert (watch.known, watch.has_changes) == (False, False)
     engine.apply_now([event(dataplane("web-1", "web"))])
-    assert watch.known
-    assert watch.has_changes
+    assert (watch.known, watch.has_changes) == (True, True)
     watch.take_changes()
-    assert not watch.has_changes
+    assert (watch.known, watch.has_changes) == (True, False)
