@@ -26,10 +26,11 @@ theirs or append.
 
 Reads: :meth:`EtcdInsightStore.get` is synchronous (the API renders a page of Dataplanes with
 their insights without I/O), so every instance follows the insight prefix with a watch of its
-own (:class:`InsightFollower`, the resource watch's reconnect, compaction and wipe handling,
-applying to a dict instead of emitting events). Values are kept as bytes and decoded on read:
-following costs a dict update per write, whichever instance made it. Until the follower's
-first listing is done (``synced``) a read may miss insights written by other instances.
+own (a :class:`~.follow.PrefixFollower` with this store as its sink: the resource watch's
+reconnect, compaction and wipe handling, applying to a dict instead of emitting events).
+Values are kept as bytes and decoded on read: following costs a dict update per write,
+whichever instance made it. Until the follower's first listing is done (``synced``) a read
+may miss insights written by other instances.
 """
 
 from __future__ import annotations
@@ -37,13 +38,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import orjson
 from aetcd import rpc
-from anyio.abc import TaskStatus
 
 from kuma.insights.model import (
     DataplaneInsight,
@@ -57,10 +56,7 @@ from kuma.insights.tracker import Clock
 from kuma.store import StoreUnavailableError
 
 from . import kv
-from .watch import Watch
-
-if TYPE_CHECKING:
-    from .store import EtcdStore
+from .layout import KeyLayout
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +82,23 @@ class _Entry:
         self.decoded: DataplaneInsight | bool | None = False  # False: not decoded yet
 
 
+class _ResourceStore(Protocol):
+    """What the insight store uses of the etcd store: its reads and writes, its key layout."""
+
+    @property
+    def kv(self) -> kv.KV: ...
+
+    @property
+    def layout(self) -> KeyLayout: ...
+
+
 class EtcdInsightStore:
-    """An :class:`kuma.insights.InsightStore` on the etcd store's connection."""
+    """An :class:`kuma.insights.InsightStore` on the etcd store's connection, and the
+    :class:`~.follow.WatchSink` of the follower of its prefix."""
 
     name = "etcd"
 
-    def __init__(self, store: EtcdStore, *, clock: Clock = time.time, max_txn_ops: int = 128):
+    def __init__(self, store: _ResourceStore, *, clock: Clock = time.time, max_txn_ops: int = 128):
         if max_txn_ops < 1:
             raise ValueError("max_txn_ops must be positive")
         self.root = insights_root(store.layout.root)
@@ -215,7 +222,7 @@ class EtcdInsightStore:
         if entry is not None and entry.revision < revision:
             del self._entries[key]
 
-    def followed(self, event: Any) -> None:
+    def apply(self, event: Any) -> None:
         """A change the follower received (in revision order)."""
         raw = event.kv
         if event.type == rpc.Event.DELETE:
@@ -228,7 +235,7 @@ class EtcdInsightStore:
         self._seen = max(self._seen, raw.mod_revision)
         self._changed((raw.key,))
 
-    def listed(self, kvs: Sequence[Any], revision: int) -> None:
+    async def relist(self, kvs: Sequence[Any], revision: int) -> None:
         """The whole prefix as of ``revision``; this instance's newer writes are kept."""
         entries = {raw.key: _Entry(raw.value, raw.mod_revision) for raw in kvs}
         for key, entry in self._entries.items():
@@ -262,38 +269,3 @@ class EtcdInsightStore:
                 entry.decoded = None
         assert not isinstance(entry.decoded, bool)
         return entry.decoded
-
-
-class InsightFollower(Watch):
-    """Follows ``<prefix>-insights/`` into an :class:`EtcdInsightStore`.
-
-    The resource watch's machinery (one gRPC stream, resume from the last revision after a
-    disconnect, re-list after a compaction or a wiped etcd), applying changes to the insight
-    store's dict instead of emitting resource events.
-    """
-
-    def __init__(self, store: EtcdStore, insights: EtcdInsightStore) -> None:
-        super().__init__(store)
-        self._root = insights.root
-        self._insights = insights
-
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        try:
-            await super().run(task_status=task_status)
-        finally:
-            self.receive.close()  # no consumer: nothing is emitted
-
-    def _apply(self, event: Any) -> None:
-        revision = event.kv.mod_revision
-        if revision + 1 < self._next:
-            return  # already applied (replayed after a resume)
-        self._next = revision + 1
-        if self._known is not None and revision > self._known.revision:
-            self._known = replace(self._known, revision=revision)
-        self._insights.followed(event)
-
-    async def _relist(self) -> None:
-        scan = await self._store.kv.scan(self._root, page_size=self._store.options.page_size)
-        self._insights.listed(scan.kvs, scan.header.revision)
-        self._next = scan.header.revision + 1
-        self._known = scan.header

@@ -36,16 +36,17 @@ from kuma.store.index import decode_offset, encode_offset
 
 from . import kv
 from .config import EtcdOptions
-from .insights import EtcdInsightStore, InsightFollower
+from .follow import EtcdConnection, PrefixFollower
+from .insights import EtcdInsightStore
 from .instances import EtcdInstances
 from .layout import InvalidEntry, KeyLayout, decode_value, encode_value
-from .watch import Watch
+from .problems import ProblemBook, ResourceDecoder
+from .watch import ResourceWatch
 
 log = logging.getLogger(__name__)
 
 #: etcd refuses transactions of more than 128 operations (``--max-txn-ops``).
 _MAX_TXN_OPS = 128
-_DECODE_BATCH = 500
 
 
 class EtcdStore:
@@ -57,77 +58,29 @@ class EtcdStore:
         self.layout = KeyLayout(options.prefix)
         self.kv = kv.KV(client, options.request_timeout)
         self._task_group = task_group
-        self._problems: dict[str, Problem] = {}
-        #: Told when ``problems()`` changes (the GUI shows a bad value as it is written).
-        self._problem_listeners: list[Callable[[], None]] = []
-        self._watches: set[Watch] = set()
-        #: See Watch._follow: watches start their gRPC streams one at a time.
-        self.stream_start_lock = anyio.Lock()
+        self._book = ProblemBook()
+        self._decoder = ResourceDecoder(self.layout, self._book)
+        #: What the watches need of the connection (they start their gRPC streams one at a
+        #: time: see ``PrefixFollower._follow``).
+        self._connection = EtcdConnection(client, self.kv, options, anyio.Lock())
+        self._watches: set[ResourceWatch | PrefixFollower] = set()
         self._insights: EtcdInsightStore | None = None
         self._closed = False
 
     # --- problems: values under the prefix that are not valid resources -----------------------
 
     def problems(self) -> Sequence[Problem]:
-        return [self._problems[where] for where in sorted(self._problems)]
+        return self._book.problems()
 
     def on_problems_changed(self, callback: Callable[[], None]) -> Callable[[], None]:
-        listeners = self._problem_listeners
-        listeners.append(callback)
-        return lambda: listeners.remove(callback) if callback in listeners else None
-
-    def _problems_changed(self) -> None:
-        for listener in tuple(self._problem_listeners):
-            listener()
-
-    def report(self, key: bytes, reason: str) -> None:
-        where = key.decode(errors="replace")
-        if self._problems.get(where) != Problem(where, reason):
-            log.warning("etcd key %s is not a valid resource, skipped: %s", where, reason)
-            self._problems[where] = Problem(where, reason)
-            self._problems_changed()
-
-    def clear(self, key: bytes) -> None:
-        if self._problems.pop(key.decode(errors="replace"), None) is not None:
-            self._problems_changed()
-
-    def retain_problems(self, present: set[bytes]) -> None:
-        """Forget the problems of keys that are gone (a watch re-listed the whole prefix)."""
-        keep = {key.decode(errors="replace") for key in present}
-        gone = [where for where in self._problems if where not in keep]
-        for where in gone:
-            del self._problems[where]
-        if gone:
-            self._problems_changed()
-
-    def decode(self, raw: Any) -> StoredResource | None:
-        """The resource in a key-value read from etcd; None (and a problem) if it is invalid."""
-        try:
-            stored = decode_value(self.layout.parse(raw.key), raw.value, raw.mod_revision)
-        except InvalidEntry as exc:
-            self.report(raw.key, exc.reason)
-            return None
-        self.clear(raw.key)
-        return stored
-
-    async def decode_all(self, kvs: Sequence[Any]) -> dict[bytes, StoredResource]:
-        """The valid resources among ``kvs`` by etcd key, in order. Decoding and validating
-        is ~60 µs a Dataplane: a pause lets the event loop serve others every few hundred."""
-        decoded: dict[bytes, StoredResource] = {}
-        for index, raw in enumerate(kvs):
-            if index % _DECODE_BATCH == _DECODE_BATCH - 1:
-                await anyio.lowlevel.checkpoint()
-            stored = self.decode(raw)
-            if stored is not None:
-                decoded[raw.key] = stored
-        return decoded
+        return self._book.on_change(callback)
 
     # --- reads ---------------------------------------------------------------------------------
 
     async def get(self, key: ResourceKey) -> StoredResource:
         self._check_open()
         response = await self.kv.range(self.layout.key(key))
-        stored = self.decode(response.kvs[0]) if response.kvs else None
+        stored = self._decoder.decode(response.kvs[0]) if response.kvs else None
         if stored is None:
             raise NotFoundError(key)
         return stored
@@ -152,7 +105,7 @@ class EtcdStore:
         prefix = self.layout.range_prefix(type, mesh)
         if limit is None:
             scan = await self.kv.scan(prefix, page_size=self.options.page_size)
-            decoded = (await self.decode_all(scan.kvs)).values()
+            decoded = (await self._decoder.decode_all(scan.kvs)).values()
             # A mesh filter on a global type matches nothing (as in the memory store).
             items = [s for s in decoded if mesh is None or s.key.mesh == mesh]
             items.sort(key=lambda s: (s.key.mesh, s.key.name))
@@ -174,7 +127,7 @@ class EtcdStore:
             try:
                 key = self.layout.parse(raw.key)
             except InvalidEntry as exc:
-                self.report(raw.key, exc.reason)
+                self._book.report(raw.key, exc.reason)
                 continue
             if mesh is None or key.mesh == mesh:
                 keys.append(key)
@@ -189,7 +142,7 @@ class EtcdStore:
             response = await self.kv.txn([], [kv.get(self.layout.key(k)) for k in batch], [])
             for op in response.responses:
                 for raw in op.response_range.kvs:
-                    stored = self.decode(raw)
+                    stored = self._decoder.decode(raw)
                     if stored is not None:
                         items.append(stored)
         return items
@@ -247,7 +200,7 @@ class EtcdStore:
         response = await self.kv.txn(compare, [kv.delete(raw_key)], [kv.get(raw_key)])
         if not response.succeeded:
             self._raise_lost_race(key, version, response)
-        self.clear(raw_key)
+        self._book.clear(raw_key)
 
     @staticmethod
     def _raise_lost_race(key: ResourceKey, version: str | None, response: Any) -> None:
@@ -266,7 +219,7 @@ class EtcdStore:
     @asynccontextmanager
     async def _watch(self) -> AsyncIterator[AsyncIterator[WatchItem]]:
         self._check_open()
-        watch = Watch(self)
+        watch = ResourceWatch(self._connection, self._decoder)
         self._watches.add(watch)
         try:
             await self._task_group.start(watch.run)
@@ -284,7 +237,7 @@ class EtcdStore:
         self._check_open()
         if self._insights is None:
             self._insights = EtcdInsightStore(self, max_txn_ops=_MAX_TXN_OPS)
-            follower = InsightFollower(self, self._insights)
+            follower = PrefixFollower(self._connection, self._insights.root, self._insights)
             self._watches.add(follower)  # stopped by close() like the resource watches
             self._task_group.start_soon(follower.run)
         return self._insights

@@ -1,20 +1,10 @@
 """One consumer's watch on the etcd store: a snapshot, Synced, then every change exactly once,
 across disconnects, compactions and a wiped etcd.
 
-The watch keeps a mirror of what it has emitted (key -> stored resource, whose version is the
-key's mod_revision) and the etcd revision to resume from: the last event's mod_revision + 1, or
-a progress notification's revision + 1 (an event response's header revision is not a safe
-resume point: etcd may still send older events after it). Then:
-
-- disconnect (etcd killed, restarted, frozen and noticed by keepalive): back off, check that it
-  is still the same etcd, and watch again from the resume revision: etcd replays exactly what
-  was missed, so nothing is lost and nothing is delivered twice;
-- the resume revision was compacted (a response with ``compact_revision``): the history is gone,
-  so re-list the prefix and emit the differences between the mirror and the listing;
-- etcd was wiped or replaced (cluster id changed, revision or raft term went backwards): the
-  resume revision means nothing there; re-list and emit the differences the same way. (Not
-  detectable: a wiped single member, same cluster id, written past the old revision before the
-  watch comes back without its raft term dropping below the old one.)
+:class:`PrefixFollower` (``follow.py``) keeps the etcd side; :class:`ResourceSink` turns what
+it follows into the consumer's events. The sink keeps a mirror of what it has emitted (key ->
+stored resource, whose version is the key's mod_revision): a re-listing (after a compaction or
+a wiped etcd) emits the differences between the mirror and the listing.
 
 Revisions seen by the consumer. They are etcd's revisions plus an offset that starts at 0, so
 normally they are exactly etcd's. The offset only grows, when two events would otherwise not
@@ -27,241 +17,62 @@ re-list or multi-key transaction, and stay etcd's revision + a constant between 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-import aetcd
 import anyio
 from aetcd import rpc
 from anyio.abc import TaskStatus
 
 from kuma.resources import StoredResource
-from kuma.store import Operation, ResourceEvent, StoreUnavailableError, Synced, WatchItem
+from kuma.store import Operation, ResourceEvent, Synced, WatchItem
 
-from .kv import Header, prefix_end
-
-if TYPE_CHECKING:
-    from .store import EtcdStore
+from .follow import EtcdConnection, PrefixFollower
+from .problems import ResourceDecoder
 
 log = logging.getLogger(__name__)
 
-_INITIAL_BACKOFF = 0.1
-#: Transport trouble: back off and resume (anything else is a bug, logged with its traceback,
-#: and retried the same way: a watch never crashes its consumer).
-_RETRYABLE = (
-    aetcd.ClientError,
-    StoreUnavailableError,
-    rpc.AioRpcError,
-    OSError,
-    TimeoutError,
-)
 
+class ResourceSink:
+    """A :class:`~.follow.WatchSink`: decoded resources out as the consumer's events."""
 
-def _grpc_call_tasks() -> set[Any]:
-    """grpc.aio's tasks that wait for the final status of a streaming call from gRPC's core
-    (matched by name: grpc offers no handle on them; no match only means no waiting)."""
-    return {
-        task
-        for task in asyncio.all_tasks()
-        if getattr(task.get_coro(), "__qualname__", "") == "_AioCall._handle_status_once_received"
-    }
-
-
-class _Wiped(Exception):
-    """The etcd answering now is not the one the watch was following."""
-
-
-class Compacted(Exception):
-    """etcd no longer has the history the watch would resume from."""
-
-    def __init__(self, revision: int) -> None:
-        super().__init__(f"history before revision {revision} is compacted")
-
-
-class Watch:
-    def __init__(self, store: EtcdStore) -> None:
-        self._store = store
-        self._root = store.layout.root
+    def __init__(self, decoder: ResourceDecoder, where: str) -> None:
+        self._decoder = decoder
+        self._where = where
         self.send, self.receive = anyio.create_memory_object_stream[WatchItem](math.inf)
-        self._scope = anyio.CancelScope()
-        self._done = anyio.Event()
         #: What the consumer holds: the last state emitted per etcd key.
         self._mirror: dict[bytes, StoredResource] = {}
         self._synced = False
-        #: The etcd revision to resume from.
-        self._next = 0
-        #: The newest header seen from the etcd being followed (its identity and position).
-        self._known: Header | None = None
         self._offset = 0
         self._last = 0
-        #: How many times the watch lost etcd and had to resume (for tests and metrics).
-        self.interruptions = 0
 
-    # --- lifecycle -----------------------------------------------------------------------------
-
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        try:
-            with self._scope:
-                await self._follow_forever()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # the consumer is gone
-        finally:
-            self.send.close()
-            self._done.set()
-
-    async def stop(self) -> None:
-        """Stop following etcd (cancelling the server-side watcher) and end the stream."""
-        self._scope.cancel()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-            await self._done.wait()
-
-    async def _follow_forever(self) -> None:
-        backoff = _INITIAL_BACKOFF
-        relist = True
-        while True:
-            try:
-                if relist:
-                    await self._relist()
-                    relist = False
-                else:
-                    await self._check_identity()
-                await self._follow()
-            except _Wiped as exc:
-                log.warning(
-                    "etcd under %s was wiped or replaced (%s): re-listing", self._where, exc
+    async def relist(self, kvs: Sequence[Any], revision: int) -> None:
+        """Emit what differs from the mirror (the first time: the snapshot and Synced)."""
+        fresh = await self._decoder.decode_all(kvs)
+        self._decoder.book.retain({raw.key for raw in kvs})
+        if not self._synced:
+            consumer_revision = self._revision(revision)
+            for stored in fresh.values():
+                self.send.send_nowait(
+                    ResourceEvent(Operation.CREATE, stored.resource, stored.meta, consumer_revision)
                 )
-                relist = True
-            except Compacted as exc:
-                log.info("etcd compacted the watch's history (%s): re-listing", exc)
-                relist = True
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                raise  # the consumer is gone: nothing to retry for
-            except _RETRYABLE as exc:
-                self.interruptions += 1
-                log.warning(
-                    "etcd watch on %s interrupted (%s: %s); retrying in %.1fs",
-                    self._where, type(exc).__name__, exc, backoff,
-                )  # fmt: skip
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, self._store.options.max_retry_backoff)
-                continue
-            except Exception:
-                self.interruptions += 1
-                log.exception("etcd watch on %s failed; retrying in %.1fs", self._where, backoff)
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, self._store.options.max_retry_backoff)
-                continue
-            backoff = _INITIAL_BACKOFF
+            self.send.send_nowait(Synced(consumer_revision))
+            self._synced = True
+        else:
+            self._emit_differences(fresh, revision)
+        self._mirror = fresh
 
-    @property
-    def _where(self) -> str:
-        return self._root.decode(errors="replace")
-
-    # --- following etcd ------------------------------------------------------------------------
-
-    async def _follow(self) -> None:
-        """Watch from the resume revision until something breaks (it always does, eventually).
-
-        One gRPC stream per watch, driven here rather than through aetcd's ``watch_prefix``:
-        aetcd's watches share one stream, drop response headers (progress notifications) and
-        give no way to wait for a cancelled stream to finish, which leaves gRPC completions
-        pending past the end of the stream's event loop.
-        """
-        # gRPC's completion task of the call is told apart from others' by appearing while it
-        # starts; the store's watches start their streams one at a time for that.
-        lock = self._store.stream_start_lock
-        await lock.acquire()
-        locked = True
-        before = _grpc_call_tasks()
-        call = rpc.WatchStub(self._store.client.channel).Watch(
-            metadata=self._store.client.metadata, wait_for_ready=True
-        )
-        watch_id: int | None = None
-        finishing: set[Any] | None = None
-        try:
-            # Bounded: a frozen etcd accepts the connection and never answers.
-            with anyio.fail_after(self._store.options.request_timeout):
-                await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
-                    key=self._root,
-                    range_end=prefix_end(self._root),
-                    start_revision=self._next,
-                    progress_notify=True,
-                )))  # fmt: skip
-                created = await self._read(call)
-            finishing = _grpc_call_tasks() - before
-            lock.release()
-            locked = False
-            if not created.created:
-                raise StoreUnavailableError(f"etcd answered a watch request with {created}")
-            watch_id = created.watch_id
-            while True:
-                response = await self._read(call)
-                for event in response.events:
-                    self._apply(event)
-                if not response.events and response.header.revision >= self._next:
-                    # A progress notification: every change up to that revision was sent.
-                    self._next = response.header.revision + 1
-        finally:
-            if finishing is None:
-                finishing = _grpc_call_tasks() - before
-            if locked:
-                lock.release()
-            with anyio.CancelScope(shield=True):
-                await self._cancel(call, watch_id, finishing)
-
-    @staticmethod
-    async def _read_raw(call: Any) -> Any:
-        response = await call.read()
-        if not isinstance(response, rpc.WatchResponse):  # gRPC's EOF: etcd ended the stream
-            raise StoreUnavailableError("etcd ended the watch stream")
-        return response
-
-    async def _read(self, call: Any) -> Any:
-        response = await self._read_raw(call)
-        if response.compact_revision:
-            raise Compacted(response.compact_revision)
-        if response.canceled:
-            raise StoreUnavailableError(f"etcd cancelled the watch: {response.cancel_reason}")
-        return response
-
-    async def _cancel(self, call: Any, watch_id: int | None, finishing: set[Any]) -> None:
-        """Cancel the server-side watcher (confirmed, while etcd answers), then the stream.
-
-        etcd ignores a half-close, so the stream ends by cancelling the call (etcd drops the
-        watchers of a stream that ends, confirmed or not). gRPC reports a cancelled call done
-        at once but completes it in its core a moment later, in a task of the event loop:
-        ``finishing`` are those tasks, waited for so that no completion outlives the loop.
-        """
-        if watch_id is not None and not call.done():
-            with anyio.move_on_after(1):
-                cancel = rpc.WatchCancelRequest(watch_id=watch_id)
-                await call.write(rpc.WatchRequest(cancel_request=cancel))
-                while not (await self._read_raw(call)).canceled:
-                    pass
-        call.cancel()
-        if finishing:
-            await asyncio.wait(finishing, timeout=1)
-
-    def _apply(self, event: Any) -> None:
+    def apply(self, event: Any) -> None:
         raw = event.kv
         revision = raw.mod_revision
-        if revision + 1 < self._next:
-            # Older than the last revision applied: already delivered, never twice. (Equal is
-            # fine: one etcd transaction may change several keys in one revision.)
-            return
-        self._next = revision + 1
-        if self._known is not None and revision > self._known.revision:
-            self._known = replace(self._known, revision=revision)
         key = raw.key
         if event.type == rpc.Event.DELETE:
-            self._store.clear(key)
+            self._decoder.book.clear(key)
             self._emit_delete(key, revision)
             return
-        stored = self._store.decode(raw)
+        stored = self._decoder.decode(raw)
         if stored is None:
             # Now invalid: the store no longer serves it (get and list skip it too).
             self._emit_delete(key, revision)
@@ -287,43 +98,6 @@ class Watch:
         self._last = revision
         return revision
 
-    # --- identity and re-listing -----------------------------------------------------------------
-
-    async def _check_identity(self) -> None:
-        """Before resuming: is this still the etcd whose revisions the watch was following?"""
-        response = await self._store.kv.range(self._root, prefix_end(self._root), count_only=True)
-        header = Header.of(response.header)
-        known = self._known
-        if known is not None:
-            if header.cluster_id != known.cluster_id:
-                raise _Wiped(f"cluster id {known.cluster_id:x} is now {header.cluster_id:x}")
-            if header.revision < known.revision:
-                raise _Wiped(f"revision went back from {known.revision} to {header.revision}")
-            if header.raft_term < known.raft_term:
-                raise _Wiped(f"raft term went back from {known.raft_term} to {header.raft_term}")
-        self._known = header
-
-    async def _relist(self) -> None:
-        """Read the whole prefix at one revision and emit what differs from the mirror (the
-        first time: the snapshot and Synced)."""
-        scan = await self._store.kv.scan(self._root, page_size=self._store.options.page_size)
-        fresh = await self._store.decode_all(scan.kvs)
-        self._store.retain_problems({raw.key for raw in scan.kvs})
-        etcd_revision = scan.header.revision
-        if not self._synced:
-            revision = self._revision(etcd_revision)
-            for stored in fresh.values():
-                self.send.send_nowait(
-                    ResourceEvent(Operation.CREATE, stored.resource, stored.meta, revision)
-                )
-            self.send.send_nowait(Synced(revision))
-            self._synced = True
-        else:
-            self._emit_differences(fresh, etcd_revision)
-        self._mirror = fresh
-        self._next = etcd_revision + 1
-        self._known = scan.header
-
     def _emit_differences(self, fresh: dict[bytes, StoredResource], etcd_revision: int) -> None:
         changes = 0
         for key in sorted(self._mirror.keys() | fresh.keys()):
@@ -339,3 +113,23 @@ class Watch:
                 continue
             changes += 1
         log.info("etcd watch on %s re-listed: %d difference(s)", self._where, changes)
+
+
+class ResourceWatch:
+    """The store's ``watch()``: a follower of the resource prefix feeding a resource sink."""
+
+    def __init__(self, connection: EtcdConnection, decoder: ResourceDecoder) -> None:
+        root = decoder.layout.root
+        self._sink = ResourceSink(decoder, root.decode(errors="replace"))
+        self._follower = PrefixFollower(connection, root, self._sink)
+        self.receive = self._sink.receive
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._follower.run(task_status=task_status)
+        finally:
+            self._sink.send.close()
+
+    async def stop(self) -> None:
+        """Stop following etcd (cancelling the server-side watcher) and end the stream."""
+        await self._follower.stop()

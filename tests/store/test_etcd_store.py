@@ -23,7 +23,7 @@ from kuma.store import (
     open_store,
 )
 from kuma_etcd_store import parse_options
-from kuma_etcd_store.watch import _grpc_call_tasks as grpc_call_tasks
+from kuma_etcd_store.follow import grpc_call_tasks
 from tests.fixtures.etcd import EtcdServer
 
 from .harness_etcd import dataplane, etcd_store, eventually, raw_client
