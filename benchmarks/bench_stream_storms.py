@@ -70,7 +70,7 @@ async def main(streams: int, rounds: int) -> None:
             await storms.storm(port, opened)
             await storms.until(lambda: insights.tracker.tracked_streams == 0)
             await storms.deregistered(store)
-            await storms.until(lambda: engine.connected_proxies == 0)
+            await storms.until(lambda: len(engine.proxies) == 0)
             await storms.until(lambda: len(insight_store) == 0)
             await anyio.sleep(1)
             gc.collect()

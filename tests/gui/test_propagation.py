@@ -70,10 +70,9 @@ def test_history_and_listed_proxies_are_bounded() -> None:
 def test_metrics_hand_each_measurement_to_the_gui() -> None:
     """The hook the runtime wires (``metrics.on_propagation = gui.on_propagation``): every
     propagation the histogram observes is handed over with its proxy."""
-    stamps = {"default.a": 10.0}
-    metrics = Metrics(change_times=lambda node: stamps.pop(node, None), clock=lambda: 10.25)
+    metrics = Metrics(clock=lambda: 10.25)
     heard: list[tuple[str, float]] = []
     metrics.on_propagation = lambda node, seconds: heard.append((node, seconds))
-    metrics.on_response("default.a", CLUSTER, 1, "n1")
-    metrics.on_response("default.a", CLUSTER, 1, "n2")  # no change pending: nothing measured
+    metrics.on_response("default.a", CLUSTER, 1, "n1")  # a response alone measures nothing
+    metrics.on_change_delivered("default.a", 10.0)  # the stream: a change reached the proxy
     assert heard == [("default.a", 0.25)]

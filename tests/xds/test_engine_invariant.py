@@ -1,32 +1,50 @@
 """The engine's contract, checked by hypothesis stateful testing.
 
-After any sequence of Dataplane, Mesh, MeshVips and policy (MeshTrafficPermission included)
-creates, updates and deletes (services appearing and vanishing, health flips, protocol changes,
-transparent proxying on and off, VIPs allocated, moved, released or lagging the service set,
-mesh mTLS off/STRICT/PERMISSIVE, certificates issued or dropped (PERMISSIVE TLS readiness),
-policies with overlapping targetRefs selecting and unselecting proxies, reconnects), what each
-connected test proxy holds after applying every change it was told about equals a from-scratch
-generation of the final state for that proxy, with the VIPs of the stored allocation and the
-policies that select it.
+After any sequence of Dataplane, Mesh, MeshVips and policy creates, updates and deletes
+(services appearing and vanishing, health flips, protocol changes, transparent proxying on and
+off, VIPs allocated, moved, released or lagging the service set, mesh mTLS off/STRICT/PERMISSIVE,
+certificates issued or dropped (PERMISSIVE TLS readiness), policies with overlapping targetRefs
+selecting and unselecting proxies, reconnects), what each connected test proxy holds after
+applying every change it was told about equals a from-scratch generation of the applied state
+for that proxy, with the VIPs of the stored allocation and the policies that select it.
+
+Changes accumulate as pending store events over several rules; an apply rule hands the engine
+a batch of random size (all of them, or the oldest few), so one batch holds creates and deletes
+of one resource, several updates, a service appearing and vanishing, the first batch all the
+initial state. Reconnects happen between applies, with events pending. The check runs at every
+apply point against a model of the events applied so far (and once more at the end, with
+everything applied).
 """
 
 from __future__ import annotations
 
+import collections
 import os
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from hypothesis import HealthCheck, assume, settings
+import pytest
+from hypothesis import HealthCheck, Phase, assume, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from kuma.policies import resolve
-from kuma.resources import Dataplane, Mesh, MeshVips, ResourceMeta, from_document, validate
+from kuma.resources import (
+    Dataplane,
+    Mesh,
+    MeshVips,
+    ResourceKey,
+    ResourceMeta,
+    from_document,
+    validate,
+)
 from kuma.resources.model import Policy
 from kuma.store import Operation, ResourceEvent
+from kuma.xds import types
 from kuma.xds.engine import Engine
 from kuma.xds.engine.invalidation import Invalidation
-from kuma.xds.engine.watches import Subscription
+from kuma.xds.engine.watches import ProxyRecord, Subscription
 from kuma.xds.generate.proxy import generate_proxy, type_url_of
 from kuma.xds.generate.view import StaticMeshView, services_of
 from kuma.xds.snapshot import versioned
@@ -160,11 +178,6 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
         {"connectionLimits": {"maxConnections": 7}},
         {"outlierDetection": {"detectors": {"totalFailures": {"consecutive": 2}}}},
     ],
-    "MeshTrafficPermission": [
-        {"action": "Allow"},
-        {"action": "Deny"},
-        {"action": "AllowWithShadowDeny"},
-    ],
 }
 
 
@@ -175,16 +188,6 @@ def policies(draw: st.DrawFn) -> Policy:
     kind = draw(st.sampled_from(sorted(_CONFS)))
     top = draw(target_refs(top=True))
     spec: dict[str, Any] = {"targetRef": top}
-    if kind == "MeshTrafficPermission":
-        # Only ``from``: clients by any targetRef kind, overlapping actions.
-        spec["from"] = [
-            {
-                "targetRef": draw(target_refs(top=False)),
-                "default": draw(st.sampled_from(_CONFS[kind])),
-            }
-            for _ in range(draw(st.integers(1, 3)))
-        ]
-        return _policy(draw, kind, spec)
     to_kinds = ["Mesh", "MeshService"]
     spec["to"] = [
         {
@@ -199,10 +202,6 @@ def policies(draw: st.DrawFn) -> Policy:
         spec["from"] = [
             {"targetRef": {"kind": "Mesh"}, "default": draw(st.sampled_from(_CONFS[kind]))}
         ]
-    return _policy(draw, kind, spec)
-
-
-def _policy(draw: st.DrawFn, kind: str, spec: dict[str, Any]) -> Policy:
     resource = from_document(
         {
             "type": kind,
@@ -252,7 +251,21 @@ def expected(
     return result
 
 
+_CORE_TYPES = frozenset({Dataplane.TYPE, Mesh.TYPE, MeshVips.TYPE})
+#: A store key of the model: (type, mesh, name).
+ModelKey = tuple[str, str, str]
+ModelResource = Dataplane | Mesh | MeshVips | Policy
+
+
+def _key(resource: ModelResource) -> ModelKey:
+    key = ResourceKey.of(resource)
+    return (key.type, key.mesh, key.name)
+
+
 class EngineMachine(RuleBasedStateMachine):
+    #: How many batches of each size were applied, over every run (see the tests below).
+    batch_sizes: ClassVar[collections.Counter[int]] = collections.Counter()
+
     def __init__(self) -> None:
         super().__init__()
         #: Proxies holding a certificate of their mesh's CA (PERMISSIVE TLS readiness).
@@ -260,10 +273,9 @@ class EngineMachine(RuleBasedStateMachine):
         self.engine = Engine(
             default_admin_port=ADMIN_PORT, chunk=2, identity_ready=self.ready.__contains__
         )
-        self.dataplanes: dict[tuple[str, str], Dataplane] = {}
-        self.meshes: dict[str, Mesh] = {}
-        self.vips: dict[str, MeshVips] = {}
-        self.policies: dict[tuple[str, str, str], Policy] = {}
+        #: The store as the rules wrote it, and as the engine has been told it so far.
+        self.stored: dict[ModelKey, ModelResource] = {}
+        self.applied: dict[ModelKey, ModelResource] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.held: dict[str, dict[str, dict[str, str]]] = {}
         self.pending: list[ResourceEvent] = []
@@ -280,94 +292,115 @@ class EngineMachine(RuleBasedStateMachine):
             for t in _types(subscription)
         }
 
-    def _event(self, operation: Operation, resource: Dataplane | Mesh | MeshVips | Policy) -> None:
+    def _put(self, resource: ModelResource) -> None:
+        key = _key(resource)
+        operation = Operation.UPDATE if key in self.stored else Operation.CREATE
+        self.stored[key] = resource
         self.pending.append(ResourceEvent(operation, resource, _META, len(self.pending) + 1))
+
+    def _delete(self, key: ModelKey) -> None:
+        resource = self.stored.pop(key, None)
+        assume(resource is not None)
+        assert resource is not None
+        self.pending.append(ResourceEvent(Operation.DELETE, resource, _META, 0))
 
     @rule(dataplane=dataplanes())
     def put_dataplane(self, dataplane: Dataplane) -> None:
         assume(not validate(dataplane))
-        key = (dataplane.mesh, dataplane.name)
-        operation = Operation.UPDATE if key in self.dataplanes else Operation.CREATE
-        self.dataplanes[key] = dataplane
-        self._event(operation, dataplane)
+        self._put(dataplane)
 
     @rule(mesh=st.sampled_from(MESHES), name=st.sampled_from(NAMES))
     def delete_dataplane(self, mesh: str, name: str) -> None:
-        dataplane = self.dataplanes.pop((mesh, name), None)
-        assume(dataplane is not None)
-        assert dataplane is not None
-        self._event(Operation.DELETE, dataplane)
+        self._delete((Dataplane.TYPE, mesh, name))
 
     @rule(mesh=meshes)
     def put_mesh(self, mesh: Mesh) -> None:
-        operation = Operation.UPDATE if mesh.name in self.meshes else Operation.CREATE
-        self.meshes[mesh.name] = mesh
-        self._event(operation, mesh)
+        self._put(mesh)
 
     @rule(name=st.sampled_from(MESHES))
     def delete_mesh(self, name: str) -> None:
-        mesh = self.meshes.pop(name, None)
-        assume(mesh is not None)
-        assert mesh is not None
-        self._event(Operation.DELETE, mesh)
+        self._delete((Mesh.TYPE, "", name))
 
     @rule(vips=mesh_vips())
     def put_vips(self, vips: MeshVips) -> None:
         assume(not validate(vips))
-        operation = Operation.UPDATE if vips.name in self.vips else Operation.CREATE
-        self.vips[vips.name] = vips
-        self._event(operation, vips)
+        self._put(vips)
 
     @rule(name=st.sampled_from(MESHES))
     def delete_vips(self, name: str) -> None:
-        vips = self.vips.pop(name, None)
-        assume(vips is not None)
-        assert vips is not None
-        self._event(Operation.DELETE, vips)
+        self._delete((MeshVips.TYPE, "", name))
 
     @rule(mesh=st.sampled_from(MESHES), name=st.sampled_from(NAMES))
     def flip_identity(self, mesh: str, name: str) -> None:
         """A certificate issued or dropped: what kuma/mtls tells the engine (the services of
-        the proxy, through Engine.invalidate)."""
+        the proxy, through Engine.invalidate; applied with the next batch). The services of
+        its Dataplane as applied and as stored (mtls may see the store ahead of the engine)."""
         node = f"{mesh}.{name}"
         self.ready ^= {node}
-        dataplane = self.dataplanes.get((mesh, name))
-        if dataplane is not None:
+        services: set[str] = set()
+        for model in (self.applied, self.stored):
+            dataplane = model.get((Dataplane.TYPE, mesh, name))
+            if isinstance(dataplane, Dataplane):
+                services.update(services_of(dataplane))
+        if services:
             invalidation = Invalidation()
-            invalidation.touch_services(mesh, services_of(dataplane))
+            invalidation.touch_services(mesh, services)
             self.engine.invalidate(invalidation)
 
     @rule(policy=policies())
     def put_policy(self, policy: Policy) -> None:
         assume(not validate(policy))
-        key = (policy.mesh, policy.TYPE, policy.name)
-        operation = Operation.UPDATE if key in self.policies else Operation.CREATE
-        self.policies[key] = policy
-        self._event(operation, policy)
+        self._put(policy)
 
     @rule(data=st.data())
     def delete_policy(self, data: st.DataObject) -> None:
-        assume(bool(self.policies))
-        key = data.draw(st.sampled_from(sorted(self.policies)))
-        self._event(Operation.DELETE, self.policies.pop(key))
+        keys = sorted(k for k in self.stored if k[0] not in _CORE_TYPES)
+        assume(bool(keys))
+        self._delete(data.draw(st.sampled_from(keys)))
 
     @rule()
-    def apply_batch(self) -> None:
-        """Apply everything pending as one batch (a batch may hold several events)."""
-        self.engine.apply_now(self.pending)
-        self.pending = []
+    def apply_all(self) -> None:
+        """Everything pending as one batch."""
+        self._apply(len(self.pending))
+
+    @rule(data=st.data())
+    def apply_oldest(self, data: st.DataObject) -> None:
+        """The oldest few pending events as one batch; the rest wait for a later one."""
+        assume(self.pending)
+        self._apply(data.draw(st.integers(1, len(self.pending)), label="batch size"))
 
     @rule(node=st.sampled_from(CONNECTED))
     def reconnect(self, node: str) -> None:
-        self.engine.apply_now(self.pending)
-        self.pending = []
+        """A stream ends and another opens, possibly with events pending: the new one reads
+        what the engine has applied so far."""
         self.engine.unsubscribe(self.subscriptions[node])
         self._connect(node)
 
-    @invariant()
-    def proxies_hold_a_from_scratch_generation(self) -> None:
-        self.engine.apply_now(self.pending)
-        self.pending = []
+    def teardown(self) -> None:
+        self._apply(len(self.pending))
+
+    def _apply(self, count: int) -> None:
+        batch, self.pending = self.pending[:count], self.pending[count:]
+        self.engine.apply_now(batch)
+        EngineMachine.batch_sizes[len(batch)] += 1
+        for event in batch:
+            resource = event.resource
+            assert isinstance(resource, Dataplane | Mesh | MeshVips | Policy)
+            if event.operation is Operation.DELETE:
+                self.applied.pop(_key(resource), None)
+            else:
+                self.applied[_key(resource)] = resource
+        self._check()
+
+    def _check(self) -> None:
+        dataplanes = {
+            (r.mesh, r.name): r for r in self.applied.values() if isinstance(r, Dataplane)
+        }
+        meshes = {r.name: r for r in self.applied.values() if isinstance(r, Mesh)}
+        vips = {r.name: r for r in self.applied.values() if isinstance(r, MeshVips)}
+        policies = {
+            (r.mesh, r.TYPE, r.name): r for r in self.applied.values() if isinstance(r, Policy)
+        }
         for node, subscription in self.subscriptions.items():
             held = self.held[node]
             for type_url, names in subscription.take_changes().items():
@@ -379,9 +412,7 @@ class EngineMachine(RuleBasedStateMachine):
                         bucket.pop(name, None)
                     else:
                         bucket[name] = resource.version
-            want = expected(
-                self.dataplanes, self.meshes, self.vips, node, self.ready, self.policies
-            )
+            want = expected(dataplanes, meshes, vips, node, self.ready, policies)
             assert subscription.known == (want is not None), node
             have = {t: dict(b) for t, b in held.items() if b}
             assert have == {t: b for t, b in (want or {}).items() if b}, node
@@ -399,3 +430,57 @@ EngineMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
 TestEngineInvariant = EngineMachine.TestCase
+
+
+def _quick(examples: int) -> settings:
+    """Deterministic runs without shrinking or the example database (checks of the check)."""
+    return settings(
+        max_examples=examples,
+        stateful_step_count=30,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=(Phase.generate,),
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def test_batches_hold_several_events() -> None:
+    EngineMachine.batch_sizes.clear()
+    run_state_machine_as_test(EngineMachine, settings=_quick(30))
+    sizes = EngineMachine.batch_sizes
+    several = sum(count for size, count in sizes.items() if size > 1)
+    assert several >= 10, sizes
+    assert max(sizes) >= 4, sizes
+
+
+def test_a_dropped_endpoint_notice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mutant engine that patches a ClusterLoadAssignment in without telling the stream:
+    the invariant must fail."""
+    notify = ProxyRecord.notify
+
+    def drop_endpoints(
+        record: ProxyRecord, changes: Mapping[str, Iterable[str]], since: float | None = None
+    ) -> None:
+        if set(changes) != {types.ENDPOINT}:
+            notify(record, changes, since)
+
+    monkeypatch.setattr(ProxyRecord, "notify", drop_endpoints)
+    with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
+        run_state_machine_as_test(EngineMachine, settings=_quick(300))
+
+
+def test_a_dropped_reassembly_notice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mutant engine whose re-assembly tells the streams nothing: the invariant must fail."""
+    publish = ProxyRecord.publish
+
+    def silent(record: ProxyRecord, resources: Any, since: float | None = None) -> bool:
+        subscribers, record.subscribers = record.subscribers, []
+        try:
+            return publish(record, resources, since)
+        finally:
+            record.subscribers = subscribers
+
+    monkeypatch.setattr(ProxyRecord, "publish", silent)
+    with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
+        run_state_machine_as_test(EngineMachine, settings=_quick(300))

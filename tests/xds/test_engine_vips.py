@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.extensions.filters.udp.dns_filter.v3.dns_filter_pb2 import DnsFilterConfig
-from kuma.xds.engine.subscription import Subscription
 
 from kuma.resources import Dataplane, MeshVips, ResourceMeta, from_document
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
+from kuma.xds.engine.watches import Subscription
 from kuma.xds.generate import StaticMeshView, generate_proxy, names, types
 from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 
