@@ -131,5 +131,7 @@ class ResourceWatch:
             self._sink.send.close()
 
     async def stop(self) -> None:
-        """Stop following etcd (cancelling the server-side watcher) and end the stream."""
+        """Stop following etcd (cancelling the server-side watcher) and end the stream (also
+        when ``run`` never got to start)."""
         await self._follower.stop()
+        self._sink.send.close()
