@@ -467,7 +467,7 @@ def test_a_dropped_endpoint_notice_is_caught(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(ProxyRecord, "notify", drop_endpoints)
     with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
-        run_state_machine_as_test(EngineMachine, settings=_quick(300))
+        run_state_machine_as_test(EngineMachine, settings=_quick(2000))
 
 
 def test_a_dropped_reassembly_notice_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -483,4 +483,4 @@ def test_a_dropped_reassembly_notice_is_caught(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(ProxyRecord, "publish", silent)
     with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
-        run_state_machine_as_test(EngineMachine, settings=_quick(300))
+        run_state_machine_as_test(EngineMachine, settings=_quick(2000))
