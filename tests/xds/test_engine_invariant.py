@@ -178,6 +178,11 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
         {"connectionLimits": {"maxConnections": 7}},
         {"outlierDetection": {"detectors": {"totalFailures": {"consecutive": 2}}}},
     ],
+    "MeshTrafficPermission": [
+        {"action": "Allow"},
+        {"action": "Deny"},
+        {"action": "AllowWithShadowDeny"},
+    ],
 }
 
 
@@ -188,6 +193,16 @@ def policies(draw: st.DrawFn) -> Policy:
     kind = draw(st.sampled_from(sorted(_CONFS)))
     top = draw(target_refs(top=True))
     spec: dict[str, Any] = {"targetRef": top}
+    if kind == "MeshTrafficPermission":
+        # Only ``from``: clients by any targetRef kind, overlapping actions.
+        spec["from"] = [
+            {
+                "targetRef": draw(target_refs(top=False)),
+                "default": draw(st.sampled_from(_CONFS[kind])),
+            }
+            for _ in range(draw(st.integers(1, 3)))
+        ]
+        return _policy(draw, kind, spec)
     to_kinds = ["Mesh", "MeshService"]
     spec["to"] = [
         {
@@ -202,6 +217,10 @@ def policies(draw: st.DrawFn) -> Policy:
         spec["from"] = [
             {"targetRef": {"kind": "Mesh"}, "default": draw(st.sampled_from(_CONFS[kind]))}
         ]
+    return _policy(draw, kind, spec)
+
+
+def _policy(draw: st.DrawFn, kind: str, spec: dict[str, Any]) -> Policy:
     resource = from_document(
         {
             "type": kind,
