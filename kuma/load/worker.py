@@ -16,12 +16,17 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from kuma.cp.tls import use_small_tls_buffers
+
 from .sidecar import Shared, Sidecar
 from .wire import Digest
 
 
 def client_tls(ca: str) -> ssl.SSLContext:
-    """What a sidecar's Envoy does: TLS 1.2+, HTTP/2 by ALPN, kuma-cp's certificate verified."""
+    """What a sidecar's Envoy does: TLS 1.2+, HTTP/2 by ALPN, kuma-cp's certificate verified.
+    The workers' own TLS read buffers are kept as small as kuma-cp's: thousands of simulated
+    sidecars per process must not cost 256 KiB each (the harness is measured too)."""
+    use_small_tls_buffers()
     context = ssl.create_default_context(cadata=ca)
     context.set_alpn_protocols(["h2"])
     return context
