@@ -62,6 +62,8 @@ class CompositeWatch:
         self._members = members
         self._by_type = {t: watch for watch, owned in members for t in owned}
         self._all = [primary, *(watch for watch, _ in members)]
+        # isinstance on a runtime-checkable Protocol is slow: decide once, not per change.
+        self._listenable = [w for w in self._all if isinstance(w, ListenableWatch)]
         self._wake: anyio.Event | None = None
         # One wake-up for all the watches when they all support it, else one task per watch.
         self._listening = all(isinstance(w, ListenableWatch) for w in self._all)
@@ -105,7 +107,7 @@ class CompositeWatch:
 
     @property
     def has_changes(self) -> bool:
-        return any(w.has_changes for w in self._all if isinstance(w, ListenableWatch))
+        return any(w.has_changes for w in self._listenable)
 
     async def wait_for_changes(self) -> None:
         if not self._listening:
