@@ -73,6 +73,10 @@ class OrphanCollector:
                     await self.collect()
                 except StoreError as exc:
                     log.warning("cannot look for orphaned registrations: %s", exc)
+                    continue
+                log.debug(
+                    "orphan collection pass: %d registrations without a stream", len(self._since)
+                )
 
     async def live_instances(self) -> frozenset[str]:
         if self._instances is None:

@@ -125,6 +125,9 @@ def dp_port(cp: ManagedProcess) -> int:
     return int(match.group(1))
 
 
+PASS_LINE = "orphan collection pass"
+
+
 @pytest.mark.etcd
 def test_the_survivor_collects_the_orphan_of_a_killed_instance(
     etcd_server: EtcdServer, etcd_prefix: str, tmp_path: Path
@@ -137,6 +140,7 @@ def test_the_survivor_collects_the_orphan_of_a_killed_instance(
         # TLS are not what this test is about: tests/tokens and tests/tls are).
         "KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "none",
         "KUMA_DP_SERVER_TLS_ENABLED": "false",
+        "KUMA_LOGGING_LEVEL": "debug",  # the collector's passes, counted below
     }
     doomed, survivor = kuma_cp(None, env=env, cwd=tmp_path), kuma_cp(None, env=env, cwd=tmp_path)
     key = ResourceKey("Dataplane", "default", "web-orphan")
@@ -150,8 +154,12 @@ def test_the_survivor_collects_the_orphan_of_a_killed_instance(
                 registered = (await store.get(key)).resource
                 assert isinstance(registered, Dataplane)
                 assert REGISTRATION_LABEL in registered.labels
-                # Connected: the survivor sees its online subscription and keeps it.
-                await anyio.sleep(4)
+                # Connected: the survivor sees its online subscription and keeps it through
+                # enough of its own passes (0.5 s apart) to outlast the cleanup age (2 s).
+                passes = survivor.count(PASS_LINE)
+                with anyio.fail_after(30):
+                    while survivor.count(PASS_LINE) < passes + 6:  # noqa: ASYNC110 (a child's output)
+                        await anyio.sleep(0.1)
                 await store.get(key)
                 os.kill(doomed.pid, signal.SIGKILL)
                 doomed.wait()
