@@ -460,7 +460,11 @@ async def test_a_deleted_dataplane_keeps_the_proxys_last_configuration(
     async with ads_channel(source) as channel, delta_stream(channel) as client:
         await start(client, CLUSTER, LISTENER)
         proxy.make_unknown()
-        await anyio.sleep(0.2)  # give a wrong implementation the time to send removals
+        # The stream has seen the Dataplane go (where a wrong implementation sends removals).
+        kept = "keeping its last configuration"
+        with anyio.fail_after(10):
+            while not any(kept in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
         proxy.put(CLUSTER, "a", rev=1)
         proxy.put(LISTENER, "l")
         proxy.make_known()
