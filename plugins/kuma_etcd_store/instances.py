@@ -14,12 +14,11 @@ every resource watch (``-`` sorts before ``/``).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-if TYPE_CHECKING:
-    from .store import EtcdStore
+from .follow import EtcdConnection
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +30,10 @@ SUFFIX = "-instances"
 
 
 class EtcdInstances:
-    def __init__(self, store: EtcdStore) -> None:
-        self.root = store.layout.root.rstrip(b"/") + SUFFIX.encode() + b"/"
-        self._client = store.client
-        self._kv = store.kv
+    def __init__(self, connection: EtcdConnection, resources_root: bytes) -> None:
+        self.root = resources_root.rstrip(b"/") + SUFFIX.encode() + b"/"
+        self._client = connection.client
+        self._kv = connection.kv
 
     async def keep_alive(self, instance_id: str) -> None:
         """Hold this instance's key until cancelled (then revoke it); re-create it whenever

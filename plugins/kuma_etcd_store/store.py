@@ -245,7 +245,7 @@ class EtcdStore:
     def instances(self) -> EtcdInstances:
         """Which instances sharing this etcd are alive (kuma.insights.SupportsInstances)."""
         self._check_open()
-        return EtcdInstances(self)
+        return EtcdInstances(self._connection, self.layout.root)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
