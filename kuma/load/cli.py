@@ -77,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
         help="transparent proxies reach every service (no reachableServices)",
     )
     mesh.add_argument("--mesh", default="default", help="mesh name [default]")
+    mesh.add_argument(
+        "--mtls",
+        choices=["off", "strict", "permissive"],
+        default="off",
+        help="mesh mTLS (builtin ECDSA P-256 CA, allow-all MeshTrafficPermission); the "
+        "sidecars then follow SDS and converge only holding their certificates [off]",
+    )
+    mesh.add_argument(
+        "--mtls-expiration",
+        default="",
+        help="workload certificate lifetime (dpCert.rotation.expiration, e.g. 5m) [Kuma's 24h]",
+    )
     mesh.add_argument("--seed", type=int, default=1)
     cp = run.add_argument_group("control plane and store")
     cp.add_argument(
@@ -170,6 +182,8 @@ def options_from(args: argparse.Namespace) -> Options:
         target_consumers=args.target_consumers,
         transparent=args.transparent,
         reachable_all=args.reachable_all,
+        mtls="" if args.mtls == "off" else args.mtls,
+        mtls_expiration=args.mtls_expiration,
         seed=args.seed,
     )
     cp_cpus = _cpus(args.cp_cpus)

@@ -31,6 +31,9 @@ INBOUND_PORT = 20000
 OUTBOUND_PORT = 10001
 REV_TAG = "rev"
 ADMIN_PORT_BASE = 30000
+MTLS_MODES = ("strict", "permissive")
+CA_BACKEND = "ca-1"
+ALLOW_ALL = "allow-all"
 
 
 class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +49,11 @@ class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: Ports real Envoys on one host can all bind: each proxy's outbounds listen on its own
     #: loopback address and its admin API on port ``ADMIN_PORT_BASE + index``.
     real_envoy: bool = False
+    #: Mesh mTLS: "" (off), "strict" or "permissive"; on, with an allow-all
+    #: MeshTrafficPermission (with mTLS on and no permission Kuma denies every caller).
+    mtls: str = ""
+    #: ``dpCert.rotation.expiration`` of the workload certificates ("" : Kuma's default, 24h).
+    mtls_expiration: str = ""
     seed: int = 1
 
     @property
@@ -163,7 +171,38 @@ class Plan:
         }
 
     def mesh_document(self) -> dict[str, Any]:
-        return {"type": "Mesh", "name": self.spec.mesh}
+        document: dict[str, Any] = {"type": "Mesh", "name": self.spec.mesh}
+        mode = self.spec.mtls
+        if mode:
+            if mode not in MTLS_MODES:
+                raise ValueError(f"mtls: {mode!r} is not one of {', '.join(MTLS_MODES)}")
+            backend: dict[str, Any] = {
+                "name": CA_BACKEND,
+                "type": "builtin",
+                "mode": mode.upper(),
+                # The documented P-256 root (kuma/mtls/ca.py): Kuma's YAML stays valid.
+                "conf": {"caCert": {"keyType": "ECDSA"}},
+            }
+            if self.spec.mtls_expiration:
+                backend["dpCert"] = {"rotation": {"expiration": self.spec.mtls_expiration}}
+            document["mtls"] = {"enabledBackend": CA_BACKEND, "backends": [backend]}
+        return document
+
+    def policy_documents(self) -> list[dict[str, Any]]:
+        """With mTLS on: one allow-all MeshTrafficPermission, as the README tells users."""
+        if not self.spec.mtls:
+            return []
+        return [
+            {
+                "type": "MeshTrafficPermission",
+                "mesh": self.spec.mesh,
+                "name": ALLOW_ALL,
+                "spec": {
+                    "targetRef": {"kind": "Mesh"},
+                    "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}],
+                },
+            }
+        ]
 
 
 class Change(msgspec.Struct, frozen=True):

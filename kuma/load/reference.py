@@ -17,7 +17,9 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from kuma.cp.vips import allocate
+from kuma.policies import EMPTY, ProxyPolicies, resolve
 from kuma.resources import Dataplane, Mesh, from_document
+from kuma.resources.model import Policy
 from kuma.xds.generate import (
     Endpoint,
     endpoints_of,
@@ -79,6 +81,10 @@ class RefView:
         return self._vips.get(service)
 
 
+def _always(service: str) -> bool:
+    return True
+
+
 class Prediction(msgspec.Struct, frozen=True):
     """What one change should deliver: ``name`` of type ``type_index`` at ``version`` to
     ``affected`` (the consumers of the changed service)."""
@@ -96,6 +102,14 @@ class Reference:
         self.admin_port = admin_port
         mesh = from_document(plan.mesh_document())
         assert isinstance(mesh, Mesh)
+        policies: list[Policy] = []
+        for document in plan.policy_documents():
+            policy = from_document(document)
+            assert isinstance(policy, Policy)
+            policies.append(policy)
+        self._policies: dict[str, list[Policy]] = {}
+        for policy in policies:
+            self._policies.setdefault(policy.TYPE, []).append(policy)
         self._dataplanes = [self._dataplane(i) for i in range(plan.count)]
         self.view = RefView(mesh, self._dataplanes)
         self.configs: list[Config] = [self._generate(i) for i in range(plan.count)]
@@ -111,8 +125,20 @@ class Reference:
         assert isinstance(dataplane, Dataplane)
         return dataplane
 
+    def _matched(self, dataplane: Dataplane) -> ProxyPolicies:
+        return resolve(dataplane, self._policies) if self._policies else EMPTY
+
     def _generate(self, index: int) -> Config:
-        generated = generate_proxy(self._dataplanes[index], self.view, self.admin_port)
+        dataplane = self._dataplanes[index]
+        generated = generate_proxy(
+            dataplane,
+            self.view,
+            self.admin_port,
+            policies=self._matched(dataplane),
+            # PERMISSIVE: once every proxy holds its certificate kuma-cp calls every service
+            # ready, so what a converged mesh serves originates mTLS everywhere.
+            tls_ready=_always,
+        )
         return {
             TYPE_INDEX[type_url]: {
                 name: versioned(type_url, name, message).version

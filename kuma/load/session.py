@@ -135,7 +135,7 @@ class Harness:
             self.location = self.etcd.endpoint
         self.writer = open_writer(options.store, self.location, etcd_prefix=options.etcd_prefix)
         started = time.perf_counter()
-        documents = [self.plan.mesh_document()]
+        documents = [self.plan.mesh_document(), *self.plan.policy_documents()]
         documents += [self.revisions.document(i) for i in range(self.count)]
         await self.writer.write_all(documents)
         self.notes["write_seconds"] = round(time.perf_counter() - started, 2)
@@ -237,7 +237,7 @@ class Harness:
         parts = await self.pool.all("status")
         merged: dict[str, Any] = {
             key: sum(p[key] for p in parts)
-            for key in ("streaming", "synced", "converged", "nacked", "held")
+            for key in ("streaming", "synced", "converged", "nacked", "held", "secrets")
         }
         merged["counters"] = merge_counters(p["counters"] for p in parts)
         merged["events"] = sorted(e for p in parts for e in p["events"])

@@ -10,6 +10,10 @@
   every subscribed EDS name held, as Envoy's init manager does.
 * Every response is ACKed, or NACKed with probability ``nack`` (a NACKed response is not
   applied, as Envoy keeps its last accepted state).
+* SDS (mesh mTLS): the Secrets its clusters and listeners reference are subscribed by name
+  (sent before that response's ACK, as for EDS) and one without usable PEM content is NACKed
+  (:mod:`.sds`); clusters are warm, and the sidecar synced, only once they are held. Secrets
+  stay out of the digest: their content is per-proxy key material the reference cannot know.
 * On reconnect every type is requested again with ``initial_resource_versions`` = what it holds.
 
 The sidecar holds name → version per type and keeps its config digest (:mod:`.wire`) up to date
@@ -19,108 +23,19 @@ incrementally; names and versions are interned, so sidecars of one worker share 
 from __future__ import annotations
 
 import asyncio
-import random
-import ssl
 import sys
 import time
 from typing import Any
 
-from envoy.config.cluster.v3.cluster_pb2 import Cluster
-from envoy.config.core.v3.base_pb2 import BuildVersion, Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped, unused-ignore]
 from grpclib.client import Channel
 
 from kuma.xds.server.service import AggregatedDiscoveryServiceStub
 
-from .envoy_node import envoy_node
-from .wire import CDS, EDS, LDS, TYPE_INDEX, TYPES, Digest, entry_hash
-
-ENVOY_VERSION = (1, 40, 0)
-_EDS_CACHE_LIMIT = 100_000
-
-
-class Counters:
-    """Per-worker totals (the driver reads differences between two snapshots)."""
-
-    __slots__ = FIELDS = (
-        "acks",
-        "bytes",
-        "connects",
-        "errors",
-        "nacks",
-        "removed",
-        "requests",
-        "resources",
-        "responses",
-        "unchanged",
-    )
-
-    def __init__(self) -> None:
-        self.acks = self.bytes = self.connects = self.errors = self.nacks = 0
-        self.removed = self.requests = self.resources = self.responses = self.unchanged = 0
-
-    def snapshot(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.FIELDS}
-
-
-class Shared:
-    """What a worker's sidecars share: target address, counters, probes, caches, events."""
-
-    def __init__(self, host: str, port: int, seed: int) -> None:
-        self.host = host
-        self.port = port
-        self.counters = Counters()
-        self.rng = random.Random(seed)
-        #: (type index, name) → [(probe id, version or None)]
-        self.probes: dict[tuple[int, str], list[tuple[int, str | None]]] = {}
-        #: probe id → [(sidecar index, receive time)]
-        self.records: dict[int, list[tuple[int, float]]] = {}
-        #: (cluster name, version) → EDS service name ("" for a non-EDS cluster).
-        self.eds_cache: dict[tuple[str, str], str] = {}
-        #: Why streams ended abnormally: exception type name → count.
-        self.error_kinds: dict[str, int] = {}
-        #: (time, sidecar index) each time a sidecar became converged.
-        self.converged_events: list[tuple[float, int]] = []
-        self.backoff_base = 0.5
-        self.backoff_max = 30.0
-        #: TLS to the control plane (its certificate verified), as Envoy does; None: plain.
-        self.tls: ssl.SSLContext | None = None
-        #: ``envoy``: the full node Envoy 1.40 sends (61 KB, its 516 extensions listed);
-        #: ``minimal``: id, cluster, user agent and build version only.
-        self.node_style = "envoy"
-
-    def eds_name(self, name: str, version: str, body: bytes) -> str:
-        key = (name, version)
-        found = self.eds_cache.get(key)
-        if found is None:
-            cluster = Cluster.FromString(body)
-            found = ""
-            if cluster.type == Cluster.EDS:
-                found = sys.intern(cluster.eds_cluster_config.service_name or cluster.name)
-            if len(self.eds_cache) >= _EDS_CACHE_LIMIT:
-                self.eds_cache.clear()
-            self.eds_cache[key] = found
-        return found
-
-
-def _node(node_id: str, style: str) -> Node:
-    cluster = node_id.partition(".")[2]
-    if style == "envoy":
-        return envoy_node(node_id, cluster)
-    major, minor, patch = ENVOY_VERSION
-    build = BuildVersion()
-    build.version.major_number, build.version.minor_number, build.version.patch = (
-        major,
-        minor,
-        patch,
-    )
-    return Node(
-        id=node_id,
-        cluster=cluster,
-        user_agent_name="envoy",
-        user_agent_build_version=build,
-    )
+from .sds import secret_problem
+from .shared import Shared, node_of
+from .wire import CDS, EDS, LDS, SDS, TYPE_INDEX, TYPES, Digest, entry_hash
 
 
 class Sidecar:
@@ -138,6 +53,9 @@ class Sidecar:
         "nack",
         "nacked",
         "node_id",
+        "sds_names",
+        "sds_of",
+        "secrets",
         "shared",
         "slow",
         "streaming",
@@ -165,6 +83,11 @@ class Sidecar:
         #: EDS cluster name → the name its endpoints are subscribed under.
         self.eds_of: dict[str, str] = {}
         self.eds_names: set[str] = set()
+        #: (type index, cluster or listener name) → the Secrets it references (if any).
+        self.sds_of: dict[tuple[int, str], tuple[str, ...]] = {}
+        #: Secret names subscribed, and name → version of those held (valid ones only).
+        self.sds_names: set[str] = set()
+        self.secrets: dict[str, str] = {}
         self.lds_requested = False
         self.digest: Digest = (0, 0)
         self.expected: Digest | None = None
@@ -210,7 +133,7 @@ class Sidecar:
             await self._send(
                 stream,
                 DeltaDiscoveryRequest(
-                    node=_node(self.node_id, self.shared.node_style),
+                    node=node_of(self.node_id, self.shared.node_style),
                     type_url=TYPES[CDS],
                     initial_resource_versions=self.held[CDS],
                 ),
@@ -224,6 +147,15 @@ class Sidecar:
                         type_url=TYPES[EDS],
                         resource_names_subscribe=sorted(self.eds_names),
                         initial_resource_versions=self.held[EDS],
+                    ),
+                )
+            if self.sds_names:
+                await self._send(
+                    stream,
+                    DeltaDiscoveryRequest(
+                        type_url=TYPES[SDS],
+                        resource_names_subscribe=sorted(self.sds_names),
+                        initial_resource_versions=self.secrets,
                     ),
                 )
             if self.lds_requested:
@@ -258,13 +190,20 @@ class Sidecar:
         counters.bytes += response.ByteSize()
         type_url: str = response.type_url
         type_index = TYPE_INDEX.get(type_url)
-        if type_index is None or (self.nack and shared.rng.random() < self.nack):
+        problem = self._secret_problem(response) if type_index == SDS else None
+        if problem is not None:
+            counters.bad_secrets += 1
+        if (
+            type_index is None
+            or problem is not None
+            or (self.nack and shared.rng.random() < self.nack)
+        ):
             if type_index is not None:
                 # Received, though rejected: the change did reach this sidecar.
                 self._record(type_index, response, now)
             self.nacked = True
             counters.nacks += 1
-            message = "simulated NACK" if type_index is not None else "unknown type"
+            message = problem or ("simulated NACK" if type_index is not None else "unknown type")
             await self._send(
                 stream,
                 DeltaDiscoveryRequest(
@@ -274,9 +213,14 @@ class Sidecar:
                 ),
             )
             return
-        self._apply(type_index, response, now)
+        if type_index == SDS:
+            self._apply_secrets(response, now)
+        else:
+            self._apply(type_index, response, now)
         if type_index == CDS:
             await self._follow_clusters(stream)
+        if type_index in (CDS, LDS):
+            await self._follow_secrets(stream)
         counters.acks += 1
         await self._send(
             stream, DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce)
@@ -285,7 +229,7 @@ class Sidecar:
             self.cds_ok = True
         elif type_index == LDS:
             self.lds_ok = True
-        if not self.lds_requested and self.cds_ok and self.eds_names <= self.held[EDS].keys():
+        if not self.lds_requested and self.cds_ok and self._warm:
             await self._request_lds(stream)
         self._check()
 
@@ -319,12 +263,19 @@ class Sidecar:
                 value ^= entry_hash(type_index, name, version)
                 count += 1
                 held[name] = version
+            sds: tuple[str, ...] | None = None
             if type_index == CDS:
-                eds = shared.eds_name(name, version, resource.resource.value)
+                eds, sds = shared.cluster_info(name, version, resource.resource.value)
                 if eds:
                     self.eds_of[name] = eds
                 else:
                     self.eds_of.pop(name, None)
+            elif type_index == LDS:
+                sds = shared.listener_info(name, version, resource.resource.value)
+            if sds:
+                self.sds_of[(type_index, name)] = sds
+            elif sds is not None:
+                self.sds_of.pop((type_index, name), None)
             waiting = probes.get((type_index, name))
             if waiting:
                 for probe_id, wanted in waiting:
@@ -338,7 +289,49 @@ class Sidecar:
                 count -= 1
             if type_index == CDS:
                 self.eds_of.pop(name, None)
+            self.sds_of.pop((type_index, name), None)
         self.digest = (value, count)
+
+    def _secret_problem(self, response: Any) -> str | None:
+        for resource in response.resources:
+            problem = secret_problem(resource.name, resource.resource.value)
+            if problem is not None:
+                return problem
+        return None
+
+    def _apply_secrets(self, response: Any, now: float) -> None:
+        counters = self.shared.counters
+        self._record(SDS, response, now)
+        for resource in response.resources:
+            counters.resources += 1
+            name = sys.intern(resource.name)
+            if self.secrets.get(name) == resource.version:
+                counters.unchanged += 1
+            self.secrets[name] = sys.intern(resource.version)
+        for name in response.removed_resources:
+            counters.removed += 1
+            self.secrets.pop(name, None)
+
+    async def _follow_secrets(self, stream: Any) -> None:
+        """Subscribe the Secrets the clusters and listeners now reference, drop the others."""
+        wanted: set[str] = set()
+        for names in self.sds_of.values():
+            wanted.update(names)
+        subscribe = wanted - self.sds_names
+        unsubscribe = self.sds_names - wanted
+        if not subscribe and not unsubscribe:
+            return
+        for name in unsubscribe:
+            self.secrets.pop(name, None)
+        self.sds_names = wanted
+        await self._send(
+            stream,
+            DeltaDiscoveryRequest(
+                type_url=TYPES[SDS],
+                resource_names_subscribe=sorted(subscribe),
+                resource_names_unsubscribe=sorted(unsubscribe),
+            ),
+        )
 
     async def _follow_clusters(self, stream: Any) -> None:
         wanted = set(self.eds_of.values())
@@ -368,9 +361,14 @@ class Sidecar:
     # --- convergence ------------------------------------------------------------------
 
     @property
+    def _warm(self) -> bool:
+        """Every EDS and SDS subscription is held (Envoy's cluster warming)."""
+        return self.eds_names <= self.held[EDS].keys() and self.sds_names <= self.secrets.keys()
+
+    @property
     def synced(self) -> bool:
-        """This stream answered CDS and LDS, and every EDS subscription is held."""
-        return self.cds_ok and self.lds_ok and self.eds_names <= self.held[EDS].keys()
+        """This stream answered CDS and LDS, and every EDS and SDS subscription is held."""
+        return self.cds_ok and self.lds_ok and self._warm
 
     def _check(self) -> None:
         converged = self.synced and (self.expected is None or self.digest == self.expected)

@@ -33,7 +33,7 @@ from .mesh import proxy_name
 
 class StoreWriter(Protocol):
     async def write_all(self, documents: Sequence[dict[str, Any]]) -> None:
-        """Write the initial mesh (the Mesh document first)."""
+        """Write the initial mesh (the Mesh document first, then its policies)."""
         ...
 
     async def write(self, document: dict[str, Any]) -> None: ...
@@ -47,9 +47,10 @@ class DirectoryWriter:
         path.mkdir(parents=True, exist_ok=True)
 
     def _file(self, document: dict[str, Any]) -> tuple[Path, bytes]:
-        if document["type"] == "Mesh":
+        if document["type"] != "Dataplane":
             resource = from_document(document)
-            # The name kuma-cp gives the default Mesh: it finds it there and creates no other.
+            # The name kuma-cp gives the default Mesh (it finds it there and creates no other)
+            # and any other resource: YAML, as kuma-cp's own files.
             from kuma_directory_store.files import file_name_for
 
             name = file_name_for(ResourceKey.of(resource))
@@ -128,8 +129,10 @@ class RestWriter:
     def _put_sync(self, document: dict[str, Any]) -> None:
         if document["type"] == "Mesh":
             path = f"/meshes/{document['name']}"
-        else:
+        elif document["type"] == "Dataplane":
             path = f"/meshes/{document['mesh']}/dataplanes/{document['name']}"
+        else:
+            path = f"/meshes/{document['mesh']}/{document['type'].lower()}s/{document['name']}"
         request = urllib.request.Request(
             self.url + path,
             data=json.dumps(document).encode(),

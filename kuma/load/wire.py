@@ -16,6 +16,7 @@ from kuma.xds import types
 TYPES: tuple[str, ...] = (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE, types.SECRET)
 TYPE_INDEX: dict[str, int] = {url: i for i, url in enumerate(TYPES)}
 CDS, EDS, LDS = (TYPE_INDEX[types.CLUSTER], TYPE_INDEX[types.ENDPOINT], TYPE_INDEX[types.LISTENER])
+SDS = TYPE_INDEX[types.SECRET]
 
 #: (XOR of entry hashes, entry count).
 Digest = tuple[int, int]

@@ -18,7 +18,8 @@ from typing import Any
 
 from kuma.cp.tls import use_small_tls_buffers
 
-from .sidecar import Shared, Sidecar
+from .shared import Shared
+from .sidecar import Sidecar
 from .wire import Digest
 
 
@@ -102,6 +103,7 @@ class Worker:
             "converged": sum(s.converged for s in sidecars),
             "nacked": sum(s.nacked for s in sidecars),
             "held": sum(s.digest[1] for s in sidecars),
+            "secrets": sum(len(s.secrets) for s in sidecars),
             "events": events,
             "error_kinds": dict(shared.error_kinds),
         }
@@ -148,6 +150,10 @@ class Worker:
 
     def held(self, indices: list[int]) -> dict[int, dict[int, dict[str, str]]]:
         return {i: {t: dict(v) for t, v in self.sidecars[i].held.items()} for i in indices}
+
+    def secrets(self, indices: list[int]) -> dict[int, dict[str, str]]:
+        """Secret name → version held (only Secrets with usable PEM content are kept)."""
+        return {i: dict(self.sidecars[i].secrets) for i in indices}
 
     def mismatches(self, _: Any = None) -> list[tuple[int, Digest, Digest | None, bool]]:
         """(index, digest, expected, synced) of every sidecar that did not NACK and does not
