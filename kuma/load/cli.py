@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import scenarios
+from . import rotation, scenarios
 from .mesh import MeshSpec
 from .report import plots, table, to_json
 from .session import Harness, Options
 
-SCENARIOS = ("targeted", "fanout", "churn", "slow", "reconnect", "restart")
+SCENARIOS = ("targeted", "fanout", "churn", "slow", "reconnect", "restart", "rotation")
 #: ``all``: slow sidecars would slow every other scenario down, so ``slow`` runs on its own.
 ALL = ("targeted", "fanout", "churn", "reconnect", "restart")
 EPILOG = """\
@@ -34,12 +34,15 @@ scenarios (initial convergence always runs first, then these in the order given)
              late, latency of fast and slow ones apart (they are slow for the whole run)
   reconnect  every sidecar drops its connection and reconnects with initial_resource_versions
   restart    kuma-cp is stopped and started again with everyone connected
-  all        all of the above except slow (slow sidecars would be in every scenario)
+  rotation   (--mtls) wait for every workload certificate to be rotated (set a short
+             --mtls-expiration): its spread, CP CPU, targeted changes during the wave
+  all        all of the above except slow and rotation
 
 examples:
   kuma-load run --proxies 200 targeted
   kuma-load run --proxies 10000 --instances 10 --rate 400 all --out results/10k
   kuma-load run --proxies 1000 targeted churn --compare-baseline
+  kuma-load run --proxies 1000 --mtls strict --mtls-expiration 2m targeted rotation
   kuma-load run --cp external --target 127.0.0.1:5678 --store directory --location /srv/kuma
 """
 
@@ -235,6 +238,8 @@ async def _scenarios(h: Harness, names: list[str], args: argparse.Namespace) -> 
             )
         elif name == "reconnect":
             results[name] = await scenarios.mass_reconnect(h)
+        elif name == "rotation":
+            results[name] = await rotation.rotation_wave(h)
         elif name == "restart" and h.kind != "external" and h.options.store != "rest":
             results[name] = await scenarios.restart(h)
     return results

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from kuma.xds.generate.tls import identity_secret_name
+
 from .credentials import read_ca, sign_tokens, signing_key
 from .mesh import MeshSpec, Plan, Revisions, node_id
 from .pool import Pool
@@ -27,7 +29,7 @@ from .progress import Progress
 from .reference import Prediction, Reference
 from .stats import Written, latencies, merge_counters
 from .stores import StoreWriter, open_writer
-from .wire import Digest
+from .wire import SDS, Digest
 
 
 class Options(msgspec.Struct, kw_only=True):
@@ -87,6 +89,9 @@ class Harness:
         self._work_dir: tempfile.TemporaryDirectory[str] | None = None
         self.ca = ""
         self.tokens: dict[int, str] = {}
+        #: With mTLS: the probe on every sidecar's identity Secret, registered before the first
+        #: connection (so a sidecar's first certificate and its replacements are all timed).
+        self.identity_probe: int | None = None
 
     @property
     def count(self) -> int:
@@ -199,6 +204,9 @@ class Harness:
             ],
         )
         await self.push_expected(range(self.count))
+        if self.plan.spec.mtls:
+            identity = Prediction(SDS, identity_secret_name(self.plan.spec.mesh), "", ())
+            [self.identity_probe] = await self.register([identity])
 
     def is_slow(self, index: int) -> bool:
         fraction = self.options.slow_fraction

@@ -32,12 +32,13 @@ class Counters:
         "requests",
         "resources",
         "responses",
+        "secrets",
         "unchanged",
     )
 
     def __init__(self) -> None:
         self.acks = self.bytes = self.connects = self.errors = self.nacks = 0
-        self.bad_secrets = 0
+        self.bad_secrets = self.secrets = 0
         self.removed = self.requests = self.resources = self.responses = self.unchanged = 0
 
     def snapshot(self) -> dict[str, int]:

@@ -304,6 +304,7 @@ class Sidecar:
         self._record(SDS, response, now)
         for resource in response.resources:
             counters.resources += 1
+            counters.secrets += 1
             name = sys.intern(resource.name)
             if self.secrets.get(name) == resource.version:
                 counters.unchanged += 1
