@@ -29,6 +29,7 @@ from kuma.resources import (
     validate,
 )
 from kuma.resources.policy import POLICY_KINDS
+from kuma.resources.validation.mesh import validate_mesh_update
 from kuma.store import ConflictError, NotFoundError, Store
 
 from .access import require_admin
@@ -220,6 +221,11 @@ def put(kind: Kind) -> Handler:
             resource = ctx.authoring.admit(resource, create=current is None)
         except ValidationError as exc:
             raise invalid(PROCESS_TITLE, exc.violations) from None
+        if current is not None and isinstance(resource, Mesh):
+            assert isinstance(current.resource, Mesh)
+            changed_ca = validate_mesh_update(current.resource, resource)
+            if changed_ca:
+                raise invalid(PROCESS_TITLE, changed_ca)
         if kind.mesh_scoped:
             # As in Kuma this is a check, not a lock: a Mesh deleted between this check and the
             # write below leaves the Dataplane without its Mesh (stores have no transactions

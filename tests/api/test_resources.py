@@ -243,3 +243,33 @@ async def test_what_get_returns_can_be_put_back(api: Api) -> None:
 async def test_the_index_reports_the_configured_instance_id(store: MemoryStore) -> None:
     async with serve(store, ApiSettings(instance_id="cp-7")) as api:
         assert (await api.get("/")).json["instanceId"] == "cp-7"
+
+
+def _mtls_mesh(enabled: str, *backends: str) -> str:
+    listed = "".join(f"\n    - name: {b}\n      type: builtin" for b in backends)
+    head = f"type: Mesh\nname: default\nmtls:\n  enabledBackend: '{enabled}'\n  backends:"
+    return head + (listed or " []")
+
+
+async def test_changing_the_ca_while_mtls_is_on_is_refused_as_kuma_does(api: Api) -> None:
+    assert (await api.put("/meshes/default", _mtls_mesh("ca-1", "ca-1"))).status == 200
+    # Kuma's ValidateUpdate: another enabled backend while mTLS stays on.
+    refused = await api.put("/meshes/default", _mtls_mesh("ca-2", "ca-2"))
+    assert refused.status == 400
+    assert refused.json == error(
+        400,
+        "Could not process a resource",
+        "Resource is not valid",
+        [
+            (
+                "mtls.enabledBackend",
+                "Changing CA when mTLS is enabled is forbidden. "
+                "Disable mTLS first and then change the CA",
+            )
+        ],
+    )
+    stored = await api.store.get(ResourceKey("Mesh", "", "default"))
+    assert "ca-1" in orjson.dumps(stored.resource.mtls).decode()
+    # Kuma's way: mTLS off first (backends may stay), then the other CA.
+    assert (await api.put("/meshes/default", _mtls_mesh("", "ca-1"))).status == 200
+    assert (await api.put("/meshes/default", _mtls_mesh("ca-2", "ca-2"))).status == 200

@@ -51,6 +51,30 @@ def validate_mesh(mesh: Mesh, out: list[Violation]) -> None:
         out.append(Violation("mtls", "has to be set when zoneEgress enabled"))
 
 
+CHANGING_CA = (
+    "Changing CA when mTLS is enabled is forbidden. Disable mTLS first and then change the CA"
+)
+
+
+def validate_mesh_update(previous: Mesh, new: Mesh) -> list[Violation]:
+    """Kuma's update-time rule (managers/apis/mesh/mesh_validator.go): while mTLS stays on,
+    the enabled backend may not change. Proxies would be handed certificates of the new CA
+    while their peers still trust only the old one; Kuma makes users turn mTLS off first."""
+    before, after = _enabled_name(previous), _enabled_name(new)
+    if before and after and before != after:
+        return [Violation("mtls.enabledBackend", CHANGING_CA)]
+    return []
+
+
+def _enabled_name(mesh: Mesh) -> str:
+    if mesh.mtls is None:
+        return ""
+    try:
+        return decode_mtls(mesh.mtls).enabled_backend
+    except MtlsShapeError:
+        return ""  # reported by validate_mesh
+
+
 def _validate_mtls(mesh: Mesh, out: list[Violation]) -> str:
     """Check ``mtls``; return the enabled backend's name ("" when none)."""
     if mesh.mtls is None:
