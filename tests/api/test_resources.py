@@ -11,7 +11,7 @@ import pytest
 
 import kuma
 from kuma.api import ApiSettings
-from kuma.resources import Dataplane, ResourceKey
+from kuma.resources import Dataplane, Mesh, ResourceKey
 from kuma.store import NotFoundError
 from kuma.store.memory import MemoryStore
 
@@ -268,8 +268,9 @@ async def test_changing_the_ca_while_mtls_is_on_is_refused_as_kuma_does(api: Api
             )
         ],
     )
-    stored = await api.store.get(ResourceKey("Mesh", "", "default"))
-    assert "ca-1" in orjson.dumps(stored.resource.mtls).decode()
+    stored = (await api.store.get(ResourceKey("Mesh", "", "default"))).resource
+    assert isinstance(stored, Mesh)
+    assert "ca-1" in orjson.dumps(stored.mtls).decode()
     # Kuma's way: mTLS off first (backends may stay), then the other CA.
     assert (await api.put("/meshes/default", _mtls_mesh("", "ca-1"))).status == 200
     assert (await api.put("/meshes/default", _mtls_mesh("ca-2", "ca-2"))).status == 200
