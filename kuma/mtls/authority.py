@@ -14,6 +14,10 @@ certificate is reported and not used.
 A ``provided`` backend's certificate and key come from its DataSources (a Secret of the mesh,
 inline bytes or a file) and must pass Kuma's CA checks; a problem is logged with the mesh and
 backend (never key material) and the mesh gets no CA until it is fixed.
+
+Builtin CA Secrets nobody can use (a deleted mesh's; a certificate whose creator died before
+writing its key) are removed by :class:`~kuma.mtls.ca_cleanup.CaSecretCleaner`, after which
+a mesh that still wants a CA gets a fresh pair the usual way.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from kuma.resources.mtls import (
 from kuma.store import AlreadyExistsError, Operation, ResourceEvent, Store, StoreError, Synced
 
 from .ca import CaError, CertificateAuthority, generate_root
+from .ca_cleanup import GRACE, CaSecretCleaner
 
 log = logging.getLogger("kuma.mtls.ca")
 
@@ -74,6 +79,7 @@ class CaKeeper:
         on_ca: Callable[[str, MeshCa | None], None],
         *,
         on_dataplane: Callable[[ResourceEvent], None] | None = None,
+        cleanup_grace: float = GRACE,
     ) -> None:
         self._store = store
         self._on_ca = on_ca
@@ -88,6 +94,9 @@ class CaKeeper:
         self._creating: set[tuple[str, str]] = set()
         self._dirty: set[str] = set()
         self._wake = anyio.Event()
+        self._cleaner = CaSecretCleaner(store, grace=cleanup_grace)
+        #: Unusable CA Secrets are removed only once the watch holds the whole store.
+        self._synced = False
 
     def permissive(self, mesh: str) -> bool:
         """Whether the mesh's enabled backend is in PERMISSIVE mode."""
@@ -97,10 +106,14 @@ class CaKeeper:
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._reconcile_loop)
+            tg.start_soon(self._reconcile_loop, tg)
             async with self._store.watch() as events:
                 async for item in events:
                     if isinstance(item, Synced):
+                        if not self._synced:
+                            self._synced = True
+                            for mesh in self._cleaner.meshes():
+                                self._mark(mesh)
                         continue
                     resource = item.resource
                     if isinstance(resource, Mesh):
@@ -113,6 +126,7 @@ class CaKeeper:
                         if self._on_dataplane is not None:
                             self._on_dataplane(item)
                     elif isinstance(resource, Secret):
+                        self._cleaner.observe(item)
                         key = (resource.mesh, resource.name)
                         if item.operation is Operation.DELETE:
                             self._secrets.pop(key, None)
@@ -125,16 +139,25 @@ class CaKeeper:
         self._dirty.add(mesh)
         self._wake.set()
 
-    async def _reconcile_loop(self) -> None:
+    async def _reconcile_loop(self, tg: anyio.abc.TaskGroup) -> None:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
             while self._dirty:
                 mesh = self._dirty.pop()
-                await self._reconcile(mesh)
+                await self._reconcile(mesh, tg)
 
-    async def _reconcile(self, name: str) -> None:
+    async def _mark_later(self, mesh: str, delay: float) -> None:
+        await anyio.sleep(delay)
+        self._mark(mesh)
+
+    async def _reconcile(self, name: str, tg: anyio.abc.TaskGroup) -> None:
         mesh = self._meshes.get(name)
+        if self._synced:
+            creating = {backend for m, backend in self._creating if m == name}
+            retry = await self._cleaner.clean(name, mesh, creating)
+            if retry is not None:
+                tg.start_soon(self._mark_later, name, retry)
         mtls = mesh_mtls(mesh)
         current: MeshCa | None = None
         if mesh is not None and mtls is not None:
@@ -174,14 +197,18 @@ class CaKeeper:
                 await self._store.create(cert)
             except AlreadyExistsError:
                 return  # another instance won: its Secrets arrive through the watch
+            key = Secret(mesh=mesh, name=key_name, data=_b64(root.key_pem))
             try:
-                await self._store.create(Secret(mesh=mesh, name=key_name, data=_b64(root.key_pem)))
+                await self._store.create(key)
             except AlreadyExistsError:
-                log.error(
-                    "the mesh CA's key Secret already existed; it is used if it matches",
+                # Left by a creator whose certificate was removed (it stalled past the
+                # cleanup grace): this instance's certificate won the create, so its key does.
+                stale = await self._store.get(ResourceKey(Secret.TYPE, mesh, key_name))
+                await self._store.update(key, version=stale.meta.version)
+                log.warning(
+                    "replaced a mesh CA key Secret that belonged to no certificate",
                     extra={"fields": {"mesh": mesh, "secret": key_name}},
                 )
-                return
             # The watch will deliver both; remember them now so issuing can start at once.
             self._secrets[(mesh, cert_name)] = root.cert_pem
             self._secrets[(mesh, key_name)] = root.key_pem
