@@ -14,6 +14,7 @@ out) to ``tests/policies/kuma_rules/<case>.{input.yaml,golden.json}``.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -31,17 +32,71 @@ _BACKTICK = re.compile(r"`([^`]*)`", re.S)
 
 
 def _source(policy: str) -> str:
-    path = f"pkg/plugins/policies/{policy}/api/v1alpha1/validator_test.go"
-    return subprocess.run(
-        ["git", "--git-dir", MIRROR, "show", f"{TAG}:{path}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    # Most policies name the file validator_test.go; the route kinds validation_test.go.
+    for name in ("validator_test.go", "validation_test.go"):
+        path = f"pkg/plugins/policies/{policy}/api/v1alpha1/{name}"
+        shown = subprocess.run(
+            ["git", "--git-dir", MIRROR, "show", f"{TAG}:{path}"], capture_output=True, text=True
+        )
+        if shown.returncode == 0:
+            return shown.stdout
+    raise SystemExit(f"{policy}: no validator test in Kuma {TAG}")
+
+
+#: Kuma's message constants (pkg/core/validators/messages.go) as the tests name them.
+_CONSTANTS = {
+    "validators.MustBeDefined": "must be defined",
+    "validators.MustNotBeDefined": "must not be defined",
+    "validators.MustNotBeEmpty": "must not be empty",
+}
+_ERROR_CASE = re.compile(r'ErrorCases?\("((?:[^"\\]|\\.)*)",')
+_GO_STRING = r'(`[^`]*`|"(?:[^"\\]|\\.)*"|validators\.\w+)'
+_VIOLATION = re.compile(r"Field:\s*" + _GO_STRING + r",\s*Message:\s*" + _GO_STRING, re.S)
+
+
+def _go_string(literal: str) -> str:
+    if literal.startswith("`"):
+        return literal[1:-1]
+    if literal.startswith('"'):
+        return str(json.loads(literal))
+    return _CONSTANTS[literal]
+
+
+def _resource_spec(document: dict[str, Any]) -> dict[str, Any]:
+    """The spec of a whole resource in universal YAML (``type``/``mesh``/``name`` dropped)."""
+    return {k: v for k, v in document.items() if k not in ("type", "mesh", "name")}
+
+
+def _error_cases(text: str) -> list[dict[str, Any]]:
+    """The ``ErrorCase(name, Violation{...}, yaml)`` / ``ErrorCases(name, []Violation, yaml)``
+    form (DescribeErrorCases), and ``Entry(name, yaml)`` of DescribeValidCases."""
+    cases: list[dict[str, Any]] = []
+    for match in _ERROR_CASE.finditer(text):
+        start = text.find("`\ntype:", match.end())
+        end = text.find("`", start + 1)
+        violations = [
+            {"field": _go_string(field), "message": _go_string(message)}
+            for field, message in _VIOLATION.findall(text[match.end() : start])
+        ]
+        document = yaml.safe_load(text[start + 1 : end])
+        cases.append(
+            {"name": match.group(1), "spec": _resource_spec(document), "violations": violations}
+        )
+    valid = text.find("DescribeValidCases(")
+    for match in _ENTRY.finditer(text, valid if valid >= 0 else len(text)):
+        body = _BACKTICK.match(text, match.end())
+        if body is not None:
+            document = yaml.safe_load(body.group(1))
+            cases.append(
+                {"name": match.group(1), "spec": _resource_spec(document), "violations": []}
+            )
+    return cases
 
 
 def extract(policy: str) -> list[dict[str, Any]]:
     text = _source(policy)
+    if "DescribeErrorCases(" in text:
+        return _error_cases(text)
     cases: list[dict[str, Any]] = []
     for match in _ENTRY.finditer(text):
         name = match.group(1)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from . import (
     meshcircuitbreaker,
     meshhealthcheck,
+    meshhttproute,
     meshretry,
+    meshtcproute,
     meshtimeout,
     meshtrafficpermission,
 )
@@ -24,6 +26,7 @@ from .plugin import (
     apply_outbound_cluster,
     apply_outbound_listener,
     outbound_fingerprint,
+    plan_outbound,
 )
 
 __all__ = [
@@ -37,10 +40,13 @@ __all__ = [
     "default_policies",
     "meshcircuitbreaker",
     "meshhealthcheck",
+    "meshhttproute",
     "meshretry",
+    "meshtcproute",
     "meshtimeout",
     "meshtrafficpermission",
     "outbound_fingerprint",
+    "plan_outbound",
     "resolve",
     "selects",
 ]

@@ -12,7 +12,8 @@ canonically serialized) is part of the key under which the engine shares them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -38,10 +39,39 @@ HTTP_PROTOCOLS = ("http", "http2", "grpc")
 Chain = listener_components_pb2.FilterChain
 
 
+#: Where routed traffic goes: a service and the tags its endpoints must carry (sorted; empty:
+#: the whole service). The generator names its cluster (``<service>-<hash>``).
+Backend = tuple[str, tuple[tuple[str, str], ...]]
+ClusterNamer = Callable[[str, tuple[tuple[str, str], ...]], str]
+
+
+@dataclass(frozen=True)
+class OutboundPlan:
+    """What a routing kind (MeshHTTPRoute, MeshTCPRoute) makes of one outbound: the backends
+    its listener sends to (each needs a cluster and endpoints), the protocols of the services
+    it looked at (they shape the routes, so they are part of the shared listener's key), and
+    how it rewrites the outbound listener the generator built."""
+
+    backends: tuple[Backend, ...]
+    protocols: tuple[tuple[str, str], ...]
+    rewrite: Callable[[listener_pb2.Listener, ClusterNamer], None]
+
+
 class PolicyPlugin:
     """Base of a kind's Envoy change; every hook does nothing unless overridden."""
 
     kind: PolicyKind
+
+    def outbound_plan(
+        self,
+        policies: ProxyPolicies,
+        tags: Mapping[str, str],
+        protocol: str,
+        protocol_of: Callable[[str], str],
+    ) -> OutboundPlan | None:
+        """Routing kinds: how the outbound with ``tags`` (its service's ``protocol``) is
+        routed, or None to keep the generator's single route to its destination."""
+        return None
 
     def outbound_listener(
         self, listener: listener_pb2.Listener, policies: KindPolicies, service: str, protocol: str
@@ -98,6 +128,23 @@ def outbound_fingerprint(policies: ProxyPolicies, service: str) -> bytes:
         rule = matched.to_rules.compute(element)
         parts.append([plugin.kind.name, bool(matched.to_rules), rule.conf if rule else None])
     return orjson.dumps(parts, option=orjson.OPT_SORT_KEYS) if parts else b""
+
+
+def plan_outbound(
+    policies: ProxyPolicies,
+    tags: Mapping[str, str],
+    protocol: str,
+    protocol_of: Callable[[str], str],
+) -> OutboundPlan | None:
+    """The first routing plan a plugin makes for the outbound (Kuma's plugin order)."""
+    if not policies:
+        return None
+    for plugin in PLUGINS:
+        if plugin.kind.name in policies.by_kind:
+            plan = plugin.outbound_plan(policies, tags, protocol, protocol_of)
+            if plan is not None:
+                return plan
+    return None
 
 
 def apply_outbound_listener(

@@ -19,6 +19,10 @@ STRICTER = {
     # Kuma's example puts ``set``/``add`` beside ``requestHeadersToAdd: null`` (a YAML
     # indentation slip); Kuma's decoder drops unknown keys there, ours names them.
     "meshhealthcheck: full example": "spec.to[0].default.http.set: unknown field",
+    # Kuma's case writes a tag value as a YAML number (``port: 6000``); tags are strings here.
+    "meshtcproute: accepts MeshGateway with listener tags targeted route": (
+        "spec.targetRef.tags[...]: Expected `str`, got `int`"
+    ),
 }
 #: Cases where this project is knowingly laxer. The model does not tell ``to: []`` from no
 #: ``to`` (Kuma refuses only the explicit empty list; such a policy does nothing here).
