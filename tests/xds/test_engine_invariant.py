@@ -45,7 +45,7 @@ from kuma.xds import types
 from kuma.xds.engine import Engine
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.engine.watches import ProxyRecord, Subscription
-from kuma.xds.generate.proxy import generate_proxy, type_url_of
+from kuma.xds.generate.proxy import generate_proxy, outbound_plan, type_url_of
 from kuma.xds.generate.view import StaticMeshView, services_of
 from kuma.xds.snapshot import versioned
 
@@ -187,12 +187,66 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
 
 
 @st.composite
+def backend_refs(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Weighted backends: whole services or their version subsets (whose endpoints come and
+    go with the Dataplanes), weight 0 now and then."""
+    refs = []
+    for _ in range(draw(st.integers(1, 3))):
+        ref: dict[str, Any] = {"kind": "MeshService", "name": draw(st.sampled_from(SERVICES))}
+        if draw(st.booleans()):
+            ref["kind"] = "MeshServiceSubset"
+            ref["tags"] = {"version": draw(st.sampled_from(["v1", "v2"]))}
+        ref["weight"] = draw(st.sampled_from([0, 1, 20, 80]))
+        refs.append(ref)
+    return refs
+
+
+_MATCHES: list[list[dict[str, Any]]] = [
+    [{"path": {"type": "PathPrefix", "value": "/"}}],
+    [{"headers": [{"name": "x-version", "value": "v2"}]}],
+    [{"path": {"type": "Exact", "value": "/a"}, "method": "GET"}],
+    [
+        {"path": {"type": "PathPrefix", "value": "/api"}},
+        {"queryParams": [{"type": "Exact", "name": "q", "value": "1"}]},
+    ],
+]
+
+
+@st.composite
+def route_rules(draw: st.DrawFn, kind: str) -> list[dict[str, Any]]:
+    """MeshHTTPRoute rules (overlapping matches, so policies merge by matches) or one
+    MeshTCPRoute rule."""
+    if kind == "MeshTCPRoute":
+        return [{"default": {"backendRefs": draw(backend_refs())}}]
+    rules = []
+    for matches in draw(st.lists(st.sampled_from(_MATCHES), min_size=1, max_size=2)):
+        default: dict[str, Any] = {}
+        if draw(st.booleans()):
+            default["backendRefs"] = draw(backend_refs())
+        if draw(st.booleans()):
+            default["filters"] = [
+                {
+                    "type": "RequestHeaderModifier",
+                    "requestHeaderModifier": {"set": [{"name": "x-routed", "value": "yes"}]},
+                }
+            ]
+        rules.append({"matches": matches, "default": default})
+    return rules
+
+
+@st.composite
 def policies(draw: st.DrawFn) -> Policy:
     """A policy of a kind this project implements, with a random (often overlapping) top-level
     targetRef and ``to``/``from`` items."""
-    kind = draw(st.sampled_from(sorted(_CONFS)))
+    kind = draw(st.sampled_from([*sorted(_CONFS), "MeshHTTPRoute", "MeshTCPRoute"]))
     top = draw(target_refs(top=True))
     spec: dict[str, Any] = {"targetRef": top}
+    if kind in ("MeshHTTPRoute", "MeshTCPRoute"):
+        spec["to"] = [
+            {"targetRef": {"kind": "MeshService", "name": name}, "rules": draw(route_rules(kind))}
+            for name in draw(st.lists(st.sampled_from(SERVICES), min_size=1, max_size=2))
+        ]
+        return _policy(draw, kind, spec)
     if kind == "MeshTrafficPermission":
         # Only ``from``: clients by any targetRef kind, overlapping actions.
         spec["from"] = [
@@ -501,5 +555,18 @@ def test_a_dropped_reassembly_notice_is_caught(monkeypatch: pytest.MonkeyPatch) 
             record.subscribers = subscribers
 
     monkeypatch.setattr(ProxyRecord, "publish", silent)
+    with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
+        run_state_machine_as_test(EngineMachine, settings=_quick(2000))
+
+
+def test_routed_destinations_left_out_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mutant engine that gives a routed outbound's listener but only the cluster of its
+    own destination (not the subsets and services its MeshHTTPRoute / MeshTCPRoute backends
+    name): the invariant must fail."""
+
+    def own_only(policies: Any, destination: Any, protocol: str, protocol_of: Any) -> Any:
+        return outbound_plan(policies, destination, protocol, protocol_of)[0], (destination,)
+
+    monkeypatch.setattr("kuma.xds.engine.assemble.outbound_plan", own_only)
     with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
         run_state_machine_as_test(EngineMachine, settings=_quick(2000))

@@ -18,7 +18,7 @@ from kuma.policies import outbound_fingerprint, resolve
 from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
-from kuma.xds.generate.proxy import proxy_parts, type_url_of
+from kuma.xds.generate.proxy import outbound_plan, proxy_parts, type_url_of
 
 from .interner import Interner
 from .mesh_state import MeshState
@@ -86,13 +86,22 @@ def assemble(
         fingerprint = fingerprints.get(service)
         if fingerprint is None:
             fingerprint = fingerprints[service] = outbound_fingerprint(policies, service)
+        plan, reached = (
+            outbound_plan(policies, destination, mesh.protocol(service), mesh.protocol)
+            if fingerprint
+            else (None, (destination,))
+        )
         listener = shared.outbound_listener(
-            mesh, address, port, destination, bind_to_port, policies, fingerprint
+            mesh, address, port, destination, bind_to_port, policies, fingerprint, plan
         )
         listeners[listener.name] = listener
-        destinations[destination] = None
+        destinations.update(dict.fromkeys(reached))
     for destination in destinations:
-        fingerprint = fingerprints[destination.service]
+        fingerprint = fingerprints.get(destination.service)
+        if fingerprint is None:  # a service reached only through a route's backendRefs
+            fingerprint = fingerprints[destination.service] = outbound_fingerprint(
+                policies, destination.service
+            )
         cluster = shared.cluster(mesh, destination, policies, fingerprint)
         resources[types.CLUSTER][cluster.name] = cluster
         load_assignment = shared.load_assignment(mesh, destination)

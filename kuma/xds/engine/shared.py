@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from kuma.policies import EMPTY, ProxyPolicies
+from kuma.policies.plugin import OutboundPlan
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination, destination_load_assignment
 from kuma.xds.generate.proxy import (
@@ -116,14 +117,23 @@ class SharedResources:
         bind_to_port: bool,
         policies: ProxyPolicies = EMPTY,
         fingerprint: bytes = b"",
+        plan: OutboundPlan | None = None,
     ) -> VersionedResource:
         inputs = service_inputs(mesh, destination.service)
+        # Routes also depend on the protocols of the services their backendRefs name.
+        protocols = plan.protocols if plan is not None else ()
         # No mesh name in the key: the same listener is shared across meshes.
-        key = ("outbound", address, port, destination, bind_to_port, inputs, fingerprint)
+        key = ("outbound", address, port, destination, bind_to_port, inputs, fingerprint, protocols)
         listener = self._interner.cached(key)
         if listener is None:
             message = policy_outbound_listener(
-                address, port, destination, inputs.protocol, policies, bind_to_port=bind_to_port
+                address,
+                port,
+                destination,
+                inputs.protocol,
+                policies,
+                bind_to_port=bind_to_port,
+                plan=plan,
             )
             listener = self._interner.remember(
                 key, self._interner.intern(types.LISTENER, message.name, message)

@@ -39,7 +39,9 @@ from kuma.policies import (
     apply_inbound,
     apply_outbound_cluster,
     apply_outbound_listener,
+    plan_outbound,
 )
+from kuma.policies.plugin import OutboundPlan
 from kuma.resources.model import Dataplane, Inbound, Mesh
 from kuma.resources.mtls import PERMISSIVE, enabled_backend
 
@@ -53,7 +55,7 @@ from .clusters import (
     service_cluster,
 )
 from .dataplane import inbound_protocol, ipv6_inbound_redirect_port, is_transparent, overlaps
-from .destination import Destination, destination_load_assignment
+from .destination import Destination, destination_cluster_name, destination_load_assignment
 from .dns import proxy_dns_listener
 from .endpoints import SERVICELESS_PORT, Endpoint
 from .listeners import (
@@ -240,13 +242,29 @@ def policy_outbound_listener(
     policies: ProxyPolicies,
     *,
     bind_to_port: bool = True,
+    plan: OutboundPlan | None = None,
 ) -> listener_pb2.Listener:
     """An outbound listener with the proxy's policies for its service applied (Kuma applies
-    a service's rules to the outbounds of its subsets too)."""
+    a service's rules to the outbounds of its subsets too); ``plan``: its routes, when a
+    MeshHTTPRoute or MeshTCPRoute routes it (``outbound_plan``)."""
     listener = outbound_listener(address, port, destination, protocol, bind_to_port=bind_to_port)
+    if plan is not None:
+        plan.rewrite(listener, destination_cluster_name)
     if policies:
         apply_outbound_listener(listener, policies, destination.service, protocol)
     return listener
+
+
+def outbound_plan(
+    policies: ProxyPolicies, destination: Destination, protocol: str, protocol_of: Any
+) -> tuple[OutboundPlan | None, tuple[Destination, ...]]:
+    """How the proxy's route policies route an outbound to ``destination`` (None: one route
+    to it) and the destinations its listener then sends to (each needs a cluster and a
+    ClusterLoadAssignment)."""
+    plan = plan_outbound(policies, destination.tags, protocol, protocol_of) if policies else None
+    if plan is None:
+        return None, (destination,)
+    return plan, tuple(Destination(service, subset) for service, subset in plan.backends)
 
 
 def policy_service_cluster(
@@ -363,14 +381,17 @@ def generate_proxy(
         protocol = protocols.get(service)
         if protocol is None:
             protocol = protocols[service] = view.protocol(service)
+        plan, reached = outbound_plan(policies, destination, protocol, view.protocol)
         listener = policy_outbound_listener(
-            address, port, destination, protocol, policies, bind_to_port=bind_to_port
+            address, port, destination, protocol, policies, bind_to_port=bind_to_port, plan=plan
         )
         listeners[listener.name] = listener
-        destinations[destination] = None
+        destinations.update(dict.fromkeys(reached))
     for destination in destinations:
         name = destination.cluster_name
         service = destination.service
+        if service not in protocols:
+            protocols[service] = view.protocol(service)
         tls_mesh = upstream_tls_mesh(view.mesh, service, tls_ready)
         clusters[name] = policy_service_cluster(destination, protocols[service], policies, tls_mesh)
         result[types.ENDPOINT][name] = destination_load_assignment(
