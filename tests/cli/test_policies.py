@@ -77,3 +77,58 @@ def test_policies_through_kumactl_and_the_rules_endpoint(cp_url: str) -> None:
 
     assert kumactl.ok("delete", "meshretry", "backend-once") == 'deleted MeshRetry "backend-once"\n'
     assert kumactl("get", "meshretry", "backend-once").code == 1
+
+
+HTTP_ROUTE = """
+type: MeshHTTPRoute
+mesh: default
+name: backend-split
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: MeshService, name: backend}
+    rules:
+    - matches: [{path: {type: PathPrefix, value: /api}}]
+      default:
+        backendRefs:
+        - {kind: MeshServiceSubset, name: backend, tags: {version: v1}, weight: 80}
+        - {kind: MeshServiceSubset, name: backend, tags: {version: v2}, weight: 20}
+"""
+TCP_ROUTE = """
+type: MeshTCPRoute
+mesh: default
+name: db-split
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: MeshService, name: db}
+    rules:
+    - default:
+        backendRefs: [{kind: MeshService, name: db-replica}]
+"""
+
+
+def test_routes_through_kumactl_and_the_rest_api(cp_url: str) -> None:
+    kumactl = Kumactl(cp_url)
+    kumactl.ok("apply", "-f", "-", stdin=HTTP_ROUTE)
+    kumactl.ok("apply", "-f", "-", stdin=TCP_ROUTE)
+    for plural, name in (("meshhttproutes", "backend-split"), ("meshtcproutes", "db-split")):
+        listed = kumactl.ok("get", plural).splitlines()
+        assert listed[0].split() == ["MESH", "NAME", "AGE"]
+        assert [line.split()[:2] for line in listed[1:]] == [["default", name]]
+        with urllib.request.urlopen(f"{cp_url}/meshes/default/{plural}/{name}") as reply:
+            assert json.load(reply)["name"] == name
+    document = json.loads(kumactl.ok("get", "meshhttproute", "backend-split", "-o", "json"))
+    refs = document["spec"]["to"][0]["rules"][0]["default"]["backendRefs"]
+    assert [ref["weight"] for ref in refs] == [80, 20]
+
+    invalid = HTTP_ROUTE.replace("value: /api", "value: api/")
+    result = kumactl("apply", "-f", "-", stdin=invalid.replace("backend-split", "bad"))
+    assert result.code == 1
+    assert "spec.to[0].rules[0].matches[0].path.value: must be an absolute path" in result.err
+
+    assert kumactl.ok("delete", "meshhttproute", "backend-split") == (
+        'deleted MeshHTTPRoute "backend-split"\n'
+    )
+    assert kumactl.ok("delete", "meshtcproute", "db-split") == 'deleted MeshTCPRoute "db-split"\n'
+    assert kumactl("get", "meshtcproute", "db-split").code == 1
