@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
-import anyio
-
 from kuma.xds.generate import types
 from kuma.xds.generate.tls import identity_secret, mesh_ca_secret
 from kuma.xds.proxy_metadata import ProxyMetadata
+from kuma.xds.secrets import SecretWatchBase
 from kuma.xds.snapshot import VersionedResource, versioned
 
 from .authority import MeshCa
@@ -25,57 +24,17 @@ from .identities import Identities, Issued, Need
 _NONE: Mapping[str, VersionedResource] = {}
 
 
-class SecretWatch:
+class SecretWatch(SecretWatchBase):
     """One stream's view of one proxy's Secrets."""
 
     def __init__(self, source: MtlsSecretSource, node_id: str) -> None:
+        super().__init__(node_id)
         self._source = source
-        self._node_id = node_id
-        self._changes: set[str] = set()
-        self._waiter: anyio.Event | None = None
-        self._listener: Callable[[], None] | None = None
-
-    @property
-    def node_id(self) -> str:
-        return self._node_id
-
-    @property
-    def known(self) -> bool:
-        return True  # the engine says whether the proxy is known
 
     def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
         if type_url != types.SECRET:
             return _NONE
         return self._source.secrets_of(self._node_id)
-
-    def take_changes(self) -> dict[str, set[str]]:
-        if not self._changes:
-            return {}
-        changes, self._changes = self._changes, set()
-        return {types.SECRET: changes}
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self._changes)
-
-    def set_listener(self, listener: Callable[[], None] | None) -> None:
-        self._listener = listener
-
-    async def wait_for_changes(self) -> None:
-        while not self._changes:
-            self._waiter = anyio.Event()
-            try:
-                await self._waiter.wait()
-            finally:
-                self._waiter = None
-
-    def mark(self, names: Iterable[str]) -> None:
-        self._changes.update(names)
-        if self._changes:
-            if self._waiter is not None:
-                self._waiter.set()
-            if self._listener is not None:
-                self._listener()
 
 
 class MtlsSecretSource:

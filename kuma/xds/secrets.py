@@ -11,7 +11,7 @@ revoked. ``kuma/cp/runtime.py`` routes SECRET to it through
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -20,6 +20,7 @@ import anyio
 from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
 from .source import ProxyWatch
+from .types import SECRET
 
 _NONE: Mapping[str, VersionedResource] = {}
 
@@ -33,6 +34,58 @@ class SecretSource(Protocol):
         """Follow one proxy's secrets; the watch's ``known`` is not read (the primary source
         says whether the proxy is known)."""
         ...
+
+
+class SecretWatchBase:
+    """One stream's watch of one proxy's Secrets, for a source that marks names changed; the
+    source's subclass says what the proxy's Secrets are (:meth:`resources`)."""
+
+    def __init__(self, node_id: str) -> None:
+        self._node_id = node_id
+        self._changes: set[str] = set()
+        self._waiter: anyio.Event | None = None
+        self._listener: Callable[[], None] | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def known(self) -> bool:
+        return True  # the primary source says whether the proxy is known
+
+    def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
+        raise NotImplementedError
+
+    def take_changes(self) -> dict[str, set[str]]:
+        if not self._changes:
+            return {}
+        changes, self._changes = self._changes, set()
+        return {SECRET: changes}
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._changes)
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        self._listener = listener
+
+    async def wait_for_changes(self) -> None:
+        while not self._changes:
+            self._waiter = anyio.Event()
+            try:
+                await self._waiter.wait()
+            finally:
+                self._waiter = None
+
+    def mark(self, names: Iterable[str]) -> None:
+        """These Secrets changed (or went): wake the stream."""
+        self._changes.update(names)
+        if self._changes:
+            if self._waiter is not None:
+                self._waiter.set()
+            if self._listener is not None:
+                self._listener()
 
 
 class _EmptyWatch:

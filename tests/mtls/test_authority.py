@@ -13,6 +13,7 @@ import pytest
 
 from kuma.mtls.authority import CaKeeper, MeshCa
 from kuma.mtls.ca import generate_root
+from kuma.mtls.ca_cleanup import GRACE
 from kuma.mtls.issuer import issue, tag_set
 from kuma.resources import Mesh, ResourceKey, Secret
 from kuma.resources.mtls import BuiltinConf
@@ -51,11 +52,11 @@ class Reports:
 
 
 @asynccontextmanager
-async def keepers(store: Store, count: int) -> AsyncIterator[list[Reports]]:
+async def keepers(store: Store, count: int, grace: float = GRACE) -> AsyncIterator[list[Reports]]:
     reports = [Reports() for _ in range(count)]
     async with anyio.create_task_group() as tg:
         for r in reports:
-            tg.start_soon(CaKeeper(store, r).run)
+            tg.start_soon(CaKeeper(store, r, cleanup_grace=grace).run)
         yield reports
         tg.cancel_scope.cancel()
 

@@ -5,8 +5,6 @@ the key (after which the mesh gets a fresh, consistent pair)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -18,22 +16,12 @@ from kuma.resources import Mesh, ResourceKey, Secret
 from kuma.resources.mtls import BuiltinConf
 from kuma.store import ConflictError, NotFoundError, Store, open_store
 
-from .test_authority import Reports, mtls_mesh, shared_store
+from .test_authority import Reports, keepers, mtls_mesh, shared_store
 
 pytestmark = pytest.mark.anyio
 
 CERT = ResourceKey("Secret", "default", "default.ca-builtin-cert-ca-1")
 KEY = ResourceKey("Secret", "default", "default.ca-builtin-key-ca-1")
-
-
-@asynccontextmanager
-async def keepers(store: Store, count: int, grace: float) -> AsyncIterator[list[Reports]]:
-    reports = [Reports() for _ in range(count)]
-    async with anyio.create_task_group() as tg:
-        for r in reports:
-            tg.start_soon(CaKeeper(store, r, cleanup_grace=grace).run)
-        yield reports
-        tg.cancel_scope.cancel()
 
 
 async def ca_secrets(store: Store) -> list[str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-import anyio
 from envoy.extensions.transport_sockets.tls.v3.secret_pb2 import Secret
 
 from kuma.xds.proxy_metadata import ProxyMetadata
+from kuma.xds.secrets import SecretWatchBase
 from kuma.xds.snapshot import VersionedResource, versioned
 from kuma.xds.types import SECRET
 
@@ -20,50 +20,13 @@ def secret(name: str, rev: int = 0) -> VersionedResource:
     return versioned(SECRET, name, message)
 
 
-class SecretWatch:
+class SecretWatch(SecretWatchBase):
     def __init__(self, source: SecretsDouble, node_id: str) -> None:
+        super().__init__(node_id)
         self._source = source
-        self._node_id = node_id
-        self._changes: set[str] = set()
-        self._waiter: anyio.Event | None = None
-        self._listener: Callable[[], None] | None = None
-
-    @property
-    def node_id(self) -> str:
-        return self._node_id
-
-    @property
-    def known(self) -> bool:
-        return True
 
     def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
         return self._source.secrets.get(self._node_id, {}) if type_url == SECRET else {}
-
-    def take_changes(self) -> dict[str, set[str]]:
-        changes, self._changes = self._changes, set()
-        return {SECRET: changes} if changes else {}
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self._changes)
-
-    def set_listener(self, listener: Callable[[], None] | None) -> None:
-        self._listener = listener
-
-    async def wait_for_changes(self) -> None:
-        while not self._changes:
-            self._waiter = anyio.Event()
-            try:
-                await self._waiter.wait()
-            finally:
-                self._waiter = None
-
-    def mark(self, name: str) -> None:
-        self._changes.add(name)
-        if self._waiter is not None:
-            self._waiter.set()
-        if self._listener is not None:
-            self._listener()
 
 
 class SecretsDouble:
@@ -82,7 +45,7 @@ class SecretsDouble:
 
     def _notify(self, node_id: str, name: str) -> None:
         for watch in self.watches.get(node_id, []):
-            watch.mark(name)
+            watch.mark((name,))
 
     @asynccontextmanager
     async def watch_proxy(
