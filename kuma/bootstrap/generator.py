@@ -14,7 +14,12 @@ it), without what this control plane does not offer (HDS, access-log and metrics
   to ``ads_cluster``: HTTP/2 to the host the request came to and the dp server port, with the
   dataplane token as ``initial_metadata``; over TLS when the dp server speaks it, verifying the
   control plane's certificate against ``cp_validation_ctx`` (the CA kuma-dp trusts, and the
-  host name or address kuma-dp used as the required subject name), as Kuma does.
+  host name or address kuma-dp used as the required subject name), as Kuma does;
+* with ``dpServer.authn.enableReloadableTokens`` and a token file, ADS over Google gRPC whose
+  file-based call credentials re-read kuma-dp's token file on every connection (Kuma's
+  ``buildGrpcService``), so a token rotated on disk takes effect at the next reconnect. Only
+  over TLS: gRPC sends no call credentials on a plaintext channel, so without TLS the token
+  stays in the bootstrap.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ class GeneratorParams(msgspec.Struct, frozen=True, kw_only=True):
     #: The names the dp server's certificate carries: a proxy reaching it by another name
     #: would have Envoy refuse the ADS connection, so its bootstrap is refused at once (Kuma).
     certificate_names: frozenset[str] = frozenset()
+    #: ``dpServer.authn.enableReloadableTokens``: Envoy reads the token from the file kuma-dp
+    #: names (``dataplaneTokenPath``) on every ADS connection.
+    reloadable_tokens: bool = False
 
 
 def admin_port(dataplane: Dataplane, default_admin_port: int) -> int:
@@ -106,6 +114,15 @@ def generate(
         # Re-encoded: YAML from the request becomes JSON, and what the control plane reads back
         # at connect time is exactly what was checked here.
         metadata["dataplane.resource"] = encode_json(dataplane).decode()
+    reloadable = params.reloadable_tokens and params.tls and bool(request.dataplane_token_path)
+    if reloadable:
+        grpc_service = _google_grpc_service(
+            xds_host, xds_port, request.dataplane_token_path, request.ca_cert or params.trusted_ca
+        )
+        static: dict[str, Any] = {}
+    else:
+        grpc_service = _grpc_service(request.dataplane_token)
+        static = _static_resources(xds_host, xds_port, params, ipv4, request)
     return {
         "node": {
             "id": f"{dataplane.mesh}.{dataplane.name}",
@@ -118,12 +135,12 @@ def generate(
                 "apiType": params.xds_transport,
                 "transportApiVersion": "V3",
                 "setNodeOnFirstMessageOnly": True,
-                "grpcServices": [_grpc_service(request.dataplane_token)],
+                "grpcServices": [grpc_service],
             },
             "cdsConfig": _ads_source(),
             "ldsConfig": _ads_source(),
         },
-        "staticResources": _static_resources(xds_host, xds_port, params, ipv4, request),
+        "staticResources": static,
     }
 
 
@@ -174,6 +191,43 @@ def _grpc_service(token: str) -> dict[str, Any]:
         # universal dataplane token). The bootstrap file is therefore a secret (kuma-dp: 0600).
         service["initialMetadata"] = [{"key": AUTHORIZATION, "value": token}]
     return service
+
+
+def _google_grpc_service(host: str, port: int, token_path: str, ca_pem: str) -> dict[str, Any]:
+    """ADS over Envoy's Google gRPC client, which verifies the control plane's certificate
+    against ``ca_pem`` and the host it dials (so no ``ads_cluster`` and no
+    ``cp_validation_ctx``), and whose call credentials read ``token_path`` anew on each
+    connection. The keepalives are Kuma's."""
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    plugin = "envoy.grpc_credentials.file_based_metadata"
+    return {
+        "googleGrpc": {
+            "targetUri": target,
+            "statPrefix": "ads",
+            "channelCredentials": {"sslCredentials": {"rootCerts": {"inlineString": ca_pem}}},
+            "credentialsFactoryName": plugin,
+            "callCredentials": [
+                {
+                    "fromPlugin": {
+                        "name": plugin,
+                        "typedConfig": {
+                            "@type": "type.googleapis.com/envoy.config.grpc_credential.v3."
+                            "FileBasedMetadataConfig",
+                            # Sent as the ``authorization`` header, as the inline token is.
+                            "secretData": {"filename": token_path},
+                        },
+                    }
+                }
+            ],
+            "channelArgs": {
+                "args": {
+                    "grpc.keepalive_time_ms": {"intValue": "10000"},
+                    "grpc.keepalive_timeout_ms": {"intValue": "30000"},
+                    "grpc.http2.max_pings_without_data": {"intValue": "0"},
+                }
+            },
+        }
+    }
 
 
 def _ads_source() -> dict[str, Any]:

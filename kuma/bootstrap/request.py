@@ -82,6 +82,9 @@ class BootstrapRequest(_Camel):
     name: str = ""
     proxy_type: str = DATAPLANE_PROXY_TYPE
     dataplane_token: str = ""
+    #: Where kuma-dp read the token from (absolute): with ``enableReloadableTokens`` Envoy
+    #: re-reads it on every ADS connection.
+    dataplane_token_path: str = ""
     dataplane_resource: str = ""
     #: The port of the proxy's DNS listener (kuma-dp ``--dns-port``), 0: no DNS.
     dns_port: int = 0
@@ -105,6 +108,10 @@ def parse_request(body: bytes) -> BootstrapRequest:
         raise bad_request(f"the body is not a JSON bootstrap request: {exc}") from None
     if not 0 <= request.readiness_port <= 65535:
         raise bad_request(f"readinessPort: {request.readiness_port} is not a port")
+    if request.dataplane_token_path and not request.dataplane_token_path.startswith("/"):
+        raise bad_request(
+            f"dataplaneTokenPath: {request.dataplane_token_path!r} is not an absolute path"
+        )
     if not request.proxy_type:
         request.proxy_type = DATAPLANE_PROXY_TYPE
     if not request.dataplane_resource:

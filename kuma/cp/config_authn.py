@@ -45,6 +45,10 @@ class ZoneProxyAuthn(Section):
 class DpServerAuthn(Section):
     dp_proxy: DpProxyAuthn = msgspec.field(default_factory=DpProxyAuthn)
     zone_proxy: ZoneProxyAuthn = msgspec.field(default_factory=ZoneProxyAuthn)
+    #: Envoy reads the token from kuma-dp's token file on every ADS connection (Google gRPC
+    #: with file-based call credentials) instead of carrying it in its bootstrap, so a token
+    #: rotated on disk is used at the next reconnect without restarting the proxy (Kuma's key).
+    enable_reloadable_tokens: bool = False
 
 
 def check_authn(authn: DpServerAuthn) -> None:

@@ -148,6 +148,7 @@ async def run_control_plane(
             tls=tls.dp is not None,
             trusted_ca=tls.dp_trusted,
             certificate_names=tls.dp_names,
+            reloadable_tokens=config.dp_server.authn.enable_reloadable_tokens,
         )
         async with (
             bootstrap_protocol(store, bootstrap) as bootstrap_http,

@@ -202,7 +202,9 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         raise UsageError("give a Dataplane (-d/--dataplane), or --name and --mesh of a stored one")
     readiness_port = _readiness_port(args.readiness_port)
     token = args.dataplane_token
+    token_path = ""
     if args.dataplane_token_file is not None:
+        token_path = str(Path(args.dataplane_token_file).resolve())
         try:
             token = Path(args.dataplane_token_file).read_text().strip()
         except OSError as exc:
@@ -225,6 +227,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         name=args.name,
         proxy_type=args.proxy_type,
         token=token,
+        token_path=token_path,
         binary_path=args.binary_path,
         config_dir=args.config_dir,
         concurrency=args.concurrency,

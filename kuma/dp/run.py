@@ -55,6 +55,9 @@ class RunOptions(msgspec.Struct, kw_only=True):
     name: str
     proxy_type: str = "dataplane"
     token: str = ""
+    #: The absolute path the token was read from (``--dataplane-token-file``), sent so that a
+    #: control plane with reloadable tokens has Envoy re-read it; empty for an inline token.
+    token_path: str = ""
     binary_path: str | None = None
     config_dir: Path | None = None
     concurrency: int | None = None
@@ -97,6 +100,8 @@ def bootstrap_request(
     }
     if readiness_port:
         request["readinessPort"] = readiness_port
+    if options.token_path:
+        request["dataplaneTokenPath"] = options.token_path
     return request
 
 

@@ -179,3 +179,55 @@ def test_a_readiness_port_out_of_range_is_refused(port: int) -> None:
     with pytest.raises(BootstrapError, match="readinessPort") as caught:
         parse_request(orjson.dumps(request(WEB, readinessPort=port)))
     assert caught.value.status == 400
+
+
+RELOADABLE = GeneratorParams(tls=True, trusted_ca="CA PEM", reloadable_tokens=True)
+
+
+def with_token(path: str, token: str = "a.jwt.token") -> dict[str, Any]:
+    return {**request(WEB), "dataplaneToken": token, "dataplaneTokenPath": path}
+
+
+def generated(document: dict[str, Any], params: GeneratorParams, host: str) -> dict[str, Any]:
+    parsed = parse_request(orjson.dumps(document))
+    proxy = decode_proxy_dataplane(parsed.dataplane_resource)
+    return generate(proxy, parsed, params, xds_host=host, xds_port=5678)
+
+
+@pytest.mark.parametrize(
+    ("host", "target"), [("cp.example", "cp.example:5678"), ("::1", "[::1]:5678")]
+)
+def test_reloadable_tokens_read_the_token_file_on_each_connection(host: str, target: str) -> None:
+    bootstrap = generated(with_token("/run/kuma/token"), RELOADABLE, host)
+    (service,) = bootstrap["dynamicResources"]["adsConfig"]["grpcServices"]
+    google = service["googleGrpc"]
+    assert google["targetUri"] == target
+    assert google["channelCredentials"]["sslCredentials"]["rootCerts"] == {"inlineString": "CA PEM"}
+    (credentials,) = google["callCredentials"]
+    config = credentials["fromPlugin"]["typedConfig"]
+    assert config["secretData"] == {"filename": "/run/kuma/token"}
+    assert "initialMetadata" not in service
+    assert "a.jwt.token" not in to_yaml(bootstrap)  # the file is read, the token not copied
+    assert bootstrap["staticResources"] == {}  # no ads_cluster, no cp_validation_ctx
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        (GeneratorParams(tls=True, trusted_ca="CA PEM"), "/run/kuma/token"),  # setting off
+        (RELOADABLE, ""),  # an inline token: nothing to re-read
+        # No TLS: gRPC sends no call credentials on a plaintext channel.
+        (GeneratorParams(reloadable_tokens=True), "/run/kuma/token"),
+    ],
+)
+def test_otherwise_the_token_is_in_the_bootstrap(params: GeneratorParams, path: str) -> None:
+    bootstrap = generated(with_token(path), params, "cp.example")
+    (service,) = bootstrap["dynamicResources"]["adsConfig"]["grpcServices"]
+    assert service["envoyGrpc"] == {"clusterName": "ads_cluster"}
+    assert service["initialMetadata"] == [{"key": "authorization", "value": "a.jwt.token"}]
+
+
+def test_a_relative_token_path_is_refused() -> None:
+    with pytest.raises(BootstrapError) as raised:
+        parse_request(orjson.dumps(with_token("token")))
+    assert "dataplaneTokenPath: 'token' is not an absolute path" in str(raised.value)
