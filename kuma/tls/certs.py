@@ -15,12 +15,20 @@ from collections.abc import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 #: Kuma's generated certificate is valid for ten years.
 VALIDITY = datetime.timedelta(days=3650)
 RSA_BITS = 2048
+#: The key types of a generated certificate.
+KEY_TYPES = ("ECDSA", "RSA")
+#: What kuma-cp generates. Kuma's is RSA-2048; a P-256 key makes each TLS handshake, which
+#: every connecting proxy costs kuma-cp, much cheaper to sign (benchmarks/RESULTS.md,
+#: bench_tls_handshake), and every client here (Envoy, kuma-dp, kumactl, browsers) takes it.
+DEFAULT_KEY_TYPE = "ECDSA"
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 SubjectName = x509.DNSName | x509.IPAddress
 
@@ -53,11 +61,15 @@ def subject_names(names: Iterable[str]) -> list[SubjectName]:
     return result
 
 
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+def _key(key_type: str) -> PrivateKey:
+    if key_type == "RSA":
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    if key_type == "ECDSA":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"key type {key_type!r}: must be one of {', '.join(KEY_TYPES)}")
 
 
-def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+def _pem_key(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
@@ -65,9 +77,13 @@ def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def generate_ca_certificate(names: Sequence[str]) -> tuple[bytes, bytes]:
+def generate_ca_certificate(
+    names: Sequence[str], key_type: str = DEFAULT_KEY_TYPE
+) -> tuple[bytes, bytes]:
     """A self-signed certificate that may also sign (IsCA), for ``names``: (cert PEM, key PEM)."""
-    key = _key()
+    key = _key(key_type)
+    # RSA keys encipher (TLS 1.2 RSA key exchange); an EC key only signs.
+    rsa_key = isinstance(key, rsa.RSAPrivateKey)
     now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kuma-control-plane")])
     cert = (
@@ -82,7 +98,7 @@ def generate_ca_certificate(names: Sequence[str]) -> tuple[bytes, bytes]:
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
-                key_encipherment=True,
+                key_encipherment=rsa_key,
                 key_cert_sign=True,
                 crl_sign=True,
                 content_commitment=False,
@@ -101,7 +117,7 @@ def generate_ca_certificate(names: Sequence[str]) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
-def load_pair(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+def load_pair(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, PrivateKey]:
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
@@ -110,9 +126,9 @@ def load_pair(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, rsa.RS
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
         raise CertificateError(f"not a PEM private key ({type(exc).__name__})") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise CertificateError("the key is not an RSA key")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise CertificateError("the key is neither an RSA nor an EC key")
+    if key.public_key() != cert.public_key():
         raise CertificateError("the key does not belong to the certificate")
     return cert, key
 
@@ -137,7 +153,7 @@ def is_ca(cert: x509.Certificate) -> bool:
 def issue_leaf(ca_cert_pem: bytes, ca_key_pem: bytes, names: Sequence[str]) -> tuple[bytes, bytes]:
     """A serving certificate for ``names`` signed by the CA: (chain PEM: leaf then CA, key)."""
     ca_cert, ca_key = load_pair(ca_cert_pem, ca_key_pem)
-    key = _key()
+    key = _key("RSA" if isinstance(ca_key, rsa.RSAPrivateKey) else "ECDSA")
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()

@@ -8,11 +8,14 @@ import ssl
 import anyio
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from kuma.resources import GlobalSecret, ResourceKey
 from kuma.store.memory import MemoryStore
 from kuma.tls import persisted
 from kuma.tls.certs import (
+    KEY_TYPES,
     CertificateError,
     generate_ca_certificate,
     is_ca,
@@ -74,3 +77,29 @@ async def test_given_files_are_checked(tmp_path: object) -> None:
         await serving_certificate(MemoryStore(), "cert.pem", "")
     with pytest.raises(CertificateError, match="not a PEM private key"):
         load_pair(cert, b"nope")
+
+
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_each_key_type_serves_and_signs_leaves(key_type: str) -> None:
+    cert, key = generate_ca_certificate(["localhost"], key_type=key_type)
+    ServingCertificate(chain=cert, key=key, trusted=cert, source=key_type).server_context()
+    chain, leaf_key = issue_leaf(cert, key, ["x.example"])
+    loaded, _ = load_pair(chain, leaf_key)
+    assert names_of(loaded) == {"x.example"}
+    other, _ = generate_ca_certificate(
+        ["localhost"], key_type=next(k for k in KEY_TYPES if k != key_type)
+    )
+    with pytest.raises(CertificateError, match="does not belong"):
+        load_pair(other, key)
+
+
+def test_the_default_is_an_ecdsa_key_and_other_keys_are_refused() -> None:
+    cert, _ = generate_ca_certificate(["localhost"])
+    assert isinstance(x509.load_pem_x509_certificate(cert).public_key(), ec.EllipticCurvePublicKey)
+    ed = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(CertificateError, match="neither an RSA nor an EC key"):
+        load_pair(cert, ed)
+    with pytest.raises(ValueError, match="key type 'DSA'"):
+        generate_ca_certificate(["localhost"], key_type="DSA")
