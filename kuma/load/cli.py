@@ -22,13 +22,15 @@ from .mesh import MeshSpec
 from .report import plots, table, to_json
 from .session import Harness, Options
 
-SCENARIOS = ("targeted", "fanout", "churn", "slow", "reconnect", "restart", "rotation")
+SCENARIOS = ("targeted", "fanout", "policy", "churn", "slow", "reconnect", "restart", "rotation")
 #: ``all``: slow sidecars would slow every other scenario down, so ``slow`` runs on its own.
 ALL = ("targeted", "fanout", "churn", "reconnect", "restart")
 EPILOG = """\
 scenarios (initial convergence always runs first, then these in the order given):
   targeted   one Dataplane of service 'target' changes; --target-consumers proxies affected
   fanout     an instance of 'shared' changes; every proxy is affected (--fan-in)
+  policy     a MeshTimeout selecting --policy-selects proxies (a tag only they carry) is
+             written --policy-changes times: only they are re-assembled
   churn      --churn-rate changes/s for --churn-seconds
   slow       fan-out with --slow-fraction (0.1) sidecars reading each response --slow-delay
              late, latency of fast and slow ones apart (they are slow for the whole run)
@@ -36,13 +38,14 @@ scenarios (initial convergence always runs first, then these in the order given)
   restart    kuma-cp is stopped and started again with everyone connected
   rotation   (--mtls) wait for every workload certificate to be rotated (set a short
              --mtls-expiration): its spread, CP CPU, targeted changes during the wave
-  all        all of the above except slow and rotation
+  all        all of the above except policy, slow and rotation
 
 examples:
   kuma-load run --proxies 200 targeted
   kuma-load run --proxies 10000 --instances 10 --rate 400 all --out results/10k
   kuma-load run --proxies 1000 targeted churn --compare-baseline
   kuma-load run --proxies 1000 --mtls strict --mtls-expiration 2m targeted rotation
+  kuma-load run --proxies 10000 --default-policies targeted fanout policy
   kuma-load run --cp external --target 127.0.0.1:5678 --store directory --location /srv/kuma
 """
 
@@ -91,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         "--mtls-expiration",
         default="",
         help="workload certificate lifetime (dpCert.rotation.expiration, e.g. 5m) [Kuma's 24h]",
+    )
+    mesh.add_argument(
+        "--default-policies",
+        action="store_true",
+        help="Kuma's default policies in the mesh, as kuma-cp creates them with a new mesh "
+        "(a mesh written before kuma-cp starts has none)",
     )
     mesh.add_argument("--seed", type=int, default=1)
     cp = run.add_argument_group("control plane and store")
@@ -152,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     knobs = run.add_argument_group("scenario knobs")
     knobs.add_argument("--changes", type=int, default=20, help="targeted changes [20]")
     knobs.add_argument("--fanout-changes", type=int, default=3)
+    knobs.add_argument(
+        "--policy-selects",
+        type=int,
+        default=100,
+        help="proxies the policy scenario's MeshTimeout selects [100]",
+    )
+    knobs.add_argument("--policy-changes", type=int, default=20)
     knobs.add_argument("--churn-rate", type=float, default=50.0)
     knobs.add_argument("--churn-seconds", type=float, default=30.0)
     knobs.add_argument("--idle-seconds", type=float, default=10.0)
@@ -187,6 +203,9 @@ def options_from(args: argparse.Namespace) -> Options:
         reachable_all=args.reachable_all,
         mtls="" if args.mtls == "off" else args.mtls,
         mtls_expiration=args.mtls_expiration,
+        default_policies=args.default_policies,
+        # Tagged only when the scenario runs: other runs keep their exact Dataplanes.
+        policy_group=args.policy_selects if "policy" in args.scenarios else 0,
         seed=args.seed,
     )
     cp_cpus = _cpus(args.cp_cpus)
@@ -232,6 +251,8 @@ async def _scenarios(h: Harness, names: list[str], args: argparse.Namespace) -> 
             results[name] = await scenarios.targeted_change(h, changes=args.changes)
         elif name in ("fanout", "slow"):
             results[name] = await scenarios.fan_out(h, changes=args.fanout_changes)
+        elif name == "policy":
+            results[name] = await scenarios.policy_change(h, changes=args.policy_changes)
         elif name == "churn":
             results[name] = await scenarios.churn(
                 h, rate=args.churn_rate, seconds=args.churn_seconds
@@ -281,7 +302,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         measured.update(await _scenarios(h, names, args))
         if args.compare_baseline and h.kind == "kuma":
             measured["switch_to_baseline"] = await scenarios.switch_to(h, "baseline")
-            baseline = await _scenarios(h, [n for n in names if n != "restart"], args)
+            # The baseline applies Dataplane and Mesh events only: no policy scenario there.
+            skipped = ("restart", "policy")
+            baseline = await _scenarios(h, [n for n in names if n not in skipped], args)
             measured.update({f"baseline_{k}": v for k, v in baseline.items()})
             results["comparison"] = scenarios.compare(measured, baseline)
         results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -14,6 +14,11 @@ transparent proxying: no explicit outbounds, the services they call are their
 A change is a new value of the tag ``rev`` on a proxy's first inbound: the endpoint metadata of
 its service changes, so every consumer of that service gets a new ClusterLoadAssignment whose
 version is new every time (no ABA between two changes).
+
+With ``default_policies`` the mesh carries Kuma's default policies (what kuma-cp creates with a
+new mesh; a mesh written before kuma-cp starts gets none). With ``policy_group`` that many
+proxies, drawn at random, carry the tag ``load-group: selected`` on their first inbound: the
+policy scenario's MeshTimeout selects them, and only them, through a MeshSubset.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import random
 from typing import Any
 
 import msgspec
+
+from kuma.policies import default_policies
+from kuma.resources import Mesh, from_document, to_document
 
 SHARED = "shared"
 TARGET = "target"
@@ -34,6 +42,10 @@ ADMIN_PORT_BASE = 30000
 MTLS_MODES = ("strict", "permissive")
 CA_BACKEND = "ca-1"
 ALLOW_ALL = "allow-all"
+POLICY_GROUP_TAG = "load-group"
+POLICY_GROUP_VALUE = "selected"
+#: The MeshTimeout the policy scenario writes again and again.
+POLICY_CHANGE = "load-policy-change"
 
 
 class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +66,10 @@ class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
     mtls: str = ""
     #: ``dpCert.rotation.expiration`` of the workload certificates ("" : Kuma's default, 24h).
     mtls_expiration: str = ""
+    #: Kuma's default policies in the mesh, as kuma-cp creates them with a new mesh.
+    default_policies: bool = False
+    #: Proxies tagged for the policy scenario's MeshSubset (0: none).
+    policy_group: int = 0
     seed: int = 1
 
     @property
@@ -96,6 +112,10 @@ class Plan:
         self.target_consumers: frozenset[int] = frozenset(rng.sample(range(count), k))
         transparent = round(spec.transparent * count)
         self.transparent: frozenset[int] = frozenset(rng.sample(range(count), transparent))
+        # Its own generator: the rest of the plan stays what it is without the group.
+        grouper = random.Random(spec.seed * 7_919 + 1)
+        group = min(spec.policy_group, count)
+        self.policy_group: frozenset[int] = frozenset(grouper.sample(range(count), group))
         pool = list(range(2, services))
         self.calls: list[tuple[int, ...]] = []
         for index in range(count):
@@ -142,6 +162,11 @@ class Plan:
                     "kuma.io/service": service,
                     "kuma.io/protocol": "http",
                     **({REV_TAG: str(rev)} if j == 0 else {}),
+                    **(
+                        {POLICY_GROUP_TAG: POLICY_GROUP_VALUE}
+                        if j == 0 and index in self.policy_group
+                        else {}
+                    ),
                 },
             }
             for j in range(max(1, spec.inbounds))
@@ -189,10 +214,17 @@ class Plan:
         return document
 
     def policy_documents(self) -> list[dict[str, Any]]:
-        """With mTLS on: one allow-all MeshTrafficPermission, as the README tells users."""
+        """Kuma's default policies (``default_policies``) and, with mTLS on, one allow-all
+        MeshTrafficPermission, as the README tells users."""
+        documents: list[dict[str, Any]] = []
+        if self.spec.default_policies:
+            mesh = from_document(self.mesh_document())
+            assert isinstance(mesh, Mesh)
+            documents += [to_document(policy) for policy in default_policies(mesh)]
         if not self.spec.mtls:
-            return []
+            return documents
         return [
+            *documents,
             {
                 "type": "MeshTrafficPermission",
                 "mesh": self.spec.mesh,
@@ -201,8 +233,22 @@ class Plan:
                     "targetRef": {"kind": "Mesh"},
                     "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}],
                 },
-            }
+            },
         ]
+
+
+def policy_change_document(spec: MeshSpec, value: int) -> dict[str, Any]:
+    """The policy scenario's MeshTimeout: the tagged group's outbound connect timeout becomes
+    ``value`` seconds (a new value each time, so each write changes what they are served)."""
+    return {
+        "type": "MeshTimeout",
+        "mesh": spec.mesh,
+        "name": POLICY_CHANGE,
+        "spec": {
+            "targetRef": {"kind": "MeshSubset", "tags": {POLICY_GROUP_TAG: POLICY_GROUP_VALUE}},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": f"{value}s"}}],
+        },
+    }
 
 
 class Change(msgspec.Struct, frozen=True):

@@ -7,12 +7,15 @@ Versions are the content hashes kuma-cp uses (``kuma.xds.snapshot.versioned``).
 
 A change (:class:`~kuma.load.mesh.Change`) updates the view, predicts the new version of the
 changed service's ClusterLoadAssignment, updates every consumer's expected config and
-regenerates the changed proxy itself.
+regenerates the changed proxy itself. A policy written (:meth:`Reference.apply_policy`) is
+matched against every proxy again; the proxies it selected before or selects now are
+regenerated, and every other proxy's expected config stays as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -31,7 +34,7 @@ from kuma.xds.generate import (
 from kuma.xds.snapshot import versioned
 
 from .mesh import Change, Plan, Revisions
-from .wire import EDS, TYPE_INDEX, Digest, digest_of, entry_hash
+from .wire import CDS, EDS, TYPE_INDEX, Digest, digest_of, entry_hash
 
 Config = dict[int, dict[str, str]]
 
@@ -85,6 +88,11 @@ def _always(service: str) -> bool:
     return True
 
 
+def _selected_by(resolved: ProxyPolicies, policy: Policy) -> bool:
+    kind = resolved.get(policy.TYPE)
+    return kind is not None and any(p.name == policy.name for p in kind.policies)
+
+
 class Prediction(msgspec.Struct, frozen=True):
     """What one change should deliver: ``name`` of type ``type_index`` at ``version`` to
     ``affected`` (the consumers of the changed service)."""
@@ -111,6 +119,7 @@ class Reference:
         for policy in policies:
             self._policies.setdefault(policy.TYPE, []).append(policy)
         self._dataplanes = [self._dataplane(i) for i in range(plan.count)]
+        self._resolved: list[ProxyPolicies] = [self._matched(d) for d in self._dataplanes]
         self.view = RefView(mesh, self._dataplanes)
         self.configs: list[Config] = [self._generate(i) for i in range(plan.count)]
         self.digests: list[Digest] = [digest_of(c) for c in self.configs]
@@ -134,7 +143,7 @@ class Reference:
             dataplane,
             self.view,
             self.admin_port,
-            policies=self._matched(dataplane),
+            policies=self._resolved[index],
             # PERMISSIVE: once every proxy holds its certificate kuma-cp calls every service
             # ready, so what a converged mesh serves originates mTLS everywhere.
             tls_ready=_always,
@@ -152,6 +161,7 @@ class Reference:
         """Record ``change`` (already in ``revisions``) and predict what it delivers."""
         index = change.proxy
         dataplane = self._dataplanes[index] = self._dataplane(index)
+        self._resolved[index] = self._matched(dataplane)
         self.view.put(dataplane)
         service = next(s for s, _ in endpoints_of(dataplane))
         message = load_assignment(service, self.view.endpoints(service))
@@ -165,6 +175,39 @@ class Reference:
         self.configs[index] = self._generate(index)
         self.digests[index] = digest_of(self.configs[index])
         return Prediction(EDS, name, version, tuple(sorted(affected)))
+
+    def apply_policy(self, document: dict[str, Any]) -> Prediction:
+        """Record a policy created or changed by the driver; predict what it delivers: the
+        first Cluster that changed on every affected proxy, at its new version (one version:
+        shared clusters are the same bytes on every proxy whose policies shape them alike;
+        otherwise the name alone is predicted)."""
+        policy = from_document(document)
+        assert isinstance(policy, Policy)
+        same_kind = [p for p in self._policies.get(policy.TYPE, []) if p.name != policy.name]
+        self._policies[policy.TYPE] = [*same_kind, policy]
+        affected: list[int] = []
+        for index, dataplane in enumerate(self._dataplanes):
+            before = _selected_by(self._resolved[index], policy)
+            self._resolved[index] = self._matched(dataplane)
+            if before or _selected_by(self._resolved[index], policy):
+                affected.append(index)
+        changed: dict[str, set[str]] | None = None
+        for index in affected:
+            old = self.configs[index].get(CDS, {})
+            self.configs[index] = self._generate(index)
+            self.digests[index] = digest_of(self.configs[index])
+            new = self.configs[index].get(CDS, {})
+            here = {name: {version} for name, version in new.items() if old.get(name) != version}
+            if changed is None:
+                changed = here
+            else:
+                changed = {n: v | here[n] for n, v in changed.items() if n in here}
+        if not changed:
+            raise ValueError(f"{policy.TYPE} {policy.name} changes no cluster of what it selects")
+        name = min(changed)
+        versions = changed[name]
+        version = next(iter(versions)) if len(versions) == 1 else ""
+        return Prediction(CDS, name, version, tuple(affected))
 
     def _set(self, index: int, type_index: int, name: str, version: str) -> None:
         bucket = self.configs[index].setdefault(type_index, {})

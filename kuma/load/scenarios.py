@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .mesh import churn_proxies
+from .reference import Prediction
 from .session import Harness
 from .stats import Written, counter_delta, summarize
 
@@ -100,9 +102,16 @@ async def idle(h: Harness, seconds: float) -> dict[str, Any]:
 
 
 async def _sequential_changes(
-    h: Harness, proxies: list[int], label: str, within: float = 30.0
+    h: Harness,
+    proxies: list[int],
+    label: str,
+    within: float = 30.0,
+    predict: Callable[[int], tuple[dict[str, Any], Prediction]] | None = None,
 ) -> dict[str, Any]:
-    """One change at a time: write, wait for every affected sidecar, next."""
+    """One change at a time: write, wait for every affected sidecar, next. ``predict``: the
+    document to write for each item and what it delivers (default: a new ``rev`` of that
+    proxy, :meth:`Harness.predict`)."""
+    predict = predict or h.predict
     pairs: list[tuple[int, float]] = []
     lasts: list[float] = []
     missing = 0
@@ -113,7 +122,7 @@ async def _sequential_changes(
     started = time.monotonic()
     wall = time.time()
     for proxy in proxies:
-        document, prediction = h.predict(proxy)
+        document, prediction = predict(proxy)
         [probe] = await h.register([prediction])
         written_at = await h.write(document)
         change = Written(
@@ -172,6 +181,18 @@ async def fan_out(h: Harness, *, changes: int = 3) -> dict[str, Any]:
         pairs = result["_pairs"]
         result["latency_fast"] = summarize(v for i, v in pairs if not h.is_slow(i))
         result["latency_slow"] = summarize(v for i, v in pairs if h.is_slow(i))
+    result["verify"] = await _verify(h, "verify")
+    return result
+
+
+async def policy_change(h: Harness, *, changes: int = 20) -> dict[str, Any]:
+    """A MeshTimeout selecting the ``policy_group`` proxies (a MeshSubset on a tag only they
+    carry) is written ``changes`` times with a new connect timeout: exactly those proxies are
+    re-assembled and get new Clusters; every other proxy's config must stay as it was."""
+    if not h.plan.policy_group:
+        raise ValueError("the policy scenario needs --policy-selects > 0")
+    values = list(range(1, changes + 1))
+    result = await _sequential_changes(h, values, "policy", predict=h.predict_policy)
     result["verify"] = await _verify(h, "verify")
     return result
 

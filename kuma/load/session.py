@@ -15,7 +15,7 @@ import msgspec
 from kuma.xds.generate.tls import identity_secret_name
 
 from .credentials import read_ca, sign_tokens, signing_key
-from .mesh import MeshSpec, Plan, Revisions, node_id
+from .mesh import MeshSpec, Plan, Revisions, node_id, policy_change_document, service_name
 from .pool import Pool
 from .procs import (
     Etcd,
@@ -29,7 +29,7 @@ from .progress import Progress
 from .reference import Prediction, Reference
 from .stats import Written, latencies, merge_counters
 from .stores import StoreWriter, open_writer
-from .wire import SDS, Digest
+from .wire import CDS, SDS, Digest
 
 
 class Options(msgspec.Struct, kw_only=True):
@@ -325,6 +325,20 @@ class Harness:
             prediction = Prediction(1, name, "", tuple(self.plan.consumers(service)))
         if not self.exact:
             # Versions are the server's own: match on the name, first receipt after the write.
+            prediction = Prediction(prediction.type_index, prediction.name, "", prediction.affected)
+        return document, prediction
+
+    def predict_policy(self, value: int) -> tuple[dict[str, Any], Prediction]:
+        """The policy scenario's MeshTimeout with connect timeout ``value`` seconds, and what
+        it should deliver: a changed Cluster to every proxy of the tagged group."""
+        document = policy_change_document(self.plan.spec, value)
+        if self.reference is not None:
+            prediction = self.reference.apply_policy(document)
+        else:
+            group = sorted(self.plan.policy_group)
+            name = service_name(self.plan.calls[group[0]][0]) if group else ""
+            prediction = Prediction(CDS, name, "", tuple(group))
+        if not self.exact:
             prediction = Prediction(prediction.type_index, prediction.name, "", prediction.affected)
         return document, prediction
 
