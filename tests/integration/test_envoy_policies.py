@@ -206,3 +206,54 @@ def test_mesh_health_check_marks_a_dead_endpoint_unhealthy(sidecars: Mesh) -> No
     eventually(healthy(1), "the dead backend is marked unhealthy")
     for _ in range(5):
         assert http_get(web.outbound) == (200, "backend-1")
+
+
+def test_mesh_rate_limit_answers_over_the_budget_with_its_status(sidecars: Mesh) -> None:
+    """A MeshRateLimit of 3 requests per minute on backend's inbound: the 4th request gets
+    the policy's status from backend's sidecar, without reaching backend."""
+    backend = sidecars.backend("backend-1")
+    web = sidecars.web()
+    web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
+    http = backend.http
+    assert http is not None
+    policy = {
+        "type": "MeshRateLimit",
+        "mesh": "default",
+        "name": "backend-budget",
+        "spec": {
+            "targetRef": {"kind": "MeshService", "name": BACKEND},
+            "from": [
+                {
+                    "targetRef": {"kind": "Mesh"},
+                    "default": {
+                        "local": {
+                            "http": {
+                                "requestRate": {"num": 3, "interval": "1m"},
+                                "onRateLimit": {
+                                    "status": 423,
+                                    "headers": {"add": [{"name": "x-limited", "value": "yes"}]},
+                                },
+                            }
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    sidecars.cp.put("ratelimit-backend", yaml.safe_dump(policy))
+
+    def limited() -> bool | None:
+        listener = backend.envoy.dynamic_config()["listeners"][backend.inbound_listener]
+        return True if "local_ratelimit" in str(listener) else None
+
+    eventually(limited, "backend's inbound listener carries the rate limit")
+    before = http.hits
+    answers = [http_get(web.outbound)[0] for _ in range(4)]
+    assert answers == [200, 200, 200, 423]
+    assert http.hits - before == 3  # the 4th never reached backend
+    limited_stats = {
+        name: value
+        for name, value in backend.envoy.stats().items()
+        if name.endswith("http_local_rate_limit.rate_limited")
+    }
+    assert sum(limited_stats.values()) == 1, limited_stats

@@ -178,6 +178,23 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
         {"connectionLimits": {"maxConnections": 7}},
         {"outlierDetection": {"detectors": {"totalFailures": {"consecutive": 2}}}},
     ],
+    "MeshRateLimit": [
+        {"local": {"http": {"requestRate": {"num": 5, "interval": "1s"}}}},
+        {
+            "local": {
+                "http": {"disabled": True},
+                "tcp": {"connectionRate": {"num": 2, "interval": "1s"}},
+            }
+        },
+        {
+            "local": {
+                "http": {
+                    "requestRate": {"num": 1, "interval": "10s"},
+                    "onRateLimit": {"status": 423},
+                }
+            }
+        },
+    ],
     "MeshTrafficPermission": [
         {"action": "Allow"},
         {"action": "Deny"},
@@ -245,6 +262,14 @@ def policies(draw: st.DrawFn) -> Policy:
         spec["to"] = [
             {"targetRef": {"kind": "MeshService", "name": name}, "rules": draw(route_rules(kind))}
             for name in draw(st.lists(st.sampled_from(SERVICES), min_size=1, max_size=2))
+        ]
+        return _policy(draw, kind, spec)
+    if kind == "MeshRateLimit":
+        # Only ``from`` (Mesh clients), under a top-level targetRef without gateways (Kuma).
+        if top["kind"] in ("Mesh", "MeshSubset"):
+            top["proxyTypes"] = ["Sidecar"]
+        spec["from"] = [
+            {"targetRef": {"kind": "Mesh"}, "default": draw(st.sampled_from(_CONFS[kind]))}
         ]
         return _policy(draw, kind, spec)
     if kind == "MeshTrafficPermission":
