@@ -63,6 +63,8 @@ class KdsClient(Section):
     refresh_interval: str = "1s"
     tls_skip_verify: bool = False
     root_ca_file: str = ""
+    #: The zone token global issued for this zone (beyond Kuma: its OSS KDS has no token).
+    zone_token_file: str = ""
     max_msg_size: int = 10 * 1024 * 1024
     msg_send_timeout: str = "60s"
     nack_backoff: str = "5s"

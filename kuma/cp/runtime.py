@@ -38,6 +38,7 @@ from .authn import build_authentication
 from .change_log import ChangeLog
 from .config import CpConfig
 from .defaults import MeshDefaults, ensure_default_mesh
+from .kds import run_kds
 from .logs import fields
 from .orphans import OrphanCollector
 from .registration import Registrar
@@ -170,6 +171,8 @@ async def run_control_plane(
                 tg.start_soon(MeshDefaults(store).run)
             await tg.start(registrar.run)
             await tg.start(authn.run)
+            # Multi-zone sync: global serves KDS, a federated zone follows global (kuma/kds).
+            kds_port = await tg.start(run_kds, config, store, authn)
             await engine.wait_synced()
             # One port for ADS and kuma-dp's POST /bootstrap, as in Kuma (kuma/xds/server/demux.py).
             serve_dp = partial(
@@ -229,6 +232,7 @@ async def run_control_plane(
                     api_port=api_port,
                     https_port=https_port or None,
                     dp_tls=tls.dp is not None,
+                    kds_port=kds_port,
                 ),
             )
             if on_ready is not None:

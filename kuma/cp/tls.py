@@ -48,7 +48,9 @@ class ServerTls:
     api: ssl.SSLContext | None
 
 
-async def _certificate(store: Store, key: str, cert_file: str, key_file: str) -> ServingCertificate:
+async def load_certificate(
+    store: Store, key: str, cert_file: str, key_file: str
+) -> ServingCertificate:
     try:
         return await serving_certificate(store, cert_file, key_file)
     except CertificateError as exc:
@@ -68,7 +70,7 @@ async def prepare_tls(store: Store, config: CpConfig) -> ServerTls:
     if dp_server.tls_enabled:
         use_own = bool(dp_server.tls_cert_file or dp_server.tls_key_file)
         key = "dpServer.tlsCertFile" if use_own else "general.tlsCertFile"
-        certificate = await _certificate(
+        certificate = await load_certificate(
             store,
             key,
             dp_server.tls_cert_file if use_own else general.tls_cert_file,
@@ -90,7 +92,7 @@ async def prepare_tls(store: Store, config: CpConfig) -> ServerTls:
     api: ssl.SSLContext | None = None
     if https.enabled:
         use_own = bool(https.tls_cert_file or https.tls_key_file)
-        certificate = await _certificate(
+        certificate = await load_certificate(
             store,
             "apiServer.https.tlsCertFile" if use_own else "general.tlsCertFile",
             https.tls_cert_file if use_own else general.tls_cert_file,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import socket
 from ssl import SSLContext
 
 import anyio
@@ -17,6 +16,7 @@ from .authn import StreamAuthenticator
 from .delta import DeltaProtocol
 from .demux import ProtocolFactory, SharedPortServer
 from .lifecycle import StreamLifecycle
+from .listener import listening
 from .observer import NoopObserver, StreamObserver
 from .service import AggregatedDiscoveryServiceBase, ServerStream
 from .sotw import SotwProtocol
@@ -24,12 +24,6 @@ from .stream import run_stream
 from .waiting import MAX_WAITING_PER_CONNECTION, WaitingObserver, WaitingStreams
 
 log = logging.getLogger(__name__)
-
-#: Pending connections the listener queues (the kernel caps it at net.core.somaxconn).
-LISTEN_BACKLOG = 4096
-
-#: Seconds ``serve`` waits, once cancelled, for the server to report itself closed.
-_CLOSE_GRACE = 2.0
 
 
 class AdsServer(AggregatedDiscoveryServiceBase):
@@ -101,26 +95,8 @@ async def serve(
     With ``ssl`` every connection is TLS first; the demultiplexing then reads the decrypted
     bytes, so ADS and ``/bootstrap`` still share the port.
     """
-    # Bind the socket here so that the port actually bound (port 0) can be reported.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family)
-    try:
-        handlers = [AdsServer(source, observer, lifecycle, authenticator=authenticator)]
-        server = Server(handlers) if http1 is None else SharedPortServer(handlers, http1)
-        # A control-plane restart reconnects every proxy at once: with asyncio's default
-        # backlog of 100 the rest of the SYNs are dropped and retried a second later.
-        await server.start(sock=sock, backlog=LISTEN_BACKLOG, ssl=ssl)
-    except BaseException:
-        sock.close()
-        raise
-    bound_port: int = sock.getsockname()[1]
-    log.info("ADS server listening on %s:%d (%s)", host, bound_port, "TLS" if ssl else "plain text")
-    try:
+    handlers = [AdsServer(source, observer, lifecycle, authenticator=authenticator)]
+    server = Server(handlers) if http1 is None else SharedPortServer(handlers, http1)
+    async with listening(server, host, port, ssl, what="ADS server") as bound_port:
         task_status.started(bound_port)
         await anyio.sleep_forever()
-    finally:
-        server.close()
-        # Bounded: grpclib leaves idle client connections open, and from Python 3.12 asyncio
-        # waits for every connection to close; the streams themselves end right away.
-        with anyio.move_on_after(_CLOSE_GRACE, shield=True):
-            await server.wait_closed()

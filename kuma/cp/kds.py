@@ -1,0 +1,80 @@
+"""kuma-cp's part in KDS (kuma/kds): global serves it on ``multizone.global.kds.grpcPort``,
+a federated zone dials global. Standalone and a zone without a global do neither."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+import anyio
+from anyio.abc import TaskStatus
+
+from kuma.kds.auth import ZoneAuthenticator
+from kuma.kds.client import ZoneClient, client_tls, parse_address
+from kuma.kds.server import serve_kds
+from kuma.store import Store
+from kuma.tokens.verifier import TokenVerifier
+
+from .authn import Authentication
+from .config import CpConfig
+from .logs import fields
+from .multizone_config import GLOBAL
+from .tls import load_certificate
+
+log = logging.getLogger("kuma.cp")
+
+
+async def _server_tls(store: Store, config: CpConfig) -> ssl.SSLContext | None:
+    kds = config.multizone.global_.kds
+    if not kds.tls_enabled:
+        log.warning("multizone.global.kds.tlsEnabled is false: KDS is plain text (lab only)")
+        return None
+    # The control plane's certificate, as the dp server and the API use it, unless KDS has
+    # its own.
+    own = bool(kds.tls_cert_file or kds.tls_key_file)
+    certificate = await load_certificate(
+        store,
+        "multizone.global.kds.tlsCertFile" if own else "general.tlsCertFile",
+        kds.tls_cert_file if own else config.general.tls_cert_file,
+        kds.tls_key_file if own else config.general.tls_key_file,
+    )
+    return certificate.server_context()
+
+
+async def run_kds(
+    config: CpConfig,
+    store: Store,
+    authn: Authentication,
+    *,
+    task_status: TaskStatus[int | None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Global: serve KDS (started with its port). Federated zone: follow global (started at
+    once: nothing local waits for global). Otherwise: nothing to do."""
+    if config.mode == GLOBAL:
+        tokens = config.dp_server.authn.zone_proxy.type != "none"
+        if not tokens:
+            log.warning("dpServer.authn.zoneProxy.type is none: KDS takes zones at their word")
+        verifier = TokenVerifier(authn.keys) if tokens else None
+        await serve_kds(
+            store,
+            ZoneAuthenticator(verifier, authn.live),
+            config.dp_server.interface,
+            config.multizone.global_.kds.grpc_port,
+            await _server_tls(store, config),
+            task_status=task_status,
+        )
+        return
+    task_status.started(None)
+    if not config.is_federated_zone:
+        return
+    zone = config.multizone.zone
+    address = parse_address(zone.global_address)
+    log.info("KDS: zone follows global", extra=fields(zone=zone.name, address=zone.global_address))
+    client = ZoneClient(
+        store,
+        zone.name,
+        address,
+        zone.kds.zone_token_file,
+        client_tls(zone.kds.root_ca_file, zone.kds.tls_skip_verify) if address.tls else None,
+    )
+    await client.run()

@@ -1,0 +1,114 @@
+"""What travels which way, and in which shape: the sender shapes a resource exactly as the
+receiver stores it (Kuma's mappers also run on the sending side, pkg/kds/context), so the
+receiver can tell from its own store which version it holds, and a reconnect sends only the
+differences.
+
+- **Global to zone**: Meshes and Mesh* policies authored on global (not the zones' own,
+  ``kuma.io/origin: zone``), labelled ``kuma.io/origin: global``; mesh-scoped policies get
+  Kuma's hashed name (``<name>-<hash of mesh and name>``) so they never collide with a zone's
+  own policy of the same name.
+- **Zone to global**: the zone's Dataplanes, ZoneIngresses and ZoneEgresses, labelled
+  ``kuma.io/origin: zone``, ``kuma.io/zone: <zone>`` and ``kuma.io/display-name: <name>``,
+  under Kuma's hashed name (hash of mesh, name and zone), so two zones' ``web-01`` coexist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from kuma.multizone import ORIGIN_LABEL, ZONE_TAG
+from kuma.resources import Mesh, Resource
+from kuma.resources.policy import POLICY_KINDS
+
+GLOBAL_ORIGIN = "global"
+ZONE_ORIGIN = "zone"
+DISPLAY_NAME_LABEL = "kuma.io/display-name"
+
+#: Kinds zones send up.
+ZONE_KINDS = ("Dataplane", "ZoneIngress", "ZoneEgress")
+_NAME_LIMIT = 253
+#: k8s' SafeEncodeString alphabet (no vowels, no look-alikes), which Kuma's hash goes through.
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def global_kinds() -> tuple[str, ...]:
+    """Kinds global sends down, Meshes first (policies refer to their mesh). Read when a
+    stream starts: policy kinds register themselves at import."""
+    return (Mesh.TYPE, *sorted(POLICY_KINDS))
+
+
+def hashed_name(mesh: str, name: str, *extra: str) -> str:
+    """Kuma's ``hash.HashedName``: FNV-1a 64 of the values, hex, mapped onto k8s' safe
+    alphabet, appended to the name (shortened so the result fits 253 characters)."""
+    digest = 0xCBF29CE484222325
+    for value in (mesh, name, *extra):
+        for byte in value.encode():
+            digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    safe = "".join(_SAFE[ord(c) % len(_SAFE)] for c in format(digest, "016x"))
+    limit = _NAME_LIMIT - len(safe) - 1
+    short = name if len(name) <= limit else _shorten(name, limit)
+    return f"{short}-{safe}"
+
+
+def _shorten(name: str, limit: int) -> str:
+    # Kuma's ShortenString keeps a prefix; a digest suffix keeps shortened names distinct.
+    tail = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9]}-{tail}"
+
+
+def _relabel(resource: Resource, name: str, labels: dict[str, str]) -> Resource:
+    return msgspec.structs.replace(resource, name=name, labels={**resource.labels, **labels})
+
+
+def to_zone(resource: Resource) -> Resource | None:
+    """``resource`` (stored on global) as a zone stores it, or None if it does not go down."""
+    if resource.TYPE not in POLICY_KINDS and resource.TYPE != Mesh.TYPE:
+        return None
+    if resource.labels.get(ORIGIN_LABEL) == ZONE_ORIGIN:
+        return None
+    name = resource.name
+    if resource.MESH_SCOPED:
+        name = hashed_name(resource.mesh_name, resource.labels.get(DISPLAY_NAME_LABEL, name))
+    return _relabel(resource, name, {ORIGIN_LABEL: GLOBAL_ORIGIN})
+
+
+def to_global(resource: Resource, zone: str) -> Resource | None:
+    """``resource`` (stored on zone ``zone``) as global stores it, or None if it stays."""
+    if resource.TYPE not in ZONE_KINDS:
+        return None
+    display = resource.labels.get(DISPLAY_NAME_LABEL, resource.name)
+    labels = {ORIGIN_LABEL: ZONE_ORIGIN, ZONE_TAG: zone, DISPLAY_NAME_LABEL: display}
+    return _relabel(resource, hashed_name(resource.mesh_name, display, zone), labels)
+
+
+def from_global(resource: Resource) -> bool:
+    """On a zone: ``resource`` came from global (its KDS sink may replace or delete it)."""
+    return resource.labels.get(ORIGIN_LABEL) == GLOBAL_ORIGIN
+
+
+def replaceable_on_zone(resource: Resource) -> bool:
+    """On a zone: global's copy may overwrite it. A zone's own policy (origin ``zone``)
+    never; a Mesh a zone kept from before it was federated, yes (zones do not author them)."""
+    return resource.labels.get(ORIGIN_LABEL) != ZONE_ORIGIN
+
+
+def from_zone(resource: Resource, zone: str) -> bool:
+    """On global: ``resource`` came from zone ``zone``."""
+    return (
+        resource.labels.get(ORIGIN_LABEL) == ZONE_ORIGIN and resource.labels.get(ZONE_TAG) == zone
+    )
+
+
+def zone_violation(resource: Resource, zone: str) -> str | None:
+    """On global: why ``resource``, sent by zone ``zone``, must not be stored (None: fine).
+    A zone may only speak for itself, under the name global would give it."""
+    if resource.TYPE not in ZONE_KINDS:
+        return f"a zone does not send {resource.TYPE}s"
+    if not from_zone(resource, zone):
+        return f'labels must carry kuma.io/origin: zone and {ZONE_TAG}: "{zone}"'
+    display = resource.labels.get(DISPLAY_NAME_LABEL, "")
+    if not display or resource.name != hashed_name(resource.mesh_name, display, zone):
+        return f"the name must be the hash of its mesh, {DISPLAY_NAME_LABEL} and zone"
+    return None

@@ -1,0 +1,63 @@
+"""The side of a KDS stream that offers resources: the delta state machine
+(:class:`~kuma.xds.server.delta.DeltaProtocol`, with the KDS kinds as its types) fed by an
+:class:`~.outbox.View`. Global runs it on ``GlobalToZoneSync``, a zone on
+``ZoneToGlobalSync``: the same loop on either end of a gRPC stream.
+
+The receiver subscribes with a wildcard and declares what it already holds
+(``initial_resource_versions``), so after a reconnect only the differences travel.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import anyio
+
+from kuma.xds.server.delta import DeltaProtocol, TypeSet
+
+from . import codec
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class Pipe(Protocol):
+    """Either end of a gRPC stream (grpclib's server and client streams both fit)."""
+
+    async def recv_message(self) -> Any: ...
+
+    async def send_message(self, message: Any) -> None: ...
+
+
+async def offer(pipe: Pipe, outbox: Outbox, kinds: tuple[str, ...], peer: str) -> None:
+    """Serve ``outbox``'s resources of ``kinds`` to ``peer`` until it ends the stream.
+    Raises :class:`~kuma.xds.server.node.InvalidRequest` when the peer breaks the protocol."""
+    state = DeltaProtocol(TypeSet(codec.type_urls(kinds)))
+    failed: list[Exception] = []
+    async with outbox.view() as view, anyio.create_task_group() as tg:
+
+        async def receive() -> None:
+            try:
+                while (request := await pipe.recv_message()) is not None:
+                    reply = state.handle_request(request)
+                    if reply is not None and reply.error is not None and not reply.stale:
+                        log.warning(
+                            "KDS NACK from %s for %s: %s", peer, reply.type_url, reply.error[:500]
+                        )
+                    if state.has_work:
+                        view.poke()
+            except Exception as exc:  # raised below as it is, not as an ExceptionGroup
+                failed.append(exc)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(receive)
+        while True:
+            state.resources_changed(view.take_changes())
+            if state.has_work:
+                for response in state.build_responses(view.resources):
+                    await pipe.send_message(response)
+                continue
+            await view.wait_for_changes()
+    if failed:
+        raise failed[0]

@@ -1,0 +1,119 @@
+"""Global's KDS server (``multizone.global.kds.grpcPort``, 5685, TLS with the control plane's
+certificate): zones dial in, authenticate (:mod:`.auth`), then
+
+- on ``GlobalToZoneSync`` global offers its Meshes and policies (:mod:`.sender`);
+- on ``ZoneToGlobalSync`` global takes the zone's Dataplanes, ZoneIngresses and ZoneEgresses
+  into its store (:mod:`.receiver`), under the zone's labels and hashed names.
+
+A stream ends with UNAUTHENTICATED (and the reason) when its zone is refused or its token
+ends, and with INVALID_ARGUMENT when the zone breaks the protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from ssl import SSLContext
+
+import anyio
+from anyio.abc import TaskStatus
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server
+
+from kuma.store import Store
+from kuma.xds.server.authn import StreamGrant, Unauthenticated
+from kuma.xds.server.listener import listening
+from kuma.xds.server.node import InvalidRequest
+
+from . import mapping, receiver, sender
+from .auth import ZoneAuthenticator
+from .outbox import Outbox
+from .service import KdsSyncServiceBase, ServerStream
+from .sink import StoreSink
+
+log = logging.getLogger(__name__)
+
+
+def zone_sink(store: Store, zone: str) -> StoreSink:
+    """Global's sink for one zone: only that zone's resources, named as global names them."""
+    return StoreSink(
+        store,
+        mapping.ZONE_KINDS,
+        owns=lambda resource: mapping.from_zone(resource, zone),
+        check=lambda resource: mapping.zone_violation(resource, zone),
+    )
+
+
+class KdsServer(KdsSyncServiceBase):
+    def __init__(self, store: Store, outbox: Outbox, authenticator: ZoneAuthenticator) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._authenticator = authenticator
+
+    async def GlobalToZoneSync(self, stream: ServerStream) -> None:
+        await self._serve(stream, "GlobalToZoneSync", self._down)
+
+    async def ZoneToGlobalSync(self, stream: ServerStream) -> None:
+        await self._serve(stream, "ZoneToGlobalSync", self._up)
+
+    async def _down(self, stream: ServerStream, zone: str) -> None:
+        await sender.offer(stream, self._outbox, mapping.global_kinds(), f"zone {zone}")
+
+    async def _up(self, stream: ServerStream, zone: str) -> None:
+        await receiver.take(
+            stream, zone_sink(self._store, zone), mapping.ZONE_KINDS, f"zone {zone}"
+        )
+
+    async def _serve(
+        self,
+        stream: ServerStream,
+        method: str,
+        run: Callable[[ServerStream, str], Awaitable[None]],
+    ) -> None:
+        try:
+            zone, grant = self._authenticator.authenticate(stream.metadata or {})
+        except Unauthenticated as refused:
+            raise GRPCError(Status.UNAUTHENTICATED, refused.reason) from None
+        log.info("KDS: zone %s opened %s", zone, method)
+        ended: str | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def until_grant_ends(grant: StreamGrant) -> None:
+                    nonlocal ended
+                    ended = await grant.wait_ended()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until_grant_ends, grant)
+                await run(stream, zone)
+                tg.cancel_scope.cancel()
+        except InvalidRequest as error:
+            log.warning("KDS: ending %s of zone %s: %s", method, zone, error)
+            raise GRPCError(Status.INVALID_ARGUMENT, str(error)) from None
+        finally:
+            grant.release()
+            log.info("KDS: zone %s closed %s", zone, method)
+        if ended is not None:
+            raise GRPCError(Status.UNAUTHENTICATED, f"zone {zone}: {ended}")
+
+
+async def serve_kds(
+    store: Store,
+    authenticator: ZoneAuthenticator,
+    host: str,
+    port: int,
+    ssl: SSLContext | None,
+    *,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve KDS on ``host:port`` until cancelled; ``task_status.started`` gets the port."""
+    outbox = Outbox(store, mapping.to_zone)
+    server = Server([KdsServer(store, outbox, authenticator)])
+    async with (
+        listening(server, host, port, ssl, what="KDS server") as bound,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(outbox.run)
+        task_status.started(bound)
+        await anyio.sleep_forever()

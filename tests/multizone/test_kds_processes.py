@@ -1,0 +1,218 @@
+"""KDS between real kuma-cp processes on loopback: a global and a federated zone, each with
+its own directory store, TLS with global's certificate and a zone token.
+
+One test walks the whole life of a zone (it costs two control planes and a restart, so the
+behaviours share it): global's Mesh and MeshTimeout reach the zone and are served there; the
+zone's Dataplane reaches global under its hashed name and labels; deletions travel both ways;
+with global killed the zone serves a local change at once; global restarted, syncing resumes
+and only the differences travel. A second test refuses a zone with another zone's token.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from kuma.kds.mapping import hashed_name
+from kuma.processes import ManagedProcess, free_port
+from tests.cli.helpers import LOOPBACK, Kumactl
+from tests.fixtures.processes import kuma_cp
+
+MESH = "type: Mesh\nname: demo\n"
+TIMEOUT = """\
+type: MeshTimeout
+mesh: default
+name: slow-inbound
+spec:
+  targetRef:
+    kind: MeshSubset
+    tags:
+      kuma.io/zone: zone-1
+  from:
+  - targetRef:
+      kind: Mesh
+    default:
+      connectionTimeout: 17s
+"""
+
+
+def dataplane(name: str, port: int) -> str:
+    return f"""\
+type: Dataplane
+mesh: default
+name: {name}
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: {port}
+    servicePort: 8080
+    tags:
+      kuma.io/service: {name}
+"""
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def control_plane(env: dict[str, str]) -> Iterator[tuple[ManagedProcess, Kumactl, str]]:
+    process = kuma_cp(None, env={**LOOPBACK, **env})
+    try:
+        line = process.wait_for_line("kuma-cp is ready")
+        port = line.split("api_port=")[1].split()[0]
+        url = f"http://127.0.0.1:{port}"
+        yield process, Kumactl(url), url
+    finally:
+        process.stop()
+
+
+def global_env(root: Path, kds_port: int) -> dict[str, str]:
+    return {
+        "KUMA_MODE": "global",
+        "KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT": str(kds_port),
+        "KUMA_STORE_TYPE": "directory",
+        "KUMA_STORE_DIRECTORY_PATH": str(root / "global-store"),
+        "KUMA_GENERAL_WORK_DIR": str(root / "global-work"),
+    }
+
+
+def zone_env(root: Path, zone: str, kds_port: int, token: str) -> dict[str, str]:
+    token_file = root / f"{zone}.token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    return {
+        "KUMA_MODE": "zone",
+        "KUMA_MULTIZONE_ZONE_NAME": zone,
+        "KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS": f"grpcs://127.0.0.1:{kds_port}",
+        "KUMA_MULTIZONE_ZONE_KDS_ROOT_CA_FILE": str(root / "global-work" / "kuma-cp.crt"),
+        "KUMA_MULTIZONE_ZONE_KDS_ZONE_TOKEN_FILE": str(token_file),
+        "KUMA_STORE_TYPE": "directory",
+        "KUMA_STORE_DIRECTORY_PATH": str(root / f"{zone}-store"),
+    }
+
+
+def has(kumactl: Kumactl, *argv: str, text: str) -> Callable[[], bool]:
+    def check() -> bool:
+        result = kumactl(*argv)
+        return result.code == 0 and text in result.out
+
+    return check
+
+
+def lacks(kumactl: Kumactl, *argv: str, text: str) -> Callable[[], bool]:
+    def check() -> bool:
+        result = kumactl(*argv)
+        return result.code == 0 and text not in result.out
+
+    return check
+
+
+def served_config(url: str, name: str) -> str:
+    with urllib.request.urlopen(f"{url}/meshes/default/dataplanes/{name}/_config") as reply:
+        return json.dumps(json.load(reply))
+
+
+def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
+    kds_port = free_port()
+    for folder in ("global-store", "global-work", "zone-1-store"):
+        (tmp_path / folder).mkdir()
+    timeout_on_zone = hashed_name("default", "slow-inbound")
+    web_on_global = hashed_name("default", "web-01", "zone-1")
+    with ExitStack() as first_global:
+        glob, on_global, _ = first_global.enter_context(
+            control_plane(global_env(tmp_path, kds_port))
+        )
+        on_global.ok("apply", "-f", "-", stdin=MESH)
+        on_global.ok("apply", "-f", "-", stdin=TIMEOUT)
+        token = on_global.ok("generate", "zone-token", "--zone", "zone-1", "--valid-for", "1h")
+        env = zone_env(tmp_path, "zone-1", kds_port, token.strip())
+        with control_plane(env) as (zone, on_zone, zone_url):
+            # Global to zone: the meshes and the policy, with Kuma's labels and hashed name.
+            eventually(has(on_zone, "get", "meshes", text="demo"), "mesh demo on the zone")
+            eventually(
+                has(on_zone, "get", "meshtimeouts", "-m", "default", text=timeout_on_zone),
+                "the MeshTimeout on the zone",
+            )
+            shown = on_zone.ok("get", "meshtimeout", timeout_on_zone, "-m", "default", "-o", "yaml")
+            assert "kuma.io/origin: global" in shown
+            assert "connectionTimeout: 17s" in shown
+
+            # Zone to global: the Dataplane, hashed and labelled; and the zone serves it with
+            # global's policy (the inbound cluster's connect timeout).
+            on_zone.ok("apply", "-f", "-", stdin=dataplane("web-01", 18080))
+            eventually(has(on_global, "get", "dataplanes", text=web_on_global), "web-01 on global")
+            shown = on_global.ok("get", "dataplane", web_on_global, "-m", "default", "-o", "yaml")
+            for label in (
+                "kuma.io/zone: zone-1",
+                "kuma.io/origin: zone",
+                "kuma.io/display-name: web-01",
+            ):
+                assert label in shown
+            eventually(
+                lambda: '"17s"' in served_config(zone_url, "web-01"),
+                "the zone serving global's MeshTimeout",
+            )
+
+            # Deletions travel both ways.
+            on_global.ok("delete", "meshtimeout", "slow-inbound", "-m", "default")
+            eventually(
+                lacks(on_zone, "get", "meshtimeouts", "-m", "default", text=timeout_on_zone),
+                "the MeshTimeout gone from the zone",
+            )
+            on_zone.ok("delete", "dataplane", "web-01", "-m", "default")
+            eventually(
+                lacks(on_global, "get", "dataplanes", text=web_on_global), "web-01 gone on global"
+            )
+            on_global.ok("apply", "-f", "-", stdin=TIMEOUT)
+            eventually(
+                has(on_zone, "get", "meshtimeouts", "-m", "default", text=timeout_on_zone),
+                "the MeshTimeout back on the zone",
+            )
+
+            # Global dies: the zone serves a local change at once, from what it has.
+            glob.signal(signal.SIGKILL)
+            glob.wait()
+            first_global.close()
+            zone.wait_for_line("KDS: connection to global")
+            on_zone.ok("apply", "-f", "-", stdin=dataplane("web-02", 18081))
+            eventually(
+                lambda: '"17s"' in served_config(zone_url, "web-02"),
+                "the zone serving web-02 without global",
+            )
+            received = zone.count("KDS: global sent")
+
+            # Global back (same store, same port): the zone reconnects; only what changed
+            # meanwhile travels: web-02 up, nothing down (global's state did not change).
+            with control_plane(global_env(tmp_path, kds_port)) as (glob, on_global, _):
+                web_02 = hashed_name("default", "web-02", "zone-1")
+                eventually(has(on_global, "get", "dataplanes", text=web_02), "web-02 on global")
+                assert glob.count("KDS: zone zone-1 sent 1 Dataplane") == 1, glob.output()
+                assert glob.count("KDS: zone zone-1 sent") == 1, glob.output()
+                assert "KDS: following zone zone-1 (holding 0 resources)" in glob.output()
+                assert zone.count("KDS: global sent") == received, zone.output()
+
+
+def test_a_zone_with_another_zones_token_is_refused(tmp_path: Path) -> None:
+    kds_port = free_port()
+    for folder in ("global-store", "global-work", "zone-2-store"):
+        (tmp_path / folder).mkdir()
+    with control_plane(global_env(tmp_path, kds_port)) as (glob, on_global, _):
+        token = on_global.ok("generate", "zone-token", "--zone", "zone-1", "--valid-for", "1h")
+        with control_plane(zone_env(tmp_path, "zone-2", kds_port, token.strip())) as (zone, _, _):
+            reason = "the zone token is for zone 'zone-1', the stream is zone 'zone-2'"
+            line = zone.wait_for_line("KDS: connection to global")
+            assert f"UNAUTHENTICATED: zone zone-2: {reason}" in line
+            assert reason in glob.wait_for_line("refusing the KDS stream of zone zone-2")
+            assert token.strip() not in glob.output() + zone.output()
+            assert "KDS: created" not in zone.output()
