@@ -74,7 +74,10 @@ def build_authentication(
     *,
     on_refused: Callable[[str], None] | None = None,
     on_closed: Callable[[str], None] | None = None,
+    create_keys: bool = True,
 ) -> Authentication:
+    """``create_keys`` False (a federated zone): signing keys come from global over KDS; this
+    control plane never makes its own (Kuma: pkg/defaults, not in a federated zone)."""
     dp_token = authn.dp_proxy.dp_token
     zone_token = authn.zone_proxy.zone_token
     static = _static_keys(dp_token.validator, "dpProxy.dpToken", zone=False)
@@ -94,4 +97,5 @@ def build_authentication(
         zone_proxies=authn.zone_proxy.type != "none",
     )
     issuer = IssuerSettings(dataplane=dp_token.enable_issuer, zone=zone_token.enable_issuer)
-    return Authentication(authenticator, issuer, keys, live, TokenSecrets(store, keys))
+    secrets = TokenSecrets(store, keys, create_keys=create_keys)
+    return Authentication(authenticator, issuer, keys, live, secrets)

@@ -88,7 +88,9 @@ async def run_control_plane(
         # The calls of the API and of registration are timed and counted (kuma/metrics/store.py).
         instrumented = InstrumentedStore(store, metrics)
         # Mesh mTLS: CAs, workload certificates (issued and rotated in memory), SDS.
-        mtls = MtlsService(store)
+        # A federated zone's mesh CAs and token signing keys are global's (they come over KDS):
+        # it creates none of its own.
+        mtls = MtlsService(store, create_cas=not config.is_federated_zone)
         engine = Engine(
             default_admin_port=config.bootstrap_server.params.admin_port,
             on_batch=metrics.on_batch,
@@ -138,6 +140,7 @@ async def run_control_plane(
             config.dp_server.authn,
             on_refused=metrics.on_stream_refused,
             on_closed=metrics.on_stream_deauthenticated,
+            create_keys=not config.is_federated_zone,
         )
         # TLS on the dp server and the HTTPS API (kuma/cp/tls.py).
         tls = await prepare_tls(store, config)

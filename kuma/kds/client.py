@@ -1,7 +1,7 @@
 """A federated zone's side of KDS: it dials global (``multizone.zone.globalAddress``), names
 itself (``client-id``), presents its zone token, and keeps two streams open on one connection:
 
-- ``GlobalToZoneSync``: it takes global's Meshes and policies into its own store
+- ``GlobalToZoneSync``: it takes global's Meshes, Secrets and policies into its own store
   (:mod:`.receiver`, labelled ``kuma.io/origin: global``); the engine serves them from there;
 - ``ZoneToGlobalSync``: it offers its Dataplanes, ZoneIngresses and ZoneEgresses
   (:mod:`.sender`).
@@ -68,6 +68,18 @@ def client_tls(root_ca_file: str, skip_verify: bool) -> ssl.SSLContext:
     return context
 
 
+def global_sink(store: Store) -> StoreSink:
+    """A zone's sink for what global sends: replaces and deletes only global's copies, and
+    refuses what a zone must not hold (kuma/kds/secrets.py)."""
+    return StoreSink(
+        store,
+        mapping.global_kinds(),
+        owns=mapping.from_global,
+        replaceable=mapping.replaceable_on_zone,
+        check=mapping.zone_check,
+    )
+
+
 @dataclass(frozen=True)
 class ZoneClient:
     store: Store
@@ -79,12 +91,7 @@ class ZoneClient:
 
     async def run(self) -> None:
         outbox = Outbox(self.store, partial(mapping.to_global, zone=self.zone))
-        sink = StoreSink(
-            self.store,
-            mapping.global_kinds(),
-            owns=mapping.from_global,
-            replaceable=mapping.replaceable_on_zone,
-        )
+        sink = global_sink(self.store)
         async with anyio.create_task_group() as tg:
             tg.start_soon(outbox.run)
             backoff = _BACKOFF_FIRST

@@ -7,6 +7,9 @@ differences.
   ``kuma.io/origin: zone``), labelled ``kuma.io/origin: global``; mesh-scoped policies get
   Kuma's hashed name (``<name>-<hash of mesh and name>``) so they never collide with a zone's
   own policy of the same name.
+- **Secrets** (:mod:`.secrets`): every mesh Secret, under its own name, so a zone's mesh CAs
+  and dataplane-token signing keys are global's; of the GlobalSecrets only the zone-token
+  signing keys' public halves.
 - **Zone to global**: the zone's Dataplanes, ZoneIngresses and ZoneEgresses, labelled
   ``kuma.io/origin: zone``, ``kuma.io/zone: <zone>`` and ``kuma.io/display-name: <name>``,
   under Kuma's hashed name (hash of mesh, name and zone), so two zones' ``web-01`` coexist.
@@ -19,12 +22,15 @@ import hashlib
 import msgspec
 
 from kuma.multizone import ORIGIN_LABEL, ZONE_TAG
-from kuma.resources import Mesh, Resource
+from kuma.resources import GlobalSecret, Mesh, Resource, Secret
 from kuma.resources.policy import POLICY_KINDS
+
+from .secrets import SECRET_KINDS, secret_to_zone, zone_refuses
 
 GLOBAL_ORIGIN = "global"
 ZONE_ORIGIN = "zone"
 DISPLAY_NAME_LABEL = "kuma.io/display-name"
+GLOBAL_LABELS = {ORIGIN_LABEL: GLOBAL_ORIGIN}
 
 #: Kinds zones send up.
 ZONE_KINDS = ("Dataplane", "ZoneIngress", "ZoneEgress")
@@ -34,9 +40,10 @@ _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def global_kinds() -> tuple[str, ...]:
-    """Kinds global sends down, Meshes first (policies refer to their mesh). Read when a
-    stream starts: policy kinds register themselves at import."""
-    return (Mesh.TYPE, *sorted(POLICY_KINDS))
+    """Kinds global sends down, Meshes first (policies refer to their mesh), then Secrets (a
+    mesh's CA arrives before the policies). Read when a stream starts: policy kinds register
+    themselves at import."""
+    return (Mesh.TYPE, *SECRET_KINDS, *sorted(POLICY_KINDS))
 
 
 def hashed_name(mesh: str, name: str, *extra: str) -> str:
@@ -64,14 +71,18 @@ def _relabel(resource: Resource, name: str, labels: dict[str, str]) -> Resource:
 
 def to_zone(resource: Resource) -> Resource | None:
     """``resource`` (stored on global) as a zone stores it, or None if it does not go down."""
-    if resource.TYPE not in POLICY_KINDS and resource.TYPE != Mesh.TYPE:
-        return None
     if resource.labels.get(ORIGIN_LABEL) == ZONE_ORIGIN:
+        return None
+    if isinstance(resource, Secret | GlobalSecret):
+        shaped = secret_to_zone(resource)
+        # Kuma keeps Secrets' names: a zone finds them by name (<mesh>.ca-builtin-cert-<ca>).
+        return None if shaped is None else _relabel(shaped, shaped.name, GLOBAL_LABELS)
+    if resource.TYPE not in POLICY_KINDS and resource.TYPE != Mesh.TYPE:
         return None
     name = resource.name
     if resource.MESH_SCOPED:
         name = hashed_name(resource.mesh_name, resource.labels.get(DISPLAY_NAME_LABEL, name))
-    return _relabel(resource, name, {ORIGIN_LABEL: GLOBAL_ORIGIN})
+    return _relabel(resource, name, GLOBAL_LABELS)
 
 
 def to_global(resource: Resource, zone: str) -> Resource | None:
@@ -86,6 +97,11 @@ def to_global(resource: Resource, zone: str) -> Resource | None:
 def from_global(resource: Resource) -> bool:
     """On a zone: ``resource`` came from global (its KDS sink may replace or delete it)."""
     return resource.labels.get(ORIGIN_LABEL) == GLOBAL_ORIGIN
+
+
+def zone_check(resource: Resource) -> str | None:
+    """On a zone: why a resource global sent must not be stored (None: fine)."""
+    return zone_refuses(resource)
 
 
 def replaceable_on_zone(resource: Resource) -> bool:

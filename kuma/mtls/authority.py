@@ -15,6 +15,12 @@ A ``provided`` backend's certificate and key come from its DataSources (a Secret
 inline bytes or a file) and must pass Kuma's CA checks; a problem is logged with the mesh and
 backend (never key material) and the mesh gets no CA until it is fixed.
 
+On a federated zone (``create=False``) the builtin CAs are global's: its Secrets arrive over
+KDS (kuma/kds/secrets.py) and this keeper only loads them; it never creates one (Kuma creates
+CAs in the mesh manager, which a zone's KDS sync bypasses) and never removes one (the KDS sink
+removes what global removes). Until global's Secrets arrive the mesh has no CA ("waiting for
+the mesh CA"), as a zone of Kuma's waits.
+
 Builtin CA Secrets nobody can use (a deleted mesh's; a certificate whose creator died before
 writing its key) are removed by :class:`~kuma.mtls.ca_cleanup.CaSecretCleaner`, after which
 a mesh that still wants a CA gets a fresh pair the usual way.
@@ -80,8 +86,11 @@ class CaKeeper:
         *,
         on_dataplane: Callable[[ResourceEvent], None] | None = None,
         cleanup_grace: float = GRACE,
+        create: bool = True,
     ) -> None:
         self._store = store
+        #: Whether builtin CAs are made (and their unusable Secrets removed) here.
+        self._create = create
         self._on_ca = on_ca
         #: Dataplane events are handed on (the mTLS service keeps each proxy's tags).
         self._on_dataplane = on_dataplane
@@ -153,7 +162,7 @@ class CaKeeper:
 
     async def _reconcile(self, name: str, tg: anyio.abc.TaskGroup) -> None:
         mesh = self._meshes.get(name)
-        if self._synced:
+        if self._synced and self._create:
             creating = {backend for m, backend in self._creating if m == name}
             retry = await self._cleaner.clean(name, mesh, creating)
             if retry is not None:
@@ -161,7 +170,7 @@ class CaKeeper:
         mtls = mesh_mtls(mesh)
         current: MeshCa | None = None
         if mesh is not None and mtls is not None:
-            for backend in mtls.backends:
+            for backend in mtls.backends if self._create else ():
                 if backend.type == BUILTIN:
                     await self._ensure_builtin(mesh.name, backend)
             enabled = mtls.enabled

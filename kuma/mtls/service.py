@@ -59,11 +59,16 @@ class MtlsService:
         budget: float = 0.02,
         rng: random.Random | None = None,
         readiness_grace: float = READINESS_GRACE,
+        create_cas: bool = True,
     ) -> None:
+        """``create_cas`` False (a federated zone): the mesh CAs are global's (see
+        :class:`~.authority.CaKeeper`)."""
         self.identities = Identities(key_type=key_type, budget=budget, rng=rng)
         self.source = MtlsSecretSource(self.identities, self._need)
         self.identities.on_change = self._identities_changed
-        self.keeper = CaKeeper(store, self.identities.set_ca, on_dataplane=self._on_dataplane)
+        self.keeper = CaKeeper(
+            store, self.identities.set_ca, on_dataplane=self._on_dataplane, create=create_cas
+        )
         #: Told which services of a PERMISSIVE mesh may have changed TLS readiness (the
         #: runtime passes them to the engine, which rebuilds their clusters if so).
         self.on_readiness: Callable[[str, set[str]], None] | None = None

@@ -1,7 +1,8 @@
 """Signing keys: Kuma's names, RSA keys as PEM, and reading them from secrets.
 
 Dataplane-token keys are mesh Secrets ``dataplane-token-signing-key-<mesh>-<serial>``;
-zone-token keys are GlobalSecrets ``zone-token-signing-key-<serial>``. The serial is the
+zone-token keys are GlobalSecrets ``zone-token-signing-key-<serial>`` (on a federated zone,
+``zone-token-signing-public-key-<serial>``: the public half global sends). The serial is the
 token's ``kid``; the newest (highest) serial signs, every present serial verifies. Revocation
 lists are the Secret ``dataplane-token-revocations-<mesh>`` and the GlobalSecret
 ``zone-token-revocations``: comma-separated token ids (``jti``).
@@ -21,6 +22,8 @@ DEFAULT_KID = "1"
 RSA_BITS = 2048
 DATAPLANE_KEY_PREFIX = "dataplane-token-signing-key-"
 ZONE_KEY_PREFIX = "zone-token-signing-key"
+#: What a zone holds of global's zone-token keys: the public half (kuma/kds/secrets.py).
+ZONE_PUBLIC_KEY_PREFIX = "zone-token-signing-public-key"
 ZONE_REVOCATIONS = "zone-token-revocations"
 DATAPLANE_REVOCATIONS_PREFIX = "dataplane-token-revocations-"
 
@@ -58,10 +61,12 @@ def dataplane_key_of(resource: Resource) -> tuple[str, str] | None:
 
 
 def zone_key_of(resource: Resource) -> str | None:
-    """The kid when ``resource`` is a zone-token signing key."""
+    """The kid when ``resource`` is a zone-token signing key (or its public half)."""
     if not isinstance(resource, GlobalSecret):
         return None
     serial = serial_of(resource.name, ZONE_KEY_PREFIX)
+    if serial is None:
+        serial = serial_of(resource.name, ZONE_PUBLIC_KEY_PREFIX)
     return None if serial is None else str(serial)
 
 

@@ -13,8 +13,8 @@ import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from kuma.kds import codec, mapping, receiver, sender
+from kuma.kds.client import global_sink
 from kuma.kds.outbox import Outbox
-from kuma.kds.sink import StoreSink
 from kuma.resources import Mesh, ResourceKey, decode_one
 from kuma.store import NotFoundError
 from kuma.store.memory import MemoryStore
@@ -60,22 +60,13 @@ def pipes() -> tuple[MemoryPipe, MemoryPipe]:
     return MemoryPipe(to_zone, global_in), MemoryPipe(to_global, zone_in)
 
 
-def zone_sink(store: MemoryStore) -> StoreSink:
-    return StoreSink(
-        store,
-        mapping.global_kinds(),
-        owns=mapping.from_global,
-        replaceable=mapping.replaceable_on_zone,
-    )
-
-
 @asynccontextmanager
 async def connected(outbox: Outbox, zone: MemoryStore) -> AsyncIterator[MemoryPipe]:
     """One connection: global offers, the zone takes; closed (both ends) on exit."""
     global_end, zone_end = pipes()
     async with anyio.create_task_group() as tg:
         tg.start_soon(sender.offer, global_end, outbox, mapping.global_kinds(), "zone")
-        tg.start_soon(receiver.take, zone_end, zone_sink(zone), mapping.global_kinds(), "global")
+        tg.start_soon(receiver.take, zone_end, global_sink(zone), mapping.global_kinds(), "global")
         try:
             yield global_end
         finally:
@@ -158,7 +149,7 @@ async def test_a_zone_keeps_its_own_policy_of_the_same_name() -> None:
     zone = MemoryStore()
     clash = mapping.hashed_name("default", "x")
     await zone.create(timeout(clash, "9s", origin="zone"))
-    sink = zone_sink(zone)
+    sink = global_sink(zone)
     down = mapping.to_zone(timeout("x"))
     assert down is not None
     sent = codec.encode(down)
