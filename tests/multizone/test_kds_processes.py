@@ -5,7 +5,9 @@ One test walks the whole life of a zone (it costs two control planes and a resta
 behaviours share it): global's Mesh and MeshTimeout reach the zone and are served there; the
 zone's Dataplane reaches global under its hashed name and labels; deletions travel both ways;
 with global killed the zone serves a local change at once; global restarted, syncing resumes
-and only the differences travel. A second test refuses a zone with another zone's token.
+and only the differences travel. Secrets: the zone holds global's builtin CA of a mesh with
+mTLS (byte-equal) and accepts a dataplane token issued on global; it makes no CA and no
+signing key of its own. A second test refuses a zone with another zone's token.
 """
 
 from __future__ import annotations
@@ -13,17 +15,40 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
+
+import anyio
 
 from kuma.kds.mapping import hashed_name
 from kuma.processes import ManagedProcess, free_port
 from tests.cli.helpers import LOOPBACK, Kumactl
+from tests.fixtures import ads_stream
 from tests.fixtures.processes import kuma_cp
 
-MESH = "type: Mesh\nname: demo\n"
+MESH = """\
+type: Mesh
+name: demo
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+"""
+CA_CERT = "/meshes/demo/secrets/demo.ca-builtin-cert-ca-1"
+WEB_03 = {
+    "type": "Dataplane",
+    "mesh": "demo",
+    "name": "web-03",
+    "networking": {
+        "address": "127.0.0.1",
+        "inbound": [{"port": 18082, "servicePort": 8080, "tags": {"kuma.io/service": "web-03"}}],
+    },
+}
 TIMEOUT = """\
 type: MeshTimeout
 mesh: default
@@ -118,6 +143,12 @@ def lacks(kumactl: Kumactl, *argv: str, text: str) -> Callable[[], bool]:
     return check
 
 
+def get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url) as reply:
+        document: dict[str, Any] = json.load(reply)
+    return document
+
+
 def served_config(url: str, name: str) -> str:
     with urllib.request.urlopen(f"{url}/meshes/default/dataplanes/{name}/_config") as reply:
         return json.dumps(json.load(reply))
@@ -130,7 +161,7 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
     timeout_on_zone = hashed_name("default", "slow-inbound")
     web_on_global = hashed_name("default", "web-01", "zone-1")
     with ExitStack() as first_global:
-        glob, on_global, _ = first_global.enter_context(
+        glob, on_global, global_url = first_global.enter_context(
             control_plane(global_env(tmp_path, kds_port))
         )
         on_global.ok("apply", "-f", "-", stdin=MESH)
@@ -140,6 +171,11 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
         with control_plane(env) as (zone, on_zone, zone_url):
             # Global to zone: the meshes and the policy, with Kuma's labels and hashed name.
             eventually(has(on_zone, "get", "meshes", text="demo"), "mesh demo on the zone")
+            # The mesh's builtin CA is global's, byte for byte; the zone makes none (and no
+            # token signing keys) of its own.
+            eventually(lambda: ca_cert(zone_url) is not None, "global's CA on the zone")
+            assert ca_cert(zone_url) == ca_cert(global_url)
+            assert "CA created" in glob.output()
             eventually(
                 has(on_zone, "get", "meshtimeouts", "-m", "default", text=timeout_on_zone),
                 "the MeshTimeout on the zone",
@@ -201,6 +237,43 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
                 assert glob.count("KDS: zone zone-1 sent") == 1, glob.output()
                 assert "KDS: following zone zone-1 (holding 0 resources)" in glob.output()
                 assert zone.count("KDS: global sent") == received, zone.output()
+
+                # A dataplane token issued on global is accepted by the zone: it checks it
+                # with the signing key global sent (it has none of its own).
+                token = on_global.ok(
+                    "generate", "dataplane-token", "--mesh", "demo", "--name", "web-03"
+                ).strip()
+                outcome, response = anyio.run(
+                    ads_stream.open_stream,
+                    ready_port(zone, "dp_port"),
+                    zone_ca(zone),
+                    WEB_03,
+                    {"authorization": token},
+                )
+                assert outcome == "ok", response
+                assert token not in zone.output()
+            for made_here in (
+                "CA created",
+                "created the dataplane-token",
+                "created the zone-token",
+            ):
+                assert made_here not in zone.output()
+
+
+def ca_cert(url: str) -> str | None:
+    try:
+        return str(get_json(url + CA_CERT)["data"])
+    except urllib.error.HTTPError:
+        return None
+
+
+def zone_ca(process: ManagedProcess) -> str:
+    assert process.work_dir is not None
+    return (process.work_dir / "kuma-cp.crt").read_text()
+
+
+def ready_port(process: ManagedProcess, name: str) -> int:
+    return int(process.wait_for_line("kuma-cp is ready").split(f"{name}=")[1].split()[0])
 
 
 def test_a_zone_with_another_zones_token_is_refused(tmp_path: Path) -> None:

@@ -7,29 +7,22 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import jwt
-import orjson
 import pytest
-from envoy.config.core.v3.base_pb2 import Node
-from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from kuma.tokens.claims import DataplaneIdentity, dataplane_claims, sign
-from kuma.xds.server import AggregatedDiscoveryServiceStub
+from tests.fixtures import ads_stream
 from tests.fixtures.envoy import ControlPlane, eventually
 from tests.metrics.scrape import Scrape
 
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 WEB = {
     "type": "Dataplane",
     "mesh": "default",
@@ -63,38 +56,8 @@ def api(cp: ControlPlane, method: str, path: str, body: bytes | None = None) -> 
 
 
 async def open_stream(cp: ControlPlane, metadata: dict[str, str]) -> tuple[str, object]:
-    """One delta ADS stream as web-01 over TLS (kuma-cp's certificate verified):
-    ("ok", first response) or ("refused", GRPCError)."""
-    node = Node(id="default.web-01")
-    node.metadata.update({"dataplane.resource": orjson.dumps(WEB).decode()})
-    tls = ssl.create_default_context(cadata=cp.ca)
-    tls.set_alpn_protocols(["h2"])
-    channel = Channel("127.0.0.1", cp.dp_port, ssl=tls)
-    stub = AggregatedDiscoveryServiceStub(channel)
-    try:
-        with anyio.fail_after(15):
-            async with stub.DeltaAggregatedResources.open(metadata=metadata) as stream:
-                await stream.send_message(DeltaDiscoveryRequest(node=node, type_url=CLUSTER))
-                response = await stream.recv_message()
-                await stream.cancel()
-                return "ok", response
-    except GRPCError as error:
-        return "refused", error
-    finally:
-        await _close(channel)
-
-
-async def _close(channel: Channel) -> None:
-    """Close the client's TLS connection now: grpclib's close starts a TLS shutdown that would
-    outlive this event loop (and warn about an unclosed socket in some later test). Aborting
-    the transport closes the socket on the next loop iteration."""
-    connection = getattr(getattr(channel, "_protocol", None), "connection", None)
-    transport = getattr(connection, "_transport", None)
-    channel.close()
-    if transport is not None:
-        transport.abort()
-    await anyio.lowlevel.checkpoint()
-    await anyio.lowlevel.checkpoint()
+    """One delta ADS stream as web-01: ("ok", first response) or ("refused", GRPCError)."""
+    return await ads_stream.open_stream(cp.dp_port, cp.ca, WEB, metadata)
 
 
 def test_a_client_without_a_token_gets_nothing_and_is_counted(cp: ControlPlane) -> None:
