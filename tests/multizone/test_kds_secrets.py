@@ -5,6 +5,7 @@ value, and a federated zone's CA keeper and signing-key creator make nothing of 
 from __future__ import annotations
 
 import logging
+import types
 
 import anyio
 import pytest
@@ -142,24 +143,35 @@ async def test_a_zone_takes_global_secrets_and_verifies_global_tokens() -> None:
     assert verifier.verify(zone_token, ZONE).kid == "1"
 
 
-async def test_a_zone_refuses_private_global_secrets_naming_them_only(
+class Item:
+    """The shape of a protobuf ``Resource`` as the sink reads it."""
+
+    def __init__(self, resource: GlobalSecret | Secret) -> None:
+        sent = codec.encode(resource)
+        self.type_url = sent.type_url
+        self.name = sent.name
+        self.resource = types.SimpleNamespace(value=sent.body)
+
+
+async def test_a_zone_refuses_what_it_must_not_hold_naming_it_only(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     zone = MemoryStore()
-    sent = codec.encode(GlobalSecret(name=SECRET_NAME, data=VALUE, labels=mapping.GLOBAL_LABELS))
-
-    class Item:
-        name = sent.name
-
-        class resource:  # the shape of a protobuf Resource
-            value = sent.body
-
+    private = Item(GlobalSecret(name=SECRET_NAME, data=VALUE, labels=mapping.GLOBAL_LABELS))
+    # Not base64: the store's validation refuses it, and its message must not quote it.
+    malformed = Item(Secret(mesh="demo", name="bad", data="secret-value-never-logged!"))
     with caplog.at_level(logging.INFO):
-        error = await global_sink(zone).apply(sent.type_url, [Item()], [])
-    assert SECRET_NAME in error
-    assert "zone-token-signing-public-key" in error
+        errors = [
+            await global_sink(zone).apply(item.type_url, [item], [])
+            for item in (private, malformed)
+        ]
+    assert SECRET_NAME in errors[0]
+    assert "zone-token-signing-public-key" in errors[0]
+    assert "demo/bad" in errors[1]
+    assert "base64" in errors[1]
     assert not (await zone.list(GlobalSecret.TYPE)).items
-    for text in (error, caplog.text):
+    assert not (await zone.list(Secret.TYPE, "demo")).items
+    for text in (*errors, caplog.text):
         assert VALUE not in text
         assert "secret-value" not in text
 
