@@ -39,7 +39,8 @@ mtls:
   - name: ca-1
     type: builtin
 """
-CA_CERT = "/meshes/demo/secrets/demo.ca-builtin-cert-ca-1"
+CA_CERT = "demo.ca-builtin-cert-ca-1"
+CA_KEY = "demo.ca-builtin-key-ca-1"
 WEB_03 = {
     "type": "Dataplane",
     "mesh": "demo",
@@ -171,11 +172,24 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
         with control_plane(env) as (zone, on_zone, zone_url):
             # Global to zone: the meshes and the policy, with Kuma's labels and hashed name.
             eventually(has(on_zone, "get", "meshes", text="demo"), "mesh demo on the zone")
-            # The mesh's builtin CA is global's, byte for byte; the zone makes none (and no
-            # token signing keys) of its own.
-            eventually(lambda: ca_cert(zone_url) is not None, "global's CA on the zone")
-            assert ca_cert(zone_url) == ca_cert(global_url)
+            # The mesh's builtin CA is global's, byte for byte (the zone issues from it); the
+            # zone makes none (and no token signing keys) of its own.
+            eventually(
+                lambda: None not in (secret(zone_url, CA_CERT), secret(zone_url, CA_KEY)),
+                "global's CA on the zone",
+            )
+            for name in (CA_CERT, CA_KEY):
+                assert secret(zone_url, name) == secret(global_url, name)
             assert "CA created" in glob.output()
+            # On the zone's disk the CA key, as every secret, is readable by its owner only.
+            key_files = [
+                path
+                for path in (tmp_path / "zone-1-store").rglob("*")
+                # Dot-files are the store's temporaries (renamed away at any moment).
+                if not path.name.startswith(".") and path.is_file() and CA_KEY in path.read_text()
+            ]
+            assert key_files
+            assert all(path.stat().st_mode & 0o077 == 0 for path in key_files)
             eventually(
                 has(on_zone, "get", "meshtimeouts", "-m", "default", text=timeout_on_zone),
                 "the MeshTimeout on the zone",
@@ -260,9 +274,9 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
                 assert made_here not in zone.output()
 
 
-def ca_cert(url: str) -> str | None:
+def secret(url: str, name: str) -> str | None:
     try:
-        return str(get_json(url + CA_CERT)["data"])
+        return str(get_json(f"{url}/meshes/demo/secrets/{name}")["data"])
     except urllib.error.HTTPError:
         return None
 
