@@ -9,14 +9,16 @@ and the zone's ``ZoneSyncCallback``).
   issued on global is accepted by every zone) and their revocation list, and the Secrets that
   provided CAs and other resources reference. A zone refuses Secret writes of its own, so
   global's copy is the only one.
-- **GlobalSecrets**: only the zone-token signing keys travel, and only as their public half,
+- **GlobalSecrets**: the zone-token signing keys travel, and only as their public half,
   renamed ``zone-token-signing-public-key-<serial>`` (a zone checks the zone tokens of its
-  ZoneIngresses and ZoneEgresses but must never be able to issue one). Everything else stays
-  on global: the control plane's TLS key, the zone-token revocation list (Kuma does not send
-  it either), any user GlobalSecret.
+  ZoneIngresses and ZoneEgresses but must never be able to issue one). Beyond Kuma, the
+  revocation list ``zone-token-revocations`` travels as it is: it holds token ids only, and
+  without it a zone would keep accepting a zone proxy whose token global revoked (Kuma keeps
+  it on global, so there revocation reaches KDS but not the zones' proxies). Everything else
+  stays on global: the control plane's TLS key, any user GlobalSecret.
 
-A zone checks what it is sent against the same rules (a GlobalSecret that is not a public
-zone-token key is refused), so a global that sent more would not get it stored.
+A zone checks what it is sent against the same rules (any other GlobalSecret is refused), so
+a global that sent more would not get it stored.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from kuma.resources import GlobalSecret, Resource, Secret
 from kuma.tokens.keys import (
     ZONE_KEY_PREFIX,
     ZONE_PUBLIC_KEY_PREFIX,
+    ZONE_REVOCATIONS,
     SigningKeyError,
     load_private_key,
     serial_of,
@@ -44,7 +47,7 @@ SECRET_KINDS = (Secret.TYPE, GlobalSecret.TYPE)
 
 def secret_to_zone(resource: Secret | GlobalSecret) -> Resource | None:
     """``resource`` as a zone stores it (before the origin label), or None if it stays."""
-    if isinstance(resource, Secret):
+    if isinstance(resource, Secret) or resource.name == ZONE_REVOCATIONS:
         return resource
     serial = serial_of(resource.name, ZONE_KEY_PREFIX)
     if serial is None:
@@ -70,7 +73,11 @@ def zone_refuses(resource: Resource) -> str | None:
     """On a zone: why a received (Global)Secret must not be stored (None: fine)."""
     if (
         isinstance(resource, GlobalSecret)
+        and resource.name != ZONE_REVOCATIONS
         and serial_of(resource.name, ZONE_PUBLIC_KEY_PREFIX) is None
     ):
-        return f"a zone takes only the GlobalSecrets {ZONE_PUBLIC_KEY_PREFIX}-<serial>"
+        return (
+            f"a zone takes only the GlobalSecrets {ZONE_PUBLIC_KEY_PREFIX}-<serial> "
+            f"and {ZONE_REVOCATIONS}"
+        )
     return None

@@ -8,6 +8,7 @@ import logging
 import types
 
 import anyio
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -21,7 +22,14 @@ from kuma.resources.mtls import BuiltinConf
 from kuma.store import Synced
 from kuma.store.memory import MemoryStore
 from kuma.tls.persisted import SECRET_NAME
-from kuma.tokens.claims import DataplaneIdentity, ZoneIdentity, dataplane_claims, sign, zone_claims
+from kuma.tokens.claims import (
+    DataplaneIdentity,
+    TokenRejected,
+    ZoneIdentity,
+    dataplane_claims,
+    sign,
+    zone_claims,
+)
 from kuma.tokens.keyring import ZONE, TokenKeys
 from kuma.tokens.signing import TokenSecrets
 from kuma.tokens.verifier import TokenVerifier
@@ -79,10 +87,14 @@ def test_what_goes_down() -> None:
     assert loaded == serialization.load_pem_private_key(key(2), None).public_key()
     for staying in (
         GlobalSecret(name=SECRET_NAME, data=VALUE),  # the control plane's TLS key
-        GlobalSecret(name="zone-token-revocations", data=VALUE),
         GlobalSecret(name="my-global-secret", data=VALUE),
     ):
         assert mapping.to_zone(staying) is None
+    # Beyond Kuma: the zone-token revocation list (token ids, no secret) goes as it is.
+    listed = GlobalSecret(name="zone-token-revocations", data=b64(b"jti-1"))
+    assert mapping.to_zone(listed) == GlobalSecret(
+        name=listed.name, data=listed.data, labels={"kuma.io/origin": "global"}
+    )
     assert mapping.global_kinds()[:3] == ("Mesh", "Secret", "GlobalSecret")
 
 
@@ -101,7 +113,12 @@ async def test_a_zone_takes_global_secrets_and_verifies_global_tokens() -> None:
     glob, zone = MemoryStore(), MemoryStore()
     await glob.create(Mesh(name="demo"))
     cert, ca_key = ca_secrets()
+    ingress = ZoneIdentity(zone="zone-1", scope=("ingress",))
+    zone_token = sign(zone_claims(ingress), key(2), "1", 600)
+    revoked = sign(zone_claims(ingress), key(2), "1", 600)
+    revoked_id = jwt.decode(revoked, options={"verify_signature": False})["jti"]
     for resource in (
+        GlobalSecret(name="zone-token-revocations", data=b64(revoked_id.encode())),
         cert,
         ca_key,
         signing_secret("demo", "1", key(1)),
@@ -116,7 +133,9 @@ async def test_a_zone_takes_global_secrets_and_verifies_global_tokens() -> None:
 
             async def arrived() -> bool:
                 page = await zone.list(GlobalSecret.TYPE)
-                return bool(page.items) and len((await zone.list(Secret.TYPE, "demo")).items) == 3
+                return (
+                    len(page.items) == 2 and len((await zone.list(Secret.TYPE, "demo")).items) == 3
+                )
 
             await until(zone, arrived)
         tg.cancel_scope.cancel()
@@ -125,7 +144,7 @@ async def test_a_zone_takes_global_secrets_and_verifies_global_tokens() -> None:
     assert isinstance(held.resource, Secret)
     assert held.resource.value == cert.value  # byte-equal: the zone's CA is global's
     globals_on_zone = [i.resource.name for i in (await zone.list(GlobalSecret.TYPE)).items]
-    assert globals_on_zone == ["zone-token-signing-public-key-1"]
+    assert sorted(globals_on_zone) == ["zone-token-revocations", "zone-token-signing-public-key-1"]
 
     # The zone's key ring, fed by its own store, accepts tokens global signed.
     keys = TokenKeys()
@@ -137,10 +156,9 @@ async def test_a_zone_takes_global_secrets_and_verifies_global_tokens() -> None:
     verifier = TokenVerifier(keys)
     dp = sign(dataplane_claims(DataplaneIdentity(name="web", mesh="demo")), key(1), "1", 600)
     assert verifier.verify(dp, "demo").kid == "1"
-    zone_token = sign(
-        zone_claims(ZoneIdentity(zone="zone-1", scope=("ingress",))), key(2), "1", 600
-    )
     assert verifier.verify(zone_token, ZONE).kid == "1"
+    with pytest.raises(TokenRejected):
+        verifier.verify(revoked, ZONE)
 
 
 class Item:
