@@ -118,7 +118,9 @@ async def _remove_mesh_secrets(store: Store, mesh: str) -> None:
 
 
 class TokenSecrets:
-    """Follows the store for the key ring, and creates/removes signing keys with meshes."""
+    """Follows the store for the key ring, and creates/removes signing keys with meshes.
+    ``create_keys`` False (a federated zone): the keys are global's, they arrive and go over
+    KDS (kuma/kds/secrets.py); this only follows them."""
 
     def __init__(self, store: Store, keys: TokenKeys, *, create_keys: bool = True) -> None:
         self._store = store
