@@ -253,18 +253,29 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
                 assert zone.count("KDS: global sent") == received, zone.output()
 
                 # A dataplane token issued on global is accepted by the zone: it checks it
-                # with the signing key global sent (it has none of its own).
+                # with the signing key global sent (it has none of its own). One signed with
+                # another key of the same kid is refused.
                 token = on_global.ok(
                     "generate", "dataplane-token", "--mesh", "demo", "--name", "web-03"
                 ).strip()
-                outcome, response = anyio.run(
-                    ads_stream.open_stream,
-                    ready_port(zone, "dp_port"),
-                    zone_ca(zone),
-                    WEB_03,
-                    {"authorization": token},
-                )
-                assert outcome == "ok", response
+                other_key = tmp_path / "other.key"
+                other_key.write_text(on_global.ok("generate", "signing-key"))
+                offline = ["--signing-key-path", str(other_key), "--kid", "1"]
+                forged = on_global.ok(
+                    "generate", "dataplane-token", "--mesh", "demo", "--name", "web-03", *offline
+                ).strip()
+                outcomes = [
+                    anyio.run(
+                        ads_stream.open_stream,
+                        ready_port(zone, "dp_port"),
+                        zone_ca(zone),
+                        WEB_03,
+                        {"authorization": presented},
+                    )
+                    for presented in (forged, token)
+                ]
+                assert outcomes[0][0] == "refused", outcomes[0]
+                assert outcomes[1][0] == "ok", outcomes[1]
                 assert token not in zone.output()
             for made_here in (
                 "CA created",
