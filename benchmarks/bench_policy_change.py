@@ -1,9 +1,11 @@
 """A policy change costs what it selects: CPU time of ``Engine.apply`` for a MeshTimeout
 update that selects k = 100 proxies, with N = 1,000 and N = 10,000 connected proxies (1
 inbound, 5 outbounds each, Kuma's default policies in the mesh). The policy's targetRef is a
-MeshSubset on a tag only the k proxies carry; each run changes its request timeout.
+MeshSubset on a tag only the k proxies carry; each run changes its request timeout (shapes
+outbound listeners) or, with ``--field connection``, its connection timeout (shapes clusters
+only: kuma-load's policy scenario).
 
-    python benchmarks/bench_policy_change.py [--runs 10]
+    python benchmarks/bench_policy_change.py [--runs 10] [--field request|connection]
 
 In-process (no xDS transport): the engine's work only. The end-to-end p99 at the sidecars
 under kuma-load is not measured here.
@@ -17,6 +19,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -57,7 +60,12 @@ def _tagged(dataplane: Dataplane) -> Dataplane:
     return resource
 
 
-def _policy(run: int) -> ResourceEvent:
+def _policy(run: int, field: str) -> ResourceEvent:
+    default: dict[str, Any] = (
+        {"http": {"requestTimeout": f"{run + 2}s"}}
+        if field == "request"
+        else {"connectionTimeout": f"{run + 2}s"}
+    )
     policy = from_document(
         {
             "type": "MeshTimeout",
@@ -68,7 +76,7 @@ def _policy(run: int) -> ResourceEvent:
                 "to": [
                     {
                         "targetRef": {"kind": "Mesh"},
-                        "default": {"http": {"requestTimeout": f"{run + 2}s"}},
+                        "default": default,
                     }
                 ],
             },
@@ -78,7 +86,7 @@ def _policy(run: int) -> ResourceEvent:
     return ResourceEvent(operation, policy, META, run + 10)
 
 
-def measure(n: int, runs: int) -> tuple[float, float, int]:
+def measure(n: int, runs: int, field: str) -> tuple[float, float, int]:
     dataplanes = build_mesh(n, 50)
     dataplanes = [_tagged(d) if i % (n // SELECTED) == 1 else d for i, d in enumerate(dataplanes)]
     engine = Engine()
@@ -94,7 +102,7 @@ def measure(n: int, runs: int) -> tuple[float, float, int]:
     assembled = 0
     for run in range(runs):
         started = time.process_time()
-        stats = engine.apply_now([_policy(run)])
+        stats = engine.apply_now([_policy(run, field)])
         cpu.append(time.process_time() - started)
         assembled = stats.proxies_assembled
         for sub in subs:
@@ -105,10 +113,11 @@ def measure(n: int, runs: int) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--field", choices=("request", "connection"), default="request")
     args = parser.parse_args()
     results = {}
     for n in (1000, 10000):
-        median, worst, assembled = measure(n, args.runs)
+        median, worst, assembled = measure(n, args.runs, args.field)
         results[n] = median
         print(
             f"N={n:>6}: policy change {median * 1e3:.1f} ms (max {worst * 1e3:.1f} ms), "

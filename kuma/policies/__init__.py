@@ -23,6 +23,7 @@ from .defaults import default_policies
 from .matching import EMPTY, KindPolicies, ProxyPolicies, resolve, selects
 from .plugin import (
     PLUGINS,
+    OutboundFingerprint,
     apply_inbound,
     apply_outbound_cluster,
     apply_outbound_listener,
@@ -34,6 +35,7 @@ __all__ = [
     "EMPTY",
     "PLUGINS",
     "KindPolicies",
+    "OutboundFingerprint",
     "ProxyPolicies",
     "apply_inbound",
     "apply_outbound_cluster",

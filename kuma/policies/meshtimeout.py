@@ -48,6 +48,7 @@ from .plugin import (
     update_http_options,
     update_tcp_proxy,
 )
+from .rules import Rule
 
 # Kuma's pkg/plugins/policies/core/defaults.
 DEFAULT_CONNECT_TIMEOUT = 5 * SECOND
@@ -226,6 +227,32 @@ def _inbound_conf(policies: KindPolicies, inbound: InboundKey) -> Conf | None:
 
 class MeshTimeoutPlugin(PolicyPlugin):
     kind = KIND
+
+    # The shared resources' keys hold only what each hook reads (_configure_listener,
+    # _configure_cluster): a new connectionTimeout rebuilds clusters, not listeners.
+    def outbound_listener_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
+        conf: Conf | None = policies.conf(rule)
+        if conf is None:
+            return None
+        http = _http(conf)
+        return [
+            conf.idle_timeout,
+            http.request_timeout,
+            http.stream_idle_timeout,
+            http.request_headers_timeout,
+        ]
+
+    def outbound_cluster_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
+        conf: Conf | None = policies.conf(rule)
+        if conf is None:
+            return None
+        http = _http(conf)
+        return [
+            conf.connection_timeout,
+            conf.idle_timeout,
+            http.max_stream_duration,
+            http.max_connection_duration,
+        ]
 
     def outbound_listener(
         self, listener: listener_pb2.Listener, policies: KindPolicies, service: str, protocol: str

@@ -7,14 +7,18 @@ resource and what it is for (an outbound service, an inbound). The generator cal
 
 Shared resources: an outbound service's cluster and listener depend on the proxy only through
 the confs its policies give that service, so :func:`outbound_fingerprint` (those confs,
-canonically serialized) is part of the key under which the engine shares them.
+canonically serialized) is part of the key under which the engine shares them. It has one
+part per resource kind: a kind's conf enters the listener part only if the kind shapes
+outbound listeners, the cluster part only if it shapes clusters, and a plugin may narrow
+its conf to the fields each hook reads (MeshTimeout's ``connectionTimeout`` shapes clusters
+only). So a policy change rebuilds what it shapes and finds the rest already built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from envoy.config.cluster.v3 import cluster_pb2
@@ -30,6 +34,7 @@ from kuma.resources.model import SERVICE_TAG
 from kuma.resources.policy import PolicyKind
 
 from .matching import InboundKey, KindPolicies, ProxyPolicies
+from .rules import Rule
 
 HCM_TYPE = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 TCP_PROXY_TYPE = "type.googleapis.com/" + tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name
@@ -61,6 +66,16 @@ class PolicyPlugin:
     """Base of a kind's Envoy change; every hook does nothing unless overridden."""
 
     kind: PolicyKind
+
+    def outbound_listener_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
+        """What of the kind's ``to`` rule for a service (``rule``) its ``outbound_listener``
+        and ``outbound_plan`` hooks read: part of the shared outbound listener's key, so it
+        must capture everything they read. Called only for kinds that override one of them."""
+        return [bool(policies.to_rules), rule.conf if rule else None]
+
+    def outbound_cluster_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
+        """As :meth:`outbound_listener_input`, for what ``outbound_cluster`` reads."""
+        return [bool(policies.to_rules), rule.conf if rule else None]
 
     def outbound_plan(
         self,
@@ -115,18 +130,61 @@ def service_element(service: str) -> dict[str, str]:
     return {SERVICE_TAG: service}
 
 
-def outbound_fingerprint(policies: ProxyPolicies, service: str) -> bytes:
-    """What the proxy's policies make of an outbound to ``service`` (empty: nothing)."""
+class OutboundFingerprint(NamedTuple):
+    """What a proxy's policies make of one outbound service, canonically serialized: one part
+    keys its shared outbound listeners, the other its clusters (``b""``: nothing)."""
+
+    listener: bytes
+    cluster: bytes
+
+    def __bool__(self) -> bool:
+        return bool(self.listener or self.cluster)
+
+
+NO_FINGERPRINT = OutboundFingerprint(b"", b"")
+
+
+#: Plugin class -> (shapes outbound listeners, shapes outbound clusters): the hooks it overrides.
+_SHAPES: dict[type[PolicyPlugin], tuple[bool, bool]] = {}
+
+
+def _shapes(plugin: PolicyPlugin) -> tuple[bool, bool]:
+    cls = type(plugin)
+    found = _SHAPES.get(cls)
+    if found is None:
+
+        def overrides(*hooks: str) -> bool:
+            return any(getattr(cls, hook) is not getattr(PolicyPlugin, hook) for hook in hooks)
+
+        found = _SHAPES[cls] = (
+            overrides("outbound_listener", "outbound_plan"),
+            overrides("outbound_cluster"),
+        )
+    return found
+
+
+def outbound_fingerprint(policies: ProxyPolicies, service: str) -> OutboundFingerprint:
+    """The confs the proxy's policies give ``service``, split by the resource they shape."""
     if not policies:
-        return b""
+        return NO_FINGERPRINT
     element = service_element(service)
-    parts: list[Any] = []
+    listener: list[Any] = []
+    cluster: list[Any] = []
     for plugin in PLUGINS:
         matched = policies.get(plugin.kind.name)
         if matched is None:
             continue
         rule = matched.to_rules.compute(element)
-        parts.append([plugin.kind.name, bool(matched.to_rules), rule.conf if rule else None])
+        name = plugin.kind.name
+        shapes_listener, shapes_cluster = _shapes(plugin)
+        if shapes_listener:
+            listener.append([name, plugin.outbound_listener_input(matched, rule)])
+        if shapes_cluster:
+            cluster.append([name, plugin.outbound_cluster_input(matched, rule)])
+    return OutboundFingerprint(_canonical(listener), _canonical(cluster))
+
+
+def _canonical(parts: list[Any]) -> bytes:
     return orjson.dumps(parts, option=orjson.OPT_SORT_KEYS) if parts else b""
 
 

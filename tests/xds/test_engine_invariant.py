@@ -162,7 +162,7 @@ def target_refs(draw: st.DrawFn, top: bool) -> dict[str, Any]:
 _CONFS: dict[str, list[dict[str, Any]]] = {
     "MeshTimeout": [
         {"idleTimeout": "20s"},
-        {"connectionTimeout": "2s", "http": {"requestTimeout": "3s"}},
+        {"connectionTimeout": "2s", "http": {"requestTimeout": "3s", "maxStreamDuration": "9s"}},
         {"http": {"streamIdleTimeout": "7s", "requestHeadersTimeout": "1s"}},
     ],
     "MeshRetry": [

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from google.protobuf.message import Message
 
-from kuma.policies import outbound_fingerprint, resolve
+from kuma.policies import OutboundFingerprint, outbound_fingerprint, resolve
 from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
@@ -80,7 +80,7 @@ def assemble(
     destinations: dict[Destination, None] = {}
     # What the proxy's policies make of each outbound service: part of the key of its shared
     # resources (kuma/xds/engine/shared.py).
-    fingerprints: dict[str, bytes] = {}
+    fingerprints: dict[str, OutboundFingerprint] = {}
     for address, port, destination, bind_to_port in parts.outbounds:
         service = destination.service
         fingerprint = fingerprints.get(service)
@@ -88,11 +88,11 @@ def assemble(
             fingerprint = fingerprints[service] = outbound_fingerprint(policies, service)
         plan, reached = (
             outbound_plan(policies, destination, mesh.protocol(service), mesh.protocol)
-            if fingerprint
+            if fingerprint.listener
             else (None, (destination,))
         )
         listener = shared.outbound_listener(
-            mesh, address, port, destination, bind_to_port, policies, fingerprint, plan
+            mesh, address, port, destination, bind_to_port, policies, fingerprint.listener, plan
         )
         listeners[listener.name] = listener
         destinations.update(dict.fromkeys(reached))
@@ -102,7 +102,7 @@ def assemble(
             fingerprint = fingerprints[destination.service] = outbound_fingerprint(
                 policies, destination.service
             )
-        cluster = shared.cluster(mesh, destination, policies, fingerprint)
+        cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster)
         resources[types.CLUSTER][cluster.name] = cluster
         load_assignment = shared.load_assignment(mesh, destination)
         resources[types.ENDPOINT][load_assignment.name] = load_assignment

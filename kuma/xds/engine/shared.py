@@ -20,7 +20,9 @@ re-assembles the service's consumers instead of patching them).
 Policies are the one input that differs per *consumer*: what a proxy's policies make of the
 service (``kuma.policies.outbound_fingerprint``: the confs, canonically serialized; ``b""``
 without policies) is part of every key beside the destination, so proxies with the same
-policies share one resource and different policies never collide. A policy change
+policies share one resource and different policies never collide. Listeners are keyed by the
+fingerprint's listener part and clusters by its cluster part: a change that shapes only
+clusters finds every outbound listener already built. A policy change
 re-assembles the proxies it selects (the engine's selection slot), which then pick the
 resources of their new fingerprint.
 """

@@ -1,0 +1,121 @@
+"""A policy change rebuilds only the shared resources it shapes: the outbound listener and
+cluster keys hold separate parts of the policies' fingerprint (kuma/policies/plugin.py), so a
+MeshTimeout ``connectionTimeout`` change rebuilds clusters and re-uses every listener."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from kuma.policies import outbound_fingerprint, resolve
+from kuma.policies.meshtimeout import MeshTimeoutPlugin
+from kuma.resources import ResourceMeta, from_document
+from kuma.store import Operation, ResourceEvent
+from kuma.xds import types
+from kuma.xds.engine import Engine
+from kuma.xds.engine.watches import Subscription
+
+from .test_engine import dataplane
+
+_META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+LISTENER = "outbound:127.0.0.1:20000"
+
+
+def timeout(connect: str, request: str) -> Any:
+    return from_document(
+        {
+            "type": "MeshTimeout",
+            "mesh": "default",
+            "name": "t",
+            "spec": {
+                "targetRef": {"kind": "Mesh"},
+                "to": [
+                    {
+                        "targetRef": {"kind": "Mesh"},
+                        "default": {
+                            "connectionTimeout": connect,
+                            "http": {"requestTimeout": request},
+                        },
+                    }
+                ],
+            },
+        }
+    )
+
+
+def event(resource: Any) -> ResourceEvent:
+    return ResourceEvent(Operation.UPDATE, resource, _META, 1)
+
+
+def route_timeout(watch: Subscription) -> int:
+    listener = listener_pb2.Listener.FromString(watch.resources(types.LISTENER)[LISTENER].body)
+    manager = hcm_pb2.HttpConnectionManager.FromString(
+        listener.filter_chains[0].filters[0].typed_config.value
+    )
+    return manager.route_config.virtual_hosts[0].routes[0].route.timeout.seconds
+
+
+def connect_timeout(watch: Subscription) -> int:
+    cluster = cluster_pb2.Cluster.FromString(watch.resources(types.CLUSTER)["backend"].body)
+    return cluster.connect_timeout.seconds
+
+
+def started() -> tuple[Engine, Subscription]:
+    engine = Engine()
+    engine.apply_now(
+        [
+            event(dataplane("b-1", "backend")),
+            event(dataplane("web-1", "web", outbounds=("backend",))),
+            event(timeout("2s", "3s")),
+        ]
+    )
+    watch = engine.subscribe("default.web-1")
+    watch.take_changes()
+    return engine, watch
+
+
+def test_the_fingerprint_has_a_part_per_resource_kind() -> None:
+    web = dataplane("web-1", "web", outbounds=("backend",))
+    prints = [
+        outbound_fingerprint(resolve(web, {"MeshTimeout": [timeout(c, r)]}), "backend")
+        for c, r in (("2s", "3s"), ("5s", "3s"), ("5s", "4s"))
+    ]
+    assert prints[0].listener == prints[1].listener != prints[2].listener
+    assert prints[0].cluster != prints[1].cluster == prints[2].cluster
+
+
+def test_a_cluster_only_change_reuses_the_listeners() -> None:
+    engine, watch = started()
+    listener = watch.resources(types.LISTENER)[LISTENER]
+    engine.apply_now([event(timeout("5s", "3s"))])
+    assert set(watch.take_changes()) == {types.CLUSTER}
+    assert watch.resources(types.LISTENER)[LISTENER] is listener
+    assert connect_timeout(watch) == 5
+
+    engine.apply_now([event(timeout("5s", "4s"))])
+    assert set(watch.take_changes()) == {types.LISTENER}
+    assert route_timeout(watch) == 4
+
+
+def test_a_listener_key_missing_a_field_would_serve_a_stale_listener(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check of the check: a MeshTimeout whose listener key leaves out the request
+    timeout re-uses the old listener, so the test above would fail on such a key."""
+    full = MeshTimeoutPlugin.outbound_listener_input
+
+    def without_request_timeout(self: Any, policies: Any, rule: Any) -> Any:
+        found = full(self, policies, rule)
+        return found if found is None else found[:1] + found[2:]
+
+    monkeypatch.setattr(MeshTimeoutPlugin, "outbound_listener_input", without_request_timeout)
+    engine, watch = started()
+    engine.apply_now([event(timeout("2s", "4s"))])
+    assert route_timeout(watch) == 3
