@@ -59,12 +59,12 @@ def route_timeout(watch: Subscription) -> int:
     manager = hcm_pb2.HttpConnectionManager.FromString(
         listener.filter_chains[0].filters[0].typed_config.value
     )
-    return manager.route_config.virtual_hosts[0].routes[0].route.timeout.seconds
+    return int(manager.route_config.virtual_hosts[0].routes[0].route.timeout.seconds)
 
 
 def connect_timeout(watch: Subscription) -> int:
     cluster = cluster_pb2.Cluster.FromString(watch.resources(types.CLUSTER)["backend"].body)
-    return cluster.connect_timeout.seconds
+    return int(cluster.connect_timeout.seconds)
 
 
 def started() -> tuple[Engine, Subscription]:
