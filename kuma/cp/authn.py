@@ -15,7 +15,12 @@ from kuma.api.tokens import IssuerSettings
 from kuma.store import Store
 from kuma.tokens.authenticator import TokenAuthenticator
 from kuma.tokens.keyring import ZONE, TokenKeys
-from kuma.tokens.keys import SigningKeyError, load_public_key
+from kuma.tokens.keys import (
+    ZONE_KEY_PREFIX,
+    ZONE_PUBLIC_KEY_PREFIX,
+    SigningKeyError,
+    load_public_key,
+)
 from kuma.tokens.live import LiveGrants
 from kuma.tokens.signing import TokenSecrets
 from kuma.tokens.verifier import TokenVerifier
@@ -74,10 +79,11 @@ def build_authentication(
     *,
     on_refused: Callable[[str], None] | None = None,
     on_closed: Callable[[str], None] | None = None,
-    create_keys: bool = True,
+    federated: bool = False,
 ) -> Authentication:
-    """``create_keys`` False (a federated zone): signing keys come from global over KDS; this
-    control plane never makes its own (Kuma: pkg/defaults, not in a federated zone)."""
+    """``federated`` (a zone connected to global): signing keys come from global over KDS; this
+    control plane never makes its own (Kuma: pkg/defaults, not in a federated zone) and checks
+    zone tokens with the public keys global sent (Kuma: NewZoneTokenValidator)."""
     dp_token = authn.dp_proxy.dp_token
     zone_token = authn.zone_proxy.zone_token
     static = _static_keys(dp_token.validator, "dpProxy.dpToken", zone=False)
@@ -85,7 +91,8 @@ def build_authentication(
     # useSecrets is one switch per kind in Kuma; here the stored keys serve both or neither
     # unless both kinds keep the default.
     use_secrets = dp_token.validator.use_secrets and zone_token.validator.use_secrets
-    keys = TokenKeys(static, use_secrets=use_secrets)
+    zone_prefix = ZONE_PUBLIC_KEY_PREFIX if federated else ZONE_KEY_PREFIX
+    keys = TokenKeys(static, use_secrets=use_secrets, zone_key_prefix=zone_prefix)
     live = LiveGrants(on_closed=on_closed)
     keys.listen(live)
     authenticator = TokenAuthenticator(
@@ -97,5 +104,5 @@ def build_authentication(
         zone_proxies=authn.zone_proxy.type != "none",
     )
     issuer = IssuerSettings(dataplane=dp_token.enable_issuer, zone=zone_token.enable_issuer)
-    secrets = TokenSecrets(store, keys, create_keys=create_keys)
+    secrets = TokenSecrets(store, keys, create_keys=not federated)
     return Authentication(authenticator, issuer, keys, live, secrets)

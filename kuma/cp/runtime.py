@@ -140,7 +140,7 @@ async def run_control_plane(
             config.dp_server.authn,
             on_refused=metrics.on_stream_refused,
             on_closed=metrics.on_stream_deauthenticated,
-            create_keys=not config.is_federated_zone,
+            federated=config.is_federated_zone,
         )
         # TLS on the dp server and the HTTPS API (kuma/cp/tls.py).
         tls = await prepare_tls(store, config)

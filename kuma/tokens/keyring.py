@@ -19,6 +19,7 @@ from kuma.resources import GlobalSecret, Resource, Secret
 from kuma.store import Operation, ResourceEvent
 
 from .keys import (
+    ZONE_KEY_PREFIX,
     ZONE_REVOCATIONS,
     dataplane_key_of,
     dataplane_revocations_name,
@@ -41,8 +42,13 @@ class TokenKeys:
         static: Mapping[str, Mapping[str, bytes]] | None = None,
         *,
         use_secrets: bool = True,
+        zone_key_prefix: str = ZONE_KEY_PREFIX,
     ) -> None:
-        """``static``: scope -> kid -> public key PEM (from the configuration)."""
+        """``static``: scope -> kid -> public key PEM (from the configuration);
+        ``zone_key_prefix``: the GlobalSecrets that are zone-token keys (a federated zone:
+        ``zone-token-signing-public-key``, the public halves global sends, and only those, as
+        Kuma's zone validator; a key the zone made before it was federated is not used)."""
+        self._zone_key_prefix = zone_key_prefix
         self._static = {scope: dict(keys) for scope, keys in (static or {}).items()}
         self._use_secrets = use_secrets
         #: scope -> kid -> PEM (private key PEM from a secret, or public PEM from the config).
@@ -71,7 +77,7 @@ class TokenKeys:
         if not isinstance(resource, Secret | GlobalSecret):
             return
         deleted = event.operation is Operation.DELETE
-        located = _key_location(resource)
+        located = _key_location(resource, self._zone_key_prefix)
         if located is not None:
             if self._use_secrets:
                 self._put_key(*located, None if deleted else resource.value)
@@ -110,11 +116,11 @@ class TokenKeys:
                 listener.revoked(scope, added)
 
 
-def _key_location(resource: Secret | GlobalSecret) -> tuple[str, str] | None:
+def _key_location(resource: Secret | GlobalSecret, zone_prefix: str) -> tuple[str, str] | None:
     dataplane = dataplane_key_of(resource)
     if dataplane is not None:
         return dataplane
-    kid = zone_key_of(resource)
+    kid = zone_key_of(resource, zone_prefix)
     return None if kid is None else (ZONE, kid)
 
 

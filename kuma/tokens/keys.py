@@ -60,13 +60,12 @@ def dataplane_key_of(resource: Resource) -> tuple[str, str] | None:
     return None if serial is None else (resource.mesh, str(serial))
 
 
-def zone_key_of(resource: Resource) -> str | None:
-    """The kid when ``resource`` is a zone-token signing key (or its public half)."""
+def zone_key_of(resource: Resource, prefix: str = ZONE_KEY_PREFIX) -> str | None:
+    """The kid when ``resource`` is a zone-token key named ``<prefix>-<serial>`` (a federated
+    zone's prefix is ``ZONE_PUBLIC_KEY_PREFIX``)."""
     if not isinstance(resource, GlobalSecret):
         return None
-    serial = serial_of(resource.name, ZONE_KEY_PREFIX)
-    if serial is None:
-        serial = serial_of(resource.name, ZONE_PUBLIC_KEY_PREFIX)
+    serial = serial_of(resource.name, prefix)
     return None if serial is None else str(serial)
 
 

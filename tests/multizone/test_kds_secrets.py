@@ -31,6 +31,7 @@ from kuma.tokens.claims import (
     zone_claims,
 )
 from kuma.tokens.keyring import ZONE, TokenKeys
+from kuma.tokens.keys import ZONE_PUBLIC_KEY_PREFIX
 from kuma.tokens.signing import TokenSecrets
 from kuma.tokens.verifier import TokenVerifier
 from tests.mtls.test_authority import Reports, mtls_mesh
@@ -146,8 +147,10 @@ async def test_a_zone_takes_global_secrets_and_verifies_global_tokens() -> None:
     globals_on_zone = [i.resource.name for i in (await zone.list(GlobalSecret.TYPE)).items]
     assert sorted(globals_on_zone) == ["zone-token-revocations", "zone-token-signing-public-key-1"]
 
-    # The zone's key ring, fed by its own store, accepts tokens global signed.
-    keys = TokenKeys()
+    # The zone's key ring, fed by its own store, accepts tokens global signed. A zone-token
+    # key the zone made before it was federated (same kid) is not used (Kuma's validator).
+    await zone.create(zone_key("1", key(3)))
+    keys = TokenKeys(zone_key_prefix=ZONE_PUBLIC_KEY_PREFIX)
     async with zone.watch() as events:
         async for item in events:
             if isinstance(item, Synced):
@@ -159,6 +162,9 @@ async def test_a_zone_takes_global_secrets_and_verifies_global_tokens() -> None:
     assert verifier.verify(zone_token, ZONE).kid == "1"
     with pytest.raises(TokenRejected):
         verifier.verify(revoked, ZONE)
+    own = sign(zone_claims(ingress), key(3), "1", 600)
+    with pytest.raises(TokenRejected):
+        verifier.verify(own, ZONE)
 
 
 class Item:
