@@ -30,6 +30,7 @@ from .keyring import TokenKeys
 from .keys import (
     DEFAULT_KID,
     ZONE_KEY_PREFIX,
+    ZONE_PUBLIC_KEY_PREFIX,
     dataplane_key_prefix,
     dataplane_revocations_name,
     key_name,
@@ -98,7 +99,18 @@ async def issue_dataplane_token(store: Store, identity: DataplaneIdentity, valid
 
 
 async def issue_zone_token(store: Store, identity: ZoneIdentity, valid_for: float) -> str:
-    pem, kid = await _latest(store, GlobalSecret.TYPE, None, ZONE_KEY_PREFIX)
+    try:
+        pem, kid = await _latest(store, GlobalSecret.TYPE, None, ZONE_KEY_PREFIX)
+    except NoSigningKey:
+        # A federated zone holds only the public halves global sent (kuma/kds/secrets.py):
+        # creating a key here is not the remedy (the zone refuses GlobalSecret writes).
+        page = await store.list(GlobalSecret.TYPE)
+        if any(serial_of(i.resource.name, ZONE_PUBLIC_KEY_PREFIX) is not None for i in page.items):
+            raise NoSigningKey(
+                "this zone holds only the public zone-token keys global sent: "
+                "generate zone tokens on the global control plane"
+            ) from None
+        raise
     return sign(zone_claims(identity), pem, kid, valid_for)
 
 

@@ -32,7 +32,7 @@ from kuma.tokens.claims import (
 )
 from kuma.tokens.keyring import ZONE, TokenKeys
 from kuma.tokens.keys import ZONE_PUBLIC_KEY_PREFIX
-from kuma.tokens.signing import TokenSecrets
+from kuma.tokens.signing import NoSigningKey, TokenSecrets, issue_zone_token
 from kuma.tokens.verifier import TokenVerifier
 from tests.mtls.test_authority import Reports, mtls_mesh
 from tests.multizone.test_kds_resume import connected, until
@@ -165,6 +165,10 @@ async def test_a_zone_takes_global_secrets_and_verifies_global_tokens() -> None:
     own = sign(zone_claims(ingress), key(3), "1", 600)
     with pytest.raises(TokenRejected):
         verifier.verify(own, ZONE)
+    # Issuing zone tokens is global's: the zone says so instead of asking for a key.
+    await zone.delete(ResourceKey(GlobalSecret.TYPE, "", "zone-token-signing-key-1"))
+    with pytest.raises(NoSigningKey, match="generate zone tokens on the global control plane"):
+        await issue_zone_token(zone, ingress, 600)
 
 
 class Item:
