@@ -10,6 +10,7 @@ import it below.
 from __future__ import annotations
 
 from . import (
+    meshaccesslog,
     meshcircuitbreaker,
     meshhealthcheck,
     meshhttproute,
@@ -41,6 +42,7 @@ __all__ = [
     "apply_outbound_cluster",
     "apply_outbound_listener",
     "default_policies",
+    "meshaccesslog",
     "meshcircuitbreaker",
     "meshhealthcheck",
     "meshhttproute",

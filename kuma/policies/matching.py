@@ -150,6 +150,8 @@ class KindPolicies:
     to_rules: Rules
     #: Per selected inbound.
     from_rules: dict[InboundKey, Rules]
+    #: The proxy they were matched for (MeshAccessLog's lines name its service and address).
+    dataplane: Dataplane | None = None
 
     def conf(self, rule: Rule | None) -> Any:
         """The rule's merged configuration as the kind's typed ``Conf`` (None for no rule)."""
@@ -255,7 +257,7 @@ def match_kind(
         return None
     to_rules = _rules(kind, tuple(matched), "to")
     from_rules = {key: _rules(kind, tuple(group), "from") for key, group in by_inbound.items()}
-    return KindPolicies(kind, tuple(matched), to_rules, from_rules)
+    return KindPolicies(kind, tuple(matched), to_rules, from_rules, dataplane)
 
 
 class ProxyPolicies:

@@ -132,3 +132,39 @@ def test_routes_through_kumactl_and_the_rest_api(cp_url: str) -> None:
     )
     assert kumactl.ok("delete", "meshtcproute", "db-split") == 'deleted MeshTCPRoute "db-split"\n'
     assert kumactl("get", "meshtcproute", "db-split").code == 1
+
+
+ACCESS_LOG = """
+type: MeshAccessLog
+mesh: default
+name: web-logs
+spec:
+  targetRef: {kind: MeshService, name: web}
+  from:
+  - targetRef: {kind: Mesh}
+    default:
+      backends:
+      - type: File
+        file: {path: /tmp/web-access.log}
+"""
+
+
+def test_mesh_access_logs_through_kumactl_and_rest(cp_url: str) -> None:
+    kumactl = Kumactl(cp_url)
+    kumactl.ok("apply", "-f", "-", stdin=ACCESS_LOG)
+    listed = kumactl.ok("get", "meshaccesslogs").splitlines()
+    assert listed[0].split() == ["MESH", "NAME", "AGE"]
+    assert [line.split()[:2] for line in listed[1:]] == [["default", "web-logs"]]
+    with urllib.request.urlopen(f"{cp_url}/meshes/default/meshaccesslogs/web-logs") as reply:
+        document = json.load(reply)
+    assert document["spec"]["from"][0]["default"]["backends"][0]["file"] == {
+        "path": "/tmp/web-access.log"
+    }
+    result = kumactl("apply", "-f", "-", stdin=ACCESS_LOG.replace("/tmp/", "logs/"))
+    assert result.code == 1
+    assert (
+        "spec.from[0].default.backends[0].file.path: file backend requires a valid path"
+        in result.err
+    )
+    kumactl.ok("delete", "meshaccesslog", "web-logs")
+    assert kumactl.ok("get", "meshaccesslogs").splitlines()[1:] == []

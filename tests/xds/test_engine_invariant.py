@@ -160,6 +160,21 @@ def target_refs(draw: st.DrawFn, top: bool) -> dict[str, Any]:
 
 
 _CONFS: dict[str, list[dict[str, Any]]] = {
+    "MeshAccessLog": [
+        {"backends": [{"type": "File", "file": {"path": "/tmp/a.log"}}]},
+        {
+            "backends": [
+                {
+                    "type": "File",
+                    "file": {
+                        "path": "/tmp/b.log",
+                        "format": {"type": "Plain", "plain": "%KUMA_SOURCE_SERVICE% %KUMA_MESH%"},
+                    },
+                }
+            ]
+        },
+        {"backends": []},
+    ],
     "MeshTimeout": [
         {"idleTimeout": "20s"},
         {"connectionTimeout": "2s", "http": {"requestTimeout": "3s", "maxStreamDuration": "9s"}},

@@ -1,0 +1,331 @@
+"""MeshAccessLog (Kuma ``pkg/plugins/policies/meshaccesslog``): Envoy access logs on a proxy's
+inbounds (``from``, clients: Mesh only) and outbounds (``to``: Mesh or MeshService).
+
+Schema: ``default.backends``, each ``{type: File|Tcp|OpenTelemetry}`` with ``file {path,
+format}``, ``tcp {address, format}`` or ``openTelemetry {endpoint, body, attributes}``; a
+format is ``{type: Plain|Json, plain, json [{key, value}], omitEmptyValues}``. Validation as
+Kuma's validator, with its messages (govalidator's ``IsFilePath``/``IsURL`` rebuilt in
+:mod:`kuma.policies.accesslog_format`).
+
+Envoy change, as Kuma's plugin: for each backend, on every filter chain of a selected inbound
+listener (from-rules, Mesh element) and of each outbound listener (to-rules of its service),
+an ``envoy.access_loggers.file`` access log appended to the HTTP connection manager or the
+TCP proxy, with Kuma's default formats (one for HTTP, one for TCP) and its placeholders
+substituted (``%KUMA_MESH%``, ``%KUMA_SOURCE_SERVICE%``, ``%KUMA_DESTINATION_SERVICE%``,
+``%KUMA_SOURCE_ADDRESS%``, ``%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%``,
+``%KUMA_TRAFFIC_DIRECTION%``). Envoy writes the file on the proxy's host; kuma-cp never
+touches the path.
+
+Not generated (validated and stored only): the **Tcp** backend (Kuma points the file logger at
+kuma-dp's access-log socket and kuma-dp streams the lines to the address; our kuma-dp has no
+such streamer), the **OpenTelemetry** backend (it needs a per-proxy
+``meshaccesslog:opentelemetry:N`` cluster, which the plugin seam does not add), gateways
+(``to`` on a MeshGateway: no builtin gateway is served) and the passthrough/direct-access
+listeners of transparent proxies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import msgspec
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.access_loggers.file.v3 import file_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from kuma.resources.errors import Violation
+from kuma.resources.model import (
+    MESH,
+    MESH_GATEWAY,
+    MESH_SERVICE,
+    MESH_SERVICE_SUBSET,
+    MESH_SUBSET,
+    SERVICE_TAG,
+    Dataplane,
+    Policy,
+    PolicyConf,
+    PolicySpec,
+)
+from kuma.resources.policy import PolicyKind, register
+
+from .accesslog_format import is_file_path, is_url, json_pair_is_valid
+from .matching import InboundKey, KindPolicies
+from .plugin import PolicyPlugin, register_plugin, service_element, update_hcm, update_tcp_proxy
+from .rules import Rule
+
+FILE_LOGGER = "envoy.access_loggers.file"
+
+#: Kuma's default formats (plugin/xds/configurer.go), before placeholder substitution.
+DEFAULT_TCP_FORMAT = (
+    "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%"
+    "(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%(%KUMA_DESTINATION_SERVICE%) took %DURATION%ms,"
+    " sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes"
+)
+DEFAULT_HTTP_FORMAT = (
+    '[%START_TIME%] %KUMA_MESH% "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%"'
+    " %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%"
+    ' %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%"'
+    ' "%REQ(X-B3-TRACEID?X-DATADOG-TRACEID)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%"'
+    ' "%KUMA_SOURCE_SERVICE%" "%KUMA_DESTINATION_SERVICE%" "%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%"'
+    ' "%UPSTREAM_HOST%"'
+)
+INBOUND = "INBOUND"
+OUTBOUND = "OUTBOUND"
+#: Kuma's ``ServiceUnknown``: the source of inbound traffic, a proxy without a service.
+UNKNOWN = "unknown"
+
+
+class JsonValue(PolicyConf, frozen=True):
+    key: str = ""
+    value: str = ""
+
+
+class Format(PolicyConf, frozen=True):
+    type: Literal["Plain", "Json"]
+    plain: str | None = None
+    json: tuple[JsonValue, ...] | None = None
+    omit_empty_values: bool | None = None
+
+
+class FileBackend(PolicyConf, frozen=True):
+    format: Format | None = None
+    path: str = ""
+
+
+class TcpBackend(PolicyConf, frozen=True):
+    format: Format | None = None
+    address: str = ""
+
+
+class OtelBackend(PolicyConf, frozen=True):
+    attributes: tuple[JsonValue, ...] = ()
+    body: Any = None
+    endpoint: str = ""
+
+
+class Backend(PolicyConf, frozen=True):
+    type: Literal["Tcp", "File", "OpenTelemetry"]
+    tcp: TcpBackend | None = None
+    file: FileBackend | None = None
+    open_telemetry: OtelBackend | None = None
+
+
+class Conf(PolicyConf, frozen=True):
+    backends: tuple[Backend, ...] | None = None
+
+
+class MeshAccessLog(Policy, tag="MeshAccessLog", frozen=True):
+    spec: PolicySpec[Conf] = msgspec.field(default_factory=PolicySpec)
+    TYPE: ClassVar[str] = "MeshAccessLog"
+
+
+def _validate_lists(spec: PolicySpec[Any], out: list[Violation]) -> None:
+    if not spec.to and not spec.from_:
+        out.append(Violation("spec", "at least one of 'from', 'to' has to be defined"))
+
+
+def _validate_format(fmt: Format, path: str, out: list[Violation]) -> None:
+    if fmt.type == "Plain":
+        if fmt.plain is None:
+            out.append(Violation(f"{path}.plain", "must be defined"))
+        elif not fmt.plain:
+            out.append(Violation(f"{path}.plain", "must not be empty"))
+        return
+    if fmt.json is None:
+        out.append(Violation(f"{path}.json", "must be defined"))
+        return
+    if not fmt.json:
+        out.append(Violation(f"{path}.json", "must not be empty"))
+    for index, field in enumerate(fmt.json):
+        at = f"{path}.json[{index}]"
+        if not field.key:
+            out.append(Violation(f"{at}.key", "key cannot be empty"))
+        if not field.value:
+            out.append(Violation(f"{at}.value", "value cannot be empty"))
+        if not json_pair_is_valid(field.key, field.value):
+            out.append(Violation(at, "is not a valid JSON object"))
+
+
+def _validate_backend(backend: Backend, path: str, out: list[Violation]) -> None:
+    sink: FileBackend | TcpBackend | None
+    if backend.type == "File":
+        sink, name = backend.file, "file"
+    elif backend.type == "Tcp":
+        sink, name = backend.tcp, "tcp"
+    else:
+        if backend.open_telemetry is None:
+            out.append(Violation(f"{path}.openTelemetry", "must be defined"))
+        return
+    if sink is None:
+        out.append(Violation(f"{path}.{name}", "must be defined"))
+        return
+    if sink.format is not None:
+        _validate_format(sink.format, f"{path}.{name}.format", out)
+    if isinstance(sink, FileBackend) and not is_file_path(sink.path):
+        out.append(Violation(f"{path}.file.path", "file backend requires a valid path"))
+    if isinstance(sink, TcpBackend) and not is_url(sink.address):
+        out.append(Violation(f"{path}.tcp.address", "tcp backend requires valid address"))
+
+
+def _validate_conf(conf: Conf | None, path: str, top: str, out: list[Violation]) -> None:
+    if conf is None or conf.backends is None:
+        out.append(Violation(f"{path}.backends", "must be defined"))
+        return
+    for index, backend in enumerate(conf.backends):
+        _validate_backend(backend, f"{path}.backends[{index}]", out)
+
+
+KIND = register(
+    PolicyKind(
+        name="MeshAccessLog",
+        cls=MeshAccessLog,
+        plural="meshaccesslogs",
+        conf_type=Conf,
+        top_kinds=(MESH, MESH_SUBSET, MESH_GATEWAY, MESH_SERVICE, MESH_SERVICE_SUBSET),
+        to_kinds=(MESH, MESH_SERVICE),
+        from_kinds=(MESH,),
+        validate_conf=_validate_conf,
+        validate_lists=_validate_lists,
+        gateway_listener_tags=True,
+        order=4,
+    )
+)
+
+
+# --- Envoy ---------------------------------------------------------------------------------
+
+
+def identifying_service(dataplane: Dataplane) -> str:
+    """Kuma's ``GetIdentifyingService``: the first, sorted, of the proxy's service tags."""
+    networking = dataplane.networking
+    if networking is None:
+        return UNKNOWN
+    services = {i.tags[SERVICE_TAG] for i in networking.inbound if SERVICE_TAG in i.tags}
+    if networking.gateway is not None and SERVICE_TAG in networking.gateway.tags:
+        services.add(networking.gateway.tags[SERVICE_TAG])
+    return min(services) if services else UNKNOWN
+
+
+def proxy_ip(dataplane: Dataplane) -> str:
+    """Kuma's ``GetIP``: the advertised address, else the address."""
+    networking = dataplane.networking
+    if networking is None:
+        return ""
+    return networking.advertised_address or networking.address
+
+
+def _host_port_zero(ip: str) -> str:
+    return f"[{ip}]:0" if ":" in ip else f"{ip}:0"  # Go's net.JoinHostPort(ip, "0")
+
+
+class Placeholders:
+    """Kuma's ``InterpolateKumaValues`` for one direction of one proxy."""
+
+    def __init__(self, dataplane: Dataplane, direction: str, source: str, destination: str):
+        ip = proxy_ip(dataplane)
+        # Kuma's order: the address with port before the one without (a prefix of it).
+        self.pairs = (
+            ("%KUMA_SOURCE_ADDRESS%", _host_port_zero(ip)),
+            ("%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%", ip),
+            ("%KUMA_SOURCE_SERVICE%", source),
+            ("%KUMA_DESTINATION_SERVICE%", destination),
+            ("%KUMA_MESH%", dataplane.mesh),
+            ("%KUMA_TRAFFIC_DIRECTION%", direction),
+        )
+
+    def __call__(self, text: str) -> str:
+        for placeholder, value in self.pairs:
+            text = text.replace(placeholder, value)
+        return text
+
+
+def file_access_log(
+    backend: FileBackend, default_format: str, interpolate: Placeholders
+) -> accesslog_pb2.AccessLog:
+    """Kuma's ``fileBackend``: the default or plain format (a newline appended) as text, or
+    the JSON format's keys with their values substituted."""
+    config = file_pb2.FileAccessLog(path=backend.path)
+    log_format = config.log_format
+    fmt = backend.format
+    if fmt is not None and fmt.plain is None and fmt.json is not None:
+        for pair in fmt.json:
+            log_format.json_format.fields[pair.key].string_value = interpolate(pair.value)
+    else:
+        text = fmt.plain if fmt is not None and fmt.plain is not None else default_format
+        log_format.text_format_source.inline_string = interpolate(text + "\n")
+    if fmt is not None and fmt.omit_empty_values:
+        log_format.omit_empty_values = True
+    access_log = accesslog_pb2.AccessLog(name=FILE_LOGGER)
+    access_log.typed_config.Pack(config)
+    return access_log
+
+
+def configure_listener(
+    listener: listener_pb2.Listener, conf: Conf | None, interpolate: Placeholders
+) -> None:
+    """Kuma's ``Configurer.Configure`` for each backend on each chain (file backends only,
+    see the module's docstring)."""
+    if conf is None:
+        return
+    for backend in conf.backends or ():
+        if backend.tcp is not None or backend.file is None:
+            continue  # Kuma's switch takes tcp before file; neither tcp nor otel is generated
+        file = backend.file
+
+        def http(manager: hcm_pb2.HttpConnectionManager, file: FileBackend = file) -> None:
+            manager.access_log.append(file_access_log(file, DEFAULT_HTTP_FORMAT, interpolate))
+
+        def tcp(proxy: tcp_proxy_pb2.TcpProxy, file: FileBackend = file) -> None:
+            proxy.access_log.append(file_access_log(file, DEFAULT_TCP_FORMAT, interpolate))
+
+        for chain in listener.filter_chains:
+            update_hcm(chain, http)
+            update_tcp_proxy(chain, tcp)
+
+
+class MeshAccessLogPlugin(PolicyPlugin):
+    kind = KIND
+
+    def outbound_listener_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
+        # The log lines name the proxy (its service, address, mesh): a shared outbound
+        # listener with an access log is shared only by proxies with the same identity.
+        if rule is None:
+            return None
+        dataplane = policies.dataplane
+        identity = (
+            [dataplane.mesh, proxy_ip(dataplane), identifying_service(dataplane)]
+            if dataplane is not None
+            else None
+        )
+        return [rule.conf, identity]
+
+    def outbound_listener(
+        self, listener: listener_pb2.Listener, policies: KindPolicies, service: str, protocol: str
+    ) -> None:
+        dataplane = policies.dataplane
+        if dataplane is None:
+            return
+        conf: Conf | None = policies.to_conf(service_element(service))
+        source = identifying_service(dataplane)
+        configure_listener(listener, conf, Placeholders(dataplane, OUTBOUND, source, service))
+
+    def inbound_listener(
+        self,
+        listener: listener_pb2.Listener,
+        policies: KindPolicies,
+        inbound: InboundKey,
+        protocol: str,
+    ) -> None:
+        dataplane = policies.dataplane
+        if dataplane is None:
+            return
+        conf: Conf | None = policies.from_conf(inbound, {})
+        destination = identifying_service(dataplane)
+        configure_listener(listener, conf, Placeholders(dataplane, INBOUND, UNKNOWN, destination))
+
+
+PLUGIN = register_plugin(MeshAccessLogPlugin())
