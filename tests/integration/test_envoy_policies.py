@@ -1,16 +1,20 @@
 """Kuma's policies on real Envoys: the default policies every new mesh gets are in the
 sidecars' config, MeshRetry retries a failing backend (attempts counted at the backend), and
-a MeshRetry applied later overrides the default for its service."""
+a MeshRetry applied later overrides the default for its service; MeshCircuitBreaker,
+MeshHealthCheck, MeshRateLimit and MeshAccessLog (lines in files) act on real traffic."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.fixtures.envoy import ControlPlane, EnvoyFactory, HttpService, eventually, http_get
-from tests.integration.test_envoy_traffic import BACKEND, Mesh
+from tests.integration.test_envoy_traffic import BACKEND, Mesh, Sidecar
 
 pytestmark = pytest.mark.envoy
 
@@ -257,3 +261,79 @@ def test_mesh_rate_limit_answers_over_the_budget_with_its_status(sidecars: Mesh)
         if name.endswith("http_local_rate_limit.rate_limited")
     }
     assert sum(limited_stats.values()) == 1, limited_stats
+
+
+def test_mesh_access_log_writes_each_request_to_its_files(sidecars: Mesh, tmp_path: Path) -> None:
+    """A MeshAccessLog: web's outbound (``to``, JSON format with Kuma's placeholders) and
+    backend's inbound (``from``, Kuma's default HTTP format) each write one line per request
+    to their file; Envoy writes the files, kuma-cp never touches them."""
+    backend = sidecars.backend("backend-1")
+    web = sidecars.web()
+    web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
+    outbound_log, inbound_log = tmp_path / "outbound.log", tmp_path / "inbound.log"
+    fields = {
+        "mesh": "%KUMA_MESH%",
+        "src": "%KUMA_SOURCE_SERVICE%",
+        "dst": "%KUMA_DESTINATION_SERVICE%",
+        "dir": "%KUMA_TRAFFIC_DIRECTION%",
+        "method": "%REQ(:METHOD)%",
+        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+        "code": "%RESPONSE_CODE%",
+    }
+    json_format: dict[str, object] = {
+        "type": "Json",
+        "json": [{"key": k, "value": v} for k, v in fields.items()],
+    }
+
+    def backends(path: Path, fmt: dict[str, object] | None = None) -> dict[str, object]:
+        file: dict[str, object] = {"path": str(path)}
+        if fmt is not None:
+            file["format"] = fmt
+        return {"backends": [{"type": "File", "file": file}]}
+
+    policy = {
+        "type": "MeshAccessLog",
+        "mesh": "default",
+        "name": "logs",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [
+                {
+                    "targetRef": {"kind": "MeshService", "name": BACKEND},
+                    "default": backends(outbound_log, json_format),
+                }
+            ],
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": backends(inbound_log)}],
+        },
+    }
+    sidecars.cp.put("accesslog", yaml.safe_dump(policy))
+
+    def logging(sidecar: Sidecar, listener: str) -> bool | None:
+        dump = sidecar.envoy.dynamic_config()["listeners"][listener]
+        return True if "envoy.access_loggers.file" in str(dump) else None
+
+    eventually(lambda: logging(web, web.outbound_listener), "web's outbound logs")
+    eventually(lambda: logging(backend, backend.inbound_listener), "backend's inbound logs")
+    assert http_get(web.outbound, "/hello") == (200, "backend-1")
+
+    def lines(path: Path) -> list[str] | None:
+        return path.read_text().splitlines() or None  # Envoy flushes about once a second
+
+    (outbound_line,) = eventually(lambda: lines(outbound_log), "the outbound log line")
+    assert json.loads(outbound_line) == {
+        "mesh": "default",
+        "src": "web",
+        "dst": BACKEND,
+        "dir": "OUTBOUND",
+        "method": "GET",
+        "path": "/hello",
+        "code": 200,
+    }
+    (inbound_line,) = eventually(lambda: lines(inbound_log), "the inbound log line")
+    # Kuma's default HTTP format: mesh, request line, code, flags, bytes, durations, headers,
+    # then source "unknown" (an inbound), destination, the proxy's address, the upstream.
+    default_format = (
+        r'\[\S+\] default "GET /hello HTTP/\S+" 200 - \d+ \d+ \d+ \S+ "-" "-" "-" "[-0-9a-f]+" '
+        r'"127\.0\.0\.1:\d+" "unknown" "backend" "127\.0\.0\.1" "127\.0\.0\.1:\d+"'
+    )
+    assert re.fullmatch(default_format, inbound_line), inbound_line
