@@ -14,6 +14,8 @@ log = logging.getLogger("kuma.xds")
 DNS_PORT_KEY = "dataplane.dns.port"
 #: kuma-dp's readiness reporter port (Kuma's ``FieldDataplaneReadinessPort``).
 READINESS_PORT_KEY = "dataplane.readinessReporter.port"
+#: Where kuma-dp's metrics hijacker listens (Kuma's ``FieldMetricsSocketPath``).
+METRICS_SOCKET_KEY = "metricsSocketPath"
 
 
 class ProxyMetadata(msgspec.Struct, frozen=True):
@@ -21,6 +23,8 @@ class ProxyMetadata(msgspec.Struct, frozen=True):
     dns_port: int = 0
     #: The port of kuma-dp's readiness reporter on 127.0.0.1 (``kuma:readiness``), 0: none.
     readiness_port: int = 0
+    #: kuma-dp's metrics hijacker socket (``kuma:metrics:hijacker``), "": Kuma's default path.
+    metrics_socket_path: str = ""
 
 
 NO_METADATA = ProxyMetadata()
@@ -31,11 +35,14 @@ def proxy_metadata(node: Any) -> ProxyMetadata:
     if node is None or not node.HasField("metadata"):
         return NO_METADATA
     fields = node.metadata.fields
-    if DNS_PORT_KEY not in fields and READINESS_PORT_KEY not in fields:
+    if not any(key in fields for key in (DNS_PORT_KEY, READINESS_PORT_KEY, METRICS_SOCKET_KEY)):
         return NO_METADATA
+    socket = fields.get(METRICS_SOCKET_KEY)
     metadata = ProxyMetadata(
         dns_port=_port(node, DNS_PORT_KEY, "no DNS listener"),
         readiness_port=_port(node, READINESS_PORT_KEY, "readiness from Envoy"),
+        # A string only (Kuma's GetStringValue); anything else means the default path.
+        metrics_socket_path=socket.string_value if socket is not None else "",
     )
     return NO_METADATA if metadata == NO_METADATA else metadata
 

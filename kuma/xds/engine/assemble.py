@@ -61,6 +61,7 @@ def assemble(
     *,
     dns_port: int = 0,
     readiness_port: int = 0,
+    metrics_socket: str = "",
 ) -> Assembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     policies = resolve(dataplane, mesh.policies_by_kind(), presorted=True)
@@ -71,6 +72,7 @@ def assemble(
         dns_port=dns_port,
         readiness_port=readiness_port,
         policies=policies,
+        metrics_socket=metrics_socket,
     )
     for message in parts.own:
         type_url = type_url_of(message)

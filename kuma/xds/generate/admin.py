@@ -23,6 +23,7 @@ Envoy's own admin socket, as Kuma notes), unspecified, or not an IP literal.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
@@ -73,26 +74,35 @@ def readiness_cluster(port: int) -> cluster_pb2.Cluster:
     return static_cluster(DP_READINESS_CLUSTER, ADMIN_ADDRESS, port)
 
 
+def static_endpoints_listener(
+    name: str, address: str, port: int, routes: Iterable[tuple[str, str, str]]
+) -> listener_pb2.Listener:
+    """Kuma's ``StaticEndpoints`` listener ``name`` on ``address:port``: each route is
+    (path prefix, cluster, prefix rewrite)."""
+    config = hcm_pb2.HttpConnectionManager(stat_prefix=sanitize_metric(name))
+    config.http_filters.append(ROUTER)
+    config.internal_address_config.CopyFrom(INTERNAL_ADDRESSES)
+    config.route_config.validate_clusters.value = False
+    host = config.route_config.virtual_hosts.add(name=name, domains=["*"])
+    for prefix, cluster, rewrite in routes:
+        route = host.routes.add()
+        route.match.prefix = prefix
+        route.route.cluster = cluster
+        route.route.prefix_rewrite = rewrite
+    listener = listener_pb2.Listener(name=name, traffic_direction=base_pb2.INBOUND)
+    set_socket_address(listener.address, address, port)
+    listener.enable_reuse_port.value = False
+    add_hcm(listener.filter_chains.add(), config)
+    return listener
+
+
 def admin_listener(
     address: str, port: int, ready_cluster: str = ENVOY_ADMIN_CLUSTER
 ) -> listener_pb2.Listener:
     """The ``kuma:envoy:admin`` listener on ``address:port`` exposing ``EXPOSED_PATHS``, each
     sent to ``ready_cluster`` (Envoy's admin API, or kuma-dp's readiness reporter)."""
-    config = hcm_pb2.HttpConnectionManager(stat_prefix=sanitize_metric(ENVOY_ADMIN_LISTENER))
-    config.http_filters.append(ROUTER)
-    config.internal_address_config.CopyFrom(INTERNAL_ADDRESSES)
-    config.route_config.validate_clusters.value = False
-    host = config.route_config.virtual_hosts.add(name=ENVOY_ADMIN_LISTENER, domains=["*"])
-    for path in EXPOSED_PATHS:
-        route = host.routes.add()
-        route.match.prefix = path
-        route.route.cluster = ready_cluster
-        route.route.prefix_rewrite = path
-    listener = listener_pb2.Listener(name=ENVOY_ADMIN_LISTENER, traffic_direction=base_pb2.INBOUND)
-    set_socket_address(listener.address, address, port)
-    listener.enable_reuse_port.value = False
-    add_hcm(listener.filter_chains.add(), config)
-    return listener
+    routes = ((path, ready_cluster, path) for path in EXPOSED_PATHS)
+    return static_endpoints_listener(ENVOY_ADMIN_LISTENER, address, port, routes)
 
 
 def admin_resources(

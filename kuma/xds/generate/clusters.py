@@ -111,6 +111,20 @@ def static_cluster(
     return cluster
 
 
+def pipe_cluster(
+    name: str, path: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+) -> cluster_pb2.Cluster:
+    """A STATIC cluster of one unix-socket endpoint (Kuma's ``ProvidedEndpointCluster`` with a
+    ``UnixDomainPath``)."""
+    cluster = _named(name)
+    cluster.type = cluster_pb2.Cluster.STATIC
+    cluster.connect_timeout.seconds = connect_timeout
+    assignment = cluster.load_assignment
+    assignment.cluster_name = name
+    assignment.endpoints.add().lb_endpoints.add().endpoint.address.pipe.path = path
+    return cluster
+
+
 def local_cluster(
     name: str, address: str, port: int, protocol: str, *, bind_source: str | None = None
 ) -> cluster_pb2.Cluster:

@@ -22,7 +22,9 @@ What a standard proxy gets (Kuma v2.7's default proxy profile, without mTLS and 
 * with transparent proxying and a DNS port (kuma-dp's, from the node metadata): the
   ``kuma:dns`` listener answering the names of the VIPs it has outbounds for (``dns.py``).
 
-Kuma's Prometheus, tracing and direct-access generators are not reproduced.
+* with prometheus metrics on the mesh: ``kuma:metrics:prometheus`` (``prometheus.py``).
+
+Kuma's tracing and direct-access generators are not reproduced.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from kuma.resources.mtls import PERMISSIVE, enabled_backend
 
 from . import types
 from ._pb import Message
-from .admin import admin_resources
+from .admin import admin_port, admin_resources
 from .clusters import (
     inbound_cluster,
     inbound_passthrough_cluster,
@@ -66,6 +68,7 @@ from .listeners import (
     outbound_redirect_listener,
 )
 from .probes import probe_listener
+from .prometheus import prometheus_resources
 from .rbac import DENY_ALL, PermissionRule
 from .tls import identity_secret_name, mesh_ca_secret_name
 
@@ -290,6 +293,7 @@ def proxy_parts(
     dns_port: int = 0,
     readiness_port: int = 0,
     policies: ProxyPolicies = EMPTY,
+    metrics_socket: str = "",
 ) -> ProxyParts:
     """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``)."""
     own: list[Message] = []
@@ -311,6 +315,8 @@ def proxy_parts(
                 own.append(cluster)
                 inbounds += 1
     own.extend(admin_resources(dataplane, default_admin_port, readiness_port))
+    port = admin_port(dataplane, default_admin_port)
+    own.extend(prometheus_resources(dataplane, view.mesh, port, metrics_socket))
     probe = probe_listener(dataplane)
     if probe is not None:
         own.append(probe)
@@ -350,11 +356,13 @@ def generate_proxy(
     dns_port: int = 0,
     readiness_port: int = 0,
     policies: ProxyPolicies = EMPTY,
+    metrics_socket: str = "",
 ) -> Resources:
     """Every resource of one proxy: type URL → resource name → message. ``dns_port``: the
     port of the proxy's DNS listener (its node metadata ``dataplane.dns.port``), 0 for none;
     ``readiness_port``: kuma-dp's readiness reporter (``dataplane.readinessReporter.port``),
-    0 for none (the proxy's ``/ready`` is then Envoy's).
+    0 for none (the proxy's ``/ready`` is then Envoy's); ``metrics_socket``: kuma-dp's
+    metrics hijacker (``metricsSocketPath``), "" for Kuma's default path.
 
     The proxy's own resources first, then its outbound listeners, then the cluster and
     ClusterLoadAssignment of each outbound service (a later resource replaces an earlier one
@@ -370,6 +378,7 @@ def generate_proxy(
         dns_port=dns_port,
         readiness_port=readiness_port,
         policies=policies,
+        metrics_socket=metrics_socket,
     )
     for message in parts.own:
         _put(result, message)

@@ -1,0 +1,91 @@
+"""Kuma's Prometheus endpoint (``pkg/xds/generator/prometheus_endpoint_generator.go``, goldens in
+``testdata/prometheus-endpoint``): with prometheus metrics enabled on the proxy's mesh, the
+listener ``kuma:metrics:prometheus`` on ``networking.address``:<backend port> serves ``GET
+<backend path>`` from the cluster ``kuma:metrics:hijacker``, a unix socket where kuma-dp's
+hijacker (``kuma/dp/hijacker.py``) answers with Envoy's stats in Prometheus format. The path is
+rewritten to ``/`` plus Kuma's envoy filter query (``?filter=<regex>&usedonly``).
+
+Left out, as in Kuma: without an admin port (the hijacker reads Envoy's admin API), and when
+the port would overshadow one of the Dataplane's inbounds (its Envoy or application side) or
+outbounds. Also left out here: a mesh with mTLS where the backend asks for
+``activeMTLSBackend`` (Kuma's default ``tls`` mode). Kuma then serves the endpoint through a
+mesh-mTLS filter chain (plaintext only from the proxy's own address); that variant is not
+built, and serving the stats in plaintext instead would open what the operator asked to be
+secured. ``providedTLS`` needs the certificate paths kuma-dp reports (``metricsCertPath``,
+``metricsKeyPath``); ours reports none, so the plaintext endpoint is served, as Kuma does when
+the paths are missing.
+"""
+
+from __future__ import annotations
+
+from kuma.resources.metrics import ACTIVE_MTLS, PrometheusConfig, prometheus_config
+from kuma.resources.model import Dataplane, Mesh
+from kuma.resources.mtls import enabled_backend
+
+from ._pb import Message
+from .admin import static_endpoints_listener
+from .clusters import pipe_cluster
+from .dataplane import overlaps
+
+PROMETHEUS_LISTENER = "kuma:metrics:prometheus"
+HIJACKER_CLUSTER = "kuma:metrics:hijacker"
+
+
+def default_socket_path(name: str, mesh: str, directory: str = "/tmp") -> str:
+    """Kuma's ``MetricsHijackerSocketName``: ``<dir>/kuma-mh-<name>-<mesh>.sock``, the stem cut
+    at 98 characters so the path fits a unix socket address."""
+    stem = f"{directory.rstrip('/')}/kuma-mh-{name}-{mesh}"
+    return stem[:98] + ".sock"
+
+
+def uses_port(dataplane: Dataplane, address: str, port: int) -> bool:
+    """Kuma's ``UsesInterface``: an inbound (Envoy or application side) or an outbound already
+    listens on ``port`` at an address overlapping ``address``."""
+    networking = dataplane.networking
+    if networking is None:
+        return False
+    for inbound in networking.inbound:
+        own = inbound.effective_address(networking)
+        if port == inbound.port and overlaps(address, own):
+            return True
+        workload = inbound.effective_service_address(networking)
+        if port == inbound.effective_service_port and overlaps(address, workload):
+            return True
+    return any(
+        port == outbound.port and overlaps(address, outbound.effective_address)
+        for outbound in networking.outbound
+    )
+
+
+def _secured_by_mesh_mtls(config: PrometheusConfig, mesh: Mesh | None) -> bool:
+    """Kuma's ``secureMetricsWithMeshMtls``."""
+    if enabled_backend(mesh) is None:
+        return False
+    if config.tls is not None:
+        return config.tls.mode == ACTIVE_MTLS
+    return not config.skip_mtls
+
+
+def prometheus_resources(
+    dataplane: Dataplane, mesh: Mesh | None, admin_port: int, socket_path: str = ""
+) -> list[Message]:
+    """The hijacker cluster and the Prometheus listener of one proxy, or nothing (see the
+    module doc). ``socket_path``: the hijacker's socket from the proxy's node metadata
+    (``metricsSocketPath``); "" for Kuma's default path."""
+    config = prometheus_config(mesh, dataplane)
+    networking = dataplane.networking
+    if config is None or admin_port == 0 or networking is None:
+        return []
+    address = networking.address
+    if uses_port(dataplane, address, config.port) or _secured_by_mesh_mtls(config, mesh):
+        return []
+    path = socket_path or default_socket_path(dataplane.name, dataplane.mesh)
+    return [
+        pipe_cluster(HIJACKER_CLUSTER, path),
+        static_endpoints_listener(
+            PROMETHEUS_LISTENER,
+            address,
+            config.port,
+            [(config.path, HIJACKER_CLUSTER, "/" + config.envoy_query)],
+        ),
+    ]
