@@ -28,6 +28,7 @@ from .plugin import (
     apply_inbound,
     apply_outbound_cluster,
     apply_outbound_listener,
+    apply_passthrough,
     outbound_fingerprint,
     plan_outbound,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "apply_inbound",
     "apply_outbound_cluster",
     "apply_outbound_listener",
+    "apply_passthrough",
     "default_policies",
     "meshaccesslog",
     "meshcircuitbreaker",

@@ -20,8 +20,9 @@ Not generated (validated and stored only): the **Tcp** backend (Kuma points the 
 kuma-dp's access-log socket and kuma-dp streams the lines to the address; our kuma-dp has no
 such streamer), the **OpenTelemetry** backend (it needs a per-proxy
 ``meshaccesslog:opentelemetry:N`` cluster, which the plugin seam does not add), gateways
-(``to`` on a MeshGateway: no builtin gateway is served) and the passthrough/direct-access
-listeners of transparent proxies.
+(``to`` on a MeshGateway: no builtin gateway is served) and direct-access listeners (not
+generated here). A transparent proxy's outbound passthrough listeners log as Kuma's: the
+to-rules for service ``pass_through``, destination ``external``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ INBOUND = "INBOUND"
 OUTBOUND = "OUTBOUND"
 #: Kuma's ``ServiceUnknown``: the source of inbound traffic, a proxy without a service.
 UNKNOWN = "unknown"
+#: Kuma's ``PassThroughService``: what to-rules are computed for on the passthrough listener.
+PASSTHROUGH_SERVICE = "pass_through"
 
 
 class JsonValue(PolicyConf, frozen=True):
@@ -326,6 +329,15 @@ class MeshAccessLogPlugin(PolicyPlugin):
         conf: Conf | None = policies.from_conf(inbound, {})
         destination = identifying_service(dataplane)
         configure_listener(listener, conf, Placeholders(dataplane, INBOUND, UNKNOWN, destination))
+
+    def passthrough_listener(self, listener: listener_pb2.Listener, policies: KindPolicies) -> None:
+        # Kuma: the to-rules for its ``pass_through`` service, logged as going to "external".
+        dataplane = policies.dataplane
+        if dataplane is None:
+            return
+        conf: Conf | None = policies.to_conf(service_element(PASSTHROUGH_SERVICE))
+        source = identifying_service(dataplane)
+        configure_listener(listener, conf, Placeholders(dataplane, OUTBOUND, source, "external"))
 
 
 PLUGIN = register_plugin(MeshAccessLogPlugin())

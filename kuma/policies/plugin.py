@@ -116,6 +116,10 @@ class PolicyPlugin:
     ) -> None:
         pass
 
+    def passthrough_listener(self, listener: listener_pb2.Listener, policies: KindPolicies) -> None:
+        """A transparent proxy's outbound passthrough listener (traffic to addresses outside
+        the mesh); it is the proxy's own, so it is in no fingerprint."""
+
 
 PLUGINS: list[PolicyPlugin] = []
 
@@ -235,6 +239,13 @@ def apply_inbound(
         if matched is not None:
             plugin.inbound_listener(listener, matched, inbound, protocol)
             plugin.inbound_cluster(cluster, matched, inbound, protocol)
+
+
+def apply_passthrough(listener: listener_pb2.Listener, policies: ProxyPolicies) -> None:
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is not None:
+            plugin.passthrough_listener(listener, matched)
 
 
 # --- helpers for plugins: edit a packed filter in place -------------------------------------

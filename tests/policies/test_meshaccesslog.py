@@ -260,3 +260,33 @@ def test_a_listener_key_without_the_identity_would_mix_proxies(
 
     monkeypatch.setattr(MeshAccessLogPlugin, "outbound_listener_input", without_identity)
     assert len(set(_engine_source_services().values())) == 1
+
+
+def test_transparent_passthrough_logs_to_external_for_mesh_wide_rules_only() -> None:
+    """Kuma computes the passthrough listener's conf for service ``pass_through`` and names
+    the destination ``external``: a ``to: Mesh`` rule logs there, a MeshService one does not."""
+    tp = {"redirectPortInbound": 15006, "redirectPortOutbound": 15001}
+    proxy = _dataplane("backend", "backend", 17777, "http", transparentProxying=tp)
+
+    def passthrough_logs(to: dict[str, Any]) -> list[Any]:
+        file = {"type": "File", "file": {"path": "/tmp/log"}}
+        item = {"targetRef": to, "default": {"backends": [file]}}
+        policy = from_document(
+            {
+                "type": "MeshAccessLog",
+                "mesh": "default",
+                "name": "logs",
+                "spec": {"targetRef": {"kind": "Mesh"}, "to": [item]},
+            }
+        )
+        assert isinstance(policy, MeshAccessLog)
+        matched = resolve(proxy, {"MeshAccessLog": [policy]})
+        generated = generate_proxy(proxy, StaticMeshView([proxy]), 9901, policies=matched)
+        listener = generated[types.LISTENER]["outbound:passthrough:ipv4"]
+        return _access_logs(json_format.MessageToDict(listener))
+
+    expected = TCP_OUTBOUND.replace("(other-service)", "(external)")
+    assert passthrough_logs({"kind": "Mesh"}) == [
+        _file_log({"textFormatSource": {"inlineString": expected}})
+    ]
+    assert passthrough_logs({"kind": "MeshService", "name": "other-service"}) == []

@@ -41,6 +41,7 @@ from kuma.policies import (
     apply_inbound,
     apply_outbound_cluster,
     apply_outbound_listener,
+    apply_passthrough,
     plan_outbound,
 )
 from kuma.policies.plugin import OutboundPlan
@@ -329,7 +330,10 @@ def proxy_parts(
         ):
             if inbound_port == 0:
                 continue
-            own.append(outbound_redirect_listener(tp.redirect_port_outbound, ipv6))
+            redirect = outbound_redirect_listener(tp.redirect_port_outbound, ipv6)
+            if policies:
+                apply_passthrough(redirect, policies)
+            own.append(redirect)
             own.append(inbound_redirect_listener(inbound_port, ipv6))
             own.append(inbound_passthrough_cluster(ipv6))
             if passthrough:
