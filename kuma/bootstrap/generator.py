@@ -1,13 +1,14 @@
 """The Envoy bootstrap of a sidecar: who it is, where its control plane is, where its admin API is.
 
 Shaped after Kuma's ``pkg/xds/bootstrap/template_v3.go`` (camelCase proto JSON, as Kuma renders
-it), without what this control plane does not offer (HDS, access-log and metrics sockets, DNS):
+it), without what this control plane does not offer (HDS, the access-log socket, DNS):
 
 * ``node``: id ``<mesh>.<name>``, cluster = the proxy's service, metadata read back by the
   control plane when the proxy connects: ``dataplane.resource`` (the Dataplane as JSON, when
   the proxy brought it), ``dataplane.admin.port``/``.address``, ``dataplane.proxyType``,
   ``dataplane.dns.port`` (when kuma-dp serves DNS), ``dataplane.readinessReporter.port`` (when
-  kuma-dp reports readiness), ``version`` (kuma-dp's and Envoy's);
+  kuma-dp reports readiness), ``metricsSocketPath`` (kuma-dp's metrics hijacker, Kuma's
+  default path when kuma-dp names none), ``version`` (kuma-dp's and Envoy's);
 * ``admin`` on 127.0.0.1 only, at ``networking.admin.port`` or else the control plane's
   ``bootstrapServer.params.adminPort``;
 * ADS (delta by default, ``bootstrapServer.params.xdsTransport: GRPC`` for state of the world)
@@ -30,7 +31,8 @@ from typing import Any
 import msgspec
 import yaml
 
-from kuma.resources import Dataplane, encode_json
+from kuma.resources import Dataplane, Mesh, encode_json
+from kuma.resources.metrics import METRICS_SOCKET_KEY, default_socket_path, prometheus_config
 
 from .request import DATAPLANE_PROXY_TYPE, BootstrapRequest
 
@@ -104,6 +106,8 @@ def generate(
         "dataplane.admin.address": ADMIN_ADDRESS,
         "dataplane.admin.port": str(port),
         "dataplane.proxyType": request.proxy_type or DATAPLANE_PROXY_TYPE,
+        METRICS_SOCKET_KEY: request.metrics_resources.socket_path
+        or default_socket_path(dataplane.name, dataplane.mesh),
         "version": msgspec.to_builtins(request.version),
     }
     if request.dns_port:
@@ -284,14 +288,23 @@ def to_yaml(bootstrap: dict[str, Any]) -> str:
     return yaml.safe_dump(bootstrap, sort_keys=False, default_flow_style=False)
 
 
-def sidecar_configuration(dataplane: Dataplane) -> dict[str, Any]:
-    """Kuma's ``kumaSidecarConfiguration`` (what kuma-dp needs beside Envoy's bootstrap)."""
+def sidecar_configuration(dataplane: Dataplane, mesh: Mesh | None = None) -> dict[str, Any]:
+    """Kuma's ``kumaSidecarConfiguration`` (what kuma-dp needs beside Envoy's bootstrap): with
+    prometheus metrics on ``mesh``, the enabled application endpoints whose metrics kuma-dp's
+    hijacker merges into the proxy's (``aggregate``; address defaults to the Dataplane's)."""
     networking = dataplane.networking
+    address = networking.address if networking is not None else ""
+    config = prometheus_config(mesh, dataplane)
+    aggregate = [
+        {"name": a.name, "address": a.address or address, "port": a.port, "path": a.path}
+        for a in (config.aggregate if config is not None else ())
+        if a.enabled is not False
+    ]
     return {
         "networking": {
             "isUsingTransparentProxy": dataplane.is_transparent,
-            "address": networking.address if networking is not None else "",
+            "address": address,
             "corefileTemplate": None,
         },
-        "metrics": {"aggregate": []},
+        "metrics": {"aggregate": aggregate},
     }

@@ -24,8 +24,8 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from kuma.resources import Violation
-from kuma.store import Store
+from kuma.resources import Mesh, ResourceKey, Violation
+from kuma.store import NotFoundError, Store, StoreError
 
 from .generator import GeneratorParams, generate, sidecar_configuration, to_yaml
 from .request import BootstrapError, invalid, parse_request, resolve_dataplane
@@ -158,12 +158,25 @@ class BootstrapHandler:
             extra=_fields(mesh=dataplane.mesh, name=dataplane.name, ads=f"{xds_host}:{xds_port}"),
         )
         if "application/json" in request.headers.get("Accept", ""):
+            mesh = await _stored_mesh(self._store, dataplane.mesh)
             envelope = {
                 "bootstrap": base64.b64encode(bootstrap.encode()).decode(),
-                "kumaSidecarConfiguration": sidecar_configuration(dataplane),
+                "kumaSidecarConfiguration": sidecar_configuration(dataplane, mesh),
             }
             return _json(200, envelope)
         return web.Response(status=200, text=bootstrap, content_type="text/x-yaml")
+
+
+async def _stored_mesh(store: Store, name: str) -> Mesh | None:
+    """The proxy's Mesh (for the metrics endpoints kuma-dp aggregates); None when absent."""
+    try:
+        stored = await store.get(ResourceKey(Mesh.TYPE, "", name))
+    except NotFoundError:
+        return None
+    except StoreError as exc:
+        detail = f"the store failed reading mesh {name!r}: {exc}"
+        raise BootstrapError(503, "Service Unavailable", detail) from exc
+    return stored.resource if isinstance(stored.resource, Mesh) else None
 
 
 async def _read_body(request: web.BaseRequest) -> bytes:

@@ -1,9 +1,9 @@
 """Kuma's bootstrap request (``POST /bootstrap``), what is wrong with one, and its Dataplane.
 
 kuma-dp sends ``{mesh, name, proxyType, dataplaneToken, dataplaneResource, dnsPort,
-readinessPort, version, ...}`` (``pkg/xds/bootstrap/types/bootstrap_request.go``). Fields
-this control plane does not use (metrics sockets, features, ...) are accepted and ignored, so
-a newer kuma-dp still works.
+readinessPort, metricsResources, version, ...}`` (``pkg/xds/bootstrap/types/bootstrap_request.go``).
+Fields this control plane does not use (the access-log socket, features, ...) are accepted and
+ignored, so a newer kuma-dp still works.
 
 Two flows, as in Kuma: with ``dataplaneResource`` (the Dataplane as a JSON or YAML string) the
 proxy brings its own definition, which is checked here and registered by the control plane when
@@ -77,6 +77,15 @@ class Version(_Camel):
     envoy: EnvoyVersion = msgspec.field(default_factory=EnvoyVersion)
 
 
+class MetricsResources(_Camel):
+    #: Where kuma-dp's metrics hijacker listens ("": Kuma's default path).
+    socket_path: str = ""
+    #: providedTLS certificate and key of the Prometheus endpoint (not used: see
+    #: kuma/xds/generate/prometheus.py).
+    cert_path: str = ""
+    key_path: str = ""
+
+
 class BootstrapRequest(_Camel):
     mesh: str = ""
     name: str = ""
@@ -92,6 +101,7 @@ class BootstrapRequest(_Camel):
     readiness_port: int = 0
     #: The CA kuma-dp trusts for the control plane (PEM): Envoy's ADS connection trusts it too.
     ca_cert: str = ""
+    metrics_resources: MetricsResources = msgspec.field(default_factory=MetricsResources)
     version: Version = msgspec.field(default_factory=Version)
 
 
@@ -108,6 +118,9 @@ def parse_request(body: bytes) -> BootstrapRequest:
         raise bad_request(f"the body is not a JSON bootstrap request: {exc}") from None
     if not 0 <= request.readiness_port <= 65535:
         raise bad_request(f"readinessPort: {request.readiness_port} is not a port")
+    socket = request.metrics_resources.socket_path
+    if socket and not socket.startswith("/"):
+        raise bad_request(f"metricsResources.socketPath: {socket!r} is not an absolute path")
     if request.dataplane_token_path and not request.dataplane_token_path.startswith("/"):
         raise bad_request(
             f"dataplaneTokenPath: {request.dataplane_token_path!r} is not an absolute path"

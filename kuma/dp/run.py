@@ -9,6 +9,9 @@
    answers TERMINATING at once, Envoy's health checks fail (so load balancers and HTTP
    keep-alive connections let go), kuma-dp waits ``--drain-time`` (a second signal cuts it
    short), then Envoy gets SIGTERM. kuma-dp exits with Envoy's exit status.
+4. Before Envoy starts, the metrics hijacker (:mod:`.hijacker`) serves Envoy's stats (and the
+   ``aggregate`` applications' metrics) on the unix socket the bootstrap request named; the
+   socket is removed at exit.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ import yaml
 
 import kuma
 from kuma.resources import Dataplane, encode_json
+from kuma.resources.metrics import default_socket_path
 
 from .client import Bootstrap, BootstrapRefused, client_tls, fetch_bootstrap
 from .envoy import EnvoyVersion, envoy_args, envoy_version, find_envoy, start_envoy
+from .hijacker import MetricsHijacker, endpoints_of
 from .readiness import ReadinessReporter
 
 log = logging.getLogger("kuma.dp")
@@ -71,6 +76,15 @@ class RunOptions(msgspec.Struct, kw_only=True):
     readiness_port: int = 0
 
 
+def metrics_socket_path(options: RunOptions, directory: Path) -> str:
+    """Kuma's ``<socket dir>/kuma-mh-<name>-<mesh>.sock``; the socket dir is the config dir
+    (as in Kuma when none is given: its temporary dir), so sidecars never share one."""
+    dataplane = options.dataplane
+    name = dataplane.name if dataplane else options.name
+    mesh = dataplane.mesh if dataplane else options.mesh
+    return default_socket_path(name, mesh, str(directory))
+
+
 def bootstrap_request(
     options: RunOptions, version: EnvoyVersion, workdir: Path, readiness_port: int = 0
 ) -> dict[str, Any]:
@@ -85,6 +99,7 @@ def bootstrap_request(
         "dataplaneResource": encode_json(dataplane).decode() if dataplane else "",
         "dnsPort": options.dns_port,
         "caCert": options.ca_cert,
+        "metricsResources": {"socketPath": metrics_socket_path(options, workdir)},
         "version": {
             "kumaDp": {
                 "version": kuma.__version__,
@@ -162,9 +177,20 @@ async def run(options: RunOptions) -> int:
                 log_level=options.envoy_log_level,
                 concurrency=options.concurrency,
             )
-            process = await start_envoy(args)
-            log.info("Envoy started (pid %d)", process.pid)
-            code = await _supervise(process, signals, admin_port, options.drain_time, reporter)
+            hijacker = MetricsHijacker(
+                metrics_socket_path(options, directory),
+                admin_port,
+                endpoints_of(bootstrap.sidecar),
+                transparent=bool(options.dataplane and options.dataplane.is_transparent),
+            )
+            # Serving before Envoy starts: the first scrape through Envoy finds it.
+            await hijacker.start()
+            try:
+                process = await start_envoy(args)
+                log.info("Envoy started (pid %d)", process.pid)
+                code = await _supervise(process, signals, admin_port, options.drain_time, reporter)
+            finally:
+                await hijacker.stop()
             log.info("Envoy exited with status %d", code)
             return code
 

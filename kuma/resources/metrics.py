@@ -26,6 +26,9 @@ DEFAULT_PATH = "/metrics"
 DEFAULT_TAGS = {"kuma.io/service": "dataplane-metrics"}
 
 TlsMode = Literal["activeMTLSBackend", "providedTLS", "disabled"]
+#: The node metadata key (and bootstrap metadata) naming kuma-dp's metrics hijacker socket.
+METRICS_SOCKET_KEY = "metricsSocketPath"
+
 ACTIVE_MTLS: TlsMode = "activeMTLSBackend"
 PROVIDED_TLS: TlsMode = "providedTLS"
 DISABLED: TlsMode = "disabled"
@@ -81,6 +84,13 @@ class PrometheusConfig(_Part, frozen=True):
             if self.envoy.used_only:
                 query += "usedonly"
         return "?" + query if query else ""
+
+
+def default_socket_path(name: str, mesh: str, directory: str = "/tmp") -> str:
+    """Kuma's ``MetricsHijackerSocketName``: ``<dir>/kuma-mh-<name>-<mesh>.sock``, the stem cut
+    at 98 characters so the path fits a unix socket address."""
+    stem = f"{directory.rstrip('/')}/kuma-mh-{name}-{mesh}"
+    return stem[:98] + ".sock"
 
 
 def _decode(conf: Any) -> PrometheusConfig | None:

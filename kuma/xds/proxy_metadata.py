@@ -8,14 +8,14 @@ from typing import Any
 
 import msgspec
 
+from kuma.resources.metrics import METRICS_SOCKET_KEY
+
 log = logging.getLogger("kuma.xds")
 
 #: kuma-dp's DNS port (Kuma's ``FieldDataplaneDNSPort``).
 DNS_PORT_KEY = "dataplane.dns.port"
 #: kuma-dp's readiness reporter port (Kuma's ``FieldDataplaneReadinessPort``).
 READINESS_PORT_KEY = "dataplane.readinessReporter.port"
-#: Where kuma-dp's metrics hijacker listens (Kuma's ``FieldMetricsSocketPath``).
-METRICS_SOCKET_KEY = "metricsSocketPath"
 
 
 class ProxyMetadata(msgspec.Struct, frozen=True):

@@ -12,7 +12,7 @@ import pytest
 from kuma.bootstrap import GeneratorParams, decode_proxy_dataplane, generate, parse_request, to_yaml
 from kuma.bootstrap.generator import sidecar_configuration
 from kuma.bootstrap.request import BootstrapError
-from kuma.resources import Dataplane, decode_one
+from kuma.resources import Dataplane, Mesh, decode_one
 
 from .samples import WEB, dataplane, load_yaml, request
 
@@ -231,3 +231,42 @@ def test_a_relative_token_path_is_refused() -> None:
     with pytest.raises(BootstrapError) as raised:
         parse_request(orjson.dumps(with_token("token")))
     assert "dataplaneTokenPath: 'token' is not an absolute path" in str(raised.value)
+
+
+def test_metrics_socket_path_goes_into_the_node_metadata() -> None:
+    """kuma-dp's ``metricsResources.socketPath``; without one, Kuma's default path."""
+    named = request(WEB, metricsResources={"socketPath": "/run/kuma/mh.sock"})
+    parsed = parse_request(orjson.dumps(named))
+    proxy = decode_proxy_dataplane(parsed.dataplane_resource)
+    node = generate(proxy, parsed, GeneratorParams(), xds_host="h", xds_port=1)["node"]
+    assert node["metadata"]["metricsSocketPath"] == "/run/kuma/mh.sock"
+    default = bootstrap_of(WEB)["node"]["metadata"]["metricsSocketPath"]
+    assert default == "/tmp/kuma-mh-web-01-default.sock"
+    relative = request(WEB, metricsResources={"socketPath": "mh.sock"})
+    with pytest.raises(BootstrapError, match=r"metricsResources\.socketPath"):
+        parse_request(orjson.dumps(relative))
+
+
+def test_sidecar_configuration_aggregates_the_enabled_endpoints() -> None:
+    """Kuma's getMetricsConfig: the merged backend's enabled aggregate entries, each at its
+    address or else the Dataplane's."""
+    own = {
+        "type": "prometheus",
+        "conf": {"aggregate": [{"name": "b", "port": 9001, "path": "/b", "enabled": False}]},
+    }
+    proxy = decode_one(orjson.dumps({**dataplane(outbound=None), "metrics": own}))
+    assert isinstance(proxy, Dataplane)
+    aggregate = [
+        {"name": "a", "port": 9000, "path": "/a"},
+        {"name": "b", "port": 9001, "path": "/b"},
+        {"name": "c", "port": 9002, "path": "/c", "address": "127.0.0.1"},
+    ]
+    backend = {"name": "p", "type": "prometheus", "conf": {"aggregate": aggregate}}
+    mesh = Mesh(name="default", metrics={"enabledBackend": "p", "backends": [backend]})
+    assert sidecar_configuration(proxy, mesh)["metrics"] == {
+        "aggregate": [
+            {"name": "a", "address": "192.168.0.10", "port": 9000, "path": "/a"},
+            {"name": "c", "address": "127.0.0.1", "port": 9002, "path": "/c"},
+        ]
+    }
+    assert sidecar_configuration(proxy)["metrics"] == {"aggregate": []}

@@ -14,6 +14,8 @@ from aiohttp import web
 
 from kuma.dp.readiness import ReadinessReporter
 
+from ..fixtures.http import serve
+
 pytestmark = pytest.mark.anyio
 
 
@@ -26,13 +28,8 @@ async def envoy_admin(state: list[str]) -> AsyncIterator[int]:
 
     app = web.Application()
     app.router.add_get("/ready", ready)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+    async with serve(app) as port:
+        yield port
 
 
 async def _get(port: int, path: str = "/ready") -> tuple[int, str, dict[str, str]]:

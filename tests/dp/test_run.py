@@ -106,6 +106,10 @@ async def test_exits_with_envoys_status_and_cleans_up(tmp_path: Path) -> None:
     ]  # fmt: skip
     # ... every line of its output prefixed, the bootstrap as received ...
     assert "[envoy] admin:\n[envoy]   address:\n" in out
+    # ... the metrics hijacker's socket was announced in that dir ...
+    socket_path = Path(request["metricsResources"]["socketPath"])
+    assert socket_path == Path(match.group(1)).parent / "kuma-mh-web-01-default.sock"
+    assert "metrics hijacker listening on unix://" + str(socket_path) in err
     # ... and the temporary dir is gone once kuma-dp is.
     assert not Path(match.group(1)).parent.exists()
     assert "Envoy exited with status 3" in err

@@ -12,10 +12,11 @@ import msgspec
 import pytest
 import yaml
 
+from kuma.resources.metrics import default_socket_path
 from kuma.resources.model import Dataplane, Mesh
 from kuma.xds.generate import StaticMeshView, generate_proxy, types
 from kuma.xds.generate._pb import KNOWN_INTERNAL_CIDRS
-from kuma.xds.generate.prometheus import default_socket_path, prometheus_resources
+from kuma.xds.generate.prometheus import prometheus_resources
 from kuma.xds.proxy_metadata import ProxyMetadata, proxy_metadata
 
 from ..resources.test_metrics import dataplane_of as _dataplane

@@ -18,7 +18,12 @@ the paths are missing.
 
 from __future__ import annotations
 
-from kuma.resources.metrics import ACTIVE_MTLS, PrometheusConfig, prometheus_config
+from kuma.resources.metrics import (
+    ACTIVE_MTLS,
+    PrometheusConfig,
+    default_socket_path,
+    prometheus_config,
+)
 from kuma.resources.model import Dataplane, Mesh
 from kuma.resources.mtls import enabled_backend
 
@@ -29,13 +34,6 @@ from .dataplane import overlaps
 
 PROMETHEUS_LISTENER = "kuma:metrics:prometheus"
 HIJACKER_CLUSTER = "kuma:metrics:hijacker"
-
-
-def default_socket_path(name: str, mesh: str, directory: str = "/tmp") -> str:
-    """Kuma's ``MetricsHijackerSocketName``: ``<dir>/kuma-mh-<name>-<mesh>.sock``, the stem cut
-    at 98 characters so the path fits a unix socket address."""
-    stem = f"{directory.rstrip('/')}/kuma-mh-{name}-{mesh}"
-    return stem[:98] + ".sock"
 
 
 def uses_port(dataplane: Dataplane, address: str, port: int) -> bool:
