@@ -4,13 +4,14 @@ An HTTP server on a unix socket (the bootstrap request's ``metricsResources.sock
 control plane points the ``kuma:metrics:hijacker`` cluster of the proxy's
 ``kuma:metrics:prometheus`` listener at it). Every ``GET`` is answered with:
 
-* Envoy's stats in Prometheus text format, from its admin API on 127.0.0.1
-  (``/stats?format=prometheus&text_readouts=``, with the query the listener's route adds:
-  Kuma's ``filter=<regex>`` and ``usedonly``);
-* followed by the metrics of each application endpoint of ``aggregate`` (from the bootstrap's
+* the metrics of each application endpoint of ``aggregate`` (from the bootstrap's
   ``kumaSidecarConfiguration.metrics.aggregate``), fetched concurrently without the query,
   Prometheus' ``accept``, ``user-agent`` and ``x-prometheus-scrape-timeout-seconds`` headers
-  passed on. An endpoint that fails or answers non-200 is left out (logged), as in Kuma.
+  passed on. An endpoint that fails or answers non-200 is left out (logged), as in Kuma;
+* then Envoy's stats in Prometheus text format, from its admin API on 127.0.0.1
+  (``/stats?format=prometheus&text_readouts=``, with the query the listener's route adds:
+  Kuma's ``filter=<regex>`` and ``usedonly``). Kuma merges in whatever order the answers
+  arrive; here the order is fixed.
 
 The merged body drops OpenMetrics ``# EOF`` markers and blank lines; the content type is the
 highest of the answers (OpenMetrics 1.0.0, 0.0.1, then Prometheus text), and an OpenMetrics

@@ -1,0 +1,78 @@
+"""Mesh metrics as Prometheus scrapes them: kuma-cp with a mesh whose enabled metrics backend is
+prometheus, a kuma-dp with a real Envoy; ``GET http://<dp address>:<port>/metrics`` goes through
+the ``kuma:metrics:prometheus`` listener and the ``kuma:metrics:hijacker`` cluster to kuma-dp's
+hijacker on its unix socket, which answers with Envoy's stats in Prometheus text format, the
+listener's ``usedonly`` filter applied, after the metrics of the ``aggregate`` application
+endpoint."""
+
+from __future__ import annotations
+
+import http.client
+import re
+
+import pytest
+import yaml
+
+from tests.fixtures.envoy import HttpService, eventually, free_ports
+
+from .test_kuma_dp import Cluster, cluster
+
+__all__ = ["cluster"]
+
+pytestmark = [pytest.mark.envoy, pytest.mark.slow]
+
+#: Not 127.0.0.1, where Envoy's own admin API listens (as on a host with a real interface).
+ADDRESS = "127.0.0.2"
+APP_METRICS = "# TYPE app_orders_total counter\napp_orders_total 42"
+
+
+def _scrape(port: int) -> tuple[int, str, str]:
+    connection = http.client.HTTPConnection(ADDRESS, port, timeout=5)
+    try:
+        connection.request("GET", "/metrics", headers={"Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.read().decode(), response.getheader("content-type", "")
+    finally:
+        connection.close()
+
+
+def test_prometheus_scrapes_the_sidecar(cluster: Cluster) -> None:
+    inbound, admin, metrics = free_ports(3)
+    exporter = HttpService(APP_METRICS)
+    cluster.services.append(exporter)
+    aggregate = [{"name": "app", "address": "127.0.0.1", "port": exporter.port, "path": "/m"}]
+    conf = {"port": metrics, "envoy": {"usedOnly": True}, "aggregate": aggregate}
+    mesh = {
+        "type": "Mesh",
+        "name": "default",
+        "metrics": {
+            "enabledBackend": "prom",
+            "backends": [{"name": "prom", "type": "prometheus", "conf": conf}],
+        },
+    }
+    (cluster.store / "mesh-default.yaml").write_text(yaml.safe_dump(mesh))
+    cluster.start_cp()
+    app = HttpService("web")
+    cluster.services.append(app)
+    ports = {"inbound": inbound, "app": app.port, "admin": admin}
+    cluster.kuma_dp("web-01", "web", ports, address=ADDRESS)
+
+    def scraped() -> tuple[int, str, str] | None:
+        answer = _scrape(metrics)
+        return answer if answer[0] == 200 else None
+
+    _, body, content_type = eventually(
+        scraped, f"metrics on {ADDRESS}:{metrics}/metrics", timeout=30
+    )
+    assert content_type.startswith("text/plain"), content_type
+    # Envoy's stats in Prometheus text format, with the hijacker's own cluster among them ...
+    assert re.search(r"^# TYPE envoy_\w+ (counter|gauge|histogram)$", body, re.M), body[:2000]
+    assert re.search(r"^envoy_server_live\{?.*\}? 1$", body, re.M), body[:2000]
+    assert 'envoy_cluster_name="kuma_metrics_hijacker"' in body
+    # ... only the stats Envoy has updated (usedonly): the hijacker's cluster never overflowed.
+    assert (
+        'envoy_cluster_upstream_cx_overflow{envoy_cluster_name="kuma_metrics_hijacker"}' not in body
+    )
+    # ... after the application's metrics, fetched at its path without the query.
+    assert body.startswith(APP_METRICS + "\n"), body[:500]
+    assert exporter.paths[-1] == "/m"
