@@ -26,8 +26,10 @@ ADDRESS = "127.0.0.2"
 APP_METRICS = "# TYPE app_orders_total counter\napp_orders_total 42"
 
 
-def _scrape(port: int) -> tuple[int, str, str]:
-    connection = http.client.HTTPConnection(ADDRESS, port, timeout=5)
+def _scrape(port: int, source: str | None = None) -> tuple[int, str, str]:
+    """GET /metrics from ``source`` (None: the kernel's choice for loopback, 127.0.0.1)."""
+    bind = (source, 0) if source else None
+    connection = http.client.HTTPConnection(ADDRESS, port, timeout=5, source_address=bind)
     try:
         connection.request("GET", "/metrics", headers={"Connection": "close"})
         response = connection.getresponse()
@@ -50,7 +52,8 @@ def test_prometheus_scrapes_the_sidecar(cluster: Cluster) -> None:
             "backends": [{"name": "prom", "type": "prometheus", "conf": conf}],
         },
     }
-    (cluster.store / "mesh-default.yaml").write_text(yaml.safe_dump(mesh))
+    mesh_file = cluster.store / "mesh-default.yaml"
+    mesh_file.write_text(yaml.safe_dump(mesh))
     cluster.start_cp()
     app = HttpService("web")
     cluster.services.append(app)
@@ -76,3 +79,21 @@ def test_prometheus_scrapes_the_sidecar(cluster: Cluster) -> None:
     # ... after the application's metrics, fetched at its path without the query.
     assert body.startswith(APP_METRICS + "\n"), body[:500]
     assert exporter.paths[-1] == "/m"
+
+    # Mesh mTLS on (the backend's tls mode is Kuma's default, activeMTLSBackend): a scraper
+    # without the mesh's certificate is refused, one on the proxy's own address still scrapes.
+    mtls = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
+    mesh_file.write_text(yaml.safe_dump({**mesh, "mtls": mtls}))
+
+    def refused() -> bool:
+        try:
+            _scrape(metrics)
+        except (OSError, http.client.HTTPException):
+            return True
+        return False
+
+    eventually(refused, "plaintext scrape from 127.0.0.1 refused under mesh mTLS", timeout=30)
+    status, body, _ = _scrape(metrics, source=ADDRESS)
+    assert status == 200
+    assert body.startswith(APP_METRICS + "\n"), body[:500]
+    assert refused(), "a scraper outside the mesh got the metrics in plaintext"

@@ -209,24 +209,68 @@ def test_kuma_defaults_and_socket_path() -> None:
     assert len(long) == 98 + len(".sock")
 
 
-def test_mesh_mtls_with_active_backend_gets_no_plaintext_endpoint() -> None:
-    """Kuma secures the endpoint with mesh mTLS here; that variant is not built, and the stats
-    are not served in plaintext instead. ``skipMTLS: true`` asks for plaintext."""
-    mtls = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
-    metrics = {"enabledBackend": "p", "backends": [{"name": "p", "type": "prometheus"}]}
-    secured = msgspec.structs.replace(MESH_DEFAULT, mtls=mtls, metrics=metrics)
-    assert prometheus_resources(DP_PLAIN, secured, 9901, "/s") == []
-    skipped = {
-        "enabledBackend": "p",
-        "backends": [{"name": "p", "type": "prometheus", "conf": {"skipMTLS": True}}],
-    }
-    plain = msgspec.structs.replace(secured, metrics=skipped)
-    assert [
-        getattr(m, "name", None) for m in prometheus_resources(DP_PLAIN, plain, 9901, "/s")
-    ] == [
-        "kuma:metrics:hijacker",
-        "kuma:metrics:prometheus",
+_MTLS = {"enabledBackend": "builtin", "backends": [{"name": "builtin", "type": "builtin"}]}
+_SAN = {"matcher": {"prefix": "spiffe://demo/"}, "sanType": "URI"}
+_SDS = {"ads": {}, "resourceApiVersion": "V3"}
+#: Kuma's golden ``default-mtls``: the server side of the mesh's mTLS.
+_KUMA_MTLS_SOCKET = {
+    "name": "envoy.transport_sockets.tls",
+    "typedConfig": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+        "DownstreamTlsContext",
+        "commonTlsContext": {
+            "combinedValidationContext": {
+                "defaultValidationContext": {"matchTypedSubjectAltNames": [_SAN]},
+                "validationContextSdsSecretConfig": {
+                    "name": "mesh_ca:secret:demo",
+                    "sdsConfig": _SDS,
+                },
+            },
+            "tlsCertificateSdsSecretConfigs": [
+                {"name": "identity_cert:secret:demo", "sdsConfig": _SDS}
+            ],
+        },
+        "requireClientCertificate": True,
+    },
+}
+
+
+def test_kuma_golden_default_mtls() -> None:
+    """Mesh mTLS on, ``skipMTLS: false``: plaintext from the proxy's own address only, the
+    mesh's mTLS for everyone else (Kuma's golden ``default-mtls``)."""
+    mesh = msgspec.structs.replace(MESH_DEFAULT, mtls=_MTLS)
+    view = StaticMeshView([DP_PLAIN], mesh)
+    resources = generate_proxy(DP_PLAIN, view, 9902, metrics_socket="/foo/bar")
+    golden = _kuma_golden(1234, "/non-standard-path", "/")
+    [plain] = golden["kuma:metrics:prometheus"]["filterChains"]
+    golden["kuma:metrics:prometheus"]["filterChains"] = [
+        {
+            "filterChainMatch": {
+                "sourcePrefixRanges": [{"addressPrefix": "192.168.0.1", "prefixLen": 32}]
+            },
+            **plain,
+        },
+        {**plain, "transportSocket": _KUMA_MTLS_SOCKET},
     ]
+    listener = resources[types.LISTENER]["kuma:metrics:prometheus"]
+    assert to_plain(listener) == golden["kuma:metrics:prometheus"]
+    cluster = resources[types.CLUSTER]["kuma:metrics:hijacker"]
+    assert to_plain(cluster) == golden["kuma:metrics:hijacker"]
+
+
+@pytest.mark.parametrize(
+    ("conf", "chains"),
+    [({}, 2), ({"skipMTLS": True}, 1), ({"tls": {"mode": "disabled"}}, 1)],
+    ids=["default-active", "skipMTLS", "disabled"],
+)
+def test_mesh_mtls_secures_unless_skipped(conf: dict[str, Any], chains: int) -> None:
+    metrics = {
+        "enabledBackend": "p",
+        "backends": [{"name": "p", "type": "prometheus", "conf": conf}],
+    }
+    mesh = msgspec.structs.replace(MESH_DEFAULT, mtls=_MTLS, metrics=metrics)
+    _, listener = prometheus_resources(DP_PLAIN, mesh, 9901, "/s")
+    assert len(to_plain(listener)["filterChains"]) == chains
 
 
 def test_socket_path_from_node_metadata() -> None:

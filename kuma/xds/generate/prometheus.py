@@ -7,16 +7,20 @@ rewritten to ``/`` plus Kuma's envoy filter query (``?filter=<regex>&usedonly``)
 
 Left out, as in Kuma: without an admin port (the hijacker reads Envoy's admin API), and when
 the port would overshadow one of the Dataplane's inbounds (its Envoy or application side) or
-outbounds. Also left out here: a mesh with mTLS where the backend asks for
-``activeMTLSBackend`` (Kuma's default ``tls`` mode). Kuma then serves the endpoint through a
-mesh-mTLS filter chain (plaintext only from the proxy's own address); that variant is not
-built, and serving the stats in plaintext instead would open what the operator asked to be
-secured. ``providedTLS`` needs the certificate paths kuma-dp reports (``metricsCertPath``,
-``metricsKeyPath``); ours reports none, so the plaintext endpoint is served, as Kuma does when
-the paths are missing.
+outbounds.
+
+With mesh mTLS on and the backend's ``tls.mode`` ``activeMTLSBackend`` (Kuma's default, or
+``skipMTLS: false``), the listener has Kuma's two chains: plaintext only for connections from
+the proxy's own address (a Prometheus next to it), and otherwise the mesh's mTLS (a client
+certificate of the mesh, the proxy's identity and the mesh CA from SDS), so only a Prometheus
+inside the mesh scrapes it. ``providedTLS`` needs the certificate paths kuma-dp reports
+(``metricsCertPath``, ``metricsKeyPath``); ours reports none, so the plaintext endpoint is
+served, as Kuma does when the paths are missing.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from kuma.resources.metrics import (
     ACTIVE_MTLS,
@@ -31,6 +35,7 @@ from ._pb import Message
 from .admin import static_endpoints_listener
 from .clusters import pipe_cluster
 from .dataplane import overlaps
+from .tls import downstream_transport_socket
 
 PROMETHEUS_LISTENER = "kuma:metrics:prometheus"
 HIJACKER_CLUSTER = "kuma:metrics:hijacker"
@@ -75,15 +80,20 @@ def prometheus_resources(
     if config is None or admin_port == 0 or networking is None:
         return []
     address = networking.address
-    if uses_port(dataplane, address, config.port) or _secured_by_mesh_mtls(config, mesh):
+    if uses_port(dataplane, address, config.port):
         return []
     path = socket_path or default_socket_path(dataplane.name, dataplane.mesh)
-    return [
-        pipe_cluster(HIJACKER_CLUSTER, path),
-        static_endpoints_listener(
-            PROMETHEUS_LISTENER,
-            address,
-            config.port,
-            [(config.path, HIJACKER_CLUSTER, "/" + config.envoy_query)],
-        ),
-    ]
+    routes = [(config.path, HIJACKER_CLUSTER, "/" + config.envoy_query)]
+    listener = static_endpoints_listener(PROMETHEUS_LISTENER, address, config.port, routes)
+    if mesh is not None and _secured_by_mesh_mtls(config, mesh):
+        try:
+            own = ipaddress.ip_address(address)
+        except ValueError:
+            return []  # no address to let plaintext from: nothing rather than all plaintext
+        plain = listener.filter_chains[0]
+        secured = listener.filter_chains.add()
+        secured.CopyFrom(plain)
+        secured.transport_socket.CopyFrom(downstream_transport_socket(mesh.name))
+        source = plain.filter_chain_match.source_prefix_ranges.add(address_prefix=address)
+        source.prefix_len.value = own.max_prefixlen
+    return [pipe_cluster(HIJACKER_CLUSTER, path), listener]
