@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import (
     meshaccesslog,
     meshcircuitbreaker,
+    meshfaultinjection,
     meshhealthcheck,
     meshhttproute,
     meshratelimit,
@@ -46,6 +47,7 @@ __all__ = [
     "default_policies",
     "meshaccesslog",
     "meshcircuitbreaker",
+    "meshfaultinjection",
     "meshhealthcheck",
     "meshhttproute",
     "meshratelimit",

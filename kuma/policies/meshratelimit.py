@@ -46,11 +46,17 @@ from kuma.resources.validation.common import DURATION_FORMAT
 
 from .conf import MILLISECOND, nanoseconds
 from .matching import InboundKey, KindPolicies
-from .plugin import HTTP_PROTOCOLS, PolicyPlugin, register_plugin, set_duration, update_hcm
+from .plugin import (
+    HTTP_PROTOCOLS,
+    PolicyPlugin,
+    insert_before_router,
+    register_plugin,
+    set_duration,
+    update_hcm,
+)
 
 HTTP_FILTER = "envoy.filters.http.local_ratelimit"
 TCP_FILTER = "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit"
-ROUTER = "envoy.filters.http.router"
 _MIN_INTERVAL = 50 * MILLISECOND
 
 
@@ -106,7 +112,8 @@ def includes_gateways(ref: TargetRef) -> bool:
     return ref.kind in (MESH_GATEWAY, MESH_HTTP_ROUTE) or (mesh_kind and gateway_type)
 
 
-def _validate_lists(spec: PolicySpec[Any], out: list[Violation]) -> None:
+def validate_gateway_lists(spec: PolicySpec[Any], out: list[Violation]) -> None:
+    """Kuma's rule for kinds with both lists: ``from`` only off gateways, ``to`` only on."""
     gateways = includes_gateways(spec.target_ref)
     if gateways and spec.from_:
         out.append(Violation("spec.from", "must not be defined"))
@@ -166,7 +173,7 @@ KIND = register(
         to_kinds=(MESH,),
         from_kinds=(MESH,),
         validate_conf=_validate_conf,
-        validate_lists=_validate_lists,
+        validate_lists=validate_gateway_lists,
         gateway_listener_tags=True,
         order=7,
     )
@@ -219,18 +226,9 @@ def _http_chain(chain: listener_components_pb2.FilterChain, http: LocalHttp) -> 
                 _add_to_route(route, config)
         if any(f.name == HTTP_FILTER for f in manager.http_filters):
             return
-        position = next(
-            (i for i, f in enumerate(manager.http_filters) if f.name == ROUTER),
-            len(manager.http_filters),
-        )
-        added = manager.http_filters.add()
-        added.name = HTTP_FILTER
+        added = hcm_pb2.HttpFilter(name=HTTP_FILTER)
         added.typed_config.Pack(http_rl_pb2.LocalRateLimit(stat_prefix="rate_limit"))
-        # Protobuf repeated fields insert only at the end: rotate the new filter into place.
-        filters = list(manager.http_filters)
-        filters.insert(position, filters.pop())
-        del manager.http_filters[:]
-        manager.http_filters.extend(filters)
+        insert_before_router(manager, [added])
 
     update_hcm(chain, change)
 

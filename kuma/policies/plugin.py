@@ -302,3 +302,17 @@ def set_duration(target: Any, nanoseconds: int) -> None:
     """Set a ``google.protobuf.Duration`` field from nanoseconds (0 gives ``0s``)."""
     target.seconds, target.nanos = divmod(nanoseconds, 1_000_000_000)
     target.SetInParent()
+
+
+def insert_before_router(
+    manager: hcm_pb2.HttpConnectionManager, filters: list[hcm_pb2.HttpFilter]
+) -> None:
+    """Kuma's InsertHTTPFiltersBeforeRouter: ``filters`` in order, just before the router
+    (at the end when there is none)."""
+    current = list(manager.http_filters)
+    position = next(
+        (i for i, f in enumerate(current) if f.name == "envoy.filters.http.router"), len(current)
+    )
+    # Protobuf repeated fields insert only at the end: rebuild the list in its new order.
+    del manager.http_filters[:]
+    manager.http_filters.extend(current[:position] + filters + current[position:])

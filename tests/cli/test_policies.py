@@ -168,3 +168,39 @@ def test_mesh_access_logs_through_kumactl_and_rest(cp_url: str) -> None:
     )
     kumactl.ok("delete", "meshaccesslog", "web-logs")
     assert kumactl.ok("get", "meshaccesslogs").splitlines()[1:] == []
+
+
+FAULT = """
+type: MeshFaultInjection
+mesh: default
+name: backend-faults
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+  - targetRef: {kind: MeshService, name: web}
+    default:
+      http:
+      - abort: {httpStatus: 503, percentage: "12.5"}
+"""
+
+
+def test_mesh_fault_injections_through_kumactl_and_rest(cp_url: str) -> None:
+    kumactl = Kumactl(cp_url)
+    kumactl.ok("apply", "-f", "-", stdin=FAULT)
+    listed = kumactl.ok("get", "meshfaultinjections").splitlines()
+    assert listed[0].split() == ["MESH", "NAME", "AGE"]
+    assert [line.split()[:2] for line in listed[1:]] == [["default", "backend-faults"]]
+    url = f"{cp_url}/meshes/default/meshfaultinjections/backend-faults"
+    with urllib.request.urlopen(url) as reply:
+        document = json.load(reply)
+    assert document["spec"]["from"][0]["default"]["http"] == [
+        {"abort": {"httpStatus": 503, "percentage": "12.5"}}
+    ]
+    result = kumactl("apply", "-f", "-", stdin=FAULT.replace("503", "700"))
+    assert result.code == 1
+    assert (
+        "spec.from[0].default.http.abort[0].httpStatus: must be in inclusive range [100, 599]"
+        in result.err
+    )
+    kumactl.ok("delete", "meshfaultinjection", "backend-faults")
+    assert kumactl.ok("get", "meshfaultinjections").splitlines()[1:] == []

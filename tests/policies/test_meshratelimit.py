@@ -7,12 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
+from kuma.policies.meshratelimit import HTTP_FILTER
 
-from kuma.policies import resolve
-from kuma.policies.meshratelimit import HTTP_FILTER, MeshRateLimit
-from kuma.resources import Dataplane, from_document, validate
-from kuma.xds.generate import StaticMeshView, generate_proxy, types
+from .inbound_listeners import SIDECARS, inbound_listeners, valid_policy
 
 #: Kuma's basic case: one conf for every client, HTTP and TCP.
 LOCAL = {
@@ -63,54 +60,15 @@ TCP_FILTER = {
 }
 
 
-def _dataplane() -> Dataplane:
-    http = {"kuma.io/service": "backend", "kuma.io/protocol": "http"}
-    inbound = [
-        {"port": 17777, "servicePort": 8080, "tags": http},
-        {"port": 17778, "servicePort": 8081, "tags": {"kuma.io/service": "frontend"}},
-    ]
-    resource = from_document(
-        {
-            "type": "Dataplane",
-            "mesh": "default",
-            "name": "test",
-            "networking": {"address": "127.0.0.1", "inbound": inbound},
-        }
-    )
-    assert isinstance(resource, Dataplane)
-    return resource
-
-
 def _listeners(local: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    policy = from_document(
-        {
-            "type": "MeshRateLimit",
-            "mesh": "default",
-            "name": "rl",
-            "spec": {
-                "targetRef": top,
-                "from": [{"targetRef": {"kind": "Mesh"}, "default": {"local": local}}],
-            },
-        }
-    )
-    assert isinstance(policy, MeshRateLimit)
-    assert validate(policy) == []
-    dataplane = _dataplane()
-    matched = resolve(dataplane, {"MeshRateLimit": [policy]})
-    generated = generate_proxy(dataplane, StaticMeshView([dataplane]), 9901, policies=matched)
-    return {
-        name: json.loads(json_format.MessageToJson(listener))
-        for name, listener in generated[types.LISTENER].items()
-    }
+    from_ = [{"targetRef": {"kind": "Mesh"}, "default": {"local": local}}]
+    return inbound_listeners(valid_policy("MeshRateLimit", {"targetRef": top, "from": from_}))
 
 
 def _hcm(listener: dict[str, Any]) -> dict[str, Any]:
     (chain,) = listener["filterChains"]
     (manager,) = [f["typedConfig"] for f in chain["filters"] if "routeConfig" in f["typedConfig"]]
     return dict(manager)
-
-
-SIDECARS = {"kind": "Mesh", "proxyTypes": ["Sidecar"]}
 
 
 def test_http_inbound_gets_the_filter_before_the_router_and_the_bucket_on_its_route() -> None:

@@ -193,6 +193,16 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
         {"connectionLimits": {"maxConnections": 7}},
         {"outlierDetection": {"detectors": {"totalFailures": {"consecutive": 2}}}},
     ],
+    "MeshFaultInjection": [
+        {"http": [{"abort": {"httpStatus": 503, "percentage": 100}}]},
+        {
+            "http": [
+                {"delay": {"value": "1s", "percentage": "12.5"}},
+                {"responseBandwidth": {"limit": "100kbps", "percentage": 50}},
+            ]
+        },
+        {"http": []},
+    ],
     "MeshRateLimit": [
         {"local": {"http": {"requestRate": {"num": 5, "interval": "1s"}}}},
         {
@@ -285,6 +295,19 @@ def policies(draw: st.DrawFn) -> Policy:
             top["proxyTypes"] = ["Sidecar"]
         spec["from"] = [
             {"targetRef": {"kind": "Mesh"}, "default": draw(st.sampled_from(_CONFS[kind]))}
+        ]
+        return _policy(draw, kind, spec)
+    if kind == "MeshFaultInjection":
+        # Only ``from`` (clients by any kind: header-matched rules, negations included),
+        # under a top-level targetRef without gateways (Kuma).
+        if top["kind"] in ("Mesh", "MeshSubset"):
+            top["proxyTypes"] = ["Sidecar"]
+        spec["from"] = [
+            {
+                "targetRef": draw(target_refs(top=False)),
+                "default": draw(st.sampled_from(_CONFS[kind])),
+            }
+            for _ in range(draw(st.integers(1, 2)))
         ]
         return _policy(draw, kind, spec)
     if kind == "MeshTrafficPermission":
