@@ -8,7 +8,8 @@ it), without what this control plane does not offer (HDS, the access-log socket,
   the proxy brought it), ``dataplane.admin.port``/``.address``, ``dataplane.proxyType``,
   ``dataplane.dns.port`` (when kuma-dp serves DNS), ``dataplane.readinessReporter.port`` (when
   kuma-dp reports readiness), ``metricsSocketPath`` (kuma-dp's metrics hijacker, Kuma's
-  default path when kuma-dp names none), ``version`` (kuma-dp's and Envoy's);
+  default path when kuma-dp names none), ``metricsCertPath``/``metricsKeyPath`` (when kuma-dp
+  has a certificate for the Prometheus endpoint), ``version`` (kuma-dp's and Envoy's);
 * ``admin`` on 127.0.0.1 only, at ``networking.admin.port`` or else the control plane's
   ``bootstrapServer.params.adminPort``;
 * ADS (delta by default, ``bootstrapServer.params.xdsTransport: GRPC`` for state of the world)
@@ -32,7 +33,13 @@ import msgspec
 import yaml
 
 from kuma.resources import Dataplane, Mesh, encode_json
-from kuma.resources.metrics import METRICS_SOCKET_KEY, default_socket_path, prometheus_config
+from kuma.resources.metrics import (
+    METRICS_CERT_KEY,
+    METRICS_KEY_KEY,
+    METRICS_SOCKET_KEY,
+    default_socket_path,
+    prometheus_config,
+)
 
 from .request import DATAPLANE_PROXY_TYPE, BootstrapRequest
 
@@ -110,6 +117,10 @@ def generate(
         or default_socket_path(dataplane.name, dataplane.mesh),
         "version": msgspec.to_builtins(request.version),
     }
+    files = request.metrics_resources
+    if files.cert_path and files.key_path:
+        metadata[METRICS_CERT_KEY] = files.cert_path
+        metadata[METRICS_KEY_KEY] = files.key_path
     if request.dns_port:
         metadata["dataplane.dns.port"] = str(request.dns_port)
     if request.readiness_port:

@@ -80,8 +80,7 @@ class Version(_Camel):
 class MetricsResources(_Camel):
     #: Where kuma-dp's metrics hijacker listens ("": Kuma's default path).
     socket_path: str = ""
-    #: providedTLS certificate and key of the Prometheus endpoint (not used: see
-    #: kuma/xds/generate/prometheus.py).
+    #: The providedTLS certificate and key files of the Prometheus endpoint (kuma-dp's host).
     cert_path: str = ""
     key_path: str = ""
 

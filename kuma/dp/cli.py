@@ -162,6 +162,17 @@ def parser() -> argparse.ArgumentParser:
         f"which turns TERMINATING as soon as a drain starts; 0: Envoy's own /ready "
         f"(env {READINESS_PORT_ENV}; default: a free port)",
     )
+    add(
+        "--metrics-cert-path",
+        default=os.environ.get("KUMA_DATAPLANE_RUNTIME_METRICS_CERT_PATH") or None,
+        help="certificate (PEM file) of the Prometheus endpoint when the mesh's metrics backend "
+        "has tls.mode providedTLS; with --metrics-key-path",
+    )
+    add(
+        "--metrics-key-path",
+        default=os.environ.get("KUMA_DATAPLANE_RUNTIME_METRICS_KEY_PATH") or None,
+        help="private key (PEM file) for --metrics-cert-path",
+    )
     return top
 
 
@@ -211,6 +222,12 @@ def options_from(args: argparse.Namespace) -> RunOptions:
             raise UsageError(f"--dataplane-token-file: {exc.strerror or exc}") from None
         if not token:
             raise UsageError(f"--dataplane-token-file: {args.dataplane_token_file} is empty")
+    if bool(args.metrics_cert_path) != bool(args.metrics_key_path):
+        raise UsageError("--metrics-cert-path and --metrics-key-path go together")
+    # Absolute: Envoy reads them, from its own working directory.
+    metrics_files = [
+        str(Path(p).resolve()) if p else "" for p in (args.metrics_cert_path, args.metrics_key_path)
+    ]
     ca_cert = _ca_cert(args)
     if args.cp_address.startswith("https://") and not ca_cert and not args.skip_verify:
         raise UsageError(
@@ -236,6 +253,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         dns_port=args.dns_port if args.dns_enabled == "true" else 0,
         readiness=readiness_port != 0,
         readiness_port=readiness_port or 0,
+        metrics_cert_path=metrics_files[0],
+        metrics_key_path=metrics_files[1],
     )
 
 

@@ -74,6 +74,9 @@ class RunOptions(msgspec.Struct, kw_only=True):
     readiness: bool = True
     #: The readiness reporter's port on 127.0.0.1; 0: a free one.
     readiness_port: int = 0
+    #: The providedTLS certificate and key files of the Prometheus endpoint ("": none).
+    metrics_cert_path: str = ""
+    metrics_key_path: str = ""
 
 
 def metrics_socket_path(options: RunOptions, directory: Path) -> str:
@@ -99,7 +102,11 @@ def bootstrap_request(
         "dataplaneResource": encode_json(dataplane).decode() if dataplane else "",
         "dnsPort": options.dns_port,
         "caCert": options.ca_cert,
-        "metricsResources": {"socketPath": metrics_socket_path(options, workdir)},
+        "metricsResources": {
+            "socketPath": metrics_socket_path(options, workdir),
+            "certPath": options.metrics_cert_path,
+            "keyPath": options.metrics_key_path,
+        },
         "version": {
             "kumaDp": {
                 "version": kuma.__version__,

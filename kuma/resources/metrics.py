@@ -28,6 +28,9 @@ DEFAULT_TAGS = {"kuma.io/service": "dataplane-metrics"}
 TlsMode = Literal["activeMTLSBackend", "providedTLS", "disabled"]
 #: The node metadata key (and bootstrap metadata) naming kuma-dp's metrics hijacker socket.
 METRICS_SOCKET_KEY = "metricsSocketPath"
+#: ... and the certificate and key files of the ``providedTLS`` endpoint.
+METRICS_CERT_KEY = "metricsCertPath"
+METRICS_KEY_KEY = "metricsKeyPath"
 
 ACTIVE_MTLS: TlsMode = "activeMTLSBackend"
 PROVIDED_TLS: TlsMode = "providedTLS"

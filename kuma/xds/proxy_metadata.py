@@ -8,7 +8,8 @@ from typing import Any
 
 import msgspec
 
-from kuma.resources.metrics import METRICS_SOCKET_KEY
+from kuma.resources.metrics import METRICS_CERT_KEY, METRICS_KEY_KEY, METRICS_SOCKET_KEY
+from kuma.xds.generate.prometheus import SidecarMetrics
 
 log = logging.getLogger("kuma.xds")
 
@@ -23,11 +24,12 @@ class ProxyMetadata(msgspec.Struct, frozen=True):
     dns_port: int = 0
     #: The port of kuma-dp's readiness reporter on 127.0.0.1 (``kuma:readiness``), 0: none.
     readiness_port: int = 0
-    #: kuma-dp's metrics hijacker socket (``kuma:metrics:hijacker``), "": Kuma's default path.
-    metrics_socket_path: str = ""
+    #: What kuma-dp reports for the Prometheus endpoint (hijacker socket, certificate files).
+    metrics: SidecarMetrics = msgspec.field(default_factory=SidecarMetrics)
 
 
 NO_METADATA = ProxyMetadata()
+_METRICS_KEYS = (METRICS_SOCKET_KEY, METRICS_CERT_KEY, METRICS_KEY_KEY)
 
 
 def proxy_metadata(node: Any) -> ProxyMetadata:
@@ -35,14 +37,12 @@ def proxy_metadata(node: Any) -> ProxyMetadata:
     if node is None or not node.HasField("metadata"):
         return NO_METADATA
     fields = node.metadata.fields
-    if not any(key in fields for key in (DNS_PORT_KEY, READINESS_PORT_KEY, METRICS_SOCKET_KEY)):
+    if not any(key in fields for key in (DNS_PORT_KEY, READINESS_PORT_KEY, *_METRICS_KEYS)):
         return NO_METADATA
-    socket = fields.get(METRICS_SOCKET_KEY)
     metadata = ProxyMetadata(
         dns_port=_port(node, DNS_PORT_KEY, "no DNS listener"),
         readiness_port=_port(node, READINESS_PORT_KEY, "readiness from Envoy"),
-        # A string only (Kuma's GetStringValue); anything else means the default path.
-        metrics_socket_path=socket.string_value if socket is not None else "",
+        metrics=SidecarMetrics(*(_string(node, key) for key in _METRICS_KEYS)),
     )
     return NO_METADATA if metadata == NO_METADATA else metadata
 
@@ -65,3 +65,9 @@ def _port(node: Any, key: str, otherwise: str) -> int:
         log.warning("node %s: %s=%r is not a port; %s", node.id, key, shown, otherwise)
         return 0
     return port
+
+
+def _string(node: Any, key: str) -> str:
+    """The string under ``key`` (Kuma's GetStringValue: anything else is "")."""
+    value = node.metadata.fields.get(key)
+    return value.string_value if value is not None else ""

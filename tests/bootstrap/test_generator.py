@@ -242,6 +242,14 @@ def test_metrics_socket_path_goes_into_the_node_metadata() -> None:
     assert node["metadata"]["metricsSocketPath"] == "/run/kuma/mh.sock"
     default = bootstrap_of(WEB)["node"]["metadata"]["metricsSocketPath"]
     assert default == "/tmp/kuma-mh-web-01-default.sock"
+    assert "metricsCertPath" not in node["metadata"]
+    files = {"socketPath": "/s.sock", "certPath": "/c.pem", "keyPath": "/k.pem"}
+    parsed = parse_request(orjson.dumps(request(WEB, metricsResources=files)))
+    node = generate(proxy, parsed, GeneratorParams(), xds_host="h", xds_port=1)["node"]
+    assert (node["metadata"]["metricsCertPath"], node["metadata"]["metricsKeyPath"]) == (
+        "/c.pem",
+        "/k.pem",
+    )
     relative = request(WEB, metricsResources={"socketPath": "mh.sock"})
     with pytest.raises(BootstrapError, match=r"metricsResources\.socketPath"):
         parse_request(orjson.dumps(relative))

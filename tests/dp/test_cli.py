@@ -119,6 +119,7 @@ def test_inline_dataplane_and_repeated_vars() -> None:
         (["-d", "{file}", "-v", "name=web-01", "--name", "other"], UsageError, "differs"),
         (["-d", "{file}", "-v", "name=web-01", "--mesh", "other"], UsageError, "differs"),
         (["-d", "{file}", "--dataplane", "x", "-v", "name=a"], DataplaneError, "together"),
+        (["--name=a", "--mesh=b", "--metrics-cert-path=c.pem"], UsageError, "go together"),
     ],
 )
 def test_refused_combinations(
@@ -231,6 +232,15 @@ def test_dns_flags() -> None:
     assert options_from(parser().parse_args([*base, "--dns-coredns-port=17053"])).dns_port == 17053
     assert options_from(parser().parse_args([*base, "--dns-enabled=false"])).dns_port == 0
     assert options_from(parser().parse_args([*base, "--dns-enabled"])).dns_port == 15053
+
+
+def test_metrics_certificate_files_are_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = ["run", "--name", "web-01", "--mesh", "default", "--skip-verify"]
+    monkeypatch.chdir("/tmp")
+    given = [*base, "--metrics-cert-path", "m.crt", "--metrics-key-path", "/k/m.key"]
+    options = options_from(parser().parse_args(given))
+    assert (options.metrics_cert_path, options.metrics_key_path) == ("/tmp/m.crt", "/k/m.key")
+    assert options_from(parser().parse_args(base)).metrics_cert_path == ""
 
 
 def test_readiness_port(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from kuma.store import Operation, ResourceEvent
 from kuma.xds import types
 from kuma.xds.engine import Engine, Subscription
 from kuma.xds.generate import StaticMeshView, generate_proxy
+from kuma.xds.generate.prometheus import SidecarMetrics
 from kuma.xds.proxy_metadata import ProxyMetadata
 
 _META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
@@ -50,7 +51,7 @@ def test_mesh_metrics_change_reassembles_the_meshs_proxies() -> None:
     inputs: tuple[Mesh | Dataplane, ...] = (_mesh(False), web1, web2)
     events = [ResourceEvent(Operation.CREATE, r, _META, i) for i, r in enumerate(inputs, 1)]
     engine.apply_now(events)
-    first = engine.subscribe("default.web-1", ProxyMetadata(metrics_socket_path=_SOCKET))
+    first = engine.subscribe("default.web-1", ProxyMetadata(metrics=SidecarMetrics(_SOCKET)))
     second = engine.subscribe("default.web-2", ProxyMetadata())
     assert "kuma:metrics:prometheus" not in first.resources(types.LISTENER)
     first.take_changes()
@@ -62,7 +63,7 @@ def test_mesh_metrics_change_reassembles_the_meshs_proxies() -> None:
         assert "kuma:metrics:prometheus" in changes[types.LISTENER]
         assert "kuma:metrics:hijacker" in changes[types.CLUSTER]
         view = StaticMeshView([web1, web2], _mesh(True))
-        scratch = generate_proxy(dataplane, view, 9901, metrics_socket=socket)
+        scratch = generate_proxy(dataplane, view, 9901, metrics=SidecarMetrics(socket))
         for type_url in (types.CLUSTER, types.LISTENER):
             expected = {
                 n: m.SerializeToString(deterministic=True) for n, m in scratch[type_url].items()

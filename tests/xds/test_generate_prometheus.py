@@ -16,13 +16,14 @@ from kuma.resources.metrics import default_socket_path
 from kuma.resources.model import Dataplane, Mesh
 from kuma.xds.generate import StaticMeshView, generate_proxy, types
 from kuma.xds.generate._pb import KNOWN_INTERNAL_CIDRS
-from kuma.xds.generate.prometheus import prometheus_resources
+from kuma.xds.generate.prometheus import SidecarMetrics, prometheus_resources
 from kuma.xds.proxy_metadata import ProxyMetadata, proxy_metadata
 
 from ..resources.test_metrics import dataplane_of as _dataplane
 from ..resources.test_metrics import mesh_of as _mesh
 from .test_generate import to_plain
 
+FOO_BAR = SidecarMetrics("/foo/bar")
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 HCM = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
@@ -149,9 +150,7 @@ def _kuma_golden(port: int, prefix: str, rewrite: str) -> dict[str, Any]:
     ids=["default", "custom"],
 )
 def test_kuma_goldens(mesh: Mesh, proxy: Dataplane, golden: dict[str, Any]) -> None:
-    resources = generate_proxy(
-        proxy, StaticMeshView([proxy], mesh), 9902, metrics_socket="/foo/bar"
-    )
+    resources = generate_proxy(proxy, StaticMeshView([proxy], mesh), 9902, metrics=FOO_BAR)
     assert (
         to_plain(resources[types.CLUSTER]["kuma:metrics:hijacker"])
         == golden["kuma:metrics:hijacker"]
@@ -171,7 +170,7 @@ def test_kuma_goldens(mesh: Mesh, proxy: Dataplane, golden: dict[str, Any]) -> N
     ids=["no-mesh-metrics", "dataplane-only", "no-admin-port", "other-mesh"],
 )
 def test_nothing_unless_enabled_mesh_wide(mesh: Mesh, proxy: Dataplane, admin_port: int) -> None:
-    assert prometheus_resources(proxy, mesh, admin_port, "/foo/bar") == []
+    assert prometheus_resources(proxy, mesh, admin_port, FOO_BAR) == []
 
 
 @pytest.mark.parametrize(
@@ -185,7 +184,7 @@ def test_nothing_unless_enabled_mesh_wide(mesh: Mesh, proxy: Dataplane, admin_po
 )
 def test_port_of_the_dataplane_is_never_overshadowed(networking: str) -> None:
     proxy = _dataplane(f"networking: {networking}")
-    assert prometheus_resources(proxy, MESH_DEFAULT, 9902, "/foo/bar") == []
+    assert prometheus_resources(proxy, MESH_DEFAULT, 9902, FOO_BAR) == []
 
 
 def test_kuma_defaults_and_socket_path() -> None:
@@ -240,7 +239,7 @@ def test_kuma_golden_default_mtls() -> None:
     mesh's mTLS for everyone else (Kuma's golden ``default-mtls``)."""
     mesh = msgspec.structs.replace(MESH_DEFAULT, mtls=_MTLS)
     view = StaticMeshView([DP_PLAIN], mesh)
-    resources = generate_proxy(DP_PLAIN, view, 9902, metrics_socket="/foo/bar")
+    resources = generate_proxy(DP_PLAIN, view, 9902, metrics=FOO_BAR)
     golden = _kuma_golden(1234, "/non-standard-path", "/")
     [plain] = golden["kuma:metrics:prometheus"]["filterChains"]
     golden["kuma:metrics:prometheus"]["filterChains"] = [
@@ -269,7 +268,7 @@ def test_mesh_mtls_secures_unless_skipped(conf: dict[str, Any], chains: int) -> 
         "backends": [{"name": "p", "type": "prometheus", "conf": conf}],
     }
     mesh = msgspec.structs.replace(MESH_DEFAULT, mtls=_MTLS, metrics=metrics)
-    _, listener = prometheus_resources(DP_PLAIN, mesh, 9901, "/s")
+    _, listener = prometheus_resources(DP_PLAIN, mesh, 9901)
     assert len(to_plain(listener)["filterChains"]) == chains
 
 
@@ -278,4 +277,59 @@ def test_socket_path_from_node_metadata() -> None:
 
     node = base_pb2.Node(id="demo.backend-01")
     node.metadata.fields["metricsSocketPath"].string_value = "/run/kuma/mh.sock"
-    assert proxy_metadata(node) == ProxyMetadata(metrics_socket_path="/run/kuma/mh.sock")
+    assert proxy_metadata(node) == ProxyMetadata(metrics=SidecarMetrics("/run/kuma/mh.sock"))
+
+
+_CERTS = SidecarMetrics("/foo/bar", "/path/cert", "/path/key")
+
+
+@pytest.mark.parametrize(
+    ("mode", "sidecar", "tls"),
+    [("providedTLS", _CERTS, True), ("providedTLS", FOO_BAR, False), ("disabled", _CERTS, False)],
+    ids=["delegated-tls", "delegated-tls-fallback", "disabled-tls"],
+)
+def test_kuma_goldens_provided_tls(mode: str, sidecar: SidecarMetrics, tls: bool) -> None:
+    """Kuma's goldens ``delegated-tls`` (kuma-dp's certificate files; Kuma's never-matching
+    ``tls`` chain first), ``delegated-tls-fallback`` (no files: plaintext) and ``disabled-tls``
+    (plaintext, mesh mTLS on or not)."""
+    conf = {"port": 1234, "path": "/non-standard-path", "tls": {"mode": mode}}
+    metrics = {
+        "enabledBackend": "p",
+        "backends": [{"name": "p", "type": "prometheus", "conf": conf}],
+    }
+    mesh = msgspec.structs.replace(MESH_DEFAULT, mtls=_MTLS, metrics=metrics)
+    resources = generate_proxy(DP_PLAIN, StaticMeshView([DP_PLAIN], mesh), 9902, metrics=sidecar)
+    golden = _kuma_golden(1234, "/non-standard-path", "/")["kuma:metrics:prometheus"]
+    if tls:
+        [plain] = golden["filterChains"]
+        context = {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+            "DownstreamTlsContext",
+            "commonTlsContext": {
+                "tlsCertificates": [
+                    {
+                        "certificateChain": {"filename": "/path/cert"},
+                        "privateKey": {"filename": "/path/key"},
+                    }
+                ]
+            },
+        }
+        golden["filterChains"] = [
+            {"filterChainMatch": {"transportProtocol": "tls"}, **plain},
+            {
+                **plain,
+                "transportSocket": {"name": "envoy.transport_sockets.tls", "typedConfig": context},
+            },
+        ]
+    assert to_plain(resources[types.LISTENER]["kuma:metrics:prometheus"]) == golden
+
+
+def test_certificate_files_from_node_metadata() -> None:
+    from envoy.config.core.v3 import base_pb2
+
+    node = base_pb2.Node(id="demo.backend-01")
+    node.metadata.fields["metricsCertPath"].string_value = "/path/cert"
+    node.metadata.fields["metricsKeyPath"].string_value = "/path/key"
+    assert proxy_metadata(node) == ProxyMetadata(
+        metrics=SidecarMetrics("", "/path/cert", "/path/key")
+    )

@@ -18,6 +18,7 @@ from kuma.policies import OutboundFingerprint, outbound_fingerprint, resolve
 from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
+from kuma.xds.generate.prometheus import NO_SIDECAR_METRICS, SidecarMetrics
 from kuma.xds.generate.proxy import outbound_plan, proxy_parts, type_url_of
 
 from .interner import Interner
@@ -61,7 +62,7 @@ def assemble(
     *,
     dns_port: int = 0,
     readiness_port: int = 0,
-    metrics_socket: str = "",
+    metrics: SidecarMetrics = NO_SIDECAR_METRICS,
 ) -> Assembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     policies = resolve(dataplane, mesh.policies_by_kind(), presorted=True)
@@ -72,7 +73,7 @@ def assemble(
         dns_port=dns_port,
         readiness_port=readiness_port,
         policies=policies,
-        metrics_socket=metrics_socket,
+        metrics=metrics,
     )
     for message in parts.own:
         type_url = type_url_of(message)

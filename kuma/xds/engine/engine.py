@@ -114,7 +114,7 @@ class Engine:
             self._shared,
             dns_port=record.metadata.dns_port,
             readiness_port=record.metadata.readiness_port,
-            metrics_socket=record.metadata.metrics_socket_path,
+            metrics=record.metadata.metrics,
         )
         record.subsets = assembly.subsets
         self._index.set_consumed(record, assembly.outbound_services)

@@ -13,17 +13,22 @@ With mesh mTLS on and the backend's ``tls.mode`` ``activeMTLSBackend`` (Kuma's d
 ``skipMTLS: false``), the listener has Kuma's two chains: plaintext only for connections from
 the proxy's own address (a Prometheus next to it), and otherwise the mesh's mTLS (a client
 certificate of the mesh, the proxy's identity and the mesh CA from SDS), so only a Prometheus
-inside the mesh scrapes it. ``providedTLS`` needs the certificate paths kuma-dp reports
-(``metricsCertPath``, ``metricsKeyPath``); ours reports none, so the plaintext endpoint is
-served, as Kuma does when the paths are missing.
+inside the mesh scrapes it. With ``providedTLS`` and the certificate files kuma-dp reports
+(``--metrics-cert-path``, ``--metrics-key-path``: node metadata ``metricsCertPath``,
+``metricsKeyPath``) the endpoint speaks TLS with them; without them it is plaintext, as in
+Kuma.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
+import msgspec
+from envoy.config.listener.v3 import listener_pb2
+
 from kuma.resources.metrics import (
     ACTIVE_MTLS,
+    PROVIDED_TLS,
     PrometheusConfig,
     default_socket_path,
     prometheus_config,
@@ -35,10 +40,24 @@ from ._pb import Message
 from .admin import static_endpoints_listener
 from .clusters import pipe_cluster
 from .dataplane import overlaps
-from .tls import downstream_transport_socket
+from .tls import downstream_transport_socket, static_downstream_transport_socket
 
 PROMETHEUS_LISTENER = "kuma:metrics:prometheus"
 HIJACKER_CLUSTER = "kuma:metrics:hijacker"
+
+
+class SidecarMetrics(msgspec.Struct, frozen=True):
+    """What a proxy's kuma-dp reports for metrics in its node metadata (Kuma's
+    ``metricsSocketPath``, ``metricsCertPath``, ``metricsKeyPath``)."""
+
+    #: The hijacker's unix socket; "": Kuma's default path.
+    socket_path: str = ""
+    #: The certificate and key files for ``providedTLS`` (on the proxy's host); "": none.
+    cert_path: str = ""
+    key_path: str = ""
+
+
+NO_SIDECAR_METRICS = SidecarMetrics()
 
 
 def uses_port(dataplane: Dataplane, address: str, port: int) -> bool:
@@ -70,11 +89,13 @@ def _secured_by_mesh_mtls(config: PrometheusConfig, mesh: Mesh | None) -> bool:
 
 
 def prometheus_resources(
-    dataplane: Dataplane, mesh: Mesh | None, admin_port: int, socket_path: str = ""
+    dataplane: Dataplane,
+    mesh: Mesh | None,
+    admin_port: int,
+    sidecar: SidecarMetrics = NO_SIDECAR_METRICS,
 ) -> list[Message]:
     """The hijacker cluster and the Prometheus listener of one proxy, or nothing (see the
-    module doc). ``socket_path``: the hijacker's socket from the proxy's node metadata
-    (``metricsSocketPath``); "" for Kuma's default path."""
+    module doc). ``sidecar``: what its kuma-dp reported (socket, certificate files)."""
     config = prometheus_config(mesh, dataplane)
     networking = dataplane.networking
     if config is None or admin_port == 0 or networking is None:
@@ -82,7 +103,7 @@ def prometheus_resources(
     address = networking.address
     if uses_port(dataplane, address, config.port):
         return []
-    path = socket_path or default_socket_path(dataplane.name, dataplane.mesh)
+    path = sidecar.socket_path or default_socket_path(dataplane.name, dataplane.mesh)
     routes = [(config.path, HIJACKER_CLUSTER, "/" + config.envoy_query)]
     listener = static_endpoints_listener(PROMETHEUS_LISTENER, address, config.port, routes)
     if mesh is not None and _secured_by_mesh_mtls(config, mesh):
@@ -96,4 +117,19 @@ def prometheus_resources(
         secured.transport_socket.CopyFrom(downstream_transport_socket(mesh.name))
         source = plain.filter_chain_match.source_prefix_ranges.add(address_prefix=address)
         source.prefix_len.value = own.max_prefixlen
+    elif config.tls_mode == PROVIDED_TLS and sidecar.cert_path and sidecar.key_path:
+        _provided_tls(listener, sidecar)
     return [pipe_cluster(HIJACKER_CLUSTER, path), listener]
+
+
+def _provided_tls(listener: listener_pb2.Listener, sidecar: SidecarMetrics) -> None:
+    """Kuma's ``providedTLS`` chains, as it builds them: a first chain for transport protocol
+    ``tls`` without a TLS context, which never matches (the listener has no TLS inspector, so
+    every connection is ``raw_buffer``), then the chain terminating TLS with kuma-dp's
+    certificate files. In effect every scrape must speak TLS."""
+    plain = listener.filter_chains[0]
+    secured = listener.filter_chains.add()
+    secured.CopyFrom(plain)
+    socket = static_downstream_transport_socket(sidecar.cert_path, sidecar.key_path)
+    secured.transport_socket.CopyFrom(socket)
+    plain.filter_chain_match.transport_protocol = "tls"

@@ -69,7 +69,7 @@ from .listeners import (
     outbound_redirect_listener,
 )
 from .probes import probe_listener
-from .prometheus import prometheus_resources
+from .prometheus import NO_SIDECAR_METRICS, SidecarMetrics, prometheus_resources
 from .rbac import DENY_ALL, PermissionRule
 from .tls import identity_secret_name, mesh_ca_secret_name
 
@@ -294,7 +294,7 @@ def proxy_parts(
     dns_port: int = 0,
     readiness_port: int = 0,
     policies: ProxyPolicies = EMPTY,
-    metrics_socket: str = "",
+    metrics: SidecarMetrics = NO_SIDECAR_METRICS,
 ) -> ProxyParts:
     """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``)."""
     own: list[Message] = []
@@ -317,7 +317,7 @@ def proxy_parts(
                 inbounds += 1
     own.extend(admin_resources(dataplane, default_admin_port, readiness_port))
     port = admin_port(dataplane, default_admin_port)
-    own.extend(prometheus_resources(dataplane, view.mesh, port, metrics_socket))
+    own.extend(prometheus_resources(dataplane, view.mesh, port, metrics))
     probe = probe_listener(dataplane)
     if probe is not None:
         own.append(probe)
@@ -360,13 +360,13 @@ def generate_proxy(
     dns_port: int = 0,
     readiness_port: int = 0,
     policies: ProxyPolicies = EMPTY,
-    metrics_socket: str = "",
+    metrics: SidecarMetrics = NO_SIDECAR_METRICS,
 ) -> Resources:
     """Every resource of one proxy: type URL → resource name → message. ``dns_port``: the
     port of the proxy's DNS listener (its node metadata ``dataplane.dns.port``), 0 for none;
     ``readiness_port``: kuma-dp's readiness reporter (``dataplane.readinessReporter.port``),
-    0 for none (the proxy's ``/ready`` is then Envoy's); ``metrics_socket``: kuma-dp's
-    metrics hijacker (``metricsSocketPath``), "" for Kuma's default path.
+    0 for none (the proxy's ``/ready`` is then Envoy's); ``metrics``: what kuma-dp reports
+    for the Prometheus endpoint (hijacker socket, certificate files).
 
     The proxy's own resources first, then its outbound listeners, then the cluster and
     ClusterLoadAssignment of each outbound service (a later resource replaces an earlier one
@@ -382,7 +382,7 @@ def generate_proxy(
         dns_port=dns_port,
         readiness_port=readiness_port,
         policies=policies,
-        metrics_socket=metrics_socket,
+        metrics=metrics,
     )
     for message in parts.own:
         _put(result, message)

@@ -79,6 +79,16 @@ def _common(context: common_pb2.CommonTlsContext, mesh: str) -> common_pb2.Commo
     return context
 
 
+def static_downstream_transport_socket(cert_path: str, key_path: str) -> base_pb2.TransportSocket:
+    """Server side with a certificate and key read from files (Kuma's ``ServerSideStaticTLS``);
+    no client certificate asked for."""
+    context = tls_pb2.DownstreamTlsContext()
+    certificate = context.common_tls_context.tls_certificates.add()
+    certificate.certificate_chain.filename = cert_path
+    certificate.private_key.filename = key_path
+    return base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pack(context))
+
+
 def downstream_transport_socket(mesh: str) -> base_pb2.TransportSocket:
     """Server side: require a client certificate of this mesh."""
     context = tls_pb2.DownstreamTlsContext()
