@@ -1,10 +1,12 @@
 """Kuma's policies on real Envoys: the default policies every new mesh gets are in the
 sidecars' config, MeshRetry retries a failing backend (attempts counted at the backend), and
 a MeshRetry applied later overrides the default for its service; MeshCircuitBreaker,
-MeshHealthCheck, MeshRateLimit and MeshAccessLog (lines in files) act on real traffic."""
+MeshHealthCheck, MeshRateLimit, MeshFaultInjection and MeshAccessLog (lines in files) act on
+real traffic."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from collections.abc import Callable
@@ -337,3 +339,62 @@ def test_mesh_access_log_writes_each_request_to_its_files(sidecars: Mesh, tmp_pa
         r'"127\.0\.0\.1:\d+" "unknown" "backend" "127\.0\.0\.1" "127\.0\.0\.1:\d+"'
     )
     assert re.fullmatch(default_format, inbound_line), inbound_line
+
+
+def _get_as(port: int, caller_tags: str | None) -> int:
+    """One GET straight to ``port`` carrying Kuma's ``x-kuma-tags`` header (when given)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    headers = {"Connection": "close"}
+    if caller_tags is not None:
+        headers["x-kuma-tags"] = caller_tags
+    try:
+        connection.request("GET", "/", headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) -> None:
+    """A MeshFaultInjection on backend: aborting every request from any client answers web's
+    requests with the policy's status from backend's sidecar, backend not reached; narrowed
+    to clients of service ``web`` it aborts only requests whose ``x-kuma-tags`` say so."""
+    backend = sidecars.backend("backend-1")
+    web = sidecars.web()
+    web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
+    http_app = backend.http
+    assert http_app is not None
+
+    def policy(client: dict[str, str]) -> str:
+        fault = {"abort": {"httpStatus": 418, "percentage": 100}}
+        spec = {
+            "targetRef": {"kind": "MeshService", "name": BACKEND},
+            "from": [{"targetRef": client, "default": {"http": [fault]}}],
+        }
+        document = {"type": "MeshFaultInjection", "mesh": "default", "name": "abort", "spec": spec}
+        return yaml.safe_dump(document)
+
+    def inbound_has(text: str) -> Callable[[], bool | None]:
+        def check() -> bool | None:
+            listener = backend.envoy.dynamic_config()["listeners"][backend.inbound_listener]
+            return True if text in str(listener) else None
+
+        return check
+
+    sidecars.cp.put("fault-backend", policy({"kind": "Mesh"}))
+    eventually(inbound_has("envoy.filters.http.fault"), "backend's inbound has the fault filter")
+    before = http_app.hits
+    assert [http_get(web.outbound)[0] for _ in range(3)] == [418, 418, 418]
+    assert http_app.hits == before
+    injected = {
+        name: value
+        for name, value in backend.envoy.stats().items()
+        if name.endswith("fault.aborts_injected")
+    }
+    assert sum(injected.values()) == 3, injected
+
+    sidecars.cp.put("fault-backend", policy({"kind": "MeshService", "name": "web"}))
+    eventually(inbound_has("service=[^&]*web[,&]"), "the fault filter matches web's tags")
+    inbound = backend.inbound_port
+    assert _get_as(inbound, "&kuma.io/service=web&") == 418
+    assert _get_as(inbound, "&kuma.io/service=other&") == 200
+    assert http_app.hits == before + 1
