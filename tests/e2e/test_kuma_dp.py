@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -136,6 +136,7 @@ class Cluster:
         *,
         address: str = "127.0.0.1",
         drain_time: str = "1s",
+        extra: Sequence[str] = (),
     ) -> ManagedProcess:
         template = TEMPLATE + (OUTBOUND if "outbound" in ports else "")
         template = template.replace("address: 127.0.0.1", f"address: {address}")
@@ -151,7 +152,7 @@ class Cluster:
         argv = [sys.executable, "-m", "kuma.dp.cli", "run", "--cp-address",
                 f"https://localhost:{self.dp_port}", "-d", str(path), "--drain-time", drain_time,
                 "--concurrency", "1", "--dataplane-token-file", str(token),
-                "--ca-cert-file", str(self.ca_file)]  # fmt: skip
+                "--ca-cert-file", str(self.ca_file), *extra]  # fmt: skip
         for key, value in values.items():
             argv += ["-v", f"{key}={value}"]
         process = ManagedProcess(argv)

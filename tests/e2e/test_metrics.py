@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import http.client
 import re
+import ssl
 
 import pytest
 import yaml
 
+from kuma.tls.certs import generate_ca_certificate
 from tests.fixtures.envoy import HttpService, eventually, free_ports
 
 from .test_kuma_dp import Cluster, cluster
@@ -26,10 +28,17 @@ ADDRESS = "127.0.0.2"
 APP_METRICS = "# TYPE app_orders_total counter\napp_orders_total 42"
 
 
-def _scrape(port: int, source: str | None = None) -> tuple[int, str, str]:
-    """GET /metrics from ``source`` (None: the kernel's choice for loopback, 127.0.0.1)."""
+def _scrape(
+    port: int, source: str | None = None, tls: ssl.SSLContext | None = None
+) -> tuple[int, str, str]:
+    """GET /metrics from ``source`` (None: the kernel's choice for loopback, 127.0.0.1), over
+    TLS when ``tls`` is given."""
     bind = (source, 0) if source else None
-    connection = http.client.HTTPConnection(ADDRESS, port, timeout=5, source_address=bind)
+    connection = (
+        http.client.HTTPSConnection(ADDRESS, port, timeout=5, source_address=bind, context=tls)
+        if tls is not None
+        else http.client.HTTPConnection(ADDRESS, port, timeout=5, source_address=bind)
+    )
     try:
         connection.request("GET", "/metrics", headers={"Connection": "close"})
         response = connection.getresponse()
@@ -58,7 +67,13 @@ def test_prometheus_scrapes_the_sidecar(cluster: Cluster) -> None:
     app = HttpService("web")
     cluster.services.append(app)
     ports = {"inbound": inbound, "app": app.port, "admin": admin}
-    cluster.kuma_dp("web-01", "web", ports, address=ADDRESS)
+    cert, key = generate_ca_certificate([ADDRESS])
+    cert_file, key_file = cluster.tmp / "metrics.crt", cluster.tmp / "metrics.key"
+    cert_file.write_bytes(cert)
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(key)
+    files = ["--metrics-cert-path", str(cert_file), "--metrics-key-path", str(key_file)]
+    cluster.kuma_dp("web-01", "web", ports, address=ADDRESS, extra=files)
 
     def scraped() -> tuple[int, str, str] | None:
         answer = _scrape(metrics)
@@ -97,3 +112,20 @@ def test_prometheus_scrapes_the_sidecar(cluster: Cluster) -> None:
     assert status == 200
     assert body.startswith(APP_METRICS + "\n"), body[:500]
     assert refused(), "a scraper outside the mesh got the metrics in plaintext"
+
+    # providedTLS: the endpoint speaks TLS with kuma-dp's certificate files, to everyone.
+    conf["tls"] = {"mode": "providedTLS"}
+    mesh_file.write_text(yaml.safe_dump({**mesh, "mtls": mtls}))
+
+    def own_address_refused() -> bool:
+        try:
+            _scrape(metrics, source=ADDRESS)
+        except (OSError, http.client.HTTPException):
+            return True
+        return False
+
+    eventually(own_address_refused, "plaintext refused under providedTLS", timeout=30)
+    trusting = ssl.create_default_context(cadata=cert.decode())
+    status, body, _ = _scrape(metrics, tls=trusting)
+    assert status == 200
+    assert body.startswith(APP_METRICS + "\n"), body[:500]
