@@ -357,15 +357,16 @@ def _get_as(port: int, caller_tags: str | None) -> int:
 def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) -> None:
     """A MeshFaultInjection on backend: aborting every request from any client answers web's
     requests with the policy's status from backend's sidecar, backend not reached; narrowed
-    to clients of service ``web`` it aborts only requests whose ``x-kuma-tags`` say so."""
+    to clients of service ``web`` at 50 % it aborts about half of the requests whose
+    ``x-kuma-tags`` say so, and none of the others."""
     backend = sidecars.backend("backend-1")
     web = sidecars.web()
     web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
     http_app = backend.http
     assert http_app is not None
 
-    def policy(client: dict[str, str]) -> str:
-        fault = {"abort": {"httpStatus": 418, "percentage": 100}}
+    def policy(client: dict[str, str], percentage: int | str) -> str:
+        fault = {"abort": {"httpStatus": 418, "percentage": percentage}}
         spec = {
             "targetRef": {"kind": "MeshService", "name": BACKEND},
             "from": [{"targetRef": client, "default": {"http": [fault]}}],
@@ -380,7 +381,7 @@ def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) ->
 
         return check
 
-    sidecars.cp.put("fault-backend", policy({"kind": "Mesh"}))
+    sidecars.cp.put("fault-backend", policy({"kind": "Mesh"}, 100))
     eventually(inbound_has("envoy.filters.http.fault"), "backend's inbound has the fault filter")
     before = http_app.hits
     assert [http_get(web.outbound)[0] for _ in range(3)] == [418, 418, 418]
@@ -392,9 +393,13 @@ def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) ->
     }
     assert sum(injected.values()) == 3, injected
 
-    sidecars.cp.put("fault-backend", policy({"kind": "MeshService", "name": "web"}))
+    # Half of web's requests (Kuma's "50.0" -> 50 per hundred); 200 draws: 100 +- 40 is
+    # over five standard deviations.
+    sidecars.cp.put("fault-backend", policy({"kind": "MeshService", "name": "web"}, "50.0"))
     eventually(inbound_has("service=[^&]*web[,&]"), "the fault filter matches web's tags")
     inbound = backend.inbound_port
-    assert _get_as(inbound, "&kuma.io/service=web&") == 418
-    assert _get_as(inbound, "&kuma.io/service=other&") == 200
-    assert http_app.hits == before + 1
+    as_web = [_get_as(inbound, "&kuma.io/service=web&") for _ in range(200)]
+    assert set(as_web) == {200, 418}
+    assert 60 <= as_web.count(418) <= 140, as_web.count(418)
+    assert [_get_as(inbound, "&kuma.io/service=other&") for _ in range(5)] == [200] * 5
+    assert http_app.hits == before + as_web.count(200) + 5
