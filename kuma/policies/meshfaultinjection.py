@@ -11,11 +11,14 @@ Envoy change, as Kuma's plugin, on each http/http2 inbound the policy selects (g
 nothing), in every filter chain: for every ``from`` rule, in the rules' order, one
 ``envoy.filters.http.fault`` filter per fault of the rule, just before the router. A rule
 for a subset of clients matches their ``x-kuma-tags`` request header with Kuma's regex (its
-positive tags in one matcher, its negated tags in an inverted one). Differences: gateways
-(``to``) are validated and stored, but this control plane serves no builtin gateway nor
-egress, so nothing is applied there; a ``limit`` that passes Kuma's (unanchored) unit check
-but has no number (``100mbps``) makes Kuma fail the proxy's whole config, here that fault
-just gets no response rate limit.
+positive tags in one matcher, its negated tags in an inverted one). Our outbound listeners
+do not add that header (``kuma.xds.generate.listeners``) and Envoy matches no header matcher,
+inverted or not, on a request without it: once the inbound's rules name some clients, none
+of them (the rule for the Mesh-wide rest included) faults traffic between our sidecars.
+Other differences: gateways (``to``) are validated and stored, but this control plane
+serves no builtin gateway nor egress, so nothing is applied there; a ``limit`` that passes
+Kuma's (unanchored) unit check but has no number (``100mbps``) makes Kuma fail the proxy's
+whole config, here that fault just gets no response rate limit.
 """
 
 from __future__ import annotations
