@@ -22,12 +22,13 @@ Envoy's own admin socket, as Kuma notes), unspecified, or not an IP literal.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
-from envoy.config.listener.v3 import listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -74,11 +75,12 @@ def readiness_cluster(port: int) -> cluster_pb2.Cluster:
     return static_cluster(DP_READINESS_CLUSTER, ADMIN_ADDRESS, port)
 
 
-def static_endpoints_listener(
-    name: str, address: str, port: int, routes: Iterable[tuple[str, str, str]]
-) -> listener_pb2.Listener:
-    """Kuma's ``StaticEndpoints`` listener ``name`` on ``address:port``: each route is
-    (path prefix, cluster, prefix rewrite)."""
+@functools.lru_cache(maxsize=256)
+def _static_endpoints_chain(
+    name: str, routes: tuple[tuple[str, str, str], ...]
+) -> listener_components_pb2.FilterChain:
+    # Every proxy gets the same chain (only the listener's address differs): built and packed
+    # once, copied into each listener. Callers never change the cached message.
     config = hcm_pb2.HttpConnectionManager(stat_prefix=sanitize_metric(name))
     config.http_filters.append(ROUTER)
     config.internal_address_config.CopyFrom(INTERNAL_ADDRESSES)
@@ -89,10 +91,20 @@ def static_endpoints_listener(
         route.match.prefix = prefix
         route.route.cluster = cluster
         route.route.prefix_rewrite = rewrite
+    chain = listener_components_pb2.FilterChain()
+    add_hcm(chain, config)
+    return chain
+
+
+def static_endpoints_listener(
+    name: str, address: str, port: int, routes: Iterable[tuple[str, str, str]]
+) -> listener_pb2.Listener:
+    """Kuma's ``StaticEndpoints`` listener ``name`` on ``address:port``: each route is
+    (path prefix, cluster, prefix rewrite)."""
     listener = listener_pb2.Listener(name=name, traffic_direction=base_pb2.INBOUND)
     set_socket_address(listener.address, address, port)
     listener.enable_reuse_port.value = False
-    add_hcm(listener.filter_chains.add(), config)
+    listener.filter_chains.add().CopyFrom(_static_endpoints_chain(name, tuple(routes)))
     return listener
 
 
