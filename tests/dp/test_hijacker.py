@@ -38,7 +38,11 @@ async def server(routes: dict[str, tuple[int, bytes, str]], seen: list[str]) -> 
     """A stand-in HTTP server (Envoy's admin API or an application): path → answer."""
 
     async def handle(request: web.Request) -> web.Response:
-        seen.append(str(request.rel_url))
+        seen.append(
+            f"{request.remote} {request.rel_url}"
+            if request.path == "/peer"
+            else str(request.rel_url)
+        )
         status, body, content_type = routes[request.path]
         return web.Response(status=status, body=body, headers={"content-type": content_type})
 
@@ -130,3 +134,20 @@ async def test_stale_socket_replaced_live_one_refused(tmp_path: Path) -> None:
     finally:
         await first.stop()
     assert not _exists(path)
+
+
+async def test_transparent_proxy_scrapes_from_the_passthrough_source(tmp_path: Path) -> None:
+    """Under transparent proxying kuma-dp scrapes applications from 127.0.0.6, which the
+    proxy's iptables rules let through instead of redirecting into Envoy (Kuma's choice)."""
+    seen: list[str] = []
+    path = str(tmp_path / "mh.sock")
+    routes = {"/peer": (200, b"x 1\n", "text/plain"), "/stats": (200, b"", "text/plain")}
+    async with server(routes, seen) as port:
+        endpoint = Endpoint("app", "127.0.0.1", port, "/peer")
+        hijacker = MetricsHijacker(path, port, [endpoint], transparent=True)
+        await hijacker.start()
+        try:
+            assert (await scrape(path, "/"))[:2] == (200, b"x 1\n")
+        finally:
+            await hijacker.stop()
+    assert "127.0.0.6 /peer" in seen
