@@ -31,6 +31,7 @@ from .plugin import (
     apply_outbound_listener,
     apply_passthrough,
     outbound_fingerprint,
+    own_clusters,
     plan_outbound,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "meshtimeout",
     "meshtrafficpermission",
     "outbound_fingerprint",
+    "own_clusters",
     "plan_outbound",
     "resolve",
     "selects",

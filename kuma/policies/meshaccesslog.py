@@ -8,29 +8,30 @@ Kuma's validator, with its messages (govalidator's ``IsFilePath``/``IsURL`` rebu
 :mod:`kuma.policies.accesslog_format`).
 
 Envoy change, as Kuma's plugin: for each backend, on every filter chain of a selected inbound
-listener (from-rules, Mesh element) and of each outbound listener (to-rules of its service),
-an ``envoy.access_loggers.file`` access log appended to the HTTP connection manager or the
-TCP proxy, with Kuma's default formats (one for HTTP, one for TCP) and its placeholders
-substituted (``%KUMA_MESH%``, ``%KUMA_SOURCE_SERVICE%``, ``%KUMA_DESTINATION_SERVICE%``,
-``%KUMA_SOURCE_ADDRESS%``, ``%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%``,
-``%KUMA_TRAFFIC_DIRECTION%``). Envoy writes the file on the proxy's host; kuma-cp never
-touches the path.
+listener (from-rules, Mesh element), of each outbound listener (to-rules of its service) and of
+a transparent proxy's outbound passthrough listeners (to-rules of service ``pass_through``,
+destination ``external``), an access log appended to the HTTP connection manager or the TCP
+proxy: File backends as ``envoy.access_loggers.file`` with Kuma's default formats (one for
+HTTP, one for TCP), plain or JSON formats, and its placeholders substituted (``%KUMA_MESH%``,
+``%KUMA_SOURCE_SERVICE%``, ``%KUMA_DESTINATION_SERVICE%``, ``%KUMA_SOURCE_ADDRESS%``,
+``%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%``, ``%KUMA_TRAFFIC_DIRECTION%``); Envoy writes the file
+on the proxy's host, kuma-cp never touches the path. OpenTelemetry backends as
+:mod:`kuma.policies.accesslog_otel` (a per-proxy collector cluster each).
 
 Not generated (validated and stored only): the **Tcp** backend (Kuma points the file logger at
 kuma-dp's access-log socket and kuma-dp streams the lines to the address; our kuma-dp has no
-such streamer), the **OpenTelemetry** backend (it needs a per-proxy
-``meshaccesslog:opentelemetry:N`` cluster, which the plugin seam does not add), gateways
-(``to`` on a MeshGateway: no builtin gateway is served) and direct-access listeners (not
-generated here). A transparent proxy's outbound passthrough listeners log as Kuma's: the
-to-rules for service ``pass_through``, destination ``external``.
+such streamer), gateways (``to`` on a MeshGateway: no builtin gateway is served) and
+direct-access listeners (not generated here).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 import msgspec
 from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -54,6 +55,13 @@ from kuma.resources.model import (
 from kuma.resources.policy import PolicyKind, register
 
 from .accesslog_format import is_file_path, is_url, json_pair_is_valid
+from .accesslog_otel import (
+    Endpoint,
+    collector_cluster,
+    endpoint_of,
+    numbering,
+    otel_access_log,
+)
 from .matching import InboundKey, KindPolicies
 from .plugin import PolicyPlugin, register_plugin, service_element, update_hcm, update_tcp_proxy
 from .rules import Rule
@@ -267,27 +275,64 @@ def file_access_log(
     return access_log
 
 
+#: Makes a backend's access log given the default format of the chain's kind (HTTP or TCP).
+Logger = Callable[[str], accesslog_pb2.AccessLog]
+
+
+def _logger(
+    backend: Backend, interpolate: Placeholders, collectors: Mapping[Endpoint, int]
+) -> Logger | None:
+    """Kuma's ``envoyAccessLog`` for one backend, given the default format of the chain's
+    kind; None for a backend not generated (Tcp: kuma-dp's streamer, see the docstring)."""
+    if backend.tcp is not None:  # Kuma's switch takes tcp first
+        return None
+    file, otel = backend.file, backend.open_telemetry
+    if file is not None:
+        return lambda default: file_access_log(file, default, interpolate)
+    if otel is not None:
+        attributes = [(a.key, a.value) for a in otel.attributes]
+        return lambda default: otel_access_log(
+            otel.endpoint, otel.body, attributes, default, interpolate, collectors
+        )
+    return None
+
+
 def configure_listener(
-    listener: listener_pb2.Listener, conf: Conf | None, interpolate: Placeholders
+    listener: listener_pb2.Listener,
+    conf: Conf | None,
+    interpolate: Placeholders,
+    collectors: Mapping[Endpoint, int],
 ) -> None:
-    """Kuma's ``Configurer.Configure`` for each backend on each chain (file backends only,
-    see the module's docstring)."""
+    """Kuma's ``Configurer.Configure`` for each backend on each chain."""
     if conf is None:
         return
     for backend in conf.backends or ():
-        if backend.tcp is not None or backend.file is None:
-            continue  # Kuma's switch takes tcp before file; neither tcp nor otel is generated
-        file = backend.file
+        logger = _logger(backend, interpolate, collectors)
+        if logger is None:
+            continue
 
-        def http(manager: hcm_pb2.HttpConnectionManager, file: FileBackend = file) -> None:
-            manager.access_log.append(file_access_log(file, DEFAULT_HTTP_FORMAT, interpolate))
+        def http(manager: hcm_pb2.HttpConnectionManager, make: Logger = logger) -> None:
+            manager.access_log.append(make(DEFAULT_HTTP_FORMAT))
 
-        def tcp(proxy: tcp_proxy_pb2.TcpProxy, file: FileBackend = file) -> None:
-            proxy.access_log.append(file_access_log(file, DEFAULT_TCP_FORMAT, interpolate))
+        def tcp(proxy: tcp_proxy_pb2.TcpProxy, make: Logger = logger) -> None:
+            proxy.access_log.append(make(DEFAULT_TCP_FORMAT))
 
         for chain in listener.filter_chains:
             update_hcm(chain, http)
             update_tcp_proxy(chain, tcp)
+
+
+def collectors_of(policies: KindPolicies) -> dict[Endpoint, int]:
+    """The OpenTelemetry collectors of every conf the proxy's rules hold, numbered."""
+    rules = [policies.to_rules, *policies.from_rules.values()]
+    confs: list[Conf | None] = [policies.conf(rule) for found in rules for rule in found]
+    return numbering(
+        endpoint_of(backend.open_telemetry.endpoint)
+        for conf in confs
+        if conf is not None
+        for backend in conf.backends or ()
+        if backend.open_telemetry is not None and backend.tcp is None and backend.file is None
+    )
 
 
 class MeshAccessLogPlugin(PolicyPlugin):
@@ -304,7 +349,8 @@ class MeshAccessLogPlugin(PolicyPlugin):
             if dataplane is not None
             else None
         )
-        return [rule.conf, identity]
+        # The collectors' numbering names the clusters the listener's OpenTelemetry logs use.
+        return [rule.conf, identity, sorted(collectors_of(policies).items())]
 
     def outbound_listener(
         self, listener: listener_pb2.Listener, policies: KindPolicies, service: str, protocol: str
@@ -314,7 +360,8 @@ class MeshAccessLogPlugin(PolicyPlugin):
             return
         conf: Conf | None = policies.to_conf(service_element(service))
         source = identifying_service(dataplane)
-        configure_listener(listener, conf, Placeholders(dataplane, OUTBOUND, source, service))
+        interpolate = Placeholders(dataplane, OUTBOUND, source, service)
+        configure_listener(listener, conf, interpolate, collectors_of(policies))
 
     def inbound_listener(
         self,
@@ -328,7 +375,8 @@ class MeshAccessLogPlugin(PolicyPlugin):
             return
         conf: Conf | None = policies.from_conf(inbound, {})
         destination = identifying_service(dataplane)
-        configure_listener(listener, conf, Placeholders(dataplane, INBOUND, UNKNOWN, destination))
+        interpolate = Placeholders(dataplane, INBOUND, UNKNOWN, destination)
+        configure_listener(listener, conf, interpolate, collectors_of(policies))
 
     def passthrough_listener(self, listener: listener_pb2.Listener, policies: KindPolicies) -> None:
         # Kuma: the to-rules for its ``pass_through`` service, logged as going to "external".
@@ -337,7 +385,16 @@ class MeshAccessLogPlugin(PolicyPlugin):
             return
         conf: Conf | None = policies.to_conf(service_element(PASSTHROUGH_SERVICE))
         source = identifying_service(dataplane)
-        configure_listener(listener, conf, Placeholders(dataplane, OUTBOUND, source, "external"))
+        interpolate = Placeholders(dataplane, OUTBOUND, source, "external")
+        configure_listener(listener, conf, interpolate, collectors_of(policies))
+
+    def own_clusters(self, policies: KindPolicies) -> list[cluster_pb2.Cluster]:
+        dataplane = policies.dataplane
+        ipv6 = dataplane is not None and ":" in proxy_ip(dataplane)
+        return [
+            collector_cluster(endpoint, index, ipv6)
+            for endpoint, index in collectors_of(policies).items()
+        ]
 
 
 PLUGIN = register_plugin(MeshAccessLogPlugin())

@@ -120,6 +120,10 @@ class PolicyPlugin:
         """A transparent proxy's outbound passthrough listener (traffic to addresses outside
         the mesh); it is the proxy's own, so it is in no fingerprint."""
 
+    def own_clusters(self, policies: KindPolicies) -> list[cluster_pb2.Cluster]:
+        """Clusters the kind adds to the proxy (MeshAccessLog's collectors); the proxy's own."""
+        return []
+
 
 PLUGINS: list[PolicyPlugin] = []
 
@@ -246,6 +250,15 @@ def apply_passthrough(listener: listener_pb2.Listener, policies: ProxyPolicies) 
         matched = policies.get(plugin.kind.name)
         if matched is not None:
             plugin.passthrough_listener(listener, matched)
+
+
+def own_clusters(policies: ProxyPolicies) -> list[cluster_pb2.Cluster]:
+    found: list[cluster_pb2.Cluster] = []
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is not None:
+            found.extend(plugin.own_clusters(matched))
+    return found
 
 
 # --- helpers for plugins: edit a packed filter in place -------------------------------------

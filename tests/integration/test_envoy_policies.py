@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures.envoy import ControlPlane, EnvoyFactory, HttpService, eventually, http_get
+from tests.fixtures.envoy import (
+    ControlPlane,
+    EnvoyFactory,
+    HttpService,
+    eventually,
+    free_ports,
+    http_get,
+)
 from tests.integration.test_envoy_traffic import BACKEND, Mesh, Sidecar
 
 pytestmark = pytest.mark.envoy
@@ -287,12 +294,20 @@ def test_mesh_access_log_writes_each_request_to_its_files(sidecars: Mesh, tmp_pa
         "json": [{"key": k, "value": v} for k, v in fields.items()],
     }
 
-    def backends(path: Path, fmt: dict[str, object] | None = None) -> dict[str, object]:
+    def backends(
+        path: Path, fmt: dict[str, object] | None = None
+    ) -> dict[str, list[dict[str, object]]]:
         file: dict[str, object] = {"path": str(path)}
         if fmt is not None:
             file["format"] = fmt
         return {"backends": [{"type": "File", "file": file}]}
 
+    # Beside the file, an OpenTelemetry collector (none listens: Envoy must accept the
+    # logger and its cluster; the file lines show the listener is in use).
+    inbound = backends(inbound_log)
+    (collector_port,) = free_ports(1)
+    otel = {"endpoint": f"127.0.0.1:{collector_port}"}
+    inbound["backends"].append({"type": "OpenTelemetry", "openTelemetry": otel})
     policy = {
         "type": "MeshAccessLog",
         "mesh": "default",
@@ -305,7 +320,7 @@ def test_mesh_access_log_writes_each_request_to_its_files(sidecars: Mesh, tmp_pa
                     "default": backends(outbound_log, json_format),
                 }
             ],
-            "from": [{"targetRef": {"kind": "Mesh"}, "default": backends(inbound_log)}],
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": inbound}],
         },
     }
     sidecars.cp.put("accesslog", yaml.safe_dump(policy))
@@ -316,6 +331,9 @@ def test_mesh_access_log_writes_each_request_to_its_files(sidecars: Mesh, tmp_pa
 
     eventually(lambda: logging(web, web.outbound_listener), "web's outbound logs")
     eventually(lambda: logging(backend, backend.inbound_listener), "backend's inbound logs")
+    dump = backend.envoy.dynamic_config()
+    assert "envoy.access_loggers.open_telemetry" in str(dump["listeners"])
+    assert "meshaccesslog:opentelemetry:0" in dump["clusters"]
     assert http_get(web.outbound, "/hello") == (200, "backend-1")
 
     def lines(path: Path) -> list[str] | None:

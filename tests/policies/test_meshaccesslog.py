@@ -181,33 +181,147 @@ def test_http_inbound_default_format_and_placeholders() -> None:
     }
 
 
-def test_tcp_and_opentelemetry_backends_are_not_generated() -> None:
-    """Kuma streams Tcp backends through kuma-dp's access-log socket and OpenTelemetry ones
-    through a cluster of their own; neither is generated here (documented)."""
-    outbound = [{"port": 27777, "tags": {"kuma.io/service": "other-service"}}]
-    backend = _dataplane("backend", "backend", 17777, "http", outbound=outbound)
-    backends = [
-        {"type": "Tcp", "tcp": {"address": "127.0.0.1:5000"}},
-        {"type": "OpenTelemetry", "openTelemetry": {"endpoint": "otel:4317"}},
-    ]
+def _generated(proxy: Dataplane, to: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The proxy's resources (type URL -> name -> JSON) under a MeshAccessLog with ``to``."""
     policy = from_document(
         {
             "type": "MeshAccessLog",
             "mesh": "default",
             "name": "logs",
-            "spec": {
-                "targetRef": {"kind": "Mesh"},
-                "to": [{"targetRef": {"kind": "Mesh"}, "default": {"backends": backends}}],
-            },
+            "spec": {"targetRef": {"kind": "Mesh"}, "to": to},
         }
     )
     assert isinstance(policy, MeshAccessLog)
     assert validate(policy) == []
-    matched = resolve(backend, {"MeshAccessLog": [policy]})
-    generated = generate_proxy(backend, StaticMeshView([backend]), 9901, policies=matched)
-    assert "accessLog" not in json.dumps(
-        [json_format.MessageToDict(m) for m in generated[types.LISTENER].values()]
-    )
+    matched = resolve(proxy, {"MeshAccessLog": [policy]})
+    generated = generate_proxy(proxy, StaticMeshView([proxy]), 9901, policies=matched)
+    return {
+        type_url: {name: json_format.MessageToDict(m) for name, m in by_name.items()}
+        for type_url, by_name in generated.items()
+    }
+
+
+def test_a_tcp_backend_is_not_generated() -> None:
+    """Kuma streams Tcp backends through kuma-dp's access-log socket (not built here)."""
+    outbound = [{"port": 27777, "tags": {"kuma.io/service": "other-service"}}]
+    proxy = _dataplane("backend", "backend", 17777, "http", outbound=outbound)
+    tcp = {"type": "Tcp", "tcp": {"address": "127.0.0.1:5000"}}
+    to = [{"targetRef": {"kind": "Mesh"}, "default": {"backends": [tcp]}}]
+    assert "accessLog" not in json.dumps(_generated(proxy, to)[types.LISTENER])
+
+
+OTEL_TYPE = (
+    "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3."
+    "OpenTelemetryAccessLogConfig"
+)
+
+
+def _otel_log(body: dict[str, Any], index: int) -> dict[str, Any]:
+    return {
+        "name": "envoy.access_loggers.open_telemetry",
+        "typedConfig": {
+            "@type": OTEL_TYPE,
+            "body": body,
+            "attributes": {},
+            "commonConfig": {
+                "grpcService": {
+                    "envoyGrpc": {"clusterName": f"meshaccesslog:opentelemetry:{index}"}
+                },
+                "logName": "MeshAccessLog",
+                "transportApiVersion": "V3",
+            },
+        },
+    }
+
+
+def _collector(index: int, host: str, port: int) -> dict[str, Any]:
+    name = f"meshaccesslog:opentelemetry:{index}"
+    socket = {"address": host, "portValue": port}
+    return {
+        "altStatName": name.replace(":", "_"),
+        "connectTimeout": "5s",
+        "dnsLookupFamily": "V4_ONLY",
+        "loadAssignment": {
+            "clusterName": name,
+            "endpoints": [{"lbEndpoints": [{"endpoint": {"address": {"socketAddress": socket}}}]}],
+        },
+        "name": name,
+        "type": "STRICT_DNS",
+        "typedExtensionProtocolOptions": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3."
+                "HttpProtocolOptions",
+                "explicitHttpConfig": {"http2ProtocolOptions": {}},
+            }
+        },
+    }
+
+
+def test_opentelemetry_backends_as_kumas_golden() -> None:
+    """Kuma's "outbound tcpproxy with opentelemetry backend and plain format": three TCP
+    outbounds, two collectors (one without a port: 4317), the default body, a string body and
+    a kvlist body with placeholders; one cluster per collector."""
+    services = ("other-service", "foo-service", "bar-service")
+    outbound = [{"port": 27777 + i, "tags": {"kuma.io/service": s}} for i, s in enumerate(services)]
+    proxy = _dataplane("backend", "backend", 17777, "tcp", outbound=outbound)
+    kvlist = {"kvlistValue": {"values": [{"key": "mesh", "value": {"stringValue": "%KUMA_MESH%"}}]}}
+    otel = [
+        {"endpoint": "otel-collector"},
+        # Kuma's case gives the raw body %KUMA_MESH%; in YAML that is an AnyValue string.
+        {"endpoint": "otel-collector", "body": {"stringValue": "%KUMA_MESH%"}},
+        {"endpoint": "other-otel-collector:5317", "body": kvlist},
+    ]
+    to = [
+        {
+            "targetRef": {"kind": "MeshService", "name": service},
+            "default": {"backends": [{"type": "OpenTelemetry", "openTelemetry": conf}]},
+        }
+        for service, conf in zip(services, otel, strict=True)
+    ]
+    generated = _generated(proxy, to)
+    listeners = generated[types.LISTENER]
+    default_body = TCP_OUTBOUND.rstrip("\n")
+    expected = {
+        "outbound:127.0.0.1:27777": _otel_log({"stringValue": default_body}, 0),
+        "outbound:127.0.0.1:27778": _otel_log({"stringValue": "default"}, 0),
+        "outbound:127.0.0.1:27779": _otel_log(
+            {"kvlistValue": {"values": [{"key": "mesh", "value": {"stringValue": "default"}}]}},
+            1,
+        ),
+    }
+    for name, log in expected.items():
+        assert _access_logs(listeners[name]) == [log], name
+    clusters = generated[types.CLUSTER]
+    assert clusters["meshaccesslog:opentelemetry:0"] == _collector(0, "otel-collector", 4317)
+    assert clusters["meshaccesslog:opentelemetry:1"] == _collector(1, "other-otel-collector", 5317)
+    assert len([n for n in clusters if n.startswith("meshaccesslog:")]) == 2
+
+
+def test_a_body_that_is_no_otlp_value_is_its_json_text() -> None:
+    """Kuma keeps the body as raw JSON: a plain string is no AnyValue, so the body is the
+    JSON text, quotes included, placeholders substituted; attributes go as given."""
+    outbound = [{"port": 27777, "tags": {"kuma.io/service": "other-service"}}]
+    proxy = _dataplane("backend", "backend", 17777, "http", outbound=outbound)
+    otel = {
+        "endpoint": "10.1.1.1:4318",
+        "body": "mesh %KUMA_MESH%",
+        "attributes": [{"key": "k", "value": "%KUMA_MESH%"}],
+    }
+    to = [
+        {
+            "targetRef": {"kind": "Mesh"},
+            "default": {"backends": [{"type": "OpenTelemetry", "openTelemetry": otel}]},
+        }
+    ]
+    generated = _generated(proxy, to)
+    (log,) = _access_logs(generated[types.LISTENER]["outbound:127.0.0.1:27777"])
+    assert log["typedConfig"]["body"] == {"stringValue": '"mesh default"'}
+    assert log["typedConfig"]["attributes"] == {
+        "values": [{"key": "k", "value": {"stringValue": "%KUMA_MESH%"}}]
+    }
+    cluster = generated[types.CLUSTER]["meshaccesslog:opentelemetry:0"]
+    assert cluster["type"] == "STATIC"  # an IP collector needs no DNS
+    assert "dnsLookupFamily" not in cluster
 
 
 def _engine_source_services() -> dict[str, str]:

@@ -175,7 +175,8 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
                         "path": "/tmp/b.log",
                         "format": {"type": "Plain", "plain": "%KUMA_SOURCE_SERVICE% %KUMA_MESH%"},
                     },
-                }
+                },
+                {"type": "OpenTelemetry", "openTelemetry": {"endpoint": "otel:4317"}},
             ]
         },
         {"backends": []},

@@ -42,6 +42,7 @@ from kuma.policies import (
     apply_outbound_cluster,
     apply_outbound_listener,
     apply_passthrough,
+    own_clusters,
     plan_outbound,
 )
 from kuma.policies.plugin import OutboundPlan
@@ -315,6 +316,8 @@ def proxy_parts(
                 own.append(listener)
                 own.append(cluster)
                 inbounds += 1
+    if policies:
+        own.extend(own_clusters(policies))
     own.extend(admin_resources(dataplane, default_admin_port, readiness_port))
     port = admin_port(dataplane, default_admin_port)
     own.extend(prometheus_resources(dataplane, view.mesh, port, metrics))
