@@ -37,7 +37,6 @@ from urllib.parse import urlencode
 import aiohttp
 import msgspec
 from aiohttp import web
-from multidict import MultiDict
 
 log = logging.getLogger("kuma.dp.metrics")
 
@@ -148,9 +147,8 @@ class MetricsHijacker:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         headers = {h: request.headers[h] for h in PASSED_HEADERS if h in request.headers}
-        query: MultiDict[str] = MultiDict(request.query)
-        query.add("format", "prometheus")
-        query.add("text_readouts", "")
+        # The route's query (filter, usedonly) kept in order, then Kuma's additions.
+        query = [*request.query.items(), ("format", "prometheus"), ("text_readouts", "")]
         envoy_url = f"http://{ENVOY_ADDRESS}:{self.envoy_admin_port}/stats?{urlencode(query)}"
         assert self._envoy is not None
         assert self._apps is not None
