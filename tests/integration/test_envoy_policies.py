@@ -373,18 +373,20 @@ def _get_as(port: int, caller_tags: str | None) -> int:
 
 
 def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) -> None:
-    """A MeshFaultInjection on backend: aborting every request from any client answers web's
-    requests with the policy's status from backend's sidecar, backend not reached; narrowed
-    to clients of service ``web`` at 50 % it aborts about half of the requests whose
-    ``x-kuma-tags`` say so, and none of the others."""
+    """A MeshFaultInjection on backend: delaying and aborting every request from any client
+    answers web's requests with the policy's status from backend's sidecar, backend not
+    reached; narrowed to clients of service ``web`` at 50 % it aborts about half of the
+    requests whose ``x-kuma-tags`` say so, and none of the others."""
     backend = sidecars.backend("backend-1")
     web = sidecars.web()
     web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
     http_app = backend.http
     assert http_app is not None
 
-    def policy(client: dict[str, str], percentage: int | str) -> str:
-        fault = {"abort": {"httpStatus": 418, "percentage": percentage}}
+    def policy(client: dict[str, str], percentage: int | str, delay: str | None = None) -> str:
+        fault: dict[str, object] = {"abort": {"httpStatus": 418, "percentage": percentage}}
+        if delay is not None:
+            fault["delay"] = {"value": delay, "percentage": 100}
         spec = {
             "targetRef": {"kind": "MeshService", "name": BACKEND},
             "from": [{"targetRef": client, "default": {"http": [fault]}}],
@@ -399,17 +401,15 @@ def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) ->
 
         return check
 
-    sidecars.cp.put("fault-backend", policy({"kind": "Mesh"}, 100))
+    sidecars.cp.put("fault-backend", policy({"kind": "Mesh"}, 100, delay="50ms"))
     eventually(inbound_has("envoy.filters.http.fault"), "backend's inbound has the fault filter")
     before = http_app.hits
     assert [http_get(web.outbound)[0] for _ in range(3)] == [418, 418, 418]
     assert http_app.hits == before
-    injected = {
-        name: value
-        for name, value in backend.envoy.stats().items()
-        if name.endswith("fault.aborts_injected")
-    }
-    assert sum(injected.values()) == 3, injected
+    stats = backend.envoy.stats()
+    for counter in ("fault.aborts_injected", "fault.delays_injected"):  # delayed, then aborted
+        injected = {name: value for name, value in stats.items() if name.endswith(counter)}
+        assert sum(injected.values()) == 3, injected
 
     # Half of web's requests (Kuma's "50.0" -> 50 per hundred); 200 draws: 100 +- 40 is
     # over five standard deviations.
