@@ -20,9 +20,9 @@ from tests.fixtures.envoy import (
     EnvoyFactory,
     HttpService,
     eventually,
-    free_ports,
     http_get,
 )
+from tests.fixtures.otlp import OtlpCollector
 from tests.integration.test_envoy_traffic import BACKEND, Mesh, Sidecar
 
 pytestmark = pytest.mark.envoy
@@ -272,10 +272,14 @@ def test_mesh_rate_limit_answers_over_the_budget_with_its_status(sidecars: Mesh)
     assert sum(limited_stats.values()) == 1, limited_stats
 
 
-def test_mesh_access_log_writes_each_request_to_its_files(sidecars: Mesh, tmp_path: Path) -> None:
+def test_mesh_access_log_writes_each_request_to_its_files(
+    otlp_collector: OtlpCollector, sidecars: Mesh, tmp_path: Path
+) -> None:
     """A MeshAccessLog: web's outbound (``to``, JSON format with Kuma's placeholders) and
     backend's inbound (``from``, Kuma's default HTTP format) each write one line per request
-    to their file; Envoy writes the files, kuma-cp never touches them."""
+    to their file (Envoy writes the files, kuma-cp never touches them); backend's inbound also
+    sends the record to an OpenTelemetry collector, its body in the same default format.
+    (The collector fixture comes first so that it stops after the Envoys connected to it.)"""
     backend = sidecars.backend("backend-1")
     web = sidecars.web()
     web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
@@ -302,11 +306,8 @@ def test_mesh_access_log_writes_each_request_to_its_files(sidecars: Mesh, tmp_pa
             file["format"] = fmt
         return {"backends": [{"type": "File", "file": file}]}
 
-    # Beside the file, an OpenTelemetry collector (none listens: Envoy must accept the
-    # logger and its cluster; the file lines show the listener is in use).
     inbound = backends(inbound_log)
-    (collector_port,) = free_ports(1)
-    otel = {"endpoint": f"127.0.0.1:{collector_port}"}
+    otel = {"endpoint": f"127.0.0.1:{otlp_collector.port}"}
     inbound["backends"].append({"type": "OpenTelemetry", "openTelemetry": otel})
     policy = {
         "type": "MeshAccessLog",
@@ -357,6 +358,8 @@ def test_mesh_access_log_writes_each_request_to_its_files(sidecars: Mesh, tmp_pa
         r'"127\.0\.0\.1:\d+" "unknown" "backend" "127\.0\.0\.1" "127\.0\.0\.1:\d+"'
     )
     assert re.fullmatch(default_format, inbound_line), inbound_line
+    (record,) = eventually(lambda: otlp_collector.received() or None, "the OTel record")
+    assert re.fullmatch(default_format, record.body.string_value), record
 
 
 def _get_as(port: int, caller_tags: str | None) -> int:
