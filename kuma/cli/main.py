@@ -124,9 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     dataplane.add_argument(
         "--type",
         default="policies",
-        help="inspection type: config-dump (what the control plane serves the proxy); "
-        "policies (the default) shows the Dataplane with its status, as this control plane "
-        "applies no policies beyond the Mesh's",
+        help="inspection type: policies (the default: the policies that apply to the proxy, "
+        "their rules and merged configuration), config-dump (what the control plane serves "
+        "the proxy), status (the Dataplane with its status)",
     )
     dataplane.add_argument("--config-dump", action="store_true", help="same as --type=config-dump")
 
@@ -204,9 +204,13 @@ def _run(args: argparse.Namespace, session: Session) -> None:
         if kind == "config-dump":
             commands.inspect_dataplane(session, args.name, args.mesh, kind)
         elif kind == "policies":
+            info.inspect_policies(session, args.name, args.mesh, args.output)
+        elif kind == "status":
             info.inspect_dataplane(session, args.name, args.mesh, args.output)
         else:
-            raise CliError(f"inspection type {kind!r} is not supported (policies, config-dump)")
+            raise CliError(
+                f"inspection type {kind!r} is not supported (policies, config-dump, status)"
+            )
     elif args.command == "inspect":
         commands.inspect_dataplanes(session, args.mesh, args.tag, args.gateway, args.output)
     elif args.command == "delete":

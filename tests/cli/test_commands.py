@@ -199,15 +199,29 @@ def test_what_kuma_users_type_by_habit(kumactl: Kumactl) -> None:
     assert "\nServer: Kuma " in version
     kumactl.ok("apply", "-f", "-", stdin="type: Mesh\nname: habits\n")
     kumactl.ok("apply", "-f", "-", stdin=DATAPLANE.format(mesh="habits", name="dp-7"))
-    table = kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits")
+    # The default inspection, as Kuma's: the policies that apply (the mesh's defaults here).
+    policies = kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits")
+    lines = policies.splitlines()
+    assert lines[0] == "Dataplane dp-7 (mesh habits)"
+    assert "MeshTimeout" in lines
+    assert "    everything: mesh-timeout-all-habits" in lines
+    assert any(line.startswith("  from, inbound port") for line in lines)
+    assert '"connectionTimeout":"5s"' in policies
+    rules = json.loads(kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits", "-o", "json"))
+    assert "MeshRetry" in {kind["type"] for kind in rules["rules"]}
+    table = kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits", "--type", "status")
     assert table.splitlines()[0].split()[:2] == ["MESH", "NAME"]
     assert "dp-7" in table.splitlines()[1]
-    overview = json.loads(kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits", "-o", "json"))
+    overview = json.loads(
+        kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits", "--type=status", "-o", "json")
+    )
     assert overview["name"] == "dp-7"
     dump = json.loads(kumactl.ok("inspect", "dataplane", "dp-7", "-m", "habits", "--config-dump"))
     assert dump
     missing = kumactl("inspect", "dataplane", "ghost", "-m", "habits")
     assert missing.code == 1
+    assert missing.err.startswith("Error: failed to get the policies")
+    missing = kumactl("inspect", "dataplane", "ghost", "-m", "habits", "--type=status")
     assert missing.err.startswith("Error: failed to get DataplaneOverview")
     dp = subprocess.run(
         [sys.executable, "-m", "kuma.dp.cli", "version"],
