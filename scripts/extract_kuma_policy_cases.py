@@ -27,7 +27,7 @@ MIRROR = "/work/.mirror/kumahq+kuma/repo"
 TAG = "v2.7.29"
 OUT = Path(__file__).resolve().parent.parent / "tests" / "policies" / "kuma_cases"
 
-_ENTRY = re.compile(r'Entry\("((?:[^"\\]|\\.)*)",\s*')
+_ENTRY = re.compile(r'Entry\(\s*"((?:[^"\\]|\\.)*)",\s*')
 _BACKTICK = re.compile(r"`([^`]*)`", re.S)
 
 
@@ -49,7 +49,7 @@ _CONSTANTS = {
     "validators.MustNotBeDefined": "must not be defined",
     "validators.MustNotBeEmpty": "must not be empty",
 }
-_ERROR_CASE = re.compile(r'ErrorCases?\("((?:[^"\\]|\\.)*)",')
+_ERROR_CASE = re.compile(r'ErrorCases?\(\s*"((?:[^"\\]|\\.)*)",')
 _GO_STRING = r'(`[^`]*`|"(?:[^"\\]|\\.)*"|validators\.\w+)'
 _VIOLATION = re.compile(r"Field:\s*" + _GO_STRING + r",\s*Message:\s*" + _GO_STRING, re.S)
 

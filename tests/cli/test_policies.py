@@ -204,3 +204,44 @@ def test_mesh_fault_injections_through_kumactl_and_rest(cp_url: str) -> None:
     )
     kumactl.ok("delete", "meshfaultinjection", "backend-faults")
     assert kumactl.ok("get", "meshfaultinjections").splitlines()[1:] == []
+
+
+LB_STRATEGY = """
+type: MeshLoadBalancingStrategy
+mesh: default
+name: backend-lb
+spec:
+  targetRef: {kind: Mesh}
+  to:
+  - targetRef: {kind: MeshService, name: backend}
+    default:
+      loadBalancer:
+        type: RingHash
+        ringHash:
+          minRingSize: 64
+          hashPolicies:
+          - {type: Header, header: {name: x-user}, terminal: true}
+"""
+
+
+def test_mesh_load_balancing_strategies_through_kumactl_and_rest(cp_url: str) -> None:
+    kumactl = Kumactl(cp_url)
+    kumactl.ok("apply", "-f", "-", stdin=LB_STRATEGY)
+    listed = kumactl.ok("get", "meshloadbalancingstrategies").splitlines()
+    assert listed[0].split() == ["MESH", "NAME", "AGE"]
+    assert [line.split()[:2] for line in listed[1:]] == [["default", "backend-lb"]]
+    url = f"{cp_url}/meshes/default/meshloadbalancingstrategies/backend-lb"
+    with urllib.request.urlopen(url) as reply:
+        document = json.load(reply)
+    assert document["spec"]["to"][0]["default"]["loadBalancer"]["ringHash"] == {
+        "minRingSize": 64,
+        "hashPolicies": [{"type": "Header", "header": {"name": "x-user"}, "terminal": True}],
+    }
+    result = kumactl("apply", "-f", "-", stdin=LB_STRATEGY.replace(" header: {name: x-user},", ""))
+    assert result.code == 1
+    assert (
+        "spec.to[0].default.loadBalancer.ringHash.hashPolicies[0].header: must be defined"
+        in result.err
+    )
+    kumactl.ok("delete", "meshloadbalancingstrategy", "backend-lb")
+    assert kumactl.ok("get", "meshloadbalancingstrategies").splitlines()[1:] == []

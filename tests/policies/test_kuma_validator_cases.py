@@ -23,6 +23,11 @@ STRICTER = {
     "meshtcproute: accepts MeshGateway with listener tags targeted route": (
         "spec.targetRef.tags[...]: Expected `str`, got `int`"
     ),
+    # Kuma's validator lets an unknown hash policy type (``SourceIP``) through and its plugin
+    # then dereferences nothing; here the type is an enum.
+    "meshloadbalancingstrategy: maglev error": (
+        "spec.to[0].default.loadBalancer.maglev.hashPolicies[2].type: Invalid enum value"
+    ),
 }
 #: Cases where this project is knowingly laxer. The model does not tell ``to: []`` from no
 #: ``to`` (Kuma refuses only the explicit empty list; such a policy does nothing here).

@@ -1,0 +1,182 @@
+"""MeshLoadBalancingStrategy's Envoy change on outbound clusters and routes, compared with
+Kuma's plugin golden files (pkg/plugins/policies/meshloadbalancingstrategy/plugin/v1alpha1/
+testdata/basic.clusters.golden.yaml and basic.listeners.golden.yaml: the same ``lbPolicy``,
+LB configs and route hash policies for the same rules)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
+
+from kuma.policies import resolve
+from kuma.policies.meshloadbalancingstrategy import MeshLoadBalancingStrategy
+from kuma.resources import Dataplane, from_document, validate
+from kuma.xds.generate import StaticMeshView, generate_proxy, types
+
+SERVICES = {"backend": 27777, "payment": 27778, "frontend": 27779}
+
+#: Kuma's "basic" case: one to-rule per service.
+BASIC: dict[str, dict[str, Any]] = {
+    "backend": {"loadBalancer": {"type": "Random"}},
+    "frontend": {
+        "loadBalancer": {"type": "LeastRequest", "leastRequest": {"activeRequestBias": "10.1"}}
+    },
+    "payment": {
+        "loadBalancer": {
+            "type": "RingHash",
+            "ringHash": {
+                "minRingSize": 100,
+                "maxRingSize": 1000,
+                "hashFunction": "MurmurHash2",
+                "hashPolicies": [
+                    {
+                        "type": "QueryParameter",
+                        "queryParameter": {"name": "queryparam"},
+                        "terminal": True,
+                    },
+                    {"type": "Connection", "connection": {"sourceIP": True}, "terminal": False},
+                ],
+            },
+        }
+    },
+}
+
+
+def _dataplane(name: str, service: str, outbounds: bool) -> Dataplane:
+    networking: dict[str, Any] = {
+        "address": "10.0.0.1",
+        "inbound": [
+            {"port": 10000, "tags": {"kuma.io/service": service, "kuma.io/protocol": "http"}}
+        ],
+    }
+    if outbounds:
+        networking["outbound"] = [
+            {"port": port, "tags": {"kuma.io/service": name}} for name, port in SERVICES.items()
+        ]
+    resource = from_document(
+        {"type": "Dataplane", "mesh": "default", "name": name, "networking": networking}
+    )
+    assert isinstance(resource, Dataplane)
+    return resource
+
+
+def _generate(defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    policy = from_document(
+        {
+            "type": "MeshLoadBalancingStrategy",
+            "mesh": "default",
+            "name": "lb",
+            "spec": {
+                "targetRef": {"kind": "Mesh"},
+                "to": [
+                    {"targetRef": {"kind": "MeshService", "name": service}, "default": default}
+                    for service, default in defaults.items()
+                ],
+            },
+        }
+    )
+    assert isinstance(policy, MeshLoadBalancingStrategy)
+    assert validate(policy) == []
+    web = _dataplane("web-1", "web", outbounds=True)
+    others = [_dataplane(f"{name}-1", name, outbounds=False) for name in SERVICES]
+    matched = resolve(web, {"MeshLoadBalancingStrategy": [policy]})
+    return generate_proxy(web, StaticMeshView([web, *others]), 9901, policies=matched)
+
+
+def _plain(message: Any) -> dict[str, Any]:
+    return dict(json.loads(json_format.MessageToJson(message)))
+
+
+def _lb(cluster: dict[str, Any]) -> dict[str, Any]:
+    keys = ("lbPolicy", "leastRequestLbConfig", "ringHashLbConfig", "maglevLbConfig")
+    return {key: cluster[key] for key in keys if key in cluster}
+
+
+def _hash_policies(resources: dict[str, Any], port: int) -> list[Any]:
+    listener = _plain(resources[types.LISTENER][f"outbound:127.0.0.1:{port}"])
+    manager = listener["filterChains"][0]["filters"][0]["typedConfig"]
+    routes = [r for host in manager["routeConfig"]["virtualHosts"] for r in host["routes"]]
+    assert routes
+    return [route["route"].get("hashPolicy") for route in routes]
+
+
+def test_kuma_basic_case_clusters_and_routes() -> None:
+    resources = _generate(BASIC)
+    clusters = {name: _plain(resources[types.CLUSTER][name]) for name in SERVICES}
+    assert _lb(clusters["backend"]) == {"lbPolicy": "RANDOM"}
+    assert _lb(clusters["frontend"]) == {
+        "lbPolicy": "LEAST_REQUEST",
+        "leastRequestLbConfig": {"activeRequestBias": {"defaultValue": 10.1}},
+    }
+    assert _lb(clusters["payment"]) == {
+        "lbPolicy": "RING_HASH",
+        "ringHashLbConfig": {
+            "hashFunction": "MURMUR_HASH_2",
+            "maximumRingSize": "1000",
+            "minimumRingSize": "100",
+        },
+    }
+    assert _hash_policies(resources, SERVICES["payment"]) == [
+        [
+            {"queryParameter": {"name": "queryparam"}, "terminal": True},
+            {"connectionProperties": {"sourceIp": True}},
+        ]
+    ]
+    # Random balances without hashing: the backend's routes are left alone.
+    assert _hash_policies(resources, SERVICES["backend"]) == [None]
+
+
+def test_maglev_round_robin_and_least_request_choice_count() -> None:
+    resources = _generate(
+        {
+            "backend": {
+                "loadBalancer": {
+                    "type": "Maglev",
+                    "maglev": {
+                        "tableSize": 1021,
+                        "hashPolicies": [
+                            {"type": "Header", "header": {"name": "x-user"}},
+                            {"type": "Cookie", "cookie": {"name": "s", "ttl": "1s", "path": "/a"}},
+                            {"type": "FilterState", "filterState": {"key": "k"}},
+                        ],
+                    },
+                }
+            },
+            "payment": {"loadBalancer": {"type": "RoundRobin"}},
+            "frontend": {
+                "loadBalancer": {"type": "LeastRequest", "leastRequest": {"choiceCount": 3}}
+            },
+        }
+    )
+    clusters = {name: _plain(resources[types.CLUSTER][name]) for name in SERVICES}
+    assert _lb(clusters["backend"]) == {
+        "lbPolicy": "MAGLEV",
+        "maglevLbConfig": {"tableSize": "1021"},
+    }
+    assert _lb(clusters["payment"]) == {}  # ROUND_ROBIN is Envoy's default (0)
+    assert _lb(clusters["frontend"]) == {
+        "lbPolicy": "LEAST_REQUEST",
+        "leastRequestLbConfig": {"choiceCount": 3},
+    }
+    assert _hash_policies(resources, SERVICES["backend"]) == [
+        [
+            {"header": {"headerName": "x-user"}},
+            {"cookie": {"name": "s", "ttl": "1s", "path": "/a"}},
+            {"filterState": {"key": "k"}},
+        ]
+    ]
+
+
+def test_locality_awareness_alone_changes_nothing() -> None:
+    # localityAwareness is stored, not generated (zones' locality on endpoints is not built).
+    locality = {
+        "disabled": False,
+        "localZone": {"affinityTags": [{"key": "k8s/node", "weight": 9}]},
+        "crossZone": {"failover": [{"to": {"type": "Any"}}]},
+    }
+    aware = _generate({"backend": {"localityAwareness": locality}})
+    other = _generate({"payment": {"localityAwareness": locality}})
+    for kind, name in ((types.CLUSTER, "backend"), (types.LISTENER, "outbound:127.0.0.1:27777")):
+        assert _plain(aware[kind][name]) == _plain(other[kind][name])
