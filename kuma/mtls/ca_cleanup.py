@@ -74,7 +74,12 @@ class CaSecretCleaner:
         retry: float | None = None
         now = datetime.now(UTC)
         for reason, key in self._unusable(name, mesh, creating):
-            version, created = self._seen[key]
+            # Looked up again at each step: while this pass awaited a delete, the watch may
+            # have seen another instance remove this Secret (it is then gone from ``_seen``).
+            seen = self._seen.get(key)
+            if seen is None:
+                continue
+            version, created = seen
             wait = self._grace - (now - created).total_seconds()
             if wait > 0:
                 retry = wait if retry is None else min(retry, wait)

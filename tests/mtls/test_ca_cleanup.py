@@ -12,9 +12,17 @@ import pytest
 
 from kuma.mtls.authority import CaKeeper
 from kuma.mtls.ca import CertificateAuthority, generate_root
+from kuma.mtls.ca_cleanup import CaSecretCleaner
 from kuma.resources import Mesh, ResourceKey, Secret
 from kuma.resources.mtls import BuiltinConf
-from kuma.store import ConflictError, NotFoundError, Store, open_store
+from kuma.store import (
+    ConflictError,
+    NotFoundError,
+    Operation,
+    ResourceEvent,
+    Store,
+    open_store,
+)
 
 from .test_authority import Reports, keepers, mtls_mesh, shared_store
 
@@ -148,3 +156,31 @@ async def test_a_key_without_its_certificate_is_replaced_with_the_new_certificat
 
 def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
+
+
+async def test_a_secret_another_instance_removes_during_a_pass_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CI failure of 2026-12-04 (etcd): while a pass awaited its first delete, the watch
+    saw another instance remove the second Secret; the pass then looked it up and crashed the
+    keeper with a KeyError. It must skip what is already gone."""
+    async with open_store("memory", {}) as store:
+        cleaner = CaSecretCleaner(store, grace=0.0)
+        stored = [
+            await store.create(Secret(mesh="default", name=key.name, data="eA=="))
+            for key in (CERT, KEY)
+        ]
+        for item in stored:
+            cleaner.observe(ResourceEvent(Operation.CREATE, item.resource, item.meta, 1))
+        delete = store.delete
+        deleted: list[str] = []
+
+        async def delete_and_see_the_other_go(key: ResourceKey, *, version: str | None) -> None:
+            await delete(key, version=version)
+            deleted.append(key.name)
+            other = stored[1] if key == CERT else stored[0]
+            cleaner.observe(ResourceEvent(Operation.DELETE, other.resource, other.meta, 2))
+
+        monkeypatch.setattr(store, "delete", delete_and_see_the_other_go)
+        assert await cleaner.clean("default", None, ()) is None
+        assert len(deleted) == 1
