@@ -36,8 +36,10 @@ import yaml
 
 import kuma
 from kuma.resources import Dataplane, encode_json
+from kuma.resources.accesslog_pipe import access_log_socket_name, go_temp_dir
 from kuma.resources.metrics import default_socket_path
 
+from .accesslogs import AccessLogStreamer
 from .client import Bootstrap, BootstrapRefused, client_tls, fetch_bootstrap
 from .envoy import EnvoyVersion, envoy_args, envoy_version, find_envoy, start_envoy
 from .hijacker import MetricsHijacker, endpoints_of
@@ -86,6 +88,22 @@ def metrics_socket_path(options: RunOptions, directory: Path) -> str:
     name = dataplane.name if dataplane else options.name
     mesh = dataplane.mesh if dataplane else options.mesh
     return default_socket_path(name, mesh, str(directory))
+
+
+async def start_access_log_streamer(options: RunOptions) -> AccessLogStreamer | None:
+    """kuma-dp's access-log pipe for MeshAccessLog's Tcp backends, at the path the control plane
+    assumes (:mod:`kuma.resources.accesslog_pipe`); None (logged) if it cannot be created:
+    only those logs are lost."""
+    dataplane = options.dataplane
+    name = dataplane.name if dataplane else options.name
+    mesh = dataplane.mesh if dataplane else options.mesh
+    streamer = AccessLogStreamer(access_log_socket_name(go_temp_dir(), name, mesh))
+    try:
+        await streamer.start()
+    except OSError as exc:
+        log.error("access log pipe %s: %s; Tcp access logs are not sent", streamer.path, exc)
+        return None
+    return streamer
 
 
 def bootstrap_request(
@@ -192,12 +210,15 @@ async def run(options: RunOptions) -> int:
             )
             # Serving before Envoy starts: the first scrape through Envoy finds it.
             await hijacker.start()
+            streamer = await start_access_log_streamer(options)
             try:
                 process = await start_envoy(args)
                 log.info("Envoy started (pid %d)", process.pid)
                 code = await _supervise(process, signals, admin_port, options.drain_time, reporter)
             finally:
                 await hijacker.stop()
+                if streamer is not None:
+                    await streamer.stop()
             log.info("Envoy exited with status %d", code)
             return code
 

@@ -18,10 +18,9 @@ HTTP, one for TCP), plain or JSON formats, and its placeholders substituted (``%
 on the proxy's host, kuma-cp never touches the path. OpenTelemetry backends as
 :mod:`kuma.policies.accesslog_otel` (a per-proxy collector cluster each).
 
-Not generated (validated and stored only): the **Tcp** backend (Kuma points the file logger at
-kuma-dp's access-log socket and kuma-dp streams the lines to the address; our kuma-dp has no
-such streamer), gateways (``to`` on a MeshGateway: no builtin gateway is served) and
-direct-access listeners (not generated here).
+Tcp backends as :mod:`kuma.policies.accesslog_tcp` (a file logger on kuma-dp's access-log
+pipe, streamed to the address by :mod:`kuma.dp.accesslogs`). Not generated: gateways (``to``
+on a MeshGateway: no builtin gateway is served) and direct-access listeners (not generated here).
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
+from kuma.resources.accesslog_pipe import access_log_socket_name, go_temp_dir
 from kuma.resources.errors import Violation
 from kuma.resources.model import (
     MESH,
@@ -62,6 +62,7 @@ from .accesslog_otel import (
     numbering,
     otel_access_log,
 )
+from .accesslog_tcp import tcp_access_log
 from .matching import InboundKey, KindPolicies
 from .plugin import PolicyPlugin, register_plugin, service_element, update_hcm, update_tcp_proxy
 from .rules import Rule
@@ -247,6 +248,8 @@ class Placeholders:
             ("%KUMA_MESH%", dataplane.mesh),
             ("%KUMA_TRAFFIC_DIRECTION%", direction),
         )
+        #: kuma-dp's access-log pipe (Tcp backends): Kuma's fallback path, see accesslog_tcp.
+        self.pipe = access_log_socket_name(go_temp_dir(), dataplane.name, dataplane.mesh)
 
     def __call__(self, text: str) -> str:
         for placeholder, value in self.pairs:
@@ -283,10 +286,10 @@ def _logger(
     backend: Backend, interpolate: Placeholders, collectors: Mapping[Endpoint, int]
 ) -> Logger | None:
     """Kuma's ``envoyAccessLog`` for one backend, given the default format of the chain's
-    kind; None for a backend not generated (Tcp: kuma-dp's streamer, see the docstring)."""
-    if backend.tcp is not None:  # Kuma's switch takes tcp first
-        return None
-    file, otel = backend.file, backend.open_telemetry
+    kind; None for a backend with no sink."""
+    tcp, file, otel = backend.tcp, backend.file, backend.open_telemetry
+    if tcp is not None:  # Kuma's switch takes tcp first
+        return lambda default: tcp_access_log(tcp, default, interpolate, interpolate.pipe)
     if file is not None:
         return lambda default: file_access_log(file, default, interpolate)
     if otel is not None:
@@ -344,8 +347,11 @@ class MeshAccessLogPlugin(PolicyPlugin):
         if rule is None:
             return None
         dataplane = policies.dataplane
+        # A Tcp backend's pipe is the proxy's own (its name is in the path).
+        tcp = any(b.tcp is not None for b in (policies.conf(rule) or Conf()).backends or ())
         identity = (
             [dataplane.mesh, proxy_ip(dataplane), identifying_service(dataplane)]
+            + ([dataplane.name] if tcp else [])
             if dataplane is not None
             else None
         )

@@ -17,6 +17,7 @@ from google.protobuf import json_format  # type: ignore[import-untyped, unused-i
 from kuma.policies import resolve
 from kuma.policies.meshaccesslog import MeshAccessLog, MeshAccessLogPlugin
 from kuma.resources import Dataplane, ResourceMeta, from_document, validate
+from kuma.resources.accesslog_pipe import access_log_socket_name
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
 from kuma.xds.generate import StaticMeshView, generate_proxy, types
@@ -55,7 +56,10 @@ def _dataplane(name: str, service: str, port: int, protocol: str, **extra: Any) 
 
 
 def _listeners(
-    protocol: str, file: dict[str, Any], direction: str = "to"
+    protocol: str,
+    file: dict[str, Any],
+    direction: str = "to",
+    backends: list[dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The proxy ``backend`` (inbound 17777, outbound other-service on 27777, both
     ``protocol``) with a Mesh-wide MeshAccessLog writing ``file`` in ``direction``."""
@@ -64,7 +68,7 @@ def _listeners(
     other = _dataplane("other", "other-service", 18888, protocol)
     item = {
         "targetRef": {"kind": "Mesh"},
-        "default": {"backends": [{"type": "File", "file": file}]},
+        "default": {"backends": backends or [{"type": "File", "file": file}]},
     }
     policy = from_document(
         {
@@ -201,13 +205,39 @@ def _generated(proxy: Dataplane, to: list[dict[str, Any]]) -> dict[str, dict[str
     }
 
 
-def test_a_tcp_backend_is_not_generated() -> None:
-    """Kuma streams Tcp backends through kuma-dp's access-log socket (not built here)."""
-    outbound = [{"port": 27777, "tags": {"kuma.io/service": "other-service"}}]
-    proxy = _dataplane("backend", "backend", 17777, "http", outbound=outbound)
-    tcp = {"type": "Tcp", "tcp": {"address": "127.0.0.1:5000"}}
-    to = [{"targetRef": {"kind": "Mesh"}, "default": {"backends": [tcp]}}]
-    assert "accessLog" not in json.dumps(_generated(proxy, to)[types.LISTENER])
+def test_tcp_backend_as_kumas_golden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kuma's "outbound tcpproxy with tcp backend and default format": a file logger on
+    kuma-dp's pipe (Kuma's path for proxy ``backend`` of mesh ``default``) writing
+    ``{address, message}``; plus a Json format (message an object) and omitEmptyValues."""
+    monkeypatch.delenv("TMPDIR", raising=False)  # Go's os.TempDir: /tmp
+    pipe = "/tmp/kuma-al-backend-default.sock"
+    default = {"type": "Tcp", "tcp": {"address": "logging.backend"}}
+    listeners = _listeners("tcp", {}, backends=[default])
+    expected = {
+        "name": "envoy.access_loggers.file",
+        "typedConfig": {
+            "@type": FILE_LOG_TYPE,
+            "logFormat": {"jsonFormat": {"address": "logging.backend", "message": TCP_OUTBOUND}},
+            "path": pipe,
+        },
+    }
+    assert _access_logs(listeners["outbound:127.0.0.1:27777"]) == [expected]
+    fmt = {
+        "type": "Json",
+        "json": [{"key": "dst", "value": "%KUMA_DESTINATION_SERVICE%"}],
+        "omitEmptyValues": True,
+    }
+    as_json = {"type": "Tcp", "tcp": {"address": "127.0.0.1:5000", "format": fmt}}
+    (log,) = _access_logs(_listeners("http", {}, backends=[as_json])["outbound:127.0.0.1:27777"])
+    assert log["typedConfig"]["path"] == pipe
+    assert log["typedConfig"]["logFormat"] == {
+        "jsonFormat": {"address": "127.0.0.1:5000", "message": {"dst": "other-service"}},
+        "omitEmptyValues": True,
+    }
+
+
+def test_the_pipe_path_is_cut_as_kumas() -> None:
+    assert access_log_socket_name("/tmp", "a" * 200, "m") == "/tmp/kuma-al-" + "a" * 85 + ".sock"
 
 
 OTEL_TYPE = (

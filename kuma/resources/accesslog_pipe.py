@@ -1,0 +1,23 @@
+"""Where kuma-dp's access-log pipe lives, known to both sides: the control plane points
+MeshAccessLog's Tcp backends there (:mod:`kuma.policies.accesslog_tcp`) and kuma-dp's streamer
+(:mod:`kuma.dp.accesslogs`) creates it. Kuma's control plane uses this path when a kuma-dp sends
+none in its node metadata (``pkg/core/xds/metadata.go``), which is the case here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Kuma's ``socketName``: the path (before ``.sock``) is cut to fit unix socket path limits.
+_MAX_STEM = 98
+
+
+def go_temp_dir() -> str:
+    """Go's ``os.TempDir`` on Unix: ``$TMPDIR``, else ``/tmp``."""
+    return os.environ.get("TMPDIR") or "/tmp"
+
+
+def access_log_socket_name(directory: str, name: str, mesh: str) -> str:
+    """Kuma's ``AccessLogSocketName``: ``<dir>/kuma-al-<name>-<mesh>.sock``, stem cut to 98."""
+    stem = str(Path(directory) / f"kuma-al-{name}-{mesh}")
+    return stem[:_MAX_STEM] + ".sock"
