@@ -6,15 +6,21 @@ real traffic."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import re
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from kuma.dp.accesslogs import AccessLogStreamer
+from kuma.resources.accesslog_pipe import access_log_socket_name, go_temp_dir
 from tests.fixtures.envoy import (
     ControlPlane,
     EnvoyFactory,
@@ -272,14 +278,58 @@ def test_mesh_rate_limit_answers_over_the_budget_with_its_status(sidecars: Mesh)
     assert sum(limited_stats.values()) == 1, limited_stats
 
 
+class TcpLogSink:
+    """kuma-dp's access-log streamer for proxy ``web`` (in a thread, at the pipe path the
+    control plane names) and a TCP listener its lines go to."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(20)
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        pipe = access_log_socket_name(go_temp_dir(), "web", "default")
+        self.streamer = AccessLogStreamer(pipe)
+
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    def first_line(self) -> str:
+        connection, _ = self.server.accept()
+        with connection:
+            connection.settimeout(20)
+            data = b""
+            while b"\n" not in data:
+                chunk = connection.recv(4096)
+                assert chunk, f"the streamer closed the connection after {data!r}"
+                data += chunk
+        return data.split(b"\n", 1)[0].decode()
+
+
+@pytest.fixture
+def tcp_log_sink() -> Iterator[TcpLogSink]:
+    sink = TcpLogSink()
+    sink.thread.start()
+    sink.run(sink.streamer.start())
+    try:
+        yield sink
+    finally:
+        sink.run(sink.streamer.stop())
+        sink.loop.call_soon_threadsafe(sink.loop.stop)
+        sink.thread.join(10)
+        sink.loop.close()
+        sink.server.close()
+
+
 def test_mesh_access_log_writes_each_request_to_its_files(
-    otlp_collector: OtlpCollector, sidecars: Mesh, tmp_path: Path
+    otlp_collector: OtlpCollector, tcp_log_sink: TcpLogSink, sidecars: Mesh, tmp_path: Path
 ) -> None:
     """A MeshAccessLog: web's outbound (``to``, JSON format with Kuma's placeholders) and
     backend's inbound (``from``, Kuma's default HTTP format) each write one line per request
     to their file (Envoy writes the files, kuma-cp never touches them); backend's inbound also
-    sends the record to an OpenTelemetry collector, its body in the same default format.
-    (The collector fixture comes first so that it stops after the Envoys connected to it.)"""
+    sends the record to an OpenTelemetry collector, its body in the same default format, and
+    web's outbound a Tcp backend's line through kuma-dp's streamer to a TCP listener.
+    (The collector and sink fixtures come first so they stop after the Envoys.)"""
     backend = sidecars.backend("backend-1")
     web = sidecars.web()
     web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
@@ -307,6 +357,8 @@ def test_mesh_access_log_writes_each_request_to_its_files(
         return {"backends": [{"type": "File", "file": file}]}
 
     inbound = backends(inbound_log)
+    outbound = backends(outbound_log, json_format)
+    outbound["backends"].append({"type": "Tcp", "tcp": {"address": tcp_log_sink.address}})
     otel = {"endpoint": f"127.0.0.1:{otlp_collector.port}"}
     inbound["backends"].append({"type": "OpenTelemetry", "openTelemetry": otel})
     policy = {
@@ -318,7 +370,7 @@ def test_mesh_access_log_writes_each_request_to_its_files(
             "to": [
                 {
                     "targetRef": {"kind": "MeshService", "name": BACKEND},
-                    "default": backends(outbound_log, json_format),
+                    "default": outbound,
                 }
             ],
             "from": [{"targetRef": {"kind": "Mesh"}, "default": inbound}],
@@ -360,6 +412,10 @@ def test_mesh_access_log_writes_each_request_to_its_files(
     assert re.fullmatch(default_format, inbound_line), inbound_line
     (record,) = eventually(lambda: otlp_collector.received() or None, "the OTel record")
     assert re.fullmatch(default_format, record.body.string_value), record
+    # The Tcp backend: Kuma's default HTTP format, from web to backend, via kuma-dp's pipe.
+    outbound_format = default_format.replace('"unknown" "backend"', '"web" "backend"')
+    tcp_line = tcp_log_sink.first_line()
+    assert re.fullmatch(outbound_format, tcp_line), tcp_line
 
 
 def _get_as(port: int, caller_tags: str | None) -> int:
