@@ -1,8 +1,8 @@
 """Kuma's policies on real Envoys: the default policies every new mesh gets are in the
 sidecars' config, MeshRetry retries a failing backend (attempts counted at the backend), and
 a MeshRetry applied later overrides the default for its service; MeshCircuitBreaker,
-MeshHealthCheck, MeshRateLimit, MeshFaultInjection and MeshAccessLog (lines in files) act on
-real traffic."""
+MeshHealthCheck, MeshRateLimit, MeshFaultInjection, MeshAccessLog (lines in files) and
+MeshLoadBalancingStrategy (RingHash pins each user to one endpoint) act on real traffic."""
 
 from __future__ import annotations
 
@@ -480,3 +480,69 @@ def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) ->
     assert 60 <= as_web.count(418) <= 140, as_web.count(418)
     assert [_get_as(inbound, "&kuma.io/service=other&") for _ in range(5)] == [200] * 5
     assert http_app.hits == before + as_web.count(200) + 5
+
+
+def _get_as_user(port: int, user: str) -> str:
+    """The body of one GET through ``port`` with ``x-user: <user>``."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Connection": "close", "x-user": user})
+        response = connection.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_mesh_load_balancing_strategy_ring_hash_pins_each_user_to_one_endpoint(
+    sidecars: Mesh,
+) -> None:
+    """A RingHash MeshLoadBalancingStrategy hashing the ``x-user`` header: Envoy takes the
+    cluster's lb_policy and the route's hash policy, each user's requests all reach one
+    endpoint, and the users spread over both."""
+    one = sidecars.backend("backend-1")
+    two = sidecars.backend("backend-2")
+    web = sidecars.web()
+    web.envoy.wait_endpoints(BACKEND, {one.inbound_port, two.inbound_port})
+    policy = {
+        "type": "MeshLoadBalancingStrategy",
+        "mesh": "default",
+        "name": "ring-hash",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [
+                {
+                    "targetRef": {"kind": "MeshService", "name": BACKEND},
+                    "default": {
+                        "loadBalancer": {
+                            "type": "RingHash",
+                            "ringHash": {
+                                "minRingSize": 64,
+                                "hashPolicies": [{"type": "Header", "header": {"name": "x-user"}}],
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    sidecars.cp.put("lb-ring-hash", yaml.safe_dump(policy))
+
+    def configured() -> bool | None:
+        config = web.envoy.dynamic_config()
+        route = _route(config["listeners"][web.outbound_listener])
+        return True if route.get("hash_policy") else None
+
+    eventually(configured, "web's outbound route hashes x-user")
+    config = web.envoy.dynamic_config()
+    cluster = config["clusters"][BACKEND]
+    assert cluster["lb_policy"] == "RING_HASH"
+    assert cluster["ring_hash_lb_config"] == {"minimum_ring_size": "64"}
+    route = _route(config["listeners"][web.outbound_listener])
+    assert route["hash_policy"] == [{"header": {"header_name": "x-user"}}]
+    reached: dict[str, str] = {}
+    for user in (f"user-{number}" for number in range(16)):
+        bodies = {_get_as_user(web.outbound, user) for _ in range(4)}
+        assert len(bodies) == 1, (user, bodies)
+        reached[user] = bodies.pop()
+    assert set(reached.values()) == {"backend-1", "backend-2"}

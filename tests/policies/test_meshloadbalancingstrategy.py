@@ -10,7 +10,7 @@ from typing import Any
 
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
-from kuma.policies import resolve
+from kuma.policies import outbound_fingerprint, resolve
 from kuma.policies.meshloadbalancingstrategy import MeshLoadBalancingStrategy
 from kuma.resources import Dataplane, from_document, validate
 from kuma.xds.generate import StaticMeshView, generate_proxy, types
@@ -62,7 +62,7 @@ def _dataplane(name: str, service: str, outbounds: bool) -> Dataplane:
     return resource
 
 
-def _generate(defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _policy(defaults: dict[str, dict[str, Any]]) -> MeshLoadBalancingStrategy:
     policy = from_document(
         {
             "type": "MeshLoadBalancingStrategy",
@@ -79,6 +79,11 @@ def _generate(defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
     )
     assert isinstance(policy, MeshLoadBalancingStrategy)
     assert validate(policy) == []
+    return policy
+
+
+def _generate(defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    policy = _policy(defaults)
     web = _dataplane("web-1", "web", outbounds=True)
     others = [_dataplane(f"{name}-1", name, outbounds=False) for name in SERVICES]
     matched = resolve(web, {"MeshLoadBalancingStrategy": [policy]})
@@ -180,3 +185,23 @@ def test_locality_awareness_alone_changes_nothing() -> None:
     other = _generate({"payment": {"localityAwareness": locality}})
     for kind, name in ((types.CLUSTER, "backend"), (types.LISTENER, "outbound:127.0.0.1:27777")):
         assert _plain(aware[kind][name]) == _plain(other[kind][name])
+
+
+def test_shared_outbounds_are_keyed_by_what_the_hooks_read() -> None:
+    """Clusters are keyed by ``loadBalancer``, listeners by hash-routed ``loadBalancer`` only;
+    ``localityAwareness`` (not generated) keys neither."""
+    web = _dataplane("web-1", "web", outbounds=True)
+
+    def fingerprint(default: dict[str, Any]) -> Any:
+        matched = resolve(web, {"MeshLoadBalancingStrategy": [_policy({"backend": default})]})
+        return outbound_fingerprint(matched, "backend")
+
+    random = fingerprint({"loadBalancer": {"type": "Random"}})
+    least = fingerprint({"loadBalancer": {"type": "LeastRequest"}})
+    ring = fingerprint(BASIC["payment"])
+    aware = fingerprint(
+        {"loadBalancer": {"type": "Random"}, "localityAwareness": {"disabled": True}}
+    )
+    assert len({random.cluster, least.cluster, ring.cluster}) == 3
+    assert random.listener == least.listener != ring.listener
+    assert aware == random

@@ -231,6 +231,17 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
             }
         },
     ],
+    "MeshLoadBalancingStrategy": [
+        {
+            "loadBalancer": {
+                "type": "RingHash",
+                "ringHash": {"hashPolicies": [{"type": "Header", "header": {"name": "x-u"}}]},
+            }
+        },
+        {"loadBalancer": {"type": "Maglev", "maglev": {"tableSize": 1021}}},
+        {"loadBalancer": {"type": "LeastRequest", "leastRequest": {"choiceCount": 3}}},
+        {"loadBalancer": {"type": "Random"}, "localityAwareness": {"disabled": True}},
+    ],
     "MeshTrafficPermission": [
         {"action": "Allow"},
         {"action": "Deny"},
@@ -341,7 +352,9 @@ def policies(draw: st.DrawFn) -> Policy:
         }
         for k in draw(st.lists(st.sampled_from(to_kinds), min_size=1, max_size=2))
     ]
-    if kind not in ("MeshRetry", "MeshHealthCheck") and draw(st.booleans()):
+    if kind not in ("MeshRetry", "MeshHealthCheck", "MeshLoadBalancingStrategy") and draw(
+        st.booleans()
+    ):
         spec["from"] = [
             {"targetRef": {"kind": "Mesh"}, "default": draw(st.sampled_from(_CONFS[kind]))}
         ]
