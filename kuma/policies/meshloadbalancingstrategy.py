@@ -39,8 +39,12 @@ from .matching import KindPolicies
 from .plugin import PolicyPlugin, register_plugin, service_element, set_duration, update_hcm
 from .rules import Rule
 
-#: Kuma's fields are uint32: a value outside is refused when decoding.
+#: Kuma's fields are uint32: a value outside is refused when decoding; the bounds of its
+#: schema (checked by its REST decoder) likewise.
 U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+ChoiceCount = Annotated[int, msgspec.Meta(ge=2, le=2**32 - 1)]
+RingSize = Annotated[int, msgspec.Meta(ge=1, le=8_000_000)]
+TableSize = Annotated[int, msgspec.Meta(ge=1, le=5_000_011)]
 
 HashPolicyType = Literal["Header", "Cookie", "Connection", "QueryParameter", "FilterState"]
 
@@ -119,19 +123,19 @@ class HashPolicy(PolicyConf, frozen=True):
 
 
 class LeastRequest(PolicyConf, frozen=True):
-    choice_count: U32 | None = None
+    choice_count: ChoiceCount | None = None
     active_request_bias: int | str | None = None
 
 
 class RingHash(PolicyConf, frozen=True):
     hash_function: Literal["XXHash", "MurmurHash2"] | None = None
-    min_ring_size: U32 | None = None
-    max_ring_size: U32 | None = None
+    min_ring_size: RingSize | None = None
+    max_ring_size: RingSize | None = None
     hash_policies: tuple[HashPolicy, ...] | None = None
 
 
 class Maglev(PolicyConf, frozen=True):
-    table_size: U32 | None = None
+    table_size: TableSize | None = None
     hash_policies: tuple[HashPolicy, ...] | None = None
 
 
@@ -168,6 +172,12 @@ def _decimal(value: int | str) -> Decimal | None:
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
+
+
+def _is_prime(number: int) -> bool:
+    if number < 2:
+        return False
+    return all(number % divisor for divisor in range(2, int(number**0.5) + 1))
 
 
 def _validate_local_zone(out: list[Violation], path: str, zone: LocalZone | None) -> None:
@@ -252,6 +262,10 @@ def _validate_load_balancer(out: list[Violation], path: str, lb: LoadBalancer | 
         _validate_hash_policies(out, f"{path}.ringHash", lb.ring_hash.hash_policies)
     elif lb.type == "Maglev" and lb.maglev is not None:
         _validate_hash_policies(out, f"{path}.maglev", lb.maglev.hash_policies)
+        size = lb.maglev.table_size
+        # Not checked by Kuma; Envoy refuses the cluster (the whole update) otherwise.
+        if size is not None and not _is_prime(size):
+            out.append(Violation(f"{path}.maglev.tableSize", "must be a prime number"))
     elif lb.type == "LeastRequest" and lb.least_request is not None:
         bias = lb.least_request.active_request_bias
         if bias is not None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
 from kuma.policies import outbound_fingerprint, resolve
 from kuma.policies.meshloadbalancingstrategy import MeshLoadBalancingStrategy
-from kuma.resources import Dataplane, from_document, validate
+from kuma.resources import Dataplane, DecodeError, from_document, validate
 from kuma.xds.generate import StaticMeshView, generate_proxy, types
 
 SERVICES = {"backend": 27777, "payment": 27778, "frontend": 27779}
@@ -205,3 +206,47 @@ def test_shared_outbounds_are_keyed_by_what_the_hooks_read() -> None:
     assert len({random.cluster, least.cluster, ring.cluster}) == 3
     assert random.listener == least.listener != ring.listener
     assert aware == random
+
+
+@pytest.mark.parametrize(
+    ("load_balancer", "error"),
+    [
+        # Kuma's schema bounds (its REST decoder checks them before its validator).
+        ({"type": "LeastRequest", "leastRequest": {"choiceCount": 1}}, "choiceCount"),
+        ({"type": "RingHash", "ringHash": {"minRingSize": 0}}, "minRingSize"),
+        ({"type": "RingHash", "ringHash": {"maxRingSize": 8_000_001}}, "maxRingSize"),
+        ({"type": "Maglev", "maglev": {"tableSize": 5_000_012}}, "tableSize"),
+        ({"type": "Sticky"}, "loadBalancer.type"),
+    ],
+)
+def test_values_outside_kuma_schema_are_refused(load_balancer: dict[str, Any], error: str) -> None:
+    document = {
+        "type": "MeshLoadBalancingStrategy",
+        "mesh": "default",
+        "name": "lb",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"loadBalancer": load_balancer}}],
+        },
+    }
+    with pytest.raises(DecodeError, match=r"^spec\.to\[0\]\.default\.loadBalancer\.") as raised:
+        from_document(document)
+    assert error in str(raised.value)
+
+
+def test_a_maglev_table_size_that_envoy_would_refuse_is_a_violation() -> None:
+    maglev = {"type": "Maglev", "maglev": {"tableSize": 1024}}
+    policy = from_document(
+        {
+            "type": "MeshLoadBalancingStrategy",
+            "mesh": "default",
+            "name": "lb",
+            "spec": {
+                "targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": {"kind": "Mesh"}, "default": {"loadBalancer": maglev}}],
+            },
+        }
+    )
+    assert [(v.field, v.message) for v in validate(policy)] == [
+        ("spec.to[0].default.loadBalancer.maglev.tableSize", "must be a prime number")
+    ]
