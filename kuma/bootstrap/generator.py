@@ -33,6 +33,7 @@ import msgspec
 import yaml
 
 from kuma.resources import Dataplane, Mesh, encode_json
+from kuma.resources.accesslog_pipe import ACCESS_LOG_SOCKET_KEY
 from kuma.resources.metrics import (
     METRICS_CERT_KEY,
     METRICS_KEY_KEY,
@@ -121,6 +122,8 @@ def generate(
     if files.cert_path and files.key_path:
         metadata[METRICS_CERT_KEY] = files.cert_path
         metadata[METRICS_KEY_KEY] = files.key_path
+    if request.access_log_socket_path:
+        metadata[ACCESS_LOG_SOCKET_KEY] = request.access_log_socket_path
     if request.dns_port:
         metadata["dataplane.dns.port"] = str(request.dns_port)
     if request.readiness_port:

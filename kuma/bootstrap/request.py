@@ -2,7 +2,7 @@
 
 kuma-dp sends ``{mesh, name, proxyType, dataplaneToken, dataplaneResource, dnsPort,
 readinessPort, metricsResources, version, ...}`` (``pkg/xds/bootstrap/types/bootstrap_request.go``).
-Fields this control plane does not use (the access-log socket, features, ...) are accepted and
+Fields this control plane does not use (features, ...) are accepted and
 ignored, so a newer kuma-dp still works.
 
 Two flows, as in Kuma: with ``dataplaneResource`` (the Dataplane as a JSON or YAML string) the
@@ -101,6 +101,8 @@ class BootstrapRequest(_Camel):
     #: The CA kuma-dp trusts for the control plane (PEM): Envoy's ADS connection trusts it too.
     ca_cert: str = ""
     metrics_resources: MetricsResources = msgspec.field(default_factory=MetricsResources)
+    #: kuma-dp's access-log pipe (MeshAccessLog's Tcp backend), passed on in the node metadata.
+    access_log_socket_path: str = ""
     version: Version = msgspec.field(default_factory=Version)
 
 
@@ -120,6 +122,9 @@ def parse_request(body: bytes) -> BootstrapRequest:
     socket = request.metrics_resources.socket_path
     if socket and not socket.startswith("/"):
         raise bad_request(f"metricsResources.socketPath: {socket!r} is not an absolute path")
+    pipe = request.access_log_socket_path
+    if pipe and not pipe.startswith("/"):
+        raise bad_request(f"accessLogSocketPath: {pipe!r} is not an absolute path")
     if request.dataplane_token_path and not request.dataplane_token_path.startswith("/"):
         raise bad_request(
             f"dataplaneTokenPath: {request.dataplane_token_path!r} is not an absolute path"

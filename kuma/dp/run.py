@@ -36,7 +36,7 @@ import yaml
 
 import kuma
 from kuma.resources import Dataplane, encode_json
-from kuma.resources.accesslog_pipe import access_log_socket_name, go_temp_dir
+from kuma.resources.accesslog_pipe import access_log_socket_name
 from kuma.resources.metrics import default_socket_path
 
 from .accesslogs import AccessLogStreamer
@@ -90,14 +90,21 @@ def metrics_socket_path(options: RunOptions, directory: Path) -> str:
     return default_socket_path(name, mesh, str(directory))
 
 
-async def start_access_log_streamer(options: RunOptions) -> AccessLogStreamer | None:
-    """kuma-dp's access-log pipe for MeshAccessLog's Tcp backends, at the path the control plane
-    assumes (:mod:`kuma.resources.accesslog_pipe`); None (logged) if it cannot be created:
-    only those logs are lost."""
+def access_log_pipe(options: RunOptions, directory: Path) -> str:
+    """Kuma's ``<socket dir>/kuma-al-<name>-<mesh>.sock`` in the config dir (as the metrics
+    socket), sent as ``accessLogSocketPath``, so sidecars never share one."""
     dataplane = options.dataplane
     name = dataplane.name if dataplane else options.name
     mesh = dataplane.mesh if dataplane else options.mesh
-    streamer = AccessLogStreamer(access_log_socket_name(go_temp_dir(), name, mesh))
+    return access_log_socket_name(str(directory), name, mesh)
+
+
+async def start_access_log_streamer(
+    options: RunOptions, directory: Path
+) -> AccessLogStreamer | None:
+    """kuma-dp's access-log pipe for MeshAccessLog's Tcp backends (:mod:`.accesslogs`); None
+    (logged) if it cannot be created: only those logs are lost."""
+    streamer = AccessLogStreamer(access_log_pipe(options, directory))
     try:
         await streamer.start()
     except OSError as exc:
@@ -125,6 +132,7 @@ def bootstrap_request(
             "certPath": options.metrics_cert_path,
             "keyPath": options.metrics_key_path,
         },
+        "accessLogSocketPath": access_log_pipe(options, workdir),
         "version": {
             "kumaDp": {
                 "version": kuma.__version__,
@@ -210,7 +218,7 @@ async def run(options: RunOptions) -> int:
             )
             # Serving before Envoy starts: the first scrape through Envoy finds it.
             await hijacker.start()
-            streamer = await start_access_log_streamer(options)
+            streamer = await start_access_log_streamer(options, directory)
             try:
                 process = await start_envoy(args)
                 log.info("Envoy started (pid %d)", process.pid)

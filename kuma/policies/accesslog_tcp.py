@@ -7,10 +7,9 @@ kuma-dp's access-log pipe; kuma-dp's streamer (:mod:`kuma.dp.accesslogs`) reads 
 sends each message to its address. The message is the default or plain format (newline
 appended) as a string, or the JSON format's fields as an object.
 
-The pipe's path: Kuma's control plane takes it from the node metadata (``accessLogSocketPath``)
-and, when a kuma-dp does not send it, falls back to ``AccessLogSocketName(<its temp dir>,
-<name>, <mesh>)``. Our kuma-dp does not send it yet, so the fallback is what is used here, and
-our kuma-dp opens its pipe at the same path (:mod:`kuma.resources.accesslog_pipe`).
+The pipe's path: as Kuma's control plane, the node metadata's ``accessLogSocketPath`` (kuma-dp
+sends it in its bootstrap request, ``KindPolicies.access_log_socket``), else Kuma's fallback
+``AccessLogSocketName(<temp dir>, <name>, <mesh>)`` (:mod:`kuma.resources.accesslog_pipe`).
 """
 
 from __future__ import annotations

@@ -152,6 +152,8 @@ class KindPolicies:
     from_rules: dict[InboundKey, Rules]
     #: The proxy they were matched for (MeshAccessLog's lines name its service and address).
     dataplane: Dataplane | None = None
+    #: kuma-dp's access-log pipe from the proxy's node metadata ("": Kuma's fallback path).
+    access_log_socket: str = ""
 
     def conf(self, rule: Rule | None) -> Any:
         """The rule's merged configuration as the kind's typed ``Conf`` (None for no rule)."""
@@ -237,6 +239,7 @@ def match_kind(
     *,
     presorted: bool = False,
     proxy: _Proxy | None = None,
+    access_log_socket: str = "",
 ) -> KindPolicies | None:
     """The policies of ``kind`` that select ``dataplane`` and their rules; None if none.
     ``presorted``: ``policies`` are already in Kuma's order (filtering keeps it)."""
@@ -257,7 +260,7 @@ def match_kind(
         return None
     to_rules = _rules(kind, tuple(matched), "to")
     from_rules = {key: _rules(kind, tuple(group), "from") for key, group in by_inbound.items()}
-    return KindPolicies(kind, tuple(matched), to_rules, from_rules, dataplane)
+    return KindPolicies(kind, tuple(matched), to_rules, from_rules, dataplane, access_log_socket)
 
 
 class ProxyPolicies:
@@ -283,6 +286,7 @@ def resolve(
     policies_by_kind: Mapping[str, Sequence[Policy]],
     *,
     presorted: bool = False,
+    access_log_socket: str = "",
 ) -> ProxyPolicies:
     """Match every kind's policies of the proxy's mesh against its Dataplane (``presorted``:
     each kind's list is already in Kuma's order, see :func:`ordered`)."""
@@ -293,7 +297,15 @@ def resolve(
         kind = POLICY_KINDS.get(type_name)
         if kind is None or not policies:
             continue
-        matched = match_kind(kind, policies, dataplane, routes, presorted=presorted, proxy=proxy)
+        matched = match_kind(
+            kind,
+            policies,
+            dataplane,
+            routes,
+            presorted=presorted,
+            proxy=proxy,
+            access_log_socket=access_log_socket,
+        )
         if matched is not None:
             found[type_name] = matched
     return ProxyPolicies(found) if found else EMPTY

@@ -237,7 +237,9 @@ def _host_port_zero(ip: str) -> str:
 class Placeholders:
     """Kuma's ``InterpolateKumaValues`` for one direction of one proxy."""
 
-    def __init__(self, dataplane: Dataplane, direction: str, source: str, destination: str):
+    def __init__(
+        self, dataplane: Dataplane, direction: str, source: str, destination: str, pipe: str = ""
+    ):
         ip = proxy_ip(dataplane)
         # Kuma's order: the address with port before the one without (a prefix of it).
         self.pairs = (
@@ -248,8 +250,9 @@ class Placeholders:
             ("%KUMA_MESH%", dataplane.mesh),
             ("%KUMA_TRAFFIC_DIRECTION%", direction),
         )
-        #: kuma-dp's access-log pipe (Tcp backends): Kuma's fallback path, see accesslog_tcp.
-        self.pipe = access_log_socket_name(go_temp_dir(), dataplane.name, dataplane.mesh)
+        #: kuma-dp's access-log pipe (Tcp backends): from the node metadata, else Kuma's
+        #: fallback path (see accesslog_tcp).
+        self.pipe = pipe or access_log_socket_name(go_temp_dir(), dataplane.name, dataplane.mesh)
 
     def __call__(self, text: str) -> str:
         for placeholder, value in self.pairs:
@@ -338,6 +341,10 @@ def collectors_of(policies: KindPolicies) -> dict[Endpoint, int]:
     )
 
 
+def _pipe(dataplane: Dataplane, policies: KindPolicies) -> str:
+    return Placeholders(dataplane, "", "", "", policies.access_log_socket).pipe
+
+
 class MeshAccessLogPlugin(PolicyPlugin):
     kind = KIND
 
@@ -351,7 +358,7 @@ class MeshAccessLogPlugin(PolicyPlugin):
         tcp = any(b.tcp is not None for b in (policies.conf(rule) or Conf()).backends or ())
         identity = (
             [dataplane.mesh, proxy_ip(dataplane), identifying_service(dataplane)]
-            + ([dataplane.name] if tcp else [])
+            + ([_pipe(dataplane, policies)] if tcp else [])
             if dataplane is not None
             else None
         )
@@ -366,7 +373,7 @@ class MeshAccessLogPlugin(PolicyPlugin):
             return
         conf: Conf | None = policies.to_conf(service_element(service))
         source = identifying_service(dataplane)
-        interpolate = Placeholders(dataplane, OUTBOUND, source, service)
+        interpolate = Placeholders(dataplane, OUTBOUND, source, service, policies.access_log_socket)
         configure_listener(listener, conf, interpolate, collectors_of(policies))
 
     def inbound_listener(
@@ -381,7 +388,9 @@ class MeshAccessLogPlugin(PolicyPlugin):
             return
         conf: Conf | None = policies.from_conf(inbound, {})
         destination = identifying_service(dataplane)
-        interpolate = Placeholders(dataplane, INBOUND, UNKNOWN, destination)
+        interpolate = Placeholders(
+            dataplane, INBOUND, UNKNOWN, destination, policies.access_log_socket
+        )
         configure_listener(listener, conf, interpolate, collectors_of(policies))
 
     def passthrough_listener(self, listener: listener_pb2.Listener, policies: KindPolicies) -> None:
@@ -391,7 +400,9 @@ class MeshAccessLogPlugin(PolicyPlugin):
             return
         conf: Conf | None = policies.to_conf(service_element(PASSTHROUGH_SERVICE))
         source = identifying_service(dataplane)
-        interpolate = Placeholders(dataplane, OUTBOUND, source, "external")
+        interpolate = Placeholders(
+            dataplane, OUTBOUND, source, "external", policies.access_log_socket
+        )
         configure_listener(listener, conf, interpolate, collectors_of(policies))
 
     def own_clusters(self, policies: KindPolicies) -> list[cluster_pb2.Cluster]:

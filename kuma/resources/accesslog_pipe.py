@@ -1,13 +1,16 @@
-"""Where kuma-dp's access-log pipe lives, known to both sides: the control plane points
-MeshAccessLog's Tcp backends there (:mod:`kuma.policies.accesslog_tcp`) and kuma-dp's streamer
-(:mod:`kuma.dp.accesslogs`) creates it. Kuma's control plane uses this path when a kuma-dp sends
-none in its node metadata (``pkg/core/xds/metadata.go``), which is the case here."""
+"""Where kuma-dp's access-log pipe lives: kuma-dp's streamer (:mod:`kuma.dp.accesslogs`)
+creates it in its config dir and announces it (``accessLogSocketPath``, node metadata); the
+control plane points MeshAccessLog's Tcp backends there (:mod:`kuma.policies.accesslog_tcp`),
+or, when a proxy announces none, at Kuma's fallback in its temp dir
+(``pkg/core/xds/metadata.go``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+#: The node metadata key (and bootstrap request field) naming kuma-dp's access-log pipe.
+ACCESS_LOG_SOCKET_KEY = "accessLogSocketPath"
 #: Kuma's ``socketName``: the path (before ``.sock``) is cut to fit unix socket path limits.
 _MAX_STEM = 98
 

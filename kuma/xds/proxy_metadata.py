@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from kuma.resources.accesslog_pipe import ACCESS_LOG_SOCKET_KEY
 from kuma.resources.metrics import METRICS_CERT_KEY, METRICS_KEY_KEY, METRICS_SOCKET_KEY
 from kuma.xds.generate.prometheus import SidecarMetrics
 
@@ -26,6 +27,8 @@ class ProxyMetadata(msgspec.Struct, frozen=True):
     readiness_port: int = 0
     #: What kuma-dp reports for the Prometheus endpoint (hijacker socket, certificate files).
     metrics: SidecarMetrics = msgspec.field(default_factory=SidecarMetrics)
+    #: kuma-dp's access-log pipe (MeshAccessLog's Tcp backend); "": Kuma's fallback path.
+    access_log_socket: str = ""
 
 
 NO_METADATA = ProxyMetadata()
@@ -37,12 +40,14 @@ def proxy_metadata(node: Any) -> ProxyMetadata:
     if node is None or not node.HasField("metadata"):
         return NO_METADATA
     fields = node.metadata.fields
-    if not any(key in fields for key in (DNS_PORT_KEY, READINESS_PORT_KEY, *_METRICS_KEYS)):
+    keys = (DNS_PORT_KEY, READINESS_PORT_KEY, ACCESS_LOG_SOCKET_KEY, *_METRICS_KEYS)
+    if not any(key in fields for key in keys):
         return NO_METADATA
     metadata = ProxyMetadata(
         dns_port=_port(node, DNS_PORT_KEY, "no DNS listener"),
         readiness_port=_port(node, READINESS_PORT_KEY, "readiness from Envoy"),
         metrics=SidecarMetrics(*(_string(node, key) for key in _METRICS_KEYS)),
+        access_log_socket=_string(node, ACCESS_LOG_SOCKET_KEY),
     )
     return NO_METADATA if metadata == NO_METADATA else metadata
 

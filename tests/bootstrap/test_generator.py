@@ -278,3 +278,18 @@ def test_sidecar_configuration_aggregates_the_enabled_endpoints() -> None:
         ]
     }
     assert sidecar_configuration(proxy)["metrics"] == {"aggregate": []}
+
+
+def test_the_access_log_pipe_goes_into_the_node_metadata() -> None:
+    """kuma-dp's ``accessLogSocketPath`` (its streamer's pipe) reaches the control plane in the
+    node metadata; a relative path is refused; none given: none passed (the control plane
+    then uses Kuma's fallback path)."""
+    named = request(WEB, accessLogSocketPath="/run/kuma/al.sock")
+    parsed = parse_request(orjson.dumps(named))
+    proxy = decode_proxy_dataplane(parsed.dataplane_resource)
+    node = generate(proxy, parsed, GeneratorParams(), xds_host="h", xds_port=1)["node"]
+    assert node["metadata"]["accessLogSocketPath"] == "/run/kuma/al.sock"
+    assert "accessLogSocketPath" not in bootstrap_of(WEB)["node"]["metadata"]
+    with pytest.raises(BootstrapError) as raised:
+        parse_request(orjson.dumps(request(WEB, accessLogSocketPath="al.sock")))
+    assert "accessLogSocketPath: 'al.sock' is not an absolute path" in str(raised.value)

@@ -110,6 +110,10 @@ async def test_exits_with_envoys_status_and_cleans_up(tmp_path: Path) -> None:
     socket_path = Path(request["metricsResources"]["socketPath"])
     assert socket_path == Path(match.group(1)).parent / "kuma-mh-web-01-default.sock"
     assert "metrics hijacker listening on unix://" + str(socket_path) in err
+    # ... as was the access-log pipe (MeshAccessLog's Tcp backend), removed at exit ...
+    pipe = Path(request["accessLogSocketPath"])
+    assert pipe == Path(match.group(1)).parent / "kuma-al-web-01-default.sock"
+    assert "access log streamer reading " + str(pipe) in err
     # ... and the temporary dir is gone once kuma-dp is.
     assert not Path(match.group(1)).parent.exists()
     assert "Envoy exited with status 3" in err

@@ -21,6 +21,7 @@ from kuma.resources.accesslog_pipe import access_log_socket_name
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
 from kuma.xds.generate import StaticMeshView, generate_proxy, types
+from kuma.xds.proxy_metadata import ProxyMetadata
 
 from ..xds.test_engine import dataplane as xds_dataplane
 
@@ -357,14 +358,25 @@ def test_a_body_that_is_no_otlp_value_is_its_json_text() -> None:
 def _engine_source_services() -> dict[str, str]:
     """Two proxies of different services (and addresses) reach ``backend`` under one
     Mesh-wide MeshAccessLog: the service each one's outbound log line names as the source."""
-    backend = xds_dataplane("b-1", "backend", address="10.0.0.9")
     web = xds_dataplane("web-1", "web", address="10.0.0.1", outbounds=("backend",))
     api = xds_dataplane("api-1", "api", address="10.0.0.2", outbounds=("backend",))
     fmt = {"type": "Json", "json": [{"key": "src", "value": "%KUMA_SOURCE_SERVICE%"}]}
-    item = {
-        "targetRef": {"kind": "Mesh"},
-        "default": {"backends": [{"type": "File", "file": {"path": "/tmp/l", "format": fmt}}]},
+    file = {"type": "File", "file": {"path": "/tmp/l", "format": fmt}}
+    logs = _outbound_logs_through_the_engine(file, [web, api])
+    return {
+        name: log["typedConfig"]["logFormat"]["jsonFormat"]["src"] for name, log in logs.items()
     }
+
+
+def _outbound_logs_through_the_engine(
+    backend_log: dict[str, Any],
+    proxies: list[Dataplane],
+    metadata: dict[str, ProxyMetadata] | None = None,
+) -> dict[str, Any]:
+    """The access log of each proxy's outbound to ``backend`` (listener from the engine, the
+    proxy subscribed with its ``metadata``) under a Mesh-wide MeshAccessLog ``backend_log``."""
+    backend = xds_dataplane("b-1", "backend", address="10.0.0.9")
+    item = {"targetRef": {"kind": "Mesh"}, "default": {"backends": [backend_log]}}
     policy = from_document(
         {
             "type": "MeshAccessLog",
@@ -375,15 +387,14 @@ def _engine_source_services() -> dict[str, str]:
     )
     engine = Engine()
     engine.apply_now(
-        [ResourceEvent(Operation.CREATE, r, META, 1) for r in (backend, web, api, policy)]
+        [ResourceEvent(Operation.CREATE, r, META, 1) for r in (backend, *proxies, policy)]
     )
     found = {}
-    for name in ("web-1", "api-1"):
-        watch = engine.subscribe(f"default.{name}")
+    for proxy in proxies:
+        watch = engine.subscribe(f"default.{proxy.name}", (metadata or {}).get(proxy.name))
         body = watch.resources(types.LISTENER)["outbound:127.0.0.1:20000"].body
         listener = json_format.MessageToDict(listener_pb2.Listener.FromString(body))
-        (log,) = _access_logs(listener)
-        found[name] = log["typedConfig"]["logFormat"]["jsonFormat"]["src"]
+        (found[proxy.name],) = _access_logs(listener)
     return found
 
 
@@ -434,3 +445,23 @@ def test_transparent_passthrough_logs_to_external_for_mesh_wide_rules_only() -> 
         _file_log({"textFormatSource": {"inlineString": expected}})
     ]
     assert passthrough_logs({"kind": "MeshService", "name": "other-service"}) == []
+
+
+def test_each_proxy_logs_to_its_own_pipe_from_its_metadata(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two proxies of one service at one address reach ``backend`` under a Tcp backend: each
+    outbound logger writes to its own kuma-dp's pipe, the one its node metadata names
+    (``accessLogSocketPath``), else Kuma's fallback path, so the shared listener is not
+    shared between them."""
+    monkeypatch.setenv("TMPDIR", "/var/tmp")
+    web1 = xds_dataplane("web-1", "web", address="10.0.0.1", outbounds=("backend",))
+    web2 = xds_dataplane("web-2", "web", address="10.0.0.1", outbounds=("backend",))
+    tcp = {"type": "Tcp", "tcp": {"address": "10.0.0.5:5000"}}
+    metadata = {"web-1": ProxyMetadata(access_log_socket="/run/dp1/kuma-al-web-1-default.sock")}
+    logs = _outbound_logs_through_the_engine(tcp, [web1, web2], metadata)
+    paths = {name: log["typedConfig"]["path"] for name, log in logs.items()}
+    assert paths == {
+        "web-1": "/run/dp1/kuma-al-web-1-default.sock",
+        "web-2": "/var/tmp/kuma-al-web-2-default.sock",
+    }

@@ -40,3 +40,9 @@ def test_a_bad_readiness_port_leaves_the_dns_port(caplog: pytest.LogCaptureFixtu
     node = _node(**{"dataplane.dns.port": "15053", "dataplane.readinessReporter.port": "x"})
     assert proxy_metadata(node) == ProxyMetadata(dns_port=15053)
     assert "readiness from Envoy" in caplog.text
+
+
+def test_the_access_log_pipe_from_kuma_dp() -> None:
+    node = _node(accessLogSocketPath="/run/dp/kuma-al-web-01-default.sock")
+    expected = ProxyMetadata(access_log_socket="/run/dp/kuma-al-web-01-default.sock")
+    assert proxy_metadata(node) == expected

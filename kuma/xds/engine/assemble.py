@@ -63,9 +63,12 @@ def assemble(
     dns_port: int = 0,
     readiness_port: int = 0,
     metrics: SidecarMetrics = NO_SIDECAR_METRICS,
+    access_log_socket: str = "",
 ) -> Assembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
-    policies = resolve(dataplane, mesh.policies_by_kind(), presorted=True)
+    policies = resolve(
+        dataplane, mesh.policies_by_kind(), presorted=True, access_log_socket=access_log_socket
+    )
     parts = proxy_parts(
         dataplane,
         mesh,

@@ -115,6 +115,7 @@ class Engine:
             dns_port=record.metadata.dns_port,
             readiness_port=record.metadata.readiness_port,
             metrics=record.metadata.metrics,
+            access_log_socket=record.metadata.access_log_socket,
         )
         record.subsets = assembly.subsets
         self._index.set_consumed(record, assembly.outbound_services)
