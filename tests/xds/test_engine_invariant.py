@@ -182,6 +182,8 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
                     },
                 },
                 {"type": "OpenTelemetry", "openTelemetry": {"endpoint": "otel:4317"}},
+                # Tcp: the pipe is the proxy's own (in its outbound listeners' key).
+                {"type": "Tcp", "tcp": {"address": "logs:5000"}},
             ]
         },
         {"backends": []},
