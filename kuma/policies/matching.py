@@ -35,6 +35,7 @@ from kuma.resources.model import (
 )
 from kuma.resources.policy import POLICY_KINDS, PolicyKind
 
+from .caller_tags import needs_caller_tags
 from .rules import Element, Item, Rule, Rules, build_rules
 
 #: An inbound as Kuma keys from-rules: (dataplane IP, dataplane port).
@@ -264,12 +265,17 @@ def match_kind(
 
 
 class ProxyPolicies:
-    """Every kind's matched policies for one proxy (empty: no policy selects it)."""
+    """Every kind's matched policies for one proxy (empty: no policy selects it), and whether
+    its mesh needs the callers' tags on outbound routes (``caller_tags``, a mesh-wide fact:
+    the policies that consume them select the callee, not this proxy)."""
 
-    __slots__ = ("by_kind",)
+    __slots__ = ("by_kind", "caller_tags")
 
-    def __init__(self, by_kind: Mapping[str, KindPolicies] | None = None) -> None:
+    def __init__(
+        self, by_kind: Mapping[str, KindPolicies] | None = None, *, caller_tags: bool = False
+    ) -> None:
         self.by_kind: dict[str, KindPolicies] = dict(by_kind or {})
+        self.caller_tags = caller_tags
 
     def get(self, kind: str) -> KindPolicies | None:
         return self.by_kind.get(kind)
@@ -308,4 +314,5 @@ def resolve(
         )
         if matched is not None:
             found[type_name] = matched
-    return ProxyPolicies(found) if found else EMPTY
+    caller_tags = needs_caller_tags(policies_by_kind)
+    return ProxyPolicies(found, caller_tags=caller_tags) if found or caller_tags else EMPTY

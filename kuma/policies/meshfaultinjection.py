@@ -11,10 +11,10 @@ Envoy change, as Kuma's plugin, on each http/http2 inbound the policy selects (g
 nothing), in every filter chain: for every ``from`` rule, in the rules' order, one
 ``envoy.filters.http.fault`` filter per fault of the rule, just before the router. A rule
 for a subset of clients matches their ``x-kuma-tags`` request header with Kuma's regex (its
-positive tags in one matcher, its negated tags in an inverted one). Our outbound listeners
-do not add that header (``kuma.xds.generate.listeners``) and Envoy matches no header matcher,
-inverted or not, on a request without it: once the inbound's rules name some clients, none
-of them (the rule for the Mesh-wide rest included) faults traffic between our sidecars.
+positive tags in one matcher, its negated tags in an inverted one). Envoy matches no header
+matcher, inverted or not, on a request without it, so a policy with a ``from`` rule other
+than ``Mesh`` makes its mesh send the callers' tags (``kuma.policies.caller_tags``): the
+outbound routes of every proxy of the mesh then add the header, as Kuma's do.
 Other differences: gateways (``to``) are validated and stored, but this control plane
 serves no builtin gateway nor egress, so nothing is applied there; a ``limit`` that passes
 Kuma's (unanchored) unit check but has no number (``100mbps``) makes Kuma fail the proxy's
@@ -51,6 +51,7 @@ from kuma.resources.model import (
 )
 from kuma.resources.policy import PolicyKind, register
 
+from .caller_tags import register_caller_tags_need
 from .conf import MUST_BE_DEFINED, check_duration, nanoseconds
 from .matching import InboundKey, KindPolicies
 from .meshratelimit import validate_gateway_lists
@@ -265,3 +266,11 @@ class MeshFaultInjectionPlugin(PolicyPlugin):
 
 
 PLUGIN = register_plugin(MeshFaultInjectionPlugin())
+
+
+def names_clients(policy: Policy) -> bool:
+    """Whether a ``from`` rule names some clients (matched on their ``x-kuma-tags``)."""
+    return any(item.target_ref.kind != MESH for item in policy.spec.from_)
+
+
+register_caller_tags_need(KIND.name, names_clients)

@@ -435,7 +435,9 @@ def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) ->
     """A MeshFaultInjection on backend: delaying and aborting every request from any client
     answers web's requests with the policy's status from backend's sidecar, backend not
     reached; narrowed to clients of service ``web`` at 50 % it aborts about half of the
-    requests whose ``x-kuma-tags`` say so, and none of the others."""
+    requests whose ``x-kuma-tags`` say so, and none of the others; web's own sidecar then
+    sends its tags, so a rule naming web, or a Mesh-wide rule beside one naming another
+    client, aborts web's requests made through it."""
     backend = sidecars.backend("backend-1")
     web = sidecars.web()
     web.envoy.wait_endpoints(BACKEND, {backend.inbound_port})
@@ -480,6 +482,29 @@ def test_mesh_fault_injection_aborts_for_the_clients_it_names(sidecars: Mesh) ->
     assert 60 <= as_web.count(418) <= 140, as_web.count(418)
     assert [_get_as(inbound, "&kuma.io/service=other&") for _ in range(5)] == [200] * 5
     assert http_app.hits == before + as_web.count(200) + 5
+
+    # Through web's own sidecar: a rule naming clients makes the mesh's outbound routes send
+    # the callers' tags, so web's requests are aborted by the rule that names web ...
+    before = http_app.hits
+    sidecars.cp.put("fault-backend", policy({"kind": "MeshService", "name": "web"}, 100))
+
+    def web_sends_its_tags() -> bool | None:
+        listener = web.envoy.dynamic_config()["listeners"][web.outbound_listener]
+        return True if "&kuma.io/service=web&" in str(listener) else None
+
+    eventually(web_sends_its_tags, "web's outbound route adds x-kuma-tags")
+    eventually(inbound_has("'percentage': {'numerator': 100}"), "the abort is at 100 %")
+    assert [http_get(web.outbound)[0] for _ in range(3)] == [418, 418, 418]
+    # ... and, beside a rule naming another client, by the Mesh-wide rule for the rest.
+    two_rules = yaml.safe_load(policy({"kind": "Mesh"}, 100))
+    other = {"abort": {"httpStatus": 419, "percentage": 100}}
+    two_rules["spec"]["from"].append(
+        {"targetRef": {"kind": "MeshService", "name": "other"}, "default": {"http": [other]}}
+    )
+    sidecars.cp.put("fault-backend", yaml.safe_dump(two_rules))
+    eventually(inbound_has("service=[^&]*other[,&]"), "the fault filter names other")
+    assert [http_get(web.outbound)[0] for _ in range(3)] == [418, 418, 418]
+    assert http_app.hits == before
 
 
 def _get_as_user(port: int, user: str) -> str:

@@ -98,7 +98,15 @@ def assemble(
             else (None, (destination,))
         )
         listener = shared.outbound_listener(
-            mesh, address, port, destination, bind_to_port, policies, fingerprint.listener, plan
+            mesh,
+            address,
+            port,
+            destination,
+            bind_to_port,
+            policies,
+            fingerprint.listener,
+            plan,
+            parts.caller_tags,
         )
         listeners[listener.name] = listener
         destinations.update(dict.fromkeys(reached))

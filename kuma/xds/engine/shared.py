@@ -25,6 +25,12 @@ fingerprint's listener part and clusters by its cluster part: a change that shap
 clusters finds every outbound listener already built. A policy change
 re-assembles the proxies it selects (the engine's selection slot), which then pick the
 resources of their new fingerprint.
+
+The callers' tags (Kuma's ``x-kuma-tags`` header, ``kuma.policies.caller_tags``) are the other
+per-consumer input, of outbound listeners only: in a mesh where a policy needs them, each
+listener is keyed by its proxy's serialized tag set (so proxies with the same tags still
+share); elsewhere the value is ``""`` and sharing is unchanged. A change of the mesh's need
+re-assembles the whole mesh (the engine's policy handler).
 """
 
 from __future__ import annotations
@@ -120,12 +126,23 @@ class SharedResources:
         policies: ProxyPolicies = EMPTY,
         fingerprint: bytes = b"",
         plan: OutboundPlan | None = None,
+        caller_tags: str = "",
     ) -> VersionedResource:
         inputs = service_inputs(mesh, destination.service)
         # Routes also depend on the protocols of the services their backendRefs name.
         protocols = plan.protocols if plan is not None else ()
         # No mesh name in the key: the same listener is shared across meshes.
-        key = ("outbound", address, port, destination, bind_to_port, inputs, fingerprint, protocols)
+        key = (
+            "outbound",
+            address,
+            port,
+            destination,
+            bind_to_port,
+            inputs,
+            fingerprint,
+            protocols,
+            caller_tags,
+        )
         listener = self._interner.cached(key)
         if listener is None:
             message = policy_outbound_listener(
@@ -136,6 +153,7 @@ class SharedResources:
                 policies,
                 bind_to_port=bind_to_port,
                 plan=plan,
+                caller_tags=caller_tags,
             )
             listener = self._interner.remember(
                 key, self._interner.intern(types.LISTENER, message.name, message)

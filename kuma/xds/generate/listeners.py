@@ -15,8 +15,9 @@ Shapes follow Kuma's generators for a mesh without mTLS and without policies (th
   plugins build them in a mesh without legacy TrafficRoutes (``normalize_path``, the catch-all
   route named by its matches' hash, no idle timeouts of their own: Envoy's defaults until
   MeshTimeout sets them, see ``kuma/policies``). Kuma's ``x-kuma-tags`` request header (the
-  caller's tags, used only by tag-based policies) is not added, so one outbound listener
-  fits every proxy that uses it.
+  caller's tags) is added only when the proxy's mesh has a policy that consumes it
+  (``kuma.policies.caller_tags``: a MeshFaultInjection naming clients): elsewhere one outbound
+  listener fits every proxy that uses it.
 * transparent proxying: every inbound and outbound listener gets ``bind_to_port: false``; the
   redirect listeners on 0.0.0.0 (``use_original_dst``, for which Envoy adds the
   ``original_dst`` listener filter itself) hand each connection to the listener of its
@@ -147,7 +148,11 @@ DEFAULT_ROUTE_NAME = "9Zuf5Tg79OuZcQITwBbQykxAk2u4fRKrwYn3//AL4Yo="
 
 
 def _add_outbound_hcm(
-    chain: listener_components_pb2.FilterChain, service: str, cluster: str, protocol: str
+    chain: listener_components_pb2.FilterChain,
+    service: str,
+    cluster: str,
+    protocol: str,
+    caller_tags: str,
 ) -> None:
     # As Kuma 2.7's MeshHTTPRoute plugin builds every HTTP outbound of a mesh without legacy
     # TrafficRoutes: paths normalized, the catch-all route named by its matches' hash, and no
@@ -156,6 +161,10 @@ def _add_outbound_hcm(
     config.normalize_path.value = True
     _set_route_config(config.route_config, outbound_route_name(service), service, cluster)
     config.route_config.virtual_hosts[0].routes[0].name = DEFAULT_ROUTE_NAME
+    if caller_tags:  # Kuma's TagsHeaderConfigurer: nothing for a proxy without tags
+        added = config.route_config.request_headers_to_add.add()
+        added.header.key = TAGS_HEADER
+        added.header.value = caller_tags
     add_hcm(chain, config)
 
 
@@ -194,10 +203,12 @@ def outbound_listener(
     protocol: str,
     *,
     bind_to_port: bool = True,
+    caller_tags: str = "",
 ) -> listener_pb2.Listener:
     """The listener of an outbound to ``destination`` (a service name: all of it);
     ``protocol`` is the service's protocol. Stats and route names use the service, the
-    traffic goes to the destination's cluster, the listener's metadata holds its tags."""
+    traffic goes to the destination's cluster, the listener's metadata holds its tags.
+    ``caller_tags``: the ``x-kuma-tags`` value HTTP requests get (``""``: no header)."""
     if isinstance(destination, str):
         destination = Destination(destination)
     service = destination.service
@@ -211,7 +222,7 @@ def outbound_listener(
         tags=destination.tags,
     )
     if protocol in HTTP_PROTOCOLS:
-        _add_outbound_hcm(chain, service, cluster, protocol)
+        _add_outbound_hcm(chain, service, cluster, protocol, caller_tags)
     else:
         # Kuma's MeshTCPRoute plugin: no idle timeout of its own (Envoy's 1h; MeshTimeout sets it).
         add_tcp_proxy(chain, sanitize_metric(service), cluster, None)

@@ -45,6 +45,7 @@ from kuma.policies import (
     own_clusters,
     plan_outbound,
 )
+from kuma.policies.caller_tags import caller_tags_header
 from kuma.policies.plugin import OutboundPlan
 from kuma.resources.model import Dataplane, Inbound, Mesh
 from kuma.resources.mtls import PERMISSIVE, enabled_backend
@@ -237,6 +238,8 @@ class ProxyParts(NamedTuple):
     outbounds: list[OutboundPart]
     #: How many inbound listeners ``own`` holds.
     inbounds: int = 0
+    #: The ``x-kuma-tags`` value of the outbound listeners (``""``: none, the mesh needs none).
+    caller_tags: str = ""
 
 
 def policy_outbound_listener(
@@ -248,11 +251,15 @@ def policy_outbound_listener(
     *,
     bind_to_port: bool = True,
     plan: OutboundPlan | None = None,
+    caller_tags: str = "",
 ) -> listener_pb2.Listener:
     """An outbound listener with the proxy's policies for its service applied (Kuma applies
     a service's rules to the outbounds of its subsets too); ``plan``: its routes, when a
-    MeshHTTPRoute or MeshTCPRoute routes it (``outbound_plan``)."""
-    listener = outbound_listener(address, port, destination, protocol, bind_to_port=bind_to_port)
+    MeshHTTPRoute or MeshTCPRoute routes it (``outbound_plan``); ``caller_tags``: see
+    ``ProxyParts``."""
+    listener = outbound_listener(
+        address, port, destination, protocol, bind_to_port=bind_to_port, caller_tags=caller_tags
+    )
     if plan is not None:
         plan.rewrite(listener, destination_cluster_name)
     if policies:
@@ -349,7 +356,8 @@ def proxy_parts(
         OutboundPart(address, port, destination, not transparent)
         for address, port, destination in found
     ]
-    return ProxyParts(own, outbounds, inbounds)
+    caller_tags = caller_tags_header(dataplane) if policies.caller_tags else ""
+    return ProxyParts(own, outbounds, inbounds, caller_tags)
 
 
 def generate_proxy(
@@ -399,7 +407,14 @@ def generate_proxy(
             protocol = protocols[service] = view.protocol(service)
         plan, reached = outbound_plan(policies, destination, protocol, view.protocol)
         listener = policy_outbound_listener(
-            address, port, destination, protocol, policies, bind_to_port=bind_to_port, plan=plan
+            address,
+            port,
+            destination,
+            protocol,
+            policies,
+            bind_to_port=bind_to_port,
+            plan=plan,
+            caller_tags=parts.caller_tags,
         )
         listeners[listener.name] = listener
         destinations.update(dict.fromkeys(reached))

@@ -7,6 +7,10 @@ its new version selects are found from its top-level targetRef: the Dataplanes c
 tags it names (``MeshState.with_tags``: a MeshService policy looks at that service's
 Dataplanes only), checked with Kuma's matching; ``Mesh`` (and a MeshSubset without tags)
 concerns the whole mesh.
+
+A change that turns the mesh's need of the callers' tags on or off
+(``kuma.policies.caller_tags``) concerns every proxy of the mesh: all their HTTP outbound
+listeners gain or lose the ``x-kuma-tags`` header.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from kuma.policies import selects
+from kuma.policies.caller_tags import may_need_caller_tags, needs_caller_tags
 from kuma.resources.model import (
     MESH_HTTP_ROUTE,
     MESH_SERVICE,
@@ -55,6 +60,8 @@ class PolicyHandler:
         policy = event.resource
         assert isinstance(policy, Policy)
         mesh = meshes[policy.mesh]
+        tagged = may_need_caller_tags(policy.TYPE)
+        needed = tagged and needs_caller_tags(mesh.policies_by_kind())
         if event.operation is Operation.DELETE:
             mesh.remove_policy(policy.TYPE, policy.name)
         else:
@@ -63,3 +70,5 @@ class PolicyHandler:
             mesh.put_policy(policy)
             _newly_selected(mesh, policy, invalidation)
         invalidation.selections.add(selection_key(policy))
+        if tagged and needs_caller_tags(mesh.policies_by_kind()) != needed:
+            invalidation.meshes.add(mesh.name)
