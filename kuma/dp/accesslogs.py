@@ -81,8 +81,9 @@ class AccessLogStreamer:
             self._transport.close()  # closes the pipe's file
         for writer in self._writers.values():
             writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            # A destination that stopped reading must not hold up kuma-dp's exit.
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
         self._writers.clear()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
