@@ -101,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Kuma's default policies in the mesh, as kuma-cp creates them with a new mesh "
         "(a mesh written before kuma-cp starts has none)",
     )
+    mesh.add_argument(
+        "--fault-from",
+        default="",
+        metavar="SERVICE",
+        help="a MeshFaultInjection on 'target' naming this client service (abort at 0%%): "
+        "the mesh's sidecars then send their tags (x-kuma-tags), one outbound listener each",
+    )
     mesh.add_argument("--seed", type=int, default=1)
     cp = run.add_argument_group("control plane and store")
     cp.add_argument(
@@ -204,6 +211,7 @@ def options_from(args: argparse.Namespace) -> Options:
         mtls="" if args.mtls == "off" else args.mtls,
         mtls_expiration=args.mtls_expiration,
         default_policies=args.default_policies,
+        fault_from=args.fault_from,
         # Tagged only when the scenario runs: other runs keep their exact Dataplanes.
         policy_group=args.policy_selects if "policy" in args.scenarios else 0,
         seed=args.seed,

@@ -68,6 +68,9 @@ class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
     mtls_expiration: str = ""
     #: Kuma's default policies in the mesh, as kuma-cp creates them with a new mesh.
     default_policies: bool = False
+    #: A MeshFaultInjection on ``target`` naming this client service (``from`` MeshService,
+    #: an abort at 0 %): the mesh then needs the callers' tags ("": none).
+    fault_from: str = ""
     #: Proxies tagged for the policy scenario's MeshSubset (0: none).
     policy_group: int = 0
     seed: int = 1
@@ -221,6 +224,8 @@ class Plan:
             mesh = from_document(self.mesh_document())
             assert isinstance(mesh, Mesh)
             documents += [to_document(policy) for policy in default_policies(mesh)]
+        if self.spec.fault_from:
+            documents.append(self._fault_document())
         if not self.spec.mtls:
             return documents
         return [
@@ -235,6 +240,19 @@ class Plan:
                 },
             },
         ]
+
+    def _fault_document(self) -> dict[str, Any]:
+        client = {"kind": "MeshService", "name": self.spec.fault_from}
+        abort = {"abort": {"httpStatus": 503, "percentage": 0}}
+        return {
+            "type": "MeshFaultInjection",
+            "mesh": self.spec.mesh,
+            "name": "fault-from-client",
+            "spec": {
+                "targetRef": {"kind": "MeshService", "name": TARGET},
+                "from": [{"targetRef": client, "default": {"http": [abort]}}],
+            },
+        }
 
 
 def policy_change_document(spec: MeshSpec, value: int) -> dict[str, Any]:
