@@ -73,12 +73,15 @@ class AccessLogStreamer:
         log.info("access log streamer reading %s", self.path)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         if self._transport is not None:
             self._transport.close()  # closes the pipe's file
+        if self._task is not None:
+            # Bounded: Python 3.11's wait_for can swallow a cancellation (the connect in
+            # _send), and an unbounded await then held kuma-dp's exit for good.
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=2.0)
+            if self._task.done() and not self._task.cancelled():
+                self._task.exception()  # retrieved: the loop's end needs no report
         for writer in self._writers.values():
             writer.close()
             # A destination that stopped reading must not hold up kuma-dp's exit.

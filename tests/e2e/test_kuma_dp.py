@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -223,6 +224,18 @@ def backend_endpoints(admin_port: int) -> list[str]:
 
 
 def test_two_sidecars_register_serve_traffic_and_deregister(cluster: Cluster) -> None:
+    # web's outbound logs through a MeshAccessLog Tcp backend: Envoy -> web's kuma-dp's pipe
+    # (announced in the node metadata, in its config dir) -> this TCP listener.
+    tcp_logs = socket.create_server(("127.0.0.1", 0))
+    tcp_logs.settimeout(START)
+    address = f"127.0.0.1:{tcp_logs.getsockname()[1]}"
+    backends = [{"type": "Tcp", "tcp": {"address": address}}]
+    to = [
+        {"targetRef": {"kind": "MeshService", "name": "backend"}, "default": {"backends": backends}}
+    ]
+    policy = {"type": "MeshAccessLog", "mesh": "default", "name": "logs",
+              "spec": {"targetRef": {"kind": "Mesh"}, "to": to}}  # fmt: skip
+    (cluster.store / "meshaccesslog-logs.yaml").write_text(yaml.safe_dump(policy))
     cluster.start_cp()
     web_in, web_out, web_admin, be_in, be_admin = free_ports(5)
     backend_app, web_app = HttpService("backend"), HttpService("web")
@@ -241,6 +254,12 @@ def test_two_sidecars_register_serve_traffic_and_deregister(cluster: Cluster) ->
 
     assert eventually(through_web, "web -> backend through both sidecars", START) == "backend"
     assert backend_app.hits >= 1
+    with tcp_logs, tcp_logs.accept()[0] as connection:
+        connection.settimeout(START)
+        line = connection.makefile("rb").readline().decode()
+    assert re.search(r'default "GET / HTTP/1\.1" \d+ .* "web" "backend" "127\.0\.0\.1" ', line)
+    dump = http_get(web_admin, "/config_dump")[1]
+    assert re.search(r'"path": "/tmp/kuma-dp-\w+/kuma-al-web-01-default\.sock"', dump), dump
     registered = cluster.registered()
     assert set(registered) == {"backend-01", "web-01"}
     assert all(REGISTRATION_LABEL in labels for labels in registered.values())
