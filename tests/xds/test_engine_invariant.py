@@ -658,6 +658,9 @@ def test_a_dropped_reassembly_notice_is_caught(monkeypatch: pytest.MonkeyPatch) 
         run_state_machine_as_test(EngineMachineWithoutPolicies, settings=_quick(2000))
 
 
+# Its search takes 20-55 s (up to 2,000 derandomized examples) and hit the 120 s default once
+# under load 4: a longer budget, not fewer examples (fewer stop finding the mutant).
+@pytest.mark.timeout(300)
 def test_routed_destinations_left_out_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """A mutant engine that gives a routed outbound's listener but only the cluster of its
     own destination (not the subsets and services its MeshHTTPRoute / MeshTCPRoute backends
