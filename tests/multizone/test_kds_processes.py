@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from kuma.kds.mapping import hashed_name
 from kuma.processes import ManagedProcess, free_port
 from tests.cli.helpers import LOOPBACK, Kumactl
 from tests.fixtures import ads_stream
+from tests.fixtures.envoy import eventually as wait_for
 from tests.fixtures.processes import kuma_cp
 
 MESH = """\
@@ -82,13 +82,9 @@ networking:
 """
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def eventually(check: Callable[[], bool], what: str) -> None:
+    # Two control planes and KDS between them: a longer deadline than the fixture's default.
+    wait_for(check, what, timeout=30.0)
 
 
 @contextmanager
