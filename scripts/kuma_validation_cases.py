@@ -35,6 +35,7 @@ VALIDATOR_TESTS = {
     "ZoneIngress": "pkg/core/resources/apis/mesh/zone_ingress_validator_test.go",
     "ZoneEgress": "pkg/core/resources/apis/mesh/zone_egress_validator_test.go",
     "Mesh": "pkg/core/resources/apis/mesh/mesh_validator_test.go",
+    "ExternalService": "pkg/core/resources/apis/mesh/external_service_validator_test.go",
 }
 CRUD_DIR = "pkg/api-server/testdata/resources/crud"
 

@@ -61,12 +61,22 @@ ZONE_INGRESS = Kind("ZoneIngress", "zoneingresses", mesh_scoped=False)
 ZONE_EGRESS = Kind("ZoneEgress", "zoneegresses", mesh_scoped=False)
 SECRET = Kind("Secret", "secrets", mesh_scoped=True, admin_only=True)
 GLOBAL_SECRET = Kind("GlobalSecret", "global-secrets", mesh_scoped=False, admin_only=True)
+EXTERNAL_SERVICE = Kind("ExternalService", "external-services", mesh_scoped=True)
 # Every targetRef policy kind at Kuma's path: /meshes/{mesh}/meshtimeouts/{name}.
 POLICIES = tuple(
     Kind(policy.name, policy.plural, mesh_scoped=True)
     for policy in sorted(POLICY_KINDS.values(), key=lambda p: p.name)
 )
-KINDS = (MESH, DATAPLANE, ZONE_INGRESS, ZONE_EGRESS, SECRET, GLOBAL_SECRET, *POLICIES)
+KINDS = (
+    MESH,
+    DATAPLANE,
+    ZONE_INGRESS,
+    ZONE_EGRESS,
+    SECRET,
+    GLOBAL_SECRET,
+    EXTERNAL_SERVICE,
+    *POLICIES,
+)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,15 @@ KINDS: tuple[Kind, ...] = (
         views.GLOBAL_HEADERS,
         views.global_row,
     ),
+    Kind(
+        "ExternalService",
+        "external-services",
+        ("external-service",),
+        ("external-services",),
+        True,
+        views.DATAPLANE_HEADERS,
+        views.external_service_row,
+    ),
 )
 # Every registered policy kind: ``kumactl get meshtimeouts``, ``get meshtimeout NAME``,
 # ``delete meshtimeout NAME`` (Kuma's KumactlArg / KumactlListArg).

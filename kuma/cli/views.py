@@ -92,6 +92,19 @@ def dataplane_row(document: Document, now: datetime) -> list[str]:
     ]
 
 
+def external_service_row(document: Document, now: datetime) -> list[str]:
+    """Kuma's columns MESH NAME TAGS ADDRESS AGE (the Dataplane's headers): its tags as
+    ``key=value``, sorted, space separated."""
+    tags = _map(document.get("tags"))
+    return [
+        str(document.get("mesh", "")),
+        str(document.get("name", "")),
+        " ".join(sorted(f"{key}={value}" for key, value in tags.items())),
+        str(_map(document.get("networking")).get("address", "")),
+        _age(document, now),
+    ]
+
+
 def secret_row(document: Document, now: datetime) -> list[str]:
     return [str(document.get("mesh", "")), str(document.get("name", "")), _age(document, now)]
 

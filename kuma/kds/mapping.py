@@ -3,10 +3,10 @@ receiver stores it (Kuma's mappers also run on the sending side, pkg/kds/context
 receiver can tell from its own store which version it holds, and a reconnect sends only the
 differences.
 
-- **Global to zone**: Meshes and Mesh* policies authored on global (not the zones' own,
-  ``kuma.io/origin: zone``), labelled ``kuma.io/origin: global``; mesh-scoped policies get
-  Kuma's hashed name (``<name>-<hash of mesh and name>``) so they never collide with a zone's
-  own policy of the same name.
+- **Global to zone**: Meshes, ExternalServices and Mesh* policies authored on global (not the
+  zones' own, ``kuma.io/origin: zone``), labelled ``kuma.io/origin: global``; mesh-scoped ones
+  (policies, ExternalServices) get Kuma's hashed name (``<name>-<hash of mesh and name>``) so
+  they never collide with a zone's own policy of the same name.
 - **Secrets** (:mod:`.secrets`): every mesh Secret, under its own name, so a zone's mesh CAs
   and dataplane-token signing keys are global's; of the GlobalSecrets only the zone-token
   signing keys' public halves.
@@ -22,7 +22,7 @@ import hashlib
 import msgspec
 
 from kuma.multizone import ORIGIN_LABEL, ZONE_TAG
-from kuma.resources import GlobalSecret, Mesh, Resource, Secret
+from kuma.resources import ExternalService, GlobalSecret, Mesh, Resource, Secret
 from kuma.resources.policy import POLICY_KINDS
 
 from .secrets import SECRET_KINDS, secret_to_zone, zone_refuses
@@ -39,11 +39,15 @@ _NAME_LIMIT = 253
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 
+#: Besides policies and Secrets: kinds authored on global that every zone gets.
+_GLOBAL_AUTHORED = frozenset({Mesh.TYPE, ExternalService.TYPE})
+
+
 def global_kinds() -> tuple[str, ...]:
     """Kinds global sends down, Meshes first (policies refer to their mesh), then Secrets (a
-    mesh's CA arrives before the policies). Read when a stream starts: policy kinds register
-    themselves at import."""
-    return (Mesh.TYPE, *SECRET_KINDS, *sorted(POLICY_KINDS))
+    mesh's CA arrives before the policies, an ExternalService's TLS Secrets before it). Read
+    when a stream starts: policy kinds register themselves at import."""
+    return (Mesh.TYPE, *SECRET_KINDS, ExternalService.TYPE, *sorted(POLICY_KINDS))
 
 
 def hashed_name(mesh: str, name: str, *extra: str) -> str:
@@ -77,7 +81,7 @@ def to_zone(resource: Resource) -> Resource | None:
         shaped = secret_to_zone(resource)
         # Kuma keeps Secrets' names: a zone finds them by name (<mesh>.ca-builtin-cert-<ca>).
         return None if shaped is None else _relabel(shaped, shaped.name, GLOBAL_LABELS)
-    if resource.TYPE not in POLICY_KINDS and resource.TYPE != Mesh.TYPE:
+    if resource.TYPE not in POLICY_KINDS and resource.TYPE not in _GLOBAL_AUTHORED:
         return None
     name = resource.name
     if resource.MESH_SCOPED:

@@ -181,6 +181,46 @@ class ZoneEgressNetworking(_Spec, frozen=True):
     admin: Admin | None = None
 
 
+# --- external services (Kuma: api/mesh/v1alpha1/externalservice.proto) -------------------------
+
+
+class DataSource(_Spec, frozen=True):
+    """Kuma's DataSource (api/system/v1alpha1/datasource.proto): a mesh Secret's name, a file,
+    inline bytes (base64 in the document) or an inline string. Inline values are never shown by
+    ``repr`` (an inline client key must not reach a log line or a failed assertion)."""
+
+    secret: str | None = None
+    file: str | None = None
+    inline: bytes | None = None
+    inline_string: str | None = None
+
+    def __repr__(self) -> str:
+        if self.secret is not None:
+            return f"DataSource(secret={self.secret!r})"
+        if self.file is not None:
+            return f"DataSource(file={self.file!r})"
+        return "DataSource(inline=<redacted>)"
+
+    __str__ = __repr__
+
+
+class ExternalServiceTls(_Spec, frozen=True):
+    enabled: bool = False
+    ca_cert: DataSource | None = None
+    client_cert: DataSource | None = None
+    client_key: DataSource | None = None
+    allow_renegotiation: bool | None = None
+    server_name: str | None = None
+    skip_hostname_verification: bool | None = None
+
+
+class ExternalServiceNetworking(_Spec, frozen=True):
+    #: ``host:port``; host an IP or a DNS name.
+    address: str = ""
+    tls: ExternalServiceTls | None = None
+    disable_host_dns_entry: bool = msgspec.field(default=False, name="disableHostDNSEntry")
+
+
 # --- top-level resources -----------------------------------------------------------------------
 
 
@@ -269,6 +309,25 @@ class ZoneEgress(_Resource, tag="ZoneEgress", frozen=True):
     zone: str = ""
     networking: ZoneEgressNetworking | None = None
     TYPE: ClassVar[str] = "ZoneEgress"
+
+
+class ExternalService(_Resource, tag="ExternalService", frozen=True):
+    """A service outside the mesh that its proxies reach by ``kuma.io/service`` (Kuma's
+    ExternalService; served as in Kuma without zone egress: kuma/xds/generate/external.py)."""
+
+    mesh: str = "default"
+    networking: ExternalServiceNetworking | None = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    MESH_SCOPED: ClassVar[bool] = True
+    TYPE: ClassVar[str] = "ExternalService"
+
+    @property
+    def mesh_name(self) -> str:
+        return self.mesh
+
+    @property
+    def service(self) -> str:
+        return self.tags.get(SERVICE_TAG, "")
 
 
 class MeshVips(_Resource, tag="MeshVips", frozen=True):
@@ -389,15 +448,33 @@ class Policy(_Resource, frozen=True):
         return self.mesh
 
 
-Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips | Secret | GlobalSecret | Policy
 #: The types msgspec decodes as one tagged union; policy kinds are decoded by their own class.
-CoreResource = Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips | Secret | GlobalSecret
+CoreResource = (
+    Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips | Secret | GlobalSecret | ExternalService
+)
+Resource = CoreResource | Policy
 RESOURCE_TYPES: dict[str, type[Resource]] = {
     cls.TYPE: cls
-    for cls in (Mesh, Dataplane, ZoneIngress, ZoneEgress, MeshVips, Secret, GlobalSecret)
+    for cls in (
+        Mesh,
+        Dataplane,
+        ZoneIngress,
+        ZoneEgress,
+        MeshVips,
+        Secret,
+        GlobalSecret,
+        ExternalService,
+    )
 }
 ResourceTypeName = Literal[
-    "Mesh", "Dataplane", "ZoneIngress", "ZoneEgress", "MeshVips", "Secret", "GlobalSecret"
+    "Mesh",
+    "Dataplane",
+    "ZoneIngress",
+    "ZoneEgress",
+    "MeshVips",
+    "Secret",
+    "GlobalSecret",
+    "ExternalService",
 ]
 #: The types whose content is secret: admin-only in the API, mode 0600 on disk, never logged.
 SECRET_TYPES = frozenset({Secret.TYPE, GlobalSecret.TYPE})

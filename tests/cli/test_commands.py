@@ -62,7 +62,15 @@ def test_unknown_delete_type(kumactl: Kumactl) -> None:
     result = kumactl("delete", "router", "x")
     assert result.code == 1
     policies = sorted(kind.singular for kind in POLICY_KINDS.values())
-    allowed = ["dataplane", "global-secret", "mesh", "secret", "zone-egress", "zone-ingress"]
+    allowed = [
+        "dataplane",
+        "external-service",
+        "global-secret",
+        "mesh",
+        "secret",
+        "zone-egress",
+        "zone-ingress",
+    ]
     allowed += ["zoneegress", "zoneingress", *policies]
     assert result.err == (
         f"Error: unknown TYPE: router. Allowed values: {', '.join(sorted(allowed))}\n"

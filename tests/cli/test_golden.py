@@ -37,6 +37,16 @@ def kumactl() -> Iterator[Kumactl]:
         ("get-zoneingress.json", ["get", "zone-ingress", "zi-1", "-o", "json"]),
         ("get-zoneegresses.txt", ["get", "zoneegresses"]),
         ("get-zoneegress.yaml", ["get", "zoneegress", "ze-1", "-o", "yaml"]),
+        ("get-external-services.txt", ["get", "external-services", "-m", "golden"]),
+        ("get-external-services.json", ["get", "external-services", "-m", "golden", "-o", "json"]),
+        (
+            "get-external-services-page.txt",
+            ["get", "external-services", "-m", "golden", "--size", "1"],
+        ),
+        (
+            "get-external-service.yaml",
+            ["get", "external-service", "example", "-m", "golden", "-o", "yaml"],
+        ),
     ],
 )
 def test_get(kumactl: Kumactl, golden: str, argv: list[str]) -> None:

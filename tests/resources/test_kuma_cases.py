@@ -60,6 +60,8 @@ def test_every_kind_of_case_was_extracted() -> None:
     """The data file is what the extraction script writes from Kuma v2.7.29 (not hand-made)."""
     kinds = {(c["kind"], c["valid"]) for c in CASES}
     assert kinds == {
-        (k, v) for k in ("Dataplane", "ZoneIngress", "ZoneEgress", "Mesh") for v in (True, False)
+        (k, v)
+        for k in ("Dataplane", "ZoneIngress", "ZoneEgress", "Mesh", "ExternalService")
+        for v in (True, False)
     }
-    assert len(CASES) == 99
+    assert len(CASES) == 118

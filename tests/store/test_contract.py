@@ -8,6 +8,7 @@ import pytest
 
 from kuma.resources import (
     Dataplane,
+    ExternalService,
     GlobalSecret,
     Mesh,
     MeshVips,
@@ -368,4 +369,49 @@ async def test_secrets_round_trip(store: Store) -> None:
             (Operation.CREATE, shared),
             (Operation.UPDATE, rotated),
             (Operation.DELETE, rotated),
+        ]
+
+
+EXTERNAL = """\
+type: ExternalService
+mesh: default
+name: httpbin
+networking:
+  address: "[fd00:a123::1]:443"
+  disableHostDNSEntry: true
+  tls:
+    enabled: true
+    serverName: httpbin.org
+    caCert: {inline: Q0EgUEVN}
+    clientKey: {secret: httpbin-key}
+tags: {kuma.io/service: httpbin, kuma.io/protocol: http}
+"""
+
+
+async def test_external_services_round_trip(store: Store) -> None:
+    """An ExternalService (mesh-scoped, inline bytes, a field spelled ``disableHostDNSEntry``)
+    is stored, listed, watched, updated and deleted byte for byte; an invalid one is refused."""
+    await store.create(mesh("default"))
+    async with store.watch() as events:
+        await read_snapshot(events)
+        service = decode_one(EXTERNAL)
+        assert isinstance(service, ExternalService)
+        created = await store.create(service)
+        assert created.key == ResourceKey("ExternalService", "default", "httpbin")
+        assert (await store.get(created.key)).resource == service
+        listed = await store.list("ExternalService", "default")
+        assert [i.resource for i in listed.items] == [service]
+        with pytest.raises(ValidationError):
+            await store.update(
+                decode_one(EXTERNAL.replace("[fd00:a123::1]:443", "httpbin.org")),
+                version=created.meta.version,
+            )
+        moved = decode_one(EXTERNAL.replace("[fd00:a123::1]:443", "httpbin.org:8443"))
+        updated = await store.update(moved, version=created.meta.version)
+        await store.delete(created.key, version=updated.meta.version)
+        got = await read_events(events, 3)
+        assert [(e.operation, e.resource) for e in got] == [
+            (Operation.CREATE, service),
+            (Operation.UPDATE, moved),
+            (Operation.DELETE, moved),
         ]

@@ -24,6 +24,7 @@ from typing import assert_never
 from ..errors import ValidationError, Violation
 from ..model import (
     Dataplane,
+    ExternalService,
     GlobalSecret,
     Mesh,
     MeshVips,
@@ -36,6 +37,7 @@ from ..model import (
 )
 from .common import parse_duration_ns
 from .dataplane import SUPPORTED_PROTOCOLS, validate_dataplane
+from .external_service import validate_external_service
 from .mesh import validate_mesh
 from .policy import validate_policy
 from .secret import validate_secret
@@ -62,6 +64,8 @@ def validate(resource: Resource) -> list[Violation]:
         validate_mesh_vips(resource, violations)
     elif isinstance(resource, Secret | GlobalSecret):
         validate_secret(resource, violations)
+    elif isinstance(resource, ExternalService):
+        validate_external_service(resource, violations)
     else:
         assert_never(resource)
     return violations

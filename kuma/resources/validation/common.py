@@ -157,6 +157,16 @@ def overlaps_loopback(text: str) -> bool:
     return address == _IPV4_LOOPBACK
 
 
+def is_dns_name(text: str) -> bool:
+    """govalidator.IsDNSName: at most 255 characters besides dots, labels of Kuma's pattern."""
+    return (
+        bool(text)
+        and len(text) - text.count(".") <= _MAX_DNS_NAME_CHARACTERS
+        and not is_ip(text)
+        and _DNS_NAME.fullmatch(text) is not None
+    )
+
+
 def check_address(out: list[Violation], field: str, address: str) -> None:
     """An address proxies listen on or are reached at: an IP or a DNS name, not a wildcard."""
     if not address:
