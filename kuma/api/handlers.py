@@ -203,9 +203,12 @@ def _request_violations(
     return [*_url_violations(kind, written_type, resource, name, mesh), *meta]
 
 
-def _check_authored(ctx: Context, kind: Kind) -> None:
-    """Kuma's 405 for a kind another control plane authors (kuma/multizone/authoring.py)."""
+def _check_authored(ctx: Context, kind: Kind, stored: StoredResource | None = None) -> None:
+    """Kuma's 405 for a kind another control plane authors, or a ``stored`` copy another
+    control plane sent (kuma/multizone/authoring.py)."""
     refusal = ctx.authoring.refusal(kind.type)
+    if refusal is None and stored is not None:
+        refusal = ctx.authoring.stored_refusal(stored.resource)
     if refusal is not None:
         raise ApiError(405, "Method not Allowed", refusal)
 
@@ -226,6 +229,7 @@ def put(kind: Kind) -> Handler:
             current: StoredResource | None = await ctx.store.get(key)
         except NotFoundError:
             current = None
+        _check_authored(ctx, kind, current)
         title = "Could not create a resource" if current is None else "Could not update a resource"
         try:
             resource = ctx.authoring.admit(resource, create=current is None)
@@ -272,6 +276,7 @@ def delete(kind: Kind) -> Handler:
             current = await store.get(key)
         except NotFoundError:
             raise not_found(title) from None
+        _check_authored(ctx, kind, current)
         if isinstance(current.resource, Mesh):
             # The same check-then-act as Kuma's (see put): refused while Dataplanes exist.
             attached = await store.list(DATAPLANE.type, key.name, limit=1)

@@ -13,6 +13,12 @@ differences.
 - **Zone to global**: the zone's Dataplanes, ZoneIngresses and ZoneEgresses, labelled
   ``kuma.io/origin: zone``, ``kuma.io/zone: <zone>`` and ``kuma.io/display-name: <name>``,
   under Kuma's hashed name (hash of mesh, name and zone), so two zones' ``web-01`` coexist.
+  A ZoneIngress's or ZoneEgress's ``zone`` is the sending zone (Kuma's global sets it on
+  receipt, pkg/kds/global/components.go; here the zone's sender shapes it and global checks).
+- **Other zones' ZoneIngresses** go back down (Kuma's ``GlobalToAllButOriginalZoneFlag``):
+  to every zone but the one in their ``zone`` (:func:`withheld_from`), under global's name,
+  relabelled ``kuma.io/origin: global``; a zone's consumers reach those zones' services
+  through them (kuma/xds/generate/cross_zone.py).
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ import hashlib
 import msgspec
 
 from kuma.multizone import ORIGIN_LABEL, ZONE_TAG
-from kuma.resources import ExternalService, GlobalSecret, Mesh, Resource, Secret
+from kuma.resources import (
+    ExternalService,
+    GlobalSecret,
+    Mesh,
+    Resource,
+    Secret,
+    ZoneEgress,
+    ZoneIngress,
+)
 from kuma.resources.policy import POLICY_KINDS
 
 from .secrets import SECRET_KINDS, secret_to_zone, zone_refuses
@@ -45,9 +59,10 @@ _GLOBAL_AUTHORED = frozenset({Mesh.TYPE, ExternalService.TYPE})
 
 def global_kinds() -> tuple[str, ...]:
     """Kinds global sends down, Meshes first (policies refer to their mesh), then Secrets (a
-    mesh's CA arrives before the policies, an ExternalService's TLS Secrets before it). Read
-    when a stream starts: policy kinds register themselves at import."""
-    return (Mesh.TYPE, *SECRET_KINDS, ExternalService.TYPE, *sorted(POLICY_KINDS))
+    mesh's CA arrives before the policies, an ExternalService's TLS Secrets before it), other
+    zones' ZoneIngresses last. Read when a stream starts: policy kinds register themselves at
+    import."""
+    return (Mesh.TYPE, *SECRET_KINDS, ExternalService.TYPE, *sorted(POLICY_KINDS), ZoneIngress.TYPE)
 
 
 def hashed_name(mesh: str, name: str, *extra: str) -> str:
@@ -75,6 +90,11 @@ def _relabel(resource: Resource, name: str, labels: dict[str, str]) -> Resource:
 
 def to_zone(resource: Resource) -> Resource | None:
     """``resource`` (stored on global) as a zone stores it, or None if it does not go down."""
+    if isinstance(resource, ZoneIngress):
+        # Only zones' ingresses go down (never to their own zone: withheld_from), as stored.
+        if resource.labels.get(ORIGIN_LABEL) != ZONE_ORIGIN or not resource.zone:
+            return None
+        return _relabel(resource, resource.name, GLOBAL_LABELS)
     if resource.labels.get(ORIGIN_LABEL) == ZONE_ORIGIN:
         return None
     if isinstance(resource, Secret | GlobalSecret):
@@ -95,7 +115,17 @@ def to_global(resource: Resource, zone: str) -> Resource | None:
         return None
     display = resource.labels.get(DISPLAY_NAME_LABEL, resource.name)
     labels = {ORIGIN_LABEL: ZONE_ORIGIN, ZONE_TAG: zone, DISPLAY_NAME_LABEL: display}
+    if isinstance(resource, ZoneIngress | ZoneEgress):
+        resource = msgspec.structs.replace(resource, zone=zone)
     return _relabel(resource, hashed_name(resource.mesh_name, display, zone), labels)
+
+
+def withheld_from(resource: Resource) -> str | None:
+    """The zone a resource global sends must not reach (None: every zone): a ZoneIngress is
+    never sent back to its own zone (Kuma's ``GlobalProvidedFilter``)."""
+    if isinstance(resource, ZoneIngress) and resource.zone:
+        return resource.zone
+    return None
 
 
 def from_global(resource: Resource) -> bool:
@@ -128,6 +158,8 @@ def zone_violation(resource: Resource, zone: str) -> str | None:
         return f"a zone does not send {resource.TYPE}s"
     if not from_zone(resource, zone):
         return f'labels must carry kuma.io/origin: zone and {ZONE_TAG}: "{zone}"'
+    if isinstance(resource, ZoneIngress | ZoneEgress) and resource.zone != zone:
+        return f'zone must be "{zone}"'
     display = resource.labels.get(DISPLAY_NAME_LABEL, "")
     if not display or resource.name != hashed_name(resource.mesh_name, display, zone):
         return f"the name must be the hash of its mesh, {DISPLAY_NAME_LABEL} and zone"

@@ -6,12 +6,15 @@ names changed since it last looked, so a stream that is slow or disconnected cos
 nothing and, once it looks again, the delta state machine sends only what differs.
 A view is only opened after the outbox has the store's full snapshot: a partial view would
 tell the receiver to delete what it has not been read yet.
+
+A resource may be withheld from one peer (a zone's own ZoneIngress is never sent back to it):
+that peer's view neither lists it nor hears of its changes, every other view does.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Set
 from contextlib import asynccontextmanager
 
 import anyio
@@ -26,19 +29,44 @@ log = logging.getLogger(__name__)
 
 #: ``resource`` as the receiver stores it, or None when it does not travel.
 Shape = Callable[[Resource], Resource | None]
+#: The peer a shaped resource must not reach (None: every peer).
+Withhold = Callable[[Resource], str | None]
+
+
+class _Without(Mapping[str, VersionedResource]):
+    """A type's resources minus the names withheld from one peer (few: its own ingresses)."""
+
+    def __init__(self, items: Mapping[str, VersionedResource], hidden: Set[str]) -> None:
+        self._items = items
+        self._hidden = hidden
+
+    def __getitem__(self, name: str) -> VersionedResource:
+        if name in self._hidden:
+            raise KeyError(name)
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._items if name not in self._hidden)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class View:
     """One stream's look at the outbox: the resources, and the names changed since it last
     took them."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, peer: str = "") -> None:
         self._outbox = outbox
+        #: The peer this view serves (what is withheld from it stays out).
+        self.peer = peer
         self._changes: dict[str, set[str]] = {}
         self._event = anyio.Event()
 
     def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
-        return self._outbox.by_type.get(type_url, {})
+        items = self._outbox.by_type.get(type_url, {})
+        hidden = self._outbox.withheld.get((type_url, self.peer)) if self.peer else None
+        return _Without(items, hidden) if hidden else items
 
     def take_changes(self) -> dict[str, set[str]]:
         changes, self._changes = self._changes, {}
@@ -54,20 +82,25 @@ class View:
         """Wake the waiter (the peer's request created work)."""
         self._event.set()
 
-    def _changed(self, type_url: str, name: str) -> None:
+    def _changed(self, type_url: str, name: str, withheld_from: str | None) -> None:
+        if withheld_from is not None and withheld_from == self.peer:
+            return
         self._changes.setdefault(type_url, set()).add(name)
         self._event.set()
 
 
 class Outbox:
-    def __init__(self, store: Store, shape: Shape) -> None:
+    def __init__(self, store: Store, shape: Shape, withhold: Withhold | None = None) -> None:
         self._store = store
         self._shape = shape
+        self._withhold = withhold
+        #: (type URL, peer) -> wire names withheld from that peer.
+        self.withheld: dict[tuple[str, str], set[str]] = {}
         #: type URL -> wire name -> the encoded resource.
         self.by_type: dict[str, dict[str, VersionedResource]] = {}
-        #: store key -> (type URL, wire name) of what it was sent as (a rename or a resource
-        #: that stops travelling must remove the old one).
-        self._sent_as: dict[ResourceKey, tuple[str, str]] = {}
+        #: store key -> (type URL, wire name, peer withheld from) of what it was sent as (a
+        #: rename or a resource that stops travelling must remove the old one).
+        self._sent_as: dict[ResourceKey, tuple[str, str, str | None]] = {}
         self._views: set[View] = set()
         self._synced = anyio.Event()
 
@@ -85,23 +118,34 @@ class Outbox:
     def _put(self, key: ResourceKey, shaped: Resource | None) -> None:
         old = self._sent_as.pop(key, None)
         if old is not None:
-            self.by_type.get(old[0], {}).pop(old[1], None)
-            self._notify(*old)
+            type_url, name, peer = old
+            self.by_type.get(type_url, {}).pop(name, None)
+            self._notify(type_url, name, peer)
+            if peer is not None:
+                # Notified while still withheld: that peer never held it.
+                hidden = self.withheld[(type_url, peer)]
+                hidden.discard(name)
+                if not hidden:
+                    del self.withheld[(type_url, peer)]
         if shaped is None:
             return
         encoded = codec.encode(shaped)
+        peer = self._withhold(shaped) if self._withhold is not None else None
+        if peer is not None:
+            self.withheld.setdefault((encoded.type_url, peer), set()).add(encoded.name)
         self.by_type.setdefault(encoded.type_url, {})[encoded.name] = encoded
-        self._sent_as[key] = (encoded.type_url, encoded.name)
-        self._notify(encoded.type_url, encoded.name)
+        self._sent_as[key] = (encoded.type_url, encoded.name, peer)
+        self._notify(encoded.type_url, encoded.name, peer)
 
-    def _notify(self, type_url: str, name: str) -> None:
+    def _notify(self, type_url: str, name: str, withheld_from: str | None) -> None:
         for view in self._views:
-            view._changed(type_url, name)
+            view._changed(type_url, name, withheld_from)
 
     @asynccontextmanager
-    async def view(self) -> AsyncIterator[View]:
+    async def view(self, peer: str = "") -> AsyncIterator[View]:
+        """``peer``: who reads it (what is withheld from that peer stays out)."""
         await self._synced.wait()
-        view = View(self)
+        view = View(self, peer)
         self._views.add(view)
         try:
             yield view

@@ -30,12 +30,15 @@ class Pipe(Protocol):
     async def send_message(self, message: Any) -> None: ...
 
 
-async def offer(pipe: Pipe, outbox: Outbox, kinds: tuple[str, ...], peer: str) -> None:
-    """Serve ``outbox``'s resources of ``kinds`` to ``peer`` until it ends the stream.
-    Raises :class:`~kuma.xds.server.node.InvalidRequest` when the peer breaks the protocol."""
+async def offer(
+    pipe: Pipe, outbox: Outbox, kinds: tuple[str, ...], peer: str, *, zone: str = ""
+) -> None:
+    """Serve ``outbox``'s resources of ``kinds`` to ``peer`` until it ends the stream;
+    ``zone``: the peer zone's name (what the outbox withholds from it stays out). Raises
+    :class:`~kuma.xds.server.node.InvalidRequest` when the peer breaks the protocol."""
     state = DeltaProtocol(TypeSet(codec.type_urls(kinds)))
     failed: list[Exception] = []
-    async with outbox.view() as view, anyio.create_task_group() as tg:
+    async with outbox.view(zone) as view, anyio.create_task_group() as tg:
 
         async def receive() -> None:
             try:

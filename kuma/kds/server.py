@@ -1,7 +1,8 @@
 """Global's KDS server (``multizone.global.kds.grpcPort``, 5685, TLS with the control plane's
 certificate): zones dial in, authenticate (:mod:`.auth`), then
 
-- on ``GlobalToZoneSync`` global offers its Meshes and policies (:mod:`.sender`);
+- on ``GlobalToZoneSync`` global offers its Meshes, Secrets, policies and the other zones'
+  ZoneIngresses (:mod:`.sender`);
 - on ``ZoneToGlobalSync`` global takes the zone's Dataplanes, ZoneIngresses and ZoneEgresses
   into its store (:mod:`.receiver`), under the zone's labels and hashed names.
 
@@ -58,7 +59,7 @@ class KdsServer(KdsSyncServiceBase):
         await self._serve(stream, "ZoneToGlobalSync", self._up)
 
     async def _down(self, stream: ServerStream, zone: str) -> None:
-        await sender.offer(stream, self._outbox, mapping.global_kinds(), f"zone {zone}")
+        await sender.offer(stream, self._outbox, mapping.global_kinds(), f"zone {zone}", zone=zone)
 
     async def _up(self, stream: ServerStream, zone: str) -> None:
         await receiver.take(
@@ -108,7 +109,7 @@ async def serve_kds(
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve KDS on ``host:port`` until cancelled; ``task_status.started`` gets the port."""
-    outbox = Outbox(store, mapping.to_zone)
+    outbox = Outbox(store, mapping.to_zone, mapping.withheld_from)
     server = Server([KdsServer(store, outbox, authenticator)])
     async with (
         listening(server, host, port, ssl, what="KDS server") as bound,

@@ -74,6 +74,19 @@ class Authoring:
             return ZONE_READ_ONLY_MESSAGE
         return None
 
+    def stored_refusal(self, stored: Resource) -> str | None:
+        """Kuma's message when the stored ``stored`` may not be replaced or deleted here:
+        on a federated zone, another zone's ZoneIngress that global sent (``kuma.io/origin:
+        global``) is global's copy. Beyond Kuma (which lets a zone edit it until global's next
+        change overwrites it)."""
+        if (
+            self.federated
+            and stored.TYPE in _ZONE_TO_GLOBAL
+            and stored.labels.get(ORIGIN_LABEL) == "global"
+        ):
+            return ZONE_READ_ONLY_MESSAGE
+        return None
+
     def admit(self, resource: Resource, *, create: bool) -> Resource:
         """``resource`` as this control plane stores it when written through the API; raises
         :class:`ValidationError` (Kuma's field paths) when it cannot be written here."""

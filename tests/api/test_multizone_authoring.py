@@ -10,7 +10,7 @@ import pytest
 
 from kuma.api import ApiSettings
 from kuma.multizone import GLOBAL_READ_ONLY_MESSAGE, ZONE_READ_ONLY_MESSAGE, Authoring
-from kuma.resources import Dataplane, Mesh, ResourceKey
+from kuma.resources import Dataplane, Mesh, ResourceKey, decode_one
 from kuma.store import NotFoundError, Store
 from kuma.store.memory import MemoryStore
 
@@ -123,6 +123,22 @@ async def test_a_federated_zone_refuses_deleting_the_mesh(zone_api: Api) -> None
     assert reply.status == 405
     assert reply.json["detail"] == ZONE_READ_ONLY_MESSAGE
     await zone_api.store.get(ResourceKey("Mesh", "", "default"))
+
+
+async def test_another_zones_ingress_is_read_only_on_a_federated_zone(zone_api: Api) -> None:
+    """Global's copy of zone-2's ingress: neither replaced nor deleted here (beyond Kuma); the
+    zone's own ingress stays writable."""
+    remote = decode_one(INGRESS.replace("zi-1", "zi-2") + "labels: {kuma.io/origin: global}\n")
+    await zone_api.store.create(remote)
+    for reply in (
+        await zone_api.put("/zoneingresses/zi-2", INGRESS.replace("zi-1", "zi-2")),
+        await zone_api.delete("/zoneingresses/zi-2"),
+    ):
+        assert reply.status == 405
+        assert reply.json == error(405, "Method not Allowed", ZONE_READ_ONLY_MESSAGE)
+    assert (await zone_api.store.get(ResourceKey.of(remote))).resource == remote
+    assert (await zone_api.put("/zoneingresses/zi-1", INGRESS)).status == 201
+    assert (await zone_api.delete("/zoneingresses/zi-1")).status == 200
 
 
 async def test_a_zone_stamps_its_zone_and_origin_on_dataplanes(zone_api: Api) -> None:

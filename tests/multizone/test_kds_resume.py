@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -61,11 +62,13 @@ def pipes() -> tuple[MemoryPipe, MemoryPipe]:
 
 
 @asynccontextmanager
-async def connected(outbox: Outbox, zone: MemoryStore) -> AsyncIterator[MemoryPipe]:
-    """One connection: global offers, the zone takes; closed (both ends) on exit."""
+async def connected(outbox: Outbox, zone: MemoryStore, name: str = "") -> AsyncIterator[MemoryPipe]:
+    """One connection: global offers, the zone (named ``name``) takes; closed (both ends) on
+    exit."""
     global_end, zone_end = pipes()
+    offer = partial(sender.offer, zone=name)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(sender.offer, global_end, outbox, mapping.global_kinds(), "zone")
+        tg.start_soon(offer, global_end, outbox, mapping.global_kinds(), f"zone {name}")
         tg.start_soon(receiver.take, zone_end, global_sink(zone), mapping.global_kinds(), "global")
         try:
             yield global_end
