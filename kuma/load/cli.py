@@ -108,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a MeshFaultInjection on 'target' naming this client service (abort at 0%%): "
         "the mesh's sidecars then send their tags (x-kuma-tags), one outbound listener each",
     )
+    mesh.add_argument(
+        "--every-policy",
+        action="store_true",
+        help="one mesh-wide policy of every kind that shapes a sidecar (MeshAccessLog, "
+        "MeshFaultInjection, MeshRateLimit, MeshHealthCheck, MeshLoadBalancingStrategy) and a "
+        "Prometheus metrics backend on the Mesh: the features switched on, traffic unchanged",
+    )
     mesh.add_argument("--seed", type=int, default=1)
     cp = run.add_argument_group("control plane and store")
     cp.add_argument(
@@ -212,6 +219,7 @@ def options_from(args: argparse.Namespace) -> Options:
         mtls_expiration=args.mtls_expiration,
         default_policies=args.default_policies,
         fault_from=args.fault_from,
+        every_policy=args.every_policy,
         # Tagged only when the scenario runs: other runs keep their exact Dataplanes.
         policy_group=args.policy_selects if "policy" in args.scenarios else 0,
         seed=args.seed,

@@ -32,6 +32,8 @@ import msgspec
 from kuma.policies import default_policies
 from kuma.resources import Mesh, from_document, to_document
 
+from .feature_policies import every_policy_documents, metrics_section
+
 SHARED = "shared"
 TARGET = "target"
 #: Envoy-side ports of a proxy's inbounds and the first port of its explicit outbounds.
@@ -71,6 +73,9 @@ class MeshSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: A MeshFaultInjection on ``target`` naming this client service (``from`` MeshService,
     #: an abort at 0 %): the mesh then needs the callers' tags ("": none).
     fault_from: str = ""
+    #: One mesh-wide policy of every kind that shapes a sidecar, and a Prometheus metrics
+    #: backend on the Mesh (kuma/load/feature_policies.py).
+    every_policy: bool = False
     #: Proxies tagged for the policy scenario's MeshSubset (0: none).
     policy_group: int = 0
     seed: int = 1
@@ -214,6 +219,8 @@ class Plan:
             if self.spec.mtls_expiration:
                 backend["dpCert"] = {"rotation": {"expiration": self.spec.mtls_expiration}}
             document["mtls"] = {"enabledBackend": CA_BACKEND, "backends": [backend]}
+        if self.spec.every_policy:
+            document["metrics"] = metrics_section()
         return document
 
     def policy_documents(self) -> list[dict[str, Any]]:
@@ -226,6 +233,8 @@ class Plan:
             documents += [to_document(policy) for policy in default_policies(mesh)]
         if self.spec.fault_from:
             documents.append(self._fault_document())
+        if self.spec.every_policy:
+            documents += every_policy_documents(self.spec.mesh)
         if not self.spec.mtls:
             return documents
         return [
