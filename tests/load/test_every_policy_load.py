@@ -37,7 +37,8 @@ async def test_every_policy_kind_is_served_exactly() -> None:
         resources = [from_document(d) for d in h.plan.policy_documents()]
         assert {r.TYPE for r in resources} == KINDS
         mesh = from_document(h.plan.mesh_document())
-        assert isinstance(mesh, Mesh) and mesh.metrics is not None
+        assert isinstance(mesh, Mesh)
+        assert mesh.metrics is not None
         assert all(validate(r) == [] for r in [*resources, mesh])
         converge = await scenarios.initial_convergence(h, idle_seconds=0)
         assert converge["ok"], converge
