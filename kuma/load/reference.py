@@ -31,6 +31,7 @@ from kuma.xds.generate import (
     service_protocol,
     services_of,
 )
+from kuma.xds.generate.external import ExternalEndpoint
 from kuma.xds.snapshot import versioned
 
 from .mesh import Change, Plan, Revisions
@@ -82,6 +83,9 @@ class RefView:
 
     def vip(self, service: str) -> str | None:
         return self._vips.get(service)
+
+    def external(self, service: str) -> Sequence[ExternalEndpoint]:
+        return ()  # kuma-load generates no ExternalServices
 
 
 def _always(service: str) -> bool:

@@ -37,10 +37,12 @@ from hypothesis.stateful import (
 from kuma.policies import resolve
 from kuma.resources import (
     Dataplane,
+    ExternalService,
     Mesh,
     MeshVips,
     ResourceKey,
     ResourceMeta,
+    Secret,
     from_document,
     validate,
 )
@@ -48,6 +50,7 @@ from kuma.resources.model import Policy
 from kuma.store import Operation, ResourceEvent
 from kuma.xds import types
 from kuma.xds.engine import Engine
+from kuma.xds.engine.external_services import ExternalServices
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.engine.watches import ProxyRecord, Subscription
 from kuma.xds.generate.proxy import generate_proxy, outbound_plan, type_url_of
@@ -383,6 +386,8 @@ def expected(
     node: str,
     ready: set[str],
     policies: dict[tuple[str, str, str], Policy] | None = None,
+    externals: Iterable[ExternalService] = (),
+    secrets: Iterable[Secret] = (),
 ) -> dict[str, dict[str, str]] | None:
     mesh_name, name = node.split(".", 1)
     dataplane = engine_view.get((mesh_name, name))
@@ -390,7 +395,13 @@ def expected(
         return None
     in_mesh = [d for (m, _), d in engine_view.items() if m == mesh_name]
     stored = vips.get(mesh_name)
-    view = StaticMeshView(in_mesh, meshes.get(mesh_name), stored.vips if stored else None)
+    view = StaticMeshView(
+        in_mesh,
+        meshes.get(mesh_name),
+        stored.vips if stored else None,
+        external_services=[e for e in externals if e.mesh == mesh_name],
+        secrets={s.name: s.value for s in secrets if s.mesh == mesh_name},
+    )
 
     def tls_ready(service: str) -> bool:
         # Kuma's TLS readiness from scratch: every Dataplane providing the service is ready.
@@ -413,10 +424,12 @@ def expected(
     return result
 
 
-_CORE_TYPES = frozenset({Dataplane.TYPE, Mesh.TYPE, MeshVips.TYPE})
+_CORE_TYPES = frozenset(
+    {Dataplane.TYPE, Mesh.TYPE, MeshVips.TYPE, ExternalService.TYPE, Secret.TYPE}
+)
 #: A store key of the model: (type, mesh, name).
 ModelKey = tuple[str, str, str]
-ModelResource = Dataplane | Mesh | MeshVips | Policy
+ModelResource = Dataplane | Mesh | MeshVips | Policy | ExternalService | Secret
 
 
 def _key(resource: ModelResource) -> ModelKey:
@@ -553,7 +566,9 @@ class EngineMachine(RuleBasedStateMachine):
         EngineMachine.batch_sizes[len(batch)] += 1
         for event in batch:
             resource = event.resource
-            assert isinstance(resource, Dataplane | Mesh | MeshVips | Policy)
+            assert isinstance(
+                resource, Dataplane | Mesh | MeshVips | Policy | ExternalService | Secret
+            )
             if event.operation is Operation.DELETE:
                 self.applied.pop(_key(resource), None)
             else:
@@ -580,7 +595,16 @@ class EngineMachine(RuleBasedStateMachine):
                         bucket.pop(name, None)
                     else:
                         bucket[name] = resource.version
-            want = expected(dataplanes, meshes, vips, node, self.ready, policies)
+            want = expected(
+                dataplanes,
+                meshes,
+                vips,
+                node,
+                self.ready,
+                policies,
+                [r for r in self.applied.values() if isinstance(r, ExternalService)],
+                [r for r in self.applied.values() if isinstance(r, Secret)],
+            )
             assert subscription.known == (want is not None), node
             have = {t: dict(b) for t, b in held.items() if b}
             assert have == {t: b for t, b in (want or {}).items() if b}, node
@@ -672,3 +696,98 @@ def test_routed_destinations_left_out_are_caught(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("kuma.xds.engine.assemble.outbound_plan", own_only)
     with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
         run_state_machine_as_test(EngineMachine, settings=_quick(2000))
+
+
+# --- ExternalServices (a machine of its own: EngineMachine's rule list, and so the mutant
+# checks' derandomized sequences above, stay as they are) -------------------------------------
+
+_ES_NAMES = ("es-1", "es-2", "es-3")
+_SECRET_NAMES = ("ca", "cert", "key")
+_ES_ADDRESSES = ("httpbin.org:443", "10.1.0.1:8080", "[fd00::1]:443", "example.com:80")
+_ES_TLS: tuple[dict[str, Any] | None, ...] = (
+    None,
+    {"enabled": False},
+    {"enabled": True},
+    {"enabled": True, "serverName": "api.example", "caCert": {"secret": "ca"}},
+    {
+        "enabled": True,
+        "skipHostnameVerification": True,
+        "allowRenegotiation": True,
+        "caCert": {"inlineString": "CA"},
+        "clientCert": {"secret": "cert"},
+        "clientKey": {"secret": "key"},
+    },
+)
+
+
+@st.composite
+def external_services(draw: st.DrawFn) -> ExternalService:
+    tags = {"kuma.io/service": draw(st.sampled_from(SERVICES))}
+    protocol = draw(st.sampled_from(PROTOCOLS))
+    if protocol is not None:
+        tags["kuma.io/protocol"] = protocol
+    if draw(st.booleans()):
+        tags["version"] = draw(st.sampled_from(["v1", "v2"]))
+    networking: dict[str, Any] = {"address": draw(st.sampled_from(_ES_ADDRESSES))}
+    tls = draw(st.sampled_from(_ES_TLS))
+    if tls is not None:
+        networking["tls"] = tls
+    document = {
+        "type": "ExternalService",
+        "mesh": draw(st.sampled_from(MESHES)),
+        "name": draw(st.sampled_from(_ES_NAMES)),
+        "networking": networking,
+        "tags": tags,
+    }
+    resource = from_document(document)
+    assert isinstance(resource, ExternalService)
+    return resource
+
+
+class EngineMachineWithExternalServices(EngineMachine):
+    """ExternalServices (some sharing a service with Dataplanes, some TLS with DataSources
+    naming Secrets that come, change and go) beside everything else."""
+
+    @rule(service=external_services())
+    def put_external_service(self, service: ExternalService) -> None:
+        assume(not validate(service))
+        self._put(service)
+
+    @rule(mesh=st.sampled_from(MESHES), name=st.sampled_from(_ES_NAMES))
+    def delete_external_service(self, mesh: str, name: str) -> None:
+        self._delete((ExternalService.TYPE, mesh, name))
+
+    @rule(
+        mesh=st.sampled_from(MESHES),
+        name=st.sampled_from(_SECRET_NAMES),
+        data=st.sampled_from(["QQ==", "Qg==", "Qw=="]),
+    )
+    def put_secret(self, mesh: str, name: str, data: str) -> None:
+        self._put(Secret(mesh=mesh, name=name, data=data))
+
+    @rule(mesh=st.sampled_from(MESHES), name=st.sampled_from(_SECRET_NAMES))
+    def delete_secret(self, mesh: str, name: str) -> None:
+        self._delete((Secret.TYPE, mesh, name))
+
+
+EngineMachineWithExternalServices.TestCase.settings = settings(
+    EngineMachine.TestCase.settings,
+    max_examples=max(1, int(os.environ.get("KUMA_INVARIANT_EXAMPLES", "300")) // 3),
+)
+TestEngineInvariantWithExternalServices = EngineMachineWithExternalServices.TestCase
+
+
+def test_an_external_service_change_not_touching_its_consumers_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mutant engine whose ExternalService handler touches no service (its consumers keep
+    the old cluster): the invariant must fail."""
+    put = ExternalServices.put
+
+    def untouched(self: ExternalServices, resource: ExternalService) -> set[str]:
+        put(self, resource)
+        return set()
+
+    monkeypatch.setattr(ExternalServices, "put", untouched)
+    with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
+        run_state_machine_as_test(EngineMachineWithExternalServices, settings=_quick(500))

@@ -18,6 +18,7 @@ from kuma.policies import OutboundFingerprint, outbound_fingerprint, resolve
 from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
+from kuma.xds.generate.external import is_ipv6_proxy
 from kuma.xds.generate.prometheus import NO_SIDECAR_METRICS, SidecarMetrics
 from kuma.xds.generate.proxy import outbound_plan, proxy_parts, type_url_of
 
@@ -110,12 +111,20 @@ def assemble(
         )
         listeners[listener.name] = listener
         destinations.update(dict.fromkeys(reached))
+    ipv6: bool | None = None
     for destination in destinations:
         fingerprint = fingerprints.get(destination.service)
         if fingerprint is None:  # a service reached only through a route's backendRefs
             fingerprint = fingerprints[destination.service] = outbound_fingerprint(
                 policies, destination.service
             )
+        if mesh.externals and mesh.externals.endpoints(destination.service):
+            # An external service: its cluster holds its endpoints (no EDS).
+            if ipv6 is None:
+                ipv6 = is_ipv6_proxy(dataplane)
+            cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster, ipv6)
+            resources[types.CLUSTER][cluster.name] = cluster
+            continue
         cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster)
         resources[types.CLUSTER][cluster.name] = cluster
         load_assignment = shared.load_assignment(mesh, destination)

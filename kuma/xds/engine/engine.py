@@ -264,8 +264,9 @@ class Engine:
             for service in services:
                 self._shared.endpoints_changed(mesh, service)
                 consumers = index.consumers(mesh_name, service)
-                if self._shared.inputs_changed(mesh, service):
-                    # The inputs shape the consumers' listeners too: re-assemble them.
+                if self._shared.inputs_changed(mesh, service) or mesh.externals.endpoints(service):
+                    # The inputs shape the consumers' listeners too: re-assemble them. An
+                    # external service's endpoints live in its cluster: nothing to patch.
                     reassemble.update(consumers)
                 else:
                     patch[(mesh_name, service)] = consumers

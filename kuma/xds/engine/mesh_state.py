@@ -13,6 +13,9 @@ from kuma.policies.matching import ordered
 from kuma.resources import Dataplane, Mesh
 from kuma.resources.model import Policy
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
+from kuma.xds.generate.external import ExternalEndpoint, external_protocol
+
+from .external_services import ExternalServices
 
 
 def _member_services(dataplane: Dataplane) -> set[str]:
@@ -96,6 +99,8 @@ class MeshState:
         #: Policy kind → name → policy.
         self._policies: dict[str, dict[str, Policy]] = {}
         self._policy_lists: dict[str, tuple[Policy, ...]] | None = None
+        #: The mesh's ExternalServices and its Secrets' values (handlers/external_service.py).
+        self.externals = ExternalServices(name)
 
     # --- policies --------------------------------------------------------------------------
 
@@ -138,6 +143,9 @@ class MeshState:
         return () if entry is None else entry.endpoints
 
     def protocol(self, service: str) -> str:
+        external = self.externals.endpoints(service)
+        if external:
+            return external_protocol(external)
         entry = self._services.get(service)
         return service_protocol(()) if entry is None else entry.protocol
 
@@ -146,6 +154,9 @@ class MeshState:
 
     def vip(self, service: str) -> str | None:
         return self._vips.get(service)
+
+    def external(self, service: str) -> Sequence[ExternalEndpoint]:
+        return self.externals.endpoints(service)
 
     def tls_ready(self, service: str) -> bool:
         """Kuma's TLS readiness, for PERMISSIVE meshes: every Dataplane providing the service

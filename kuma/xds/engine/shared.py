@@ -41,6 +41,7 @@ from kuma.policies import EMPTY, ProxyPolicies
 from kuma.policies.plugin import OutboundPlan
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination, destination_load_assignment
+from kuma.xds.generate.external import ExternalEndpoint, external_cluster
 from kuma.xds.generate.proxy import (
     policy_outbound_listener,
     policy_service_cluster,
@@ -58,11 +59,17 @@ class ServiceInputs(NamedTuple):
 
     protocol: str
     #: The mesh whose mTLS the cluster originates; None for plaintext (mTLS off, or a
-    #: PERMISSIVE service not yet TLS-ready).
+    #: PERMISSIVE service not yet TLS-ready, or an external service).
     tls_mesh: str | None = None
+    #: The service's ExternalServices, resolved: its clusters carry them (no EDS); empty for
+    #: a service of the mesh.
+    external: tuple[ExternalEndpoint, ...] = ()
 
 
 def service_inputs(mesh: MeshState, service: str) -> ServiceInputs:
+    external = mesh.externals.endpoints(service)
+    if external:
+        return ServiceInputs(mesh.protocol(service), None, external)
     return ServiceInputs(
         protocol=mesh.protocol(service),
         tls_mesh=upstream_tls_mesh(mesh.mesh, service, mesh.tls_ready),
@@ -77,10 +84,10 @@ class SharedResources:
     def __init__(self, interner: Interner) -> None:
         self._interner = interner
         #: (mesh, service) → (the inputs its Clusters were built from, Cluster per
-        #: (destination, policy fingerprint)).
+        #: (destination, policy fingerprint, IPv6 consumer of an external service)).
         self._clusters: dict[
             tuple[str, str],
-            tuple[ServiceInputs, dict[tuple[Destination, bytes], VersionedResource]],
+            tuple[ServiceInputs, dict[tuple[Destination, bytes, bool], VersionedResource]],
         ] = {}
         #: (mesh, service) → ClusterLoadAssignment per destination.
         self._load_assignments: dict[tuple[str, str], dict[Destination, VersionedResource]] = {}
@@ -91,20 +98,28 @@ class SharedResources:
         destination: Destination,
         policies: ProxyPolicies = EMPTY,
         fingerprint: bytes = b"",
+        ipv6: bool = False,
     ) -> VersionedResource:
+        """``ipv6``: the consumer is an IPv6 proxy (an external service's DNS lookups)."""
         key = (mesh.name, destination.service)
         inputs = service_inputs(mesh, destination.service)
         cached = self._clusters.get(key)
         if cached is None or cached[0] != inputs or len(cached[1]) > _MAX_VARIANTS:
             # New inputs, or many variants seen (old policy ones may be unused): start over.
             cached = self._clusters[key] = (inputs, {})
-        resource = cached[1].get((destination, fingerprint))
+        variant = (destination, fingerprint, ipv6 and bool(inputs.external))
+        resource = cached[1].get(variant)
         if resource is None:
-            message = policy_service_cluster(
-                destination, inputs.protocol, policies, inputs.tls_mesh
-            )
+            if inputs.external:
+                message = external_cluster(
+                    destination, inputs.protocol, inputs.external, ipv6=ipv6, policies=policies
+                )
+            else:
+                message = policy_service_cluster(
+                    destination, inputs.protocol, policies, inputs.tls_mesh
+                )
             resource = self._interner.intern(types.CLUSTER, message.name, message)
-            cached[1][(destination, fingerprint)] = resource
+            cached[1][variant] = resource
         return resource
 
     def load_assignment(self, mesh: MeshState, destination: Destination) -> VersionedResource:

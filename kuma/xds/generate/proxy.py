@@ -63,6 +63,7 @@ from .dataplane import inbound_protocol, ipv6_inbound_redirect_port, is_transpar
 from .destination import Destination, destination_cluster_name, destination_load_assignment
 from .dns import proxy_dns_listener
 from .endpoints import SERVICELESS_PORT, Endpoint
+from .external import ExternalEndpoint, external_cluster, is_ipv6_proxy
 from .listeners import (
     InboundMtls,
     inbound_listener,
@@ -109,6 +110,10 @@ class MeshView(Protocol):
 
     def vip(self, service: str) -> str | None:
         """The virtual IP of ``service``, if one is allocated."""
+        ...
+
+    def external(self, service: str) -> Sequence[ExternalEndpoint]:
+        """The ExternalServices tagged ``service``, resolved (empty: not external)."""
         ...
 
 
@@ -418,11 +423,18 @@ def generate_proxy(
         )
         listeners[listener.name] = listener
         destinations.update(dict.fromkeys(reached))
+    ipv6 = is_ipv6_proxy(dataplane)
     for destination in destinations:
         name = destination.cluster_name
         service = destination.service
         if service not in protocols:
             protocols[service] = view.protocol(service)
+        external = view.external(service)
+        if external:
+            clusters[name] = external_cluster(
+                destination, protocols[service], external, ipv6=ipv6, policies=policies
+            )
+            continue
         tls_mesh = upstream_tls_mesh(view.mesh, service, tls_ready)
         clusters[name] = policy_service_cluster(destination, protocols[service], policies, tls_mesh)
         result[types.ENDPOINT][name] = destination_load_assignment(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from kuma.resources.model import Dataplane, Mesh
+from kuma.resources.model import Dataplane, ExternalService, Mesh
 
 from .endpoints import Endpoint, endpoints_of, service_protocol
+from .external import ExternalEndpoint, external_protocol, resolve_endpoints
 
 
 def services_of(dataplane: Dataplane) -> list[str]:
@@ -23,16 +24,28 @@ def services_of(dataplane: Dataplane) -> list[str]:
 
 
 class StaticMeshView:
-    """A mesh as of one moment: its Mesh resource, Dataplanes and virtual IPs."""
+    """A mesh as of one moment: its Mesh resource, Dataplanes, virtual IPs, ExternalServices
+    and the values of its Secrets (by name, for their DataSources)."""
 
     def __init__(
         self,
         dataplanes: Iterable[Dataplane],
         mesh: Mesh | None = None,
         vips: Mapping[str, str] | None = None,
+        external_services: Iterable[ExternalService] = (),
+        secrets: Mapping[str, bytes] | None = None,
     ) -> None:
         self._mesh = mesh
         self._vips = dict(vips or {})
+        by_service: dict[str, dict[str, ExternalService]] = {}
+        for resource in external_services:
+            if mesh is None or resource.mesh == mesh.name:
+                by_service.setdefault(resource.service, {})[resource.name] = resource
+        name = mesh.name if mesh is not None else ""
+        self._external = {
+            service: resolve_endpoints(members, secrets or {}, name)
+            for service, members in by_service.items()
+        }
         self._endpoints: dict[str, list[Endpoint]] = {}
         self._services: set[str] = set()
         for dataplane in dataplanes:
@@ -52,6 +65,9 @@ class StaticMeshView:
         return tuple(self._endpoints.get(service, ()))
 
     def protocol(self, service: str) -> str:
+        external = self._external.get(service)
+        if external:
+            return external_protocol(external)
         return service_protocol(self._endpoints.get(service, ()))
 
     def services(self) -> Iterable[str]:
@@ -59,3 +75,6 @@ class StaticMeshView:
 
     def vip(self, service: str) -> str | None:
         return self._vips.get(service)
+
+    def external(self, service: str) -> Sequence[ExternalEndpoint]:
+        return self._external.get(service, ())

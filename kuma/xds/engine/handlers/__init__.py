@@ -9,6 +9,7 @@ from kuma.resources.policy import POLICY_KINDS
 
 from .base import InputHandler
 from .dataplane import DataplaneHandler
+from .external_service import ExternalServiceHandler, SecretHandler
 from .mesh import MeshHandler
 from .mesh_vips import MeshVipsHandler
 from .policy import PolicyHandler
@@ -17,7 +18,8 @@ from .policy import PolicyHandler
 def default_handlers(*, zone: str = "") -> list[InputHandler]:
     """``zone``: a zone control plane's name, stamped on the Dataplanes it serves."""
     policies = [PolicyHandler(kind) for kind in sorted(POLICY_KINDS)]
-    return [DataplaneHandler(zone), MeshHandler(), MeshVipsHandler(), *policies]
+    externals: list[InputHandler] = [ExternalServiceHandler(), SecretHandler()]
+    return [DataplaneHandler(zone), MeshHandler(), MeshVipsHandler(), *externals, *policies]
 
 
 class HandlerRegistry:

@@ -14,8 +14,10 @@ Shapes of the kinds to come:
   ``Assembly.selections`` when a proxy is assembled). For the proxies it selects afterwards,
   add what its ``targetRef`` names: ``meshes`` for ``kind: Mesh``, ``dataplanes`` for the
   Dataplanes it matches (``kind: MeshService``/``MeshSubset`` match within one mesh).
-* a Secret: not an engine input. It feeds the :class:`~kuma.xds.secrets.SecretSource`, which
-  owns the SDS type URL and notifies its own watches (see ``kuma/xds/composite.py``).
+* a proxy's certificates: not an engine input. They feed the
+  :class:`~kuma.xds.secrets.SecretSource`, which owns the SDS type URL and notifies its own
+  watches (see ``kuma/xds/composite.py``). A mesh Secret is an input only as the value an
+  ExternalService's DataSource names (``external_service.py``).
 * a ZoneIngress: a global resource; it adds the services it makes reachable, per mesh, with
   ``touch_services`` (their endpoints change, like a Dataplane's).
 """
