@@ -29,6 +29,7 @@ from kuma.store import ResourceEvent, Store, Synced, open_store
 from kuma.xds import types
 from kuma.xds.composite import CompositeSource
 from kuma.xds.engine import Engine
+from kuma.xds.engine.available_services import AvailableServicesIndex
 from kuma.xds.engine.handlers import default_handlers
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.server import serve as serve_ads
@@ -36,8 +37,9 @@ from kuma.xds.server.observer import ObserverGroup, StreamObserver
 
 from .authn import build_authentication
 from .change_log import ChangeLog
-from .config import CpConfig
+from .config import CpConfig, parse_duration
 from .defaults import MeshDefaults, ensure_default_mesh
+from .ingress_services import IngressServicesWriter
 from .kds import run_kds
 from .logs import fields
 from .orphans import OrphanCollector
@@ -99,6 +101,16 @@ async def run_control_plane(
             handlers=default_handlers(zone=config.zone_name),
         )
         mtls.on_readiness = partial(_touch_services, engine)
+        # The zone's ZoneIngresses list its services (kuma/cp/ingress_services.py); a global has
+        # no Dataplanes of its own to list.
+        ingress_services = None
+        if not config.is_global:
+            ingress_services = IngressServicesWriter(
+                store,
+                AvailableServicesIndex(config.zone_name),
+                max_delay=parse_duration(config.multizone.zone.ingress_update_interval),
+            )
+            engine.inputs.add_observer(ingress_services.index)
         # Insights live beside the resource store, never in it: see kuma/insights/store.py.
         insights = Insights(
             insight_store_for(store),
@@ -166,6 +178,8 @@ async def run_control_plane(
             tg.start_soon(engine.run, store)
             # Transparent proxies' VIPs: allocated once, kept in the store (kuma/cp/vips.py).
             tg.start_soon(VipAllocator(store).run)
+            if ingress_services is not None:
+                tg.start_soon(ingress_services.run)
             tg.start_soon(insights.run)
             tg.start_soon(orphans.run)
             tg.start_soon(mtls.run)

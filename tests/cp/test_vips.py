@@ -15,7 +15,7 @@ from kuma.cp import vips as vips_module
 from kuma.cp.vips import VipAllocator, allocate, hashed_vip
 from kuma.resources import Dataplane, MeshVips, ResourceKey, from_document
 from kuma.store import ConflictError, NotFoundError, Store, StoreUnavailableError, open_store
-from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.etcd import shared_store
 
 pytestmark = pytest.mark.anyio
 
@@ -177,18 +177,6 @@ async def test_stable_across_restarts_even_when_a_newcomer_collides(
         await store.create(dataplane("aaa-1", "aaa"))
         after = await wait_for(store, has("zzz", "aaa"))
     assert after == {"zzz": before["zzz"], "aaa": "240.0.0.1"}
-
-
-@asynccontextmanager
-async def shared_store(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if kind == "memory":
-        async with open_store("memory", {}) as store:
-            yield store
-    else:
-        server: EtcdServer = request.getfixturevalue("etcd_server")
-        prefix: str = request.getfixturevalue("etcd_prefix")
-        async with open_store("etcd", {"endpoints": [server.endpoint], "prefix": prefix}) as store:
-            yield store
 
 
 @pytest.mark.parametrize("kind", ["memory", "etcd"])

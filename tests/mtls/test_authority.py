@@ -18,7 +18,7 @@ from kuma.mtls.issuer import issue, tag_set
 from kuma.resources import Mesh, ResourceKey, Secret
 from kuma.resources.mtls import BuiltinConf
 from kuma.store import AlreadyExistsError, Store, open_store
-from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.etcd import shared_store
 
 pytestmark = pytest.mark.anyio
 
@@ -59,18 +59,6 @@ async def keepers(store: Store, count: int, grace: float = GRACE) -> AsyncIterat
             tg.start_soon(CaKeeper(store, r, cleanup_grace=grace).run)
         yield reports
         tg.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def shared_store(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if kind == "memory":
-        async with open_store("memory", {}) as store:
-            yield store
-    else:
-        server: EtcdServer = request.getfixturevalue("etcd_server")
-        prefix: str = request.getfixturevalue("etcd_prefix")
-        async with open_store("etcd", {"endpoints": [server.endpoint], "prefix": prefix}) as store:
-            yield store
 
 
 @pytest.mark.parametrize("kind", ["memory", pytest.param("etcd", marks=pytest.mark.etcd)])

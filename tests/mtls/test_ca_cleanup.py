@@ -23,8 +23,9 @@ from kuma.store import (
     Store,
     open_store,
 )
+from tests.fixtures.etcd import shared_store
 
-from .test_authority import Reports, keepers, mtls_mesh, shared_store
+from .test_authority import Reports, keepers, mtls_mesh
 
 pytestmark = pytest.mark.anyio
 

@@ -144,6 +144,11 @@ class Engine:
         return self._index
 
     @property
+    def inputs(self) -> EngineInputs:
+        """The engine's inputs (add observers before ``run``)."""
+        return self._inputs
+
+    @property
     def synced(self) -> bool:
         """True once the store's initial snapshot has been applied."""
         return self._synced

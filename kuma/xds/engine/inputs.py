@@ -9,6 +9,7 @@ returned :class:`~.invalidation.Invalidation`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from kuma.resources import Dataplane
 from kuma.store import ResourceEvent
@@ -17,6 +18,15 @@ from kuma.xds.generate.proxy import MeshView
 from .handlers import HandlerRegistry, InputHandler, default_handlers
 from .invalidation import Invalidation
 from .mesh_state import IdentityReady, Meshes
+
+
+class InputObserver(Protocol):
+    """Derives state of its own from the engine's inputs (e.g. the zone's availableServices):
+    sees each event once its handler applied it, then the end of the batch."""
+
+    def observe(self, event: ResourceEvent, meshes: Meshes) -> None: ...
+
+    def settled(self) -> None: ...
 
 
 class EngineInputs:
@@ -28,6 +38,10 @@ class EngineInputs:
         """``identity_ready``: see :class:`~.mesh_state.MeshState` (PERMISSIVE TLS readiness)."""
         self._handlers = HandlerRegistry(default_handlers() if handlers is None else handlers)
         self._meshes = Meshes(identity_ready)
+        self._observers: list[InputObserver] = []
+
+    def add_observer(self, observer: InputObserver) -> None:
+        self._observers.append(observer)
 
     @property
     def meshes(self) -> Meshes:
@@ -58,6 +72,10 @@ class EngineInputs:
             handler = handlers.get(event.resource.TYPE)
             if handler is not None:
                 handler.handle(event, meshes, invalidation)
+            for observer in self._observers:
+                observer.observe(event, meshes)
+        for observer in self._observers:
+            observer.settled()
         candidates = invalidation.vips | invalidation.services.keys()
         invalidation.vips = {m for m in candidates if meshes[m].refresh_vips()}
         return invalidation, count

@@ -1,0 +1,154 @@
+"""The writer of the zone's availableServices: coalesced, only on a real change, and exactly
+once across control-plane instances sharing one store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from kuma.cp.ingress_services import IngressServicesWriter
+from kuma.resources import ResourceKey, ZoneIngress
+from kuma.store import ConflictError, Operation, ResourceEvent, Store, open_store
+from kuma.xds.engine import Engine
+from kuma.xds.engine.available_services import AvailableServicesIndex
+from kuma.xds.engine.handlers import default_handlers
+from tests.fixtures.etcd import shared_store
+from tests.multizone.test_available_services import dataplane, inbound, ingress, mesh
+
+pytestmark = pytest.mark.anyio
+
+KEY = ResourceKey(ZoneIngress.TYPE, "", "ingress-1")
+SVC = "kuma.io/service"
+
+
+async def listed(store: Store) -> list[tuple[str, int]]:
+    resource = (await store.get(KEY)).resource
+    assert isinstance(resource, ZoneIngress)
+    return [(s.tags[SVC], s.instances) for s in resource.available_services]
+
+
+async def until(check: Callable[[], Any]) -> None:
+    """Wait for a state reached through the event loop (the writer's pass, a watch event)."""
+    with anyio.fail_after(10):
+        while not await check():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+class Instance:
+    """One control plane's engine, index and writer on a shared store."""
+
+    def __init__(self, store: Store, zone: str = "") -> None:
+        self.engine = Engine(handlers=default_handlers(zone=zone))
+        self.writer = IngressServicesWriter(
+            store, AvailableServicesIndex(zone), quiet=0.02, max_delay=0.5
+        )
+        self.engine.inputs.add_observer(self.writer.index)
+
+
+@asynccontextmanager
+async def running(store: Store, *instances: Instance) -> AsyncIterator[None]:
+    async with anyio.create_task_group() as tg:
+        for instance in instances:
+            tg.start_soon(instance.engine.run, store)
+            tg.start_soon(instance.writer.run)
+        yield
+        tg.cancel_scope.cancel()
+
+
+async def test_a_burst_is_one_write_and_an_unchanged_list_none() -> None:
+    async with open_store("memory", {}) as store:
+        await store.create(mesh())
+        stored = await store.create(ingress())
+        instance = Instance(store)
+        engine, writer = instance.engine, instance.writer
+        engine.apply_now([ResourceEvent(Operation.CREATE, mesh(), stored.meta, 1)])
+        engine.apply_now([ResourceEvent(Operation.CREATE, stored.resource, stored.meta, 1)])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            # A thousand batches, each a change of the list, before the writer gets a turn.
+            for i in range(1000):
+                created = await store.create(dataplane(f"web-{i}", inbound(f"svc-{i % 10}")))
+                engine.apply_now(
+                    [ResourceEvent(Operation.CREATE, created.resource, created.meta, 1)]
+                )
+
+            async def written() -> bool:
+                return writer.passes == 1
+
+            await until(written)
+            assert writer.writes == 1
+            assert await listed(store) == [(f"svc-{i}", 100) for i in range(10)]
+
+            # Its own write comes back through the watch: the writer looks, writes nothing.
+            own = await store.get(KEY)
+            engine.apply_now([ResourceEvent(Operation.UPDATE, own.resource, own.meta, 2)])
+
+            async def looked() -> bool:
+                return writer.passes == 2
+
+            await until(looked)
+            assert writer.writes == 1
+            assert (await store.get(KEY)).meta.version == own.meta.version
+            # A change that keeps every tag set (an address) does not even wake the writer.
+            moved = dataplane("web-0", inbound("svc-0"), address="10.1.1.1")
+            engine.apply_now([ResourceEvent(Operation.UPDATE, moved, own.meta, 3)])
+            assert writer.index.stale() == []
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("kind", ["memory", pytest.param("etcd", marks=pytest.mark.etcd)])
+async def test_two_instances_write_each_change_once(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with shared_store(kind, request) as store:
+        writes = conflicts = 0
+        update = store.update
+
+        async def counting_update(resource: Any, *, version: str) -> Any:
+            nonlocal writes, conflicts
+            try:
+                stored = await update(resource, version=version)
+            except ConflictError:
+                conflicts += 1
+                raise
+            writes += isinstance(resource, ZoneIngress)
+            return stored
+
+        monkeypatch.setattr(store, "update", counting_update)
+        await store.create(mesh())
+        await store.create(ingress(zone="zone-1"))
+        first, second = Instance(store, "zone-1"), Instance(store, "zone-1")
+
+        async def settled(expected: list[tuple[str, int]]) -> bool:
+            """The store holds ``expected`` and both instances have seen that version."""
+            stored = await store.get(KEY)
+            if await listed(store) != expected:
+                return False
+            return all(
+                (seen := i.writer.index.ingresses.get("ingress-1")) is not None
+                and seen.version == stored.meta.version
+                and not i.writer.index.stale()
+                for i in (first, second)
+            )
+
+        async with running(store, first, second):
+            await until(lambda: settled([]))
+            assert writes == 0  # nothing to list, nothing written
+            changes = [
+                (dataplane("web-1", inbound("web")), [("web", 1)]),
+                (dataplane("web-2", inbound("web")), [("web", 2)]),
+                (dataplane("api-1", inbound("api")), [("api", 1), ("web", 2)]),
+            ]
+            for count, (resource, expected) in enumerate(changes, start=1):
+                await store.create(resource)
+                await until(lambda expected=expected: settled(expected))  # type: ignore[misc]
+                assert writes == count
+            await store.delete(ResourceKey("Dataplane", "default", "api-1"))
+            await until(lambda: settled([("web", 2)]))
+            assert writes == len(changes) + 1
+        # Both instances saw every change; each time one of them wrote it.
+        assert first.writer.writes + second.writer.writes == writes
