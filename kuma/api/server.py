@@ -37,12 +37,15 @@ class ApiServer:
         port: int,
         *,
         https: tuple[str, int, ssl.SSLContext] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``https``: also serve the same application with TLS on (interface, port)."""
+        """``https``: also serve the same application with TLS on (interface, port);
+        ``tls``: serve ``host:port`` itself with TLS."""
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         self._host = host
         self._port = port
         self._https = https
+        self._tls = tls
         self._started = False
         self._closed = False
         self.port = 0
@@ -55,7 +58,7 @@ class ApiServer:
         self._started = True
         try:
             await self._runner.setup()
-            await web.TCPSite(self._runner, self._host, self._port).start()
+            await web.TCPSite(self._runner, self._host, self._port, ssl_context=self._tls).start()
             if self._https is not None:
                 host, port, context = self._https
                 await web.TCPSite(self._runner, host, port, ssl_context=context).start()

@@ -21,6 +21,7 @@ import yaml
 from .config_authn import DpServerAuthn, check_authn
 from .config_base import ConfigError as ConfigError
 from .config_base import Section
+from .mads_config import MonitoringAssignmentServer, check_mads
 from .multizone_config import GLOBAL, STANDALONE, ZONE, Multizone, check_multizone
 
 ENV_PREFIX = "KUMA_"
@@ -156,6 +157,9 @@ class CpConfig(msgspec.Struct, kw_only=True):
     defaults: Defaults = msgspec.field(default_factory=Defaults)
     runtime: Runtime = msgspec.field(default_factory=Runtime)
     logging: Logging = msgspec.field(default_factory=Logging)
+    monitoring_assignment_server: MonitoringAssignmentServer = msgspec.field(
+        default_factory=MonitoringAssignmentServer
+    )
 
     @property
     def zone_name(self) -> str:
@@ -195,6 +199,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "runtime": Runtime,
     "logging": Logging,
     "multizone": Multizone,
+    "monitoringAssignmentServer": MonitoringAssignmentServer,
 }
 #: Top-level keys that are a plain value, not a section.
 _SCALARS = ("mode",)
@@ -351,6 +356,7 @@ def build_config(tree: Mapping[str, Any]) -> CpConfig:
         defaults=sections["defaults"],
         runtime=sections["runtime"],
         logging=sections["logging"],
+        monitoring_assignment_server=sections["monitoringAssignmentServer"],
     )
     _check(config)
     return config
@@ -397,6 +403,10 @@ def _check(config: CpConfig) -> None:
     check_authn(config.dp_server.authn)
     try:
         check_multizone(config.mode, config.multizone, parse_duration)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        check_mads(config.monitoring_assignment_server, parse_duration)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if config.logging.level.lower() not in ("debug", "info", "warning", "error"):

@@ -17,10 +17,13 @@ def preflight(config: CpConfig) -> None:
         store_factory(config.store.type)
     except StoreConfigError as exc:
         raise ConfigError(str(exc)) from None
-    listeners = (
+    listeners: list[tuple[str, str, int]] = [
         ("dpServer.port", config.dp_server.interface, config.dp_server.port),
         ("apiServer.http.port", config.api_server.http.interface, config.api_server.http.port),
-    )
+    ]
+    if not config.is_global:
+        mads = config.monitoring_assignment_server
+        listeners.append(("monitoringAssignmentServer.port", mads.interface, mads.port))
     for key, interface, port in listeners:
         if port:
             _check_free(key, interface, port)

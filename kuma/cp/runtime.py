@@ -42,6 +42,7 @@ from .defaults import MeshDefaults, ensure_default_mesh
 from .ingress_services import IngressServicesWriter
 from .kds import run_kds
 from .logs import fields
+from .mads import serve_mads
 from .orphans import OrphanCollector
 from .registration import Registrar
 from .tls import prepare_tls
@@ -191,6 +192,9 @@ async def run_control_plane(
             # Multi-zone sync: global serves KDS, a federated zone follows global (kuma/kds).
             kds_port = await tg.start(run_kds, config, store, authn)
             await engine.wait_synced()
+            # Prometheus' kuma_sd finds every sidecar's metrics here (kuma/mads); not on
+            # global, which has no Dataplanes (as Kuma).
+            mads_port = None if config.is_global else await tg.start(serve_mads, store, config)
             # One port for ADS and kuma-dp's POST /bootstrap, as in Kuma (kuma/xds/server/demux.py).
             serve_dp = partial(
                 serve_ads,
@@ -250,6 +254,7 @@ async def run_control_plane(
                     https_port=https_port or None,
                     dp_tls=tls.dp is not None,
                     kds_port=kds_port,
+                    mads_port=mads_port,
                 ),
             )
             if on_ready is not None:

@@ -149,6 +149,7 @@ def start_control_plane(
         "KUMA_DP_SERVER_PORT": str(port),
         # Other listeners on free ports: several control planes may run on this machine.
         "KUMA_API_SERVER_HTTP_PORT": str(api_port),
+        "KUMA_MONITORING_ASSIGNMENT_SERVER_PORT": "0",
         "KUMA_LOGGING_LEVEL": log_level,
         # The harness uses the plain-text API on loopback only.
         "KUMA_API_SERVER_HTTPS_ENABLED": "false",
