@@ -21,6 +21,7 @@ from .errors import ApiError
 from .handlers import CONTEXT, Context, add_routes, json_response
 from .insights import InsightProvider, NoInsights
 from .rules import get_rules
+from .zone_overviews import add_routes as add_zone_overviews
 
 log = logging.getLogger("kuma.api")
 
@@ -107,6 +108,7 @@ def build_app(
     hostname = socket.gethostname()
     instance_id = settings.instance_id or f"{hostname}-{secrets.token_hex(2)}"
     app.router.add_get("/", _index_handler(hostname, instance_id))
+    add_zone_overviews(app)  # before the generic routes: /zones/{name} would take _overview
     add_routes(app)
     app.router.add_get("/meshes/{mesh}/dataplanes/{name}/_rules", get_rules)
     app.router.add_routes(extra_routes)

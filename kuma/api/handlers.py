@@ -53,6 +53,8 @@ class Kind:
     mesh_scoped: bool
     #: Only admins may read it, not only write it (Secrets: no other caller ever sees a value).
     admin_only: bool = False
+    #: Written by the control plane only (ZoneInsight): no PUT or DELETE route (405).
+    read_only: bool = False
 
 
 MESH = Kind("Mesh", "meshes", mesh_scoped=False)
@@ -62,6 +64,8 @@ ZONE_EGRESS = Kind("ZoneEgress", "zoneegresses", mesh_scoped=False)
 SECRET = Kind("Secret", "secrets", mesh_scoped=True, admin_only=True)
 GLOBAL_SECRET = Kind("GlobalSecret", "global-secrets", mesh_scoped=False, admin_only=True)
 EXTERNAL_SERVICE = Kind("ExternalService", "external-services", mesh_scoped=True)
+ZONE = Kind("Zone", "zones", mesh_scoped=False)
+ZONE_INSIGHT = Kind("ZoneInsight", "zone-insights", mesh_scoped=False, read_only=True)
 # Every targetRef policy kind at Kuma's path: /meshes/{mesh}/meshtimeouts/{name}.
 POLICIES = tuple(
     Kind(policy.name, policy.plural, mesh_scoped=True)
@@ -75,6 +79,8 @@ KINDS = (
     SECRET,
     GLOBAL_SECRET,
     EXTERNAL_SERVICE,
+    ZONE,
+    ZONE_INSIGHT,
     *POLICIES,
 )
 
@@ -308,6 +314,8 @@ def add_routes(app: web.Application) -> None:
         collection = f"/meshes/{{mesh}}/{kind.plural}" if kind.mesh_scoped else f"/{kind.plural}"
         router.add_get(collection, get_list(kind))
         router.add_get(collection + "/{name}", get_one(kind))
+        if kind.read_only:
+            continue
         router.add_put(collection + "/{name}", put(kind))
         router.add_delete(collection + "/{name}", delete(kind))
     router.add_get("/dataplanes", get_list(DATAPLANE, all_meshes=True))

@@ -96,6 +96,8 @@ KINDS: tuple[Kind, ...] = (
         views.DATAPLANE_HEADERS,
         views.external_service_row,
     ),
+    # Global's zones (kuma/kds/zone_status.py); Kuma's generic columns, status in ``inspect``.
+    Kind("Zone", "zones", ("zone",), ("zones",), False, views.GLOBAL_HEADERS, views.global_row),
 )
 # Every registered policy kind: ``kumactl get meshtimeouts``, ``get meshtimeout NAME``,
 # ``delete meshtimeout NAME`` (Kuma's KumactlArg / KumactlListArg).
@@ -260,15 +262,13 @@ def _tag_selectors(values: Sequence[str]) -> list[tuple[str, str]]:
     return query
 
 
-def inspect_dataplanes(
-    session: Session, mesh: str, tags: Sequence[str], gateway: bool, output: str
-) -> None:
-    query = _tag_selectors(tags)
-    if gateway:
-        query.append(("gateway", "true"))
+def list_all(
+    session: Session, path: str, query: list[tuple[str, str]], what: str
+) -> tuple[Any, list[Any]]:
+    """Every page of a list (following ``next``): its ``total`` and all its items."""
     client = session.client
     try:
-        first = client.get_json(collection_path("dataplanes+insights", mesh), query)
+        first = client.get_json(path, query)
         items = list(first.get("items") or [])
         next_url = first.get("next")
         while next_url:
@@ -276,9 +276,20 @@ def inspect_dataplanes(
             items.extend(page.get("items") or [])
             next_url = page.get("next")
     except ApiCallError as exc:
-        raise CliError(f"failed to list DataplaneOverview: {exc.message}", exc.causes) from None
+        raise CliError(f"failed to list {what}: {exc.message}", exc.causes) from None
+    return first.get("total"), items
+
+
+def inspect_dataplanes(
+    session: Session, mesh: str, tags: Sequence[str], gateway: bool, output: str
+) -> None:
+    query = _tag_selectors(tags)
+    if gateway:
+        query.append(("gateway", "true"))
+    path = collection_path("dataplanes+insights", mesh)
+    total, items = list_all(session, path, query, "DataplaneOverview")
     if output != "table":
-        print_document(session, {"total": first.get("total"), "items": items, "next": None}, output)
+        print_document(session, {"total": total, "items": items, "next": None}, output)
         return
     rows = views.rows(views.overview_row, items, session.now())
     session.stdout.write(table.render(views.OVERVIEW_HEADERS, rows))

@@ -17,7 +17,7 @@ from typing import IO, Any
 import kuma
 from kuma.tproxy import cli as tproxy_cli
 
-from . import commands, info
+from . import commands, info, inspect_zones
 from . import generate as generate_cmd
 from .commands import KINDS, Session
 from .errors import CliError
@@ -117,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
         "--tag", action="append", default=[], metavar="KEY=VALUE", help="filter by tag"
     )
     dataplanes.add_argument("--gateway", action="store_true", help="only gateway dataplanes")
+    for what in inspect_zones.INSPECTED:
+        parser = inspected.add_parser(
+            what, aliases=inspect_zones.ALIASES.get(what, []), parents=[common]
+        )
+        parser.set_defaults(what=what)
+        _output(parser)
     dataplane = inspected.add_parser("dataplane", parents=[common])
     dataplane.add_argument("name", metavar="NAME")
     _mesh(dataplane)
@@ -211,6 +217,8 @@ def _run(args: argparse.Namespace, session: Session) -> None:
             raise CliError(
                 f"inspection type {kind!r} is not supported (policies, config-dump, status)"
             )
+    elif args.command == "inspect" and args.what in inspect_zones.INSPECTED:
+        inspect_zones.inspect(session, args.what, args.output)
     elif args.command == "inspect":
         commands.inspect_dataplanes(session, args.mesh, args.tag, args.gateway, args.output)
     elif args.command == "delete":

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 PADDING = 3
+_GO_MAX_DURATION = timedelta(microseconds=(2**63 - 1) // 1000)
 
 
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], footer: str = "") -> str:
@@ -33,6 +34,8 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[str]], footer: str = 
 def duration(delta: timedelta) -> str:
     """Kuma's table.Duration: ``12s``, ``5m``, ``3h``, ``40d``, ``2y``; ``never`` for more
     than a second in the future (clock skew up to a second shows as ``0s``)."""
+    # Go's Time.Sub saturates at its longest Duration (about 292 years): Kuma prints 292y.
+    delta = max(min(delta, _GO_MAX_DURATION), -_GO_MAX_DURATION)
     seconds = _truncate(delta.total_seconds())
     if seconds < -1:
         return "never"

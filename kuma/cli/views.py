@@ -148,7 +148,7 @@ OVERVIEW_HEADERS = [
 ]
 
 
-def _number(value: object) -> int:
+def number(value: object) -> int:
     # uint64 counters arrive as strings in protobuf JSON, as numbers from other producers.
     if isinstance(value, bool):
         return 0
@@ -194,11 +194,10 @@ def overview_row(document: Document, now: datetime) -> list[str]:
     last = subscriptions[-1] if subscriptions else {}
     last_status = _map(last.get("status"))
     sent = sum(
-        _number(_map(_map(s.get("status")).get("total")).get("responsesSent"))
-        for s in subscriptions
+        number(_map(_map(s.get("status")).get("total")).get("responsesSent")) for s in subscriptions
     )
     rejected = sum(
-        _number(_map(_map(s.get("status")).get("total")).get("responsesRejected"))
+        number(_map(_map(s.get("status")).get("total")).get("responsesRejected"))
         for s in subscriptions
     )
     state, notes = status(networking, insight)
@@ -219,7 +218,7 @@ def overview_row(document: Document, now: datetime) -> list[str]:
         str(rejected),
         table.ago(table.parse_time(cert.get("lastCertificateRegeneration")), now),
         table.date(table.parse_time(cert.get("certificateExpirationTime")), now),
-        str(_number(cert.get("certificateRegenerations"))),
+        str(number(cert.get("certificateRegenerations"))),
         str(cert.get("issuedBackend", "")) if isinstance(mtls, Mapping) else "-",
         ",".join(str(b) for b in _list(cert.get("supportedBackends"))),
         str(_map(version.get("kumaDp")).get("version", "")),

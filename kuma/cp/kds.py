@@ -9,14 +9,16 @@ import ssl
 import anyio
 from anyio.abc import TaskStatus
 
+from kuma.insights import new_instance_id
 from kuma.kds.auth import ZoneAuthenticator
 from kuma.kds.client import ZoneClient, client_tls, parse_address
 from kuma.kds.server import serve_kds
+from kuma.kds.zone_status import LiveInstances, ZoneStatus
 from kuma.store import Store
 from kuma.tokens.verifier import TokenVerifier
 
 from .authn import Authentication
-from .config import CpConfig
+from .config import CpConfig, parse_duration
 from .logs import fields
 from .multizone_config import GLOBAL
 from .tls import load_certificate
@@ -46,21 +48,31 @@ async def run_kds(
     store: Store,
     authn: Authentication,
     *,
+    instance_id: str = "",
+    live: LiveInstances | None = None,
     task_status: TaskStatus[int | None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Global: serve KDS (started with its port). Federated zone: follow global (started at
-    once: nothing local waits for global). Otherwise: nothing to do."""
+    """Global: serve KDS (started with its port) and record zones under ``instance_id``
+    (``live``: which instances sharing the store are alive). Federated zone: follow global
+    (started at once: nothing local waits for global). Otherwise: nothing to do."""
     if config.mode == GLOBAL:
         tokens = config.dp_server.authn.zone_proxy.type != "none"
         if not tokens:
             log.warning("dpServer.authn.zoneProxy.type is none: KDS takes zones at their word")
         verifier = TokenVerifier(authn.keys) if tokens else None
+        kds = config.multizone.global_.kds
         await serve_kds(
             store,
             ZoneAuthenticator(verifier, authn.live),
             config.dp_server.interface,
             config.multizone.global_.kds.grpc_port,
             await _server_tls(store, config),
+            zones=ZoneStatus(
+                store,
+                instance_id or new_instance_id(),
+                flush_interval=parse_duration(kds.zone_insight_flush_interval),
+                live=live,
+            ),
             task_status=task_status,
         )
         return
@@ -76,5 +88,6 @@ async def run_kds(
         address,
         zone.kds.zone_token_file,
         client_tls(zone.kds.root_ca_file, zone.kds.tls_skip_verify) if address.tls else None,
+        instance_id=instance_id,
     )
     await client.run()

@@ -190,7 +190,16 @@ async def run_control_plane(
             await tg.start(registrar.run)
             await tg.start(authn.run)
             # Multi-zone sync: global serves KDS, a federated zone follows global (kuma/kds).
-            kds_port = await tg.start(run_kds, config, store, authn)
+            kds_port = await tg.start(
+                partial(
+                    run_kds,
+                    instance_id=insights.instance_id,
+                    live=orphans.live_instances,
+                ),
+                config,
+                store,
+                authn,
+            )
             await engine.wait_synced()
             # Prometheus' kuma_sd finds every sidecar's metrics here (kuma/mads); not on
             # global, which has no Dataplanes (as Kuma).

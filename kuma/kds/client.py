@@ -23,15 +23,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
+from envoy.config.core.v3.base_pb2 import Node
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import decode_grpc_message
 
+import kuma
 from kuma.store import Store
 
-from . import mapping, receiver, sender
+from . import mapping, receiver, sender, zone_status
 from .outbox import Outbox
 from .service import AUTHORIZATION, CLIENT_ID, KdsSyncServiceStub
 from .sink import StoreSink
@@ -88,6 +90,8 @@ class ZoneClient:
     #: The zone token's file, read on every connection (a replaced token is picked up).
     token_file: str
     tls: ssl.SSLContext | None
+    #: This control plane's instance id (reported to global as Kuma's ``control-plane-id``).
+    instance_id: str = ""
 
     async def run(self) -> None:
         outbox = Outbox(self.store, partial(mapping.to_global, zone=self.zone))
@@ -99,6 +103,20 @@ class ZoneClient:
                 steady = await self._connect_once(outbox, sink)
                 backoff = _BACKOFF_FIRST if steady else min(backoff * 2, _BACKOFF_MAX)
                 await anyio.sleep(backoff)
+
+    def node(self) -> Node:
+        """What the zone tells global about itself (Kuma's node metadata: kuma/kds/zone_status)."""
+        node = Node(id=self.zone)
+        fields = node.metadata.fields
+        fields[zone_status.METADATA_VERSION].struct_value.update(
+            zone_status.zone_cp_version(kuma.__version__)
+        )
+        fields[zone_status.METADATA_CONFIG].string_value = zone_status.zone_cp_config(
+            self.store.name
+        )
+        if self.instance_id:
+            fields[zone_status.METADATA_CONTROL_PLANE_ID].string_value = self.instance_id
+        return node
 
     def _metadata(self) -> dict[str, str]:
         metadata = {CLIENT_ID: self.zone}
@@ -136,7 +154,10 @@ class ZoneClient:
                         tg.cancel_scope.cancel()
 
                     tg.start_soon(
-                        until_ended, receiver.take(down, sink, mapping.global_kinds(), "global")
+                        until_ended,
+                        receiver.take(
+                            down, sink, mapping.global_kinds(), "global", node=self.node()
+                        ),
                     )
                     tg.start_soon(
                         until_ended, sender.offer(up, outbox, mapping.ZONE_KINDS, "global")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
 from . import codec
@@ -20,17 +21,22 @@ log = logging.getLogger(__name__)
 _INVALID_ARGUMENT = 3
 
 
-async def take(pipe: Pipe, sink: StoreSink, kinds: tuple[str, ...], peer: str) -> None:
-    """Follow ``peer``'s resources of ``kinds`` into ``sink`` until the stream ends."""
+async def take(
+    pipe: Pipe, sink: StoreSink, kinds: tuple[str, ...], peer: str, *, node: Node | None = None
+) -> None:
+    """Follow ``peer``'s resources of ``kinds`` into ``sink`` until the stream ends; ``node``
+    goes with the first request (a zone's name, version and config, as Kuma's zone sends)."""
     held = await sink.held()
     for type_url in codec.type_urls(kinds):
-        await pipe.send_message(
-            DeltaDiscoveryRequest(
-                type_url=type_url,
-                resource_names_subscribe=["*"],
-                initial_resource_versions=held.get(type_url, {}),
-            )
+        request = DeltaDiscoveryRequest(
+            type_url=type_url,
+            resource_names_subscribe=["*"],
+            initial_resource_versions=held.get(type_url, {}),
         )
+        if node is not None:
+            request.node.CopyFrom(node)
+            node = None
+        await pipe.send_message(request)
     log.info("KDS: following %s (holding %d resources)", peer, sum(len(v) for v in held.values()))
     while (response := await pipe.recv_message()) is not None:
         if response.resources or response.removed_resources:

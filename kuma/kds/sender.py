@@ -30,8 +30,22 @@ class Pipe(Protocol):
     async def send_message(self, message: Any) -> None: ...
 
 
+class Observer(Protocol):
+    """Hears a stream's traffic (global's zone insights: kuma/kds/zone_status.py)."""
+
+    def on_request(self, request: Any) -> None: ...
+
+    def on_response(self, response: Any) -> None: ...
+
+
 async def offer(
-    pipe: Pipe, outbox: Outbox, kinds: tuple[str, ...], peer: str, *, zone: str = ""
+    pipe: Pipe,
+    outbox: Outbox,
+    kinds: tuple[str, ...],
+    peer: str,
+    *,
+    zone: str = "",
+    observer: Observer | None = None,
 ) -> None:
     """Serve ``outbox``'s resources of ``kinds`` to ``peer`` until it ends the stream;
     ``zone``: the peer zone's name (what the outbox withholds from it stays out). Raises
@@ -43,6 +57,8 @@ async def offer(
         async def receive() -> None:
             try:
                 while (request := await pipe.recv_message()) is not None:
+                    if observer is not None:
+                        observer.on_request(request)
                     reply = state.handle_request(request)
                     if reply is not None and reply.error is not None and not reply.stale:
                         log.warning(
@@ -60,6 +76,8 @@ async def offer(
             if state.has_work:
                 for response in state.build_responses(view.resources):
                     await pipe.send_message(response)
+                    if observer is not None:
+                        observer.on_response(response)
                 continue
             await view.wait_for_changes()
     if failed:

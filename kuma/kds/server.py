@@ -7,7 +7,8 @@ certificate): zones dial in, authenticate (:mod:`.auth`), then
   into its store (:mod:`.receiver`), under the zone's labels and hashed names.
 
 A stream ends with UNAUTHENTICATED (and the reason) when its zone is refused or its token
-ends, and with INVALID_ARGUMENT when the zone breaks the protocol.
+ends, with PERMISSION_DENIED when its Zone is disabled, and with INVALID_ARGUMENT when the
+zone breaks the protocol. Global records each zone and its connections (:mod:`.zone_status`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .auth import ZoneAuthenticator
 from .outbox import Outbox
 from .service import KdsSyncServiceBase, ServerStream
 from .sink import StoreSink
+from .zone_status import ZoneDisabled, ZoneStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,17 @@ def zone_sink(store: Store, zone: str) -> StoreSink:
 
 
 class KdsServer(KdsSyncServiceBase):
-    def __init__(self, store: Store, outbox: Outbox, authenticator: ZoneAuthenticator) -> None:
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        authenticator: ZoneAuthenticator,
+        zones: ZoneStatus | None = None,
+    ) -> None:
         self._store = store
         self._outbox = outbox
         self._authenticator = authenticator
+        self._zones = zones
 
     async def GlobalToZoneSync(self, stream: ServerStream) -> None:
         await self._serve(stream, "GlobalToZoneSync", self._down)
@@ -59,7 +68,14 @@ class KdsServer(KdsSyncServiceBase):
         await self._serve(stream, "ZoneToGlobalSync", self._up)
 
     async def _down(self, stream: ServerStream, zone: str) -> None:
-        await sender.offer(stream, self._outbox, mapping.global_kinds(), f"zone {zone}", zone=zone)
+        kinds = mapping.global_kinds()
+        if self._zones is None:
+            await sender.offer(stream, self._outbox, kinds, f"zone {zone}", zone=zone)
+            return
+        async with self._zones.subscription(zone) as tracker:
+            await sender.offer(
+                stream, self._outbox, kinds, f"zone {zone}", zone=zone, observer=tracker
+            )
 
     async def _up(self, stream: ServerStream, zone: str) -> None:
         await receiver.take(
@@ -76,6 +92,16 @@ class KdsServer(KdsSyncServiceBase):
             zone, grant = self._authenticator.authenticate(stream.metadata or {})
         except Unauthenticated as refused:
             raise GRPCError(Status.UNAUTHENTICATED, refused.reason) from None
+        try:
+            if self._zones is not None:
+                await self._zones.admit(zone)
+        except ZoneDisabled as disabled:
+            grant.release()
+            log.warning("KDS: refusing %s: %s", method, disabled)
+            raise GRPCError(Status.PERMISSION_DENIED, str(disabled)) from None
+        except BaseException:
+            grant.release()
+            raise
         log.info("KDS: zone %s opened %s", zone, method)
         ended: str | None = None
         try:
@@ -106,15 +132,19 @@ async def serve_kds(
     port: int,
     ssl: SSLContext | None,
     *,
+    zones: ZoneStatus | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve KDS on ``host:port`` until cancelled; ``task_status.started`` gets the port."""
+    """Serve KDS on ``host:port`` until cancelled; ``task_status.started`` gets the port.
+    ``zones``: where zones and their connections are recorded (None: not recorded)."""
     outbox = Outbox(store, mapping.to_zone, mapping.withheld_from)
-    server = Server([KdsServer(store, outbox, authenticator)])
+    server = Server([KdsServer(store, outbox, authenticator, zones)])
     async with (
         listening(server, host, port, ssl, what="KDS server") as bound,
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(outbox.run)
+        if zones is not None:
+            tg.start_soon(zones.run)
         task_status.started(bound)
         await anyio.sleep_forever()

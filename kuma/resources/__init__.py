@@ -23,8 +23,10 @@ from .model import (
     ResourceMeta,
     Secret,
     StoredResource,
+    Zone,
     ZoneEgress,
     ZoneIngress,
+    ZoneInsight,
 )
 from .validation import check, validate
 
@@ -51,8 +53,10 @@ __all__ = [
     "StoredResource",
     "ValidationError",
     "Violation",
+    "Zone",
     "ZoneEgress",
     "ZoneIngress",
+    "ZoneInsight",
     "check",
     "decode",
     "decode_one",

@@ -18,6 +18,9 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
 
+from .spec import Spec
+from .zone_insight import KdsSubscription
+
 SERVICE_TAG = "kuma.io/service"
 PROTOCOL_TAG = "kuma.io/protocol"
 ZONE_TAG = "kuma.io/zone"
@@ -27,15 +30,7 @@ InboundState = Literal["Ready", "NotReady", "Ignored"]
 GatewayType = Literal["DELEGATED", "BUILTIN"]
 
 
-class _Spec(
-    msgspec.Struct,
-    frozen=True,
-    forbid_unknown_fields=True,
-    omit_defaults=True,
-    rename="camel",
-    kw_only=True,
-):
-    """Base of every spec fragment: camelCase keys, unknown keys rejected."""
+_Spec = Spec
 
 
 # --- Dataplane -------------------------------------------------------------------------------
@@ -311,6 +306,30 @@ class ZoneEgress(_Resource, tag="ZoneEgress", frozen=True):
     TYPE: ClassVar[str] = "ZoneEgress"
 
 
+class Zone(_Resource, tag="Zone", frozen=True):
+    """A zone as global knows it (Kuma's system Zone): created when the zone first connects
+    over KDS; ``enabled: false`` refuses its KDS streams (kuma/kds/zone_status.py)."""
+
+    enabled: bool | None = None
+    TYPE: ClassVar[str] = "Zone"
+
+    @property
+    def is_enabled(self) -> bool:
+        """Kuma's IsEnabled: unset means enabled."""
+        return self.enabled is not False
+
+
+class ZoneInsight(_Resource, tag="ZoneInsight", frozen=True):
+    """A zone's KDS subscriptions, named after its Zone; written by global's KDS server."""
+
+    subscriptions: tuple[KdsSubscription, ...] = ()
+    TYPE: ClassVar[str] = "ZoneInsight"
+
+    @property
+    def online(self) -> bool:
+        return any(s.online for s in self.subscriptions)
+
+
 class ExternalService(_Resource, tag="ExternalService", frozen=True):
     """A service outside the mesh that its proxies reach by ``kuma.io/service`` (Kuma's
     ExternalService; served as in Kuma without zone egress: kuma/xds/generate/external.py)."""
@@ -450,7 +469,16 @@ class Policy(_Resource, frozen=True):
 
 #: The types msgspec decodes as one tagged union; policy kinds are decoded by their own class.
 CoreResource = (
-    Mesh | Dataplane | ZoneIngress | ZoneEgress | MeshVips | Secret | GlobalSecret | ExternalService
+    Mesh
+    | Dataplane
+    | ZoneIngress
+    | ZoneEgress
+    | MeshVips
+    | Secret
+    | GlobalSecret
+    | ExternalService
+    | Zone
+    | ZoneInsight
 )
 Resource = CoreResource | Policy
 RESOURCE_TYPES: dict[str, type[Resource]] = {
@@ -464,6 +492,8 @@ RESOURCE_TYPES: dict[str, type[Resource]] = {
         Secret,
         GlobalSecret,
         ExternalService,
+        Zone,
+        ZoneInsight,
     )
 }
 ResourceTypeName = Literal[
@@ -475,6 +505,8 @@ ResourceTypeName = Literal[
     "Secret",
     "GlobalSecret",
     "ExternalService",
+    "Zone",
+    "ZoneInsight",
 ]
 #: The types whose content is secret: admin-only in the API, mode 0600 on disk, never logged.
 SECRET_TYPES = frozenset({Secret.TYPE, GlobalSecret.TYPE})

@@ -68,6 +68,7 @@ def test_unknown_delete_type(kumactl: Kumactl) -> None:
         "global-secret",
         "mesh",
         "secret",
+        "zone",
         "zone-egress",
         "zone-ingress",
     ]

@@ -5,9 +5,11 @@ One test walks the whole life of a zone (it costs two control planes and a resta
 behaviours share it): global's Mesh and MeshTimeout reach the zone and are served there; the
 zone's Dataplane reaches global under its hashed name and labels; deletions travel both ways;
 with global killed the zone serves a local change at once; global restarted, syncing resumes
-and only the differences travel. Secrets: the zone holds global's builtin CA of a mesh with
-mTLS (byte-equal) and accepts a dataplane token issued on global; it makes no CA and no
-signing key of its own. A second test refuses a zone with another zone's token.
+and only the differences travel. Global shows the zone online while it is connected (a killed
+global's connection closed once global is back) and offline once it stops. Secrets: the zone
+holds global's builtin CA of a mesh with mTLS (byte-equal) and accepts a dataplane token issued
+on global; it makes no CA and no signing key of its own. A second test refuses a zone with
+another zone's token.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import anyio
 
+import kuma
 from kuma.kds.mapping import hashed_name
 from kuma.processes import ManagedProcess, free_port
 from tests.cli.helpers import LOOPBACK, Kumactl
@@ -168,6 +171,11 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
         with control_plane(env) as (zone, on_zone, zone_url):
             # Global to zone: the meshes and the policy, with Kuma's labels and hashed name.
             eventually(has(on_zone, "get", "meshes", text="demo"), "mesh demo on the zone")
+            # Global records the zone: its Zone, made on the first connection, and the
+            # connection, online, with the zone's version and store.
+            eventually(lambda: zone_row(on_global)[1] == "Online", "zone-1 online on global")
+            assert on_global.ok("get", "zones").splitlines()[1].split()[0] == "zone-1"
+            assert zone_row(on_global)[-2:] == [kuma.__version__, "directory"]
             # The mesh's builtin CA is global's, byte for byte (the zone issues from it); the
             # zone makes none (and no token signing keys) of its own.
             eventually(
@@ -240,7 +248,7 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
 
             # Global back (same store, same port): the zone reconnects; only what changed
             # meanwhile travels: web-02 up, nothing down (global's state did not change).
-            with control_plane(global_env(tmp_path, kds_port)) as (glob, on_global, _):
+            with control_plane(global_env(tmp_path, kds_port)) as (glob, on_global, global_url):
                 web_02 = hashed_name("default", "web-02", "zone-1")
                 eventually(has(on_global, "get", "dataplanes", text=web_02), "web-02 on global")
                 assert glob.count("KDS: zone zone-1 sent 1 Dataplane") == 1, glob.output()
@@ -273,12 +281,32 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
                 assert outcomes[0][0] == "refused", outcomes[0]
                 assert outcomes[1][0] == "ok", outcomes[1]
                 assert token not in zone.output()
-            for made_here in (
-                "CA created",
-                "created the dataplane-token",
-                "created the zone-token",
-            ):
-                assert made_here not in zone.output()
+                for made_here in (
+                    "CA created",
+                    "created the dataplane-token",
+                    "created the zone-token",
+                ):
+                    assert made_here not in zone.output()
+
+                # The killed global's subscription was closed when global came back (not left
+                # online forever); the new one is online. The zone stops: global shows it
+                # offline.
+                eventually(lambda: zone_row(on_global)[1] == "Online", "zone-1 online again")
+                subscriptions = get_json(f"{global_url}/zones/zone-1/_overview")["zoneInsight"][
+                    "subscriptions"
+                ]
+                assert len(subscriptions) == 2, subscriptions
+                assert "disconnectTime" in subscriptions[0], subscriptions
+                assert "disconnectTime" not in subscriptions[1], subscriptions
+                zone.stop()
+                eventually(lambda: zone_row(on_global)[1] == "Offline", "zone-1 offline")
+
+
+def zone_row(kumactl: Kumactl) -> list[str]:
+    """zone-1's row of ``kumactl inspect zones`` (NAME STATUS ... ZONE-CP VERSION BACKEND)."""
+    lines = kumactl.ok("inspect", "zones").splitlines()
+    rows = [line.split() for line in lines[1:] if line.split()[:1] == ["zone-1"]]
+    return rows[0] if rows else ["zone-1", "missing"]
 
 
 def secret(url: str, name: str) -> str | None:

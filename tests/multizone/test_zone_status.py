@@ -1,0 +1,174 @@
+"""Global's record of its zones (kuma/kds/zone_status.py) over in-memory KDS streams: the Zone
+created once on first connect, a disabled zone refused, the subscription's connect and
+disconnect times, the zone's reported version and store, per-type counters, and the sweep that
+closes the subscriptions of a global instance that stopped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+import kuma
+from kuma.kds import mapping, receiver, sender
+from kuma.kds.auth import ZoneAuthenticator
+from kuma.kds.client import ZoneClient, global_sink, parse_address
+from kuma.kds.outbox import Outbox
+from kuma.kds.server import KdsServer
+from kuma.kds.zone_status import ZoneDisabled, ZoneStatus, compatible_versions
+from kuma.resources import Mesh, ResourceKey, Zone, ZoneInsight
+from kuma.resources.zone_insight import KdsSubscription
+from kuma.store import NotFoundError
+from kuma.store.memory import MemoryStore
+from kuma.tokens.live import LiveGrants
+
+from .test_kds_resume import pipes, until
+
+pytestmark = pytest.mark.anyio
+
+
+async def insight_of(store: MemoryStore, zone: str) -> ZoneInsight | None:
+    try:
+        found = (await store.get(ResourceKey(ZoneInsight.TYPE, "", zone))).resource
+    except NotFoundError:
+        return None
+    assert isinstance(found, ZoneInsight)
+    return found
+
+
+async def test_the_zone_is_created_once_by_racing_global_instances() -> None:
+    store = MemoryStore()
+    instances = [ZoneStatus(store, f"global-{i}") for i in range(4)]
+    async with anyio.create_task_group() as tg:
+        for status in instances:
+            tg.start_soon(status.admit, "zone-1")
+    page = await store.list(Zone.TYPE)
+    assert [item.resource for item in page.items] == [Zone(name="zone-1", enabled=True)]
+    first = page.items[0].meta.version
+    await instances[0].admit("zone-1")  # a reconnect writes nothing
+    assert (await store.get(ResourceKey(Zone.TYPE, "", "zone-1"))).meta.version == first
+
+
+async def test_a_disabled_zone_is_refused_before_anything_travels() -> None:
+    store = MemoryStore()
+    await store.create(Zone(name="zone-1", enabled=False))
+    status = ZoneStatus(store, "global-1")
+    with pytest.raises(ZoneDisabled, match="zone zone-1 is disabled"):
+        await status.admit("zone-1")
+
+    class Stream:
+        metadata = {"client-id": "zone-1"}
+
+        async def recv_message(self) -> Any:
+            raise AssertionError("a refused stream is never read")
+
+    server = KdsServer(
+        store, Outbox(store, mapping.to_zone), ZoneAuthenticator(None, LiveGrants()), status
+    )
+    with pytest.raises(GRPCError) as refused:
+        await server.GlobalToZoneSync(Stream())  # type: ignore[arg-type]
+    assert refused.value.status is Status.PERMISSION_DENIED
+    assert await insight_of(store, "zone-1") is None
+
+
+async def test_a_subscription_records_version_counters_and_disconnect() -> None:
+    glob, zone = MemoryStore(), MemoryStore()
+    await glob.create(Mesh(name="default"))
+    await glob.create(Mesh(name="other"))
+    status = ZoneStatus(glob, "global-1", flush_interval=0.01)
+    client = ZoneClient(
+        zone, "zone-1", parse_address("grpcs://g:5685"), "", None, instance_id="z-7"
+    )
+    outbox = Outbox(glob, mapping.to_zone)
+    global_end, zone_end = pipes()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(outbox.run)
+
+        async def serve() -> None:
+            async with status.subscription("zone-1") as tracker:
+                await sender.offer(
+                    global_end, outbox, mapping.global_kinds(), "zone-1", observer=tracker
+                )
+
+        tg.start_soon(serve)
+        sink = global_sink(zone)
+        kinds = mapping.global_kinds()
+        zone_scope = anyio.CancelScope()
+
+        async def follow() -> None:
+            with zone_scope:
+                await receiver.take(zone_end, sink, kinds, "global", node=client.node())
+
+        tg.start_soon(follow)
+
+        async def acked_meshes() -> bool:
+            insight = await insight_of(glob, "zone-1")
+            if insight is None or not insight.subscriptions:
+                return False
+            stat = insight.subscriptions[-1].status.stat.get("Mesh")
+            return stat is not None and stat.responses_acknowledged >= 1
+
+        await until(glob, acked_meshes)
+        insight = await insight_of(glob, "zone-1")
+        assert insight is not None
+        assert insight.online
+        (live,) = insight.subscriptions
+        assert live.global_instance_id == "global-1"
+        assert live.zone_instance_id == "z-7"
+        assert live.version is not None
+        assert live.version.kuma_cp is not None
+        assert live.version.kuma_cp.version == kuma.__version__
+        assert live.version.kuma_cp.kuma_cp_global_compatible
+        assert live.config == '{"store": {"type": "memory"}}'
+        assert live.status.total.responses_sent >= live.status.stat["Mesh"].responses_sent >= 1
+        assert live.status.total.responses_rejected == 0
+        assert live.status.last_update_time is not None
+        # The zone goes away: its stream ends, the subscription is closed.
+        zone_scope.cancel()
+        zone_end.close()
+
+        async def offline() -> bool:
+            found = await insight_of(glob, "zone-1")
+            return found is not None and not found.online
+
+        await until(glob, offline)
+        tg.cancel_scope.cancel()
+    global_end.close()
+    insight = await insight_of(glob, "zone-1")
+    assert insight is not None
+    assert insight.subscriptions[0].disconnect_time is not None
+
+
+async def test_the_sweep_closes_subscriptions_of_stopped_instances() -> None:
+    store = MemoryStore()
+    then = datetime(2026, 12, 4, tzinfo=UTC)
+    await store.create(
+        ZoneInsight(
+            name="zone-1",
+            subscriptions=(
+                KdsSubscription(id="a", global_instance_id="crashed", connect_time=then),
+                KdsSubscription(id="b", global_instance_id="peer", connect_time=then),
+                KdsSubscription(id="c", global_instance_id="me", connect_time=then),
+            ),
+        )
+    )
+
+    async def live() -> frozenset[str]:
+        return frozenset({"peer"})
+
+    await ZoneStatus(store, "me", live=live).sweep()
+    insight = await insight_of(store, "zone-1")
+    assert insight is not None
+    assert [s.online for s in insight.subscriptions] == [False, True, True]
+    assert insight.online
+
+
+def test_version_compatibility_is_kumas() -> None:
+    assert compatible_versions("2.7.0", "2.5.3")
+    assert not compatible_versions("2.7.0", "2.4.0")
+    assert not compatible_versions("2.7.0", "1.7.0")
+    assert compatible_versions("0.1.0", "dev")
