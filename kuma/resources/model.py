@@ -348,6 +348,13 @@ class ExternalService(_Resource, tag="ExternalService", frozen=True):
     def service(self) -> str:
         return self.tags.get(SERVICE_TAG, "")
 
+    @property
+    def holds_private_key(self) -> bool:
+        """Its client key is inline (not a Secret's name): stored like a Secret (0600)."""
+        tls = self.networking.tls if self.networking is not None else None
+        key = tls.client_key if tls is not None else None
+        return key is not None and bool(key.inline or key.inline_string)
+
 
 class MeshVips(_Resource, tag="MeshVips", frozen=True):
     """The virtual IPs of one mesh's services for transparent proxying (Kuma keeps the same

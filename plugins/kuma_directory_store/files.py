@@ -24,6 +24,7 @@ import orjson
 from kuma.resources import (
     SECRET_TYPES,
     DecodeError,
+    ExternalService,
     Resource,
     ResourceKey,
     ValidationError,
@@ -211,7 +212,11 @@ def read_and_parse(
 
 
 def holds_secrets(resources: Sequence[Resource]) -> bool:
-    return any(r.TYPE in SECRET_TYPES for r in resources)
+    """Secrets, or an ExternalService with an inline private key."""
+    return any(
+        r.TYPE in SECRET_TYPES or (isinstance(r, ExternalService) and r.holds_private_key)
+        for r in resources
+    )
 
 
 def walk(top: str) -> tuple[list[str], list[str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kuma.resources import GlobalSecret, Mesh, ResourceKey, Secret, decode
+from kuma.resources import GlobalSecret, Mesh, ResourceKey, Secret, decode, decode_one
 from kuma.store import ConflictError, Operation, Store, StoreConfigError, WatchItem, open_store
 
 from .harness_directory import (
@@ -246,3 +246,19 @@ async def test_secret_files_are_written_0600_and_loose_ones_are_reported(
     assert f"chmod 600 {loose}" in caplog.text
     assert "bG9vc2UtdmFsdWU" not in caplog.text
     assert "dG9wLXNlY3JldA" not in caplog.text
+
+
+async def test_an_external_service_with_an_inline_key_is_written_0600(
+    store: Store, folder: Path
+) -> None:
+    """An inline client key is a private key on disk like a Secret's; a Secret's name is not."""
+    document = (
+        "type: ExternalService\nmesh: default\nname: {name}\nnetworking:\n"
+        "  address: httpbin.org:443\n  tls: {{enabled: true, clientCert: {{secret: c}}, "
+        "clientKey: {key}}}\ntags: {{kuma.io/service: {name}}}\n"
+    )
+    await store.create(decode_one(document.format(name="inline", key="{inlineString: KEY}")))
+    await store.create(decode_one(document.format(name="named", key="{secret: k}")))
+    mode = (folder / "externalservice-default-inline.yaml").stat().st_mode & 0o777
+    assert mode == 0o600
+    assert (folder / "externalservice-default-named.yaml").exists()

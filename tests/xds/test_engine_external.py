@@ -15,6 +15,7 @@ from kuma.resources import ExternalService, Secret, from_document
 from kuma.resources.model import Dataplane
 from kuma.store import Operation, ResourceEvent
 from kuma.xds import types
+from kuma.xds.engine.external_services import ExternalServices
 
 from .test_engine_invariant import _META, EngineMachineWithExternalServices
 
@@ -59,6 +60,26 @@ def _cluster(machine: EngineMachineWithExternalServices, node: str) -> cluster_p
 def test_consumers_and_only_they_follow_an_external_service(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    _run_scenario(caplog)
+
+
+def test_an_external_service_change_not_touching_its_consumers_is_caught(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A mutant engine whose ExternalService handler touches no service (its consumers keep
+    the cluster they had): the invariant check of the scenario fails."""
+    put = ExternalServices.put
+
+    def untouched(self: ExternalServices, resource: ExternalService) -> set[str]:
+        put(self, resource)
+        return set()
+
+    monkeypatch.setattr(ExternalServices, "put", untouched)
+    with pytest.raises(AssertionError, match=r"^default\.web-\d"):
+        _run_scenario(caplog)
+
+
+def _run_scenario(caplog: pytest.LogCaptureFixture) -> None:
     machine = EngineMachineWithExternalServices()
     machine._put(from_document({"type": "Mesh", "name": "default"}))  # type: ignore[arg-type]
     machine._put(_dataplane("web-1", "10.0.0.1", "web", "httpbin"))

@@ -50,7 +50,6 @@ from kuma.resources.model import Policy
 from kuma.store import Operation, ResourceEvent
 from kuma.xds import types
 from kuma.xds.engine import Engine
-from kuma.xds.engine.external_services import ExternalServices
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.engine.watches import ProxyRecord, Subscription
 from kuma.xds.generate.proxy import generate_proxy, outbound_plan, type_url_of
@@ -775,19 +774,3 @@ EngineMachineWithExternalServices.TestCase.settings = settings(
     max_examples=max(1, int(os.environ.get("KUMA_INVARIANT_EXAMPLES", "300")) // 3),
 )
 TestEngineInvariantWithExternalServices = EngineMachineWithExternalServices.TestCase
-
-
-def test_an_external_service_change_not_touching_its_consumers_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A mutant engine whose ExternalService handler touches no service (its consumers keep
-    the old cluster): the invariant must fail."""
-    put = ExternalServices.put
-
-    def untouched(self: ExternalServices, resource: ExternalService) -> set[str]:
-        put(self, resource)
-        return set()
-
-    monkeypatch.setattr(ExternalServices, "put", untouched)
-    with pytest.raises(AssertionError, match=r"^(default|other)\.(web|api)-\d"):
-        run_state_machine_as_test(EngineMachineWithExternalServices, settings=_quick(500))
