@@ -3,19 +3,21 @@ prometheus, a kuma-dp with a real Envoy; ``GET http://<dp address>:<port>/metric
 the ``kuma:metrics:prometheus`` listener and the ``kuma:metrics:hijacker`` cluster to kuma-dp's
 hijacker on its unix socket, which answers with Envoy's stats in Prometheus text format, the
 listener's ``usedonly`` filter applied, after the metrics of the ``aggregate`` application
-endpoint."""
+endpoint; and Prometheus finding it through kuma-cp's MADS."""
 
 from __future__ import annotations
 
 import http.client
 import re
 import ssl
+import urllib.request
 
 import pytest
 import yaml
 
 from kuma.tls.certs import generate_ca_certificate
 from tests.fixtures.envoy import HttpService, eventually, free_ports
+from tests.mads.kuma_sd import discover
 
 from .test_kuma_dp import Cluster, cluster
 
@@ -45,6 +47,31 @@ def _scrape(
         return response.status, response.read().decode(), response.getheader("content-type", "")
     finally:
         connection.close()
+
+
+def _discovered_and_scraped(cluster: Cluster, port: int) -> None:
+    """Prometheus finds the sidecar through kuma-cp's MADS (as its kuma_sd does) and scrapes
+    the target it was given."""
+    assert cluster.cp is not None
+    ready = cluster.cp.wait_for_line("kuma-cp is ready")
+    mads = re.search(r"mads_port=(\d+)", ready)
+    assert mads, ready
+
+    def web() -> dict[str, str] | None:
+        found = {t["instance"]: t for t in discover(f"http://127.0.0.1:{mads.group(1)}")}
+        return found.get("web-01")
+
+    target = eventually(web, "web-01 among the MADS targets", timeout=30)
+    assert (target["__scheme__"], target["__address__"], target["__metrics_path__"]) == (
+        "http",
+        f"{ADDRESS}:{port}",
+        "/metrics",
+    )
+    assert target["__meta_kuma_service"] == "web"
+    url = f"{target['__scheme__']}://{target['__address__']}{target['__metrics_path__']}"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        assert reply.status == 200
+        assert re.search(rb"^envoy_server_live\{?.*\}? 1$", reply.read(), re.M)
 
 
 def test_prometheus_scrapes_the_sidecar(cluster: Cluster) -> None:
@@ -94,6 +121,7 @@ def test_prometheus_scrapes_the_sidecar(cluster: Cluster) -> None:
     # ... after the application's metrics, fetched at its path without the query.
     assert body.startswith(APP_METRICS + "\n"), body[:500]
     assert exporter.paths[-1] == "/m"
+    _discovered_and_scraped(cluster, metrics)
 
     # Mesh mTLS on (the backend's tls mode is Kuma's default, activeMTLSBackend): a scraper
     # without the mesh's certificate is refused, one on the proxy's own address still scrapes.
