@@ -95,15 +95,16 @@ class KdsServer(KdsSyncServiceBase):
         try:
             if self._zones is not None:
                 await self._zones.admit(zone)
-        except ZoneDisabled as disabled:
+        except ZoneDisabled as refusal:
             grant.release()
-            log.warning("KDS: refusing %s: %s", method, disabled)
-            raise GRPCError(Status.PERMISSION_DENIED, str(disabled)) from None
+            log.warning("KDS: refusing %s: %s", method, refusal)
+            raise GRPCError(Status.PERMISSION_DENIED, str(refusal)) from None
         except BaseException:
             grant.release()
             raise
         log.info("KDS: zone %s opened %s", zone, method)
         ended: str | None = None
+        disabled = False
         try:
             async with anyio.create_task_group() as tg:
 
@@ -112,7 +113,15 @@ class KdsServer(KdsSyncServiceBase):
                     ended = await grant.wait_ended()
                     tg.cancel_scope.cancel()
 
+                async def until_disabled(zones: ZoneStatus) -> None:
+                    nonlocal disabled
+                    await zones.wait_disabled(zone)
+                    disabled = True
+                    tg.cancel_scope.cancel()
+
                 tg.start_soon(until_grant_ends, grant)
+                if self._zones is not None:
+                    tg.start_soon(until_disabled, self._zones)
                 await run(stream, zone)
                 tg.cancel_scope.cancel()
         except InvalidRequest as error:
@@ -123,6 +132,9 @@ class KdsServer(KdsSyncServiceBase):
             log.info("KDS: zone %s closed %s", zone, method)
         if ended is not None:
             raise GRPCError(Status.UNAUTHENTICATED, f"zone {zone}: {ended}")
+        if disabled:
+            log.warning("KDS: ending %s: zone %s was disabled", method, zone)
+            raise GRPCError(Status.PERMISSION_DENIED, ZoneDisabled.message(zone))
 
 
 async def serve_kds(

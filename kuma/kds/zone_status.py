@@ -42,7 +42,7 @@ from kuma.resources.zone_insight import (
     close_where,
     replace_subscription,
 )
-from kuma.store import ConflictError, NotFoundError, Store, StoreError
+from kuma.store import ConflictError, NotFoundError, Operation, Store, StoreError, Synced
 
 from . import codec
 
@@ -64,6 +64,10 @@ def _now() -> datetime:
 
 class ZoneDisabled(Exception):
     """The zone's Zone resource says ``enabled: false``."""
+
+    @staticmethod
+    def message(zone: str) -> str:
+        return f"zone {zone} is disabled (its Zone has enabled: false)"
 
 
 class SubscriptionTracker:
@@ -158,6 +162,9 @@ class ZoneStatus:
         self._flush_interval = flush_interval
         self._live = live
         self._clock = clock
+        #: Zones whose Zone says ``enabled: false`` (followed from the store by :meth:`run`).
+        self._disabled: set[str] = set()
+        self._on_disabled: dict[str, anyio.Event] = {}
 
     async def admit(self, zone: str) -> None:
         """Create the zone's Zone if it has none; ZoneDisabled if it is disabled."""
@@ -173,7 +180,7 @@ class ZoneStatus:
                 stored = await self._store.get(key)  # another global instance created it
         assert isinstance(stored.resource, Zone)
         if not stored.resource.is_enabled:
-            raise ZoneDisabled(f"zone {zone} is disabled (its Zone has enabled: false)")
+            raise ZoneDisabled(ZoneDisabled.message(zone))
 
     @asynccontextmanager
     async def subscription(self, zone: str) -> AsyncIterator[SubscriptionTracker]:
@@ -267,13 +274,39 @@ class ZoneStatus:
             )
 
     async def run(self) -> None:
-        """Sweep now and then every flush interval, until cancelled."""
-        while True:
-            try:
-                await self.sweep()
-            except StoreError as exc:
-                log.warning("KDS: could not check zone subscriptions: %s", exc)
-            await anyio.sleep(self._flush_interval)
+        """Follow the Zones; sweep now and then every flush interval; until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._follow_zones)
+            while True:
+                try:
+                    await self.sweep()
+                except StoreError as exc:
+                    log.warning("KDS: could not check zone subscriptions: %s", exc)
+                await anyio.sleep(self._flush_interval)
+
+    async def wait_disabled(self, zone: str) -> None:
+        """Return once ``zone``'s Zone says ``enabled: false`` (at once if it does now): its
+        open streams are then ended."""
+        if zone in self._disabled:
+            return
+        await self._on_disabled.setdefault(zone, anyio.Event()).wait()
+
+    async def _follow_zones(self) -> None:
+        async with self._store.watch() as events:
+            async for item in events:
+                if isinstance(item, Synced) or item.key.type != Zone.TYPE:
+                    continue
+                zone = item.key.name
+                resource = item.resource
+                if item.operation is Operation.DELETE or (
+                    isinstance(resource, Zone) and resource.is_enabled
+                ):
+                    self._disabled.discard(zone)
+                    continue
+                self._disabled.add(zone)
+                waiting = self._on_disabled.pop(zone, None)
+                if waiting is not None:
+                    waiting.set()
 
 
 def compatible_versions(global_version: str, zone_version: str) -> bool:

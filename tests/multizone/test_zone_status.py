@@ -172,3 +172,51 @@ def test_version_compatibility_is_kumas() -> None:
     assert not compatible_versions("2.7.0", "2.4.0")
     assert not compatible_versions("2.7.0", "1.7.0")
     assert compatible_versions("0.1.0", "dev")
+
+
+async def test_a_zone_disabled_while_connected_is_cut_off() -> None:
+    store = MemoryStore()
+    status = ZoneStatus(store, "global-1")
+    server = KdsServer(
+        store, Outbox(store, mapping.to_zone), ZoneAuthenticator(None, LiveGrants()), status
+    )
+
+    class Stream:
+        metadata = {"client-id": "zone-1"}
+
+        async def recv_message(self) -> Any:
+            await anyio.sleep_forever()
+
+        async def send_message(self, message: Any) -> None:
+            pass
+
+    ended: list[GRPCError] = []
+    done = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(status.run)
+
+        async def serve() -> None:
+            try:
+                await server.GlobalToZoneSync(Stream())  # type: ignore[arg-type]
+            except GRPCError as error:
+                ended.append(error)
+            done.set()
+
+        tg.start_soon(serve)
+
+        async def connected() -> bool:
+            found = await insight_of(store, "zone-1")
+            return found is not None and found.online
+
+        await until(store, connected)
+        zone = await store.get(ResourceKey(Zone.TYPE, "", "zone-1"))
+        await store.update(Zone(name="zone-1", enabled=False), version=zone.meta.version)
+
+        with anyio.fail_after(5):
+            await done.wait()
+        tg.cancel_scope.cancel()
+    insight = await insight_of(store, "zone-1")
+    assert insight is not None
+    assert not insight.online
+    assert [e.status for e in ended] == [Status.PERMISSION_DENIED]
+    assert ended[0].message == "zone zone-1 is disabled (its Zone has enabled: false)"
