@@ -21,7 +21,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
 from kuma.resources import ResourceKey
@@ -46,12 +46,33 @@ def _sorted(resources: Iterable[VersionedResource]) -> list[VersionedResource]:
     return sorted(resources, key=lambda r: r.name)
 
 
+def _redacted(cluster: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
+    """``cluster`` with the private keys of its upstream TLS contexts (an ExternalService's
+    inline client key) replaced, as Envoy's own dump does."""
+    sockets = [m.transport_socket for m in cluster.transport_socket_matches]
+    if cluster.HasField("transport_socket"):
+        sockets.append(cluster.transport_socket)
+    for socket in sockets:
+        context = tls_pb2.UpstreamTlsContext()
+        if not socket.typed_config.Unpack(context):
+            continue
+        certificates = context.common_tls_context.tls_certificates
+        if not any(c.HasField("private_key") for c in certificates):
+            continue
+        for certificate in certificates:
+            if certificate.HasField("private_key"):
+                certificate.private_key.Clear()
+                certificate.private_key.inline_bytes = REDACTED
+        socket.typed_config.Pack(context)
+    return cluster
+
+
 def config_dump(resources: Callable[[str], Iterable[VersionedResource]]) -> dict[str, Any]:
     """Envoy's ConfigDump of the resources ``resources(type_url)`` returns."""
     clusters = config_dump_shared_pb2.ClustersConfigDump()
     for r in _sorted(resources(types.CLUSTER)):
         entry = clusters.dynamic_active_clusters.add(version_info=r.version)
-        entry.cluster.Pack(_parse(cluster_pb2.Cluster, r))
+        entry.cluster.Pack(_redacted(_parse(cluster_pb2.Cluster, r)))
     endpoints = config_dump_shared_pb2.EndpointsConfigDump()
     for r in _sorted(resources(types.ENDPOINT)):
         entry = endpoints.dynamic_endpoint_configs.add(version_info=r.version)
