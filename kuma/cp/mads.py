@@ -39,13 +39,17 @@ async def _server_tls(store: Store, config: CpConfig) -> ssl.SSLContext | None:
 
 
 async def serve_mads(
-    store: Store, config: CpConfig, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    store: Store,
+    config: CpConfig,
+    index: AssignmentIndex | None = None,
+    *,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve MADS until cancelled; ``task_status.started`` gets the bound port once the
-    assignments of the store's current state are in."""
+    assignments of the store's current state are in. ``index``: a fresh one unless given."""
     mads = config.monitoring_assignment_server
     tls = await _server_tls(store, config)
-    index = AssignmentIndex()
+    index = AssignmentIndex() if index is None else index
     async with anyio.create_task_group() as tg:
         await tg.start(index.run, store)
         app = mads_app(index, parse_duration(mads.default_fetch_timeout))

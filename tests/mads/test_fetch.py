@@ -1,7 +1,8 @@
 """MADS over REST as Prometheus' kuma_sd fetches it: the first fetch answers at once, a fetch
 with the current version is held until the assignments change (then answered with the change)
 or until its fetch-timeout (304); unrelated changes neither wake it nor cost a computation;
-bad requests get a 400 naming what is wrong. The index follows a real (memory) store."""
+bad requests get a 400 naming what is wrong; stopping answers held fetches. kuma-cp's MADS
+component on a real (memory) store."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import anyio
 import orjson
 import pytest
 
-from kuma.api.server import ApiServer
-from kuma.mads.http import FETCH_PATH, mads_app
+from kuma.cp.config import build_config
+from kuma.cp.mads import serve_mads
+from kuma.mads.http import FETCH_PATH
 from kuma.mads.index import AssignmentIndex
 from kuma.resources import Dataplane, Mesh, ResourceKey, from_document
 from kuma.store import Store, open_store
@@ -60,16 +62,18 @@ class Mads:
 
 
 @asynccontextmanager
-async def running(default_timeout: float = 30.0) -> AsyncIterator[Mads]:
+async def running(default_timeout: str = "30s") -> AsyncIterator[Mads]:
+    """kuma-cp's MADS component on a memory store holding a mesh with metrics and two
+    Dataplanes; stopped (cancelled, as kuma-cp stops) when the block ends."""
+    section = {"port": 0, "interface": "127.0.0.1", "defaultFetchTimeout": default_timeout}
+    config = build_config({"monitoringAssignmentServer": section})
     async with open_store("memory", {}) as store, anyio.create_task_group() as tg:
         await store.create(Mesh(name="default", metrics=_METRICS))
         await store.create(dataplane("web-1", "10.0.0.1"))
         await store.create(dataplane("backend-1", "10.0.0.2"))
         index = AssignmentIndex()
-        await tg.start(index.run, store)
-        async with ApiServer(mads_app(index, default_timeout), "127.0.0.1", 0) as server:
-            yield Mads(store, index, f"http://127.0.0.1:{server.port}")
-            index.close()
+        port = await tg.start(serve_mads, store, config, index)
+        yield Mads(store, index, f"http://127.0.0.1:{port}")
         tg.cancel_scope.cancel()
 
 
@@ -144,7 +148,7 @@ async def test_long_poll_is_held_until_a_change_and_answers_with_it() -> None:
 
 
 async def test_held_fetch_times_out_as_not_modified_and_removal_is_a_change() -> None:
-    async with running(default_timeout=0.2) as mads:
+    async with running(default_timeout="200ms") as mads:
         _, first = await mads.fetch()
         assert first is not None
         # No fetch-timeout: Kuma's defaultFetchTimeout (0.2 s here) bounds the hold.
@@ -187,3 +191,21 @@ async def test_bad_requests_are_400_naming_the_problem(
         assert detail in reply["detail"]
         # The server keeps serving.
         assert (await mads.fetch())[0] == 200
+
+
+async def test_stopping_answers_held_fetches() -> None:
+    """A stopping kuma-cp answers held fetches (304) instead of holding its shutdown for their
+    whole timeout (an hour here; 30 s is the bound for it all)."""
+    answers: list[tuple[int, dict[str, Any] | None]] = []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg, running() as mads:
+            _, first = await mads.fetch()
+            assert first is not None
+            known = {"version_info": first["version_info"]}
+
+            async def poll() -> None:
+                answers.append(await mads.fetch(known, fetch_timeout="1h"))
+
+            tg.start_soon(poll)
+            await until(lambda: mads.index.waiting == 1)
+    assert [status for status, _ in answers] == [304]
