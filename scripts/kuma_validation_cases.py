@@ -36,6 +36,7 @@ VALIDATOR_TESTS = {
     "ZoneEgress": "pkg/core/resources/apis/mesh/zone_egress_validator_test.go",
     "Mesh": "pkg/core/resources/apis/mesh/mesh_validator_test.go",
     "ExternalService": "pkg/core/resources/apis/mesh/external_service_validator_test.go",
+    "MeshGateway": "pkg/core/resources/apis/mesh/gateway_validator_test.go",
 }
 CRUD_DIR = "pkg/api-server/testdata/resources/crud"
 
@@ -138,6 +139,28 @@ def _entry(toks: list[tuple[str, str]], start: int, end: int) -> tuple[str, dict
     return description, fields
 
 
+def _error_case(toks: list[tuple[str, str]], start: int, end: int) -> dict[str, Any]:
+    """``ErrorCase(s)("what", validators.Violation{Field: .., Message: ..} (or a slice of
+    them), yaml)``: Kuma compares these with ConsistOf, in any order."""
+    description = go_string(*toks[start])
+    violations: list[dict[str, str]] = []
+    document = ""
+    index = start + 1
+    while index < end:
+        kind, value = toks[index]
+        if kind == "ident" and value in ("Field", "Message") and toks[index + 1] == ("punct", ":"):
+            text = go_string(*toks[index + 2])
+            if value == "Field":
+                violations.append({"field": text, "message": ""})
+            else:
+                violations[-1]["message"] = text
+            index += 2
+        elif kind in ("raw", "string"):
+            document = go_string(kind, value)
+        index += 1
+    return {"description": description, "violations": violations, "document": document}
+
+
 def validator_cases(source: Source, kind: str, path: str) -> list[dict[str, Any]]:
     toks = tokens(source.show(path))
     cases: list[dict[str, Any]] = []
@@ -166,6 +189,21 @@ def validator_cases(source: Source, kind: str, path: str) -> list[dict[str, Any]
                     "violations": [
                         {"field": v.get("field", ""), "message": v["message"]} for v in violations
                     ],
+                }
+            )
+            index = end
+        if kind_ == "ident" and value in ("ErrorCase", "ErrorCases"):
+            end = _closing(toks, index + 1)
+            case = _error_case(toks, index + 2, end)
+            cases.append(
+                {
+                    "id": f"{Path(path).stem}/{len(cases):02d}",
+                    "kind": kind,
+                    "source": f"{path} ({value}): {case['description']}",
+                    "valid": False,
+                    "unordered": True,
+                    "document": _dedent(case["document"]),
+                    "violations": case["violations"],
                 }
             )
             index = end

@@ -66,6 +66,7 @@ GLOBAL_SECRET = Kind("GlobalSecret", "global-secrets", mesh_scoped=False, admin_
 EXTERNAL_SERVICE = Kind("ExternalService", "external-services", mesh_scoped=True)
 ZONE = Kind("Zone", "zones", mesh_scoped=False)
 ZONE_INSIGHT = Kind("ZoneInsight", "zone-insights", mesh_scoped=False, read_only=True)
+MESH_GATEWAY = Kind("MeshGateway", "meshgateways", mesh_scoped=True)
 # Every targetRef policy kind at Kuma's path: /meshes/{mesh}/meshtimeouts/{name}.
 POLICIES = tuple(
     Kind(policy.name, policy.plural, mesh_scoped=True)
@@ -81,6 +82,7 @@ KINDS = (
     EXTERNAL_SERVICE,
     ZONE,
     ZONE_INSIGHT,
+    MESH_GATEWAY,
     *POLICIES,
 )
 

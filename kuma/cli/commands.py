@@ -98,6 +98,16 @@ KINDS: tuple[Kind, ...] = (
     ),
     # Global's zones (kuma/kds/zone_status.py); Kuma's generic columns, status in ``inspect``.
     Kind("Zone", "zones", ("zone",), ("zones",), False, views.GLOBAL_HEADERS, views.global_row),
+    # Kuma's basic mesh-scoped table (no custom printer for MeshGateway).
+    Kind(
+        "MeshGateway",
+        "meshgateways",
+        ("meshgateway",),
+        ("meshgateways",),
+        True,
+        views.SECRET_HEADERS,
+        views.secret_row,
+    ),
 )
 # Every registered policy kind: ``kumactl get meshtimeouts``, ``get meshtimeout NAME``,
 # ``delete meshtimeout NAME`` (Kuma's KumactlArg / KumactlListArg).

@@ -3,10 +3,10 @@ receiver stores it (Kuma's mappers also run on the sending side, pkg/kds/context
 receiver can tell from its own store which version it holds, and a reconnect sends only the
 differences.
 
-- **Global to zone**: Meshes, ExternalServices and Mesh* policies authored on global (not the
-  zones' own, ``kuma.io/origin: zone``), labelled ``kuma.io/origin: global``; mesh-scoped ones
-  (policies, ExternalServices) get Kuma's hashed name (``<name>-<hash of mesh and name>``) so
-  they never collide with a zone's own policy of the same name.
+- **Global to zone**: Meshes, ExternalServices, MeshGateways and Mesh* policies authored on
+  global (not the zones' own, ``kuma.io/origin: zone``), labelled ``kuma.io/origin: global``;
+  mesh-scoped ones (policies, ExternalServices, MeshGateways) get Kuma's hashed name
+  (``<name>-<hash of mesh and name>``) so they never collide with a zone's own of that name.
 - **Secrets** (:mod:`.secrets`): every mesh Secret, under its own name, so a zone's mesh CAs
   and dataplane-token signing keys are global's; of the GlobalSecrets only the zone-token
   signing keys' public halves.
@@ -32,6 +32,7 @@ from kuma.resources import (
     ExternalService,
     GlobalSecret,
     Mesh,
+    MeshGateway,
     Resource,
     Secret,
     ZoneEgress,
@@ -54,7 +55,7 @@ _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 
 #: Besides policies and Secrets: kinds authored on global that every zone gets.
-_GLOBAL_AUTHORED = frozenset({Mesh.TYPE, ExternalService.TYPE})
+_GLOBAL_AUTHORED = frozenset({Mesh.TYPE, ExternalService.TYPE, MeshGateway.TYPE})
 
 
 def global_kinds() -> tuple[str, ...]:
@@ -62,7 +63,14 @@ def global_kinds() -> tuple[str, ...]:
     mesh's CA arrives before the policies, an ExternalService's TLS Secrets before it), other
     zones' ZoneIngresses last. Read when a stream starts: policy kinds register themselves at
     import."""
-    return (Mesh.TYPE, *SECRET_KINDS, ExternalService.TYPE, *sorted(POLICY_KINDS), ZoneIngress.TYPE)
+    return (
+        Mesh.TYPE,
+        *SECRET_KINDS,
+        ExternalService.TYPE,
+        MeshGateway.TYPE,
+        *sorted(POLICY_KINDS),
+        ZoneIngress.TYPE,
+    )
 
 
 def hashed_name(mesh: str, name: str, *extra: str) -> str:

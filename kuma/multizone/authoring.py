@@ -2,12 +2,13 @@
 the REST API and kumactl.
 
 - A **global** control plane authors what it sends to every zone (Meshes, Secrets,
-  GlobalSecrets, ExternalServices, policies); what zones send up (Dataplanes, ZoneIngresses,
-  ZoneEgresses) is refused with Kuma's message.
+  GlobalSecrets, ExternalServices, MeshGateways, policies); what zones send up (Dataplanes,
+  ZoneIngresses, ZoneEgresses) is refused with Kuma's message.
 - A **federated zone** (zone mode with a global address) authors what it sends up: its
   Dataplanes, ZoneIngresses and ZoneEgresses, and policies of its own marked
-  ``kuma.io/origin: zone``; Meshes, Secrets, GlobalSecrets and ExternalServices are refused
-  with Kuma's message.
+  ``kuma.io/origin: zone``; Meshes, Secrets, GlobalSecrets, ExternalServices and
+  MeshGateways are refused with Kuma's message (Kuma 2.7 also lets a zone author its own
+  MeshGateways; not here yet).
 - **standalone** and a zone without a global author everything.
 
 A zone control plane (federated or not) marks what it creates through the API with
@@ -41,7 +42,7 @@ ZONE_ORIGIN = "zone"
 _MAX_GLOBAL_NAME = 253
 
 #: Kinds global sends to every zone: authored on global.
-_GLOBAL_TO_ZONES = frozenset({"Mesh", "Secret", "GlobalSecret", "ExternalService"})
+_GLOBAL_TO_ZONES = frozenset({"Mesh", "Secret", "GlobalSecret", "ExternalService", "MeshGateway"})
 #: Kinds zones send to global: authored on zones.
 _ZONE_TO_GLOBAL = frozenset({"Dataplane", "ZoneIngress", "ZoneEgress"})
 

@@ -356,6 +356,61 @@ class ExternalService(_Resource, tag="ExternalService", frozen=True):
         return key is not None and bool(key.inline or key.inline_string)
 
 
+class Selector(_Spec, frozen=True):
+    match: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+# Kuma: api/mesh/v1alpha1/gateway.proto. Absent fields are Kuma's zero values (NONE, 0, false);
+# an unknown enum value is a decode error naming the field, as Kuma's protobuf decoder refuses it.
+GatewayTlsMode = Literal["NONE", "TERMINATE", "PASSTHROUGH"]
+GatewayProtocol = Literal["NONE", "TCP", "TLS", "HTTP", "HTTPS"]
+
+
+class GatewayTls(_Spec, frozen=True):
+    mode: GatewayTlsMode = "NONE"
+    certificates: tuple[DataSource, ...] = ()
+    options: dict[str, Any] | None = None
+
+
+class GatewayListenerResources(_Spec, frozen=True):
+    connection_limit: int = 0
+
+
+class GatewayListener(_Spec, frozen=True):
+    hostname: str = ""
+    port: int = 0
+    protocol: GatewayProtocol = "NONE"
+    tls: GatewayTls | None = None
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    cross_mesh: bool = msgspec.field(default=False, name="crossMesh")
+    resources: GatewayListenerResources | None = None
+
+    @property
+    def effective_hostname(self) -> str:
+        """Kuma's GetNonEmptyHostname: no hostname matches every host."""
+        return self.hostname or "*"
+
+
+class GatewayConf(_Spec, frozen=True):
+    listeners: tuple[GatewayListener, ...] = ()
+
+
+class MeshGateway(_Resource, tag="MeshGateway", frozen=True):
+    """Kuma's builtin gateway: which gateway Dataplanes (selectors) listen how (listeners);
+    served by kuma/xds/gateway."""
+
+    mesh: str = "default"
+    selectors: tuple[Selector, ...] | None = None
+    tags: dict[str, str] | None = None
+    conf: GatewayConf | None = None
+    MESH_SCOPED: ClassVar[bool] = True
+    TYPE: ClassVar[str] = "MeshGateway"
+
+    @property
+    def mesh_name(self) -> str:
+        return self.mesh
+
+
 class MeshVips(_Resource, tag="MeshVips", frozen=True):
     """The virtual IPs of one mesh's services for transparent proxying (Kuma keeps the same
     list in the Config ``kuma-<mesh>-dns-vips``). Global, named after its mesh; written by
@@ -486,6 +541,7 @@ CoreResource = (
     | ExternalService
     | Zone
     | ZoneInsight
+    | MeshGateway
 )
 Resource = CoreResource | Policy
 RESOURCE_TYPES: dict[str, type[Resource]] = {
@@ -501,6 +557,7 @@ RESOURCE_TYPES: dict[str, type[Resource]] = {
         ExternalService,
         Zone,
         ZoneInsight,
+        MeshGateway,
     )
 }
 ResourceTypeName = Literal[
@@ -514,6 +571,7 @@ ResourceTypeName = Literal[
     "ExternalService",
     "Zone",
     "ZoneInsight",
+    "MeshGateway",
 ]
 #: The types whose content is secret: admin-only in the API, mode 0600 on disk, never logged.
 SECRET_TYPES = frozenset({Secret.TYPE, GlobalSecret.TYPE})

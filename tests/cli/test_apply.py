@@ -111,7 +111,7 @@ def test_dry_run_prints_the_resolved_resources_and_writes_nothing(
 
 def test_dry_run_needs_no_server(tmp_path: Path) -> None:
     offline = Kumactl("http://127.0.0.1:9")
-    assert offline.ok("apply", "--dry-run", "-f", str(DATA / "fleet.yaml")).count("---") == 9
+    assert offline.ok("apply", "--dry-run", "-f", str(DATA / "fleet.yaml")).count("---") == 10
 
 
 def test_dry_run_validates_locally(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ def test_unknown_delete_type(kumactl: Kumactl) -> None:
         "external-service",
         "global-secret",
         "mesh",
+        "meshgateway",
         "secret",
         "zone",
         "zone-egress",

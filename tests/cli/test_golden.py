@@ -47,6 +47,8 @@ def kumactl() -> Iterator[Kumactl]:
             "get-external-service.yaml",
             ["get", "external-service", "example", "-m", "golden", "-o", "yaml"],
         ),
+        ("get-meshgateways.txt", ["get", "meshgateways", "-m", "golden"]),
+        ("get-meshgateway.yaml", ["get", "meshgateway", "edge", "-m", "golden", "-o", "yaml"]),
     ],
 )
 def test_get(kumactl: Kumactl, golden: str, argv: list[str]) -> None:

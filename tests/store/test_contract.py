@@ -11,6 +11,7 @@ from kuma.resources import (
     ExternalService,
     GlobalSecret,
     Mesh,
+    MeshGateway,
     MeshVips,
     ResourceKey,
     Secret,
@@ -388,30 +389,62 @@ tags: {kuma.io/service: httpbin, kuma.io/protocol: http}
 """
 
 
-async def test_external_services_round_trip(store: Store) -> None:
-    """An ExternalService (mesh-scoped, inline bytes, a field spelled ``disableHostDNSEntry``)
-    is stored, listed, watched, updated and deleted byte for byte; an invalid one is refused."""
+async def _round_trip(store: Store, text: str, invalid: str, changed: str) -> None:
+    """``text`` (a valid mesh-scoped resource in mesh default) is stored, listed, watched,
+    updated to ``changed`` and deleted exactly; ``invalid`` is refused as an update."""
     await store.create(mesh("default"))
     async with store.watch() as events:
         await read_snapshot(events)
-        service = decode_one(EXTERNAL)
-        assert isinstance(service, ExternalService)
-        created = await store.create(service)
-        assert created.key == ResourceKey("ExternalService", "default", "httpbin")
-        assert (await store.get(created.key)).resource == service
-        listed = await store.list("ExternalService", "default")
-        assert [i.resource for i in listed.items] == [service]
+        resource = decode_one(text)
+        created = await store.create(resource)
+        assert created.key == ResourceKey(resource.TYPE, "default", resource.name)
+        assert (await store.get(created.key)).resource == resource
+        listed = await store.list(resource.TYPE, "default")
+        assert [i.resource for i in listed.items] == [resource]
         with pytest.raises(ValidationError):
-            await store.update(
-                decode_one(EXTERNAL.replace("[fd00:a123::1]:443", "httpbin.org")),
-                version=created.meta.version,
-            )
-        moved = decode_one(EXTERNAL.replace("[fd00:a123::1]:443", "httpbin.org:8443"))
+            await store.update(decode_one(invalid), version=created.meta.version)
+        moved = decode_one(changed)
         updated = await store.update(moved, version=created.meta.version)
         await store.delete(created.key, version=updated.meta.version)
         got = await read_events(events, 3)
         assert [(e.operation, e.resource) for e in got] == [
-            (Operation.CREATE, service),
+            (Operation.CREATE, resource),
             (Operation.UPDATE, moved),
             (Operation.DELETE, moved),
         ]
+
+
+async def test_external_services_round_trip(store: Store) -> None:
+    """An ExternalService (mesh-scoped, inline bytes, a field spelled ``disableHostDNSEntry``)
+    is stored, listed, watched, updated and deleted byte for byte; an invalid one is refused."""
+    assert isinstance(decode_one(EXTERNAL), ExternalService)
+    await _round_trip(
+        store,
+        EXTERNAL,
+        EXTERNAL.replace("[fd00:a123::1]:443", "httpbin.org"),
+        EXTERNAL.replace("[fd00:a123::1]:443", "httpbin.org:8443"),
+    )
+
+
+GATEWAY = """\
+type: MeshGateway
+mesh: default
+name: edge
+selectors: [{match: {kuma.io/service: edge}}]
+conf:
+  listeners:
+    - {port: 8080, protocol: HTTP, hostname: a.example.com, crossMesh: true}
+    - {port: 8443, protocol: HTTPS, tls: {mode: TERMINATE, certificates: [{secret: cert}]}}
+"""
+
+
+async def test_mesh_gateways_round_trip(store: Store) -> None:
+    """A MeshGateway (selectors, listeners with a field spelled ``crossMesh``, TLS
+    DataSources) round-trips in every store; an invalid one is refused."""
+    assert isinstance(decode_one(GATEWAY), MeshGateway)
+    await _round_trip(
+        store,
+        GATEWAY,
+        GATEWAY.replace("port: 8443", "port: 0"),
+        GATEWAY.replace("port: 8443", "port: 9443"),
+    )

@@ -27,6 +27,7 @@ from ..model import (
     ExternalService,
     GlobalSecret,
     Mesh,
+    MeshGateway,
     MeshVips,
     Policy,
     Resource,
@@ -40,6 +41,7 @@ from ..model import (
 from .common import parse_duration_ns
 from .dataplane import SUPPORTED_PROTOCOLS, validate_dataplane
 from .external_service import validate_external_service
+from .gateway import validate_mesh_gateway
 from .mesh import validate_mesh
 from .policy import validate_policy
 from .secret import validate_secret
@@ -70,6 +72,8 @@ def validate(resource: Resource) -> list[Violation]:
         validate_external_service(resource, violations)
     elif isinstance(resource, Zone | ZoneInsight):
         pass  # Kuma checks nothing beyond the name (a zone's name is checked where it connects)
+    elif isinstance(resource, MeshGateway):
+        validate_mesh_gateway(resource, violations)
     else:
         assert_never(resource)
     return violations
