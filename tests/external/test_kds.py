@@ -14,20 +14,12 @@ from kuma.resources import ExternalService, Mesh, ResourceKey, Secret, decode_on
 from kuma.store import NotFoundError, Operation, ResourceEvent
 from kuma.store.memory import MemoryStore
 from kuma.xds.engine.inputs import EngineInputs
+from tests.external.documents import HTTPBIN
 from tests.multizone.test_kds_resume import connected, until
 
 pytestmark = pytest.mark.anyio
 
 CA = b"-----BEGIN CERTIFICATE-----\nZONECA\n-----END CERTIFICATE-----\n"
-HTTPBIN = """\
-type: ExternalService
-mesh: default
-name: httpbin
-networking:
-  address: httpbin.org:443
-  tls: {enabled: true, caCert: {secret: httpbin-ca}}
-tags: {kuma.io/service: httpbin, kuma.io/protocol: http}
-"""
 ZONE_KEY = ResourceKey("ExternalService", "default", mapping.hashed_name("default", "httpbin"))
 
 

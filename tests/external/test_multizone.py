@@ -13,6 +13,7 @@ from typing import Any
 from kuma.kds.mapping import hashed_name
 from kuma.multizone import ZONE_READ_ONLY_MESSAGE
 from kuma.processes import free_port
+from tests.external.documents import HTTPBIN
 from tests.multizone.test_kds_processes import (
     control_plane,
     eventually,
@@ -23,15 +24,6 @@ from tests.multizone.test_kds_processes import (
 
 CA = b"-----BEGIN CERTIFICATE-----\nGLOBALCA\n-----END CERTIFICATE-----\n"
 SECRET = f"type: Secret\nmesh: default\nname: httpbin-ca\ndata: {base64.b64encode(CA).decode()}\n"
-HTTPBIN = """\
-type: ExternalService
-mesh: default
-name: httpbin
-networking:
-  address: httpbin.org:443
-  tls: {enabled: true, caCert: {secret: httpbin-ca}}
-tags: {kuma.io/service: httpbin, kuma.io/protocol: http}
-"""
 WEB = """\
 type: Dataplane
 mesh: default
