@@ -37,7 +37,7 @@ class AssignmentIndex:
         self._closed = False
         #: Fetches being held now (tests and diagnostics).
         self.waiting = 0
-        #: How many times an assignment was computed (tests: work is proportional to change).
+        #: How many assignments were built (tests: work follows what changed).
         self.computed = 0
 
     # -- keeping it current ------------------------------------------------------------------
@@ -72,6 +72,9 @@ class AssignmentIndex:
             self._bump()
 
     def _compute(self, dataplane: Dataplane) -> bool:
+        if self._backends.get(dataplane.mesh) is None:
+            # No prometheus backend on its mesh (most meshes): nothing to build.
+            return self._set(assignment_name(dataplane), None)
         self.computed += 1
         document = monitoring_assignment(self._meshes.get(dataplane.mesh), dataplane)
         encoded = None if document is None else orjson.dumps(document)
