@@ -33,7 +33,7 @@ from .auth import ZoneAuthenticator
 from .outbox import Outbox
 from .service import KdsSyncServiceBase, ServerStream
 from .sink import StoreSink
-from .zone_status import ZoneDisabled, ZoneStatus
+from .zone_status import DISABLED, Ending, ZoneDisabled, ZoneStatus
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,10 @@ class KdsServer(KdsSyncServiceBase):
             zone, grant = self._authenticator.authenticate(stream.metadata or {})
         except Unauthenticated as refused:
             raise GRPCError(Status.UNAUTHENTICATED, refused.reason) from None
+        ending: Ending | None = None
         try:
             if self._zones is not None:
-                await self._zones.admit(zone)
+                ending = await self._zones.admit(zone)
         except ZoneDisabled as refusal:
             grant.release()
             log.warning("KDS: refusing %s: %s", method, refusal)
@@ -104,7 +105,7 @@ class KdsServer(KdsSyncServiceBase):
             raise
         log.info("KDS: zone %s opened %s", zone, method)
         ended: str | None = None
-        disabled = False
+        cut_off = ""
         try:
             async with anyio.create_task_group() as tg:
 
@@ -113,15 +114,14 @@ class KdsServer(KdsSyncServiceBase):
                     ended = await grant.wait_ended()
                     tg.cancel_scope.cancel()
 
-                async def until_disabled(zones: ZoneStatus) -> None:
-                    nonlocal disabled
-                    await zones.wait_disabled(zone)
-                    disabled = True
+                async def until_cut_off(ending: Ending) -> None:
+                    nonlocal cut_off
+                    cut_off = await ending.wait()
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(until_grant_ends, grant)
-                if self._zones is not None:
-                    tg.start_soon(until_disabled, self._zones)
+                if ending is not None:
+                    tg.start_soon(until_cut_off, ending)
                 await run(stream, zone)
                 tg.cancel_scope.cancel()
         except InvalidRequest as error:
@@ -132,9 +132,12 @@ class KdsServer(KdsSyncServiceBase):
             log.info("KDS: zone %s closed %s", zone, method)
         if ended is not None:
             raise GRPCError(Status.UNAUTHENTICATED, f"zone {zone}: {ended}")
-        if disabled:
+        if cut_off == DISABLED:
             log.warning("KDS: ending %s: zone %s was disabled", method, zone)
             raise GRPCError(Status.PERMISSION_DENIED, ZoneDisabled.message(zone))
+        if cut_off:
+            log.info("KDS: ending %s: the Zone of %s was deleted", method, zone)
+            raise GRPCError(Status.UNAVAILABLE, f"the Zone of {zone} was deleted: reconnect")
 
 
 async def serve_kds(
@@ -151,12 +154,10 @@ async def serve_kds(
     ``zones``: where zones and their connections are recorded (None: not recorded)."""
     outbox = Outbox(store, mapping.to_zone, mapping.withheld_from)
     server = Server([KdsServer(store, outbox, authenticator, zones)])
-    async with (
-        listening(server, host, port, ssl, what="KDS server") as bound,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(outbox.run)
+    async with anyio.create_task_group() as tg:
         if zones is not None:
-            tg.start_soon(zones.run)
-        task_status.started(bound)
-        await anyio.sleep_forever()
+            await tg.start(zones.run)  # following the Zones before any zone is admitted
+        tg.start_soon(outbox.run)
+        async with listening(server, host, port, ssl, what="KDS server") as bound:
+            task_status.started(bound)
+            await anyio.sleep_forever()

@@ -30,6 +30,7 @@ from typing import Any
 
 import anyio
 import msgspec
+from anyio.abc import TaskStatus
 from google.protobuf.json_format import MessageToDict
 
 import kuma
@@ -162,12 +163,14 @@ class ZoneStatus:
         self._flush_interval = flush_interval
         self._live = live
         self._clock = clock
-        #: Zones whose Zone says ``enabled: false`` (followed from the store by :meth:`run`).
-        self._disabled: set[str] = set()
-        self._on_disabled: dict[str, anyio.Event] = {}
+        #: Admitted zones -> when their streams must end (followed from the store by
+        #: :meth:`run`).
+        self._ending: dict[str, Ending] = {}
 
-    async def admit(self, zone: str) -> None:
-        """Create the zone's Zone if it has none; ZoneDisabled if it is disabled."""
+    async def admit(self, zone: str) -> Ending:
+        """Create the zone's Zone if it has none; ZoneDisabled if it is disabled. The answer
+        says when the zone's streams must end (registered before this returns, so a change
+        of the Zone right after admission is not missed)."""
         key = ResourceKey(Zone.TYPE, "", zone)
         try:
             stored = await self._store.get(key)
@@ -175,12 +178,13 @@ class ZoneStatus:
             try:
                 await self._store.create(Zone(name=zone, enabled=True))
                 log.info("KDS: created Zone %s (its first connection)", zone)
-                return
+                return self._ending.setdefault(zone, Ending())
             except ConflictError:
                 stored = await self._store.get(key)  # another global instance created it
         assert isinstance(stored.resource, Zone)
         if not stored.resource.is_enabled:
             raise ZoneDisabled(ZoneDisabled.message(zone))
+        return self._ending.setdefault(zone, Ending())
 
     @asynccontextmanager
     async def subscription(self, zone: str) -> AsyncIterator[SubscriptionTracker]:
@@ -230,7 +234,7 @@ class ZoneStatus:
                     stored = await self._store.get(key)
                 except NotFoundError:
                     subscriptions, changed = change(())
-                    if changed:
+                    if changed and await self._zone_exists(zone):
                         await self._store.create(
                             ZoneInsight(name=zone, subscriptions=subscriptions)
                         )
@@ -248,12 +252,25 @@ class ZoneStatus:
                 return
         log.warning("KDS: the ZoneInsight of %s kept changing; this update is dropped", zone)
 
+    async def _zone_exists(self, zone: str) -> bool:
+        # A deleted Zone's insight is not made again by a stream that was still closing.
+        try:
+            await self._store.get(ResourceKey(Zone.TYPE, "", zone))
+        except NotFoundError:
+            return False
+        return True
+
     async def sweep(self) -> None:
-        """Close the online subscriptions of global instances that are not alive."""
+        """Close the online subscriptions of global instances that are not alive; drop the
+        insights of zones whose Zone is gone."""
         alive = {self.instance_id}
         if self._live is not None:
             alive |= await self._live()
         page = await self._store.list(ZoneInsight.TYPE)
+        zones = {item.resource.name for item in (await self._store.list(Zone.TYPE)).items}
+        for item in page.items:
+            if item.resource.name not in zones:
+                await self._forget(item.resource.name)
         now = self._clock()
 
         def gone(subscription: KdsSubscription) -> bool:
@@ -261,7 +278,7 @@ class ZoneStatus:
 
         for item in page.items:
             assert isinstance(item.resource, ZoneInsight)
-            if not any(
+            if item.resource.name not in zones or not any(
                 s.online and s.global_instance_id not in alive for s in item.resource.subscriptions
             ):
                 continue
@@ -273,10 +290,13 @@ class ZoneStatus:
                 lambda subs: close_where(subs, gone, now),
             )
 
-    async def run(self) -> None:
-        """Follow the Zones; sweep now and then every flush interval; until cancelled."""
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Follow the Zones (started once the store's snapshot is read: start this before
+        admitting zones, so no change of an admitted zone's Zone is missed); sweep now and then
+        every flush interval; until cancelled."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._follow_zones)
+            await tg.start(self._follow_zones)
+            task_status.started()
             while True:
                 try:
                     await self.sweep()
@@ -284,29 +304,58 @@ class ZoneStatus:
                     log.warning("KDS: could not check zone subscriptions: %s", exc)
                 await anyio.sleep(self._flush_interval)
 
-    async def wait_disabled(self, zone: str) -> None:
-        """Return once ``zone``'s Zone says ``enabled: false`` (at once if it does now): its
-        open streams are then ended."""
-        if zone in self._disabled:
-            return
-        await self._on_disabled.setdefault(zone, anyio.Event()).wait()
+    def _end(self, zone: str, reason: str) -> None:
+        ending = self._ending.pop(zone, None)
+        if ending is not None:
+            ending.reason = reason
+            ending.event.set()
 
-    async def _follow_zones(self) -> None:
+    async def _follow_zones(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         async with self._store.watch() as events:
             async for item in events:
-                if isinstance(item, Synced) or item.key.type != Zone.TYPE:
+                if isinstance(item, Synced):
+                    task_status.started()
+                    continue
+                if item.key.type != Zone.TYPE:
                     continue
                 zone = item.key.name
                 resource = item.resource
-                if item.operation is Operation.DELETE or (
-                    isinstance(resource, Zone) and resource.is_enabled
-                ):
-                    self._disabled.discard(zone)
-                    continue
-                self._disabled.add(zone)
-                waiting = self._on_disabled.pop(zone, None)
-                if waiting is not None:
-                    waiting.set()
+                if item.operation is Operation.DELETE:
+                    self._end(zone, DELETED)
+                    await self._forget(zone)
+                elif isinstance(resource, Zone) and not resource.is_enabled:
+                    self._end(zone, DISABLED)
+
+    async def _forget(self, zone: str) -> None:
+        """A deleted Zone's insight goes with it (Kuma: its owner)."""
+        key = ResourceKey(ZoneInsight.TYPE, "", zone)
+        try:
+            await self._store.delete(key, version=(await self._store.get(key)).meta.version)
+        except NotFoundError:
+            return
+        except StoreError as exc:  # another instance deleted it, or rewrote it: the sweep retries
+            log.info("KDS: the ZoneInsight of deleted zone %s stays for now: %s", zone, exc)
+
+
+#: Why a zone's open streams are ended.
+DISABLED = "disabled"
+DELETED = "deleted"
+
+
+class Ending:
+    """When an admitted zone's streams must end, and why: its Zone says ``enabled: false``
+    (:data:`DISABLED`) or was deleted (:data:`DELETED`: the zone reconnects and its Zone is
+    made again)."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.reason = ""
+
+    async def wait(self) -> str:
+        await self.event.wait()
+        return self.reason
 
 
 def compatible_versions(global_version: str, zone_version: str) -> bool:

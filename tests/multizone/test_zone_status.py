@@ -80,6 +80,7 @@ async def test_a_subscription_records_version_counters_and_disconnect() -> None:
     await glob.create(Mesh(name="default"))
     await glob.create(Mesh(name="other"))
     status = ZoneStatus(glob, "global-1", flush_interval=0.01)
+    await status.admit("zone-1")
     client = ZoneClient(
         zone, "zone-1", parse_address("grpcs://g:5685"), "", None, instance_id="z-7"
     )
@@ -160,11 +161,49 @@ async def test_the_sweep_closes_subscriptions_of_stopped_instances() -> None:
     async def live() -> frozenset[str]:
         return frozenset({"peer"})
 
+    await store.create(Zone(name="zone-1"))
+    await store.create(ZoneInsight(name="deleted-zone"))
     await ZoneStatus(store, "me", live=live).sweep()
+    assert await insight_of(store, "deleted-zone") is None
     insight = await insight_of(store, "zone-1")
     assert insight is not None
     assert [s.online for s in insight.subscriptions] == [False, True, True]
     assert insight.online
+
+
+async def test_a_deleted_zone_loses_its_insight_and_its_streams() -> None:
+    store = MemoryStore()
+    status = ZoneStatus(store, "global-1")
+    async with anyio.create_task_group() as tg:
+        await tg.start(status.run)
+        ending = await status.admit("zone-1")
+        ended: list[str] = []
+        closed = anyio.Event()
+
+        async def stream() -> None:
+            async with status.subscription("zone-1"):
+                ended.append(await ending.wait())
+            closed.set()
+
+        tg.start_soon(stream)
+
+        async def connected() -> bool:
+            return await insight_of(store, "zone-1") is not None
+
+        await until(store, connected)
+        await store.delete(ResourceKey(Zone.TYPE, "", "zone-1"))
+
+        with anyio.fail_after(5):
+            await closed.wait()
+
+        async def forgotten() -> bool:
+            return await insight_of(store, "zone-1") is None
+
+        await until(store, forgotten)
+        tg.cancel_scope.cancel()
+    assert ended == ["deleted"]
+    # The stream's closing write did not bring the insight back without its Zone.
+    assert await insight_of(store, "zone-1") is None
 
 
 def test_version_compatibility_is_kumas() -> None:
@@ -193,7 +232,7 @@ async def test_a_zone_disabled_while_connected_is_cut_off() -> None:
     ended: list[GRPCError] = []
     done = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(status.run)
+        await tg.start(status.run)
 
         async def serve() -> None:
             try:
