@@ -95,3 +95,31 @@ def test_the_config_dump_redacts_an_inline_client_key() -> None:
     assert base64.b64encode(KEY).decode() not in text
     assert base64.b64encode(b"[redacted]").decode() in text
     assert base64.b64encode(b"CERT").decode() in text  # the certificate stays
+
+
+def test_endpoints_are_grouped_by_zone_and_selected_by_the_subset() -> None:
+    def service(name: str, address: str, tags: str) -> ExternalService:
+        resource = decode_one(
+            f"type: ExternalService\nmesh: default\nname: {name}\nnetworking:\n"
+            f"  address: {address}\ntags: {{kuma.io/service: ext, {tags}}}\n"
+        )
+        assert isinstance(resource, ExternalService)
+        return resource
+
+    none: dict[str, bytes] = {}
+    endpoints = [
+        external_endpoint(service("a", "10.0.0.2:80", "kuma.io/zone: zone-2"), none.get),
+        external_endpoint(service("b", "10.0.0.1:80", "version: v1"), none.get),
+        external_endpoint(service("c", "10.0.0.3:80", "version: v2"), none.get),
+    ]
+    cluster = external_cluster(Destination("ext"), "tcp", endpoints)
+    assert cluster.type == cluster_pb2.Cluster.STATIC
+    groups = [
+        (g.locality.zone, [e.endpoint.address.socket_address.address for e in g.lb_endpoints])
+        for g in cluster.load_assignment.endpoints
+    ]
+    assert groups == [("", ["10.0.0.1", "10.0.0.3"]), ("zone-2", ["10.0.0.2"])]
+    v1 = external_cluster(Destination("ext", (("version", "v1"),)), "tcp", endpoints)
+    assert v1.name.startswith("ext-")
+    (only,) = v1.load_assignment.endpoints
+    assert [e.endpoint.address.socket_address.address for e in only.lb_endpoints] == ["10.0.0.1"]

@@ -26,6 +26,7 @@ from pathlib import Path
 import msgspec
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upstream_http_pb2
 
@@ -34,6 +35,7 @@ from kuma.policies.plugin import apply_outbound_cluster
 from kuma.resources.model import (
     PROTOCOL_TAG,
     SERVICE_TAG,
+    ZONE_TAG,
     Dataplane,
     DataSource,
     ExternalService,
@@ -90,6 +92,10 @@ class ExternalEndpoint(msgspec.Struct, frozen=True, order=True):
     @property
     def protocol_tag(self) -> str | None:
         return dict(self.tags).get(PROTOCOL_TAG)
+
+    @property
+    def zone(self) -> str | None:
+        return dict(self.tags).get(ZONE_TAG)
 
 
 def _read(source: DataSource | None, secrets: SecretLookup) -> bytes | None:
@@ -235,9 +241,14 @@ def external_cluster(
         cluster.type = cluster_pb2.Cluster.STATIC
     assignment = cluster.load_assignment
     assignment.cluster_name = name
-    group = assignment.endpoints.add() if chosen else None
-    for endpoint in chosen:
-        assert group is not None
+    # Grouped by ``kuma.io/zone`` (the locality, as Kuma sets it), untagged first.
+    groups: dict[str | None, endpoint_components_pb2.LocalityLbEndpoints] = {}
+    for endpoint in sorted(chosen, key=lambda e: (e.zone or "", e)):
+        group = groups.get(endpoint.zone)
+        if group is None:
+            group = groups[endpoint.zone] = assignment.endpoints.add()
+            if endpoint.zone is not None:
+                group.locality.zone = endpoint.zone
         lb = group.lb_endpoints.add()
         set_socket_address(lb.endpoint.address, endpoint.host, endpoint.port)
         lb.load_balancing_weight.value = 1
