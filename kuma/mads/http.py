@@ -69,7 +69,9 @@ def parse_request(body: bytes) -> FetchRequest:
         if field is None:
             raise ValueError(f"unknown field {key!r} in a DiscoveryRequest")
         fields[field] = value
-    version = fields.get("version_info") or ""
+    # protobuf JSON: null is the field's default.
+    version = fields.get("version_info")
+    version = "" if version is None else version
     if not isinstance(version, str):
         raise ValueError("version_info: must be a string")
     names = fields.get("resource_names") or []
@@ -81,6 +83,14 @@ def parse_request(body: bytes) -> FetchRequest:
     return FetchRequest(version, tuple(names))
 
 
+def _fetch_timeout(text: str) -> float:
+    """Go's ``time.ParseDuration``, sign included (a negative timeout answers at once)."""
+    if text[:1] in "+-":
+        sign = -1.0 if text[0] == "-" else 1.0
+        return sign * parse_duration(text[1:])
+    return parse_duration(text)
+
+
 def mads_app(index: AssignmentIndex, default_fetch_timeout: float) -> web.Application:
     async def fetch(request: web.Request) -> web.Response:
         try:
@@ -89,7 +99,7 @@ def mads_app(index: AssignmentIndex, default_fetch_timeout: float) -> web.Applic
             return _bad("Could not parse request body", str(exc))
         raw_timeout = request.query.get("fetch-timeout", "")
         try:
-            timeout = parse_duration(raw_timeout) if raw_timeout else default_fetch_timeout
+            timeout = _fetch_timeout(raw_timeout) if raw_timeout else default_fetch_timeout
         except ValueError as exc:
             return _bad("Could not parse fetch-timeout", str(exc))
         if timeout > 0:

@@ -99,6 +99,10 @@ async def test_first_fetch_then_not_modified() -> None:
         # Prometheus sends proto names; camelCase is protobuf JSON too.
         assert (await mads.fetch({"version_info": version}))[0] == 304
         assert (await mads.fetch({"versionInfo": version}))[0] == 304
+        # Go durations: a negative timeout answers at once too.
+        assert (await mads.fetch({"version_info": version}, fetch_timeout="-1s"))[0] == 304
+        # null is protobuf JSON's default: no version yet.
+        assert (await mads.fetch({"version_info": None}))[0] == 200
         # Another version (e.g. from before a restart): the whole state at once.
         status, again = await mads.fetch({"version_info": "stale"})
         assert status == 200
@@ -177,6 +181,7 @@ async def test_held_fetch_times_out_as_not_modified_and_removal_is_a_change() ->
         (b"[]", "0s", "Could not parse request body", "must be a JSON object"),
         (b'{"versoin_info": "1"}', "0s", "Could not parse request body", "'versoin_info'"),
         (b'{"resource_names": "a"}', "0s", "Could not parse request body", "resource_names"),
+        (b'{"version_info": 3}', "0s", "Could not parse request body", "version_info"),
         (b"{}", "soon", "Could not parse fetch-timeout", "invalid duration 'soon'"),
     ],
 )
