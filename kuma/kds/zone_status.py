@@ -161,7 +161,7 @@ class ZoneStatus:
         self._store = store
         self.instance_id = instance_id
         self._flush_interval = flush_interval
-        self._live = live
+        self.live = live
         self._clock = clock
         #: Admitted zones -> when their streams must end (followed from the store by
         #: :meth:`run`).
@@ -264,8 +264,8 @@ class ZoneStatus:
         """Close the online subscriptions of global instances that are not alive; drop the
         insights of zones whose Zone is gone."""
         alive = {self.instance_id}
-        if self._live is not None:
-            alive |= await self._live()
+        if self.live is not None:
+            alive |= await self.live()
         page = await self._store.list(ZoneInsight.TYPE)
         zones = {item.resource.name for item in (await self._store.list(Zone.TYPE)).items}
         for item in page.items:
