@@ -1,5 +1,6 @@
 """What one control plane offers on KDS: the store's resources of the kinds it sends, shaped
-for the receiver (:mod:`.mapping`), encoded once (:mod:`.codec`) and shared by every stream.
+for the receiver (:mod:`.mapping`), encoded once (:mod:`.codec`; a ZoneIngress as parts,
+:mod:`.parts`) and shared by every stream.
 
 The outbox follows the store's watch; each stream opens a :class:`View` that records which
 names changed since it last looked, so a stream that is slow or disconnected costs the store
@@ -23,7 +24,7 @@ from kuma.resources import Resource, ResourceKey
 from kuma.store import Operation, Store, Synced
 from kuma.xds.snapshot import VersionedResource
 
-from . import codec
+from . import parts
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,9 @@ class Outbox:
         self.withheld: dict[tuple[str, str], set[str]] = {}
         #: type URL -> wire name -> the encoded resource.
         self.by_type: dict[str, dict[str, VersionedResource]] = {}
-        #: store key -> (type URL, wire name, peer withheld from) of what it was sent as (a
-        #: rename or a resource that stops travelling must remove the old one).
-        self._sent_as: dict[ResourceKey, tuple[str, str, str | None]] = {}
+        #: store key -> (peer withheld from, (type URL, wire name) -> version) of what it was
+        #: sent as (a rename or a resource that stops travelling must remove the old ones).
+        self._sent_as: dict[ResourceKey, tuple[str | None, dict[tuple[str, str], str]]] = {}
         self._views: set[View] = set()
         self._synced = anyio.Event()
 
@@ -116,26 +117,36 @@ class Outbox:
                 self._put(item.key, shaped)
 
     def _put(self, key: ResourceKey, shaped: Resource | None) -> None:
-        old = self._sent_as.pop(key, None)
-        if old is not None:
-            type_url, name, peer = old
+        # A resource may travel as several (a ZoneIngress and its entries, :mod:`.parts`):
+        # only those whose version changed are announced.
+        new: dict[tuple[str, str], VersionedResource] = {}
+        peer = None
+        if shaped is not None:
+            new = {(e.type_url, e.name): e for e in parts.encode_all(shaped)}
+            peer = self._withhold(shaped) if self._withhold is not None else None
+        old_peer, old = self._sent_as.pop(key, (None, {}))
+        for (type_url, name), version in old.items():
+            current = new.get((type_url, name))
+            if current is not None and current.version == version and peer == old_peer:
+                continue  # unchanged: it stays
             self.by_type.get(type_url, {}).pop(name, None)
-            self._notify(type_url, name, peer)
-            if peer is not None:
+            self._notify(type_url, name, old_peer)
+            if old_peer is not None:
                 # Notified while still withheld: that peer never held it.
-                hidden = self.withheld[(type_url, peer)]
+                hidden = self.withheld[(type_url, old_peer)]
                 hidden.discard(name)
                 if not hidden:
-                    del self.withheld[(type_url, peer)]
-        if shaped is None:
+                    del self.withheld[(type_url, old_peer)]
+        if not new:
             return
-        encoded = codec.encode(shaped)
-        peer = self._withhold(shaped) if self._withhold is not None else None
-        if peer is not None:
-            self.withheld.setdefault((encoded.type_url, peer), set()).add(encoded.name)
-        self.by_type.setdefault(encoded.type_url, {})[encoded.name] = encoded
-        self._sent_as[key] = (encoded.type_url, encoded.name, peer)
-        self._notify(encoded.type_url, encoded.name, peer)
+        for (type_url, name), encoded in new.items():
+            if old.get((type_url, name)) == encoded.version and peer == old_peer:
+                continue
+            if peer is not None:
+                self.withheld.setdefault((type_url, peer), set()).add(name)
+            self.by_type.setdefault(type_url, {})[name] = encoded
+            self._notify(type_url, name, peer)
+        self._sent_as[key] = (peer, {k: e.version for k, e in new.items()})
 
     def _notify(self, type_url: str, name: str, withheld_from: str | None) -> None:
         for view in self._views:

@@ -11,7 +11,7 @@ import logging
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
-from . import codec
+from . import codec, parts
 from .sender import Pipe
 from .sink import StoreSink
 
@@ -27,7 +27,7 @@ async def take(
     """Follow ``peer``'s resources of ``kinds`` into ``sink`` until the stream ends; ``node``
     goes with the first request (a zone's name, version and config, as Kuma's zone sends)."""
     held = await sink.held()
-    for type_url in codec.type_urls(kinds):
+    for type_url in parts.type_urls(kinds):
         request = DeltaDiscoveryRequest(
             type_url=type_url,
             resource_names_subscribe=["*"],

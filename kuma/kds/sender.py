@@ -16,7 +16,7 @@ import anyio
 
 from kuma.xds.server.delta import DeltaProtocol, TypeSet
 
-from . import codec
+from . import parts
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ async def offer(
     """Serve ``outbox``'s resources of ``kinds`` to ``peer`` until it ends the stream;
     ``zone``: the peer zone's name (what the outbox withholds from it stays out). Raises
     :class:`~kuma.xds.server.node.InvalidRequest` when the peer breaks the protocol."""
-    state = DeltaProtocol(TypeSet(codec.type_urls(kinds)))
+    state = DeltaProtocol(TypeSet(parts.type_urls(kinds)))
     failed: list[Exception] = []
     async with outbox.view(zone) as view, anyio.create_task_group() as tg:
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from kuma.resources import Resource, ResourceKey, ValidationError
+from kuma.resources import Resource, ResourceKey, ValidationError, ZoneIngress
+from kuma.resources.model import AvailableService
 from kuma.store import ConflictError, NotFoundError, Store, StoreError
 
-from . import codec
+from . import codec, parts
 from .codec import KdsDecodeError
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,11 @@ class StoreSink:
         held: dict[str, dict[str, str]] = {}
         for kind in self._kinds:
             page = await self._store.list(kind)
-            versions = held.setdefault(codec.type_url(kind), {})
+            held.setdefault(codec.type_url(kind), {})
             for item in page.items:
                 if self._owns(item.resource):
-                    versions[codec.wire_name(item.key)] = codec.version_of(item.resource)
+                    for type_url, name, version in parts.held(item.resource):
+                        held.setdefault(type_url, {})[name] = version
         return held
 
     async def apply(
@@ -64,6 +66,9 @@ class StoreSink:
         """Store ``resources`` (``Resource`` messages) and delete ``removed``; what could not
         be done, one line per name (empty: all done)."""
         errors: list[str] = []
+        if type_url == parts.ENTRY_URL:
+            errors = await self._entries(resources, removed)
+            resources, removed = (), ()
         for item in resources:
             name: str = item.name  # type: ignore[attr-defined]
             body: bytes = item.resource.value  # type: ignore[attr-defined]
@@ -93,6 +98,9 @@ class StoreSink:
                 return
             if not self._replaceable(existing.resource):
                 raise NotApplied(f"{key} exists here and is not from the peer")
+            if isinstance(resource, ZoneIngress) and isinstance(existing.resource, ZoneIngress):
+                # Its list travels as entries (:mod:`.parts`): keep the one stored.
+                resource = parts.keep_list(resource, existing.resource)
             if codec.canonical(existing.resource) == codec.canonical(resource):
                 return
             try:
@@ -101,6 +109,61 @@ class StoreSink:
                 return
             except (ConflictError, NotFoundError):
                 continue  # written meanwhile: read it again
+        raise NotApplied(f"{key} keeps changing here")
+
+    async def _entries(self, resources: Iterable[object], removed: Iterable[str]) -> list[str]:
+        """Merge ZoneIngress entries into their stored ingresses: one write per ingress."""
+        errors: list[str] = []
+        upserts: dict[str, dict[str, AvailableService]] = {}
+        removals: dict[str, list[str]] = {}
+        for item in resources:
+            name: str = item.name  # type: ignore[attr-defined]
+            body: bytes = item.resource.value  # type: ignore[attr-defined]
+            try:
+                entry = parts.decode_entry(name, body)
+            except KdsDecodeError as exc:
+                errors.append(f"{name[:200]}: {exc}")
+                continue
+            upserts.setdefault(parts.ingress_of(name), {})[parts.entry_id(entry)] = entry
+        for name in removed:
+            try:
+                removals.setdefault(parts.ingress_of(name), []).append(name.rpartition("/")[2])
+            except KdsDecodeError as exc:
+                errors.append(f"{name[:200]}: {exc}")
+        for ingress in sorted(upserts.keys() | removals.keys()):
+            try:
+                await self._merge(ingress, upserts.get(ingress, {}), removals.get(ingress, []))
+            except (NotApplied, KdsDecodeError, ValidationError, StoreError) as exc:
+                errors.append(f"{ingress[:200]}: {exc}")
+        return errors
+
+    async def _merge(
+        self, name: str, upserts: dict[str, AvailableService], removed: list[str]
+    ) -> None:
+        key = parts.ingress_key(name)
+        for _ in range(3):
+            try:
+                existing = await self._store.get(key)
+            except NotFoundError:
+                if upserts:
+                    raise NotApplied(f"{key}: no such ZoneIngress here for its entries") from None
+                return  # the ingress went first (removals come last): nothing left to remove
+            ingress = existing.resource
+            if not isinstance(ingress, ZoneIngress) or not self._replaceable(ingress):
+                raise NotApplied(f"{key} exists here and is not from the peer")
+            merged = parts.merge(ingress, upserts, removed)
+            if merged == ingress:
+                return
+            if self._check is not None and (problem := self._check(merged)) is not None:
+                raise NotApplied(problem)
+            try:
+                await self._store.update(merged, version=existing.meta.version)
+            except (ConflictError, NotFoundError):
+                continue  # written meanwhile: read it again
+            log.info(
+                "KDS: updated %s (%d entries changed, %d removed)", key, len(upserts), len(removed)
+            )
+            return
         raise NotApplied(f"{key} keeps changing here")
 
     async def _remove(self, key: ResourceKey) -> None:

@@ -74,7 +74,7 @@ def external(name: str, service: str, zone: str | None, mesh: str = "default") -
             "type": "ExternalService",
             "mesh": mesh,
             "name": name,
-            "networking": {"address": "example.com:443"},
+            "networking": {"address": f"{name}.example.com:443"},
             "tags": tags,
         }
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.fixtures.envoy import eventually
 
-from .test_kds_processes import control_plane, get_json
+from .test_kds_processes import control_plane, dataplane, get_json
 
 INGRESS = """\
 type: ZoneIngress
@@ -21,18 +21,8 @@ networking:
 
 
 def web(name: str, port: int) -> str:
-    return f"""\
-type: Dataplane
-mesh: default
-name: {name}
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: {port}
-    servicePort: 8080
-    tags:
-      kuma.io/service: web
-"""
+    """A Dataplane of service ``web`` (every instance the same service)."""
+    return dataplane(name, port).replace(f"kuma.io/service: {name}", "kuma.io/service: web")
 
 
 def test_a_zone_lists_its_services_on_its_ingress(tmp_path: Path) -> None:
