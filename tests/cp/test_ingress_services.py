@@ -12,7 +12,14 @@ import pytest
 
 from kuma.cp.ingress_services import IngressServicesWriter
 from kuma.resources import ResourceKey, ZoneIngress
-from kuma.store import ConflictError, Operation, ResourceEvent, Store, open_store
+from kuma.store import (
+    ConflictError,
+    Operation,
+    ResourceEvent,
+    Store,
+    StoreUnavailableError,
+    open_store,
+)
 from kuma.xds.engine import Engine
 from kuma.xds.engine.available_services import AvailableServicesIndex
 from kuma.xds.engine.handlers import default_handlers
@@ -152,3 +159,62 @@ async def test_two_instances_write_each_change_once(
             assert writes == len(changes) + 1
         # Both instances saw every change; each time one of them wrote it.
         assert first.writer.writes + second.writer.writes == writes
+
+
+async def test_a_failed_write_is_retried() -> None:
+    async with open_store("memory", {}) as store:
+        await store.create(mesh())
+        await store.create(ingress())
+        instance = Instance(store)
+        instance.writer.retry_interval = 0.05
+        update, failures = store.update, 0
+
+        async def failing_once(resource: Any, *, version: str) -> Any:
+            nonlocal failures
+            if isinstance(resource, ZoneIngress) and not failures:
+                failures += 1
+                raise StoreUnavailableError("etcd is away")
+            return await update(resource, version=version)
+
+        store.update = failing_once  # type: ignore[method-assign]
+        async with running(store, instance):
+            await store.create(dataplane("web-1", inbound("web")))
+
+            async def written() -> bool:
+                return await listed(store) == [("web", 1)]
+
+            await until(written)
+        assert failures == 1
+        assert instance.writer.writes == 1
+
+
+async def test_a_steady_stream_of_changes_is_written_every_max_delay() -> None:
+    """Changes never quiet for ``quiet`` seconds: the writer still writes, ``max_delay``
+    (Kuma's ingressUpdateInterval) after the first unwritten change, and the last state once
+    they stop."""
+    async with open_store("memory", {}) as store:
+        await store.create(mesh())
+        stored = await store.create(ingress())
+        instance = Instance(store)
+        engine, writer = instance.engine, instance.writer
+        writer.quiet, writer.max_delay = 0.05, 0.2
+        engine.apply_now([ResourceEvent(Operation.CREATE, stored.resource, stored.meta, 1)])
+        engine.apply_now([ResourceEvent(Operation.CREATE, mesh(), stored.meta, 1)])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            started = anyio.current_time()
+            count = 0
+            while anyio.current_time() - started < 0.8:
+                count += 1
+                made = await store.create(dataplane(f"web-{count}", inbound("web")))
+                engine.apply_now([ResourceEvent(Operation.CREATE, made.resource, made.meta, 1)])
+                await anyio.sleep(0.01)
+            during = writer.writes
+            # Each write comes back through the watch: the writer builds on what it wrote.
+
+            async def last_written() -> bool:
+                return await listed(store) == [("web", count)]
+
+            await until(last_written)
+            tg.cancel_scope.cancel()
+        assert during >= 2, "the writer waited for a quiet moment that never came"
