@@ -13,7 +13,7 @@ from kuma.api.config_dump import config_dump
 from kuma.resources import ExternalService, decode_one
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
-from kuma.xds.generate.external import external_cluster, external_endpoint
+from kuma.xds.generate.external import external_cluster, external_endpoint, resolve_endpoints
 from kuma.xds.snapshot import versioned
 
 KEY = b"-----BEGIN PRIVATE KEY-----\nCLIENTKEY\n-----END PRIVATE KEY-----\n"
@@ -123,3 +123,20 @@ def test_endpoints_are_grouped_by_zone_and_selected_by_the_subset() -> None:
     assert v1.name.startswith("ext-")
     (only,) = v1.load_assignment.endpoints
     assert [e.endpoint.address.socket_address.address for e in only.lb_endpoints] == ["10.0.0.1"]
+
+
+def test_external_services_alike_in_address_and_tags_both_count() -> None:
+    """Two ExternalServices of one service with the same address and tags (it crashed the
+    sort once): both are endpoints, in name order."""
+    twins = {
+        name: decode_one(
+            f"type: ExternalService\nmesh: default\nname: {name}\nnetworking:\n"
+            "  address: example.com:443\ntags: {kuma.io/service: ext}\n"
+        )
+        for name in ("es-2", "es-1")
+    }
+    endpoints = resolve_endpoints(twins, {}, "default")  # type: ignore[arg-type]
+    assert len(endpoints) == 2
+    cluster = external_cluster(Destination("ext"), "tcp", endpoints)
+    (group,) = cluster.load_assignment.endpoints
+    assert len(group.lb_endpoints) == 2

@@ -1,6 +1,6 @@
 """One mesh's ExternalServices and the Secrets their DataSources may name, indexed by service.
 
-Input handlers (``handlers/external_service.py``, ``handlers/secret.py``) put and remove
+The input handlers of ``handlers/external_service.py`` (ExternalService, Secret) put and remove
 resources here and get back the services whose endpoints that changed; generation reads a
 service's resolved endpoints (``MeshState.external``), computed once per change.
 
@@ -10,6 +10,8 @@ reported by the ExternalService's and the Secret's names.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from kuma.resources import ExternalService
 from kuma.xds.generate.external import ExternalEndpoint, referenced_secrets, resolve_endpoints
@@ -24,6 +26,8 @@ class ExternalServices:
         #: service → its ExternalServices by name.
         self._by_service: dict[str, dict[str, ExternalService]] = {}
         self._secrets: dict[str, bytes] = {}
+        #: Secret name → the services whose ExternalServices read it → how many of them.
+        self._readers: dict[str, Counter[str]] = {}
         self._resolved: dict[str, tuple[ExternalEndpoint, ...]] = {}
 
     def __bool__(self) -> bool:
@@ -48,6 +52,8 @@ class ExternalServices:
         touched = self.remove(resource.name)
         self._by_name[resource.name] = resource
         self._by_service.setdefault(resource.service, {})[resource.name] = resource
+        for secret in referenced_secrets(resource):
+            self._readers.setdefault(secret, Counter())[resource.service] += 1
         self._resolved.pop(resource.service, None)
         touched.add(resource.service)
         return touched
@@ -60,6 +66,13 @@ class ExternalServices:
         del members[name]
         if not members:
             del self._by_service[previous.service]
+        for secret in referenced_secrets(previous):
+            readers = self._readers[secret]
+            readers[previous.service] -= 1
+            if readers[previous.service] == 0:
+                del readers[previous.service]
+                if not readers:
+                    del self._readers[secret]
         self._resolved.pop(previous.service, None)
         return {previous.service}
 
@@ -72,11 +85,7 @@ class ExternalServices:
             del self._secrets[name]
         else:
             self._secrets[name] = value
-        touched = {
-            resource.service
-            for resource in self._by_name.values()
-            if name in referenced_secrets(resource)
-        }
+        touched = set(self._readers.get(name, ()))
         for service in touched:
             self._resolved.pop(service, None)
         return touched

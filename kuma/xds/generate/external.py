@@ -80,7 +80,7 @@ class ExternalTls(msgspec.Struct, frozen=True):
     __str__ = __repr__
 
 
-class ExternalEndpoint(msgspec.Struct, frozen=True, order=True):
+class ExternalEndpoint(msgspec.Struct, frozen=True):
     """One ExternalService as its consumers' cluster reaches it."""
 
     host: str
@@ -155,7 +155,12 @@ def resolve_endpoints(
                 "ExternalService left out: its DataSource cannot be read",
                 extra={"fields": {"mesh": mesh, "externalService": name, "missing": str(missing)}},
             )
-    return tuple(sorted(found))
+    # By address and tags; ExternalServices alike in both keep their name order (stable).
+    return tuple(sorted(found, key=_address_order))
+
+
+def _address_order(endpoint: ExternalEndpoint) -> tuple[str, int, tuple[tuple[str, str], ...]]:
+    return (endpoint.host, endpoint.port, endpoint.tags)
 
 
 def referenced_secrets(service: ExternalService) -> frozenset[str]:
@@ -231,7 +236,7 @@ def external_cluster(
     if alt != name:
         cluster.alt_stat_name = alt
     wanted = dict(destination.subset)
-    chosen = sorted(e for e in endpoints if _carries(e.tags, wanted))
+    chosen = [e for e in endpoints if _carries(e.tags, wanted)]
     if any(not is_ip(e.host) for e in chosen):
         cluster.type = cluster_pb2.Cluster.STRICT_DNS
         cluster.dns_lookup_family = (
@@ -243,7 +248,7 @@ def external_cluster(
     assignment.cluster_name = name
     # Grouped by ``kuma.io/zone`` (the locality, as Kuma sets it), untagged first.
     groups: dict[str | None, endpoint_components_pb2.LocalityLbEndpoints] = {}
-    for endpoint in sorted(chosen, key=lambda e: (e.zone or "", e)):
+    for endpoint in sorted(chosen, key=lambda e: (e.zone or "", *_address_order(e))):
         group = groups.get(endpoint.zone)
         if group is None:
             group = groups[endpoint.zone] = assignment.endpoints.add()
