@@ -102,7 +102,7 @@ def test_a_kind_without_a_handler_is_ignored_and_one_handler_per_kind() -> None:
     assert engine.apply_now([event(ingress)]).proxies_assembled == 0
     registry = HandlerRegistry(default_handlers())
     # The engine inputs, plus one handler per registered policy kind.
-    core = {"Dataplane", "Mesh", "MeshVips", "ExternalService", "Secret"}
+    core = {"Dataplane", "Mesh", "MeshVips", "ExternalService", "Secret", "MeshGateway"}
     assert registry.resource_types == {*core, *POLICY_KINDS}
     with pytest.raises(ValueError, match="Dataplane is already registered"):
         registry.register(default_handlers()[0])

@@ -134,7 +134,7 @@ def _path_matches(path: PathMatch) -> list[route_pb2.RouteMatch]:
     return [match]
 
 
-def _add_headers(envoy_match: route_pb2.RouteMatch, match: Match) -> None:
+def add_match_headers(envoy_match: route_pb2.RouteMatch, match: Match) -> None:
     if match.method is not None:
         header = envoy_match.headers.add(name=":method")
         header.string_match.exact = match.method
@@ -260,7 +260,7 @@ def _envoy_routes(
     result = []
     assert route.match.path is not None
     for envoy_match in _path_matches(route.match.path):
-        _add_headers(envoy_match, route.match)
+        add_match_headers(envoy_match, route.match)
         envoy_route = route_pb2.Route(name=route.hash, match=envoy_match)
         action = envoy_route.route
         action.timeout.SetInParent()

@@ -29,6 +29,7 @@ import msgspec
 
 from kuma.store import ResourceEvent, Store, Synced, WatchItem
 from kuma.xds import types
+from kuma.xds.gateway.assemble import with_gateway
 from kuma.xds.generate.destination import Destination
 from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
@@ -117,6 +118,8 @@ class Engine:
             metrics=record.metadata.metrics,
             access_log_socket=record.metadata.access_log_socket,
         )
+        # A builtin gateway's listeners, routes and backends (kuma/xds/gateway).
+        assembly = with_gateway(assembly, dataplane, mesh, self._interner, self._shared)
         record.subsets = assembly.subsets
         self._index.set_consumed(record, assembly.outbound_services)
         self._index.set_selections(record, assembly.selections)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from kuma.policies.matching import ordered
-from kuma.resources import Dataplane, Mesh
+from kuma.resources import Dataplane, Mesh, MeshGateway
 from kuma.resources.model import Policy
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
 from kuma.xds.generate.external import ExternalEndpoint, external_protocol
@@ -101,6 +101,8 @@ class MeshState:
         self._policy_lists: dict[str, tuple[Policy, ...]] | None = None
         #: The mesh's ExternalServices and its Secrets' values (handlers/external_service.py).
         self.externals = ExternalServices(name)
+        #: The mesh's MeshGateways by name (handlers/mesh_gateway.py, kuma/xds/gateway).
+        self.gateways: dict[str, MeshGateway] = {}
 
     # --- policies --------------------------------------------------------------------------
 

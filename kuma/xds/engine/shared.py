@@ -122,6 +122,15 @@ class SharedResources:
             cached[1][variant] = resource
         return resource
 
+    def watch_inputs(self, mesh: MeshState, service: str) -> ServiceInputs:
+        """The service's inputs, remembered so that their change re-assembles its consumers,
+        for a consumer that builds its clusters itself (a builtin gateway)."""
+        inputs = service_inputs(mesh, service)
+        cached = self._clusters.get((mesh.name, service))
+        if cached is None or cached[0] != inputs:
+            self._clusters[(mesh.name, service)] = (inputs, {})
+        return inputs
+
     def load_assignment(self, mesh: MeshState, destination: Destination) -> VersionedResource:
         by_destination = self._load_assignments.setdefault((mesh.name, destination.service), {})
         cached = by_destination.get(destination)

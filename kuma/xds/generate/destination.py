@@ -30,18 +30,25 @@ from .endpoints import Endpoint, load_assignment
 MESH_TAG = "kuma.io/mesh"
 
 
-def destination_cluster_name(service: str, subset: Iterable[tuple[str, str]] = ()) -> str:
+def destination_cluster_name(
+    service: str,
+    subset: Iterable[tuple[str, str]] = (),
+    identity: Iterable[tuple[str, str]] = (),
+) -> str:
     """Kuma's cluster name for ``service`` narrowed by ``subset`` (tags other than
-    ``kuma.io/service``): the service itself when there are none."""
+    ``kuma.io/service``): the service itself when there are none. ``identity``: Kuma's
+    ``additionalIdentifyingTags`` (a builtin gateway's listener tags), hashed after them."""
     tags = dict(subset)
-    if not tags:
+    extra = dict(identity)
+    if not tags and not extra:
         return service
     tags[SERVICE_TAG] = service
     digest = hashlib.sha256()
     # Python orders str by code point, which is UTF-8 byte order: Go's sort.Strings.
-    for key in sorted(tags):
-        digest.update(key.encode())
-        digest.update(tags[key].encode())
+    for part in (tags, extra):
+        for key in sorted(part):
+            digest.update(key.encode())
+            digest.update(part[key].encode())
     return f"{service}-{digest.hexdigest()[:16]}"
 
 
@@ -51,6 +58,9 @@ class Destination(msgspec.Struct, frozen=True, order=True):
     service: str
     #: Tags other than ``kuma.io/service`` (and ``kuma.io/mesh``), sorted by key.
     subset: tuple[tuple[str, str], ...] = ()
+    #: Tags that name its cluster without narrowing its endpoints (a builtin gateway's
+    #: listener tags, Kuma's identifying tags), sorted by key; empty for a sidecar's.
+    identity: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, tags: Mapping[str, str]) -> Destination:
@@ -61,7 +71,7 @@ class Destination(msgspec.Struct, frozen=True, order=True):
     @property
     def cluster_name(self) -> str:
         """The name of its Cluster and ClusterLoadAssignment."""
-        return destination_cluster_name(self.service, self.subset)
+        return destination_cluster_name(self.service, self.subset, self.identity)
 
     @property
     def tags(self) -> dict[str, str]:

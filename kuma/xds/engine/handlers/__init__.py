@@ -11,6 +11,7 @@ from .base import InputHandler
 from .dataplane import DataplaneHandler
 from .external_service import ExternalServiceHandler, SecretHandler
 from .mesh import MeshHandler
+from .mesh_gateway import MeshGatewayHandler
 from .mesh_vips import MeshVipsHandler
 from .policy import PolicyHandler
 
@@ -19,6 +20,7 @@ def default_handlers(*, zone: str = "") -> list[InputHandler]:
     """``zone``: a zone control plane's name, stamped on the Dataplanes it serves."""
     policies = [PolicyHandler(kind) for kind in sorted(POLICY_KINDS)]
     externals: list[InputHandler] = [ExternalServiceHandler(), SecretHandler()]
+    externals.append(MeshGatewayHandler())
     return [DataplaneHandler(zone), MeshHandler(), MeshVipsHandler(), *externals, *policies]
 
 

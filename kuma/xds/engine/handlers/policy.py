@@ -20,6 +20,7 @@ from collections.abc import Hashable
 from kuma.policies import selects
 from kuma.policies.caller_tags import may_need_caller_tags, needs_caller_tags
 from kuma.resources.model import (
+    MESH_GATEWAY,
     MESH_HTTP_ROUTE,
     MESH_SERVICE,
     MESH_SERVICE_SUBSET,
@@ -27,6 +28,7 @@ from kuma.resources.model import (
     Policy,
 )
 from kuma.store import Operation, ResourceEvent
+from kuma.xds.gateway.selection import gateway_key
 from kuma.xds.node_id import ProxyId
 
 from ..invalidation import Invalidation
@@ -41,6 +43,10 @@ def _newly_selected(mesh: MeshState, policy: Policy, invalidation: Invalidation)
     ref = policy.spec.target_ref
     if ref.kind == MESH_HTTP_ROUTE:
         invalidation.meshes.add(mesh.name)  # resolved through the route: rare, mesh-wide
+        return
+    if ref.kind == MESH_GATEWAY:
+        # The proxies that MeshGateway serves (kuma/xds/gateway): its selection key.
+        invalidation.selections.add(gateway_key(mesh.name, ref.name))
         return
     tags: list[tuple[str, str]] = []
     if ref.kind in (MESH_SERVICE, MESH_SERVICE_SUBSET):

@@ -1,0 +1,116 @@
+"""A builtin gateway on a real Envoy configured by a real kuma-cp: a MeshGateway HTTP
+listener and a MeshHTTPRoute targeting it send ``/web/...`` to service web and ``/api`` to
+service api (each a sidecar Envoy in front of its app), answer Kuma's 404 for other paths, and
+follow a route change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import yaml
+
+from kuma.xds.gateway.resources import EMPTY_GATEWAY
+from tests.fixtures.envoy import (
+    ControlPlane,
+    EnvoyFactory,
+    HttpService,
+    dataplane_yaml,
+    eventually,
+    free_ports,
+    http_get,
+)
+
+pytestmark = pytest.mark.envoy
+
+ROUTE = {
+    "type": "MeshHTTPRoute",
+    "mesh": "default",
+    "name": "edge-routes",
+    "spec": {
+        "targetRef": {"kind": "MeshGateway", "name": "edge"},
+        "to": [
+            {
+                "targetRef": {"kind": "Mesh"},
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/web"}}],
+                        "default": {"backendRefs": [{"kind": "MeshService", "name": "web"}]},
+                    },
+                    {
+                        "matches": [{"path": {"type": "Exact", "value": "/api"}}],
+                        "default": {"backendRefs": [{"kind": "MeshService", "name": "api"}]},
+                    },
+                ],
+            }
+        ],
+    },
+}
+
+
+def test_gateway_routes_by_path_to_two_services(
+    control_plane: ControlPlane,
+    envoy_factory: EnvoyFactory,
+    http_services: Callable[[str], HttpService],
+) -> None:
+    apps = {name: http_services(name) for name in ("web", "api")}
+    gateway_port, *inbound_ports = free_ports(3)
+    for (name, app), port in zip(apps.items(), inbound_ports, strict=True):
+        control_plane.put(name, dataplane_yaml(name, inbounds=[(port, app.port, name)]))
+        node = f"default.{name}"
+        sidecar = envoy_factory(
+            node, name, control_plane.dp_port, token=control_plane.token(node), ca=control_plane.ca
+        )
+        sidecar.wait_live()
+    gateway = {
+        "type": "MeshGateway",
+        "mesh": "default",
+        "name": "edge",
+        "selectors": [{"match": {"kuma.io/service": "edge"}}],
+        "conf": {"listeners": [{"protocol": "HTTP", "port": gateway_port}]},
+    }
+    control_plane.put("meshgateway-edge", yaml.safe_dump(gateway))
+    control_plane.put("route-edge", yaml.safe_dump(ROUTE))
+    edge = {
+        "type": "Dataplane",
+        "mesh": "default",
+        "name": "edge",
+        "networking": {
+            "address": "127.0.0.1",
+            "gateway": {"type": "BUILTIN", "tags": {"kuma.io/service": "edge"}},
+        },
+    }
+    control_plane.put("edge", yaml.safe_dump(edge))
+    envoy = envoy_factory(
+        "default.edge",
+        "edge",
+        control_plane.dp_port,
+        token=control_plane.token("default.edge"),
+        ca=control_plane.ca,
+    )
+    envoy.wait_live()
+    envoy.wait_listener(f"edge:HTTP:{gateway_port}")
+
+    def answer(path: str, expected: tuple[int, str]) -> bool:
+        found = http_get(gateway_port, path)
+        assert found == expected, (path, found)
+        return True
+
+    eventually(lambda: answer("/web/index.html", (200, "web")), "the gateway to route /web/")
+    eventually(lambda: answer("/api", (200, "api")), "the gateway to route /api")
+    assert http_get(gateway_port, "/web") == (200, "web")  # the prefix's exact path
+    assert http_get(gateway_port, "/api/v1")[0] == 404  # an Exact match only
+    assert http_get(gateway_port, "/webx") == (404, "")  # whole path segments only
+    assert apps["web"].paths[-1] == "/web"
+    assert apps["api"].hits == 1
+
+    # The route moves /web to /site: the gateway follows.
+    rules = ROUTE["spec"]["to"][0]["rules"]  # type: ignore[index]
+    rules[0]["matches"][0]["path"]["value"] = "/site"
+    control_plane.put("route-edge", yaml.safe_dump(ROUTE))
+    eventually(lambda: answer("/site/a", (200, "web")), "the gateway to route /site/")
+    assert http_get(gateway_port, "/web/a")[0] == 404
+
+    # Without routes every host answers Kuma's 404 text.
+    control_plane.delete("route-edge")
+    eventually(lambda: answer("/api", (404, EMPTY_GATEWAY)), "the gateway to drop its routes")
