@@ -1,8 +1,9 @@
 """A builtin gateway served by the engine, compared with Kuma 2.7's meshhttproute plugin
-goldens for its ``gateway`` case (tests/gateway/kuma/gateway.*.golden.yaml, copied from
-pkg/plugins/policies/meshhttproute/plugin/v1alpha1/testdata): the same MeshGateway (HTTP on
-8080 for every host, 8081 for go.dev, 8082 for *.dev, a TCP listener on 9080 that gets nothing
-yet), the same four ``to`` items (hostnames *, go.dev, *.dev, other.dev) and the same backend.
+goldens (tests/gateway/kuma/<case>.*.golden.yaml, copied from
+pkg/plugins/policies/meshhttproute/plugin/v1alpha1/testdata). ``gateway``: the same MeshGateway
+(HTTP on 8080 for every host, 8081 for go.dev, 8082 for *.dev, a TCP listener on 9080 that
+gets nothing yet), the same four ``to`` items (hostnames *, go.dev, *.dev, other.dev) and the
+same backend; ``gateway-root-prefix``: one listener, one ``PathPrefix /`` rule (no exact ``/``).
 Listeners, route configurations, clusters and endpoints must equal Kuma's, field by field,
 but for two differences every proxy of this project has (:func:`as_this_project_serves`)."""
 
@@ -88,6 +89,30 @@ spec:
           default: {backendRefs: [{kind: MeshService, name: backend, weight: 100}]}
 """
 
+ROOT_PREFIX = (
+    SCENARIO.split("---\ntype: MeshGateway")[0]
+    + """\
+---
+type: MeshGateway
+mesh: default
+name: sample-gateway
+selectors: [{match: {kuma.io/service: sample-gateway}}]
+conf: {listeners: [{protocol: HTTP, port: 8080}]}
+---
+type: MeshHTTPRoute
+mesh: default
+name: sample-routes
+spec:
+  targetRef: {kind: MeshGateway, name: sample-gateway}
+  to:
+    - targetRef: {kind: Mesh}
+      rules:
+        - matches: [{path: {type: PathPrefix, value: /}}]
+          default: {backendRefs: [{kind: MeshService, name: backend, weight: 100}]}
+"""
+)
+CASES = {"gateway": SCENARIO, "gateway-root-prefix": ROOT_PREFIX}
+
 KINDS: dict[str, tuple[str, Any]] = {
     "listeners": (types.LISTENER, listener_pb2.Listener),
     "routes": (types.ROUTE, route_pb2.RouteConfiguration),
@@ -126,13 +151,17 @@ def served(engine: Engine, node: str, kind: str, names: set[str]) -> dict[str, A
     }
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_gateway_case_equals_kuma_golden(kind: str) -> None:
-    golden = yaml.safe_load((KUMA / f"gateway.{kind}.golden.yaml").read_text())
+def test_gateway_case_equals_kuma_golden(case: str, kind: str) -> None:
+    golden = yaml.safe_load((KUMA / f"{case}.{kind}.golden.yaml").read_text())
     expected = {item["name"]: item["resource"] for item in golden["resources"]}
     for resource in expected.values():
         resource.pop("@type")
         as_this_project_serves(kind, resource)
     engine = Engine()
-    engine.apply_now(events(decode(SCENARIO)))
+    engine.apply_now(events(decode(CASES[case])))
     assert served(engine, "default.sample-gateway", kind, set(expected)) == expected
+    # Nothing more than Kuma's (the admin listener and cluster are every proxy's).
+    names = engine.subscribe("default.sample-gateway").resources(KINDS[kind][0])
+    assert {n for n in names if not n.startswith("kuma:")} == set(expected)

@@ -1,7 +1,8 @@
 """A builtin gateway on a real Envoy configured by a real kuma-cp: a MeshGateway HTTP
 listener and a MeshHTTPRoute targeting it send ``/web/...`` to service web and ``/api`` to
 service api (each a sidecar Envoy in front of its app), answer Kuma's 404 for other paths, and
-follow a route change."""
+follow a route change; with mesh mTLS on (STRICT, allow-all permissions) the gateway
+originates mTLS to the sidecars as Kuma's does."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.fixtures.envoy import (
     free_ports,
     http_get,
 )
+from tests.integration.test_mtls import ALLOW_ALL, mesh_yaml
 
 pytestmark = pytest.mark.envoy
 
@@ -110,6 +112,25 @@ def test_gateway_routes_by_path_to_two_services(
     control_plane.put("route-edge", yaml.safe_dump(ROUTE))
     eventually(lambda: answer("/site/a", (200, "web")), "the gateway to route /site/")
     assert http_get(gateway_port, "/web/a")[0] == 404
+
+    # Mesh mTLS on: the sidecars accept mTLS only, the gateway's clusters originate it.
+    control_plane.put("allow-all", ALLOW_ALL)
+    control_plane.put("mesh-default", mesh_yaml("STRICT"))
+
+    def mtls_used() -> bool:
+        stats = envoy.stats()
+        # The gateway's own cluster to web (its ADS cluster speaks TLS to kuma-cp anyway).
+        handshakes = [
+            v
+            for k, v in stats.items()
+            if k.startswith("cluster.web-") and k.endswith(".ssl.handshake")
+        ]
+        assert handshakes, "the gateway's web cluster has no TLS yet"
+        assert handshakes[0] > 0, "no TLS handshake to web yet"
+        return True
+
+    eventually(lambda: answer("/site/b", (200, "web")) and mtls_used(), "mTLS from the gateway")
+    assert http_get(gateway_port, "/api") == (200, "api")
 
     # Without routes every host answers Kuma's 404 text.
     control_plane.delete("route-edge")
