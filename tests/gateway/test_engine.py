@@ -128,3 +128,16 @@ def test_gateway_follows_its_meshgateway_routes_and_backends() -> None:
     assert ROUTES not in edge.resources(types.ROUTE)
     assert web_cluster not in edge.resources(types.CLUSTER)
     assert web.resources(types.LISTENER) == web_version  # the sidecar never changed
+
+
+def test_the_best_ranked_meshgateway_serves_and_its_removal_hands_over() -> None:
+    """Kuma's SelectGateway: the selector with more exact tags wins (a tie: the first by
+    name); deleting the winner hands the proxy to the other."""
+    engine = Engine()
+    apply(engine, *decode(BASE))
+    edge = engine.subscribe("default.edge-1")
+    broad = decode_one(GATEWAY.replace("name: edge", "name: a-broad").replace(": edge}", ": '*'}"))
+    apply(engine, broad, decode_one(GATEWAY))
+    assert set(edge.resources(types.LISTENER)) == {"kuma:envoy:admin", LISTENER}
+    apply(engine, decode_one(GATEWAY), operation=Operation.DELETE)
+    assert set(edge.resources(types.LISTENER)) == {"kuma:envoy:admin", "a-broad:HTTP:8000"}

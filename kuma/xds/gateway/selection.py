@@ -17,22 +17,37 @@ def gateway_key(mesh: str, name: str) -> Hashable:
     return ("MeshGateway", mesh, name)
 
 
+def _rank(gateway: MeshGateway, tags: Mapping[str, str]) -> tuple[int, int] | None:
+    """Kuma's TagSelectorRank of the best selector matching ``tags`` (exact values, then
+    ``*`` values); None when none matches."""
+    best: tuple[int, int] | None = None
+    for selector in gateway.selectors or ():
+        match = selector.match
+        if all(tags.get(k) == v or (v == "*" and k in tags) for k, v in match.items()):
+            wildcards = sum(1 for v in match.values() if v == "*")
+            rank = (len(match) - wildcards, wildcards)
+            best = rank if best is None else max(best, rank)
+    return best
+
+
 def _selects(gateway: MeshGateway, tags: Mapping[str, str]) -> bool:
-    return any(
-        all(tags.get(k) == v or (v == "*" and k in tags) for k, v in selector.match.items())
-        for selector in gateway.selectors or ()
-    )
+    return _rank(gateway, tags) is not None
 
 
 def gateway_of(dataplane: Dataplane, mesh: MeshState) -> MeshGateway | None:
-    """The MeshGateway a builtin gateway Dataplane serves: one whose selectors match its
-    gateway tags (the first by name when several do)."""
+    """The MeshGateway a builtin gateway Dataplane serves (Kuma's SelectGateway): the one
+    whose matching selector ranks highest; on a tie the first by name (Kuma: the one created
+    last, a time the engine does not keep)."""
     networking = dataplane.networking
     if networking is None or networking.gateway is None or networking.gateway.type != "BUILTIN":
         return None
     tags = networking.gateway.tags
-    matching = [g for g in mesh.gateways.values() if _selects(g, tags)]
-    return min(matching, key=lambda g: g.name) if matching else None
+    best: tuple[tuple[int, int], MeshGateway] | None = None
+    for gateway in sorted(mesh.gateways.values(), key=lambda g: g.name):
+        rank = _rank(gateway, tags)
+        if rank is not None and (best is None or rank > best[0]):
+            best = (rank, gateway)
+    return None if best is None else best[1]
 
 
 def served_by(gateway: MeshGateway, mesh: MeshState) -> list[str]:
