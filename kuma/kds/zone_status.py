@@ -20,6 +20,7 @@ may write one zone's insight (a zone connected to two of them).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -166,6 +167,8 @@ class ZoneStatus:
         #: Admitted zones -> when their streams must end (followed from the store by
         #: :meth:`run`).
         self._ending: dict[str, Ending] = {}
+        #: Disconnect writes under way (held: the event loop keeps only weak references).
+        self._closing: set[asyncio.Future[None]] = set()
 
     async def admit(self, zone: str) -> Ending:
         """Create the zone's Zone if it has none; ZoneDisabled if it is disabled. The answer
@@ -208,8 +211,14 @@ class ZoneStatus:
                     tg.cancel_scope.cancel()
         finally:
             closed = msgspec.structs.replace(tracker.snapshot(), disconnect_time=self._clock())
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                await self._put(zone, closed)
+            # grpclib cancels a stream's handler natively (task.cancel()) when the connection
+            # is lost, which an anyio shield does not hold off: the disconnect is written by a
+            # task of its own, which that cancellation does not reach, so a zone that vanishes
+            # is not left online.
+            write = asyncio.ensure_future(asyncio.wait_for(self._put(zone, closed), 10))
+            self._closing.add(write)
+            write.add_done_callback(self._closing.discard)
+            await asyncio.shield(write)
 
     async def _flush(self, zone: str, tracker: SubscriptionTracker) -> None:
         # The version arrives with the first request: written at once; counters at most once

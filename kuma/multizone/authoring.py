@@ -2,8 +2,8 @@
 the REST API and kumactl.
 
 - A **global** control plane authors what it sends to every zone (Meshes, Secrets,
-  GlobalSecrets, ExternalServices, MeshGateways, policies); what zones send up (Dataplanes,
-  ZoneIngresses, ZoneEgresses) is refused with Kuma's message.
+  GlobalSecrets, ExternalServices, MeshGateways, policies) and its Zones; what zones send up
+  (Dataplanes, ZoneIngresses, ZoneEgresses) is refused with Kuma's message.
 - A **federated zone** (zone mode with a global address) authors what it sends up: its
   Dataplanes, ZoneIngresses and ZoneEgresses, and policies of its own marked
   ``kuma.io/origin: zone``; Meshes, Secrets, GlobalSecrets, ExternalServices and
@@ -43,6 +43,8 @@ _MAX_GLOBAL_NAME = 253
 
 #: Kinds global sends to every zone: authored on global.
 _GLOBAL_TO_ZONES = frozenset({"Mesh", "Secret", "GlobalSecret", "ExternalService", "MeshGateway"})
+#: Kinds authored on global that stay there (a zone's Zone: ``enabled: false`` refuses it).
+_GLOBAL_ONLY = frozenset({"Zone"})
 #: Kinds zones send to global: authored on zones.
 _ZONE_TO_GLOBAL = frozenset({"Dataplane", "ZoneIngress", "ZoneEgress"})
 
@@ -68,7 +70,9 @@ class Authoring:
     def refusal(self, resource_type: str) -> str | None:
         """Kuma's message when this control plane does not author ``resource_type``."""
         if self.mode == "global" and not (
-            resource_type in _GLOBAL_TO_ZONES or _is_policy(resource_type)
+            resource_type in _GLOBAL_TO_ZONES
+            or resource_type in _GLOBAL_ONLY
+            or _is_policy(resource_type)
         ):
             return GLOBAL_READ_ONLY_MESSAGE
         if self.federated and not (resource_type in _ZONE_TO_GLOBAL or _is_policy(resource_type)):

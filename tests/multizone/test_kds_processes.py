@@ -6,10 +6,10 @@ behaviours share it): global's Mesh and MeshTimeout reach the zone and are serve
 zone's Dataplane reaches global under its hashed name and labels; deletions travel both ways;
 with global killed the zone serves a local change at once; global restarted, syncing resumes
 and only the differences travel. Global shows the zone online while it is connected (a killed
-global's connection closed once global is back) and offline once it stops. Secrets: the zone
-holds global's builtin CA of a mesh with mTLS (byte-equal) and accepts a dataplane token issued
-on global; it makes no CA and no signing key of its own. A second test refuses a zone with
-another zone's token.
+global's connection closed once global is back), cut off while disabled, and offline once it
+stops. Secrets: the zone holds global's builtin CA of a mesh with mTLS (byte-equal) and accepts
+a dataplane token issued on global; it makes no CA and no signing key of its own. A second test
+refuses a zone with another zone's token.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 
 import kuma
+from kuma.cli.inspect_zones import ZONE_HEADERS
 from kuma.kds.mapping import hashed_name
 from kuma.processes import ManagedProcess, free_port
 from tests.cli.helpers import LOOPBACK, Kumactl
@@ -109,6 +110,8 @@ def global_env(root: Path, kds_port: int) -> dict[str, str]:
         "KUMA_STORE_TYPE": "directory",
         "KUMA_STORE_DIRECTORY_PATH": str(root / "global-store"),
         "KUMA_GENERAL_WORK_DIR": str(root / "global-work"),
+        # Zone insights' counters written every second (Kuma's default: 10 s).
+        "KUMA_MULTIZONE_GLOBAL_KDS_ZONE_INSIGHT_FLUSH_INTERVAL": "1s",
     }
 
 
@@ -173,9 +176,13 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
             eventually(has(on_zone, "get", "meshes", text="demo"), "mesh demo on the zone")
             # Global records the zone: its Zone, made on the first connection, and the
             # connection, online, with the zone's version and store.
-            eventually(lambda: zone_row(on_global)[1] == "Online", "zone-1 online on global")
+            eventually(lambda: zone_row(on_global)["STATUS"] == "Online", "zone-1 online on global")
             assert on_global.ok("get", "zones").splitlines()[1].split()[0] == "zone-1"
-            assert zone_row(on_global)[-2:] == [kuma.__version__, "directory"]
+            eventually(
+                lambda: zone_row(on_global)["ZONE-CP VERSION"] == kuma.__version__,
+                "zone-1's version on global",
+            )
+            assert zone_row(on_global)["BACKEND"] == "directory"
             # The mesh's builtin CA is global's, byte for byte (the zone issues from it); the
             # zone makes none (and no token signing keys) of its own.
             eventually(
@@ -291,22 +298,47 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
                 # The killed global's subscription was closed when global came back (not left
                 # online forever); the new one is online. The zone stops: global shows it
                 # offline.
-                eventually(lambda: zone_row(on_global)[1] == "Online", "zone-1 online again")
+                eventually(lambda: zone_row(on_global)["STATUS"] == "Online", "zone-1 online again")
                 subscriptions = get_json(f"{global_url}/zones/zone-1/_overview")["zoneInsight"][
                     "subscriptions"
                 ]
                 assert len(subscriptions) == 2, subscriptions
                 assert "disconnectTime" in subscriptions[0], subscriptions
                 assert "disconnectTime" not in subscriptions[1], subscriptions
+                # What global sent is counted (TOTAL UPDATES), per type in the insight.
+                eventually(
+                    lambda: zone_row(on_global)["TOTAL UPDATES"] not in ("", "0"),
+                    "zone-1's updates counted",
+                )
+                stats = get_json(f"{global_url}/zones/zone-1/_overview")["zoneInsight"][
+                    "subscriptions"
+                ][1]["status"]["stat"]
+                assert stats["Mesh"]["responsesAcknowledged"] >= 1, stats
+
+                # Disabled on global: its connection is cut and refused until enabled again.
+                disabled = "type: Zone\nname: zone-1\nenabled: false\n"
+                on_global.ok("apply", "-f", "-", stdin=disabled)
+                eventually(lambda: zone_row(on_global)["STATUS"] == "Offline", "zone-1 cut off")
+                zone.wait_for_line("PERMISSION_DENIED: zone zone-1 is disabled")
+                on_global.ok("apply", "-f", "-", stdin=disabled.replace("false", "true"))
+                eventually(
+                    lambda: zone_row(on_global)["STATUS"] == "Online", "zone-1 enabled again"
+                )
                 zone.stop()
-                eventually(lambda: zone_row(on_global)[1] == "Offline", "zone-1 offline")
+                eventually(lambda: zone_row(on_global)["STATUS"] == "Offline", "zone-1 offline")
 
 
-def zone_row(kumactl: Kumactl) -> list[str]:
-    """zone-1's row of ``kumactl inspect zones`` (NAME STATUS ... ZONE-CP VERSION BACKEND)."""
-    lines = kumactl.ok("inspect", "zones").splitlines()
-    rows = [line.split() for line in lines[1:] if line.split()[:1] == ["zone-1"]]
-    return rows[0] if rows else ["zone-1", "missing"]
+def zone_row(kumactl: Kumactl) -> dict[str, str]:
+    """zone-1's row of ``kumactl inspect zones``, by column (cells cut at the header's
+    column starts: a cell may be empty)."""
+    header, *lines = kumactl.ok("inspect", "zones").splitlines()
+    names = ZONE_HEADERS
+    starts = [header.index(name) for name in names]
+    for line in lines:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        if cells[0] == "zone-1":
+            return dict(zip(names, cells, strict=True))
+    return {"STATUS": "missing"}
 
 
 def secret(url: str, name: str) -> str | None:

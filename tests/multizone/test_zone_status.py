@@ -5,6 +5,7 @@ closes the subscriptions of a global instance that stopped."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -204,6 +205,56 @@ async def test_a_deleted_zone_loses_its_insight_and_its_streams() -> None:
     assert ended == ["deleted"]
     # The stream's closing write did not bring the insight back without its Zone.
     assert await insight_of(store, "zone-1") is None
+
+
+class GatedStore(MemoryStore):
+    """Holds ZoneInsight updates while ``gate`` is set and closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: anyio.Event | None = None
+        self.held = anyio.Event()
+
+    async def update(self, resource: Any, *, version: str) -> Any:
+        if self.gate is not None and isinstance(resource, ZoneInsight):
+            self.held.set()
+            await self.gate.wait()
+        return await super().update(resource, version=version)
+
+
+async def test_a_stream_cancelled_while_closing_is_still_closed() -> None:
+    # grpclib cancels a handler's task natively (task.cancel()) when the connection is lost,
+    # possibly while the handler is writing its disconnect.
+    store = GatedStore()
+    status = ZoneStatus(store, "global-1")
+    await status.admit("zone-1")
+    leave = anyio.Event()
+
+    async def stream() -> None:
+        async with status.subscription("zone-1"):
+            await leave.wait()
+
+    task = asyncio.ensure_future(stream())
+
+    async def online() -> bool:
+        found = await insight_of(store, "zone-1")
+        return found is not None and found.online
+
+    await until(store, online)
+    store.gate = anyio.Event()
+    leave.set()
+    with anyio.fail_after(5):
+        await store.held.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store.gate.set()
+
+    async def offline() -> bool:
+        found = await insight_of(store, "zone-1")
+        return found is not None and not found.online
+
+    await until(store, offline)
 
 
 def test_version_compatibility_is_kumas() -> None:
