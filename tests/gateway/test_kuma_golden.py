@@ -3,7 +3,9 @@ goldens (tests/gateway/kuma/<case>.*.golden.yaml, copied from
 pkg/plugins/policies/meshhttproute/plugin/v1alpha1/testdata). ``gateway``: the same MeshGateway
 (HTTP on 8080 for every host, 8081 for go.dev, 8082 for *.dev, a TCP listener on 9080 that
 gets nothing yet), the same four ``to`` items (hostnames *, go.dev, *.dev, other.dev) and the
-same backend; ``gateway-root-prefix``: one listener, one ``PathPrefix /`` rule (no exact ``/``).
+same backend; ``gateway-root-prefix``: one listener, one ``PathPrefix /`` rule (no exact ``/``);
+``gateway-builtingateway-with-multiple-listeners``: four listeners (two named hosts, a wildcard
+domain, every host) and the same ``/`` rule for every host and for two named hosts.
 Listeners, route configurations, clusters and endpoints must equal Kuma's, field by field,
 but for two differences every proxy of this project has (:func:`as_this_project_serves`)."""
 
@@ -111,7 +113,63 @@ spec:
           default: {backendRefs: [{kind: MeshService, name: backend, weight: 100}]}
 """
 )
-CASES = {"gateway": SCENARIO, "gateway-root-prefix": ROOT_PREFIX}
+MULTIPLE_LISTENERS = """\
+type: Mesh
+name: default
+---
+type: Dataplane
+mesh: default
+name: sample-gateway
+networking:
+  address: 192.168.0.1
+  gateway: {type: BUILTIN, tags: {kuma.io/service: sample-gateway}}
+---
+type: Dataplane
+mesh: default
+name: echo-1
+networking:
+  address: 192.168.0.4
+  inbound: [{port: 8084, tags: {kuma.io/service: echo-service, kuma.io/protocol: http}}]
+---
+type: MeshGateway
+mesh: default
+name: sample-gateway
+selectors: [{match: {kuma.io/service: sample-gateway}}]
+conf:
+  listeners:
+    - {protocol: HTTP, port: 8080, hostname: example.kuma.io}
+    - {protocol: HTTP, port: 8081, hostname: another.kuma.io}
+    - {protocol: HTTP, port: 8082, hostname: "*.test.kuma.io"}
+    - {protocol: HTTP, port: 8083}
+---
+type: MeshHTTPRoute
+mesh: default
+name: global
+spec:
+  targetRef: {kind: MeshGateway, name: sample-gateway}
+  to:
+    - targetRef: {kind: Mesh}
+      rules:
+        - matches: [{path: {type: PathPrefix, value: /}}]
+          default: {backendRefs: [{kind: MeshService, name: echo-service, weight: 100}]}
+---
+type: MeshHTTPRoute
+mesh: default
+name: domains
+spec:
+  targetRef: {kind: MeshGateway, name: sample-gateway}
+  to:
+    - targetRef: {kind: Mesh}
+      hostnames: [another.kuma.io, app.test.kuma.io]
+      rules:
+        - matches: [{path: {type: PathPrefix, value: /}}]
+          default: {backendRefs: [{kind: MeshService, name: echo-service, weight: 100}]}
+"""
+CASES = {
+    "gateway": SCENARIO,
+    "gateway-root-prefix": ROOT_PREFIX,
+    "gateway-builtingateway-with-multiple-listeners": MULTIPLE_LISTENERS,
+}
 
 KINDS: dict[str, tuple[str, Any]] = {
     "listeners": (types.LISTENER, listener_pb2.Listener),
