@@ -32,6 +32,7 @@ from kuma.xds.generate import (
     services_of,
 )
 from kuma.xds.generate.external import ExternalEndpoint
+from kuma.xds.generate.via_egress import EgressAddress
 from kuma.xds.snapshot import versioned
 
 from .mesh import Change, Plan, Revisions
@@ -86,6 +87,9 @@ class RefView:
 
     def external(self, service: str) -> Sequence[ExternalEndpoint]:
         return ()  # kuma-load generates no ExternalServices
+
+    def zone_egresses(self) -> Sequence[EgressAddress]:
+        return ()
 
 
 def _always(service: str) -> bool:

@@ -43,6 +43,7 @@ from kuma.resources import (
     ResourceKey,
     ResourceMeta,
     Secret,
+    ZoneEgress,
     from_document,
     validate,
 )
@@ -53,6 +54,7 @@ from kuma.xds.engine import Engine
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.engine.watches import ProxyRecord, Subscription
 from kuma.xds.generate.proxy import generate_proxy, outbound_plan, type_url_of
+from kuma.xds.generate.via_egress import EgressAddress
 from kuma.xds.generate.view import StaticMeshView, services_of
 from kuma.xds.snapshot import versioned
 
@@ -387,6 +389,7 @@ def expected(
     policies: dict[tuple[str, str, str], Policy] | None = None,
     externals: Iterable[ExternalService] = (),
     secrets: Iterable[Secret] = (),
+    egresses: Iterable[ZoneEgress] = (),
 ) -> dict[str, dict[str, str]] | None:
     mesh_name, name = node.split(".", 1)
     dataplane = engine_view.get((mesh_name, name))
@@ -400,6 +403,11 @@ def expected(
         stored.vips if stored else None,
         external_services=[e for e in externals if e.mesh == mesh_name],
         secrets={s.name: s.value for s in secrets if s.mesh == mesh_name},
+        zone_egresses=[
+            EgressAddress(e.networking.address, e.networking.port)
+            for e in egresses
+            if e.networking is not None and not e.zone
+        ],
     )
 
     def tls_ready(service: str) -> bool:
@@ -428,7 +436,7 @@ _CORE_TYPES = frozenset(
 )
 #: A store key of the model: (type, mesh, name).
 ModelKey = tuple[str, str, str]
-ModelResource = Dataplane | Mesh | MeshVips | Policy | ExternalService | Secret
+ModelResource = Dataplane | Mesh | MeshVips | Policy | ExternalService | Secret | ZoneEgress
 
 
 def _key(resource: ModelResource) -> ModelKey:
@@ -565,9 +573,7 @@ class EngineMachine(RuleBasedStateMachine):
         EngineMachine.batch_sizes[len(batch)] += 1
         for event in batch:
             resource = event.resource
-            assert isinstance(
-                resource, Dataplane | Mesh | MeshVips | Policy | ExternalService | Secret
-            )
+            assert isinstance(resource, ModelResource)
             if event.operation is Operation.DELETE:
                 self.applied.pop(_key(resource), None)
             else:
@@ -603,6 +609,7 @@ class EngineMachine(RuleBasedStateMachine):
                 policies,
                 [r for r in self.applied.values() if isinstance(r, ExternalService)],
                 [r for r in self.applied.values() if isinstance(r, Secret)],
+                [r for r in self.applied.values() if isinstance(r, ZoneEgress)],
             )
             assert subscription.known == (want is not None), node
             have = {t: dict(b) for t, b in held.items() if b}

@@ -21,6 +21,7 @@ from kuma.xds.generate.destination import Destination
 from kuma.xds.generate.external import is_ipv6_proxy
 from kuma.xds.generate.prometheus import NO_SIDECAR_METRICS, SidecarMetrics
 from kuma.xds.generate.proxy import outbound_plan, proxy_parts, type_url_of
+from kuma.xds.generate.via_egress import routes_through_egress
 
 from .interner import Interner
 from .mesh_state import MeshState
@@ -118,8 +119,12 @@ def assemble(
             fingerprint = fingerprints[destination.service] = outbound_fingerprint(
                 policies, destination.service
             )
-        if mesh.externals and mesh.externals.endpoints(destination.service):
-            # An external service: its cluster holds its endpoints (no EDS).
+        if (
+            mesh.externals
+            and mesh.externals.endpoints(destination.service)
+            and not routes_through_egress(mesh.mesh)
+        ):
+            # An external service reached directly: its cluster holds its endpoints (no EDS).
             if ipv6 is None:
                 ipv6 = is_ipv6_proxy(dataplane)
             cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster, ipv6)

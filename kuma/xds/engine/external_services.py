@@ -33,6 +33,10 @@ class ExternalServices:
     def __bool__(self) -> bool:
         return bool(self._by_name)
 
+    def services(self) -> frozenset[str]:
+        """The external services (those some ExternalService tags)."""
+        return frozenset(self._by_service)
+
     def get(self, name: str) -> ExternalService | None:
         return self._by_name.get(name)
 

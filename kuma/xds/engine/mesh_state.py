@@ -14,6 +14,7 @@ from kuma.resources import Dataplane, Mesh, MeshGateway
 from kuma.resources.model import Policy
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
 from kuma.xds.generate.external import ExternalEndpoint, external_protocol
+from kuma.xds.generate.via_egress import EgressAddress
 
 from .external_services import ExternalServices
 
@@ -78,8 +79,15 @@ class ServiceEntry:
 class MeshState:
     """The Dataplanes of one mesh and their service index. Implements MeshView."""
 
-    def __init__(self, name: str, identity_ready: IdentityReady | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        identity_ready: IdentityReady | None = None,
+        egresses: Mapping[str, EgressAddress] | None = None,
+    ) -> None:
         self.name = name
+        #: The zone's ZoneEgresses by name (shared by every mesh: ``Meshes.zone_egresses``).
+        self._egresses: Mapping[str, EgressAddress] = {} if egresses is None else egresses
         #: Whether a proxy (node id) holds a certificate of its mesh's current CA: PERMISSIVE
         #: TLS readiness (see :meth:`tls_ready`); None: no certificates, nothing is ready.
         self.identity_ready = identity_ready
@@ -159,6 +167,9 @@ class MeshState:
 
     def external(self, service: str) -> Sequence[ExternalEndpoint]:
         return self.externals.endpoints(service)
+
+    def zone_egresses(self) -> Sequence[EgressAddress]:
+        return sorted(set(self._egresses.values()))
 
     def tls_ready(self, service: str) -> bool:
         """Kuma's TLS readiness, for PERMISSIVE meshes: every Dataplane providing the service
@@ -268,12 +279,18 @@ class Meshes:
     def __init__(self, identity_ready: IdentityReady | None = None) -> None:
         self._by_name: dict[str, MeshState] = {}
         self._identity_ready = identity_ready
+        #: This zone's ZoneEgresses by name (handlers/zone_egress.py), read by every mesh.
+        self.zone_egresses: dict[str, EgressAddress] = {}
 
     def __getitem__(self, name: str) -> MeshState:
         state = self._by_name.get(name)
         if state is None:
-            state = self._by_name[name] = MeshState(name, self._identity_ready)
+            state = MeshState(name, self._identity_ready, self.zone_egresses)
+            self._by_name[name] = state
         return state
+
+    def states(self) -> Iterable[MeshState]:
+        return self._by_name.values()
 
     def get(self, name: str) -> MeshState | None:
         return self._by_name.get(name)

@@ -47,6 +47,12 @@ from kuma.xds.generate.proxy import (
     policy_service_cluster,
     upstream_tls_mesh,
 )
+from kuma.xds.generate.via_egress import (
+    EgressAddress,
+    egress_cluster,
+    egress_endpoints,
+    routes_through_egress,
+)
 from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner
@@ -64,10 +70,16 @@ class ServiceInputs(NamedTuple):
     #: The service's ExternalServices, resolved: its clusters carry them (no EDS); empty for
     #: a service of the mesh.
     external: tuple[ExternalEndpoint, ...] = ()
+    #: The zone's egresses when the mesh reaches its external services through them (the
+    #: cluster is then EDS with the mesh's mTLS; the endpoints are the egresses); else None.
+    egresses: tuple[EgressAddress, ...] | None = None
 
 
 def service_inputs(mesh: MeshState, service: str) -> ServiceInputs:
     external = mesh.externals.endpoints(service)
+    if external and routes_through_egress(mesh.mesh):
+        egresses = tuple(mesh.zone_egresses())
+        return ServiceInputs(mesh.protocol(service), mesh.name, external, egresses)
     if external:
         return ServiceInputs(mesh.protocol(service), None, external)
     return ServiceInputs(
@@ -107,10 +119,14 @@ class SharedResources:
         if cached is None or cached[0] != inputs or len(cached[1]) > _MAX_VARIANTS:
             # New inputs, or many variants seen (old policy ones may be unused): start over.
             cached = self._clusters[key] = (inputs, {})
-        variant = (destination, fingerprint, ipv6 and bool(inputs.external))
+        direct = bool(inputs.external) and inputs.egresses is None
+        variant = (destination, fingerprint, ipv6 and direct)
         resource = cached[1].get(variant)
         if resource is None:
-            if inputs.external:
+            if inputs.egresses is not None:
+                assert inputs.tls_mesh is not None
+                message = egress_cluster(destination, inputs.protocol, inputs.tls_mesh, policies)
+            elif inputs.external:
                 message = external_cluster(
                     destination, inputs.protocol, inputs.external, ipv6=ipv6, policies=policies
                 )
@@ -135,7 +151,12 @@ class SharedResources:
         by_destination = self._load_assignments.setdefault((mesh.name, destination.service), {})
         cached = by_destination.get(destination)
         if cached is None:
-            message = destination_load_assignment(destination, mesh.endpoints(destination.service))
+            inputs = service_inputs(mesh, destination.service)
+            if inputs.egresses is not None:
+                endpoints = egress_endpoints(inputs.external, inputs.egresses)
+            else:
+                endpoints = tuple(mesh.endpoints(destination.service))
+            message = destination_load_assignment(destination, endpoints)
             cached = self._interner.intern(types.ENDPOINT, message.cluster_name, message)
             by_destination[destination] = cached
         return cached

@@ -70,7 +70,10 @@ _LOCAL_OPTIONS = {p: _http_options(p, INBOUND_IDLE_TIMEOUT, force_http2=False) f
 
 
 def service_cluster(
-    destination: Destination | str, protocol: str, tls_mesh: str | None = None
+    destination: Destination | str,
+    protocol: str,
+    tls_mesh: str | None = None,
+    upstream: str | None = None,
 ) -> cluster_pb2.Cluster:
     """The EDS cluster of a destination (a service name: all of it; endpoints over ADS, in
     the ClusterLoadAssignment of the same name). A subset's cluster differs from its
@@ -79,7 +82,8 @@ def service_cluster(
     Like Kuma, every mesh service cluster speaks HTTP/2 to the other sidecar whatever the
     protocol: the peer's inbound HTTP connection manager accepts HTTP/1.1 and HTTP/2 alike,
     and TCP proxying ignores the option. ``protocol`` adds the HTTP idle timeout.
-    With ``tls_mesh`` the cluster originates that mesh's mTLS (``tls.upstream_transport_socket``).
+    With ``tls_mesh`` the cluster originates that mesh's mTLS (``tls.upstream_transport_socket``;
+    ``upstream``: the service whose identity answers, when not the destination's).
     """
     name = destination if isinstance(destination, str) else destination.cluster_name
     cluster = _named(service_cluster_name(name))
@@ -92,7 +96,9 @@ def service_cluster(
     if tls_mesh is not None:
         if isinstance(destination, str):
             destination = Destination(destination)
-        socket = upstream_transport_socket(tls_mesh, destination.service, destination.subset)
+        socket = upstream_transport_socket(
+            tls_mesh, destination.service, destination.subset, upstream
+        )
         cluster.transport_socket.CopyFrom(socket)
     return cluster
 

@@ -208,7 +208,7 @@ def _tls_context(endpoint: ExternalEndpoint, tls: ExternalTls) -> tls_pb2.Upstre
     return context
 
 
-def _http_options(protocol: str) -> upstream_http_pb2.HttpProtocolOptions | None:
+def http_options(protocol: str) -> upstream_http_pb2.HttpProtocolOptions | None:
     # Kuma's Http()/Http2() configurers: the external server gets the application's protocol.
     options = upstream_http_pb2.HttpProtocolOptions()
     if protocol == HTTP:
@@ -271,7 +271,18 @@ def external_cluster(
                     typed_config=pack(_tls_context(endpoint, endpoint.tls)),
                 )
             )
-    options = _http_options(protocol)
+    return finish_external_cluster(cluster, destination, protocol, policies)
+
+
+def finish_external_cluster(
+    cluster: cluster_pb2.Cluster,
+    destination: Destination,
+    protocol: str,
+    policies: ProxyPolicies = EMPTY,
+) -> cluster_pb2.Cluster:
+    """The ExternalService's protocol options (Kuma's Http()/Http2()) and the proxy's
+    policies, on a cluster towards an external service (direct or through the egress)."""
+    options = http_options(protocol)
     if options is not None:
         cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(pack(options))
     if policies:

@@ -75,6 +75,7 @@ from .probes import probe_listener
 from .prometheus import NO_SIDECAR_METRICS, SidecarMetrics, prometheus_resources
 from .rbac import DENY_ALL, PermissionRule
 from .tls import identity_secret_name, mesh_ca_secret_name
+from .via_egress import EgressAddress, egress_cluster, egress_endpoints, routes_through_egress
 
 #: Kuma's ``dnsServer.serviceVipPort``: the port of every service's virtual IP.
 DEFAULT_VIP_PORT = 80
@@ -114,6 +115,10 @@ class MeshView(Protocol):
 
     def external(self, service: str) -> Sequence[ExternalEndpoint]:
         """The ExternalServices tagged ``service``, resolved (empty: not external)."""
+        ...
+
+    def zone_egresses(self) -> Sequence[EgressAddress]:
+        """This zone's ZoneEgresses (the way to external services with ``zoneEgress``)."""
         ...
 
 
@@ -430,6 +435,15 @@ def generate_proxy(
         if service not in protocols:
             protocols[service] = view.protocol(service)
         external = view.external(service)
+        if external and routes_through_egress(view.mesh):
+            assert view.mesh is not None
+            clusters[name] = egress_cluster(
+                destination, protocols[service], view.mesh.name, policies
+            )
+            result[types.ENDPOINT][name] = destination_load_assignment(
+                destination, egress_endpoints(external, view.zone_egresses())
+            )
+            continue
         if external:
             clusters[name] = external_cluster(
                 destination, protocols[service], external, ipv6=ipv6, policies=policies

@@ -101,16 +101,18 @@ def downstream_transport_socket(mesh: str) -> base_pb2.TransportSocket:
 
 
 def upstream_transport_socket(
-    mesh: str, service: str, subset: Iterable[tuple[str, str]] = ()
+    mesh: str, service: str, subset: Iterable[tuple[str, str]] = (), upstream: str | None = None
 ) -> base_pb2.TransportSocket:
     """Client side, towards ``service`` of ``mesh`` (the part of it ``subset``'s tags select,
-    which the SNI carries, as in Kuma): only the service's exact SPIFFE id is accepted."""
+    which the SNI carries, as in Kuma): only the service's exact SPIFFE id is accepted, or
+    ``upstream``'s when another proxy answers for it (the zone egress: Kuma's
+    ``ClientSideMTLS(..., ZoneEgressServiceName, ...)``)."""
     tags = {SERVICE_TAG: service, **dict(subset), "mesh": mesh}
     context = tls_pb2.UpstreamTlsContext(sni=sni_from_tags(tags))
     common = _common(context.common_tls_context, mesh)
     matcher = common.combined_validation_context.default_validation_context
     san = matcher.match_typed_subject_alt_names.add(san_type=_URI)
-    san.matcher.exact = f"spiffe://{mesh}/{service}"
+    san.matcher.exact = f"spiffe://{mesh}/{upstream or service}"
     common.alpn_protocols.append(KUMA_ALPN)
     return base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pack(context))
 

@@ -12,6 +12,7 @@ from kuma.resources.model import Dataplane, ExternalService, Mesh
 
 from .endpoints import Endpoint, endpoints_of, service_protocol
 from .external import ExternalEndpoint, external_protocol, resolve_endpoints
+from .via_egress import EgressAddress
 
 
 def services_of(dataplane: Dataplane) -> list[str]:
@@ -24,8 +25,8 @@ def services_of(dataplane: Dataplane) -> list[str]:
 
 
 class StaticMeshView:
-    """A mesh as of one moment: its Mesh resource, Dataplanes, virtual IPs, ExternalServices
-    and the values of its Secrets (by name, for their DataSources)."""
+    """A mesh as of one moment: its Mesh resource, Dataplanes, virtual IPs, ExternalServices,
+    the values of its Secrets (by name, for their DataSources) and the zone's egresses."""
 
     def __init__(
         self,
@@ -34,8 +35,10 @@ class StaticMeshView:
         vips: Mapping[str, str] | None = None,
         external_services: Iterable[ExternalService] = (),
         secrets: Mapping[str, bytes] | None = None,
+        zone_egresses: Sequence[EgressAddress] = (),
     ) -> None:
         self._mesh = mesh
+        self._egresses = tuple(sorted(set(zone_egresses)))
         self._vips = dict(vips or {})
         by_service: dict[str, dict[str, ExternalService]] = {}
         for resource in external_services:
@@ -78,3 +81,6 @@ class StaticMeshView:
 
     def external(self, service: str) -> Sequence[ExternalEndpoint]:
         return self._external.get(service, ())
+
+    def zone_egresses(self) -> Sequence[EgressAddress]:
+        return self._egresses

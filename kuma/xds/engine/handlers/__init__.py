@@ -14,6 +14,7 @@ from .mesh import MeshHandler
 from .mesh_gateway import MeshGatewayHandler
 from .mesh_vips import MeshVipsHandler
 from .policy import PolicyHandler
+from .zone_egress import ZoneEgressHandler
 
 
 def default_handlers(*, zone: str = "") -> list[InputHandler]:
@@ -21,6 +22,7 @@ def default_handlers(*, zone: str = "") -> list[InputHandler]:
     policies = [PolicyHandler(kind) for kind in sorted(POLICY_KINDS)]
     externals: list[InputHandler] = [ExternalServiceHandler(), SecretHandler()]
     externals.append(MeshGatewayHandler())
+    externals.append(ZoneEgressHandler(zone))
     return [DataplaneHandler(zone), MeshHandler(), MeshVipsHandler(), *externals, *policies]
 
 
