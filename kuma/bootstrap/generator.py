@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from kuma.resources import Dataplane, Mesh, encode_json
+from kuma.resources import Dataplane, Mesh, ZoneIngress, encode_json
 from kuma.resources.accesslog_pipe import ACCESS_LOG_SOCKET_KEY
 from kuma.resources.metrics import (
     METRICS_CERT_KEY,
@@ -83,7 +83,7 @@ class GeneratorParams(msgspec.Struct, frozen=True, kw_only=True):
     reloadable_tokens: bool = False
 
 
-def admin_port(dataplane: Dataplane, default_admin_port: int) -> int:
+def admin_port(dataplane: Dataplane | ZoneIngress, default_admin_port: int) -> int:
     """``networking.admin.port`` when set, else the control plane's default (the same rule as
     the admin cluster the xDS generator builds)."""
     networking = dataplane.networking
@@ -92,14 +92,17 @@ def admin_port(dataplane: Dataplane, default_admin_port: int) -> int:
     return default_admin_port
 
 
-def identifying_service(dataplane: Dataplane) -> str:
-    """Kuma's ``GetIdentifyingService``: the gateway's service, else the first inbound's."""
+def identifying_service(dataplane: Dataplane | ZoneIngress) -> str:
+    """Kuma's ``GetIdentifyingService``: the gateway's service, else the first inbound's; for a
+    ZoneIngress ``ingress`` (Kuma's bootstrap generator; Envoy needs a node cluster)."""
+    if not isinstance(dataplane, Dataplane):
+        return "ingress"
     services = dataplane.services
     return services[0] if services else ""
 
 
 def generate(
-    dataplane: Dataplane,
+    dataplane: Dataplane | ZoneIngress,
     request: BootstrapRequest,
     params: GeneratorParams,
     *,
@@ -115,7 +118,7 @@ def generate(
         "dataplane.admin.port": str(port),
         "dataplane.proxyType": request.proxy_type or DATAPLANE_PROXY_TYPE,
         METRICS_SOCKET_KEY: request.metrics_resources.socket_path
-        or default_socket_path(dataplane.name, dataplane.mesh),
+        or default_socket_path(dataplane.name, dataplane.mesh_name),
         "version": msgspec.to_builtins(request.version),
     }
     files = request.metrics_resources
@@ -143,7 +146,8 @@ def generate(
         static = _static_resources(xds_host, xds_port, params, ipv4, request)
     return {
         "node": {
-            "id": f"{dataplane.mesh}.{dataplane.name}",
+            # A zone proxy's is ``.<name>`` (no mesh), as Kuma's.
+            "id": f"{dataplane.mesh_name}.{dataplane.name}",
             "cluster": identifying_service(dataplane),
             "metadata": metadata,
         },

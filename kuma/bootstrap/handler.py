@@ -24,11 +24,12 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from kuma.resources import Mesh, ResourceKey, Violation
+from kuma.resources import Dataplane, Mesh, ResourceKey, Violation, ZoneIngress
 from kuma.store import NotFoundError, Store, StoreError
 
 from .generator import GeneratorParams, generate, sidecar_configuration, to_yaml
 from .request import BootstrapError, invalid, parse_request, resolve_dataplane
+from .zone_proxy import INGRESS_PROXY_TYPE, resolve_zone_ingress
 
 log = logging.getLogger("kuma.bootstrap")
 
@@ -132,7 +133,11 @@ class BootstrapHandler:
                     )
                 ]
             )
-        dataplane = await resolve_dataplane(parsed, self._store)
+        proxy: Dataplane | ZoneIngress
+        if parsed.proxy_type == INGRESS_PROXY_TYPE:
+            proxy = await resolve_zone_ingress(parsed, self._store)
+        else:
+            proxy = await resolve_dataplane(parsed, self._store)
         # The address kuma-dp used reaches this server, and ADS is served on the same port.
         xds_host = split_host(request.host)
         names = self._params.certificate_names
@@ -149,19 +154,24 @@ class BootstrapHandler:
         xds_port = int(sockname[1]) if sockname else 0
         ipv4 = _is_ipv4(sockname[0]) if sockname else True
         bootstrap = to_yaml(
-            generate(
-                dataplane, parsed, self._params, xds_host=xds_host, xds_port=xds_port, ipv4=ipv4
-            )
+            generate(proxy, parsed, self._params, xds_host=xds_host, xds_port=xds_port, ipv4=ipv4)
         )
         log.info(
             "bootstrap served",
-            extra=_fields(mesh=dataplane.mesh, name=dataplane.name, ads=f"{xds_host}:{xds_port}"),
+            extra=_fields(
+                mesh=proxy.mesh_name,
+                name=proxy.name,
+                proxy_type=parsed.proxy_type,
+                ads=f"{xds_host}:{xds_port}",
+            ),
         )
         if "application/json" in request.headers.get("Accept", ""):
-            mesh = await _stored_mesh(self._store, dataplane.mesh)
+            sidecar: dict[str, Any] = {}  # a zone proxy has no application beside it
+            if isinstance(proxy, Dataplane):
+                sidecar = sidecar_configuration(proxy, await _stored_mesh(self._store, proxy.mesh))
             envelope = {
                 "bootstrap": base64.b64encode(bootstrap.encode()).decode(),
-                "kumaSidecarConfiguration": sidecar_configuration(dataplane, mesh),
+                "kumaSidecarConfiguration": sidecar,
             }
             return _json(200, envelope)
         return web.Response(status=200, text=bootstrap, content_type="text/x-yaml")

@@ -12,7 +12,8 @@ Envoy connects; without it the Dataplane must already be in the store under ``me
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import msgspec
 
@@ -22,12 +23,14 @@ from kuma.resources import (
     ResourceKey,
     ValidationError,
     Violation,
+    ZoneIngress,
     decode_one,
     validate,
 )
 from kuma.store import NotFoundError, Store, StoreError, StoreUnavailableError
 
-#: The proxy type of a sidecar; Kuma's zone proxies (``ingress``, ``egress``) are not served here.
+#: The proxy type of a sidecar; ZoneIngress (``ingress``) is in zone_proxy.py; ``egress`` is not
+#: served here.
 DATAPLANE_PROXY_TYPE = "dataplane"
 
 
@@ -131,7 +134,7 @@ def parse_request(body: bytes) -> BootstrapRequest:
         )
     if not request.proxy_type:
         request.proxy_type = DATAPLANE_PROXY_TYPE
-    if not request.dataplane_resource:
+    if not request.dataplane_resource and request.proxy_type == DATAPLANE_PROXY_TYPE:
         missing = [f for f, v in (("mesh", request.mesh), ("name", request.name)) if not v]
         if missing:
             raise bad_request(
@@ -155,23 +158,33 @@ def proxy_violations(dataplane: Dataplane) -> list[Violation]:
     return violations
 
 
-def decode_proxy_dataplane(text: str, field: str = "dataplaneResource") -> Dataplane:
-    """The Dataplane of a ``dataplaneResource`` string, checked by :func:`proxy_violations`.
-    Raises ValidationError (the fields of the resource, or ``field`` for what is not one)."""
+R = TypeVar("R", Dataplane, ZoneIngress)
+
+
+def decode_proxy_resource(
+    text: str, field: str, kind: type[R], proxy_type: str, check: Callable[[R], list[Violation]]
+) -> R:
+    """The ``kind`` resource of a ``dataplaneResource`` string (the proxy of ``proxy_type``),
+    checked by ``check``. Raises ValidationError (the fields of the resource, or ``field`` for
+    what is not one)."""
     try:
         resource = decode_one(text)
     except DecodeError as exc:
         raise ValidationError([Violation(exc.field or field, exc.reason)]) from None
     except UnicodeError as exc:
         raise ValidationError([Violation(field, f"not UTF-8 text: {exc}")]) from None
-    if not isinstance(resource, Dataplane):
-        raise ValidationError(
-            [Violation("type", f'must be Dataplane for proxyType "dataplane", got {resource.TYPE}')]
-        )
-    violations = proxy_violations(resource)
+    if not isinstance(resource, kind):
+        message = f'must be {kind.TYPE} for proxyType "{proxy_type}", got {resource.TYPE}'
+        raise ValidationError([Violation("type", message)])
+    violations = check(resource)
     if violations:
         raise ValidationError(violations, subject=str(ResourceKey.of(resource)))
     return resource
+
+
+def decode_proxy_dataplane(text: str, field: str = "dataplaneResource") -> Dataplane:
+    """The Dataplane of a ``dataplaneResource`` string, checked by :func:`proxy_violations`."""
+    return decode_proxy_resource(text, field, Dataplane, DATAPLANE_PROXY_TYPE, proxy_violations)
 
 
 async def resolve_dataplane(request: BootstrapRequest, store: Store) -> Dataplane:
@@ -183,7 +196,7 @@ async def resolve_dataplane(request: BootstrapRequest, store: Store) -> Dataplan
                 Violation(
                     "proxyType",
                     f'unsupported proxy type "{request.proxy_type}"; '
-                    f'this control plane serves "{DATAPLANE_PROXY_TYPE}" proxies',
+                    f'this control plane serves "{DATAPLANE_PROXY_TYPE}" and "ingress" proxies',
                 )
             ]
         )

@@ -80,6 +80,7 @@ def build_authentication(
     on_refused: Callable[[str], None] | None = None,
     on_closed: Callable[[str], None] | None = None,
     federated: bool = False,
+    zone: str = "",
 ) -> Authentication:
     """``federated`` (a zone connected to global): signing keys come from global over KDS; this
     control plane never makes its own (Kuma: pkg/defaults, not in a federated zone) and checks
@@ -99,6 +100,7 @@ def build_authentication(
         store,
         TokenVerifier(keys),
         live,
+        zone=zone,
         on_refused=on_refused,
         dataplanes=authn.dp_proxy.type != "none",
         zone_proxies=authn.zone_proxy.type != "none",

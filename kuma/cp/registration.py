@@ -30,6 +30,11 @@ label value and so a new version: the delete then fails with a conflict and the 
 stays. The same holds for a registered Dataplane that someone edited since. A reconnect to this
 instance also cancels the pending deletion outright.
 
+Zone proxies (``proxyType: ingress``, node id ``.<name>``) register their ZoneIngress by the
+same rules; a zone control plane sets its ``zone`` (refusing another, as ``kuma.io/zone``),
+and an update keeps the stored ``availableServices`` (the zone's writer keeps that field,
+kuma/cp/ingress_services.py: a reconnect must not blank the ingress's services).
+
 A kuma-cp that stops deletes nothing (its pending deletions are cancelled with it): its proxies
 reconnect to another instance, or to this one when it is back, and register again.
 """
@@ -49,8 +54,9 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from kuma.bootstrap import decode_proxy_dataplane
-from kuma.multizone import stamp_zone
-from kuma.resources import Dataplane, ResourceKey, ValidationError
+from kuma.bootstrap.zone_proxy import INGRESS_PROXY_TYPE, decode_zone_ingress
+from kuma.multizone import stamp_proxy_zone, stamp_zone
+from kuma.resources import Dataplane, ResourceKey, ValidationError, ZoneIngress
 from kuma.store import (
     ConflictError,
     NotFoundError,
@@ -58,7 +64,7 @@ from kuma.store import (
     StoreError,
     StoreUnavailableError,
 )
-from kuma.xds.server import InvalidRequest, parse_node_id
+from kuma.xds.server import InvalidRequest, parse_proxy_id
 
 from .logs import fields
 
@@ -68,6 +74,11 @@ log = logging.getLogger("kuma.cp.registration")
 REGISTRATION_LABEL = "kuma.io/dp-registration"
 #: The node metadata key that carries the Dataplane (Kuma's name).
 RESOURCE_METADATA = "dataplane.resource"
+#: The node metadata key that carries the proxy type (Kuma's name).
+PROXY_TYPE_METADATA = "dataplane.proxyType"
+
+#: What a proxy registers: a sidecar's Dataplane or a zone proxy's ZoneIngress.
+Registered = Dataplane | ZoneIngress
 #: Registrations of different proxies share a lock only when their keys hash alike.
 _LOCK_STRIPES = 64
 #: Attempts when another writer keeps changing the Dataplane between our read and our write.
@@ -78,28 +89,44 @@ _WRITE_ATTEMPTS = 3
 ConnectedElsewhere = Callable[[str, str], Awaitable[str | None]]
 
 
-def is_registered(dataplane: Dataplane) -> bool:
+def is_registered(dataplane: Registered) -> bool:
     return REGISTRATION_LABEL in dataplane.labels
 
 
-def _unlabelled(dataplane: Dataplane) -> Dataplane:
-    labels = {k: v for k, v in dataplane.labels.items() if k != REGISTRATION_LABEL}
-    return msgspec.structs.replace(dataplane, labels=labels)
+def _unlabelled(proxy: Registered) -> Registered:
+    """What the proxy itself brings: without our label (and a ZoneIngress without the
+    ``availableServices`` the zone writes into it)."""
+    labels = {k: v for k, v in proxy.labels.items() if k != REGISTRATION_LABEL}
+    if isinstance(proxy, ZoneIngress):
+        return msgspec.structs.replace(proxy, labels=labels, available_services=())
+    return msgspec.structs.replace(proxy, labels=labels)
 
 
-def _address(dataplane: Dataplane) -> str:
-    return dataplane.networking.address if dataplane.networking is not None else "none"
+def _address(proxy: Registered) -> str:
+    return proxy.networking.address if proxy.networking is not None else "none"
 
 
-def _metadata_resource(node: Any) -> str | None:
-    """``node.metadata["dataplane.resource"]``: None when absent, the string when it is one."""
-    value = node.metadata.fields.get(RESOURCE_METADATA)
+def _metadata_string(node: Any, key: str) -> str | None:
+    """``node.metadata[key]``: None when absent, the string when it is one."""
+    value = node.metadata.fields.get(key)
     if value is None:
         return None
     if value.WhichOneof("kind") != "string_value":
-        raise InvalidRequest(f"node.metadata[{RESOURCE_METADATA!r}] must be a string (JSON)")
+        raise InvalidRequest(f"node.metadata[{key!r}] must be a string")
     text: str = value.string_value
     return text
+
+
+def _decode(text: str, proxy_type: str | None, zone: str) -> Registered:
+    """The resource a proxy brings, checked and stamped with this zone."""
+    if proxy_type == INGRESS_PROXY_TYPE:
+        return stamp_proxy_zone(decode_zone_ingress(text, field=RESOURCE_METADATA), zone)
+    return stamp_zone(decode_proxy_dataplane(text, field=RESOURCE_METADATA), zone)
+
+
+def _key_of_node(node_id: str) -> ResourceKey:
+    mesh, name = parse_proxy_id(node_id)
+    return ResourceKey(Dataplane.TYPE if mesh else ZoneIngress.TYPE, mesh, name)
 
 
 class Registrar:
@@ -147,19 +174,20 @@ class Registrar:
     # --- StreamLifecycle ---------------------------------------------------------------------
 
     async def stream_opening(self, stream_id: int, node_id: str, node: Any) -> None:
-        text = _metadata_resource(node)
+        text = _metadata_string(node, RESOURCE_METADATA)
         if text is None:
             return  # the proxy uses a Dataplane defined in the store: nothing to register
+        proxy_type = _metadata_string(node, PROXY_TYPE_METADATA)
         try:
-            dataplane = stamp_zone(
-                decode_proxy_dataplane(text, field=RESOURCE_METADATA), self._zone
-            )
+            dataplane = _decode(text, proxy_type, self._zone)
         except ValidationError as exc:
-            raise InvalidRequest(f"the Dataplane in node metadata is not valid: {exc}") from None
-        if f"{dataplane.mesh}.{dataplane.name}" != node_id:
+            kind = "ZoneIngress" if proxy_type == INGRESS_PROXY_TYPE else "Dataplane"
+            raise InvalidRequest(f"the {kind} in node metadata is not valid: {exc}") from None
+        own_id = f"{dataplane.mesh_name}.{dataplane.name}"
+        if own_id != node_id:
             raise InvalidRequest(
-                f"node.id {node_id!r} does not name the Dataplane in node metadata "
-                f"({dataplane.mesh}.{dataplane.name})"
+                f"node.id {node_id!r} does not name the {dataplane.TYPE} in node metadata "
+                f"({own_id})"
             )
         key = ResourceKey.of(dataplane)
         async with self._lock(key):
@@ -176,8 +204,8 @@ class Registrar:
                 self._streams.setdefault(key, set()).add(stream_id)
 
     def stream_closed(self, stream_id: int, node_id: str) -> None:
-        mesh, name = parse_node_id(node_id)
-        key = ResourceKey(Dataplane.TYPE, mesh, name)
+        key = _key_of_node(node_id)
+        mesh, name = key.mesh, key.name
         streams = self._streams.get(key)
         if streams is None or stream_id not in streams:
             return  # not a registration (or one that failed)
@@ -197,19 +225,20 @@ class Registrar:
 
     # --- the store ---------------------------------------------------------------------------
 
-    async def _register(self, key: ResourceKey, dataplane: Dataplane) -> bool:
+    async def _register(self, key: ResourceKey, dataplane: Registered) -> bool:
         """Write the Dataplane with a fresh registration label; False when a Dataplane that
         people defined holds the name (it is left alone). The lock of ``key`` is held."""
-        await self._check_mesh(dataplane.mesh)
+        if isinstance(dataplane, Dataplane):
+            await self._check_mesh(dataplane.mesh)
         for _ in range(_WRITE_ATTEMPTS):
             try:
                 stored = await self._store.get(key)
             except NotFoundError:
                 stored = None
-            previous: Dataplane | None = None
+            previous: Registered | None = None
             if stored is not None:
                 resource = stored.resource
-                assert isinstance(resource, Dataplane)
+                assert isinstance(resource, Dataplane | ZoneIngress)
                 previous = resource
                 if not is_registered(previous):
                     if previous != dataplane:
@@ -224,6 +253,10 @@ class Registrar:
             marked = msgspec.structs.replace(
                 dataplane, labels={**dataplane.labels, REGISTRATION_LABEL: label}
             )
+            if isinstance(marked, ZoneIngress) and isinstance(previous, ZoneIngress):
+                marked = msgspec.structs.replace(
+                    marked, available_services=previous.available_services
+                )
             try:
                 if stored is None:
                     written = await self._store.create(marked)
@@ -232,7 +265,7 @@ class Registrar:
             except ConflictError:
                 continue  # someone wrote it between our read and our write: read again
             self._written[key] = written.meta.version
-            changed = previous is None or _unlabelled(previous) != dataplane
+            changed = previous is None or _unlabelled(previous) != _unlabelled(dataplane)
             log.info(
                 "proxy registered",
                 extra=fields(
@@ -246,14 +279,14 @@ class Registrar:
         raise GRPCError(Status.UNAVAILABLE, f"{key} kept changing while registering; retry")
 
     async def _refuse_takeover(
-        self, key: ResourceKey, live: Dataplane, newcomer: Dataplane
+        self, key: ResourceKey, live: Registered, newcomer: Registered
     ) -> None:
         """A registered Dataplane whose sidecar is connected (here, or to another live instance
         on a shared store) belongs to that sidecar: a newcomer bringing another Dataplane under
         its name (a second kuma-dp started with the same name, or any stream naming it) would
         replace the live proxy's listeners. The same Dataplane again is the live proxy
         reconnecting before its old stream is seen closed."""
-        if _unlabelled(live) == newcomer:
+        if _unlabelled(live) == _unlabelled(newcomer):
             return
         streams = self._streams.get(key)
         if streams:

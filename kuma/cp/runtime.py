@@ -154,6 +154,7 @@ async def run_control_plane(
             on_refused=metrics.on_stream_refused,
             on_closed=metrics.on_stream_deauthenticated,
             federated=config.is_federated_zone,
+            zone=config.zone_name,
         )
         # TLS on the dp server and the HTTPS API (kuma/cp/tls.py).
         tls = await prepare_tls(store, config)

@@ -112,7 +112,13 @@ def parser() -> argparse.ArgumentParser:
     )
     add("--name", default="", help="name of the Dataplane (when it is defined in the store)")
     add("--mesh", default="", help="mesh of the Dataplane (when it is defined in the store)")
-    add("--proxy-type", default="dataplane", choices=["dataplane"], help="type of the proxy")
+    add(
+        "--proxy-type",
+        default="dataplane",
+        choices=["dataplane", "ingress"],
+        help="type of the proxy: a sidecar (dataplane), or a zone ingress (ingress: -d gives "
+        "the ZoneIngress, the token is a zone token with scope ingress)",
+    )
     add(
         "--dataplane-token",
         default=os.environ.get(TOKEN_ENV, ""),
@@ -199,16 +205,20 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     dataplane = None
     if template is not None:
         source = args.dataplane_file or "--dataplane"
-        dataplane = load_dataplane(template, parse_vars(args.dataplane_var), source=source)
+        dataplane = load_dataplane(
+            template, parse_vars(args.dataplane_var), source=source, proxy_type=args.proxy_type
+        )
         # Kuma refuses --name/--mesh beside a Dataplane; here they may repeat it, not differ.
         for flag, given, actual in (
             ("--name", args.name, dataplane.name),
-            ("--mesh", args.mesh, dataplane.mesh),
+            ("--mesh", args.mesh, dataplane.mesh_name),
         ):
             if given and given != actual:
                 raise UsageError(f"{flag} {given!r} differs from the Dataplane's ({actual!r})")
     elif args.dataplane_var:
         raise UsageError("--dataplane-var needs a Dataplane template (-d or --dataplane)")
+    elif args.proxy_type == "ingress" and args.name:
+        pass  # a stored ZoneIngress: zone proxies belong to no mesh
     elif not args.name or not args.mesh:
         raise UsageError("give a Dataplane (-d/--dataplane), or --name and --mesh of a stored one")
     readiness_port = _readiness_port(args.readiness_port)

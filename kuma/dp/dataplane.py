@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kuma.bootstrap import decode_proxy_dataplane
-from kuma.resources import Dataplane, ValidationError, template
+from kuma.bootstrap.zone_proxy import INGRESS_PROXY_TYPE, decode_zone_ingress
+from kuma.resources import Dataplane, ValidationError, ZoneIngress, template
 
 
 class DataplaneError(ValueError):
@@ -59,13 +60,20 @@ def read_template(path: str | None, inline: str | None) -> str | None:
         raise DataplaneError(f"{path} is not UTF-8 text: {exc.reason}") from None
 
 
-def load_dataplane(template: str, values: Mapping[str, str], *, source: str) -> Dataplane:
-    """Render, decode and check a Dataplane template with the bootstrap server's own rules."""
+def load_dataplane(
+    template: str, values: Mapping[str, str], *, source: str, proxy_type: str = "dataplane"
+) -> Dataplane | ZoneIngress:
+    """Render, decode and check a Dataplane template (a ZoneIngress for ``--proxy-type
+    ingress``) with the bootstrap server's own rules."""
     text = render(template, values)
+    ingress = proxy_type == INGRESS_PROXY_TYPE
     try:
+        if ingress:
+            return decode_zone_ingress(text, field="dataplane")
         return decode_proxy_dataplane(text, field="dataplane")
     except ValidationError as exc:
         lines = "\n".join(
             f"  {v.field}: {v.message}" if v.field else f"  {v}" for v in exc.violations
         )
-        raise DataplaneError(f"{source} is not a valid Dataplane:\n{lines}") from None
+        kind = "ZoneIngress" if ingress else "Dataplane"
+        raise DataplaneError(f"{source} is not a valid {kind}:\n{lines}") from None

@@ -35,7 +35,7 @@ import msgspec
 import yaml
 
 import kuma
-from kuma.resources import Dataplane, encode_json
+from kuma.resources import Dataplane, ZoneIngress, encode_json
 from kuma.resources.accesslog_pipe import access_log_socket_name
 from kuma.resources.metrics import default_socket_path
 
@@ -57,7 +57,8 @@ class RunOptions(msgspec.Struct, kw_only=True):
     #: PEM of the CA kuma-cp's certificate must chain to (``--ca-cert-file``).
     ca_cert: str = ""
     skip_verify: bool = False
-    dataplane: Dataplane | None
+    #: The Dataplane (a ZoneIngress for ``--proxy-type ingress``) kuma-dp brings, if any.
+    dataplane: Dataplane | ZoneIngress | None
     mesh: str
     name: str
     proxy_type: str = "dataplane"
@@ -86,7 +87,7 @@ def metrics_socket_path(options: RunOptions, directory: Path) -> str:
     (as in Kuma when none is given: its temporary dir), so sidecars never share one."""
     dataplane = options.dataplane
     name = dataplane.name if dataplane else options.name
-    mesh = dataplane.mesh if dataplane else options.mesh
+    mesh = dataplane.mesh_name if dataplane else options.mesh
     return default_socket_path(name, mesh, str(directory))
 
 
@@ -95,7 +96,7 @@ def access_log_pipe(options: RunOptions, directory: Path) -> str:
     socket), sent as ``accessLogSocketPath``, so sidecars never share one."""
     dataplane = options.dataplane
     name = dataplane.name if dataplane else options.name
-    mesh = dataplane.mesh if dataplane else options.mesh
+    mesh = dataplane.mesh_name if dataplane else options.mesh
     return access_log_socket_name(str(directory), name, mesh)
 
 
@@ -120,7 +121,7 @@ def bootstrap_request(
     ``readiness_port``: where kuma-dp reports readiness (0: it does not)."""
     dataplane = options.dataplane
     request: dict[str, Any] = {
-        "mesh": dataplane.mesh if dataplane else options.mesh,
+        "mesh": dataplane.mesh_name if dataplane else options.mesh,
         "name": dataplane.name if dataplane else options.name,
         "proxyType": options.proxy_type,
         "dataplaneToken": options.token,
@@ -214,7 +215,8 @@ async def run(options: RunOptions) -> int:
                 metrics_socket_path(options, directory),
                 admin_port,
                 endpoints_of(bootstrap.sidecar),
-                transparent=bool(options.dataplane and options.dataplane.is_transparent),
+                transparent=isinstance(options.dataplane, Dataplane)
+                and options.dataplane.is_transparent,
             )
             # Serving before Envoy starts: the first scrape through Envoy finds it.
             await hijacker.start()

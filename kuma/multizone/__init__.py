@@ -8,7 +8,7 @@ from .authoring import (
     ZONE_READ_ONLY_MESSAGE,
     Authoring,
 )
-from .zone_tag import ZONE_TAG, stamp_zone
+from .zone_tag import ZONE_TAG, stamp_proxy_zone, stamp_zone
 
 __all__ = [
     "GLOBAL_READ_ONLY_MESSAGE",
@@ -16,5 +16,6 @@ __all__ = [
     "ZONE_READ_ONLY_MESSAGE",
     "ZONE_TAG",
     "Authoring",
+    "stamp_proxy_zone",
     "stamp_zone",
 ]

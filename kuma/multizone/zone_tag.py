@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from kuma.resources import Dataplane, ValidationError, Violation
+from kuma.resources import Dataplane, ValidationError, Violation, ZoneIngress
 
 ZONE_TAG = "kuma.io/zone"
 
@@ -53,3 +53,23 @@ def stamp_zone(dataplane: Dataplane, zone: str, *, strict: bool = True) -> Datap
         dataplane, networking=msgspec.structs.replace(networking, inbound=inbounds, gateway=gateway)
     )
     return dataplane if stamped == dataplane else stamped
+
+
+def stamp_proxy_zone(proxy: ZoneIngress, zone: str) -> ZoneIngress:
+    """A zone proxy registered on zone ``zone`` gets ``zone: <zone>``; one that names another
+    zone is refused (:class:`ValidationError`), as a Dataplane's tag is. Unchanged when ``zone``
+    is empty (not a zone control plane)."""
+    if not zone or proxy.zone == zone:
+        return proxy
+    if proxy.zone:
+        raise ValidationError(
+            [
+                Violation(
+                    "zone",
+                    f"cannot be {proxy.zone!r}: this control plane is zone {zone!r} and sets the "
+                    "zone itself (leave it out)",
+                )
+            ],
+            subject=f"{proxy.TYPE} {proxy.name}",
+        )
+    return msgspec.structs.replace(proxy, zone=zone)

@@ -2,7 +2,8 @@
 registration and insights.
 
 Kuma's convention: the mesh is everything before the first dot (mesh names hold no dot), the
-Dataplane name is the rest and may contain dots.
+Dataplane name is the rest and may contain dots. A zone proxy (ZoneIngress) belongs to no mesh:
+its node id is ``.<name>`` (:func:`parse_proxy_id` accepts it, :func:`parse_node_id` does not).
 """
 
 from __future__ import annotations
@@ -34,3 +35,10 @@ def parse_node_id(node_id: str) -> ProxyId:
             f"node id {node_id!r} is not '<mesh>.<name>' (the mesh, a dot, the Dataplane name)"
         )
     return ProxyId(mesh, name)
+
+
+def parse_proxy_id(node_id: str) -> ProxyId:
+    """:func:`parse_node_id`, also accepting a zone proxy's ``.<name>`` (mesh ``""``)."""
+    if node_id.startswith(".") and len(node_id) > 1:
+        return ProxyId("", node_id[1:])
+    return parse_node_id(node_id)

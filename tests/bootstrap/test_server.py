@@ -222,7 +222,7 @@ async def test_a_stored_dataplane_is_served_by_name() -> None:
 
 async def test_other_proxy_types_paths_and_methods() -> None:
     async with dp_server(await store_with_default_mesh()) as port:
-        status, body, _ = await post(port, request(proxyType="ingress"))
+        status, body, _ = await post(port, request(proxyType="egress"))
         assert status == 422
         assert causes(body)[0][0] == "proxyType"
         async with aiohttp.ClientSession(trust_env=False) as session:
@@ -231,6 +231,28 @@ async def test_other_proxy_types_paths_and_methods() -> None:
                 assert reply.headers["Allow"] == "POST"
             async with session.post(f"http://127.0.0.1:{port}/other", data=b"{}") as reply:
                 assert reply.status == 404
+
+
+async def test_a_zone_ingress_bootstrap_as_kumas() -> None:
+    """``--proxy-type ingress``: node ``.<name>`` (no mesh), cluster ``ingress``, admin port
+    from the ZoneIngress; a Dataplane under that proxy type is refused naming the type."""
+    ingress = {
+        "type": "ZoneIngress",
+        "name": "ingress-1",
+        "networking": {"address": "10.0.0.9", "port": 10001, "admin": {"port": 9902}},
+    }
+    async with dp_server(await store_with_default_mesh()) as port:
+        status, body, _ = await post(
+            port, request(ingress, proxyType="ingress", mesh="", name="ingress-1")
+        )
+        assert status == 200, body
+        node = load_yaml(body.decode())["node"]
+        assert (node["id"], node["cluster"]) == (".ingress-1", "ingress")
+        assert node["metadata"]["dataplane.proxyType"] == "ingress"
+        assert node["metadata"]["dataplane.admin.port"] == "9902"
+        status, body, _ = await post(port, request(proxyType="ingress"))
+        assert status == 422
+        assert causes(body)[0][0] == "type"
 
 
 async def test_a_body_that_is_too_large_is_refused() -> None:

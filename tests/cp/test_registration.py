@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import msgspec
 import orjson
 import pytest
 from envoy.config.core.v3.base_pb2 import Node
@@ -19,7 +20,8 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from kuma.cp.registration import REGISTRATION_LABEL, Registrar
-from kuma.resources import Dataplane, Mesh, ResourceKey, decode_one
+from kuma.resources import Dataplane, Mesh, ResourceKey, ZoneIngress, decode_one
+from kuma.resources.model import AvailableService
 from kuma.store import NotFoundError, Operation, ResourceEvent, Synced
 from kuma.store.memory import MemoryStore
 from kuma.xds.generate.types import CLUSTER
@@ -308,4 +310,39 @@ async def test_a_sidecar_connected_to_another_instance_keeps_its_dataplane() -> 
         assert dataplane is not None
         assert dataplane.networking is not None
         assert dataplane.networking.address == "10.0.0.9"
+        tg.cancel_scope.cancel()
+
+
+async def test_a_zone_ingress_registers_with_this_zone_and_keeps_its_services() -> None:
+    """``proxyType: ingress``: the ZoneIngress is registered under node id ``.<name>`` with this
+    zone set (another zone is refused); a reconnect keeps the availableServices the zone wrote."""
+    ingress = {"type": "ZoneIngress", "name": "zi-1",
+               "networking": {"address": "10.0.0.9", "port": 10001}}  # fmt: skip
+    key = ResourceKey("ZoneIngress", "", "zi-1")
+
+    def ingress_node(resource: dict[str, Any]) -> Node:
+        built = node(resource, ".zi-1")
+        built.metadata.update({"dataplane.proxyType": "ingress"})
+        return built
+
+    store = MemoryStore()
+    component = Registrar(store, DELAY, instance="a", zone="zone-1")
+    async with anyio.create_task_group() as tg:
+        await tg.start(component.run)
+        with pytest.raises(InvalidRequest, match="zone: cannot be 'zone-2'"):
+            await component.stream_opening(1, ".zi-1", ingress_node({**ingress, "zone": "zone-2"}))
+        await component.stream_opening(2, ".zi-1", ingress_node(ingress))
+        first = await store.get(key)
+        found = first.resource
+        assert isinstance(found, ZoneIngress)
+        assert found.zone == "zone-1"
+        services = (AvailableService(tags={"kuma.io/service": "web"}, instances=1, mesh="m"),)
+        with_services = msgspec.structs.replace(found, available_services=services)
+        written = await store.update(with_services, version=first.meta.version)
+        component.stream_closed(2, ".zi-1")
+        await component.stream_opening(3, ".zi-1", ingress_node(ingress))  # a reconnect
+        again = (await store.get(key)).resource
+        assert isinstance(again, ZoneIngress)
+        assert again.available_services == services
+        assert (await store.get(key)).meta.version != written.meta.version  # registered again
         tg.cancel_scope.cancel()

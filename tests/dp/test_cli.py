@@ -105,7 +105,7 @@ def test_inline_dataplane_and_repeated_vars() -> None:
     )
     dataplane = options_from(args).dataplane
     assert dataplane is not None
-    assert (dataplane.mesh, dataplane.name) == ("default", "x")
+    assert (dataplane.mesh_name, dataplane.name) == ("default", "x")
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_name_and_mesh_may_repeat_the_dataplanes(dataplane_file: Path) -> None:
         ["--drain-time", "-1s"],
         ["--concurrency", "0"],
         ["--envoy-log-level", "loud"],
-        ["--proxy-type", "ingress"],
+        ["--proxy-type", "egress"],
     ],
 )
 def test_bad_flag_values_are_usage_errors(argv: list[str]) -> None:

@@ -50,7 +50,7 @@ def test_malformed_vars(pair: str) -> None:
 
 def test_load_gives_a_checked_dataplane() -> None:
     dataplane = load_dataplane(TEMPLATE, VALUES, source="dp.yaml")
-    assert (dataplane.mesh, dataplane.name) == ("default", "web-01")
+    assert (dataplane.mesh_name, dataplane.name) == ("default", "web-01")
 
 
 def test_load_lists_every_violation_with_its_field() -> None:

@@ -95,7 +95,7 @@ def test_a_new_resource_kind_plugs_in_as_a_handler() -> None:
     assert stats.proxies_assembled == 1  # the connected proxy of the mesh; web-2 is offline
 
 
-def test_a_kind_without_a_handler_is_ignored_and_one_handler_per_kind() -> None:
+def test_a_kind_without_a_connected_proxy_costs_nothing_and_one_handler_per_class() -> None:
     engine = Engine()
     ingress = from_document({"type": "ZoneIngress", "name": "zi-1", "zone": "east"})
     assert isinstance(ingress, ZoneIngress)
@@ -103,8 +103,9 @@ def test_a_kind_without_a_handler_is_ignored_and_one_handler_per_kind() -> None:
     registry = HandlerRegistry(default_handlers())
     # The engine inputs, plus one handler per registered policy kind.
     core = {"Dataplane", "Mesh", "MeshVips", "ExternalService", "Secret", "MeshGateway"}
+    core |= {"ZoneIngress", "ZoneEgress"}
     assert registry.resource_types == {*core, *POLICY_KINDS}
-    with pytest.raises(ValueError, match="Dataplane is already registered"):
+    with pytest.raises(ValueError, match="DataplaneHandler for Dataplane is already registered"):
         registry.register(default_handlers()[0])
 
 

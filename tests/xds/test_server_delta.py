@@ -502,7 +502,7 @@ async def test_the_nodes_metadata_reaches_the_source() -> None:
     [
         ("", CLUSTER, "node.id"),
         ("nodot", CLUSTER, "'<mesh>.<name>'"),
-        (".web", CLUSTER, "'<mesh>.<name>'"),
+        (".", CLUSTER, "'<mesh>.<name>'"),
         ("default.", CLUSTER, "'<mesh>.<name>'"),
         (NODE, "", "type_url is required"),
     ],

@@ -43,6 +43,7 @@ from .mesh_state import IdentityReady, MeshState
 from .proxy_index import ProxyIndex
 from .shared import SharedResources
 from .watches import ProxyRecord, ProxyWatches, Subscription
+from .zone_ingress import ZoneIngressParts, assemble_zone_ingress, endpoints_key, mesh_key
 
 log = logging.getLogger("kuma.xds.engine")
 
@@ -79,10 +80,11 @@ class Engine:
         self._external_arrived: anyio.Event | None = None
         self._index = ProxyIndex()
         self._watches = ProxyWatches(
-            on_first=self._opened, on_last=self._index.remove, on_metadata=self._reassemble
+            on_first=self._opened, on_last=self._closed, on_metadata=self._reassemble
         )
         self._interner = Interner()
         self._shared = SharedResources(self._interner)
+        self._ingress_parts = ZoneIngressParts(self._interner)
         self._synced = False
         self._synced_waiters: list[anyio.Event] = []
         self.last_batch = BatchStats()
@@ -93,6 +95,11 @@ class Engine:
         self._index.add(record)
         self._assemble(record, None)
 
+    def _closed(self, record: ProxyRecord) -> None:
+        self._index.remove(record)
+        if not record.mesh:
+            self._ingress_parts.forget(record.name)
+
     def _reassemble(self, record: ProxyRecord) -> None:
         # A stream's node said something new about the proxy (its metadata).
         self._assemble(record, None)
@@ -100,6 +107,8 @@ class Engine:
     def _assemble(self, record: ProxyRecord, since: float | None) -> bool:
         """Rebuild one proxy's desired state and notify its streams; True if anything changed.
         ``since``: when the oldest input behind the change arrived (None: no input did)."""
+        if not record.mesh:  # a zone proxy (node id ``.<name>``)
+            return self._assemble_zone_ingress(record, since)
         mesh = self._meshes[record.mesh]
         dataplane = mesh.dataplanes.get(record.name)
         if dataplane is None:
@@ -122,6 +131,16 @@ class Engine:
         assembly = with_gateway(assembly, dataplane, mesh, self._interner, self._shared)
         record.subsets = assembly.subsets
         self._index.set_consumed(record, assembly.outbound_services)
+        self._index.set_selections(record, assembly.selections)
+        return record.publish(assembly.resources, since)
+
+    def _assemble_zone_ingress(self, record: ProxyRecord, since: float | None) -> bool:
+        ingress = self._meshes.zone_ingresses.get(record.name)
+        if ingress is None:
+            self._index.set_selections(record, ())
+            self._ingress_parts.forget(record.name)
+            return record.publish(None, since)
+        assembly = assemble_zone_ingress(ingress, record.node_id, self._meshes, self._ingress_parts)
         self._index.set_selections(record, assembly.selections)
         return record.publish(assembly.resources, since)
 
@@ -257,6 +276,7 @@ class Engine:
         for mesh_name in invalidation.meshes:
             # Mesh-wide settings (passthrough) reach every proxy of the mesh: rare.
             reassemble.update(r.node_id for r in index.in_mesh(mesh_name))
+            reassemble.update(index.selected_by(mesh_key(mesh_name)))  # zone proxies
         for key in invalidation.selections:
             reassemble.update(index.selected_by(key))
         for mesh_name in invalidation.vips:
@@ -271,6 +291,9 @@ class Engine:
             stats.services_touched += len(services)
             for service in services:
                 self._shared.endpoints_changed(mesh, service)
+                self._ingress_parts.endpoints_changed(mesh_name, service)
+                # Zone proxies carrying the service re-assemble from cached parts.
+                reassemble.update(index.selected_by(endpoints_key(mesh_name, service)))
                 consumers = index.consumers(mesh_name, service)
                 if self._shared.inputs_changed(mesh, service) or mesh.externals.endpoints(service):
                     # The inputs shape the consumers' listeners too: re-assemble them. An

@@ -69,8 +69,7 @@ class EngineInputs:
         count = 0
         for event in events:
             count += 1
-            handler = handlers.get(event.resource.TYPE)
-            if handler is not None:
+            for handler in handlers.of(event.resource.TYPE):
                 handler.handle(event, meshes, invalidation)
             for observer in self._observers:
                 observer.observe(event, meshes)

@@ -17,7 +17,7 @@ from types import MappingProxyType
 import anyio
 
 from kuma.xds.generate.destination import Destination
-from kuma.xds.node_id import parse_node_id
+from kuma.xds.node_id import parse_proxy_id
 from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 from kuma.xds.source import Changes
@@ -182,7 +182,7 @@ class ProxyWatches:
         """Start following a proxy (``InvalidNodeId``, a ValueError, for a malformed id)."""
         record = self._records.get(node_id)
         if record is None:
-            mesh, name = parse_node_id(node_id)
+            mesh, name = parse_proxy_id(node_id)
             record = self._records[node_id] = ProxyRecord(node_id, mesh, name)
             record.metadata = metadata or NO_METADATA
             self._on_first(record)

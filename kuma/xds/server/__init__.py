@@ -7,7 +7,7 @@ follow the streams through a :class:`StreamObserver`.
 from __future__ import annotations
 
 from .lifecycle import StreamLifecycle
-from .node import InvalidRequest, ProxyId, parse_node_id
+from .node import InvalidRequest, ProxyId, parse_node_id, parse_proxy_id
 from .observer import NoopObserver, StreamObserver
 from .server import AdsServer, serve
 from .service import AggregatedDiscoveryServiceBase, AggregatedDiscoveryServiceStub
@@ -22,5 +22,6 @@ __all__ = [
     "StreamLifecycle",
     "StreamObserver",
     "parse_node_id",
+    "parse_proxy_id",
     "serve",
 ]

@@ -12,7 +12,7 @@ from google.protobuf.json_format import (  # type: ignore[import-untyped, unused
     MessageToDict,
 )
 
-from kuma.xds.node_id import InvalidNodeId, ProxyId, parse_node_id
+from kuma.xds.node_id import InvalidNodeId, ProxyId, parse_node_id, parse_proxy_id
 
 __all__ = [
     "InvalidNodeId",
@@ -22,6 +22,7 @@ __all__ = [
     "first_node_id",
     "node_version",
     "parse_node_id",
+    "parse_proxy_id",
 ]
 
 

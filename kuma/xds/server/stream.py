@@ -45,7 +45,7 @@ from .node import (
     envoy_version,
     first_node_id,
     node_version,
-    parse_node_id,
+    parse_proxy_id,
 )
 from .observer import (
     Flavour,
@@ -95,7 +95,7 @@ async def run_stream(
             return
         node_id = first_node_id(first.node)
         try:
-            parse_node_id(node_id)
+            parse_proxy_id(node_id)
         except InvalidNodeId as error:
             raise InvalidRequest(f"node.id: {error}") from None
     except InvalidRequest as error:

@@ -15,6 +15,7 @@ from .mesh_gateway import MeshGatewayHandler
 from .mesh_vips import MeshVipsHandler
 from .policy import PolicyHandler
 from .zone_egress import ZoneEgressHandler
+from .zone_ingress_proxy import ZoneIngressProxyHandler
 
 
 def default_handlers(*, zone: str = "") -> list[InputHandler]:
@@ -23,25 +24,36 @@ def default_handlers(*, zone: str = "") -> list[InputHandler]:
     externals: list[InputHandler] = [ExternalServiceHandler(), SecretHandler()]
     externals.append(MeshGatewayHandler())
     externals.append(ZoneEgressHandler(zone))
-    return [DataplaneHandler(zone), MeshHandler(), MeshVipsHandler(), *externals, *policies]
+    proxies: list[InputHandler] = [ZoneIngressProxyHandler()]
+    return [
+        DataplaneHandler(zone),
+        MeshHandler(),
+        MeshVipsHandler(),
+        *externals,
+        *proxies,
+        *policies,
+    ]
 
 
 class HandlerRegistry:
-    """One handler per resource type; events of a type nobody handles are ignored."""
+    """The handlers of each resource type, in registration order (a kind may feed several
+    inputs: a ZoneIngress is a proxy here and, from other zones, endpoints); one handler of a
+    class per type. Events of a type nobody handles are ignored."""
 
     def __init__(self, handlers: Iterable[InputHandler] = ()) -> None:
-        self._by_type: dict[str, InputHandler] = {}
+        self._by_type: dict[str, tuple[InputHandler, ...]] = {}
         for handler in handlers:
             self.register(handler)
 
     def register(self, handler: InputHandler) -> None:
         kind = handler.resource_type
-        if kind in self._by_type:
-            raise ValueError(f"a handler for {kind} is already registered")
-        self._by_type[kind] = handler
+        present = self._by_type.get(kind, ())
+        if any(type(h) is type(handler) for h in present):
+            raise ValueError(f"a {type(handler).__name__} for {kind} is already registered")
+        self._by_type[kind] = (*present, handler)
 
-    def get(self, resource_type: str) -> InputHandler | None:
-        return self._by_type.get(resource_type)
+    def of(self, resource_type: str) -> tuple[InputHandler, ...]:
+        return self._by_type.get(resource_type, ())
 
     @property
     def resource_types(self) -> frozenset[str]:

@@ -33,6 +33,7 @@ from kuma.xds.node_id import ProxyId
 
 from ..invalidation import Invalidation
 from ..mesh_state import Meshes, MeshState
+from ..zone_ingress import kind_key
 
 
 def selection_key(policy: Policy) -> Hashable:
@@ -76,5 +77,7 @@ class PolicyHandler:
             mesh.put_policy(policy)
             _newly_selected(mesh, policy, invalidation)
         invalidation.selections.add(selection_key(policy))
+        # Proxies that read every policy of the kind in the mesh (a ZoneIngress: routes' subsets).
+        invalidation.selections.add(kind_key(policy.TYPE, policy.mesh))
         if tagged and needs_caller_tags(mesh.policies_by_kind()) != needed:
             invalidation.meshes.add(mesh.name)
