@@ -146,6 +146,9 @@ class SubscriptionTracker:
             responses_rejected=sum(c[2] for c in self._stats.values()),
         )
         status = KdsSubscriptionStatus(last_update_time=self._last_update, total=total, stat=stats)
+        # Kuma's generation: raised with every write of the subscription.
+        generation = self.subscription.generation + 1
+        self.subscription = msgspec.structs.replace(self.subscription, generation=generation)
         return msgspec.structs.replace(self.subscription, status=status)
 
 

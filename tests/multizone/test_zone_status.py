@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -255,6 +256,21 @@ async def test_a_stream_cancelled_while_closing_is_still_closed() -> None:
         return found is not None and not found.online
 
     await until(store, offline)
+
+
+async def test_unreadable_version_metadata_is_left_out() -> None:
+    store = MemoryStore()
+    status = ZoneStatus(store, "global-1")
+    await status.admit("zone-1")
+    client = ZoneClient(store, "zone-1", parse_address("grpcs://g:5685"), "", None)
+    node = client.node()
+    node.metadata.fields["version"].struct_value.update({"kumaCp": "not a struct"})
+    async with status.subscription("zone-1") as tracker:
+        tracker.on_request(DeltaDiscoveryRequest(node=node))
+        first = tracker.snapshot()
+        assert first.version is None
+        assert first.config == '{"store": {"type": "memory"}}'
+        assert tracker.snapshot().generation == first.generation + 1
 
 
 def test_version_compatibility_is_kumas() -> None:
