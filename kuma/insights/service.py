@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from kuma.resources import Dataplane, ResourceKey
+from kuma.resources import Dataplane, ResourceKey, ZoneEgress, ZoneIngress
 from kuma.store import NotFoundError, Operation, ResourceEvent, Store, StoreError
 
 from .flusher import FlushObserver, InsightFlusher
@@ -38,14 +38,19 @@ DataplaneExists = Callable[[str, str], Awaitable[bool]]
 
 
 async def dataplane_exists(store: Store, mesh: str, name: str) -> bool:
-    """Whether the Dataplane exists (a store failure counts as yes: nothing is dropped then)."""
-    try:
-        await store.get(ResourceKey(Dataplane.TYPE, mesh, name))
-    except NotFoundError:
-        return False
-    except StoreError:
+    """Whether the proxy's resource exists: its Dataplane, or for a zone proxy (mesh ``""``,
+    node id ``.<name>``) its ZoneIngress or ZoneEgress. A store failure counts as yes: nothing
+    is dropped then."""
+    types = (Dataplane.TYPE,) if mesh else (ZoneIngress.TYPE, ZoneEgress.TYPE)
+    for type in types:
+        try:
+            await store.get(ResourceKey(type, mesh, name))
+        except NotFoundError:
+            continue
+        except StoreError:
+            return True
         return True
-    return True
+    return False
 
 
 class InsightProvider(Protocol):
@@ -107,9 +112,10 @@ class Insights:
 
     def on_store_event(self, event: ResourceEvent) -> None:
         resource = event.resource
-        if not isinstance(resource, Dataplane):
+        if not isinstance(resource, Dataplane | ZoneIngress | ZoneEgress):
             return
-        key = (resource.mesh, resource.name)
+        # A zone proxy's insight is under the mesh "" (its node id is ``.<name>``).
+        key = (resource.mesh_name, resource.name)
         if event.operation is Operation.DELETE:
             self._deleted.append(key)
             if self._wake is not None:
