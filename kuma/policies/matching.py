@@ -65,7 +65,7 @@ def _selector(ref: TargetRef) -> dict[str, str] | None:
         return {SERVICE_TAG: ref.name}
     if ref.kind == MESH_SERVICE_SUBSET:
         return {SERVICE_TAG: ref.name, **ref.tags}
-    return None  # MeshGateway (builtin gateways are not generated), MeshHTTPRoute, unknown
+    return None  # MeshGateway (no policy on builtin gateways yet), MeshHTTPRoute, unknown
 
 
 def selected_inbounds(

@@ -20,7 +20,7 @@ on the proxy's host, kuma-cp never touches the path. OpenTelemetry backends as
 
 Tcp backends as :mod:`kuma.policies.accesslog_tcp` (a file logger on kuma-dp's access-log
 pipe, streamed to the address by :mod:`kuma.dp.accesslogs`). Not generated: gateways (``to``
-on a MeshGateway: no builtin gateway is served) and direct-access listeners (not generated here).
+on a MeshGateway: policies are not applied to builtin gateways yet) and direct-access listeners.
 """
 
 from __future__ import annotations

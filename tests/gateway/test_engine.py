@@ -3,70 +3,32 @@ change, and only then: a sidecar of the mesh is not touched by any of these."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_pb2
 
-from kuma.resources import Resource, ResourceMeta, decode, decode_one
-from kuma.store import Operation, ResourceEvent
+from kuma.resources import Resource, decode, decode_one
+from kuma.store import Operation
 from kuma.xds import types
 from kuma.xds.engine import Engine
 from kuma.xds.engine.watches import Subscription
 
-_META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
-BASE = """\
-type: Mesh
-name: default
----
-type: Dataplane
-mesh: default
-name: edge-1
-networking:
-  address: 10.0.0.1
-  gateway: {type: BUILTIN, tags: {kuma.io/service: edge}}
----
-type: Dataplane
-mesh: default
-name: web-1
-networking:
-  address: 10.0.0.2
-  inbound: [{port: 8080, tags: {kuma.io/service: web, kuma.io/protocol: http}}]
----
-type: Dataplane
-mesh: default
-name: api-1
-networking:
-  address: 10.0.0.3
-  inbound: [{port: 8080, tags: {kuma.io/service: api, kuma.io/protocol: http}}]
-"""
-GATEWAY = """\
-type: MeshGateway
-mesh: default
-name: edge
-selectors: [{match: {kuma.io/service: edge}}]
-conf: {listeners: [{protocol: HTTP, port: 8000}]}
-"""
-ROUTE = """\
-type: MeshHTTPRoute
-mesh: default
-name: edge-routes
-spec:
-  targetRef: {kind: MeshGateway, name: edge}
-  to:
-    - targetRef: {kind: Mesh}
-      rules:
+from .helpers import BASE, GATEWAY, ROUTE_HEAD, events
+
+ROUTE = (
+    ROUTE_HEAD
+    + """\
         - matches: [{path: {type: PathPrefix, value: /web}}]
           default: {backendRefs: [{kind: MeshService, name: web}]}
         - matches: [{path: {type: PathPrefix, value: /api}}]
           default: {backendRefs: [{kind: MeshService, name: api}]}
 """
+)
 LISTENER = "edge:HTTP:8000"
 ROUTES = "edge:HTTP:8000:*"
 
 
 def apply(engine: Engine, *resources: Resource, operation: Operation = Operation.UPDATE) -> None:
-    engine.apply_now([ResourceEvent(operation, r, _META, 1) for r in resources])
+    engine.apply_now(events(resources, operation))
 
 
 def paths(watch: Subscription) -> list[tuple[str, str]]:

@@ -12,7 +12,6 @@ but for two differences every proxy of this project has (:func:`as_this_project_
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,14 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
-from kuma.resources import Resource, ResourceMeta, decode
-from kuma.store import Operation, ResourceEvent
+from kuma.resources import decode
 from kuma.xds import types
 from kuma.xds.engine import Engine
 from kuma.xds.generate._pb import INTERNAL_ADDRESSES
 
+from .helpers import events
+
 KUMA = Path(__file__).parent / "kuma"
-_META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
 
 SCENARIO = """\
 type: Mesh
@@ -192,10 +191,6 @@ def as_this_project_serves(kind: str, resource: dict[str, Any]) -> None:
         for group in resource["endpoints"]:
             for endpoint in group["lbEndpoints"]:
                 endpoint["metadata"]["filterMetadata"].pop("envoy.transport_socket_match")
-
-
-def events(resources: list[Resource]) -> list[ResourceEvent]:
-    return [ResourceEvent(Operation.CREATE, r, _META, 1) for r in resources]
 
 
 def served(engine: Engine, node: str, kind: str, names: set[str]) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """A builtin gateway on a real Envoy configured by a real kuma-cp: a MeshGateway HTTP
 listener and a MeshHTTPRoute targeting it send ``/web/...`` to service web and ``/api`` to
-service api (each a sidecar Envoy in front of its app), answer Kuma's 404 for other paths, and
-follow a route change; with mesh mTLS on (STRICT, allow-all permissions) the gateway
-originates mTLS to the sidecars as Kuma's does."""
+service api (each a sidecar Envoy in front of its app), redirect ``/old``, answer Kuma's 404
+for other paths, and follow a route change; with mesh mTLS on (STRICT, allow-all permissions)
+the gateway originates mTLS to the sidecars as Kuma's does."""
 
 from __future__ import annotations
 
@@ -42,6 +42,17 @@ ROUTE = {
                     {
                         "matches": [{"path": {"type": "Exact", "value": "/api"}}],
                         "default": {"backendRefs": [{"kind": "MeshService", "name": "api"}]},
+                    },
+                    {
+                        "matches": [{"path": {"type": "Exact", "value": "/old"}}],
+                        "default": {
+                            "filters": [
+                                {
+                                    "type": "RequestRedirect",
+                                    "requestRedirect": {"scheme": "https", "statusCode": 301},
+                                }
+                            ]
+                        },
                     },
                 ],
             }
@@ -103,6 +114,7 @@ def test_gateway_routes_by_path_to_two_services(
     assert http_get(gateway_port, "/web") == (200, "web")  # the prefix's exact path
     assert http_get(gateway_port, "/api/v1")[0] == 404  # an Exact match only
     assert http_get(gateway_port, "/webx") == (404, "")  # whole path segments only
+    assert http_get(gateway_port, "/old?x=1")[0] == 301  # a RequestRedirect filter
     assert apps["web"].paths[-1] == "/web"
     assert apps["api"].hits == 1
 

@@ -60,7 +60,7 @@ from .order import CATCH_ALL, CATCH_ALL_HASH, Route, merge_rules, sort_rules
 
 #: Tags that never narrow a destination (Kuma keeps them out of cluster identity).
 _NOT_SUBSET = frozenset({SERVICE_TAG, "kuma.io/mesh"})
-_REDIRECT_CODES = {
+REDIRECT_CODES = {
     301: route_pb2.RedirectAction.MOVED_PERMANENTLY,
     302: route_pb2.RedirectAction.FOUND,
     303: route_pb2.RedirectAction.SEE_OTHER,
@@ -134,7 +134,7 @@ def _path_matches(path: PathMatch) -> list[route_pb2.RouteMatch]:
     return [match]
 
 
-def add_match_headers(envoy_match: route_pb2.RouteMatch, match: Match) -> None:
+def _add_headers(envoy_match: route_pb2.RouteMatch, match: Match) -> None:
     if match.method is not None:
         header = envoy_match.headers.add(name=":method")
         header.string_match.exact = match.method
@@ -219,7 +219,7 @@ def _apply_filter(
         if redirect.scheme is not None:
             action.scheme_redirect = redirect.scheme
         _rewrite_path(action, redirect.path, route.match, prefix_match)
-        action.response_code = _REDIRECT_CODES.get(redirect.status_code or 302, action.FOUND)
+        action.response_code = REDIRECT_CODES.get(redirect.status_code or 302, action.FOUND)
         route.redirect.CopyFrom(action)
     elif item.type == URL_REWRITE and item.url_rewrite is not None and route.HasField("route"):
         rewrite = item.url_rewrite
@@ -260,7 +260,7 @@ def _envoy_routes(
     result = []
     assert route.match.path is not None
     for envoy_match in _path_matches(route.match.path):
-        add_match_headers(envoy_match, route.match)
+        _add_headers(envoy_match, route.match)
         envoy_route = route_pb2.Route(name=route.hash, match=envoy_match)
         action = envoy_route.route
         action.timeout.SetInParent()

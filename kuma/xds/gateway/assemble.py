@@ -71,7 +71,7 @@ def with_gateway(
                         destinations[destination] = None
         hosts.sort(key=lambda host: exactness_key(host.hostname))  # Kuma's SortByHostname
         config = route_configuration(
-            _route_config_name(envoy_listener.name), hosts, caller_tags, clusters
+            _route_config_name(envoy_listener.name), hosts, caller_tags, clusters, port
         )
         for type_url, message in ((types.LISTENER, envoy_listener), (types.ROUTE, config)):
             resources.setdefault(type_url, {})[message.name] = interner.intern(

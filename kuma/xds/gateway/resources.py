@@ -34,7 +34,6 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from kuma.policies.meshhttproute.envoy import add_match_headers
 from kuma.policies.meshtimeout import (
     DEFAULT_GATEWAY_IDLE_TIMEOUT,
     DEFAULT_GATEWAY_REQUEST_HEADERS_TIMEOUT,
@@ -54,6 +53,7 @@ from kuma.xds.generate.clusters import _http_options, service_cluster
 from kuma.xds.generate.destination import Destination
 from kuma.xds.generate.names import TAGS_HEADER
 
+from .route_action import add_match, apply_filters
 from .routes import Entry, VirtualHost
 
 SERVER_NAME = "Kuma Gateway"
@@ -129,7 +129,7 @@ ClusterNames = dict[tuple[str, tuple[tuple[str, str], ...]], str]
 
 
 def route_configuration(
-    name: str, hosts: Sequence[VirtualHost], caller_tags: str, clusters: ClusterNames
+    name: str, hosts: Sequence[VirtualHost], caller_tags: str, clusters: ClusterNames, port: int
 ) -> route_config_pb2.RouteConfiguration:
     config = route_config_pb2.RouteConfiguration(name=name, ignore_port_in_host_matching=True)
     config.validate_clusters.value = False
@@ -143,11 +143,11 @@ def route_configuration(
             route.direct_response.body.inline_string = EMPTY_GATEWAY
             continue
         for entry in host.entries:
-            virtual_host.routes.append(_route(entry, caller_tags, clusters))
+            virtual_host.routes.append(_route(entry, caller_tags, clusters, port))
     return config
 
 
-def _route(entry: Entry, caller_tags: str, clusters: ClusterNames) -> route_pb2.Route:
+def _route(entry: Entry, caller_tags: str, clusters: ClusterNames, port: int) -> route_pb2.Route:
     route = route_pb2.Route(name=entry.name)
     match = route.match
     if entry.exact:
@@ -156,7 +156,7 @@ def _route(entry: Entry, caller_tags: str, clusters: ClusterNames) -> route_pb2.
         match.prefix = entry.prefix
     else:
         match.safe_regex.regex = entry.regex
-    add_match_headers(match, entry.match)
+    add_match(match, entry.match)
     action = route.route
     action.cluster_not_found_response_code = route_pb2.RouteAction.INTERNAL_SERVER_ERROR
     set_duration(action.idle_timeout, DEFAULT_GATEWAY_STREAM_IDLE_TIMEOUT)
@@ -166,7 +166,9 @@ def _route(entry: Entry, caller_tags: str, clusters: ClusterNames) -> route_pb2.
         if caller_tags:
             header = cluster.request_headers_to_add.add().header
             header.key, header.value = TAGS_HEADER, caller_tags
-    if not entry.backends:  # nothing to forward to (filters are not applied yet)
+    if apply_filters(route, entry.filters, port):
+        return route  # a redirect replaced the forwarding action
+    if not entry.backends:  # nothing to forward to
         route.ClearField("route")
         route.direct_response.status = _NOT_FOUND
     return route

@@ -14,7 +14,7 @@ runtime/gateway ``HandlePrefixMatchesAndPopulatePolicies`` and ``route/sorter.go
 * Entries are sorted by Kuma's gateway sorter: exact, then prefix, then regex paths, longer
   first; a method first; more headers, then more query parameters first; then by path.
 
-Filters (redirects, rewrites, header modifiers, mirrors) are not applied yet.
+Filters: :mod:`.route_action`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from kuma.policies.meshhttproute.api import (
     EXACT,
     PATH_PREFIX,
     REGULAR_EXPRESSION,
+    Filter,
     Match,
     MeshHTTPRoute,
     Rule,
@@ -56,6 +57,7 @@ class Entry(NamedTuple):
     match: Match
     backends: tuple[Backend, ...]
     name: str
+    filters: tuple[Filter, ...] = ()
 
 
 class VirtualHost(NamedTuple):
@@ -132,16 +134,17 @@ def _entries(rules: Iterable[Rule]) -> list[Entry]:
             (backend_of(ref), weight_of(ref)) for ref in refs if ref.kind in BACKEND_KINDS
         )
         name = hash_matches(msgspec.to_builtins(rule.matches))
+        filters = rule.default.filters or ()
         for match in rule.matches:
             path = match.path
             if path is None:  # Envoy needs a path match: any path
-                entries.append(Entry("", "/", "", match, backends, name))
+                entries.append(Entry("", "/", "", match, backends, name, filters))
             elif path.type == EXACT:
-                entries.append(Entry(path.value, "", "", match, backends, name))
+                entries.append(Entry(path.value, "", "", match, backends, name, filters))
             elif path.type == PATH_PREFIX:
-                entries.append(Entry("", path.value, "", match, backends, name))
+                entries.append(Entry("", path.value, "", match, backends, name, filters))
             elif path.type == REGULAR_EXPRESSION:
-                entries.append(Entry("", "", path.value, match, backends, name))
+                entries.append(Entry("", "", path.value, match, backends, name, filters))
     return entries
 
 
