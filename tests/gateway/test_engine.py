@@ -4,7 +4,11 @@ change, and only then: a sidecar of the mesh is not touched by any of these."""
 from __future__ import annotations
 
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 
 from kuma.resources import Resource, decode, decode_one
 from kuma.store import Operation
@@ -103,3 +107,8 @@ def test_the_best_ranked_meshgateway_serves_and_its_removal_hands_over() -> None
     assert set(edge.resources(types.LISTENER)) == {"kuma:envoy:admin", LISTENER}
     apply(engine, decode_one(GATEWAY), operation=Operation.DELETE)
     assert set(edge.resources(types.LISTENER)) == {"kuma:envoy:admin", "a-broad:HTTP:8000"}
+    # Named after the MeshGateway, its stats after the gateway Dataplane's service.
+    body = edge.resources(types.LISTENER)["a-broad:HTTP:8000"].body
+    chain = listener_pb2.Listener.FromString(body).filter_chains[0]
+    manager = hcm_pb2.HttpConnectionManager.FromString(chain.filters[0].typed_config.value)
+    assert manager.stat_prefix == "edge"

@@ -57,7 +57,9 @@ def with_gateway(
             by_port.setdefault(listener.port, []).append(listener)
     destinations: dict[Destination, None] = {}
     for port, listeners in by_port.items():
-        envoy_listener = http_listener(gateway.name, dataplane.networking.address, port)
+        envoy_listener = http_listener(
+            gateway.name, dataplane.networking.gateway.service, dataplane.networking.address, port
+        )
         hosts: list[VirtualHost] = []
         clusters: ClusterNames = {}
         for listener in listeners:

@@ -4,7 +4,8 @@ with meshhttproute's ``gateway.*.golden.yaml``; runtime/gateway ``listener_gener
 ``cluster_generator.go``).
 
 * Listener ``<gateway>:HTTP:<port>`` on the Dataplane's address: reuse port, 32 KiB
-  connection buffer, TLS inspector, an HTTP connection manager with stat prefix ``<gateway>``,
+  connection buffer, TLS inspector, an HTTP connection manager with stat prefix the gateway
+  Dataplane's service (sanitized as a metric),
   server name ``Kuma Gateway``, Kuma's gateway defaults (idle 5 min, stream idle 5 s, request
   headers 500 ms), path normalization, underscores in headers rejected, the local rate-limit,
   gzip and router filters, and RDS route configuration ``<listener>:*``.
@@ -51,7 +52,7 @@ from kuma.xds.generate._pb import (
 )
 from kuma.xds.generate.clusters import _http_options, service_cluster
 from kuma.xds.generate.destination import Destination
-from kuma.xds.generate.names import TAGS_HEADER
+from kuma.xds.generate.names import TAGS_HEADER, sanitize_metric
 
 from .route_action import add_match, apply_filters
 from .routes import Entry, VirtualHost
@@ -92,7 +93,8 @@ def route_config_name(listener: str) -> str:
     return f"{listener}:*"
 
 
-def http_listener(gateway: str, address: str, port: int) -> listener_pb2.Listener:
+def http_listener(gateway: str, service: str, address: str, port: int) -> listener_pb2.Listener:
+    """``service``: the gateway Dataplane's ``kuma.io/service`` (Kuma's identifying service)."""
     name = listener_name(gateway, "HTTP", port)
     listener = listener_pb2.Listener(name=name, traffic_direction=base_pb2.INBOUND)
     set_socket_address(listener.address, address, port)
@@ -100,7 +102,7 @@ def http_listener(gateway: str, address: str, port: int) -> listener_pb2.Listene
     listener.per_connection_buffer_limit_bytes.value = CONNECTION_BUFFER
     listener.listener_filters.append(_TLS_INSPECTOR)
     hcm = hcm_pb2.HttpConnectionManager(
-        stat_prefix=gateway,
+        stat_prefix=sanitize_metric(service),
         server_name=SERVER_NAME,
         merge_slashes=True,
         path_with_escaped_slashes_action=hcm_pb2.HttpConnectionManager.UNESCAPE_AND_REDIRECT,
