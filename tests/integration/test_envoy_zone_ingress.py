@@ -265,6 +265,16 @@ def test_zone_ingress_passes_mtls_through_by_sni(
         assert isinstance(stored[0], ZoneIngress)
         assert stored[0].zone == ZONE
         assert {s.tags.get("version") for s in stored[0].available_services} >= {"v1", "v2"}
+
+        # The operators' view (kumactl inspect zoneingresses): the ingress's stream (node id
+        # .ingress-1) is in its overview, online, with its Envoy's version.
+        def online() -> dict[str, Any] | None:
+            subscriptions = ingress_subscriptions(cp.api_port)
+            last = subscriptions[-1] if subscriptions else {}
+            return last if last.get("connectTime") and not last.get("disconnectTime") else None
+
+        connected = eventually(online, "ingress-1 online in /zoneingresses/_overview")
+        assert connected["version"]["envoy"]["version"], connected
     except BaseException:
         # What the ingress's kuma-dp and Envoy said, shown by pytest with the failure.
         print("ingress kuma-dp:", ingress.output()[-4000:] if ingress else "not started")
@@ -272,6 +282,20 @@ def test_zone_ingress_passes_mtls_through_by_sni(
     finally:
         codes = [web.stop(), ingress.stop() if ingress is not None else 0]
     assert codes == [0, 0], ingress.output() if ingress is not None else ""
+    # Stopped: its insight stays (its ZoneIngress exists) and shows it offline.
+    eventually(
+        lambda: all(s.get("disconnectTime") for s in ingress_subscriptions(cp.api_port) or [{}]),
+        "ingress-1 offline in /zoneingresses/_overview",
+    )
+
+
+def ingress_subscriptions(api_port: int) -> list[dict[str, Any]]:
+    status, text = http_get(api_port, "/zoneingresses/ingress-1/_overview")
+    assert status == 200, text
+    subscriptions: list[dict[str, Any]] = json.loads(text)["zoneIngressInsight"].get(
+        "subscriptions", []
+    )
+    return subscriptions
 
 
 def _stat(admin_port: int, name: str) -> int:
