@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from kuma.resources import Dataplane, Mesh, ZoneIngress, encode_json
+from kuma.resources import Dataplane, Mesh, ZoneEgress, ZoneIngress, encode_json
 from kuma.resources.accesslog_pipe import ACCESS_LOG_SOCKET_KEY
 from kuma.resources.metrics import (
     METRICS_CERT_KEY,
@@ -83,7 +83,7 @@ class GeneratorParams(msgspec.Struct, frozen=True, kw_only=True):
     reloadable_tokens: bool = False
 
 
-def admin_port(dataplane: Dataplane | ZoneIngress, default_admin_port: int) -> int:
+def admin_port(dataplane: Dataplane | ZoneIngress | ZoneEgress, default_admin_port: int) -> int:
     """``networking.admin.port`` when set, else the control plane's default (the same rule as
     the admin cluster the xDS generator builds)."""
     networking = dataplane.networking
@@ -92,9 +92,11 @@ def admin_port(dataplane: Dataplane | ZoneIngress, default_admin_port: int) -> i
     return default_admin_port
 
 
-def identifying_service(dataplane: Dataplane | ZoneIngress) -> str:
+def identifying_service(dataplane: Dataplane | ZoneIngress | ZoneEgress) -> str:
     """Kuma's ``GetIdentifyingService``: the gateway's service, else the first inbound's; for a
     ZoneIngress ``ingress`` (Kuma's bootstrap generator; Envoy needs a node cluster)."""
+    if isinstance(dataplane, ZoneEgress):
+        return "egress"
     if not isinstance(dataplane, Dataplane):
         return "ingress"
     services = dataplane.services
@@ -102,7 +104,7 @@ def identifying_service(dataplane: Dataplane | ZoneIngress) -> str:
 
 
 def generate(
-    dataplane: Dataplane | ZoneIngress,
+    dataplane: Dataplane | ZoneIngress | ZoneEgress,
     request: BootstrapRequest,
     params: GeneratorParams,
     *,

@@ -24,12 +24,12 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from kuma.resources import Dataplane, Mesh, ResourceKey, Violation, ZoneIngress
+from kuma.resources import Dataplane, Mesh, ResourceKey, Violation, ZoneEgress, ZoneIngress
 from kuma.store import NotFoundError, Store, StoreError
 
 from .generator import GeneratorParams, generate, sidecar_configuration, to_yaml
 from .request import BootstrapError, invalid, parse_request, resolve_dataplane
-from .zone_proxy import INGRESS_PROXY_TYPE, resolve_zone_ingress
+from .zone_proxy import ZONE_PROXY_KINDS, resolve_zone_ingress
 
 log = logging.getLogger("kuma.bootstrap")
 
@@ -133,8 +133,8 @@ class BootstrapHandler:
                     )
                 ]
             )
-        proxy: Dataplane | ZoneIngress
-        if parsed.proxy_type == INGRESS_PROXY_TYPE:
+        proxy: Dataplane | ZoneIngress | ZoneEgress
+        if parsed.proxy_type in ZONE_PROXY_KINDS:
             proxy = await resolve_zone_ingress(parsed, self._store)
         else:
             proxy = await resolve_dataplane(parsed, self._store)

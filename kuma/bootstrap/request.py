@@ -23,14 +23,15 @@ from kuma.resources import (
     ResourceKey,
     ValidationError,
     Violation,
+    ZoneEgress,
     ZoneIngress,
     decode_one,
     validate,
 )
 from kuma.store import NotFoundError, Store, StoreError, StoreUnavailableError
 
-#: The proxy type of a sidecar; ZoneIngress (``ingress``) is in zone_proxy.py; ``egress`` is not
-#: served here.
+#: The proxy type of a sidecar; ZoneIngress (``ingress``) and ZoneEgress (``egress``) are in
+#: zone_proxy.py.
 DATAPLANE_PROXY_TYPE = "dataplane"
 
 
@@ -158,7 +159,7 @@ def proxy_violations(dataplane: Dataplane) -> list[Violation]:
     return violations
 
 
-R = TypeVar("R", Dataplane, ZoneIngress)
+R = TypeVar("R", Dataplane, ZoneIngress, ZoneEgress)
 
 
 def decode_proxy_resource(
@@ -196,7 +197,8 @@ async def resolve_dataplane(request: BootstrapRequest, store: Store) -> Dataplan
                 Violation(
                     "proxyType",
                     f'unsupported proxy type "{request.proxy_type}"; '
-                    f'this control plane serves "{DATAPLANE_PROXY_TYPE}" and "ingress" proxies',
+                    f'this control plane serves "{DATAPLANE_PROXY_TYPE}", "ingress" and "egress" '
+                    "proxies",
                 )
             ]
         )

@@ -30,10 +30,10 @@ label value and so a new version: the delete then fails with a conflict and the 
 stays. The same holds for a registered Dataplane that someone edited since. A reconnect to this
 instance also cancels the pending deletion outright.
 
-Zone proxies (``proxyType: ingress``, node id ``.<name>``) register their ZoneIngress by the
-same rules; a zone control plane sets its ``zone`` (refusing another, as ``kuma.io/zone``),
-and an update keeps the stored ``availableServices`` (the zone's writer keeps that field,
-kuma/cp/ingress_services.py: a reconnect must not blank the ingress's services).
+Zone proxies (``proxyType: ingress|egress``, node id ``.<name>``) register their ZoneIngress or
+ZoneEgress by the same rules; a zone control plane sets its ``zone`` (refusing another, as
+``kuma.io/zone``), and an ingress's update keeps the stored ``availableServices`` (the zone's
+writer keeps that field, kuma/cp/ingress_services.py: a reconnect must not blank them).
 
 A kuma-cp that stops deletes nothing (its pending deletions are cancelled with it): its proxies
 reconnect to another instance, or to this one when it is back, and register again.
@@ -54,9 +54,9 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from kuma.bootstrap import decode_proxy_dataplane
-from kuma.bootstrap.zone_proxy import INGRESS_PROXY_TYPE, decode_zone_ingress
+from kuma.bootstrap.zone_proxy import ZONE_PROXY_KINDS, decode_zone_proxy
 from kuma.multizone import stamp_proxy_zone, stamp_zone
-from kuma.resources import Dataplane, ResourceKey, ValidationError, ZoneIngress
+from kuma.resources import Dataplane, ResourceKey, ValidationError, ZoneEgress, ZoneIngress
 from kuma.store import (
     ConflictError,
     NotFoundError,
@@ -78,7 +78,7 @@ RESOURCE_METADATA = "dataplane.resource"
 PROXY_TYPE_METADATA = "dataplane.proxyType"
 
 #: What a proxy registers: a sidecar's Dataplane or a zone proxy's ZoneIngress.
-Registered = Dataplane | ZoneIngress
+Registered = Dataplane | ZoneIngress | ZoneEgress
 #: Registrations of different proxies share a lock only when their keys hash alike.
 _LOCK_STRIPES = 64
 #: Attempts when another writer keeps changing the Dataplane between our read and our write.
@@ -119,14 +119,20 @@ def _metadata_string(node: Any, key: str) -> str | None:
 
 def _decode(text: str, proxy_type: str | None, zone: str) -> Registered:
     """The resource a proxy brings, checked and stamped with this zone."""
-    if proxy_type == INGRESS_PROXY_TYPE:
-        return stamp_proxy_zone(decode_zone_ingress(text, field=RESOURCE_METADATA), zone)
+    if proxy_type in ZONE_PROXY_KINDS:
+        proxy = decode_zone_proxy(text, proxy_type, RESOURCE_METADATA)
+        if isinstance(proxy, ZoneEgress):
+            return stamp_proxy_zone(proxy, zone)
+        return stamp_proxy_zone(proxy, zone)
     return stamp_zone(decode_proxy_dataplane(text, field=RESOURCE_METADATA), zone)
 
 
-def _key_of_node(node_id: str) -> ResourceKey:
+def _keys_of_node(node_id: str) -> tuple[ResourceKey, ...]:
+    """What the proxy may have registered: a Dataplane, or a zone proxy's resource."""
     mesh, name = parse_proxy_id(node_id)
-    return ResourceKey(Dataplane.TYPE if mesh else ZoneIngress.TYPE, mesh, name)
+    if mesh:
+        return (ResourceKey(Dataplane.TYPE, mesh, name),)
+    return (ResourceKey(ZoneIngress.TYPE, "", name), ResourceKey(ZoneEgress.TYPE, "", name))
 
 
 class Registrar:
@@ -181,7 +187,9 @@ class Registrar:
         try:
             dataplane = _decode(text, proxy_type, self._zone)
         except ValidationError as exc:
-            kind = "ZoneIngress" if proxy_type == INGRESS_PROXY_TYPE else "Dataplane"
+            kind = (
+                ZONE_PROXY_KINDS[proxy_type].TYPE if proxy_type in ZONE_PROXY_KINDS else "Dataplane"
+            )
             raise InvalidRequest(f"the {kind} in node metadata is not valid: {exc}") from None
         own_id = f"{dataplane.mesh_name}.{dataplane.name}"
         if own_id != node_id:
@@ -204,7 +212,8 @@ class Registrar:
                 self._streams.setdefault(key, set()).add(stream_id)
 
     def stream_closed(self, stream_id: int, node_id: str) -> None:
-        key = _key_of_node(node_id)
+        keys = [k for k in _keys_of_node(node_id) if stream_id in self._streams.get(k, ())]
+        key = keys[0] if keys else _keys_of_node(node_id)[0]
         mesh, name = key.mesh, key.name
         streams = self._streams.get(key)
         if streams is None or stream_id not in streams:
@@ -238,7 +247,7 @@ class Registrar:
             previous: Registered | None = None
             if stored is not None:
                 resource = stored.resource
-                assert isinstance(resource, Dataplane | ZoneIngress)
+                assert isinstance(resource, Dataplane | ZoneIngress | ZoneEgress)
                 previous = resource
                 if not is_registered(previous):
                     if previous != dataplane:

@@ -115,9 +115,10 @@ def parser() -> argparse.ArgumentParser:
     add(
         "--proxy-type",
         default="dataplane",
-        choices=["dataplane", "ingress"],
-        help="type of the proxy: a sidecar (dataplane), or a zone ingress (ingress: -d gives "
-        "the ZoneIngress, the token is a zone token with scope ingress)",
+        choices=["dataplane", "ingress", "egress"],
+        help="type of the proxy: a sidecar (dataplane), or a zone ingress or egress (ingress, "
+        "egress: -d gives the ZoneIngress or ZoneEgress, the token is a zone token with that "
+        "scope)",
     )
     add(
         "--dataplane-token",
@@ -217,7 +218,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                 raise UsageError(f"{flag} {given!r} differs from the Dataplane's ({actual!r})")
     elif args.dataplane_var:
         raise UsageError("--dataplane-var needs a Dataplane template (-d or --dataplane)")
-    elif args.proxy_type == "ingress" and args.name:
+    elif args.proxy_type in ("ingress", "egress") and args.name:
         pass  # a stored ZoneIngress: zone proxies belong to no mesh
     elif not args.name or not args.mesh:
         raise UsageError("give a Dataplane (-d/--dataplane), or --name and --mesh of a stored one")

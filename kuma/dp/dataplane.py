@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kuma.bootstrap import decode_proxy_dataplane
-from kuma.bootstrap.zone_proxy import INGRESS_PROXY_TYPE, decode_zone_ingress
-from kuma.resources import Dataplane, ValidationError, ZoneIngress, template
+from kuma.bootstrap.zone_proxy import ZONE_PROXY_KINDS, decode_zone_proxy
+from kuma.resources import Dataplane, ValidationError, ZoneEgress, ZoneIngress, template
 
 
 class DataplaneError(ValueError):
@@ -62,18 +62,18 @@ def read_template(path: str | None, inline: str | None) -> str | None:
 
 def load_dataplane(
     template: str, values: Mapping[str, str], *, source: str, proxy_type: str = "dataplane"
-) -> Dataplane | ZoneIngress:
+) -> Dataplane | ZoneIngress | ZoneEgress:
     """Render, decode and check a Dataplane template (a ZoneIngress for ``--proxy-type
-    ingress``) with the bootstrap server's own rules."""
+    ingress``, a ZoneEgress for ``egress``) with the bootstrap server's own rules."""
     text = render(template, values)
-    ingress = proxy_type == INGRESS_PROXY_TYPE
+    zone_kind = ZONE_PROXY_KINDS.get(proxy_type)
     try:
-        if ingress:
-            return decode_zone_ingress(text, field="dataplane")
+        if zone_kind is not None:
+            return decode_zone_proxy(text, proxy_type, field="dataplane")
         return decode_proxy_dataplane(text, field="dataplane")
     except ValidationError as exc:
         lines = "\n".join(
             f"  {v.field}: {v.message}" if v.field else f"  {v}" for v in exc.violations
         )
-        kind = "ZoneIngress" if ingress else "Dataplane"
+        kind = zone_kind.TYPE if zone_kind is not None else "Dataplane"
         raise DataplaneError(f"{source} is not a valid {kind}:\n{lines}") from None

@@ -35,7 +35,7 @@ import msgspec
 import yaml
 
 import kuma
-from kuma.resources import Dataplane, ZoneIngress, encode_json
+from kuma.resources import Dataplane, ZoneEgress, ZoneIngress, encode_json
 from kuma.resources.accesslog_pipe import access_log_socket_name
 from kuma.resources.metrics import default_socket_path
 
@@ -58,7 +58,7 @@ class RunOptions(msgspec.Struct, kw_only=True):
     ca_cert: str = ""
     skip_verify: bool = False
     #: The Dataplane (a ZoneIngress for ``--proxy-type ingress``) kuma-dp brings, if any.
-    dataplane: Dataplane | ZoneIngress | None
+    dataplane: Dataplane | ZoneIngress | ZoneEgress | None
     mesh: str
     name: str
     proxy_type: str = "dataplane"

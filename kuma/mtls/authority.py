@@ -37,7 +37,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from kuma.resources import Dataplane, Mesh, Secret
+from kuma.resources import Dataplane, Mesh, Secret, ZoneEgress
 from kuma.resources.model import ResourceKey
 from kuma.resources.mtls import (
     BUILTIN,
@@ -131,7 +131,8 @@ class CaKeeper:
                         else:
                             self._meshes[resource.name] = resource
                         self._mark(resource.name)
-                    elif isinstance(resource, Dataplane):
+                    elif isinstance(resource, Dataplane | ZoneEgress):
+                        # The proxies' identities (a zone egress holds one per mesh).
                         if self._on_dataplane is not None:
                             self._on_dataplane(item)
                     elif isinstance(resource, Secret):

@@ -100,6 +100,10 @@ class Identities:
     def ca(self, mesh: str) -> MeshCa | None:
         return self._cas.get(mesh)
 
+    def meshes(self) -> list[str]:
+        """The meshes with a CA (mTLS on), sorted."""
+        return sorted(self._cas)
+
     def issued(self, node_id: str) -> Issued | None:
         """The certificate to serve the proxy: its latest one for its mesh, kept while a
         replacement is being issued (rotation, new tags, new CA) so the proxy never goes

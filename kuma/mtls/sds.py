@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
+from kuma.resources.model import SERVICE_TAG
 from kuma.xds.generate import types
 from kuma.xds.generate.tls import identity_secret, mesh_ca_secret
+from kuma.xds.generate.via_egress import ZONE_EGRESS_SERVICE
 from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.secrets import SecretWatchBase
 from kuma.xds.snapshot import VersionedResource, versioned
@@ -22,6 +24,16 @@ from .authority import MeshCa
 from .identities import Identities, Issued, Need
 
 _NONE: Mapping[str, VersionedResource] = {}
+
+
+def egress_identity_key(node_id: str, mesh: str) -> str:
+    """A zone egress's identity in ``mesh`` (node ids of sidecars never start with a dot)."""
+    return f"{node_id}/{mesh}"
+
+
+def holder_of(key: str) -> str:
+    """The node id an identity key belongs to."""
+    return key.rpartition("/")[0] if key.startswith(".") and "/" in key else key
 
 
 class SecretWatch(SecretWatchBase):
@@ -53,6 +65,10 @@ class MtlsSecretSource:
         self._ca_resources: dict[str, tuple[MeshCa, VersionedResource]] = {}
         self._identity_resources: dict[str, tuple[Issued, VersionedResource]] = {}
         identities.on_change = self.changed
+        #: Node ids (``.<name>``) of the stored ZoneEgresses (``MtlsService`` keeps them).
+        self.zone_egresses: set[str] = set()
+        #: A connected egress's node id → its identity keys (one per mesh).
+        self._egress_keys: dict[str, set[str]] = {}
 
     @asynccontextmanager
     async def watch_proxy(
@@ -74,16 +90,56 @@ class MtlsSecretSource:
                 self._served.pop(node_id, None)
                 self._identity_resources.pop(node_id, None)
                 self.identities.forget(node_id)
+                for key in self._egress_keys.pop(node_id, set()):
+                    self._identity_resources.pop(key, None)
+                    self.identities.forget(key)
 
     def connected(self, node_id: str) -> bool:
         return node_id in self._watches
 
     def refresh(self, node_id: str) -> None:
         """The proxy's tags may have changed: tell the identities what it needs now."""
-        if self._needs is not None and node_id in self._watches:
+        if node_id in self.zone_egresses or node_id in self._egress_keys:
+            self._refresh_egress(node_id)
+        elif self._needs is not None and node_id in self._watches:
             self.identities.set_need(node_id, self._needs(node_id))
 
+    def _refresh_egress(self, node_id: str) -> None:
+        """A zone egress (node ``.<name>``) holds one identity per mesh with a CA, each
+        under its own key ``<node id>/<mesh>`` (Kuma issues the egress a certificate of
+        every mesh: ``spiffe://<mesh>/zone-egress``)."""
+        wanted: dict[str, Need] = {}
+        if node_id in self._watches and node_id in self.zone_egresses:
+            for mesh in self.identities.meshes():
+                wanted[egress_identity_key(node_id, mesh)] = Need.of(
+                    mesh, {SERVICE_TAG: {ZONE_EGRESS_SERVICE}}
+                )
+        for key in self._egress_keys.get(node_id, set()) - set(wanted):
+            self.identities.forget(key)
+            self._identity_resources.pop(key, None)
+        for key, need in wanted.items():
+            self.identities.set_need(key, need)
+        if wanted:
+            self._egress_keys[node_id] = set(wanted)
+        else:
+            self._egress_keys.pop(node_id, None)
+        self.changed((node_id,))
+
+    def refresh_zone_egresses(self) -> None:
+        """The meshes with a CA changed: the connected egresses' identities follow."""
+        for node_id in [n for n in self._watches if n in self.zone_egresses]:
+            self._refresh_egress(node_id)
+
     def secrets_of(self, node_id: str) -> Mapping[str, VersionedResource]:
+        keys = self._egress_keys.get(node_id)
+        if keys is not None:
+            found: dict[str, VersionedResource] = {}
+            for key in sorted(keys):
+                found.update(self._secrets_of_identity(key))
+            return found
+        return self._secrets_of_identity(node_id)
+
+    def _secrets_of_identity(self, node_id: str) -> Mapping[str, VersionedResource]:
         issued = self.identities.issued(node_id)
         if issued is None:
             return _NONE
@@ -97,7 +153,8 @@ class MtlsSecretSource:
 
     def changed(self, nodes: Iterable[str]) -> None:
         """The identities of ``nodes`` (or their mesh's CA) changed: tell their streams."""
-        for node_id in nodes:
+        for key in nodes:
+            node_id = holder_of(key)
             watches = self._watches.get(node_id)
             if not watches:
                 continue

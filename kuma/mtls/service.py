@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 import anyio
 
-from kuma.resources import Dataplane
+from kuma.resources import Dataplane, ZoneEgress
 from kuma.resources.model import SERVICE_TAG
 from kuma.store import Operation, ResourceEvent, Store
 
@@ -67,7 +67,7 @@ class MtlsService:
         self.source = MtlsSecretSource(self.identities, self._need)
         self.identities.on_change = self._identities_changed
         self.keeper = CaKeeper(
-            store, self.identities.set_ca, on_dataplane=self._on_dataplane, create=create_cas
+            store, self._set_ca, on_dataplane=self._on_dataplane, create=create_cas
         )
         #: Told which services of a PERMISSIVE mesh may have changed TLS readiness (the
         #: runtime passes them to the engine, which rebuilds their clusters if so).
@@ -139,8 +139,22 @@ class MtlsService:
     def _need(self, node_id: str) -> Need | None:
         return self._needs.get(node_id)
 
+    def _set_ca(self, mesh: str, ca: MeshCa | None) -> None:
+        had = mesh in self.identities.meshes()
+        self.identities.set_ca(mesh, ca)
+        if had != (ca is not None):
+            self.source.refresh_zone_egresses()  # an egress holds an identity per mesh
+
     def _on_dataplane(self, event: ResourceEvent) -> None:
         dataplane = event.resource
+        if isinstance(dataplane, ZoneEgress):
+            node_id = f".{dataplane.name}"
+            if event.operation is Operation.DELETE:
+                self.source.zone_egresses.discard(node_id)
+            else:
+                self.source.zone_egresses.add(node_id)
+            self.source.refresh(node_id)
+            return
         assert isinstance(dataplane, Dataplane)
         node_id = f"{dataplane.mesh}.{dataplane.name}"
         if event.operation is Operation.DELETE:

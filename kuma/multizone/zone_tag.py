@@ -10,9 +10,13 @@ the directory store, a key in etcd) is still served with this zone's tag.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import msgspec
 
-from kuma.resources import Dataplane, ValidationError, Violation, ZoneIngress
+from kuma.resources import Dataplane, ValidationError, Violation, ZoneEgress, ZoneIngress
+
+_ZoneProxy = TypeVar("_ZoneProxy", ZoneIngress, ZoneEgress)
 
 ZONE_TAG = "kuma.io/zone"
 
@@ -55,7 +59,7 @@ def stamp_zone(dataplane: Dataplane, zone: str, *, strict: bool = True) -> Datap
     return dataplane if stamped == dataplane else stamped
 
 
-def stamp_proxy_zone(proxy: ZoneIngress, zone: str) -> ZoneIngress:
+def stamp_proxy_zone(proxy: _ZoneProxy, zone: str) -> _ZoneProxy:
     """A zone proxy registered on zone ``zone`` gets ``zone: <zone>``; one that names another
     zone is refused (:class:`ValidationError`), as a Dataplane's tag is. Unchanged when ``zone``
     is empty (not a zone control plane)."""

@@ -222,9 +222,16 @@ async def test_a_stored_dataplane_is_served_by_name() -> None:
 
 async def test_other_proxy_types_paths_and_methods() -> None:
     async with dp_server(await store_with_default_mesh()) as port:
-        status, body, _ = await post(port, request(proxyType="egress"))
+        status, body, _ = await post(port, request(proxyType="gateway"))
         assert status == 422
         assert causes(body)[0][0] == "proxyType"
+        # An egress brings a ZoneEgress, not a Dataplane.
+        status, body, _ = await post(port, request(proxyType="egress"))
+        assert status == 422
+        assert causes(body)[0] == (
+            "type",
+            'must be ZoneEgress for proxyType "egress", got Dataplane',
+        )
         async with aiohttp.ClientSession(trust_env=False) as session:
             async with session.get(f"http://127.0.0.1:{port}/bootstrap") as reply:
                 assert reply.status == 405

@@ -153,7 +153,7 @@ def test_name_and_mesh_may_repeat_the_dataplanes(dataplane_file: Path) -> None:
         ["--drain-time", "-1s"],
         ["--concurrency", "0"],
         ["--envoy-log-level", "loud"],
-        ["--proxy-type", "egress"],
+        ["--proxy-type", "gateway"],
     ],
 )
 def test_bad_flag_values_are_usage_errors(argv: list[str]) -> None:

@@ -43,6 +43,7 @@ from .mesh_state import IdentityReady, MeshState
 from .proxy_index import ProxyIndex
 from .shared import SharedResources
 from .watches import ProxyRecord, ProxyWatches, Subscription
+from .zone_egress import assemble_zone_egress
 from .zone_ingress import ZoneIngressParts, assemble_zone_ingress, endpoints_key, mesh_key
 
 log = logging.getLogger("kuma.xds.engine")
@@ -108,6 +109,11 @@ class Engine:
         """Rebuild one proxy's desired state and notify its streams; True if anything changed.
         ``since``: when the oldest input behind the change arrived (None: no input did)."""
         if not record.mesh:  # a zone proxy (node id ``.<name>``)
+            egress = self._meshes.zone_egress_proxies.get(record.name)
+            if egress is not None and record.name not in self._meshes.zone_ingresses:
+                egress_parts = assemble_zone_egress(egress, self._meshes, self._interner)
+                self._index.set_selections(record, egress_parts.selections)
+                return record.publish(egress_parts.resources, since)
             return self._assemble_zone_ingress(record, since)
         mesh = self._meshes[record.mesh]
         dataplane = mesh.dataplanes.get(record.name)

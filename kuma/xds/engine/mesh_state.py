@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from kuma.policies.matching import ordered
-from kuma.resources import Dataplane, Mesh, MeshGateway, ZoneIngress
+from kuma.resources import Dataplane, Mesh, MeshGateway, ZoneEgress, ZoneIngress
 from kuma.resources.model import Policy
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
 from kuma.xds.generate.external import ExternalEndpoint, external_protocol
@@ -281,6 +281,8 @@ class Meshes:
         self._identity_ready = identity_ready
         #: This zone's ZoneEgresses by name (handlers/zone_egress.py), read by every mesh.
         self.zone_egresses: dict[str, EgressAddress] = {}
+        #: The same ZoneEgresses as stored: the egress proxies this control plane serves.
+        self.zone_egress_proxies: dict[str, ZoneEgress] = {}
         #: Every stored ZoneIngress by name (zone proxies are not in a mesh).
         self.zone_ingresses: dict[str, ZoneIngress] = {}
 

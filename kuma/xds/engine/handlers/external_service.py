@@ -13,6 +13,7 @@ from kuma.store import Operation, ResourceEvent
 
 from ..invalidation import Invalidation
 from ..mesh_state import Meshes
+from ..zone_egress import EXTERNALS_KEY
 
 
 class ExternalServiceHandler:
@@ -29,6 +30,7 @@ class ExternalServiceHandler:
         else:
             touched = externals.put(resource)
         invalidation.touch_services(resource.mesh, touched)
+        invalidation.selections.add(EXTERNALS_KEY)  # the zone egresses carry them
 
 
 class SecretHandler:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from kuma.resources import ZoneEgress
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.generate.via_egress import EgressAddress
+from kuma.xds.node_id import ProxyId
 
 from ..invalidation import Invalidation
 from ..mesh_state import Meshes
@@ -36,10 +37,17 @@ class ZoneEgressHandler:
         else:
             address = EgressAddress(networking.address, networking.port)
         before = set(known.values())
+        proxies = meshes.zone_egress_proxies
         if address is None:
             known.pop(egress.name, None)
+            removed = proxies.pop(egress.name, None)
         else:
             known[egress.name] = address
+            removed = proxies.get(egress.name)
+            proxies[egress.name] = egress
+        if removed != proxies.get(egress.name):
+            # The egress as a proxy (node id ``.<name>``): its listener's address and port.
+            invalidation.dataplanes.add(ProxyId("", egress.name))
         if set(known.values()) == before:
             return  # the same addresses (a second egress on one address, a relabel)
         for mesh in meshes.states():
