@@ -112,3 +112,29 @@ def test_the_best_ranked_meshgateway_serves_and_its_removal_hands_over() -> None
     chain = listener_pb2.Listener.FromString(body).filter_chains[0]
     manager = hcm_pb2.HttpConnectionManager.FromString(chain.filters[0].typed_config.value)
     assert manager.stat_prefix == "edge"
+
+
+TCP = """\
+type: MeshTCPRoute
+mesh: default
+name: edge-tcp
+spec:
+  targetRef: {kind: MeshGateway, name: edge}
+  to:
+    - targetRef: {kind: Mesh}
+      rules: [{default: {backendRefs: [{kind: MeshService, name: api}]}}]
+"""
+
+
+def test_a_meshtcproute_on_the_gateway_gives_its_tcp_listener() -> None:
+    engine = Engine()
+    apply(engine, *decode(BASE))
+    tcp_gateway = GATEWAY.replace("protocol: HTTP", "protocol: TCP")
+    apply(engine, decode_one(tcp_gateway))
+    edge = engine.subscribe("default.edge-1")
+    assert set(edge.resources(types.LISTENER)) == {"kuma:envoy:admin"}  # no route: no listener
+    apply(engine, decode_one(TCP))
+    assert engine.last_batch.proxies_assembled == 1
+    assert "edge:TCP:8000" in edge.resources(types.LISTENER)
+    apply(engine, decode_one(TCP), operation=Operation.DELETE)
+    assert "edge:TCP:8000" not in edge.resources(types.LISTENER)

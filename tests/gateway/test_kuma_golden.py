@@ -188,7 +188,7 @@ def as_this_project_serves(kind: str, resource: dict[str, Any]) -> None:
             config = chain["filters"][0]["typedConfig"]
             config["internalAddressConfig"] = json_format.MessageToDict(INTERNAL_ADDRESSES)
     if kind == "endpoints":
-        for group in resource["endpoints"]:
+        for group in resource.get("endpoints", ()):
             for endpoint in group["lbEndpoints"]:
                 endpoint["metadata"]["filterMetadata"].pop("envoy.transport_socket_match")
 
@@ -218,3 +218,51 @@ def test_gateway_case_equals_kuma_golden(case: str, kind: str) -> None:
     # Nothing more than Kuma's (the admin listener and cluster are every proxy's).
     names = engine.subscribe("default.sample-gateway").resources(KINDS[kind][0])
     assert {n for n in names if not n.startswith("kuma:")} == set(expected)
+
+
+# The ``gateway`` scenario's Dataplanes and MeshGateway (its TCP listener on 9080), a TCP
+# backend, and a MeshTCPRoute on the gateway.
+TCP = (
+    SCENARIO.split("---\ntype: MeshHTTPRoute")[0].replace(
+        "kuma.io/protocol: http", "kuma.io/protocol: tcp"
+    )
+    + """\
+---
+type: MeshTCPRoute
+mesh: default
+name: tcp
+spec:
+  targetRef: {kind: MeshGateway, name: sample-gateway}
+  to:
+    - targetRef: {kind: Mesh}
+      rules:
+        - default:
+            backendRefs:
+              - {kind: MeshService, name: backend, weight: 100}
+              - {kind: MeshService, name: other-backend, weight: 100}
+"""
+)
+#: The TCP listener of meshtcproute's ``gateway`` case and its clusters (its TLS listener on
+#: 9081 and that listener's backends are not built yet).
+TCP_NAMES = {
+    "listeners": {"sample-gateway:TCP:9080"},
+    "clusters": {"backend-26cb64fa4e85e7b7", "other-backend-d14e06e801b3b5d6"},
+    "endpoints": {"backend-26cb64fa4e85e7b7", "other-backend-d14e06e801b3b5d6"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TCP_NAMES))
+def test_tcp_listener_equals_kuma_meshtcproute_golden(kind: str) -> None:
+    golden = yaml.safe_load((KUMA / f"meshtcproute-gateway.{kind}.golden.yaml").read_text())
+    expected = {
+        item["name"]: item["resource"]
+        for item in golden["resources"]
+        if item["name"] in TCP_NAMES[kind]
+    }
+    for resource in expected.values():
+        resource.pop("@type")
+        if kind == "endpoints":
+            as_this_project_serves(kind, resource)
+    engine = Engine()
+    engine.apply_now(events(decode(TCP)))
+    assert served(engine, "default.sample-gateway", kind, TCP_NAMES[kind]) == expected

@@ -1,8 +1,9 @@
 """A builtin gateway on a real Envoy configured by a real kuma-cp: a MeshGateway HTTP
 listener and a MeshHTTPRoute targeting it send ``/web/...`` to service web and ``/api`` to
 service api (each a sidecar Envoy in front of its app), redirect ``/old``, answer Kuma's 404
-for other paths, and follow a route change; with mesh mTLS on (STRICT, allow-all permissions)
-the gateway originates mTLS to the sidecars as Kuma's does."""
+for other paths, and follow a route change; a TCP listener proxies to api (MeshTCPRoute); with
+mesh mTLS on (STRICT, allow-all permissions) the gateway originates mTLS to the sidecars as
+Kuma's does."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_gateway_routes_by_path_to_two_services(
     http_services: Callable[[str], HttpService],
 ) -> None:
     apps = {name: http_services(name) for name in ("web", "api")}
-    gateway_port, *inbound_ports = free_ports(3)
+    gateway_port, tcp_port, *inbound_ports = free_ports(4)
     for (name, app), port in zip(apps.items(), inbound_ports, strict=True):
         control_plane.put(name, dataplane_yaml(name, inbounds=[(port, app.port, name)]))
         node = f"default.{name}"
@@ -80,8 +81,30 @@ def test_gateway_routes_by_path_to_two_services(
         "mesh": "default",
         "name": "edge",
         "selectors": [{"match": {"kuma.io/service": "edge"}}],
-        "conf": {"listeners": [{"protocol": "HTTP", "port": gateway_port}]},
+        "conf": {
+            "listeners": [
+                {"protocol": "HTTP", "port": gateway_port},
+                {"protocol": "TCP", "port": tcp_port},
+            ]
+        },
     }
+    tcp_route = {
+        "type": "MeshTCPRoute",
+        "mesh": "default",
+        "name": "edge-tcp",
+        "spec": {
+            "targetRef": {"kind": "MeshGateway", "name": "edge"},
+            "to": [
+                {
+                    "targetRef": {"kind": "Mesh"},
+                    "rules": [
+                        {"default": {"backendRefs": [{"kind": "MeshService", "name": "api"}]}}
+                    ],
+                }
+            ],
+        },
+    }
+    control_plane.put("route-edge-tcp", yaml.safe_dump(tcp_route))
     control_plane.put("meshgateway-edge", yaml.safe_dump(gateway))
     control_plane.put("route-edge", yaml.safe_dump(ROUTE))
     edge = {
@@ -117,6 +140,9 @@ def test_gateway_routes_by_path_to_two_services(
     assert http_get(gateway_port, "/old?x=1")[0] == 301  # a RequestRedirect filter
     assert apps["web"].paths[-1] == "/web"
     assert apps["api"].hits == 1
+    # The TCP listener proxies whole connections to api (a MeshTCPRoute on the gateway).
+    envoy.wait_listener(f"edge:TCP:{tcp_port}")
+    assert http_get(tcp_port, "/anything") == (200, "api")
 
     # The route moves /web to /site: the gateway follows.
     rules = ROUTE["spec"]["to"][0]["rules"]  # type: ignore[index]

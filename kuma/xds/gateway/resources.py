@@ -13,6 +13,8 @@ with meshhttproute's ``gateway.*.golden.yaml``; runtime/gateway ``listener_gener
   one virtual host per hostname; a virtual host without routes answers 404 with Kuma's text.
 * Route: weighted clusters (the gateway's tags as ``x-kuma-tags``), a 5 s idle timeout,
   500 when a cluster is missing.
+* TCP listener ``<gateway>:TCP:<port>``: the same base, a ``tcp_proxy`` (stat prefix the
+  service) to the backends of the MeshTCPRoutes targeting the MeshGateway.
 * Cluster ``<service>-<hash of its tags and the listener's tags>``: EDS, connect 5 s, 32 KiB
   buffer, HTTP/1.1 (HTTP/2 for http2/grpc services) with no upstream idle timeout; the mesh's
   mTLS like a sidecar's.
@@ -34,6 +36,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from kuma.policies.meshtimeout import (
     DEFAULT_GATEWAY_IDLE_TIMEOUT,
@@ -47,6 +50,7 @@ from kuma.xds.generate._pb import (
     HTTP_PROTOCOL_OPTIONS_KEY,
     INTERNAL_ADDRESSES,
     ROUTER,
+    TCP_PROXY_FILTER,
     pack,
     set_socket_address,
 )
@@ -93,14 +97,36 @@ def route_config_name(listener: str) -> str:
     return f"{listener}:*"
 
 
-def http_listener(gateway: str, service: str, address: str, port: int) -> listener_pb2.Listener:
-    """``service``: the gateway Dataplane's ``kuma.io/service`` (Kuma's identifying service)."""
-    name = listener_name(gateway, "HTTP", port)
+def _listener(name: str, address: str, port: int) -> listener_pb2.Listener:
+    """Kuma's ``GenerateListener``: every gateway listener's base."""
     listener = listener_pb2.Listener(name=name, traffic_direction=base_pb2.INBOUND)
     set_socket_address(listener.address, address, port)
     listener.enable_reuse_port.value = True
     listener.per_connection_buffer_limit_bytes.value = CONNECTION_BUFFER
     listener.listener_filters.append(_TLS_INSPECTOR)
+    return listener
+
+
+def tcp_listener(
+    gateway: str, service: str, address: str, port: int, clusters: Sequence[tuple[str, int]]
+) -> listener_pb2.Listener:
+    """A TCP listener proxying every connection to its routes' backends (Kuma's
+    ``TcpProxyDeprecated``: one cluster, or weighted clusters sorted by name)."""
+    listener = _listener(listener_name(gateway, "TCP", port), address, port)
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=sanitize_metric(service))
+    if len(clusters) == 1:
+        proxy.cluster = clusters[0][0]
+    else:
+        for cluster, weight in sorted(clusters):
+            proxy.weighted_clusters.clusters.add(name=cluster, weight=weight)
+    listener.filter_chains.add().filters.add(name=TCP_PROXY_FILTER, typed_config=pack(proxy))
+    return listener
+
+
+def http_listener(gateway: str, service: str, address: str, port: int) -> listener_pb2.Listener:
+    """``service``: the gateway Dataplane's ``kuma.io/service`` (Kuma's identifying service)."""
+    name = listener_name(gateway, "HTTP", port)
+    listener = _listener(name, address, port)
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=sanitize_metric(service),
         server_name=SERVER_NAME,
@@ -196,4 +222,5 @@ __all__ = [
     "listener_name",
     "route_config_name",
     "route_configuration",
+    "tcp_listener",
 ]

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import cmp_to_key
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
 from kuma.policies.backendref import BACKEND_KINDS, weight_of
-from kuma.policies.matching import ordered
 from kuma.policies.meshhttproute.api import (
     EXACT,
     PATH_PREFIX,
@@ -39,6 +38,7 @@ from kuma.policies.meshhttproute.api import (
 )
 from kuma.policies.meshhttproute.envoy import backend_of
 from kuma.policies.meshhttproute.order import hash_matches, merge_rules
+from kuma.policies.meshtcproute import MeshTCPRoute
 from kuma.resources.model import MESH_GATEWAY, GatewayListener, MeshGateway, Policy
 
 from .hostnames import WILDCARD, contains, exactness_key, overlap
@@ -65,19 +65,35 @@ class VirtualHost(NamedTuple):
     entries: tuple[Entry, ...]
 
 
-def gateway_routes(gateway: MeshGateway, routes: Iterable[Policy]) -> list[MeshHTTPRoute]:
-    """The MeshHTTPRoutes whose top-level targetRef is this MeshGateway, in Kuma's order."""
-    found = [
+RouteT = TypeVar("RouteT", MeshHTTPRoute, MeshTCPRoute)
+
+
+def targeting(kind: type[RouteT], gateway: MeshGateway, routes: Iterable[Policy]) -> list[RouteT]:
+    """The routes of ``kind`` whose top-level targetRef is this MeshGateway (any listener),
+    in Kuma's order (the mesh's lists are kept in that order)."""
+    return [
         route
         for route in routes
-        if isinstance(route, MeshHTTPRoute)
+        if isinstance(route, kind)
         and route.spec.target_ref.kind == MESH_GATEWAY
         and route.spec.target_ref.name == gateway.name
     ]
-    return [r for r in ordered(found) if isinstance(r, MeshHTTPRoute)]
 
 
-def _selects_listener(route: MeshHTTPRoute, listener: GatewayListener) -> bool:
+def tcp_backends(routes: Iterable[MeshTCPRoute], listener: GatewayListener) -> list[Backend]:
+    """The weighted backends of a TCP listener: every ``to`` item's rule (Kuma's
+    ``To.GetDefault``) of the MeshTCPRoutes (targeting its MeshGateway) that select it."""
+    return [
+        (backend_of(ref), weight_of(ref))
+        for route in routes
+        if _selects_listener(route, listener)
+        for item in route.spec.to
+        for ref in item.default.default.backend_refs or ()
+        if ref.kind in BACKEND_KINDS
+    ]
+
+
+def _selects_listener(route: MeshHTTPRoute | MeshTCPRoute, listener: GatewayListener) -> bool:
     # A targetRef's tags narrow it to the listeners carrying them.
     tags = route.spec.target_ref.tags
     return all(listener.tags.get(key) == value for key, value in tags.items())
