@@ -14,6 +14,7 @@ import pytest
 
 from kuma.dp.cli import UsageError, options_from, parser
 from kuma.dp.dataplane import DataplaneError
+from kuma.resources import ZoneIngress
 from kuma.tls.certs import generate_ca_certificate
 
 DATAPLANE = """\
@@ -106,6 +107,17 @@ def test_inline_dataplane_and_repeated_vars() -> None:
     dataplane = options_from(args).dataplane
     assert dataplane is not None
     assert (dataplane.mesh_name, dataplane.name) == ("default", "x")
+
+
+def test_an_ingress_brings_a_zone_ingress_or_names_a_stored_one() -> None:
+    ingress = "type: ZoneIngress\nname: zi-1\nnetworking: {address: 10.0.0.9, port: 10001}\n"
+    run = ["run", "--proxy-type", "ingress", "--skip-verify"]
+    options = options_from(parser().parse_args([*run, "--dataplane", ingress]))
+    assert isinstance(options.dataplane, ZoneIngress)
+    assert options.proxy_type == "ingress"
+    assert options_from(parser().parse_args([*run, "--name", "zi-1"])).name == "zi-1"
+    with pytest.raises(DataplaneError, match="not a valid ZoneIngress"):
+        options_from(parser().parse_args([*run, "--dataplane", DATAPLANE, "-v", "name=x"]))
 
 
 @pytest.mark.parametrize(

@@ -291,3 +291,23 @@ def test_only_meshes_with_mtls_and_the_listed_services_are_served() -> None:
     assert held(subscription) == scratch(engine, ingress({"kuma.io/service": "gone"}))
     engine.apply_now([ResourceEvent(Operation.DELETE, zi, _META, 1)])
     assert not subscription.known
+
+
+def test_an_endpoint_change_that_splits_a_subset_re_assembles_the_chains() -> None:
+    """With only v1 endpoints the route's subset selects them all (no metadata_match); a v2
+    endpoint makes ``version`` relevant: cluster and listener change, not just the CLA."""
+    zi = ingress(V1, V2)
+    engine, subscription = connected(
+        put(mesh()),
+        put(subset_route()),
+        put(backend("b1", "192.168.0.1", version="v1", region="eu")),
+        put(zi),
+    )
+    chains = held(subscription)[types.LISTENER]["inbound:10.0.0.1:10001"]["filterChains"]
+    assert "metadataMatch" not in chains[0]["filters"][0]["typedConfig"]
+    engine.apply_now([put(backend("b2", "192.168.0.2", version="v2", region="us"))])
+    assert set(subscription.take_changes()) == {types.CLUSTER, types.ENDPOINT, types.LISTENER}
+    assert held(subscription) == scratch(engine, zi)
+    engine.apply_now([put(backend("b3", "192.168.0.3", version="v2", region="us"))])
+    assert dict(subscription.take_changes()) == {types.ENDPOINT: {"mesh1:backend"}}
+    assert held(subscription) == scratch(engine, zi)

@@ -221,7 +221,7 @@ class Engine:
         stats = BatchStats()
         external, self._external = self._external, Invalidation()
         invalidation, stats.events = self._inputs.apply(events, external)
-        reassemble, patch = self._touched(invalidation, stats)
+        reassemble, patch, zone_patch = self._touched(invalidation, stats)
         done = 0
         for node_id in reassemble:
             record = self._index.get(node_id)
@@ -231,6 +231,16 @@ class Engine:
             done += 1
             if done % self.chunk == 0:
                 yield
+        for node_id, touched in zone_patch.items():
+            record = self._index.get(node_id)
+            if node_id in reassemble or record is None or record.resources is None:
+                continue
+            # A zone proxy: the touched services' CLAs alone, unless their chains changed.
+            patched = self._ingress_parts.patch(record, touched, self._meshes, stamp)
+            if patched is None:
+                patched = self._assemble(record, stamp)
+                stats.proxies_assembled += 1
+            stats.proxies_notified += patched
         for (mesh_name, service), consumers in patch.items():
             if not consumers:
                 continue
@@ -270,9 +280,10 @@ class Engine:
 
     def _touched(
         self, invalidation: Invalidation, stats: BatchStats
-    ) -> tuple[set[str], dict[tuple[str, str], Set[str]]]:
+    ) -> tuple[set[str], dict[tuple[str, str], Set[str]], dict[str, list[tuple[str, str]]]]:
         """The connected proxies an invalidation touches, from the index: the node ids to
-        re-assemble, and per touched service the consumers to patch its endpoints into."""
+        re-assemble, per touched service the consumers to patch its endpoints into, and per
+        zone proxy carrying touched services those services."""
         index, meshes = self._index, self._meshes
         reassemble: set[str] = set()
         for proxy in invalidation.dataplanes:
@@ -292,14 +303,15 @@ class Engine:
                 r.node_id for r in index.in_mesh(mesh_name) if _is_transparent(mesh, r.name)
             )
         patch: dict[tuple[str, str], Set[str]] = {}
+        zone_patch: dict[str, list[tuple[str, str]]] = {}
         for mesh_name, services in invalidation.services.items():
             mesh = meshes[mesh_name]
             stats.services_touched += len(services)
             for service in services:
                 self._shared.endpoints_changed(mesh, service)
                 self._ingress_parts.endpoints_changed(mesh_name, service)
-                # Zone proxies carrying the service re-assemble from cached parts.
-                reassemble.update(index.selected_by(endpoints_key(mesh_name, service)))
+                for node_id in index.selected_by(endpoints_key(mesh_name, service)):
+                    zone_patch.setdefault(node_id, []).append((mesh_name, service))
                 consumers = index.consumers(mesh_name, service)
                 if self._shared.inputs_changed(mesh, service) or mesh.externals.endpoints(service):
                     # The inputs shape the consumers' listeners too: re-assemble them. An
@@ -307,7 +319,7 @@ class Engine:
                     reassemble.update(consumers)
                 else:
                     patch[(mesh_name, service)] = consumers
-        return reassemble, patch
+        return reassemble, patch, zone_patch
 
     def _mark_synced(self) -> None:
         self._synced = True

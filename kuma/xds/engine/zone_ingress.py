@@ -32,7 +32,7 @@ from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner
 from .mesh_state import Meshes, MeshState
-from .watches import ProxyResources
+from .watches import ProxyRecord, ProxyResources
 
 #: Route kinds whose backendRefs name subsets a caller's SNI may carry.
 ROUTE_KINDS = ("MeshHTTPRoute", "MeshTCPRoute")
@@ -67,7 +67,8 @@ def available_services(ingress: ZoneIngress) -> dict[str, set[str]]:
 
 def local_endpoints(mesh: MeshState, service: str) -> tuple[Endpoint, ...]:
     """This zone's endpoints of a service (never other zones' ingresses: the ingress only
-    leads into its own zone)."""
+    leads into its own zone). The one place the ingress reads endpoints: should
+    ``MeshState.endpoints`` come to include other zones' ingresses, read the local ones here."""
     return tuple(mesh.endpoints(service))
 
 
@@ -119,12 +120,61 @@ class ZoneIngressParts:
         #: (mesh, service) → subsets → parts.
         self._services: dict[tuple[str, str], dict[tuple[gen.Subset, ...], _ServiceParts]] = {}
         self._listeners: dict[str, tuple[Hashable, VersionedResource]] = {}
+        #: Per ingress, the subsets and parts of each service its last assembly used.
+        self._used: dict[str, dict[tuple[str, str], tuple[tuple[gen.Subset, ...], _ServiceParts]]]
+        self._used = {}
 
     def endpoints_changed(self, mesh: str, service: str) -> None:
         self._services.pop((mesh, service), None)
 
     def forget(self, name: str) -> None:
         self._listeners.pop(name, None)
+        self._used.pop(name, None)
+
+    def patch(
+        self,
+        record: ProxyRecord,
+        touched: Sequence[tuple[str, str]],
+        meshes: Meshes,
+        since: float | None,
+    ) -> bool | None:
+        """Put the touched services' new ClusterLoadAssignments into a connected ingress's
+        config and notify it; whether anything changed. None when that is not enough (a
+        service's chains or cluster changed, it appeared or lost its endpoints): re-assemble."""
+        used = self._used.get(record.name)
+        resources = record.resources
+        if used is None or resources is None:
+            return None
+        fresh: list[tuple[tuple[str, str], tuple[gen.Subset, ...], _ServiceParts]] = []
+        for mesh_name, service in touched:
+            mesh = meshes.get(mesh_name)
+            entry = used.get((mesh_name, service))
+            if mesh is None or entry is None or not local_endpoints(mesh, service):
+                return None
+            subsets, old = entry
+            new = self.service(mesh, service, subsets)
+            if new.cluster.version != old.cluster.version or new.chains != old.chains:
+                return None
+            fresh.append(((mesh_name, service), subsets, new))
+        bucket = resources[types.ENDPOINT]
+        changed = []
+        for key, subsets, new in fresh:
+            used[key] = (subsets, new)
+            cla = new.load_assignment
+            current = bucket.get(cla.name)
+            if current is None or current.version != cla.version:
+                bucket[cla.name] = cla
+                changed.append(cla.name)
+        if changed:
+            record.notify({types.ENDPOINT: changed}, since)
+        return bool(changed)
+
+    def used(
+        self, name: str
+    ) -> dict[tuple[str, str], tuple[tuple[gen.Subset, ...], _ServiceParts]]:
+        """A fresh record of what the assembly of ingress ``name`` uses (its last one)."""
+        used = self._used[name] = {}
+        return used
 
     def service(
         self, mesh: MeshState, service: str, subsets: Sequence[gen.Subset]
@@ -183,6 +233,7 @@ def assemble_zone_ingress(
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     selections: set[Hashable] = set()
     used: list[_ServiceParts] = []
+    record = parts.used(ingress.name)
     for mesh_name, services in sorted(available_services(ingress).items()):
         selections.add(mesh_key(mesh_name))
         mesh = meshes.get(mesh_name)
@@ -194,7 +245,9 @@ def assemble_zone_ingress(
             selections.add(endpoints_key(mesh_name, service))
             if not local_endpoints(mesh, service):
                 continue
-            service_parts = parts.service(mesh, service, sorted(subsets.get(service, ())))
+            wanted = tuple(sorted(subsets.get(service, ())))
+            service_parts = parts.service(mesh, service, wanted)
+            record[(mesh_name, service)] = (wanted, service_parts)
             used.append(service_parts)
             resources[types.CLUSTER][service_parts.cluster.name] = service_parts.cluster
             resources[types.ENDPOINT][service_parts.load_assignment.name] = (
