@@ -5,10 +5,9 @@ Envoy change, as Kuma's plugin: an outbound service's clusters (its split cluste
 the ``loadBalancer`` of the service's ``to`` rule (``lb_policy`` and its config); with
 ``RingHash`` or ``Maglev`` the routes of the outbound's listener get the hash policies.
 
-``localityAwareness`` is validated and stored but not generated: it needs the zones' locality
-on endpoints (priorities, locality weights), and zones are not built here. Kuma's
-``locality_weighted_lb_config`` is left out with it on purpose: without locality weights on
-the endpoints Envoy would send no traffic at all.
+``localityAwareness`` rewrites the consumer's ClusterLoadAssignments (``locality_aware.py``);
+here only its cluster side: with affinity tags the cluster weighs localities
+(``locality_weighted_lb_config``, Kuma's ``LocalityWeightedLbConfigurer``).
 """
 
 from __future__ import annotations
@@ -392,11 +391,25 @@ def _load_balancer_json(rule: Rule | None) -> Any:
     return None if rule is None else rule.conf.get("loadBalancer")
 
 
+def uses_locality_weights(locality: LocalityAwareness | None) -> bool:
+    """Kuma's ``shouldUseLocalityWeightedLb``: with affinity tags the cluster weighs
+    localities (the local ones carry the tags' weights)."""
+    return bool(locality and locality.local_zone and locality.local_zone.affinity_tags)
+
+
+def _affinity_json(rule: Rule | None) -> bool:
+    local = ((rule.conf.get("localityAwareness") or {}) if rule is not None else {}).get(
+        "localZone"
+    )
+    return bool(isinstance(local, dict) and local.get("affinityTags"))
+
+
 class MeshLoadBalancingStrategyPlugin(PolicyPlugin):
     kind = KIND
 
-    # The hooks read only ``loadBalancer`` (localityAwareness is not generated), so only it
-    # keys the shared outbound listeners and clusters.
+    # The hooks read ``loadBalancer`` and (clusters) whether affinity tags are given, so only
+    # they key the shared outbound listeners and clusters; the rest of localityAwareness
+    # shapes ClusterLoadAssignments, keyed by ``locality_aware.LocalityShape``.
     def outbound_listener_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
         lb = _load_balancer_json(rule)
         if not isinstance(lb, dict) or lb.get("type") not in ("RingHash", "Maglev"):
@@ -404,13 +417,17 @@ class MeshLoadBalancingStrategyPlugin(PolicyPlugin):
         return lb
 
     def outbound_cluster_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
-        return _load_balancer_json(rule)
+        return [_load_balancer_json(rule), _affinity_json(rule)]
 
     def outbound_cluster(
         self, cluster: cluster_pb2.Cluster, policies: KindPolicies, service: str, protocol: str
     ) -> None:
         conf: Conf | None = policies.to_conf(service_element(service))
-        if conf is not None and conf.load_balancer is not None:
+        if conf is None:
+            return
+        if uses_locality_weights(conf.locality_awareness):
+            cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
+        if conf.load_balancer is not None:
             configure_cluster(cluster, conf.load_balancer)
 
     def outbound_listener(

@@ -175,8 +175,10 @@ def test_maglev_round_robin_and_least_request_choice_count() -> None:
     ]
 
 
-def test_locality_awareness_alone_changes_nothing() -> None:
-    # localityAwareness is stored, not generated (zones' locality on endpoints is not built).
+def test_locality_awareness_shapes_the_cluster_only_through_affinity_tags() -> None:
+    # Kuma: with affinity tags the cluster weighs localities; the rest of localityAwareness
+    # shapes the ClusterLoadAssignment (tests/policies/test_locality_aware.py), never the
+    # listener.
     locality = {
         "disabled": False,
         "localZone": {"affinityTags": [{"key": "k8s/node", "weight": 9}]},
@@ -184,13 +186,17 @@ def test_locality_awareness_alone_changes_nothing() -> None:
     }
     aware = _generate({"backend": {"localityAwareness": locality}})
     other = _generate({"payment": {"localityAwareness": locality}})
-    for kind, name in ((types.CLUSTER, "backend"), (types.LISTENER, "outbound:127.0.0.1:27777")):
-        assert _plain(aware[kind][name]) == _plain(other[kind][name])
+    listener = "outbound:127.0.0.1:27777"
+    assert _plain(aware[types.LISTENER][listener]) == _plain(other[types.LISTENER][listener])
+    cluster = _plain(aware[types.CLUSTER]["backend"])
+    assert cluster.pop("commonLbConfig") == {"localityWeightedLbConfig": {}}
+    assert cluster == _plain(other[types.CLUSTER]["backend"])
 
 
 def test_shared_outbounds_are_keyed_by_what_the_hooks_read() -> None:
-    """Clusters are keyed by ``loadBalancer``, listeners by hash-routed ``loadBalancer`` only;
-    ``localityAwareness`` (not generated) keys neither."""
+    """Clusters are keyed by ``loadBalancer`` and whether affinity tags are given, listeners
+    by hash-routed ``loadBalancer`` only; the rest of ``localityAwareness`` keys neither (it
+    keys the ClusterLoadAssignment: ``locality_aware.LocalityShape``)."""
     web = _dataplane("web-1", "web", outbounds=True)
 
     def fingerprint(default: dict[str, Any]) -> Any:
@@ -205,7 +211,15 @@ def test_shared_outbounds_are_keyed_by_what_the_hooks_read() -> None:
     )
     assert len({random.cluster, least.cluster, ring.cluster}) == 3
     assert random.listener == least.listener != ring.listener
+    affinity = fingerprint(
+        {
+            "loadBalancer": {"type": "Random"},
+            "localityAwareness": {"localZone": {"affinityTags": [{"key": "k8s/node"}]}},
+        }
+    )
     assert aware == random
+    assert affinity.listener == random.listener
+    assert affinity.cluster != random.cluster
 
 
 @pytest.mark.parametrize(

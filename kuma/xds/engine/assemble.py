@@ -15,6 +15,7 @@ from types import MappingProxyType
 from google.protobuf.message import Message
 
 from kuma.policies import OutboundFingerprint, outbound_fingerprint, resolve
+from kuma.policies.locality_aware import LocalityShape, locality_shape
 from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
@@ -30,12 +31,13 @@ from .watches import ProxyResources
 
 #: Most proxies reach whole services only: they share this empty mapping.
 NO_SUBSETS: Mapping[str, tuple[Destination, ...]] = MappingProxyType({})
+NO_LOCALITIES: Mapping[str, LocalityShape] = MappingProxyType({})
 
 
 class Assembly:
     """The result of assembling one proxy."""
 
-    __slots__ = ("outbound_services", "resources", "selections", "subsets")
+    __slots__ = ("localities", "outbound_services", "resources", "selections", "subsets")
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class Assembly:
         outbound_services: frozenset[str],
         selections: frozenset[Hashable] = frozenset(),
         subsets: Mapping[str, tuple[Destination, ...]] = NO_SUBSETS,
+        localities: Mapping[str, LocalityShape] = NO_LOCALITIES,
     ) -> None:
         self.resources = resources
         #: The services whose shared resources the proxy holds (the index's consumers).
@@ -53,6 +56,9 @@ class Assembly:
         #: Selection keys (e.g. the policies that select this proxy) for the index's
         #: selection slot: a change of one of them re-assembles exactly these proxies.
         self.selections = selections
+        #: Service → the locality shape its CLAs take for this proxy (MeshLoadBalancingStrategy
+        #: localityAwareness); services without one get the shared CLA.
+        self.localities = localities
 
 
 def assemble(
@@ -113,6 +119,7 @@ def assemble(
         listeners[listener.name] = listener
         destinations.update(dict.fromkeys(reached))
     ipv6: bool | None = None
+    localities: dict[str, LocalityShape] = {}
     for destination in destinations:
         fingerprint = fingerprints.get(destination.service)
         if fingerprint is None:  # a service reached only through a route's backendRefs
@@ -132,7 +139,12 @@ def assemble(
             continue
         cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster)
         resources[types.CLUSTER][cluster.name] = cluster
-        load_assignment = shared.load_assignment(mesh, destination)
+        shape = locality_shape(policies, destination.service, dataplane)
+        if shape is None:
+            load_assignment = shared.load_assignment(mesh, destination)
+        else:
+            localities[destination.service] = shape
+            load_assignment = shared.shaped_load_assignment(mesh, destination, shape)
         resources[types.ENDPOINT][load_assignment.name] = load_assignment
     services = frozenset(d.service for d in destinations)
     # The policies that select the proxy: a change of one re-assembles it (selection slot).
@@ -141,7 +153,13 @@ def assemble(
         for matched in policies.by_kind.values()
         for policy in matched.policies
     )
-    return Assembly(resources, services, selections, subsets=subsets_of(destinations))
+    return Assembly(
+        resources,
+        services,
+        selections,
+        subsets=subsets_of(destinations),
+        localities=localities or NO_LOCALITIES,
+    )
 
 
 def subsets_of(destinations: Iterable[Destination]) -> Mapping[str, tuple[Destination, ...]]:

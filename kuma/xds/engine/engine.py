@@ -34,7 +34,7 @@ from kuma.xds.generate.destination import Destination
 from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 
-from .assemble import NO_SUBSETS, assemble
+from .assemble import NO_LOCALITIES, NO_SUBSETS, assemble
 from .handlers import InputHandler
 from .inputs import EngineInputs
 from .interner import Interner
@@ -119,6 +119,7 @@ class Engine:
         dataplane = mesh.dataplanes.get(record.name)
         if dataplane is None:
             record.subsets = NO_SUBSETS
+            record.localities = NO_LOCALITIES
             self._index.set_consumed(record, ())
             self._index.set_selections(record, ())
             return record.publish(None, since)
@@ -136,6 +137,7 @@ class Engine:
         # A builtin gateway's listeners, routes and backends (kuma/xds/gateway).
         assembly = with_gateway(assembly, dataplane, mesh, self._interner, self._shared)
         record.subsets = assembly.subsets
+        record.localities = assembly.localities
         self._index.set_consumed(record, assembly.outbound_services)
         self._index.set_selections(record, assembly.selections)
         return record.publish(assembly.resources, since)
@@ -258,7 +260,14 @@ class Engine:
                 subsets = record.subsets.get(service) if record.subsets else None
                 # Each destination's CLA is built once (cached), then shared by its consumers.
                 clas = whole
-                if subsets is not None:
+                shape = record.localities.get(service) if record.localities else None
+                if shape is not None:
+                    # Rewritten for the proxy's locality shape: built once per shape.
+                    reached = subsets if subsets is not None else (Destination(service),)
+                    clas = tuple(
+                        self._shared.shaped_load_assignment(mesh, d, shape) for d in reached
+                    )
+                elif subsets is not None:
                     clas = tuple(self._shared.load_assignment(mesh, d) for d in subsets)
                 for cla in clas:
                     current = bucket.get(cla.name)

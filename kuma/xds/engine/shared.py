@@ -37,7 +37,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from envoy.config.endpoint.v3 import endpoint_pb2
+
 from kuma.policies import EMPTY, ProxyPolicies
+from kuma.policies.locality_aware import LocalityShape, shape_load_assignment
 from kuma.policies.plugin import OutboundPlan
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination, destination_load_assignment
@@ -90,6 +93,9 @@ def service_inputs(mesh: MeshState, service: str) -> ServiceInputs:
 
 #: Cluster variants of one service kept before its cache starts over.
 _MAX_VARIANTS = 64
+#: Locality-shaped CLA variants of one service kept before its cache starts over (a shape
+#: varies with consumers' affinity tag values, e.g. one per node).
+_MAX_SHAPES = 1024
 
 
 class SharedResources:
@@ -103,6 +109,11 @@ class SharedResources:
         ] = {}
         #: (mesh, service) → ClusterLoadAssignment per destination.
         self._load_assignments: dict[tuple[str, str], dict[Destination, VersionedResource]] = {}
+        #: (mesh, service) → (destination, locality shape) → (the version of the shared CLA
+        #: it was rewritten from, the rewritten CLA).
+        self._shaped: dict[
+            tuple[str, str], dict[tuple[Destination, LocalityShape], tuple[str, VersionedResource]]
+        ] = {}
 
     def cluster(
         self,
@@ -161,6 +172,25 @@ class SharedResources:
             by_destination[destination] = cached
         return cached
 
+    def shaped_load_assignment(
+        self, mesh: MeshState, destination: Destination, shape: LocalityShape
+    ) -> VersionedResource:
+        """The destination's CLA as consumers of locality ``shape`` get it (MeshLoadBalancing-
+        Strategy localityAwareness): rewritten from the shared one once per shape, so consumers
+        whose tags and zone give the same shape share it."""
+        base = self.load_assignment(mesh, destination)
+        by_shape = self._shaped.setdefault((mesh.name, destination.service), {})
+        held = by_shape.get((destination, shape))
+        if held is None or held[0] != base.version:
+            if len(by_shape) > _MAX_SHAPES:
+                by_shape.clear()  # shapes of consumers since gone may be unused: start over
+            message = shape_load_assignment(
+                endpoint_pb2.ClusterLoadAssignment.FromString(base.body), shape
+            )
+            resource = self._interner.intern(types.ENDPOINT, message.cluster_name, message)
+            held = by_shape[(destination, shape)] = (base.version, resource)
+        return held[1]
+
     def outbound_listener(
         self,
         mesh: MeshState,
@@ -209,6 +239,7 @@ class SharedResources:
         """Forget the ClusterLoadAssignments of the service's destinations (rebuilt on the
         next read)."""
         self._load_assignments.pop((mesh.name, service), None)
+        self._shaped.pop((mesh.name, service), None)
 
     def inputs_changed(self, mesh: MeshState, service: str) -> bool:
         """True if the service's Clusters were built from inputs that differ from today's: its

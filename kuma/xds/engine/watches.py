@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import anyio
 
+from kuma.policies.locality_aware import LocalityShape
 from kuma.xds.generate.destination import Destination
 from kuma.xds.node_id import parse_proxy_id
 from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
@@ -27,12 +28,14 @@ ProxyResources = dict[str, dict[str, VersionedResource]]
 
 _EMPTY: Mapping[str, VersionedResource] = {}
 _NO_SUBSETS: Mapping[str, tuple[Destination, ...]] = MappingProxyType({})
+_NO_LOCALITIES: Mapping[str, LocalityShape] = MappingProxyType({})
 
 
 class ProxyRecord:
     """One watched proxy: its desired resources and who watches it."""
 
     __slots__ = (
+        "localities",
         "mesh",
         "metadata",
         "name",
@@ -57,6 +60,9 @@ class ProxyRecord:
         #: The destinations of each service it reaches through a subset (the engine's
         #: ``Assembly.subsets``: where a service's endpoints are patched).
         self.subsets: Mapping[str, tuple[Destination, ...]] = _NO_SUBSETS
+        #: Service → the locality shape its CLAs are rewritten with for this proxy (the
+        #: engine's ``Assembly.localities``: which CLA variant a service's patch takes).
+        self.localities: Mapping[str, LocalityShape] = _NO_LOCALITIES
         #: What the node of its latest stream said (kuma-dp's DNS and readiness ports).
         self.metadata = NO_METADATA
 

@@ -46,6 +46,7 @@ from kuma.policies import (
     plan_outbound,
 )
 from kuma.policies.caller_tags import caller_tags_header
+from kuma.policies.locality_aware import locality_shape, shape_load_assignment
 from kuma.policies.plugin import OutboundPlan
 from kuma.resources.model import Dataplane, Inbound, Mesh
 from kuma.resources.mtls import PERMISSIVE, enabled_backend
@@ -451,7 +452,9 @@ def generate_proxy(
             continue
         tls_mesh = upstream_tls_mesh(view.mesh, service, tls_ready)
         clusters[name] = policy_service_cluster(destination, protocols[service], policies, tls_mesh)
-        result[types.ENDPOINT][name] = destination_load_assignment(
-            destination, view.endpoints(service)
-        )
+        load_assignment = destination_load_assignment(destination, view.endpoints(service))
+        shape = locality_shape(policies, service, dataplane)
+        if shape is not None:
+            load_assignment = shape_load_assignment(load_assignment, shape)
+        result[types.ENDPOINT][name] = load_assignment
     return result
