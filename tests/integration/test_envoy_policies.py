@@ -571,3 +571,62 @@ def test_mesh_load_balancing_strategy_ring_hash_pins_each_user_to_one_endpoint(
         assert len(bodies) == 1, (user, bodies)
         reached[user] = bodies.pop()
     assert set(reached.values()) == {"backend-1", "backend-2"}
+
+
+def _retag(sidecars: Mesh, sidecar: Sidecar, tags: dict[str, str]) -> None:
+    """Write the sidecar's Dataplane again with ``tags`` added to its inbound."""
+    document = yaml.safe_load(sidecar.dataplane())
+    document["networking"]["inbound"][0]["tags"].update(tags)
+    sidecars.cp.put(sidecar.name, yaml.safe_dump(document))
+
+
+def test_mesh_load_balancing_strategy_locality_affinity_prefers_the_consumers_node(
+    sidecars: Mesh,
+) -> None:
+    """``localityAwareness.localZone.affinityTags`` on ``node``: the backend endpoint sharing
+    the client's node is a locality of weight 1,000,000 against 1 for the other, so the
+    client's requests all reach it (a stray one: probability 4e-5 over 40 requests); the
+    client moving to the other node moves its traffic there (its CLA is its own shape's)."""
+    one = sidecars.backend("backend-1")
+    two = sidecars.backend("backend-2")
+    web = sidecars.web()
+    _retag(sidecars, one, {"node": "n1"})
+    _retag(sidecars, two, {"node": "n2"})
+    _retag(sidecars, web, {"node": "n1"})
+    web.envoy.wait_endpoints(BACKEND, {one.inbound_port, two.inbound_port})
+    policy = {
+        "type": "MeshLoadBalancingStrategy",
+        "mesh": "default",
+        "name": "affinity",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [
+                {
+                    "targetRef": {"kind": "MeshService", "name": BACKEND},
+                    "default": {
+                        "localityAwareness": {
+                            "localZone": {"affinityTags": [{"key": "node", "weight": 1_000_000}]}
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    sidecars.cp.put("lb-affinity", yaml.safe_dump(policy))
+
+    def weighted() -> bool | None:
+        cluster = web.envoy.dynamic_config()["clusters"][BACKEND]
+        return (
+            True if "locality_weighted_lb_config" in cluster.get("common_lb_config", {}) else None
+        )
+
+    eventually(weighted, "web's backend cluster weighs localities")
+
+    def all_reach(name: str) -> bool | None:
+        bodies = {http_get(web.outbound)[1] for _ in range(40)}
+        return True if bodies == {name} else None
+
+    # The CLA arrives after the cluster (EDS after CDS): wait until the traffic follows.
+    eventually(lambda: all_reach("backend-1"), "web's requests all reach backend-1 (node n1)")
+    _retag(sidecars, web, {"node": "n2"})
+    eventually(lambda: all_reach("backend-2"), "web's requests all reach backend-2 (node n2)")
