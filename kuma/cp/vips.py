@@ -13,10 +13,12 @@ Rules (:func:`allocate`):
   store or a lost allocation tends to give back the same addresses; on a collision with the
   *stored* allocation it probes forward (the next hash), so existing entries are never
   displaced;
-- the VIP of a service that no longer exists (no Dataplane with a non-Ignored inbound of it)
-  is released on the allocator's next write for that mesh; the resource is deleted when the
-  mesh has no service left. A service coming back takes its hash address again unless another
-  service took it meanwhile.
+- a service exists while a Dataplane has a non-Ignored inbound of it or an ExternalService
+  tags it; an ExternalService's host name (a DNS name, without ``disableHostDNSEntry``) gets a
+  VIP of its own too (``hosts``, Kuma's host entries), from another hash, never a service's;
+- the VIP of a service (or host) that no longer exists is released on the allocator's next
+  write for that mesh; the resource is deleted when the mesh has no service left. A service
+  coming back takes its hash address again unless another service took it meanwhile.
 
 Several instances on one store converge by compare-and-swap: a write carries the version it
 was computed from; on a conflict the allocator re-reads and retries. A retry after a re-read
@@ -37,8 +39,17 @@ from collections.abc import AsyncIterator, Collection, Mapping
 import anyio
 from anyio.abc import TaskStatus
 
-from kuma.resources import Dataplane, MeshVips, ResourceKey, StoredResource, ValidationError
+from kuma.resources import (
+    Dataplane,
+    ExternalService,
+    MeshVips,
+    ResourceKey,
+    StoredResource,
+    ValidationError,
+)
 from kuma.resources.validation import VIP_NETWORK
+from kuma.resources.validation.common import is_dns_name
+from kuma.resources.validation.external_service import split_host_port
 from kuma.store import (
     ConflictError,
     NotFoundError,
@@ -61,24 +72,36 @@ _BASE = int(VIP_NETWORK.network_address)
 MAX_ATTEMPTS = 16
 
 
-def hashed_vip(mesh: str, service: str, attempt: int = 0) -> str:
-    """The ``attempt``-th choice of address for a service (0: its first choice)."""
-    digest = hashlib.blake2b(f"{mesh}\x00{service}\x00{attempt}".encode(), digest_size=8).digest()
+def hashed_vip(mesh: str, service: str, attempt: int = 0, *, kind: str = "") -> str:
+    """The ``attempt``-th choice of address for a service (0: its first choice); ``kind``
+    ``"host"`` for an ExternalService host name (another hash, so a host never shares its
+    service's first choice)."""
+    key = f"{mesh}\x00{service}\x00{attempt}"
+    if kind:
+        key = f"{kind}\x00{key}"
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     # Skip the network's first and last address.
     return str(ipaddress.IPv4Address(_BASE + 1 + int.from_bytes(digest, "big") % (_SIZE - 2)))
 
 
 def allocate(
-    mesh: str, current: Mapping[str, str], services: Collection[str], *, release: bool = True
+    mesh: str,
+    current: Mapping[str, str],
+    services: Collection[str],
+    *,
+    release: bool = True,
+    reserved: Collection[str] = (),
+    kind: str = "",
 ) -> dict[str, str]:
     """The allocation for ``services`` given the ``current`` one: existing entries kept as
     they are, new services (in name order, so every instance computes the same) at their first
-    free hash choice; with ``release``, entries of services not in ``services`` dropped."""
+    free hash choice (never one of ``reserved``: the other kind's VIPs); with ``release``,
+    entries of services not in ``services`` dropped."""
     result = {s: vip for s, vip in current.items() if not release or s in services}
-    taken = set(result.values())
+    taken = set(result.values()) | set(reserved)
     for service in sorted(set(services) - result.keys()):
         attempt = 0
-        while (vip := hashed_vip(mesh, service, attempt)) in taken:
+        while (vip := hashed_vip(mesh, service, attempt, kind=kind)) in taken:
             attempt += 1
         taken.add(vip)
         result[service] = vip
@@ -95,6 +118,8 @@ class VipAllocator:
         self._members: dict[str, dict[str, frozenset[str]]] = {}
         #: mesh → service → how many Dataplanes make it exist.
         self._counts: dict[str, Counter[str]] = {}
+        #: mesh → ExternalService name → (its service, its host name when it gets a host VIP).
+        self._externals: dict[str, dict[str, tuple[str, str | None]]] = {}
         #: mesh → its MeshVips as the watch last delivered it (or as this instance wrote it).
         self._stored: dict[str, StoredResource] = {}
         self._dirty: set[str] = set()
@@ -103,12 +128,19 @@ class VipAllocator:
         self._done = False
 
     def services(self, mesh: str) -> set[str]:
-        return {s for s, n in self._counts.get(mesh, Counter()).items() if n > 0}
+        """The services of Dataplanes and of ExternalServices (Kuma gives both a VIP)."""
+        services = {s for s, n in self._counts.get(mesh, Counter()).items() if n > 0}
+        services.update(service for service, _ in self._externals.get(mesh, {}).values())
+        return services
+
+    def hosts(self, mesh: str) -> set[str]:
+        """The host names of ExternalServices that get their own VIP."""
+        return {h for _, h in self._externals.get(mesh, {}).values() if h is not None}
 
     def _apply(self, item: WatchItem) -> None:
         if isinstance(item, Synced):
             self._synced = True
-            self._dirty.update(self._counts.keys() | self._stored.keys())
+            self._dirty.update(self._counts.keys() | self._externals.keys() | self._stored.keys())
             return
         resource = item.resource
         if isinstance(resource, Dataplane):
@@ -130,6 +162,14 @@ class VipAllocator:
             for service in old - new:
                 if counts[service] <= 0:
                     del counts[service]
+        elif isinstance(resource, ExternalService):
+            mesh = resource.mesh
+            externals = self._externals.setdefault(mesh, {})
+            old_entry = externals.pop(resource.name, None)
+            if item.operation is not Operation.DELETE:
+                externals[resource.name] = _external_entry(resource)
+            if old_entry == externals.get(resource.name):
+                return
         elif isinstance(resource, MeshVips):
             mesh = resource.name
             if item.operation is Operation.DELETE:
@@ -187,14 +227,19 @@ class VipAllocator:
         stored = self._stored.get(mesh)
         release = True
         for _ in range(MAX_ATTEMPTS):
-            services = self.services(mesh)
-            current = _vips_of(stored)
-            wanted = allocate(mesh, current, services, release=release)
-            if wanted == current:
+            current, current_hosts = _allocation_of(stored)
+            services, hosts = self.services(mesh), self.hosts(mesh)
+            wanted = allocate(
+                mesh, current, services, release=release, reserved=current_hosts.values()
+            )
+            wanted_hosts = allocate(
+                mesh, current_hosts, hosts, release=release, reserved=wanted.values(), kind="host"
+            )
+            if wanted == current and wanted_hosts == current_hosts:
                 return True
             try:
                 try:
-                    stored = await self._write(mesh, stored, wanted)
+                    stored = await self._write(mesh, stored, wanted, wanted_hosts)
                 except (ConflictError, NotFoundError):
                     # Another instance wrote first: start again from what is stored now.
                     stored = await self._read_stored(mesh)
@@ -215,7 +260,12 @@ class VipAllocator:
                     self._stored[mesh] = stored
             log.info(
                 "VIPs allocated",
-                extra=fields(mesh=mesh, services=len(wanted), added=len(wanted.keys() - current)),
+                extra=fields(
+                    mesh=mesh,
+                    services=len(wanted),
+                    hosts=len(wanted_hosts),
+                    added=len(wanted.keys() - current),
+                ),
             )
             return True
         # Each lost race is another instance's write, which the watch delivers: this mesh
@@ -229,19 +279,30 @@ class VipAllocator:
             return None
 
     async def _write(
-        self, mesh: str, stored: StoredResource | None, vips: dict[str, str]
+        self, mesh: str, stored: StoredResource | None, vips: dict[str, str], hosts: dict[str, str]
     ) -> StoredResource | None:
         if stored is None:
-            return await self._store.create(MeshVips(name=mesh, vips=vips))
-        if not vips:
+            return await self._store.create(MeshVips(name=mesh, vips=vips, hosts=hosts))
+        if not vips and not hosts:
             await self._store.delete(stored.key, version=stored.meta.version)
             return None
-        resource = MeshVips(name=mesh, labels=stored.resource.labels, vips=vips)
+        resource = MeshVips(name=mesh, labels=stored.resource.labels, vips=vips, hosts=hosts)
         return await self._store.update(resource, version=stored.meta.version)
 
 
-def _vips_of(stored: StoredResource | None) -> Mapping[str, str]:
+def _allocation_of(stored: StoredResource | None) -> tuple[Mapping[str, str], Mapping[str, str]]:
+    """The stored (service VIPs, host VIPs)."""
     if stored is None:
-        return {}
+        return {}, {}
     assert isinstance(stored.resource, MeshVips)
-    return stored.resource.vips
+    return stored.resource.vips, stored.resource.hosts
+
+
+def _external_entry(resource: ExternalService) -> tuple[str, str | None]:
+    """(service, host) of an ExternalService: the host gets a VIP of its own unless
+    ``disableHostDNSEntry``, or when it is an IP (Kuma's host entry is then the IP itself)."""
+    networking = resource.networking
+    if networking is None or networking.disable_host_dns_entry:
+        return resource.service, None
+    host, _ = split_host_port(networking.address) or ("", "")
+    return resource.service, host if is_dns_name(host) else None

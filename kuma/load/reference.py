@@ -32,6 +32,7 @@ from kuma.xds.generate import (
     services_of,
 )
 from kuma.xds.generate.external import ExternalEndpoint
+from kuma.xds.generate.external_vips import ExternalVip
 from kuma.xds.generate.via_egress import EgressAddress
 from kuma.xds.snapshot import versioned
 
@@ -87,6 +88,9 @@ class RefView:
 
     def external(self, service: str) -> Sequence[ExternalEndpoint]:
         return ()  # kuma-load generates no ExternalServices
+
+    def external_vips(self) -> Sequence[ExternalVip]:
+        return ()
 
     def zone_egresses(self) -> Sequence[EgressAddress]:
         return ()

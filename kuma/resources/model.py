@@ -418,6 +418,9 @@ class MeshVips(_Resource, tag="MeshVips", frozen=True):
 
     #: service (``kuma.io/service`` value) → IPv4 address in 240.0.0.0/4.
     vips: dict[str, str] = msgspec.field(default_factory=dict)
+    #: ExternalService host name → its own VIP (Kuma's host entries, for the DNS name of an
+    #: ExternalService without ``disableHostDNSEntry``).
+    hosts: dict[str, str] = msgspec.field(default_factory=dict)
     TYPE: ClassVar[str] = "MeshVips"
 
 

@@ -41,7 +41,7 @@ def dataplane(name: str, *services: str, mesh: str = "default") -> Dataplane:
     return resource
 
 
-def small_space(mesh: str, service: str, attempt: int = 0) -> str:
+def small_space(mesh: str, service: str, attempt: int = 0, *, kind: str = "") -> str:
     """A hash into 8 addresses: collisions on almost every allocation."""
     digest = hashlib.blake2b(f"{mesh}/{service}".encode(), digest_size=2).digest()
     return f"240.0.0.{1 + (int.from_bytes(digest, 'big') + attempt) % 8}"
@@ -99,7 +99,7 @@ def test_first_choice_is_the_hash_and_existing_entries_stay() -> None:
 def test_a_colliding_newcomer_probes_and_never_moves_an_existing_vip(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def colliding(mesh: str, service: str, attempt: int = 0) -> str:
+    def colliding(mesh: str, service: str, attempt: int = 0, *, kind: str = "") -> str:
         return f"240.0.0.{1 + attempt}"
 
     monkeypatch.setattr(vips_module, "hashed_vip", colliding)
@@ -168,7 +168,7 @@ async def test_stable_across_restarts_even_when_a_newcomer_collides(
     assert (tmp_path / "meshvips-default.yaml").read_text().startswith("type: MeshVips\n")
 
     # After the restart "aaa" (sorting first) wants the very address "zzz" holds.
-    def colliding(mesh: str, service: str, attempt: int = 0) -> str:
+    def colliding(mesh: str, service: str, attempt: int = 0, *, kind: str = "") -> str:
         return before["zzz"] if attempt == 0 else f"240.0.0.{attempt}"
 
     monkeypatch.setattr(vips_module, "hashed_vip", colliding)

@@ -395,6 +395,32 @@ def test_ipv6_is_redirected_too(mesh: VmMesh) -> None:
     assert mesh.stat(mesh.web, "dns_filter.kuma_dns.downstream_rx_queries") == asked + 1
 
 
+def test_an_external_service_is_reached_at_its_vips(mesh: VmMesh) -> None:
+    """An ExternalService for the outside server: the unchanged app reaches it by its own host
+    name and by ``<service>.mesh``, both answered by web's Envoy with VIPs (issue 12, Kuma's
+    host and service entries), through the ExternalService's cluster."""
+    document = (
+        "type: ExternalService\nmesh: default\nname: outside\n"
+        f"networking: {{address: 'example.test:{OUTSIDE_PORT}'}}\n"
+        "tags: {kuma.io/service: outside}\n"
+    )
+    temporary = mesh.store / ".outside.yaml.tmp"
+    temporary.write_text(document)
+    temporary.rename(mesh.store / "externalservice-outside.yaml")
+    answered = mesh.stat(mesh.web, "dns_filter.kuma_dns.local_a_record_answers")
+    for url in (f"http://example.test:{OUTSIDE_PORT}/", f"http://outside.mesh:{OUTSIDE_PORT}/"):
+        sent = mesh.stat(mesh.web, "cluster.outside.upstream_cx_total")
+
+        def call(url: str = url) -> str | None:
+            code, body = mesh.curl(mesh.web, url)
+            return body if code == 0 else None
+
+        assert eventually(call, f"curl {url} from web", START) == f"outside:{OUTSIDE_PORT}"
+        assert mesh.stat(mesh.web, "cluster.outside.upstream_cx_total") > sent
+    # Both names were answered by web's Envoy (example.test went upstream before).
+    assert mesh.stat(mesh.web, "dns_filter.kuma_dns.local_a_record_answers") >= answered + 2
+
+
 def test_uninstall_restores_each_vm(mesh: VmMesh) -> None:
     for process in (mesh.web_dp, mesh.backend_dp):
         assert process.stop() == 0, process.output()[-3000:]

@@ -401,6 +401,7 @@ def expected(
         in_mesh,
         meshes.get(mesh_name),
         stored.vips if stored else None,
+        host_vips=stored.hosts if stored else None,
         external_services=[e for e in externals if e.mesh == mesh_name],
         secrets={s.name: s.value for s in secrets if s.mesh == mesh_name},
         zone_egresses=[
@@ -710,6 +711,8 @@ def test_routed_destinations_left_out_are_caught(monkeypatch: pytest.MonkeyPatch
 _ES_NAMES = ("es-1", "es-2", "es-3")
 _SECRET_NAMES = ("ca", "cert", "key")
 _ES_ADDRESSES = ("httpbin.org:443", "10.1.0.1:8080", "[fd00::1]:443", "example.com:80")
+#: The host names of ``_ES_ADDRESSES`` (host VIPs).
+_ES_HOSTS = ("httpbin.org", "example.com")
 _ES_TLS: tuple[dict[str, Any] | None, ...] = (
     None,
     {"enabled": False},
@@ -738,6 +741,8 @@ def external_services(draw: st.DrawFn) -> ExternalService:
     tls = draw(st.sampled_from(_ES_TLS))
     if tls is not None:
         networking["tls"] = tls
+    if draw(st.booleans()):
+        networking["disableHostDNSEntry"] = True
     document = {
         "type": "ExternalService",
         "mesh": draw(st.sampled_from(MESHES)),
@@ -762,6 +767,18 @@ class EngineMachineWithExternalServices(EngineMachine):
     @rule(mesh=st.sampled_from(MESHES), name=st.sampled_from(_ES_NAMES))
     def delete_external_service(self, mesh: str, name: str) -> None:
         self._delete((ExternalService.TYPE, mesh, name))
+
+    @rule(
+        mesh=st.sampled_from(MESHES),
+        hosts=st.lists(st.sampled_from(_ES_HOSTS), unique=True, max_size=len(_ES_HOSTS)),
+    )
+    def put_host_vips(self, mesh: str, hosts: list[str]) -> None:
+        """The mesh's allocation with host VIPs (ExternalServices' host names) beside its
+        service VIPs as stored."""
+        current = self.stored.get((MeshVips.TYPE, "", mesh))
+        vips = current.vips if isinstance(current, MeshVips) else {}
+        chosen = {host: f"240.0.1.{i + 1}" for i, host in enumerate(hosts)}
+        self._put(MeshVips(name=mesh, vips=vips, hosts=chosen))
 
     @rule(
         mesh=st.sampled_from(MESHES),

@@ -7,7 +7,7 @@ import ipaddress
 
 from ..errors import Violation
 from ..model import MeshVips
-from .common import TAG_VALUE_CHARACTERS, check_name, go_quote, is_tag_value
+from .common import TAG_VALUE_CHARACTERS, check_name, go_quote, is_dns_name, is_tag_value
 
 #: Kuma's default VIP range (``dnsServer.CIDR``): never routed, so a VIP cannot shadow a real
 #: address the application might reach.
@@ -18,11 +18,13 @@ def validate_mesh_vips(vips: MeshVips, out: list[Violation]) -> None:
     # Named after its mesh, so the same rule as a mesh name.
     check_name(out, "name", vips.name)
     owners: dict[str, str] = {}
-    for service in sorted(vips.vips):
-        field = f"vips[{go_quote(service)}]"
-        if not is_tag_value(service):
+    entries = [(f"vips[{go_quote(s)}]", s, vips.vips[s], False) for s in sorted(vips.vips)]
+    entries += [(f"hosts[{go_quote(h)}]", h, vips.hosts[h], True) for h in sorted(vips.hosts)]
+    for field, name, address, host in entries:
+        if host and not is_dns_name(name):
+            out.append(Violation(field, "host name: must be a DNS name"))
+        elif not host and not is_tag_value(name):
             out.append(Violation(field, f"service name: {TAG_VALUE_CHARACTERS}"))
-        address = vips.vips[service]
         try:
             ip = ipaddress.IPv4Address(address)
         except ValueError:
@@ -30,6 +32,7 @@ def validate_mesh_vips(vips: MeshVips, out: list[Violation]) -> None:
             continue
         if ip not in VIP_NETWORK:
             out.append(Violation(field, f"must be inside {VIP_NETWORK}"))
-        owner = owners.setdefault(str(ip), service)
-        if owner != service:
-            out.append(Violation(field, f"duplicates the VIP of {go_quote(owner)}"))
+        label = f"host {go_quote(name)}" if host else go_quote(name)
+        owner = owners.setdefault(str(ip), label)
+        if owner != label:
+            out.append(Violation(field, f"duplicates the VIP of {owner}"))

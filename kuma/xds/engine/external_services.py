@@ -12,6 +12,7 @@ reported by the ExternalService's and the Secret's names.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 from kuma.resources import ExternalService
 from kuma.xds.generate.external import ExternalEndpoint, referenced_secrets, resolve_endpoints
@@ -36,6 +37,9 @@ class ExternalServices:
     def services(self) -> frozenset[str]:
         """The external services (those some ExternalService tags)."""
         return frozenset(self._by_service)
+
+    def resources(self) -> Iterable[ExternalService]:
+        return self._by_name.values()
 
     def get(self, name: str) -> ExternalService | None:
         return self._by_name.get(name)

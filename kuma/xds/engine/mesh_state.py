@@ -14,6 +14,7 @@ from kuma.resources import Dataplane, Mesh, MeshGateway, ZoneEgress, ZoneIngress
 from kuma.resources.model import Policy
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
 from kuma.xds.generate.external import ExternalEndpoint, external_protocol
+from kuma.xds.generate.external_vips import ExternalVip, external_vip_entries
 from kuma.xds.generate.via_egress import EgressAddress
 
 from .external_services import ExternalServices
@@ -100,6 +101,10 @@ class MeshState:
         #: lag the service set (a new service has no VIP yet) or lead it (the allocator saw a
         #: Dataplane this engine has not yet): both sides agree once both events are applied.
         self._vips: dict[str, str] = {}
+        #: The stored VIPs of ExternalServices' host names (``MeshVips.hosts``).
+        self._stored_hosts: Mapping[str, str] = {}
+        #: What transparent proxies see of the ExternalServices (``external_vips.py``).
+        self._external_vips: tuple[ExternalVip, ...] = ()
         self._vips_dirty = False
         #: (tag, value) of any inbound or gateway → names of the Dataplanes carrying it: which
         #: Dataplanes a policy's targetRef may select, without scanning the mesh.
@@ -168,6 +173,9 @@ class MeshState:
     def external(self, service: str) -> Sequence[ExternalEndpoint]:
         return self.externals.endpoints(service)
 
+    def external_vips(self) -> Sequence[ExternalVip]:
+        return self._external_vips
+
     def zone_egresses(self) -> Sequence[EgressAddress]:
         return sorted(set(self._egresses.values()))
 
@@ -182,11 +190,20 @@ class MeshState:
             return False
         return all(ready(f"{self.name}.{member}") for member in entry.members)
 
-    def set_stored_vips(self, vips: Mapping[str, str]) -> None:
+    def set_stored_vips(
+        self, vips: Mapping[str, str], hosts: Mapping[str, str] | None = None
+    ) -> None:
         """The mesh's MeshVips changed (``{}``: deleted); see :meth:`refresh_vips`."""
-        if vips != self._stored_vips:
+        hosts = {} if hosts is None else hosts
+        if vips != self._stored_vips or hosts != self._stored_hosts:
             self._stored_vips = vips
+            self._stored_hosts = hosts
             self._vips_dirty = True
+
+    def externals_changed(self) -> None:
+        """An ExternalService came, changed or went: its VIP outbounds may have (see
+        :meth:`refresh_vips`)."""
+        self._vips_dirty = True
 
     # --- updates -------------------------------------------------------------------------
 
@@ -256,10 +273,17 @@ class MeshState:
             return False
         self._vips_dirty = False
         stored = self._stored_vips
-        vips = {s: vip for s in self.services() if (vip := stored.get(s)) is not None}
-        if vips == self._vips:
+        services = set(self.services())
+        vips = {s: vip for s in services if (vip := stored.get(s)) is not None}
+        externals = (
+            external_vip_entries(self.externals.resources(), stored, self._stored_hosts, services)
+            if self.externals
+            else ()
+        )
+        if vips == self._vips and externals == self._external_vips:
             return False
         self._vips = vips
+        self._external_vips = externals
         return True
 
 

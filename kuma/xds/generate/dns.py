@@ -71,17 +71,27 @@ def _set_udp_address(target: address_pb2.Address, address: str, port: int) -> No
     socket.protocol = address_pb2.SocketAddress.UDP
 
 
+def _answers(vip: str, ipv6: bool) -> list[str]:
+    if ipv6 and ipv4_mapped(vip) != vip:
+        return [vip, ipv4_mapped(vip)]
+    return [vip]
+
+
 def dns_filter_config(
-    records: Iterable[tuple[str, str]], *, ipv6: bool, domain: str = DEFAULT_DOMAIN
+    records: Iterable[tuple[str, str]],
+    *,
+    ipv6: bool,
+    domain: str = DEFAULT_DOMAIN,
+    names: Iterable[tuple[str, str]] = (),
 ) -> dns_filter_pb2.DnsFilterConfig:
-    """The filter: ``records`` are (service, vip) pairs; table entries are sorted by name."""
+    """The filter: ``records`` are (service, vip) pairs, ``names`` (name, vip) pairs taken as
+    written (ExternalServices' entries); table entries are sorted by name."""
     table: dict[str, list[str]] = {}
+    for name, vip in names:
+        table[name] = _answers(vip, ipv6)
     for service, vip in records:
-        addresses = [vip]
-        if ipv6 and ipv4_mapped(vip) != vip:
-            addresses.append(ipv4_mapped(vip))
         for name in vip_names(service, domain):
-            table[name] = addresses
+            table[name] = _answers(vip, ipv6)
     config = dns_filter_pb2.DnsFilterConfig(stat_prefix="kuma_dns")
     inline = config.server_config.inline_dns_table
     for name in sorted(table):
@@ -108,6 +118,7 @@ def dns_listener(
     ipv6: bool,
     answer_ipv6: bool | None = None,
     domain: str = DEFAULT_DOMAIN,
+    names: Iterable[tuple[str, str]] = (),
 ) -> listener_pb2.Listener:
     """``kuma:dns`` on 127.0.0.1:``port`` (and [::1]:``port`` with ``ipv6``); AAAA answers
     (IPv4-mapped VIPs) with ``answer_ipv6`` (default: ``ipv6``)."""
@@ -120,7 +131,7 @@ def dns_listener(
     # Two listeners on one port while an update drains the old one: no query is refused.
     listener.enable_reuse_port.value = True
     listener.listener_filters.add(name=DNS_FILTER).typed_config.CopyFrom(
-        pack(dns_filter_config(records, ipv6=answer_ipv6, domain=domain))
+        pack(dns_filter_config(records, ipv6=answer_ipv6, domain=domain, names=names))
     )
     return listener
 
@@ -142,10 +153,14 @@ def proxy_dns_listener(
     dns_port: int,
     *,
     domain: str = DEFAULT_DOMAIN,
+    named: Iterable[tuple[str, Iterable[str]]] = (),
 ) -> listener_pb2.Listener | None:
     """The proxy's ``kuma:dns``, for its ``outbounds`` (``proxy.outbounds_of``): only for a
     transparent proxy whose kuma-dp asked for DNS (``dns_port`` from its node metadata, 0:
     none).
+
+    ``named``: (address, names) of other VIPs (ExternalServices'); as in Kuma, their names are
+    served only when the proxy has an outbound on that address.
 
     AAAA answers unless the proxy is IPv4-only (Kuma's rule); the [::1] socket only when the
     proxy redirects IPv6 (then its Envoy binds IPv6 redirect listeners anyway)."""
@@ -155,10 +170,14 @@ def proxy_dns_listener(
     tp = networking.transparent_proxying
     assert tp is not None
     mode = (tp.ip_family_mode or "").lower()
+    outbounds = list(outbounds)
+    addresses = {address for address, _, _ in outbounds}
+    names = sorted((n, a) for a, found in named if a in addresses for n in found)
     return dns_listener(
         dns_port,
         dns_records(outbounds, vip_of),
         ipv6=ipv6_inbound_redirect_port(dataplane) != 0,
         answer_ipv6=mode != "ipv4",
         domain=domain,
+        names=names,
     )

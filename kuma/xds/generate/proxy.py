@@ -11,6 +11,8 @@ What a standard proxy gets (Kuma v2.7's default proxy profile, without mTLS and 
   those in ``reachableServices`` when that list is not empty, the proxy's own services
   included (as in Kuma), skipping one that would overlap an inbound; explicit outbounds whose
   address is a VIP are dropped; plus the redirect listeners and passthrough clusters;
+  ExternalServices' VIP outbounds (their port and ``vip_port``, on the service's VIP and on
+  their host's: ``external_vips.py``) under the same ``reachableServices`` rule;
 * the admin cluster and listener;
 * with ``probes``: the virtual probe listener ``probe:listener`` (``probes.py``);
 * with mesh mTLS on (``mtls.enabledBackend``): inbound listeners secured per the backend's
@@ -65,6 +67,7 @@ from .destination import Destination, destination_cluster_name, destination_load
 from .dns import proxy_dns_listener
 from .endpoints import SERVICELESS_PORT, Endpoint
 from .external import ExternalEndpoint, external_cluster, is_ipv6_proxy
+from .external_vips import ExternalVip, external_vip_outbounds
 from .listeners import (
     InboundMtls,
     inbound_listener,
@@ -116,6 +119,10 @@ class MeshView(Protocol):
 
     def external(self, service: str) -> Sequence[ExternalEndpoint]:
         """The ExternalServices tagged ``service``, resolved (empty: not external)."""
+        ...
+
+    def external_vips(self) -> Sequence[ExternalVip]:
+        """The addresses transparent proxies reach ExternalServices at (``external_vips.py``)."""
         ...
 
     def zone_egresses(self) -> Sequence[EgressAddress]:
@@ -220,6 +227,14 @@ def outbounds_of(
             if _uses_inbound(dataplane, vip, vip_port):
                 continue
             result.append((vip, vip_port, Destination(service)))
+        entries = view.external_vips()
+        vips.update(entry.address for entry in entries)
+        for address, port, service in external_vip_outbounds(entries, vip_port):
+            if reachable and service not in reachable:
+                continue
+            if _uses_inbound(dataplane, address, port):
+                continue
+            result.append((address, port, Destination(service)))
     for outbound in networking.outbound:
         address = outbound.effective_address
         if outbound.service and address not in vips:
@@ -360,7 +375,13 @@ def proxy_parts(
             if passthrough:
                 own.append(outbound_passthrough_cluster(ipv6))
     found = outbounds_of(dataplane, view, vip_port)
-    dns = proxy_dns_listener(dataplane, found, view.vip, dns_port)
+    dns = proxy_dns_listener(
+        dataplane,
+        found,
+        view.vip,
+        dns_port,
+        named=[(entry.address, entry.names) for entry in view.external_vips()],
+    )
     if dns is not None:
         own.append(dns)
     outbounds = [

@@ -12,6 +12,7 @@ from kuma.resources.model import Dataplane, ExternalService, Mesh
 
 from .endpoints import Endpoint, endpoints_of, service_protocol
 from .external import ExternalEndpoint, external_protocol, resolve_endpoints
+from .external_vips import ExternalVip, external_vip_entries
 from .via_egress import EgressAddress
 
 
@@ -36,14 +37,15 @@ class StaticMeshView:
         external_services: Iterable[ExternalService] = (),
         secrets: Mapping[str, bytes] | None = None,
         zone_egresses: Sequence[EgressAddress] = (),
+        host_vips: Mapping[str, str] | None = None,
     ) -> None:
         self._mesh = mesh
         self._egresses = tuple(sorted(set(zone_egresses)))
         self._vips = dict(vips or {})
         by_service: dict[str, dict[str, ExternalService]] = {}
-        for resource in external_services:
-            if mesh is None or resource.mesh == mesh.name:
-                by_service.setdefault(resource.service, {})[resource.name] = resource
+        mine = [r for r in external_services if mesh is None or r.mesh == mesh.name]
+        for resource in mine:
+            by_service.setdefault(resource.service, {})[resource.name] = resource
         name = mesh.name if mesh is not None else ""
         self._external = {
             service: resolve_endpoints(members, secrets or {}, name)
@@ -59,6 +61,9 @@ class StaticMeshView:
                 self._endpoints.setdefault(service, []).append(endpoint)
         for found in self._endpoints.values():
             found.sort(key=Endpoint.sort_key)
+        self._external_vips = external_vip_entries(
+            mine, self._vips, host_vips or {}, self._services
+        )
 
     @property
     def mesh(self) -> Mesh | None:
@@ -81,6 +86,9 @@ class StaticMeshView:
 
     def external(self, service: str) -> Sequence[ExternalEndpoint]:
         return self._external.get(service, ())
+
+    def external_vips(self) -> Sequence[ExternalVip]:
+        return self._external_vips
 
     def zone_egresses(self) -> Sequence[EgressAddress]:
         return self._egresses

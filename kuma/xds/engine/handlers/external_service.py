@@ -22,13 +22,16 @@ class ExternalServiceHandler:
     def handle(self, event: ResourceEvent, meshes: Meshes, invalidation: Invalidation) -> None:
         resource = event.resource
         assert isinstance(resource, ExternalService)
-        externals = meshes[resource.mesh].externals
+        state = meshes[resource.mesh]
+        externals = state.externals
         if event.operation is Operation.DELETE:
             touched = externals.remove(resource.name)
         elif externals.get(resource.name) == resource:
             return  # the same content again
         else:
             touched = externals.put(resource)
+        # Its VIP outbounds, if any, are settled with the mesh's VIPs (inputs.py).
+        state.externals_changed()
         invalidation.touch_services(resource.mesh, touched)
         invalidation.selections.add(EXTERNALS_KEY)  # the zone egresses carry them
 

@@ -17,5 +17,8 @@ class MeshVipsHandler:
         assert isinstance(resource, MeshVips)
         # A global resource named after its mesh.
         mesh = meshes[resource.name]
-        mesh.set_stored_vips({} if event.operation is Operation.DELETE else resource.vips)
+        if event.operation is Operation.DELETE:
+            mesh.set_stored_vips({})
+        else:
+            mesh.set_stored_vips(resource.vips, resource.hosts)
         invalidation.vips.add(mesh.name)
