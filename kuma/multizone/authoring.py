@@ -12,7 +12,8 @@ the REST API and kumactl.
 - **standalone** and a zone without a global author everything.
 
 A zone control plane (federated or not) marks what it creates through the API with
-``kuma.io/origin: zone`` and stamps ``kuma.io/zone`` on Dataplanes (:mod:`.zone_tag`).
+``kuma.io/origin: zone`` and stamps ``kuma.io/zone`` on Dataplanes and ``zone`` on ZoneIngresses
+and ZoneEgresses (:mod:`.zone_tag`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from dataclasses import dataclass
 
 import msgspec
 
-from kuma.resources import Dataplane, Resource, ValidationError, Violation
+from kuma.resources import (
+    Dataplane,
+    Resource,
+    ValidationError,
+    Violation,
+    ZoneEgress,
+    ZoneIngress,
+)
 from kuma.resources.policy import POLICY_KINDS
 
-from .zone_tag import stamp_zone
+from .zone_tag import stamp_proxy_zone, stamp_zone
 
 GLOBAL_READ_ONLY_MESSAGE = (
     "On global control plane you can not modify dataplane resources with 'kumactl apply' or via "
@@ -114,6 +122,8 @@ class Authoring:
             raise ValidationError(violations)
         if isinstance(resource, Dataplane):
             resource = stamp_zone(resource, self.zone)
+        elif isinstance(resource, ZoneIngress | ZoneEgress):
+            resource = stamp_proxy_zone(resource, self.zone)
         if self.mode == "zone" and create and resource.labels.get(ORIGIN_LABEL) != ZONE_ORIGIN:
             labels = {**resource.labels, ORIGIN_LABEL: ZONE_ORIGIN}
             resource = msgspec.structs.replace(resource, labels=labels)

@@ -16,7 +16,7 @@ import msgspec
 
 from kuma.resources import Dataplane, ValidationError, Violation, ZoneEgress, ZoneIngress
 
-_ZoneProxy = TypeVar("_ZoneProxy", ZoneIngress, ZoneEgress)
+_ZoneProxy = TypeVar("_ZoneProxy", bound=ZoneIngress | ZoneEgress)
 
 ZONE_TAG = "kuma.io/zone"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
-from kuma.multizone import ZONE_TAG, stamp_zone
-from kuma.resources import Dataplane, ValidationError, from_document
+from kuma.multizone import ZONE_TAG, Authoring, stamp_zone
+from kuma.resources import Dataplane, ValidationError, ZoneIngress, from_document
 
 
 def dataplane(inbound_tags: list[dict[str, str]] | None = None, **networking: Any) -> Dataplane:
@@ -83,3 +84,17 @@ def test_served_config_overrides_a_forged_zone() -> None:
     served = stamp_zone(forged, "zone-1", strict=False)
     assert served.networking is not None
     assert served.networking.inbound[0].tags[ZONE_TAG] == "zone-1"
+
+
+def test_a_zone_proxy_written_through_the_api_gets_this_zone() -> None:
+    """The REST door as registration: a zone CP sets a ZoneIngress's ``zone`` and refuses one
+    naming another zone; standalone changes nothing."""
+    ingress = from_document({"type": "ZoneIngress", "name": "zi-1"})
+    assert isinstance(ingress, ZoneIngress)
+    zone = Authoring(mode="zone", zone="zone-1")
+    admitted = zone.admit(ingress, create=True)
+    assert isinstance(admitted, ZoneIngress)
+    assert admitted.zone == "zone-1"
+    with pytest.raises(ValidationError, match="zone: cannot be 'zone-2'"):
+        zone.admit(msgspec.structs.replace(ingress, zone="zone-2"), create=True)
+    assert Authoring().admit(ingress, create=True) == ingress
