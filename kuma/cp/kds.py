@@ -9,7 +9,7 @@ import ssl
 import anyio
 from anyio.abc import TaskStatus
 
-from kuma.insights import new_instance_id
+from kuma.insights import Insights, new_instance_id
 from kuma.kds.auth import ZoneAuthenticator
 from kuma.kds.client import ZoneClient, client_tls, parse_address
 from kuma.kds.server import serve_kds
@@ -50,11 +50,13 @@ async def run_kds(
     *,
     instance_id: str = "",
     live: LiveInstances | None = None,
+    insights: Insights | None = None,
     task_status: TaskStatus[int | None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Global: serve KDS (started with its port) and record zones under ``instance_id``
     (``live``: which instances sharing the store are alive). Federated zone: follow global
-    (started at once: nothing local waits for global). Otherwise: nothing to do."""
+    (started at once: nothing local waits for global). Otherwise: nothing to do. ``insights``:
+    global keeps the zones' there, a zone sends its own up (kuma/kds/insight_sync.py)."""
     if config.mode == GLOBAL:
         tokens = config.dp_server.authn.zone_proxy.type != "none"
         if not tokens:
@@ -73,6 +75,7 @@ async def run_kds(
                 flush_interval=parse_duration(kds.zone_insight_flush_interval),
                 live=live,
             ),
+            received=insights.received if insights is not None else None,
             task_status=task_status,
         )
         return
@@ -89,5 +92,6 @@ async def run_kds(
         zone.kds.zone_token_file,
         client_tls(zone.kds.root_ca_file, zone.kds.tls_skip_verify) if address.tls else None,
         instance_id=instance_id,
+        insights=insights.store if insights is not None else None,
     )
     await client.run()

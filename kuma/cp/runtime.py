@@ -196,6 +196,7 @@ async def run_control_plane(
                     run_kds,
                     instance_id=insights.instance_id,
                     live=orphans.live_instances,
+                    insights=insights,
                 ),
                 config,
                 store,

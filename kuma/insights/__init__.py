@@ -16,10 +16,12 @@ from .model import (
     insight_json,
     is_online,
 )
+from .received import ReceivedInsights
 from .service import InsightProvider, Insights, dataplane_exists, new_instance_id
 from .store import (
     InsightStore,
     Instances,
+    ListsInsights,
     MemoryInsightStore,
     NotifiesInsights,
     SupportsInsights,
@@ -40,8 +42,10 @@ __all__ = [
     "InsightTracker",
     "Insights",
     "Instances",
+    "ListsInsights",
     "MemoryInsightStore",
     "NotifiesInsights",
+    "ReceivedInsights",
     "SubscriptionStatus",
     "SupportsInsights",
     "SupportsInstances",

@@ -27,6 +27,7 @@ from kuma.store import NotFoundError, Operation, ResourceEvent, Store, StoreErro
 
 from .flusher import FlushObserver, InsightFlusher
 from .model import DataplaneInsight, insight_json, merge_live
+from .received import ReceivedInsights
 from .store import InsightStore
 from .tracker import Clock, InsightTracker
 
@@ -84,6 +85,9 @@ class Insights:
         #: exists (a stream for a made-up node id leaves nothing behind).
         self._closed: set[tuple[str, str]] = set()
         self.store = store
+        #: Insights of other control planes' proxies (global: the zones'), read when the store
+        #: has none: a zone's Dataplane never has a stream here.
+        self.received = ReceivedInsights()
         self.tracker = InsightTracker(self.instance_id, clock=wall_clock)
         self.flusher = InsightFlusher(
             self.tracker,
@@ -106,7 +110,8 @@ class Insights:
 
     def current(self, mesh: str, name: str) -> DataplaneInsight | None:
         """The stored insight with this instance's live subscriptions laid over it."""
-        return merge_live(self.store.get(mesh, name), self.tracker.live(f"{mesh}.{name}"))
+        stored = self.store.get(mesh, name) or self.received.get(mesh, name)
+        return merge_live(stored, self.tracker.live(f"{mesh}.{name}"))
 
     # --- store events (fed by the runtime's watch) ----------------------------------------------
 
@@ -158,6 +163,7 @@ class Insights:
             await self._delete(key)
 
     async def _delete(self, key: tuple[str, str]) -> None:
+        self.received.remove(*key)
         try:
             await self.store.delete(*key)
         except Exception:

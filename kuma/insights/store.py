@@ -24,7 +24,7 @@ with a watch of its own so that reads see the other instances' subscriptions
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from .model import DataplaneInsight, DiscoverySubscription, update_subscription
@@ -64,6 +64,16 @@ class NotifiesInsights(Protocol):
 
 
 @runtime_checkable
+class ListsInsights(Protocol):
+    """An insight store that can say which insights it holds (optional: a zone sends them all
+    to global when it connects, kuma/kds/insight_sync.py)."""
+
+    def keys(self) -> Iterator[tuple[str, str]]:
+        """``(mesh, name)`` of every insight held locally (no I/O)."""
+        ...
+
+
+@runtime_checkable
 class SupportsInsights(Protocol):
     """A resource store that can also keep insights (persisted, shared by instances)."""
 
@@ -93,6 +103,7 @@ class MemoryInsightStore:
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock
         self._insights: dict[tuple[str, str], DataplaneInsight] = {}
+        self._listeners: list[Callable[[str, str], None]] = []
         #: Batches written (for tests and measurements: one call of ``upsert`` each).
         self.writes = 0
 
@@ -110,9 +121,25 @@ class MemoryInsightStore:
             key = (mesh, name)
             insights[key] = update_subscription(insights.get(key), subscription, now=now)
         self.writes += 1
+        if self._listeners:
+            for key in dict.fromkeys((mesh, name) for mesh, name, _ in updates):
+                self._changed(*key)
 
     async def delete(self, mesh: str, name: str) -> None:
-        self._insights.pop((mesh, name), None)
+        if self._insights.pop((mesh, name), None) is not None:
+            self._changed(mesh, name)
+
+    def keys(self) -> Iterator[tuple[str, str]]:
+        return iter(list(self._insights))
+
+    def on_insight_changed(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        listeners = self._listeners
+        listeners.append(callback)
+        return lambda: listeners.remove(callback) if callback in listeners else None
+
+    def _changed(self, mesh: str, name: str) -> None:
+        for listener in tuple(self._listeners):
+            listener(mesh, name)
 
     def __len__(self) -> int:
         return len(self._insights)

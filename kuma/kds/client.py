@@ -4,7 +4,7 @@ itself (``client-id``), presents its zone token, and keeps two streams open on o
 - ``GlobalToZoneSync``: it takes global's Meshes, Secrets and policies into its own store
   (:mod:`.receiver`, labelled ``kuma.io/origin: global``); the engine serves them from there;
 - ``ZoneToGlobalSync``: it offers its Dataplanes, ZoneIngresses and ZoneEgresses
-  (:mod:`.sender`).
+  (:mod:`.sender`), and their insights (:mod:`.insight_sync`).
 
 Nothing local ever waits for global: the zone serves from its store, a local change is served
 at once and goes up when global is reachable. When the connection fails or global stalls
@@ -31,9 +31,10 @@ from grpclib.exceptions import GRPCError
 from grpclib.metadata import decode_grpc_message
 
 import kuma
+from kuma.insights import InsightStore
 from kuma.store import Store
 
-from . import mapping, receiver, sender, zone_status
+from . import insight_sync, mapping, receiver, sender, zone_status
 from .outbox import Outbox
 from .service import AUTHORIZATION, CLIENT_ID, KdsSyncServiceStub
 from .sink import StoreSink
@@ -92,11 +93,16 @@ class ZoneClient:
     tls: ssl.SSLContext | None
     #: This control plane's instance id (reported to global as Kuma's ``control-plane-id``).
     instance_id: str = ""
+    #: The zone's insights, sent up with its resources (None: not sent).
+    insights: InsightStore | None = None
 
     async def run(self) -> None:
         outbox = Outbox(self.store, partial(mapping.to_global, zone=self.zone))
         sink = global_sink(self.store)
         async with anyio.create_task_group() as tg:
+            if self.insights is not None:
+                feed = insight_sync.InsightFeed(self.insights, self.zone)
+                tg.start_soon(feed.run, outbox, outbox.hold())
             tg.start_soon(outbox.run)
             backoff = _BACKOFF_FIRST
             while True:
@@ -159,9 +165,10 @@ class ZoneClient:
                             down, sink, mapping.global_kinds(), "global", node=self.node()
                         ),
                     )
-                    tg.start_soon(
-                        until_ended, sender.offer(up, outbox, mapping.ZONE_KINDS, "global")
+                    offer = sender.offer(
+                        up, outbox, mapping.ZONE_KINDS, "global", extra=insight_sync.UP_URLS
                     )
+                    tg.start_soon(until_ended, offer)
         except Exception as exc:  # refused, unreachable, broken: keep what we have, dial again
             ended.append(exc)
         finally:

@@ -15,7 +15,7 @@ that peer's view neither lists it nor hears of its changes, every other view doe
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Set
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Set
 from contextlib import asynccontextmanager
 
 import anyio
@@ -103,13 +103,17 @@ class Outbox:
         #: sent as (a rename or a resource that stops travelling must remove the old ones).
         self._sent_as: dict[ResourceKey, tuple[str | None, dict[tuple[str, str], str]]] = {}
         self._views: set[View] = set()
+        #: Set once the store's snapshot is in and no :meth:`hold` is pending.
         self._synced = anyio.Event()
+        self._store_synced = False
+        self._holds = 0
 
     async def run(self) -> None:
         async with self._store.watch() as events:
             async for item in events:
                 if isinstance(item, Synced):
-                    self._synced.set()
+                    self._store_synced = True
+                    self._maybe_ready()
                     continue
                 shaped = None
                 if item.operation is not Operation.DELETE:
@@ -124,6 +128,38 @@ class Outbox:
         if shaped is not None:
             new = {(e.type_url, e.name): e for e in parts.encode_all(shaped)}
             peer = self._withhold(shaped) if self._withhold is not None else None
+        self._replace(key, new, peer)
+
+    def publish(self, key: ResourceKey, encoded: Iterable[VersionedResource]) -> None:
+        """Offer what is not in the store (a zone's insights, :mod:`.insight_sync`) under
+        ``key``, to every peer: the entries replace what ``key`` offered (none: withdrawn)."""
+        self._replace(key, {(e.type_url, e.name): e for e in encoded}, None)
+
+    def hold(self) -> Callable[[], None]:
+        """Keep views from opening until the returned function is called: a source beside the
+        store (:meth:`publish`) has not offered its snapshot yet."""
+        self._holds += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._holds -= 1
+                self._maybe_ready()
+
+        return release
+
+    def _maybe_ready(self) -> None:
+        if self._store_synced and not self._holds:
+            self._synced.set()
+
+    def _replace(
+        self,
+        key: ResourceKey,
+        new: dict[tuple[str, str], VersionedResource],
+        peer: str | None,
+    ) -> None:
         old_peer, old = self._sent_as.pop(key, (None, {}))
         for (type_url, name), version in old.items():
             current = new.get((type_url, name))

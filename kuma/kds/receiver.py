@@ -13,7 +13,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
 from . import codec, parts
 from .sender import Pipe
-from .sink import StoreSink
+from .sink import Sink
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +22,19 @@ _INVALID_ARGUMENT = 3
 
 
 async def take(
-    pipe: Pipe, sink: StoreSink, kinds: tuple[str, ...], peer: str, *, node: Node | None = None
+    pipe: Pipe,
+    sink: Sink,
+    kinds: tuple[str, ...],
+    peer: str,
+    *,
+    node: Node | None = None,
+    extra: tuple[str, ...] = (),
 ) -> None:
     """Follow ``peer``'s resources of ``kinds`` into ``sink`` until the stream ends; ``node``
-    goes with the first request (a zone's name, version and config, as Kuma's zone sends)."""
+    goes with the first request (a zone's name, version and config, as Kuma's zone sends);
+    ``extra``: type URLs beyond the kinds' (a zone's insights, :mod:`.insight_sync`)."""
     held = await sink.held()
-    for type_url in parts.type_urls(kinds):
+    for type_url in (*parts.type_urls(kinds), *extra):
         request = DeltaDiscoveryRequest(
             type_url=type_url,
             resource_names_subscribe=["*"],

@@ -46,11 +46,13 @@ async def offer(
     *,
     zone: str = "",
     observer: Observer | None = None,
+    extra: tuple[str, ...] = (),
 ) -> None:
     """Serve ``outbox``'s resources of ``kinds`` to ``peer`` until it ends the stream;
-    ``zone``: the peer zone's name (what the outbox withholds from it stays out). Raises
+    ``zone``: the peer zone's name (what the outbox withholds from it stays out); ``extra``:
+    type URLs beyond the kinds' (a zone's insights, published to the outbox). Raises
     :class:`~kuma.xds.server.node.InvalidRequest` when the peer breaks the protocol."""
-    state = DeltaProtocol(TypeSet(parts.type_urls(kinds)))
+    state = DeltaProtocol(TypeSet((*parts.type_urls(kinds), *extra)))
     failed: list[Exception] = []
     async with outbox.view(zone) as view, anyio.create_task_group() as tg:
 

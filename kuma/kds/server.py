@@ -4,7 +4,8 @@ certificate): zones dial in, authenticate (:mod:`.auth`), then
 - on ``GlobalToZoneSync`` global offers its Meshes, Secrets, policies and the other zones'
   ZoneIngresses (:mod:`.sender`);
 - on ``ZoneToGlobalSync`` global takes the zone's Dataplanes, ZoneIngresses and ZoneEgresses
-  into its store (:mod:`.receiver`), under the zone's labels and hashed names.
+  into its store (:mod:`.receiver`), under the zone's labels and hashed names, and their
+  insights into its received insights (:mod:`.insight_sync`).
 
 A stream ends with UNAUTHENTICATED (and the reason) when its zone is refused or its token
 ends, with PERMISSION_DENIED when its Zone is disabled, and with INVALID_ARGUMENT when the
@@ -23,29 +24,34 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
 
+from kuma.insights import ReceivedInsights
 from kuma.store import Store
 from kuma.xds.server.authn import StreamGrant, Unauthenticated
 from kuma.xds.server.listener import listening
 from kuma.xds.server.node import InvalidRequest
 
-from . import mapping, receiver, sender
+from . import insight_sync, mapping, receiver, sender
 from .auth import ZoneAuthenticator
 from .outbox import Outbox
 from .service import KdsSyncServiceBase, ServerStream
-from .sink import StoreSink
+from .sink import Sink, StoreSink
 from .zone_status import DISABLED, Ending, ZoneDisabled, ZoneStatus
 
 log = logging.getLogger(__name__)
 
 
-def zone_sink(store: Store, zone: str) -> StoreSink:
-    """Global's sink for one zone: only that zone's resources, named as global names them."""
-    return StoreSink(
+def zone_sink(store: Store, zone: str, received: ReceivedInsights | None = None) -> Sink:
+    """Global's sink for one zone: only that zone's resources, named as global names them
+    (and its insights into ``received``, when given)."""
+    resources = StoreSink(
         store,
         mapping.ZONE_KINDS,
         owns=lambda resource: mapping.from_zone(resource, zone),
         check=lambda resource: mapping.zone_violation(resource, zone),
     )
+    if received is None:
+        return resources
+    return insight_sync.WithInsights(resources, insight_sync.InsightSink(received, zone))
 
 
 class KdsServer(KdsSyncServiceBase):
@@ -55,8 +61,11 @@ class KdsServer(KdsSyncServiceBase):
         outbox: Outbox,
         authenticator: ZoneAuthenticator,
         zones: ZoneStatus | None = None,
+        received: ReceivedInsights | None = None,
     ) -> None:
         self._store = store
+        #: The zones' insights (global's API reads them; kuma/insights/service.py).
+        self._received = received if received is not None else ReceivedInsights()
         self._outbox = outbox
         self._authenticator = authenticator
         self._zones = zones
@@ -79,7 +88,11 @@ class KdsServer(KdsSyncServiceBase):
 
     async def _up(self, stream: ServerStream, zone: str) -> None:
         await receiver.take(
-            stream, zone_sink(self._store, zone), mapping.ZONE_KINDS, f"zone {zone}"
+            stream,
+            zone_sink(self._store, zone, self._received),
+            mapping.ZONE_KINDS,
+            f"zone {zone}",
+            extra=insight_sync.UP_URLS,
         )
 
     async def _serve(
@@ -148,12 +161,14 @@ async def serve_kds(
     ssl: SSLContext | None,
     *,
     zones: ZoneStatus | None = None,
+    received: ReceivedInsights | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve KDS on ``host:port`` until cancelled; ``task_status.started`` gets the port.
-    ``zones``: where zones and their connections are recorded (None: not recorded)."""
+    ``zones``: where zones and their connections are recorded (None: not recorded);
+    ``received``: where the zones' insights go (None: kept by the server alone)."""
     outbox = Outbox(store, mapping.to_zone, mapping.withheld_from)
-    server = Server([KdsServer(store, outbox, authenticator, zones)])
+    server = Server([KdsServer(store, outbox, authenticator, zones, received)])
     async with anyio.create_task_group() as tg:
         if zones is not None:
             await tg.start(zones.run)  # following the Zones before any zone is admitted

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from kuma.resources import Resource, ResourceKey, ValidationError, ZoneIngress
 from kuma.resources.model import AvailableService
@@ -24,6 +25,17 @@ log = logging.getLogger(__name__)
 
 class NotApplied(Exception):
     """A received resource this control plane refuses to store."""
+
+
+class Sink(Protocol):
+    """Where a receiver puts what its peer sends (:class:`StoreSink`; global's zone sink adds
+    the zone's insights, :mod:`.insight_sync`)."""
+
+    async def held(self) -> dict[str, dict[str, str]]: ...
+
+    async def apply(
+        self, type_url: str, resources: Iterable[object], removed: Iterable[str]
+    ) -> str: ...
 
 
 #: Why a received resource must not be stored here (None: fine).

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -142,6 +142,12 @@ class EtcdInsightStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def keys(self) -> Iterator[tuple[str, str]]:
+        """``(mesh, name)`` of every insight held (kuma.insights.ListsInsights)."""
+        for key in list(self._entries):
+            mesh, _, name = key[len(self.root) :].decode(errors="replace").partition("/")
+            yield mesh, name
 
     # --- writing ------------------------------------------------------------------------------
 
