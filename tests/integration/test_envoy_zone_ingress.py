@@ -7,7 +7,8 @@ originating the mesh's mTLS with one SNI, as a sidecar of another zone would (cr
 another slice's; static clusters cannot take SDS over ADS: Envoy crashes). The whole service
 reaches both backends, the subset a MeshTCPRoute names reaches only its own, an unknown SNI is
 refused by the ingress (its ``no_filter_chain_match`` counter says so). The ingress registers
-its ZoneIngress with this zone set, and the zone's writer fills its availableServices.
+its ZoneIngress with this zone set, and the zone's writer fills its availableServices. A second
+ingress whose zone token has scope ``egress`` is refused on its ADS stream, nothing registered.
 """
 
 from __future__ import annotations
@@ -199,7 +200,9 @@ def test_zone_ingress_passes_mtls_through_by_sni(
         envoy.wait_live()
         envoy.wait_listener(f"inbound:127.0.0.1:{inbound}")
 
-    ingress_port, ingress_admin, web_inbound, web_app, *listen = free_ports(4 + len(SNIS))
+    ingress_port, ingress_admin, web_inbound, web_app, port_2, admin_2, *listen = free_ports(
+        6 + len(SNIS)
+    )
     # The caller's own Dataplane (its Envoy's ADS stream needs one to authenticate).
     cp.put("web", sidecar_yaml("web", web_inbound, web_app, **{"kuma.io/service": "web"}))
     ports = dict(zip(SNIS, listen, strict=True))
@@ -212,29 +215,34 @@ def test_zone_ingress_passes_mtls_through_by_sni(
     web = Envoy(tmp_path, "default.web", "web", cp.dp_port, token=cp.token("default.web"),
                 ca=cp.ca, static=static)  # fmt: skip
     ingress: ManagedProcess | None = None
+    refused: ManagedProcess | None = None
     try:
         web.wait_live()
         # The ingress: kuma-dp with its ZoneIngress and a zone token (scope ingress).
-        token = eventually(
-            lambda: admin_post(
-                cp.api_port, "/tokens/zone", {"zone": ZONE, "scope": ["ingress"], "validFor": "1h"}
-            ),
-            "a zone token",
-        )
-        (tmp_path / "zone.token").write_text(token)
         ca_file = tmp_path / "cp.crt"
         ca_file.write_text(cp.ca)
-        (tmp_path / "ingress.yaml").write_text(
-            "type: ZoneIngress\nname: ingress-1\nnetworking:\n  address: 127.0.0.1\n"
-            f"  port: {ingress_port}\n  admin:\n    port: {ingress_admin}\n"
-        )
-        ingress = ManagedProcess(
-            [sys.executable, "-m", "kuma.dp.cli", "run", "--proxy-type", "ingress",
-             "--cp-address", f"https://127.0.0.1:{cp.dp_port}",
-             "-d", str(tmp_path / "ingress.yaml"),
-             "--dataplane-token-file", str(tmp_path / "zone.token"), "--ca-cert-file", str(ca_file),
-             "--concurrency", "1", "--drain-time", "1s"]
-        )  # fmt: skip
+
+        def kuma_dp_ingress(name: str, port: int, admin: int, scope: str) -> ManagedProcess:
+            token = eventually(
+                lambda: admin_post(
+                    cp.api_port, "/tokens/zone", {"zone": ZONE, "scope": [scope], "validFor": "1h"}
+                ),
+                "a zone token",
+            )
+            (tmp_path / f"{name}.token").write_text(token)
+            (tmp_path / f"{name}.yaml").write_text(
+                f"type: ZoneIngress\nname: {name}\nnetworking:\n  address: 127.0.0.1\n"
+                f"  port: {port}\n  admin:\n    port: {admin}\n"
+            )
+            return ManagedProcess(
+                [sys.executable, "-m", "kuma.dp.cli", "run", "--proxy-type", "ingress",
+                 "--cp-address", f"https://127.0.0.1:{cp.dp_port}",
+                 "-d", str(tmp_path / f"{name}.yaml"),
+                 "--dataplane-token-file", str(tmp_path / f"{name}.token"),
+                 "--ca-cert-file", str(ca_file), "--concurrency", "1", "--drain-time", "1s"]
+            )  # fmt: skip
+
+        ingress = kuma_dp_ingress("ingress-1", ingress_port, ingress_admin, "ingress")
         whole, subset, unknown = ports["whole"], ports["subset"], ports["unknown"]
 
         # The whole service: both backends answer through the ingress.
@@ -275,13 +283,19 @@ def test_zone_ingress_passes_mtls_through_by_sni(
 
         connected = eventually(online, "ingress-1 online in /zoneingresses/_overview")
         assert connected["version"]["envoy"]["version"], connected
+
+        # A zone token of another scope does not admit an ingress (nothing is registered).
+        refused = kuma_dp_ingress("ingress-2", port_2, admin_2, "egress")
+        line = cp.running.wait_for_line("refusing the ADS stream of .ingress-2", timeout=20)
+        assert "out of the token's scope" in line, line
+        assert not cp.path("zoneingress-ingress-2").exists()
     except BaseException:
         # What the ingress's kuma-dp and Envoy said, shown by pytest with the failure.
         print("ingress kuma-dp:", ingress.output()[-4000:] if ingress else "not started")
         raise
     finally:
-        codes = [web.stop(), ingress.stop() if ingress is not None else 0]
-    assert codes == [0, 0], ingress.output() if ingress is not None else ""
+        codes = [web.stop(), *(p.stop() if p is not None else 0 for p in (ingress, refused))]
+    assert codes == [0, 0, 0], ingress.output() if ingress is not None else ""
     # Stopped: its insight stays (its ZoneIngress exists) and shows it offline.
     eventually(
         lambda: all(s.get("disconnectTime") for s in ingress_subscriptions(cp.api_port) or [{}]),
