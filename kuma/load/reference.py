@@ -31,6 +31,7 @@ from kuma.xds.generate import (
     service_protocol,
     services_of,
 )
+from kuma.xds.generate.cross_zone import LOCAL_ONLY, LocalityPlan
 from kuma.xds.generate.external import ExternalEndpoint
 from kuma.xds.generate.external_vips import ExternalVip
 from kuma.xds.generate.via_egress import EgressAddress
@@ -94,6 +95,9 @@ class RefView:
 
     def zone_egresses(self) -> Sequence[EgressAddress]:
         return ()
+
+    def locality(self) -> LocalityPlan:
+        return LOCAL_ONLY  # one zone, no ingresses
 
 
 def _always(service: str) -> bool:

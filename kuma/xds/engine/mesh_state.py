@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from kuma.policies.matching import ordered
 from kuma.resources import Dataplane, Mesh, MeshGateway, ZoneEgress, ZoneIngress
 from kuma.resources.model import Policy
+from kuma.xds.generate.cross_zone import Coordinates, LocalityPlan, locality_plan
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
 from kuma.xds.generate.external import ExternalEndpoint, external_protocol
 from kuma.xds.generate.external_vips import ExternalVip, external_vip_entries
@@ -43,38 +44,56 @@ def _tags_of(dataplane: Dataplane | None) -> set[tuple[str, str]]:
 
 
 class ServiceEntry:
-    """One service: its healthy endpoints per contributing Dataplane, and what derives from
-    them (sorted endpoints and protocol, computed lazily and cached until the next change)."""
+    """One service: its healthy endpoints per contributing Dataplane and per remote ingress,
+    and what derives from them (sorted endpoints and protocol, with or without the remote
+    ones, computed lazily and cached until the next change)."""
 
-    __slots__ = ("_endpoints", "_protocol", "by_dataplane", "members")
+    __slots__ = ("_endpoints", "_protocol", "by_dataplane", "members", "remote")
 
     def __init__(self) -> None:
         self.by_dataplane: dict[str, tuple[Endpoint, ...]] = {}
+        #: Other zones' ingresses (by public address) reaching the service (cross_zone.py).
+        self.remote: dict[Coordinates, tuple[Endpoint, ...]] = {}
         #: Dataplanes with a non-Ignored inbound of this service (it exists while non-empty).
         self.members: set[str] = set()
-        self._endpoints: tuple[Endpoint, ...] | None = None
-        self._protocol: str | None = None
+        self._endpoints: dict[bool, tuple[Endpoint, ...]] = {}
+        self._protocol: dict[bool, str] = {}
 
     def invalidate(self) -> None:
-        self._endpoints = None
-        self._protocol = None
+        self._endpoints = {}
+        self._protocol = {}
+
+    def endpoints(self, remote: bool) -> tuple[Endpoint, ...]:
+        cached = self._endpoints.get(remote)
+        if cached is None:
+            groups = list(self.by_dataplane.values())
+            if remote:
+                groups.extend(self.remote.values())
+            cached = tuple(sorted((e for g in groups for e in g), key=Endpoint.sort_key))
+            self._endpoints[remote] = cached
+        return cached
+
+    def protocol(self, remote: bool) -> str:
+        cached = self._protocol.get(remote)
+        if cached is None:
+            cached = self._protocol[remote] = service_protocol(self.endpoints(remote))
+        return cached
 
     @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        if self._endpoints is None:
-            self._endpoints = tuple(
-                sorted(
-                    (e for group in self.by_dataplane.values() for e in group),
-                    key=Endpoint.sort_key,
-                )
-            )
-        return self._endpoints
+    def empty(self) -> bool:
+        return not self.members and not self.by_dataplane and not self.remote
 
-    @property
-    def protocol(self) -> str:
-        if self._protocol is None:
-            self._protocol = service_protocol(self.endpoints)
-        return self._protocol
+
+class CrossZone:
+    """What every mesh's ClusterLoadAssignments share about other zones (one per engine, kept
+    by the ZoneIngress handler): the local zone, and how many remote ingress address:port
+    pairs list services (local endpoints weigh that much: cross_zone.py)."""
+
+    __slots__ = ("instances", "zone")
+
+    def __init__(self) -> None:
+        self.zone = ""
+        self.instances = 0
 
 
 class MeshState:
@@ -85,10 +104,13 @@ class MeshState:
         name: str,
         identity_ready: IdentityReady | None = None,
         egresses: Mapping[str, EgressAddress] | None = None,
+        cross_zone: CrossZone | None = None,
     ) -> None:
         self.name = name
         #: The zone's ZoneEgresses by name (shared by every mesh: ``Meshes.zone_egresses``).
         self._egresses: Mapping[str, EgressAddress] = {} if egresses is None else egresses
+        #: What every mesh shares about other zones (``Meshes.cross_zone``).
+        self.cross_zone = cross_zone or CrossZone()
         #: Whether a proxy (node id) holds a certificate of its mesh's current CA: PERMISSIVE
         #: TLS readiness (see :meth:`tls_ready`); None: no certificates, nothing is ready.
         self.identity_ready = identity_ready
@@ -155,14 +177,23 @@ class MeshState:
 
     def endpoints(self, service: str) -> Sequence[Endpoint]:
         entry = self._services.get(service)
-        return () if entry is None else entry.endpoints
+        return () if entry is None else entry.endpoints(self.locality().remote)
+
+    def local_endpoints(self, service: str) -> Sequence[Endpoint]:
+        """This zone's endpoints only (what its own ZoneIngress leads to)."""
+        entry = self._services.get(service)
+        return () if entry is None else entry.endpoints(False)
 
     def protocol(self, service: str) -> str:
         external = self.externals.endpoints(service)
         if external:
             return external_protocol(external)
         entry = self._services.get(service)
-        return service_protocol(()) if entry is None else entry.protocol
+        return service_protocol(()) if entry is None else entry.protocol(self.locality().remote)
+
+    def locality(self) -> LocalityPlan:
+        cross_zone = self.cross_zone
+        return locality_plan(self.mesh, cross_zone.zone, cross_zone.instances)
 
     def services(self) -> Iterable[str]:
         return (s for s, entry in self._services.items() if entry.members)
@@ -260,10 +291,29 @@ class MeshState:
                 self._vips_dirty = True
             touched.add(service)
         for service in touched:
-            entry = self._services[service]
-            if not entry.members and not entry.by_dataplane:
+            if self._services[service].empty:
                 del self._services[service]
         return touched
+
+    def put_remote(self, service: str, at: Coordinates, endpoints: tuple[Endpoint, ...]) -> bool:
+        """Set (empty: drop) what the remote ingress at ``at`` gives ``service``; True if it
+        changed."""
+        entry = self._services.get(service)
+        if (entry.remote.get(at, ()) if entry is not None else ()) == endpoints:
+            return False
+        entry = self._services.setdefault(service, ServiceEntry())
+        if endpoints:
+            entry.remote[at] = endpoints
+        else:
+            entry.remote.pop(at, None)
+        entry.invalidate()
+        if entry.empty:
+            del self._services[service]
+        return True
+
+    def indexed_services(self) -> list[str]:
+        """Every service the mesh indexes (local endpoints, members or remote ones)."""
+        return list(self._services)
 
     def refresh_vips(self) -> bool:
         """Recompute the VIPs proxies see if the service set or the stored allocation may have
@@ -309,11 +359,13 @@ class Meshes:
         self.zone_egress_proxies: dict[str, ZoneEgress] = {}
         #: Every stored ZoneIngress by name (zone proxies are not in a mesh).
         self.zone_ingresses: dict[str, ZoneIngress] = {}
+        #: Other zones' ingresses, as every mesh's endpoints see them (handlers/zone_ingress.py).
+        self.cross_zone = CrossZone()
 
     def __getitem__(self, name: str) -> MeshState:
         state = self._by_name.get(name)
         if state is None:
-            state = MeshState(name, self._identity_ready, self.zone_egresses)
+            state = MeshState(name, self._identity_ready, self.zone_egresses, self.cross_zone)
             self._by_name[name] = state
         return state
 

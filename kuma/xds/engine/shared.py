@@ -43,6 +43,7 @@ from kuma.policies import EMPTY, ProxyPolicies
 from kuma.policies.locality_aware import LocalityShape, shape_load_assignment
 from kuma.policies.plugin import OutboundPlan
 from kuma.xds import types
+from kuma.xds.generate.cross_zone import LOCAL_ONLY, LocalityPlan
 from kuma.xds.generate.destination import Destination, destination_load_assignment
 from kuma.xds.generate.external import ExternalEndpoint, external_cluster
 from kuma.xds.generate.proxy import (
@@ -107,8 +108,11 @@ class SharedResources:
             tuple[str, str],
             tuple[ServiceInputs, dict[tuple[Destination, bytes, bool], VersionedResource]],
         ] = {}
-        #: (mesh, service) → ClusterLoadAssignment per destination.
-        self._load_assignments: dict[tuple[str, str], dict[Destination, VersionedResource]] = {}
+        #: (mesh, service) → (the mesh's locality plan they were built with,
+        #: ClusterLoadAssignment per destination).
+        self._load_assignments: dict[
+            tuple[str, str], tuple[LocalityPlan, dict[Destination, VersionedResource]]
+        ] = {}
         #: (mesh, service) → (destination, locality shape) → (the version of the shared CLA
         #: it was rewritten from, the rewritten CLA).
         self._shaped: dict[
@@ -159,15 +163,23 @@ class SharedResources:
         return inputs
 
     def load_assignment(self, mesh: MeshState, destination: Destination) -> VersionedResource:
-        by_destination = self._load_assignments.setdefault((mesh.name, destination.service), {})
+        # The plan (mTLS on: remote ingresses used; local weight; priorities) is a mesh-wide
+        # input of every ClusterLoadAssignment: built under another plan, start over.
+        key, plan = (mesh.name, destination.service), mesh.locality()
+        held = self._load_assignments.get(key)
+        if held is None or held[0] != plan:
+            held = self._load_assignments[key] = (plan, {})
+        by_destination = held[1]
         cached = by_destination.get(destination)
         if cached is None:
             inputs = service_inputs(mesh, destination.service)
             if inputs.egresses is not None:
                 endpoints = egress_endpoints(inputs.external, inputs.egresses)
+                # An egress endpoint weighs 1 whatever the remote ingresses (Kuma's).
+                plan = LOCAL_ONLY
             else:
                 endpoints = tuple(mesh.endpoints(destination.service))
-            message = destination_load_assignment(destination, endpoints)
+            message = destination_load_assignment(destination, endpoints, plan)
             cached = self._interner.intern(types.ENDPOINT, message.cluster_name, message)
             by_destination[destination] = cached
         return cached

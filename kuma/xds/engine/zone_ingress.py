@@ -67,9 +67,8 @@ def available_services(ingress: ZoneIngress) -> dict[str, set[str]]:
 
 def local_endpoints(mesh: MeshState, service: str) -> tuple[Endpoint, ...]:
     """This zone's endpoints of a service (never other zones' ingresses: the ingress only
-    leads into its own zone). The one place the ingress reads endpoints: should
-    ``MeshState.endpoints`` come to include other zones' ingresses, read the local ones here."""
-    return tuple(mesh.endpoints(service))
+    leads into its own zone): ``MeshState.endpoints`` also holds other zones' ingresses."""
+    return tuple(mesh.local_endpoints(service))
 
 
 def route_subsets(mesh: MeshState) -> dict[str, set[gen.Subset]]:

@@ -23,6 +23,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from kuma.resources.model import SERVICE_TAG
 
+from .cross_zone import LOCAL_ONLY, LocalityPlan
 from .endpoints import Endpoint, load_assignment
 
 #: Kuma keeps this tag out of a destination's identity (it marks cross-mesh gateway targets,
@@ -91,10 +92,18 @@ class Destination(msgspec.Struct, frozen=True, order=True):
 
 
 def destination_load_assignment(
-    destination: Destination, service_endpoints: Iterable[Endpoint]
+    destination: Destination,
+    service_endpoints: Iterable[Endpoint],
+    plan: LocalityPlan = LOCAL_ONLY,
 ) -> endpoint_pb2.ClusterLoadAssignment:
-    """The ClusterLoadAssignment of ``destination`` from every endpoint of its service."""
-    return load_assignment(destination.cluster_name, destination.select(service_endpoints))
+    """The ClusterLoadAssignment of ``destination`` from every endpoint of its service (remote
+    ingresses' included), weighted and prioritized by its mesh's ``plan``."""
+    return load_assignment(
+        destination.cluster_name,
+        destination.select(service_endpoints),
+        plan.local_weight,
+        plan.priority_zone,
+    )
 
 
 _NOT_SUBSET = frozenset({SERVICE_TAG, MESH_TAG})

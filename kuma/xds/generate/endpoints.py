@@ -34,10 +34,13 @@ class Endpoint(msgspec.Struct, frozen=True):
     tags: tuple[tuple[str, str], ...] = ()
     #: ``kuma.io/zone`` of the inbound, the endpoint's locality; None when untagged.
     zone: str | None = None
+    #: A remote zone's ingress: the instances behind it (``cross_zone.py``); 0 for a local
+    #: endpoint, whose weight the mesh's :class:`~.cross_zone.LocalityPlan` gives.
+    weight: int = 0
 
     @classmethod
-    def of(cls, address: str, port: int, tags: Mapping[str, str]) -> Endpoint:
-        return cls(address, port, tuple(sorted(tags.items())), tags.get(ZONE_TAG))
+    def of(cls, address: str, port: int, tags: Mapping[str, str], weight: int = 0) -> Endpoint:
+        return cls(address, port, tuple(sorted(tags.items())), tags.get(ZONE_TAG), weight)
 
     @property
     def protocol_tag(self) -> str | None:
@@ -46,8 +49,8 @@ class Endpoint(msgspec.Struct, frozen=True):
                 return value
         return None
 
-    def sort_key(self) -> tuple[str, str, int, tuple[tuple[str, str], ...]]:
-        return (self.zone or "", self.address, self.port, self.tags)
+    def sort_key(self) -> tuple[str, str, int, tuple[tuple[str, str], ...], int]:
+        return (self.zone or "", self.address, self.port, self.tags, self.weight)
 
 
 def endpoints_of(dataplane: Dataplane) -> list[tuple[str, Endpoint]]:
@@ -71,11 +74,11 @@ def service_protocol(endpoints: Sequence[Endpoint]) -> str:
 
 
 def _add_lb_endpoint(
-    group: endpoint_components_pb2.LocalityLbEndpoints, endpoint: Endpoint
+    group: endpoint_components_pb2.LocalityLbEndpoints, endpoint: Endpoint, local_weight: int
 ) -> None:
     lb = group.lb_endpoints.add()
     set_socket_address(lb.endpoint.address, endpoint.address, endpoint.port)
-    lb.load_balancing_weight.value = 1
+    lb.load_balancing_weight.value = endpoint.weight or local_weight
     # The service is already the cluster's name: Kuma leaves it out of the metadata.
     lb_tags = [(k, v) for k, v in endpoint.tags if k != SERVICE_TAG]
     if lb_tags:
@@ -83,12 +86,17 @@ def _add_lb_endpoint(
 
 
 def load_assignment(
-    cluster: str, endpoints: Sequence[Endpoint]
+    cluster: str,
+    endpoints: Sequence[Endpoint],
+    local_weight: int = 1,
+    priority_zone: str | None = None,
 ) -> endpoint_pb2.ClusterLoadAssignment:
     """The ClusterLoadAssignment of the cluster named ``cluster`` (a service's name, or a
     subset's: ``destination.py`` selects its endpoints): endpoints grouped by zone (the
-    untagged group first, then zones in name order), each group sorted by address then port;
-    all at priority 0 and weight 1, as Kuma does without locality-aware load balancing."""
+    untagged group first, then zones in name order), each group sorted by address then port.
+    A local endpoint weighs ``local_weight``, a remote ingress its instances; every group is at
+    priority 0 unless ``priority_zone`` (locality-aware load balancing) puts the other zones at
+    1 (``cross_zone.py``)."""
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster)
     group: endpoint_components_pb2.LocalityLbEndpoints | None = None
     zone: str | None = None
@@ -98,5 +106,7 @@ def load_assignment(
             group = cla.endpoints.add()
             if zone is not None:
                 group.locality.zone = zone
-        _add_lb_endpoint(group, endpoint)
+                if priority_zone is not None and zone != priority_zone:
+                    group.priority = 1
+        _add_lb_endpoint(group, endpoint, local_weight)
     return cla

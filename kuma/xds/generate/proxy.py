@@ -62,6 +62,7 @@ from .clusters import (
     outbound_passthrough_cluster,
     service_cluster,
 )
+from .cross_zone import LocalityPlan
 from .dataplane import inbound_protocol, ipv6_inbound_redirect_port, is_transparent, overlaps
 from .destination import Destination, destination_cluster_name, destination_load_assignment
 from .dns import proxy_dns_listener
@@ -102,7 +103,12 @@ class MeshView(Protocol):
     def mesh(self) -> Mesh | None: ...
 
     def endpoints(self, service: str) -> Sequence[Endpoint]:
-        """The healthy endpoints of ``service`` (any order)."""
+        """The healthy endpoints of ``service`` (any order), remote ingresses' included when
+        :meth:`locality` says so."""
+        ...
+
+    def locality(self) -> LocalityPlan:
+        """How the mesh's ClusterLoadAssignments weigh and prioritize zones (cross_zone.py)."""
         ...
 
     def protocol(self, service: str) -> str:
@@ -473,7 +479,9 @@ def generate_proxy(
             continue
         tls_mesh = upstream_tls_mesh(view.mesh, service, tls_ready)
         clusters[name] = policy_service_cluster(destination, protocols[service], policies, tls_mesh)
-        load_assignment = destination_load_assignment(destination, view.endpoints(service))
+        load_assignment = destination_load_assignment(
+            destination, view.endpoints(service), view.locality()
+        )
         shape = locality_shape(policies, service, dataplane)
         if shape is not None:
             load_assignment = shape_load_assignment(load_assignment, shape)

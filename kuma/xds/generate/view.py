@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from kuma.resources.model import Dataplane, ExternalService, Mesh
 
+from .cross_zone import NO_REMOTE, LocalityPlan, RemoteEndpoints, locality_plan
 from .endpoints import Endpoint, endpoints_of, service_protocol
 from .external import ExternalEndpoint, external_protocol, resolve_endpoints
 from .external_vips import ExternalVip, external_vip_entries
@@ -27,7 +28,8 @@ def services_of(dataplane: Dataplane) -> list[str]:
 
 class StaticMeshView:
     """A mesh as of one moment: its Mesh resource, Dataplanes, virtual IPs, ExternalServices,
-    the values of its Secrets (by name, for their DataSources) and the zone's egresses."""
+    the values of its Secrets (by name, for their DataSources), the zone's egresses and the
+    other zones' ingresses (``remote``, seen from ``local_zone``)."""
 
     def __init__(
         self,
@@ -38,6 +40,8 @@ class StaticMeshView:
         secrets: Mapping[str, bytes] | None = None,
         zone_egresses: Sequence[EgressAddress] = (),
         host_vips: Mapping[str, str] | None = None,
+        remote: RemoteEndpoints = NO_REMOTE,
+        local_zone: str = "",
     ) -> None:
         self._mesh = mesh
         self._egresses = tuple(sorted(set(zone_egresses)))
@@ -51,6 +55,7 @@ class StaticMeshView:
             service: resolve_endpoints(members, secrets or {}, name)
             for service, members in by_service.items()
         }
+        self._plan = locality_plan(mesh, local_zone, remote.instances)
         self._endpoints: dict[str, list[Endpoint]] = {}
         self._services: set[str] = set()
         for dataplane in dataplanes:
@@ -59,6 +64,10 @@ class StaticMeshView:
             self._services.update(services_of(dataplane))
             for service, endpoint in endpoints_of(dataplane):
                 self._endpoints.setdefault(service, []).append(endpoint)
+        if mesh is not None and self._plan.remote:
+            for (of_mesh, service), endpoints in remote.by_service.items():
+                if of_mesh == mesh.name:
+                    self._endpoints.setdefault(service, []).extend(endpoints)
         for found in self._endpoints.values():
             found.sort(key=Endpoint.sort_key)
         self._external_vips = external_vip_entries(
@@ -92,3 +101,6 @@ class StaticMeshView:
 
     def zone_egresses(self) -> Sequence[EgressAddress]:
         return self._egresses
+
+    def locality(self) -> LocalityPlan:
+        return self._plan

@@ -15,16 +15,19 @@ from .mesh_gateway import MeshGatewayHandler
 from .mesh_vips import MeshVipsHandler
 from .policy import PolicyHandler
 from .zone_egress import ZoneEgressHandler
+from .zone_ingress import ZoneIngressHandler
 from .zone_ingress_proxy import ZoneIngressProxyHandler
 
 
 def default_handlers(*, zone: str = "") -> list[InputHandler]:
-    """``zone``: a zone control plane's name, stamped on the Dataplanes it serves."""
+    """``zone``: a zone control plane's name, stamped on the Dataplanes it serves (its own
+    ZoneIngresses are not endpoints of its proxies; other zones' are)."""
     policies = [PolicyHandler(kind) for kind in sorted(POLICY_KINDS)]
     externals: list[InputHandler] = [ExternalServiceHandler(), SecretHandler()]
     externals.append(MeshGatewayHandler())
     externals.append(ZoneEgressHandler(zone))
-    proxies: list[InputHandler] = [ZoneIngressProxyHandler()]
+    # A ZoneIngress is a proxy of this zone, and other zones' are endpoints.
+    proxies: list[InputHandler] = [ZoneIngressProxyHandler(), ZoneIngressHandler(zone)]
     return [
         DataplaneHandler(zone),
         MeshHandler(),

@@ -18,8 +18,9 @@ Shapes of the kinds to come:
   :class:`~kuma.xds.secrets.SecretSource`, which owns the SDS type URL and notifies its own
   watches (see ``kuma/xds/composite.py``). A mesh Secret is an input only as the value an
   ExternalService's DataSource names (``external_service.py``).
-* a ZoneIngress: a global resource; it adds the services it makes reachable, per mesh, with
-  ``touch_services`` (their endpoints change, like a Dataplane's).
+* a ZoneIngress (``zone_ingress.py``): another zone's ingress adds endpoints to the services
+  it makes reachable, per mesh, with ``touch_services`` (their endpoints change, like a
+  Dataplane's).
 """
 
 from __future__ import annotations
