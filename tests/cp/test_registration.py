@@ -20,7 +20,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from kuma.cp.registration import REGISTRATION_LABEL, Registrar
-from kuma.resources import Dataplane, Mesh, ResourceKey, ZoneIngress, decode_one
+from kuma.resources import Dataplane, Mesh, ResourceKey, ZoneEgress, ZoneIngress, decode_one
 from kuma.resources.model import AvailableService
 from kuma.store import NotFoundError, Operation, ResourceEvent, Synced
 from kuma.store.memory import MemoryStore
@@ -345,4 +345,39 @@ async def test_a_zone_ingress_registers_with_this_zone_and_keeps_its_services() 
         assert isinstance(again, ZoneIngress)
         assert again.available_services == services
         assert (await store.get(key)).meta.version != written.meta.version  # registered again
+        tg.cancel_scope.cancel()
+
+
+async def test_a_zone_egress_registers_with_this_zone_and_is_deregistered() -> None:
+    """``proxyType: egress``: the ZoneEgress is registered under node id ``.<name>`` with this
+    zone set (another zone is refused) and deleted after the delay once its stream closes."""
+    egress = {"type": "ZoneEgress", "name": "ze-1",
+              "networking": {"address": "10.0.0.9", "port": 10002}}  # fmt: skip
+    key = ResourceKey("ZoneEgress", "", "ze-1")
+
+    def egress_node(resource: dict[str, Any]) -> Node:
+        built = node(resource, ".ze-1")
+        built.metadata.update({"dataplane.proxyType": "egress"})
+        return built
+
+    store = MemoryStore()
+    component = Registrar(store, DELAY, instance="a", zone="zone-1")
+    async with anyio.create_task_group() as tg:
+        await tg.start(component.run)
+        with pytest.raises(InvalidRequest, match="zone: cannot be 'zone-2'"):
+            await component.stream_opening(1, ".ze-1", egress_node({**egress, "zone": "zone-2"}))
+        with pytest.raises(InvalidRequest, match="the ZoneEgress in node metadata is not valid"):
+            await component.stream_opening(1, ".ze-1", egress_node({**egress, "networking": {}}))
+        await component.stream_opening(2, ".ze-1", egress_node(egress))
+        found = (await store.get(key)).resource
+        assert isinstance(found, ZoneEgress)
+        assert found.zone == "zone-1"
+        component.stream_closed(2, ".ze-1")
+        with anyio.fail_after(DEADLINE):
+            while True:
+                try:
+                    await store.get(key)
+                except NotFoundError:
+                    break
+                await anyio.sleep(DELAY)
         tg.cancel_scope.cancel()
