@@ -297,7 +297,14 @@ _CONFS: dict[str, list[dict[str, Any]]] = {
         },
         {"loadBalancer": {"type": "Maglev", "maglev": {"tableSize": 1021}}},
         {"loadBalancer": {"type": "LeastRequest", "leastRequest": {"choiceCount": 3}}},
-        {"loadBalancer": {"type": "Random"}, "localityAwareness": {"disabled": True}},
+        {
+            # Per-consumer ClusterLoadAssignments (consumers of v1 and v2 prefer their own).
+            "loadBalancer": {"type": "Random"},
+            "localityAwareness": {
+                "localZone": {"affinityTags": [{"key": "version"}]},
+                "crossZone": {"failover": [{"to": {"type": "Any"}}]},
+            },
+        },
     ],
     "MeshTrafficPermission": [
         {"action": "Allow"},
