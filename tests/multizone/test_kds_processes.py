@@ -20,13 +20,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 import kuma
 from kuma.cli.inspect_zones import ZONE_HEADERS
+from kuma.insights import is_online
 from kuma.kds.mapping import hashed_name
 from kuma.processes import ManagedProcess, free_port
 from tests.cli.helpers import LOOPBACK, Kumactl
@@ -127,6 +130,8 @@ def zone_env(root: Path, zone: str, kds_port: int, token: str) -> dict[str, str]
         "KUMA_MULTIZONE_ZONE_KDS_ZONE_TOKEN_FILE": str(token_file),
         "KUMA_STORE_TYPE": "directory",
         "KUMA_STORE_DIRECTORY_PATH": str(root / f"{zone}-store"),
+        # Proxies' insights flushed (and so sent up to global) every second (default: 10 s).
+        "KUMA_XDS_SERVER_DATAPLANE_STATUS_FLUSH_INTERVAL": "1s",
     }
 
 
@@ -275,18 +280,41 @@ def test_a_zone_follows_global_and_survives_its_restart(tmp_path: Path) -> None:
                 forged = on_global.ok(
                     "generate", "dataplane-token", "--mesh", "demo", "--name", "web-03", *offline
                 ).strip()
+                # While web-03's stream is open, global shows it Online: its insight went up
+                # with the zone's next flush (kuma/kds/insight_sync.py).
+                web_03 = hashed_name("demo", "web-03", "zone-1")
+                inspected: list[str] = []
+
+                async def online_on_global() -> None:
+                    def online() -> bool:
+                        overview = get_json(f"{global_url}/meshes/demo/dataplanes+insights")
+                        return any(
+                            item["name"] == web_03 and is_online(item["dataplaneInsight"])
+                            for item in overview["items"]
+                        )
+
+                    for _ in range(50):
+                        if await anyio.to_thread.run_sync(online):
+                            shown = partial(on_global.ok, "inspect", "dataplanes", "-m", "demo")
+                            inspected.append(await anyio.to_thread.run_sync(shown))
+                            return
+                        await anyio.sleep(0.2)
+
                 outcomes = [
                     anyio.run(
-                        ads_stream.open_stream,
+                        partial(ads_stream.open_stream, hold=hold),
                         ready_port(zone, "dp_port"),
                         zone_ca(zone),
                         WEB_03,
                         {"authorization": presented},
                     )
-                    for presented in (forged, token)
+                    for presented, hold in ((forged, None), (token, online_on_global))
                 ]
                 assert outcomes[0][0] == "refused", outcomes[0]
                 assert outcomes[1][0] == "ok", outcomes[1]
+                assert inspected, "web-03 never shown Online on global while connected"
+                (row,) = [line for line in inspected[0].splitlines() if web_03 in line]
+                assert "Online" in row.split(), inspected
                 assert token not in zone.output()
                 for made_here in (
                     "CA created",
