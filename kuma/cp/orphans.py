@@ -15,7 +15,9 @@ from when this instance first saw it so) is deleted with the version read when i
 judged (compare-and-swap): a proxy that registered again meanwhile, or anyone's edit, wins.
 Dataplanes that people defined (no registration label) are never touched. Several instances
 collecting the same orphan is harmless: one delete succeeds, the others find it gone or
-changed.
+changed. Global collects nothing (as Kuma's gc): its Dataplanes are the zones' copies, whose
+streams are the zones' (their subscriptions name zone instances, never a live global one), and
+only a zone may delete them.
 """
 
 from __future__ import annotations
@@ -52,8 +54,11 @@ class OrphanCollector:
         instances: Instances | None = None,
         interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        enabled: bool = True,
     ) -> None:
+        """``enabled``: collect at all (False on global; live instances are still kept)."""
         self._store = store
+        self.enabled = enabled
         self._insight_of = insight_of
         self._instance_id = instance_id
         self._instances = instances
@@ -85,6 +90,8 @@ class OrphanCollector:
 
     async def collect(self) -> int:
         """One pass; the number of Dataplanes deleted."""
+        if not self.enabled:
+            return 0
         live = await self.live_instances()
         now = self._clock()
         seen: set[ResourceKey] = set()

@@ -134,6 +134,7 @@ async def run_control_plane(
             insights.instance_id,
             age=config.dataplane_cleanup_age,
             instances=store.instances() if isinstance(store, SupportsInstances) else None,
+            enabled=not config.is_global,
         )
         # Sidecars' own Dataplanes: registered when their stream opens (kuma/cp/registration.py).
         registrar = Registrar(

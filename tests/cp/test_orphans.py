@@ -104,6 +104,22 @@ async def test_only_registrations_without_a_live_stream_for_the_age_are_collecte
     assert sorted(await names(store)) == ["connected", "defined", "edited"]
 
 
+async def test_global_collects_no_zones_dataplanes() -> None:
+    # On global a zone's registered Dataplane never has a stream of a live global instance
+    # (its insight, sent up by the zone, names the zone's instance): only the zone deletes it.
+    store = MemoryStore()
+    await store.create(Mesh(name="default"))
+    await store.create(dataplane("from-zone"))
+    clock = Clock()
+    collector = OrphanCollector(
+        store, lambda mesh, name: online("zone-cp"), "global-1", age=0, clock=clock, enabled=False
+    )
+    assert await collector.collect() == 0
+    assert await names(store) == ["from-zone"]
+    collector.enabled = True  # the same Dataplane on a zone-less instance is an orphan
+    assert await collector.collect() == 1
+
+
 async def first_response(port: int) -> Channel:
     """A sidecar registering default.web-orphan through kuma-cp's ADS (left open)."""
     channel = Channel("127.0.0.1", port)
