@@ -13,7 +13,9 @@ filter answers other types from its table alone: NOTIMP otherwise).
 
 Names per VIP (Kuma's ``VIPOutbounds`` for services): ``<service>.<domain>`` and, when the
 service has underscores, the same with each ``_`` replaced by ``.``. Each name answers the VIP
-(A) and, with IPv6, its IPv4-mapped form (AAAA), with a 30s TTL.
+(A) and, with IPv6, its IPv4-mapped form (AAAA), with a 30s TTL. ExternalServices add
+``<service>.mesh`` for their service's VIP and their host name for its own VIP
+(``external_vips.py``), served only to proxies with an outbound on that VIP, as in Kuma.
 """
 
 from __future__ import annotations
