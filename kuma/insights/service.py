@@ -87,7 +87,7 @@ class Insights:
         self.store = store
         #: Insights of other control planes' proxies (global: the zones'), read when the store
         #: has none: a zone's Dataplane never has a stream here.
-        self.received = ReceivedInsights()
+        self.received = ReceivedInsights(store)
         self.tracker = InsightTracker(self.instance_id, clock=wall_clock)
         self.flusher = InsightFlusher(
             self.tracker,
@@ -163,7 +163,7 @@ class Insights:
             await self._delete(key)
 
     async def _delete(self, key: tuple[str, str]) -> None:
-        self.received.remove(*key)
+        self.received.forget(*key)
         try:
             await self.store.delete(*key)
         except Exception:

@@ -64,6 +64,14 @@ class NotifiesInsights(Protocol):
 
 
 @runtime_checkable
+class ReplacesInsights(InsightStore, Protocol):
+    """An insight store that can take a whole insight as another control plane sent it
+    (global: a zone's, kuma/insights/received.py), without merging."""
+
+    async def replace(self, mesh: str, name: str, insight: DataplaneInsight) -> None: ...
+
+
+@runtime_checkable
 class ListsInsights(Protocol):
     """An insight store that can say which insights it holds (optional: a zone sends them all
     to global when it connects, kuma/kds/insight_sync.py)."""
@@ -128,6 +136,10 @@ class MemoryInsightStore:
     async def delete(self, mesh: str, name: str) -> None:
         if self._insights.pop((mesh, name), None) is not None:
             self._changed(mesh, name)
+
+    async def replace(self, mesh: str, name: str, insight: DataplaneInsight) -> None:
+        self._insights[(mesh, name)] = insight
+        self._changed(mesh, name)
 
     def keys(self) -> Iterator[tuple[str, str]]:
         return iter(list(self._insights))

@@ -5,7 +5,8 @@ zoneingresses|zoneegresses`` show a zone's proxies Online with their subscriptio
 Insights are not resources (kuma/insights/store.py says why), so they are not in the zone's
 store watch: :class:`InsightFeed` follows the zone's insight store and publishes each insight
 into the zone's :class:`~.outbox.Outbox` beside its resources; global's :class:`InsightSink`
-keeps them in :class:`~kuma.insights.ReceivedInsights`, which its API reads.
+keeps them through :class:`~kuma.insights.ReceivedInsights` (in global's insight store when it
+can take a whole insight: memory, etcd), which its API reads.
 
 - **What travels**: one delta resource per proxy of type :data:`INSIGHT_URL` (one type for the
   three Kuma kinds: the zone keeps a zone proxy's insight under mesh ``""``), named
@@ -144,7 +145,7 @@ class InsightSink:
     def held(self) -> dict[str, str]:
         return {f"{mesh}/{name}": v for (mesh, name), v in self._received.held(self._zone).items()}
 
-    def apply(self, resources: Iterable[object], removed: Iterable[str]) -> list[str]:
+    async def apply(self, resources: Iterable[object], removed: Iterable[str]) -> list[str]:
         errors: list[str] = []
         for item in resources:
             wire: str = item.name  # type: ignore[attr-defined]
@@ -154,10 +155,10 @@ class InsightSink:
             except KdsDecodeError as exc:
                 errors.append(str(exc))
                 continue
-            self._received.put(self._zone, mesh, name, content_version(body), insight)
+            await self._received.put(self._zone, mesh, name, content_version(body), insight)
         for wire in removed:
             mesh, _, name = wire.partition("/")
-            self._received.remove(mesh, name, zone=self._zone)
+            await self._received.remove(self._zone, mesh, name)
         return errors
 
 
@@ -176,7 +177,7 @@ class WithInsights:
     ) -> str:
         if type_url != INSIGHT_URL:
             return await self._resources.apply(type_url, resources, removed)
-        errors = self._insights.apply(resources, removed)
+        errors = await self._insights.apply(resources, removed)
         for line in errors:
             log.warning("KDS: not applied: %s", line)
         return "; ".join(errors)

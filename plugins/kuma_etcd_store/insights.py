@@ -135,6 +135,13 @@ class EtcdInsightStore:
             await self._write(keys[start : start + self.max_txn_ops], by_key, now)
         self.writes += 1
 
+    async def replace(self, mesh: str, name: str, insight: DataplaneInsight) -> None:
+        """Write ``insight`` whole (a zone's, on global: kuma.insights.ReplacesInsights)."""
+        key = self.key(mesh, name)
+        value = orjson.dumps(insight_json(insight))
+        response = await self._kv.txn([], [kv.put(key, value)], [])
+        self.remember(key, value, response.header.revision)
+
     async def delete(self, mesh: str, name: str) -> None:
         key = self.key(mesh, name)
         response = await self._kv.txn([], [kv.delete(key)], [])

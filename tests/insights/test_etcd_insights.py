@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 
-from kuma.insights import Insights, insight_store_for, is_online
+from kuma.insights import DataplaneInsight, Insights, insight_store_for, is_online
 from kuma.insights.model import DiscoverySubscription
 from kuma.store import StoreConfigError
 from kuma.xds.generate.types import CLUSTER
@@ -199,3 +199,24 @@ async def test_deleted_insights_disappear_everywhere(
         await b.store.delete("default", "web-1")
         assert b.insight("default", "web-1") is None
         await eventually(lambda: a.insight("default", "web-1") is None)
+
+
+async def test_a_zones_insight_received_by_one_global_instance_is_read_by_the_other(
+    etcd_server: EtcdServer, etcd_prefix: str
+) -> None:
+    # kuma/insights/received.py: written whole (both zone instances' live subscriptions kept,
+    # none closed as another writer's), read by every instance, withdrawn everywhere.
+    async with (
+        instance(etcd_server, etcd_prefix, "global-a") as (_, a),
+        instance(etcd_server, etcd_prefix, "global-b") as (_, b),
+    ):
+        zones = DataplaneInsight(
+            (subscription("s1", "zone-cp-1", 1.0), subscription("s2", "zone-cp-2", 2.0))
+        )
+        await a.received.put("zone-1", "default", "web-1-zxc", "v1", zones)
+        await eventually(lambda: is_online(b.insight("default", "web-1-zxc")))
+        seen = b.insight("default", "web-1-zxc") or {}
+        assert [s.get("disconnectTime") for s in seen["subscriptions"]] == [None, None]
+        await a.received.remove("zone-2", "default", "web-1-zxc")  # not zone-2's to withdraw
+        await a.received.remove("zone-1", "default", "web-1-zxc")
+        await eventually(lambda: b.insight("default", "web-1-zxc") is None)

@@ -143,6 +143,9 @@ async def test_zone_insights_reach_global_once_and_follow_changes() -> None:
         assert seen["subscriptions"][0]["version"]["envoy"]["version"] == "1.29.2"
         assert is_online(global_insights.insight("", mapping.hashed_name("", "ingress-1", ZONE)))
         assert global_insights.insight("default", "web-0007") is None  # the zone's own name
+        # Kept in global's insight store (shared by global instances on etcd).
+        assert global_insights.store.get("default", on_global) is not None
+        assert received.get("default", on_global) is None
 
         # One insight changes (a flush after ACKs): that one alone travels.
         await zone_insights.upsert([("default", "web-0007", subscription(7, acked=9))])
@@ -156,7 +159,10 @@ async def test_zone_insights_reach_global_once_and_follow_changes() -> None:
         await zone_insights.delete("default", "web-0008")  # a later change, to wait for
         await until(
             lambda: (
-                received.get("default", mapping.hashed_name("default", "web-0008", ZONE)) is None
+                global_insights.store.get(
+                    "default", mapping.hashed_name("default", "web-0008", ZONE)
+                )
+                is None
             )
         )
         after = [r for r in zone_end.sent[before:] if r.type_url == INSIGHT_URL]
@@ -165,6 +171,24 @@ async def test_zone_insights_reach_global_once_and_follow_changes() -> None:
             [f"default/{mapping.hashed_name('default', 'web-0008', ZONE)}"]
         ]
     assert len(received) == COUNT
+
+
+class PlainInsightStore(MemoryInsightStore):
+    """An insight store that cannot take a whole insight (no ``replace``)."""
+
+    replace = None  # type: ignore[assignment]
+
+
+async def test_without_a_replacing_store_global_keeps_them_itself() -> None:
+    global_insights = Insights(PlainInsightStore(), flush_interval=10)
+    sink = InsightSink(global_insights.received, ZONE)
+    sent = encode("default", "web-01", ZONE, _insight())
+    assert await sink.apply([_Item(sent.name, sent.body)], []) == []
+    on_global = mapping.hashed_name("default", "web-01", ZONE)
+    assert global_insights.store.get("default", on_global) is None
+    assert is_online(global_insights.insight("default", on_global))
+    await sink.apply([], [sent.name])
+    assert global_insights.insight("default", on_global) is None
 
 
 async def test_a_reconnect_sends_only_what_global_does_not_hold() -> None:
@@ -189,7 +213,7 @@ async def test_a_zone_dataplane_deleted_on_global_takes_its_insight() -> None:
     stored = await glob.create(shaped)
     sink = InsightSink(global_insights.received, ZONE)
     item = encode("default", "web-01", ZONE, _insight())
-    assert sink.apply([_Item(item.name, item.body)], []) == []
+    assert await sink.apply([_Item(item.name, item.body)], []) == []
     assert is_online(global_insights.insight("default", shaped.name))
     await glob.delete(ResourceKey.of(shaped), version=stored.meta.version)
     global_insights.on_store_event(ResourceEvent(Operation.DELETE, shaped, stored.meta, 2))
@@ -197,21 +221,21 @@ async def test_a_zone_dataplane_deleted_on_global_takes_its_insight() -> None:
     assert global_insights.insight("default", shaped.name) is None
 
 
-def test_a_zone_cannot_speak_for_another_zones_proxy() -> None:
+async def test_a_zone_cannot_speak_for_another_zones_proxy() -> None:
     global_insights = Insights(MemoryInsightStore(), flush_interval=10)
     sink = InsightSink(global_insights.received, ZONE)
     forged = encode("default", "web-01", "zone-2", _insight())
-    errors = sink.apply([_Item(forged.name, forged.body)], [])
+    errors = await sink.apply([_Item(forged.name, forged.body)], [])
     assert len(errors) == 1
     assert "not the name of default/web-01 of zone-1" in errors[0]
     bad = encode("default", "web-01", ZONE, _insight())
-    errors = sink.apply([_Item(bad.name, b'{"mesh": "default", "name": 7}')], [])
+    errors = await sink.apply([_Item(bad.name, b'{"mesh": "default", "name": 7}')], [])
     assert "mesh and name must be strings" in errors[0]
     assert len(global_insights.received) == 0
     # Another zone's insight is not removed on this zone's word.
     other = InsightSink(global_insights.received, "zone-2")
-    assert other.apply([_Item(forged.name, forged.body)], []) == []
-    sink.apply([], [forged.name])
+    assert await other.apply([_Item(forged.name, forged.body)], []) == []
+    await sink.apply([], [forged.name])
     assert len(global_insights.received) == 1
 
 
