@@ -119,7 +119,10 @@ def to_zone(resource: Resource) -> Resource | None:
 
 def to_global(resource: Resource, zone: str) -> Resource | None:
     """``resource`` (stored on zone ``zone``) as global stores it, or None if it stays."""
-    if resource.TYPE not in ZONE_KINDS:
+    if resource.TYPE not in ZONE_KINDS or from_global(resource):
+        return None
+    if isinstance(resource, ZoneIngress | ZoneEgress) and resource.zone not in ("", zone):
+        # Another zone's (global sent it): Kuma's ZoneProvidedFilter, !IsRemoteIngress.
         return None
     display = resource.labels.get(DISPLAY_NAME_LABEL, resource.name)
     labels = {ORIGIN_LABEL: ZONE_ORIGIN, ZONE_TAG: zone, DISPLAY_NAME_LABEL: display}

@@ -136,3 +136,16 @@ def test_global_refuses_an_ingress_claiming_another_zone() -> None:
     assert mapping.to_zone(msgspec.structs.replace(shaped, zone="")) is None
     assert mapping.to_zone(decode_one(INGRESS.format(n=1, instances=1))) is None
     assert mapping.withheld_from(shaped) == "zone-1"
+
+
+def test_a_zone_never_sends_another_zones_ingress_up() -> None:
+    """zone-1 holds zone-2's ingress as global sent it: it does not send it up as its own
+    (found by tests/integration/test_cross_zone_kds_traffic.py: global then sent it to zone-2
+    labelled zone-1)."""
+    held = mapping.to_zone(ingress_of(2))
+    assert held is not None
+    assert mapping.to_global(held, "zone-1") is None
+    unlabelled = msgspec.structs.replace(held, labels={})
+    assert mapping.to_global(unlabelled, "zone-1") is None  # its zone names another
+    own = decode_one(INGRESS.format(n=1, instances=1))
+    assert mapping.to_global(own, "zone-1") is not None
