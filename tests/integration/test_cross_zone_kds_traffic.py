@@ -2,7 +2,8 @@
 ZoneIngress (``kuma-dp run --proxy-type ingress``) registers on zone-2, goes up to global with
 the availableServices zone-2's writer keeps, and down to zone-1 only; zone-1's web sidecar then
 reaches ``backend``, which only zone-2 has, through that ingress (the mesh, its CA and the
-permission authored on global reach both zones)."""
+permission authored on global reach both zones). With backend in zone-1 too and the mesh's
+``localityAwareLoadBalancing`` on, zone-1's own instance answers (Kuma's local preference)."""
 
 from __future__ import annotations
 
@@ -127,5 +128,32 @@ def test_traffic_crosses_zones_through_zone_2s_ingress(
         web.wait_endpoints("backend", {ingress_port})
         body = eventually(lambda: answer(outbound), "backend's answer through zone-2's ingress")
         assert body == "backend-in-zone-2"
+
+        # backend in zone-1 too, and the mesh (on global) prefers local endpoints, as Kuma's
+        # localityAwareLoadBalancing: other zones at priority 1, so every answer is local.
+        glob.put("mesh-default", MESH + "routing:\n  localityAwareLoadBalancing: true\n")
+        local_inbound = free_ports(1)[0]
+        local_app = http_services("backend-in-zone-1").port
+        zone_1.put("backend-2", sidecar_yaml("backend-2", local_inbound, local_app, **tags))
+        node = "default.backend-2"
+        local = envoy_factory(
+            node, "backend", zone_1.dp_port, token=zone_1.token(node), ca=zone_1.ca
+        )
+        local.wait_live()
+        web.wait_endpoints("backend", {ingress_port, local_inbound})
+
+        def priorities() -> bool:
+            for status in web.clusters().get("cluster_statuses", []):
+                if status["name"] == "backend":
+                    found = {
+                        int(h["address"]["socket_address"]["port_value"]): h.get("priority", 0)
+                        for h in status.get("host_statuses", [])
+                    }
+                    assert found == {local_inbound: 0, ingress_port: 1}, found
+                    return True
+            return False
+
+        eventually(priorities, "zone-2's ingress at priority 1")
+        assert {answer(outbound) for _ in range(10)} == {"backend-in-zone-1"}
     finally:
         ingress.stop()
