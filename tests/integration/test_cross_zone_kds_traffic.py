@@ -3,10 +3,13 @@ ZoneIngress (``kuma-dp run --proxy-type ingress``) registers on zone-2, goes up 
 the availableServices zone-2's writer keeps, and down to zone-1 only; zone-1's web sidecar then
 reaches ``backend``, which only zone-2 has, through that ingress (the mesh, its CA and the
 permission authored on global reach both zones). With backend in zone-1 too and the mesh's
-``localityAwareLoadBalancing`` on, zone-1's own instance answers (Kuma's local preference)."""
+``localityAwareLoadBalancing`` on, zone-1's own instance answers (Kuma's local preference).
+Between the two, global is killed: traffic keeps flowing, a zone serves a local change at once,
+and after global restarts only what changed travels."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from tests.fixtures.envoy import (
     dataplane_yaml,
     eventually,
     free_ports,
+    http_get,
     running,
 )
 from tests.fixtures.processes import ManagedProcess
@@ -72,6 +76,36 @@ def zone_2(glob: ControlPlane, tmp_path: Path) -> Iterator[ControlPlane]:
 def ingresses(cp: ControlPlane) -> list[ZoneIngress]:
     found = [r for p in cp.folder.glob("*.yaml") for r in decode(p.read_text())]
     return [r for r in found if isinstance(r, ZoneIngress)]
+
+
+def backend_instances(cp: ControlPlane) -> int:
+    """``backend``'s instances in the ingress ``cp`` holds (the zone's own or global's copy)."""
+    return sum(
+        s.instances
+        for i in ingresses(cp)
+        for s in i.available_services
+        if s.tags.get("kuma.io/service") == "backend"
+    )
+
+
+def kill(cp: ControlPlane) -> None:
+    """SIGKILL by PID, as a crash: nothing is closed or written on the way out."""
+    cp.running.signal(signal.SIGKILL)
+    cp.running.wait()
+    assert cp.stop() == -signal.SIGKILL
+
+
+def sent_since_reconnect(zone: ControlPlane) -> list[str]:
+    """What global sent ``zone`` since its last (re)connection (the receiver logs one line per
+    response carrying resources)."""
+    tail = zone.running.output().rsplit("KDS: following global", 1)[1]
+    return [line.split("KDS: ", 1)[1] for line in tail.splitlines() if "KDS: global sent" in line]
+
+
+def received(glob: ControlPlane, peer: str) -> list[str]:
+    """What ``peer`` sent global since global started (one line per response with resources)."""
+    mark = f"KDS: {peer} sent "
+    return [line.split(mark, 1)[1] for line in glob.running.output().splitlines() if mark in line]
 
 
 def test_traffic_crosses_zones_through_zone_2s_ingress(
@@ -128,6 +162,53 @@ def test_traffic_crosses_zones_through_zone_2s_ingress(
         web.wait_endpoints("backend", {ingress_port})
         body = eventually(lambda: answer(outbound), "backend's answer through zone-2's ingress")
         assert body == "backend-in-zone-2"
+
+        # Global dies: the zones keep serving what they hold, and a zone serves a local change
+        # at once (a new backend instance in zone-2 reaches zone-2's ingress and its list).
+        kill(glob)
+        zone_1.running.wait_for_line("KDS: connection to global at", timeout=30)
+        assert eventually(lambda: answer(outbound), "an answer with global down") == body
+        added_inbound = free_ports(1)[0]
+        added_app = http_services("added-in-zone-2").port
+
+        def ingress_clusters() -> str:
+            return http_get(ingress_admin, "/clusters")[1]
+
+        zone_2.put("backend-3", sidecar_yaml("backend-3", added_inbound, added_app, **tags))
+        node = "default.backend-3"
+        added = envoy_factory(
+            node, "backend", zone_2.dp_port, token=zone_2.token(node), ca=zone_2.ca
+        )
+        added.wait_live()
+        eventually(lambda: backend_instances(zone_2) == 2, "2 instances in zone-2's ingress")
+        # The ingress (a zone-2 proxy) load-balances connections, and web's one connection stays
+        # on backend-1: its Envoy config shows the new endpoint.
+        eventually(
+            lambda: f"default:backend::127.0.0.1:{added_inbound}::" in ingress_clusters(),
+            "zone-2's new instance in zone-2's ingress's Envoy",
+        )
+        assert backend_instances(zone_1) == 1  # global's copy: global is down
+        assert glob.process is None
+
+        # Global comes back on its store: the zones reconnect declaring what they hold and only
+        # zone-2's changed ingress travels down to zone-1 (nothing unchanged is resent).
+        reconnects = zone_1.running.count("KDS: following global")
+        glob.start()
+        eventually(
+            lambda: zone_1.running.count("KDS: following global") > reconnects, "zone-1 reconnected"
+        )
+        eventually(lambda: backend_instances(zone_1) == 2, "zone-2's new ingress on zone-1")
+        # The ingress travels in parts (kuma/kds/parts.py): only backend's changed entry.
+        assert sent_since_reconnect(zone_1) == ["global sent 1 ZoneIngressService, 0 removed"]
+        # zone-2 sent global only its new Dataplane and backend's changed entry; global sent
+        # zone-2 nothing (its own ingress is withheld from it, the rest is unchanged).
+        eventually(lambda: len(received(glob, "zone zone-2")) >= 2, "zone-2's two changes")
+        assert sorted(received(glob, "zone zone-2")) == [
+            "1 Dataplane, 0 removed",
+            "1 ZoneIngressService, 0 removed",
+        ]
+        assert received(glob, "zone zone-1") == []
+        assert sent_since_reconnect(zone_2) == []
 
         # backend in zone-1 too, and the mesh (on global) prefers local endpoints, as Kuma's
         # localityAwareLoadBalancing: other zones at priority 1, so every answer is local.
