@@ -172,7 +172,12 @@ def start_control_plane(
     else:
         argv = [sys.executable, "-m", module, "run"]
     process = ManagedProcess(argv, env, cpus)
-    line = process.wait_for(READY, ready_timeout)
+    try:
+        line = process.wait_for(READY, ready_timeout)
+    except BaseException:
+        # Never ready (or the run was cancelled): stop it, or it outlives the harness.
+        process.stop()
+        raise
     found = _PORT.search(line)
     if found is None:
         process.stop()
