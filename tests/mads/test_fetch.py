@@ -6,7 +6,7 @@ component on a real (memory) store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ from kuma.mads.http import FETCH_PATH
 from kuma.mads.index import AssignmentIndex
 from kuma.resources import Dataplane, Mesh, ResourceKey, from_document
 from kuma.store import Store, open_store
+from tests.fixtures.polling import until
 
 pytestmark = pytest.mark.anyio
 
@@ -75,13 +76,6 @@ async def running(default_timeout: str = "30s") -> AsyncIterator[Mads]:
         port = await tg.start(serve_mads, store, config, index)
         yield Mads(store, index, f"http://127.0.0.1:{port}")
         tg.cancel_scope.cancel()
-
-
-async def until(check: Callable[[], bool]) -> None:
-    """Wait for something to happen (a positive event), failing after 10 s."""
-    with anyio.fail_after(10):
-        while not check():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
 
 
 def addresses(reply: dict[str, Any]) -> dict[str, str]:

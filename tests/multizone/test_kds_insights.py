@@ -6,7 +6,7 @@ global takes its insight along; a zone cannot name another zone's proxy. The byt
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -29,6 +29,7 @@ from kuma.kds.server import zone_sink
 from kuma.resources import Dataplane, ResourceKey, from_document
 from kuma.store import Operation, ResourceEvent
 from kuma.store.memory import MemoryStore
+from tests.fixtures.polling import until
 
 from .test_kds_resume import MemoryPipe, pipes
 
@@ -69,15 +70,6 @@ def dataplane(name: str) -> Dataplane:
     )
     assert isinstance(resource, Dataplane)
     return resource
-
-
-async def until(check: Callable[[], object]) -> None:
-    # The streams run in this event loop: look again between their steps, for 10 s at most.
-    for _ in range(1000):
-        if check():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("not reached in 10 s")
 
 
 def acked(insights: Insights, mesh: str, name: str) -> str | None:
