@@ -16,9 +16,10 @@ matcher, inverted or not, on a request without it, so a policy with a ``from`` r
 than ``Mesh`` makes its mesh send the callers' tags (``kuma.policies.caller_tags``): the
 outbound routes of every proxy of the mesh then add the header, as Kuma's do.
 Other differences: gateways (``to``) are validated and stored, but this control plane
-serves no builtin gateway nor egress, so nothing is applied there; a ``limit`` that passes
-Kuma's (unanchored) unit check but has no number (``100mbps``) makes Kuma fail the proxy's
-whole config, here that fault just gets no response rate limit.
+serves no builtin gateway, so nothing is applied there (a ZoneEgress applies the ``from``
+rules on the chain of each ExternalService selected: ``kuma.policies.egress``); a ``limit``
+that passes Kuma's (unanchored) unit check but has no number (``100mbps``) makes Kuma fail
+the proxy's whole config, here that fault just gets no response rate limit.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import ClassVar
 
 import msgspec
-from envoy.config.listener.v3 import listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
@@ -53,9 +54,16 @@ from kuma.resources.policy import PolicyKind, register
 
 from .caller_tags import register_caller_tags_need
 from .conf import MUST_BE_DEFINED, check_duration, nanoseconds
+from .egress import EGRESS_INBOUND
 from .matching import InboundKey, KindPolicies
 from .meshratelimit import validate_gateway_lists
-from .plugin import PolicyPlugin, insert_before_router, register_plugin, set_duration, update_hcm
+from .plugin import (
+    PolicyPlugin,
+    insert_before_router,
+    register_plugin,
+    set_duration,
+    update_hcm,
+)
 from .rules import Subset
 
 HTTP_FILTER = "envoy.filters.http.fault"
@@ -251,18 +259,32 @@ class MeshFaultInjectionPlugin(PolicyPlugin):
         inbound: InboundKey,
         protocol: str,
     ) -> None:
-        rules = policies.from_rules.get(inbound)
-        if rules is None or protocol not in FAULT_PROTOCOLS:
-            return
-        # Every rule applies (not the one of a client): the header matchers pick the client.
-        filters: list[hcm_pb2.HttpFilter] = []
-        for rule in rules:
-            conf: Conf = policies.conf(rule)
-            filters.extend(fault_filter(fault, rule.subset) for fault in conf.http or ())
-        if not filters:
-            return
-        for chain in listener.filter_chains:
+        filters = _filters(policies, inbound, protocol)
+        for chain in listener.filter_chains if filters else ():
             update_hcm(chain, lambda manager: insert_before_router(manager, filters))
+
+    def egress_chain(
+        self, chain: listener_components_pb2.FilterChain, policies: KindPolicies, protocol: str
+    ) -> None:
+        """Kuma's ``applyToEgress``: the same filters on the external service's chain, from
+        the rules of the clients reaching it through the egress."""
+        filters = _filters(policies, EGRESS_INBOUND, protocol)
+        if filters:
+            update_hcm(chain, lambda manager: insert_before_router(manager, filters))
+
+
+def _filters(
+    policies: KindPolicies, inbound: InboundKey, protocol: str
+) -> list[hcm_pb2.HttpFilter]:
+    rules = policies.from_rules.get(inbound)
+    if rules is None or protocol not in FAULT_PROTOCOLS:
+        return []
+    # Every rule applies (not the one of a client): the header matchers pick the client.
+    filters: list[hcm_pb2.HttpFilter] = []
+    for rule in rules:
+        conf: Conf = policies.conf(rule)
+        filters.extend(fault_filter(fault, rule.subset) for fault in conf.http or ())
+    return filters
 
 
 PLUGIN = register_plugin(MeshFaultInjectionPlugin())

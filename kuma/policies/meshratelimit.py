@@ -11,7 +11,9 @@ Envoy change, as Kuma's plugin on each inbound the policy selects, for every fil
 HTTP gets the ``envoy.filters.http.local_ratelimit`` filter before the router (no bucket of
 its own) and, on each route, the per-route ``LocalRateLimit`` with the token bucket, 100 %
 enabled and enforced, the status and response headers (Kuma's ``NewRateLimitConfiguration``);
-TCP gets the network ``LocalRateLimit`` in front of the chain's filters. Gateways (``to``) are
+TCP gets the network ``LocalRateLimit`` in front of the chain's filters. The same change on
+the chain a ZoneEgress serves a selected ExternalService with (``kuma.policies.egress``).
+Gateways (``to``) are
 validated and stored; this control plane serves no builtin gateway, so nothing is applied.
 """
 
@@ -45,6 +47,7 @@ from kuma.resources.policy import ALL_TOP_KINDS, PolicyKind, register
 from kuma.resources.validation.common import DURATION_FORMAT
 
 from .conf import MILLISECOND, nanoseconds
+from .egress import EGRESS_INBOUND
 from .matching import InboundKey, KindPolicies
 from .plugin import (
     HTTP_PROTOCOLS,
@@ -265,19 +268,35 @@ class MeshRateLimitPlugin(PolicyPlugin):
         inbound: InboundKey,
         protocol: str,
     ) -> None:
-        rules = policies.from_rules.get(inbound)
-        if rules is None:
-            return
-        conf: Conf | None = policies.conf(rules.compute({}))
-        if conf is None or conf.local is None:
-            return
         for chain in listener.filter_chains:
-            # Kuma configures both on every chain: the HTTP part finds no connection manager
-            # on a TCP chain and the TCP filter goes in front of either.
-            if conf.local.http is not None and protocol in HTTP_PROTOCOLS:
-                _http_chain(chain, conf.local.http)
-            if conf.local.tcp is not None:
-                _tcp_chain(chain, conf.local.tcp)
+            _configure_chain(chain, policies, inbound, protocol)
+
+    def egress_chain(
+        self, chain: listener_components_pb2.FilterChain, policies: KindPolicies, protocol: str
+    ) -> None:
+        """Kuma's ``applyToEgress``: the chain of the external service, as an inbound's
+        (``from`` allows only ``Mesh``: one conf for every client)."""
+        _configure_chain(chain, policies, EGRESS_INBOUND, protocol)
+
+
+def _configure_chain(
+    chain: listener_components_pb2.FilterChain,
+    policies: KindPolicies,
+    inbound: InboundKey,
+    protocol: str,
+) -> None:
+    rules = policies.from_rules.get(inbound)
+    if rules is None:
+        return
+    conf: Conf | None = policies.conf(rules.compute({}))
+    if conf is None or conf.local is None:
+        return
+    # Kuma configures both on every chain: the HTTP part finds no connection manager on a
+    # TCP chain and the TCP filter goes in front of either.
+    if conf.local.http is not None and protocol in HTTP_PROTOCOLS:
+        _http_chain(chain, conf.local.http)
+    if conf.local.tcp is not None:
+        _tcp_chain(chain, conf.local.tcp)
 
 
 PLUGIN = register_plugin(MeshRateLimitPlugin())

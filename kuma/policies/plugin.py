@@ -121,6 +121,13 @@ class PolicyPlugin:
         """A transparent proxy's outbound passthrough listener (traffic to addresses outside
         the mesh); it is the proxy's own, so it is in no fingerprint."""
 
+    def egress_chain(
+        self, chain: listener_components_pb2.FilterChain, policies: KindPolicies, protocol: str
+    ) -> None:
+        """Kuma's ZoneEgress branch of the kind's plugin: the filter chain a ZoneEgress serves
+        an ExternalService with (``protocol``: its ``kuma.io/protocol``), the policies those
+        that select it (``kuma.policies.egress``). Only kinds overriding this are matched."""
+
     def own_clusters(self, policies: KindPolicies) -> list[cluster_pb2.Cluster]:
         """Clusters the kind adds to the proxy (MeshAccessLog's collectors); the proxy's own."""
         return []

@@ -63,7 +63,7 @@ WEB: dict[str, Any] = {
         "outbound": [{"port": 20000, "tags": {"kuma.io/service": "httpbin"}}],
     },
 }
-MTP = {
+MTP: dict[str, Any] = {
     "type": "MeshTrafficPermission",
     "mesh": "default",
     "name": "web-to-httpbin",
@@ -74,7 +74,7 @@ MTP = {
         ],
     },
 }
-TIMEOUT = {
+TIMEOUT: dict[str, Any] = {
     "type": "MeshTimeout",
     "mesh": "default",
     "name": "t",
@@ -148,3 +148,92 @@ def test_the_egress_follows_what_it_reads_and_only_that() -> None:
     # Its ZoneEgress moves: a new listener.
     engine.apply_now([put({**EGRESS, "networking": {"address": "10.0.0.9", "port": 10003}})])
     assert "inbound:10.0.0.9:10003" in subscription.resources(types.LISTENER)
+
+
+def fault(name: str, service: str, *, status: int = 418) -> dict[str, Any]:
+    conf = {"http": [{"abort": {"httpStatus": status, "percentage": 100}}]}
+    return {
+        "type": "MeshFaultInjection",
+        "mesh": "default",
+        "name": name,
+        "spec": {
+            "targetRef": {"kind": "MeshService", "name": service},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": conf}],
+        },
+    }
+
+
+def test_a_policy_re_assembles_the_egress_only_when_it_selects_an_external_service() -> None:
+    """Kuma's policies at the egress (``kuma.policies.egress``): the egress is assembled again
+    when such a policy selects (or selected) one of its ExternalServices, and only then."""
+    engine = Engine()
+    engine.apply_now(
+        [put(mesh()), put(WEB), put(external("httpbin", "httpbin.org:80")), put(EGRESS)]
+    )
+    subscription = engine.subscribe(NODE)
+    subscription.take_changes()
+    engine.subscribe("default.web")  # the sidecar, assembled when a policy selects it
+
+    def assembled(*events: ResourceEvent) -> int:
+        engine.apply_now(list(events))
+        return engine.last_batch.proxies_assembled
+
+    # Policies of the kinds the egress applies, selecting no ExternalService: the sidecar
+    # only (web is assembled, the egress is not).
+    assert assembled(put(fault("on-web", "web"))) == 1
+    assert (
+        assembled(
+            put(
+                {
+                    **MTP,
+                    "name": "to-web",
+                    "spec": {**MTP["spec"], "targetRef": {"kind": "MeshService", "name": "web"}},
+                }
+            )
+        )
+        == 1
+    )
+    assert not subscription.take_changes()
+
+    # One selecting httpbin: the egress (web is not selected) gets the fault filter.
+    assert assembled(put(fault("on-httpbin", "httpbin"))) == 1
+    assert dict(subscription.take_changes()) == {types.LISTENER: {"inbound:10.0.0.9:10002"}}
+    assert "envoy.filters.http.fault" in str(listener(subscription))
+    matches_scratch(engine, subscription)
+    # The same policy again: nothing.
+    assert assembled(put(fault("on-httpbin", "httpbin"))) == 0
+    # Changed (another status): the egress, which read it.
+    assert assembled(put(fault("on-httpbin", "httpbin", status=503))) == 1
+    matches_scratch(engine, subscription)
+    # Moved to web: the egress (read it before) and web (selected now).
+    assert assembled(put(fault("on-httpbin", "web"))) == 2
+    assert "envoy.filters.http.fault" not in str(listener(subscription))
+    matches_scratch(engine, subscription)
+    # A rate limit for every service: web and the egress.
+    limit = {
+        "type": "MeshRateLimit",
+        "mesh": "default",
+        "name": "everyone",
+        "spec": {
+            "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
+            "from": [
+                {
+                    "targetRef": {"kind": "Mesh"},
+                    "default": {"local": {"http": {"requestRate": {"num": 5, "interval": "1s"}}}},
+                }
+            ],
+        },
+    }
+    assert assembled(put(limit)) == 2
+    assert "envoy.filters.http.local_ratelimit" in str(listener(subscription))
+    matches_scratch(engine, subscription)
+    # Deleted: the egress drops it (its selection key).
+    deleted = put(limit)
+    assert assembled(ResourceEvent(Operation.DELETE, deleted.resource, _META, 2)) == 2
+    assert "envoy.filters.http.local_ratelimit" not in str(listener(subscription))
+    matches_scratch(engine, subscription)
+    subscription.take_changes()
+    # A kind Kuma does not apply at the egress, selecting every service: web only.
+    timeout = {**TIMEOUT, "name": "t2", "spec": {**TIMEOUT["spec"], "targetRef": {"kind": "Mesh"}}}
+    assert assembled(put(timeout)) == 1
+    assert not subscription.take_changes()

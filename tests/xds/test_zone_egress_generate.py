@@ -15,10 +15,14 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
+from kuma.policies.egress import egress_policies
 from kuma.resources import from_document
 from kuma.resources.model import ExternalService, Policy, ZoneEgress
 from kuma.xds.generate.external import resolve_endpoints
+from kuma.xds.generate.rbac import PermissionRule
 from kuma.xds.generate.zone_egress import EgressService, egress_permissions, generate_zone_egress
+
+MTP = "MeshTrafficPermission"
 
 
 def _service(service: str, address: str, protocol: str) -> EgressService:
@@ -123,13 +127,19 @@ def test_nothing_to_carry_no_listener() -> None:
     assert generate_zone_egress(_egress(), []) == (None, [])
 
 
-def test_permissions_select_by_the_external_services_tags() -> None:
-    tags = {"kuma.io/service": "externalservice-1", "kuma.io/protocol": "http"}
-    assert egress_permissions("mesh-1", tags, []) is None
+def test_permissions_select_by_the_external_services_name() -> None:
+    def permissions(*policies: Policy) -> tuple[PermissionRule, ...] | None:
+        return egress_permissions(egress_policies("externalservice-1", {MTP: policies}))
+
+    assert permissions() is None
     other = _mtp({"kind": "MeshService", "name": "other"}, "Allow")
-    assert egress_permissions("mesh-1", tags, [other]) is None
+    assert permissions(other) is None
     mine = _mtp({"kind": "MeshService", "name": "externalservice-1"}, "Allow")
-    (rule,) = egress_permissions("mesh-1", tags, [other, mine]) or ()
+    (rule,) = permissions(other, mine) or ()
     assert (rule.subset, rule.action) == ((), "Allow")
     mesh_wide = _mtp({"kind": "Mesh"}, "Deny")
-    assert [r.action for r in egress_permissions("mesh-1", tags, [mesh_wide]) or ()] == ["Deny"]
+    assert [r.action for r in permissions(mesh_wide) or ()] == ["Deny"]
+    # Kuma matches the external service at the egress by ``kuma.io/service`` alone (its
+    # egress proxy builder's second match): a subset on its other tags selects nothing.
+    by_protocol = _mtp({"kind": "MeshSubset", "tags": {"kuma.io/protocol": "http"}}, "Allow")
+    assert permissions(by_protocol) is None

@@ -9,30 +9,39 @@ re-assembled only when one of them changes:
 * ``mesh_key(mesh)`` for every mesh known (mTLS or ``routing`` turned on or off),
 * ``EXTERNALS_KEY``: an ExternalService created, changed or deleted in any mesh,
 * ``endpoints_key(mesh, service)`` for each service it carries (a Secret its TLS reads),
-* ``kind_key("MeshTrafficPermission", mesh)`` for each mesh it carries (permissions).
+* for each mesh it carries, ``egress_policy_key(mesh)`` (a policy of a kind the egress applies,
+  ``kuma.policies.egress``, newly selecting one of the mesh's ExternalServices:
+  ``handlers/egress_policy.py``) and the selection key of every policy it read (that policy
+  changed or deleted).
 
-A sidecar's change, a Dataplane's or any other policy's, never re-assembles it.
+A sidecar's change, a Dataplane's or any other policy's (of another kind, or selecting no
+ExternalService), never re-assembles it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
 
+from kuma.policies.egress import egress_policies
 from kuma.resources import ZoneEgress
-from kuma.resources.model import SERVICE_TAG
 from kuma.xds import types
-from kuma.xds.generate.external import EXTERNAL_SERVICE_TAG, external_protocol
+from kuma.xds.generate.external import external_protocol
 from kuma.xds.generate.via_egress import routes_through_egress
 from kuma.xds.generate.zone_egress import EgressService, egress_permissions, generate_zone_egress
 
 from .interner import Interner
 from .mesh_state import Meshes
 from .watches import ProxyResources
-from .zone_ingress import IngressAssembly, endpoints_key, kind_key, mesh_key
+from .zone_ingress import IngressAssembly, endpoints_key, mesh_key
 
 #: Selection key of the egresses: any ExternalService changed (``handlers/external_service``).
 EXTERNALS_KEY: Hashable = ("ExternalServices",)
-MTP = "MeshTrafficPermission"
+
+
+def egress_policy_key(mesh: str) -> Hashable:
+    """Selection key of the egresses carrying ``mesh``: a policy they apply newly selects one
+    of its ExternalServices."""
+    return ("egress-policies", mesh)
 
 
 def egress_services(meshes: Meshes) -> tuple[list[EgressService], set[Hashable]]:
@@ -43,22 +52,25 @@ def egress_services(meshes: Meshes) -> tuple[list[EgressService], set[Hashable]]
         selections.add(mesh_key(mesh.name))
         if not routes_through_egress(mesh.mesh):
             continue
-        selections.add(kind_key(MTP, mesh.name))
-        policies = mesh.policies_by_kind().get(MTP, ())
+        selections.add(egress_policy_key(mesh.name))
+        by_kind = mesh.policies_by_kind()
         for service in sorted(mesh.externals.services()):
             selections.add(endpoints_key(mesh.name, service))
             endpoints = mesh.externals.endpoints(service)
             if not endpoints:
                 continue  # its Secret is missing: left out, as for sidecars
-            tags = {k: v for k, v in endpoints[0].tags if k != EXTERNAL_SERVICE_TAG}
-            tags[SERVICE_TAG] = service
+            policies = egress_policies(service, by_kind)
+            for matched in policies.by_kind.values():
+                # Each policy's selection key (``handlers/policy.selection_key``).
+                selections.update((p.TYPE, p.mesh, p.name) for p in matched.policies)
             found.append(
                 EgressService(
                     mesh.name,
                     service,
                     external_protocol(endpoints),
                     endpoints,
-                    egress_permissions(mesh.name, tags, policies),
+                    egress_permissions(policies),
+                    policies,
                 )
             )
     return found, selections

@@ -9,9 +9,10 @@ meshtrafficpermission plugin's ``configureEgress``; shapes as its testdata golde
   ``tls``; it terminates the mesh's mTLS as a sidecar's inbound does (the egress's identity
   and the mesh CA over SDS: ``identity_cert:secret:<mesh>``, ``mesh_ca:secret:<mesh>``),
   authorizes with MeshTrafficPermission (RBAC first in the chain; Kuma: no permission
-  selecting the external service denies everyone), then an HTTP connection manager
-  (``kuma.io/protocol`` http/http2/grpc: host rewritten to the external host) or a TCP proxy
-  to the cluster ``<mesh>:<service>``.
+  selecting the external service denies everyone), with the changes of the other kinds Kuma
+  applies at the egress (MeshFaultInjection, MeshRateLimit: ``kuma.policies.egress``), then an
+  HTTP connection manager (``kuma.io/protocol`` http/http2/grpc: host rewritten to the
+  external host) or a TCP proxy to the cluster ``<mesh>:<service>``.
 * That cluster is the one a sidecar builds when it reaches the ExternalService directly
   (``external.external_cluster``: STRICT_DNS or STATIC, the ExternalService's own TLS
   originated per endpoint), under the egress's name.
@@ -19,16 +20,16 @@ meshtrafficpermission plugin's ``configureEgress``; shapes as its testdata golde
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 
-from kuma.policies.matching import resolve
+from kuma.policies import EMPTY, ProxyPolicies
+from kuma.policies.egress import EGRESS_INBOUND, apply_egress_chain
 from kuma.policies.meshtrafficpermission import permission_rules
-from kuma.resources import from_document
-from kuma.resources.model import SERVICE_TAG, Dataplane, Policy, ZoneEgress
+from kuma.resources.model import SERVICE_TAG, ZoneEgress
 
 from ._pb import add_hcm, add_tcp_proxy
 from .destination import Destination
@@ -52,6 +53,8 @@ class EgressService(NamedTuple):
     endpoints: tuple[ExternalEndpoint, ...]
     #: MeshTrafficPermission rules for callers (None: none selects it, everyone is denied).
     permissions: tuple[PermissionRule, ...] | None = None
+    #: The policies selecting it at the egress (``kuma.policies.egress.egress_policies``).
+    policies: ProxyPolicies = EMPTY
 
 
 def egress_cluster_name(mesh: str, service: str) -> str:
@@ -63,28 +66,13 @@ def egress_chain_name(mesh: str, service: str) -> str:
     return f"{service}_{mesh}"
 
 
-def egress_permissions(
-    mesh: str, tags: Mapping[str, str], policies: Iterable[Policy]
-) -> tuple[PermissionRule, ...] | None:
-    """The MeshTrafficPermission rules of the mesh that select an external service with
-    ``tags`` (Kuma's ``EgressMatchedPolicies``: the service matched as a proxy's inbound
-    carrying its tags would be); None when none selects it."""
-    mtps = [p for p in policies if p.TYPE == MTP and p.mesh == mesh]
-    if not mtps:
-        return None
-    stand_in = from_document(
-        {
-            "type": "Dataplane",
-            "mesh": mesh,
-            "name": "zone-egress",
-            "networking": {"address": "127.0.0.1", "inbound": [{"port": 1, "tags": dict(tags)}]},
-        }
-    )
-    assert isinstance(stand_in, Dataplane)
-    matched = resolve(stand_in, {MTP: mtps}).get(MTP)
+def egress_permissions(policies: ProxyPolicies) -> tuple[PermissionRule, ...] | None:
+    """The MeshTrafficPermission rules among an external service's egress policies
+    (``kuma.policies.egress``); None when no permission selects it."""
+    matched = policies.get(MTP)
     if matched is None:
         return None
-    rules = permission_rules(matched, ("127.0.0.1", 1))
+    rules = permission_rules(matched, EGRESS_INBOUND)
     return None if rules is None else tuple(rules)
 
 
@@ -98,6 +86,8 @@ def _cluster(item: EgressService) -> cluster_pb2.Cluster:
 
 
 def _add_chain(listener: listener_pb2.Listener, item: EgressService) -> None:
+    # Kuma's plugin order puts MeshTrafficPermission after the kinds that change the chain:
+    # its RBAC filter goes in front of theirs.
     chain = listener.filter_chains.add(name=egress_chain_name(item.mesh, item.service))
     match = chain.filter_chain_match
     match.server_names.append(sni_from_tags({SERVICE_TAG: item.service, "mesh": item.mesh}))
@@ -113,8 +103,10 @@ def _add_chain(listener: listener_pb2.Listener, item: EgressService) -> None:
         add_hcm(chain, config)
     else:
         add_tcp_proxy(chain, item.service, cluster, None)
+    apply_egress_chain(chain, item.policies, item.protocol)
     rules = DENY_ALL if item.permissions is None else item.permissions
-    apply_rbac(chain, item.service, item.mesh, rules)
+    # Kuma's StatsName here is the egress listener's name (the network filter's stat prefix).
+    apply_rbac(chain, listener.name, item.mesh, rules)
 
 
 def generate_zone_egress(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kuma.policies.egress import egress_kinds
 from kuma.resources.policy import POLICY_KINDS
 
 from .base import InputHandler
 from .dataplane import DataplaneHandler
+from .egress_policy import EgressPolicyHandler
 from .external_service import ExternalServiceHandler, SecretHandler
 from .mesh import MeshHandler
 from .mesh_gateway import MeshGatewayHandler
@@ -22,7 +24,9 @@ from .zone_ingress_proxy import ZoneIngressProxyHandler
 def default_handlers(*, zone: str = "") -> list[InputHandler]:
     """``zone``: a zone control plane's name, stamped on the Dataplanes it serves (its own
     ZoneIngresses are not endpoints of its proxies; other zones' are)."""
-    policies = [PolicyHandler(kind) for kind in sorted(POLICY_KINDS)]
+    # A policy a ZoneEgress applies is looked at first (before the mesh holds its new version).
+    policies: list[InputHandler] = [EgressPolicyHandler(k) for k in sorted(egress_kinds())]
+    policies.extend(PolicyHandler(kind) for kind in sorted(POLICY_KINDS))
     externals: list[InputHandler] = [ExternalServiceHandler(), SecretHandler()]
     externals.append(MeshGatewayHandler())
     externals.append(ZoneEgressHandler(zone))

@@ -1,0 +1,249 @@
+"""Kuma's policies at the ZoneEgress, against Kuma v2.7.29's plugin goldens for the same input:
+``meshfaultinjection/plugin/v1alpha1/testdata/egress_basic_listener.golden.yaml`` and
+``meshratelimit/plugin/v1alpha1/testdata/basic_egress.golden.yaml`` (the filters and per-route
+config of each external service's chain; Kuma's tests build the rest of the chain by hand, so
+the rest is ``test_zone_egress_generate.py``'s), and the matching (``kuma.policies.egress``:
+Kuma's ``EgressMatchedPolicies``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
+
+from kuma.policies.egress import EGRESS_INBOUND, egress_policies, selects_any
+from kuma.resources import from_document, validate
+from kuma.resources.model import ExternalService, Policy, ZoneEgress
+from kuma.xds.generate._pb import HCM_FILTER
+from kuma.xds.generate.external import resolve_endpoints
+from kuma.xds.generate.zone_egress import EgressService, egress_permissions, generate_zone_egress
+
+ROUTER = "envoy.filters.http.router"
+RBAC = ("envoy.filters.http.rbac", "envoy.filters.network.rbac")
+FAULTS = [
+    {
+        "abort": {"httpStatus": 444, "percentage": 12},
+        "delay": {"value": "55s", "percentage": "55"},
+        "responseBandwidth": {"limit": "111Mbps", "percentage": "62.9"},
+    }
+]
+#: The golden's fault filter (its header matcher only for the ``frontend`` rule).
+FAULT_CONFIG = {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "abort": {"httpStatus": 444, "percentage": {"numerator": 12}},
+    "delay": {"fixedDelay": "55s", "percentage": {"numerator": 55}},
+    "responseRateLimit": {
+        "fixedLimit": {"limitKbps": "111000"},
+        "percentage": {"denominator": "TEN_THOUSAND", "numerator": 6290},
+    },
+}
+FRONTEND_HEADER = {
+    "name": "x-kuma-tags",
+    "stringMatch": {"safeRegex": {"regex": ".*&kuma.io/service=[^&]*frontend[,&].*"}},
+}
+RATE_LIMIT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3."
+RATE_LIMIT_ROUTE = {
+    "@type": RATE_LIMIT_TYPE + "LocalRateLimit",
+    "filterEnabled": {"defaultValue": {"numerator": 100}, "runtimeKey": "local_rate_limit_enabled"},
+    "filterEnforced": {
+        "defaultValue": {"numerator": 100},
+        "runtimeKey": "local_rate_limit_enforced",
+    },
+    "statPrefix": "rate_limit",
+    "tokenBucket": {"fillInterval": "10s", "maxTokens": 100, "tokensPerFill": 100},
+}
+TCP_RATE_LIMIT = {
+    "name": "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
+    "typedConfig": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3."
+        "LocalRateLimit",
+        "statPrefix": "tcp_rate_limit",
+        "tokenBucket": {"fillInterval": "22s", "maxTokens": 22, "tokensPerFill": 22},
+    },
+}
+
+
+def _policy(kind: str, mesh: str, name: str, spec: dict[str, Any]) -> Policy:
+    policy = from_document({"type": kind, "mesh": mesh, "name": name, "spec": spec})
+    assert isinstance(policy, Policy)
+    assert not validate(policy), validate(policy)
+    return policy
+
+
+def _service(mesh: str, service: str, protocol: str, policies: list[Policy]) -> EgressService:
+    resource = from_document(
+        {
+            "type": "ExternalService",
+            "mesh": mesh,
+            "name": service,
+            "networking": {"address": f"{service}.org:443"},
+            "tags": {"kuma.io/service": service, "kuma.io/protocol": protocol},
+        }
+    )
+    assert isinstance(resource, ExternalService)
+    by_kind: dict[str, list[Policy]] = {}
+    for policy in policies:
+        by_kind.setdefault(policy.TYPE, []).append(policy)
+    matched = egress_policies(service, by_kind)
+    endpoints = resolve_endpoints({service: resource}, {}, mesh)
+    return EgressService(mesh, service, protocol, endpoints, egress_permissions(matched), matched)
+
+
+def _chains(services: list[EgressService]) -> dict[str, dict[str, Any]]:
+    egress = from_document(
+        {"type": "ZoneEgress", "name": "e", "networking": {"address": "192.168.0.1", "port": 10002}}
+    )
+    assert isinstance(egress, ZoneEgress)
+    listener, _ = generate_zone_egress(egress, services)
+    assert listener is not None
+    document = json_format.MessageToDict(listener)
+    return {chain["name"]: chain for chain in document["filterChains"]}
+
+
+def _filters(chain: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chain's network filters without MeshTrafficPermission's (Kuma's tests of other
+    kinds have none: its plugin runs after theirs and puts its filter in front)."""
+    return [f for f in chain["filters"] if f["name"] not in RBAC]
+
+
+def _http(chain: dict[str, Any]) -> dict[str, Any]:
+    (manager,) = [f["typedConfig"] for f in chain["filters"] if f["name"] == HCM_FILTER]
+    return dict(manager)
+
+
+def _http_filters(chain: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for f in _http(chain)["httpFilters"] if f["name"] not in RBAC]
+
+
+def test_fault_injection_at_the_egress_matches_kumas_golden() -> None:
+    frontend = _policy(
+        "MeshFaultInjection",
+        "mesh-1",
+        "mfi-1",
+        {
+            "targetRef": {"kind": "MeshService", "name": "external-service-1"},
+            "from": [
+                {
+                    "targetRef": {"kind": "MeshService", "name": "frontend"},
+                    "default": {"http": FAULTS},
+                }
+            ],
+        },
+    )
+    everyone = _policy(
+        "MeshFaultInjection",
+        "mesh-2",
+        "mfi-2",
+        {
+            "targetRef": {"kind": "MeshService", "name": "external-service-2"},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"http": FAULTS}}],
+        },
+    )
+    chains = _chains(
+        [
+            _service("mesh-1", "external-service-1", "http", [frontend]),
+            _service("mesh-1", "external-service-2", "http", [frontend]),
+            _service("mesh-2", "external-service-1", "tcp", [everyone]),
+            _service("mesh-2", "external-service-2", "http", [everyone]),
+        ]
+    )
+    fault = "envoy.filters.http.fault"
+    first = _http_filters(chains["external-service-1_mesh-1"])
+    assert [f["name"] for f in first] == [fault, ROUTER]
+    assert first[0]["typedConfig"] == {**FAULT_CONFIG, "headers": [FRONTEND_HEADER]}
+    assert _http_filters(chains["external-service-2_mesh-2"])[0] == {
+        "name": fault,
+        "typedConfig": FAULT_CONFIG,
+    }
+    # Not selected (mesh-1's other service), or TCP: no fault filter.
+    assert [f["name"] for f in _http_filters(chains["external-service-2_mesh-1"])] == [ROUTER]
+    assert fault not in str(chains["external-service-1_mesh-2"])
+
+
+def test_rate_limit_at_the_egress_matches_kumas_golden() -> None:
+    http = {"local": {"http": {"requestRate": {"num": 100, "interval": "10s"}}}}
+    tcp = {"local": {"tcp": {"connectionRate": {"num": 22, "interval": "22s"}}}}
+
+    def limit(mesh: str, name: str, service: str, conf: dict[str, Any]) -> Policy:
+        target = {"kind": "MeshService", "name": service}
+        spec = {"targetRef": target, "from": [{"targetRef": {"kind": "Mesh"}, "default": conf}]}
+        return _policy("MeshRateLimit", mesh, name, spec)
+
+    mesh_1 = [limit("mesh-1", "mrl-1", "external-service-1", http)]
+    mesh_2 = [
+        limit("mesh-2", "mrl-2", "external-service-1", tcp),
+        limit("mesh-2", "mrl-3", "external-service-2", http),
+    ]
+    chains = _chains(
+        [
+            _service("mesh-1", "external-service-1", "http", mesh_1),
+            _service("mesh-1", "external-service-2", "tcp", mesh_1),
+            _service("mesh-2", "external-service-1", "tcp", mesh_2),
+            _service("mesh-2", "external-service-2", "http", mesh_2),
+        ]
+    )
+    filter_name = "envoy.filters.http.local_ratelimit"
+    for name in ("external-service-1_mesh-1", "external-service-2_mesh-2"):
+        chain = chains[name]
+        assert [f["name"] for f in _http_filters(chain)] == [filter_name, ROUTER]
+        assert _http_filters(chain)[0]["typedConfig"] == {
+            "@type": RATE_LIMIT_TYPE + "LocalRateLimit",
+            "statPrefix": "rate_limit",
+        }
+        (host,) = _http(chain)["routeConfig"]["virtualHosts"]
+        (route,) = host["routes"]
+        assert route["typedPerFilterConfig"] == {filter_name: RATE_LIMIT_ROUTE}
+    # TCP: the network filter in front of the TCP proxy (behind the RBAC filter, which
+    # Kuma's MeshTrafficPermission plugin puts first after this one ran).
+    tcp_chain = chains["external-service-1_mesh-2"]
+    assert [f["name"] for f in tcp_chain["filters"]] == [
+        "envoy.filters.network.rbac",
+        TCP_RATE_LIMIT["name"],
+        "envoy.filters.network.tcp_proxy",
+    ]
+    assert _filters(tcp_chain)[0] == TCP_RATE_LIMIT
+    assert [f["name"] for f in _filters(chains["external-service-2_mesh-1"])] == [
+        "envoy.filters.network.tcp_proxy"
+    ]
+
+
+def test_matching_is_by_the_services_name_in_kumas_order() -> None:
+    def fault(name: str, target: dict[str, Any], status: int) -> Policy:
+        conf = {"http": [{"abort": {"httpStatus": status, "percentage": 100}}]}
+        spec = {"targetRef": target, "from": [{"targetRef": {"kind": "Mesh"}, "default": conf}]}
+        return _policy("MeshFaultInjection", "default", name, spec)
+
+    # ``from`` needs a top-level targetRef without gateways (proxyTypes is not read here).
+    mesh_wide = fault("a", {"kind": "Mesh", "proxyTypes": ["Sidecar"]}, 500)
+    mine = fault("b", {"kind": "MeshService", "name": "httpbin"}, 418)
+    other = fault("c", {"kind": "MeshService", "name": "other"}, 503)
+    by_protocol = fault(
+        "d",
+        {"kind": "MeshSubset", "proxyTypes": ["Sidecar"], "tags": {"kuma.io/protocol": "http"}},
+        502,
+    )
+    matched = egress_policies(
+        "httpbin", {"MeshFaultInjection": [mine, other, by_protocol, mesh_wide]}
+    )
+    kind = matched.get("MeshFaultInjection")
+    assert kind is not None
+    # Mesh before MeshService (Kuma's ByTargetRef); ``other`` and the tag subset not at all.
+    assert [p.name for p in kind.policies] == ["a", "b"]
+    rules = kind.from_rules[EGRESS_INBOUND]
+    # One rule for every client; the more specific policy merged last (its fault is in it).
+    (rule,) = rules
+    assert 418 in [f.abort.http_status for f in kind.conf(rule).http]
+    # Kinds Kuma does not apply at the egress are not matched at all.
+    timeout = _policy(
+        "MeshTimeout",
+        "default",
+        "t",
+        {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "5s"}}],
+        },
+    )
+    assert not egress_policies("httpbin", {"MeshTimeout": [timeout]})
+    assert not selects_any(timeout, ["httpbin"])
+    assert selects_any(mine, ["db", "httpbin"])
+    assert not selects_any(mine, ["db"])
