@@ -6,7 +6,9 @@ for the external service leads to the egress with the mesh's mTLS; the egress is
 --proxy-type egress`` with a zone token, which registers its ZoneEgress, gets an identity
 ``spiffe://default/zone-egress`` of the mesh and its config (SNI filter chains, RBAC, clusters
 to the outside). MeshTrafficPermission is enforced at the egress: the permitted service
-answers, one no permission selects gets 403 until a permission for it arrives.
+answers, one no permission selects gets 403 until a permission for it arrives. Kuma's other
+policies at the egress: a MeshFaultInjection for web's requests (by the callers' tags header)
+aborts them there with its status, a MeshRateLimit answers 429 there; the outside sees neither.
 """
 
 from __future__ import annotations
@@ -44,6 +46,35 @@ spec:
   from:
   - targetRef: {kind: MeshService, name: web}
     default: {action: Allow}
+"""
+
+#: Kuma's policies at the egress (``kuma.policies.egress``): a fault for web's requests to
+#: ``outside`` (matched on the ``x-kuma-tags`` header web's sidecar adds), a rate limit of one
+#: request per ten minutes to ``closed``.
+FAULT_FOR_WEB = """
+type: MeshFaultInjection
+mesh: default
+name: outside-fails-for-web
+spec:
+  targetRef: {kind: MeshService, name: outside}
+  from:
+  - targetRef: {kind: MeshService, name: web}
+    default:
+      http:
+      - abort: {httpStatus: 418, percentage: 100}
+"""
+LIMIT_CLOSED = """
+type: MeshRateLimit
+mesh: default
+name: closed-limited
+spec:
+  targetRef: {kind: MeshService, name: closed}
+  from:
+  - targetRef: {kind: Mesh}
+    default:
+      local:
+        http:
+          requestRate: {num: 1, interval: 10m}
 """
 
 
@@ -144,6 +175,19 @@ def test_a_sidecar_reaches_an_external_service_through_a_real_zone_egress(
         # A permission for it: the egress is re-assembled and lets it through.
         control_plane.put("mtp-closed", ALLOW_WEB.replace("outside", "closed"))
         eventually(lambda: http_get(to_closed)[0] == 200 or None, "closed permitted")
+        # The fault is injected by the egress: the outside sees none of the aborted requests.
+        control_plane.put("mfi", FAULT_FOR_WEB)
+        eventually(lambda: http_get(to_outside)[0] == 418 or None, "abort at the egress")
+        hits = outside.hits
+        assert http_get(to_outside)[0] == 418
+        assert outside.hits == hits
+        assert _stat(egress_admin, "http.outside.fault.aborts_injected") >= 2
+        # The egress's bucket for "closed" empties: 429, the outside not reached.
+        control_plane.put("mrl", LIMIT_CLOSED)
+        eventually(lambda: http_get(to_closed)[0] == 429 or None, "rate limited at the egress")
+        hits = outside.hits
+        assert http_get(to_closed)[0] == 429
+        assert outside.hits == hits
         stored = [
             r
             for p in control_plane.folder.glob("*.yaml")
