@@ -180,7 +180,7 @@ async def run_control_plane(
             )
             tg.start_soon(engine.run, store)
             # Transparent proxies' VIPs: allocated once, kept in the store (kuma/cp/vips.py).
-            tg.start_soon(VipAllocator(store).run)
+            tg.start_soon(VipAllocator(store, zone=config.zone_name).run)
             if ingress_services is not None:
                 tg.start_soon(ingress_services.run)
             tg.start_soon(insights.run)

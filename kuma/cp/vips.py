@@ -13,8 +13,10 @@ Rules (:func:`allocate`):
   store or a lost allocation tends to give back the same addresses; on a collision with the
   *stored* allocation it probes forward (the next hash), so existing entries are never
   displaced;
-- a service exists while a Dataplane has a non-Ignored inbound of it or an ExternalService
-  tags it; an ExternalService's host name (a DNS name, without ``disableHostDNSEntry``) gets a
+- a service exists while a Dataplane has a non-Ignored inbound of it, an ExternalService
+  tags it or another zone's ZoneIngress lists it in its ``availableServices`` (Kuma's
+  allocator takes remote ingresses too, so a transparent proxy reaches a service only another
+  zone has); an ExternalService's host name (a DNS name, without ``disableHostDNSEntry``) gets a
   VIP of its own too (``hosts``, Kuma's host entries), from another hash, never a service's;
 - the VIP of a service (or host) that no longer exists is released on the allocator's next
   write for that mesh; the resource is deleted when the mesh has no service left. A service
@@ -46,6 +48,7 @@ from kuma.resources import (
     ResourceKey,
     StoredResource,
     ValidationError,
+    ZoneIngress,
 )
 from kuma.resources.validation import VIP_NETWORK
 from kuma.resources.validation.common import is_dns_name
@@ -54,11 +57,13 @@ from kuma.store import (
     ConflictError,
     NotFoundError,
     Operation,
+    ResourceEvent,
     Store,
     StoreError,
     Synced,
     WatchItem,
 )
+from kuma.xds.generate.cross_zone import listed_services
 from kuma.xds.generate.view import services_of
 
 from .logs import fields
@@ -111,8 +116,10 @@ def allocate(
 class VipAllocator:
     """Follows the store; keeps every mesh's ``MeshVips`` in line with its services."""
 
-    def __init__(self, store: Store, *, retry_interval: float = 1.0) -> None:
+    def __init__(self, store: Store, *, retry_interval: float = 1.0, zone: str = "") -> None:
         self._store = store
+        #: The local zone: its own ZoneIngresses list nothing new (cross_zone.is_remote).
+        self.zone = zone
         self.retry_interval = retry_interval
         #: mesh → Dataplane name → the services it makes exist.
         self._members: dict[str, dict[str, frozenset[str]]] = {}
@@ -120,6 +127,10 @@ class VipAllocator:
         self._counts: dict[str, Counter[str]] = {}
         #: mesh → ExternalService name → (its service, its host name when it gets a host VIP).
         self._externals: dict[str, dict[str, tuple[str, str | None]]] = {}
+        #: Remote ZoneIngress name → the (mesh, service) pairs it lists.
+        self._listed: dict[str, frozenset[tuple[str, str]]] = {}
+        #: mesh → service → how many remote ZoneIngresses list it.
+        self._remote: dict[str, Counter[str]] = {}
         #: mesh → its MeshVips as the watch last delivered it (or as this instance wrote it).
         self._stored: dict[str, StoredResource] = {}
         self._dirty: set[str] = set()
@@ -128,8 +139,10 @@ class VipAllocator:
         self._done = False
 
     def services(self, mesh: str) -> set[str]:
-        """The services of Dataplanes and of ExternalServices (Kuma gives both a VIP)."""
+        """The services of Dataplanes, of ExternalServices and of other zones' ingresses
+        (Kuma gives all three a VIP)."""
         services = {s for s, n in self._counts.get(mesh, Counter()).items() if n > 0}
+        services.update(self._remote.get(mesh, Counter()))
         services.update(service for service, _ in self._externals.get(mesh, {}).values())
         return services
 
@@ -140,7 +153,12 @@ class VipAllocator:
     def _apply(self, item: WatchItem) -> None:
         if isinstance(item, Synced):
             self._synced = True
-            self._dirty.update(self._counts.keys() | self._externals.keys() | self._stored.keys())
+            self._dirty.update(
+                self._counts.keys()
+                | self._externals.keys()
+                | self._stored.keys()
+                | self._remote.keys()
+            )
             return
         resource = item.resource
         if isinstance(resource, Dataplane):
@@ -170,6 +188,9 @@ class VipAllocator:
                 externals[resource.name] = _external_entry(resource)
             if old_entry == externals.get(resource.name):
                 return
+        elif isinstance(resource, ZoneIngress):
+            self._dirty.update(self._relist(item))
+            return
         elif isinstance(resource, MeshVips):
             mesh = resource.name
             if item.operation is Operation.DELETE:
@@ -179,6 +200,34 @@ class VipAllocator:
         else:
             return
         self._dirty.add(mesh)
+
+    def _relist(self, item: ResourceEvent) -> set[str]:
+        """Follow a ZoneIngress: only the services it lists (before or after) are counted
+        again; the meshes where one of them appeared or vanished are returned (an instances
+        change, the common update, returns none)."""
+        assert isinstance(item.resource, ZoneIngress)
+        name = item.resource.name
+        old = self._listed.pop(name, frozenset())
+        new = (
+            frozenset()
+            if item.operation is Operation.DELETE
+            else listed_services(item.resource, self.zone)
+        )
+        if new:
+            self._listed[name] = new
+        changed: set[str] = set()
+        for mesh, service in old - new:
+            counts = self._remote[mesh]
+            counts[service] -= 1
+            if counts[service] <= 0:
+                del counts[service]
+                changed.add(mesh)
+        for mesh, service in new - old:
+            counts = self._remote.setdefault(mesh, Counter())
+            if not counts[service]:
+                changed.add(mesh)
+            counts[service] += 1
+        return changed
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Follow the store until cancelled; ``task_status.started()`` once the store's

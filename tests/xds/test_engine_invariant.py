@@ -58,7 +58,7 @@ from kuma.xds.engine.handlers import default_handlers
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.engine.mesh_state import MeshState
 from kuma.xds.engine.watches import ProxyRecord, Subscription
-from kuma.xds.generate.cross_zone import remote_endpoints
+from kuma.xds.generate.cross_zone import listed_services, remote_endpoints
 from kuma.xds.generate.proxy import generate_proxy, outbound_plan, type_url_of
 from kuma.xds.generate.via_egress import EgressAddress
 from kuma.xds.generate.view import StaticMeshView, services_of
@@ -477,6 +477,9 @@ def expected(
         ],
         remote=remote_endpoints(ingresses, local_zone),
         local_zone=local_zone,
+        remote_services={
+            s for i in ingresses for m, s in listed_services(i, local_zone) if m == mesh_name
+        },
     )
 
     def tls_ready(service: str) -> bool:

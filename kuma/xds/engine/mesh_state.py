@@ -117,6 +117,9 @@ class MeshState:
         self.mesh: Mesh | None = None
         self.dataplanes: dict[str, Dataplane] = {}
         self._services: dict[str, ServiceEntry] = {}
+        #: Service → how many other zones' ingresses list it (handlers/remote_services.py):
+        #: such a service exists here for transparent proxies even without a local member.
+        self._listed: dict[str, int] = {}
         #: The mesh's MeshVips resource as stored (kuma/cp/vips.py allocates and writes it).
         self._stored_vips: Mapping[str, str] = {}
         #: What proxies see: the stored VIPs of the services that exist. An allocation may
@@ -196,7 +199,8 @@ class MeshState:
         return locality_plan(self.mesh, cross_zone.zone, cross_zone.instances)
 
     def services(self) -> Iterable[str]:
-        return (s for s, entry in self._services.items() if entry.members)
+        local = (s for s, entry in self._services.items() if entry.members)
+        return {*local, *self._listed} if self._listed else local
 
     def vip(self, service: str) -> str | None:
         return self._vips.get(service)
@@ -294,6 +298,17 @@ class MeshState:
             if self._services[service].empty:
                 del self._services[service]
         return touched
+
+    def list_remote(self, service: str, listed: bool) -> None:
+        """Another zone's ingress started (``listed``) or stopped listing ``service``."""
+        count = self._listed.get(service, 0) + (1 if listed else -1)
+        if count > 0:
+            self._listed[service] = count
+        else:
+            self._listed.pop(service, None)
+        if count <= 1:
+            # The service may have appeared in or vanished from the mesh (see refresh_vips).
+            self._vips_dirty = True
 
     def put_remote(self, service: str, at: Coordinates, endpoints: tuple[Endpoint, ...]) -> bool:
         """Set (empty: drop) what the remote ingress at ``at`` gives ``service``; True if it

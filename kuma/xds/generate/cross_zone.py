@@ -61,9 +61,27 @@ def locality_plan(mesh: Mesh | None, local_zone: str, instances: int) -> Localit
     return LocalityPlan(True, max(1, instances), local_zone if aware and local_zone else None)
 
 
+def is_remote(ingress: ZoneIngress, local_zone: str) -> bool:
+    """Kuma's ``IsRemoteIngress``: another zone's ingress (one without a zone is nobody's)."""
+    return bool(ingress.zone) and ingress.zone != local_zone
+
+
+def listed_services(ingress: ZoneIngress, local_zone: str) -> frozenset[tuple[str, str]]:
+    """The (mesh, service) pairs a remote ingress lists: services that exist in the mesh for
+    this zone's transparent proxies (a VIP and a ``.mesh`` name, Kuma's VIP allocator), with
+    or without a public address; none for a local ingress."""
+    if not is_remote(ingress, local_zone):
+        return frozenset()
+    return frozenset(
+        (available.mesh, service)
+        for available in ingress.available_services
+        if (service := available.tags.get(SERVICE_TAG, ""))
+    )
+
+
 def remote_coordinates(ingress: ZoneIngress, local_zone: str) -> Coordinates | None:
     """The public address of a remote ingress; None for a local one or one without it."""
-    if not ingress.zone or ingress.zone == local_zone:
+    if not is_remote(ingress, local_zone):
         return None
     networking = ingress.networking
     if networking is None or not networking.advertised_address or not networking.advertised_port:

@@ -29,7 +29,8 @@ def services_of(dataplane: Dataplane) -> list[str]:
 class StaticMeshView:
     """A mesh as of one moment: its Mesh resource, Dataplanes, virtual IPs, ExternalServices,
     the values of its Secrets (by name, for their DataSources), the zone's egresses and the
-    other zones' ingresses (``remote``, seen from ``local_zone``)."""
+    other zones' ingresses (``remote``, seen from ``local_zone``; ``remote_services``: the
+    services of this mesh they list, which exist here without a local member)."""
 
     def __init__(
         self,
@@ -42,6 +43,7 @@ class StaticMeshView:
         host_vips: Mapping[str, str] | None = None,
         remote: RemoteEndpoints = NO_REMOTE,
         local_zone: str = "",
+        remote_services: Iterable[str] = (),
     ) -> None:
         self._mesh = mesh
         self._egresses = tuple(sorted(set(zone_egresses)))
@@ -57,7 +59,7 @@ class StaticMeshView:
         }
         self._plan = locality_plan(mesh, local_zone, remote.instances)
         self._endpoints: dict[str, list[Endpoint]] = {}
-        self._services: set[str] = set()
+        self._services: set[str] = set(remote_services)
         for dataplane in dataplanes:
             if mesh is not None and dataplane.mesh != mesh.name:
                 continue

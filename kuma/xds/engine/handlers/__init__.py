@@ -16,6 +16,7 @@ from .mesh import MeshHandler
 from .mesh_gateway import MeshGatewayHandler
 from .mesh_vips import MeshVipsHandler
 from .policy import PolicyHandler
+from .remote_services import RemoteServicesHandler
 from .zone_egress import ZoneEgressHandler
 from .zone_ingress import ZoneIngressHandler
 from .zone_ingress_proxy import ZoneIngressProxyHandler
@@ -30,8 +31,9 @@ def default_handlers(*, zone: str = "") -> list[InputHandler]:
     externals: list[InputHandler] = [ExternalServiceHandler(), SecretHandler()]
     externals.append(MeshGatewayHandler())
     externals.append(ZoneEgressHandler(zone))
-    # A ZoneIngress is a proxy of this zone, and other zones' are endpoints.
+    # A ZoneIngress is a proxy of this zone, and other zones' are endpoints and services.
     proxies: list[InputHandler] = [ZoneIngressProxyHandler(), ZoneIngressHandler(zone)]
+    proxies.append(RemoteServicesHandler(zone))
     return [
         DataplaneHandler(zone),
         MeshHandler(),
