@@ -216,8 +216,9 @@ async def run_control_plane(
                 ssl=tls.dp,
             )
             # The streams ask one source: the engine's resources, SDS from the SecretSource
-            # (kuma/mtls); /meshes/{mesh}/dataplanes/{name}/_config shows what it serves.
-            source = CompositeSource(engine, {types.SECRET: mtls.source})
+            # (kuma/mtls) and the engine's builtin gateway certificates (kuma/xds/gateway);
+            # /meshes/{mesh}/dataplanes/{name}/_config shows what it serves.
+            source = CompositeSource(engine, {types.SECRET: mtls.source}, shared={types.SECRET})
             ads_port = await tg.start(
                 serve_dp, source, config.dp_server.interface, config.dp_server.port, observer
             )

@@ -10,7 +10,7 @@ events), without the engine or the servers knowing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -21,12 +21,21 @@ from .source import Changes, ConfigSource, ListenableWatch, ProxyWatch
 
 
 class CompositeSource:
-    def __init__(self, primary: ConfigSource, routes: Mapping[str, ConfigSource]) -> None:
-        """``routes``: type URL → the source that owns it; the rest belong to ``primary``."""
+    def __init__(
+        self,
+        primary: ConfigSource,
+        routes: Mapping[str, ConfigSource],
+        shared: Iterable[str] = (),
+    ) -> None:
+        """``routes``: type URL → the source that owns it; the rest belong to ``primary``.
+        ``shared``: routed types the primary may add names to, derived from store events (a
+        builtin gateway's certificates beside the SecretSource's Secrets); the two never
+        serve the same name (``cert.*`` vs ``identity_cert:``/``mesh_ca:``)."""
         if any(source is primary for source in routes.values()):
             raise ValueError("route a type URL to the primary source by leaving it out")
         self._primary = primary
         self._routes = dict(routes)
+        self._shared = frozenset(shared) & frozenset(routes)
         #: Each routed source once, with the type URLs it owns.
         self._members: list[tuple[ConfigSource, frozenset[str]]] = []
         for source in {id(s): s for s in routes.values()}.values():
@@ -43,7 +52,8 @@ class CompositeSource:
                 (await stack.enter_async_context(source.watch_proxy(node_id, metadata)), owned)
                 for source, owned in self._members
             ]
-            watch = CompositeWatch(primary, frozenset(self._routes), members)
+            routed = frozenset(self._routes) - self._shared
+            watch = CompositeWatch(primary, routed, members, self._shared)
             stack.callback(watch.close)
             yield watch
 
@@ -56,9 +66,13 @@ class CompositeWatch:
         primary: ProxyWatch,
         routed: frozenset[str],
         members: list[tuple[ProxyWatch, frozenset[str]]],
+        shared: frozenset[str] = frozenset(),
     ) -> None:
+        """``routed``: the types the primary has no say in; ``shared``: routed types the
+        primary adds names to."""
         self._primary = primary
         self._routed = routed
+        self._shared = shared
         self._members = members
         self._by_type = {t: watch for watch, owned in members for t in owned}
         self._all = [primary, *(watch for watch, _ in members)]
@@ -87,7 +101,12 @@ class CompositeWatch:
         return self._primary.known
 
     def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
-        return self._by_type.get(type_url, self._primary).resources(type_url)
+        found = self._by_type.get(type_url, self._primary).resources(type_url)
+        if type_url in self._shared:
+            own = self._primary.resources(type_url)
+            if own:
+                return {**found, **own}
+        return found
 
     def take_changes(self) -> Changes:
         taken = self._primary.take_changes()

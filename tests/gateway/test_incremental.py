@@ -1,18 +1,22 @@
 """The engine's gateway is, after every batch, what a fresh engine builds from the same
 inputs, whatever the sequence of changes to MeshGateways, MeshHTTPRoutes, MeshTCPRoutes,
-backends (endpoints, protocols) and the gateway Dataplane (seeded random sequences, one to
+backends (endpoints, protocols), the mesh Secret HTTPS and TLS listeners read (valid,
+renewed, invalid, deleted) and the gateway Dataplane (seeded random sequences, one to
 three events per batch). Mutants caught when this was written: backends' CLAs not patched
 (no identity subsets), no MeshGateway selection key, a route on a MeshGateway not touching
-that key, backend inputs not watched."""
+that key, backend inputs not watched; later, Secret events not touching the gateways that
+read them."""
 
 from __future__ import annotations
 
+import base64
 import random
 
 import pytest
 
 from kuma.resources import Resource, decode_one
 from kuma.store import Operation
+from kuma.tls.certs import generate_ca_certificate
 from kuma.xds import types
 from kuma.xds.engine import Engine
 
@@ -31,7 +35,17 @@ LISTENERS = (
     "conf: {listeners: [{protocol: HTTP, port: 8000}]}",
     "conf: {listeners: [{protocol: HTTP, port: 8000}, {protocol: TCP, port: 9000}]}",
     "conf: {listeners: [{protocol: HTTP, port: 8000, hostname: a.dev, tags: {x: y}}]}",
+    "conf: {listeners: [{protocol: HTTP, port: 8000}, {protocol: HTTPS, port: 8443,"
+    " hostname: a.dev, tls: {mode: TERMINATE, certificates: [{secret: edge-cert}]}}]}",
+    "conf: {listeners: [{protocol: TLS, port: 9443, hostname: a.dev,"
+    " tls: {mode: TERMINATE, certificates: [{secret: edge-cert}]}}]}",
 )
+#: The Secret the HTTPS and TLS listeners read: two certificates, and one that is not.
+CERTIFICATES = (
+    *(b"".join(generate_ca_certificate(["a.dev"], "ECDSA")) for _ in range(2)),
+    b"not a certificate",
+)
+SECRET = "type: Secret\nmesh: default\nname: edge-cert\ndata: {data}\n"
 HTTP_RULES = (
     "        - matches: [{path: {type: PathPrefix, value: /a}}]\n"
     "          default: {backendRefs: [{kind: MeshService, name: web}]}\n",
@@ -52,7 +66,7 @@ spec:
 
 
 def _choices(rng: random.Random) -> Resource:
-    kind = rng.randrange(5)
+    kind = rng.randrange(6)
     if kind == 0:
         return decode_one(GATEWAY.replace(LISTENERS[0], rng.choice(LISTENERS)))
     if kind == 1:
@@ -70,6 +84,9 @@ def _choices(rng: random.Random) -> Resource:
                 protocol=rng.choice(("http", "http", "tcp")),
             )
         )
+    if kind == 4:
+        data = base64.b64encode(rng.choice(CERTIFICATES)).decode()
+        return decode_one(SECRET.format(data=data))
     return decode_one(EDGE.replace("service: edge}", f"service: edge, v: '{rng.randint(1, 2)}'}}"))
 
 
@@ -77,7 +94,7 @@ def _served(engine: Engine) -> dict[str, dict[str, str]]:
     watch = engine.subscribe("default.edge-1")
     return {
         type_url: {name: r.version for name, r in watch.resources(type_url).items()}
-        for type_url in (types.LISTENER, types.ROUTE, types.CLUSTER, types.ENDPOINT)
+        for type_url in (types.LISTENER, types.ROUTE, types.CLUSTER, types.ENDPOINT, types.SECRET)
     }
 
 

@@ -1,17 +1,23 @@
 """A builtin gateway on a real Envoy configured by a real kuma-cp: a MeshGateway HTTP
 listener and a MeshHTTPRoute targeting it send ``/web/...`` to service web and ``/api`` to
 service api (each a sidecar Envoy in front of its app), redirect ``/old``, answer Kuma's 404
-for other paths, and follow a route change; a TCP listener proxies to api (MeshTCPRoute); with
-mesh mTLS on (STRICT, allow-all permissions) the gateway originates mTLS to the sidecars as
-Kuma's does."""
+for other paths, and follow a route change; a TCP listener proxies to api (MeshTCPRoute); an
+HTTPS listener (TERMINATE, its certificate from a mesh Secret over SDS) is left out while the
+Secret is missing, then serves ``curl --cacert`` for its hostname with Kuma's HSTS header;
+with mesh mTLS on (STRICT, allow-all permissions) the gateway originates mTLS to the sidecars
+as Kuma's does."""
 
 from __future__ import annotations
 
+import base64
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import yaml
 
+from kuma.tls.certs import generate_ca_certificate
 from kuma.xds.gateway.resources import EMPTY_GATEWAY
 from tests.fixtures.envoy import (
     ControlPlane,
@@ -62,13 +68,33 @@ ROUTE = {
 }
 
 
+HOST = "gateway.test"
+
+
+def curl_https(port: int, path: str, ca: Path) -> tuple[int, dict[str, str], str]:
+    """``curl --cacert`` to the gateway's HTTPS listener for ``HOST`` (SNI and Host)."""
+    done = subprocess.run(
+        [
+            "curl", "-sS", "-i", "--max-time", "5", "--cacert", str(ca),
+            "--resolve", f"{HOST}:{port}:127.0.0.1", f"https://{HOST}:{port}{path}",
+        ],
+        capture_output=True, text=True, check=False, timeout=10,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    head, _, body = done.stdout.replace("\r\n", "\n").partition("\n\n")
+    status_line, *lines = head.splitlines()
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
 def test_gateway_routes_by_path_to_two_services(
     control_plane: ControlPlane,
     envoy_factory: EnvoyFactory,
     http_services: Callable[[str], HttpService],
+    tmp_path: Path,
 ) -> None:
     apps = {name: http_services(name) for name in ("web", "api")}
-    gateway_port, tcp_port, *inbound_ports = free_ports(4)
+    gateway_port, tcp_port, https_port, *inbound_ports = free_ports(5)
     for (name, app), port in zip(apps.items(), inbound_ports, strict=True):
         control_plane.put(name, dataplane_yaml(name, inbounds=[(port, app.port, name)]))
         node = f"default.{name}"
@@ -85,6 +111,12 @@ def test_gateway_routes_by_path_to_two_services(
             "listeners": [
                 {"protocol": "HTTP", "port": gateway_port},
                 {"protocol": "TCP", "port": tcp_port},
+                {
+                    "protocol": "HTTPS",
+                    "port": https_port,
+                    "hostname": HOST,
+                    "tls": {"mode": "TERMINATE", "certificates": [{"secret": "edge-cert"}]},
+                },
             ]
         },
     }
@@ -143,6 +175,29 @@ def test_gateway_routes_by_path_to_two_services(
     # The TCP listener proxies whole connections to api (a MeshTCPRoute on the gateway).
     envoy.wait_listener(f"edge:TCP:{tcp_port}")
     assert http_get(tcp_port, "/anything") == (200, "api")
+
+    # The HTTPS listener's Secret arrives (until then the port was left out, the rest served):
+    # a certificate for HOST served over SDS, which curl verifies (it trusts nothing else).
+    chain, key = generate_ca_certificate([HOST], "RSA")
+    ca_file = tmp_path / "edge-ca.pem"
+    ca_file.write_bytes(chain)
+    secret = {
+        "type": "Secret",
+        "mesh": "default",
+        "name": "edge-cert",
+        "data": base64.b64encode(chain + key).decode(),
+    }
+    control_plane.put("secret-edge-cert", yaml.safe_dump(secret))
+    envoy.wait_listener(f"edge:HTTPS:{https_port}")
+
+    def https_answers() -> bool:
+        status, headers, body = curl_https(https_port, "/web/secure", ca_file)
+        assert (status, body) == (200, "web"), (status, body)
+        assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+        return True
+
+    eventually(https_answers, "the gateway to terminate TLS for gateway.test")
+    assert apps["web"].paths[-1] == "/web/secure"
 
     # The route moves /web to /site: the gateway follows.
     rules = ROUTE["spec"]["to"][0]["rules"]  # type: ignore[index]

@@ -63,6 +63,19 @@ async def test_a_member_cannot_speak_for_a_type_it_does_not_own() -> None:
         assert watch.resources(SECRET) == {}
 
 
+async def test_a_shared_type_is_served_from_both() -> None:
+    # A builtin gateway's certificates (the engine's) beside the SecretSource's Secrets.
+    primary, secrets = FakeSource(), SecretsDouble()
+    proxy = primary.proxy(known=True)
+    source = CompositeSource(primary, {SECRET: secrets}, shared={SECRET})
+    async with source.watch_proxy(NODE) as watch:
+        proxy.state[SECRET] = {"cert": secret("cert")}
+        proxy.watches[0].mark(SECRET, ["cert"])
+        issued = secrets.issue(NODE, "identity")
+        assert watch.take_changes() == {SECRET: {"cert", "identity"}}
+        assert watch.resources(SECRET) == {"cert": secret("cert"), "identity": issued}
+
+
 async def test_waits_on_members_without_the_listener_fast_path() -> None:
     # FakeSource's watch has no set_listener: the composite races one waiter per member.
     primary, secrets = FakeSource(), SecretsDouble()

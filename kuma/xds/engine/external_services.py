@@ -84,6 +84,10 @@ class ExternalServices:
         self._resolved.pop(previous.service, None)
         return {previous.service}
 
+    def secret(self, name: str) -> bytes | None:
+        """The value of the mesh's Secret ``name`` (None: there is none)."""
+        return self._secrets.get(name)
+
     def set_secret(self, name: str, value: bytes | None) -> set[str]:
         """A Secret of the mesh changed (None: deleted); the services whose ExternalServices
         read it."""

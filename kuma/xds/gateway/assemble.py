@@ -19,25 +19,18 @@ from kuma.policies.meshtcproute import MeshTCPRoute
 from kuma.resources import Dataplane
 from kuma.resources.model import GatewayListener
 from kuma.xds import types
-from kuma.xds.engine.assemble import Assembly, _resource_name
+from kuma.xds.engine.assemble import Assembly
 from kuma.xds.engine.interner import Interner
 from kuma.xds.engine.mesh_state import MeshState
 from kuma.xds.engine.shared import SharedResources
-from kuma.xds.engine.watches import ProxyResources
-from kuma.xds.generate._pb import Message
 from kuma.xds.generate.destination import Destination
 
-from .hostnames import exactness_key
-from .resources import (
-    ClusterNames,
-    gateway_cluster,
-    http_listener,
-    route_configuration,
-    tcp_listener,
-)
+from .parts import GatewayParts
+from .resources import gateway_cluster, http_listener, route_configuration, tcp_listener
 from .resources import route_config_name as _route_config_name
-from .routes import VirtualHost, targeting, tcp_backends, virtual_hosts
-from .selection import gateway_key, gateway_of
+from .routes import targeting
+from .selection import gateway_key, gateway_of, secret_key
+from .terminate import secrets_read, terminating
 
 MESH_HTTP_ROUTE = "MeshHTTPRoute"
 MESH_TCP_ROUTE = "MeshTCPRoute"
@@ -61,62 +54,54 @@ def with_gateway(
     selections: set[Hashable] = set(assembly.selections)
     selections.add(gateway_key(mesh.name, gateway.name))
     selections.update((route.TYPE, route.mesh, route.name) for route in (*routes, *tcp_routes))
-    resources = assembly.resources
-    caller_tags = caller_tags_header(dataplane)
-    own_tags = dataplane.networking.gateway.tags
-    service = dataplane.networking.gateway.service
-    by_port: dict[int, list[GatewayListener]] = {}
-    destinations: dict[Destination, None] = {}
+    gw = GatewayParts(
+        gateway=gateway,
+        service=dataplane.networking.gateway.service,
+        address=dataplane.networking.address,
+        own_tags=dataplane.networking.gateway.tags,
+        caller_tags=caller_tags_header(dataplane),
+        routes=routes,
+        tcp_routes=tcp_routes,
+        resources=assembly.resources,
+        interner=interner,
+    )
+    by_port: dict[tuple[str, int], list[GatewayListener]] = {}
     for listener in gateway.conf.listeners:
-        if listener.protocol == "HTTP":  # HTTPS and TLS listeners: not yet
-            by_port.setdefault(listener.port, []).append(listener)
-        elif listener.protocol == "TCP":
-            identity = tuple(sorted({**own_tags, **listener.tags}.items()))
-            backends = tcp_backends(tcp_routes, listener)
-            found = [Destination(service, subset, identity) for (service, subset), _ in backends]
-            destinations.update(dict.fromkeys(found))
-            if found:  # no route, no listener
-                weighted = [(d.cluster_name, w) for d, (_, w) in zip(found, backends, strict=True)]
-                address = dataplane.networking.address
-                message = tcp_listener(gateway.name, service, address, listener.port, weighted)
-                _put(resources, interner, types.LISTENER, message)
-    for port, listeners in by_port.items():
-        envoy_listener = http_listener(gateway.name, service, dataplane.networking.address, port)
-        hosts: list[VirtualHost] = []
-        clusters: ClusterNames = {}
-        for listener in listeners:
-            identity = tuple(sorted({**own_tags, **listener.tags}.items()))
-            for host in virtual_hosts(listener, routes):
-                hosts.append(host)
-                for entry in host.entries:
-                    for backend, _weight in entry.backends:
-                        destination = Destination(backend[0], backend[1], identity)
-                        clusters[backend] = destination.cluster_name
-                        destinations[destination] = None
-        hosts.sort(key=lambda host: exactness_key(host.hostname))  # Kuma's SortByHostname
-        config = route_configuration(
-            _route_config_name(envoy_listener.name), hosts, caller_tags, clusters, port
-        )
-        _put(resources, interner, types.LISTENER, envoy_listener)
-        _put(resources, interner, types.ROUTE, config)
+        if listener.protocol == "TCP":
+            _tcp(gw, listener)
+        else:  # Kuma collapses the listeners of a port into one Envoy listener
+            by_port.setdefault((listener.protocol, listener.port), []).append(listener)
+    for (protocol, port), listeners in by_port.items():
+        if protocol == "HTTP":
+            _http(gw, port, listeners)
+        else:  # HTTPS, TLS: kuma/xds/gateway/terminate.py
+            selections.update(secret_key(mesh.name, name) for name in secrets_read(listeners))
+            terminating(gw, protocol, port, listeners, mesh.externals.secret)
     subsets: dict[str, tuple[Destination, ...]] = dict(assembly.subsets)
-    for destination in destinations:
+    for destination in gw.destinations:
         inputs = shared.watch_inputs(mesh, destination.service)
         if inputs.external:  # ExternalServices behind a gateway: not yet
             continue
-        _put(
-            resources,
-            interner,
-            types.CLUSTER,
-            gateway_cluster(destination, inputs.protocol, inputs.tls_mesh),
-        )
+        gw.put(types.CLUSTER, gateway_cluster(destination, inputs.protocol, inputs.tls_mesh))
         load_assignment = shared.load_assignment(mesh, destination)
-        resources[types.ENDPOINT][load_assignment.name] = load_assignment
+        gw.resources[types.ENDPOINT][load_assignment.name] = load_assignment
         subsets[destination.service] = (*subsets.get(destination.service, ()), destination)
-    services = assembly.outbound_services | {d.service for d in destinations}
-    return Assembly(resources, frozenset(services), frozenset(selections), subsets)
+    services = assembly.outbound_services | {d.service for d in gw.destinations}
+    return Assembly(gw.resources, frozenset(services), frozenset(selections), subsets)
 
 
-def _put(resources: ProxyResources, interner: Interner, type_url: str, message: Message) -> None:
-    name = _resource_name(message)
-    resources.setdefault(type_url, {})[name] = interner.intern(type_url, name, message)
+def _tcp(gw: GatewayParts, listener: GatewayListener) -> None:
+    found = gw.tcp_destinations(listener)
+    if found:  # no route, no listener
+        message = tcp_listener(gw.gateway.name, gw.service, gw.address, listener.port, found)
+        gw.put(types.LISTENER, message)
+
+
+def _http(gw: GatewayParts, port: int, listeners: list[GatewayListener]) -> None:
+    envoy_listener = http_listener(gw.gateway.name, gw.service, gw.address, port)
+    hosts, clusters = gw.route_table(listeners)
+    config = route_configuration(
+        _route_config_name(envoy_listener.name), hosts, gw.caller_tags, clusters, port
+    )
+    gw.put(types.LISTENER, envoy_listener)
+    gw.put(types.ROUTE, config)

@@ -67,6 +67,8 @@ CONNECTION_BUFFER = 32 * 1024
 CONNECT_TIMEOUT = 5
 EMPTY_GATEWAY = "This is a Kuma MeshGateway. No routes match this MeshGateway!\n"
 _NOT_FOUND = 404
+#: Kuma sets HSTS (one year) on every HTTPS virtual host.
+_HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
 _TLS_INSPECTOR = listener_components_pb2.ListenerFilter(
     name="envoy.filters.listener.tls_inspector",
@@ -97,7 +99,7 @@ def route_config_name(listener: str) -> str:
     return f"{listener}:*"
 
 
-def _listener(name: str, address: str, port: int) -> listener_pb2.Listener:
+def base_listener(name: str, address: str, port: int) -> listener_pb2.Listener:
     """Kuma's ``GenerateListener``: every gateway listener's base."""
     listener = listener_pb2.Listener(name=name, traffic_direction=base_pb2.INBOUND)
     set_socket_address(listener.address, address, port)
@@ -112,21 +114,33 @@ def tcp_listener(
 ) -> listener_pb2.Listener:
     """A TCP listener proxying every connection to its routes' backends (Kuma's
     ``TcpProxyDeprecated``: one cluster, or weighted clusters sorted by name)."""
-    listener = _listener(listener_name(gateway, "TCP", port), address, port)
+    listener = base_listener(listener_name(gateway, "TCP", port), address, port)
+    proxy = tcp_proxy(service, clusters)
+    listener.filter_chains.add().filters.add(name=TCP_PROXY_FILTER, typed_config=pack(proxy))
+    return listener
+
+
+def tcp_proxy(service: str, clusters: Sequence[tuple[str, int]]) -> tcp_proxy_pb2.TcpProxy:
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=sanitize_metric(service))
     if len(clusters) == 1:
         proxy.cluster = clusters[0][0]
     else:
         for cluster, weight in sorted(clusters):
             proxy.weighted_clusters.clusters.add(name=cluster, weight=weight)
-    listener.filter_chains.add().filters.add(name=TCP_PROXY_FILTER, typed_config=pack(proxy))
-    return listener
+    return proxy
 
 
 def http_listener(gateway: str, service: str, address: str, port: int) -> listener_pb2.Listener:
     """``service``: the gateway Dataplane's ``kuma.io/service`` (Kuma's identifying service)."""
     name = listener_name(gateway, "HTTP", port)
-    listener = _listener(name, address, port)
+    listener = base_listener(name, address, port)
+    hcm = connection_manager(service, route_config_name(name))
+    listener.filter_chains.add().filters.add(name=HCM_FILTER, typed_config=pack(hcm))
+    return listener
+
+
+def connection_manager(service: str, route_config: str) -> hcm_pb2.HttpConnectionManager:
+    """Kuma's ``newHTTPFilterChain``: the HTTP connection manager of every HTTP(S) chain."""
     hcm = hcm_pb2.HttpConnectionManager(
         stat_prefix=sanitize_metric(service),
         server_name=SERVER_NAME,
@@ -147,23 +161,34 @@ def http_listener(gateway: str, service: str, address: str, port: int) -> listen
     http2.max_concurrent_streams.value = 100
     set_duration(hcm.request_headers_timeout, DEFAULT_GATEWAY_REQUEST_HEADERS_TIMEOUT)
     set_duration(hcm.stream_idle_timeout, DEFAULT_GATEWAY_STREAM_IDLE_TIMEOUT)
-    hcm.rds.route_config_name = route_config_name(name)
+    hcm.rds.route_config_name = route_config
     hcm.rds.config_source.CopyFrom(ADS_CONFIG_SOURCE)
-    listener.filter_chains.add().filters.add(name=HCM_FILTER, typed_config=pack(hcm))
-    return listener
+    return hcm
 
 
 ClusterNames = dict[tuple[str, tuple[tuple[str, str], ...]], str]
 
 
 def route_configuration(
-    name: str, hosts: Sequence[VirtualHost], caller_tags: str, clusters: ClusterNames, port: int
+    name: str,
+    hosts: Sequence[VirtualHost],
+    caller_tags: str,
+    clusters: ClusterNames,
+    port: int,
+    *,
+    https: bool = False,
 ) -> route_config_pb2.RouteConfiguration:
+    """``https``: an HTTPS listener's, whose virtual hosts require TLS and set HSTS."""
     config = route_config_pb2.RouteConfiguration(name=name, ignore_port_in_host_matching=True)
     config.validate_clusters.value = False
     config.request_headers_to_remove.append(TAGS_HEADER)
     for host in hosts:
         virtual_host = config.virtual_hosts.add(name=host.hostname, domains=[host.hostname])
+        if https:
+            virtual_host.require_tls = route_pb2.VirtualHost.ALL
+            header = virtual_host.response_headers_to_add.add()
+            header.append_action = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+            header.header.key, header.header.value = _HSTS
         if not host.entries:
             route = virtual_host.routes.add()
             route.match.prefix = "/"
@@ -217,10 +242,13 @@ def gateway_cluster(
 
 __all__ = [
     "EMPTY_GATEWAY",
+    "base_listener",
+    "connection_manager",
     "gateway_cluster",
     "http_listener",
     "listener_name",
     "route_config_name",
     "route_configuration",
     "tcp_listener",
+    "tcp_proxy",
 ]

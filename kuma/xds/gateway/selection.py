@@ -17,6 +17,11 @@ def gateway_key(mesh: str, name: str) -> Hashable:
     return ("MeshGateway", mesh, name)
 
 
+def secret_key(mesh: str, name: str) -> Hashable:
+    """The selection key of a mesh Secret: the gateway proxies whose certificates read it."""
+    return ("Secret", mesh, name)
+
+
 def _rank(gateway: MeshGateway, tags: Mapping[str, str]) -> tuple[int, int] | None:
     """Kuma's TagSelectorRank of the best selector matching ``tags`` (exact values, then
     ``*`` values); None when none matches."""

@@ -98,7 +98,9 @@ class ExternalEndpoint(msgspec.Struct, frozen=True):
         return dict(self.tags).get(ZONE_TAG)
 
 
-def _read(source: DataSource | None, secrets: SecretLookup) -> bytes | None:
+def read_source(source: DataSource | None, secrets: SecretLookup) -> bytes | None:
+    """A DataSource's bytes (UnresolvedSource naming the Secret or file that cannot be read;
+    also what a builtin gateway's certificates are read with)."""
     if source is None:
         return None
     if source.secret:
@@ -133,9 +135,9 @@ def external_endpoint(service: ExternalService, secrets: SecretLookup) -> Extern
         resolved = ExternalTls(
             sni=sni,
             san="" if tls.skip_hostname_verification else (tls.server_name or host),
-            ca=_read(tls.ca_cert, secrets),
-            cert=_read(tls.client_cert, secrets),
-            key=_read(tls.client_key, secrets),
+            ca=read_source(tls.ca_cert, secrets),
+            cert=read_source(tls.client_cert, secrets),
+            key=read_source(tls.client_key, secrets),
             allow_renegotiation=bool(tls.allow_renegotiation),
         )
     return ExternalEndpoint(host, int(port), tuple(sorted(tags.items())), resolved)

@@ -12,6 +12,7 @@ from .base import InputHandler
 from .dataplane import DataplaneHandler
 from .egress_policy import EgressPolicyHandler
 from .external_service import ExternalServiceHandler, SecretHandler
+from .gateway_secret import GatewaySecretHandler
 from .mesh import MeshHandler
 from .mesh_gateway import MeshGatewayHandler
 from .mesh_vips import MeshVipsHandler
@@ -30,6 +31,7 @@ def default_handlers(*, zone: str = "") -> list[InputHandler]:
     policies.extend(PolicyHandler(kind) for kind in sorted(POLICY_KINDS))
     externals: list[InputHandler] = [ExternalServiceHandler(), SecretHandler()]
     externals.append(MeshGatewayHandler())
+    externals.append(GatewaySecretHandler())
     externals.append(ZoneEgressHandler(zone))
     # A ZoneIngress is a proxy of this zone, and other zones' are endpoints and services.
     proxies: list[InputHandler] = [ZoneIngressProxyHandler(), ZoneIngressHandler(zone)]

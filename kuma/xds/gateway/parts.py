@@ -1,0 +1,73 @@
+"""What every listener of one gateway proxy's assembly shares: the gateway's identity, its
+routes, the resources being built and the backend destinations found so far."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from kuma.policies.meshhttproute.api import MeshHTTPRoute
+from kuma.policies.meshtcproute import MeshTCPRoute
+from kuma.resources.model import GatewayListener, MeshGateway
+from kuma.xds.engine.assemble import _resource_name
+from kuma.xds.engine.interner import Interner
+from kuma.xds.engine.watches import ProxyResources
+from kuma.xds.generate._pb import Message
+from kuma.xds.generate.destination import Destination
+
+from .hostnames import exactness_key
+from .resources import ClusterNames
+from .routes import VirtualHost, tcp_backends, virtual_hosts
+
+
+@dataclass
+class GatewayParts:
+    gateway: MeshGateway
+    #: The gateway Dataplane's ``kuma.io/service`` (stat prefixes).
+    service: str
+    address: str
+    own_tags: Mapping[str, str]
+    caller_tags: str
+    routes: Sequence[MeshHTTPRoute]
+    tcp_routes: Sequence[MeshTCPRoute]
+    resources: ProxyResources
+    interner: Interner
+    #: The backends (clusters) the listeners built so far forward to, in order found.
+    destinations: dict[Destination, None] = field(default_factory=dict)
+
+    def put(self, type_url: str, message: Message) -> None:
+        name = _resource_name(message)
+        self.resources.setdefault(type_url, {})[name] = self.interner.intern(
+            type_url, name, message
+        )
+
+    def identity(self, listener: GatewayListener) -> tuple[tuple[str, str], ...]:
+        """Kuma's additional identifying tags of a listener's clusters."""
+        return tuple(sorted({**self.own_tags, **listener.tags}.items()))
+
+    def route_table(
+        self, listeners: Sequence[GatewayListener]
+    ) -> tuple[list[VirtualHost], ClusterNames]:
+        """The virtual hosts of these listeners (most exact first, Kuma's SortByHostname) and
+        the cluster of each backend they forward to."""
+        hosts: list[VirtualHost] = []
+        clusters: ClusterNames = {}
+        for listener in listeners:
+            identity = self.identity(listener)
+            for host in virtual_hosts(listener, self.routes):
+                hosts.append(host)
+                for entry in host.entries:
+                    for backend, _weight in entry.backends:
+                        destination = Destination(backend[0], backend[1], identity)
+                        clusters[backend] = destination.cluster_name
+                        self.destinations[destination] = None
+        hosts.sort(key=lambda host: exactness_key(host.hostname))
+        return hosts, clusters
+
+    def tcp_destinations(self, listener: GatewayListener) -> list[tuple[str, int]]:
+        """The weighted clusters of a TCP or TLS listener's routes."""
+        identity = self.identity(listener)
+        backends = tcp_backends(self.tcp_routes, listener)
+        found = [Destination(service, subset, identity) for (service, subset), _ in backends]
+        self.destinations.update(dict.fromkeys(found))
+        return [(d.cluster_name, w) for d, (_, w) in zip(found, backends, strict=True)]
