@@ -9,7 +9,9 @@ A view is only opened after the outbox has the store's full snapshot: a partial 
 tell the receiver to delete what it has not been read yet.
 
 A resource may be withheld from one peer (a zone's own ZoneIngress is never sent back to it):
-that peer's view neither lists it nor hears of its changes, every other view does.
+that peer's view neither lists it nor hears of its changes, every other view does. A gate
+(:mod:`.zone_gate`) may hold a resource back from every peer, and name stored resources to
+shape again when what it decides on changes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from kuma.store import Operation, Store, Synced
 from kuma.xds.snapshot import VersionedResource
 
 from . import parts
+from .zone_gate import ZoneGate
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +94,17 @@ class View:
 
 
 class Outbox:
-    def __init__(self, store: Store, shape: Shape, withhold: Withhold | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        shape: Shape,
+        withhold: Withhold | None = None,
+        gate: ZoneGate | None = None,
+    ) -> None:
         self._store = store
         self._shape = shape
         self._withhold = withhold
+        self._gate = gate
         #: (type URL, peer) -> wire names withheld from that peer.
         self.withheld: dict[tuple[str, str], set[str]] = {}
         #: type URL -> wire name -> the encoded resource.
@@ -115,10 +125,18 @@ class Outbox:
                     self._store_synced = True
                     self._maybe_ready()
                     continue
+                again = self._gate.follow(item) if self._gate is not None else ()
                 shaped = None
                 if item.operation is not Operation.DELETE:
-                    shaped = self._shape(item.resource)
+                    shaped = self._shaped(item.resource)
                 self._put(item.key, shaped)
+                for key, resource in again:
+                    self._put(key, self._shaped(resource))
+
+    def _shaped(self, resource: Resource) -> Resource | None:
+        if self._gate is not None and not self._gate.admits(resource):
+            return None
+        return self._shape(resource)
 
     def _put(self, key: ResourceKey, shaped: Resource | None) -> None:
         # A resource may travel as several (a ZoneIngress and its entries, :mod:`.parts`):

@@ -35,6 +35,7 @@ from .auth import ZoneAuthenticator
 from .outbox import Outbox
 from .service import KdsSyncServiceBase, ServerStream
 from .sink import Sink, StoreSink
+from .zone_gate import ZoneGate
 from .zone_status import DISABLED, Ending, ZoneDisabled, ZoneStatus
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,12 @@ class KdsServer(KdsSyncServiceBase):
             raise GRPCError(Status.UNAVAILABLE, f"the Zone of {zone} was deleted: reconnect")
 
 
+def global_outbox(store: Store) -> Outbox:
+    """What global offers every zone: its resources shaped for zones, a zone's own ingresses
+    withheld from it, a disabled zone's ingresses held back from all (Kuma's filters)."""
+    return Outbox(store, mapping.to_zone, mapping.withheld_from, ZoneGate())
+
+
 async def serve_kds(
     store: Store,
     authenticator: ZoneAuthenticator,
@@ -167,7 +174,7 @@ async def serve_kds(
     """Serve KDS on ``host:port`` until cancelled; ``task_status.started`` gets the port.
     ``zones``: where zones and their connections are recorded (None: not recorded);
     ``received``: where the zones' insights go (None: kept by the server alone)."""
-    outbox = Outbox(store, mapping.to_zone, mapping.withheld_from)
+    outbox = global_outbox(store)
     server = Server([KdsServer(store, outbox, authenticator, zones, received)])
     async with anyio.create_task_group() as tg:
         if zones is not None:
