@@ -14,6 +14,7 @@ from kuma.kds.auth import ZoneAuthenticator
 from kuma.kds.client import ZoneClient, client_tls, parse_address
 from kuma.kds.server import serve_kds
 from kuma.kds.zone_status import LiveInstances, ZoneStatus
+from kuma.metrics.kds import KdsTraffic
 from kuma.store import Store
 from kuma.tokens.verifier import TokenVerifier
 
@@ -51,6 +52,7 @@ async def run_kds(
     instance_id: str = "",
     live: LiveInstances | None = None,
     insights: Insights | None = None,
+    traffic: KdsTraffic | None = None,
     task_status: TaskStatus[int | None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Global: serve KDS (started with its port) and record zones under ``instance_id``
@@ -76,6 +78,7 @@ async def run_kds(
                 live=live,
             ),
             received=insights.received if insights is not None else None,
+            traffic=traffic,
             task_status=task_status,
         )
         return
@@ -93,5 +96,6 @@ async def run_kds(
         client_tls(zone.kds.root_ca_file, zone.kds.tls_skip_verify) if address.tls else None,
         instance_id=instance_id,
         insights=insights.store if insights is not None else None,
+        traffic=traffic,
     )
     await client.run()

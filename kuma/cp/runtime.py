@@ -22,6 +22,7 @@ from kuma.gui import Gui
 from kuma.insights import Insights, SupportsInstances, dataplane_exists, insight_store_for
 from kuma.inspect import served_config_routes
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
+from kuma.metrics.kds import KdsTraffic
 from kuma.mtls.insight import MtlsInsights
 from kuma.mtls.service import MtlsService
 from kuma.multizone import Authoring
@@ -198,6 +199,7 @@ async def run_control_plane(
                     instance_id=insights.instance_id,
                     live=orphans.live_instances,
                     insights=insights,
+                    traffic=KdsTraffic(metrics.registry),
                 ),
                 config,
                 store,

@@ -32,6 +32,7 @@ from grpclib.metadata import decode_grpc_message
 
 import kuma
 from kuma.insights import InsightStore
+from kuma.metrics.kds import KdsTraffic
 from kuma.store import Store
 
 from . import insight_sync, mapping, receiver, sender, zone_status
@@ -95,6 +96,8 @@ class ZoneClient:
     instance_id: str = ""
     #: The zone's insights, sent up with its resources (None: not sent).
     insights: InsightStore | None = None
+    #: Counts the bytes the zone sends up (None: not counted).
+    traffic: KdsTraffic | None = None
 
     async def run(self) -> None:
         outbox = Outbox(self.store, partial(mapping.to_global, zone=self.zone))
@@ -166,7 +169,12 @@ class ZoneClient:
                         ),
                     )
                     offer = sender.offer(
-                        up, outbox, mapping.ZONE_KINDS, "global", extra=insight_sync.UP_URLS
+                        up,
+                        outbox,
+                        mapping.ZONE_KINDS,
+                        "global",
+                        extra=insight_sync.UP_URLS,
+                        observer=self.traffic.observer("global") if self.traffic else None,
                     )
                     tg.start_soon(until_ended, offer)
         except Exception as exc:  # refused, unreachable, broken: keep what we have, dial again

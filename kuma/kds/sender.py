@@ -38,6 +38,21 @@ class Observer(Protocol):
     def on_response(self, response: Any) -> None: ...
 
 
+class Observers:
+    """Several observers of one stream as one (zone status and KDS traffic on global)."""
+
+    def __init__(self, *observers: Observer | None) -> None:
+        self._all = [o for o in observers if o is not None]
+
+    def on_request(self, request: Any) -> None:
+        for observer in self._all:
+            observer.on_request(request)
+
+    def on_response(self, response: Any) -> None:
+        for observer in self._all:
+            observer.on_response(response)
+
+
 async def offer(
     pipe: Pipe,
     outbox: Outbox,

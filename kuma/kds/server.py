@@ -25,6 +25,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Server
 
 from kuma.insights import ReceivedInsights
+from kuma.metrics.kds import KdsTraffic
 from kuma.store import Store
 from kuma.xds.server.authn import StreamGrant, Unauthenticated
 from kuma.xds.server.listener import listening
@@ -63,8 +64,10 @@ class KdsServer(KdsSyncServiceBase):
         authenticator: ZoneAuthenticator,
         zones: ZoneStatus | None = None,
         received: ReceivedInsights | None = None,
+        traffic: KdsTraffic | None = None,
     ) -> None:
         self._store = store
+        self._traffic = traffic
         #: The zones' insights (global's API reads them; kuma/insights/service.py).
         self._received = received if received is not None else ReceivedInsights()
         self._outbox = outbox
@@ -79,12 +82,16 @@ class KdsServer(KdsSyncServiceBase):
 
     async def _down(self, stream: ServerStream, zone: str) -> None:
         kinds = mapping.global_kinds()
+        traffic = self._traffic.observer(zone) if self._traffic is not None else None
         if self._zones is None:
-            await sender.offer(stream, self._outbox, kinds, f"zone {zone}", zone=zone)
+            await sender.offer(
+                stream, self._outbox, kinds, f"zone {zone}", zone=zone, observer=traffic
+            )
             return
         async with self._zones.subscription(zone) as tracker:
+            observer = sender.Observers(tracker, traffic)
             await sender.offer(
-                stream, self._outbox, kinds, f"zone {zone}", zone=zone, observer=tracker
+                stream, self._outbox, kinds, f"zone {zone}", zone=zone, observer=observer
             )
 
     async def _up(self, stream: ServerStream, zone: str) -> None:
@@ -169,13 +176,15 @@ async def serve_kds(
     *,
     zones: ZoneStatus | None = None,
     received: ReceivedInsights | None = None,
+    traffic: KdsTraffic | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve KDS on ``host:port`` until cancelled; ``task_status.started`` gets the port.
     ``zones``: where zones and their connections are recorded (None: not recorded);
-    ``received``: where the zones' insights go (None: kept by the server alone)."""
+    ``received``: where the zones' insights go (None: kept by the server alone);
+    ``traffic``: counts the bytes sent to each zone (None: not counted)."""
     outbox = global_outbox(store)
-    server = Server([KdsServer(store, outbox, authenticator, zones, received)])
+    server = Server([KdsServer(store, outbox, authenticator, zones, received, traffic)])
     async with anyio.create_task_group() as tg:
         if zones is not None:
             await tg.start(zones.run)  # following the Zones before any zone is admitted

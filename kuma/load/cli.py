@@ -54,6 +54,15 @@ def _cpus(text: str) -> set[int] | None:
     return None if text in ("", "none") else {int(c) for c in text.split(",")}
 
 
+def cpu_sets(args: argparse.Namespace) -> tuple[set[int] | None, set[int] | None]:
+    """The control plane's CPUs (``--cp-cpus``) and the harness's (``--harness-cpus``;
+    ``rest``: every CPU the control plane does not have)."""
+    cp_cpus = _cpus(args.cp_cpus)
+    if args.harness_cpus == "rest":
+        return cp_cpus, (os.sched_getaffinity(0) - (cp_cpus or set())) or None
+    return cp_cpus, _cpus(args.harness_cpus)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kuma-load",
@@ -198,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     envoys.add_argument("--changes", type=int, default=3)
     envoys.add_argument("--timeout", type=float, default=300.0)
     envoys.add_argument("--out", type=Path)
+    from . import zones_cli  # it builds on this module
+
+    zones_cli.add_parser(commands)
     out = run.add_argument_group("output")
     out.add_argument("--out", type=Path, help="folder for results.json, table.txt and plots")
     out.add_argument("--no-progress", action="store_true")
@@ -224,13 +236,7 @@ def options_from(args: argparse.Namespace) -> Options:
         policy_group=args.policy_selects if "policy" in args.scenarios else 0,
         seed=args.seed,
     )
-    cp_cpus = _cpus(args.cp_cpus)
-    available = os.sched_getaffinity(0)
-    if args.harness_cpus == "rest":
-        rest = available - (cp_cpus or set())
-        harness_cpus = rest or None
-    else:
-        harness_cpus = _cpus(args.harness_cpus)
+    cp_cpus, harness_cpus = cpu_sets(args)
     slow = args.slow_fraction or (0.1 if "slow" in args.scenarios else 0.0)
     return Options(
         spec=spec,
@@ -368,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "envoys":
         print(to_json(asyncio.run(run_envoys(args))).decode())
+        return 0
+    if args.command == "zones":
+        from .zones_cli import run_zones
+
+        print(to_json(asyncio.run(run_zones(args))).decode())
         return 0
     unknown = sorted(set(args.scenarios) - {*SCENARIOS, "all"})
     if unknown:

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from kuma.cp.vips import allocate
+from kuma.multizone.zone_tag import stamp_zone
 from kuma.policies import EMPTY, ProxyPolicies, resolve
 from kuma.resources import Dataplane, Mesh, from_document
 from kuma.resources.model import Policy
@@ -27,11 +28,11 @@ from kuma.xds.generate import (
     Endpoint,
     endpoints_of,
     generate_proxy,
-    load_assignment,
     service_protocol,
     services_of,
 )
 from kuma.xds.generate.cross_zone import LOCAL_ONLY, LocalityPlan
+from kuma.xds.generate.destination import Destination, destination_load_assignment
 from kuma.xds.generate.external import ExternalEndpoint
 from kuma.xds.generate.external_vips import ExternalVip
 from kuma.xds.generate.via_egress import EgressAddress
@@ -63,8 +64,13 @@ class RefView:
         for service, endpoint in endpoints_of(dataplane):
             grouped.setdefault(service, []).append(endpoint)
         for service, found in grouped.items():
-            self._by_service.setdefault(service, {})[dataplane.name] = tuple(found)
-            self._sorted.pop(service, None)
+            self.put_group(service, dataplane.name, tuple(found))
+
+    def put_group(self, service: str, key: str, endpoints: tuple[Endpoint, ...]) -> None:
+        """``service``'s endpoints that ``key`` contributes (a Dataplane's name, or another
+        zone's ingress: kuma/load/zone_reference.py), replacing what it contributed before."""
+        self._by_service.setdefault(service, {})[key] = endpoints
+        self._sorted.pop(service, None)
 
     @property
     def mesh(self) -> Mesh | None:
@@ -120,10 +126,14 @@ class Prediction(msgspec.Struct, frozen=True):
 
 
 class Reference:
-    def __init__(self, plan: Plan, revisions: Revisions, *, admin_port: int = 9901) -> None:
+    def __init__(
+        self, plan: Plan, revisions: Revisions, *, admin_port: int = 9901, zone: str = ""
+    ) -> None:
         self.plan = plan
         self.revisions = revisions
         self.admin_port = admin_port
+        #: A zone control plane's name: it stamps ``kuma.io/zone`` on every inbound it serves.
+        self.zone = zone
         mesh = from_document(plan.mesh_document())
         assert isinstance(mesh, Mesh)
         policies: list[Policy] = []
@@ -136,7 +146,7 @@ class Reference:
             self._policies.setdefault(policy.TYPE, []).append(policy)
         self._dataplanes = [self._dataplane(i) for i in range(plan.count)]
         self._resolved: list[ProxyPolicies] = [self._matched(d) for d in self._dataplanes]
-        self.view = RefView(mesh, self._dataplanes)
+        self.view = self._view(mesh)
         self.configs: list[Config] = [self._generate(i) for i in range(plan.count)]
         self.digests: list[Digest] = [digest_of(c) for c in self.configs]
         #: ClusterLoadAssignment name → proxies that hold it.
@@ -145,10 +155,13 @@ class Reference:
             for name in config.get(EDS, {}):
                 self._consumers.setdefault(name, set()).add(index)
 
+    def _view(self, mesh: Mesh) -> RefView:
+        return RefView(mesh, self._dataplanes)
+
     def _dataplane(self, index: int) -> Dataplane:
         dataplane = from_document(self.revisions.document(index))
         assert isinstance(dataplane, Dataplane)
-        return dataplane
+        return stamp_zone(dataplane, self.zone, strict=False)
 
     def _matched(self, dataplane: Dataplane) -> ProxyPolicies:
         return resolve(dataplane, self._policies) if self._policies else EMPTY
@@ -180,7 +193,17 @@ class Reference:
         self._resolved[index] = self._matched(dataplane)
         self.view.put(dataplane)
         service = next(s for s, _ in endpoints_of(dataplane))
-        message = load_assignment(service, self.view.endpoints(service))
+        prediction = self.endpoints_changed(service)
+        self.configs[index] = self._generate(index)
+        self.digests[index] = digest_of(self.configs[index])
+        return prediction
+
+    def endpoints_changed(self, service: str) -> Prediction:
+        """``service``'s endpoints changed in the view: its consumers' new
+        ClusterLoadAssignment, as the generator builds it (the mesh's locality plan)."""
+        message = destination_load_assignment(
+            Destination(service), self.view.endpoints(service), self.view.locality()
+        )
         name = message.cluster_name
         version = versioned(
             "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", name, message
@@ -188,8 +211,6 @@ class Reference:
         affected = self._consumers.get(name, set())
         for consumer in affected:
             self._set(consumer, EDS, name, version)
-        self.configs[index] = self._generate(index)
-        self.digests[index] = digest_of(self.configs[index])
         return Prediction(EDS, name, version, tuple(sorted(affected)))
 
     def apply_policy(self, document: dict[str, Any]) -> Prediction:

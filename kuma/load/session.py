@@ -64,6 +64,8 @@ class Options(msgspec.Struct, kw_only=True):
     #: kuma-cp with TLS and dataplane tokens on (what operators run), the sidecars verifying
     #: its certificate and sending a token each; off (``--insecure``): plain text, no tokens.
     secure: bool = True
+    #: More environment for the control plane (a zone's multizone settings: .zone_harness).
+    cp_env: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Harness:
@@ -164,7 +166,7 @@ class Harness:
             log_level=options.cp_log_level,
             etcd_prefix=options.etcd_prefix,
             api_port=self._api_port,
-            extra_env={"KUMA_LOAD_BASELINE_SCOPE": options.baseline_scope},
+            extra_env={"KUMA_LOAD_BASELINE_SCOPE": options.baseline_scope, **options.cp_env},
             gc_log=options.cp_gc_log,
             work_dir=self._work_dir.name if secure and self._work_dir is not None else None,
         )
