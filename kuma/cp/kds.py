@@ -79,6 +79,7 @@ async def run_kds(
             ),
             received=insights.received if insights is not None else None,
             traffic=traffic,
+            max_msg_size=kds.max_msg_size,
             task_status=task_status,
         )
         return
@@ -97,5 +98,6 @@ async def run_kds(
         instance_id=instance_id,
         insights=insights.store if insights is not None else None,
         traffic=traffic,
+        max_msg_size=zone.kds.max_msg_size,
     )
     await client.run()

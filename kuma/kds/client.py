@@ -36,6 +36,7 @@ from kuma.metrics.kds import KdsTraffic
 from kuma.store import Store
 
 from . import insight_sync, mapping, receiver, sender, zone_status
+from .limits import DEFAULT_MAX_MSG_SIZE, SizeLimitedCodec
 from .outbox import Outbox
 from .service import AUTHORIZATION, CLIENT_ID, KdsSyncServiceStub
 from .sink import StoreSink
@@ -98,6 +99,8 @@ class ZoneClient:
     insights: InsightStore | None = None
     #: Counts the bytes the zone sends up (None: not counted).
     traffic: KdsTraffic | None = None
+    #: No KDS message larger, either way (``multizone.zone.kds.maxMsgSize``, :mod:`.limits`).
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE
 
     async def run(self) -> None:
         outbox = Outbox(self.store, partial(mapping.to_global, zone=self.zone))
@@ -138,7 +141,13 @@ class ZoneClient:
         """One connection's life; True if it lasted (the next attempt then comes soon)."""
         where = f"{self.address.host}:{self.address.port}"
         config = Configuration(_keepalive_time=_KEEPALIVE, _keepalive_timeout=_KEEPALIVE)
-        channel = Channel(self.address.host, self.address.port, ssl=self.tls, config=config)
+        channel = Channel(
+            self.address.host,
+            self.address.port,
+            ssl=self.tls,
+            config=config,
+            codec=SizeLimitedCodec(self.max_msg_size),
+        )
         stub = KdsSyncServiceStub(channel)
         started = anyio.current_time()
         ended: list[BaseException] = []
@@ -175,6 +184,7 @@ class ZoneClient:
                         "global",
                         extra=insight_sync.UP_URLS,
                         observer=self.traffic.observer("global") if self.traffic else None,
+                        max_msg_size=self.max_msg_size,
                     )
                     tg.start_soon(until_ended, offer)
         except Exception as exc:  # refused, unreachable, broken: keep what we have, dial again

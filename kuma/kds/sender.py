@@ -62,12 +62,14 @@ async def offer(
     zone: str = "",
     observer: Observer | None = None,
     extra: tuple[str, ...] = (),
+    max_msg_size: int | None = None,
 ) -> None:
     """Serve ``outbox``'s resources of ``kinds`` to ``peer`` until it ends the stream;
     ``zone``: the peer zone's name (what the outbox withholds from it stays out); ``extra``:
-    type URLs beyond the kinds' (a zone's insights, published to the outbox). Raises
+    type URLs beyond the kinds' (a zone's insights, published to the outbox);
+    ``max_msg_size``: no response larger (:mod:`.limits`). Raises
     :class:`~kuma.xds.server.node.InvalidRequest` when the peer breaks the protocol."""
-    state = DeltaProtocol(TypeSet((*parts.type_urls(kinds), *extra)))
+    state = DeltaProtocol(TypeSet((*parts.type_urls(kinds), *extra)), max_msg_size)
     failed: list[Exception] = []
     async with outbox.view(zone) as view, anyio.create_task_group() as tg:
 

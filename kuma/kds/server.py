@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from ssl import SSLContext
 
 import anyio
@@ -33,6 +34,7 @@ from kuma.xds.server.node import InvalidRequest
 
 from . import insight_sync, mapping, receiver, sender
 from .auth import ZoneAuthenticator
+from .limits import DEFAULT_MAX_MSG_SIZE, SizeLimitedCodec
 from .outbox import Outbox
 from .service import KdsSyncServiceBase, ServerStream
 from .sink import Sink, StoreSink
@@ -65,9 +67,12 @@ class KdsServer(KdsSyncServiceBase):
         zones: ZoneStatus | None = None,
         received: ReceivedInsights | None = None,
         traffic: KdsTraffic | None = None,
+        max_msg_size: int | None = None,
     ) -> None:
         self._store = store
         self._traffic = traffic
+        #: No response larger (``multizone.global.kds.maxMsgSize``, :mod:`.limits`).
+        self._max_msg_size = max_msg_size
         #: The zones' insights (global's API reads them; kuma/insights/service.py).
         self._received = received if received is not None else ReceivedInsights()
         self._outbox = outbox
@@ -83,16 +88,20 @@ class KdsServer(KdsSyncServiceBase):
     async def _down(self, stream: ServerStream, zone: str) -> None:
         kinds = mapping.global_kinds()
         traffic = self._traffic.observer(zone) if self._traffic is not None else None
+        offer = partial(
+            sender.offer,
+            stream,
+            self._outbox,
+            kinds,
+            f"zone {zone}",
+            zone=zone,
+            max_msg_size=self._max_msg_size,
+        )
         if self._zones is None:
-            await sender.offer(
-                stream, self._outbox, kinds, f"zone {zone}", zone=zone, observer=traffic
-            )
+            await offer(observer=traffic)
             return
         async with self._zones.subscription(zone) as tracker:
-            observer = sender.Observers(tracker, traffic)
-            await sender.offer(
-                stream, self._outbox, kinds, f"zone {zone}", zone=zone, observer=observer
-            )
+            await offer(observer=sender.Observers(tracker, traffic))
 
     async def _up(self, stream: ServerStream, zone: str) -> None:
         await receiver.take(
@@ -127,6 +136,7 @@ class KdsServer(KdsSyncServiceBase):
         log.info("KDS: zone %s opened %s", zone, method)
         ended: str | None = None
         cut_off = ""
+        failed: list[InvalidRequest | GRPCError] = []
         try:
             async with anyio.create_task_group() as tg:
 
@@ -143,14 +153,24 @@ class KdsServer(KdsSyncServiceBase):
                 tg.start_soon(until_grant_ends, grant)
                 if ending is not None:
                     tg.start_soon(until_cut_off, ending)
-                await run(stream, zone)
+                try:
+                    await run(stream, zone)
+                except (InvalidRequest, GRPCError) as exc:
+                    # Caught here: out of the task group it would be an ExceptionGroup, which
+                    # grpclib answers as an unknown application error.
+                    failed.append(exc)
                 tg.cancel_scope.cancel()
-        except InvalidRequest as error:
-            log.warning("KDS: ending %s of zone %s: %s", method, zone, error)
-            raise GRPCError(Status.INVALID_ARGUMENT, str(error)) from None
         finally:
             grant.release()
             log.info("KDS: zone %s closed %s", zone, method)
+        for error in failed:
+            if isinstance(error, InvalidRequest):
+                log.warning("KDS: ending %s of zone %s: %s", method, zone, error)
+                raise GRPCError(Status.INVALID_ARGUMENT, str(error)) from None
+            log.warning(
+                "KDS: ending %s of zone %s: %s: %s", method, zone, error.status.name, error.message
+            )
+            raise error
         if ended is not None:
             raise GRPCError(Status.UNAUTHENTICATED, f"zone {zone}: {ended}")
         if cut_off == DISABLED:
@@ -177,14 +197,19 @@ async def serve_kds(
     zones: ZoneStatus | None = None,
     received: ReceivedInsights | None = None,
     traffic: KdsTraffic | None = None,
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve KDS on ``host:port`` until cancelled; ``task_status.started`` gets the port.
     ``zones``: where zones and their connections are recorded (None: not recorded);
     ``received``: where the zones' insights go (None: kept by the server alone);
-    ``traffic``: counts the bytes sent to each zone (None: not counted)."""
+    ``traffic``: counts the bytes sent to each zone (None: not counted);
+    ``max_msg_size``: no message larger, either way (:mod:`.limits`)."""
     outbox = global_outbox(store)
-    server = Server([KdsServer(store, outbox, authenticator, zones, received, traffic)])
+    service = KdsServer(
+        store, outbox, authenticator, zones, received, traffic, max_msg_size=max_msg_size
+    )
+    server = Server([service], codec=SizeLimitedCodec(max_msg_size))
     async with anyio.create_task_group() as tg:
         if zones is not None:
             await tg.start(zones.run)  # following the Zones before any zone is admitted

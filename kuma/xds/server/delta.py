@@ -29,6 +29,7 @@ from kuma.xds.snapshot import VersionedResource
 from kuma.xds.types import CLUSTER, ENDPOINT, LISTENER, SEND_ORDER
 
 from .acks import Nonces, Reply, check_type_url
+from .chunks import split
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,11 @@ class _Subscription:
 class DeltaProtocol:
     """The delta protocol state of one stream."""
 
-    def __init__(self, types: TypeSet = ENVOY_TYPES) -> None:
+    def __init__(self, types: TypeSet = ENVOY_TYPES, max_response_bytes: int | None = None) -> None:
         self._types = types
+        #: No response larger than this (KDS's ``maxMsgSize``): a type's changes are split
+        #: over several responses (chunks.py). None: one response per type, as for Envoy.
+        self._max_bytes = max_response_bytes
         self._known = types.known
         self._subs: dict[str, _Subscription] = {}
         self._nonces = Nonces()
@@ -166,9 +170,9 @@ class DeltaProtocol:
         for index, (type_url, send) in enumerate(updates):
             last = index == len(updates) - 1
             removed = removals[0][1] if merged and last else []
-            responses.append(self._response(type_url, send, removed))
+            responses.extend(self._responses(type_url, send, removed))
         for type_url, remove in removals[1:] if merged else removals:
-            responses.append(self._response(type_url, [], remove))
+            responses.extend(self._responses(type_url, [], remove))
         return responses
 
     def _declare_held(self, type_url: str, sub: _Subscription, versions: Mapping[str, str]) -> None:
@@ -233,9 +237,9 @@ class DeltaProtocol:
                 del held[name]
         return send, remove
 
-    def _response(self, type_url: str, send: list[VersionedResource], remove: list[str]) -> Any:
-        names = tuple(r.name for r in send) + tuple(remove)
-        nonce = self._nonces.issue(type_url, names)
+    def _responses(
+        self, type_url: str, send: list[VersionedResource], remove: list[str]
+    ) -> list[Any]:
         # The bodies are the engine's serialized messages: packed as they are, never re-encoded.
         resources = [
             Resource(
@@ -243,6 +247,25 @@ class DeltaProtocol:
             )
             for r in send
         ]
+        if self._max_bytes is None:
+            return [self._response(type_url, resources, remove)]
+        parts, oversized = split(type_url, resources, remove, self._max_bytes)
+        sub = self._subs[type_url]
+        for name, size in oversized:
+            log.error(
+                "not sent: %s %s is %d bytes, more than the %d bytes a message may carry",
+                type_url,
+                name,
+                size,
+                self._max_bytes,
+            )
+            # Not held: a later version is tried again (and a removal still sent).
+            sub.held[name] = _RESEND
+        return [self._response(type_url, chunk, gone) for chunk, gone in parts]
+
+    def _response(self, type_url: str, resources: list[Resource], remove: list[str]) -> Any:
+        names = tuple(r.name for r in resources) + tuple(remove)
+        nonce = self._nonces.issue(type_url, names)
         return DeltaDiscoveryResponse(
             type_url=type_url, nonce=nonce, resources=resources, removed_resources=remove
         )
