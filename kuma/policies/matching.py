@@ -23,12 +23,14 @@ import msgspec
 from kuma.resources.model import (
     KIND_ORDER,
     MESH,
+    MESH_GATEWAY,
     MESH_HTTP_ROUTE,
     MESH_SERVICE,
     MESH_SERVICE_SUBSET,
     MESH_SUBSET,
     SERVICE_TAG,
     Dataplane,
+    MeshGateway,
     Policy,
     PolicyItem,
     TargetRef,
@@ -106,9 +108,15 @@ def selects(
 
 
 def ordered(policies: Iterable[Policy]) -> list[Policy]:
-    """Kuma's ByTargetRef order: kind specificity, then name descending."""
+    """Kuma's ByTargetRef order: kind specificity (MeshGateway: fewer listener tags first),
+    then name descending."""
     by_name = sorted(policies, key=lambda p: p.name, reverse=True)
-    return sorted(by_name, key=lambda p: KIND_ORDER.get(p.spec.target_ref.kind, 0))
+    return sorted(by_name, key=_kind_rank)
+
+
+def _kind_rank(policy: Policy) -> tuple[int, int]:
+    ref = policy.spec.target_ref
+    return KIND_ORDER.get(ref.kind, 0), len(ref.tags) if ref.kind == MESH_GATEWAY else 0
 
 
 def _as_item(item: PolicyItem[Any], origin: str) -> Item:
@@ -155,6 +163,9 @@ class KindPolicies:
     dataplane: Dataplane | None = None
     #: kuma-dp's access-log pipe from the proxy's node metadata ("": Kuma's fallback path).
     access_log_socket: str = ""
+    #: A builtin gateway's: per listener port (as an inbound key), the ``to`` rules of the
+    #: policies selecting one of its listeners (Kuma's ``GatewayRules.ToRules.ByListener``).
+    listener_to_rules: dict[InboundKey, Rules] | None = None
 
     def conf(self, rule: Rule | None) -> Any:
         """The rule's merged configuration as the kind's typed ``Conf`` (None for no rule)."""
@@ -192,24 +203,38 @@ def _compiled(ref: TargetRef) -> tuple[dict[str, str] | None, tuple[str, ...]]:
 
 
 class _Proxy:
-    """What matching reads of a Dataplane, computed once per resolution."""
+    """What matching reads of a Dataplane, computed once per resolution. A builtin gateway's
+    listeners (given its MeshGateway) are selected as Kuma selects them: each listener as the
+    inbound ``(address, port)`` with the Dataplane's gateway tags, the MeshGateway's and the
+    listener's merged; a ``MeshGateway`` targetRef selects those of the named MeshGateway
+    whose tags carry its ``tags``."""
 
-    __slots__ = ("dataplane", "gateway_tags", "inbounds", "proxy_type")
+    __slots__ = ("dataplane", "gateway", "gateway_tags", "inbounds", "listeners", "proxy_type")
 
-    def __init__(self, dataplane: Dataplane) -> None:
+    def __init__(self, dataplane: Dataplane, gateway: MeshGateway | None = None) -> None:
         self.dataplane = dataplane
         self.proxy_type = proxy_type(dataplane)
         networking = dataplane.networking
         self.inbounds: list[tuple[InboundKey, Mapping[str, str]]] = []
         self.gateway_tags: Mapping[str, str] | None = None
+        self.gateway = gateway
+        self.listeners: list[tuple[InboundKey, Mapping[str, str]]] = []
         if networking is not None:
             self.inbounds = [
                 ((inbound.effective_address(networking), inbound.port), inbound.tags)
                 for inbound in networking.inbound
             ]
-            gateway = networking.gateway
-            if gateway is not None and gateway.type == "DELEGATED":
-                self.gateway_tags = gateway.tags
+            own = networking.gateway
+            if own is not None and own.type == "DELEGATED":
+                self.gateway_tags = own.tags
+            if own is not None and gateway is not None and gateway.conf is not None:
+                self.listeners = [
+                    (
+                        (networking.address, listener.port),
+                        {**own.tags, **(gateway.tags or {}), **listener.tags},
+                    )
+                    for listener in gateway.conf.listeners
+                ]
 
     def selected(
         self, ref: TargetRef, routes: Mapping[str, Policy]
@@ -219,10 +244,17 @@ class _Proxy:
             if route is None:
                 return [], False
             return self.selected(route.spec.target_ref, {})
+        if ref.kind == MESH_GATEWAY:
+            return self._listeners_of(ref), False
         compiled = _compiled(ref)
         selector, proxy_types = compiled
         if selector is None:
             return [], False
+        if self.listeners:
+            keys = {key for key, tags in self.listeners if _matches(selector, tags)}
+            if proxy_types and self.proxy_type not in proxy_types:
+                return [], False
+            return sorted(keys), False
         if proxy_types and self.proxy_type not in proxy_types:
             return [], False
         if not selector:
@@ -230,6 +262,11 @@ class _Proxy:
         inbounds = [key for key, tags in self.inbounds if _matches(selector, tags)]
         gateway = self.gateway_tags
         return inbounds, gateway is not None and _matches(selector, gateway)
+
+    def _listeners_of(self, ref: TargetRef) -> list[InboundKey]:
+        if self.gateway is None or ref.name != self.gateway.name:
+            return []
+        return sorted({key for key, tags in self.listeners if _matches(ref.tags, tags)})
 
 
 def match_kind(
@@ -261,7 +298,20 @@ def match_kind(
         return None
     to_rules = _rules(kind, tuple(matched), "to")
     from_rules = {key: _rules(kind, tuple(group), "from") for key, group in by_inbound.items()}
-    return KindPolicies(kind, tuple(matched), to_rules, from_rules, dataplane, access_log_socket)
+    listener_to_rules = None
+    if proxy.listeners:
+        listener_to_rules = {
+            key: _rules(kind, tuple(group), "to") for key, group in by_inbound.items()
+        }
+    return KindPolicies(
+        kind,
+        tuple(matched),
+        to_rules,
+        from_rules,
+        dataplane,
+        access_log_socket,
+        listener_to_rules,
+    )
 
 
 class ProxyPolicies:
@@ -293,11 +343,13 @@ def resolve(
     *,
     presorted: bool = False,
     access_log_socket: str = "",
+    gateway: MeshGateway | None = None,
 ) -> ProxyPolicies:
     """Match every kind's policies of the proxy's mesh against its Dataplane (``presorted``:
-    each kind's list is already in Kuma's order, see :func:`ordered`)."""
+    each kind's list is already in Kuma's order, see :func:`ordered`); ``gateway``: the
+    MeshGateway a builtin gateway Dataplane serves (its listeners are then what is selected)."""
     routes = {p.name: p for p in policies_by_kind.get("MeshHTTPRoute", ())}
-    proxy = _Proxy(dataplane)
+    proxy = _Proxy(dataplane, gateway)
     found: dict[str, KindPolicies] = {}
     for type_name, policies in policies_by_kind.items():
         kind = POLICY_KINDS.get(type_name)

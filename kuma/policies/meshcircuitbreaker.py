@@ -30,6 +30,7 @@ from kuma.resources.model import (
 from kuma.resources.policy import PolicyKind, register
 
 from .conf import MUST_BE_DEFINED, check_duration, nanoseconds
+from .gateway import GatewayPlugin, listener_rules, register_gateway_plugin
 from .matching import InboundKey, KindPolicies
 from .plugin import PolicyPlugin, register_plugin, service_element, set_duration
 
@@ -310,3 +311,28 @@ class MeshCircuitBreakerPlugin(PolicyPlugin):
 
 
 PLUGIN = register_plugin(MeshCircuitBreakerPlugin())
+
+
+class MeshCircuitBreakerGateway(GatewayPlugin):
+    """Kuma's applyToGateways: a backend's cluster gets the port's ``to`` rule for its
+    service."""
+
+    kind = KIND
+
+    def cluster(
+        self,
+        cluster: cluster_pb2.Cluster,
+        policies: KindPolicies,
+        port: InboundKey,
+        service: str,
+        protocol: str,
+    ) -> None:
+        rules = listener_rules(policies, port)
+        conf: Conf | None = (
+            None if rules is None else policies.conf(rules.compute(service_element(service)))
+        )
+        if conf is not None:
+            configure_cluster(cluster, conf)
+
+
+register_gateway_plugin(MeshCircuitBreakerGateway())

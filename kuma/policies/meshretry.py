@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import msgspec
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_components_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from kuma.resources.errors import Violation
 from kuma.resources.model import (
@@ -30,7 +30,14 @@ from kuma.resources.model import (
 from kuma.resources.policy import ALL_TOP_KINDS, PolicyKind, register
 
 from .conf import MUST_BE_DEFINED, MUST_NOT_BE_EMPTY, check_duration, nanoseconds
-from .matching import KindPolicies
+from .gateway import (
+    HTTP_LISTENERS,
+    GatewayPlugin,
+    listener_rules,
+    register_gateway_plugin,
+    route_element,
+)
+from .matching import InboundKey, KindPolicies
 from .plugin import (
     PolicyPlugin,
     register_plugin,
@@ -396,3 +403,56 @@ class MeshRetryPlugin(PolicyPlugin):
 
 
 PLUGIN = register_plugin(MeshRetryPlugin())
+
+
+# --- the builtin gateway (Kuma's applyToGateway: its Configurer on the port's ``to`` rules) ---
+
+
+class MeshRetryGateway(GatewayPlugin):
+    kind = KIND
+
+    def listener(
+        self,
+        listener: listener_pb2.Listener,
+        policies: KindPolicies,
+        port: InboundKey,
+        protocol: str,
+    ) -> None:
+        # HTTP(S) ports route by RDS: their retries are set on the route configurations.
+        rules = listener_rules(policies, port)
+        if rules is None or protocol in HTTP_LISTENERS or not listener.filter_chains:
+            return
+        conf: Conf | None = policies.conf(rules.compute({}))
+        if conf is None or conf.tcp is None or conf.tcp.max_connect_attempt is None:
+            return
+        attempts = conf.tcp.max_connect_attempt
+
+        def tcp(proxy: Any) -> None:
+            proxy.max_connect_attempts.value = attempts
+            proxy.max_connect_attempts.SetInParent()
+
+        update_tcp_proxy(listener.filter_chains[0], tcp)  # Kuma configures the first chain only
+
+    def route_configuration(
+        self, config: route_pb2.RouteConfiguration, policies: KindPolicies, port: InboundKey
+    ) -> None:
+        rules = listener_rules(policies, port)
+        if rules is None:
+            return
+        common = _gateway_policy(policies.conf(rules.compute({})))
+        for host in config.virtual_hosts:
+            for route in host.routes:
+                policy = _gateway_policy(policies.conf(rules.compute(route_element(route))))
+                policy = policy or common
+                if policy is not None and route.HasField("route"):
+                    route.route.retry_policy.CopyFrom(policy)
+
+
+def _gateway_policy(conf: Conf | None) -> route_components_pb2.RetryPolicy | None:
+    # A gateway forwards as HTTP (Kuma's Configurer with ProtocolHTTP): the http section only.
+    if conf is None or conf.http is None:
+        return None
+    return http_retry_policy(conf.http)
+
+
+register_gateway_plugin(MeshRetryGateway())

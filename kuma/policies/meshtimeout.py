@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import msgspec
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_components_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -37,6 +37,13 @@ from kuma.resources.model import (
 from kuma.resources.policy import ALL_TOP_KINDS, PolicyKind, register
 
 from .conf import HOUR, MINUTE, SECOND, check_duration, nanoseconds
+from .gateway import (
+    HTTP_LISTENERS,
+    GatewayPlugin,
+    listener_rules,
+    register_gateway_plugin,
+    route_element,
+)
 from .matching import InboundKey, KindPolicies
 from .plugin import (
     HTTP_PROTOCOLS,
@@ -288,3 +295,79 @@ class MeshTimeoutPlugin(PolicyPlugin):
 
 
 PLUGIN = register_plugin(MeshTimeoutPlugin())
+
+
+# --- the builtin gateway (Kuma's applyToGateway) --------------------------------------------
+
+
+class MeshTimeoutGateway(GatewayPlugin):
+    kind = KIND
+
+    def listener(
+        self,
+        listener: listener_pb2.Listener,
+        policies: KindPolicies,
+        port: InboundKey,
+        protocol: str,
+    ) -> None:
+        """Kuma's ConfigureGatewayListener: a port no policy selects reads as an empty Conf
+        (every gateway default); a selected port without a matching rule is left as built."""
+        conf = _inbound_conf(policies, port)
+        if conf is None:
+            return
+        http = _http(conf)
+        idle = nanoseconds(conf.idle_timeout, DEFAULT_GATEWAY_IDLE_TIMEOUT) or 0
+
+        def manager(hcm: hcm_pb2.HttpConnectionManager) -> None:
+            set_duration(hcm.common_http_protocol_options.idle_timeout, idle)
+            set_duration(
+                hcm.request_headers_timeout,
+                nanoseconds(http.request_headers_timeout, DEFAULT_GATEWAY_REQUEST_HEADERS_TIMEOUT)
+                or 0,
+            )
+            set_duration(
+                hcm.stream_idle_timeout,
+                nanoseconds(http.stream_idle_timeout, DEFAULT_GATEWAY_STREAM_IDLE_TIMEOUT) or 0,
+            )
+            if http.request_timeout is not None:
+                set_duration(hcm.request_timeout, nanoseconds(http.request_timeout) or 0)
+
+        def tcp(proxy: tcp_proxy_pb2.TcpProxy) -> None:
+            set_duration(proxy.idle_timeout, idle)
+
+        for chain in listener.filter_chains:
+            if protocol in HTTP_LISTENERS:
+                update_hcm(chain, manager)
+            else:
+                update_tcp_proxy(chain, tcp)
+
+    def route_configuration(
+        self, config: route_pb2.RouteConfiguration, policies: KindPolicies, port: InboundKey
+    ) -> None:
+        rules = listener_rules(policies, port)
+        if rules is None:
+            return
+        common: Conf | None = policies.conf(rules.compute({}))
+        for host in config.virtual_hosts:
+            for route in host.routes:
+                conf: Conf | None = policies.conf(rules.compute(route_element(route))) or common
+                if conf is not None and route.HasField("route"):
+                    configure_route_action(route.route, conf)
+
+    def cluster(
+        self,
+        cluster: cluster_pb2.Cluster,
+        policies: KindPolicies,
+        port: InboundKey,
+        service: str,
+        protocol: str,
+    ) -> None:
+        rules = listener_rules(policies, port)
+        conf: Conf | None = (
+            None if rules is None else policies.conf(rules.compute(service_element(service)))
+        )
+        if conf is not None:
+            _configure_cluster(cluster, conf, protocol)
+
+
+register_gateway_plugin(MeshTimeoutGateway())

@@ -1,11 +1,12 @@
 """The engine's gateway is, after every batch, what a fresh engine builds from the same
 inputs, whatever the sequence of changes to MeshGateways, MeshHTTPRoutes, MeshTCPRoutes,
 backends (endpoints, protocols), the mesh Secret HTTPS and TLS listeners read (valid,
-renewed, invalid, deleted) and the gateway Dataplane (seeded random sequences, one to
+renewed, invalid, deleted), policies on the gateway (MeshTimeout, MeshRetry,
+MeshCircuitBreaker; selecting it or not) and the gateway Dataplane (seeded random sequences, one to
 three events per batch). Mutants caught when this was written: backends' CLAs not patched
 (no identity subsets), no MeshGateway selection key, a route on a MeshGateway not touching
 that key, backend inputs not watched; later, Secret events not touching the gateways that
-read them."""
+read them; later still, policy changes not re-assembling the gateways (no kind keys)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,27 @@ CERTIFICATES = (
     b"not a certificate",
 )
 SECRET = "type: Secret\nmesh: default\nname: edge-cert\ndata: {data}\n"
+#: Policies on the gateway (kuma/policies/gateway.py): top-level targetRefs that select it or
+#: not, ``from`` and ``to`` rules; ``{top}`` and ``{name}`` vary.
+POLICY_TOPS = (
+    "{kind: Mesh, proxyTypes: [Gateway]}",
+    "{kind: Mesh, proxyTypes: [Sidecar]}",
+    "{kind: MeshGateway, name: edge}",
+    "{kind: MeshGateway, name: edge, tags: {x: y}}",
+    "{kind: MeshService, name: edge}",
+)
+POLICIES = (
+    "type: MeshTimeout\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
+    "  from: [{{targetRef: {{kind: Mesh}}, default: {{idleTimeout: 7s}}}}]\n"
+    "  to: [{{targetRef: {{kind: Mesh}}, default: {{connectionTimeout: 3s,"
+    " http: {{requestTimeout: 9s}}}}}}]\n",
+    "type: MeshRetry\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
+    "  to: [{{targetRef: {{kind: Mesh}}, default: {{tcp: {{maxConnectAttempt: 2}},"
+    " http: {{numRetries: 2}}}}}}]\n",
+    "type: MeshCircuitBreaker\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
+    "  to: [{{targetRef: {{kind: MeshService, name: web}},"
+    " default: {{connectionLimits: {{maxConnections: 7}}}}}}]\n",
+)
 HTTP_RULES = (
     "        - matches: [{path: {type: PathPrefix, value: /a}}]\n"
     "          default: {backendRefs: [{kind: MeshService, name: web}]}\n",
@@ -66,7 +88,7 @@ spec:
 
 
 def _choices(rng: random.Random) -> Resource:
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
     if kind == 0:
         return decode_one(GATEWAY.replace(LISTENERS[0], rng.choice(LISTENERS)))
     if kind == 1:
@@ -84,6 +106,10 @@ def _choices(rng: random.Random) -> Resource:
                 protocol=rng.choice(("http", "http", "tcp")),
             )
         )
+    if kind == 5:
+        policy = rng.choice(POLICIES)
+        top = rng.choice(POLICY_TOPS)
+        return decode_one(policy.format(name=f"p{rng.randint(1, 2)}", top=top))
     if kind == 4:
         data = base64.b64encode(rng.choice(CERTIFICATES)).decode()
         return decode_one(SECRET.format(data=data))
@@ -100,6 +126,17 @@ def _served(engine: Engine) -> dict[str, dict[str, str]]:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_after_every_batch_the_gateway_equals_a_fresh_build(seed: int) -> None:
+    _run(seed)
+
+
+def test_the_sequences_serve_certificates() -> None:
+    # Some seeds' gateways serve an HTTPS or TLS port (their Secrets are compared too).
+    assert any(_run(seed) for seed in range(4))
+
+
+def _run(seed: int) -> bool:
+    """One seeded sequence; whether some batch served a certificate Secret."""
+    covered = secured = False
     rng = random.Random(seed)
     engine = Engine()
     base = [decode_one(text) for text in BASE.split("---\n")]
@@ -119,6 +156,9 @@ def test_after_every_batch_the_gateway_equals_a_fresh_build(seed: int) -> None:
         engine.apply_now(batch)
         fresh = Engine()
         fresh.apply_now(events(({(r.TYPE, r.name): r for r in base} | stored).values()))
-        assert _served(engine) == _served(fresh)
-    if ("MeshGateway", "edge") in stored:  # the comparison covers a served gateway
-        assert any(name.startswith("edge:") for name in _served(fresh)[types.LISTENER])
+        served = _served(fresh)
+        assert _served(engine) == served
+        covered |= any(name.startswith("edge:") for name in served[types.LISTENER])
+        secured |= bool(served[types.SECRET])
+    assert covered  # the comparison covered a served gateway
+    return secured

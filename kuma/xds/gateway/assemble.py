@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from kuma.policies import resolve
 from kuma.policies.caller_tags import caller_tags_header
+from kuma.policies.gateway import apply_cluster, gateway_kinds
 from kuma.policies.meshhttproute.api import MeshHTTPRoute
 from kuma.policies.meshtcproute import MeshTCPRoute
 from kuma.resources import Dataplane
@@ -23,6 +25,7 @@ from kuma.xds.engine.assemble import Assembly
 from kuma.xds.engine.interner import Interner
 from kuma.xds.engine.mesh_state import MeshState
 from kuma.xds.engine.shared import SharedResources
+from kuma.xds.engine.zone_ingress import kind_key
 from kuma.xds.generate.destination import Destination
 
 from .parts import GatewayParts
@@ -53,6 +56,9 @@ def with_gateway(
     tcp_routes = targeting(MeshTCPRoute, gateway, policies.get(MESH_TCP_ROUTE, ()))
     selections: set[Hashable] = set(assembly.selections)
     selections.add(gateway_key(mesh.name, gateway.name))
+    # Policies on the gateway's listeners (kuma/policies/gateway.py): any change of a kind with
+    # a gateway branch re-assembles the mesh's gateways (few), whatever it selected.
+    selections.update(kind_key(kind, mesh.name) for kind in gateway_kinds())
     selections.update((route.TYPE, route.mesh, route.name) for route in (*routes, *tcp_routes))
     gw = GatewayParts(
         gateway=gateway,
@@ -64,6 +70,7 @@ def with_gateway(
         tcp_routes=tcp_routes,
         resources=assembly.resources,
         interner=interner,
+        policies=resolve(dataplane, policies, presorted=True, gateway=gateway),
     )
     by_port: dict[tuple[str, int], list[GatewayListener]] = {}
     for listener in gateway.conf.listeners:
@@ -78,11 +85,13 @@ def with_gateway(
             selections.update(secret_key(mesh.name, name) for name in secrets_read(listeners))
             terminating(gw, protocol, port, listeners, mesh.externals.secret)
     subsets: dict[str, tuple[Destination, ...]] = dict(assembly.subsets)
-    for destination in gw.destinations:
+    for destination, key in gw.destinations.items():
         inputs = shared.watch_inputs(mesh, destination.service)
         if inputs.external:  # ExternalServices behind a gateway: not yet
             continue
-        gw.put(types.CLUSTER, gateway_cluster(destination, inputs.protocol, inputs.tls_mesh))
+        cluster = gateway_cluster(destination, inputs.protocol, inputs.tls_mesh)
+        apply_cluster(cluster, gw.policies, key, destination.service, inputs.protocol)
+        gw.put(types.CLUSTER, cluster)
         load_assignment = shared.load_assignment(mesh, destination)
         gw.resources[types.ENDPOINT][load_assignment.name] = load_assignment
         subsets[destination.service] = (*subsets.get(destination.service, ()), destination)
@@ -94,7 +103,7 @@ def _tcp(gw: GatewayParts, listener: GatewayListener) -> None:
     found = gw.tcp_destinations(listener)
     if found:  # no route, no listener
         message = tcp_listener(gw.gateway.name, gw.service, gw.address, listener.port, found)
-        gw.put(types.LISTENER, message)
+        gw.put_listener(message, listener.port, "TCP")
 
 
 def _http(gw: GatewayParts, port: int, listeners: list[GatewayListener]) -> None:
@@ -103,5 +112,5 @@ def _http(gw: GatewayParts, port: int, listeners: list[GatewayListener]) -> None
     config = route_configuration(
         _route_config_name(envoy_listener.name), hosts, gw.caller_tags, clusters, port
     )
-    gw.put(types.LISTENER, envoy_listener)
-    gw.put(types.ROUTE, config)
+    gw.put_listener(envoy_listener, port, "HTTP")
+    gw.put_routes(config, port)

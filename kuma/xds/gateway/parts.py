@@ -6,9 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+
+from kuma.policies.gateway import apply_listener, apply_route_configuration
+from kuma.policies.matching import InboundKey, ProxyPolicies
 from kuma.policies.meshhttproute.api import MeshHTTPRoute
 from kuma.policies.meshtcproute import MeshTCPRoute
 from kuma.resources.model import GatewayListener, MeshGateway
+from kuma.xds import types
 from kuma.xds.engine.assemble import _resource_name
 from kuma.xds.engine.interner import Interner
 from kuma.xds.engine.watches import ProxyResources
@@ -32,14 +38,29 @@ class GatewayParts:
     tcp_routes: Sequence[MeshTCPRoute]
     resources: ProxyResources
     interner: Interner
-    #: The backends (clusters) the listeners built so far forward to, in order found.
-    destinations: dict[Destination, None] = field(default_factory=dict)
+    #: The policies matched for the gateway's listeners (``kuma.policies.gateway``).
+    policies: ProxyPolicies
+    #: The backends (clusters) the listeners built so far forward to, in order found, with
+    #: the port (inbound key) whose policies shape each (the first that reaches it).
+    destinations: dict[Destination, InboundKey] = field(default_factory=dict)
 
     def put(self, type_url: str, message: Message) -> None:
         name = _resource_name(message)
         self.resources.setdefault(type_url, {})[name] = self.interner.intern(
             type_url, name, message
         )
+
+    def port(self, port: int) -> InboundKey:
+        """A listener port as policies key it (Kuma's InboundListener)."""
+        return (self.address, port)
+
+    def put_listener(self, listener: listener_pb2.Listener, port: int, protocol: str) -> None:
+        apply_listener(listener, self.policies, self.port(port), protocol)
+        self.put(types.LISTENER, listener)
+
+    def put_routes(self, config: route_pb2.RouteConfiguration, port: int) -> None:
+        apply_route_configuration(config, self.policies, self.port(port))
+        self.put(types.ROUTE, config)
 
     def identity(self, listener: GatewayListener) -> tuple[tuple[str, str], ...]:
         """Kuma's additional identifying tags of a listener's clusters."""
@@ -60,7 +81,7 @@ class GatewayParts:
                     for backend, _weight in entry.backends:
                         destination = Destination(backend[0], backend[1], identity)
                         clusters[backend] = destination.cluster_name
-                        self.destinations[destination] = None
+                        self.destinations.setdefault(destination, self.port(listener.port))
         hosts.sort(key=lambda host: exactness_key(host.hostname))
         return hosts, clusters
 
@@ -69,5 +90,6 @@ class GatewayParts:
         identity = self.identity(listener)
         backends = tcp_backends(self.tcp_routes, listener)
         found = [Destination(service, subset, identity) for (service, subset), _ in backends]
-        self.destinations.update(dict.fromkeys(found))
+        for destination in found:
+            self.destinations.setdefault(destination, self.port(listener.port))
         return [(d.cluster_name, w) for d, (_, w) in zip(found, backends, strict=True)]

@@ -83,7 +83,7 @@ def terminating(
             config = route_configuration(
                 config_name, hosts, gw.caller_tags, clusters, port, https=True
             )
-            gw.put(types.ROUTE, config)
+            gw.put_routes(config, port)
             chains.append(TlsChain(hostname, names))
         else:
             weighted = gw.tcp_destinations(listener)
@@ -95,7 +95,7 @@ def terminating(
     if not chains:
         return
     build = https_listener if protocol == "HTTPS" else tls_listener
-    gw.put(types.LISTENER, build(gw.gateway.name, gw.service, gw.address, port, chains))
+    gw.put_listener(build(gw.gateway.name, gw.service, gw.address, port, chains), port, protocol)
 
 
 def _certificates(listener: GatewayListener, secrets: SecretLookup) -> list[secret_pb2.Secret]:
