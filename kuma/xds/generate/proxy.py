@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 
 from kuma.policies import (
@@ -468,8 +469,15 @@ def generate_proxy(
             clusters[name] = egress_cluster(
                 destination, protocols[service], view.mesh.name, policies
             )
-            result[types.ENDPOINT][name] = destination_load_assignment(
-                destination, egress_endpoints(external, view.zone_egresses())
+            # The consumer's locality shapes it too, as the engine's shaped CLA (Kuma runs
+            # ConfigureEndpointsLocalityAware on it, egressEnabled).
+            result[types.ENDPOINT][name] = _shaped(
+                destination_load_assignment(
+                    destination, egress_endpoints(external, view.zone_egresses())
+                ),
+                policies,
+                service,
+                dataplane,
             )
             continue
         if external:
@@ -482,8 +490,16 @@ def generate_proxy(
         load_assignment = destination_load_assignment(
             destination, view.endpoints(service), view.locality()
         )
-        shape = locality_shape(policies, service, dataplane)
-        if shape is not None:
-            load_assignment = shape_load_assignment(load_assignment, shape)
-        result[types.ENDPOINT][name] = load_assignment
+        result[types.ENDPOINT][name] = _shaped(load_assignment, policies, service, dataplane)
     return result
+
+
+def _shaped(
+    load_assignment: endpoint_pb2.ClusterLoadAssignment,
+    policies: ProxyPolicies,
+    service: str,
+    dataplane: Dataplane,
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """The CLA as the consumer's MeshLoadBalancingStrategy locality shape rewrites it."""
+    shape = locality_shape(policies, service, dataplane)
+    return load_assignment if shape is None else shape_load_assignment(load_assignment, shape)
