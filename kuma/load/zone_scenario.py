@@ -26,12 +26,13 @@ import msgspec
 
 from .federation import Federation, kds_sent_bytes, traffic_delta
 from .mesh import Change, Plan, service_name
-from .procs import free_port
+from .procs import ManagedProcess, free_port
 from .reference import Prediction
 from .scenarios import ACK_GRACE, initial_convergence
 from .session import Options
 from .stats import Written, counter_delta, summarize
 from .zone_harness import ZoneHarness
+from .zone_hops import hops
 from .zone_reference import ZoneReference
 
 ZONES = ("zone-1", "zone-2")
@@ -78,6 +79,11 @@ class ZoneRun:
         ports = {"global": self.federation.api_port, **{z.zone: z.api_port for z in self.zones}}
         return {name: kds_sent_bytes(port) for name, port in ports.items()}
 
+    def output(self, zone: ZoneHarness | None) -> str:
+        """What ``zone``'s kuma-cp (None: global) printed, as far as it is kept."""
+        process = zone.cp if zone is not None else self.federation.global_cp
+        return process.output() if isinstance(process, ManagedProcess) else ""
+
     def cpu(self) -> dict[str, float]:
         return {"global": self.federation.cpu_seconds(), **{z.zone: z.cp_cpu() for z in self.zones}}
 
@@ -109,6 +115,8 @@ async def cross_zone_changes(
     cpu_before = run.cpu()
     counters_before = (await remote.status())["counters"]
     started = time.monotonic()
+    written_ats: list[float] = []
+    first_receipts: list[float | None] = []
     for k in range(changes):
         proxy = instances[k % len(instances)]
         document, here = local.predict(proxy)
@@ -116,6 +124,7 @@ async def cross_zone_changes(
         [remote_probe] = await remote.register([there])
         [local_probe] = await local.register([here])
         written_at = await local.write(document)
+        written_ats.append(written_at)
         waits = [
             (side, harness, Written(probe, p.type_index, p.name, p.affected, written_at))
             for side, harness, probe, p in (
@@ -131,6 +140,8 @@ async def cross_zone_changes(
             affected[side] += len(written.affected)
             if values:
                 lasts[side].append(max(values))
+            if side == "remote":
+                first_receipts.append(written_at + min(values) if values else None)
         await asyncio.sleep(ACK_GRACE)
     elapsed = time.monotonic() - started
     cpu_after = run.cpu()
@@ -163,6 +174,13 @@ async def cross_zone_changes(
         },
         "zone_1_xds_bytes_per_change": round(traffic.get("bytes", 0) / max(1, changes)),
         "window_seconds": round(elapsed, 2),
+        "zone_1_hops_median_ms": hops(
+            written_ats,
+            first_receipts,
+            zone_2=run.output(local),
+            global_=run.output(None),
+            zone_1=run.output(remote),
+        ),
         "verify": await verify(run, within),
     }
 
