@@ -55,6 +55,7 @@ from kuma.resources.policy import PolicyKind, register
 from .caller_tags import register_caller_tags_need
 from .conf import MUST_BE_DEFINED, check_duration, nanoseconds
 from .egress import EGRESS_INBOUND
+from .gateway import HTTP_LISTENERS, GatewayPlugin, listener_rules, register_gateway_plugin
 from .matching import InboundKey, KindPolicies
 from .meshratelimit import validate_gateway_lists
 from .plugin import (
@@ -288,6 +289,33 @@ def _filters(
 
 
 PLUGIN = register_plugin(MeshFaultInjectionPlugin())
+
+
+class MeshFaultInjectionGateway(GatewayPlugin):
+    """Kuma's ``applyToGateways``: an HTTP(S) port's ``to`` rules, every one, as fault filters
+    before the router (their subsets pick the clients by header, as ``from`` rules do)."""
+
+    kind = KIND
+
+    def listener(
+        self,
+        listener: listener_pb2.Listener,
+        policies: KindPolicies,
+        port: InboundKey,
+        protocol: str,
+    ) -> None:
+        rules = listener_rules(policies, port)
+        if rules is None or protocol not in HTTP_LISTENERS:
+            return
+        filters: list[hcm_pb2.HttpFilter] = []
+        for rule in rules:
+            conf: Conf = policies.conf(rule)
+            filters.extend(fault_filter(fault, rule.subset) for fault in conf.http or ())
+        for chain in listener.filter_chains if filters else ():
+            update_hcm(chain, lambda manager: insert_before_router(manager, filters))
+
+
+register_gateway_plugin(MeshFaultInjectionGateway())
 
 
 def names_clients(policy: Policy) -> bool:

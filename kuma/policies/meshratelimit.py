@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import msgspec
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.config.route.v3 import route_components_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2 as http_rl_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -48,6 +48,13 @@ from kuma.resources.validation.common import DURATION_FORMAT
 
 from .conf import MILLISECOND, nanoseconds
 from .egress import EGRESS_INBOUND
+from .gateway import (
+    HTTP_LISTENERS,
+    GatewayPlugin,
+    listener_rules,
+    register_gateway_plugin,
+    route_element,
+)
 from .matching import InboundKey, KindPolicies
 from .plugin import (
     HTTP_PROTOCOLS,
@@ -300,3 +307,56 @@ def _configure_chain(
 
 
 PLUGIN = register_plugin(MeshRateLimitPlugin())
+
+
+class MeshRateLimitGateway(GatewayPlugin):
+    """Kuma's ``applyToGateways``/``configureGateway``: on an HTTP(S) port (Kuma reaches a
+    port through its route configurations, so TCP and TLS ports are left alone), its chains as
+    an inbound's (the TCP filter in front; the HTTP filter is the gateway's already) and each
+    route the rule of its MeshHTTPRoute rule or the port's. Kuma configures the chains once
+    per route configuration: an HTTPS port with several hostnames gets its TCP filter as many
+    times; here once."""
+
+    kind = KIND
+
+    def listener(
+        self,
+        listener: listener_pb2.Listener,
+        policies: KindPolicies,
+        port: InboundKey,
+        protocol: str,
+    ) -> None:
+        rules = listener_rules(policies, port)
+        if rules is None or protocol not in HTTP_LISTENERS:
+            return
+        conf: Conf | None = policies.conf(rules.compute({}))
+        if conf is None or conf.local is None:
+            return
+        for chain in listener.filter_chains:
+            if conf.local.http is not None:
+                _http_chain(chain, conf.local.http)
+            if conf.local.tcp is not None:
+                _tcp_chain(chain, conf.local.tcp)
+
+    def route_configuration(
+        self, config: route_pb2.RouteConfiguration, policies: KindPolicies, port: InboundKey
+    ) -> None:
+        rules = listener_rules(policies, port)
+        if rules is None:
+            return
+        common = _route_limit(policies.conf(rules.compute({})))
+        for host in config.virtual_hosts:
+            for route in host.routes:
+                limit = _route_limit(policies.conf(rules.compute(route_element(route))))
+                limit = limit or common
+                if limit is not None:
+                    _add_to_route(route, limit)
+
+
+def _route_limit(conf: Conf | None) -> http_rl_pb2.LocalRateLimit | None:
+    if conf is None or conf.local is None or conf.local.http is None:
+        return None
+    return route_rate_limit(conf.local.http)
+
+
+register_gateway_plugin(MeshRateLimitGateway())

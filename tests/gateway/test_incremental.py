@@ -2,11 +2,12 @@
 inputs, whatever the sequence of changes to MeshGateways, MeshHTTPRoutes, MeshTCPRoutes,
 backends (endpoints, protocols), the mesh Secret HTTPS and TLS listeners read (valid,
 renewed, invalid, deleted), policies on the gateway (MeshTimeout, MeshRetry,
-MeshCircuitBreaker; selecting it or not) and the gateway Dataplane (seeded random sequences, one to
-three events per batch). Mutants caught when this was written: backends' CLAs not patched
-(no identity subsets), no MeshGateway selection key, a route on a MeshGateway not touching
-that key, backend inputs not watched; later, Secret events not touching the gateways that
-read them; later still, policy changes not re-assembling the gateways (no kind keys)."""
+MeshCircuitBreaker, MeshRateLimit, MeshFaultInjection; selecting it or not) and the gateway
+Dataplane (seeded random sequences, one to three events per batch). Mutants caught when this
+was written: backends' CLAs not patched (no identity subsets), no MeshGateway selection key, a
+route on a MeshGateway not touching that key, backend inputs not watched; later, Secret events
+not touching the gateways that read them (2/12 seeds); policy changes not re-assembling the
+gateways, no kind keys (5/12)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import random
 import pytest
 
 from kuma.resources import Resource, decode_one
+from kuma.resources.validation import validate
 from kuma.store import Operation
 from kuma.tls.certs import generate_ca_certificate
 from kuma.xds import types
@@ -67,6 +69,12 @@ POLICIES = (
     "type: MeshCircuitBreaker\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
     "  to: [{{targetRef: {{kind: MeshService, name: web}},"
     " default: {{connectionLimits: {{maxConnections: 7}}}}}}]\n",
+    "type: MeshRateLimit\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
+    "  to: [{{targetRef: {{kind: Mesh}}, default: {{local: {{http: {{requestRate:"
+    " {{num: 5, interval: 1s}}}}}}}}}}]\n",
+    "type: MeshFaultInjection\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
+    "  to: [{{targetRef: {{kind: Mesh}}, default: {{http: [{{abort:"
+    " {{httpStatus: 503, percentage: 5}}}}]}}}}]\n",
 )
 HTTP_RULES = (
     "        - matches: [{path: {type: PathPrefix, value: /a}}]\n"
@@ -106,10 +114,12 @@ def _choices(rng: random.Random) -> Resource:
                 protocol=rng.choice(("http", "http", "tcp")),
             )
         )
-    if kind == 5:
-        policy = rng.choice(POLICIES)
-        top = rng.choice(POLICY_TOPS)
-        return decode_one(policy.format(name=f"p{rng.randint(1, 2)}", top=top))
+    if kind == 5:  # a policy the API would store (Kuma's validation)
+        while True:
+            policy = rng.choice(POLICIES).format(name=f"p{rng.randint(1, 2)}", top="{top}")
+            resource = decode_one(policy.replace("{top}", rng.choice(POLICY_TOPS)))
+            if not validate(resource):
+                return resource
     if kind == 4:
         data = base64.b64encode(rng.choice(CERTIFICATES)).decode()
         return decode_one(SECRET.format(data=data))

@@ -146,16 +146,19 @@ def test_a_meshgateway_targetref_selects_listeners_by_their_tags() -> None:
         "conf: {listeners: [{protocol: HTTP, port: 8080}]}",
         "conf: {listeners: [{protocol: HTTP, port: 8080, tags: {edge: public}}]}",
     )
-    other = CIRCUIT_BREAKER.replace(
-        "{kind: MeshGateway, name: sample-gateway}",
-        "{kind: MeshGateway, name: sample-gateway, tags: {edge: internal}}",
-    )
-    engine = engine_with(tagged, other)
+    timeout = """\
+type: MeshTimeout
+mesh: default
+name: internal-timeouts
+spec:
+  targetRef: {kind: MeshGateway, name: sample-gateway, tags: {edge: internal}}
+  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 10s}}]
+"""
+    engine = engine_with(tagged, timeout)
     (name,) = [n for n in engine.subscribe(NODE).resources(types.CLUSTER) if n.startswith("b")]
-    assert "circuitBreakers" not in served(engine, types.CLUSTER, name, cluster_pb2.Cluster)
-    engine = engine_with(tagged, other.replace("internal", "public"))
-    cluster = served(engine, types.CLUSTER, name, cluster_pb2.Cluster)
-    assert cluster["circuitBreakers"]["thresholds"][0]["maxConnections"] == 2222
+    assert served(engine, types.CLUSTER, name, cluster_pb2.Cluster)["connectTimeout"] == "5s"
+    engine = engine_with(tagged, timeout.replace("internal", "public"))
+    assert served(engine, types.CLUSTER, name, cluster_pb2.Cluster)["connectTimeout"] == "10s"
 
 
 def test_a_new_meshs_default_policies_shape_the_gateway() -> None:
@@ -212,3 +215,66 @@ spec:
     # A policy change re-assembles the gateway (its kinds' keys), not the sidecar.
     engine.apply_now(events(decode(CIRCUIT_BREAKER)))
     assert engine.last_batch.proxies_assembled == 1
+
+
+FAULT_INJECTION = """\
+type: MeshFaultInjection
+mesh: default
+name: gateway-faults
+spec:
+  targetRef: {kind: MeshGateway, name: sample-gateway}
+  to:
+    - targetRef: {kind: Mesh}
+      default:
+        http:
+          - abort: {httpStatus: 444, percentage: 12}
+            delay: {value: 55s, percentage: "55"}
+            responseBandwidth: {limit: 111Mbps, percentage: "62.9"}
+"""
+
+
+def test_meshfaultinjection_equals_kuma_gateway_golden() -> None:
+    engine = engine_with(BASE, FAULT_INJECTION)
+    listener = golden("meshfaultinjection-gateway_basic_listener.golden.yaml")
+    as_this_project_serves("listeners", listener)
+    assert served(engine, types.LISTENER, LISTENER, listener_pb2.Listener) == listener
+
+
+RATE_LIMIT = """\
+type: MeshRateLimit
+mesh: default
+name: gateway-limit
+spec:
+  targetRef: {kind: MeshGateway, name: sample-gateway, tags: {protocol: http}}
+  to:
+    - targetRef: {kind: Mesh}
+      default:
+        local:
+          http:
+            requestRate: {num: 100, interval: 10s}
+            onRateLimit:
+              status: 444
+              headers:
+                add:
+                  - {name: x-kuma-rate-limit-header, value: test-value}
+                  - {name: x-kuma-rate-limit, value: other-value}
+"""
+
+
+def test_meshratelimit_equals_kuma_gateway_goldens() -> None:
+    # Kuma's case: an HTTP listener (tags protocol: http) and a TCP one; the policy selects
+    # the HTTP one by its tags.
+    listeners = (
+        "conf: {listeners: [{protocol: HTTP, port: 8080, tags: {protocol: http}},"
+        " {protocol: TCP, port: 8081, tags: {protocol: tcp}}]}"
+    )
+    engine = engine_with(
+        BASE.replace("conf: {listeners: [{protocol: HTTP, port: 8080}]}", listeners), RATE_LIMIT
+    )
+    listener = golden("meshratelimit-basic.gateway.listener.golden.yaml")
+    as_this_project_serves("listeners", listener)
+    assert served(engine, types.LISTENER, LISTENER, listener_pb2.Listener) == listener
+    routes = served(engine, types.ROUTE, ROUTES, route_pb2.RouteConfiguration)
+    for route in routes["virtualHosts"][0]["routes"]:
+        route.pop("name")  # Kuma's golden routes a MeshGatewayRoute, whose routes have none
+    assert routes == golden("meshratelimit-basic.gateway.routes.golden.yaml")
