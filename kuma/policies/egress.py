@@ -15,11 +15,16 @@ matches again, under the same key, every service of the egress's endpoint map wi
 second match is the one its plugins read (a MeshSubset on ``kuma.io/protocol`` does not
 select an external service at the egress).
 
+A kind with ``to`` only (MeshLoadBalancingStrategy) is matched by its ``to`` items instead,
+each turned into a ``from`` item under its policy's top-level targetRef (Kuma's
+``processToRules``).
+
 In Kuma v2.7.29 the plugins with a ZoneEgress branch for ExternalServices are
-MeshFaultInjection, MeshRateLimit and MeshTrafficPermission (and MeshLoadBalancingStrategy,
-which only sets localities of zone-tagged endpoints, not built here); the others (MeshTimeout,
+MeshFaultInjection, MeshRateLimit, MeshLoadBalancingStrategy (the localities of the
+endpoints the egress's cluster holds) and MeshTrafficPermission; the others (MeshTimeout,
 MeshCircuitBreaker, MeshHealthCheck, MeshRetry, MeshAccessLog, the routes) leave the egress
-as the generator built it. A kind takes part by overriding ``PolicyPlugin.egress_chain``;
+as the generator built it. A kind takes part by overriding ``PolicyPlugin.egress_chain`` or
+``egress_cluster``;
 MeshTrafficPermission's RBAC is the generator's (``kuma/xds/generate/zone_egress.py``),
 because it applies (denying everyone) also when no permission selects the service.
 """
@@ -28,14 +33,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 
 from kuma.resources.model import SERVICE_TAG, Policy, TargetRef
-from kuma.resources.policy import POLICY_KINDS
+from kuma.resources.policy import POLICY_KINDS, PolicyKind
 
-from .matching import EMPTY, InboundKey, KindPolicies, ProxyPolicies, _matches, _rules, _selector
+from .matching import (
+    EMPTY,
+    InboundKey,
+    KindPolicies,
+    ProxyPolicies,
+    _as_item,
+    _matches,
+    _rules,
+    _selector,
+)
 from .matching import ordered as kuma_order
 from .plugin import PLUGINS, PolicyPlugin
+from .rules import Item, Rules, build_rules
 
 #: The egress's one "inbound" under which its from-rules are keyed (Kuma: the empty key).
 EGRESS_INBOUND: InboundKey = ("", 0)
@@ -43,7 +59,11 @@ MTP = "MeshTrafficPermission"
 
 
 def _takes_part(plugin: PolicyPlugin) -> bool:
-    return type(plugin).egress_chain is not PolicyPlugin.egress_chain
+    cls = type(plugin)
+    return any(
+        getattr(cls, hook) is not getattr(PolicyPlugin, hook)
+        for hook in ("egress_chain", "egress_cluster")
+    )
 
 
 def egress_kinds() -> frozenset[str]:
@@ -57,6 +77,13 @@ def selects_service(ref: TargetRef, service: str) -> bool:
     return selector is not None and _matches(selector, {SERVICE_TAG: service})
 
 
+def _selects(kind: PolicyKind, policy: Policy, service: str) -> bool:
+    if kind.from_kinds:
+        return selects_service(policy.spec.target_ref, service)
+    # A kind with ``to`` only (MeshLoadBalancingStrategy): by the ``to`` items.
+    return any(selects_service(item.target_ref, service) for item in policy.spec.to)
+
+
 def egress_policies(
     service: str, policies_by_kind: Mapping[str, Sequence[Policy]]
 ) -> ProxyPolicies:
@@ -68,20 +95,46 @@ def egress_policies(
         policies = policies_by_kind.get(name, ())
         if kind is None or not policies:
             continue
-        matched = tuple(
-            p for p in kuma_order(policies) if selects_service(p.spec.target_ref, service)
-        )
-        if matched:
-            from_rules = {EGRESS_INBOUND: _rules(kind, matched, "from")}
-            found[name] = KindPolicies(kind, matched, _rules(kind, (), "to"), from_rules)
+        matched = tuple(p for p in kuma_order(policies) if _selects(kind, p, service))
+        if not matched:
+            continue
+        if kind.from_kinds:
+            rules = _rules(kind, matched, "from")
+        else:
+            rules = _to_as_from(kind, matched, service)
+        found[name] = KindPolicies(kind, matched, _rules(kind, (), "to"), {EGRESS_INBOUND: rules})
     return ProxyPolicies(found) if found else EMPTY
+
+
+def _to_as_from(kind: PolicyKind, policies: Sequence[Policy], service: str) -> Rules:
+    """Kuma's ``processToRules``: each ``to`` item selecting the service becomes a ``from``
+    item under its policy's top-level targetRef (the egress serves every client), so only a
+    policy whose top-level targetRef selects every client (``Mesh``) applies in the end (the
+    rule computed for the whole mesh). Kuma lists a policy once per selecting item and takes
+    all its selecting items each time; the repeats merge to the same result, so once here."""
+    items = [
+        Item(policy.spec.target_ref, _as_item(item, policy.name).conf, policy.name)
+        for policy in policies
+        for item in policy.spec.to
+        if selects_service(item.target_ref, service)
+    ]
+    return build_rules(items, with_negations=False, appends=kind.appends)
 
 
 def selects_any(policy: Policy, services: Iterable[str]) -> bool:
     """Whether ``policy`` is one an egress serving ``services`` reads."""
-    if policy.TYPE not in egress_kinds():
+    kind = POLICY_KINDS.get(policy.TYPE)
+    if kind is None or policy.TYPE not in egress_kinds():
         return False
-    return any(selects_service(policy.spec.target_ref, s) for s in services)
+    return any(_selects(kind, policy, s) for s in services)
+
+
+def apply_egress_cluster(cluster: cluster_pb2.Cluster, policies: ProxyPolicies, zone: str) -> None:
+    """Every taking-part kind's change to the egress's cluster to one external service."""
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is not None:
+            plugin.egress_cluster(cluster, matched, zone)
 
 
 def apply_egress_chain(

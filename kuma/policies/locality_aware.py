@@ -29,13 +29,17 @@ The consumer's zone is the ``kuma.io/zone`` of its own tags (a zone control plan
 every Dataplane it serves, ``kuma/multizone/zone_tag.py``, so it is that control plane's zone,
 Kuma's ``proxy.Zone``); untagged (standalone) it is ``""``, which untagged endpoints match.
 
+A ZoneEgress rebuilds the endpoints of its clusters to external services with
+:func:`egress_shape` (``kuma.policies.egress``).
+
 Not done (Kuma does): the ``egress_<hash>`` locality of a mesh routing other zones through
-ZoneEgress, gateways' rules, ZoneEgress's own ``from`` rules, clusters holding their endpoints
-(ExternalServices reached directly).
+ZoneEgress, gateways' rules, clusters holding their endpoints (ExternalServices reached
+directly).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -135,10 +139,25 @@ def shape_of(locality: LocalityAwareness | None, dataplane: Dataplane) -> Locali
         if locality is not None and locality.disabled:
             return None
         return LocalityShape(zone, rebuild=False)
+    return _rebuilt(locality, zone, lambda key: _tag_values(dataplane, key))
+
+
+def egress_shape(locality: LocalityAwareness | None, zone: str) -> LocalityShape | None:
+    """What a ZoneEgress in ``zone`` makes of an external service's endpoints (Kuma's
+    ``configureEgress``: the endpoints its cluster holds are rebuilt only with ``localZone`` or
+    ``crossZone``; the egress has no tags of its own, so no affinity group applies)."""
+    if locality is None or (locality.local_zone is None and locality.cross_zone is None):
+        return None
+    return _rebuilt(locality, zone, lambda key: [])
+
+
+def _rebuilt(
+    locality: LocalityAwareness, zone: str, values_of: Callable[[str], list[str]]
+) -> LocalityShape:
     local: list[LocalGroup] = []
     tags = (locality.local_zone.affinity_tags or ()) if locality.local_zone else ()
     for index, tag in enumerate(tags):
-        values = _tag_values(dataplane, tag.key)
+        values = values_of(tag.key)
         weight = tag.weight if tag.weight is not None else 9 * 10 ** (len(tags) - index - 1)
         if values:
             local.append(LocalGroup(tag.key, values[0], weight))

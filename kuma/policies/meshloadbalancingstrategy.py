@@ -450,5 +450,21 @@ class MeshLoadBalancingStrategyPlugin(PolicyPlugin):
         for chain in listener.filter_chains:
             update_hcm(chain, add)
 
+    def egress_cluster(
+        self, cluster: cluster_pb2.Cluster, policies: KindPolicies, zone: str
+    ) -> None:
+        """Kuma's ``configureEgress``: the rule for every client (Kuma's ``computeFrom``,
+        the Mesh element) rebuilds the localities of the endpoints the cluster holds; the
+        load balancer itself is not set at the egress."""
+        # locality_aware imports this module: import it when used.
+        from .egress import EGRESS_INBOUND
+        from .locality_aware import egress_shape, shape_load_assignment
+
+        rules = policies.from_rules.get(EGRESS_INBOUND)
+        conf: Conf | None = policies.conf(rules.compute({})) if rules is not None else None
+        shape = egress_shape(conf.locality_awareness, zone) if conf is not None else None
+        if shape is not None:
+            cluster.load_assignment.CopyFrom(shape_load_assignment(cluster.load_assignment, shape))
+
 
 PLUGIN = register_plugin(MeshLoadBalancingStrategyPlugin())

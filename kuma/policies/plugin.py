@@ -128,6 +128,12 @@ class PolicyPlugin:
         an ExternalService with (``protocol``: its ``kuma.io/protocol``), the policies those
         that select it (``kuma.policies.egress``). Only kinds overriding this are matched."""
 
+    def egress_cluster(
+        self, cluster: cluster_pb2.Cluster, policies: KindPolicies, zone: str
+    ) -> None:
+        """As :meth:`egress_chain`, for the egress's cluster to the external service (``zone``:
+        the egress's)."""
+
     def own_clusters(self, policies: KindPolicies) -> list[cluster_pb2.Cluster]:
         """Clusters the kind adds to the proxy (MeshAccessLog's collectors); the proxy's own."""
         return []

@@ -247,3 +247,74 @@ def test_matching_is_by_the_services_name_in_kumas_order() -> None:
     assert not selects_any(timeout, ["httpbin"])
     assert selects_any(mine, ["db", "httpbin"])
     assert not selects_any(mine, ["db"])
+
+
+def test_load_balancing_localities_at_the_egress_match_kumas_golden() -> None:
+    """``meshloadbalancingstrategy/.../testdata/egress.clusters.golden.yaml``, its static
+    cluster: an egress in zone-1, the external service's endpoints tagged zone-1 and zone-2,
+    crossZone failover to Any: zone-1 local (weight 1), zone-2 at priority 1, factor 200."""
+    resources = {}
+    for index, zone in ((1, "zone-1"), (2, "zone-2")):
+        resource = from_document(
+            {
+                "type": "ExternalService",
+                "mesh": "mesh-2",
+                "name": f"es-{index}",
+                "networking": {"address": f"192.168.0.{index}:8080"},
+                "tags": {
+                    "kuma.io/service": "static-cluster",
+                    "kuma.io/protocol": "http",
+                    "kuma.io/zone": zone,
+                },
+            }
+        )
+        assert isinstance(resource, ExternalService)
+        resources[resource.name] = resource
+    endpoints = resolve_endpoints(resources, {}, "mesh-2")
+
+    def cluster(*policies: Policy) -> dict[str, Any]:
+        matched = egress_policies("static-cluster", {"MeshLoadBalancingStrategy": policies})
+        service = EgressService("mesh-2", "static-cluster", "http", endpoints, None, matched)
+        egress = from_document(
+            {
+                "type": "ZoneEgress",
+                "name": "e",
+                "zone": "zone-1",
+                "networking": {"address": "127.0.0.1", "port": 10002},
+            }
+        )
+        assert isinstance(egress, ZoneEgress)
+        _, (built,) = generate_zone_egress(egress, [service])
+        return dict(json_format.MessageToDict(built)["loadAssignment"])
+
+    def strategy(name: str, top: dict[str, Any], to: str, conf: dict[str, Any]) -> Policy:
+        target = {"kind": "Mesh"} if to == "Mesh" else {"kind": "MeshService", "name": to}
+        spec = {"targetRef": top, "to": [{"targetRef": target, "default": conf}]}
+        return _policy("MeshLoadBalancingStrategy", "mesh-2", name, spec)
+
+    any_zone = {"localityAwareness": {"crossZone": {"failover": [{"to": {"type": "Any"}}]}}}
+    shaped = cluster(strategy("lb", {"kind": "Mesh"}, "static-cluster", any_zone))
+    assert shaped["policy"] == {"overprovisioningFactor": 200}
+    groups = [
+        (g["locality"], g.get("priority", 0), g.get("loadBalancingWeight"), len(g["lbEndpoints"]))
+        for g in shaped["endpoints"]
+    ]
+    assert groups == [({"zone": "zone-1"}, 0, 1, 1), ({"zone": "zone-2"}, 1, None, 1)]
+    addresses = [
+        g["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]["address"]
+        for g in shaped["endpoints"]
+    ]
+    assert addresses == ["192.168.0.1", "192.168.0.2"]
+    plain = cluster()
+    assert "policy" not in plain
+    # Kuma: only the rule for every client counts (a top-level MeshService's rule is for
+    # that service's clients), a rule without localZone/crossZone leaves the endpoints, and
+    # another service's rule does not apply.
+    assert (
+        cluster(strategy("lb", {"kind": "MeshService", "name": "web"}, "Mesh", any_zone)) == plain
+    )
+    disabled = {"localityAwareness": {"disabled": False}}
+    assert cluster(strategy("lb", {"kind": "Mesh"}, "Mesh", disabled)) == plain
+    assert cluster(strategy("lb", {"kind": "Mesh"}, "other", any_zone)) == plain
+    # A to-Mesh rule selects it too.
+    assert cluster(strategy("lb", {"kind": "Mesh"}, "Mesh", any_zone)) == shaped

@@ -35,6 +35,18 @@ from .test_engine_invariant import (
 
 _EGRESSES = ("egress-1", "egress-2")
 EGRESS_NODE = ".egress-1"
+_EGRESS_KINDS = (
+    "MeshFaultInjection",
+    "MeshRateLimit",
+    "MeshTrafficPermission",
+    "MeshLoadBalancingStrategy",
+)
+#: MeshLoadBalancingStrategy confs that shape an egress's endpoints or not (``to`` only).
+_LOCALITY = (
+    {"localityAwareness": {"crossZone": {"failover": [{"to": {"type": "Any"}}]}}},
+    {"localityAwareness": {"localZone": {"affinityTags": [{"key": "version"}]}}},
+    {"localityAwareness": {"disabled": True}},
+)
 
 
 class EngineMachineWithZoneEgress(EngineMachineWithExternalServices):
@@ -103,7 +115,7 @@ class EngineMachineWithZoneEgress(EngineMachineWithExternalServices):
         self._put(dataplane)
 
     @rule(
-        kind=st.sampled_from(["MeshFaultInjection", "MeshRateLimit", "MeshTrafficPermission"]),
+        kind=st.sampled_from(_EGRESS_KINDS),
         mesh=st.sampled_from(MESHES),
         name=st.sampled_from(["egress-a", "egress-b"]),
         selects=st.sampled_from(["Mesh", "db", "api", "web"]),
@@ -132,6 +144,12 @@ class EngineMachineWithZoneEgress(EngineMachineWithExternalServices):
             "targetRef": top,
             "from": [{"targetRef": source, "default": confs[choice % len(confs)]}],
         }
+        if kind == "MeshLoadBalancingStrategy":
+            # ``to`` only: the service it selects there, under a top-level targetRef
+            # (``client``: every client, or web's).
+            to = {"kind": "Mesh"} if selects == "Mesh" else {"kind": "MeshService", "name": selects}
+            top = {"kind": "Mesh"} if client == "Mesh" else {"kind": "MeshService", "name": client}
+            spec = {"targetRef": top, "to": [{"targetRef": to, "default": _LOCALITY[choice]}]}
         policy = from_document({"type": kind, "mesh": mesh, "name": name, "spec": spec})
         assert isinstance(policy, Policy)
         assert not validate(policy), validate(policy)
@@ -140,7 +158,7 @@ class EngineMachineWithZoneEgress(EngineMachineWithExternalServices):
             self._apply(1)
 
     @rule(
-        kind=st.sampled_from(["MeshFaultInjection", "MeshRateLimit", "MeshTrafficPermission"]),
+        kind=st.sampled_from(_EGRESS_KINDS),
         mesh=st.sampled_from(MESHES),
         name=st.sampled_from(["egress-a", "egress-b"]),
     )

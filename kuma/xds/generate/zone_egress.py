@@ -10,12 +10,13 @@ meshtrafficpermission plugin's ``configureEgress``; shapes as its testdata golde
   and the mesh CA over SDS: ``identity_cert:secret:<mesh>``, ``mesh_ca:secret:<mesh>``),
   authorizes with MeshTrafficPermission (RBAC first in the chain; Kuma: no permission
   selecting the external service denies everyone), with the changes of the other kinds Kuma
-  applies at the egress (MeshFaultInjection, MeshRateLimit: ``kuma.policies.egress``), then an
+  applies on the chain (MeshFaultInjection, MeshRateLimit: ``kuma.policies.egress``), then an
   HTTP connection manager (``kuma.io/protocol`` http/http2/grpc: host rewritten to the
   external host) or a TCP proxy to the cluster ``<mesh>:<service>``.
 * That cluster is the one a sidecar builds when it reaches the ExternalService directly
   (``external.external_cluster``: STRICT_DNS or STATIC, the ExternalService's own TLS
-  originated per endpoint), under the egress's name.
+  originated per endpoint), under the egress's name, its endpoints' localities as
+  MeshLoadBalancingStrategy makes them at the egress (``kuma.policies.egress``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 
 from kuma.policies import EMPTY, ProxyPolicies
-from kuma.policies.egress import EGRESS_INBOUND, apply_egress_chain
+from kuma.policies.egress import EGRESS_INBOUND, apply_egress_chain, apply_egress_cluster
 from kuma.policies.meshtrafficpermission import permission_rules
 from kuma.resources.model import SERVICE_TAG, ZoneEgress
 
@@ -76,12 +77,13 @@ def egress_permissions(policies: ProxyPolicies) -> tuple[PermissionRule, ...] | 
     return None if rules is None else tuple(rules)
 
 
-def _cluster(item: EgressService) -> cluster_pb2.Cluster:
+def _cluster(item: EgressService, zone: str) -> cluster_pb2.Cluster:
     name = egress_cluster_name(item.mesh, item.service)
     cluster = external_cluster(Destination(item.service), item.protocol, item.endpoints)
     cluster.name = name
     cluster.alt_stat_name = sanitize_metric(name)
     cluster.load_assignment.cluster_name = name
+    apply_egress_cluster(cluster, item.policies, zone)
     return cluster
 
 
@@ -127,7 +129,9 @@ def generate_zone_egress(
     listener.listener_filters.append(_TLS_INSPECTOR)
     for item in ordered:
         _add_chain(listener, item)
-    return listener, [_cluster(item) for item in ordered]
+    # The egress's zone (a zone control plane stamps its own on the ZoneEgress; Kuma's
+    # ``proxy.Zone``): MeshLoadBalancingStrategy's localities are relative to it.
+    return listener, [_cluster(item, egress.zone) for item in ordered]
 
 
 def referenced_meshes(services: Iterable[EgressService]) -> list[str]:
