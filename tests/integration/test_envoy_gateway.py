@@ -5,7 +5,7 @@ for other paths, and follow a route change; a TCP listener proxies to api (MeshT
 HTTPS listener (TERMINATE, its certificate from a mesh Secret over SDS) is left out while the
 Secret is missing, then serves ``curl --cacert`` for its hostname with Kuma's HSTS header;
 with mesh mTLS on (STRICT, allow-all permissions) the gateway originates mTLS to the sidecars
-as Kuma's does."""
+as Kuma's does; a MeshFaultInjection targeting the MeshGateway aborts its requests."""
 
 from __future__ import annotations
 
@@ -228,3 +228,22 @@ def test_gateway_routes_by_path_to_two_services(
     # Without routes every host answers Kuma's 404 text.
     control_plane.delete("route-edge")
     eventually(lambda: answer("/api", (404, EMPTY_GATEWAY)), "the gateway to drop its routes")
+
+    # A policy on the gateway (kuma/policies/gateway.py): MeshFaultInjection aborts every
+    # request on its listeners with the policy's status.
+    fault = {
+        "type": "MeshFaultInjection",
+        "mesh": "default",
+        "name": "edge-faults",
+        "spec": {
+            "targetRef": {"kind": "MeshGateway", "name": "edge"},
+            "to": [
+                {
+                    "targetRef": {"kind": "Mesh"},
+                    "default": {"http": [{"abort": {"httpStatus": 418, "percentage": 100}}]},
+                }
+            ],
+        },
+    }
+    control_plane.put("fault-edge", yaml.safe_dump(fault))
+    eventually(lambda: http_get(gateway_port, "/api")[0] == 418, "the gateway's fault injection")
