@@ -106,23 +106,24 @@ class Federation:
 
 
 def kds_sent_bytes(api_port: int) -> dict[tuple[str, str], float]:
-    """``kuma_kds_sent_bytes`` of the control plane whose API is on ``api_port``:
-    (peer, kind) → bytes sent since it started."""
+    """``kuma_kds_sent_bytes`` of the control plane whose API is on ``api_port``."""
     connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
     try:
         connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
+        return parse_kds_bytes(connection.getresponse().read().decode())
     finally:
         connection.close()
+
+
+def parse_kds_bytes(text: str) -> dict[tuple[str, str], float]:
+    """(peer, kind) → bytes sent since start, from Prometheus' text format."""
+    prefix = "kuma_kds_sent_bytes_total{"
     found: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
-        if not line.startswith("kuma_kds_sent_bytes_total{"):
+        if not line.startswith(prefix):
             continue
-        labels, _, value = line.partition("} ")
-        fields = dict(
-            part.split("=", 1)
-            for part in labels.removeprefix("kuma_kds_sent_bytes_total{").split(",")
-        )
+        labels, _, value = line.removeprefix(prefix).partition("} ")
+        fields = dict(part.split("=", 1) for part in labels.split(","))
         found[(fields["peer"].strip('"'), fields["kind"].strip('"'))] = float(value)
     return found
 
