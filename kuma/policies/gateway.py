@@ -21,11 +21,9 @@ from envoy.config.route.v3 import route_pb2
 
 from kuma.resources.policy import PolicyKind
 
-from .matching import InboundKey, KindPolicies, ProxyPolicies
+from .matching import RULE_MATCHES_HASH_TAG, InboundKey, KindPolicies, ProxyPolicies
 from .rules import Element, Rules
 
-#: Kuma's ``RuleMatchesHashTag``: the element of one route (a rule of a MeshHTTPRoute).
-RULE_MATCHES_HASH_TAG = "__rule-matches-hash__"
 #: Gateway listener protocols of the HTTP family (the others proxy TCP).
 HTTP_LISTENERS = ("HTTP", "HTTPS")
 

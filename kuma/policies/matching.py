@@ -42,6 +42,8 @@ from .rules import Element, Item, Rule, Rules, build_rules
 
 #: An inbound as Kuma keys from-rules: (dataplane IP, dataplane port).
 InboundKey = tuple[str, int]
+#: Kuma's ``RuleMatchesHashTag``: the tag of one MeshHTTPRoute rule (its matches' hash).
+RULE_MATCHES_HASH_TAG = "__rule-matches-hash__"
 
 SIDECAR = "Sidecar"
 GATEWAY = "Gateway"
@@ -132,21 +134,69 @@ _RULES_CACHE_LIMIT = 4096
 _rules_cache: dict[tuple[Any, ...], tuple[tuple[Policy, ...], Rules]] = {}
 
 
-def _rules(kind: PolicyKind, policies: tuple[Policy, ...], direction: str) -> Rules:
-    key = (kind.name, direction, *map(id, policies))
+def _rules(
+    kind: PolicyKind,
+    policies: tuple[Policy, ...],
+    direction: str,
+    routes: Mapping[str, Policy] | None = None,
+) -> Rules:
+    """``routes`` (a builtin gateway's ``to`` rules): a policy whose top-level targetRef is a
+    MeshHTTPRoute gives its confs to that route's rules only (Kuma's ``buildToList``)."""
+    targeted = tuple(
+        (routes or {}).get(p.spec.target_ref.name)
+        for p in policies
+        if routes is not None and p.spec.target_ref.kind == MESH_HTTP_ROUTE
+    )
+    key = (kind.name, direction, routes is not None, *map(id, policies), *map(id, targeted))
     cached = _rules_cache.get(key)
     if cached is not None:
         return cached[1]
-    items = [
-        _as_item(item, p.name)
-        for p in policies
-        for item in (p.spec.to if direction == "to" else p.spec.from_)
-    ]
+    if routes is not None and direction == "to":
+        items = [item for p in policies for item in _route_items(p, routes)]
+    else:
+        items = [
+            _as_item(item, p.name)
+            for p in policies
+            for item in (p.spec.to if direction == "to" else p.spec.from_)
+        ]
     rules = build_rules(items, with_negations=direction == "from", appends=kind.appends)
     if len(_rules_cache) >= _RULES_CACHE_LIMIT:
         _rules_cache.clear()
-    _rules_cache[key] = (policies, rules)
+    # The entry holds what the key's identities name, so none is reused while cached.
+    _rules_cache[key] = ((*policies, *(r for r in targeted if r is not None)), rules)
     return rules
+
+
+def _route_items(policy: Policy, routes: Mapping[str, Policy]) -> list[Item]:
+    """A policy's ``to`` items; for a MeshHTTPRoute top-level targetRef, each of them for
+    every rule of the route, as the subset of the rule's matches hash (``MeshSubset``, or
+    ``MeshServiceSubset`` of the route's ``to`` service)."""
+    ref = policy.spec.target_ref
+    if ref.kind != MESH_HTTP_ROUTE:
+        return [_as_item(item, policy.name) for item in policy.spec.to]
+    # The package imports this module.
+    from .meshhttproute.api import MeshHTTPRoute
+    from .meshhttproute.order import hash_matches
+
+    route = routes.get(ref.name)
+    if not isinstance(route, MeshHTTPRoute):  # Kuma: "can't resolve MeshHTTPRoute policy"
+        return []
+
+    items: list[Item] = []
+    for route_to in route.spec.to:
+        for rule in route_to.rules:
+            tags = {RULE_MATCHES_HASH_TAG: hash_matches(msgspec.to_builtins(rule.matches))}
+            if route_to.target_ref.kind in (MESH, MESH_SUBSET):
+                target = TargetRef(kind=MESH_SUBSET, tags=tags)
+            else:
+                target = TargetRef(
+                    kind=MESH_SERVICE_SUBSET, name=route_to.target_ref.name, tags=tags
+                )
+            items.extend(
+                Item(target, _as_item(item, policy.name).conf, policy.name)
+                for item in policy.spec.to
+            )
+    return items
 
 
 @dataclass
@@ -301,7 +351,7 @@ def match_kind(
     listener_to_rules = None
     if proxy.listeners:
         listener_to_rules = {
-            key: _rules(kind, tuple(group), "to") for key, group in by_inbound.items()
+            key: _rules(kind, tuple(group), "to", routes or {}) for key, group in by_inbound.items()
         }
     return KindPolicies(
         kind,

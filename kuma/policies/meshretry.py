@@ -16,6 +16,13 @@ from typing import Any, ClassVar
 import msgspec
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.retry.host.omit_host_metadata.v3 import (
+    omit_host_metadata_config_pb2 as omit_host_metadata_pb2,
+)
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import (
+    previous_priorities_config_pb2 as previous_priorities_pb2,
+)
 
 from kuma.resources.errors import Violation
 from kuma.resources.model import (
@@ -82,6 +89,11 @@ _RESET_FORMATS = {
 # Kuma checks the format with its CRD schema's enum.
 _RESET_FORMAT_MESSAGE = "must be Seconds or UnixTimestamp"
 _PRIORITY_ONCE = "OmitPreviousPriorities must only be specified once"
+
+
+PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
+OMIT_HOST_METADATA = "envoy.retry_host_predicates.omit_host_metadata"
+PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 
 
 class HeaderMatch(PolicyConf, frozen=True):
@@ -324,7 +336,7 @@ def _common(policy: route_components_pb2.RetryPolicy, conf: Http | Grpc) -> None
 
 
 def http_retry_policy(conf: Http) -> route_components_pb2.RetryPolicy:
-    """Kuma's genHttpRetryPolicy (host selection predicates are not generated yet)."""
+    """Kuma's genHttpRetryPolicy."""
     policy = route_components_pb2.RetryPolicy(retry_on=HTTP_RETRY_ON_DEFAULT)
     _common(policy, conf)
     retry_on: list[str] = []
@@ -350,9 +362,32 @@ def http_retry_policy(conf: Http) -> route_components_pb2.RetryPolicy:
         _header_matcher(policy.retriable_request_headers.add(), header)
     for header in conf.retriable_response_headers or ():
         _header_matcher(policy.retriable_headers.add(), header)
+    _host_selection_predicates(policy, conf.host_selection or ())
     if conf.host_selection_max_attempts is not None:
         policy.host_selection_retry_max_attempts = conf.host_selection_max_attempts
     return policy
+
+
+def _host_selection_predicates(
+    policy: route_components_pb2.RetryPolicy, predicates: tuple[Predicate, ...]
+) -> None:
+    """Kuma's configureHostSelectionPredicates: host predicates in order, the last
+    OmitPreviousPriorities as the retry priority."""
+    for predicate in predicates:
+        if predicate.predicate == "OmitPreviousHosts":
+            added = policy.retry_host_predicate.add(name=PREVIOUS_HOSTS)
+            added.typed_config.Pack(previous_hosts_pb2.PreviousHostsPredicate())
+        elif predicate.predicate == "OmitHostsWithTags":
+            config = omit_host_metadata_pb2.OmitHostMetadataConfig()
+            config.metadata_match.filter_metadata["envoy.lb"].update(predicate.tags or {})
+            added = policy.retry_host_predicate.add(name=OMIT_HOST_METADATA)
+            added.typed_config.Pack(config)
+        elif predicate.predicate == "OmitPreviousPriorities":
+            priorities = previous_priorities_pb2.PreviousPrioritiesConfig(
+                update_frequency=predicate.update_frequency
+            )
+            policy.retry_priority.name = PREVIOUS_PRIORITIES
+            policy.retry_priority.typed_config.Pack(priorities)
 
 
 def grpc_retry_policy(conf: Grpc) -> route_components_pb2.RetryPolicy:

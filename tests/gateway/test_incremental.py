@@ -57,6 +57,7 @@ POLICY_TOPS = (
     "{kind: MeshGateway, name: edge}",
     "{kind: MeshGateway, name: edge, tags: {x: y}}",
     "{kind: MeshService, name: edge}",
+    "{kind: MeshHTTPRoute, name: edge-routes}",
 )
 POLICIES = (
     "type: MeshTimeout\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
