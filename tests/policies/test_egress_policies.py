@@ -202,6 +202,9 @@ def test_rate_limit_at_the_egress_matches_kumas_golden() -> None:
         "envoy.filters.network.tcp_proxy",
     ]
     assert _filters(tcp_chain)[0] == TCP_RATE_LIMIT
+    # MeshTrafficPermission's network filter counts under the egress listener's name (Kuma's
+    # StatsName there; apply-egress.golden.yaml: ``test_listener.``).
+    assert tcp_chain["filters"][0]["typedConfig"]["statPrefix"] == "inbound_192_168_0_1_10002."
     assert [f["name"] for f in _filters(chains["external-service-2_mesh-1"])] == [
         "envoy.filters.network.tcp_proxy"
     ]
