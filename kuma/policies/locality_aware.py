@@ -143,11 +143,14 @@ def shape_of(locality: LocalityAwareness | None, dataplane: Dataplane) -> Locali
 
 
 def egress_shape(locality: LocalityAwareness | None, zone: str) -> LocalityShape | None:
-    """What a ZoneEgress in ``zone`` makes of an external service's endpoints (Kuma's
-    ``configureEgress``: the endpoints its cluster holds are rebuilt only with ``localZone`` or
-    ``crossZone``; the egress has no tags of its own, so no affinity group applies)."""
+    """What a ZoneEgress in ``zone`` makes of the endpoints its cluster to an external service
+    holds (Kuma's ``configureEgress``): as for a consumer in ``zone`` without tags (the egress
+    has none, so no affinity group applies): rebuilt with ``localZone`` or ``crossZone``,
+    otherwise other zones' localities at priority 1 unless ``disabled``."""
     if locality is None or (locality.local_zone is None and locality.cross_zone is None):
-        return None
+        if locality is not None and locality.disabled:
+            return None
+        return LocalityShape(zone, rebuild=False)
     return _rebuilt(locality, zone, lambda key: [])
 
 

@@ -454,8 +454,8 @@ class MeshLoadBalancingStrategyPlugin(PolicyPlugin):
         self, cluster: cluster_pb2.Cluster, policies: KindPolicies, zone: str
     ) -> None:
         """Kuma's ``configureEgress``: the rule for every client (Kuma's ``computeFrom``,
-        the Mesh element) rebuilds the localities of the endpoints the cluster holds; the
-        load balancer itself is not set at the egress."""
+        the Mesh element) shapes the localities of the endpoints the cluster holds; the load
+        balancer itself is not set at the egress."""
         # locality_aware imports this module: import it when used.
         from .egress import EGRESS_INBOUND
         from .locality_aware import egress_shape, shape_load_assignment

@@ -253,9 +253,10 @@ def test_matching_is_by_the_services_name_in_kumas_order() -> None:
 
 
 def test_load_balancing_localities_at_the_egress_match_kumas_golden() -> None:
-    """``meshloadbalancingstrategy/.../testdata/egress.clusters.golden.yaml``, its static
-    cluster: an egress in zone-1, the external service's endpoints tagged zone-1 and zone-2,
-    crossZone failover to Any: zone-1 local (weight 1), zone-2 at priority 1, factor 200."""
+    """``meshloadbalancingstrategy/.../testdata/egress.clusters.golden.yaml`` and
+    ``egress_basic.clusters.golden.yaml``, their static cluster: an egress in zone-1, the
+    external service's endpoints tagged zone-1 and zone-2. CrossZone failover to Any: zone-1
+    local (weight 1), zone-2 at priority 1, factor 200."""
     resources = {}
     for index, zone in ((1, "zone-1"), (2, "zone-2")):
         resource = from_document(
@@ -310,13 +311,22 @@ def test_load_balancing_localities_at_the_egress_match_kumas_golden() -> None:
     assert addresses == ["192.168.0.1", "192.168.0.2"]
     plain = cluster()
     assert "policy" not in plain
+    # egress_basic.clusters.golden.yaml: ``disabled: false`` alone (no localZone/crossZone)
+    # keeps the endpoints and puts other zones' localities at priority 1, no factor.
+    kept = {"localityAwareness": {"disabled": False}}
+    enabled = cluster(strategy("lb", {"kind": "Mesh"}, "Mesh", kept))
+    assert "policy" not in enabled
+    assert [(g["locality"], g.get("priority", 0)) for g in enabled["endpoints"]] == [
+        ({"zone": "zone-1"}, 0),
+        ({"zone": "zone-2"}, 1),
+    ]
+    assert [g.get("priority", 0) for g in plain["endpoints"]] == [0, 0]
     # Kuma: only the rule for every client counts (a top-level MeshService's rule is for
-    # that service's clients), a rule without localZone/crossZone leaves the endpoints, and
-    # another service's rule does not apply.
-    assert (
-        cluster(strategy("lb", {"kind": "MeshService", "name": "web"}, "Mesh", any_zone)) == plain
-    )
-    disabled = {"localityAwareness": {"disabled": False}}
+    # that service's clients), ``disabled: true`` changes nothing, and another service's rule
+    # does not apply.
+    web_only = strategy("lb", {"kind": "MeshService", "name": "web"}, "Mesh", any_zone)
+    assert cluster(web_only) == plain
+    disabled = {"localityAwareness": {"disabled": True}}
     assert cluster(strategy("lb", {"kind": "Mesh"}, "Mesh", disabled)) == plain
     assert cluster(strategy("lb", {"kind": "Mesh"}, "other", any_zone)) == plain
     # A to-Mesh rule selects it too.
