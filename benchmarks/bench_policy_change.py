@@ -6,6 +6,7 @@ outbound listeners) or, with ``--field connection``, its connection timeout (sha
 only: kuma-load's policy scenario).
 
     python benchmarks/bench_policy_change.py [--runs 10] [--field request|connection]
+                                             [--sizes 1000,10000]
 
 In-process (no xDS transport): the engine's work only. The end-to-end p99 at the sidecars
 under kuma-load is not measured here.
@@ -114,16 +115,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--field", choices=("request", "connection"), default="request")
+    parser.add_argument("--sizes", default="1000,10000")
     args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
     results = {}
-    for n in (1000, 10000):
+    for n in sizes:
         median, worst, assembled = measure(n, args.runs, args.field)
         results[n] = median
         print(
             f"N={n:>6}: policy change {median * 1e3:.1f} ms (max {worst * 1e3:.1f} ms), "
             f"{assembled} proxies re-assembled"
         )
-    print(f"CPU per change N=10000 / N=1000: {results[10000] / results[1000]:.2f}")
+    if len(sizes) > 1:
+        first, last = sizes[0], sizes[-1]
+        print(f"CPU per change N={last} / N={first}: {results[last] / results[first]:.2f}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from kuma.resources.policy import ALL_TOP_KINDS, PolicyKind, register
 from kuma.resources.validation.common import DURATION_FORMAT
 
 from .conf import MILLISECOND, nanoseconds
+from .decoded import settle
 from .egress import EGRESS_INBOUND
 from .gateway import (
     HTTP_LISTENERS,
@@ -257,6 +258,7 @@ def _tcp_chain(chain: listener_components_pb2.FilterChain, tcp: LocalTcp) -> Non
     config.token_bucket.max_tokens = rate.num
     config.token_bucket.tokens_per_fill.value = rate.num
     set_duration(config.token_bucket.fill_interval, nanoseconds(rate.interval, 0) or 0)
+    settle(chain)  # the filters are copied and reordered: nothing may stay decoded
     filters = list(chain.filters)
     del chain.filters[:]
     added = chain.filters.add()

@@ -34,6 +34,7 @@ from kuma.resources.model import (
 from kuma.resources.policy import PolicyKind, register
 
 from .backendref import BACKEND_KINDS, BackendRef, RouteSpec, check_backend_refs, weight_of
+from .decoded import settle
 from .matching import ProxyPolicies
 from .meshhttproute.api import KIND as HTTP_ROUTE
 from .meshhttproute.envoy import backend_of
@@ -151,6 +152,7 @@ class MeshTCPRoutePlugin(PolicyPlugin):
         def rewrite(listener: listener_pb2.Listener, name: ClusterNamer) -> None:
             proxy = _tcp_proxy(service, split, name)
             for chain in listener.filter_chains:
+                settle(chain)  # the filters are replaced: nothing may stay decoded
                 del chain.filters[:]
                 added = chain.filters.add(name="envoy.filters.network.tcp_proxy")
                 added.typed_config.type_url = TCP_PROXY_TYPE

@@ -29,11 +29,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upstream_http_pb2
-from google.protobuf import any_pb2  # type: ignore[import-untyped, unused-ignore]
 
 from kuma.resources.model import SERVICE_TAG
 from kuma.resources.policy import PolicyKind
 
+from .decoded import DecodedFilters, edit
 from .matching import InboundKey, KindPolicies, ProxyPolicies
 from .rules import Rule
 
@@ -235,10 +235,11 @@ def plan_outbound(
 def apply_outbound_listener(
     listener: listener_pb2.Listener, policies: ProxyPolicies, service: str, protocol: str
 ) -> None:
-    for plugin in PLUGINS:
-        matched = policies.get(plugin.kind.name)
-        if matched is not None:
-            plugin.outbound_listener(listener, matched, service, protocol)
+    with DecodedFilters():
+        for plugin in PLUGINS:
+            matched = policies.get(plugin.kind.name)
+            if matched is not None:
+                plugin.outbound_listener(listener, matched, service, protocol)
 
 
 def apply_outbound_cluster(
@@ -257,11 +258,12 @@ def apply_inbound(
     inbound: InboundKey,
     protocol: str,
 ) -> None:
-    for plugin in PLUGINS:
-        matched = policies.get(plugin.kind.name)
-        if matched is not None:
-            plugin.inbound_listener(listener, matched, inbound, protocol)
-            plugin.inbound_cluster(cluster, matched, inbound, protocol)
+    with DecodedFilters():
+        for plugin in PLUGINS:
+            matched = policies.get(plugin.kind.name)
+            if matched is not None:
+                plugin.inbound_listener(listener, matched, inbound, protocol)
+                plugin.inbound_cluster(cluster, matched, inbound, protocol)
 
 
 def apply_passthrough(listener: listener_pb2.Listener, policies: ProxyPolicies) -> None:
@@ -287,32 +289,15 @@ def update_hcm(
     chain: listener_components_pb2.FilterChain,
     change: Callable[[hcm_pb2.HttpConnectionManager], None],
 ) -> bool:
-    """Unpack the chain's HTTP connection manager, change it, pack it back; False if none."""
-    return _update(chain, HCM_TYPE, hcm_pb2.HttpConnectionManager, change)
+    """Change the chain's HTTP connection manager (decoded once per ``DecodedFilters``
+    block: ``decoded.py``); False if none."""
+    return edit(chain, hcm_pb2.HttpConnectionManager, change)
 
 
 def update_tcp_proxy(
     chain: listener_components_pb2.FilterChain, change: Callable[[tcp_proxy_pb2.TcpProxy], None]
 ) -> bool:
-    return _update(chain, TCP_PROXY_TYPE, tcp_proxy_pb2.TcpProxy, change)
-
-
-def _update(
-    chain: listener_components_pb2.FilterChain,
-    type_url: str,
-    cls: Any,
-    change: Callable[[Any], None],
-) -> bool:
-    for network_filter in chain.filters:
-        packed: any_pb2.Any = network_filter.typed_config
-        if packed.type_url != type_url:
-            continue
-        message = cls()
-        message.ParseFromString(packed.value)
-        change(message)
-        packed.value = message.SerializeToString(deterministic=True)
-        return True
-    return False
+    return edit(chain, tcp_proxy_pb2.TcpProxy, change)
 
 
 def update_http_options(

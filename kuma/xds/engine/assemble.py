@@ -20,8 +20,9 @@ from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
 from kuma.xds.generate.external import is_ipv6_proxy
+from kuma.xds.generate.outbounds import outbound_plan
 from kuma.xds.generate.prometheus import NO_SIDECAR_METRICS, SidecarMetrics
-from kuma.xds.generate.proxy import outbound_plan, proxy_parts, type_url_of
+from kuma.xds.generate.proxy import proxy_parts, type_url_of
 from kuma.xds.generate.via_egress import routes_through_egress
 
 from .interner import Interner

@@ -46,11 +46,8 @@ from kuma.xds import types
 from kuma.xds.generate.cross_zone import LOCAL_ONLY, LocalityPlan
 from kuma.xds.generate.destination import Destination, destination_load_assignment
 from kuma.xds.generate.external import ExternalEndpoint, external_cluster
-from kuma.xds.generate.proxy import (
-    policy_outbound_listener,
-    policy_service_cluster,
-    upstream_tls_mesh,
-)
+from kuma.xds.generate.outbounds import policy_outbound_listener, policy_service_cluster
+from kuma.xds.generate.proxy import upstream_tls_mesh
 from kuma.xds.generate.via_egress import (
     EgressAddress,
     egress_cluster,

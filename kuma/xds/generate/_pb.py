@@ -60,15 +60,20 @@ def set_tags(target: base_pb2.Metadata, key: str, tags: Iterable[tuple[str, str]
         fields[k].string_value = v
 
 
+def tcp_proxy(stat_prefix: str, cluster: str, idle_timeout: int | None) -> tcp_proxy_pb2.TcpProxy:
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
+    if idle_timeout is not None:
+        proxy.idle_timeout.seconds = idle_timeout
+    return proxy
+
+
 def add_tcp_proxy(
     chain: listener_components_pb2.FilterChain,
     stat_prefix: str,
     cluster: str,
     idle_timeout: int | None,
 ) -> None:
-    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
-    if idle_timeout is not None:
-        proxy.idle_timeout.seconds = idle_timeout
+    proxy = tcp_proxy(stat_prefix, cluster, idle_timeout)
     chain.filters.add(name=TCP_PROXY_FILTER).typed_config.CopyFrom(pack(proxy))
 
 

@@ -35,18 +35,23 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from kuma.resources.model import SERVICE_TAG, Dataplane, Inbound
 
 from ._pb import (
     GRPC_STATS,
+    HCM_FILTER,
     INTERNAL_ADDRESSES,
     ROUTER,
     TAGS_METADATA_KEY,
+    TCP_PROXY_FILTER,
     add_hcm,
     add_tcp_proxy,
+    pack,
     set_socket_address,
     set_tags,
+    tcp_proxy,
 )
 from .dataplane import inbound_protocol, is_transparent
 from .destination import Destination
@@ -147,13 +152,9 @@ def _add_inbound_hcm(
 DEFAULT_ROUTE_NAME = "9Zuf5Tg79OuZcQITwBbQykxAk2u4fRKrwYn3//AL4Yo="
 
 
-def _add_outbound_hcm(
-    chain: listener_components_pb2.FilterChain,
-    service: str,
-    cluster: str,
-    protocol: str,
-    caller_tags: str,
-) -> None:
+def _outbound_hcm(
+    service: str, cluster: str, protocol: str, caller_tags: str
+) -> hcm_pb2.HttpConnectionManager:
     # As Kuma 2.7's MeshHTTPRoute plugin builds every HTTP outbound of a mesh without legacy
     # TrafficRoutes: paths normalized, the catch-all route named by its matches' hash, and no
     # connection or stream idle timeouts of its own (Envoy's defaults; MeshTimeout sets them).
@@ -165,7 +166,7 @@ def _add_outbound_hcm(
         added = config.route_config.request_headers_to_add.add()
         added.header.key = TAGS_HEADER
         added.header.value = caller_tags
-    add_hcm(chain, config)
+    return config
 
 
 def inbound_listener(
@@ -211,9 +212,18 @@ def outbound_listener(
     ``caller_tags``: the ``x-kuma-tags`` value HTTP requests get (``""``: no header)."""
     if isinstance(destination, str):
         destination = Destination(destination)
-    service = destination.service
-    cluster = destination.cluster_name
-    listener, chain = _listener(
+    listener, chain = outbound_listener_shell(address, port, destination, bind_to_port)
+    name, config = outbound_filter(destination, protocol, caller_tags)
+    chain.filters.add(name=name).typed_config.CopyFrom(pack(config))
+    return listener
+
+
+def outbound_listener_shell(
+    address: str, port: int, destination: Destination, bind_to_port: bool = True
+) -> tuple[listener_pb2.Listener, listener_components_pb2.FilterChain]:
+    """An outbound listener without its network filter (:func:`outbound_filter`), the only
+    part of it that depends on the address and port: so one filter can serve many."""
+    return _listener(
         outbound_listener_name(address, port),
         address,
         port,
@@ -221,12 +231,19 @@ def outbound_listener(
         bind_to_port=bind_to_port,
         tags=destination.tags,
     )
+
+
+def outbound_filter(
+    destination: Destination, protocol: str, caller_tags: str = ""
+) -> tuple[str, hcm_pb2.HttpConnectionManager | tcp_proxy_pb2.TcpProxy]:
+    """The network filter (name, config not packed) of an outbound listener to
+    ``destination``, as :func:`outbound_listener` describes it."""
+    service = destination.service
+    cluster = destination.cluster_name
     if protocol in HTTP_PROTOCOLS:
-        _add_outbound_hcm(chain, service, cluster, protocol, caller_tags)
-    else:
-        # Kuma's MeshTCPRoute plugin: no idle timeout of its own (Envoy's 1h; MeshTimeout sets it).
-        add_tcp_proxy(chain, sanitize_metric(service), cluster, None)
-    return listener
+        return HCM_FILTER, _outbound_hcm(service, cluster, protocol, caller_tags)
+    # Kuma's MeshTCPRoute plugin: no idle timeout of its own (Envoy's 1h; MeshTimeout sets it).
+    return TCP_PROXY_FILTER, tcp_proxy(sanitize_metric(service), cluster, None)
 
 
 def _redirect_listener(name: str, port: int, direction: int, ipv6: bool) -> listener_pb2.Listener:

@@ -26,7 +26,8 @@ What a standard proxy gets (Kuma v2.7's default proxy profile, without mTLS and 
 
 * with prometheus metrics on the mesh: ``kuma:metrics:prometheus`` (``prometheus.py``).
 
-Kuma's tracing and direct-access generators are not reproduced.
+Kuma's tracing and direct-access generators are not reproduced. Where the outbounds are and
+what the proxy's policies make of their listeners and clusters: ``outbounds.py``.
 """
 
 from __future__ import annotations
@@ -34,23 +35,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
 
 from kuma.policies import (
     EMPTY,
     ProxyPolicies,
     apply_inbound,
-    apply_outbound_cluster,
-    apply_outbound_listener,
     apply_passthrough,
     own_clusters,
-    plan_outbound,
 )
 from kuma.policies.caller_tags import caller_tags_header
 from kuma.policies.locality_aware import locality_shape, shape_load_assignment
-from kuma.policies.plugin import OutboundPlan
 from kuma.resources.model import Dataplane, Inbound, Mesh
 from kuma.resources.mtls import PERMISSIVE, enabled_backend
 
@@ -61,30 +56,31 @@ from .clusters import (
     inbound_cluster,
     inbound_passthrough_cluster,
     outbound_passthrough_cluster,
-    service_cluster,
 )
 from .cross_zone import LocalityPlan
-from .dataplane import inbound_protocol, ipv6_inbound_redirect_port, is_transparent, overlaps
-from .destination import Destination, destination_cluster_name, destination_load_assignment
+from .dataplane import inbound_protocol, ipv6_inbound_redirect_port, is_transparent
+from .destination import Destination, destination_load_assignment
 from .dns import proxy_dns_listener
 from .endpoints import SERVICELESS_PORT, Endpoint
 from .external import ExternalEndpoint, external_cluster, is_ipv6_proxy
-from .external_vips import ExternalVip, external_vip_outbounds
+from .external_vips import ExternalVip
 from .listeners import (
     InboundMtls,
     inbound_listener,
     inbound_redirect_listener,
-    outbound_listener,
     outbound_redirect_listener,
 )
+from .outbounds import DEFAULT_VIP_PORT as DEFAULT_VIP_PORT
+from .outbounds import OutboundPart as OutboundPart
+from .outbounds import outbound_plan as outbound_plan
+from .outbounds import outbounds_of as outbounds_of
+from .outbounds import policy_outbound_listener as policy_outbound_listener
+from .outbounds import policy_service_cluster as policy_service_cluster
 from .probes import probe_listener
 from .prometheus import NO_SIDECAR_METRICS, SidecarMetrics, prometheus_resources
 from .rbac import DENY_ALL, PermissionRule
 from .tls import identity_secret_name, mesh_ca_secret_name
 from .via_egress import EgressAddress, egress_cluster, egress_endpoints, routes_through_egress
-
-#: Kuma's ``dnsServer.serviceVipPort``: the port of every service's virtual IP.
-DEFAULT_VIP_PORT = 80
 
 Resources = dict[str, dict[str, Message]]
 
@@ -197,70 +193,6 @@ def mesh_allows_passthrough(mesh: Mesh | None) -> bool:
     return value is None or bool(value)
 
 
-def _uses_inbound(dataplane: Dataplane, address: str, port: int) -> bool:
-    """Kuma's ``UsesInboundInterface``: an inbound (or its application) at address:port."""
-    networking = dataplane.networking
-    assert networking is not None
-    for inbound in networking.inbound:
-        if port == inbound.port and overlaps(address, inbound.effective_address(networking)):
-            return True
-        if port == inbound.effective_service_port and overlaps(
-            address, inbound.effective_service_address(networking)
-        ):
-            return True
-    return False
-
-
-def outbounds_of(
-    dataplane: Dataplane, view: MeshView, vip_port: int = DEFAULT_VIP_PORT
-) -> list[tuple[str, int, Destination]]:
-    """(address, port, destination) of every outbound of the proxy, VIP outbounds first.
-    A VIP outbound reaches its whole service; an explicit one the subset its tags select."""
-    networking = dataplane.networking
-    if networking is None:
-        return []
-    result: list[tuple[str, int, Destination]] = []
-    vips: set[str] = set()
-    tp = networking.transparent_proxying
-    if tp is not None and is_transparent(dataplane):
-        reachable = set(tp.reachable_services)
-        for service in sorted(set(view.services())):
-            vip = view.vip(service)
-            if vip is None:
-                continue
-            vips.add(vip)
-            if reachable and service not in reachable:
-                continue
-            if _uses_inbound(dataplane, vip, vip_port):
-                continue
-            result.append((vip, vip_port, Destination(service)))
-        entries = view.external_vips()
-        vips.update(entry.address for entry in entries)
-        for address, port, service in external_vip_outbounds(entries, vip_port):
-            if reachable and service not in reachable:
-                continue
-            if _uses_inbound(dataplane, address, port):
-                continue
-            result.append((address, port, Destination(service)))
-    for outbound in networking.outbound:
-        address = outbound.effective_address
-        if outbound.service and address not in vips:
-            result.append((address, outbound.port, Destination.of(outbound.tags)))
-    return result
-
-
-class OutboundPart(NamedTuple):
-    """One outbound listener of a proxy, as the shared builders take it: the listener is
-    ``outbound_listener(address, port, destination, view.protocol(destination.service),
-    bind_to_port=...)``; each distinct destination adds ``service_cluster`` and
-    ``destination_load_assignment``. All three can be shared between proxies."""
-
-    address: str
-    port: int
-    destination: Destination
-    bind_to_port: bool
-
-
 class ProxyParts(NamedTuple):
     """A proxy's resources split by how they can be shared."""
 
@@ -273,56 +205,6 @@ class ProxyParts(NamedTuple):
     inbounds: int = 0
     #: The ``x-kuma-tags`` value of the outbound listeners (``""``: none, the mesh needs none).
     caller_tags: str = ""
-
-
-def policy_outbound_listener(
-    address: str,
-    port: int,
-    destination: Destination,
-    protocol: str,
-    policies: ProxyPolicies,
-    *,
-    bind_to_port: bool = True,
-    plan: OutboundPlan | None = None,
-    caller_tags: str = "",
-) -> listener_pb2.Listener:
-    """An outbound listener with the proxy's policies for its service applied (Kuma applies
-    a service's rules to the outbounds of its subsets too); ``plan``: its routes, when a
-    MeshHTTPRoute or MeshTCPRoute routes it (``outbound_plan``); ``caller_tags``: see
-    ``ProxyParts``."""
-    listener = outbound_listener(
-        address, port, destination, protocol, bind_to_port=bind_to_port, caller_tags=caller_tags
-    )
-    if plan is not None:
-        plan.rewrite(listener, destination_cluster_name)
-    if policies:
-        apply_outbound_listener(listener, policies, destination.service, protocol)
-    return listener
-
-
-def outbound_plan(
-    policies: ProxyPolicies, destination: Destination, protocol: str, protocol_of: Any
-) -> tuple[OutboundPlan | None, tuple[Destination, ...]]:
-    """How the proxy's route policies route an outbound to ``destination`` (None: one route
-    to it) and the destinations its listener then sends to (each needs a cluster and a
-    ClusterLoadAssignment)."""
-    plan = plan_outbound(policies, destination.tags, protocol, protocol_of) if policies else None
-    if plan is None:
-        return None, (destination,)
-    return plan, tuple(Destination(service, subset) for service, subset in plan.backends)
-
-
-def policy_service_cluster(
-    destination: Destination,
-    protocol: str,
-    policies: ProxyPolicies,
-    tls_mesh: str | None = None,
-) -> cluster_pb2.Cluster:
-    """A destination's cluster with the proxy's policies for its service applied."""
-    cluster = service_cluster(destination, protocol, tls_mesh)
-    if policies:
-        apply_outbound_cluster(cluster, policies, destination.service, protocol)
-    return cluster
 
 
 def proxy_parts(
