@@ -9,6 +9,7 @@ an ``outlier_detection`` whose detectors are enforced at 100% when configured an
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -32,7 +33,13 @@ from kuma.resources.policy import PolicyKind, register
 from .conf import MUST_BE_DEFINED, check_duration, nanoseconds
 from .gateway import GatewayPlugin, listener_rules, register_gateway_plugin
 from .matching import InboundKey, KindPolicies
-from .plugin import PolicyPlugin, register_plugin, service_element, set_duration
+from .plugin import (
+    PolicyPlugin,
+    from_rule_input,
+    register_plugin,
+    service_element,
+    set_duration,
+)
 
 
 class ConnectionLimits(PolicyConf, frozen=True):
@@ -297,6 +304,9 @@ class MeshCircuitBreakerPlugin(PolicyPlugin):
         conf: Conf | None = policies.to_conf(service_element(service))
         if conf is not None:
             configure_cluster(cluster, conf)
+
+    def inbound_input(self, policies: KindPolicies, inbound: InboundKey) -> Hashable:
+        return from_rule_input(policies, inbound)  # what from_conf(inbound, {}) reads
 
     def inbound_cluster(
         self,

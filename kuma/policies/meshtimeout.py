@@ -12,6 +12,7 @@ service; inbounds the ``from`` rule for any client (Kuma's MeshElement).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, ClassVar
 
 import msgspec
@@ -48,6 +49,7 @@ from .matching import InboundKey, KindPolicies
 from .plugin import (
     HTTP_PROTOCOLS,
     PolicyPlugin,
+    from_rule_input,
     register_plugin,
     service_element,
     set_duration,
@@ -272,6 +274,10 @@ class MeshTimeoutPlugin(PolicyPlugin):
         conf = policies.to_conf(service_element(service))
         if conf is not None:
             _configure_cluster(cluster, conf, protocol)
+
+    def inbound_input(self, policies: KindPolicies, inbound: InboundKey) -> Hashable:
+        # What _inbound_conf reads: a new `to` conf keeps the proxy's inbound resources.
+        return from_rule_input(policies, inbound)
 
     def inbound_listener(
         self,

@@ -16,7 +16,7 @@ only). So a policy change rebuilds what it shapes and finds the rest already bui
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any, NamedTuple
@@ -77,6 +77,14 @@ class PolicyPlugin:
     def outbound_cluster_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
         """As :meth:`outbound_listener_input`, for what ``outbound_cluster`` reads."""
         return [bool(policies.to_rules), rule.conf if rule else None]
+
+    def inbound_input(self, policies: KindPolicies, inbound: InboundKey) -> Hashable:
+        """What the kind's ``inbound_listener`` and ``inbound_cluster`` hooks read for
+        ``inbound``: part of the key under which the engine reuses a proxy's inbound
+        listener and cluster (:func:`inbound_policy_key`), so it must capture everything
+        they read. The default is the matched policies themselves (by identity: a new
+        version of one rebuilds); a kind may narrow it to the confs its hooks read."""
+        return Same((*policies.policies, policies.access_log_socket))
 
     def outbound_plan(
         self,
@@ -204,6 +212,67 @@ def outbound_fingerprint(policies: ProxyPolicies, service: str) -> OutboundFinge
         if shapes_cluster:
             cluster.append([name, plugin.outbound_cluster_input(matched, rule)])
     return OutboundFingerprint(_canonical(listener), _canonical(cluster))
+
+
+class Same:
+    """Objects compared by identity (held, so their ids are not reused while compared)."""
+
+    __slots__ = ("_hash", "items")
+
+    def __init__(self, items: tuple[object, ...]) -> None:
+        self.items = items
+        self._hash = hash(tuple(map(id, items)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Same)
+            and len(other.items) == len(self.items)
+            and all(a is b for a, b in zip(self.items, other.items, strict=True))
+        )
+
+
+#: ``from_rule_input`` of an inbound no policy of the kind selects.
+UNSELECTED = "unselected"
+
+
+def from_rule_input(policies: KindPolicies, inbound: InboundKey) -> Hashable:
+    """An ``inbound_input`` for kinds whose inbound hooks read only the inbound's rule for
+    every caller (``from_rules[inbound].compute({})``): its merged conf, serialized."""
+    rules = policies.from_rules.get(inbound)
+    if rules is None:
+        return UNSELECTED
+    rule = rules.compute({})
+    return None if rule is None else orjson.dumps(rule.conf, option=orjson.OPT_SORT_KEYS)
+
+
+#: Plugin class -> whether it overrides an inbound hook.
+_INBOUND: dict[type[PolicyPlugin], bool] = {}
+
+
+def inbound_policy_key(policies: ProxyPolicies, inbound: InboundKey) -> tuple[Hashable, ...]:
+    """What the proxy's policies give ``inbound``'s listener and cluster, per kind with an
+    inbound hook (:meth:`PolicyPlugin.inbound_input`): equal keys, equal resources (for the
+    same Dataplane and mTLS)."""
+    if not policies:
+        return ()
+    key: list[Hashable] = []
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is None:
+            continue
+        cls = type(plugin)
+        hooks = _INBOUND.get(cls)
+        if hooks is None:
+            hooks = _INBOUND[cls] = any(
+                getattr(cls, hook) is not getattr(PolicyPlugin, hook)
+                for hook in ("inbound_listener", "inbound_cluster")
+            )
+        if hooks:
+            key.append((plugin.kind.name, plugin.inbound_input(matched, inbound)))
+    return tuple(key)
 
 
 def _canonical(parts: list[Any]) -> bytes:

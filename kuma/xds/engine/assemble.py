@@ -22,9 +22,10 @@ from kuma.xds.generate.destination import Destination
 from kuma.xds.generate.external import is_ipv6_proxy
 from kuma.xds.generate.outbounds import outbound_plan
 from kuma.xds.generate.prometheus import NO_SIDECAR_METRICS, SidecarMetrics
-from kuma.xds.generate.proxy import proxy_parts, type_url_of
+from kuma.xds.generate.proxy import inbound_parts, proxy_parts, type_url_of
 from kuma.xds.generate.via_egress import routes_through_egress
 
+from .inbound_memo import InboundMemo
 from .interner import Interner
 from .mesh_state import MeshState
 from .shared import SharedResources
@@ -73,11 +74,17 @@ def assemble(
     readiness_port: int = 0,
     metrics: SidecarMetrics = NO_SIDECAR_METRICS,
     access_log_socket: str = "",
+    inbounds: InboundMemo | None = None,
 ) -> Assembly:
+    """``inbounds``: the proxy's memo of its inbound resources (None: build them)."""
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     policies = resolve(
         dataplane, mesh.policies_by_kind(), presorted=True, access_log_socket=access_log_socket
     )
+    # The inbound listeners and clusters first, as ``proxy_parts`` would put them.
+    memo = inbounds if inbounds is not None else InboundMemo()
+    for resource in memo.resources(dataplane, inbound_parts(dataplane, mesh), policies, interner):
+        resources[resource.type_url][resource.name] = resource
     parts = proxy_parts(
         dataplane,
         mesh,
@@ -86,6 +93,7 @@ def assemble(
         readiness_port=readiness_port,
         policies=policies,
         metrics=metrics,
+        build_inbounds=False,
     )
     for message in parts.own:
         type_url = type_url_of(message)

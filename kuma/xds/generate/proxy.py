@@ -35,7 +35,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
 
 from kuma.policies import (
     EMPTY,
@@ -46,6 +48,7 @@ from kuma.policies import (
 )
 from kuma.policies.caller_tags import caller_tags_header
 from kuma.policies.locality_aware import locality_shape, shape_load_assignment
+from kuma.policies.matching import InboundKey
 from kuma.resources.model import Dataplane, Inbound, Mesh
 from kuma.resources.mtls import PERMISSIVE, enabled_backend
 
@@ -207,6 +210,46 @@ class ProxyParts(NamedTuple):
     caller_tags: str = ""
 
 
+class InboundPart(NamedTuple):
+    """One inbound that gets a listener and a cluster, and how it is secured."""
+
+    inbound: Inbound
+    #: What policies' ``from`` rules match it by (its effective address and port).
+    key: InboundKey
+    mtls: InboundMtls | None
+
+
+def inbound_parts(
+    dataplane: Dataplane, view: MeshView, permissions: PermissionLookup | None = None
+) -> list[InboundPart]:
+    """The inbounds that get a listener and a cluster: none for a gateway, none for Kuma's
+    "serviceless" port."""
+    networking = dataplane.networking
+    if networking is None or networking.gateway is not None:
+        return []
+    return [
+        InboundPart(
+            inbound,
+            (inbound.effective_address(networking), inbound.port),
+            inbound_mtls(view.mesh, dataplane, inbound, permissions),
+        )
+        for inbound in networking.inbound
+        if inbound.port != SERVICELESS_PORT
+    ]
+
+
+def inbound_resources(
+    dataplane: Dataplane, part: InboundPart, policies: ProxyPolicies
+) -> tuple[listener_pb2.Listener, cluster_pb2.Cluster]:
+    """An inbound's listener and cluster with the proxy's policies applied: a function of
+    the Dataplane, ``part.mtls`` and what ``inbound_policy_key`` captures of the policies."""
+    listener = inbound_listener(dataplane, part.inbound, part.mtls)
+    cluster = inbound_cluster(dataplane, part.inbound)
+    if policies:
+        apply_inbound(listener, cluster, policies, part.key, inbound_protocol(part.inbound))
+    return listener, cluster
+
+
 def proxy_parts(
     dataplane: Dataplane,
     view: MeshView,
@@ -218,26 +261,20 @@ def proxy_parts(
     readiness_port: int = 0,
     policies: ProxyPolicies = EMPTY,
     metrics: SidecarMetrics = NO_SIDECAR_METRICS,
+    build_inbounds: bool = True,
 ) -> ProxyParts:
-    """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``)."""
+    """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``);
+    ``build_inbounds`` False: without the inbound listeners and clusters (the engine builds
+    them itself, from :func:`inbound_parts` and :func:`inbound_resources`)."""
     own: list[Message] = []
-    inbounds = 0
     networking = dataplane.networking
     if networking is None:
         return ProxyParts(own, [])
     transparent = is_transparent(dataplane)
-    if networking.gateway is None:
-        for inbound in networking.inbound:
-            if inbound.port != SERVICELESS_PORT:
-                mtls = inbound_mtls(view.mesh, dataplane, inbound, permissions)
-                listener = inbound_listener(dataplane, inbound, mtls)
-                cluster = inbound_cluster(dataplane, inbound)
-                if policies:
-                    key = (inbound.effective_address(networking), inbound.port)
-                    apply_inbound(listener, cluster, policies, key, inbound_protocol(inbound))
-                own.append(listener)
-                own.append(cluster)
-                inbounds += 1
+    inbounds = inbound_parts(dataplane, view, permissions)
+    if build_inbounds:
+        for part in inbounds:
+            own.extend(inbound_resources(dataplane, part, policies))
     if policies:
         own.extend(own_clusters(policies))
     own.extend(admin_resources(dataplane, default_admin_port, readiness_port))
@@ -278,7 +315,7 @@ def proxy_parts(
         for address, port, destination in found
     ]
     caller_tags = caller_tags_header(dataplane) if policies.caller_tags else ""
-    return ProxyParts(own, outbounds, inbounds, caller_tags)
+    return ProxyParts(own, outbounds, len(inbounds), caller_tags)
 
 
 def generate_proxy(

@@ -27,6 +27,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 
+from kuma.policies.decoded import settle
 from kuma.resources.model import SERVICE_TAG
 
 from ._pb import HCM_FILTER, pack
@@ -117,6 +118,9 @@ def apply_rbac(
     """Put the RBAC filter for ``rules`` first in ``chain`` (inside its HTTP connection
     manager when it has one), replacing any RBAC filter the chain had (Kuma: a newer
     permission takes the chain over)."""
+    # Reads and reorders the chain's filters as bytes: a policy plugin's edits still held
+    # decoded (MeshTrafficPermission runs among the plugins) are packed first.
+    settle(chain)
     enforced, shadow = rbac_rules(mesh, rules)
     kept = [f for f in chain.filters if f.name != NETWORK_RBAC]
     if len(kept) != len(chain.filters):

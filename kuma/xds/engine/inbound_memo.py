@@ -1,0 +1,58 @@
+"""A proxy's inbound listeners and clusters as last built, reused while their inputs stay.
+
+A policy change re-assembles every proxy it selects, and building each inbound's listener and
+cluster with the policies applied (then serializing them) was the largest part of that when
+the change shapes only outbounds (benchmarks/RESULTS.md, issue 16): a MeshTimeout's `to`
+conf leaves the inbounds as they were. The inputs of an inbound's resources are the Dataplane
+(by identity: resources are immutable, a change is a new object), how the inbound is secured
+(``InboundPart.mtls``) and what the policies give it (``inbound_policy_key``): equal inputs,
+equal resources. One memo per proxy (held by its ``ProxyRecord``), so it goes with the proxy
+and holds only resources the proxy holds anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from kuma.policies import ProxyPolicies
+from kuma.policies.plugin import inbound_policy_key
+from kuma.resources import Dataplane
+from kuma.xds import types
+from kuma.xds.generate.proxy import InboundPart, inbound_resources
+from kuma.xds.snapshot import VersionedResource
+
+from .interner import Interner
+
+
+class InboundMemo:
+    __slots__ = ("_dataplane", "_held")
+
+    def __init__(self) -> None:
+        self._dataplane: Dataplane | None = None
+        #: Inbound position → (its inputs, listener, cluster).
+        self._held: dict[int, tuple[Hashable, VersionedResource, VersionedResource]] = {}
+
+    def resources(
+        self,
+        dataplane: Dataplane,
+        parts: list[InboundPart],
+        policies: ProxyPolicies,
+        interner: Interner,
+    ) -> list[VersionedResource]:
+        """Each inbound's listener and cluster, in order: reused or built and interned."""
+        if dataplane is not self._dataplane:
+            self._dataplane, self._held = dataplane, {}
+        found: list[VersionedResource] = []
+        for position, part in enumerate(parts):
+            inputs = (part.mtls, inbound_policy_key(policies, part.key))
+            held = self._held.get(position)
+            if held is None or held[0] != inputs:
+                listener, cluster = inbound_resources(dataplane, part, policies)
+                held = self._held[position] = (
+                    inputs,
+                    interner.intern(types.LISTENER, listener.name, listener),
+                    interner.intern(types.CLUSTER, cluster.name, cluster),
+                )
+            found.append(held[1])
+            found.append(held[2])
+        return found
