@@ -1,6 +1,8 @@
 """A policy change rebuilds only the shared resources it shapes: the outbound listener and
 cluster keys hold separate parts of the policies' fingerprint (kuma/policies/plugin.py), so a
-MeshTimeout ``connectionTimeout`` change rebuilds clusters and re-uses every listener."""
+MeshTimeout ``connectionTimeout`` change rebuilds clusters and re-uses every listener; a
+proxy's inbound listener and cluster are rebuilt only when their inputs change
+(kuma/xds/engine/inbound_memo.py: a ``to`` change keeps them, a ``from`` change does not)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from kuma.policies.meshtimeout import MeshTimeoutPlugin
 from kuma.resources import ResourceMeta, from_document
 from kuma.store import Operation, ResourceEvent
 from kuma.xds import types
-from kuma.xds.engine import Engine
+from kuma.xds.engine import Engine, inbound_memo
 from kuma.xds.engine.watches import Subscription
 
 from .test_engine import dataplane
@@ -28,25 +30,22 @@ _META = ResourceMeta("1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1,
 LISTENER = "outbound:127.0.0.1:20000"
 
 
-def timeout(connect: str, request: str) -> Any:
+def mesh_timeout(name: str, section: str, default: dict[str, Any]) -> Any:
+    """A MeshTimeout on the whole mesh with one rule for every peer in ``section``."""
+    rule = {"targetRef": {"kind": "Mesh"}, "default": default}
     return from_document(
         {
             "type": "MeshTimeout",
             "mesh": "default",
-            "name": "t",
-            "spec": {
-                "targetRef": {"kind": "Mesh"},
-                "to": [
-                    {
-                        "targetRef": {"kind": "Mesh"},
-                        "default": {
-                            "connectionTimeout": connect,
-                            "http": {"requestTimeout": request},
-                        },
-                    }
-                ],
-            },
+            "name": name,
+            "spec": {"targetRef": {"kind": "Mesh"}, section: [rule]},
         }
+    )
+
+
+def timeout(connect: str, request: str) -> Any:
+    return mesh_timeout(
+        "t", "to", {"connectionTimeout": connect, "http": {"requestTimeout": request}}
     )
 
 
@@ -54,8 +53,8 @@ def event(resource: Any) -> ResourceEvent:
     return ResourceEvent(Operation.UPDATE, resource, _META, 1)
 
 
-def route_timeout(watch: Subscription) -> int:
-    listener = listener_pb2.Listener.FromString(watch.resources(types.LISTENER)[LISTENER].body)
+def route_timeout(watch: Subscription, name: str = LISTENER) -> int:
+    listener = listener_pb2.Listener.FromString(watch.resources(types.LISTENER)[name].body)
     manager = hcm_pb2.HttpConnectionManager.FromString(
         listener.filter_chains[0].filters[0].typed_config.value
     )
@@ -119,3 +118,51 @@ def test_a_listener_key_missing_a_field_would_serve_a_stale_listener(
     engine, watch = started()
     engine.apply_now([event(timeout("2s", "4s"))])
     assert route_timeout(watch) == 3
+
+
+INBOUND = "inbound:10.0.0.1:10000"
+
+
+def inbound_timeout(request: str) -> Any:
+    return mesh_timeout("in", "from", {"http": {"requestTimeout": request}})
+
+
+def inbound_route_timeout(watch: Subscription) -> int:
+    return route_timeout(watch, INBOUND)
+
+
+def counted_inbound_builds(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    builds: list[object] = []
+    build = inbound_memo.inbound_resources
+
+    def counted(*args: Any) -> Any:
+        builds.append(args)
+        return build(*args)
+
+    monkeypatch.setattr(inbound_memo, "inbound_resources", counted)
+    return builds
+
+
+def test_a_to_change_reuses_the_inbounds_and_a_from_change_rebuilds_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine, watch = started()
+    builds = counted_inbound_builds(monkeypatch)
+    stats = engine.apply_now([event(timeout("2s", "4s"))])
+    assert (stats.proxies_assembled, route_timeout(watch), builds) == (1, 4, [])
+    engine.apply_now([event(inbound_timeout("7s"))])
+    assert (len(builds), inbound_route_timeout(watch)) == (1, 7)  # web-1 (subscribed)
+    engine.apply_now([event(inbound_timeout("8s"))])
+    assert (len(builds), inbound_route_timeout(watch)) == (2, 8)
+
+
+def test_an_inbound_key_missing_the_from_conf_would_serve_a_stale_inbound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check of the check: with MeshTimeout's inbound input blind to its conf, the
+    ``from`` change above keeps the old inbound listener."""
+    monkeypatch.setattr(MeshTimeoutPlugin, "inbound_input", lambda self, policies, inbound: 0)
+    engine, watch = started()
+    engine.apply_now([event(inbound_timeout("7s"))])
+    engine.apply_now([event(inbound_timeout("8s"))])
+    assert inbound_route_timeout(watch) == 0  # as before either change

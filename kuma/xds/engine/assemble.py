@@ -20,9 +20,10 @@ from kuma.resources import Dataplane
 from kuma.xds import types
 from kuma.xds.generate.destination import Destination
 from kuma.xds.generate.external import is_ipv6_proxy
+from kuma.xds.generate.inbounds import inbound_parts
 from kuma.xds.generate.outbounds import outbound_plan
 from kuma.xds.generate.prometheus import NO_SIDECAR_METRICS, SidecarMetrics
-from kuma.xds.generate.proxy import inbound_parts, proxy_parts, type_url_of
+from kuma.xds.generate.proxy import proxy_parts, type_url_of
 from kuma.xds.generate.via_egress import routes_through_egress
 
 from .inbound_memo import InboundMemo

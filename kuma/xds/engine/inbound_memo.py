@@ -18,7 +18,7 @@ from kuma.policies import ProxyPolicies
 from kuma.policies.plugin import inbound_policy_key
 from kuma.resources import Dataplane
 from kuma.xds import types
-from kuma.xds.generate.proxy import InboundPart, inbound_resources
+from kuma.xds.generate.inbounds import InboundPart, inbound_resources
 from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner

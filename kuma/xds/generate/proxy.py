@@ -35,41 +35,39 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
 
 from kuma.policies import (
     EMPTY,
     ProxyPolicies,
-    apply_inbound,
     apply_passthrough,
     own_clusters,
 )
 from kuma.policies.caller_tags import caller_tags_header
 from kuma.policies.locality_aware import locality_shape, shape_load_assignment
-from kuma.policies.matching import InboundKey
-from kuma.resources.model import Dataplane, Inbound, Mesh
+from kuma.resources.model import Dataplane, Mesh
 from kuma.resources.mtls import PERMISSIVE, enabled_backend
 
 from . import types
 from ._pb import Message
 from .admin import admin_port, admin_resources
 from .clusters import (
-    inbound_cluster,
     inbound_passthrough_cluster,
     outbound_passthrough_cluster,
 )
 from .cross_zone import LocalityPlan
-from .dataplane import inbound_protocol, ipv6_inbound_redirect_port, is_transparent
+from .dataplane import ipv6_inbound_redirect_port, is_transparent
 from .destination import Destination, destination_load_assignment
 from .dns import proxy_dns_listener
-from .endpoints import SERVICELESS_PORT, Endpoint
+from .endpoints import Endpoint
 from .external import ExternalEndpoint, external_cluster, is_ipv6_proxy
 from .external_vips import ExternalVip
+from .inbounds import InboundPart as InboundPart
+from .inbounds import PermissionLookup as PermissionLookup
+from .inbounds import inbound_mtls as inbound_mtls
+from .inbounds import inbound_parts as inbound_parts
+from .inbounds import inbound_resources as inbound_resources
 from .listeners import (
-    InboundMtls,
-    inbound_listener,
     inbound_redirect_listener,
     outbound_redirect_listener,
 )
@@ -81,7 +79,6 @@ from .outbounds import policy_outbound_listener as policy_outbound_listener
 from .outbounds import policy_service_cluster as policy_service_cluster
 from .probes import probe_listener
 from .prometheus import NO_SIDECAR_METRICS, SidecarMetrics, prometheus_resources
-from .rbac import DENY_ALL, PermissionRule
 from .tls import identity_secret_name, mesh_ca_secret_name
 from .via_egress import EgressAddress, egress_cluster, egress_endpoints, routes_through_egress
 
@@ -136,25 +133,8 @@ class MeshView(Protocol):
         ...
 
 
-#: The permission rules of one inbound of a proxy (MeshTrafficPermission); empty when none.
-PermissionLookup = Callable[[Dataplane, Inbound], Sequence[PermissionRule]]
 #: Whether a service of the mesh is ready for mTLS (PERMISSIVE mode only).
 TlsReadiness = Callable[[str], bool]
-
-
-def inbound_mtls(
-    mesh: Mesh | None,
-    dataplane: Dataplane,
-    inbound: Inbound,
-    permissions: PermissionLookup | None,
-) -> InboundMtls | None:
-    """How an inbound is secured; None without mTLS. With mTLS on and no permission for the
-    inbound, every caller is denied (Kuma's rule)."""
-    backend = enabled_backend(mesh)
-    if backend is None or mesh is None:
-        return None
-    rules = permissions(dataplane, inbound) if permissions is not None else ()
-    return InboundMtls(mesh.name, backend.mode, tuple(rules) or DENY_ALL)
 
 
 def upstream_tls_mesh(
@@ -208,46 +188,6 @@ class ProxyParts(NamedTuple):
     inbounds: int = 0
     #: The ``x-kuma-tags`` value of the outbound listeners (``""``: none, the mesh needs none).
     caller_tags: str = ""
-
-
-class InboundPart(NamedTuple):
-    """One inbound that gets a listener and a cluster, and how it is secured."""
-
-    inbound: Inbound
-    #: What policies' ``from`` rules match it by (its effective address and port).
-    key: InboundKey
-    mtls: InboundMtls | None
-
-
-def inbound_parts(
-    dataplane: Dataplane, view: MeshView, permissions: PermissionLookup | None = None
-) -> list[InboundPart]:
-    """The inbounds that get a listener and a cluster: none for a gateway, none for Kuma's
-    "serviceless" port."""
-    networking = dataplane.networking
-    if networking is None or networking.gateway is not None:
-        return []
-    return [
-        InboundPart(
-            inbound,
-            (inbound.effective_address(networking), inbound.port),
-            inbound_mtls(view.mesh, dataplane, inbound, permissions),
-        )
-        for inbound in networking.inbound
-        if inbound.port != SERVICELESS_PORT
-    ]
-
-
-def inbound_resources(
-    dataplane: Dataplane, part: InboundPart, policies: ProxyPolicies
-) -> tuple[listener_pb2.Listener, cluster_pb2.Cluster]:
-    """An inbound's listener and cluster with the proxy's policies applied: a function of
-    the Dataplane, ``part.mtls`` and what ``inbound_policy_key`` captures of the policies."""
-    listener = inbound_listener(dataplane, part.inbound, part.mtls)
-    cluster = inbound_cluster(dataplane, part.inbound)
-    if policies:
-        apply_inbound(listener, cluster, policies, part.key, inbound_protocol(part.inbound))
-    return listener, cluster
 
 
 def proxy_parts(
