@@ -23,6 +23,7 @@ from kuma.store import Operation, ResourceEvent
 from kuma.xds import types
 from kuma.xds.engine import Engine, inbound_memo
 from kuma.xds.engine.watches import Subscription
+from kuma.xds.generate.inbounds import inbound_resources
 
 from .test_engine import dataplane
 
@@ -133,13 +134,13 @@ def inbound_route_timeout(watch: Subscription) -> int:
 
 def counted_inbound_builds(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     builds: list[object] = []
-    build = inbound_memo.inbound_resources
+    build = inbound_resources
 
     def counted(*args: Any) -> Any:
         builds.append(args)
         return build(*args)
 
-    monkeypatch.setattr(inbound_memo, "inbound_resources", counted)
+    monkeypatch.setattr(inbound_memo, "inbound_resources", counted)  # as the memo calls it
     return builds
 
 
