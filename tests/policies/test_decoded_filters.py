@@ -51,24 +51,27 @@ def test_edits_in_a_block_equal_edits_packed_one_by_one() -> None:
     assert _proxy(in_block).stat_prefix == "first-second"
 
 
-def test_a_filter_replaced_while_decoded_raises_unless_settled() -> None:
-    with pytest.raises(FilterReplaced), DecodedFilters():
-        listener = _listener(packed_now=True)
-        chain = listener.filter_chains[0]
-        update_tcp_proxy(chain, lambda p: setattr(p, "cluster", "lost"))
-        kept = list(chain.filters)
-        del chain.filters[:]
-        chain.filters.extend(kept)  # copies, with the bytes from before the edit
+def _edit_then_reorder(settled: bool) -> listener_pb2.Listener:
+    """Edit the TCP proxy, then put a filter in front of it by copying the chain's filters
+    (as MeshRateLimit does), settling the chain first or not."""
     with DecodedFilters():
         listener = _listener(packed_now=True)
         chain = listener.filter_chains[0]
         update_tcp_proxy(chain, lambda p: setattr(p, "cluster", "kept"))
-        settle(chain)
-        kept = list(chain.filters)
+        if settled:
+            settle(chain)
+        kept = list(chain.filters)  # copies, with the bytes packed so far
         del chain.filters[:]
         chain.filters.add(name="first")
         chain.filters.extend(kept)
         update_tcp_proxy(chain, lambda p: setattr(p, "stat_prefix", "after"))
+    return listener
+
+
+def test_a_filter_replaced_while_decoded_raises_unless_settled() -> None:
+    with pytest.raises(FilterReplaced):
+        _edit_then_reorder(settled=False)
+    listener = _edit_then_reorder(settled=True)
     proxy = tcp_proxy_pb2.TcpProxy()
-    assert chain.filters[1].typed_config.Unpack(proxy)
+    assert listener.filter_chains[0].filters[1].typed_config.Unpack(proxy)
     assert (proxy.cluster, proxy.stat_prefix) == ("kept", "after")
