@@ -63,6 +63,10 @@ def tag_set(dataplane: Dataplane) -> dict[str, set[str]]:
     return result
 
 
+#: Kuma's ``tags.TagsHeaderName``.
+TAGS_HEADER = "x-kuma-tags"
+
+
 def caller_tags_header(dataplane: Dataplane) -> str:
     """The ``x-kuma-tags`` value the proxy's outbound routes send (``""``: none, as Kuma adds
     no header for a proxy without tags)."""

@@ -15,17 +15,40 @@ plugin order, only for kinds that matched the gateway.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from kuma.resources.policy import PolicyKind
 
-from .matching import RULE_MATCHES_HASH_TAG, InboundKey, KindPolicies, ProxyPolicies
+from .matching import (
+    RULE_MATCHES_HASH_TAG,
+    HostKey,
+    InboundKey,
+    KindPolicies,
+    ProxyPolicies,
+)
 from .rules import Element, Rules
 
 #: Gateway listener protocols of the HTTP family (the others proxy TCP).
 HTTP_LISTENERS = ("HTTP", "HTTPS")
+
+
+class Reach(NamedTuple):
+    """How a backend's cluster is reached: the listener (host key: ``hostname`` is ``*`` on
+    HTTP and TCP ports, as Kuma keys them) and its protocol, the service and the service's
+    protocol."""
+
+    host: HostKey
+    listener_protocol: str
+    service: str
+    protocol: str
+
+    @property
+    def port(self) -> InboundKey:
+        return self.host[0], self.host[1]
 
 
 class GatewayPlugin:
@@ -48,16 +71,8 @@ class GatewayPlugin:
     ) -> None:
         """One route configuration of an HTTP(S) port."""
 
-    def cluster(
-        self,
-        cluster: cluster_pb2.Cluster,
-        policies: KindPolicies,
-        port: InboundKey,
-        service: str,
-        protocol: str,
-    ) -> None:
-        """A backend's cluster, for the port whose routes reach it (``protocol``: the
-        service's)."""
+    def cluster(self, cluster: cluster_pb2.Cluster, policies: KindPolicies, at: Reach) -> None:
+        """A backend's cluster, for the listener whose routes reach it."""
 
 
 GATEWAY_PLUGINS: list[GatewayPlugin] = []
@@ -77,6 +92,11 @@ def gateway_kinds() -> tuple[str, ...]:
 def listener_rules(policies: KindPolicies, port: InboundKey) -> Rules | None:
     """The ``to`` rules of the policies selecting a listener of ``port`` (None: none does)."""
     return (policies.listener_to_rules or {}).get(port)
+
+
+def host_rules(policies: KindPolicies, host: HostKey) -> Rules | None:
+    """The ``to`` rules of the policies selecting the listener ``host`` (None: none does)."""
+    return (policies.host_to_rules or {}).get(host)
 
 
 def route_element(route: route_pb2.Route) -> Element:
@@ -104,11 +124,13 @@ def apply_route_configuration(
 def apply_cluster(
     cluster: cluster_pb2.Cluster,
     policies: ProxyPolicies,
-    port: InboundKey,
+    host: HostKey,
+    listener_protocol: str,
     service: str,
     protocol: str,
 ) -> None:
+    at = Reach(host, listener_protocol, service, protocol)
     for plugin in GATEWAY_PLUGINS:
         matched = policies.get(plugin.kind.name)
         if matched is not None:
-            plugin.cluster(cluster, matched, port, service, protocol)
+            plugin.cluster(cluster, matched, at)

@@ -42,6 +42,8 @@ from .rules import Element, Item, Rule, Rules, build_rules
 
 #: An inbound as Kuma keys from-rules: (dataplane IP, dataplane port).
 InboundKey = tuple[str, int]
+#: A builtin gateway's listener as Kuma keys per-hostname rules: (address, port, hostname).
+HostKey = tuple[str, int, str]
 #: Kuma's ``RuleMatchesHashTag``: the tag of one MeshHTTPRoute rule (its matches' hash).
 RULE_MATCHES_HASH_TAG = "__rule-matches-hash__"
 
@@ -216,6 +218,9 @@ class KindPolicies:
     #: A builtin gateway's: per listener port (as an inbound key), the ``to`` rules of the
     #: policies selecting one of its listeners (Kuma's ``GatewayRules.ToRules.ByListener``).
     listener_to_rules: dict[InboundKey, Rules] | None = None
+    #: Per listener hostname (Kuma's ``GatewayRules.ToRules.ByListenerAndHostname``; Kuma
+    #: keeps those policies in list order, here in its ByTargetRef order as everywhere).
+    host_to_rules: dict[HostKey, Rules] | None = None
 
     def conf(self, rule: Rule | None) -> Any:
         """The rule's merged configuration as the kind's typed ``Conf`` (None for no rule)."""
@@ -268,7 +273,7 @@ class _Proxy:
         self.inbounds: list[tuple[InboundKey, Mapping[str, str]]] = []
         self.gateway_tags: Mapping[str, str] | None = None
         self.gateway = gateway
-        self.listeners: list[tuple[InboundKey, Mapping[str, str]]] = []
+        self.listeners: list[tuple[HostKey, Mapping[str, str]]] = []
         if networking is not None:
             self.inbounds = [
                 ((inbound.effective_address(networking), inbound.port), inbound.tags)
@@ -280,7 +285,7 @@ class _Proxy:
             if own is not None and gateway is not None and gateway.conf is not None:
                 self.listeners = [
                     (
-                        (networking.address, listener.port),
+                        (networking.address, listener.port, listener.effective_hostname),
                         {**own.tags, **(gateway.tags or {}), **listener.tags},
                     )
                     for listener in gateway.conf.listeners
@@ -294,17 +299,12 @@ class _Proxy:
             if route is None:
                 return [], False
             return self.selected(route.spec.target_ref, {})
-        if ref.kind == MESH_GATEWAY:
-            return self._listeners_of(ref), False
+        if self.listeners:
+            return sorted({host[:2] for host in self.hosts(ref, routes)}), False
         compiled = _compiled(ref)
         selector, proxy_types = compiled
         if selector is None:
             return [], False
-        if self.listeners:
-            keys = {key for key, tags in self.listeners if _matches(selector, tags)}
-            if proxy_types and self.proxy_type not in proxy_types:
-                return [], False
-            return sorted(keys), False
         if proxy_types and self.proxy_type not in proxy_types:
             return [], False
         if not selector:
@@ -313,10 +313,22 @@ class _Proxy:
         gateway = self.gateway_tags
         return inbounds, gateway is not None and _matches(selector, gateway)
 
-    def _listeners_of(self, ref: TargetRef) -> list[InboundKey]:
-        if self.gateway is None or ref.name != self.gateway.name:
+    def hosts(self, ref: TargetRef, routes: Mapping[str, Policy]) -> list[HostKey]:
+        """A builtin gateway's listeners (address, port, hostname) the targetRef selects."""
+        if ref.kind == MESH_HTTP_ROUTE:
+            route = routes.get(ref.name)
+            return [] if route is None else self.hosts(route.spec.target_ref, {})
+        if ref.kind == MESH_GATEWAY:
+            if self.gateway is None or ref.name != self.gateway.name:
+                return []
+            selector: Mapping[str, str] | None = ref.tags
+        else:
+            selector, proxy_types = _compiled(ref)
+            if proxy_types and self.proxy_type not in proxy_types:
+                return []
+        if selector is None:
             return []
-        return sorted({key for key, tags in self.listeners if _matches(ref.tags, tags)})
+        return [host for host, tags in self.listeners if _matches(selector, tags)]
 
 
 def match_kind(
@@ -337,8 +349,15 @@ def match_kind(
         policies = ordered(policies)
     matched: list[Policy] = []
     by_inbound: dict[InboundKey, list[Policy]] = {}
+    by_host: dict[HostKey, list[Policy]] = {}
     for policy in policies:
-        inbounds, delegated = proxy.selected(policy.spec.target_ref, routes or {})
+        if proxy.listeners:
+            hosts = proxy.hosts(policy.spec.target_ref, routes or {})
+            for host in hosts:
+                by_host.setdefault(host, []).append(policy)
+            inbounds, delegated = sorted({host[:2] for host in hosts}), False
+        else:
+            inbounds, delegated = proxy.selected(policy.spec.target_ref, routes or {})
         if not inbounds and not delegated:
             continue
         matched.append(policy)
@@ -348,10 +367,13 @@ def match_kind(
         return None
     to_rules = _rules(kind, tuple(matched), "to")
     from_rules = {key: _rules(kind, tuple(group), "from") for key, group in by_inbound.items()}
-    listener_to_rules = None
+    listener_to_rules = host_to_rules = None
     if proxy.listeners:
         listener_to_rules = {
             key: _rules(kind, tuple(group), "to", routes or {}) for key, group in by_inbound.items()
+        }
+        host_to_rules = {
+            key: _rules(kind, tuple(group), "to", routes or {}) for key, group in by_host.items()
         }
     return KindPolicies(
         kind,
@@ -361,6 +383,7 @@ def match_kind(
         dataplane,
         access_log_socket,
         listener_to_rules,
+        host_to_rules,
     )
 
 

@@ -31,7 +31,7 @@ from kuma.resources.model import (
 from kuma.resources.policy import PolicyKind, register
 
 from .conf import MUST_BE_DEFINED, check_duration, nanoseconds
-from .gateway import GatewayPlugin, listener_rules, register_gateway_plugin
+from .gateway import GatewayPlugin, Reach, listener_rules, register_gateway_plugin
 from .matching import InboundKey, KindPolicies
 from .plugin import (
     PolicyPlugin,
@@ -329,17 +329,10 @@ class MeshCircuitBreakerGateway(GatewayPlugin):
 
     kind = KIND
 
-    def cluster(
-        self,
-        cluster: cluster_pb2.Cluster,
-        policies: KindPolicies,
-        port: InboundKey,
-        service: str,
-        protocol: str,
-    ) -> None:
-        rules = listener_rules(policies, port)
+    def cluster(self, cluster: cluster_pb2.Cluster, policies: KindPolicies, at: Reach) -> None:
+        rules = listener_rules(policies, at.port)
         conf: Conf | None = (
-            None if rules is None else policies.conf(rules.compute(service_element(service)))
+            None if rules is None else policies.conf(rules.compute(service_element(at.service)))
         )
         if conf is not None:
             configure_cluster(cluster, conf)

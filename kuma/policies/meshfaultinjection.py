@@ -52,7 +52,7 @@ from kuma.resources.model import (
 )
 from kuma.resources.policy import PolicyKind, register
 
-from .caller_tags import register_caller_tags_need
+from .caller_tags import TAGS_HEADER, register_caller_tags_need
 from .conf import MUST_BE_DEFINED, check_duration, nanoseconds
 from .egress import EGRESS_INBOUND
 from .gateway import HTTP_LISTENERS, GatewayPlugin, listener_rules, register_gateway_plugin
@@ -69,7 +69,6 @@ from .rules import Subset
 
 HTTP_FILTER = "envoy.filters.http.fault"
 #: The callers' tags header (``kuma.xds.generate.names``, which imports this package).
-TAGS_HEADER = "x-kuma-tags"
 #: Kuma applies faults on these inbound protocols only (not grpc).
 FAULT_PROTOCOLS = ("http", "http2")
 # Kuma's BandwidthRegex, unanchored as Kuma uses it; Go's \d and \s are ASCII only.

@@ -35,7 +35,9 @@ from kuma.resources.model import (
 )
 from kuma.resources.policy import PolicyKind, register
 
+from .caller_tags import TAGS_HEADER, caller_tags_header
 from .conf import MINUTE, MUST_BE_DEFINED, SECOND, check_duration, nanoseconds
+from .gateway import HTTP_LISTENERS, GatewayPlugin, Reach, host_rules, register_gateway_plugin
 from .matching import KindPolicies
 from .plugin import PolicyPlugin, register_plugin, service_element, set_duration
 
@@ -212,7 +214,11 @@ def _headers(check: health_check_pb2.HealthCheck.HttpHealthCheck, headers: Heade
                 option.header.value = value
 
 
-def health_check(conf: Conf, protocol: str, kind: str) -> health_check_pb2.HealthCheck:
+def health_check(
+    conf: Conf, protocol: str, kind: str, tags_header: str = ""
+) -> health_check_pb2.HealthCheck:
+    """``tags_header``: the checking proxy's ``x-kuma-tags`` (Kuma's ``mapHttpHeaders``: first,
+    when the proxy has tags)."""
     check = health_check_pb2.HealthCheck()
     set_duration(check.interval, nanoseconds(conf.interval, DEFAULT_INTERVAL) or 0)
     set_duration(check.timeout, nanoseconds(conf.timeout, DEFAULT_TIMEOUT) or 0)
@@ -239,6 +245,9 @@ def health_check(conf: Conf, protocol: str, kind: str) -> health_check_pb2.Healt
         http = conf.http or Http()
         target = check.http_health_check
         target.path = http.path or "/"
+        if tags_header:
+            tags = target.request_headers_to_add.add().header
+            tags.key, tags.value = TAGS_HEADER, tags_header
         if http.request_headers_to_add is not None:
             _headers(target, http.request_headers_to_add)
         for status in http.expected_statuses or ():
@@ -261,7 +270,9 @@ def health_check(conf: Conf, protocol: str, kind: str) -> health_check_pb2.Healt
     return check
 
 
-def configure_cluster(cluster: cluster_pb2.Cluster, conf: Conf, protocol: str) -> None:
+def configure_cluster(
+    cluster: cluster_pb2.Cluster, conf: Conf, protocol: str, tags_header: str = ""
+) -> None:
     if conf.healthy_panic_threshold is not None:
         value = float(_percent(conf.healthy_panic_threshold))
         cluster.common_lb_config.healthy_panic_threshold.value = value
@@ -272,7 +283,7 @@ def configure_cluster(cluster: cluster_pb2.Cluster, conf: Conf, protocol: str) -
         lb.zone_aware_lb_config.SetInParent()
     kind = _checker(protocol, conf)
     if kind is not None:
-        cluster.health_checks.append(health_check(conf, protocol, kind))
+        cluster.health_checks.append(health_check(conf, protocol, kind, tags_header))
 
 
 class MeshHealthCheckPlugin(PolicyPlugin):
@@ -287,3 +298,27 @@ class MeshHealthCheckPlugin(PolicyPlugin):
 
 
 PLUGIN = register_plugin(MeshHealthCheckPlugin())
+
+
+class MeshHealthCheckGateway(GatewayPlugin):
+    """Kuma's ``applyToGateways``: a backend's cluster gets the rule for its service of the
+    policies selecting the listener hostname that reaches it (``*`` on HTTP and TCP ports);
+    the check's protocol is the listener's (HTTP for HTTP(S), TCP for TCP/TLS), its
+    ``x-kuma-tags`` the gateway's."""
+
+    kind = KIND
+
+    def cluster(self, cluster: cluster_pb2.Cluster, policies: KindPolicies, at: Reach) -> None:
+        rules = host_rules(policies, at.host)
+        conf: Conf | None = (
+            None if rules is None else policies.conf(rules.compute(service_element(at.service)))
+        )
+        if conf is None:
+            return
+        protocol = "http" if at.listener_protocol in HTTP_LISTENERS else "tcp"
+        dataplane = policies.dataplane
+        tags = caller_tags_header(dataplane) if dataplane is not None else ""
+        configure_cluster(cluster, conf, protocol, tags)
+
+
+register_gateway_plugin(MeshHealthCheckGateway())

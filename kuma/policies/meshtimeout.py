@@ -41,6 +41,7 @@ from .conf import HOUR, MINUTE, SECOND, check_duration, nanoseconds
 from .gateway import (
     HTTP_LISTENERS,
     GatewayPlugin,
+    Reach,
     listener_rules,
     register_gateway_plugin,
     route_element,
@@ -360,20 +361,13 @@ class MeshTimeoutGateway(GatewayPlugin):
                 if conf is not None and route.HasField("route"):
                     configure_route_action(route.route, conf)
 
-    def cluster(
-        self,
-        cluster: cluster_pb2.Cluster,
-        policies: KindPolicies,
-        port: InboundKey,
-        service: str,
-        protocol: str,
-    ) -> None:
-        rules = listener_rules(policies, port)
+    def cluster(self, cluster: cluster_pb2.Cluster, policies: KindPolicies, at: Reach) -> None:
+        rules = listener_rules(policies, at.port)
         conf: Conf | None = (
-            None if rules is None else policies.conf(rules.compute(service_element(service)))
+            None if rules is None else policies.conf(rules.compute(service_element(at.service)))
         )
         if conf is not None:
-            _configure_cluster(cluster, conf, protocol)
+            _configure_cluster(cluster, conf, at.protocol)
 
 
 register_gateway_plugin(MeshTimeoutGateway())

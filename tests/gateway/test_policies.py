@@ -278,3 +278,54 @@ def test_meshratelimit_equals_kuma_gateway_goldens() -> None:
     for route in routes["virtualHosts"][0]["routes"]:
         route.pop("name")  # Kuma's golden routes a MeshGatewayRoute, whose routes have none
     assert routes == golden("meshratelimit-basic.gateway.routes.golden.yaml")
+
+
+HEALTH_CHECK = """\
+type: MeshHealthCheck
+mesh: default
+name: gateway-checks
+spec:
+  targetRef: {kind: MeshGateway, name: sample-gateway}
+  to:
+    - targetRef: {kind: Mesh}
+      default:
+        interval: 10s
+        timeout: 2s
+        unhealthyThreshold: 3
+        healthyThreshold: 1
+        initialJitter: 13s
+        intervalJitter: 15s
+        intervalJitterPercent: 10
+        healthyPanicThreshold: "62.9"
+        failTrafficOnPanic: true
+        eventLogPath: /tmp/log.txt
+        alwaysLogHealthCheckFailures: false
+        noTrafficInterval: 16s
+        reuseConnection: true
+        http:
+          disabled: false
+          path: /health
+          requestHeadersToAdd:
+            add: [{name: x-some-header, value: value}]
+            set: [{name: x-some-other-header, value: value}]
+          expectedStatuses: [200, 201]
+"""
+
+
+def test_meshhealthcheck_equals_kuma_gateway_golden() -> None:
+    # Kuma's case: the listeners of meshratelimit's (the check's rules are per listener
+    # hostname, ``*`` on an HTTP port).
+    listeners = (
+        "conf: {listeners: [{protocol: HTTP, port: 8080, tags: {protocol: http}},"
+        " {protocol: TCP, port: 8081, tags: {protocol: tcp}}]}"
+    )
+    engine = engine_with(
+        BASE.replace("conf: {listeners: [{protocol: HTTP, port: 8080}]}", listeners), HEALTH_CHECK
+    )
+    document = yaml.safe_load(
+        (KUMA / "meshhealthcheck-basic.gateway_cluster.golden.yaml").read_text()
+    )
+    (item,) = document["resources"]
+    expected = item["resource"]
+    expected.pop("@type")
+    assert served(engine, types.CLUSTER, item["name"], cluster_pb2.Cluster) == expected

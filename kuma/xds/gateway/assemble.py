@@ -85,12 +85,14 @@ def with_gateway(
             selections.update(secret_key(mesh.name, name) for name in secrets_read(listeners))
             terminating(gw, protocol, port, listeners, mesh.externals.secret)
     subsets: dict[str, tuple[Destination, ...]] = dict(assembly.subsets)
-    for destination, key in gw.destinations.items():
+    for destination, (host, listener_protocol) in gw.destinations.items():
         inputs = shared.watch_inputs(mesh, destination.service)
         if inputs.external:  # ExternalServices behind a gateway: not yet
             continue
         cluster = gateway_cluster(destination, inputs.protocol, inputs.tls_mesh)
-        apply_cluster(cluster, gw.policies, key, destination.service, inputs.protocol)
+        apply_cluster(
+            cluster, gw.policies, host, listener_protocol, destination.service, inputs.protocol
+        )
         gw.put(types.CLUSTER, cluster)
         load_assignment = shared.load_assignment(mesh, destination)
         gw.resources[types.ENDPOINT][load_assignment.name] = load_assignment

@@ -10,7 +10,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from kuma.policies.gateway import apply_listener, apply_route_configuration
-from kuma.policies.matching import InboundKey, ProxyPolicies
+from kuma.policies.matching import HostKey, InboundKey, ProxyPolicies
 from kuma.policies.meshhttproute.api import MeshHTTPRoute
 from kuma.policies.meshtcproute import MeshTCPRoute
 from kuma.resources.model import GatewayListener, MeshGateway
@@ -41,8 +41,9 @@ class GatewayParts:
     #: The policies matched for the gateway's listeners (``kuma.policies.gateway``).
     policies: ProxyPolicies
     #: The backends (clusters) the listeners built so far forward to, in order found, with
-    #: the port (inbound key) whose policies shape each (the first that reaches it).
-    destinations: dict[Destination, InboundKey] = field(default_factory=dict)
+    #: the listener whose policies shape each (the first that reaches it): its host key and
+    #: protocol.
+    destinations: dict[Destination, tuple[HostKey, str]] = field(default_factory=dict)
 
     def put(self, type_url: str, message: Message) -> None:
         name = _resource_name(message)
@@ -53,6 +54,12 @@ class GatewayParts:
     def port(self, port: int) -> InboundKey:
         """A listener port as policies key it (Kuma's InboundListener)."""
         return (self.address, port)
+
+    def _reached(self, listener: GatewayListener) -> tuple[HostKey, str]:
+        # Kuma keys a port's hostnames apart only for HTTPS and TLS ("*" for HTTP and TCP).
+        terminated = listener.protocol in ("HTTPS", "TLS")
+        hostname = listener.effective_hostname if terminated else "*"
+        return (self.address, listener.port, hostname), listener.protocol
 
     def put_listener(self, listener: listener_pb2.Listener, port: int, protocol: str) -> None:
         apply_listener(listener, self.policies, self.port(port), protocol)
@@ -81,7 +88,7 @@ class GatewayParts:
                     for backend, _weight in entry.backends:
                         destination = Destination(backend[0], backend[1], identity)
                         clusters[backend] = destination.cluster_name
-                        self.destinations.setdefault(destination, self.port(listener.port))
+                        self.destinations.setdefault(destination, self._reached(listener))
         hosts.sort(key=lambda host: exactness_key(host.hostname))
         return hosts, clusters
 
@@ -91,5 +98,5 @@ class GatewayParts:
         backends = tcp_backends(self.tcp_routes, listener)
         found = [Destination(service, subset, identity) for (service, subset), _ in backends]
         for destination in found:
-            self.destinations.setdefault(destination, self.port(listener.port))
+            self.destinations.setdefault(destination, self._reached(listener))
         return [(d.cluster_name, w) for d, (_, w) in zip(found, backends, strict=True)]
