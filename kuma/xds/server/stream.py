@@ -349,22 +349,33 @@ class _Session:
             else:
                 held = False
                 if state.has_work:
-                    for response in state.build_responses(watch.resources):
-                        await self._stream.send_message(response)
-                        self._observer.on_response(
-                            self._node_id,
-                            response.type_url,
-                            len(response.resources),
-                            response.nonce,
-                        )
-                        if pending_since is not None:
-                            if self._propagation is not None:
-                                self._propagation.on_change_delivered(self._node_id, pending_since)
-                            pending_since = None
+                    responses = state.build_responses(watch.resources)
+                    pending_since = await self._send(responses, pending_since)
                     continue
+            # Nothing of the last responses may stay referenced from here: an idle stream
+            # waits for as long as nothing changes, and a response holds a copy of every
+            # resource it carried (10 KB per proxy at 1,000 idle sidecars).
             with anyio.CancelScope() as self._wait:
                 await watch.wait_for_changes()
             self._wait = None
+
+    async def _send(self, responses: list[Any], since: float | None) -> float | None:
+        """Send ``responses`` in order, emptying the list as they go; the change pending since
+        ``since`` counts as delivered with the first. Returns what is still pending (``since``
+        when there was nothing to send). Each response is dropped once sent: an idle stream
+        keeps none."""
+        while responses:
+            response = responses.pop(0)
+            await self._stream.send_message(response)
+            self._observer.on_response(
+                self._node_id, response.type_url, len(response.resources), response.nonce
+            )
+            del response
+            if since is not None:
+                if self._propagation is not None:
+                    self._propagation.on_change_delivered(self._node_id, since)
+                since = None
+        return since
 
 
 def _oldest(since: float | None, changes: Mapping[str, Iterable[str]]) -> float | None:

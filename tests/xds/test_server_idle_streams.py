@@ -1,0 +1,75 @@
+"""An idle ADS stream keeps no response it has sent.
+
+A response carries a copy of every resource it sent; a stream that kept its last one while
+waiting for the next change held ~10 KB per proxy for nothing (benchmarks/RESULTS.md, "kuma-cp's
+memory per connected proxy"). Looked at through the stream tasks' own frames: whatever is
+referenced from a waiting coroutine is what the stream keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import TaskStatus
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse
+from grpclib.client import Channel
+
+from kuma.xds.generate.types import CLUSTER
+from kuma.xds.server import serve
+from tests.fixtures.polling import until
+
+from .fakes import DEADLINE, FakeSource, RecordingObserver, delta_state, delta_stream
+
+pytestmark = pytest.mark.anyio
+
+
+def _frames(task: asyncio.Task[Any]) -> Iterator[FrameType]:
+    """The frames of a task's coroutine and of every coroutine it awaits."""
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            yield frame
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+
+
+def _held_responses() -> list[str]:
+    """Where a sent response is still referenced from a waiting coroutine's locals."""
+    held = []
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:  # the test's own frames hold one
+        for frame in _frames(task):
+            for name, value in frame.f_locals.items():
+                values = value if isinstance(value, list) else [value]
+                if any(isinstance(v, DeltaDiscoveryResponse) for v in values):
+                    held.append(f"{frame.f_code.co_qualname}: {name}")
+    return held
+
+
+async def test_an_idle_stream_holds_no_response() -> None:
+    source, observer = FakeSource(), RecordingObserver()
+    source.proxy().put(CLUSTER, "a")
+    source.proxy().put(CLUSTER, "b")
+    serving = anyio.CancelScope()
+
+    async def run(*, task_status: TaskStatus[int]) -> None:
+        with serving:
+            await serve(source, "127.0.0.1", 0, observer, task_status=task_status)
+
+    with anyio.fail_after(DEADLINE * 3):
+        async with anyio.create_task_group() as tg:
+            port: int = await tg.start(run)
+            async with Channel("127.0.0.1", port) as channel, delta_stream(channel) as client:
+                await client.send(CLUSTER)
+                response = await client.recv()
+                assert set(delta_state(response)) == {"a", "b"}
+                await client.ack(response)
+                # The server's send loop is waiting for the next change once it has reported
+                # the response; from then on nothing of it may be referenced.
+                await observer.wait_for(lambda event: event[0] == "response")
+                await until(lambda: not _held_responses(), within=DEADLINE)
+                serving.cancel()
