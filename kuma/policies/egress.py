@@ -66,9 +66,16 @@ def _takes_part(plugin: PolicyPlugin) -> bool:
     )
 
 
+#: (plugins registered when computed, the kinds): plugins register on import, once.
+_KINDS: tuple[int, frozenset[str]] = (-1, frozenset())
+
+
 def egress_kinds() -> frozenset[str]:
-    """The kinds whose policies shape an egress's chains (plugins are registered on import)."""
-    return frozenset({MTP, *(p.kind.name for p in PLUGINS if _takes_part(p))})
+    """The kinds whose policies shape an egress's chains."""
+    global _KINDS
+    if _KINDS[0] != len(PLUGINS):
+        _KINDS = (len(PLUGINS), frozenset({MTP, *(p.kind.name for p in PLUGINS if _takes_part(p))}))
+    return _KINDS[1]
 
 
 def selects_service(ref: TargetRef, service: str) -> bool:
@@ -85,17 +92,19 @@ def _selects(kind: PolicyKind, policy: Policy, service: str) -> bool:
 
 
 def egress_policies(
-    service: str, policies_by_kind: Mapping[str, Sequence[Policy]]
+    service: str, policies_by_kind: Mapping[str, Sequence[Policy]], *, presorted: bool = False
 ) -> ProxyPolicies:
     """The egress kinds' policies that select ``service`` and their from-rules, keyed by
-    :data:`EGRESS_INBOUND`; :data:`kuma.policies.EMPTY` when none selects it."""
+    :data:`EGRESS_INBOUND`; :data:`kuma.policies.EMPTY` when none selects it.
+    ``presorted``: each kind's list is already in Kuma's order (``matching.ordered``)."""
     found: dict[str, KindPolicies] = {}
     for name in egress_kinds():
         kind = POLICY_KINDS.get(name)
         policies = policies_by_kind.get(name, ())
         if kind is None or not policies:
             continue
-        matched = tuple(p for p in kuma_order(policies) if _selects(kind, p, service))
+        in_order = policies if presorted else kuma_order(policies)
+        matched = tuple(p for p in in_order if _selects(kind, p, service))
         if not matched:
             continue
         if kind.from_kinds:

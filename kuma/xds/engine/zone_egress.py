@@ -59,7 +59,7 @@ def egress_services(meshes: Meshes) -> tuple[list[EgressService], set[Hashable]]
             endpoints = mesh.externals.endpoints(service)
             if not endpoints:
                 continue  # its Secret is missing: left out, as for sidecars
-            policies = egress_policies(service, by_kind)
+            policies = egress_policies(service, by_kind, presorted=True)
             for matched in policies.by_kind.values():
                 # Each policy's selection key (``handlers/policy.selection_key``).
                 selections.update((p.TYPE, p.mesh, p.name) for p in matched.policies)
