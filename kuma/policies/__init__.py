@@ -10,6 +10,7 @@ import it below.
 from __future__ import annotations
 
 from . import (
+    accesslog_gateway,
     meshaccesslog,
     meshcircuitbreaker,
     meshfaultinjection,
@@ -42,6 +43,7 @@ __all__ = [
     "KindPolicies",
     "OutboundFingerprint",
     "ProxyPolicies",
+    "accesslog_gateway",
     "apply_inbound",
     "apply_outbound_cluster",
     "apply_outbound_listener",

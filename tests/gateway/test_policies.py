@@ -329,3 +329,44 @@ def test_meshhealthcheck_equals_kuma_gateway_golden() -> None:
     expected = item["resource"]
     expected.pop("@type")
     assert served(engine, types.CLUSTER, item["name"], cluster_pb2.Cluster) == expected
+
+
+ACCESS_LOG = """\
+type: Mesh
+name: default
+---
+type: Dataplane
+mesh: default
+name: gateway
+networking:
+  address: 127.0.0.1
+  gateway: {type: BUILTIN, tags: {kuma.io/service: gateway}}
+---
+type: MeshGateway
+mesh: default
+name: gateway
+selectors: [{match: {kuma.io/service: gateway}}]
+conf: {listeners: [{protocol: HTTP, port: 8080}]}
+---
+type: MeshAccessLog
+mesh: default
+name: gateway-logs
+spec:
+  targetRef: {kind: Mesh, proxyTypes: [Gateway]}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {backends: [{type: File, file: {path: /tmp/from-log}}]}
+  to:
+    - targetRef: {kind: Mesh}
+      default: {backends: [{type: File, file: {path: /tmp/to-log}}]}
+"""
+
+
+def test_meshaccesslog_equals_kuma_gateway_golden() -> None:
+    engine = Engine()
+    engine.apply_now(events(decode(ACCESS_LOG)))
+    listener = golden("meshaccesslog-basic-gateway.gateway.listener.golden.yaml")
+    as_this_project_serves("listeners", listener)
+    body = engine.subscribe("default.gateway").resources(types.LISTENER)["gateway:HTTP:8080"].body
+    found = json.loads(json_format.MessageToJson(listener_pb2.Listener.FromString(body)))
+    assert found == listener

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from kuma.policies import resolve
+from kuma.policies import own_clusters, resolve
 from kuma.policies.caller_tags import caller_tags_header
 from kuma.policies.gateway import apply_cluster, gateway_kinds
 from kuma.policies.meshhttproute.api import MeshHTTPRoute
@@ -97,6 +97,8 @@ def with_gateway(
         load_assignment = shared.load_assignment(mesh, destination)
         gw.resources[types.ENDPOINT][load_assignment.name] = load_assignment
         subsets[destination.service] = (*subsets.get(destination.service, ()), destination)
+    for cluster in own_clusters(gw.policies):  # e.g. MeshAccessLog's OpenTelemetry collectors
+        gw.put(types.CLUSTER, cluster)
     services = assembly.outbound_services | {d.service for d in gw.destinations}
     return Assembly(gw.resources, frozenset(services), frozenset(selections), subsets)
 
