@@ -42,6 +42,7 @@ LISTENERS = (
     " hostname: a.dev, tls: {mode: TERMINATE, certificates: [{secret: edge-cert}]}}]}",
     "conf: {listeners: [{protocol: TLS, port: 9443, hostname: a.dev,"
     " tls: {mode: TERMINATE, certificates: [{secret: edge-cert}]}}]}",
+    "conf: {listeners: [{protocol: TLS, port: 9443, hostname: a.dev, tls: {mode: PASSTHROUGH}}]}",
 )
 #: The Secret the HTTPS and TLS listeners read: two certificates, and one that is not.
 CERTIFICATES = (

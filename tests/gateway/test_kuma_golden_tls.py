@@ -156,9 +156,11 @@ def served_any(engine: Engine, type_url: str, message_type: Any, names: set[str]
     }
 
 
-def tls_scenario() -> str:
+def tls_scenario(tls: str = "") -> str:
+    """``tls``: the listeners' TLS section (default: TERMINATE with an inline certificate)."""
     # Any RSA key and certificate: the golden names the Secret by key type and hostname only.
     pem = inline_pem(HTTPS_CASE, "cert.rsa:inline:*.secure.dev")
+    tls = tls or f"{{mode: TERMINATE, certificates: [{{inline: {pem}}}]}}"
     return f"""\
 type: Mesh
 name: default
@@ -176,10 +178,8 @@ name: sample-gateway
 selectors: [{{match: {{kuma.io/service: sample-gateway}}}}]
 conf:
   listeners:
-    - {{protocol: TLS, port: 9081, hostname: go.dev,
-       tls: {{mode: TERMINATE, certificates: [{{inline: {pem}}}]}}}}
-    - {{protocol: TLS, port: 9081, hostname: other.dev,
-       tls: {{mode: TERMINATE, certificates: [{{inline: {pem}}}]}}}}
+    - {{protocol: TLS, port: 9081, hostname: go.dev, tls: {tls}}}
+    - {{protocol: TLS, port: 9081, hostname: other.dev, tls: {tls}}}
 ---
 type: MeshTCPRoute
 mesh: default
@@ -211,3 +211,22 @@ def test_tls_listener_equals_kuma_meshtcproute_golden() -> None:
     assert listeners == expected
     secrets = engine.subscribe("default.sample-gateway").resources(types.SECRET)
     assert set(secrets) == {"cert.rsa:inline:go.dev", "cert.rsa:inline:other.dev"}
+
+
+def test_tls_passthrough_matches_sni_and_keeps_tls() -> None:
+    """Kuma's configureTLS for PASSTHROUGH: the SNI and ``tls`` match, no transport socket (the
+    backend terminates), no certificate."""
+    scenario = tls_scenario("{mode: PASSTHROUGH}")
+    engine = Engine()
+    engine.apply_now(events(decode(scenario)))
+    name = "sample-gateway:TLS:9081"
+    (listener,) = served_any(engine, types.LISTENER, KINDS["listeners"][1], {name}).values()
+    chains = listener["filterChains"]
+    assert [c["filterChainMatch"] for c in chains] == [
+        {"serverNames": ["go.dev"], "transportProtocol": "tls"},
+        {"serverNames": ["other.dev"], "transportProtocol": "tls"},
+    ]
+    assert all("transportSocket" not in c for c in chains)
+    proxy = chains[0]["filters"][0]["typedConfig"]
+    assert proxy["weightedClusters"]["clusters"][0]["name"].startswith("go-backend-1-")
+    assert not engine.subscribe("default.sample-gateway").resources(types.SECRET)

@@ -7,9 +7,10 @@ listener (:mod:`.tls`), one filter chain per listener hostname, most exact first
 * TLS: each hostname proxies to the backends of the MeshTCPRoutes selecting that listener; a
   hostname without one has no chain, a port without any chain no listener (as TCP ports).
 
+A TLS port's PASSTHROUGH hostnames match by SNI and proxy the connection still encrypted.
 A port whose certificates cannot be served (a Secret missing, not one key and some
-certificates, a certificate given twice), or whose TLS mode is not TERMINATE (PASSTHROUGH for
-TLS), is left out whole, with a warning naming the gateway, the listener and the reason (never
+certificates, a certificate given twice), or whose TLS mode is neither (crossMesh), is left
+out whole, with a warning naming the gateway, the listener and the reason (never
 the key). Kuma fails the proxy's whole update then and keeps serving its previous config;
 here the gateway's other listeners keep following their inputs.
 """
@@ -89,7 +90,8 @@ def terminating(
             weighted = gw.tcp_destinations(listener)
             if not weighted:  # no route, no chain
                 continue
-            chains.append(TlsChain(hostname, names, tuple(weighted)))
+            passthrough = listener.tls is not None and listener.tls.mode == "PASSTHROUGH"
+            chains.append(TlsChain(hostname, names, tuple(weighted), not passthrough))
         for secret in found:
             gw.put(types.SECRET, secret)
     if not chains:
@@ -104,6 +106,8 @@ def _certificates(listener: GatewayListener, secrets: SecretLookup) -> list[secr
     if listener.cross_mesh:
         raise CertificateError(f"{where}: crossMesh listeners are not supported yet")
     mode = listener.tls.mode if listener.tls is not None else "NONE"
+    if mode == "PASSTHROUGH" and listener.protocol == "TLS":
+        return []  # the connection goes to the backend still encrypted
     if mode != "TERMINATE":
         raise CertificateError(f"{where}: unsupported TLS mode {mode!r}")
     assert listener.tls is not None

@@ -1,4 +1,5 @@
-"""HTTPS and TLS listeners of a builtin gateway (``tls.mode: TERMINATE``) as Kuma 2.7 builds them
+"""HTTPS and TLS listeners of a builtin gateway (``tls.mode: TERMINATE``; PASSTHROUGH for TLS:
+no transport socket) as Kuma 2.7 builds them
 (runtime/gateway ``filter_chain_generator.go``: ``HTTPSFilterChainGenerator``,
 ``TCPFilterChainGenerator``, ``configureTLS``, ``newDownstreamTypedConfig``; compared with
 meshhttproute's ``gateway-listener-different-hostnames-specific`` and meshtcproute's
@@ -36,6 +37,8 @@ class TlsChain(NamedTuple):
     hostname: str
     secrets: tuple[str, ...]
     clusters: tuple[tuple[str, int], ...] = ()
+    #: False: PASSTHROUGH (TLS only), no transport socket.
+    terminate: bool = True
 
 
 def https_route_config_name(listener: str, hostname: str) -> str:
@@ -73,6 +76,8 @@ def _chain(
     if chain.hostname not in ("", "*"):  # Envoy has no "any name": leave it out
         envoy_chain.filter_chain_match.server_names.append(chain.hostname)
     envoy_chain.filter_chain_match.transport_protocol = "tls"
+    if not chain.terminate:
+        return envoy_chain
     envoy_chain.transport_socket.name = TLS_SOCKET
     envoy_chain.transport_socket.typed_config.CopyFrom(pack(downstream_tls(chain.secrets, alpn)))
     return envoy_chain
