@@ -8,7 +8,8 @@ top-level targetRef selects the external service (Kuma's ``serviceSelectedByTarg
 in Kuma's order, and their ``from`` rules (the clients). For kinds with both ``from`` and
 ``to`` (MeshFaultInjection) Kuma also takes ``from``.
 
-The service is matched by its name alone: Kuma's egress proxy builder
+:func:`egress_rules` matches by the tags it is given, as Kuma's matcher does; the egress
+gives it the service's name alone (:func:`service_tags`): Kuma's egress proxy builder
 (``pkg/xds/sync/egress_proxy_builder.go``) first matches each ExternalService's tags, then
 matches again, under the same key, every service of the egress's endpoint map with only
 ``kuma.io/service``; every ExternalService reachable from the zone is in that map, so the
@@ -24,9 +25,9 @@ MeshFaultInjection, MeshRateLimit, MeshLoadBalancingStrategy (the localities of 
 endpoints the egress's cluster holds) and MeshTrafficPermission; the others (MeshTimeout,
 MeshCircuitBreaker, MeshHealthCheck, MeshRetry, MeshAccessLog, the routes) leave the egress
 as the generator built it. A kind takes part by overriding ``PolicyPlugin.egress_chain`` or
-``egress_cluster``;
-MeshTrafficPermission's RBAC is the generator's (``kuma/xds/generate/zone_egress.py``),
-because it applies (denying everyone) also when no permission selects the service.
+``egress_cluster``; MeshTrafficPermission's RBAC is the generator's
+(``kuma/xds/generate/zone_egress.py``), because it applies (denying everyone) also when no
+permission selects the service.
 """
 
 from __future__ import annotations
@@ -78,54 +79,78 @@ def egress_kinds() -> frozenset[str]:
     return _KINDS[1]
 
 
-def selects_service(ref: TargetRef, service: str) -> bool:
-    """Kuma's ``serviceSelectedByTargetRef`` for an external service at the egress."""
+def selects_service(ref: TargetRef, tags: Mapping[str, str]) -> bool:
+    """Kuma's ``serviceSelectedByTargetRef``: whether ``ref`` selects an external service
+    with ``tags`` at the egress."""
     selector = _selector(ref)
-    return selector is not None and _matches(selector, {SERVICE_TAG: service})
+    return selector is not None and _matches(selector, tags)
 
 
-def _selects(kind: PolicyKind, policy: Policy, service: str) -> bool:
+def service_tags(service: str) -> dict[str, str]:
+    """The tags an egress matches an external service by (Kuma's second match: see above)."""
+    return {SERVICE_TAG: service}
+
+
+def _selects(kind: PolicyKind, policy: Policy, tags: Mapping[str, str]) -> bool:
     if kind.from_kinds:
-        return selects_service(policy.spec.target_ref, service)
+        return selects_service(policy.spec.target_ref, tags)
     # A kind with ``to`` only (MeshLoadBalancingStrategy): by the ``to`` items.
-    return any(selects_service(item.target_ref, service) for item in policy.spec.to)
+    return any(selects_service(item.target_ref, tags) for item in policy.spec.to)
+
+
+def egress_rules(
+    kind: PolicyKind,
+    policies: Sequence[Policy],
+    tags: Mapping[str, str],
+    *,
+    presorted: bool = False,
+) -> tuple[tuple[Policy, ...], Rules] | None:
+    """Kuma's ``EgressMatchedPolicies`` for one kind: the policies selecting an external
+    service with ``tags`` (in Kuma's order) and the rules they make for its clients; None when
+    none selects it. ``presorted``: ``policies`` are in Kuma's order (``matching.ordered``)."""
+    in_order = policies if presorted else kuma_order(policies)
+    matched = tuple(p for p in in_order if _selects(kind, p, tags))
+    if not matched:
+        return None
+    if kind.from_kinds:
+        return matched, _rules(kind, matched, "from")
+    return matched, _to_as_from(kind, matched, tags)
 
 
 def egress_policies(
-    service: str, policies_by_kind: Mapping[str, Sequence[Policy]], *, presorted: bool = False
+    tags: Mapping[str, str],
+    policies_by_kind: Mapping[str, Sequence[Policy]],
+    *,
+    presorted: bool = False,
 ) -> ProxyPolicies:
-    """The egress kinds' policies that select ``service`` and their from-rules, keyed by
-    :data:`EGRESS_INBOUND`; :data:`kuma.policies.EMPTY` when none selects it.
-    ``presorted``: each kind's list is already in Kuma's order (``matching.ordered``)."""
+    """The egress kinds' policies that select an external service with ``tags`` and their
+    from-rules, keyed by :data:`EGRESS_INBOUND`; :data:`kuma.policies.EMPTY` when none does."""
     found: dict[str, KindPolicies] = {}
     for name in egress_kinds():
         kind = POLICY_KINDS.get(name)
         policies = policies_by_kind.get(name, ())
         if kind is None or not policies:
             continue
-        in_order = policies if presorted else kuma_order(policies)
-        matched = tuple(p for p in in_order if _selects(kind, p, service))
-        if not matched:
-            continue
-        if kind.from_kinds:
-            rules = _rules(kind, matched, "from")
-        else:
-            rules = _to_as_from(kind, matched, service)
-        found[name] = KindPolicies(kind, matched, _rules(kind, (), "to"), {EGRESS_INBOUND: rules})
+        result = egress_rules(kind, policies, tags, presorted=presorted)
+        if result is not None:
+            matched, rules = result
+            no_to_rules = _rules(kind, (), "to")
+            found[name] = KindPolicies(kind, matched, no_to_rules, {EGRESS_INBOUND: rules})
     return ProxyPolicies(found) if found else EMPTY
 
 
-def _to_as_from(kind: PolicyKind, policies: Sequence[Policy], service: str) -> Rules:
+def _to_as_from(kind: PolicyKind, policies: Sequence[Policy], tags: Mapping[str, str]) -> Rules:
     """Kuma's ``processToRules``: each ``to`` item selecting the service becomes a ``from``
     item under its policy's top-level targetRef (the egress serves every client), so only a
     policy whose top-level targetRef selects every client (``Mesh``) applies in the end (the
     rule computed for the whole mesh). Kuma lists a policy once per selecting item and takes
-    all its selecting items each time; the repeats merge to the same result, so once here."""
+    all its selecting items each time; the repeats merge to the same result (no
+    MeshLoadBalancingStrategy field appends), so once here."""
     items = [
         Item(policy.spec.target_ref, _as_item(item, policy.name).conf, policy.name)
         for policy in policies
         for item in policy.spec.to
-        if selects_service(item.target_ref, service)
+        if selects_service(item.target_ref, tags)
     ]
     return build_rules(items, with_negations=False, appends=kind.appends)
 
@@ -135,7 +160,7 @@ def selects_any(policy: Policy, services: Iterable[str]) -> bool:
     kind = POLICY_KINDS.get(policy.TYPE)
     if kind is None or policy.TYPE not in egress_kinds():
         return False
-    return any(_selects(kind, policy, s) for s in services)
+    return any(_selects(kind, policy, service_tags(s)) for s in services)
 
 
 def apply_egress_cluster(cluster: cluster_pb2.Cluster, policies: ProxyPolicies, zone: str) -> None:

@@ -3,7 +3,7 @@
 ``meshratelimit/plugin/v1alpha1/testdata/basic_egress.golden.yaml`` (the filters and per-route
 config of each external service's chain; Kuma's tests build the rest of the chain by hand, so
 the rest is ``test_zone_egress_generate.py``'s), and the matching (``kuma.policies.egress``:
-Kuma's ``EgressMatchedPolicies``)."""
+Kuma's ``EgressMatchedPolicies``, against its matcher goldens)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,16 @@ from typing import Any
 
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
-from kuma.policies.egress import EGRESS_INBOUND, egress_policies, selects_any
+from kuma.policies.egress import (
+    EGRESS_INBOUND,
+    egress_policies,
+    egress_rules,
+    selects_any,
+    service_tags,
+)
 from kuma.resources import from_document, validate
 from kuma.resources.model import ExternalService, Policy, ZoneEgress
+from kuma.resources.policy import POLICY_KINDS
 from kuma.xds.generate._pb import HCM_FILTER
 from kuma.xds.generate.external import resolve_endpoints
 from kuma.xds.generate.zone_egress import EgressService, egress_permissions, generate_zone_egress
@@ -84,7 +91,7 @@ def _service(mesh: str, service: str, protocol: str, policies: list[Policy]) -> 
     by_kind: dict[str, list[Policy]] = {}
     for policy in policies:
         by_kind.setdefault(policy.TYPE, []).append(policy)
-    matched = egress_policies(service, by_kind)
+    matched = egress_policies(service_tags(service), by_kind)
     endpoints = resolve_endpoints({service: resource}, {}, mesh)
     return EgressService(mesh, service, protocol, endpoints, egress_permissions(matched), matched)
 
@@ -225,8 +232,9 @@ def test_matching_is_by_the_services_name_in_kumas_order() -> None:
         {"kind": "MeshSubset", "proxyTypes": ["Sidecar"], "tags": {"kuma.io/protocol": "http"}},
         502,
     )
+    # The tags the egress matches by: the service name only (Kuma's proxy builder).
     matched = egress_policies(
-        "httpbin", {"MeshFaultInjection": [mine, other, by_protocol, mesh_wide]}
+        service_tags("httpbin"), {"MeshFaultInjection": [mine, other, by_protocol, mesh_wide]}
     )
     kind = matched.get("MeshFaultInjection")
     assert kind is not None
@@ -246,7 +254,7 @@ def test_matching_is_by_the_services_name_in_kumas_order() -> None:
             "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "5s"}}],
         },
     )
-    assert not egress_policies("httpbin", {"MeshTimeout": [timeout]})
+    assert not egress_policies(service_tags("httpbin"), {"MeshTimeout": [timeout]})
     assert not selects_any(timeout, ["httpbin"])
     assert selects_any(mine, ["db", "httpbin"])
     assert not selects_any(mine, ["db"])
@@ -277,7 +285,9 @@ def test_load_balancing_localities_at_the_egress_match_kumas_golden() -> None:
     endpoints = resolve_endpoints(resources, {}, "mesh-2")
 
     def cluster(*policies: Policy) -> dict[str, Any]:
-        matched = egress_policies("static-cluster", {"MeshLoadBalancingStrategy": policies})
+        matched = egress_policies(
+            service_tags("static-cluster"), {"MeshLoadBalancingStrategy": policies}
+        )
         service = EgressService("mesh-2", "static-cluster", "http", endpoints, None, matched)
         egress = from_document(
             {
@@ -331,3 +341,123 @@ def test_load_balancing_localities_at_the_egress_match_kumas_golden() -> None:
     assert cluster(strategy("lb", {"kind": "Mesh"}, "other", any_zone)) == plain
     # A to-Mesh rule selects it too.
     assert cluster(strategy("lb", {"kind": "Mesh"}, "Mesh", any_zone)) == shaped
+
+
+#: The external service of Kuma's matcher goldens (core/matchers/testdata/egressmatchedpolicies).
+KUMA_ES_TAGS = {
+    "kuma.io/service": "external-database",
+    "kuma.io/protocol": "http",
+    "kuma.io/zone": "zone-1",
+    "version": "v1",
+}
+
+
+def _matched(
+    kind: str, policies: list[Policy]
+) -> list[tuple[list[tuple[str, str, bool]], Any, list[str]]]:
+    result = egress_rules(POLICY_KINDS[kind], policies, KUMA_ES_TAGS)
+    assert result is not None
+    _, rules = result
+    return [
+        ([(t.key, t.value, t.negated) for t in rule.subset], dict(rule.conf), list(rule.origins))
+        for rule in rules
+    ]
+
+
+def test_matching_equals_kumas_egress_matcher_goldens() -> None:
+    """Kuma's ``EgressMatchedPolicies`` tests, called with the ExternalService's own tags:
+    fromrules/01 (MeshTrafficPermission), torules/01 and 02 (MeshLoadBalancingStrategy, ``to``
+    turned into ``from`` under the top-level targetRef), fromtorules/01 (a kind with both)."""
+    service = "kuma.io/service"
+    mtp_1 = _policy(
+        "MeshTrafficPermission",
+        "mesh-1",
+        "mtp-1",
+        {
+            "targetRef": {
+                "kind": "MeshServiceSubset",
+                "name": "external-database",
+                "tags": {"version": "v1"},
+            },
+            "from": [
+                {
+                    "targetRef": {"kind": "MeshService", "name": "backend"},
+                    "default": {"action": "Allow"},
+                },
+                {
+                    "targetRef": {"kind": "MeshService", "name": "orders"},
+                    "default": {"action": "AllowWithShadowDeny"},
+                },
+            ],
+        },
+    )
+    mtp_2 = _policy(
+        "MeshTrafficPermission",
+        "mesh-1",
+        "mtp-2",
+        {
+            "targetRef": {"kind": "Mesh"},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Deny"}}],
+        },
+    )
+    assert _matched("MeshTrafficPermission", [mtp_2, mtp_1]) == [
+        ([(service, "orders", False)], {"action": "AllowWithShadowDeny"}, ["mtp-1", "mtp-2"]),
+        ([(service, "backend", False)], {"action": "Allow"}, ["mtp-1", "mtp-2"]),
+        ([(service, "orders", True)], {"action": "Deny"}, ["mtp-2"]),
+        ([(service, "backend", True)], {"action": "Deny"}, ["mtp-2"]),
+    ]
+
+    def strategy(name: str, top: dict[str, Any], to: list[tuple[dict[str, Any], bool]]) -> Policy:
+        items = [
+            {"targetRef": ref, "default": {"localityAwareness": {"disabled": disabled}}}
+            for ref, disabled in to
+        ]
+        return _policy("MeshLoadBalancingStrategy", "mesh-1", name, {"targetRef": top, "to": items})
+
+    database = {"kind": "MeshService", "name": "external-database"}
+    backend = {"kind": "MeshService", "name": "backend"}
+    backend_v2 = {"kind": "MeshServiceSubset", "name": "backend", "tags": {"version": "v2"}}
+    v2 = [(service, "backend", False), ("version", "v2", False)]
+    not_v2 = [(service, "backend", False), ("version", "v2", True)]
+
+    def locality(disabled: bool) -> dict[str, Any]:
+        return {"localityAwareness": {"disabled": disabled}}
+
+    torules_01 = [
+        strategy("mlbs-1", backend, [(database, True)]),
+        strategy("mlbs-2", backend_v2, [(database, False)]),
+    ]
+    assert _matched("MeshLoadBalancingStrategy", torules_01) == [
+        (v2, locality(False), ["mlbs-1", "mlbs-2"]),
+        (not_v2, locality(True), ["mlbs-1"]),
+    ]
+    other = {"kind": "MeshService", "name": "some-other-service"}
+    torules_02 = [
+        strategy("mlbs-1", backend, [(database, True), ({"kind": "Mesh"}, False)]),
+        strategy(
+            "mlbs-2", backend_v2, [(database, False), ({"kind": "Mesh"}, True), (other, False)]
+        ),
+    ]
+    assert _matched("MeshLoadBalancingStrategy", torules_02) == [
+        (v2, locality(True), ["mlbs-1", "mlbs-2"]),
+        (not_v2, locality(False), ["mlbs-1"]),
+    ]
+
+    def timeout(name: str, top: dict[str, Any], with_to: bool) -> Policy:
+        spec: dict[str, Any] = {
+            "targetRef": top,
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "10s"}}],
+        }
+        if with_to:
+            spec["to"] = [{"targetRef": backend, "default": {"idleTimeout": "20s"}}]
+        return _policy("MeshTimeout", "mesh-1", name, spec)
+
+    subset_v1 = {
+        "kind": "MeshServiceSubset",
+        "name": "external-database",
+        "tags": {"version": "v1"},
+    }
+    fromtorules = [timeout("mt-1", subset_v1, True), timeout("mt-2", {"kind": "Mesh"}, False)]
+    # Kuma's golden: one rule for every client from both (its confs are empty, ours a
+    # timeout each: the from-rules, not mt-1's ``to``).
+    assert _matched("MeshTimeout", fromtorules) == [([], {"idleTimeout": "10s"}, ["mt-1", "mt-2"])]

@@ -15,7 +15,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
-from kuma.policies.egress import egress_policies
+from kuma.policies.egress import egress_policies, service_tags
 from kuma.resources import from_document
 from kuma.resources.model import ExternalService, Policy, ZoneEgress
 from kuma.xds.generate.external import resolve_endpoints
@@ -129,7 +129,9 @@ def test_nothing_to_carry_no_listener() -> None:
 
 def test_permissions_select_by_the_external_services_name() -> None:
     def permissions(*policies: Policy) -> tuple[PermissionRule, ...] | None:
-        return egress_permissions(egress_policies("externalservice-1", {MTP: policies}))
+        return egress_permissions(
+            egress_policies(service_tags("externalservice-1"), {MTP: policies})
+        )
 
     assert permissions() is None
     other = _mtp({"kind": "MeshService", "name": "other"}, "Allow")

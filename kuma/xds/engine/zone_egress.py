@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from kuma.policies.egress import egress_policies
+from kuma.policies.egress import egress_policies, service_tags
 from kuma.resources import ZoneEgress
 from kuma.xds import types
 from kuma.xds.generate.external import external_protocol
@@ -59,7 +59,7 @@ def egress_services(meshes: Meshes) -> tuple[list[EgressService], set[Hashable]]
             endpoints = mesh.externals.endpoints(service)
             if not endpoints:
                 continue  # its Secret is missing: left out, as for sidecars
-            policies = egress_policies(service, by_kind, presorted=True)
+            policies = egress_policies(service_tags(service), by_kind, presorted=True)
             for matched in policies.by_kind.values():
                 # Each policy's selection key (``handlers/policy.selection_key``).
                 selections.update((p.TYPE, p.mesh, p.name) for p in matched.policies)
