@@ -3,7 +3,8 @@ listener and a MeshHTTPRoute targeting it send ``/web/...`` to service web and `
 service api (each a sidecar Envoy in front of its app), redirect ``/old``, answer Kuma's 404
 for other paths, and follow a route change; a TCP listener proxies to api (MeshTCPRoute); an
 HTTPS listener (TERMINATE, its certificate from a mesh Secret over SDS) is left out while the
-Secret is missing, then serves ``curl --cacert`` for its hostname with Kuma's HSTS header;
+Secret is missing, then serves ``curl --cacert`` for its hostname with Kuma's HSTS header, as
+a TLS listener with the same certificate proxies the decrypted connection to api;
 with mesh mTLS on (STRICT, allow-all permissions) the gateway originates mTLS to the sidecars
 as Kuma's does; a MeshFaultInjection targeting the MeshGateway aborts its requests."""
 
@@ -94,7 +95,7 @@ def test_gateway_routes_by_path_to_two_services(
     tmp_path: Path,
 ) -> None:
     apps = {name: http_services(name) for name in ("web", "api")}
-    gateway_port, tcp_port, https_port, *inbound_ports = free_ports(5)
+    gateway_port, tcp_port, https_port, tls_port, *inbound_ports = free_ports(6)
     for (name, app), port in zip(apps.items(), inbound_ports, strict=True):
         control_plane.put(name, dataplane_yaml(name, inbounds=[(port, app.port, name)]))
         node = f"default.{name}"
@@ -114,6 +115,12 @@ def test_gateway_routes_by_path_to_two_services(
                 {
                     "protocol": "HTTPS",
                     "port": https_port,
+                    "hostname": HOST,
+                    "tls": {"mode": "TERMINATE", "certificates": [{"secret": "edge-cert"}]},
+                },
+                {
+                    "protocol": "TLS",
+                    "port": tls_port,
                     "hostname": HOST,
                     "tls": {"mode": "TERMINATE", "certificates": [{"secret": "edge-cert"}]},
                 },
@@ -198,6 +205,17 @@ def test_gateway_routes_by_path_to_two_services(
 
     eventually(https_answers, "the gateway to terminate TLS for gateway.test")
     assert apps["web"].paths[-1] == "/web/secure"
+    # The TLS listener terminates with the same certificate and proxies the connection to api
+    # (the MeshTCPRoute), which answers the HTTP inside.
+    envoy.wait_listener(f"edge:TLS:{tls_port}")
+
+    def tls_answers() -> bool:
+        status, headers, body = curl_https(tls_port, "/over-tls", ca_file)
+        assert (status, body) == (200, "api"), (status, body)
+        assert "strict-transport-security" not in headers
+        return True
+
+    eventually(tls_answers, "the gateway's TLS listener to proxy to api")
 
     # The route moves /web to /site: the gateway follows.
     rules = ROUTE["spec"]["to"][0]["rules"]  # type: ignore[index]
