@@ -32,15 +32,20 @@ Kuma's ``proxy.Zone``); untagged (standalone) it is ``""``, which untagged endpo
 A ZoneEgress rebuilds the endpoints of its clusters to external services with
 :func:`egress_shape` (``kuma.policies.egress``).
 
-Not done (Kuma does): the ``egress_<hash>`` locality of a mesh routing other zones through
-ZoneEgress, gateways' rules, clusters holding their endpoints (ExternalServices reached
+In a mesh routing through zone egresses (``egress``), every other zone's endpoint goes to one
+locality ``egress_<hash of the failover groups>`` at priority 1 (Kuma's ``egressLocality``),
+whether a failover entry admits its zone or not.
+
+Not done (Kuma does): gateways' rules, clusters holding their endpoints (ExternalServices reached
 directly).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -96,6 +101,9 @@ class LocalityShape:
     local: tuple[LocalGroup, ...] = ()
     cross_zone: tuple[CrossZoneGroup, ...] = ()
     overprovisioning: int = DEFAULT_OVERPROVISIONING
+    #: In a mesh routing through zone egresses: the one locality (``egress_<hash>``, priority
+    #: 1) of every other zone's endpoint; "" otherwise.
+    egress: str = ""
 
 
 def consumer_zone(dataplane: Dataplane) -> str:
@@ -117,7 +125,7 @@ def _tag_values(dataplane: Dataplane, key: str) -> list[str]:
 
 
 def locality_shape(
-    policies: ProxyPolicies, service: str, dataplane: Dataplane
+    policies: ProxyPolicies, service: str, dataplane: Dataplane, *, egress: bool = False
 ) -> LocalityShape | None:
     """What the consumer's policies make of ``service``'s CLA; None: the shared CLA as is.
     Gateways are left out (Kuma applies gateway rules there, which are not built)."""
@@ -130,16 +138,40 @@ def locality_shape(
     conf: Conf | None = matched.to_conf(service_element(service))
     if conf is None:
         return None
-    return shape_of(conf.locality_awareness, dataplane)
+    return shape_of(conf.locality_awareness, dataplane, egress=egress)
 
 
-def shape_of(locality: LocalityAwareness | None, dataplane: Dataplane) -> LocalityShape | None:
+def shape_of(
+    locality: LocalityAwareness | None, dataplane: Dataplane, *, egress: bool = False
+) -> LocalityShape | None:
+    """``egress``: the consumer's mesh routes through zone egresses (Kuma's
+    ``ZoneEgressEnabled``)."""
     zone = consumer_zone(dataplane)
     if locality is None or (locality.local_zone is None and locality.cross_zone is None):
         if locality is not None and locality.disabled:
             return None
         return LocalityShape(zone, rebuild=False)
-    return _rebuilt(locality, zone, lambda key: _tag_values(dataplane, key))
+    shape = _rebuilt(locality, zone, lambda key: _tag_values(dataplane, key))
+    if not egress:
+        return shape
+    return replace(shape, egress=_egress_locality(shape.cross_zone))
+
+
+def _egress_locality(groups: tuple[CrossZoneGroup, ...]) -> str:
+    """Kuma's ``egressLocality``: ``egress_`` and the first 8 characters of the base64 SHA-256
+    of the failover groups (``<priority>:<zones>;``, ``<priority>:Any;``,
+    ``<priority>:AnyExcept:<zones>;``, zones sorted and comma-joined; ``None`` left out)."""
+    parts = []
+    for group in groups:
+        zones = ",".join(sorted(group.zones))
+        if group.type == "Only":
+            parts.append(f"{group.priority}:{zones};")
+        elif group.type == "Any":
+            parts.append(f"{group.priority}:Any;")
+        elif group.type == "AnyExcept":
+            parts.append(f"{group.priority}:AnyExcept:{zones};")
+    digest = hashlib.sha256("".join(parts).encode()).digest()
+    return "egress_" + base64.b64encode(digest).decode()[:8]
 
 
 def egress_shape(locality: LocalityAwareness | None, zone: str) -> LocalityShape | None:
@@ -230,6 +262,9 @@ def _place(
             if tags.get(group.key) == group.value:
                 return (shape.zone, f"{group.key}={group.value}", 0, group.weight)
         return (shape.zone, "", 0, 1)
+    if shape.egress:
+        # Kuma: with egress every other zone is reached through it, one locality for all.
+        return (shape.egress, "", 1, 0)
     for cross in shape.cross_zone:
         if cross.admits(zone):
             return (zone, "", cross.priority, 0)

@@ -14,7 +14,7 @@ from google.protobuf import json_format  # type: ignore[import-untyped, unused-i
 
 from kuma.policies import resolve
 from kuma.policies.locality_aware import locality_shape
-from kuma.resources import Dataplane, from_document
+from kuma.resources import Dataplane, Mesh, from_document
 from kuma.xds.generate import StaticMeshView, generate_proxy, types
 
 from .test_meshloadbalancingstrategy import _policy
@@ -62,7 +62,9 @@ def _dataplane(name: str, address: str, tags: dict[str, str], outbound: bool) ->
     return resource
 
 
-def _generate(default: dict[str, Any], consumer_tags: dict[str, str] = CONSUMER_TAGS) -> Any:
+def _generate(
+    default: dict[str, Any], consumer_tags: dict[str, str] = CONSUMER_TAGS, mesh: Mesh | None = None
+) -> Any:
     policy = _policy({"backend": default})
     web = _dataplane("web-1", "10.0.0.1", {"kuma.io/service": "web", **consumer_tags}, True)
     backends = [
@@ -72,7 +74,7 @@ def _generate(default: dict[str, Any], consumer_tags: dict[str, str] = CONSUMER_
         for i, (address, zone, extra) in enumerate(BACKENDS)
     ]
     matched = resolve(web, {"MeshLoadBalancingStrategy": [policy]})
-    return generate_proxy(web, StaticMeshView([web, *backends]), 9901, policies=matched)
+    return generate_proxy(web, StaticMeshView([web, *backends], mesh), 9901, policies=matched)
 
 
 def _plain(message: Any) -> dict[str, Any]:
@@ -222,3 +224,36 @@ def test_the_shape_keys_what_the_rewrite_reads() -> None:
     assert shape("b", {**CONSUMER_TAGS, "k8s.io/az": "other", "team": "x"}) == base
     assert shape("c", {**CONSUMER_TAGS, "k8s.io/node": "node2"}) != base
     assert shape("d", {**CONSUMER_TAGS, "kuma.io/zone": "zone-2"}) != base
+
+
+def test_kuma_locality_aware_basic_egress_enabled() -> None:
+    """locality_aware_basic_egress_enabled.endpoints.golden.yaml: in a mesh routing through
+    zone egresses, every other zone's endpoint is in one locality ``egress_<hash>`` (the hash
+    of the failover groups) at priority 1, those no failover entry admits (zone-5) included."""
+    backend = {"name": "ca-1", "type": "builtin"}
+    mesh = Mesh(
+        name="default",
+        mtls={"enabledBackend": "ca-1", "backends": [backend]},
+        routing={"zoneEgress": True},
+    )
+    resources = _generate(
+        {
+            "loadBalancer": {"type": "Random"},
+            "localityAwareness": {
+                "localZone": {"affinityTags": AFFINITY},
+                "crossZone": {"failover": FAILOVER},
+            },
+        },
+        mesh=mesh,
+    )
+    remote = ["192.168.1.5", "192.168.1.6", "192.168.1.7", "192.168.1.8"]
+    assert _localities(resources) == (
+        [
+            ("egress_+9ESnM2K", "", None, 1, remote),
+            ("zone-1", "", 1, 0, ["192.168.1.2"]),
+            ("zone-1", "k8s.io/az=test", 900, 0, ["192.168.1.3"]),
+            ("zone-1", "k8s.io/node=node1", 9000, 0, ["192.168.1.1"]),
+            ("zone-1", "k8s.io/region=test", 90, 0, ["192.168.1.4"]),
+        ],
+        200,
+    )

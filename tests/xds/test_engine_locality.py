@@ -133,3 +133,40 @@ def test_an_endpoint_change_patches_each_shape_without_reassembly() -> None:
     ]
     web_1 = watches["web-1"].resources(types.ENDPOINT)["api"]
     assert web_1 is watches["web-2"].resources(types.ENDPOINT)["api"]
+
+
+def test_a_mesh_routing_through_egresses_puts_other_zones_in_one_egress_locality() -> None:
+    """Kuma's ``egressLocality``: with ``routing.zoneEgress`` every other zone's endpoint is in
+    one locality ``egress_<hash>`` at priority 1 (without, ``localZone`` alone leaves them
+    out); the engine follows the mesh turning it on and off."""
+    engine, watches = _started()
+    engine.apply_now([event(_dataplane("api-3", "10.0.1.3", "api", "n1", zone="zone-2"))])
+    watch = watches["web-1"]
+
+    def localities() -> list[tuple[str, str, int, list[str]]]:
+        body = watch.resources(types.ENDPOINT)["api"].body
+        cla = endpoint_pb2.ClusterLoadAssignment.FromString(body)
+        return [
+            (
+                g.locality.zone,
+                g.locality.sub_zone,
+                g.priority,
+                [e.endpoint.address.socket_address.address for e in g.lb_endpoints],
+            )
+            for g in cla.endpoints
+        ]
+
+    local = [("zone-1", "", 0, ["10.0.1.2"]), ("zone-1", "node=n1", 0, ["10.0.1.1"])]
+    assert localities() == local
+    backend = {"name": "ca-1", "type": "builtin"}
+    mesh: dict[str, Any] = {
+        "type": "Mesh",
+        "name": "default",
+        "mtls": {"enabledBackend": "ca-1", "backends": [backend]},
+        "routing": {"zoneEgress": True},
+    }
+    engine.apply_now([event(from_document(mesh))])
+    # No failover groups: the hash of "" (Kuma's egressLocality).
+    assert localities() == [("egress_47DEQpj8", "", 1, ["10.0.1.3"]), *local]
+    engine.apply_now([event(from_document({**mesh, "routing": {"zoneEgress": False}}))])
+    assert localities() == local

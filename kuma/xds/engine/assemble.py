@@ -149,7 +149,8 @@ def assemble(
             continue
         cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster)
         resources[types.CLUSTER][cluster.name] = cluster
-        shape = locality_shape(policies, destination.service, dataplane)
+        egress = routes_through_egress(mesh.mesh)
+        shape = locality_shape(policies, destination.service, dataplane, egress=egress)
         if shape is None:
             load_assignment = shared.load_assignment(mesh, destination)
         else:

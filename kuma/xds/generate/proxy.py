@@ -337,6 +337,7 @@ def generate_proxy(
                 policies,
                 service,
                 dataplane,
+                True,
             )
             continue
         if external:
@@ -349,7 +350,9 @@ def generate_proxy(
         load_assignment = destination_load_assignment(
             destination, view.endpoints(service), view.locality()
         )
-        result[types.ENDPOINT][name] = _shaped(load_assignment, policies, service, dataplane)
+        result[types.ENDPOINT][name] = _shaped(
+            load_assignment, policies, service, dataplane, routes_through_egress(view.mesh)
+        )
     return result
 
 
@@ -358,7 +361,8 @@ def _shaped(
     policies: ProxyPolicies,
     service: str,
     dataplane: Dataplane,
+    egress: bool,
 ) -> endpoint_pb2.ClusterLoadAssignment:
     """The CLA as the consumer's MeshLoadBalancingStrategy locality shape rewrites it."""
-    shape = locality_shape(policies, service, dataplane)
+    shape = locality_shape(policies, service, dataplane, egress=egress)
     return load_assignment if shape is None else shape_load_assignment(load_assignment, shape)
