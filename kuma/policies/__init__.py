@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import (
     accesslog_gateway,
+    loadbalancing_gateway,
     meshaccesslog,
     meshcircuitbreaker,
     meshfaultinjection,
@@ -49,6 +50,7 @@ __all__ = [
     "apply_outbound_listener",
     "apply_passthrough",
     "default_policies",
+    "loadbalancing_gateway",
     "meshaccesslog",
     "meshcircuitbreaker",
     "meshfaultinjection",

@@ -15,6 +15,7 @@ plugin order, only for kinds that matched the gateway.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -67,9 +68,14 @@ class GatewayPlugin:
         ``HTTPS``)."""
 
     def route_configuration(
-        self, config: route_pb2.RouteConfiguration, policies: KindPolicies, port: InboundKey
+        self,
+        config: route_pb2.RouteConfiguration,
+        policies: KindPolicies,
+        port: InboundKey,
+        services: Sequence[str],
     ) -> None:
-        """One route configuration of an HTTP(S) port."""
+        """One route configuration of an HTTP(S) port (``services``: those the port's routes
+        reach, in order found)."""
 
     def cluster(self, cluster: cluster_pb2.Cluster, policies: KindPolicies, at: Reach) -> None:
         """A backend's cluster, for the listener whose routes reach it."""
@@ -113,12 +119,15 @@ def apply_listener(
 
 
 def apply_route_configuration(
-    config: route_pb2.RouteConfiguration, policies: ProxyPolicies, port: InboundKey
+    config: route_pb2.RouteConfiguration,
+    policies: ProxyPolicies,
+    port: InboundKey,
+    services: Sequence[str],
 ) -> None:
     for plugin in GATEWAY_PLUGINS:
         matched = policies.get(plugin.kind.name)
         if matched is not None:
-            plugin.route_configuration(config, matched, port)
+            plugin.route_configuration(config, matched, port, services)
 
 
 def apply_cluster(

@@ -19,6 +19,7 @@ validated and stored; this control plane serves no builtin gateway, so nothing i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -341,7 +342,11 @@ class MeshRateLimitGateway(GatewayPlugin):
                 _tcp_chain(chain, conf.local.tcp)
 
     def route_configuration(
-        self, config: route_pb2.RouteConfiguration, policies: KindPolicies, port: InboundKey
+        self,
+        config: route_pb2.RouteConfiguration,
+        policies: KindPolicies,
+        port: InboundKey,
+        services: Sequence[str],
     ) -> None:
         rules = listener_rules(policies, port)
         if rules is None:

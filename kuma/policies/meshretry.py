@@ -10,6 +10,7 @@ Kuma configures nothing for ``http2`` and ``kafka`` services; neither does this.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -469,7 +470,11 @@ class MeshRetryGateway(GatewayPlugin):
         update_tcp_proxy(listener.filter_chains[0], tcp)  # Kuma configures the first chain only
 
     def route_configuration(
-        self, config: route_pb2.RouteConfiguration, policies: KindPolicies, port: InboundKey
+        self,
+        config: route_pb2.RouteConfiguration,
+        policies: KindPolicies,
+        port: InboundKey,
+        services: Sequence[str],
     ) -> None:
         rules = listener_rules(policies, port)
         if rules is None:

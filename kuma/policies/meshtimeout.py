@@ -12,7 +12,7 @@ service; inbounds the ``from`` rule for any client (Kuma's MeshElement).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -349,7 +349,11 @@ class MeshTimeoutGateway(GatewayPlugin):
                 update_tcp_proxy(chain, tcp)
 
     def route_configuration(
-        self, config: route_pb2.RouteConfiguration, policies: KindPolicies, port: InboundKey
+        self,
+        config: route_pb2.RouteConfiguration,
+        policies: KindPolicies,
+        port: InboundKey,
+        services: Sequence[str],
     ) -> None:
         rules = listener_rules(policies, port)
         if rules is None:

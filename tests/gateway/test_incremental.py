@@ -2,12 +2,13 @@
 inputs, whatever the sequence of changes to MeshGateways, MeshHTTPRoutes, MeshTCPRoutes,
 backends (endpoints, protocols), the mesh Secret HTTPS and TLS listeners read (valid,
 renewed, invalid, deleted), policies on the gateway (MeshTimeout, MeshRetry,
-MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit, MeshFaultInjection; selecting it or not,
-per route too) and the gateway Dataplane (seeded random sequences, one to three events per
-batch). Mutants caught when this was written: backends' CLAs not patched (no identity
-subsets), no MeshGateway selection key, a route on a MeshGateway not touching that key,
-backend inputs not watched; later, Secret events not touching the gateways that read them
-(2/12 seeds); policy changes not re-assembling the gateways, no kind keys (5/12)."""
+MeshCircuitBreaker, MeshHealthCheck, MeshLoadBalancingStrategy, MeshRateLimit,
+MeshFaultInjection; selecting it or not, per route too) and the gateway Dataplane (seeded
+random sequences, one to three events per batch). Mutants caught when this was written:
+backends' CLAs not patched (no identity subsets), no MeshGateway selection key, a route on a
+MeshGateway not touching that key, backend inputs not watched; later, Secret events not
+touching the gateways that read them (2/12 seeds); policy changes not re-assembling the
+gateways, no kind keys (5/12)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ POLICIES = (
     "type: MeshHealthCheck\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
     "  to: [{{targetRef: {{kind: MeshService, name: web}}, default: {{interval: 9s,"
     " http: {{path: /health}}}}}}]\n",
+    "type: MeshLoadBalancingStrategy\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
+    "  to: [{{targetRef: {{kind: Mesh}}, default: {{loadBalancer: {{type: RingHash,"
+    " ringHash: {{hashPolicies: [{{type: Header, header: {{name: x-user}}}}]}}}}}}}}]\n",
     "type: MeshRateLimit\nmesh: default\nname: {name}\nspec:\n  targetRef: {top}\n"
     "  to: [{{targetRef: {{kind: Mesh}}, default: {{local: {{http: {{requestRate:"
     " {{num: 5, interval: 1s}}}}}}}}}}]\n",

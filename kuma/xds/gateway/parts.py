@@ -66,7 +66,10 @@ class GatewayParts:
         self.put(types.LISTENER, listener)
 
     def put_routes(self, config: route_pb2.RouteConfiguration, port: int) -> None:
-        apply_route_configuration(config, self.policies, self.port(port))
+        """After every route table of the port was built (its services are all known)."""
+        key = self.port(port)
+        services = [d.service for d, (host, _) in self.destinations.items() if host[:2] == key]
+        apply_route_configuration(config, self.policies, key, list(dict.fromkeys(services)))
         self.put(types.ROUTE, config)
 
     def identity(self, listener: GatewayListener) -> tuple[tuple[str, str], ...]:

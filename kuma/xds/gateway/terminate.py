@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from kuma.resources.model import GatewayListener
@@ -75,6 +76,7 @@ def terminating(
         )
         return
     chains: list[TlsChain] = []
+    configs: list[route_pb2.RouteConfiguration] = []
     for listener, found in zip(ordered, certificates, strict=True):
         hostname = listener.effective_hostname
         names = tuple(secret.name for secret in found)
@@ -84,7 +86,7 @@ def terminating(
             config = route_configuration(
                 config_name, hosts, gw.caller_tags, clusters, port, https=True
             )
-            gw.put_routes(config, port)
+            configs.append(config)
             chains.append(TlsChain(hostname, names))
         else:
             weighted = gw.tcp_destinations(listener)
@@ -94,6 +96,8 @@ def terminating(
             chains.append(TlsChain(hostname, names, tuple(weighted), not passthrough))
         for secret in found:
             gw.put(types.SECRET, secret)
+    for config in configs:  # policies read the services of every hostname of the port
+        gw.put_routes(config, port)
     if not chains:
         return
     build = https_listener if protocol == "HTTPS" else tls_listener
