@@ -15,7 +15,8 @@ from kuma.resources import decode
 from kuma.resources.validation import validate
 from kuma.xds import types
 
-from .test_policies import KUMA, ROUTES, engine_with, served
+from .test_kuma_golden import KUMA
+from .test_policies import ROUTES, engine_with, served
 
 SCENARIO = """\
 type: Mesh
