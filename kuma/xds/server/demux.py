@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection
+from ssl import SSLContext
 from typing import Any
 
 from grpclib.server import Server
+
+from .tls import TlsServerProtocol
 
 #: What every HTTP/2 client sends first (RFC 9113, 3.4).
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -74,7 +77,8 @@ class PeekingProtocol(asyncio.Protocol):
 
 
 class SharedPortServer(Server):
-    """grpclib's server, whose connections that are not HTTP/2 go to ``http1``.
+    """grpclib's server, whose connections that are not HTTP/2 go to ``http1``; with ``tls``
+    every connection is TLS first (.tls: leaner per connection than asyncio's own layer).
 
     grpclib builds one ``H2Protocol`` per connection in ``_protocol_factory`` (the factory it
     hands to ``loop.create_server``); this wraps that single method, so everything else of the
@@ -82,14 +86,25 @@ class SharedPortServer(Server):
     still waiting for their first bytes, which grpclib does not know about.
     """
 
-    def __init__(self, handlers: Collection[Any], http1: ProtocolFactory) -> None:
+    def __init__(
+        self, handlers: Collection[Any], http1: ProtocolFactory, tls: SSLContext | None = None
+    ) -> None:
         super().__init__(handlers)
         self._http1 = http1
+        self._tls = tls
         self._undecided: set[PeekingProtocol] = set()
 
-    # grpclib declares H2Protocol; asyncio only needs a Protocol, which is what this returns.
-    def _protocol_factory(self) -> asyncio.Protocol:  # type: ignore[override]
-        return PeekingProtocol(super()._protocol_factory, self._http1, self._undecided)
+    @property
+    def encrypted(self) -> bool:
+        """Whether connections are TLS (this server's own layer, .tls)."""
+        return self._tls is not None
+
+    # grpclib declares H2Protocol; asyncio only needs a protocol, which is what this returns.
+    def _protocol_factory(self) -> asyncio.BaseProtocol:  # type: ignore[override]
+        peeking = PeekingProtocol(super()._protocol_factory, self._http1, self._undecided)
+        if self._tls is None:
+            return peeking
+        return TlsServerProtocol(self._tls, peeking)
 
     def close(self) -> None:
         super().close()

@@ -23,9 +23,16 @@ _CLOSE_GRACE = 2.0
 
 @asynccontextmanager
 async def listening(
-    server: Server, host: str, port: int, ssl: SSLContext | None, *, what: str
+    server: Server,
+    host: str,
+    port: int,
+    ssl: SSLContext | None,
+    *,
+    what: str,
+    encrypted: bool = False,
 ) -> AsyncIterator[int]:
-    """Serve on ``host:port`` (0: a free port) while open; yields the port bound."""
+    """Serve on ``host:port`` (0: a free port) while open; yields the port bound. ``ssl`` is
+    asyncio's TLS; ``encrypted`` says the server's protocols do TLS themselves."""
     # Bind the socket here so that the port actually bound (port 0) can be reported.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family)
@@ -37,7 +44,9 @@ async def listening(
         sock.close()
         raise
     bound: int = sock.getsockname()[1]
-    log.info("%s listening on %s:%d (%s)", what, host, bound, "TLS" if ssl else "plain text")
+    log.info(
+        "%s listening on %s:%d (%s)", what, host, bound, "TLS" if ssl or encrypted else "plain text"
+    )
     try:
         yield bound
     finally:

@@ -96,7 +96,13 @@ async def serve(
     bytes, so ADS and ``/bootstrap`` still share the port.
     """
     handlers = [AdsServer(source, observer, lifecycle, authenticator=authenticator)]
-    server = Server(handlers) if http1 is None else SharedPortServer(handlers, http1)
-    async with listening(server, host, port, ssl, what="ADS server") as bound_port:
+    if http1 is None:
+        server, asyncio_tls = Server(handlers), ssl
+    else:
+        server, asyncio_tls = SharedPortServer(handlers, http1, tls=ssl), None
+    encrypted = ssl is not None
+    async with listening(
+        server, host, port, asyncio_tls, what="ADS server", encrypted=encrypted
+    ) as bound_port:
         task_status.started(bound_port)
         await anyio.sleep_forever()
