@@ -12,7 +12,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from kuma.policies.matching import ordered
 from kuma.resources import Dataplane, Mesh, MeshGateway, ZoneEgress, ZoneIngress
 from kuma.resources.model import Policy
-from kuma.xds.generate.cross_zone import Coordinates, LocalityPlan, locality_plan
+from kuma.xds.generate.cross_zone import (
+    Coordinates,
+    LocalityPlan,
+    locality_plan,
+    through_egresses,
+)
 from kuma.xds.generate.endpoints import Endpoint, endpoints_of, service_protocol
 from kuma.xds.generate.external import ExternalEndpoint, external_protocol
 from kuma.xds.generate.external_vips import ExternalVip, external_vip_entries
@@ -56,21 +61,27 @@ class ServiceEntry:
         self.remote: dict[Coordinates, tuple[Endpoint, ...]] = {}
         #: Dataplanes with a non-Ignored inbound of this service (it exists while non-empty).
         self.members: set[str] = set()
-        self._endpoints: dict[bool, tuple[Endpoint, ...]] = {}
+        #: Keyed by (remote endpoints used, the egresses they go through or None).
+        self._endpoints: dict[tuple[bool, tuple[Coordinates, ...] | None], tuple[Endpoint, ...]]
+        self._endpoints = {}
         self._protocol: dict[bool, str] = {}
 
     def invalidate(self) -> None:
         self._endpoints = {}
         self._protocol = {}
 
-    def endpoints(self, remote: bool) -> tuple[Endpoint, ...]:
-        cached = self._endpoints.get(remote)
+    def endpoints(
+        self, remote: bool, via: tuple[Coordinates, ...] | None = None
+    ) -> tuple[Endpoint, ...]:
+        """``via``: the zone's egresses the remote endpoints go through (``cross_zone.py``)."""
+        cached = self._endpoints.get((remote, via))
         if cached is None:
-            groups = list(self.by_dataplane.values())
+            found = [e for g in self.by_dataplane.values() for e in g]
             if remote:
-                groups.extend(self.remote.values())
-            cached = tuple(sorted((e for g in groups for e in g), key=Endpoint.sort_key))
-            self._endpoints[remote] = cached
+                others = (e for g in self.remote.values() for e in g)
+                found.extend(others if via is None else through_egresses(others, via))
+            cached = tuple(sorted(found, key=Endpoint.sort_key))
+            self._endpoints[(remote, via)] = cached
         return cached
 
     def protocol(self, remote: bool) -> str:
@@ -180,7 +191,22 @@ class MeshState:
 
     def endpoints(self, service: str) -> Sequence[Endpoint]:
         entry = self._services.get(service)
-        return () if entry is None else entry.endpoints(self.locality().remote)
+        if entry is None:
+            return ()
+        plan = self.locality()
+        return entry.endpoints(plan.remote, plan.egresses)
+
+    def remote_endpoints(self, service: str) -> tuple[Endpoint, ...]:
+        """Other zones' ingresses reaching the service, as they list it (what this zone's
+        egress leads to: ``generate/zone_egress.py``)."""
+        entry = self._services.get(service)
+        if entry is None or not entry.remote:
+            return ()
+        return tuple(sorted((e for g in entry.remote.values() for e in g), key=Endpoint.sort_key))
+
+    def remote_services(self) -> list[str]:
+        """The services other zones' ingresses list in this mesh."""
+        return [s for s, entry in self._services.items() if entry.remote]
 
     def local_endpoints(self, service: str) -> Sequence[Endpoint]:
         """This zone's endpoints only (what its own ZoneIngress leads to)."""
@@ -196,7 +222,9 @@ class MeshState:
 
     def locality(self) -> LocalityPlan:
         cross_zone = self.cross_zone
-        return locality_plan(self.mesh, cross_zone.zone, cross_zone.instances)
+        return locality_plan(
+            self.mesh, cross_zone.zone, cross_zone.instances, self._egresses.values()
+        )
 
     def services(self) -> Iterable[str]:
         local = (s for s, entry in self._services.items() if entry.members)

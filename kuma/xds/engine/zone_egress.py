@@ -12,7 +12,14 @@ re-assembled only when one of them changes:
 * for each mesh it carries, ``egress_policy_key(mesh)`` (a policy of a kind the egress applies,
   ``kuma.policies.egress``, newly selecting one of the mesh's ExternalServices:
   ``handlers/egress_policy.py``) and the selection key of every policy it read (that policy
-  changed or deleted).
+  changed or deleted),
+* ``remote_key(mesh)``: an entry other zones' ingresses list in the mesh changed (the
+  ZoneIngress handler), and ``kind_key`` of the route kinds (subsets become filter chains):
+  the egress passes those services through to the remote ingresses (``egress_internal.py``).
+
+Only ExternalServices reachable from this zone are terminated here (no ``kuma.io/zone`` tag, or
+this zone's: Kuma's ``IsReachableFromZone``); one tagged with another zone is passed through to
+that zone's ingress when it lists it.
 
 A sidecar's change, a Dataplane's or any other policy's (of another kind, or selecting no
 ExternalService), never re-assembles it.
@@ -25,6 +32,7 @@ from collections.abc import Hashable
 from kuma.policies.egress import egress_policies, service_tags
 from kuma.resources import ZoneEgress
 from kuma.xds import types
+from kuma.xds.generate.egress_internal import RemoteService, remote_parts
 from kuma.xds.generate.external import external_protocol
 from kuma.xds.generate.via_egress import routes_through_egress
 from kuma.xds.generate.zone_egress import EgressService, egress_permissions, generate_zone_egress
@@ -32,7 +40,14 @@ from kuma.xds.generate.zone_egress import EgressService, egress_permissions, gen
 from .interner import Interner
 from .mesh_state import Meshes
 from .watches import ProxyResources
-from .zone_ingress import IngressAssembly, endpoints_key, mesh_key
+from .zone_ingress import (
+    ROUTE_KINDS,
+    IngressAssembly,
+    endpoints_key,
+    kind_key,
+    mesh_key,
+    route_subsets,
+)
 
 #: Selection key of the egresses: any ExternalService changed (``handlers/external_service``).
 EXTERNALS_KEY: Hashable = ("ExternalServices",)
@@ -42,6 +57,28 @@ def egress_policy_key(mesh: str) -> Hashable:
     """Selection key of the egresses carrying ``mesh``: a policy they apply newly selects one
     of its ExternalServices."""
     return ("egress-policies", mesh)
+
+
+def remote_key(mesh: str) -> Hashable:
+    """Selection key of the egresses: what other zones' ingresses list in ``mesh`` changed."""
+    return ("remote", mesh)
+
+
+def remote_services(meshes: Meshes) -> tuple[list[RemoteService], set[Hashable]]:
+    """The services other zones' ingresses list in the meshes routing through egresses, in
+    (mesh, service) order, and the keys read."""
+    selections: set[Hashable] = set()
+    found: list[RemoteService] = []
+    for mesh in sorted(meshes.states(), key=lambda m: m.name):
+        if not routes_through_egress(mesh.mesh):
+            continue
+        selections.add(remote_key(mesh.name))
+        selections.update(kind_key(kind, mesh.name) for kind in ROUTE_KINDS)
+        subsets = route_subsets(mesh)
+        for service in sorted(mesh.remote_services()):
+            wanted = tuple(sorted(subsets.get(service, ())))
+            found.append(RemoteService(mesh.name, service, wanted, mesh.remote_endpoints(service)))
+    return found, selections
 
 
 def egress_services(meshes: Meshes) -> tuple[list[EgressService], set[Hashable]]:
@@ -56,9 +93,12 @@ def egress_services(meshes: Meshes) -> tuple[list[EgressService], set[Hashable]]
         by_kind = mesh.policies_by_kind()
         for service in sorted(mesh.externals.services()):
             selections.add(endpoints_key(mesh.name, service))
-            endpoints = mesh.externals.endpoints(service)
+            zone = meshes.cross_zone.zone
+            endpoints = tuple(
+                e for e in mesh.externals.endpoints(service) if e.zone in (None, "", zone)
+            )
             if not endpoints:
-                continue  # its Secret is missing: left out, as for sidecars
+                continue  # its Secret is missing (left out, as for sidecars), or another zone's
             policies = egress_policies(service_tags(service), by_kind, presorted=True)
             for matched in policies.by_kind.values():
                 # Each policy's selection key (``handlers/policy.selection_key``).
@@ -79,7 +119,17 @@ def egress_services(meshes: Meshes) -> tuple[list[EgressService], set[Hashable]]
 def assemble_zone_egress(egress: ZoneEgress, meshes: Meshes, interner: Interner) -> IngressAssembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     services, selections = egress_services(meshes)
-    listener, clusters = generate_zone_egress(egress, services)
+    remote, remote_selections = remote_services(meshes)
+    parts = [remote_parts(item) for item in remote]
+    chains = [chain for part in parts for chain in part.chains]
+    listener, clusters = generate_zone_egress(egress, services, chains)
+    for part in parts:
+        clusters.append(part.cluster)
+        cla = part.load_assignment
+        resources[types.ENDPOINT][cla.cluster_name] = interner.intern(
+            types.ENDPOINT, cla.cluster_name, cla
+        )
+    selections |= remote_selections
     for cluster in clusters:
         resources[types.CLUSTER][cluster.name] = interner.intern(
             types.CLUSTER, cluster.name, cluster

@@ -20,6 +20,14 @@ ZoneIngress (Kuma v2.7 ``fillIngressOutbounds`` and ``GetLocality`` in
   without it every locality is at priority 0 and traffic spreads by weight (Kuma sets the
   locality either way). MeshLoadBalancingStrategy's ``localityAwareness`` (issue 16) would
   set priorities per consumer from the same localities.
+- **Through the local ZoneEgress**: in a mesh with ``routing.zoneEgress`` (and mTLS, which the
+  Mesh validation requires with it) each remote endpoint is replaced by one endpoint per
+  ZoneEgress of this zone (its ``networking.address:port``) with the same tags and locality and
+  weight 1 (Kuma's ``routeThroughZoneEgress`` branch of ``fillIngressOutbounds``: the egress
+  balances over the ingresses, ``kuma/xds/generate/zone_egress.py``). The egress passes the TLS
+  through, so the consumer's cluster is unchanged (same SNI, the service's SAN). Local
+  endpoints keep their weight (Kuma counts the ingresses either way). No egress in the zone:
+  no remote endpoint, as in Kuma.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from kuma.multizone.available_services import egress_routing
 from kuma.resources.model import SERVICE_TAG, Mesh, ZoneIngress
 from kuma.resources.mtls import enabled_backend
 
@@ -47,18 +56,39 @@ class LocalityPlan(NamedTuple):
     local_weight: int = 1
     #: With locality-aware load balancing, the local zone: other zones get priority 1.
     priority_zone: str | None = None
+    #: With ``routing.zoneEgress``, this zone's egresses (address, port), sorted: remote
+    #: endpoints go through them (:func:`through_egresses`); None: straight to the ingresses.
+    egresses: tuple[Coordinates, ...] | None = None
 
 
 LOCAL_ONLY = LocalityPlan()
 
 
-def locality_plan(mesh: Mesh | None, local_zone: str, instances: int) -> LocalityPlan:
+def locality_plan(
+    mesh: Mesh | None, local_zone: str, instances: int, egresses: Iterable[Coordinates] = ()
+) -> LocalityPlan:
     """The plan of ``mesh`` in zone ``local_zone`` with ``instances`` remote ingress
-    address:port pairs that list services."""
+    address:port pairs that list services and the zone's ZoneEgresses at ``egresses``."""
     if mesh is None or enabled_backend(mesh) is None:
         return LOCAL_ONLY
     aware = bool((mesh.routing or {}).get("localityAwareLoadBalancing"))
-    return LocalityPlan(True, max(1, instances), local_zone if aware and local_zone else None)
+    via = tuple(sorted(set(egresses))) if egress_routing(mesh) else None
+    return LocalityPlan(True, max(1, instances), local_zone if aware and local_zone else None, via)
+
+
+def through_egresses(
+    remote: Iterable[Endpoint], egresses: Iterable[Coordinates]
+) -> tuple[Endpoint, ...]:
+    """Remote endpoints as a consumer reaches them through the zone's egresses: per remote
+    endpoint, one per egress with its tags and locality, weight 1. Identical results (two
+    ingresses listing the same tags) are kept once: Kuma emits both, which Envoy would merge
+    (one host per address in a locality) or count twice."""
+    found = {
+        Endpoint(address, port, endpoint.tags, endpoint.zone, 1)
+        for endpoint in remote
+        for address, port in egresses
+    }
+    return tuple(sorted(found, key=Endpoint.sort_key))
 
 
 def is_remote(ingress: ZoneIngress, local_zone: str) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from kuma.resources.model import Dataplane, ExternalService, Mesh
 
-from .cross_zone import NO_REMOTE, LocalityPlan, RemoteEndpoints, locality_plan
+from .cross_zone import NO_REMOTE, LocalityPlan, RemoteEndpoints, locality_plan, through_egresses
 from .endpoints import Endpoint, endpoints_of, service_protocol
 from .external import ExternalEndpoint, external_protocol, resolve_endpoints
 from .external_vips import ExternalVip, external_vip_entries
@@ -57,7 +57,7 @@ class StaticMeshView:
             service: resolve_endpoints(members, secrets or {}, name)
             for service, members in by_service.items()
         }
-        self._plan = locality_plan(mesh, local_zone, remote.instances)
+        self._plan = locality_plan(mesh, local_zone, remote.instances, zone_egresses)
         self._endpoints: dict[str, list[Endpoint]] = {}
         self._services: set[str] = set(remote_services)
         for dataplane in dataplanes:
@@ -68,8 +68,11 @@ class StaticMeshView:
                 self._endpoints.setdefault(service, []).append(endpoint)
         if mesh is not None and self._plan.remote:
             for (of_mesh, service), endpoints in remote.by_service.items():
-                if of_mesh == mesh.name:
-                    self._endpoints.setdefault(service, []).extend(endpoints)
+                if of_mesh != mesh.name:
+                    continue
+                if self._plan.egresses is not None:
+                    endpoints = through_egresses(endpoints, self._plan.egresses)
+                self._endpoints.setdefault(service, []).extend(endpoints)
         for found in self._endpoints.values():
             found.sort(key=Endpoint.sort_key)
         self._external_vips = external_vip_entries(

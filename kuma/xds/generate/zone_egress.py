@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.listener.v3 import listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 
 from kuma.policies import EMPTY, ProxyPolicies
 from kuma.policies.egress import EGRESS_INBOUND, apply_egress_chain, apply_egress_cluster
@@ -112,14 +112,18 @@ def _add_chain(listener: listener_pb2.Listener, item: EgressService) -> None:
 
 
 def generate_zone_egress(
-    egress: ZoneEgress, services: Sequence[EgressService]
+    egress: ZoneEgress,
+    services: Sequence[EgressService],
+    passthrough: Sequence[listener_components_pb2.FilterChain] = (),
 ) -> tuple[listener_pb2.Listener | None, list[cluster_pb2.Cluster]]:
     """The egress's listener (None when it carries nothing: Envoy refuses a listener without
-    filter chains) and one cluster per external service, in (mesh, service) order."""
+    filter chains) and one cluster per external service, in (mesh, service) order.
+    ``passthrough``: the chains to other zones' services (``egress_internal.py``), first as
+    Kuma's internal services generator runs first."""
     networking = egress.networking
     assert networking is not None  # validated
     ordered = sorted(services, key=lambda s: (s.mesh, s.service))
-    if not ordered:
+    if not ordered and not passthrough:
         return None, []
     name = inbound_listener_name(networking.address, networking.port)
     listener = listener_pb2.Listener(name=name, traffic_direction=1)  # INBOUND
@@ -127,6 +131,7 @@ def generate_zone_egress(
     listener.address.socket_address.port_value = networking.port
     listener.enable_reuse_port.value = False
     listener.listener_filters.append(_TLS_INSPECTOR)
+    listener.filter_chains.extend(passthrough)
     for item in ordered:
         _add_chain(listener, item)
     # The egress's zone (a zone control plane stamps its own on the ZoneEgress; Kuma's

@@ -100,7 +100,8 @@ def ingress_load_assignment(
                 group.locality.zone = zone
         lb = group.lb_endpoints.add()
         set_socket_address(lb.endpoint.address, endpoint.address, endpoint.port)
-        lb.load_balancing_weight.value = 1
+        # A local endpoint weighs 1; a remote ingress (a zone egress's endpoint) its instances.
+        lb.load_balancing_weight.value = endpoint.weight or 1
         tags = sorted([(k, v) for k, v in endpoint.tags if k != SERVICE_TAG] + [("mesh", mesh)])
         for namespace in (LB_METADATA_KEY, TRANSPORT_SOCKET_MATCH_KEY):
             fields = lb.metadata.filter_metadata[namespace].fields

@@ -6,7 +6,9 @@ one stamped with no zone on a standalone control plane, is the zone's own when i
 this one or empty). A change of an egress's address touches the external services of every
 mesh that has some: their consumers' ClusterLoadAssignments are rebuilt. Meshes not routing
 through the egress are touched too (rare: egresses change seldom) so that a mesh turning
-``zoneEgress`` on later never reads a ClusterLoadAssignment cached before the change.
+``zoneEgress`` on later never reads a ClusterLoadAssignment cached before the change. In a
+mesh routing through the egress, the services other zones' ingresses list are touched as well
+(their endpoints are the egresses); in the others they do not depend on egresses.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class ZoneEgressHandler:
     def handle(self, event: ResourceEvent, meshes: Meshes, invalidation: Invalidation) -> None:
         egress = event.resource
         assert isinstance(egress, ZoneEgress)
+        # The egress terminates only ExternalServices reachable from this zone.
+        meshes.cross_zone.zone = self._zone
         known = meshes.zone_egresses
         networking = egress.networking
         local = egress.zone in ("", self._zone)
@@ -54,3 +58,6 @@ class ZoneEgressHandler:
             services = mesh.externals.services()
             if services:
                 invalidation.touch_services(mesh.name, services)
+            if mesh.locality().egresses is not None:
+                # Other zones' services are reached through the egresses too (cross_zone.py).
+                invalidation.touch_services(mesh.name, mesh.remote_services())

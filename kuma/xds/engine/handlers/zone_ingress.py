@@ -17,6 +17,7 @@ from kuma.xds.generate.cross_zone import Contribution, Coordinates, contribution
 
 from ..invalidation import Invalidation
 from ..mesh_state import Meshes
+from ..zone_egress import remote_key
 
 
 class ZoneIngressHandler:
@@ -71,3 +72,5 @@ class ZoneIngressHandler:
             endpoints = new.get((mesh_name, service), ())
             if meshes[mesh_name].put_remote(service, at, endpoints):
                 invalidation.touch_services(mesh_name, (service,))
+                # This zone's egresses lead to what other zones list (engine/zone_egress.py).
+                invalidation.selections.add(remote_key(mesh_name))
