@@ -20,6 +20,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -78,8 +79,11 @@ def server_secret(source: DataSource, hostname: str, secrets: SecretLookup) -> s
     return secret
 
 
-def _parse(data: bytes) -> tuple[list[str], str, KeyType]:
-    """Kuma's ``NewServerSecret``: the certificates and the key, re-encoded."""
+@lru_cache(maxsize=64)
+def _parse(data: bytes) -> tuple[tuple[str, ...], str, KeyType]:
+    """Kuma's ``NewServerSecret``: the certificates and the key, re-encoded. Cached by content:
+    a gateway is re-assembled on every backend change, its certificates rarely change (a
+    CertificateError is not cached: it is raised again)."""
     certificates: list[str] = []
     key: tuple[str, KeyType] | None = None
     for index, found in enumerate(_BLOCK.finditer(data)):
@@ -103,7 +107,7 @@ def _parse(data: bytes) -> tuple[list[str], str, KeyType]:
         raise CertificateError("missing server certificate")
     if key is None:
         raise CertificateError("missing private key")
-    return certificates, key[0], key[1]
+    return tuple(certificates), key[0], key[1]
 
 
 def _key_type(index: int, der: bytes) -> KeyType:
