@@ -5,12 +5,14 @@ reaches ``backend``, which only zone-2 has, through that ingress (the mesh, its 
 permission authored on global reach both zones). With backend in zone-1 too and the mesh's
 ``localityAwareLoadBalancing`` on, zone-1's own instance answers (Kuma's local preference).
 Between the two, global is killed: traffic keeps flowing, a zone serves a local change at once,
-and after global restarts only what changed travels."""
+and after global restarts only what changed travels. With the mesh's ``routing.zoneEgress`` on,
+zone-1's web reaches zone-2's backend through zone-1's own ZoneEgress (``kuma-dp run
+--proxy-type egress``), which passes the TLS on to zone-2's ingress: its Envoy's counters show
+the connection."""
 
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,8 +30,14 @@ from tests.fixtures.envoy import (
     http_get,
     running,
 )
-from tests.fixtures.processes import ManagedProcess
-from tests.integration.test_envoy_zone_ingress import MESH, admin_post, answer, sidecar_yaml
+from tests.fixtures.zone_proxy import start_zone_proxy, zone_proxy_yaml
+from tests.integration.test_envoy_zone_ingress import (
+    MESH,
+    _stat,
+    admin_post,
+    answer,
+    sidecar_yaml,
+)
 from tests.integration.test_mtls import ALLOW_ALL
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
@@ -128,20 +136,14 @@ def test_traffic_crosses_zones_through_zone_2s_ingress(
     node = "default.backend-1"
     backend = envoy_factory(node, "backend", zone_2.dp_port, token=zone_2.token(node), ca=zone_2.ca)
     backend.wait_live()
-    (tmp_path / "ingress.token").write_text(zone_token(glob, "zone-2", ["ingress"]))
-    (tmp_path / "ingress.yaml").write_text(
-        f"type: ZoneIngress\nname: ingress-1\nnetworking:\n  address: 127.0.0.1\n"
-        f"  port: {ingress_port}\n  advertisedAddress: 127.0.0.1\n"
-        f"  advertisedPort: {ingress_port}\n  admin:\n    port: {ingress_admin}\n"
+    ingress = start_zone_proxy(
+        "ingress",
+        zone_2,
+        tmp_path,
+        "ingress-1",
+        zone_proxy_yaml("ZoneIngress", "ingress-1", ingress_port, ingress_admin, advertised=True),
+        zone_token(glob, "zone-2", ["ingress"]),
     )
-    (tmp_path / "zone-2.crt").write_text(zone_2.ca)
-    ingress = ManagedProcess(
-        [sys.executable, "-m", "kuma.dp.cli", "run", "--proxy-type", "ingress",
-         "--cp-address", f"https://127.0.0.1:{zone_2.dp_port}",
-         "-d", str(tmp_path / "ingress.yaml"),
-         "--dataplane-token-file", str(tmp_path / "ingress.token"),
-         "--ca-cert-file", str(tmp_path / "zone-2.crt"), "--concurrency", "1", "--drain-time", "1s"]
-    )  # fmt: skip
     try:
         # Through global: zone-1 holds zone-2's ingress with its list; zone-2 holds only its own.
         def arrived() -> ZoneIngress | None:
@@ -252,3 +254,69 @@ def test_traffic_crosses_zones_through_zone_2s_ingress(
         web.wait_endpoints("backend", {ingress_port, local_inbound})
     finally:
         ingress.stop()
+
+
+def test_traffic_to_another_zone_goes_through_the_local_zone_egress(
+    glob: ControlPlane,
+    zone_1: ControlPlane,
+    zone_2: ControlPlane,
+    envoy_factory: EnvoyFactory,
+    http_services: Callable[[str], HttpService],
+    tmp_path: Path,
+) -> None:
+    glob.put("mesh-default", MESH + "routing:\n  zoneEgress: true\n")
+    glob.put("allow-all", ALLOW_ALL)
+    ports = free_ports(8)
+    inbound, ingress_port, ingress_admin, egress_port, egress_admin = ports[:5]
+    web_inbound, web_app, outbound = ports[5:]
+    app = http_services("backend-in-zone-2").port
+    tags = {"kuma.io/service": "backend", "kuma.io/protocol": "http"}
+    zone_2.put("backend-1", sidecar_yaml("backend-1", inbound, app, **tags))
+    node = "default.backend-1"
+    backend = envoy_factory(node, "backend", zone_2.dp_port, token=zone_2.token(node), ca=zone_2.ca)
+    backend.wait_live()
+    ingress = start_zone_proxy(
+        "ingress",
+        zone_2,
+        tmp_path,
+        "ingress-1",
+        zone_proxy_yaml("ZoneIngress", "ingress-1", ingress_port, ingress_admin, advertised=True),
+        zone_token(glob, "zone-2", ["ingress"]),
+    )
+    egress = start_zone_proxy(
+        "egress",
+        zone_1,
+        tmp_path,
+        "egress-1",
+        zone_proxy_yaml("ZoneEgress", "egress-1", egress_port, egress_admin),
+        zone_token(glob, "zone-1", ["egress"]),
+    )
+    try:
+        eventually(
+            lambda: any(i.available_services for i in ingresses(zone_1)),
+            "zone-2's ingress on zone-1",
+            timeout=60,
+        )
+        zone_1.put(
+            "web-1",
+            dataplane_yaml(
+                "web-1", inbounds=[(web_inbound, web_app, "web")], outbounds=[(outbound, "backend")]
+            ),
+        )
+        node = "default.web-1"
+        web = envoy_factory(node, "web", zone_1.dp_port, token=zone_1.token(node), ca=zone_1.ca)
+        web.wait_live()
+        # web's only endpoint of backend is zone-1's egress, not zone-2's ingress.
+        web.wait_endpoints("backend", {egress_port})
+        body = eventually(lambda: answer(outbound), "backend's answer through zone-1's egress")
+        assert body == "backend-in-zone-2"
+        # The connection went through the egress's passthrough chain to zone-2's ingress (its
+        # cluster ``default:backend``), then through the ingress.
+        assert _stat(egress_admin, "cluster.default_backend.upstream_cx_total") >= 1
+        assert _stat(egress_admin, "tcp.default_backend.downstream_cx_total") >= 1
+        assert _stat(ingress_admin, "tcp.default_backend.downstream_cx_total") >= 1
+        # The egress holds no TLS of its own for it: web's handshake was with backend itself
+        # (SAN spiffe://default/backend, checked by web's cluster), so the answer proves it.
+    finally:
+        codes = [egress.stop(), ingress.stop()]
+    assert codes == [0, 0], egress.output()

@@ -12,7 +12,6 @@ to zone-2's backend sidecar, which answers.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from tests.fixtures.envoy import (
     free_ports,
     running,
 )
-from tests.fixtures.processes import ManagedProcess
+from tests.fixtures.zone_proxy import start_zone_proxy, zone_proxy_yaml
 from tests.integration.test_envoy_zone_ingress import MESH, admin_post, answer, sidecar_yaml
 from tests.integration.test_mtls import ALLOW_ALL
 
@@ -81,20 +80,14 @@ def test_zone_1_reaches_zone_2s_service_through_its_ingress(
         ),
         "a zone token",
     )
-    (tmp_path / "ingress.token").write_text(token)
-    (tmp_path / "ingress.yaml").write_text(
-        f"type: ZoneIngress\nname: ingress-1\nnetworking:\n  address: 127.0.0.1\n"
-        f"  port: {ingress_port}\n  advertisedAddress: 127.0.0.1\n"
-        f"  advertisedPort: {ingress_port}\n  admin:\n    port: {ingress_admin}\n"
+    ingress = start_zone_proxy(
+        "ingress",
+        zone_2,
+        tmp_path,
+        "ingress-1",
+        zone_proxy_yaml("ZoneIngress", "ingress-1", ingress_port, ingress_admin, advertised=True),
+        token,
     )
-    (tmp_path / "cp-2.crt").write_text(zone_2.ca)
-    ingress = ManagedProcess(
-        [sys.executable, "-m", "kuma.dp.cli", "run", "--proxy-type", "ingress",
-         "--cp-address", f"https://127.0.0.1:{zone_2.dp_port}",
-         "-d", str(tmp_path / "ingress.yaml"),
-         "--dataplane-token-file", str(tmp_path / "ingress.token"),
-         "--ca-cert-file", str(tmp_path / "cp-2.crt"), "--concurrency", "1", "--drain-time", "1s"]
-    )  # fmt: skip
     try:
 
         def listed() -> ZoneIngress | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from tests.fixtures.envoy import (
     free_ports,
     running,
 )
-from tests.fixtures.processes import ManagedProcess
+from tests.fixtures.zone_proxy import start_zone_proxy, zone_proxy_yaml
 from tests.integration.test_envoy_zone_ingress import (
     MESH,
     _stat,
@@ -79,24 +78,10 @@ def test_zone_1_reaches_zone_2_only_service_through_its_ingress(
         # zone-2's ingress, public at its advertised address.
         asked = {"zone": "zone-2", "scope": ["ingress"], "validFor": "1h"}
         token = eventually(lambda: admin_post(zone_2.api_port, "/tokens/zone", asked), "a token")
-        (tmp_path / "zone-2.token").write_text(token)
-        (tmp_path / "cp-2.crt").write_text(zone_2.ca)
-        networking = {
-            "address": "127.0.0.1",
-            "port": ingress_port,
-            "admin": {"port": ingress_admin},
-        }
-        networking.update(advertisedAddress="127.0.0.1", advertisedPort=ingress_port)
-        document = {"type": "ZoneIngress", "name": "ingress-2", "networking": networking}
-        (tmp_path / "ingress-2.yaml").write_text(yaml.safe_dump(document))
-        ingress = ManagedProcess(
-            [sys.executable, "-m", "kuma.dp.cli", "run", "--proxy-type", "ingress",
-             "--cp-address", f"https://127.0.0.1:{zone_2.dp_port}",
-             "-d", str(tmp_path / "ingress-2.yaml"),
-             "--dataplane-token-file", str(tmp_path / "zone-2.token"),
-             "--ca-cert-file", str(tmp_path / "cp-2.crt"),
-             "--concurrency", "1", "--drain-time", "1s"]
-        )  # fmt: skip
+        document = zone_proxy_yaml(
+            "ZoneIngress", "ingress-2", ingress_port, ingress_admin, advertised=True
+        )
+        ingress = start_zone_proxy("ingress", zone_2, tmp_path, "ingress-2", document, token)
         stack.callback(ingress.stop)
         listed = eventually(lambda: stored_ingress(zone_2.folder), "zone-2's ingress with backend")
 

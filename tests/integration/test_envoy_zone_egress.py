@@ -13,7 +13,6 @@ aborts them there with its status, a MeshRateLimit answers 429 there; the outsid
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from tests.fixtures.envoy import (
     free_ports,
     http_get,
 )
-from tests.fixtures.processes import ManagedProcess
+from tests.fixtures.zone_proxy import start_zone_proxy
 from tests.integration.test_envoy_zone_ingress import _stat, admin_post
 
 pytestmark = pytest.mark.envoy
@@ -148,17 +147,14 @@ def test_a_sidecar_reaches_an_external_service_through_a_real_zone_egress(
         ),
         "a zone token",
     )
-    (tmp_path / "zone.token").write_text(token)
-    ca_file = tmp_path / "cp.crt"
-    ca_file.write_text(control_plane.ca)
-    (tmp_path / "egress.yaml").write_text(yaml.safe_dump(egress_document))
-    egress = ManagedProcess(
-        [sys.executable, "-m", "kuma.dp.cli", "run", "--proxy-type", "egress",
-         "--cp-address", f"https://127.0.0.1:{control_plane.dp_port}",
-         "-d", str(tmp_path / "egress.yaml"),
-         "--dataplane-token-file", str(tmp_path / "zone.token"), "--ca-cert-file", str(ca_file),
-         "--concurrency", "1", "--drain-time", "1s"]
-    )  # fmt: skip
+    egress = start_zone_proxy(
+        "egress",
+        control_plane,
+        tmp_path,
+        "egress-1",
+        yaml.safe_dump(egress_document),
+        token,
+    )
     try:
         # Registered by kuma-dp (the sidecar's cluster then leads to it, not to the outside).
         web.wait_endpoints("outside", {egress_port})

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +38,7 @@ from tests.fixtures.envoy import (
     running,
 )
 from tests.fixtures.processes import ManagedProcess
+from tests.fixtures.zone_proxy import start_zone_proxy, zone_proxy_yaml
 from tests.integration.test_mtls import ALLOW_ALL
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
@@ -219,8 +219,6 @@ def test_zone_ingress_passes_mtls_through_by_sni(
     try:
         web.wait_live()
         # The ingress: kuma-dp with its ZoneIngress and a zone token (scope ingress).
-        ca_file = tmp_path / "cp.crt"
-        ca_file.write_text(cp.ca)
 
         def kuma_dp_ingress(name: str, port: int, admin: int, scope: str) -> ManagedProcess:
             token = eventually(
@@ -229,18 +227,8 @@ def test_zone_ingress_passes_mtls_through_by_sni(
                 ),
                 "a zone token",
             )
-            (tmp_path / f"{name}.token").write_text(token)
-            (tmp_path / f"{name}.yaml").write_text(
-                f"type: ZoneIngress\nname: {name}\nnetworking:\n  address: 127.0.0.1\n"
-                f"  port: {port}\n  admin:\n    port: {admin}\n"
-            )
-            return ManagedProcess(
-                [sys.executable, "-m", "kuma.dp.cli", "run", "--proxy-type", "ingress",
-                 "--cp-address", f"https://127.0.0.1:{cp.dp_port}",
-                 "-d", str(tmp_path / f"{name}.yaml"),
-                 "--dataplane-token-file", str(tmp_path / f"{name}.token"),
-                 "--ca-cert-file", str(ca_file), "--concurrency", "1", "--drain-time", "1s"]
-            )  # fmt: skip
+            document = zone_proxy_yaml("ZoneIngress", name, port, admin)
+            return start_zone_proxy("ingress", cp, tmp_path, name, document, token)
 
         ingress = kuma_dp_ingress("ingress-1", ingress_port, ingress_admin, "ingress")
         whole, subset, unknown = ports["whole"], ports["subset"], ports["unknown"]
