@@ -3,27 +3,25 @@ apply to a Dataplane and what they merge into, computed from the store."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from aiohttp import web
 
 from kuma.policies.inspect import rules_document
-from kuma.resources import Dataplane, ResourceKey
+from kuma.resources import Dataplane, MeshGateway, ResourceKey
 from kuma.resources.model import Policy
 from kuma.resources.policy import POLICY_KINDS
 from kuma.store import NotFoundError, Store
+from kuma.xds.gateway.selection import select_gateway
 
 from .errors import not_found
 from .handlers import CONTEXT, json_response
 
+T = TypeVar("T")
+
 
 async def _all(store: Store, type_name: str, mesh: str) -> list[Policy]:
-    found: list[Policy] = []
-    offset: str | None = None
-    while True:
-        page = await store.list(type_name, mesh, limit=1000, offset=offset)
-        found.extend(item.resource for item in page.items if isinstance(item.resource, Policy))
-        offset = page.next_offset
-        if offset is None:
-            return found
+    return await _all_of(store, Policy, type_name, mesh)
 
 
 async def get_rules(request: web.Request) -> web.StreamResponse:
@@ -41,4 +39,20 @@ async def get_rules(request: web.Request) -> web.StreamResponse:
     dataplane = stored.resource
     assert isinstance(dataplane, Dataplane)
     policies = {kind: await _all(store, kind, mesh) for kind in sorted(POLICY_KINDS)}
-    return json_response(rules_document(dataplane, policies))
+    gateway = None
+    if dataplane.networking is not None and dataplane.networking.gateway is not None:
+        # A builtin gateway: the policies select the listeners of the MeshGateway it serves.
+        gateways = await _all_of(store, MeshGateway, "MeshGateway", mesh)
+        gateway = select_gateway(gateways, dataplane)
+    return json_response(rules_document(dataplane, policies, gateway))
+
+
+async def _all_of(store: Store, cls: type[T], type_name: str, mesh: str) -> list[T]:
+    found: list[T] = []
+    offset: str | None = None
+    while True:
+        page = await store.list(type_name, mesh, limit=1000, offset=offset)
+        found.extend(item.resource for item in page.items if isinstance(item.resource, cls))
+        offset = page.next_offset
+        if offset is None:
+            return found

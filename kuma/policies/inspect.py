@@ -1,13 +1,14 @@
 """What Kuma's ``GET /meshes/{mesh}/dataplanes/{name}/_rules`` answers: for each policy kind
-that selects the proxy, its ``to`` rules and its ``from`` rules per inbound, each with the
-merged configuration, the subset it applies to and the policies it came from."""
+that selects the proxy, its ``to`` rules and its ``from`` rules per inbound (a builtin
+gateway: per listener port), each with the merged configuration, the subset it applies to and
+the policies it came from."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kuma.resources.model import Dataplane, Policy
+from kuma.resources.model import Dataplane, MeshGateway, Policy
 
 from .matching import KindPolicies, resolve
 from .plugin import PLUGINS
@@ -31,6 +32,19 @@ def _kind(matched: KindPolicies, dataplane: Dataplane) -> dict[str, Any]:
     mesh = dataplane.mesh
     from_rules = []
     networking = dataplane.networking
+    gateway = networking.gateway if networking is not None else None
+    if matched.listener_to_rules is not None and gateway is not None:
+        # A builtin gateway: per listener port, its tags the gateway's (Kuma: a listener
+        # without rules, e.g. a policy without ``from``, is left out).
+        for port_key in sorted(matched.from_rules, key=lambda key: key[1]):
+            listener_rules = matched.from_rules[port_key]
+            if listener_rules and matched.kind.from_kinds:
+                from_rules.append(
+                    {
+                        "inbound": {"port": port_key[1], "tags": dict(gateway.tags)},
+                        "rules": _rules(listener_rules, kind, mesh),
+                    }
+                )
     for inbound in networking.inbound if networking is not None else ():
         key = (inbound.effective_address(networking), inbound.port)  # type: ignore[arg-type]
         rules = matched.from_rules.get(key)
@@ -51,9 +65,13 @@ def _kind(matched: KindPolicies, dataplane: Dataplane) -> dict[str, Any]:
 
 
 def rules_document(
-    dataplane: Dataplane, policies_by_kind: Mapping[str, Sequence[Policy]]
+    dataplane: Dataplane,
+    policies_by_kind: Mapping[str, Sequence[Policy]],
+    gateway: MeshGateway | None = None,
 ) -> dict[str, Any]:
-    matched = resolve(dataplane, policies_by_kind)
+    """``gateway``: the MeshGateway a builtin gateway Dataplane serves (its listeners are what
+    the policies select)."""
+    matched = resolve(dataplane, policies_by_kind, gateway=gateway)
     rules = []
     for plugin in PLUGINS:  # Kuma's plugin order
         found = matched.get(plugin.kind.name)

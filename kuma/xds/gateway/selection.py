@@ -3,7 +3,7 @@ re-assembles the proxies a MeshGateway serves (engine handlers and assembly shar
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from kuma.resources import Dataplane, MeshGateway
@@ -40,15 +40,19 @@ def _selects(gateway: MeshGateway, tags: Mapping[str, str]) -> bool:
 
 
 def gateway_of(dataplane: Dataplane, mesh: MeshState) -> MeshGateway | None:
-    """The MeshGateway a builtin gateway Dataplane serves (Kuma's SelectGateway): the one
-    whose matching selector ranks highest; on a tie the first by name (Kuma: the one created
-    last, a time the engine does not keep)."""
+    """The MeshGateway a builtin gateway Dataplane serves, among the mesh's."""
+    return select_gateway(mesh.gateways.values(), dataplane)
+
+
+def select_gateway(gateways: Iterable[MeshGateway], dataplane: Dataplane) -> MeshGateway | None:
+    """Kuma's SelectGateway: the MeshGateway whose matching selector ranks highest; on a tie
+    the first by name (Kuma: the one created last, a time the engine does not keep)."""
     networking = dataplane.networking
     if networking is None or networking.gateway is None or networking.gateway.type != "BUILTIN":
         return None
     tags = networking.gateway.tags
     best: tuple[tuple[int, int], MeshGateway] | None = None
-    for gateway in sorted(mesh.gateways.values(), key=lambda g: g.name):
+    for gateway in sorted(gateways, key=lambda g: g.name):
         rank = _rank(gateway, tags)
         if rank is not None and (best is None or rank > best[0]):
             best = (rank, gateway)
