@@ -24,13 +24,13 @@ from tests.fixtures.envoy import (
     ControlPlane,
     EnvoyFactory,
     HttpService,
-    dataplane_yaml,
     eventually,
     free_ports,
     http_get,
     running,
 )
 from tests.fixtures.zone_proxy import start_zone_proxy, zone_proxy_yaml
+from tests.integration.test_cross_zone_traffic import web_calling_backend
 from tests.integration.test_envoy_zone_ingress import (
     MESH,
     _stat,
@@ -155,15 +155,7 @@ def test_traffic_crosses_zones_through_zone_2s_ingress(
         assert remote.labels["kuma.io/origin"] == "global"
         assert [i.name for i in ingresses(zone_2)] == ["ingress-1"]
 
-        zone_1.put(
-            "web-1",
-            dataplane_yaml(
-                "web-1", inbounds=[(web_inbound, web_app, "web")], outbounds=[(outbound, "backend")]
-            ),
-        )
-        node = "default.web-1"
-        web = envoy_factory(node, "web", zone_1.dp_port, token=zone_1.token(node), ca=zone_1.ca)
-        web.wait_live()
+        web = web_calling_backend(zone_1, envoy_factory, web_inbound, web_app, outbound)
         web.wait_endpoints("backend", {ingress_port})
         body = eventually(lambda: answer(outbound), "backend's answer through zone-2's ingress")
         assert body == "backend-in-zone-2"
@@ -297,15 +289,7 @@ def test_traffic_to_another_zone_goes_through_the_local_zone_egress(
             "zone-2's ingress on zone-1",
             timeout=60,
         )
-        zone_1.put(
-            "web-1",
-            dataplane_yaml(
-                "web-1", inbounds=[(web_inbound, web_app, "web")], outbounds=[(outbound, "backend")]
-            ),
-        )
-        node = "default.web-1"
-        web = envoy_factory(node, "web", zone_1.dp_port, token=zone_1.token(node), ca=zone_1.ca)
-        web.wait_live()
+        web = web_calling_backend(zone_1, envoy_factory, web_inbound, web_app, outbound)
         # web's only endpoint of backend is zone-1's egress, not zone-2's ingress.
         web.wait_endpoints("backend", {egress_port})
         body = eventually(lambda: answer(outbound), "backend's answer through zone-1's egress")

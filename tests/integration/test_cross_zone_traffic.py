@@ -22,6 +22,7 @@ import yaml
 from kuma.resources import Secret, ZoneIngress, decode, encode_yaml
 from tests.fixtures.envoy import (
     ControlPlane,
+    Envoy,
     EnvoyFactory,
     HttpService,
     dataplane_yaml,
@@ -53,6 +54,22 @@ def zone_2(tmp_path: Path) -> Iterator[ControlPlane]:
 
 def stored(cp: ControlPlane) -> dict[str, Any]:
     return {r.name: r for p in cp.folder.glob("*.yaml") for r in decode(p.read_text())}
+
+
+def web_calling_backend(
+    zone: ControlPlane, envoy_factory: EnvoyFactory, inbound: int, app: int, outbound: int
+) -> Envoy:
+    """A live ``web`` sidecar in ``zone`` with an outbound to ``backend`` on ``outbound``."""
+    zone.put(
+        "web-1",
+        dataplane_yaml(
+            "web-1", inbounds=[(inbound, app, "web")], outbounds=[(outbound, "backend")]
+        ),
+    )
+    node = "default.web-1"
+    web = envoy_factory(node, "web", zone.dp_port, token=zone.token(node), ca=zone.ca)
+    web.wait_live()
+    return web
 
 
 def test_zone_1_reaches_zone_2s_service_through_its_ingress(
@@ -115,15 +132,7 @@ def test_zone_1_reaches_zone_2s_service_through_its_ingress(
         document["labels"] = labels
         zone_1.put("ingress-zone-2", yaml.safe_dump(document, sort_keys=False))
 
-        zone_1.put(
-            "web-1",
-            dataplane_yaml(
-                "web-1", inbounds=[(web_inbound, web_app, "web")], outbounds=[(outbound, "backend")]
-            ),
-        )
-        node = "default.web-1"
-        web = envoy_factory(node, "web", zone_1.dp_port, token=zone_1.token(node), ca=zone_1.ca)
-        web.wait_live()
+        web = web_calling_backend(zone_1, envoy_factory, web_inbound, web_app, outbound)
         web.wait_endpoints("backend", {ingress_port})
         assert eventually(
             lambda: answer(outbound), "backend's answer through zone-2's ingress"
