@@ -20,7 +20,7 @@ from .access import access_middleware
 from .errors import ApiError
 from .handlers import CONTEXT, Context, add_routes, json_response
 from .insights import InsightProvider, NoInsights
-from .rules import get_rules
+from .rules import get_gateway_rules, get_rules
 from .zone_overviews import add_routes as add_zone_overviews
 
 log = logging.getLogger("kuma.api")
@@ -111,5 +111,6 @@ def build_app(
     add_zone_overviews(app)  # before the generic routes: /zones/{name} would take _overview
     add_routes(app)
     app.router.add_get("/meshes/{mesh}/dataplanes/{name}/_rules", get_rules)
+    app.router.add_get("/meshes/{mesh}/meshgateways/{name}/_rules", get_gateway_rules)
     app.router.add_routes(extra_routes)
     return app

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from kuma.policies.inspect import rules_document
 from kuma.resources import Dataplane, MeshGateway, ResourceKey
-from kuma.resources.model import Policy
+from kuma.resources.model import Gateway, Networking, Policy
 from kuma.resources.policy import POLICY_KINDS
 from kuma.store import NotFoundError, Store
 from kuma.xds.gateway.selection import select_gateway
@@ -56,3 +56,31 @@ async def _all_of(store: Store, cls: type[T], type_name: str, mesh: str) -> list
         offset = page.next_offset
         if offset is None:
             return found
+
+
+async def get_gateway_rules(request: web.Request) -> web.StreamResponse:
+    """``GET /meshes/{mesh}/meshgateways/{name}/_rules``: as Kuma, the rules of a builtin
+    gateway Dataplane carrying the tags of the MeshGateway's first selector."""
+    store = request.app[CONTEXT].store
+    mesh = request.match_info["mesh"]
+    name = request.match_info["name"]
+    try:
+        await store.get(ResourceKey("Mesh", "", mesh))
+    except NotFoundError:
+        raise not_found("Failed to retrieve Mesh") from None
+    try:
+        stored = await store.get(ResourceKey("MeshGateway", mesh, name))
+    except NotFoundError:
+        raise not_found("Could not retrieve MeshGateway") from None
+    gateway = stored.resource
+    assert isinstance(gateway, MeshGateway)
+    tags = dict(gateway.selectors[0].match) if gateway.selectors else {}
+    dataplane = Dataplane(
+        name=name,
+        mesh=mesh,
+        networking=Networking(gateway=Gateway(tags=tags, type="BUILTIN")),
+    )
+    policies = {kind: await _all(store, kind, mesh) for kind in sorted(POLICY_KINDS)}
+    selected = select_gateway(await _all_of(store, MeshGateway, "MeshGateway", mesh), dataplane)
+    document = rules_document(dataplane, policies, selected, ("MeshGateway", name))
+    return json_response(document)

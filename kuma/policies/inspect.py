@@ -68,9 +68,12 @@ def rules_document(
     dataplane: Dataplane,
     policies_by_kind: Mapping[str, Sequence[Policy]],
     gateway: MeshGateway | None = None,
+    resource: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """``gateway``: the MeshGateway a builtin gateway Dataplane serves (its listeners are what
-    the policies select)."""
+    the policies select); ``resource``: the (type, name) the document is for (default: the
+    Dataplane; Kuma's MeshGateway ``_rules`` answers for a Dataplane its selector matches)."""
+    type_name, name = resource or ("Dataplane", dataplane.name)
     matched = resolve(dataplane, policies_by_kind, gateway=gateway)
     rules = []
     for plugin in PLUGINS:  # Kuma's plugin order
@@ -79,6 +82,6 @@ def rules_document(
             rules.append(_kind(found, dataplane))
     return {
         "httpMatches": [],
-        "resource": {"mesh": dataplane.mesh, "name": dataplane.name, "type": "Dataplane"},
+        "resource": {"mesh": dataplane.mesh, "name": name, "type": type_name},
         "rules": rules,
     }
