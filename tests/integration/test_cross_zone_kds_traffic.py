@@ -8,7 +8,8 @@ Between the two, global is killed: traffic keeps flowing, a zone serves a local 
 and after global restarts only what changed travels. With the mesh's ``routing.zoneEgress`` on,
 zone-1's web reaches zone-2's backend through zone-1's own ZoneEgress (``kuma-dp run
 --proxy-type egress``), which passes the TLS on to zone-2's ingress: its Envoy's counters show
-the connection."""
+the connection. An ExternalService tagged ``kuma.io/zone: zone-2`` goes egress → ingress →
+zone-2's egress, which calls it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kuma.processes import free_port
 from kuma.resources import ZoneIngress, decode
@@ -31,6 +33,7 @@ from tests.fixtures.envoy import (
 )
 from tests.fixtures.zone_proxy import start_zone_proxy, zone_proxy_yaml
 from tests.integration.test_cross_zone_traffic import web_calling_backend
+from tests.integration.test_envoy_zone_egress import _external
 from tests.integration.test_envoy_zone_ingress import (
     MESH,
     _stat,
@@ -258,9 +261,14 @@ def test_traffic_to_another_zone_goes_through_the_local_zone_egress(
 ) -> None:
     glob.put("mesh-default", MESH + "routing:\n  zoneEgress: true\n")
     glob.put("allow-all", ALLOW_ALL)
-    ports = free_ports(8)
+    # An ExternalService only zone-2 reaches (its kuma.io/zone): Kuma's egress → ingress → egress.
+    outside = http_services("outside-of-zone-2").port
+    external = _external("outside", outside)
+    external["tags"]["kuma.io/zone"] = "zone-2"
+    glob.put("es-outside", yaml.safe_dump(external))
+    ports = free_ports(11)
     inbound, ingress_port, ingress_admin, egress_port, egress_admin = ports[:5]
-    web_inbound, web_app, outbound = ports[5:]
+    web_inbound, web_app, outbound, to_outside, egress_2_port, egress_2_admin = ports[5:]
     app = http_services("backend-in-zone-2").port
     tags = {"kuma.io/service": "backend", "kuma.io/protocol": "http"}
     zone_2.put("backend-1", sidecar_yaml("backend-1", inbound, app, **tags))
@@ -283,13 +291,23 @@ def test_traffic_to_another_zone_goes_through_the_local_zone_egress(
         zone_proxy_yaml("ZoneEgress", "egress-1", egress_port, egress_admin),
         zone_token(glob, "zone-1", ["egress"]),
     )
+    egress_2 = start_zone_proxy(
+        "egress",
+        zone_2,
+        tmp_path,
+        "egress-2",
+        zone_proxy_yaml("ZoneEgress", "egress-2", egress_2_port, egress_2_admin),
+        zone_token(glob, "zone-2", ["egress"]),
+    )
     try:
         eventually(
-            lambda: any(i.available_services for i in ingresses(zone_1)),
-            "zone-2's ingress on zone-1",
+            lambda: len([s for i in ingresses(zone_1) for s in i.available_services]) == 2,
+            "zone-2's ingress on zone-1, listing backend and outside",
             timeout=60,
         )
-        web = web_calling_backend(zone_1, envoy_factory, web_inbound, web_app, outbound)
+        web = web_calling_backend(
+            zone_1, envoy_factory, web_inbound, web_app, outbound, (to_outside, "outside")
+        )
         # web's only endpoint of backend is zone-1's egress, not zone-2's ingress.
         web.wait_endpoints("backend", {egress_port})
         body = eventually(lambda: answer(outbound), "backend's answer through zone-1's egress")
@@ -301,6 +319,16 @@ def test_traffic_to_another_zone_goes_through_the_local_zone_egress(
         assert _stat(ingress_admin, "tcp.default_backend.downstream_cx_total") >= 1
         # The egress holds no TLS of its own for it: web's handshake was with backend itself
         # (SAN spiffe://default/backend, checked by web's cluster), so the answer proves it.
+
+        # outside (tagged zone-2): zone-1's egress passes it to zone-2's ingress, which passes
+        # it to zone-2's egress, which terminates the mesh's mTLS and calls the server.
+        web.wait_endpoints("outside", {egress_port})
+        assert eventually(lambda: answer(to_outside), "outside through both egresses") == (
+            "outside-of-zone-2"
+        )
+        assert _stat(egress_admin, "tcp.default_outside.downstream_cx_total") >= 1
+        assert _stat(ingress_admin, "tcp.default_outside.downstream_cx_total") >= 1
+        assert _stat(egress_2_admin, "cluster.default_outside.upstream_rq_total") >= 1
     finally:
-        codes = [egress.stop(), ingress.stop()]
-    assert codes == [0, 0], egress.output()
+        codes = [egress.stop(), egress_2.stop(), ingress.stop()]
+    assert codes == [0, 0, 0], egress.output()

@@ -57,13 +57,19 @@ def stored(cp: ControlPlane) -> dict[str, Any]:
 
 
 def web_calling_backend(
-    zone: ControlPlane, envoy_factory: EnvoyFactory, inbound: int, app: int, outbound: int
+    zone: ControlPlane,
+    envoy_factory: EnvoyFactory,
+    inbound: int,
+    app: int,
+    outbound: int,
+    *others: tuple[int, str],
 ) -> Envoy:
-    """A live ``web`` sidecar in ``zone`` with an outbound to ``backend`` on ``outbound``."""
+    """A live ``web`` sidecar in ``zone`` with an outbound to ``backend`` on ``outbound`` (and
+    to each (port, service) of ``others``)."""
     zone.put(
         "web-1",
         dataplane_yaml(
-            "web-1", inbounds=[(inbound, app, "web")], outbounds=[(outbound, "backend")]
+            "web-1", inbounds=[(inbound, app, "web")], outbounds=[(outbound, "backend"), *others]
         ),
     )
     node = "default.web-1"

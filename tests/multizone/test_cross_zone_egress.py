@@ -366,3 +366,53 @@ def test_an_external_service_of_another_zone_is_passed_to_that_zones_ingress() -
     assert by_sni["es-1{mesh=default}"].HasField("transport_socket")
     es_1 = Cluster.FromString(box.resources(types.CLUSTER)["default:es-1"].body)
     assert es_1.type == Cluster.STRICT_DNS
+
+
+def test_this_zones_ingress_hands_its_external_services_to_this_zones_egress() -> None:
+    """The other end of the previous test, in zone-2 (Kuma's pkg/xds/ingress/outbound.go):
+    zone-2's ingress lists ``es-2`` (tagged zone-2) and passes it by SNI to zone-2's egresses,
+    which terminate it; an egress moving moves the ingress's endpoint."""
+    engine = Engine(handlers=default_handlers(zone="zone-2"))
+    own = from_document(
+        {
+            "type": "ZoneIngress",
+            "name": "ingress-2",
+            "networking": {"address": "10.0.0.30", "port": 10001},
+            "availableServices": [
+                {
+                    "tags": {
+                        SERVICE_TAG: "es-2",
+                        "kuma.io/protocol": "http",
+                        "kuma.io/zone": "zone-2",
+                    },
+                    "instances": 1,
+                    "mesh": "default",
+                    "externalService": True,
+                }
+            ],
+        }
+    )
+    egress_2 = egress("egress-2", "10.0.0.20")
+    es_2 = external("es-2", "httpbin.io:80", zone="zone-2")
+    engine.apply_now(put(routing_mesh(), es_2, own, egress_2))
+    ingress_held = subscribed(engine, ".ingress-2")
+    (body,) = ingress_held.resources(types.LISTENER).values()
+    chains = Listener.FromString(body.body).filter_chains
+    assert [c.filter_chain_match.server_names[0] for c in chains] == ["es-2{mesh=default}"]
+    assert [f.name for f in chains[0].filters] == ["envoy.filters.network.tcp_proxy"]
+    assert groups(cla_of(ingress_held.resources(types.ENDPOINT), "default:es-2")) == [
+        ("zone-2", 0, [("10.0.0.20", 10002, 1)])
+    ]
+    # zone-2's egress terminates es-2 (reachable from its own zone) towards the outside.
+    egress_held = subscribed(engine, ".egress-2")
+    (body,) = egress_held.resources(types.LISTENER).values()
+    (chain,) = Listener.FromString(body.body).filter_chains
+    assert chain.name == "es-2_default"
+    assert chain.HasField("transport_socket")
+
+    # The egress moves: the ingress's endpoint follows.
+    engine.apply_now(put(egress("egress-2", "10.0.0.20", port=10003)))
+    assert ingress_held.take_changes() == {types.ENDPOINT: {"default:es-2"}}
+    assert groups(cla_of(ingress_held.resources(types.ENDPOINT), "default:es-2")) == [
+        ("zone-2", 0, [("10.0.0.20", 10003, 1)])
+    ]

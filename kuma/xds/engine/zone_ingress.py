@@ -28,6 +28,7 @@ from kuma.resources.mtls import enabled_backend
 from kuma.xds import types
 from kuma.xds.generate import zone_ingress as gen
 from kuma.xds.generate.endpoints import Endpoint
+from kuma.xds.generate.via_egress import egress_endpoints
 from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner
@@ -56,18 +57,24 @@ def kind_key(kind: str, mesh: str) -> Hashable:
 def available_services(ingress: ZoneIngress) -> dict[str, set[str]]:
     """Mesh → the services the ingress makes reachable, from its ``availableServices``: the one
     place that field is read for its Envoy config (kept by the zone's writer,
-    kuma/cp/ingress_services.py; ExternalServices' entries are zone egress business)."""
+    kuma/cp/ingress_services.py; it lists the ExternalServices tagged with this zone in meshes
+    routing through zone egresses)."""
     found: dict[str, set[str]] = {}
     for entry in ingress.available_services:
         service = entry.tags.get(SERVICE_TAG)
-        if service and not entry.external_service:
+        if service:
             found.setdefault(entry.mesh, set()).add(service)
     return found
 
 
 def local_endpoints(mesh: MeshState, service: str) -> tuple[Endpoint, ...]:
     """This zone's endpoints of a service (never other zones' ingresses: the ingress only
-    leads into its own zone): ``MeshState.endpoints`` also holds other zones' ingresses."""
+    leads into its own zone): ``MeshState.endpoints`` also holds other zones' ingresses. An
+    ExternalService's are this zone's egresses, which reach it (Kuma's ingress → egress leg,
+    pkg/xds/ingress/outbound.go: another zone's egress passed it here by SNI)."""
+    external = mesh.externals.endpoints(service)
+    if external:
+        return egress_endpoints(external, mesh.zone_egresses())
     return tuple(mesh.local_endpoints(service))
 
 
