@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 import orjson
 
+from kuma import jsonbytes
 from kuma.resources import DecodeError, Resource, ResourceKey, ValidationError
 from kuma.resources.codec import from_document, to_document
 from kuma.resources.model import RESOURCE_TYPES
@@ -63,7 +64,8 @@ def key_of(url: str, name: str) -> ResourceKey:
 
 
 def canonical(resource: Resource) -> bytes:
-    return orjson.dumps(to_document(resource), option=orjson.OPT_SORT_KEYS)
+    # Kept as the body of every resource offered over KDS: exact-size bytes.
+    return jsonbytes.dumps(to_document(resource), sort_keys=True)
 
 
 def version_of(resource: Resource) -> str:

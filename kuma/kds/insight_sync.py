@@ -32,6 +32,7 @@ import anyio
 import anyio.lowlevel
 import orjson
 
+from kuma import jsonbytes
 from kuma.insights import (
     DataplaneInsight,
     InsightStore,
@@ -65,7 +66,7 @@ def wire_name(mesh: str, name: str, zone: str) -> str:
 def encode(mesh: str, name: str, zone: str, insight: DataplaneInsight) -> VersionedResource:
     """The zone's insight of its proxy ``mesh``/``name`` as it travels."""
     doc = {"mesh": mesh, "name": name, "insight": insight_json(insight)}
-    body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    body = jsonbytes.dumps(doc, sort_keys=True)  # kept while offered
     return VersionedResource(INSIGHT_URL, wire_name(mesh, name, zone), content_version(body), body)
 
 

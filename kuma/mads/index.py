@@ -17,6 +17,7 @@ import anyio
 import orjson
 from anyio.abc import TaskStatus
 
+from kuma import jsonbytes
 from kuma.resources import Dataplane, Mesh
 from kuma.resources.metrics import PrometheusConfig, enabled_prometheus
 from kuma.store import Operation, ResourceEvent, Store, Synced
@@ -77,7 +78,7 @@ class AssignmentIndex:
             return self._set(assignment_name(dataplane), None)
         self.computed += 1
         document = monitoring_assignment(self._meshes.get(dataplane.mesh), dataplane)
-        encoded = None if document is None else orjson.dumps(document)
+        encoded = None if document is None else jsonbytes.dumps(document)  # kept per proxy
         return self._set(assignment_name(dataplane), encoded)
 
     def _set(self, name: str, encoded: bytes | None) -> bool:

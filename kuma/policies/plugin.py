@@ -30,6 +30,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upstream_http_pb2
 
+from kuma import jsonbytes
 from kuma.resources.model import SERVICE_TAG
 from kuma.resources.policy import PolicyKind
 
@@ -245,7 +246,8 @@ def from_rule_input(policies: KindPolicies, inbound: InboundKey) -> Hashable:
     if rules is None:
         return UNSELECTED
     rule = rules.compute({})
-    return None if rule is None else orjson.dumps(rule.conf, option=orjson.OPT_SORT_KEYS)
+    # Kept in the inbound memo of every proxy: exact-size bytes (kuma/jsonbytes.py).
+    return None if rule is None else jsonbytes.dumps(rule.conf, sort_keys=True)
 
 
 #: Plugin class -> whether it overrides an inbound hook.
