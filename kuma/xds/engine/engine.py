@@ -44,7 +44,7 @@ from .mesh_state import IdentityReady, MeshState
 from .proxy_index import ProxyIndex
 from .shared import SharedResources
 from .watches import ProxyRecord, ProxyWatches, Subscription
-from .zone_egress import assemble_zone_egress
+from .zone_egress import RemotePartsCache, assemble_zone_egress
 from .zone_ingress import ZoneIngressParts, assemble_zone_ingress, endpoints_key, mesh_key
 
 log = logging.getLogger("kuma.xds.engine")
@@ -87,6 +87,7 @@ class Engine:
         self._interner = Interner()
         self._shared = SharedResources(self._interner)
         self._ingress_parts = ZoneIngressParts(self._interner)
+        self._egress_parts = RemotePartsCache(self._interner)
         self._synced = False
         self._synced_waiters: list[anyio.Event] = []
         self.last_batch = BatchStats()
@@ -112,7 +113,9 @@ class Engine:
         if not record.mesh:  # a zone proxy (node id ``.<name>``)
             egress = self._meshes.zone_egress_proxies.get(record.name)
             if egress is not None and record.name not in self._meshes.zone_ingresses:
-                egress_parts = assemble_zone_egress(egress, self._meshes, self._interner)
+                egress_parts = assemble_zone_egress(
+                    egress, self._meshes, self._interner, self._egress_parts
+                )
                 self._index.set_selections(record, egress_parts.selections)
                 return record.publish(egress_parts.resources, since)
             return self._assemble_zone_ingress(record, since)

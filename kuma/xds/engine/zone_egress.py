@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from envoy.config.listener.v3.listener_components_pb2 import FilterChain
+
 from kuma.policies.egress import egress_policies, service_tags
 from kuma.resources import ZoneEgress
 from kuma.xds import types
@@ -36,6 +38,7 @@ from kuma.xds.generate.egress_internal import RemoteService, remote_parts
 from kuma.xds.generate.external import external_protocol
 from kuma.xds.generate.via_egress import routes_through_egress
 from kuma.xds.generate.zone_egress import EgressService, egress_permissions, generate_zone_egress
+from kuma.xds.snapshot import VersionedResource
 
 from .interner import Interner
 from .mesh_state import Meshes
@@ -116,19 +119,49 @@ def egress_services(meshes: Meshes) -> tuple[list[EgressService], set[Hashable]]
     return found, selections
 
 
-def assemble_zone_egress(egress: ZoneEgress, meshes: Meshes, interner: Interner) -> IngressAssembly:
+class RemotePartsCache:
+    """Per remote service (its tags, subsets and endpoints: :class:`RemoteService`) the
+    egress's filter chains and interned cluster and ClusterLoadAssignment, so a change of one
+    remote entry rebuilds one service's parts, not every one (the listener is still rebuilt).
+    Keeps only what the last assembly used."""
+
+    def __init__(self, interner: Interner) -> None:
+        self._interner = interner
+        self._parts: dict[
+            RemoteService, tuple[tuple[FilterChain, ...], VersionedResource, VersionedResource]
+        ] = {}
+
+    def parts(
+        self, items: list[RemoteService]
+    ) -> list[tuple[tuple[FilterChain, ...], VersionedResource, VersionedResource]]:
+        fresh = {}
+        for item in items:
+            held = self._parts.get(item)
+            if held is None:
+                built = remote_parts(item)
+                cla = built.load_assignment
+                held = (
+                    built.chains,
+                    self._interner.intern(types.CLUSTER, built.cluster.name, built.cluster),
+                    self._interner.intern(types.ENDPOINT, cla.cluster_name, cla),
+                )
+            fresh[item] = held
+        self._parts = fresh
+        return list(fresh.values())
+
+
+def assemble_zone_egress(
+    egress: ZoneEgress, meshes: Meshes, interner: Interner, cache: RemotePartsCache | None = None
+) -> IngressAssembly:
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     services, selections = egress_services(meshes)
     remote, remote_selections = remote_services(meshes)
-    parts = [remote_parts(item) for item in remote]
-    chains = [chain for part in parts for chain in part.chains]
+    parts = (cache or RemotePartsCache(interner)).parts(remote)
+    chains = [chain for part in parts for chain in part[0]]
     listener, clusters = generate_zone_egress(egress, services, chains)
-    for part in parts:
-        clusters.append(part.cluster)
-        cla = part.load_assignment
-        resources[types.ENDPOINT][cla.cluster_name] = interner.intern(
-            types.ENDPOINT, cla.cluster_name, cla
-        )
+    for _, cluster_resource, cla_resource in parts:
+        resources[types.CLUSTER][cluster_resource.name] = cluster_resource
+        resources[types.ENDPOINT][cla_resource.name] = cla_resource
     selections |= remote_selections
     for cluster in clusters:
         resources[types.CLUSTER][cluster.name] = interner.intern(
