@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 
 #: Bytes read from a socket at a time, into the buffer every connection shares.
 READ_SIZE = 64 * 1024
-#: Bytes moved into OpenSSL at a time, each way (what a memory BIO may grow to, plus a record).
+#: Bytes moved into OpenSSL at a time, each way: what each memory BIO grows to (plus a third).
+#: Received bytes cost no system call per slice, so they go in smaller pieces (a 61 KB first
+#: request is 61 steps of a microsecond); sent slices are each a socket write, and sizable.
+RECEIVE_SLICE = 1024
 SLICE = 4 * 1024
 #: Seconds a client has to complete its handshake (asyncio's default).
 HANDSHAKE_TIMEOUT = 60.0
@@ -79,10 +82,10 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         # Copied into OpenSSL before the next connection's bytes land in the shared buffer.
         view = _shared_read_buffer[:nbytes]
-        for start in range(0, nbytes, SLICE):
+        for start in range(0, nbytes, RECEIVE_SLICE):
             if self._closing or self._tls is None:
                 return
-            self._incoming.write(view[start : start + SLICE])
+            self._incoming.write(view[start : start + RECEIVE_SLICE])
             self._advance()
 
     def eof_received(self) -> bool:
