@@ -2,7 +2,7 @@
 cluster keys hold separate parts of the policies' fingerprint (kuma/policies/plugin.py), so a
 MeshTimeout ``connectionTimeout`` change rebuilds clusters and re-uses every listener; a
 proxy's inbound listener and cluster are rebuilt only when their inputs change
-(kuma/xds/engine/inbound_memo.py: a ``to`` change keeps them, a ``from`` change does not)."""
+(kuma/xds/engine/proxy_memo.py: a ``to`` change keeps them, a ``from`` change does not)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from kuma.policies.meshtimeout import MeshTimeoutPlugin
 from kuma.resources import ResourceMeta, from_document
 from kuma.store import Operation, ResourceEvent
 from kuma.xds import types
-from kuma.xds.engine import Engine, inbound_memo
+from kuma.xds.engine import Engine, proxy_memo
 from kuma.xds.engine.watches import Subscription
 from kuma.xds.generate.inbounds import inbound_resources
 
@@ -140,7 +140,7 @@ def counted_inbound_builds(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         builds.append(args)
         return build(*args)
 
-    monkeypatch.setattr(inbound_memo, "inbound_resources", counted)  # as the memo calls it
+    monkeypatch.setattr(proxy_memo, "inbound_resources", counted)  # as the memo calls it
     return builds
 
 

@@ -26,9 +26,9 @@ from kuma.xds.generate.prometheus import NO_SIDECAR_METRICS, SidecarMetrics
 from kuma.xds.generate.proxy import proxy_parts, type_url_of
 from kuma.xds.generate.via_egress import routes_through_egress
 
-from .inbound_memo import InboundMemo
 from .interner import Interner
 from .mesh_state import MeshState
+from .proxy_memo import ProxyMemo
 from .shared import SharedResources
 from .watches import ProxyResources
 
@@ -75,16 +75,20 @@ def assemble(
     readiness_port: int = 0,
     metrics: SidecarMetrics = NO_SIDECAR_METRICS,
     access_log_socket: str = "",
-    inbounds: InboundMemo | None = None,
+    memo: ProxyMemo | None = None,
 ) -> Assembly:
-    """``inbounds``: the proxy's memo of its inbound resources (None: build them)."""
+    """``memo``: the proxy's own resources as last built (None: build them all)."""
     resources: ProxyResources = {types.CLUSTER: {}, types.ENDPOINT: {}, types.LISTENER: {}}
     policies = resolve(
         dataplane, mesh.policies_by_kind(), presorted=True, access_log_socket=access_log_socket
     )
-    # The inbound listeners and clusters first, as ``proxy_parts`` would put them.
-    memo = inbounds if inbounds is not None else InboundMemo()
+    # The inbound listeners and clusters first, as ``proxy_parts`` would put them, then the
+    # admin resources (names no other resource of a proxy takes).
+    if memo is None:
+        memo = ProxyMemo()
     for resource in memo.resources(dataplane, inbound_parts(dataplane, mesh), policies, interner):
+        resources[resource.type_url][resource.name] = resource
+    for resource in memo.admin(dataplane, default_admin_port, readiness_port, interner):
         resources[resource.type_url][resource.name] = resource
     parts = proxy_parts(
         dataplane,
@@ -95,6 +99,7 @@ def assemble(
         policies=policies,
         metrics=metrics,
         build_inbounds=False,
+        build_admin=False,
     )
     for message in parts.own:
         type_url = type_url_of(message)

@@ -36,12 +36,12 @@ from kuma.xds.snapshot import VersionedResource
 
 from .assemble import NO_LOCALITIES, NO_SUBSETS, assemble
 from .handlers import InputHandler
-from .inbound_memo import InboundMemo
 from .inputs import EngineInputs
 from .interner import Interner
 from .invalidation import Invalidation
 from .mesh_state import IdentityReady, MeshState
 from .proxy_index import ProxyIndex
+from .proxy_memo import ProxyMemo
 from .shared import SharedResources
 from .watches import ProxyRecord, ProxyWatches, Subscription
 from .zone_egress import RemotePartsCache, assemble_zone_egress
@@ -124,7 +124,7 @@ class Engine:
         if dataplane is None:
             record.subsets = NO_SUBSETS
             record.localities = NO_LOCALITIES
-            record.inbounds = InboundMemo()  # let the old Dataplane and resources go
+            record.memo = ProxyMemo()  # let the old Dataplane and resources go
             self._index.set_consumed(record, ())
             self._index.set_selections(record, ())
             return record.publish(None, since)
@@ -138,7 +138,7 @@ class Engine:
             readiness_port=record.metadata.readiness_port,
             metrics=record.metadata.metrics,
             access_log_socket=record.metadata.access_log_socket,
-            inbounds=record.inbounds,
+            memo=record.memo,
         )
         # A builtin gateway's listeners, routes and backends (kuma/xds/gateway).
         assembly = with_gateway(assembly, dataplane, mesh, self._interner, self._shared)

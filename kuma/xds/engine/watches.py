@@ -23,7 +23,7 @@ from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 from kuma.xds.source import Changes
 
-from .inbound_memo import InboundMemo
+from .proxy_memo import ProxyMemo
 
 #: type URL → name → resource: what one proxy should hold.
 ProxyResources = dict[str, dict[str, VersionedResource]]
@@ -37,8 +37,8 @@ class ProxyRecord:
     """One watched proxy: its desired resources and who watches it."""
 
     __slots__ = (
-        "inbounds",
         "localities",
+        "memo",
         "mesh",
         "metadata",
         "name",
@@ -68,8 +68,8 @@ class ProxyRecord:
         self.localities: Mapping[str, LocalityShape] = _NO_LOCALITIES
         #: What the node of its latest stream said (kuma-dp's DNS and readiness ports).
         self.metadata = NO_METADATA
-        #: Its inbound listeners and clusters as last assembled (``inbound_memo.py``).
-        self.inbounds = InboundMemo()
+        #: Its inbound listeners and clusters as last assembled (``proxy_memo.py``).
+        self.memo = ProxyMemo()
 
     def publish(self, resources: ProxyResources | None, since: float | None = None) -> bool:
         """Replace the desired resources (None: the proxy's Dataplane is gone) and notify the

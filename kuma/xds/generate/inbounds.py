@@ -2,7 +2,7 @@
 and the permissions that apply), and those two resources with the proxy's policies applied.
 
 ``proxy_parts`` builds them for generation from scratch; the engine reuses what it built
-while the inputs stay (``kuma/xds/engine/inbound_memo.py``).
+while the inputs stay (``kuma/xds/engine/proxy_memo.py``).
 """
 
 from __future__ import annotations

@@ -202,10 +202,11 @@ def proxy_parts(
     policies: ProxyPolicies = EMPTY,
     metrics: SidecarMetrics = NO_SIDECAR_METRICS,
     build_inbounds: bool = True,
+    build_admin: bool = True,
 ) -> ProxyParts:
     """The per-proxy resources and the outbounds of one proxy (see ``generate_proxy``);
-    ``build_inbounds`` False: without the inbound listeners and clusters (the engine builds
-    them itself, from :func:`inbound_parts` and :func:`inbound_resources`)."""
+    ``build_inbounds`` / ``build_admin`` False: without the inbound listeners and clusters /
+    the admin resources (the engine reuses what it built: ``kuma/xds/engine/proxy_memo.py``)."""
     own: list[Message] = []
     networking = dataplane.networking
     if networking is None:
@@ -217,7 +218,8 @@ def proxy_parts(
             own.extend(inbound_resources(dataplane, part, policies))
     if policies:
         own.extend(own_clusters(policies))
-    own.extend(admin_resources(dataplane, default_admin_port, readiness_port))
+    if build_admin:
+        own.extend(admin_resources(dataplane, default_admin_port, readiness_port))
     port = admin_port(dataplane, default_admin_port)
     own.extend(prometheus_resources(dataplane, view.mesh, port, metrics))
     probe = probe_listener(dataplane)
