@@ -32,7 +32,9 @@ class Grant:
 
     __slots__ = (
         "_ended",
+        "_is_ended",
         "_live",
+        "_on_end",
         "expires",
         "jti",
         "kid",
@@ -51,21 +53,39 @@ class Grant:
         self.node_id = node_id
         self.reason = ""
         self.released = False
-        self._ended = anyio.Event()
+        self._is_ended = False
+        # Made only for a waiter (KDS streams); ADS streams, one per proxy, register a
+        # callback instead and so hold no event and no task.
+        self._ended: anyio.Event | None = None
+        self._on_end: Callable[[str], None] | None = None
 
     @property
     def ended(self) -> bool:
-        return self._ended.is_set()
+        return self._is_ended
 
     async def wait_ended(self) -> str:
-        await self._ended.wait()
+        if not self._is_ended:
+            if self._ended is None:
+                self._ended = anyio.Event()
+            await self._ended.wait()
         return self.reason
 
+    def on_end(self, callback: Callable[[str], None]) -> None:
+        if self._is_ended:
+            callback(self.reason)
+        else:
+            self._on_end = callback
+
     def end(self, code: str, reason: str) -> None:
-        if self.ended or self.released:
+        if self._is_ended or self.released:
             return
         self.reason = reason
-        self._ended.set()
+        self._is_ended = True
+        if self._ended is not None:
+            self._ended.set()
+        callback, self._on_end = self._on_end, None
+        if callback is not None:
+            callback(reason)
         self._live.closed(self, code)
 
     def release(self) -> None:

@@ -295,3 +295,21 @@ async def test_offline_tokens_verify_with_configured_public_keys(tmp_path: Path)
     grant.release()
     with pytest.raises(Unauthenticated, match="unknown kid 1 in mesh default"):
         await built.authenticator.authenticate(node.id, node, {"authorization": token()})
+
+
+async def test_a_grant_calls_back_once_when_it_ends_or_at_once_if_it_has() -> None:
+    rig = Rig()
+    node = rig.node()
+    grant = await rig.auth.authenticate(node.id, node, {"authorization": token()})
+    heard: list[str] = []
+    grant.on_end(heard.append)
+    assert heard == []
+    rig.keys.apply(event(revocations("default", grant.jti)))  # type: ignore[attr-defined]
+    assert len(heard) == 1
+    assert heard[0].startswith("token revoked")
+    rig.keys.apply(event(revocations("default", grant.jti)))  # type: ignore[attr-defined]
+    assert len(heard) == 1
+    # Registered after the end: called at once, with the same reason.
+    late: list[str] = []
+    grant.on_end(late.append)
+    assert late == heard

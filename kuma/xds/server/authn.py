@@ -11,7 +11,7 @@ stream only knows this protocol.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -28,6 +28,12 @@ class Unauthenticated(Exception):
 class StreamGrant(Protocol):
     async def wait_ended(self) -> str:
         """Block until the grant ends; the reason (the stream is then closed)."""
+        ...
+
+    def on_end(self, callback: Callable[[str], None]) -> None:
+        """Have ``callback(reason)`` called once when the grant ends (at once if it has
+        ended; never if it does not). Costs no task, where ``wait_ended`` needs one: an ADS
+        stream per proxy uses this."""
         ...
 
     def release(self) -> None:
@@ -49,6 +55,9 @@ class _Forever:
     async def wait_ended(self) -> str:
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
+
+    def on_end(self, callback: Callable[[str], None]) -> None:
+        pass
 
     def release(self) -> None:
         pass

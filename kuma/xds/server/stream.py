@@ -256,13 +256,17 @@ class _Session:
 
     async def run(self, grant: StreamGrant) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._receive_loop, tg.cancel_scope)
-            tg.start_soon(self._send_loop)
-            tg.start_soon(self._end_with_grant, grant, tg.cancel_scope)
+            stream_scope = tg.cancel_scope
 
-    async def _end_with_grant(self, grant: StreamGrant, stream_scope: anyio.CancelScope) -> None:
-        self.revoked = await grant.wait_ended()
-        stream_scope.cancel()
+            def end_with_grant(reason: str) -> None:
+                self.revoked = reason
+                stream_scope.cancel()
+
+            # A callback, not a task waiting for the grant: one task and one event less per
+            # connected proxy.
+            grant.on_end(end_with_grant)
+            tg.start_soon(self._receive_loop, stream_scope)
+            tg.start_soon(self._send_loop)
 
     async def _receive_loop(self, stream_scope: anyio.CancelScope) -> None:
         try:
