@@ -265,8 +265,10 @@ class _Session:
             # A callback, not a task waiting for the grant: one task and one event less per
             # connected proxy.
             grant.on_end(end_with_grant)
-            tg.start_soon(self._receive_loop, stream_scope)
             tg.start_soon(self._send_loop)
+            # Received in the stream's own task: one task less per connected proxy. When the
+            # client is done, the send loop is cancelled; if the send loop fails, so is this.
+            await self._receive_loop(stream_scope)
 
     async def _receive_loop(self, stream_scope: anyio.CancelScope) -> None:
         try:
