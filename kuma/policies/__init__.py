@@ -23,6 +23,7 @@ from . import (
     meshtcproute,
     meshtimeout,
     meshtrafficpermission,
+    retry_gateway,
 )
 from .defaults import default_policies
 from .matching import EMPTY, KindPolicies, ProxyPolicies, resolve, selects
@@ -66,5 +67,6 @@ __all__ = [
     "own_clusters",
     "plan_outbound",
     "resolve",
+    "retry_gateway",
     "selects",
 ]

@@ -6,25 +6,18 @@ protocol: ``tcp`` gets the TCP proxy's ``max_connect_attempts``; ``http`` and ``
 refused-stream`` for HTTP, the gRPC list for gRPC; status codes in ``retryOn`` become
 ``retriable_status_codes``, ``HttpMethod*`` items ``:method`` request header matchers).
 Kuma configures nothing for ``http2`` and ``kafka`` services; neither does this.
+The ``RetryPolicy`` itself is built in ``retry_policy``; the builtin gateway's part is
+``retry_gateway``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from http import HTTPStatus
 from typing import Any, ClassVar
 
 import msgspec
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_components_pb2, route_pb2
-from envoy.extensions.retry.host.omit_host_metadata.v3 import (
-    omit_host_metadata_config_pb2 as omit_host_metadata_pb2,
-)
-from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
-from envoy.extensions.retry.priority.previous_priorities.v3 import (
-    previous_priorities_config_pb2 as previous_priorities_pb2,
-)
+from envoy.config.route.v3 import route_components_pb2
 
 from kuma.resources.errors import Violation
 from kuma.resources.model import (
@@ -38,64 +31,21 @@ from kuma.resources.model import (
 )
 from kuma.resources.policy import ALL_TOP_KINDS, PolicyKind, register
 
-from .conf import MUST_BE_DEFINED, MUST_NOT_BE_EMPTY, check_duration, nanoseconds
-from .gateway import (
-    HTTP_LISTENERS,
-    GatewayPlugin,
-    listener_rules,
-    register_gateway_plugin,
-    route_element,
-)
-from .matching import InboundKey, KindPolicies
-from .plugin import (
-    PolicyPlugin,
-    register_plugin,
-    service_element,
-    set_duration,
-    update_hcm,
-    update_tcp_proxy,
+from .conf import MUST_BE_DEFINED, MUST_NOT_BE_EMPTY, check_duration
+from .matching import KindPolicies
+from .plugin import PolicyPlugin, register_plugin, service_element, update_hcm, update_tcp_proxy
+from .retry_policy import (
+    GRPC_RETRY_ON,
+    HTTP_RETRY_ON,
+    RESET_FORMATS,
+    grpc_retry_policy,
+    http_retry_policy,
+    is_status_code,
 )
 
-HTTP_RETRY_ON_DEFAULT = "gateway-error,connect-failure,refused-stream"
-GRPC_RETRY_ON_DEFAULT = (
-    "cancelled,connect-failure,gateway-error,refused-stream,reset,resource-exhausted,unavailable"
-)
-RETRIABLE_STATUS_CODES = "retriable-status-codes"
-HTTP_METHOD_PREFIX = "HttpMethod"
-
-HTTP_RETRY_ON = {
-    "5xx": "5xx",
-    "GatewayError": "gateway-error",
-    "Reset": "reset",
-    "Retriable4xx": "retriable-4xx",
-    "ConnectFailure": "connect-failure",
-    "EnvoyRatelimited": "envoy-ratelimited",
-    "RefusedStream": "refused-stream",
-    "Http3PostConnectFailure": "http3-post-connect-failure",
-    **{
-        f"{HTTP_METHOD_PREFIX}{m.capitalize()}": m
-        for m in ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
-    },
-}
-GRPC_RETRY_ON = {
-    "Canceled": "canceled",
-    "DeadlineExceeded": "deadline-exceeded",
-    "Internal": "internal",
-    "ResourceExhausted": "resource-exhausted",
-    "Unavailable": "unavailable",
-}
-_RESET_FORMATS = {
-    "Seconds": route_components_pb2.RetryPolicy.SECONDS,
-    "UnixTimestamp": route_components_pb2.RetryPolicy.UNIX_TIMESTAMP,
-}
 # Kuma checks the format with its CRD schema's enum.
 _RESET_FORMAT_MESSAGE = "must be Seconds or UnixTimestamp"
 _PRIORITY_ONCE = "OmitPreviousPriorities must only be specified once"
-
-
-PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
-OMIT_HOST_METADATA = "envoy.retry_host_predicates.omit_host_metadata"
-PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 
 
 class HeaderMatch(PolicyConf, frozen=True):
@@ -165,14 +115,6 @@ class MeshRetry(Policy, tag="MeshRetry", frozen=True):
 # --- validation (Kuma's paths: the conf is rooted at ``default.conf``) ------------------------
 
 
-def _is_status_code(item: str) -> bool:
-    try:
-        HTTPStatus(int(item))
-    except ValueError:
-        return False
-    return True
-
-
 def _back_off(out: list[Violation], path: str, back_off: BackOff | None) -> None:
     if back_off is None:
         return
@@ -194,7 +136,7 @@ def _rate_limited(out: list[Violation], path: str, conf: RateLimitedBackOff | No
     for index, header in enumerate(conf.reset_headers):
         if not header.name:
             out.append(Violation(f"{path}.resetHeaders[{index}].name", MUST_BE_DEFINED))
-        if header.format not in _RESET_FORMATS:
+        if header.format not in RESET_FORMATS:
             out.append(
                 Violation(
                     f"{path}.resetHeaders[{index}].format", "must be Seconds or UnixTimestamp"
@@ -252,7 +194,7 @@ def _validate_conf(conf: Conf | None, path: str, top: str, out: list[Violation])
         _back_off(out, at, http.back_off)
         _rate_limited(out, at, http.rate_limited_back_off)
         for index, item in enumerate(str(i) for i in http.retry_on or ()):
-            if item not in HTTP_RETRY_ON and not _is_status_code(item):
+            if item not in HTTP_RETRY_ON and not is_status_code(item):
                 out.append(Violation(f"{at}.retryOn[{index}]", f"unknown item '{item}'"))
         if http.host_selection is not None:
             _host_selection(out, at, http.host_selection)
@@ -293,112 +235,6 @@ KIND = register(
 
 
 # --- Envoy ---------------------------------------------------------------------------------
-
-
-def _header_matcher(target: route_components_pb2.HeaderMatcher, header: HeaderMatch) -> None:
-    target.name = header.name
-    kind = header.type or "Exact"
-    value = header.value or ""
-    if kind == "RegularExpression":
-        target.string_match.safe_regex.regex = value
-    elif kind == "Prefix":
-        target.string_match.prefix = value
-    elif kind == "Exact":
-        target.string_match.exact = value
-    elif kind == "Present":
-        target.present_match = True
-    elif kind == "Absent":
-        target.present_match = False
-
-
-def _common(policy: route_components_pb2.RetryPolicy, conf: Http | Grpc) -> None:
-    if conf.per_try_timeout is not None:
-        set_duration(policy.per_try_timeout, nanoseconds(conf.per_try_timeout) or 0)
-    if conf.num_retries is not None:
-        policy.num_retries.value = conf.num_retries
-        policy.num_retries.SetInParent()
-    if conf.back_off is not None:
-        policy.retry_back_off.SetInParent()
-        if conf.back_off.base_interval is not None:
-            set_duration(
-                policy.retry_back_off.base_interval, nanoseconds(conf.back_off.base_interval) or 0
-            )
-        if conf.back_off.max_interval is not None:
-            set_duration(
-                policy.retry_back_off.max_interval, nanoseconds(conf.back_off.max_interval) or 0
-            )
-    limited = conf.rate_limited_back_off
-    if limited is not None:
-        target = policy.rate_limited_retry_back_off
-        target.SetInParent()
-        for header in limited.reset_headers or ():
-            target.reset_headers.add(name=header.name, format=_RESET_FORMATS[header.format])
-        if limited.max_interval is not None:
-            set_duration(target.max_interval, nanoseconds(limited.max_interval) or 0)
-
-
-def http_retry_policy(conf: Http) -> route_components_pb2.RetryPolicy:
-    """Kuma's genHttpRetryPolicy."""
-    policy = route_components_pb2.RetryPolicy(retry_on=HTTP_RETRY_ON_DEFAULT)
-    _common(policy, conf)
-    retry_on: list[str] = []
-    methods: list[str] = []
-    codes: list[int] = []
-    for item in (str(i) for i in conf.retry_on or ()):
-        if _is_status_code(item):
-            codes.append(int(item))
-        elif item.startswith(HTTP_METHOD_PREFIX):
-            methods.append(HTTP_RETRY_ON[item])
-        else:
-            retry_on.append(HTTP_RETRY_ON[item])
-    if retry_on:
-        policy.retry_on = ",".join(retry_on)
-    if codes:
-        policy.retriable_status_codes.extend(codes)
-        if RETRIABLE_STATUS_CODES not in policy.retry_on.split(","):
-            policy.retry_on = f"{policy.retry_on},{RETRIABLE_STATUS_CODES}"
-    for method in methods:
-        matcher = policy.retriable_request_headers.add(name=":method")
-        matcher.string_match.exact = method
-    for header in conf.retriable_request_headers or ():
-        _header_matcher(policy.retriable_request_headers.add(), header)
-    for header in conf.retriable_response_headers or ():
-        _header_matcher(policy.retriable_headers.add(), header)
-    _host_selection_predicates(policy, conf.host_selection or ())
-    if conf.host_selection_max_attempts is not None:
-        policy.host_selection_retry_max_attempts = conf.host_selection_max_attempts
-    return policy
-
-
-def _host_selection_predicates(
-    policy: route_components_pb2.RetryPolicy, predicates: tuple[Predicate, ...]
-) -> None:
-    """Kuma's configureHostSelectionPredicates: host predicates in order, the last
-    OmitPreviousPriorities as the retry priority."""
-    for predicate in predicates:
-        if predicate.predicate == "OmitPreviousHosts":
-            added = policy.retry_host_predicate.add(name=PREVIOUS_HOSTS)
-            added.typed_config.Pack(previous_hosts_pb2.PreviousHostsPredicate())
-        elif predicate.predicate == "OmitHostsWithTags":
-            config = omit_host_metadata_pb2.OmitHostMetadataConfig()
-            config.metadata_match.filter_metadata["envoy.lb"].update(predicate.tags or {})
-            added = policy.retry_host_predicate.add(name=OMIT_HOST_METADATA)
-            added.typed_config.Pack(config)
-        elif predicate.predicate == "OmitPreviousPriorities":
-            priorities = previous_priorities_pb2.PreviousPrioritiesConfig(
-                update_frequency=predicate.update_frequency
-            )
-            policy.retry_priority.name = PREVIOUS_PRIORITIES
-            policy.retry_priority.typed_config.Pack(priorities)
-
-
-def grpc_retry_policy(conf: Grpc) -> route_components_pb2.RetryPolicy:
-    """Kuma's genGrpcRetryPolicy."""
-    policy = route_components_pb2.RetryPolicy(retry_on=GRPC_RETRY_ON_DEFAULT)
-    _common(policy, conf)
-    if conf.retry_on:
-        policy.retry_on = ",".join(GRPC_RETRY_ON[str(item)] for item in conf.retry_on)
-    return policy
 
 
 # One RetryPolicy per distinct conf (the confs are frozen, compared by value), not one per
@@ -447,60 +283,3 @@ class MeshRetryPlugin(PolicyPlugin):
 
 
 PLUGIN = register_plugin(MeshRetryPlugin())
-
-
-# --- the builtin gateway (Kuma's applyToGateway: its Configurer on the port's ``to`` rules) ---
-
-
-class MeshRetryGateway(GatewayPlugin):
-    kind = KIND
-
-    def listener(
-        self,
-        listener: listener_pb2.Listener,
-        policies: KindPolicies,
-        port: InboundKey,
-        protocol: str,
-    ) -> None:
-        # HTTP(S) ports route by RDS: their retries are set on the route configurations.
-        rules = listener_rules(policies, port)
-        if rules is None or protocol in HTTP_LISTENERS or not listener.filter_chains:
-            return
-        conf: Conf | None = policies.conf(rules.compute({}))
-        if conf is None or conf.tcp is None or conf.tcp.max_connect_attempt is None:
-            return
-        attempts = conf.tcp.max_connect_attempt
-
-        def tcp(proxy: Any) -> None:
-            proxy.max_connect_attempts.value = attempts
-            proxy.max_connect_attempts.SetInParent()
-
-        update_tcp_proxy(listener.filter_chains[0], tcp)  # Kuma configures the first chain only
-
-    def route_configuration(
-        self,
-        config: route_pb2.RouteConfiguration,
-        policies: KindPolicies,
-        port: InboundKey,
-        services: Sequence[str],
-    ) -> None:
-        rules = listener_rules(policies, port)
-        if rules is None:
-            return
-        common = _gateway_policy(policies.conf(rules.compute({})))
-        for host in config.virtual_hosts:
-            for route in host.routes:
-                policy = _gateway_policy(policies.conf(rules.compute(route_element(route))))
-                policy = policy or common
-                if policy is not None and route.HasField("route"):
-                    route.route.retry_policy.CopyFrom(policy)
-
-
-def _gateway_policy(conf: Conf | None) -> route_components_pb2.RetryPolicy | None:
-    # A gateway forwards as HTTP (Kuma's Configurer with ProtocolHTTP): the http section only.
-    if conf is None or conf.http is None:
-        return None
-    return http_retry_policy(conf.http)
-
-
-register_gateway_plugin(MeshRetryGateway())
