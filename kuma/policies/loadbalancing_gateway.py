@@ -14,15 +14,14 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.route.v3 import route_pb2
 
 from .gateway import GatewayPlugin, Reach, listener_rules, register_gateway_plugin
-from .matching import InboundKey, KindPolicies
-from .meshloadbalancingstrategy import (
-    KIND,
-    Conf,
+from .loadbalancing_envoy import (
     configure_cluster,
     hash_policies,
     route_hash_policy,
     uses_locality_weights,
 )
+from .matching import InboundKey, KindPolicies
+from .meshloadbalancingstrategy import KIND, Conf
 from .plugin import service_element
 
 

@@ -53,8 +53,9 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from kuma.resources import Dataplane
 from kuma.resources.model import ZONE_TAG
 
+from .loadbalancing_envoy import decimal_of
 from .matching import ProxyPolicies
-from .meshloadbalancingstrategy import KIND, Conf, LocalityAwareness, _decimal
+from .meshloadbalancingstrategy import KIND, Conf, LocalityAwareness
 from .plugin import service_element
 
 LB_METADATA_KEY = "envoy.lb"
@@ -207,7 +208,7 @@ def _rebuilt(
             cross.append(CrossZoneGroup(kind, zones or frozenset(), index + 1))
         threshold = locality.cross_zone.failover_threshold
         if threshold is not None and threshold.percentage is not None:
-            value = _decimal(threshold.percentage)
+            value = decimal_of(threshold.percentage)
             if value is not None and value != 0:
                 # Go: uint32(100 / float) * 100 (the quotient truncated first).
                 overprovisioning = int(Decimal(100) / value) * 100
