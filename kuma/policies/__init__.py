@@ -26,7 +26,7 @@ from . import (
     retry_gateway,
 )
 from .defaults import default_policies
-from .matching import EMPTY, KindPolicies, ProxyPolicies, resolve, selects
+from .matching import EMPTY, KindPolicies, ProxyPolicies, resolve
 from .plugin import (
     PLUGINS,
     OutboundFingerprint,
@@ -38,6 +38,7 @@ from .plugin import (
     own_clusters,
     plan_outbound,
 )
+from .selection import selects
 
 __all__ = [
     "EMPTY",

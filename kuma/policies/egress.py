@@ -40,19 +40,11 @@ from envoy.config.listener.v3 import listener_components_pb2
 from kuma.resources.model import SERVICE_TAG, Policy, TargetRef
 from kuma.resources.policy import POLICY_KINDS, PolicyKind
 
-from .matching import (
-    EMPTY,
-    InboundKey,
-    KindPolicies,
-    ProxyPolicies,
-    _as_item,
-    _matches,
-    _rules,
-    _selector,
-)
+from .matching import EMPTY, InboundKey, KindPolicies, ProxyPolicies, _as_item, _rules
 from .matching import ordered as kuma_order
 from .plugin import PLUGINS, PolicyPlugin
 from .rules import Item, Rules, build_rules
+from .selection import selector_of, tags_match
 
 #: The egress's one "inbound" under which its from-rules are keyed (Kuma: the empty key).
 EGRESS_INBOUND: InboundKey = ("", 0)
@@ -82,8 +74,8 @@ def egress_kinds() -> frozenset[str]:
 def selects_service(ref: TargetRef, tags: Mapping[str, str]) -> bool:
     """Kuma's ``serviceSelectedByTargetRef``: whether ``ref`` selects an external service
     with ``tags`` at the egress."""
-    selector = _selector(ref)
-    return selector is not None and _matches(selector, tags)
+    selector = selector_of(ref)
+    return selector is not None and tags_match(selector, tags)
 
 
 def service_tags(service: str) -> dict[str, str]:
