@@ -16,5 +16,9 @@ import orjson
 
 def dumps(document: Any, *, sort_keys: bool = False) -> bytes:
     """``orjson.dumps(document)`` (keys sorted if asked), in an exact-size bytes object."""
-    encoded = orjson.dumps(document, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+    return exact(orjson.dumps(document, option=orjson.OPT_SORT_KEYS if sort_keys else 0))
+
+
+def exact(encoded: bytes) -> bytes:
+    """``encoded`` (orjson's result) copied into a bytes object of its own size, to be kept."""
     return memoryview(encoded).tobytes()

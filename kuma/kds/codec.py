@@ -64,16 +64,14 @@ def key_of(url: str, name: str) -> ResourceKey:
 
 
 def canonical(resource: Resource) -> bytes:
-    # Kept as the body of every resource offered over KDS: exact-size bytes.
-    return jsonbytes.dumps(to_document(resource), sort_keys=True)
-
-
-def version_of(resource: Resource) -> str:
-    return content_version(canonical(resource))
+    """The resource's canonical JSON (keys sorted): what travels, and what two copies of a
+    resource are compared by."""
+    return orjson.dumps(to_document(resource), option=orjson.OPT_SORT_KEYS)
 
 
 def encode(resource: Resource) -> VersionedResource:
-    body = canonical(resource)
+    # Kept as the body of the resource offered over KDS: exact-size bytes (kuma/jsonbytes.py).
+    body = jsonbytes.exact(canonical(resource))
     return VersionedResource(
         type_url=type_url(resource.TYPE),
         name=wire_name(ResourceKey.of(resource)),

@@ -94,11 +94,6 @@ class SharedPortServer(Server):
         self._tls = tls
         self._undecided: set[PeekingProtocol] = set()
 
-    @property
-    def encrypted(self) -> bool:
-        """Whether connections are TLS (this server's own layer, .tls)."""
-        return self._tls is not None
-
     # grpclib declares H2Protocol; asyncio only needs a protocol, which is what this returns.
     def _protocol_factory(self) -> asyncio.BaseProtocol:  # type: ignore[override]
         peeking = PeekingProtocol(super()._protocol_factory, self._http1, self._undecided)

@@ -376,7 +376,6 @@ class _Session:
             self._observer.on_response(
                 self._node_id, response.type_url, len(response.resources), response.nonce
             )
-            del response
             if since is not None:
                 if self._propagation is not None:
                     self._propagation.on_change_delivered(self._node_id, since)
