@@ -20,6 +20,7 @@ from typing import Any
 
 from grpclib.server import Server
 
+from .admission import Admission
 from .tls import TlsServerProtocol
 
 #: What every HTTP/2 client sends first (RFC 9113, 3.4).
@@ -32,11 +33,18 @@ class PeekingProtocol(asyncio.Protocol):
     """Holds a new connection until its first bytes pick the protocol that serves it."""
 
     def __init__(
-        self, http2: ProtocolFactory, http1: ProtocolFactory, undecided: set[PeekingProtocol]
+        self,
+        http2: ProtocolFactory,
+        http1: ProtocolFactory,
+        undecided: set[PeekingProtocol],
+        release: Callable[[], None] | None = None,
     ) -> None:
         self._http2 = http2
         self._http1 = http1
         self._undecided = undecided
+        #: Gives the connection's admission place back (.admission): an HTTP/1 request needs
+        #: none, and a connection lost before its choice has no use for it.
+        self._release = release
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
 
@@ -58,6 +66,8 @@ class PeekingProtocol(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         self._undecided.discard(self)
+        if factory is self._http1 and self._release is not None:
+            self._release()
         protocol = factory()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -70,6 +80,8 @@ class PeekingProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._undecided.discard(self)
+        if self._release is not None:
+            self._release()
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -87,21 +99,35 @@ class SharedPortServer(Server):
     """
 
     def __init__(
-        self, handlers: Collection[Any], http1: ProtocolFactory, tls: SSLContext | None = None
+        self,
+        handlers: Collection[Any],
+        http1: ProtocolFactory,
+        tls: SSLContext | None = None,
+        admission: Admission | None = None,
     ) -> None:
         super().__init__(handlers)
         self._http1 = http1
         self._tls = tls
+        self._admission = admission
         self._undecided: set[PeekingProtocol] = set()
 
     # grpclib declares H2Protocol; asyncio only needs a protocol, which is what this returns.
     def _protocol_factory(self) -> asyncio.BaseProtocol:  # type: ignore[override]
-        peeking = PeekingProtocol(super()._protocol_factory, self._http1, self._undecided)
+        if self._admission is None:
+            return self._connection(None)
+        return self._admission.protocol(self._connection)
+
+    def _connection(self, release: Callable[[], None] | None) -> asyncio.BaseProtocol:
+        """The protocols serving one connection; ``release`` gives its admission place back."""
+        peeking = PeekingProtocol(super()._protocol_factory, self._http1, self._undecided, release)
         if self._tls is None:
             return peeking
-        return TlsServerProtocol(self._tls, peeking)
+        # TLS sees every end of the connection (a failed handshake too).
+        return TlsServerProtocol(self._tls, peeking, on_lost=release)
 
     def close(self) -> None:
         super().close()
+        if self._admission is not None:
+            self._admission.abort_waiting()
         for protocol in list(self._undecided):
             protocol.abort()

@@ -12,6 +12,7 @@ from grpclib.server import Server
 
 from kuma.xds.source import ConfigSource
 
+from .admission import Admission
 from .authn import StreamAuthenticator
 from .delta import DeltaProtocol
 from .demux import ProtocolFactory, SharedPortServer
@@ -37,8 +38,10 @@ class AdsServer(AggregatedDiscoveryServiceBase):
         *,
         waiting_per_connection: int = MAX_WAITING_PER_CONNECTION,
         authenticator: StreamAuthenticator | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._source = source
+        self._admission = admission
         self._authenticator = authenticator
         self._observer: StreamObserver = observer if observer is not None else NoopObserver()
         self._lifecycle = lifecycle
@@ -48,31 +51,46 @@ class AdsServer(AggregatedDiscoveryServiceBase):
         )
         self._stream_ids = itertools.count(1)
 
+    def _settled(self, stream: ServerStream) -> None:
+        """The stream's connection is set up: its admission place goes to the next one."""
+        if self._admission is not None:
+            self._admission.settled(stream.peer.addr())
+
     async def DeltaAggregatedResources(self, stream: ServerStream) -> None:
-        await run_stream(
-            stream,
-            DeltaProtocol(),
-            flavour="delta",
-            source=self._source,
-            observer=self._observer,
-            stream_id=next(self._stream_ids),
-            lifecycle=self._lifecycle,
-            waiting=self.waiting,
-            authenticator=self._authenticator,
-        )
+        try:
+            await run_stream(
+                stream,
+                DeltaProtocol(),
+                flavour="delta",
+                source=self._source,
+                observer=self._observer,
+                stream_id=next(self._stream_ids),
+                lifecycle=self._lifecycle,
+                waiting=self.waiting,
+                authenticator=self._authenticator,
+                settled=self._settled,
+            )
+        finally:
+            # A stream refused or ended before its proxy was assembled: its place too.
+            self._settled(stream)
 
     async def StreamAggregatedResources(self, stream: ServerStream) -> None:
-        await run_stream(
-            stream,
-            SotwProtocol(),
-            flavour="sotw",
-            source=self._source,
-            observer=self._observer,
-            stream_id=next(self._stream_ids),
-            lifecycle=self._lifecycle,
-            waiting=self.waiting,
-            authenticator=self._authenticator,
-        )
+        try:
+            await run_stream(
+                stream,
+                SotwProtocol(),
+                flavour="sotw",
+                source=self._source,
+                observer=self._observer,
+                stream_id=next(self._stream_ids),
+                lifecycle=self._lifecycle,
+                waiting=self.waiting,
+                authenticator=self._authenticator,
+                settled=self._settled,
+            )
+        finally:
+            # A stream refused or ended before its proxy was assembled: its place too.
+            self._settled(stream)
 
 
 async def serve(
@@ -85,6 +103,7 @@ async def serve(
     authenticator: StreamAuthenticator | None = None,
     http1: ProtocolFactory | None = None,
     ssl: SSLContext | None = None,
+    admission: Admission | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ADS on ``host:port`` until cancelled; ``task_status.started`` gets the bound port.
@@ -93,13 +112,19 @@ async def serve(
     cancelled, and this returns once they have all ended. With ``http1``, connections that do
     not open with the HTTP/2 preface go to that protocol factory instead (:mod:`.demux`).
     With ``ssl`` every connection is TLS first; the demultiplexing then reads the decrypted
-    bytes, so ADS and ``/bootstrap`` still share the port.
+    bytes, so ADS and ``/bootstrap`` still share the port. The shared port admits new
+    connections through ``admission`` (:mod:`.admission`; by default its own, with the
+    default limit), so that a storm of them is served in arrival order.
     """
-    handlers = [AdsServer(source, observer, lifecycle, authenticator=authenticator)]
+    if http1 is not None and admission is None:
+        admission = Admission()
+    handlers = [
+        AdsServer(source, observer, lifecycle, authenticator=authenticator, admission=admission)
+    ]
     if http1 is None:
         server, asyncio_tls = Server(handlers), ssl
     else:
-        server, asyncio_tls = SharedPortServer(handlers, http1, tls=ssl), None
+        server, asyncio_tls = SharedPortServer(handlers, http1, tls=ssl, admission=admission), None
     encrypted = ssl is not None
     async with listening(
         server, host, port, asyncio_tls, what="ADS server", encrypted=encrypted

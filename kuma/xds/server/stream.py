@@ -22,7 +22,7 @@ per stream) while the stream goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NoReturn, Protocol
 
@@ -87,8 +87,10 @@ async def run_stream(
     lifecycle: StreamLifecycle | None = None,
     waiting: WaitingStreams | None = None,
     authenticator: StreamAuthenticator | None = None,
+    settled: Callable[[ServerStream], None] | None = None,
 ) -> None:
-    """Serve one ADS stream until the client ends it, breaks the protocol, or is cancelled."""
+    """Serve one ADS stream until the client ends it, breaks the protocol, or is cancelled.
+    ``settled`` hears when the proxy's configuration is assembled (.admission)."""
     try:
         first = await _receive(stream)
         if first is None:
@@ -121,6 +123,8 @@ async def run_stream(
             metadata = proxy_metadata(first.node)
             del first
             async with source.watch_proxy(node_id, metadata) as watch:
+                if settled is not None:
+                    settled(stream)
                 with _wait_ticket(waiting, stream, node_id, flavour, known=watch.known) as ticket:
                     session = _Session(stream, state, watch, observer, node_id, types, ticket)
                     if reply is not None:

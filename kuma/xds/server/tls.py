@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,13 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
         context: ssl.SSLContext,
         app: asyncio.Protocol,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._context = context
         self._app = app
         self._handshake_timeout = handshake_timeout
+        #: Told when the connection ends, however (a failed handshake included).
+        self._on_lost = on_lost
         self._raw: asyncio.Transport | None = None
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -104,6 +108,8 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
         self._tls = None
         if app_transport is not None:
             self._app.connection_lost(exc)
+        if self._on_lost is not None:
+            self._on_lost()
 
     def pause_writing(self) -> None:
         if self._app_transport is not None:

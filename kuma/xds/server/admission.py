@@ -1,0 +1,173 @@
+"""Admission control for the dp server's new connections: at most ``limit`` connections at a
+time are being set up (TLS handshake, HTTP/2 preface, first request, authentication, the
+proxy's first assembly); the others wait, unread, in arrival order.
+
+Why: when thousands of proxies connect at once (a control-plane restart, a network blip) the
+event loop steps every connection's setup in lockstep, each step of one behind the same step
+of all the others, so even the first proxy is answered only once nearly all are set up: 40 s
+of 65 at 10,000 sidecars with TLS (benchmarks/RESULTS.md, "mass reconnect"). Bounded, the
+connections are set up in arrival order and the first is answered at once; the total work is
+the same.
+
+A place is held from admission until the connection's first ADS stream has its proxy's
+configuration assembled (:meth:`Admission.settled`, called by the stream), its protocol turned
+out to be HTTP/1 (kuma-dp's bootstrap), or it is lost. Bounding only the handshake is not
+enough (tried, benchmarks/RESULTS.md): every admitted connection's HTTP/2 setup and first
+request then pile up behind the others just the same.
+
+A place is also given back after ``hold`` seconds whatever the connection does (its setup goes
+on, uncounted), so a client that connects and says nothing, or a slow one, delays the others
+by at most that long.
+
+A held connection is already accepted (the kernel completes TCP by itself): it costs a socket
+and this small protocol, and its client's first bytes wait in the socket buffer. Its reading
+is paused, so the event loop does nothing for it until its turn; a client that went away
+meanwhile is found closed then and frees its place at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Hashable
+
+#: Connections being set up at once. Enough to keep the event loop busy while clients answer
+#: (a handshake and the first request are round trips), few enough that the first admitted
+#: are answered within a fraction of a second (a connection's setup is a few milliseconds).
+DEFAULT_LIMIT = 64
+
+#: Seconds an admitted connection holds its place at most.
+DEFAULT_HOLD = 1.0
+
+#: Builds the protocol that serves an admitted connection; it calls ``release`` once the
+#: connection is lost or chose a protocol that needs no place (HTTP/1).
+ConnectionFactory = Callable[[Callable[[], None]], asyncio.BaseProtocol]
+
+
+class Admission:
+    """The places of one server's connections being set up, and the queue waiting for one."""
+
+    def __init__(self, limit: int = DEFAULT_LIMIT, hold: float = DEFAULT_HOLD) -> None:
+        if limit < 1:
+            raise ValueError(f"the admission limit must be at least 1, not {limit}")
+        if hold <= 0:
+            raise ValueError(f"the admission hold must be positive, not {hold}")
+        self.limit = limit
+        self.hold = hold
+        #: Connections admitted and not yet settled.
+        self.active = 0
+        self._queue: deque[HeldConnection] = deque()
+        #: The place of each admitted connection, by its peer address (what a stream knows).
+        self._by_peer: dict[Hashable, _Place] = {}
+
+    @property
+    def waiting(self) -> int:
+        """Connections accepted and waiting for a place (some may have gone away meanwhile)."""
+        return len(self._queue)
+
+    def protocol(self, factory: ConnectionFactory) -> HeldConnection:
+        """The protocol for a newly accepted connection: ``factory``'s, once admitted."""
+        return HeldConnection(self, factory)
+
+    def settled(self, peer: Hashable) -> None:
+        """The connection from ``peer`` is set up: its place goes to the next one waiting.
+        Idempotent; a connection that holds no place (settled, timed out) is ignored."""
+        place = self._by_peer.get(peer)
+        if place is not None:
+            place.release()
+
+    def abort_waiting(self) -> None:
+        """Abort every connection still waiting (the server is closing)."""
+        while self._queue:
+            self._queue.popleft().abort()
+
+    def _enter(self, connection: HeldConnection) -> None:
+        if self.active < self.limit:
+            self._admit(connection)
+        else:
+            self._queue.append(connection)
+
+    def _admit(self, connection: HeldConnection) -> None:
+        self.active += 1
+        place = _Place(self, connection.peer)
+        if connection.peer is not None:
+            # A peer address is unique among open connections; a stale entry of a connection
+            # that is gone is replaced.
+            self._by_peer[connection.peer] = place
+        place.timer = asyncio.get_running_loop().call_later(self.hold, place.release)
+        connection.admitted(place.release)
+
+    def _released(self, place: _Place) -> None:
+        if self._by_peer.get(place.peer) is place:
+            del self._by_peer[place.peer]
+        self.active -= 1
+        while self._queue and self.active < self.limit:
+            connection = self._queue.popleft()
+            if not connection.lost:
+                self._admit(connection)
+
+
+class _Place:
+    __slots__ = ("_admission", "peer", "released", "timer")
+
+    def __init__(self, admission: Admission, peer: Hashable) -> None:
+        self._admission = admission
+        self.peer = peer
+        self.released = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._admission._released(self)
+
+
+class HeldConnection(asyncio.Protocol):
+    """A new connection until admitted: reading paused; then handed for good to the protocol
+    its factory builds (``transport.set_protocol``, as the port demultiplexer does), which
+    gets ``connection_made`` as if it had accepted the connection itself."""
+
+    __slots__ = ("_admission", "_factory", "_transport", "lost", "peer")
+
+    def __init__(self, admission: Admission, factory: ConnectionFactory) -> None:
+        self._admission = admission
+        self._factory = factory
+        self._transport: asyncio.Transport | None = None
+        self.peer: Hashable = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = tuple(peer) if isinstance(peer, list) else peer
+        # Paused before the loop first watches the socket: nothing is read until admitted.
+        transport.pause_reading()
+        self._admission._enter(self)
+
+    def admitted(self, release: Callable[[], None]) -> None:
+        transport = self._transport
+        assert transport is not None
+        protocol = self._factory(release)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
+        raise AssertionError("a held connection is not read")
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Only while held (once admitted the connection is another protocol's): its turn, when
+        # it comes, is skipped.
+        self.lost = True
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
