@@ -23,14 +23,20 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 
 import anyio
 import anyio.lowlevel
 import msgspec
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+
+from kuma.xds.generate import types
+from kuma.xds.generate.tls import identity_secret
+from kuma.xds.snapshot import VersionedResource, versioned
 
 from .authority import MeshCa
-from .issuer import Identity, WorkloadKeyType, issue
+from .issuer import WorkloadKeyType, identity_sans, issue
 from .schedule import RotationSchedule, rotation_time
 
 log = logging.getLogger("kuma.mtls.identities")
@@ -38,7 +44,7 @@ log = logging.getLogger("kuma.mtls.identities")
 TagSet = tuple[tuple[str, tuple[str, ...]], ...]
 
 
-class Need(msgspec.Struct, frozen=True):
+class Need(msgspec.Struct, frozen=True, weakref=True):
     """What a proxy's certificate must say: its mesh and its tags (Kuma's MultiValueTagSet,
     sorted)."""
 
@@ -47,13 +53,34 @@ class Need(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, mesh: str, tags: Mapping[str, Iterable[str]]) -> Need:
-        return cls(mesh, tuple((k, tuple(sorted(set(tags[k])))) for k in sorted(tags)))
+        """The shared Need for these tags: the instances of a service usually carry the same
+        tags, and every Dataplane's Need is kept (one object per tag set, not per proxy)."""
+        need = cls(mesh, tuple((k, tuple(sorted(set(tags[k])))) for k in sorted(tags)))
+        key = (need.mesh, need.tags)
+        shared = _NEEDS.get(key)
+        if shared is not None:
+            return shared
+        _NEEDS[key] = need
+        return need
+
+
+#: (mesh, tags) → the live Need with them (entries go with the last Need holding them; a key
+#: holds the Need's own strings and tuples, so it costs no copy).
+_NEEDS: weakref.WeakValueDictionary[tuple[str, TagSet], Need] = weakref.WeakValueDictionary()
 
 
 class Issued(msgspec.Struct, frozen=True):
-    """A proxy's current certificate and how it came to be."""
+    """A proxy's current certificate and how it came to be.
 
-    identity: Identity
+    The certificate and key are kept only as the serialized identity Secret SDS serves (one
+    copy, ~1 KB): no PEM copies, no key or certificate objects (10,000 proxies hold 10,000 of
+    these)."""
+
+    #: ``identity_cert:secret:<mesh>``: the certificate chain and private key (secret: never
+    #: log or show its body).
+    secret: VersionedResource
+    #: The certificate's notAfter (Unix seconds).
+    not_after: float
     need: Need
     ca: MeshCa
     #: Wall-clock time of issue, and how many certificates this proxy had before this one
@@ -61,10 +88,28 @@ class Issued(msgspec.Struct, frozen=True):
     issued_at: float
     generation: int
     rotate_at: float
+    #: Since when (``time.monotonic()``) the proxy holds certificates of this CA: rotations
+    #: keep it, a new CA restarts it (PERMISSIVE TLS readiness, ``MtlsService``).
+    held_since: float
 
     @property
     def backend(self) -> str:
         return self.ca.backend.name
+
+    @property
+    def sans(self) -> tuple[str, ...]:
+        """The certificate's URI SANs (derived from the need, as they were issued)."""
+        return identity_sans(self.need.mesh, dict(self.need.tags))
+
+    @property
+    def cert_pem(self) -> bytes:
+        """The certificate (PEM), read back from the Secret (tests, diagnostics)."""
+        secret = secret_pb2.Secret.FromString(self.secret.body)
+        pem: bytes = secret.tls_certificate.certificate_chain.inline_bytes
+        return pem
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Issued(sans={self.sans!r}, not_after={self.not_after!r})"
 
 
 class Identities:
@@ -228,15 +273,23 @@ class Identities:
         identity = issue(
             ca.authority, need.mesh, dict(need.tags), lifetime, now=now, key_type=self._key_type
         )
+        message = identity_secret(need.mesh, identity.cert_pem, identity.key_pem)
         previous = self._issued.get(node_id)
+        held_since = (
+            previous.held_since
+            if previous is not None and previous.ca is ca and previous.need.mesh == need.mesh
+            else time.monotonic()
+        )
         rotate_at = rotation_time(now, lifetime, self._rng)
         self._issued[node_id] = Issued(
-            identity,
+            versioned(types.SECRET, message.name, message),
+            identity.not_after,
             need,
             ca,
             issued_at=now,
             generation=0 if previous is None else previous.generation + 1,
             rotate_at=rotate_at,
+            held_since=held_since,
         )
         self._schedule.schedule(node_id, rotate_at)
         self.issued_total += 1

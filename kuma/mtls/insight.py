@@ -38,7 +38,7 @@ def mtls_section(identities: Identities, node_id: str) -> dict[str, Any] | None:
     if issued is None:
         return None
     section: dict[str, Any] = {
-        "certificateExpirationTime": timestamp(issued.identity.not_after),
+        "certificateExpirationTime": timestamp(issued.not_after),
         "lastCertificateRegeneration": timestamp(issued.issued_at),
         "issuedBackend": issued.backend,
         "supportedBackends": [issued.backend],

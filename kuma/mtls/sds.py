@@ -14,14 +14,14 @@ from contextlib import asynccontextmanager
 
 from kuma.resources.model import SERVICE_TAG
 from kuma.xds.generate import types
-from kuma.xds.generate.tls import identity_secret, mesh_ca_secret
+from kuma.xds.generate.tls import mesh_ca_secret
 from kuma.xds.generate.via_egress import ZONE_EGRESS_SERVICE
 from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.secrets import SecretWatchBase
 from kuma.xds.snapshot import VersionedResource, versioned
 
 from .authority import MeshCa
-from .identities import Identities, Issued, Need
+from .identities import Identities, Need
 
 _NONE: Mapping[str, VersionedResource] = {}
 
@@ -62,8 +62,9 @@ class MtlsSecretSource:
         self._watches: dict[str, list[SecretWatch]] = {}
         #: node id → the Secret names last served (so removals are announced too).
         self._served: dict[str, frozenset[str]] = {}
+        #: One frozenset per distinct set of names (a mesh's proxies all have the same two).
+        self._name_sets: dict[frozenset[str], frozenset[str]] = {}
         self._ca_resources: dict[str, tuple[MeshCa, VersionedResource]] = {}
-        self._identity_resources: dict[str, tuple[Issued, VersionedResource]] = {}
         identities.on_change = self.changed
         #: Node ids (``.<name>``) of the stored ZoneEgresses (``MtlsService`` keeps them).
         self.zone_egresses: set[str] = set()
@@ -88,10 +89,8 @@ class MtlsSecretSource:
             if not watches:
                 self._watches.pop(node_id, None)
                 self._served.pop(node_id, None)
-                self._identity_resources.pop(node_id, None)
                 self.identities.forget(node_id)
                 for key in self._egress_keys.pop(node_id, set()):
-                    self._identity_resources.pop(key, None)
                     self.identities.forget(key)
 
     def connected(self, node_id: str) -> bool:
@@ -116,7 +115,6 @@ class MtlsSecretSource:
                 )
         for key in self._egress_keys.get(node_id, set()) - set(wanted):
             self.identities.forget(key)
-            self._identity_resources.pop(key, None)
         for key, need in wanted.items():
             self.identities.set_need(key, need)
         if wanted:
@@ -147,7 +145,7 @@ class MtlsSecretSource:
         ca = self.identities.ca(mesh)
         if ca is None:
             return _NONE
-        identity = self._identity_resource(node_id, issued)
+        identity = issued.secret
         roots = self._ca_resource(mesh, ca)
         return {identity.name: identity, roots.name: roots}
 
@@ -158,22 +156,17 @@ class MtlsSecretSource:
             watches = self._watches.get(node_id)
             if not watches:
                 continue
-            names = frozenset(self.secrets_of(node_id))
+            names = self._name_set(frozenset(self.secrets_of(node_id)))
             marked = names | self._served.get(node_id, frozenset())
             self._served[node_id] = names
             for watch in watches:
                 watch.mark(marked)
 
-    def _identity_resource(self, node_id: str, issued: Issued) -> VersionedResource:
-        cached = self._identity_resources.get(node_id)
-        if cached is not None and cached[0] is issued:
-            return cached[1]
-        identity = issued.identity
-        message = identity_secret(issued.need.mesh, identity.cert_pem, identity.key_pem)
-        resource = versioned(types.SECRET, message.name, message)
-        if node_id in self._watches:
-            self._identity_resources[node_id] = (issued, resource)
-        return resource
+    def _name_set(self, names: frozenset[str]) -> frozenset[str]:
+        shared = self._name_sets.setdefault(names, names)
+        if len(self._name_sets) > 1024:  # bounded: sets of names of meshes long gone
+            self._name_sets.clear()
+        return shared
 
     def _ca_resource(self, mesh: str, ca: MeshCa) -> VersionedResource:
         cached = self._ca_resources.get(mesh)

@@ -76,8 +76,6 @@ class MtlsService:
         #: needed the moment its proxy connects).
         self._needs: dict[str, Need] = {}
         self._grace = readiness_grace
-        #: node id → (the CA, since when (monotonic) the proxy holds a certificate of it).
-        self._current_since: dict[str, tuple[MeshCa, float]] = {}
         #: (due (monotonic), mesh, services): readiness to re-check once the grace is over.
         self._due: list[tuple[float, str, set[str]]] = []
         self._due_added = anyio.Event()
@@ -90,21 +88,12 @@ class MtlsService:
         if not self.identities.is_current(node_id):
             return False
         issued = self.identities.issued(node_id)
-        since = self._current_since.get(node_id)
-        if issued is None or since is None or since[0] is not issued.ca:
-            return False
-        return time.monotonic() - since[1] >= self._grace
+        return issued is not None and time.monotonic() - issued.held_since >= self._grace
 
     def _identities_changed(self, nodes: Iterable[str]) -> None:
         nodes = list(nodes)
         self.source.changed(nodes)
         now = time.monotonic()
-        for node_id in nodes:
-            issued = self.identities.issued(node_id)
-            if issued is None:
-                self._current_since.pop(node_id, None)
-            elif self._current_since.get(node_id, (None,))[0] is not issued.ca:
-                self._current_since[node_id] = (issued.ca, now)
         if self.on_readiness is None:
             return
         touched: dict[str, set[str]] = {}

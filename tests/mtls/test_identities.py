@@ -87,7 +87,7 @@ def test_issue_on_need_and_ca(authority: CertificateAuthority) -> None:
     assert ids.issue_pending() == ["default.web-1"]
     issued = ids.issued("default.web-1")
     assert issued is not None
-    assert issued.identity.sans[0] == "spiffe://default/web"
+    assert issued.sans[0] == "spiffe://default/web"
     assert issued.backend == "ca"
     assert 0.7 * 3600 <= issued.rotate_at - issued.issued_at <= 0.8 * 3600
     # Same need again: nothing to do.
@@ -100,7 +100,7 @@ def test_issue_on_need_and_ca(authority: CertificateAuthority) -> None:
     second = ids.issued("default.web-1")
     assert second is not None
     assert second.generation == 1
-    assert second.identity.sans == ("spiffe://default/web", "kuma://kuma.io/service/web")
+    assert second.sans == ("spiffe://default/web", "kuma://kuma.io/service/web")
 
 
 def test_rotation_from_the_heap(authority: CertificateAuthority) -> None:
@@ -122,7 +122,7 @@ def test_rotation_from_the_heap(authority: CertificateAuthority) -> None:
         new = ids.issued(node_id)
         assert new is not None
         assert old is not None
-        assert new.identity.serial != old.identity.serial
+        assert new.secret.version != old.secret.version
         assert new.generation == old.generation + 1
     assert ids.scheduled == 5
 
@@ -141,7 +141,7 @@ def test_ca_change_reissues_the_mesh_only(authority: CertificateAuthority) -> No
     issued = ids.issued("default.a")
     assert issued is not None
     assert issued.ca is new_ca
-    cert = x509.load_pem_x509_certificate(issued.identity.cert_pem)
+    cert = x509.load_pem_x509_certificate(issued.cert_pem)
     cert.verify_directly_issued_by(new_ca.authority.cert)
     ids.set_ca("default", None)  # mTLS off
     assert ids.issued("default.a") is None
