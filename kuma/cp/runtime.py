@@ -23,7 +23,7 @@ from kuma.insights import Insights, SupportsInstances, dataplane_exists, insight
 from kuma.inspect import served_config_routes
 from kuma.metrics import InstrumentedStore, Metrics, metrics_routes
 from kuma.metrics.kds import KdsTraffic
-from kuma.mtls.insight import MtlsInsights
+from kuma.mtls.insight import report_certificates
 from kuma.mtls.service import MtlsService
 from kuma.multizone import Authoring
 from kuma.store import ResourceEvent, Store, Synced, open_store
@@ -120,6 +120,8 @@ async def run_control_plane(
             observer=metrics,
             dataplane_exists=partial(dataplane_exists, store),
         )
+        # Each proxy's certificate goes into its insight (Kuma's mTLS section).
+        report_certificates(insights.tracker, mtls)
         # The GUI follows the store itself and hears the streams and the propagation times.
         gui = Gui(store, insights) if config.api_server.gui.enabled else None
         observers: list[StreamObserver] = [insights.tracker, metrics]
@@ -254,7 +256,7 @@ async def run_control_plane(
                 partial(serve_api, https=https),
                 instrumented,
                 api_settings,
-                MtlsInsights(insights, mtls.identities),
+                insights,
                 extra_routes,
             )
             log.info(

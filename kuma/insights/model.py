@@ -52,6 +52,17 @@ class SubscriptionStatus(msgspec.Struct, frozen=True):
     rds: DiscoveryServiceStats = _ZERO
 
 
+class MtlsInsight(msgspec.Struct, frozen=True):
+    """Kuma's ``DataplaneInsight.MTLS``: the proxy's current workload certificate."""
+
+    certificate_expiration_time: float
+    last_certificate_regeneration: float
+    issued_backend: str
+    supported_backends: tuple[str, ...]
+    #: Certificates the insight has seen this proxy get (Kuma's ``UpdateCert`` counter).
+    certificate_regenerations: int = 0
+
+
 class DiscoverySubscription(msgspec.Struct, frozen=True):
     id: str
     control_plane_instance_id: str
@@ -59,6 +70,10 @@ class DiscoverySubscription(msgspec.Struct, frozen=True):
     disconnect_time: float | None = None
     status: SubscriptionStatus = SubscriptionStatus()
     version: Version = msgspec.field(default_factory=dict)
+    #: The certificate the serving instance holds for the proxy when this was taken (None:
+    #: none, e.g. mTLS off). Not part of Kuma's subscription: folded into the insight's
+    #: ``mTLS`` section when written (:func:`fold_mtls`), so every instance reads it.
+    mtls: MtlsInsight | None = None
 
     @property
     def online(self) -> bool:
@@ -68,6 +83,7 @@ class DiscoverySubscription(msgspec.Struct, frozen=True):
 class DataplaneInsight(msgspec.Struct, frozen=True):
     #: Oldest first; at most :data:`MAX_SUBSCRIPTIONS`, unless more are online.
     subscriptions: tuple[DiscoverySubscription, ...] = ()
+    mtls: MtlsInsight | None = None
 
     @property
     def online(self) -> bool:
@@ -96,10 +112,11 @@ def update_subscription(
     subscription through which the proxy is connected now.
     """
     existing = insight.subscriptions if insight is not None else ()
+    mtls = fold_mtls(insight.mtls if insight is not None else None, subscription)
     for index, old in enumerate(existing):
         if old.id == subscription.id:
             replaced = (*existing[:index], subscription, *existing[index + 1 :])
-            return DataplaneInsight(replaced)
+            return DataplaneInsight(replaced, mtls)
     connected = subscription.connect_time
     writer = subscription.control_plane_instance_id
     finalized = [
@@ -112,10 +129,41 @@ def update_subscription(
         for old in existing
     ]
     finalized.append(subscription)
-    return _bounded(finalized)
+    return _bounded(finalized, mtls)
 
 
-def _bounded(subscriptions: list[DiscoverySubscription]) -> DataplaneInsight:
+def fold_mtls(
+    stored: MtlsInsight | None, subscription: DiscoverySubscription
+) -> MtlsInsight | None:
+    """The insight's ``mTLS`` section after ``subscription`` is written, as Kuma's status sink
+    updates it: a connected stream without a certificate clears it (mTLS off); one whose
+    certificate differs from the stored one (expiry, issuing or supported backends) replaces
+    it and counts one more regeneration; a closed stream leaves it as it was (its instance no
+    longer knows the proxy's certificate)."""
+    if not subscription.online:
+        return stored
+    reported = subscription.mtls
+    if reported is None or stored is None:
+        if reported is None:
+            return None
+        return msgspec.structs.replace(reported, certificate_regenerations=1)
+    if (
+        # As stored (RFC 3339 to the microsecond): a store that keeps JSON must not see a
+        # new certificate in every flush.
+        timestamp(stored.certificate_expiration_time)
+        == timestamp(reported.certificate_expiration_time)
+        and stored.issued_backend == reported.issued_backend
+        and stored.supported_backends == reported.supported_backends
+    ):
+        return stored
+    return msgspec.structs.replace(
+        reported, certificate_regenerations=stored.certificate_regenerations + 1
+    )
+
+
+def _bounded(
+    subscriptions: list[DiscoverySubscription], mtls: MtlsInsight | None = None
+) -> DataplaneInsight:
     """Kuma's history (the last :data:`MAX_SUBSCRIPTIONS` by connect time), except that online
     subscriptions are never pushed out by newer ones: a storm of short streams under the proxy's
     id (reconnects, or anyone on the network) would otherwise make a live proxy look offline.
@@ -124,12 +172,12 @@ def _bounded(subscriptions: list[DiscoverySubscription]) -> DataplaneInsight:
     subscriptions.sort(key=lambda s: s.connect_time)  # stable: equal times keep arrival order
     online = [s for s in subscriptions if s.online][-MAX_ONLINE:]
     if not online:
-        return DataplaneInsight(tuple(subscriptions[-MAX_SUBSCRIPTIONS:]))
+        return DataplaneInsight(tuple(subscriptions[-MAX_SUBSCRIPTIONS:]), mtls)
     room = MAX_SUBSCRIPTIONS - len(online)
     closed = [s for s in subscriptions if not s.online][-room:] if room > 0 else []
     kept = [*online, *closed]
     kept.sort(key=lambda s: s.connect_time)
-    return DataplaneInsight(tuple(kept))
+    return DataplaneInsight(tuple(kept), mtls)
 
 
 def merge_live(
@@ -142,14 +190,16 @@ def merge_live(
     if not live:
         return stored
     subscriptions = list(stored.subscriptions) if stored is not None else []
+    mtls = stored.mtls if stored is not None else None
     for subscription in live:
+        mtls = fold_mtls(mtls, subscription)
         for index, old in enumerate(subscriptions):
             if old.id == subscription.id:
                 subscriptions[index] = subscription
                 break
         else:
             subscriptions.append(subscription)
-    return _bounded(subscriptions)
+    return _bounded(subscriptions, mtls)
 
 
 # --- Kuma's JSON ---------------------------------------------------------------------------
@@ -197,9 +247,26 @@ def subscription_json(subscription: DiscoverySubscription) -> dict[str, Any]:
     return out
 
 
+def mtls_json(mtls: MtlsInsight) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "certificateExpirationTime": timestamp(mtls.certificate_expiration_time),
+        "lastCertificateRegeneration": timestamp(mtls.last_certificate_regeneration),
+    }
+    if mtls.certificate_regenerations:  # uint32: a JSON number, left out when zero
+        out["certificateRegenerations"] = mtls.certificate_regenerations
+    if mtls.issued_backend:
+        out["issuedBackend"] = mtls.issued_backend
+    if mtls.supported_backends:
+        out["supportedBackends"] = list(mtls.supported_backends)
+    return out
+
+
 def insight_json(insight: DataplaneInsight) -> dict[str, Any]:
     """Kuma's JSON of a DataplaneInsight spec (the ``dataplaneInsight`` of an overview)."""
-    return {"subscriptions": [subscription_json(s) for s in insight.subscriptions]}
+    out: dict[str, Any] = {"subscriptions": [subscription_json(s) for s in insight.subscriptions]}
+    if insight.mtls is not None:
+        out["mTLS"] = mtls_json(insight.mtls)
+    return out
 
 
 def _seconds(raw: object) -> float:
@@ -246,6 +313,20 @@ def _subscription(raw: object) -> DiscoverySubscription:
     )
 
 
+def _mtls(raw: object) -> MtlsInsight:
+    fields = _object(raw, "mTLS")
+    backends = fields.get("supportedBackends", [])
+    if not isinstance(backends, list):
+        raise ValueError(f"mTLS.supportedBackends: expected a list, got {backends!r}")
+    return MtlsInsight(
+        certificate_expiration_time=_seconds(fields["certificateExpirationTime"]),
+        last_certificate_regeneration=_seconds(fields["lastCertificateRegeneration"]),
+        issued_backend=str(fields.get("issuedBackend", "")),
+        supported_backends=tuple(str(b) for b in backends),
+        certificate_regenerations=int(fields.get("certificateRegenerations", 0)),
+    )
+
+
 def insight_from_json(doc: object) -> DataplaneInsight:
     """The inverse of :func:`insight_json` (times to microseconds); ValueError when ``doc`` is
     not such a document (a value in a shared store may have been written by anyone)."""
@@ -253,7 +334,11 @@ def insight_from_json(doc: object) -> DataplaneInsight:
         subscriptions = _object(doc, "insight").get("subscriptions", [])
         if not isinstance(subscriptions, list):
             raise ValueError(f"subscriptions: expected a list, got {subscriptions!r}")
-        return DataplaneInsight(tuple(_subscription(s) for s in subscriptions))
+        raw_mtls = _object(doc, "insight").get("mTLS")
+        return DataplaneInsight(
+            tuple(_subscription(s) for s in subscriptions),
+            _mtls(raw_mtls) if raw_mtls is not None else None,
+        )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a DataplaneInsight: {exc!r}") from None
 

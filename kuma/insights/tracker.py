@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from kuma.xds.server.observer import Flavour
 from kuma.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -26,11 +26,14 @@ from kuma.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from .model import (
     DiscoveryServiceStats,
     DiscoverySubscription,
+    MtlsInsight,
     SubscriptionStatus,
     Version,
 )
 
 Clock = Callable[[], float]
+#: node id → the workload certificate this instance holds for the proxy (kuma/mtls/insight.py).
+MtlsOf = Callable[[str], MtlsInsight | None]
 
 _TYPES: dict[str, str] = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds"}
 
@@ -60,6 +63,7 @@ class LiveSubscription:
         "instance_id",
         "last_update",
         "mesh",
+        "mtls_of",
         "name",
         "node_id",
         "stream_id",
@@ -82,6 +86,7 @@ class LiveSubscription:
         self.by_type = {type_url: _Counters() for type_url in _TYPES}
         self.version: Version = {}
         self.dirty = False
+        self.mtls_of: MtlsOf | None = None
 
     def snapshot(self) -> DiscoverySubscription:
         by_type = self.by_type
@@ -100,6 +105,12 @@ class LiveSubscription:
             disconnect_time=self.disconnect_time,
             status=status,
             version=self.version,
+            # Only an open stream's instance knows the proxy's certificate.
+            mtls=(
+                self.mtls_of(self.node_id)
+                if self.mtls_of is not None and self.disconnect_time is None
+                else None
+            ),
         )
 
 
@@ -125,6 +136,9 @@ class InsightTracker:
         #: insights whose Dataplane never existed).
         self._closed_nodes: set[str] = set()
         self.on_close: Callable[[], None] | None = None
+        #: What the proxies' certificates are (the mTLS section of their insights); None when
+        #: nobody issues certificates here.
+        self.mtls_of: MtlsOf | None = None
 
     # --- StreamObserver ---------------------------------------------------------------------
 
@@ -132,6 +146,7 @@ class InsightTracker:
         self, stream_id: int, node_id: str, protocol: Flavour, envoy_version: str
     ) -> None:
         stream = LiveSubscription(stream_id, node_id, self.instance_id, self._clock())
+        stream.mtls_of = self.mtls_of
         if envoy_version:
             stream.version = {"envoy": {"version": envoy_version, "build": ""}}
         self._streams[stream_id] = stream
@@ -178,6 +193,14 @@ class InsightTracker:
         self._open -= 1
         if self.on_close is not None:
             self.on_close()
+
+    def touch(self, node_ids: Iterable[str]) -> None:
+        """Something these proxies' insights show besides the counters changed (their
+        certificates): write them with the next flush."""
+        for node_id in node_ids:
+            stream = self._current(node_id)
+            if stream is not None:
+                self._mark(stream)
 
     # --- the flusher's side -------------------------------------------------------------------
 

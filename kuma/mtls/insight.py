@@ -2,47 +2,40 @@
 certificate expiry, last regeneration, how many times it was regenerated, the backend that
 issued it and the backends its mesh supports.
 
-Certificates live in the memory of the instance the proxy is connected to (never persisted),
-so the section is added when that instance answers; another instance's API shows the
-subscriptions without it.
+Certificates live in the memory of the instance the proxy is connected to (never persisted).
+That instance's insight tracker reports the certificate with the proxy's subscription
+(:func:`mtls_status`), and it is written into the stored insight like the counters
+(``kuma.insights.model.fold_mtls``), so every instance sharing the store, and global through
+KDS, shows it. ``MtlsService.on_certificates`` marks a proxy's subscription changed when its
+certificate does, so a rotation reaches the store with the next flush.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from functools import partial
 
-from kuma.api.insights import InsightProvider
-from kuma.insights.model import timestamp
+from kuma.insights.model import MtlsInsight
+from kuma.insights.tracker import InsightTracker
 
 from .identities import Identities
+from .service import MtlsService
 
 
-class MtlsInsights:
-    """An InsightProvider adding the ``mTLS`` section to another one's insights."""
-
-    def __init__(self, base: InsightProvider, identities: Identities) -> None:
-        self._base = base
-        self._identities = identities
-
-    def insight(self, mesh: str, name: str) -> Mapping[str, Any] | None:
-        document = self._base.insight(mesh, name)
-        section = mtls_section(self._identities, f"{mesh}.{name}")
-        if section is None:
-            return document
-        return {**(document or {}), "mTLS": section}
-
-
-def mtls_section(identities: Identities, node_id: str) -> dict[str, Any] | None:
+def mtls_status(identities: Identities, node_id: str) -> MtlsInsight | None:
+    """The certificate this instance serves the proxy, or None (none issued, mTLS off)."""
     issued = identities.issued(node_id)
     if issued is None:
         return None
-    section: dict[str, Any] = {
-        "certificateExpirationTime": timestamp(issued.not_after),
-        "lastCertificateRegeneration": timestamp(issued.issued_at),
-        "issuedBackend": issued.backend,
-        "supportedBackends": [issued.backend],
-    }
-    if issued.generation:
-        section["certificateRegenerations"] = issued.generation
-    return section
+    return MtlsInsight(
+        certificate_expiration_time=issued.not_after,
+        last_certificate_regeneration=issued.issued_at,
+        issued_backend=issued.backend,
+        # Kuma's builtin and provided CAs support the mesh's one enabled backend.
+        supported_backends=(issued.backend,),
+    )
+
+
+def report_certificates(tracker: InsightTracker, mtls: MtlsService) -> None:
+    """Put the certificates ``mtls`` issues into the insights ``tracker`` writes."""
+    tracker.mtls_of = partial(mtls_status, mtls.identities)
+    mtls.on_certificates = tracker.touch

@@ -72,6 +72,9 @@ class MtlsService:
         #: Told which services of a PERMISSIVE mesh may have changed TLS readiness (the
         #: runtime passes them to the engine, which rebuilds their clusters if so).
         self.on_readiness: Callable[[str, set[str]], None] | None = None
+        #: Told the node ids whose certificate was issued, rotated or dropped (the insight
+        #: tracker: their insights' mTLS section changed).
+        self.on_certificates: Callable[[list[str]], None] | None = None
         #: node id → what its certificate must say (every Dataplane in the store: small, and
         #: needed the moment its proxy connects).
         self._needs: dict[str, Need] = {}
@@ -93,6 +96,8 @@ class MtlsService:
     def _identities_changed(self, nodes: Iterable[str]) -> None:
         nodes = list(nodes)
         self.source.changed(nodes)
+        if self.on_certificates is not None:
+            self.on_certificates(nodes)
         now = time.monotonic()
         if self.on_readiness is None:
             return

@@ -3,11 +3,15 @@ subscriptions over stored ones, and the versions read from an Envoy node."""
 
 from __future__ import annotations
 
+import msgspec
 from envoy.config.core.v3.base_pb2 import Node
 
 from kuma.insights.model import (
     DataplaneInsight,
     DiscoverySubscription,
+    MtlsInsight,
+    insight_from_json,
+    insight_json,
     merge_live,
     update_subscription,
 )
@@ -142,3 +146,51 @@ def test_envoy_version_and_build_from_the_nodes_own_build_version() -> None:
     }
     bare = Node(id="default.web-1", user_agent_version="custom")
     assert node_version(bare)["envoy"] == {"version": "custom", "build": ""}
+
+
+def test_the_mtls_section_follows_kumas_update_cert() -> None:
+    """Kuma's status sink: a new certificate (expiry, backends) replaces the section and counts
+    one more regeneration; the same one changes nothing; a connected stream without one
+    clears it; a closed stream leaves it."""
+    first = MtlsInsight(1_000.0, 100.0, "ca-1", ("ca-1",))
+    rotated = MtlsInsight(2_000.0, 900.0, "ca-1", ("ca-1",))
+
+    def with_cert(s: DiscoverySubscription, cert: MtlsInsight | None) -> DiscoverySubscription:
+        return msgspec.structs.replace(s, mtls=cert)
+
+    insight = update_subscription(None, with_cert(sub("a", 1), first), now=10)
+    assert insight.mtls == msgspec.structs.replace(first, certificate_regenerations=1)
+    insight = update_subscription(insight, with_cert(sub("a", 1), first), now=20)
+    assert insight.mtls is not None
+    assert insight.mtls.certificate_regenerations == 1
+    insight = update_subscription(insight, with_cert(sub("a", 1), rotated), now=30)
+    assert insight.mtls == msgspec.structs.replace(rotated, certificate_regenerations=2)
+    # Closed: its instance no longer knows the certificate; the last one stays.
+    closed = update_subscription(insight, sub("a", 1, 40), now=40)
+    assert closed.mtls == insight.mtls
+    # A read lays the live stream's certificate over the stored section the same way.
+    merged = merge_live(closed, [with_cert(sub("b", 50), first)])
+    assert merged is not None
+    assert merged.mtls == msgspec.structs.replace(first, certificate_regenerations=3)
+    # Connected without a certificate (mTLS turned off): no section.
+    assert update_subscription(insight, sub("b", 50), now=50).mtls is None
+
+    document = insight_json(insight)
+    assert document["mTLS"] == {
+        "certificateExpirationTime": "1970-01-01T00:33:20.000000Z",
+        "lastCertificateRegeneration": "1970-01-01T00:15:00.000000Z",
+        "certificateRegenerations": 2,
+        "issuedBackend": "ca-1",
+        "supportedBackends": ["ca-1"],
+    }
+    # What a shared store and KDS carry: the section survives the round trip, and the same
+    # certificate reported again (times finer than the stored microseconds) is no new one.
+    assert insight_from_json(document).mtls == insight.mtls
+    fine = MtlsInsight(1_000.123_456_789, 100.0, "ca-1", ("ca-1",))
+    stored = insight_from_json(
+        insight_json(update_subscription(None, with_cert(sub("c", 1), fine), now=1))
+    )
+    again = update_subscription(stored, with_cert(sub("c", 1), fine), now=2)
+    assert again.mtls is not None
+    assert again.mtls.certificate_regenerations == 1
+    assert "mTLS" not in insight_json(DataplaneInsight((sub("a", 1),)))

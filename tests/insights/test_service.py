@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kuma.insights import Insights, MemoryInsightStore, insight_store_for, is_online
+from kuma.insights.model import MtlsInsight
 from kuma.resources import Dataplane, ResourceMeta, from_document
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.generate.types import CLUSTER
@@ -147,3 +148,45 @@ async def test_a_stream_for_a_node_without_a_dataplane_leaves_no_insight() -> No
     await service.prune()
     assert service.store.get("default", "ghost") is None
     assert service.store.get("default", "web-1") is not None
+
+
+async def test_the_mtls_section_is_stored_so_every_instance_shows_it() -> None:
+    """The instance serving the proxy reports its certificate with the subscription; another
+    instance sharing the insight store (it has no stream of the proxy) shows the same
+    section once flushed, a rotation included."""
+    clock = FakeClock()
+    store = MemoryInsightStore(clock=clock)
+    serving = Insights(store, flush_interval=10, instance_id="cp-1", wall_clock=clock)
+    other = Insights(store, flush_interval=10, instance_id="cp-2", wall_clock=clock)
+    certificates = {NODE: MtlsInsight(5_000.0, 1_000.0, "ca-1", ("ca-1",))}
+    serving.tracker.mtls_of = certificates.get
+    serving.tracker.on_stream_open(1, NODE, "delta", "1.40.0")
+    live = serving.insight("default", "web-1")
+    assert live is not None
+    assert live["mTLS"]["certificateRegenerations"] == 1
+    assert other.insight("default", "web-1") is None  # nothing flushed yet
+    await serving.flusher.flush_all()
+    shown = other.insight("default", "web-1")
+    assert shown is not None
+    assert shown["mTLS"] == {
+        "certificateExpirationTime": "1970-01-01T01:23:20.000000Z",
+        "lastCertificateRegeneration": "1970-01-01T00:16:40.000000Z",
+        "certificateRegenerations": 1,
+        "issuedBackend": "ca-1",
+        "supportedBackends": ["ca-1"],
+    }
+    # A rotation changes no counter: the certificate hook marks the subscription changed.
+    certificates[NODE] = MtlsInsight(9_000.0, 5_000.0, "ca-1", ("ca-1",))
+    serving.tracker.touch([NODE, "default.unknown"])
+    assert await serving.flusher.flush_all() == 1
+    shown = other.insight("default", "web-1")
+    assert shown is not None
+    assert shown["mTLS"]["certificateRegenerations"] == 2
+    assert shown["mTLS"]["lastCertificateRegeneration"] == "1970-01-01T01:23:20.000000Z"
+    # The proxy disconnects: the last certificate stays on record.
+    serving.tracker.on_stream_close(1, NODE)
+    await serving.flusher.flush_all()
+    shown = other.insight("default", "web-1")
+    assert shown is not None
+    assert not is_online(shown)
+    assert shown["mTLS"]["certificateRegenerations"] == 2

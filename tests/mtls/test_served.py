@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,9 +16,9 @@ import anyio.to_thread
 import pytest
 
 from kuma.api.config_dump import config_dump_routes
-from kuma.api.insights import NoInsights
 from kuma.cli.main import main as kumactl
-from kuma.mtls.insight import MtlsInsights
+from kuma.insights import Insights, MemoryInsightStore
+from kuma.mtls.insight import report_certificates
 from kuma.mtls.service import MtlsService
 from kuma.resources import Mesh, from_document
 from kuma.store import Store, open_store
@@ -73,6 +74,10 @@ async def control_plane(store: Store) -> AsyncIterator[tuple[CompositeSource, Mt
 
 
 async def test_config_dump_and_insight() -> None:
+    # Two instances share one insight store; the proxy's stream is on the first.
+    insight_store = MemoryInsightStore()
+    serving = Insights(insight_store, flush_interval=10, instance_id="cp-1")
+    other = Insights(insight_store, flush_interval=10, instance_id="cp-2")
     async with open_store("memory", {}) as store:
         await store.create(MESH)
         await store.create(dataplane("web-1", "web"))
@@ -80,18 +85,37 @@ async def test_config_dump_and_insight() -> None:
         async with (
             control_plane(store) as (source, mtls),
             source.watch_proxy("default.web-1") as watch,
-            serve(
-                store,
-                insights=MtlsInsights(NoInsights(), mtls.identities),
-                extra_routes=config_dump_routes(store, source),
-            ) as api,
+            serve(store, insights=serving, extra_routes=config_dump_routes(store, source)) as api,
+            serve(store, insights=other) as other_api,
         ):
+            report_certificates(serving.tracker, mtls)
+            serving.tracker.on_stream_open(1, "default.web-1", "delta", "1.40.0")
             with anyio.fail_after(20):
                 while len(watch.resources(types.SECRET)) < 2:
                     await watch.wait_for_changes()
                     watch.take_changes()
             await check_dump(api)
             await check_insight(api)
+            # Flushed, the other instance shows the same section.
+            await serving.flusher.flush_all()
+            await check_insight(other_api)
+            # A rotation marks the subscription changed: the next flush carries the new one.
+            assert not serving.tracker.has_dirty
+            rotated = anyio.Event()
+            touch = mtls.on_certificates
+            assert touch is not None
+
+            def told(nodes: list[str]) -> None:
+                touch(nodes)
+                rotated.set()
+
+            mtls.on_certificates = told
+            mtls.identities.rotate_due(time.time() + 7200)
+            with anyio.fail_after(20):
+                await rotated.wait()
+            assert serving.tracker.has_dirty
+            await serving.flusher.flush_all()
+            await check_insight(other_api, regenerations=2)
             await check_kumactl(api)
 
 
@@ -121,12 +145,13 @@ async def check_dump(api: Api) -> None:
     assert (await api.get("/meshes/default/dataplanes/nope/xds")).status == 404
 
 
-async def check_insight(api: Api) -> None:
+async def check_insight(api: Api, regenerations: int = 1) -> None:
     reply = await api.get("/meshes/default/dataplanes+insights/web-1")
     assert reply.status == 200, reply.body
     section = reply.json["dataplaneInsight"]["mTLS"]
     assert section["issuedBackend"] == "ca-1"
     assert section["supportedBackends"] == ["ca-1"]
+    assert section["certificateRegenerations"] == regenerations
     assert section["certificateExpirationTime"] > section["lastCertificateRegeneration"]
 
 
