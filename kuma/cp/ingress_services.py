@@ -5,10 +5,14 @@ puts it into each of the zone's own ZoneIngresses whose stored list differs. Unl
 leader rewrites every ingress each ``ingressUpdateInterval``) it writes only after a change,
 and only what changed:
 
-- **Coalesced**: a change wakes the writer, which then waits until the inputs have been quiet
-  for ``quiet`` seconds, but no longer than ``max_delay`` (Kuma's
-  ``multizone.zone.ingressUpdateInterval``) after the first unwritten change. A burst of
-  Dataplane changes is one write; nothing runs while nothing changes (no timer).
+- **At once when idle, coalesced in a burst**: a change that finds the writer idle (nothing
+  written for ``quiet`` seconds) is written at once: a lone change, the usual case, never waits
+  for a quiet period it would only spend idle (it is the first hop of every cross-zone change).
+  A change that arrives while a write is in flight, or within ``quiet`` seconds after one, is
+  part of a burst: the writer then waits until the inputs have been quiet for ``quiet``
+  seconds, but no longer than ``max_delay`` (Kuma's ``multizone.zone.ingressUpdateInterval``)
+  after the first unwritten change, so a burst of Dataplane changes costs at most one write
+  more than before (its first change); nothing runs while nothing changes (no timer).
 - **Only when the list changed**: an ingress whose stored list equals the current one is not
   written.
 - **Exactly once across instances** on one store, without a leader: every instance computes
@@ -54,6 +58,9 @@ class IngressServicesWriter:
         self._wake = anyio.Event()
         #: When the oldest change not yet written arrived (None: everything is written).
         self._since: float | None = None
+        #: When the last write ended (None: none yet): a change within ``quiet`` of it is part
+        #: of a burst and is coalesced.
+        self._last_write: float | None = None
         #: Ingress updates written, lost to another instance, and passes made (each pass
         #: looks at every local ingress once): for tests, benchmarks and logs.
         self.writes = 0
@@ -72,11 +79,16 @@ class IngressServicesWriter:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
-            await self._settle()
+            if self._in_burst():
+                await self._settle()
             self._since = None
             if not await self.write_stale():
                 await anyio.sleep(self.retry_interval)
                 self.notify()
+
+    def _in_burst(self) -> bool:
+        last = self._last_write
+        return last is not None and time.monotonic() - last < self.quiet
 
     async def _settle(self) -> None:
         """Wait until no change arrived for ``quiet`` seconds, or ``max_delay`` since the
@@ -124,6 +136,7 @@ class IngressServicesWriter:
                 self.index.ingresses[resource.name] = LocalIngress(resource, stored.meta.version)
         self.passes += 1
         if written:
+            self._last_write = time.monotonic()
             log.info(
                 "updated ZoneIngress available services",
                 extra=fields(zone_ingresses=",".join(written), services=len(entries)),

@@ -1,8 +1,8 @@
 """Writing the synthetic mesh where a control plane reads it: a folder, etcd, or a REST API.
 
 * ``directory``: one JSON file per Dataplane (``dp-<name>.json``) and the Mesh in the file
-  kuma-cp itself would create (``mesh-<name>.yaml``), written atomically (temp dot-file, then
-  ``os.replace``) exactly as the directory store expects.
+  kuma-cp itself would create (``mesh-<name>.yaml``; a ZoneIngress in JSON, as kuma-cp writes
+  it), written atomically (temp dot-file, then ``os.replace``) as the directory store expects.
 * ``etcd``: raw keys in the etcd store's layout (``<prefix>/Dataplane/<mesh>/<name>``, values
   encoded by ``kuma_etcd_store.layout``), written in transactions of up to 100 puts.
 * ``rest``: Kuma's REST API (``PUT /meshes/{mesh}/dataplanes/{name}``). kuma-py has no API
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from kuma.resources import ResourceKey, encode_yaml, from_document
+from kuma.resources import ResourceKey, from_document
 
 from .mesh import proxy_name
 
@@ -50,11 +50,11 @@ class DirectoryWriter:
         if document["type"] != "Dataplane":
             resource = from_document(document)
             # The name kuma-cp gives the default Mesh (it finds it there and creates no other)
-            # and any other resource: YAML, as kuma-cp's own files.
-            from kuma_directory_store.files import file_name_for
+            # and any other resource, in the format of kuma-cp's own files.
+            from kuma_directory_store.files import encode_new, file_name_for
 
             name = file_name_for(ResourceKey.of(resource))
-            return self.path / name, encode_yaml([resource]).encode()
+            return self.path / name, encode_new(resource)
         return self.path / f"{document['name']}.json", orjson.dumps(document)
 
     def _write_sync(self, document: dict[str, Any]) -> None:

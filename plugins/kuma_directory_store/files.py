@@ -239,13 +239,35 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 #: File systems limit a name to 255 bytes; a stem longer than this is cut and given a hash
-#: suffix (room is left for ``-<counter>`` and ``.yaml``, and for the ``.`` + 8 hex + temp
+#: suffix (room is left for ``-<counter>`` and ``.yaml`` or ``.json``, and for the ``.`` + 8 hex + temp
 #: suffix of the temporary file written beside it).
 _MAX_STEM = 200
 
 
+#: Kinds whose new files the store writes as JSON, not YAML: the control plane maintains them
+#: itself and rewrites them on every change, and their body grows with the mesh (a
+#: ZoneIngress lists every service of its zone). Encoding and reading back a ZoneIngress of
+#: 500 services takes some 200 ms of CPU through PyYAML and 5 ms through orjson
+#: (benchmarks/RESULTS.md), and that write is on the path of every cross-zone change three
+#: times (the zone's list, global's copy, the other zone's copy). JSON is YAML too: a person
+#: reads and edits it as any other file; a file that exists keeps its format.
+JSON_KINDS = frozenset({"ZoneIngress"})
+
+
+def suffix_for(key: ResourceKey) -> str:
+    return ".json" if key.type in JSON_KINDS else ".yaml"
+
+
+def encode_new(resource: Resource) -> bytes:
+    """The content of a new file holding ``resource`` alone (its format: :data:`JSON_KINDS`)."""
+    if resource.TYPE in JSON_KINDS:
+        return _encode_json([resource]).encode()
+    return encode_yaml([resource]).encode()
+
+
 def file_name_for(key: ResourceKey) -> str:
-    """``dataplane-<mesh>-<name>.yaml``, ``mesh-<name>.yaml``: a file name a person recognises.
+    """``dataplane-<mesh>-<name>.yaml``, ``mesh-<name>.yaml``: a file name a person recognises
+    (``.json`` for :data:`JSON_KINDS`).
 
     Kuma allows names of 253 characters, more than a file name may hold once the type and
     mesh are added: a long stem keeps its first characters and ends with a hash of the whole,
@@ -255,17 +277,18 @@ def file_name_for(key: ResourceKey) -> str:
     if len(stem) > _MAX_STEM:
         digest = hashlib.blake2b(stem.encode(), digest_size=8).hexdigest()
         stem = f"{stem[: _MAX_STEM - len(digest) - 1]}-{digest}"
-    return stem + ".yaml"
+    return stem + suffix_for(key)
 
 
 def fresh_path(directory: str, key: ResourceKey, taken: Container[str]) -> str:
     """A path for a new file holding ``key`` that no file, present or known, uses."""
-    stem = file_name_for(key).removesuffix(".yaml")
-    candidate = os.path.join(directory, f"{stem}.yaml")
+    suffix = suffix_for(key)
+    stem = file_name_for(key).removesuffix(suffix)
+    candidate = os.path.join(directory, f"{stem}{suffix}")
     counter = 1
     while candidate in taken or os.path.lexists(candidate):
         counter += 1
-        candidate = os.path.join(directory, f"{stem}-{counter}.yaml")
+        candidate = os.path.join(directory, f"{stem}-{counter}{suffix}")
     return candidate
 
 

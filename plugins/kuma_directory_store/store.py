@@ -51,6 +51,7 @@ from .files import (
     SECRET_FILE_MODE,
     Parsed,
     digest_of,
+    encode_new,
     fresh_path,
     holds_secrets,
     parse,
@@ -175,7 +176,7 @@ class DirectoryStore:
         self, key: ResourceKey, resource: Resource, taken: Container[str]
     ) -> tuple[str, Parsed]:
         path = fresh_path(self.root, key, taken)
-        data = encode_yaml([resource]).encode()
+        data = encode_new(resource)
         parsed = _expect(parse(data, path), [resource])
         mode = SECRET_FILE_MODE if holds_secrets([resource]) else 0o666
         with _io_errors(path):

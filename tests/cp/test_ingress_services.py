@@ -224,3 +224,72 @@ async def test_a_steady_stream_of_changes_is_written_every_max_delay() -> None:
             await until(last_written)
             tg.cancel_scope.cancel()
         assert during >= 2, "the writer waited for a quiet moment that never came"
+
+
+async def _idle_writer(store: Store, *, quiet: float) -> Instance:
+    """An instance whose engine holds the mesh and the ingress; the writer not started."""
+    await store.create(mesh())
+    stored = await store.create(ingress())
+    instance = Instance(store)
+    instance.writer.quiet = quiet
+    instance.writer.max_delay = max(quiet, instance.writer.max_delay)
+    engine = instance.engine
+    engine.apply_now([ResourceEvent(Operation.CREATE, mesh(), stored.meta, 1)])
+    engine.apply_now([ResourceEvent(Operation.CREATE, stored.resource, stored.meta, 1)])
+    return instance
+
+
+async def _change(store: Store, instance: Instance, name: str, service: str) -> None:
+    made = await store.create(dataplane(name, inbound(service)))
+    instance.engine.apply_now([ResourceEvent(Operation.CREATE, made.resource, made.meta, 1)])
+
+
+async def test_a_lone_change_is_written_without_waiting_for_a_quiet_period() -> None:
+    """The first hop of every cross-zone change: an idle writer writes a change at once. With
+    a quiet period of an hour, a writer that waited for it would never write here."""
+    async with open_store("memory", {}) as store:
+        instance = await _idle_writer(store, quiet=3600)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(instance.writer.run)
+            await _change(store, instance, "web-1", "web")
+
+            async def written() -> bool:
+                return await listed(store) == [("web", 1)]
+
+            await until(written)
+            assert instance.writer.writes == 1
+            tg.cancel_scope.cancel()
+
+
+async def test_changes_during_a_write_are_coalesced_into_one_more() -> None:
+    async with open_store("memory", {}) as store:
+        instance = await _idle_writer(store, quiet=0.02)
+        update, entered, release = store.update, anyio.Event(), anyio.Event()
+        ingress_writes = 0
+
+        async def held_update(resource: Any, *, version: str) -> Any:
+            nonlocal ingress_writes
+            if isinstance(resource, ZoneIngress):
+                ingress_writes += 1
+                entered.set()
+                await release.wait()
+            return await update(resource, version=version)
+
+        store.update = held_update  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(instance.writer.run)
+            await _change(store, instance, "web-1", "web")
+            with anyio.fail_after(10):
+                await entered.wait()  # the first change's write is in flight
+            for i in range(50):
+                await _change(store, instance, f"api-{i}", "api")
+            release.set()
+
+            async def all_written() -> bool:
+                return await listed(store) == [("api", 50), ("web", 1)]
+
+            await until(all_written)
+            tg.cancel_scope.cancel()
+        # The first change alone, then the fifty that came during its write as one.
+        assert ingress_writes == 2
+        assert instance.writer.writes == 2

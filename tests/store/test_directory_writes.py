@@ -6,9 +6,19 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from kuma.resources import GlobalSecret, Mesh, ResourceKey, Secret, decode, decode_one
+from kuma.resources import (
+    GlobalSecret,
+    Mesh,
+    ResourceKey,
+    Secret,
+    ZoneIngress,
+    decode,
+    decode_one,
+)
+from kuma.resources.model import AvailableService, ZoneIngressNetworking
 from kuma.store import ConflictError, Operation, Store, StoreConfigError, WatchItem, open_store
 
 from .harness_directory import (
@@ -157,6 +167,38 @@ async def test_a_json_file_stays_json(store: Store, folder: Path) -> None:
         "name": "b",
         "mtls": MTLS,
     }
+
+
+async def test_a_zone_ingress_the_store_creates_is_json_and_a_yaml_one_stays_yaml(
+    store: Store, folder: Path
+) -> None:
+    """A ZoneIngress's list is rewritten on every change of its zone (files.JSON_KINDS says
+    why JSON); an operator's YAML file keeps its format."""
+    listing = (AvailableService(tags={"kuma.io/service": "web"}, instances=2, mesh="default"),)
+    net = ZoneIngressNetworking(address="10.0.0.1", port=10001)
+    created = await store.create(ZoneIngress(name="ingress-1", zone="zone-1", networking=net))
+    path = folder / "zoneingress-ingress-1.json"
+    assert resource_files(folder) == [path.name]
+    assert json.loads(path.read_text())["zone"] == "zone-1"
+    updated = ZoneIngress(
+        name="ingress-1", zone="zone-1", networking=net, available_services=listing
+    )
+    await store.update(updated, version=created.meta.version)
+    assert json.loads(path.read_text())["availableServices"][0]["instances"] == 2
+    assert decode(path.read_bytes()) == [updated]
+
+    operators = folder / "ingress-2.yaml"
+    operators.write_text(
+        "type: ZoneIngress\nname: ingress-2\n"
+        "networking:\n  address: 10.0.0.2\n  port: 10001\n"
+    )
+    held = await get_eventually(store, ResourceKey("ZoneIngress", "", "ingress-2"))
+    await store.update(
+        msgspec.structs.replace(held.resource, available_services=listing),
+        version=held.meta.version,
+    )
+    assert operators.read_text().startswith("type: ZoneIngress\nname: ingress-2\n")
+    assert decode(operators.read_bytes())[0].available_services == listing
 
 
 async def test_an_edit_not_yet_seen_by_the_watcher_wins_over_a_stale_write(
