@@ -239,8 +239,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 #: File systems limit a name to 255 bytes; a stem longer than this is cut and given a hash
-#: suffix (room is left for ``-<counter>`` and ``.yaml`` or ``.json``, and for the ``.`` + 8 hex + temp
-#: suffix of the temporary file written beside it).
+#: suffix (room is left for ``-<counter>`` and ``.yaml`` or ``.json``, and for the ``.`` + 8
+#: hex + temp suffix of the temporary file written beside it).
 _MAX_STEM = 200
 
 
