@@ -189,8 +189,7 @@ async def test_a_zone_ingress_the_store_creates_is_json_and_a_yaml_one_stays_yam
 
     operators = folder / "ingress-2.yaml"
     operators.write_text(
-        "type: ZoneIngress\nname: ingress-2\n"
-        "networking:\n  address: 10.0.0.2\n  port: 10001\n"
+        "type: ZoneIngress\nname: ingress-2\nnetworking:\n  address: 10.0.0.2\n  port: 10001\n"
     )
     held = await get_eventually(store, ResourceKey("ZoneIngress", "", "ingress-2"))
     await store.update(
