@@ -197,7 +197,9 @@ async def test_a_zone_ingress_the_store_creates_is_json_and_a_yaml_one_stays_yam
         version=held.meta.version,
     )
     assert operators.read_text().startswith("type: ZoneIngress\nname: ingress-2\n")
-    assert decode(operators.read_bytes())[0].available_services == listing
+    assert decode(operators.read_bytes()) == [
+        msgspec.structs.replace(held.resource, available_services=listing)
+    ]
 
 
 async def test_an_edit_not_yet_seen_by_the_watcher_wins_over_a_stale_write(
