@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -282,7 +283,8 @@ class Identities:
         )
         rotate_at = rotation_time(now, lifetime, self._rng)
         self._issued[node_id] = Issued(
-            versioned(types.SECRET, message.name, message),
+            # The name is the mesh's (one string for all its proxies, not one per proxy).
+            versioned(types.SECRET, sys.intern(message.name), message),
             identity.not_after,
             need,
             ca,

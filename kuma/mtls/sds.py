@@ -39,6 +39,8 @@ def holder_of(key: str) -> str:
 class SecretWatch(SecretWatchBase):
     """One stream's view of one proxy's Secrets."""
 
+    __slots__ = ("_source",)
+
     def __init__(self, source: MtlsSecretSource, node_id: str) -> None:
         super().__init__(node_id)
         self._source = source

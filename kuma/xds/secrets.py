@@ -41,6 +41,9 @@ class SecretWatchBase:
     """One stream's watch of one proxy's Secrets, for a source that marks names changed; the
     source's subclass says what the proxy's Secrets are (:meth:`resources`)."""
 
+    # One per stream: no instance dict.
+    __slots__ = ("_changes", "_listener", "_node_id", "_waiter")
+
     def __init__(self, node_id: str) -> None:
         self._node_id = node_id
         # Empty until marked: an empty set per stream costs 216 bytes, and most streams'
