@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import cast
 
 import anyio
 
@@ -58,6 +59,20 @@ class CompositeSource:
             yield watch
 
 
+#: Whether each watch class is a :class:`ListenableWatch`. isinstance on a runtime-checkable
+#: Protocol looks every member up on the instance (evaluating ``has_changes``), some 10 µs a
+#: check; a stream's opening made eight of them (benchmarks/RESULTS.md, convergence profile).
+#: The members are methods and a property, so the answer is the class's.
+_LISTENABLE: dict[type, bool] = {}
+
+
+def _as_listenable(watch: ProxyWatch) -> ListenableWatch | None:
+    listenable = _LISTENABLE.get(type(watch))
+    if listenable is None:
+        listenable = _LISTENABLE[type(watch)] = isinstance(watch, ListenableWatch)
+    return cast(ListenableWatch, watch) if listenable else None
+
+
 class CompositeWatch:
     """A :class:`~kuma.xds.source.ProxyWatch` reading each type from the watch that owns it."""
 
@@ -76,20 +91,17 @@ class CompositeWatch:
         self._members = members
         self._by_type = {t: watch for watch, owned in members for t in owned}
         self._all = [primary, *(watch for watch, _ in members)]
-        # isinstance on a runtime-checkable Protocol is slow: decide once, not per change.
-        self._listenable = [w for w in self._all if isinstance(w, ListenableWatch)]
+        self._listenable = [w for w in map(_as_listenable, self._all) if w is not None]
         self._wake: anyio.Event | None = None
         # One wake-up for all the watches when they all support it, else one task per watch.
-        self._listening = all(isinstance(w, ListenableWatch) for w in self._all)
+        self._listening = len(self._listenable) == len(self._all)
         if self._listening:
-            for w in self._all:
-                assert isinstance(w, ListenableWatch)
+            for w in self._listenable:
                 w.set_listener(self._changed)
 
     def close(self) -> None:
         if self._listening:
-            for w in self._all:
-                assert isinstance(w, ListenableWatch)
+            for w in self._listenable:
                 w.set_listener(None)
 
     @property

@@ -9,9 +9,10 @@ from typing import Any
 
 import anyio
 import pytest
+from grpclib.server import Server
 
-from kuma.xds.server import serve
-from kuma.xds.server.demux import HTTP2_PREFACE, PeekingProtocol
+from kuma.xds.server import AdsServer, serve
+from kuma.xds.server.demux import HTTP2_PREFACE, PeekingProtocol, SharedPortServer
 from tests.xds.fakes import DEADLINE, FakeSource
 
 
@@ -126,3 +127,32 @@ async def test_closing_the_server_drops_silent_connections() -> None:
         pass
     finally:
         silent.close()
+
+
+@pytest.mark.anyio
+async def test_closed_connections_handlers_are_dropped_in_amortised_constant_time() -> None:
+    """grpclib rebuilt the set of every connection's handler each 10th new connection, so a
+    proxy's connecting cost grew with the number connected; the work per connection must not."""
+    scanned = 0
+
+    class Counting(SharedPortServer):
+        def __gc_collect__(self) -> None:
+            nonlocal scanned
+            scanned += len(self._handlers)
+            super().__gc_collect__()
+
+    def http1() -> asyncio.Protocol:
+        raise AssertionError("never chosen")
+
+    server = Counting([AdsServer(FakeSource())], http1)
+    connections = 3000
+    for index in range(connections):
+        Server._protocol_factory(server)  # what the demultiplexer calls for HTTP/2
+        if index % 2:
+            # Every other connection has ended: its handler is closed, with no stream left.
+            handler = next(h for h in server._handlers if not h.closing)
+            handler.close()
+    assert scanned <= 4 * connections
+    # The closed ones do go: never more kept than twice the open ones (and a few).
+    assert len(server._handlers) <= 2 * (connections // 2) + 64
+    assert sum(not h.closing for h in server._handlers) == connections // 2

@@ -7,13 +7,13 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from kuma.xds.composite import CompositeSource
+from kuma.xds.composite import CompositeSource, CompositeWatch
 from kuma.xds.engine import Engine
 from kuma.xds.secrets import EmptySecretSource
 from kuma.xds.source import ProxyWatch
 from kuma.xds.types import CLUSTER, LISTENER, SECRET
 
-from .fakes import DEADLINE, NODE, FakeSource, ads_channel, delta_state, delta_stream
+from .fakes import DEADLINE, NODE, FakeSource, FakeWatch, ads_channel, delta_state, delta_stream
 from .secret_double import SecretsDouble, secret
 from .test_engine import dataplane, put
 
@@ -130,3 +130,26 @@ async def test_a_stream_gets_and_follows_secrets_from_the_secret_source() -> Non
         rotated = secrets.issue(NODE, "identity", rev=1)
         response = await client.recv()
         assert delta_state(response) == {"identity": rotated.version}
+
+
+async def test_whether_a_watch_is_listenable_is_decided_once_per_class() -> None:
+    """isinstance on the runtime-checkable ListenableWatch looks every member up on the
+    instance (it evaluates ``has_changes``): a stream's opening must not pay for that."""
+    looked_up = 0
+
+    class CountingWatch(FakeWatch):
+        @property
+        def has_changes(self) -> bool:
+            nonlocal looked_up
+            looked_up += 1
+            return False
+
+        def set_listener(self, listener: object) -> None:
+            self.listener = listener
+
+    proxy = FakeSource().proxy(known=True)
+    watches = [CountingWatch(proxy) for _ in range(3)]
+    for watch in watches:
+        CompositeWatch(watch, frozenset(), []).close()
+    assert all(watch.listener is None for watch in watches)  # set, then cleared
+    assert looked_up <= 1

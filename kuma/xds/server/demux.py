@@ -28,6 +28,9 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
+#: Connections' handlers kept before closed ones are first looked for (SharedPortServer).
+_MIN_COLLECT = 64
+
 
 class PeekingProtocol(asyncio.Protocol):
     """Holds a new connection until its first bytes pick the protocol that serves it."""
@@ -110,6 +113,17 @@ class SharedPortServer(Server):
         self._tls = tls
         self._admission = admission
         self._undecided: set[PeekingProtocol] = set()
+        self._collect_at = _MIN_COLLECT
+
+    def __gc_step__(self) -> None:
+        # grpclib calls this per new connection and, every 10th, rebuilds the set of every
+        # connection's handler to drop the closed ones: O(connections) each time, so the cost
+        # per connecting proxy grew with the number connected (about 0.1 ms at 10,000). Here
+        # only once the set has doubled since the last time: O(1) per connection, and at most
+        # as many closed handlers kept as open ones.
+        if len(self._handlers) >= self._collect_at:
+            self.__gc_collect__()
+            self._collect_at = max(2 * len(self._handlers), _MIN_COLLECT)
 
     # grpclib declares H2Protocol; asyncio only needs a protocol, which is what this returns.
     def _protocol_factory(self) -> asyncio.BaseProtocol:  # type: ignore[override]
