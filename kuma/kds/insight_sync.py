@@ -17,6 +17,15 @@ can take a whole insight: memory, etcd), which its API reads.
   ``dataplaneStatusFlushInterval``, and only when it changed; the feed coalesces the changes
   of a flush into one pass, and the outbox announces only entries whose version changed; the
   delta stream then sends only those (and after a reconnect only what differs).
+- **Stats wait, connections do not**: most flushes change only a subscription's counters
+  (every response and ACK counts), and they share the stream with the zone's resources: at
+  10,000 sidecars some 75-160 KB of insights went up per cross-zone change, on global's CPU
+  while the change crossed it (benchmarks/RESULTS.md). A change that leaves the insight
+  the same but for its subscriptions' ``status`` (counters, last update time) goes up with
+  the next stats pass, every :data:`STATS_INTERVAL` seconds, with the latest counters; any
+  other change (a proxy connecting, disconnecting, another Envoy version) goes at once, and
+  a deleted insight is withdrawn at once. Global's counters of a zone proxy lag by up to that
+  interval more than the zone's own.
 - **Lifetime**: an insight the zone deletes (its Dataplane went) is removed on global; global
   also forgets it when the zone's Dataplane is deleted there (kuma/insights/service.py).
 - Global checks that a zone names an insight as it would name that zone's proxy: a zone
@@ -25,11 +34,13 @@ can take a whole insight: memory, etcd), which its API reads.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 
 import anyio
 import anyio.lowlevel
+import msgspec
 import orjson
 
 from kuma import jsonbytes
@@ -40,7 +51,13 @@ from kuma.insights import (
     NotifiesInsights,
     ReceivedInsights,
 )
-from kuma.insights.model import MAX_ONLINE, MAX_SUBSCRIPTIONS, insight_from_json, insight_json
+from kuma.insights.model import (
+    MAX_ONLINE,
+    MAX_SUBSCRIPTIONS,
+    SubscriptionStatus,
+    insight_from_json,
+    insight_json,
+)
 from kuma.resources import ResourceKey
 from kuma.xds.snapshot import VersionedResource, content_version
 
@@ -57,6 +74,19 @@ INSIGHT_URL = codec.TYPE_PREFIX + "DataplaneInsight"
 UP_URLS = (INSIGHT_URL,)
 #: A received insight holds at most what the zone's own would (kuma/insights/model.py).
 _MAX_RECEIVED = MAX_SUBSCRIPTIONS + MAX_ONLINE
+#: How often a zone sends the insights whose counters alone changed (seconds): three of the
+#: zone's default flush intervals, so at most one insight in three flushes of a busy proxy.
+STATS_INTERVAL = 30.0
+_NO_STATUS = SubscriptionStatus()
+
+
+def _without_stats(insight: DataplaneInsight) -> bytes:
+    """A digest of ``insight`` with its subscriptions' counters left out."""
+    subscriptions = tuple(
+        msgspec.structs.replace(s, status=_NO_STATUS) for s in insight.subscriptions
+    )
+    shape = msgspec.structs.replace(insight, subscriptions=subscriptions)
+    return hashlib.blake2b(msgspec.msgpack.encode(shape), digest_size=16).digest()
 
 
 def wire_name(mesh: str, name: str, zone: str) -> str:
@@ -92,13 +122,22 @@ def decode(zone: str, wire: str, body: bytes) -> tuple[str, str, DataplaneInsigh
 class InsightFeed:
     """On a zone: its insight store's insights, published to the outbox as they change."""
 
-    def __init__(self, store: InsightStore, zone: str) -> None:
+    def __init__(
+        self, store: InsightStore, zone: str, *, stats_interval: float = STATS_INTERVAL
+    ) -> None:
         self._store = store
         self._zone = zone
+        self._stats_interval = stats_interval
         self._dirty: set[tuple[str, str]] = set()
         self._wake = anyio.Event()
-        #: Insights published (encoded and handed to the outbox), for tests and measurements.
+        #: (mesh, name) -> the last published insight without its counters (a digest).
+        self._shapes: dict[tuple[str, str], bytes] = {}
+        #: Published insights whose counters alone changed since: for the next stats pass.
+        self._stats_due: set[tuple[str, str]] = set()
+        #: Insights published (encoded and handed to the outbox), and changes left for a stats
+        #: pass, for tests and measurements.
         self.published = 0
+        self.deferred = 0
 
     async def run(self, outbox: Outbox, release: Callable[[], None]) -> None:
         """Publish until cancelled; ``release`` (from :meth:`Outbox.hold`) once the snapshot is
@@ -112,25 +151,48 @@ class InsightFeed:
         try:
             self._publish(outbox, list(store.keys()))
             release()
-            while True:
-                await self._wake.wait()
-                self._wake = anyio.Event()
-                # Everything one flush changed goes in one pass (the flusher batches).
-                dirty, self._dirty = self._dirty, set()
-                self._publish(outbox, dirty)
-                await anyio.lowlevel.checkpoint()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._stats_passes, outbox)
+                while True:
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                    # Everything one flush changed goes in one pass (the flusher batches).
+                    dirty, self._dirty = self._dirty, set()
+                    self._publish(outbox, dirty, defer_stats=True)
+                    await anyio.lowlevel.checkpoint()
         finally:
             stop()
             release()
+
+    async def _stats_passes(self, outbox: Outbox) -> None:
+        while True:
+            await anyio.sleep(self._stats_interval)
+            due, self._stats_due = self._stats_due, set()
+            self._publish(outbox, due)
 
     def _changed(self, mesh: str, name: str) -> None:
         self._dirty.add((mesh, name))
         self._wake.set()
 
-    def _publish(self, outbox: Outbox, keys: Iterable[tuple[str, str]]) -> None:
+    def _publish(
+        self, outbox: Outbox, keys: Iterable[tuple[str, str]], *, defer_stats: bool = False
+    ) -> None:
         for mesh, name in keys:
+            key = (mesh, name)
             insight = self._store.get(mesh, name)
-            encoded = () if insight is None else (encode(mesh, name, self._zone, insight),)
+            encoded: tuple[VersionedResource, ...] = ()
+            if insight is None:
+                self._shapes.pop(key, None)
+                self._stats_due.discard(key)
+            else:
+                shape = _without_stats(insight)
+                if defer_stats and self._shapes.get(key) == shape:
+                    self._stats_due.add(key)
+                    self.deferred += 1
+                    continue
+                self._shapes[key] = shape
+                self._stats_due.discard(key)
+                encoded = (encode(mesh, name, self._zone, insight),)
             # The outbox announces it only if its version changed.
             outbox.publish(ResourceKey(INSIGHT_URL, mesh, name), encoded)
             self.published += 1

@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from kuma.insights import (
@@ -81,11 +82,14 @@ def acked(insights: Insights, mesh: str, name: str) -> str | None:
 
 @asynccontextmanager
 async def synced(
-    zone_insights: MemoryInsightStore, glob: MemoryStore, global_insights: Insights
+    zone_insights: MemoryInsightStore,
+    glob: MemoryStore,
+    global_insights: Insights,
+    stats_interval: float = 0.05,
 ) -> AsyncIterator[MemoryPipe]:
     """The zone's feed, outbox and sender, global's receiver; yields the zone's end."""
     outbox = Outbox(MemoryStore(), partial(mapping.to_global, zone=ZONE))
-    feed = InsightFeed(zone_insights, ZONE)
+    feed = InsightFeed(zone_insights, ZONE, stats_interval=stats_interval)
     global_end, zone_end = pipes()
     sink = zone_sink(glob, ZONE, global_insights.received)
     async with anyio.create_task_group() as tg:
@@ -139,7 +143,8 @@ async def test_zone_insights_reach_global_once_and_follow_changes() -> None:
         assert global_insights.store.get("default", on_global) is not None
         assert received.get("default", on_global) is None
 
-        # One insight changes (a flush after ACKs): that one alone travels.
+        # One insight's counters change (a flush after ACKs): that one alone travels, with
+        # the next stats pass.
         await zone_insights.upsert([("default", "web-0007", subscription(7, acked=9))])
         await until(lambda: len(insight_responses(zone_end)) > len(first))
         (update,) = insight_responses(zone_end)[len(first) :]
@@ -163,6 +168,33 @@ async def test_zone_insights_reach_global_once_and_follow_changes() -> None:
             [f"default/{mapping.hashed_name('default', 'web-0008', ZONE)}"]
         ]
     assert len(received) == COUNT
+
+
+async def test_counters_wait_for_the_stats_pass_and_connections_go_at_once() -> None:
+    """A change of counters only shares the stream with the zone's resources later; a proxy
+    disconnecting goes at once, and carries its latest counters."""
+    zone_insights = MemoryInsightStore()
+    await zone_insights.upsert([("default", f"web-{i}", subscription(i)) for i in (1, 2)])
+    global_insights = Insights(MemoryInsightStore(), flush_interval=10)
+
+    def offline(i: int) -> DiscoverySubscription:
+        return msgspec.structs.replace(subscription(i, acked=9), disconnect_time=1_764_800_200.0)
+
+    def online(name: str) -> bool:
+        on_global = mapping.hashed_name("default", name, ZONE)
+        return is_online(global_insights.insight("default", on_global))
+
+    async with synced(zone_insights, MemoryStore(), global_insights, stats_interval=3600):
+        await until(lambda: len(global_insights.received) == 2)
+        await zone_insights.upsert([("default", "web-1", subscription(1, acked=9))])
+        await zone_insights.upsert([("default", "web-2", offline(2))])
+        await until(lambda: not online("web-2"))
+        assert acked(global_insights, "default", "web-2") == "9"
+        # web-1's counters changed before web-2 went: they would have travelled first.
+        assert acked(global_insights, "default", "web-1") == "4"
+        await zone_insights.upsert([("default", "web-1", offline(1))])
+        await until(lambda: not online("web-1"))
+        assert acked(global_insights, "default", "web-1") == "9"
 
 
 class PlainInsightStore(MemoryInsightStore):
