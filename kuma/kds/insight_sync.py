@@ -22,7 +22,9 @@ can take a whole insight: memory, etcd), which its API reads.
   10,000 sidecars some 75-160 KB of insights went up per cross-zone change, on global's CPU
   while the change crossed it (benchmarks/RESULTS.md). A change that leaves the insight
   the same but for its subscriptions' ``status`` (counters, last update time) goes up with
-  the next stats pass, every :data:`STATS_INTERVAL` seconds, with the latest counters; any
+  the next stats pass, every :data:`STATS_INTERVAL` seconds, with the latest counters, in
+  slices of :data:`STATS_SLICE` insights :data:`STATS_GAP` seconds apart (a resource change
+  then waits behind one slice on the stream and in global's receiver, not behind all); any
   other change (a proxy connecting, disconnecting, another Envoy version) goes at once, and
   a deleted insight is withdrawn at once. Global's counters of a zone proxy lag by up to that
   interval more than the zone's own.
@@ -77,6 +79,10 @@ _MAX_RECEIVED = MAX_SUBSCRIPTIONS + MAX_ONLINE
 #: How often a zone sends the insights whose counters alone changed (seconds): three of the
 #: zone's default flush intervals, so at most one insight in three flushes of a busy proxy.
 STATS_INTERVAL = 30.0
+#: Insights per slice of a stats pass, and the pause between slices (seconds): 2,000 a second,
+#: some 80 KB per slice.
+STATS_SLICE = 100
+STATS_GAP = 0.05
 _NO_STATUS = SubscriptionStatus()
 
 
@@ -123,11 +129,17 @@ class InsightFeed:
     """On a zone: its insight store's insights, published to the outbox as they change."""
 
     def __init__(
-        self, store: InsightStore, zone: str, *, stats_interval: float = STATS_INTERVAL
+        self,
+        store: InsightStore,
+        zone: str,
+        *,
+        stats_interval: float = STATS_INTERVAL,
+        stats_slice: int = STATS_SLICE,
     ) -> None:
         self._store = store
         self._zone = zone
         self._stats_interval = stats_interval
+        self._stats_slice = stats_slice
         self._dirty: set[tuple[str, str]] = set()
         self._wake = anyio.Event()
         #: (mesh, name) -> the last published insight without its counters (a digest).
@@ -167,8 +179,15 @@ class InsightFeed:
     async def _stats_passes(self, outbox: Outbox) -> None:
         while True:
             await anyio.sleep(self._stats_interval)
-            due, self._stats_due = self._stats_due, set()
-            self._publish(outbox, due)
+            due = sorted(self._stats_due)
+            for start in range(0, len(due), self._stats_slice):
+                # What a connection changed meanwhile went already, or is due again.
+                part = [
+                    key for key in due[start : start + self._stats_slice] if key in self._stats_due
+                ]
+                self._stats_due.difference_update(part)
+                self._publish(outbox, part)
+                await anyio.sleep(STATS_GAP)
 
     def _changed(self, mesh: str, name: str) -> None:
         self._dirty.add((mesh, name))

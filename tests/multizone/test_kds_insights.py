@@ -86,10 +86,11 @@ async def synced(
     glob: MemoryStore,
     global_insights: Insights,
     stats_interval: float = 0.05,
+    stats_slice: int = 100,
 ) -> AsyncIterator[MemoryPipe]:
     """The zone's feed, outbox and sender, global's receiver; yields the zone's end."""
     outbox = Outbox(MemoryStore(), partial(mapping.to_global, zone=ZONE))
-    feed = InsightFeed(zone_insights, ZONE, stats_interval=stats_interval)
+    feed = InsightFeed(zone_insights, ZONE, stats_interval=stats_interval, stats_slice=stats_slice)
     global_end, zone_end = pipes()
     sink = zone_sink(glob, ZONE, global_insights.received)
     async with anyio.create_task_group() as tg:
@@ -195,6 +196,26 @@ async def test_counters_wait_for_the_stats_pass_and_connections_go_at_once() -> 
         await zone_insights.upsert([("default", "web-1", offline(1))])
         await until(lambda: not online("web-1"))
         assert acked(global_insights, "default", "web-1") == "9"
+
+
+async def test_a_stats_pass_goes_up_in_slices() -> None:
+    """Counters of many proxies do not go in one response: a resource change waits behind one
+    slice, not behind every proxy's counters."""
+    zone_insights = MemoryInsightStore()
+    names = [f"web-{i}" for i in range(5)]
+    await zone_insights.upsert([("default", n, subscription(i)) for i, n in enumerate(names)])
+    global_insights = Insights(MemoryInsightStore(), flush_interval=10)
+    async with synced(
+        zone_insights, MemoryStore(), global_insights, stats_interval=0.01, stats_slice=2
+    ) as zone_end:
+        await until(lambda: len(global_insights.received) == 5)
+        before = len(insight_responses(zone_end))
+        await zone_insights.upsert(
+            [("default", n, subscription(i, acked=9)) for i, n in enumerate(names)]
+        )
+        await until(lambda: all(acked(global_insights, "default", n) == "9" for n in names))
+        sizes = [len(r.resources) for r in insight_responses(zone_end)[before:]]
+    assert sizes == [2, 2, 1]
 
 
 class PlainInsightStore(MemoryInsightStore):
