@@ -140,6 +140,29 @@ async def test_a_held_connection_whose_client_left_is_skipped_cleanly() -> None:
         first.close()
 
 
+async def test_a_deep_queue_admits_the_newest_first() -> None:
+    """Clients give up on a connection held longer than their connect timeout (Envoy: 1 s):
+    once more than ``limit`` wait, the newest (still wanted) go first."""
+    admission = Admission(limit=1, hold=60)
+    async with admitting(admission) as (port, apps):
+        socks = [client(port, b"%d" % index) for index in range(4)]
+        try:
+            await until(lambda: admission.waiting == 3, within=DEADLINE)
+            names = [s.getsockname() for s in socks]
+            admission.settled(names[0])
+            await until(lambda: len(apps) == 2, within=DEADLINE)
+            assert peer_of(apps[1]) == names[3]  # three waited: the newest
+            admission.settled(names[3])
+            await until(lambda: len(apps) == 3, within=DEADLINE)
+            assert peer_of(apps[2]) == names[2]  # two waited: the newer
+            admission.settled(names[2])
+            await until(lambda: len(apps) == 4, within=DEADLINE)
+            assert peer_of(apps[3]) == names[1]
+        finally:
+            for sock in socks:
+                sock.close()
+
+
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Admission(limit=0)

@@ -19,6 +19,14 @@ A place is also given back after ``hold`` seconds whatever the connection does (
 on, uncounted), so a client that connects and says nothing, or a slow one, delays the others
 by at most that long.
 
+While at most ``limit`` connections wait, they are admitted in arrival order; once more wait,
+the newest go first (adaptive LIFO). Envoy gives up on a connection whose TLS handshake has not
+completed within its ADS cluster's connect timeout (1 s in Kuma's bootstrap) and reconnects
+after a back-off: in a deep queue the oldest have already given up, and serving them first
+would make every connection behind them old too, so that almost none would complete. Newest
+first, each admitted connection is one its client still waits for; the abandoned ones sink and
+cost a read of their close when their turn finally comes.
+
 A held connection is already accepted (the kernel completes TCP by itself): it costs a socket
 and this small protocol, and its client's first bytes wait in the socket buffer. Its reading
 is paused, so the event loop does nothing for it until its turn; a client that went away
@@ -101,8 +109,11 @@ class Admission:
         if self._by_peer.get(place.peer) is place:
             del self._by_peer[place.peer]
         self.active -= 1
-        while self._queue and self.active < self.limit:
-            connection = self._queue.popleft()
+        queue = self._queue
+        while queue and self.active < self.limit:
+            # In arrival order while the queue is short; newest first once it is deep (see the
+            # module doc: the oldest have likely given up by then).
+            connection = queue.pop() if len(queue) > self.limit else queue.popleft()
             if not connection.lost:
                 self._admit(connection)
 
