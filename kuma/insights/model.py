@@ -113,6 +113,8 @@ def update_subscription(
     """
     existing = insight.subscriptions if insight is not None else ()
     mtls = fold_mtls(insight.mtls if insight is not None else None, subscription)
+    if subscription.mtls is not None:  # folded into the insight: not kept twice
+        subscription = msgspec.structs.replace(subscription, mtls=None)
     for index, old in enumerate(existing):
         if old.id == subscription.id:
             replaced = (*existing[:index], subscription, *existing[index + 1 :])

@@ -31,8 +31,21 @@ def mtls_status(identities: Identities, node_id: str) -> MtlsInsight | None:
         last_certificate_regeneration=issued.issued_at,
         issued_backend=issued.backend,
         # Kuma's builtin and provided CAs support the mesh's one enabled backend.
-        supported_backends=(issued.backend,),
+        supported_backends=_backends(issued.backend),
     )
+
+
+def _backends(backend: str) -> tuple[str, ...]:
+    """One tuple per backend name, shared by the insights of its proxies."""
+    shared = _SUPPORTED.get(backend)
+    if shared is None:
+        if len(_SUPPORTED) > 256:  # bounded: names of backends long gone
+            _SUPPORTED.clear()
+        shared = _SUPPORTED[backend] = (backend,)
+    return shared
+
+
+_SUPPORTED: dict[str, tuple[str, ...]] = {}
 
 
 def report_certificates(tracker: InsightTracker, mtls: MtlsService) -> None:

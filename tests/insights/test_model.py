@@ -165,6 +165,8 @@ def test_the_mtls_section_follows_kumas_update_cert() -> None:
     assert insight.mtls.certificate_regenerations == 1
     insight = update_subscription(insight, with_cert(sub("a", 1), rotated), now=30)
     assert insight.mtls == msgspec.structs.replace(rotated, certificate_regenerations=2)
+    # Kept once per proxy: in the section, not also in the stored subscription.
+    assert [s.mtls for s in insight.subscriptions] == [None]
     # Closed: its instance no longer knows the certificate; the last one stays.
     closed = update_subscription(insight, sub("a", 1, 40), now=40)
     assert closed.mtls == insight.mtls
