@@ -16,6 +16,7 @@ principals, AllowWithShadowDeny also shadow-denied, Deny subsets are absent
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from kuma.xds.generate.rbac import PermissionRule
 
 from .matching import InboundKey, KindPolicies
-from .plugin import PolicyPlugin, register_plugin
+from .plugin import UNSELECTED, PolicyPlugin, register_plugin
 
 Action = Literal["Allow", "Deny", "AllowWithShadowDeny"]
 KINDS = (MESH, MESH_SUBSET, MESH_SERVICE, MESH_SERVICE_SUBSET)
@@ -114,6 +115,22 @@ def mesh_of(listener: listener_pb2.Listener) -> str | None:
 class MeshTrafficPermissionPlugin(PolicyPlugin):
     kind = KIND
 
+    def inbound_input(self, policies: KindPolicies, inbound: InboundKey) -> Hashable:
+        """What :meth:`inbound_listener` reads: the inbound's rules (and the listener's own
+        mTLS). Equal rules are one shared tuple, kept in the inbound memo of every proxy (an
+        allow-all selects them all), and a new version of a permission that changes no rule
+        keeps the proxies' inbound listeners."""
+        rules = permission_rules(policies, inbound)
+        if rules is None:
+            return UNSELECTED
+        key = tuple(rules)
+        shared = _RULES.get(key)
+        if shared is None:
+            if len(_RULES) > 1024:  # bounded: rule sets of permissions long gone
+                _RULES.clear()
+            shared = _RULES[key] = key
+        return shared
+
     def inbound_listener(
         self,
         listener: listener_pb2.Listener,
@@ -133,5 +150,8 @@ class MeshTrafficPermissionPlugin(PolicyPlugin):
             if is_kuma_tls(chain):
                 apply_rbac(chain, listener.name, mesh, rules)
 
+
+#: Rule tuples shared by the proxies' inbound keys.
+_RULES: dict[tuple[Hashable, ...], tuple[Hashable, ...]] = {}
 
 PLUGIN = register_plugin(MeshTrafficPermissionPlugin())

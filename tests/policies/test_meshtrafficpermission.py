@@ -165,3 +165,49 @@ def test_deny_all_without_permission() -> None:
     found = listeners("STRICT")
     assert http_rbac(found["inbound:10.0.0.2:80"])["rules"] == {}
     assert network_rbac(found["inbound:10.0.0.2:81"])["rules"] == {}
+
+
+def test_inbound_key_is_the_rules_shared_by_every_proxy() -> None:
+    """The engine keeps a proxy's inbound listener under its policies' inbound keys: for
+    MeshTrafficPermission that is the inbound's rules, one shared object for every proxy an
+    allow-all selects, equal across a new version that changes no rule, and different when a
+    rule changes."""
+    from kuma.policies.meshtrafficpermission import PLUGIN
+    from kuma.policies.plugin import UNSELECTED
+
+    assert isinstance(BACKEND, Dataplane)
+    other = from_document(
+        {
+            "type": "Dataplane",
+            "mesh": "default",
+            "name": "backend-2",
+            "networking": {
+                "address": "10.0.0.3",
+                "inbound": [{"port": 80, "tags": {"kuma.io/service": "backend"}}],
+            },
+        }
+    )
+    assert isinstance(other, Dataplane)
+    allow = {
+        "targetRef": {"kind": "Mesh"},
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}],
+    }
+    deny = {
+        "targetRef": {"kind": "Mesh"},
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Deny"}}],
+    }
+
+    def key(dataplane: Dataplane, inbound: tuple[str, int], *permissions: Any) -> Any:
+        matched = resolve(dataplane, {"MeshTrafficPermission": list(permissions)})
+        kind = matched.get("MeshTrafficPermission")
+        assert kind is not None
+        return PLUGIN.inbound_input(kind, inbound)
+
+    first = key(BACKEND, ("10.0.0.2", 80), permission("allow-all", allow))
+    assert key(other, ("10.0.0.3", 80), permission("allow-all", allow)) is first
+    assert key(BACKEND, ("10.0.0.2", 80), permission("allow-all-v2", allow)) == first
+    assert key(BACKEND, ("10.0.0.2", 80), permission("deny-all", deny)) != first
+    # A permission of the proxy's other inbound only: this one has no rules.
+    tcp_only = {**allow, "targetRef": {"kind": "MeshService", "name": "backend-tcp"}}
+    assert key(BACKEND, ("10.0.0.2", 81), permission("tcp", tcp_only)) == first
+    assert key(BACKEND, ("10.0.0.2", 80), permission("tcp", tcp_only)) == UNSELECTED
