@@ -19,13 +19,13 @@ A place is also given back after ``hold`` seconds whatever the connection does (
 on, uncounted), so a client that connects and says nothing, or a slow one, delays the others
 by at most that long.
 
-While at most ``limit`` connections wait, they are admitted in arrival order; once more wait,
-the newest go first (adaptive LIFO). Envoy gives up on a connection whose TLS handshake has not
+Connections are admitted in arrival order, skipping those their client has closed meanwhile
+(:meth:`HeldConnection.abandoned`). Envoy gives up on a connection whose TLS handshake has not
 completed within its ADS cluster's connect timeout (1 s in Kuma's bootstrap) and reconnects
-after a back-off: in a deep queue the oldest have already given up, and serving them first
-would make every connection behind them old too, so that almost none would complete. Newest
-first, each admitted connection is one its client still waits for; the abandoned ones sink and
-cost a read of their close when their turn finally comes.
+after a back-off; read normally, such a connection would still cost a full handshake (its
+ClientHello is read before its close), and in a deep queue most of the work would go to
+clients that have left. Skipped, it costs a poll; its client's new connection waits at the
+back, fresh.
 
 A held connection is already accepted (the kernel completes TCP by itself): it costs a socket
 and this small protocol, and its client's first bytes wait in the socket buffer. Its reading
@@ -36,6 +36,7 @@ meanwhile is found closed then and frees its place at once.
 from __future__ import annotations
 
 import asyncio
+import select
 from collections import deque
 from collections.abc import Callable, Hashable
 
@@ -46,6 +47,12 @@ DEFAULT_LIMIT = 64
 
 #: Seconds an admitted connection holds its place at most.
 DEFAULT_HOLD = 1.0
+
+#: What a socket reports once its peer closed its side (Linux: POLLRDHUP, even with data
+#: still unread) or reset it.
+_CLOSED = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+#: One poll object for those checks (registered and unregistered around each).
+_poll = select.poll()
 
 #: Builds the protocol that serves an admitted connection; it calls ``release`` once the
 #: connection is lost or chose a protocol that needs no place (HTTP/1).
@@ -111,10 +118,8 @@ class Admission:
         self.active -= 1
         queue = self._queue
         while queue and self.active < self.limit:
-            # In arrival order while the queue is short; newest first once it is deep (see the
-            # module doc: the oldest have likely given up by then).
-            connection = queue.pop() if len(queue) > self.limit else queue.popleft()
-            if not connection.lost:
+            connection = queue.popleft()
+            if not connection.lost and not connection.abandoned():
                 self._admit(connection)
 
 
@@ -167,6 +172,24 @@ class HeldConnection(asyncio.Protocol):
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         transport.resume_reading()
+
+    def abandoned(self) -> bool:
+        """The client has closed (or reset) the connection while it was held: aborted here,
+        unread. Its bytes wait unread in the socket, so only the socket's state can tell."""
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return False
+        _poll.register(sock.fileno(), _CLOSED)
+        try:
+            closed = bool(_poll.poll(0))
+        finally:
+            _poll.unregister(sock.fileno())
+        if closed:
+            self.lost = True
+            assert transport is not None
+            transport.abort()
+        return closed
 
     def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
         raise AssertionError("a held connection is not read")
