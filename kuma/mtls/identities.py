@@ -258,6 +258,9 @@ class Identities:
                 done.append(node_id)
             if time.perf_counter() - started >= budget:
                 break
+        if not pending:
+            # A dict never shrinks as it empties: drop the table 10,000 issues left behind.
+            self._pending = {}
         return done
 
     def _issue(self, node_id: str, rotate: bool) -> bool:
