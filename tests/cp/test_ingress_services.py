@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
 import pytest
 
 from kuma.cp.ingress_services import IngressServicesWriter
+from kuma.kds import codec, mapping, parts
+from kuma.kds.outbox import Outbox
 from kuma.resources import ResourceKey, ZoneIngress
 from kuma.store import (
     ConflictError,
@@ -226,11 +229,11 @@ async def test_a_steady_stream_of_changes_is_written_every_max_delay() -> None:
         assert during >= 2, "the writer waited for a quiet moment that never came"
 
 
-async def _idle_writer(store: Store, *, quiet: float) -> Instance:
+async def _idle_writer(store: Store, *, quiet: float, zone: str = "") -> Instance:
     """An instance whose engine holds the mesh and the ingress; the writer not started."""
     await store.create(mesh())
-    stored = await store.create(ingress())
-    instance = Instance(store)
+    stored = await store.create(ingress(zone=zone))
+    instance = Instance(store, zone)
     instance.writer.quiet = quiet
     instance.writer.max_delay = max(quiet, instance.writer.max_delay)
     engine = instance.engine
@@ -293,3 +296,59 @@ async def test_changes_during_a_write_are_coalesced_into_one_more() -> None:
         # The first change alone, then the fifty that came during its write as one.
         assert ingress_writes == 2
         assert instance.writer.writes == 2
+
+
+def _held_store(store: Store) -> tuple[anyio.Event, anyio.Event]:
+    """Hold the store's ZoneIngress updates: (entered, release)."""
+    update, entered, release = store.update, anyio.Event(), anyio.Event()
+
+    async def held_update(resource: Any, *, version: str) -> Any:
+        if isinstance(resource, ZoneIngress):
+            entered.set()
+            await release.wait()
+        return await update(resource, version=version)
+
+    store.update = held_update  # type: ignore[method-assign]
+    return entered, release
+
+
+async def test_a_lone_change_reaches_the_kds_outbox_before_the_store_holds_it() -> None:
+    """The other zones need not wait for this zone's store write (which waits behind the
+    zone's own fan-out in the event loop); the write then adds nothing to send."""
+    async with open_store("memory", {}) as store:
+        instance = await _idle_writer(store, quiet=0.02, zone="zone-1")
+        outbox = Outbox(store, partial(mapping.to_global, zone="zone-1"))
+        instance.writer.offer_to(outbox)
+        entered, release = _held_store(store)
+
+        def offered() -> list[str]:
+            return sorted(outbox.by_type.get(parts.ENTRY_URL, {}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outbox.run)
+            tg.start_soon(instance.writer.run)
+            async with outbox.view() as view:  # the outbox has the store's snapshot
+                await _change(store, instance, "web-1", "web")
+                with anyio.fail_after(10):
+                    await entered.wait()  # the store write is held
+                (name,) = offered()
+                assert view.take_changes()[parts.ENTRY_URL] == {name}
+                version = outbox.by_type[parts.ENTRY_URL][name].version
+                release.set()
+
+                async def written() -> bool:
+                    return await listed(store) == [("web", 1)]
+
+                await until(written)
+                # The stored ingress through the outbox's watch: nothing more to send.
+                await store.create(dataplane("api-1", inbound("api")))
+                await until(lambda: _dataplanes(outbox, 2))
+                assert offered() == [name]
+                assert outbox.by_type[parts.ENTRY_URL][name].version == version
+                assert parts.ENTRY_URL not in view.take_changes()  # the api-1 Dataplane only
+            tg.cancel_scope.cancel()
+
+
+async def _dataplanes(outbox: Outbox, count: int) -> bool:
+    """The outbox's watch has brought ``count`` Dataplanes (and what the store held before)."""
+    return len(outbox.by_type.get(codec.type_url("Dataplane"), {})) == count
