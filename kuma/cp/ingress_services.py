@@ -81,9 +81,12 @@ class IngressServicesWriter:
 
     def notify(self) -> None:
         """The list or a local ingress changed (called by the index, once per engine batch)."""
+        # Idle: nothing unwritten, no write in flight or just done. Only then is the list
+        # offered ahead: in a burst the outbox follows the store's coalesced writes.
+        idle = self._since is None and not self._writing and not self._in_burst()
         if self._since is None:
             self._since = time.monotonic()
-        if self._ahead is not None and not self._writing and not self._in_burst():
+        if idle and self._ahead is not None:
             entries = self.index.entries()
             for ingress in self.index.stale():
                 self._ahead(msgspec.structs.replace(ingress.resource, available_services=entries))

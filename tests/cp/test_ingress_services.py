@@ -14,7 +14,7 @@ import pytest
 from kuma.cp.ingress_services import IngressServicesWriter
 from kuma.kds import codec, mapping, parts
 from kuma.kds.outbox import Outbox
-from kuma.resources import ResourceKey, ZoneIngress
+from kuma.resources import Resource, ResourceKey, ZoneIngress
 from kuma.store import (
     ConflictError,
     Operation,
@@ -23,6 +23,7 @@ from kuma.store import (
     StoreUnavailableError,
     open_store,
 )
+from kuma.store.memory import MemoryStore
 from kuma.xds.engine import Engine
 from kuma.xds.engine.available_services import AvailableServicesIndex
 from kuma.xds.engine.handlers import default_handlers
@@ -207,6 +208,7 @@ async def test_a_steady_stream_of_changes_is_written_every_max_delay() -> None:
         instance = Instance(store)
         engine, writer = instance.engine, instance.writer
         writer.quiet, writer.max_delay = 0.05, 0.2
+        offers = _counted_offers(writer)
         engine.apply_now([ResourceEvent(Operation.CREATE, stored.resource, stored.meta, 1)])
         engine.apply_now([ResourceEvent(Operation.CREATE, mesh(), stored.meta, 1)])
         async with anyio.create_task_group() as tg:
@@ -227,6 +229,23 @@ async def test_a_steady_stream_of_changes_is_written_every_max_delay() -> None:
             await until(last_written)
             tg.cancel_scope.cancel()
         assert during >= 2, "the writer waited for a quiet moment that never came"
+        # Only a change that found the writer idle went ahead of the store (each then written
+        # at once): the stream's other lists reached the outbox through the coalesced writes.
+        assert len(offers) <= writer.writes
+
+
+def _counted_offers(writer: IngressServicesWriter) -> list[ZoneIngress]:
+    """What the writer offers ahead to a KDS outbox (which here holds nothing else)."""
+    offers: list[ZoneIngress] = []
+    outbox = Outbox(MemoryStore(), partial(mapping.to_global, zone="zone-1"))
+
+    def record(resource: Resource) -> None:
+        assert isinstance(resource, ZoneIngress)
+        offers.append(resource)
+
+    outbox.offer = record  # type: ignore[method-assign]
+    writer.offer_to(outbox)
+    return offers
 
 
 async def _idle_writer(store: Store, *, quiet: float, zone: str = "") -> Instance:
@@ -267,6 +286,7 @@ async def test_a_lone_change_is_written_without_waiting_for_a_quiet_period() -> 
 async def test_changes_during_a_write_are_coalesced_into_one_more() -> None:
     async with open_store("memory", {}) as store:
         instance = await _idle_writer(store, quiet=0.02)
+        offers = _counted_offers(instance.writer)
         update, entered, release = store.update, anyio.Event(), anyio.Event()
         ingress_writes = 0
 
@@ -281,6 +301,7 @@ async def test_changes_during_a_write_are_coalesced_into_one_more() -> None:
         store.update = held_update  # type: ignore[method-assign]
         async with anyio.create_task_group() as tg:
             tg.start_soon(instance.writer.run)
+            await until(lambda: _looked(instance.writer))  # the setup's changes: nothing
             await _change(store, instance, "web-1", "web")
             with anyio.fail_after(10):
                 await entered.wait()  # the first change's write is in flight
@@ -296,6 +317,8 @@ async def test_changes_during_a_write_are_coalesced_into_one_more() -> None:
         # The first change alone, then the fifty that came during its write as one.
         assert ingress_writes == 2
         assert instance.writer.writes == 2
+        # The first change went ahead to the KDS outbox; the burst only through the store.
+        assert [[s.instances for s in o.available_services] for o in offers] == [[1]]
 
 
 def _held_store(store: Store) -> tuple[anyio.Event, anyio.Event]:
@@ -352,3 +375,7 @@ async def test_a_lone_change_reaches_the_kds_outbox_before_the_store_holds_it() 
 async def _dataplanes(outbox: Outbox, count: int) -> bool:
     """The outbox's watch has brought ``count`` Dataplanes (and what the store held before)."""
     return len(outbox.by_type.get(codec.type_url("Dataplane"), {})) == count
+
+
+async def _looked(writer: IngressServicesWriter) -> bool:
+    return writer.passes >= 1
