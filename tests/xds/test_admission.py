@@ -147,11 +147,38 @@ async def test_a_held_connection_whose_client_left_is_skipped_unread() -> None:
         after.close()
 
 
+async def test_a_connection_waits_max_wait_at_most() -> None:
+    """Clients time their TLS handshake out (asyncio: 60 s): past ``max_wait`` a waiting
+    connection is admitted beyond the limit, in arrival order."""
+    admission = Admission(limit=1, hold=60, max_wait=0.2)
+    async with admitting(admission) as (port, apps):
+        first = client(port, b"a")
+        await until(lambda: len(apps) == 1, within=DEADLINE)
+        second = client(port, b"b")
+        third = client(port, b"c")
+        try:
+            # The first still holds the only place; the others get in anyway, oldest first.
+            await until(lambda: len(apps) == 3, within=DEADLINE)
+            assert [peer_of(app) for app in apps[1:]] == [
+                second.getsockname(),
+                third.getsockname(),
+            ]
+            assert (admission.active, admission.waiting) == (3, 0)
+            # Their places count: the first's settling admits nobody new, and lowers the count.
+            admission.settled(first.getsockname())
+            assert admission.active == 2
+        finally:
+            for sock in (first, second, third):
+                sock.close()
+
+
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Admission(limit=0)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="hold must be positive"):
         Admission(hold=0)
+    with pytest.raises(ValueError, match="wait must be positive"):
+        Admission(max_wait=0)
 
 
 async def test_the_dp_server_admits_the_next_connection_once_a_stream_is_assembled() -> None:

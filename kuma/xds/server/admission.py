@@ -27,6 +27,10 @@ ClientHello is read before its close), and in a deep queue most of the work woul
 clients that have left. Skipped, it costs a poll; its client's new connection waits at the
 back, fresh.
 
+A connection waits ``max_wait`` seconds at most, then is admitted beyond the limit: clients
+that wait patiently still time their handshake out (asyncio's after 60 s), and a storm long
+enough for that would otherwise grow by their retries.
+
 A held connection is already accepted (the kernel completes TCP by itself): it costs a socket
 and this small protocol, and its client's first bytes wait in the socket buffer. Its reading
 is paused, so the event loop does nothing for it until its turn.
@@ -51,6 +55,12 @@ DEFAULT_LIMIT = 64
 #: no bound). 64 setups take some 0.3 s of CPU.
 DEFAULT_HOLD = 5.0
 
+#: Seconds a connection waits for a place at most; then it is admitted beyond the limit.
+#: Clients time their TLS handshake out (Python's asyncio after 60 s, kuma-load's sidecars
+#: among them): in a storm longer than that, the last of a FIFO queue would time out, retry and
+#: make the storm longer still. Envoy gives up after 1 s anyway (and is skipped, unread).
+DEFAULT_MAX_WAIT = 20.0
+
 #: What a socket reports once its peer closed its side (Linux: POLLRDHUP, even with data
 #: still unread) or reset it.
 _CLOSED = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
@@ -65,13 +75,23 @@ ConnectionFactory = Callable[[Callable[[], None]], asyncio.BaseProtocol]
 class Admission:
     """The places of one server's connections being set up, and the queue waiting for one."""
 
-    def __init__(self, limit: int = DEFAULT_LIMIT, hold: float = DEFAULT_HOLD) -> None:
+    def __init__(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        hold: float = DEFAULT_HOLD,
+        max_wait: float = DEFAULT_MAX_WAIT,
+    ) -> None:
         if limit < 1:
             raise ValueError(f"the admission limit must be at least 1, not {limit}")
         if hold <= 0:
             raise ValueError(f"the admission hold must be positive, not {hold}")
+        if max_wait <= 0:
+            raise ValueError(f"the admission wait must be positive, not {max_wait}")
         self.limit = limit
         self.hold = hold
+        self.max_wait = max_wait
+        #: Armed while connections wait: admits those that waited ``max_wait``.
+        self._overdue: asyncio.TimerHandle | None = None
         #: Connections admitted and not yet settled.
         self.active = 0
         self._queue: deque[HeldConnection] = deque()
@@ -96,14 +116,36 @@ class Admission:
 
     def abort_waiting(self) -> None:
         """Abort every connection still waiting (the server is closing)."""
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
         while self._queue:
             self._queue.popleft().abort()
 
     def _enter(self, connection: HeldConnection) -> None:
         if self.active < self.limit:
             self._admit(connection)
-        else:
-            self._queue.append(connection)
+            return
+        loop = asyncio.get_running_loop()
+        connection.entered = loop.time()
+        self._queue.append(connection)
+        if self._overdue is None:
+            self._overdue = loop.call_later(self.max_wait, self._admit_overdue)
+
+    def _admit_overdue(self) -> None:
+        """Admit, beyond the limit, the connections that waited ``max_wait`` (the queue is in
+        arrival order: they are at its front)."""
+        self._overdue = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        queue = self._queue
+        while queue and now - queue[0].entered >= self.max_wait:
+            connection = queue.popleft()
+            if not connection.lost and not connection.abandoned():
+                self._admit(connection)
+        if queue:
+            delay = queue[0].entered + self.max_wait - now
+            self._overdue = loop.call_later(delay, self._admit_overdue)
 
     def _admit(self, connection: HeldConnection) -> None:
         self.active += 1
@@ -150,7 +192,7 @@ class HeldConnection(asyncio.Protocol):
     its factory builds (``transport.set_protocol``, as the port demultiplexer does), which
     gets ``connection_made`` as if it had accepted the connection itself."""
 
-    __slots__ = ("_admission", "_factory", "_transport", "lost", "peer")
+    __slots__ = ("_admission", "_factory", "_transport", "entered", "lost", "peer")
 
     def __init__(self, admission: Admission, factory: ConnectionFactory) -> None:
         self._admission = admission
@@ -158,6 +200,8 @@ class HeldConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.peer: Hashable = None
         self.lost = False
+        #: When it began to wait (the loop's clock), if it had to.
+        self.entered = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
