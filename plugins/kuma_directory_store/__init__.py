@@ -28,7 +28,8 @@ read, so a restart keeps it (an edit made while kuma-cp was stopped moves it).
 
 Options (``store.directory`` in kuma-cp's configuration): ``path`` (required; created if
 missing) and ``debounceMs`` (default 50): changes are read once the folder has been quiet for
-half of it, at the latest this long after the last change; ``maxFileBytes`` (default 8 MiB): a
+10 ms (half of ``debounceMs`` if that is shorter), at the latest ``debounceMs`` after the first
+change of a burst; ``maxFileBytes`` (default 8 MiB): a
 bigger file is reported as a problem and not read (files of 1 MiB or more are logged when read).
 Files are read and parsed outside the lock that orders the store's writes. For file systems
 that do not notify (some network and VM shares), set ``WATCHFILES_FORCE_POLLING=1`` in the

@@ -40,6 +40,8 @@ OnTrouble = Callable[[str | None], None]
 _PROBE_WAIT = 2.0
 _PROBE_ATTEMPTS = 3
 _MAX_BACKOFF = 30.0
+#: The longest quiet period (ms) before a batch of changes is read.
+_QUIET_STEP_MS = 10
 
 
 class FolderWatcher:
@@ -54,8 +56,11 @@ class FolderWatcher:
         self._root = root
         # watchfiles checks for news every ``step`` ms and delivers a batch at the first check
         # that found nothing new: a change waits between one and two steps after the folder went
-        # quiet. Half the debounce as the step makes ``debounce_ms`` the longest wait.
-        self._step_ms = max(1, debounce_ms // 2)
+        # quiet. That wait is all of a lone edit's delay before the engine sees it (25-50 ms with
+        # half of the default 50 ms as the step: a third of a policy change's 100 ms budget), so
+        # the step is capped: a save (write, or write-then-rename) takes well under a step, and
+        # a burst still groups for up to ``debounce_ms``.
+        self._step_ms = max(1, min(debounce_ms // 2, _QUIET_STEP_MS))
         # watchfiles also groups changes for up to ``debounce`` ms (1600 by default) while they
         # keep coming: under a steady stream of edits every batch would wait that long.
         self._debounce_ms = max(self._step_ms, debounce_ms)
