@@ -188,3 +188,20 @@ async def test_start_up_of_a_big_folder_goes_through_children(
         assert (await store.list("Dataplane")).total == 6
         assert [p.where for p in store.problems()] == [str(folder / "bad.yaml")]
     assert len(child_runs) == 2
+
+
+async def _ignore_changes(files: set[str], dirs: set[str]) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("debounce_ms", "step_ms"),
+    [(50, 10), (20, 10), (8, 4), (1, 1), (1000, 10)],
+)
+def test_a_lone_edit_waits_a_short_quiet_step_whatever_the_debounce(
+    folder: Path, debounce_ms: int, step_ms: int
+) -> None:
+    # The quiet step is a lone edit's whole delay before the engine sees it (issue 16: a
+    # policy change's 100 ms budget); the debounce stays the longest a burst is grouped.
+    found = watcher.FolderWatcher(str(folder), debounce_ms, _ignore_changes, print, set())
+    assert (found._step_ms, found._debounce_ms) == (step_ms, debounce_ms)
