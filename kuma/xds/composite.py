@@ -10,7 +10,7 @@ events), without the engine or the servers knowing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import cast
 
@@ -19,6 +19,7 @@ import anyio
 from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
 from .source import Changes, ConfigSource, ListenableWatch, ProxyWatch
+from .wakeup import Wakeup
 
 
 class CompositeSource:
@@ -92,12 +93,12 @@ class CompositeWatch:
         self._by_type = {t: watch for watch, owned in members for t in owned}
         self._all = [primary, *(watch for watch, _ in members)]
         self._listenable = [w for w in map(_as_listenable, self._all) if w is not None]
-        self._wake: anyio.Event | None = None
+        self._wakeup = Wakeup()
         # One wake-up for all the watches when they all support it, else one task per watch.
         self._listening = len(self._listenable) == len(self._all)
         if self._listening:
             for w in self._listenable:
-                w.set_listener(self._changed)
+                w.set_listener(self._wakeup.notify)
 
     def close(self) -> None:
         if self._listening:
@@ -122,12 +123,15 @@ class CompositeWatch:
 
     def take_changes(self) -> Changes:
         taken = self._primary.take_changes()
-        merged = Changes(
-            {t: names for t, names in taken.items() if t not in self._routed},  # not its to say
-            since=taken.since if isinstance(taken, Changes) else None,
-        )
+        # The primary's own change set, handed over (it keeps none of it), unless it is not one.
+        merged = taken if isinstance(taken, Changes) else Changes(taken)
+        if merged and self._routed:
+            for type_url in self._routed.intersection(merged):
+                del merged[type_url]  # not the primary's to say
         for watch, owned in self._members:
             taken = watch.take_changes()
+            if not taken:
+                continue
             for type_url, names in taken.items():
                 if type_url in owned:
                     merged.setdefault(type_url, set()).update(names)
@@ -138,28 +142,27 @@ class CompositeWatch:
 
     @property
     def has_changes(self) -> bool:
-        return any(w.has_changes for w in self._listenable)
+        return self._has_changes()
+
+    def _has_changes(self) -> bool:
+        return any(watch.has_changes for watch in self._listenable)
 
     async def wait_for_changes(self) -> None:
-        if not self._listening:
+        if self._listening:
+            await self._wakeup.wait_until(self._has_changes)
+        else:
             await self._race()
-            return
-        while not self.has_changes:
-            self._wake = anyio.Event()
-            try:
-                await self._wake.wait()
-            finally:
-                self._wake = None
 
-    def _changed(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+    def poke(self) -> None:
+        self._wakeup.poke()
 
     async def _race(self) -> None:
-        async def wait_one(watch: ProxyWatch, scope: anyio.CancelScope) -> None:
-            await watch.wait_for_changes()
+        async def wait_one(wait: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
+            await wait()
             scope.cancel()
 
         async with anyio.create_task_group() as tg:
             for watch in self._all:
-                tg.start_soon(wait_one, watch, tg.cancel_scope)
+                tg.start_soon(wait_one, watch.wait_for_changes, tg.cancel_scope)
+            # A poke ends the race too (the stream has work of its own).
+            tg.start_soon(wait_one, self._wakeup.wait_for_poke, tg.cancel_scope)

@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
-import anyio
-
 from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
 from .source import ProxyWatch
 from .types import SECRET
+from .wakeup import Wakeup
 
 _NONE: Mapping[str, VersionedResource] = {}
 _NO_CHANGES: frozenset[str] = frozenset()
@@ -42,14 +41,15 @@ class SecretWatchBase:
     source's subclass says what the proxy's Secrets are (:meth:`resources`)."""
 
     # One per stream: no instance dict.
-    __slots__ = ("_changes", "_listener", "_node_id", "_waiter")
+    __slots__ = ("_changes", "_listener", "_node_id", "_wakeup")
 
     def __init__(self, node_id: str) -> None:
         self._node_id = node_id
         # Empty until marked: an empty set per stream costs 216 bytes, and most streams'
         # Secrets change once in a long while (a rotation).
         self._changes: set[str] | frozenset[str] = _NO_CHANGES
-        self._waiter: anyio.Event | None = None
+        # Made by the first direct wait: in a composite the composite waits, not this.
+        self._wakeup: Wakeup | None = None
         self._listener: Callable[[], None] | None = None
 
     @property
@@ -76,20 +76,26 @@ class SecretWatchBase:
     def set_listener(self, listener: Callable[[], None] | None) -> None:
         self._listener = listener
 
+    def _has_changes(self) -> bool:
+        return bool(self._changes)
+
     async def wait_for_changes(self) -> None:
-        while not self._changes:
-            self._waiter = anyio.Event()
-            try:
-                await self._waiter.wait()
-            finally:
-                self._waiter = None
+        await self._own_wakeup().wait_until(self._has_changes)
+
+    def poke(self) -> None:
+        self._own_wakeup().poke()
+
+    def _own_wakeup(self) -> Wakeup:
+        if self._wakeup is None:
+            self._wakeup = Wakeup()
+        return self._wakeup
 
     def mark(self, names: Iterable[str]) -> None:
         """These Secrets changed (or went): wake the stream."""
         self._changes = self._changes.union(names)
         if self._changes:
-            if self._waiter is not None:
-                self._waiter.set()
+            if self._wakeup is not None:
+                self._wakeup.notify()
             if self._listener is not None:
                 self._listener()
 
@@ -97,6 +103,7 @@ class SecretWatchBase:
 class _EmptyWatch:
     def __init__(self, node_id: str) -> None:
         self._node_id = node_id
+        self._wakeup: Wakeup | None = None  # a composite waits for it: rarely made
 
     @property
     def node_id(self) -> str:
@@ -120,7 +127,12 @@ class _EmptyWatch:
         pass  # nothing ever changes
 
     async def wait_for_changes(self) -> None:
-        await anyio.sleep_forever()
+        self._wakeup = self._wakeup or Wakeup()
+        await self._wakeup.wait_for_poke()
+
+    def poke(self) -> None:
+        self._wakeup = self._wakeup or Wakeup()
+        self._wakeup.poke()
 
 
 class EmptySecretSource:

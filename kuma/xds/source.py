@@ -48,7 +48,13 @@ class ProxyWatch(Protocol):
         ...
 
     async def wait_for_changes(self) -> None:
-        """Return as soon as ``take_changes`` would return something, or ``known`` changed."""
+        """Return as soon as ``take_changes`` would return something, ``known`` changed, or
+        :meth:`poke` was called (since the last wait returned)."""
+        ...
+
+    def poke(self) -> None:
+        """End the pending (or the next) ``wait_for_changes``: the stream has work of its own
+        (a request subscribed to something). One wake-up path per stream, not two."""
         ...
 
 

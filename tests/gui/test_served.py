@@ -49,6 +49,9 @@ class OneSecret:
     async def wait_for_changes(self) -> None:
         raise AssertionError("not used")
 
+    def poke(self) -> None:
+        raise AssertionError("not used")
+
 
 def self_signed(expires: datetime) -> tuple[bytes, bytes]:
     """A certificate (PEM) naming a SPIFFE-style URI, and its private key (PEM)."""

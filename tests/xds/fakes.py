@@ -28,6 +28,7 @@ from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub
 from kuma.xds.snapshot import VersionedResource, versioned
 from kuma.xds.source import ConfigSource
+from kuma.xds.wakeup import Wakeup
 
 #: Every wait in these tests is bounded: a protocol bug fails fast instead of hanging.
 DEADLINE = 5.0
@@ -59,7 +60,7 @@ class FakeWatch:
     def __init__(self, proxy: FakeProxy) -> None:
         self._proxy = proxy
         self._changes: dict[str, set[str]] = {}
-        self._waiter: anyio.Event | None = None
+        self._wakeup = Wakeup()
 
     @property
     def node_id(self) -> str:
@@ -76,18 +77,19 @@ class FakeWatch:
         changes, self._changes = self._changes, {}
         return changes
 
+    def _has_changes(self) -> bool:
+        return bool(self._changes)
+
     async def wait_for_changes(self) -> None:
-        while not self._changes:
-            self._waiter = anyio.Event()
-            try:
-                await self._waiter.wait()
-            finally:
-                self._waiter = None
+        await self._wakeup.wait_until(self._has_changes)
+
+    def poke(self) -> None:
+        self._wakeup.poke()
 
     def mark(self, type_url: str, names: Iterable[str]) -> None:
         self._changes.setdefault(type_url, set()).update(names)
-        if self._waiter is not None and self._changes:
-            self._waiter.set()
+        if self._changes:
+            self._wakeup.notify()
 
 
 @dataclass

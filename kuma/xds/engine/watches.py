@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 
-import anyio
-
 from kuma.policies.locality_aware import LocalityShape
 from kuma.xds.generate.destination import Destination
 from kuma.xds.node_id import parse_proxy_id
 from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 from kuma.xds.source import Changes
+from kuma.xds.wakeup import Wakeup
 
 from .proxy_memo import ProxyMemo
 
@@ -97,7 +96,7 @@ class Subscription:
     names per type (latest content is read when the stream gets to it), so a slow stream's
     backlog never exceeds its config."""
 
-    __slots__ = ("_changes", "_known_changed", "_listener", "_since", "_waiter", "record")
+    __slots__ = ("_changes", "_known_changed", "_listener", "_since", "_wakeup", "record")
 
     def __init__(self, record: ProxyRecord) -> None:
         self.record = record
@@ -105,8 +104,9 @@ class Subscription:
         self._since: float | None = None
         #: The proxy became known or unknown since the last take (news even without changes).
         self._known_changed = False
-        # Created only while a stream waits: the engine itself never needs an event loop.
-        self._waiter: anyio.Event | None = None
+        # Made by the first direct wait (in a composite the composite waits, not this): the
+        # engine itself never needs an event loop.
+        self._wakeup: Wakeup | None = None
         self._listener: Callable[[], None] | None = None
 
     @property
@@ -135,13 +135,19 @@ class Subscription:
         self._changes, self._since, self._known_changed = {}, None, False
         return changes
 
+    def _has_changes(self) -> bool:
+        return bool(self._changes) or self._known_changed
+
     async def wait_for_changes(self) -> None:
-        while not self.has_changes:
-            self._waiter = anyio.Event()
-            try:
-                await self._waiter.wait()
-            finally:
-                self._waiter = None
+        await self._own_wakeup().wait_until(self._has_changes)
+
+    def poke(self) -> None:
+        self._own_wakeup().poke()
+
+    def _own_wakeup(self) -> Wakeup:
+        if self._wakeup is None:
+            self._wakeup = Wakeup()
+        return self._wakeup
 
     def mark(
         self,
@@ -158,9 +164,9 @@ class Subscription:
         if since is not None and (self._since is None or since < self._since):
             self._since = since
         self._known_changed = self._known_changed or known_changed
-        if self.has_changes:
-            if self._waiter is not None:
-                self._waiter.set()
+        if self._changes or self._known_changed:
+            if self._wakeup is not None:
+                self._wakeup.notify()
             if self._listener is not None:
                 self._listener()
 

@@ -4,9 +4,9 @@ The protocol itself lives in the pure state machines (:mod:`.delta`, :mod:`.sotw
 only moves messages. The two loops share one anyio task group:
 
 * the receive loop applies every request to the state machine (ACK/NACK accounting and
-  subscriptions) and wakes the send loop when a request created work;
+  subscriptions) and, when a request created work, pokes the watch the send loop waits on;
 * the send loop waits for the proxy to be known, then alternates between waiting (for the
-  engine's change notice or a wake-up from the receive loop) and sending one wake-up's
+  engine's change notice or the receive loop's poke: one wake-up path) and sending one wake-up's
   responses, awaiting the transport for each. A slow proxy only slows its own send loop: the
   engine never waits for it, and changes pile up in the watch as a coalescing set of names.
 
@@ -227,7 +227,6 @@ class _Session:
         "_stream",
         "_ticket",
         "_types",
-        "_wait",
         "_watch",
         "error",
         "revoked",
@@ -252,8 +251,6 @@ class _Session:
         self._stale = observer if isinstance(observer, StaleReplyObserver) else None
         self._propagation = observer if isinstance(observer, PropagationObserver) else None
         self._node_id = node_id
-        #: The send loop's wait, while it waits: cancelled to wake it.
-        self._wait: anyio.CancelScope | None = None
         self.error: InvalidRequest | None = None
         #: Why the stream's grant ended (token expired or revoked), if it did.
         self.revoked: str | None = None
@@ -290,8 +287,8 @@ class _Session:
         reply = state.handle_request(request)
         if reply is not None:
             self.observe(reply)
-        if self._wait is not None and state.has_work:
-            self._wait.cancel()
+        if state.has_work:
+            self._watch.poke()  # wakes the send loop if it waits, else its next wait is short
 
     def observe(self, reply: Reply) -> None:
         if reply.stale:
@@ -365,9 +362,7 @@ class _Session:
             # Nothing of the last responses may stay referenced from here: an idle stream
             # waits for as long as nothing changes, and a response holds a copy of every
             # resource it carried (10 KB per proxy at 1,000 idle sidecars).
-            with anyio.CancelScope() as self._wait:
-                await watch.wait_for_changes()
-            self._wait = None
+            await watch.wait_for_changes()
 
     async def _send(self, responses: list[Any], since: float | None) -> float | None:
         """Send ``responses`` in order, emptying the list as they go; the change pending since
