@@ -153,3 +153,44 @@ async def test_whether_a_watch_is_listenable_is_decided_once_per_class() -> None
         CompositeWatch(watch, frozenset(), []).close()
     assert all(watch.listener is None for watch in watches)  # set, then cleared
     assert looked_up <= 1
+
+
+async def wait_ends_by_itself(watch: ProxyWatch) -> bool:
+    """Whether ``wait_for_changes`` returns with nothing more happening (it is cancelled once
+    every task is blocked, if not)."""
+    ended = False
+    async with anyio.create_task_group() as tg:
+
+        async def wait() -> None:
+            nonlocal ended
+            await watch.wait_for_changes()
+            ended = True
+
+        tg.start_soon(wait)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    return ended
+
+
+@pytest.mark.parametrize("listening", [True, False], ids=["listener", "race"])
+async def test_a_poke_ends_the_wait_once_with_nothing_changed(listening: bool) -> None:
+    """The stream's receive loop pokes the watch when a request created work: the send loop's
+    one wait ends then (and only the next one), with no change to take."""
+    engine, secrets = Engine(), SecretsDouble()
+    engine.apply_now(put(dataplane("web-1", "web", outbounds=("backend",))))
+    primary = engine if listening else FakeSource()
+    if isinstance(primary, FakeSource):
+        primary.proxy(known=True)
+    source = CompositeSource(primary, {SECRET: secrets})
+    async with source.watch_proxy("default.web-1" if listening else NODE) as watch:
+        watch.take_changes()
+        assert not await wait_ends_by_itself(watch)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(changes_after_wait, watch)
+            await anyio.wait_all_tasks_blocked()
+            watch.poke()
+        assert watch.take_changes() == {}
+        # A poke while nobody waits ends the next wait at once, and only that one.
+        watch.poke()
+        assert await wait_ends_by_itself(watch)
+        assert not await wait_ends_by_itself(watch)
