@@ -61,6 +61,7 @@ ENVOY_TYPES = TypeSet(SEND_ORDER, LEGACY_WILDCARD_TYPES)
 #: A version no resource has: the client holds the name but must be sent it again (or be told
 #: it is gone). Content hashes are never empty.
 _RESEND = ""
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 class _Subscription:
@@ -71,16 +72,39 @@ class _Subscription:
     def __init__(self) -> None:
         self.wildcard = False
         #: Names subscribed explicitly (they may not exist yet).
-        self.names: set[str] = set()
+        self.names: set[str] | frozenset[str] = _NO_NAMES
         #: name -> version the client holds: sent on this stream or declared on reconnect.
         #: Only names the client wants are kept, so a removal is only ever sent for them.
         self.held: dict[str, str] = {}
         #: Names to reconcile on the next build.
-        self.dirty: set[str] = set()
+        self.dirty: set[str] | frozenset[str] = _NO_NAMES
         #: Reconcile every desired and held name (the wildcard was just taken).
         self.full_scan = False
         #: The wildcard was just taken: reply even with nothing to send (Envoy waits for it).
         self.reply_due = False
+
+    # Both sets start as the shared empty frozenset and become sets on their first name: two
+    # empty sets per type per stream were 2 KB of every connected proxy.
+
+    def mark(self, names: Iterable[str]) -> None:
+        """Reconcile these names on the next build."""
+        dirty = self.dirty
+        if isinstance(dirty, set):
+            dirty.update(names)
+        elif marked := set(names):
+            self.dirty = marked
+
+    def add_name(self, name: str) -> None:
+        names = self.names
+        if isinstance(names, set):
+            names.add(name)
+        else:
+            self.names = {name}
+
+    def discard_name(self, name: str) -> None:
+        names = self.names
+        if isinstance(names, set):
+            names.discard(name)
 
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
@@ -138,9 +162,9 @@ class DeltaProtocol:
             if sub is None:
                 continue
             if sub.wildcard:
-                sub.dirty.update(names)
+                sub.mark(names)
             else:
-                sub.dirty.update(name for name in names if name in sub.names)
+                sub.mark(name for name in names if name in sub.names)
 
     def build_responses(self, desired: Desired) -> list[Any]:
         """The ``DeltaDiscoveryResponse`` s of one wake-up, in the order they must be sent.
@@ -185,7 +209,7 @@ class DeltaProtocol:
         for name, version in versions.items():
             if sub.wants(name):
                 sub.held[name] = _RESEND if name in stale else version
-                sub.dirty.add(name)
+                sub.mark((name,))
 
     def _clusters_sent(self, names: list[str], removed: list[str]) -> None:
         """After a Cluster is (re)sent, its endpoints must follow even if unchanged.
@@ -203,7 +227,7 @@ class DeltaProtocol:
             if eds.wants(name):
                 if name in eds.held:
                     eds.held[name] = _RESEND
-                eds.dirty.add(name)
+                eds.mark((name,))
 
     def _reconcile(
         self, type_url: str, sub: _Subscription, current: Mapping[str, VersionedResource]
@@ -215,7 +239,7 @@ class DeltaProtocol:
         candidates = sub.dirty
         if sub.full_scan and sub.wildcard:
             candidates = candidates | current.keys() | sub.held.keys()
-        sub.dirty = set()
+        sub.dirty = _NO_NAMES
         sub.full_scan = False
         send: list[VersionedResource] = []
         remove: list[str] = []
@@ -283,12 +307,12 @@ def _subscribe(sub: _Subscription, names: Iterable[str]) -> None:
         if name == WILDCARD:
             _take_wildcard(sub)
             continue
-        sub.names.add(name)
+        sub.add_name(name)
         # Sent even if the client is believed to hold it: it may have dropped it (envoy#22418).
         # Still held, not forgotten: if it no longer exists, the client is told to remove it.
         if name in sub.held:
             sub.held[name] = _RESEND
-        sub.dirty.add(name)
+        sub.mark((name,))
 
 
 def _unsubscribe(sub: _Subscription, names: Iterable[str]) -> None:
@@ -301,13 +325,13 @@ def _unsubscribe(sub: _Subscription, names: Iterable[str]) -> None:
             for held in [n for n in sub.held if n not in sub.names]:
                 del sub.held[held]
             continue
-        sub.names.discard(name)
+        sub.discard_name(name)
         if sub.wildcard:
             # Still wanted through the wildcard: the client must be told whether it exists,
             # by sending it whole again or removing it (as the xDS spec asks).
             if name in sub.held:
                 sub.held[name] = _RESEND
-            sub.dirty.add(name)
+            sub.mark((name,))
         else:
             # Forget it: a later re-subscribe sends it again (Envoy re-subscribes EDS itself).
             sub.held.pop(name, None)
