@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kuma.resources import Secret, ZoneIngress, decode, encode_yaml
+from kuma.resources import Secret, ZoneIngress, encode_yaml
 from tests.fixtures.envoy import (
     ControlPlane,
     Envoy,
@@ -53,7 +53,7 @@ def zone_2(tmp_path: Path) -> Iterator[ControlPlane]:
 
 
 def stored(cp: ControlPlane) -> dict[str, Any]:
-    return {r.name: r for p in cp.folder.glob("*.yaml") for r in decode(p.read_text())}
+    return {r.name: r for r in cp.stored()}
 
 
 def web_calling_backend(

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from kuma.resources import ZoneIngress, decode
+from kuma_directory_store.files import is_resource_file
 from tests.fixtures.envoy import (
     ControlPlane,
     EnvoyFactory,
@@ -42,7 +43,9 @@ pytestmark = pytest.mark.envoy
 
 def stored_ingress(folder: Path) -> Path | None:
     """The ZoneIngress file of zone-2 once its writer listed backend."""
-    for path in folder.glob("*.yaml"):
+    for path in folder.iterdir():
+        if not is_resource_file(path.name):
+            continue
         for resource in decode(path.read_text()):
             if isinstance(resource, ZoneIngress) and any(
                 s.tags.get("kuma.io/service") == "backend" for s in resource.available_services

@@ -250,13 +250,9 @@ def test_zone_ingress_passes_mtls_through_by_sni(
         assert answer(unknown) is None
         assert eventually(lambda: _stat(ingress_admin, stat) or None, stat) >= 1
 
-        # Registered with this zone; the zone's writer lists the backends.
-        stored = [
-            r
-            for p in cp.folder.glob("*.yaml")
-            for r in decode(p.read_text())
-            if r.name == "ingress-1"
-        ]
+        # Registered with this zone (kuma-dp's registration: a file the store creates, JSON for
+        # a ZoneIngress); the zone's writer lists the backends.
+        stored = [r for r in cp.stored() if r.name == "ingress-1"]
         assert len(stored) == 1
         assert isinstance(stored[0], ZoneIngress)
         assert stored[0].zone == ZONE
