@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from kuma.processes import free_port
-from kuma.resources import ZoneIngress, decode
+from kuma.resources import ZoneIngress
 from tests.fixtures.envoy import (
     ControlPlane,
     EnvoyFactory,
@@ -85,7 +85,7 @@ def zone_2(glob: ControlPlane, tmp_path: Path) -> Iterator[ControlPlane]:
 
 
 def ingresses(cp: ControlPlane) -> list[ZoneIngress]:
-    found = [r for p in cp.folder.glob("*.yaml") for r in decode(p.read_text())]
+    found = cp.stored()
     return [r for r in found if isinstance(r, ZoneIngress)]
 
 
