@@ -11,7 +11,7 @@ revoked. ``kuma/cp/runtime.py`` routes SECRET to it through
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -19,7 +19,7 @@ from .proxy_metadata import ProxyMetadata
 from .snapshot import VersionedResource
 from .source import ProxyWatch
 from .types import SECRET
-from .wakeup import Wakeup
+from .wakeup import Waitable
 
 _NONE: Mapping[str, VersionedResource] = {}
 _NO_CHANGES: frozenset[str] = frozenset()
@@ -36,21 +36,19 @@ class SecretSource(Protocol):
         ...
 
 
-class SecretWatchBase:
+class SecretWatchBase(Waitable):
     """One stream's watch of one proxy's Secrets, for a source that marks names changed; the
     source's subclass says what the proxy's Secrets are (:meth:`resources`)."""
 
     # One per stream: no instance dict.
-    __slots__ = ("_changes", "_listener", "_node_id", "_wakeup")
+    __slots__ = ("_changes", "_node_id")
 
     def __init__(self, node_id: str) -> None:
+        super().__init__()
         self._node_id = node_id
         # Empty until marked: an empty set per stream costs 216 bytes, and most streams'
         # Secrets change once in a long while (a rotation).
         self._changes: set[str] | frozenset[str] = _NO_CHANGES
-        # Made by the first direct wait: in a composite the composite waits, not this.
-        self._wakeup: Wakeup | None = None
-        self._listener: Callable[[], None] | None = None
 
     @property
     def node_id(self) -> str:
@@ -73,37 +71,17 @@ class SecretWatchBase:
     def has_changes(self) -> bool:
         return bool(self._changes)
 
-    def set_listener(self, listener: Callable[[], None] | None) -> None:
-        self._listener = listener
-
-    def _has_changes(self) -> bool:
-        return bool(self._changes)
-
-    async def wait_for_changes(self) -> None:
-        await self._own_wakeup().wait_until(self._has_changes)
-
-    def poke(self) -> None:
-        self._own_wakeup().poke()
-
-    def _own_wakeup(self) -> Wakeup:
-        if self._wakeup is None:
-            self._wakeup = Wakeup()
-        return self._wakeup
-
     def mark(self, names: Iterable[str]) -> None:
         """These Secrets changed (or went): wake the stream."""
         self._changes = self._changes.union(names)
         if self._changes:
-            if self._wakeup is not None:
-                self._wakeup.notify()
-            if self._listener is not None:
-                self._listener()
+            self._changed()
 
 
-class _EmptyWatch:
+class _EmptyWatch(Waitable):
     def __init__(self, node_id: str) -> None:
+        super().__init__()
         self._node_id = node_id
-        self._wakeup: Wakeup | None = None  # a composite waits for it: rarely made
 
     @property
     def node_id(self) -> str:
@@ -121,18 +99,7 @@ class _EmptyWatch:
 
     @property
     def has_changes(self) -> bool:
-        return False
-
-    def set_listener(self, listener: object) -> None:
-        pass  # nothing ever changes
-
-    async def wait_for_changes(self) -> None:
-        self._wakeup = self._wakeup or Wakeup()
-        await self._wakeup.wait_for_poke()
-
-    def poke(self) -> None:
-        self._wakeup = self._wakeup or Wakeup()
-        self._wakeup.poke()
+        return False  # nothing ever changes: only a poke ends its wait
 
 
 class EmptySecretSource:

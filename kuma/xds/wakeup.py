@@ -50,3 +50,45 @@ class Wakeup:
 
 def _never() -> bool:
     return False
+
+
+class Waitable:
+    """The waiting side of a watch that marks its own changes (the engine's subscriptions, the
+    Secret watches): a listener, the composite's one wake-up for all its members, and a
+    :class:`Wakeup` made only if the watch is ever waited on alone (in a composite it never is,
+    so a connected proxy holds none). A subclass says :attr:`has_changes` and calls
+    :meth:`_changed` after each change."""
+
+    __slots__ = ("_listener", "_wakeup")
+
+    def __init__(self) -> None:
+        self._listener: Callable[[], None] | None = None
+        self._wakeup: Wakeup | None = None
+
+    @property
+    def has_changes(self) -> bool:
+        raise NotImplementedError
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        self._listener = listener
+
+    async def wait_for_changes(self) -> None:
+        await self._own_wakeup().wait_until(self._ready)
+
+    def poke(self) -> None:
+        self._own_wakeup().poke()
+
+    def _changed(self) -> None:
+        """Wake whoever waits: the composite through its listener, or a direct wait."""
+        if self._wakeup is not None:
+            self._wakeup.notify()
+        if self._listener is not None:
+            self._listener()
+
+    def _ready(self) -> bool:
+        return self.has_changes
+
+    def _own_wakeup(self) -> Wakeup:
+        if self._wakeup is None:
+            self._wakeup = Wakeup()
+        return self._wakeup

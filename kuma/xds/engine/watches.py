@@ -20,7 +20,7 @@ from kuma.xds.node_id import parse_proxy_id
 from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 from kuma.xds.source import Changes
-from kuma.xds.wakeup import Wakeup
+from kuma.xds.wakeup import Waitable
 
 from .proxy_memo import ProxyMemo
 
@@ -91,23 +91,22 @@ class ProxyRecord:
             subscriber.mark(changes, since)
 
 
-class Subscription:
+class Subscription(Waitable):
     """One stream's view of a proxy (``kuma.xds.source.ProxyWatch``). Changes accumulate as
     names per type (latest content is read when the stream gets to it), so a slow stream's
     backlog never exceeds its config."""
 
-    __slots__ = ("_changes", "_known_changed", "_listener", "_since", "_wakeup", "record")
+    __slots__ = ("_changes", "_known_changed", "_since", "record")
 
     def __init__(self, record: ProxyRecord) -> None:
+        # Waits need an event loop; the engine itself never does (Waitable makes its Wakeup
+        # only if the subscription is waited on alone).
+        super().__init__()
         self.record = record
         self._changes: dict[str, set[str]] = {}
         self._since: float | None = None
         #: The proxy became known or unknown since the last take (news even without changes).
         self._known_changed = False
-        # Made by the first direct wait (in a composite the composite waits, not this): the
-        # engine itself never needs an event loop.
-        self._wakeup: Wakeup | None = None
-        self._listener: Callable[[], None] | None = None
 
     @property
     def node_id(self) -> str:
@@ -127,27 +126,10 @@ class Subscription:
     def has_changes(self) -> bool:
         return bool(self._changes) or self._known_changed
 
-    def set_listener(self, listener: Callable[[], None] | None) -> None:
-        self._listener = listener
-
     def take_changes(self) -> Changes:
         changes = Changes(self._changes, since=self._since)
         self._changes, self._since, self._known_changed = {}, None, False
         return changes
-
-    def _has_changes(self) -> bool:
-        return bool(self._changes) or self._known_changed
-
-    async def wait_for_changes(self) -> None:
-        await self._own_wakeup().wait_until(self._has_changes)
-
-    def poke(self) -> None:
-        self._own_wakeup().poke()
-
-    def _own_wakeup(self) -> Wakeup:
-        if self._wakeup is None:
-            self._wakeup = Wakeup()
-        return self._wakeup
 
     def mark(
         self,
@@ -165,10 +147,7 @@ class Subscription:
             self._since = since
         self._known_changed = self._known_changed or known_changed
         if self._changes or self._known_changed:
-            if self._wakeup is not None:
-                self._wakeup.notify()
-            if self._listener is not None:
-                self._listener()
+            self._changed()
 
 
 class ProxyWatches:
