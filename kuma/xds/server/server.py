@@ -18,10 +18,10 @@ from .delta import DeltaProtocol
 from .demux import ProtocolFactory, SharedPortServer
 from .lifecycle import StreamLifecycle
 from .listener import listening
-from .observer import NoopObserver, StreamObserver
+from .observer import Flavour, NoopObserver, StreamObserver
 from .service import AggregatedDiscoveryServiceBase, ServerStream
 from .sotw import SotwProtocol
-from .stream import run_stream
+from .stream import ProtocolState, run_stream
 from .waiting import MAX_WAITING_PER_CONNECTION, WaitingObserver, WaitingStreams
 
 log = logging.getLogger(__name__)
@@ -57,29 +57,17 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             self._admission.settled(stream.peer.addr())
 
     async def DeltaAggregatedResources(self, stream: ServerStream) -> None:
-        try:
-            await run_stream(
-                stream,
-                DeltaProtocol(),
-                flavour="delta",
-                source=self._source,
-                observer=self._observer,
-                stream_id=next(self._stream_ids),
-                lifecycle=self._lifecycle,
-                waiting=self.waiting,
-                authenticator=self._authenticator,
-                settled=self._settled,
-            )
-        finally:
-            # A stream refused or ended before its proxy was assembled: its place too.
-            self._settled(stream)
+        await self._run(stream, DeltaProtocol(), "delta")
 
     async def StreamAggregatedResources(self, stream: ServerStream) -> None:
+        await self._run(stream, SotwProtocol(), "sotw")
+
+    async def _run(self, stream: ServerStream, state: ProtocolState, flavour: Flavour) -> None:
         try:
             await run_stream(
                 stream,
-                SotwProtocol(),
-                flavour="sotw",
+                state,
+                flavour=flavour,
                 source=self._source,
                 observer=self._observer,
                 stream_id=next(self._stream_ids),
