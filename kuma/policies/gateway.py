@@ -15,8 +15,8 @@ plugin order, only for kinds that matched the gateway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
@@ -32,6 +32,8 @@ from .matching import (
     ProxyPolicies,
 )
 from .rules import Element, Rules
+
+T = TypeVar("T")
 
 #: Gateway listener protocols of the HTTP family (the others proxy TCP).
 HTTP_LISTENERS = ("HTTP", "HTTPS")
@@ -107,6 +109,26 @@ def host_rules(policies: KindPolicies, host: HostKey) -> Rules | None:
 
 def route_element(route: route_pb2.Route) -> Element:
     return {RULE_MATCHES_HASH_TAG: route.name}
+
+
+def per_route(
+    config: route_pb2.RouteConfiguration,
+    policies: KindPolicies,
+    port: InboundKey,
+    build: Callable[[Any], T | None],
+) -> Iterator[tuple[route_pb2.Route, T]]:
+    """Each route of a gateway port's route configuration with what ``build`` makes of the
+    kind's conf for it, or else of the port's conf for every route (built once); routes with
+    neither are left out, as are all when no policy of the kind selects the port."""
+    rules = listener_rules(policies, port)
+    if rules is None:
+        return
+    common = build(policies.conf(rules.compute({})))
+    for host in config.virtual_hosts:
+        for route in host.routes:
+            built = build(policies.conf(rules.compute(route_element(route)))) or common
+            if built is not None:
+                yield route, built
 
 
 def apply_listener(

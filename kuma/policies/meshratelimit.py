@@ -54,8 +54,8 @@ from .gateway import (
     HTTP_LISTENERS,
     GatewayPlugin,
     listener_rules,
+    per_route,
     register_gateway_plugin,
-    route_element,
 )
 from .matching import InboundKey, KindPolicies
 from .plugin import (
@@ -348,16 +348,8 @@ class MeshRateLimitGateway(GatewayPlugin):
         port: InboundKey,
         services: Sequence[str],
     ) -> None:
-        rules = listener_rules(policies, port)
-        if rules is None:
-            return
-        common = _route_limit(policies.conf(rules.compute({})))
-        for host in config.virtual_hosts:
-            for route in host.routes:
-                limit = _route_limit(policies.conf(rules.compute(route_element(route))))
-                limit = limit or common
-                if limit is not None:
-                    _add_to_route(route, limit)
+        for route, limit in per_route(config, policies, port, _route_limit):
+            _add_to_route(route, limit)
 
 
 def _route_limit(conf: Conf | None) -> http_rl_pb2.LocalRateLimit | None:

@@ -43,8 +43,8 @@ from .gateway import (
     GatewayPlugin,
     Reach,
     listener_rules,
+    per_route,
     register_gateway_plugin,
-    route_element,
 )
 from .matching import InboundKey, KindPolicies
 from .plugin import (
@@ -355,15 +355,9 @@ class MeshTimeoutGateway(GatewayPlugin):
         port: InboundKey,
         services: Sequence[str],
     ) -> None:
-        rules = listener_rules(policies, port)
-        if rules is None:
-            return
-        common: Conf | None = policies.conf(rules.compute({}))
-        for host in config.virtual_hosts:
-            for route in host.routes:
-                conf: Conf | None = policies.conf(rules.compute(route_element(route))) or common
-                if conf is not None and route.HasField("route"):
-                    configure_route_action(route.route, conf)
+        for route, conf in per_route(config, policies, port, _conf):
+            if route.HasField("route"):
+                configure_route_action(route.route, conf)
 
     def cluster(self, cluster: cluster_pb2.Cluster, policies: KindPolicies, at: Reach) -> None:
         rules = listener_rules(policies, at.port)
@@ -375,3 +369,8 @@ class MeshTimeoutGateway(GatewayPlugin):
 
 
 register_gateway_plugin(MeshTimeoutGateway())
+
+
+def _conf(conf: Conf | None) -> Conf | None:
+    """A route takes the conf itself (``configure_route_action`` reads what it needs)."""
+    return conf

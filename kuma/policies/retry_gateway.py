@@ -15,8 +15,8 @@ from .gateway import (
     HTTP_LISTENERS,
     GatewayPlugin,
     listener_rules,
+    per_route,
     register_gateway_plugin,
-    route_element,
 )
 from .matching import InboundKey, KindPolicies
 from .meshretry import KIND, Conf
@@ -56,16 +56,9 @@ class MeshRetryGateway(GatewayPlugin):
         port: InboundKey,
         services: Sequence[str],
     ) -> None:
-        rules = listener_rules(policies, port)
-        if rules is None:
-            return
-        common = _gateway_policy(policies.conf(rules.compute({})))
-        for host in config.virtual_hosts:
-            for route in host.routes:
-                policy = _gateway_policy(policies.conf(rules.compute(route_element(route))))
-                policy = policy or common
-                if policy is not None and route.HasField("route"):
-                    route.route.retry_policy.CopyFrom(policy)
+        for route, policy in per_route(config, policies, port, _gateway_policy):
+            if route.HasField("route"):
+                route.route.retry_policy.CopyFrom(policy)
 
 
 def _gateway_policy(conf: Conf | None) -> route_components_pb2.RetryPolicy | None:
