@@ -3,7 +3,7 @@ apply to a Dataplane and what they merge into, computed from the store."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -28,15 +28,7 @@ async def get_rules(request: web.Request) -> web.StreamResponse:
     store = request.app[CONTEXT].store
     mesh = request.match_info["mesh"]
     name = request.match_info["name"]
-    try:
-        await store.get(ResourceKey("Mesh", "", mesh))
-    except NotFoundError:
-        raise not_found("Failed to retrieve Mesh") from None
-    try:
-        stored = await store.get(ResourceKey("Dataplane", mesh, name))
-    except NotFoundError:
-        raise not_found("Could not retrieve Dataplane") from None
-    dataplane = stored.resource
+    dataplane = await _in_mesh(store, "Dataplane", mesh, name)
     assert isinstance(dataplane, Dataplane)
     policies = {kind: await _all(store, kind, mesh) for kind in sorted(POLICY_KINDS)}
     gateway = None
@@ -45,6 +37,19 @@ async def get_rules(request: web.Request) -> web.StreamResponse:
         gateways = await _all_of(store, MeshGateway, "MeshGateway", mesh)
         gateway = select_gateway(gateways, dataplane)
     return json_response(rules_document(dataplane, policies, gateway))
+
+
+async def _in_mesh(store: Store, type_name: str, mesh: str, name: str) -> Any:
+    """A resource of ``mesh``, with Kuma's 404 messages for a missing Mesh or resource."""
+    try:
+        await store.get(ResourceKey("Mesh", "", mesh))
+    except NotFoundError:
+        raise not_found("Failed to retrieve Mesh") from None
+    try:
+        stored = await store.get(ResourceKey(type_name, mesh, name))
+    except NotFoundError:
+        raise not_found(f"Could not retrieve {type_name}") from None
+    return stored.resource
 
 
 async def _all_of(store: Store, cls: type[T], type_name: str, mesh: str) -> list[T]:
@@ -64,15 +69,7 @@ async def get_gateway_rules(request: web.Request) -> web.StreamResponse:
     store = request.app[CONTEXT].store
     mesh = request.match_info["mesh"]
     name = request.match_info["name"]
-    try:
-        await store.get(ResourceKey("Mesh", "", mesh))
-    except NotFoundError:
-        raise not_found("Failed to retrieve Mesh") from None
-    try:
-        stored = await store.get(ResourceKey("MeshGateway", mesh, name))
-    except NotFoundError:
-        raise not_found("Could not retrieve MeshGateway") from None
-    gateway = stored.resource
+    gateway = await _in_mesh(store, "MeshGateway", mesh, name)
     assert isinstance(gateway, MeshGateway)
     tags = dict(gateway.selectors[0].match) if gateway.selectors else {}
     dataplane = Dataplane(
