@@ -13,12 +13,6 @@ and only what changed:
   seconds, but no longer than ``max_delay`` (Kuma's ``multizone.zone.ingressUpdateInterval``)
   after the first unwritten change, so a burst of Dataplane changes costs at most one write
   more than before (its first change); nothing runs while nothing changes (no timer).
-- **Offered to KDS before it is stored**: on a federated zone, a lone change's list also goes
-  straight into the zone's KDS outbox, from the engine's notification, before the engine
-  assembles the zone's own proxies: the store write waits behind that local fan-out in the
-  event loop (~45 ms at 1,000 sidecars, benchmarks/RESULTS.md), the other zones need not. The
-  write follows as before; when the store then holds the same list the outbox sends nothing
-  more, and if the write lost, what the store holds replaces it. Bursts take the store path.
 - **Only when the list changed**: an ingress whose stored list equals the current one is not
   written.
 - **Exactly once across instances** on one store, without a leader: every instance computes
@@ -33,13 +27,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import anyio
 import msgspec
 
-from kuma.kds.outbox import Outbox
-from kuma.resources import ValidationError, ZoneIngress
+from kuma.resources import ValidationError
 from kuma.store import ConflictError, NotFoundError, Store, StoreError
 from kuma.xds.engine.available_services import AvailableServicesIndex, LocalIngress
 
@@ -69,9 +61,6 @@ class IngressServicesWriter:
         #: When the last write ended (None: none yet): a change within ``quiet`` of it is part
         #: of a burst and is coalesced.
         self._last_write: float | None = None
-        self._writing = False
-        #: Takes a list as soon as it is computed (the zone's KDS outbox), or None.
-        self._ahead: Callable[[ZoneIngress], None] | None = None
         #: Ingress updates written, lost to another instance, and passes made (each pass
         #: looks at every local ingress once): for tests, benchmarks and logs.
         self.writes = 0
@@ -81,20 +70,9 @@ class IngressServicesWriter:
 
     def notify(self) -> None:
         """The list or a local ingress changed (called by the index, once per engine batch)."""
-        # Idle: nothing unwritten, no write in flight or just done. Only then is the list
-        # offered ahead: in a burst the outbox follows the store's coalesced writes.
-        idle = self._since is None and not self._writing and not self._in_burst()
         if self._since is None:
             self._since = time.monotonic()
-        if idle and self._ahead is not None:
-            entries = self.index.entries()
-            for ingress in self.index.stale():
-                self._ahead(msgspec.structs.replace(ingress.resource, available_services=entries))
         self._wake.set()
-
-    def offer_to(self, outbox: Outbox) -> None:
-        """Offer lone changes' lists to ``outbox`` (the zone's KDS outbox) before storing them."""
-        self._ahead = outbox.offer
 
     async def run(self) -> None:
         """Write after changes until cancelled."""
@@ -104,12 +82,7 @@ class IngressServicesWriter:
             if self._in_burst():
                 await self._settle()
             self._since = None
-            self._writing = True
-            try:
-                healthy = await self.write_stale()
-            finally:
-                self._writing = False
-            if not healthy:
+            if not await self.write_stale():
                 await anyio.sleep(self.retry_interval)
                 self.notify()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskStatus
@@ -13,7 +12,6 @@ from anyio.abc import TaskStatus
 from kuma.insights import Insights, new_instance_id
 from kuma.kds.auth import ZoneAuthenticator
 from kuma.kds.client import ZoneClient, client_tls, parse_address
-from kuma.kds.outbox import Outbox
 from kuma.kds.server import serve_kds
 from kuma.kds.zone_status import LiveInstances, ZoneStatus
 from kuma.metrics.kds import KdsTraffic
@@ -55,14 +53,12 @@ async def run_kds(
     live: LiveInstances | None = None,
     insights: Insights | None = None,
     traffic: KdsTraffic | None = None,
-    on_outbox: Callable[[Outbox], None] | None = None,
     task_status: TaskStatus[int | None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Global: serve KDS (started with its port) and record zones under ``instance_id``
     (``live``: which instances sharing the store are alive). Federated zone: follow global
     (started at once: nothing local waits for global). Otherwise: nothing to do. ``insights``:
-    global keeps the zones' there, a zone sends its own up (kuma/kds/insight_sync.py);
-    ``on_outbox``: a zone's outbox to global, once made (kuma/cp/ingress_services.py)."""
+    global keeps the zones' there, a zone sends its own up (kuma/kds/insight_sync.py)."""
     if config.mode == GLOBAL:
         tokens = config.dp_server.authn.zone_proxy.type != "none"
         if not tokens:
@@ -103,6 +99,5 @@ async def run_kds(
         insights=insights.store if insights is not None else None,
         traffic=traffic,
         max_msg_size=zone.kds.max_msg_size,
-        on_outbox=on_outbox,
     )
     await client.run()

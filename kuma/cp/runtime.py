@@ -202,7 +202,6 @@ async def run_control_plane(
                     live=orphans.live_instances,
                     insights=insights,
                     traffic=KdsTraffic(metrics.registry),
-                    on_outbox=ingress_services.offer_to if ingress_services is not None else None,
                 ),
                 config,
                 store,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -101,13 +101,9 @@ class ZoneClient:
     traffic: KdsTraffic | None = None
     #: No KDS message larger, either way (``multizone.zone.kds.maxMsgSize``, :mod:`.limits`).
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE
-    #: Handed the outbox once made (the ingress writer offers its lists there first).
-    on_outbox: Callable[[Outbox], None] | None = None
 
     async def run(self) -> None:
         outbox = Outbox(self.store, partial(mapping.to_global, zone=self.zone))
-        if self.on_outbox is not None:
-            self.on_outbox(outbox)
         sink = global_sink(self.store)
         async with anyio.create_task_group() as tg:
             if self.insights is not None:

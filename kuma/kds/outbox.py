@@ -148,13 +148,6 @@ class Outbox:
             peer = self._withhold(shaped) if self._withhold is not None else None
         self._replace(key, new, peer)
 
-    def offer(self, resource: Resource) -> None:
-        """Take ``resource`` as the store is about to hold it, before its watch brings it: the
-        zone's ingress list (kuma/cp/ingress_services.py) leaves at once, not after the write.
-        When the watch brings the same content nothing is announced again; when it brings
-        other content (the write lost), that replaces it."""
-        self._put(ResourceKey.of(resource), self._shaped(resource))
-
     def publish(self, key: ResourceKey, encoded: Iterable[VersionedResource]) -> None:
         """Offer what is not in the store (a zone's insights, :mod:`.insight_sync`) under
         ``key``, to every peer: the entries replace what ``key`` offered (none: withdrawn)."""

@@ -3,11 +3,10 @@
 zone-2's store, the first line after ``w`` (and before the next change) of:
 
 - ``ingress_written``: zone-2's ingress writer stored the new list (``updated ZoneIngress
-  available services``): zone-2's store watch, engine and the write;
+  available services``): zone-2's store watch, engine and the write (at once when the
+  writer is idle);
 - ``global_received``: global's receiver took zone-2's changed entries (``KDS: zone zone-2
-  sent ... ZoneIngressService``): zone-2's outbox, KDS up. A lone change's list is offered
-  to the outbox from zone-2's engine before it is stored (kuma/cp/ingress_services.py), so
-  this usually comes *before* ``ingress_written``;
+  sent ... ZoneIngressService``): zone-2's watch of its own write, its outbox, KDS up;
 - ``zone_1_received``: zone-1's receiver took them from global (``KDS: global sent ...
   ZoneIngressService``): global's store write, its watch, outbox, KDS down.
 

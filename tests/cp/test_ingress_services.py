@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import anyio
 import pytest
 
 from kuma.cp.ingress_services import IngressServicesWriter
-from kuma.kds import codec, mapping, parts
-from kuma.kds.outbox import Outbox
-from kuma.resources import Resource, ResourceKey, ZoneIngress
+from kuma.resources import ResourceKey, ZoneIngress
 from kuma.store import (
     ConflictError,
     Operation,
@@ -23,7 +20,6 @@ from kuma.store import (
     StoreUnavailableError,
     open_store,
 )
-from kuma.store.memory import MemoryStore
 from kuma.xds.engine import Engine
 from kuma.xds.engine.available_services import AvailableServicesIndex
 from kuma.xds.engine.handlers import default_handlers
@@ -208,7 +204,6 @@ async def test_a_steady_stream_of_changes_is_written_every_max_delay() -> None:
         instance = Instance(store)
         engine, writer = instance.engine, instance.writer
         writer.quiet, writer.max_delay = 0.05, 0.2
-        offers = _counted_offers(writer)
         engine.apply_now([ResourceEvent(Operation.CREATE, stored.resource, stored.meta, 1)])
         engine.apply_now([ResourceEvent(Operation.CREATE, mesh(), stored.meta, 1)])
         async with anyio.create_task_group() as tg:
@@ -229,30 +224,13 @@ async def test_a_steady_stream_of_changes_is_written_every_max_delay() -> None:
             await until(last_written)
             tg.cancel_scope.cancel()
         assert during >= 2, "the writer waited for a quiet moment that never came"
-        # Only a change that found the writer idle went ahead of the store (each then written
-        # at once): the stream's other lists reached the outbox through the coalesced writes.
-        assert len(offers) <= writer.writes
 
 
-def _counted_offers(writer: IngressServicesWriter) -> list[ZoneIngress]:
-    """What the writer offers ahead to a KDS outbox (which here holds nothing else)."""
-    offers: list[ZoneIngress] = []
-    outbox = Outbox(MemoryStore(), partial(mapping.to_global, zone="zone-1"))
-
-    def record(resource: Resource) -> None:
-        assert isinstance(resource, ZoneIngress)
-        offers.append(resource)
-
-    outbox.offer = record  # type: ignore[method-assign]
-    writer.offer_to(outbox)
-    return offers
-
-
-async def _idle_writer(store: Store, *, quiet: float, zone: str = "") -> Instance:
+async def _idle_writer(store: Store, *, quiet: float) -> Instance:
     """An instance whose engine holds the mesh and the ingress; the writer not started."""
     await store.create(mesh())
-    stored = await store.create(ingress(zone=zone))
-    instance = Instance(store, zone)
+    stored = await store.create(ingress())
+    instance = Instance(store)
     instance.writer.quiet = quiet
     instance.writer.max_delay = max(quiet, instance.writer.max_delay)
     engine = instance.engine
@@ -286,7 +264,6 @@ async def test_a_lone_change_is_written_without_waiting_for_a_quiet_period() -> 
 async def test_changes_during_a_write_are_coalesced_into_one_more() -> None:
     async with open_store("memory", {}) as store:
         instance = await _idle_writer(store, quiet=0.02)
-        offers = _counted_offers(instance.writer)
         update, entered, release = store.update, anyio.Event(), anyio.Event()
         ingress_writes = 0
 
@@ -301,7 +278,6 @@ async def test_changes_during_a_write_are_coalesced_into_one_more() -> None:
         store.update = held_update  # type: ignore[method-assign]
         async with anyio.create_task_group() as tg:
             tg.start_soon(instance.writer.run)
-            await until(lambda: _looked(instance.writer))  # the setup's changes: nothing
             await _change(store, instance, "web-1", "web")
             with anyio.fail_after(10):
                 await entered.wait()  # the first change's write is in flight
@@ -317,65 +293,3 @@ async def test_changes_during_a_write_are_coalesced_into_one_more() -> None:
         # The first change alone, then the fifty that came during its write as one.
         assert ingress_writes == 2
         assert instance.writer.writes == 2
-        # The first change went ahead to the KDS outbox; the burst only through the store.
-        assert [[s.instances for s in o.available_services] for o in offers] == [[1]]
-
-
-def _held_store(store: Store) -> tuple[anyio.Event, anyio.Event]:
-    """Hold the store's ZoneIngress updates: (entered, release)."""
-    update, entered, release = store.update, anyio.Event(), anyio.Event()
-
-    async def held_update(resource: Any, *, version: str) -> Any:
-        if isinstance(resource, ZoneIngress):
-            entered.set()
-            await release.wait()
-        return await update(resource, version=version)
-
-    store.update = held_update  # type: ignore[method-assign]
-    return entered, release
-
-
-async def test_a_lone_change_reaches_the_kds_outbox_before_the_store_holds_it() -> None:
-    """The other zones need not wait for this zone's store write (which waits behind the
-    zone's own fan-out in the event loop); the write then adds nothing to send."""
-    async with open_store("memory", {}) as store:
-        instance = await _idle_writer(store, quiet=0.02, zone="zone-1")
-        outbox = Outbox(store, partial(mapping.to_global, zone="zone-1"))
-        instance.writer.offer_to(outbox)
-        entered, release = _held_store(store)
-
-        def offered() -> list[str]:
-            return sorted(outbox.by_type.get(parts.ENTRY_URL, {}))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(outbox.run)
-            tg.start_soon(instance.writer.run)
-            async with outbox.view() as view:  # the outbox has the store's snapshot
-                await _change(store, instance, "web-1", "web")
-                with anyio.fail_after(10):
-                    await entered.wait()  # the store write is held
-                (name,) = offered()
-                assert view.take_changes()[parts.ENTRY_URL] == {name}
-                version = outbox.by_type[parts.ENTRY_URL][name].version
-                release.set()
-
-                async def written() -> bool:
-                    return await listed(store) == [("web", 1)]
-
-                await until(written)
-                # The stored ingress through the outbox's watch: nothing more to send.
-                await store.create(dataplane("api-1", inbound("api")))
-                await until(lambda: _dataplanes(outbox, 2))
-                assert offered() == [name]
-                assert outbox.by_type[parts.ENTRY_URL][name].version == version
-                assert parts.ENTRY_URL not in view.take_changes()  # the api-1 Dataplane only
-            tg.cancel_scope.cancel()
-
-
-async def _dataplanes(outbox: Outbox, count: int) -> bool:
-    """The outbox's watch has brought ``count`` Dataplanes (and what the store held before)."""
-    return len(outbox.by_type.get(codec.type_url("Dataplane"), {})) == count
-
-
-async def _looked(writer: IngressServicesWriter) -> bool:
-    return writer.passes >= 1
