@@ -319,7 +319,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await h.setup()
         results["setup"] = h.notes
         measured: dict[str, Any] = {
-            "converge": await scenarios.initial_convergence(h, idle_seconds=args.idle_seconds)
+            "converge": await scenarios.initial_convergence(
+                h, idle_seconds=args.idle_seconds, tail_seconds=3.0
+            )
         }
         measured.update(await _scenarios(h, names, args))
         if args.compare_baseline and h.kind == "kuma":

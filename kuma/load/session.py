@@ -290,11 +290,16 @@ class Harness:
         """The control plane's collection pauses since ``since`` (with ``--cp-gc-log``)."""
         if not self.options.cp_gc_log or not isinstance(self.cp, ManagedProcess):
             return None
-        pauses = [ms for at, _, ms in self.cp.gc_pauses if at >= since]
+        logged = [(gen, ms) for at, gen, ms in self.cp.gc_pauses if at >= since]
+        pauses = [ms for _, ms in logged]
         return {
             "count": len(pauses),
             "max_ms": max(pauses, default=0.0),
             "total_ms": round(sum(pauses), 1),
+            "total_ms_by_generation": {
+                str(gen): round(sum(ms for g, ms in logged if g == gen), 1)
+                for gen in sorted({g for g, _ in logged})
+            },
         }
 
     def waits(self) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kuma.load.mesh import SHARED, MeshSpec, Plan, churn_proxies, service_name
+from kuma.load.scenarios import busy_after
 from kuma.load.stats import Written, latencies, percentile, summarize
 from kuma.load.wire import digest_of, entry_hash
 
@@ -73,3 +74,11 @@ def test_sidecars_that_nacked_are_excused() -> None:
     pairs, missing = latencies(changes, {1: [(10, 100.2)]}, excused=frozenset({11}))
     assert missing == 0
     assert [s for s, _ in pairs] == [10]
+
+
+def test_busy_after_convergence_ends_with_the_last_busy_window() -> None:
+    # Windows of 0.25 s starting 0.1 s after the last sidecar converged.
+    assert busy_after([0.9, 0.5, 0.02, 0.0], 0.1) == 0.6
+    assert busy_after([0.9, 0.01, 0.3, 0.0], 0.1) == 0.85  # busy again: not idle yet
+    assert busy_after([0.0, 0.05, 0.0], 0.1) == 0.1  # idle from the first window
+    assert busy_after([0.9, 0.9, 0.9], 0.1) is None  # still busy when the tail ended
