@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 
 import kuma
+from kuma.open_files import AcceptFailures, raise_soft_limit
 from kuma.store import StoreConfigError, StoreError
 
 from . import logs
@@ -94,7 +95,9 @@ def _exit_now(code: int) -> None:
 
 async def _serve(config: CpConfig) -> None:
     async with anyio.create_task_group() as tg:
-        _Stopper(asyncio.get_running_loop(), tg.cancel_scope).install()
+        loop = asyncio.get_running_loop()
+        AcceptFailures().install(loop)
+        _Stopper(loop, tg.cancel_scope).install()
         await run_control_plane(config)
 
 
@@ -108,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(args.log_level or config.logging.level, config.logging.format)
     gc.set_threshold(*GC_THRESHOLDS)
+    soft, hard = raise_soft_limit()
+    log.info("open files limit", extra=logs.fields(soft=soft, hard=hard))
     try:
         anyio.run(_serve, config)
     except BaseException as exc:

@@ -5,6 +5,7 @@ back when the connection's ADS stream is assembled, chose HTTP/1, was lost, or h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -227,3 +228,36 @@ async def test_the_dp_server_admits_the_next_connection_once_a_stream_is_assembl
                 await until(lambda: admission.active == 0, within=DEADLINE)
                 bootstrap.close()
         tg.cancel_scope.cancel()
+
+
+async def test_a_connection_at_the_descriptor_ceiling_is_refused_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The proxies must not take the descriptors the store and the API need (kuma/open_files.py):
+    at the ceiling a new connection is closed at once; the server goes on serving."""
+    admission = Admission(limit=4, hold=60)
+    assert admission.ceiling > 100  # from the process's limit, less the reserve
+    async with admitting(admission) as (port, apps):
+        admitted = client(port, b"a")
+        await until(lambda: len(apps) == 1, within=DEADLINE)
+        admission.ceiling = 0  # every descriptor is at or above it
+        refused = [client(port, b"b"), client(port, b"c")]
+        try:
+            await until(lambda: admission.refused == 2, within=DEADLINE)
+            for sock in refused:
+                sock.settimeout(DEADLINE)
+                with contextlib.suppress(ConnectionResetError):  # aborted: a reset or an end
+                    assert sock.recv(1) == b""
+            assert (len(apps), admission.waiting) == (1, 0)
+            warnings = [r for r in caplog.records if "refusing dp connections" in r.message]
+            assert len(warnings) == 1, warnings  # one warning per 10 s, not one per connection
+            # Below the ceiling again (descriptors freed), connections are admitted.
+            admission.ceiling = 2**20
+            again = client(port, b"d")
+            await until(lambda: len(apps) == 2, within=DEADLINE)
+            await until(lambda: apps[1].received == b"d", within=DEADLINE)
+            again.close()
+        finally:
+            admitted.close()
+            for sock in refused:
+                sock.close()

@@ -34,14 +34,23 @@ enough for that would otherwise grow by their retries.
 A held connection is already accepted (the kernel completes TCP by itself): it costs a socket
 and this small protocol, and its client's first bytes wait in the socket buffer. Its reading
 is paused, so the event loop does nothing for it until its turn.
+
+A connection whose descriptor is at or above ``ceiling`` (the open-files limit less a reserve,
+kuma/open_files.py) is refused: closed at once, counted, and warned about every 10 s, so the
+proxies cannot take the descriptors the store and the API need.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 from collections import deque
 from collections.abc import Callable, Hashable
+
+from kuma.open_files import Every, connection_ceiling
+
+log = logging.getLogger(__name__)
 
 #: Connections being set up at once. Enough to keep the event loop busy while clients answer
 #: (a handshake and the first request are round trips), few enough that the first admitted
@@ -80,6 +89,7 @@ class Admission:
         limit: int = DEFAULT_LIMIT,
         hold: float = DEFAULT_HOLD,
         max_wait: float = DEFAULT_MAX_WAIT,
+        ceiling: int | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError(f"the admission limit must be at least 1, not {limit}")
@@ -90,6 +100,11 @@ class Admission:
         self.limit = limit
         self.hold = hold
         self.max_wait = max_wait
+        #: Descriptor number from which new connections are refused.
+        self.ceiling = connection_ceiling() if ceiling is None else ceiling
+        #: Connections refused at the ceiling.
+        self.refused = 0
+        self._refusals = Every()
         #: Armed while connections wait: admits those that waited ``max_wait``.
         self._overdue: asyncio.TimerHandle | None = None
         #: Connections admitted and not yet settled.
@@ -121,6 +136,20 @@ class Admission:
             self._overdue = None
         while self._queue:
             self._queue.popleft().abort()
+
+    def _refuse(self, connection: HeldConnection, descriptor: int) -> None:
+        self.refused += 1
+        connection.abort()
+        count = self._refusals.due()
+        if count:
+            log.warning(
+                "refusing dp connections: descriptor %d reached the ceiling %d (open files "
+                "limit less a reserve for the store and API); raise the limit (systemd: "
+                "LimitNOFILE) [%d refused]",
+                descriptor,
+                self.ceiling,
+                count,
+            )
 
     def _enter(self, connection: HeldConnection) -> None:
         if self.active < self.limit:
@@ -208,6 +237,10 @@ class HeldConnection(asyncio.Protocol):
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = tuple(peer) if isinstance(peer, list) else peer
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() >= self._admission.ceiling:
+            self._admission._refuse(self, sock.fileno())
+            return
         # Paused before the loop first watches the socket: nothing is read until admitted.
         transport.pause_reading()
         self._admission._enter(self)
