@@ -20,6 +20,7 @@ from typing import Any
 
 from grpclib.server import Server
 
+from . import frame_repr
 from .admission import Admission
 from .tls import TlsServerProtocol
 
@@ -109,6 +110,8 @@ class SharedPortServer(Server):
         admission: Admission | None = None,
     ) -> None:
         super().__init__(handlers)
+        # h2 formats every received frame for a trace line: cheaply from now on (.frame_repr).
+        frame_repr.install()
         self._http1 = http1
         self._tls = tls
         self._admission = admission
