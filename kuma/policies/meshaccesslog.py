@@ -347,6 +347,7 @@ def _pipe(dataplane: Dataplane, policies: KindPolicies) -> str:
 
 class MeshAccessLogPlugin(PolicyPlugin):
     kind = KIND
+    outbound_input_reads_proxy = True  # the proxy's identity and pipe, below
 
     def outbound_listener_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
         # The log lines name the proxy (its service, address, mesh): a shared outbound

@@ -68,6 +68,11 @@ class PolicyPlugin:
     """Base of a kind's Envoy change; every hook does nothing unless overridden."""
 
     kind: PolicyKind
+    #: True if the kind's ``outbound_listener_input`` / ``outbound_cluster_input`` read more
+    #: of ``policies`` than its ``to`` rules (the proxy itself): its fingerprints are then
+    #: computed per proxy instead of taken from the memo shared by proxies whose ``to`` rules
+    #: are the same objects (:func:`outbound_fingerprint`).
+    outbound_input_reads_proxy = False
 
     def outbound_listener_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
         """What of the kind's ``to`` rule for a service (``rule``) its ``outbound_listener``
@@ -106,7 +111,11 @@ class PolicyPlugin:
     def outbound_cluster(
         self, cluster: cluster_pb2.Cluster, policies: KindPolicies, service: str, protocol: str
     ) -> None:
-        pass
+        """Edit a service cluster. It must read nothing of ``service`` but what
+        :meth:`outbound_cluster_input` captures, and must neither read nor change the fields
+        naming the destination (name, stat name, transport socket): the engine runs it once
+        per (protocol, fingerprint) and copies the result into each destination's cluster
+        (``kuma.xds.generate.outbounds.policy_service_cluster``)."""
 
     def inbound_listener(
         self,
@@ -151,9 +160,14 @@ class PolicyPlugin:
 PLUGINS: list[PolicyPlugin] = []
 
 
+#: The plugins overriding ``outbound_plan`` (the routing kinds), in plugin order.
+_ROUTING: list[PolicyPlugin] = []
+
+
 def register_plugin(plugin: PolicyPlugin) -> PolicyPlugin:
     PLUGINS.append(plugin)
     PLUGINS.sort(key=lambda p: p.kind.order)
+    _ROUTING[:] = [p for p in PLUGINS if type(p).outbound_plan is not PolicyPlugin.outbound_plan]
     return plugin
 
 
@@ -194,10 +208,40 @@ def _shapes(plugin: PolicyPlugin) -> tuple[bool, bool]:
     return found
 
 
+#: (service, the matched kinds, their ``to`` rules) -> fingerprint. Every proxy with the same
+#: policies holds the same ``Rules`` objects (``matching._rules`` caches them by the policies'
+#: identities), so a policy change's selected proxies serialize and hash each service's confs
+#: once between them instead of once each. Entries hold the rules (``Same``): no identity is
+#: reused while its entry lives.
+_FINGERPRINTS: dict[tuple[str, tuple[str, ...], Same], OutboundFingerprint] = {}
+#: Entries kept before the memo starts over (about services x distinct policy sets).
+_MAX_FINGERPRINTS = 16384
+
+
 def outbound_fingerprint(policies: ProxyPolicies, service: str) -> OutboundFingerprint:
     """The confs the proxy's policies give ``service``, split by the resource they shape."""
     if not policies:
         return NO_FINGERPRINT
+    kinds: list[str] = []
+    rules: list[object] = []
+    for plugin in PLUGINS:
+        matched = policies.get(plugin.kind.name)
+        if matched is None:
+            continue
+        if plugin.outbound_input_reads_proxy:
+            return _fingerprint(policies, service)
+        kinds.append(plugin.kind.name)
+        rules.append(matched.to_rules)
+    key = (service, tuple(kinds), Same(tuple(rules)))
+    found = _FINGERPRINTS.get(key)
+    if found is None:
+        if len(_FINGERPRINTS) >= _MAX_FINGERPRINTS:
+            _FINGERPRINTS.clear()
+        found = _FINGERPRINTS[key] = _fingerprint(policies, service)
+    return found
+
+
+def _fingerprint(policies: ProxyPolicies, service: str) -> OutboundFingerprint:
     element = service_element(service)
     listener: list[Any] = []
     cluster: list[Any] = []
@@ -295,7 +339,7 @@ def plan_outbound(
     """The first routing plan a plugin makes for the outbound (Kuma's plugin order)."""
     if not policies:
         return None
-    for plugin in PLUGINS:
+    for plugin in _ROUTING:
         if plugin.kind.name in policies.by_kind:
             plan = plugin.outbound_plan(policies, tags, protocol, protocol_of)
             if plan is not None:

@@ -144,7 +144,7 @@ class SharedResources:
                 )
             else:
                 message = policy_service_cluster(
-                    destination, inputs.protocol, policies, inputs.tls_mesh
+                    destination, inputs.protocol, policies, inputs.tls_mesh, fingerprint
                 )
             resource = self._interner.intern(types.CLUSTER, message.name, message)
             cached[1][variant] = resource

@@ -85,14 +85,38 @@ def service_cluster(
     With ``tls_mesh`` the cluster originates that mesh's mTLS (``tls.upstream_transport_socket``;
     ``upstream``: the service whose identity answers, when not the destination's).
     """
-    name = destination if isinstance(destination, str) else destination.cluster_name
-    cluster = _named(service_cluster_name(name))
-    cluster.type = cluster_pb2.Cluster.EDS
+    cluster = service_cluster_body(protocol)
+    set_destination(cluster, destination, tls_mesh, upstream)
+    return cluster
+
+
+def service_cluster_body(protocol: str) -> cluster_pb2.Cluster:
+    """What a service cluster holds whatever its destination (:func:`service_cluster` without
+    :func:`set_destination`): the same for every service of a protocol."""
+    cluster = cluster_pb2.Cluster(type=cluster_pb2.Cluster.EDS)
     # Kuma's MeshHTTPRoute/MeshTCPRoute plugins build service clusters without timeouts of
     # their own (Envoy's defaults: connect 5s, idle 1h); MeshTimeout sets them.
     cluster.eds_cluster_config.eds_config.CopyFrom(ADS_CONFIG_SOURCE)
     options = _SERVICE_OPTIONS.get(protocol) or _SERVICE_OPTIONS[TCP]
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(options)
+    return cluster
+
+
+def set_destination(
+    cluster: cluster_pb2.Cluster,
+    destination: Destination | str,
+    tls_mesh: str | None = None,
+    upstream: str | None = None,
+) -> None:
+    """The fields of a service cluster that name its destination: its name (and stat name)
+    and, with ``tls_mesh``, the mTLS it originates (the SNI and identity it expects)."""
+    name = service_cluster_name(
+        destination if isinstance(destination, str) else destination.cluster_name
+    )
+    cluster.name = name
+    alt = sanitize_metric(name)
+    if alt != name:
+        cluster.alt_stat_name = alt
     if tls_mesh is not None:
         if isinstance(destination, str):
             destination = Destination(destination)
@@ -100,7 +124,6 @@ def service_cluster(
             tls_mesh, destination.service, destination.subset, upstream
         )
         cluster.transport_socket.CopyFrom(socket)
-    return cluster
 
 
 def static_cluster(

@@ -23,7 +23,7 @@ from kuma.policies.plugin import OutboundPlan
 from kuma.resources.model import Dataplane
 
 from ._pb import Message
-from .clusters import service_cluster
+from .clusters import service_cluster, service_cluster_body, set_destination
 from .dataplane import is_transparent, overlaps
 from .destination import Destination, destination_cluster_name
 from .external_vips import external_vip_outbounds
@@ -161,14 +161,40 @@ def outbound_plan(
     return plan, tuple(Destination(service, subset) for service, subset in plan.backends)
 
 
+#: (protocol, the cluster part of a policy fingerprint) -> a service cluster body with those
+#: policies applied (``set_destination`` not yet called): a policy change that gives a new
+#: conf to many services runs the plugins once per protocol instead of once per service.
+_CLUSTER_BODIES: dict[tuple[str, bytes], cluster_pb2.Cluster] = {}
+#: Entries kept before the cache starts over (a few per distinct policy set).
+_MAX_CLUSTER_BODIES = 1024
+
+
 def policy_service_cluster(
     destination: Destination,
     protocol: str,
     policies: ProxyPolicies,
     tls_mesh: str | None = None,
+    fingerprint: bytes | None = None,
 ) -> cluster_pb2.Cluster:
-    """A destination's cluster with the proxy's policies for its service applied."""
-    cluster = service_cluster(destination, protocol, tls_mesh)
-    if policies:
-        apply_outbound_cluster(cluster, policies, destination.service, protocol)
+    """A destination's cluster with the proxy's policies for its service applied.
+
+    ``fingerprint``: the cluster part of ``outbound_fingerprint(policies, service)``. Given,
+    the body is copied from the one built for the same (protocol, fingerprint) and only the
+    destination's fields are set: the cluster plugins read nothing of a cluster's destination
+    but its service's conf, which the fingerprint stands for (``PolicyPlugin.outbound_cluster``)."""
+    if fingerprint is None or not policies:
+        cluster = service_cluster(destination, protocol, tls_mesh)
+        if policies:
+            apply_outbound_cluster(cluster, policies, destination.service, protocol)
+        return cluster
+    key = (protocol, fingerprint)
+    body = _CLUSTER_BODIES.get(key)
+    if body is None:
+        if len(_CLUSTER_BODIES) >= _MAX_CLUSTER_BODIES:
+            _CLUSTER_BODIES.clear()
+        body = _CLUSTER_BODIES[key] = service_cluster_body(protocol)
+        apply_outbound_cluster(body, policies, destination.service, protocol)
+    cluster = cluster_pb2.Cluster()
+    cluster.CopyFrom(body)
+    set_destination(cluster, destination, tls_mesh)
     return cluster
