@@ -30,6 +30,7 @@ from kuma.xds.types import CLUSTER, ENDPOINT, LISTENER, SEND_ORDER
 
 from .acks import Nonces, Reply, check_type_url
 from .chunks import split
+from .wire import wire_response
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,22 @@ class _Subscription:
 class DeltaProtocol:
     """The delta protocol state of one stream."""
 
-    def __init__(self, types: TypeSet = ENVOY_TYPES, max_response_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        types: TypeSet = ENVOY_TYPES,
+        max_response_bytes: int | None = None,
+        *,
+        wire: bool = False,
+    ) -> None:
+        if wire and max_response_bytes is not None:
+            raise ValueError("responses split by size are messages, not wire responses")
         self._types = types
         #: No response larger than this (KDS's ``maxMsgSize``): a type's changes are split
         #: over several responses (chunks.py). None: one response per type, as for Envoy.
         self._max_bytes = max_response_bytes
+        #: Build each response as its bytes (:mod:`.wire`, the ADS server's) instead of a
+        #: ``DeltaDiscoveryResponse`` message.
+        self._wire = wire
         self._known = types.known
         self._subs: dict[str, _Subscription] = {}
         self._nonces = Nonces()
@@ -265,6 +277,9 @@ class DeltaProtocol:
         self, type_url: str, send: list[VersionedResource], remove: list[str]
     ) -> list[Any]:
         # The bodies are the engine's serialized messages: packed as they are, never re-encoded.
+        if self._wire:
+            nonce = self._nonces.issue(type_url, (*(r.name for r in send), *remove))
+            return [wire_response(type_url, nonce, send, remove)]
         resources = [
             Resource(
                 name=r.name, version=r.version, resource=AnyPb(type_url=type_url, value=r.body)

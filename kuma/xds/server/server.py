@@ -57,7 +57,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
             self._admission.settled(stream.peer.addr())
 
     async def DeltaAggregatedResources(self, stream: ServerStream) -> None:
-        await self._run(stream, DeltaProtocol(), "delta")
+        await self._run(stream, DeltaProtocol(wire=True), "delta")
 
     async def StreamAggregatedResources(self, stream: ServerStream) -> None:
         await self._run(stream, SotwProtocol(), "sotw")

@@ -20,12 +20,25 @@ from envoy.service.discovery.v3.discovery_pb2 import (
     DiscoveryResponse,
 )
 
+from .wire import WireResponse
+
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 SOTW_METHOD = f"/{SERVICE}/StreamAggregatedResources"
 DELTA_METHOD = f"/{SERVICE}/DeltaAggregatedResources"
 
 #: The server side of one ADS stream (envoy messages are untyped for mypy).
 ServerStream = grpclib.server.Stream[Any, Any]
+
+
+class DeltaReply(abc.ABC):  # noqa: B024 (a type to check against, nothing to implement)
+    """What the delta handler sends: a ``DeltaDiscoveryResponse`` message or one already
+    written to its bytes (:class:`~.wire.WireResponse`). grpclib's codec checks each message
+    against the handler's reply type, then calls its ``SerializeToString``; the client side
+    decodes a plain ``DeltaDiscoveryResponse``."""
+
+
+DeltaReply.register(DeltaDiscoveryResponse)
+DeltaReply.register(WireResponse)
 
 
 class AggregatedDiscoveryServiceBase(abc.ABC):
@@ -49,7 +62,7 @@ class AggregatedDiscoveryServiceBase(abc.ABC):
                 self.DeltaAggregatedResources,
                 grpclib.const.Cardinality.STREAM_STREAM,
                 DeltaDiscoveryRequest,
-                DeltaDiscoveryResponse,
+                DeltaReply,
             ),
         }
 

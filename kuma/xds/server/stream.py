@@ -56,6 +56,7 @@ from .observer import (
 )
 from .service import ServerStream
 from .waiting import WaitingStreams, WaitTicket
+from .wire import WireResponse
 
 log = logging.getLogger(__name__)
 
@@ -373,13 +374,19 @@ class _Session:
             response = responses.pop(0)
             await self._stream.send_message(response)
             self._observer.on_response(
-                self._node_id, response.type_url, len(response.resources), response.nonce
+                self._node_id, response.type_url, _resource_count(response), response.nonce
             )
             if since is not None:
                 if self._propagation is not None:
                     self._propagation.on_change_delivered(self._node_id, since)
                 since = None
         return since
+
+
+def _resource_count(response: Any) -> int:
+    if type(response) is WireResponse:
+        return response.resource_count
+    return len(response.resources)
 
 
 def _oldest(since: float | None, changes: Mapping[str, Iterable[str]]) -> float | None:
