@@ -3,12 +3,15 @@
 A response carries a copy of every resource it sent; a stream that kept its last one while
 waiting for the next change held ~10 KB per proxy for nothing (benchmarks/RESULTS.md, "kuma-cp's
 memory per connected proxy"). Looked at through the stream tasks' own frames: whatever is
-referenced from a waiting coroutine is what the stream keeps.
+referenced from a waiting coroutine is what the stream keeps. Nor does its transport hold a
+``collections.deque`` (760 bytes each, ~26 per connection before :mod:`kuma.xds.server.compact`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections import deque
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -21,6 +24,7 @@ from grpclib.client import Channel
 
 from kuma.xds.generate.types import CLUSTER
 from kuma.xds.server import serve
+from kuma.xds.server.compact import SmallDeque
 from tests.fixtures.polling import until
 
 from .fakes import DEADLINE, FakeSource, RecordingObserver, delta_state, delta_stream
@@ -50,6 +54,33 @@ def _held_responses() -> list[str]:
     return held
 
 
+_TRANSPORT_MODULES = ("grpclib.", "h2.", "hpack.", "asyncio.locks", "asyncio.queues")
+
+
+def _transport_deques() -> list[str]:
+    """The deques reachable from each served stream through the transport libraries' objects."""
+    roots = [
+        frame.f_locals["stream"]
+        for task in asyncio.all_tasks()
+        for frame in _frames(task)
+        if frame.f_code.co_qualname == "AdsServer._run"
+    ]
+    assert roots
+    found, seen, todo = [], {id(root) for root in roots}, roots
+    while todo:
+        node = todo.pop()
+        for child in gc.get_referents(node):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            kind = type(child)
+            if kind is deque:
+                found.append(f"a deque under {type(node).__qualname__}")
+            elif kind in (dict, list, SmallDeque) or kind.__module__.startswith(_TRANSPORT_MODULES):
+                todo.append(child)
+    return found
+
+
 async def test_an_idle_stream_holds_no_response() -> None:
     source, observer = FakeSource(), RecordingObserver()
     source.proxy().put(CLUSTER, "a")
@@ -72,4 +103,8 @@ async def test_an_idle_stream_holds_no_response() -> None:
                 # the response; from then on nothing of it may be referenced.
                 await observer.wait_for(lambda event: event[0] == "response")
                 await until(lambda: not _held_responses(), within=DEADLINE)
+                assert _transport_deques() == []
+                # The swapped objects go on working: a second change on the same stream.
+                source.proxy().put(CLUSTER, "c")
+                assert "c" in delta_state(await client.recv())
                 serving.cancel()

@@ -14,6 +14,7 @@ from kuma.xds.source import ConfigSource
 
 from .admission import Admission
 from .authn import StreamAuthenticator
+from .compact import compact_stream
 from .delta import DeltaProtocol
 from .demux import ProtocolFactory, SharedPortServer
 from .lifecycle import StreamLifecycle
@@ -63,6 +64,7 @@ class AdsServer(AggregatedDiscoveryServiceBase):
         await self._run(stream, SotwProtocol(), "sotw")
 
     async def _run(self, stream: ServerStream, state: ProtocolState, flavour: Flavour) -> None:
+        compact_stream(stream)
         try:
             await run_stream(
                 stream,
