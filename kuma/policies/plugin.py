@@ -69,9 +69,9 @@ class PolicyPlugin:
 
     kind: PolicyKind
     #: True if the kind's ``outbound_listener_input`` / ``outbound_cluster_input`` read more
-    #: of ``policies`` than its ``to`` rules (the proxy itself): its fingerprints are then
-    #: computed per proxy instead of taken from the memo shared by proxies whose ``to`` rules
-    #: are the same objects (:func:`outbound_fingerprint`).
+    #: of ``policies`` than the kind, whether it has ``to`` rules and the ``rule`` (the proxy
+    #: itself): they are then called per (proxy, service) instead of once per rule
+    #: (:func:`outbound_fingerprint`).
     outbound_input_reads_proxy = False
 
     def outbound_listener_input(self, policies: KindPolicies, rule: Rule | None) -> Any:
@@ -208,55 +208,74 @@ def _shapes(plugin: PolicyPlugin) -> tuple[bool, bool]:
     return found
 
 
-#: (service, the matched kinds, their ``to`` rules) -> fingerprint. Every proxy with the same
-#: policies holds the same ``Rules`` objects (``matching._rules`` caches them by the policies'
-#: identities), so a policy change's selected proxies serialize and hash each service's confs
-#: once between them instead of once each. Entries hold the rules (``Same``): no identity is
-#: reused while its entry lives.
-_FINGERPRINTS: dict[tuple[str, tuple[str, ...], Same], OutboundFingerprint] = {}
-#: Entries kept before the memo starts over (about services x distinct policy sets).
-_MAX_FINGERPRINTS = 16384
-
-
 def outbound_fingerprint(policies: ProxyPolicies, service: str) -> OutboundFingerprint:
     """The confs the proxy's policies give ``service``, split by the resource they shape."""
     if not policies:
         return NO_FINGERPRINT
-    kinds: list[str] = []
-    rules: list[object] = []
-    for plugin in PLUGINS:
-        matched = policies.get(plugin.kind.name)
-        if matched is None:
-            continue
-        if plugin.outbound_input_reads_proxy:
-            return _fingerprint(policies, service)
-        kinds.append(plugin.kind.name)
-        rules.append(matched.to_rules)
-    key = (service, tuple(kinds), Same(tuple(rules)))
-    found = _FINGERPRINTS.get(key)
-    if found is None:
-        if len(_FINGERPRINTS) >= _MAX_FINGERPRINTS:
-            _FINGERPRINTS.clear()
-        found = _FINGERPRINTS[key] = _fingerprint(policies, service)
-    return found
-
-
-def _fingerprint(policies: ProxyPolicies, service: str) -> OutboundFingerprint:
     element = service_element(service)
-    listener: list[Any] = []
-    cluster: list[Any] = []
+    listener = blake2b(digest_size=16)
+    cluster = blake2b(digest_size=16)
+    shaped_listener = shaped_cluster = False
     for plugin in PLUGINS:
         matched = policies.get(plugin.kind.name)
         if matched is None:
             continue
         rule = matched.to_rules.compute(element)
-        name = plugin.kind.name
-        shapes_listener, shapes_cluster = _shapes(plugin)
-        if shapes_listener:
-            listener.append([name, plugin.outbound_listener_input(matched, rule)])
-        if shapes_cluster:
-            cluster.append([name, plugin.outbound_cluster_input(matched, rule)])
-    return OutboundFingerprint(_canonical(listener), _canonical(cluster))
+        parts = (
+            _parts(plugin, matched, rule)
+            if plugin.outbound_input_reads_proxy
+            else _rule_parts(plugin, matched, rule)
+        )
+        if parts[0] is not None:
+            listener.update(parts[0])
+            shaped_listener = True
+        if parts[1] is not None:
+            cluster.update(parts[1])
+            shaped_cluster = True
+    return OutboundFingerprint(
+        listener.digest() if shaped_listener else b"",
+        cluster.digest() if shaped_cluster else b"",
+    )
+
+
+#: (kind, whether it has ``to`` rules) -> its parts of the fingerprint for a service no rule
+#: covers.
+_NO_RULE_PARTS: dict[tuple[str, bool], tuple[bytes | None, bytes | None]] = {}
+
+
+def _rule_parts(
+    plugin: PolicyPlugin, matched: KindPolicies, rule: Rule | None
+) -> tuple[bytes | None, bytes | None]:
+    """:func:`_parts`, kept on the rule: a rule is one object for every proxy with the same
+    policies (``matching._rules`` caches them by the policies' identities) and, for a rule on
+    many services (``Mesh``), for every such service, so a policy change's selected proxies
+    serialize each rule's inputs once instead of once per (proxy, service)."""
+    if rule is None:
+        key = (plugin.kind.name, bool(matched.to_rules))
+        found = _NO_RULE_PARTS.get(key)
+        if found is None:
+            found = _NO_RULE_PARTS[key] = _parts(plugin, matched, None)
+        return found
+    parts: tuple[bytes | None, bytes | None] | None = rule.outbound_parts
+    if parts is None:
+        parts = rule.outbound_parts = _parts(plugin, matched, rule)
+    return parts
+
+
+def _parts(
+    plugin: PolicyPlugin, matched: KindPolicies, rule: Rule | None
+) -> tuple[bytes | None, bytes | None]:
+    """What the kind's rule gives the listener and the cluster part of a fingerprint,
+    canonically serialized and prefixed with the kind's name and its length (so the parts'
+    concatenation is unambiguous); None for a part the kind does not shape."""
+    shapes_listener, shapes_cluster = _shapes(plugin)
+    name = plugin.kind.name
+    return (
+        _canonical(name, plugin.outbound_listener_input(matched, rule))
+        if shapes_listener
+        else None,
+        _canonical(name, plugin.outbound_cluster_input(matched, rule)) if shapes_cluster else None,
+    )
 
 
 class Same:
@@ -321,13 +340,12 @@ def inbound_policy_key(policies: ProxyPolicies, inbound: InboundKey) -> tuple[Ha
     return tuple(key)
 
 
-def _canonical(parts: list[Any]) -> bytes:
-    # A digest, not the serialized confs: the keys only compare, and every key of every
-    # proxy's outbounds holds one (the confs of a mesh with one policy of each kind run to
-    # about 4 KB: 25 KB per proxy at six outbounds, benchmarks/bench_memory.py).
-    if not parts:
-        return b""
-    return blake2b(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+def _canonical(name: str, value: Any) -> bytes:
+    # The fingerprint keeps a digest of these, not them: the keys only compare, and every key
+    # of every proxy's outbounds holds one (the confs of a mesh with one policy of each kind
+    # run to about 4 KB: 25 KB per proxy at six outbounds, benchmarks/bench_memory.py).
+    body = orjson.dumps([name, value], option=orjson.OPT_SORT_KEYS)
+    return len(body).to_bytes(4, "big") + body
 
 
 def plan_outbound(

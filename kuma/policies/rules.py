@@ -130,7 +130,7 @@ class Rule:
     use and kept (rules are shared by every proxy with the same policies), as is the typed
     configuration a policy kind makes of it."""
 
-    __slots__ = ("_appends", "_conf", "_confs", "origins", "subset", "typed")
+    __slots__ = ("_appends", "_conf", "_confs", "origins", "outbound_parts", "subset", "typed")
 
     def __init__(
         self,
@@ -147,6 +147,8 @@ class Rule:
         self._conf: Mapping[str, Any] | None = None
         #: The kind's typed ``Conf`` of :attr:`conf`, set by whoever converts it first.
         self.typed: Any = None
+        #: What the rule gives an outbound's policy fingerprint (``plugin._rule_parts``).
+        self.outbound_parts: Any = None
 
     @property
     def conf(self) -> Mapping[str, Any]:

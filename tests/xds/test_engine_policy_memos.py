@@ -1,9 +1,9 @@
 """What a policy change's selected proxies share instead of computing each: a service's
-policy fingerprint is memoized per (service, the proxies' ``to`` rules) unless a kind's input
-reads the proxy itself (MeshAccessLog), and a service cluster's policy-shaped body is built
-once per (protocol, fingerprint) and copied into each destination's cluster
-(kuma/policies/plugin.py, kuma/xds/generate/outbounds.py). Either must give exactly what
-computing it per proxy and per destination gives."""
+policy fingerprint is made of each kind's rule serialized once per rule (not per proxy and
+service) unless a kind's input reads the proxy itself (MeshAccessLog), and a service
+cluster's policy-shaped body is built once per (protocol, fingerprint) and copied into each
+destination's cluster (kuma/policies/plugin.py, kuma/xds/generate/outbounds.py). Either must
+give exactly what computing it per proxy and per destination gives."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from kuma.policies import default_policies, outbound_fingerprint, plugin, resolve
+from kuma.policies import default_policies, outbound_fingerprint, resolve
 from kuma.policies.meshaccesslog import MeshAccessLogPlugin
+from kuma.policies.meshtimeout import MeshTimeoutPlugin
 from kuma.resources import Mesh, from_document
 from kuma.xds.generate import clusters, outbounds
 from kuma.xds.generate.destination import Destination
@@ -84,31 +85,37 @@ def test_a_cluster_from_the_shared_body_equals_one_built_for_its_destination(
     assert bodies == 1  # one protocol, one fingerprint: the plugins ran once
 
 
-def test_proxies_with_the_same_rules_share_a_memoized_fingerprint(
+def test_a_rule_is_serialized_once_for_every_proxy_and_service_it_covers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     by_kind = every_cluster_kind()
     proxies = [dataplane(f"web-{i}", "web", address=f"10.0.0.{i}") for i in (1, 2, 3)]
-    monkeypatch.setattr(plugin, "_FINGERPRINTS", {})
-    computed: list[str] = []
-    compute = plugin._fingerprint
+    services = ("backend", "billing", "shop")
+    # The same confs in other policy objects (other rules): read before counting starts.
+    other = every_cluster_kind()
+    expected = {s: outbound_fingerprint(resolve(proxies[0], other), s) for s in services}
+    read: list[object] = []
+    full = MeshTimeoutPlugin.outbound_cluster_input
 
-    def counted(policies: Any, service: str) -> Any:
-        computed.append(service)
-        return compute(policies, service)
+    def counted(self: Any, policies: Any, rule: Any) -> Any:
+        read.append(rule)
+        return full(self, policies, rule)
 
-    monkeypatch.setattr(plugin, "_fingerprint", counted)
-    prints = {outbound_fingerprint(resolve(p, by_kind), "backend") for p in proxies}
-    assert computed == ["backend"]
-    assert len(prints) == 1
-    assert prints == {compute(resolve(proxies[0], by_kind), "backend")}
-    # A new version of a policy is a new rule: computed again, and it differs.
+    monkeypatch.setattr(MeshTimeoutPlugin, "outbound_cluster_input", counted)
+    for proxy in proxies:
+        policies = resolve(proxy, by_kind)
+        assert {s: outbound_fingerprint(policies, s) for s in services} == expected
+    assert len(read) == 1  # one Mesh-wide rule: read once for 3 proxies x 3 services
+    # A new version of a policy is a new rule: read again, and its fingerprint differs.
+    newer = {"connectionTimeout": "8s", "idleTimeout": "9s"}
     by_kind["MeshTimeout"] = [
-        policy("MeshTimeout", {"default": {"connectionTimeout": "8s"}}, "a"),
+        *(p for p in by_kind["MeshTimeout"] if p.name != "a"),
+        policy("MeshTimeout", {"default": newer}, "a"),
     ]
     again = outbound_fingerprint(resolve(proxies[0], by_kind), "backend")
-    assert computed == ["backend", "backend"]
-    assert again not in prints
+    assert len(read) == 2
+    assert again.cluster != expected["backend"].cluster
+    assert again.listener == expected["backend"].listener  # what listeners read is as it was
 
 
 def access_log_prints() -> set[bytes]:
@@ -132,5 +139,4 @@ def test_memoizing_a_kind_that_reads_the_proxy_would_share_its_listener(
     """The check of the check: without MeshAccessLog's flag the second proxy would get the
     first one's fingerprint (and so its listener, logging the wrong address)."""
     monkeypatch.setattr(MeshAccessLogPlugin, "outbound_input_reads_proxy", False)
-    monkeypatch.setattr(plugin, "_FINGERPRINTS", {})
     assert len(access_log_prints()) == 1
