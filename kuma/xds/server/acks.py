@@ -13,8 +13,7 @@ cluster update, consul#19866) changes nothing; ACKs and NACKs are reported, not 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kuma.xds.types import SEND_ORDER
 
@@ -34,9 +33,9 @@ def check_type_url(type_url: str, known: frozenset[str] = KNOWN_TYPES) -> None:
         raise InvalidRequest(f"unknown type_url {type_url!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The ACK or NACK part of a request."""
+class Reply(NamedTuple):
+    """The ACK or NACK part of a request (a tuple: one is made per ACK, on every proxy of a
+    fan-out, and a frozen dataclass took three times as long to make)."""
 
     type_url: str
     nonce: str

@@ -143,7 +143,11 @@ class DeltaProtocol:
 
     @property
     def has_work(self) -> bool:
-        return any(sub.pending for sub in self._subs.values())
+        # Asked after every request and every wake-up of every stream.
+        for sub in self._subs.values():  # noqa: SIM110 (any() over a generator: 2.7x slower)
+            if sub.dirty or sub.full_scan or sub.reply_due:
+                return True
+        return False
 
     def handle_request(self, request: Any) -> Reply | None:
         """Apply a ``DeltaDiscoveryRequest``; return its ACK/NACK part, if any.
