@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from kuma.xds.server.compact import SmallDeque, compact_stream
+from kuma.xds.server.compact import BoundOnLookup, SmallDeque, compact_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -65,3 +65,19 @@ def _fake_stream(event: asyncio.Event, queue: asyncio.Queue[int]) -> Any:
         _stream = Inner()
 
     return Stream()
+
+
+def test_a_shared_dispatch_table_binds_to_its_owner_on_lookup() -> None:
+    class Owner:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def handle(self, x: int) -> str:
+            return f"{self.name}:{x}"
+
+    a, b = Owner("a"), Owner("b")
+    functions: dict[Any, Any] = {int: Owner.handle}
+    table_a, table_b = BoundOnLookup(a, functions), BoundOnLookup(b, functions)
+    assert (table_a[int](1), table_b[int](2)) == ("a:1", "b:2")
+    with pytest.raises(KeyError):
+        table_a[str]
