@@ -36,8 +36,9 @@ class CompositeSource:
         if any(source is primary for source in routes.values()):
             raise ValueError("route a type URL to the primary source by leaving it out")
         self._primary = primary
-        self._routes = dict(routes)
         self._shared = frozenset(shared) & frozenset(routes)
+        #: The types the primary has no say in, one set for every proxy's watch.
+        self._routed = frozenset(routes) - self._shared
         #: Each routed source once, with the type URLs it owns.
         self._members: list[tuple[ConfigSource, frozenset[str]]] = []
         for source in {id(s): s for s in routes.values()}.values():
@@ -54,8 +55,7 @@ class CompositeSource:
                 (await stack.enter_async_context(source.watch_proxy(node_id, metadata)), owned)
                 for source, owned in self._members
             ]
-            routed = frozenset(self._routes) - self._shared
-            watch = CompositeWatch(primary, routed, members, self._shared)
+            watch = CompositeWatch(primary, self._routed, members, self._shared)
             stack.callback(watch.close)
             yield watch
 
