@@ -38,12 +38,19 @@ INBOUND_IDLE_TIMEOUT = 7200
 
 
 def _named(name: str) -> cluster_pb2.Cluster:
-    """A cluster with Kuma's ``altStatName`` when the name holds characters stats dislike."""
-    cluster = cluster_pb2.Cluster(name=name)
+    """A cluster named ``name`` (:func:`_set_name`)."""
+    cluster = cluster_pb2.Cluster()
+    _set_name(cluster, name)
+    return cluster
+
+
+def _set_name(cluster: cluster_pb2.Cluster, name: str) -> None:
+    """Name the cluster, with Kuma's ``altStatName`` when the name holds characters stats
+    dislike."""
+    cluster.name = name
     alt = sanitize_metric(name)
     if alt != name:
         cluster.alt_stat_name = alt
-    return cluster
 
 
 def _http_options(protocol: str, idle_timeout: int | None, *, force_http2: bool) -> Any | None:
@@ -110,13 +117,8 @@ def set_destination(
 ) -> None:
     """The fields of a service cluster that name its destination: its name (and stat name)
     and, with ``tls_mesh``, the mTLS it originates (the SNI and identity it expects)."""
-    name = service_cluster_name(
-        destination if isinstance(destination, str) else destination.cluster_name
-    )
-    cluster.name = name
-    alt = sanitize_metric(name)
-    if alt != name:
-        cluster.alt_stat_name = alt
+    name = destination if isinstance(destination, str) else destination.cluster_name
+    _set_name(cluster, service_cluster_name(name))
     if tls_mesh is not None:
         if isinstance(destination, str):
             destination = Destination(destination)
