@@ -1,0 +1,191 @@
+"""The transport's floor for a fan-out: raw grpclib, no kuma-cp code.
+
+kuma-cp's fan-out (one change reaching every connected proxy) costs one delta response and one
+ACK per proxy, each on its own HTTP/2 connection. This measures what exactly that costs the
+server when nothing of ours runs: a bare grpclib handler per stream (the shape every grpclib
+server has: one task per stream) waits for a round, sends one pre-built
+``DeltaDiscoveryResponse`` of about the size kuma-cp sends in a fan-out (one ~1 KB resource) and
+reads the client's ACK. The clients, ``--streams`` of them each with its own connection, run in
+another process on the other core and ACK every response.
+
+Printed: the server's CPU per (stream, round), median of ``--batches``, for plain TCP and for TLS
+(the server's certificate a P-256 one, as kuma-cp's dp server generates it). kuma-cp's own CPU
+per affected proxy in the kuma-load fan-out, measured in the same sitting, compares with this
+number (benchmarks/RESULTS.md, issue 15).
+
+Run: ``python benchmarks/bench_transport_fanout.py [--streams 1000] [--rounds 10] [--batches 3]
+[--mode tcp,tls]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import socket
+import ssl
+import statistics
+import time
+from typing import Any
+
+from envoy.service.discovery.v3.discovery_pb2 import (
+    DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse,
+)
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Handler
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.server import Server, Stream
+
+from kuma.tls.certs import generate_ca_certificate
+from kuma.tls.persisted import ServingCertificate
+from kuma.xds.generate.types import CLUSTER
+
+METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#: About what one resource of kuma-cp's fan-out weighs on the wire (10.4 MB / 10,001 responses).
+BODY_BYTES = 950
+
+
+def _response(version: int) -> DeltaDiscoveryResponse:
+    response = DeltaDiscoveryResponse(type_url=CLUSTER, nonce=str(version))
+    resource = response.resources.add(name="backend", version=str(version))
+    resource.resource.type_url = CLUSTER
+    resource.resource.value = bytes([version % 251]) * BODY_BYTES
+    return response
+
+
+class _Rounds:
+    """Every stream's handler waits here for the next round and counts the ACKs it reads."""
+
+    def __init__(self, streams: int) -> None:
+        self.streams = streams
+        self.round = 0
+        self.opened = 0
+        self.acks = 0
+        #: Resolved when the next round starts: one wake-up per stream, as a change set's.
+        self.started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.acked = asyncio.Event()
+
+    async def handle(self, stream: Stream[DeltaDiscoveryRequest, DeltaDiscoveryResponse]) -> None:
+        if await stream.recv_message() is None:
+            return
+        self.opened += 1
+        if self.opened == self.streams:
+            self.acked.set()
+        while True:
+            started = await self.started
+            await stream.send_message(_RESPONSES[started % 2])
+            if await stream.recv_message() is None:
+                return
+            self.acks += 1
+            if self.acks % self.streams == 0:
+                self.acked.set()
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            METHOD: Handler(
+                self.handle,
+                Cardinality.STREAM_STREAM,
+                DeltaDiscoveryRequest,
+                DeltaDiscoveryResponse,
+            )
+        }
+
+    async def next_round(self) -> None:
+        self.acked.clear()
+        self.round += 1
+        started, self.started = self.started, asyncio.get_running_loop().create_future()
+        started.set_result(self.round)
+        await self.acked.wait()
+
+
+_RESPONSES = (_response(1), _response(2))
+
+
+def _clients(port: int, streams: int, ca: bytes | None) -> None:
+    """The client process: ``streams`` connections, one stream each, every response ACKed."""
+    os.sched_setaffinity(0, {1})
+
+    async def one(index: int) -> None:
+        tls = None
+        if ca is not None:
+            tls = ssl.create_default_context(cadata=ca.decode())
+            tls.set_alpn_protocols(["h2"])
+        async with Channel("127.0.0.1", port, ssl=tls) as channel:
+            try:
+                async with channel.request(
+                    METHOD, Cardinality.STREAM_STREAM, DeltaDiscoveryRequest, DeltaDiscoveryResponse
+                ) as stream:
+                    first = DeltaDiscoveryRequest(type_url=CLUSTER)
+                    first.node.id = f"default.bench-{index}"
+                    await stream.send_message(first)
+                    while (response := await stream.recv_message()) is not None:
+                        ack = DeltaDiscoveryRequest(type_url=CLUSTER, response_nonce=response.nonce)
+                        await stream.send_message(ack)
+            except (GRPCError, StreamTerminatedError, ConnectionError):
+                pass  # the server went away: the run is over
+
+    async def run() -> None:
+        tasks = []
+        for index in range(streams):
+            tasks.append(asyncio.create_task(one(index)))
+            if index % 50 == 49:
+                await asyncio.sleep(0.01)  # do not overrun the listen backlog
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+async def bench(streams: int, rounds: int, batches: int, *, tls: bool) -> float:
+    os.sched_setaffinity(0, {0})
+    ca: bytes | None = None
+    context: ssl.SSLContext | None = None
+    if tls:
+        ca, key = generate_ca_certificate(["127.0.0.1"])
+        context = ServingCertificate(ca, key, ca, "bench").server_context()
+    rounds_state = _Rounds(streams)
+    server = Server([rounds_state])
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    await server.start(sock=listener, ssl=context, backlog=4096)
+    spawn = multiprocessing.get_context("spawn")
+    client = spawn.Process(target=_clients, args=(port, streams, ca))
+    client.start()
+    await rounds_state.acked.wait()  # every stream opened
+    await rounds_state.next_round()  # warm-up: every connection's first response
+    per_stream: list[float] = []
+    for _ in range(batches):
+        start = time.process_time()
+        for _ in range(rounds):
+            await rounds_state.next_round()
+        per_stream.append((time.process_time() - start) / (rounds * streams))
+    server.close()
+    await server.wait_closed()
+    client.join(10)
+    if client.is_alive():
+        client.terminate()
+        client.join(5)
+    return statistics.median(per_stream) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=10, help="fan-outs per batch")
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--mode", default="tcp,tls")
+    args = parser.parse_args()
+    size = len(_RESPONSES[0].SerializeToString())
+    print(f"raw grpclib fan-out: {args.streams} streams, a {size}-byte response + ACK each")
+    results: dict[str, Any] = {}
+    for mode in args.mode.split(","):
+        results[mode] = asyncio.run(
+            bench(args.streams, args.rounds, args.batches, tls=mode == "tls")
+        )
+        print(f"  {mode}: server CPU {results[mode]:.0f} µs per stream and round")
+
+
+if __name__ == "__main__":
+    main()
