@@ -35,6 +35,7 @@ from .plugin import (
     apply_outbound_listener,
     apply_passthrough,
     outbound_fingerprint,
+    outbound_fingerprints,
     own_clusters,
     plan_outbound,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "meshtimeout",
     "meshtrafficpermission",
     "outbound_fingerprint",
+    "outbound_fingerprints",
     "own_clusters",
     "plan_outbound",
     "resolve",

@@ -210,16 +210,36 @@ def _shapes(plugin: PolicyPlugin) -> tuple[bool, bool]:
 
 def outbound_fingerprint(policies: ProxyPolicies, service: str) -> OutboundFingerprint:
     """The confs the proxy's policies give ``service``, split by the resource they shape."""
+    return outbound_fingerprints(policies)(service)
+
+
+def outbound_fingerprints(policies: ProxyPolicies) -> Callable[[str], OutboundFingerprint]:
+    """:func:`outbound_fingerprint` of the proxy's services, one call per service: the kinds
+    that match the proxy are found once (in plugin order) instead of once per service (a proxy
+    matches a few of the kinds; its assembly asks for each of its outbound services)."""
     if not policies:
-        return NO_FINGERPRINT
+        return _no_fingerprint
+    by_kind = policies.by_kind
+    kinds = [
+        (plugin, matched)
+        for plugin in PLUGINS
+        if (matched := by_kind.get(plugin.kind.name)) is not None
+    ]
+    return lambda service: _fingerprint(kinds, service)
+
+
+def _no_fingerprint(service: str) -> OutboundFingerprint:
+    return NO_FINGERPRINT
+
+
+def _fingerprint(
+    kinds: list[tuple[PolicyPlugin, KindPolicies]], service: str
+) -> OutboundFingerprint:
     element = service_element(service)
     listener = blake2b(digest_size=16)
     cluster = blake2b(digest_size=16)
     shaped_listener = shaped_cluster = False
-    for plugin in PLUGINS:
-        matched = policies.get(plugin.kind.name)
-        if matched is None:
-            continue
+    for plugin, matched in kinds:
         rule = matched.to_rules.compute(element)
         parts = (
             _parts(plugin, matched, rule)

@@ -9,12 +9,12 @@ holds the two to that.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from types import MappingProxyType
 
 from google.protobuf.message import Message
 
-from kuma.policies import OutboundFingerprint, outbound_fingerprint, resolve
+from kuma.policies import OutboundFingerprint, outbound_fingerprints, resolve
 from kuma.policies.locality_aware import LocalityShape, locality_shape
 from kuma.resources import Dataplane
 from kuma.xds import types
@@ -29,7 +29,7 @@ from kuma.xds.generate.via_egress import routes_through_egress
 from .interner import Interner
 from .mesh_state import MeshState
 from .proxy_memo import ProxyMemo
-from .shared import SharedResources
+from .shared import ServiceInputs, SharedResources, service_inputs
 from .watches import ProxyResources
 
 #: Most proxies reach whole services only: they share this empty mapping.
@@ -107,16 +107,19 @@ def assemble(
         resources.setdefault(type_url, {})[name] = interner.intern(type_url, name, message)
     listeners = resources[types.LISTENER]
     destinations: dict[Destination, None] = {}
-    # What the proxy's policies make of each outbound service: part of the key of its shared
-    # resources (kuma/xds/engine/shared.py).
-    fingerprints: dict[str, OutboundFingerprint] = {}
+    # Per outbound service, read once for all its listeners and clusters: what the proxy's
+    # policies make of it and its service inputs (both keys of its shared resources,
+    # kuma/xds/engine/shared.py).
+    per_service: dict[str, tuple[OutboundFingerprint, ServiceInputs]] = {}
+    fingerprint_of = outbound_fingerprints(policies)
     for address, port, destination, bind_to_port in parts.outbounds:
         service = destination.service
-        fingerprint = fingerprints.get(service)
-        if fingerprint is None:
-            fingerprint = fingerprints[service] = outbound_fingerprint(policies, service)
+        found = per_service.get(service)
+        if found is None:
+            found = per_service[service] = _service(fingerprint_of, mesh, service)
+        fingerprint, inputs = found
         plan, reached = (
-            outbound_plan(policies, destination, mesh.protocol(service), mesh.protocol)
+            outbound_plan(policies, destination, inputs.protocol, mesh.protocol)
             if fingerprint.listener
             else (None, (destination,))
         )
@@ -130,31 +133,29 @@ def assemble(
             fingerprint.listener,
             plan,
             parts.caller_tags,
+            inputs,
         )
         listeners[listener.name] = listener
         destinations.update(dict.fromkeys(reached))
     ipv6: bool | None = None
     localities: dict[str, LocalityShape] = {}
+    egress = routes_through_egress(mesh.mesh)
     for destination in destinations:
-        fingerprint = fingerprints.get(destination.service)
-        if fingerprint is None:  # a service reached only through a route's backendRefs
-            fingerprint = fingerprints[destination.service] = outbound_fingerprint(
-                policies, destination.service
+        found = per_service.get(destination.service)
+        if found is None:  # a service reached only through a route's backendRefs
+            found = per_service[destination.service] = _service(
+                fingerprint_of, mesh, destination.service
             )
-        if (
-            mesh.externals
-            and mesh.externals.endpoints(destination.service)
-            and not routes_through_egress(mesh.mesh)
-        ):
+        fingerprint, inputs = found
+        if inputs.external and inputs.egresses is None:
             # An external service reached directly: its cluster holds its endpoints (no EDS).
             if ipv6 is None:
                 ipv6 = is_ipv6_proxy(dataplane)
-            cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster, ipv6)
+            cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster, ipv6, inputs)
             resources[types.CLUSTER][cluster.name] = cluster
             continue
-        cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster)
+        cluster = shared.cluster(mesh, destination, policies, fingerprint.cluster, inputs=inputs)
         resources[types.CLUSTER][cluster.name] = cluster
-        egress = routes_through_egress(mesh.mesh)
         shape = locality_shape(policies, destination.service, dataplane, egress=egress)
         if shape is None:
             load_assignment = shared.load_assignment(mesh, destination)
@@ -176,6 +177,12 @@ def assemble(
         subsets=subsets_of(destinations),
         localities=localities or NO_LOCALITIES,
     )
+
+
+def _service(
+    fingerprint_of: Callable[[str], OutboundFingerprint], mesh: MeshState, service: str
+) -> tuple[OutboundFingerprint, ServiceInputs]:
+    return fingerprint_of(service), service_inputs(mesh, service)
 
 
 def subsets_of(destinations: Iterable[Destination]) -> Mapping[str, tuple[Destination, ...]]:

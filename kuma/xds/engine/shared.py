@@ -123,10 +123,14 @@ class SharedResources:
         policies: ProxyPolicies = EMPTY,
         fingerprint: bytes = b"",
         ipv6: bool = False,
+        inputs: ServiceInputs | None = None,
     ) -> VersionedResource:
-        """``ipv6``: the consumer is an IPv6 proxy (an external service's DNS lookups)."""
+        """``ipv6``: the consumer is an IPv6 proxy (an external service's DNS lookups).
+        ``inputs``: ``service_inputs(mesh, destination.service)`` when the caller read them
+        already (the engine reads them once per service of an assembly, not per resource)."""
         key = (mesh.name, destination.service)
-        inputs = service_inputs(mesh, destination.service)
+        if inputs is None:
+            inputs = service_inputs(mesh, destination.service)
         cached = self._clusters.get(key)
         if cached is None or cached[0] != inputs or len(cached[1]) > _MAX_VARIANTS:
             # New inputs, or many variants seen (old policy ones may be unused): start over.
@@ -211,8 +215,11 @@ class SharedResources:
         fingerprint: bytes = b"",
         plan: OutboundPlan | None = None,
         caller_tags: str = "",
+        inputs: ServiceInputs | None = None,
     ) -> VersionedResource:
-        inputs = service_inputs(mesh, destination.service)
+        """``inputs``: as for :meth:`cluster`."""
+        if inputs is None:
+            inputs = service_inputs(mesh, destination.service)
         # Routes also depend on the protocols of the services their backendRefs name.
         protocols = plan.protocols if plan is not None else ()
         # No mesh name in the key: the same listener is shared across meshes.

@@ -217,13 +217,13 @@ def _diff(old: ProxyResources, new: ProxyResources) -> dict[str, set[str]]:
     for type_url in old.keys() | new.keys():
         before = old.get(type_url, {})
         after = new.get(type_url, {})
+        # Equal content is one interned object: most names pass the identity test.
         names = {
             name
-            for name in before.keys() | after.keys()
-            if (a := before.get(name)) is None
-            or (b := after.get(name)) is None
-            or a.version != b.version
+            for name, b in after.items()
+            if (a := before.get(name)) is not b and (a is None or a.version != b.version)
         }
+        names.update(before.keys() - after.keys())
         if names:
             changes[type_url] = names
     return changes
