@@ -12,9 +12,11 @@ from envoy.config.core.v3.base_pb2 import BuildVersion, Node
 
 from .envoy_node import envoy_node
 from .sds import cluster_secrets, listener_secrets
+from .wire import entry_hash
 
 ENVOY_VERSION = (1, 40, 0)
 _EDS_CACHE_LIMIT = 100_000
+_HASH_CACHE_LIMIT = 100_000
 _NO_SECRETS: tuple[str, ...] = ()
 
 
@@ -61,6 +63,8 @@ class Shared:
         self.eds_cache: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
         #: (listener name, version) → the Secrets it references.
         self.lds_cache: dict[tuple[str, str], tuple[str, ...]] = {}
+        #: (type index, name, version) → its digest entry hash (:func:`.wire.entry_hash`).
+        self.hashes: dict[tuple[int, str, str], int] = {}
         #: Interned tuples of Secret names: sidecars share them.
         self.secret_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         #: Why streams ended abnormally: exception type name → count.
@@ -88,6 +92,17 @@ class Shared:
             if len(self.eds_cache) >= _EDS_CACHE_LIMIT:
                 self.eds_cache.clear()
             self.eds_cache[key] = found
+        return found
+
+    def entry_hash(self, type_index: int, name: str, version: str) -> int:
+        """:func:`.wire.entry_hash`, computed once per worker: a change reaches many of the
+        worker's sidecars with the same name and version (a fan-out: all of them)."""
+        key = (type_index, name, version)
+        found = self.hashes.get(key)
+        if found is None:
+            if len(self.hashes) >= _HASH_CACHE_LIMIT:
+                self.hashes.clear()
+            found = self.hashes[key] = entry_hash(type_index, name, version)
         return found
 
     def listener_info(self, name: str, version: str, body: bytes) -> tuple[str, ...]:

@@ -33,9 +33,10 @@ from grpclib.client import Channel
 
 from kuma.xds.server.service import AggregatedDiscoveryServiceStub
 
+from .fast_send import try_send
 from .sds import secret_problem
 from .shared import Shared, node_of
-from .wire import CDS, EDS, LDS, SDS, TYPE_INDEX, TYPES, Digest, entry_hash
+from .wire import CDS, EDS, LDS, SDS, TYPE_INDEX, TYPES, Digest
 
 
 class Sidecar:
@@ -171,7 +172,8 @@ class Sidecar:
 
     async def _send(self, stream: Any, request: Any) -> None:
         self.shared.counters.requests += 1
-        await stream.send_message(request)
+        if not try_send(stream, request):
+            await stream.send_message(request)
 
     async def _request_lds(self, stream: Any) -> None:
         self.lds_requested = True
@@ -249,6 +251,7 @@ class Sidecar:
         held = self.held.setdefault(type_index, {})
         value, count = self.digest
         intern = sys.intern
+        entry_hash = shared.entry_hash
         for resource in response.resources:
             name = intern(resource.name)
             version = intern(resource.version)
@@ -342,6 +345,7 @@ class Sidecar:
             return
         held = self.held[EDS]
         value, count = self.digest
+        entry_hash = self.shared.entry_hash
         for name in unsubscribe:
             # Envoy forgets the endpoints of a cluster it removed (and re-subscribes later).
             old = held.pop(name, None)
