@@ -218,7 +218,12 @@ class MeshState:
         if external:
             return external_protocol(external)
         entry = self._services.get(service)
-        return service_protocol(()) if entry is None else entry.protocol(self.locality().remote)
+        if entry is None:
+            return service_protocol(())
+        # Other zones' endpoints count only when the service has some: the locality plan
+        # (rebuilt per call, and not trivial once mTLS is on) is asked only then. This runs
+        # for every outbound of every proxy a STRICT mesh assembles.
+        return entry.protocol(bool(entry.remote) and self.locality().remote)
 
     def locality(self) -> LocalityPlan:
         cross_zone = self.cross_zone
