@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from kuma.policies.matching import ordered
 from kuma.resources import Dataplane, Mesh, MeshGateway, ZoneEgress, ZoneIngress
 from kuma.resources.model import Policy
+from kuma.resources.mtls import enabled_backend
 from kuma.xds.generate.cross_zone import (
     Coordinates,
     LocalityPlan,
@@ -220,10 +221,10 @@ class MeshState:
         entry = self._services.get(service)
         if entry is None:
             return service_protocol(())
-        # Other zones' endpoints count only when the service has some: the locality plan
-        # (rebuilt per call, and not trivial once mTLS is on) is asked only then. This runs
-        # for every outbound of every proxy a STRICT mesh assembles.
-        return entry.protocol(bool(entry.remote) and self.locality().remote)
+        # The plan's ``remote`` flag is exactly "mTLS on" (``locality_plan``): read it without
+        # building the whole plan, which runs for every outbound of every proxy a STRICT mesh
+        # assembles. The same flag keeps the entry's endpoint cache shared with the CLAs.
+        return entry.protocol(enabled_backend(self.mesh) is not None)
 
     def locality(self) -> LocalityPlan:
         cross_zone = self.cross_zone
