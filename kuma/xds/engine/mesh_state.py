@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from kuma.policies.matching import ordered
 from kuma.resources import Dataplane, Mesh, MeshGateway, ZoneEgress, ZoneIngress
 from kuma.resources.model import Policy
-from kuma.resources.mtls import enabled_backend
 from kuma.xds.generate.cross_zone import (
     Coordinates,
     LocalityPlan,
@@ -219,12 +218,7 @@ class MeshState:
         if external:
             return external_protocol(external)
         entry = self._services.get(service)
-        if entry is None:
-            return service_protocol(())
-        # The plan's ``remote`` flag is exactly "mTLS on" (``locality_plan``): read it without
-        # building the whole plan, which runs for every outbound of every proxy a STRICT mesh
-        # assembles. The same flag keeps the entry's endpoint cache shared with the CLAs.
-        return entry.protocol(enabled_backend(self.mesh) is not None)
+        return service_protocol(()) if entry is None else entry.protocol(self.locality().remote)
 
     def locality(self) -> LocalityPlan:
         cross_zone = self.cross_zone

@@ -16,7 +16,6 @@ negated tag ``not_id``, an empty subset (``Mesh``) ``any``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -89,17 +88,7 @@ def _policy(principals: list[rbac_pb2.Principal]) -> rbac_pb2.Policy:
 def rbac_rules(
     mesh: str, rules: Sequence[PermissionRule]
 ) -> tuple[rbac_pb2.RBAC, rbac_pb2.RBAC | None]:
-    """(rules, shadow rules or None) for ``rules`` in order. The messages are shared: copy
-    them, never change them."""
-    return _rbac_rules(mesh, tuple(rules))
-
-
-# The proxies of a service share their inbound's rules (and every proxy of a mesh without a
-# permission has DENY_ALL): built once per (mesh, rules), not per proxy and listener.
-@functools.lru_cache(maxsize=1024)
-def _rbac_rules(
-    mesh: str, rules: tuple[PermissionRule, ...]
-) -> tuple[rbac_pb2.RBAC, rbac_pb2.RBAC | None]:
+    """(rules, shadow rules or None) for ``rules`` in order."""
     by_action: dict[str, list[rbac_pb2.Principal]] = {}
     for rule in rules:
         by_action.setdefault(rule.action, []).append(_principal(mesh, rule.subset))

@@ -15,7 +15,6 @@ pkg/xds/generator/inbound_proxy_generator.go, ClientSideMTLSConfigurer).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 
 from envoy.config.core.v3 import base_pb2
@@ -90,12 +89,8 @@ def static_downstream_transport_socket(cert_path: str, key_path: str) -> base_pb
     return base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pack(context))
 
 
-# One per mesh, shared by every inbound listener (built per proxy otherwise: 10,000 times
-# while a STRICT mesh converges). Shared: callers copy it (``CopyFrom``), never change it.
-@functools.lru_cache(maxsize=256)
 def downstream_transport_socket(mesh: str) -> base_pb2.TransportSocket:
-    """Server side: require a client certificate of this mesh. The message is shared: copy
-    it, never change it."""
+    """Server side: require a client certificate of this mesh."""
     context = tls_pb2.DownstreamTlsContext()
     context.require_client_certificate.value = True
     common = _common(context.common_tls_context, mesh)
