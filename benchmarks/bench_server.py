@@ -133,20 +133,26 @@ async def _drive(source: _Source, acks: _AckCounter, rounds: int) -> list[float]
     return times
 
 
-async def _client(channel: Channel) -> None:
-    """ACK every response until the server side ends the run (the client never ends it: a
-    reset right after the last ACK could overtake it, and the run would wait forever)."""
+async def ack_responses(channel: Channel, first: DeltaDiscoveryRequest) -> None:
+    """Open a delta ADS stream with ``first`` and ACK every response (of ``first``'s type)
+    until the server side ends the run (the client never ends it: a reset right after the
+    last ACK could overtake it, and the run would wait forever). bench_transport_fanout's
+    clients are these too."""
     stub = AggregatedDiscoveryServiceStub(channel)
     try:
         async with stub.DeltaAggregatedResources.open() as stream:
-            first = DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=[NAME])
-            first.node.id = NODE
             await stream.send_message(first)
             while (response := await stream.recv_message()) is not None:
-                ack = DeltaDiscoveryRequest(type_url=ENDPOINT, response_nonce=response.nonce)
+                ack = DeltaDiscoveryRequest(type_url=first.type_url, response_nonce=response.nonce)
                 await stream.send_message(ack)
     except (GRPCError, StreamTerminatedError, ConnectionError):
         pass  # the server went away: the run is over
+
+
+async def _client(channel: Channel) -> None:
+    first = DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=[NAME])
+    first.node.id = NODE
+    await ack_responses(channel, first)
 
 
 async def bench_memory(rounds: int, batches: int) -> float:

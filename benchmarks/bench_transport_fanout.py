@@ -6,7 +6,7 @@ server when nothing of ours runs: a bare grpclib handler per stream (the shape e
 server has: one task per stream) waits for a round, sends one pre-built
 ``DeltaDiscoveryResponse`` of about the size kuma-cp sends in a fan-out (one ~1 KB resource) and
 reads the client's ACK. The clients, ``--streams`` of them each with its own connection, run in
-another process on the other core and ACK every response.
+another process on the other core and ACK every response (bench_server's ``ack_responses``).
 
 Printed: the server's CPU per (stream, round), median of ``--batches``, for plain TCP and for TLS
 (the server's certificate a P-256 one, as kuma-cp's dp server generates it). kuma-cp's own CPU
@@ -29,20 +29,20 @@ import statistics
 import time
 from typing import Any
 
+from bench_server import ack_responses
 from envoy.service.discovery.v3.discovery_pb2 import (
     DeltaDiscoveryRequest,
     DeltaDiscoveryResponse,
 )
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Handler
-from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Server, Stream
 
 from kuma.tls.certs import generate_ca_certificate
 from kuma.tls.persisted import ServingCertificate
 from kuma.xds.generate.types import CLUSTER
+from kuma.xds.server.service import DELTA_METHOD
 
-METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 #: About what one resource of kuma-cp's fan-out weighs on the wire (10.4 MB / 10,001 responses).
 BODY_BYTES = 950
 
@@ -84,7 +84,7 @@ class _Rounds:
 
     def __mapping__(self) -> dict[str, Handler]:
         return {
-            METHOD: Handler(
+            DELTA_METHOD: Handler(
                 self.handle,
                 Cardinality.STREAM_STREAM,
                 DeltaDiscoveryRequest,
@@ -112,19 +112,10 @@ def _clients(port: int, streams: int, ca: bytes | None) -> None:
         if ca is not None:
             tls = ssl.create_default_context(cadata=ca.decode())
             tls.set_alpn_protocols(["h2"])
+        first = DeltaDiscoveryRequest(type_url=CLUSTER)
+        first.node.id = f"default.bench-{index}"
         async with Channel("127.0.0.1", port, ssl=tls) as channel:
-            try:
-                async with channel.request(
-                    METHOD, Cardinality.STREAM_STREAM, DeltaDiscoveryRequest, DeltaDiscoveryResponse
-                ) as stream:
-                    first = DeltaDiscoveryRequest(type_url=CLUSTER)
-                    first.node.id = f"default.bench-{index}"
-                    await stream.send_message(first)
-                    while (response := await stream.recv_message()) is not None:
-                        ack = DeltaDiscoveryRequest(type_url=CLUSTER, response_nonce=response.nonce)
-                        await stream.send_message(ack)
-            except (GRPCError, StreamTerminatedError, ConnectionError):
-                pass  # the server went away: the run is over
+            await ack_responses(channel, first)
 
     async def run() -> None:
         tasks = []
