@@ -171,6 +171,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--backoff-max", type=float, default=30.0, help="reconnect backoff cap [30]")
     load.add_argument(
+        "--connect-concurrency",
+        type=int,
+        default=0,
+        help="connection setups (connect to first response) in flight per worker at most; "
+        "0: no bound [0]",
+    )
+    load.add_argument(
         "--insecure",
         action="store_true",
         help="kuma-cp without TLS and dataplane tokens (by default both are on, as operators "
@@ -257,6 +264,7 @@ def options_from(args: argparse.Namespace) -> Options:
         slow_delay=args.slow_delay,
         nack_fraction=args.nack_fraction,
         backoff_max=args.backoff_max,
+        connect_concurrency=args.connect_concurrency,
         node=args.node,
         exact=not args.no_exact,
         secure=not args.insecure,

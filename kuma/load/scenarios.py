@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .connect_phases import CpuSampler, storm_report
 from .mesh import churn_proxies
 from .reference import Prediction
 from .session import Harness
@@ -338,11 +339,23 @@ async def mass_reconnect(h: Harness, *, rate: float = 0.0) -> dict[str, Any]:
     assert h.pool is not None
     pool = h.pool
 
+    sampler = CpuSampler(h.cp_cpu, lambda: h.harness_usage()[0])
+    dropped = 0.0
+
     async def disrupt() -> float:
+        nonlocal dropped
+        sampler.start()
+        dropped = time.time()
         await pool.all("kick", rate / pool.size)
         return time.time()
 
-    return await _reconverge(h, "reconnect", disrupt)
+    try:
+        result = await _reconverge(h, "reconnect", disrupt)
+    finally:
+        await sampler.stop()
+    marks = [m for part in await pool.all("phases") for m in part]
+    result["phases"] = storm_report(marks, sampler, dropped, dropped + result["seconds"])
+    return result
 
 
 async def switch_to(h: Harness, kind: str) -> dict[str, Any]:

@@ -61,6 +61,9 @@ class Options(msgspec.Struct, kw_only=True):
     slow_delay: float = 0.05
     nack_fraction: float = 0.0
     backoff_max: float = 30.0
+    #: Connection setups (connect to first response) in flight per worker at most; 0: no
+    #: bound (every sidecar of a worker sets up at once, :mod:`.connect_phases`).
+    connect_concurrency: int = 0
     #: The node of the first request: ``envoy`` (what Envoy 1.40 sends) or ``minimal``.
     node: str = "envoy"
     #: Check convergence against the reference (exact resources); off: "settled" only.
@@ -204,6 +207,7 @@ class Harness:
                     "port": self.port,
                     "seed": options.seed * 7919 + w,
                     "backoff_max": options.backoff_max,
+                    "connect_concurrency": options.connect_concurrency,
                     "node": options.node,
                     "sidecars": part,
                     "ca": self.ca,

@@ -3,6 +3,7 @@ the node a sidecar sends (see :mod:`.sidecar`)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import ssl
 import sys
@@ -78,6 +79,11 @@ class Shared:
         #: ``envoy``: the full node Envoy 1.40 sends (61 KB, its 516 extensions listed);
         #: ``minimal``: id, cluster, user agent and build version only.
         self.node_style = "envoy"
+        #: Bounds the sidecars setting up a connection at once (connect to first response):
+        #: a real Envoy has its own CPU; thousands of simulated ones set up on one loop in
+        #: lockstep, each step of one behind the same step of all, so a response that has
+        #: arrived waits unread (:mod:`.connect_phases`). None: no bound.
+        self.connect_gate: asyncio.Semaphore | None = None
 
     def cluster_info(self, name: str, version: str, body: bytes) -> tuple[str, tuple[str, ...]]:
         """The cluster's EDS service name ("" for none) and the Secrets it references."""

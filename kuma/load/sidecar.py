@@ -33,6 +33,8 @@ from grpclib.client import Channel
 
 from kuma.xds.server.service import AggregatedDiscoveryServiceStub
 
+from . import connect_phases
+from .connect_phases import DROP, READ, SENT, mark, new_attempt, new_marks
 from .fast_send import try_send
 from .sds import secret_problem
 from .shared import Shared, node_of
@@ -47,10 +49,12 @@ class Sidecar:
         "eds_names",
         "eds_of",
         "expected",
+        "gated",
         "held",
         "index",
         "lds_ok",
         "lds_requested",
+        "marks",
         "nack",
         "nacked",
         "node_id",
@@ -98,6 +102,10 @@ class Sidecar:
         self.lds_ok = False
         self.streaming = False
         self.converged = False
+        #: Wall-clock times of this (re)connection's phases (:mod:`.connect_phases`).
+        self.marks = new_marks()
+        #: Holds a place of the worker's connect gate (from connect to first response).
+        self.gated = False
 
     # --- the stream -------------------------------------------------------------------
 
@@ -105,8 +113,15 @@ class Sidecar:
         """Connect, follow the stream, reconnect with backoff until cancelled."""
         shared = self.shared
         attempt = 0
+        marks = self.marks
+        mark(marks, DROP)
+        gate = shared.connect_gate
         while True:
-            channel = Channel(shared.host, shared.port, ssl=shared.tls)
+            new_attempt(marks)
+            if gate is not None:
+                await gate.acquire()
+                self.gated = True
+            channel = connect_phases.channel(shared.host, shared.port, shared.tls, marks)
             try:
                 got_response = await self._stream(channel)
                 attempt = 0 if got_response else attempt + 1
@@ -118,6 +133,7 @@ class Sidecar:
                 shared.error_kinds[kind] = shared.error_kinds.get(kind, 0) + 1
                 attempt += 1
             finally:
+                self._ungate()
                 self.streaming = False
                 self.cds_ok = self.lds_ok = False
                 self._check()
@@ -139,6 +155,7 @@ class Sidecar:
                     initial_resource_versions=self.held[CDS],
                 ),
             )
+            mark(self.marks, SENT)
             self.streaming = True
             self.shared.counters.connects += 1
             if self.eds_names:
@@ -167,8 +184,18 @@ class Sidecar:
                 response = await stream.recv_message()
                 if response is None:
                     return got_response
+                if not got_response:
+                    mark(self.marks, READ)
+                    self._ungate()
                 got_response = True
                 await self._on_response(stream, response)
+
+    def _ungate(self) -> None:
+        if self.gated:
+            self.gated = False
+            gate = self.shared.connect_gate
+            assert gate is not None
+            gate.release()
 
     async def _send(self, stream: Any, request: Any) -> None:
         self.shared.counters.requests += 1

@@ -12,6 +12,7 @@ import asyncio
 import gc
 import os
 import ssl
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from kuma.cp.tls import use_small_tls_buffers
 from kuma.xds.server import frame_repr
 
+from .connect_phases import DROP, new_marks
 from .shared import Shared
 from .sidecar import Sidecar
 from .wire import Digest
@@ -47,6 +49,10 @@ class Worker:
         shared = self.shared = Shared(arg["host"], arg["port"], arg["seed"])
         shared.backoff_base = arg.get("backoff_base", shared.backoff_base)
         shared.backoff_max = arg.get("backoff_max", shared.backoff_max)
+        if arg.get("connect_concurrency"):
+            shared.connect_gate = asyncio.Semaphore(arg["connect_concurrency"])
+        if arg.get("connect_concurrency"):
+            shared.connect_gate = asyncio.Semaphore(arg["connect_concurrency"])
         shared.node_style = arg.get("node", shared.node_style)
         if arg.get("ca"):
             shared.tls = client_tls(arg["ca"])
@@ -71,6 +77,10 @@ class Worker:
         for task in self.tasks.values():
             task.cancel()
         self.tasks.clear()
+        dropped = time.time()
+        for sidecar in self.sidecars.values():
+            sidecar.marks[:] = new_marks()
+            sidecar.marks[DROP] = dropped
         self._start_later(list(self.sidecars), rate)
 
     def _start_later(self, indices: list[int], rate: float) -> None:
@@ -108,6 +118,10 @@ class Worker:
             "events": events,
             "error_kinds": dict(shared.error_kinds),
         }
+
+    def phases(self, _: Any = None) -> list[list[float]]:
+        """Every sidecar's connection phase times since its latest drop (:mod:`.connect_phases`)."""
+        return [sidecar.marks for sidecar in self.sidecars.values()]
 
     def probe(self, arg: list[tuple[int, int, str, str | None]]) -> None:
         assert self.shared is not None

@@ -74,6 +74,9 @@ async def test_kuma_cp_converges_exactly_and_delivers_a_targeted_change() -> Non
         assert reconnect["ok"]
         # Reconnecting with initial_resource_versions: nothing held is sent again.
         assert reconnect["resources_received"] == 0
+        # Every sidecar's phases, drop to first response read, came back.
+        assert reconnect["phases"]["since_drop"]["read"]["count"] == PROXIES
+        assert reconnect["phases"]["steps"]["tcp_to_tls"]["count"] == PROXIES
         await assert_exact(h)
     finally:
         await h.close()
