@@ -6,7 +6,6 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 
@@ -183,46 +182,3 @@ async def test_write_pressure_pauses_and_resumes_the_application(
         assert received == sent
         await until(lambda: apps[0].events[-1] == "resume", within=5)
         writer.close()
-
-
-class CountingSSLObject(ssl.SSLObject):
-    """Counts the reads OpenSSL answered with 'not a whole record yet'."""
-
-    incomplete = 0
-
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        try:
-            return super().read(len, buffer)
-        except ssl.SSLWantReadError:
-            CountingSSLObject.incomplete += 1
-            raise
-
-
-async def test_openssl_is_asked_for_plain_text_only_once_a_record_is_complete(
-    certificate: ServingCertificate,
-) -> None:
-    # A first request of 61 KB: four 16 KiB records, each arriving in 1 KiB slices. Asking after
-    # every slice would be answered "incomplete" about 60 times.
-    context = certificate.server_context()
-    context.sslobject_class = CountingSSLObject
-    CountingSSLObject.incomplete = 0
-    app = App(echo=False)
-    server = await asyncio.get_running_loop().create_server(
-        lambda: TlsServerProtocol(context, app), "127.0.0.1", 0
-    )
-    try:
-        port = server.sockets[0].getsockname()[1]
-        _, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context(certificate)
-        )
-        await until(lambda: app.transport is not None, within=5)
-        before = CountingSSLObject.incomplete
-        payload = bytes(i % 251 for i in range(61 * 1024))
-        writer.write(payload)
-        await until(lambda: len(app.received) == len(payload), within=5)
-        assert bytes(app.received) == payload
-        assert CountingSSLObject.incomplete - before <= 8
-        writer.close()
-        await writer.wait_closed()
-    finally:
-        server.close()

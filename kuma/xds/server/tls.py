@@ -32,8 +32,6 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from .tls_records import RecordBoundaries
-
 log = logging.getLogger(__name__)
 
 #: Bytes read from a socket at a time, into the buffer every connection shares.
@@ -72,7 +70,6 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls: ssl.SSLObject | None = None
-        self._records = RecordBoundaries()
         self._deadline: asyncio.TimerHandle | None = None
         self._app_transport: TlsTransport | None = None
         self._closing = False
@@ -92,20 +89,11 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         # Copied into OpenSSL before the next connection's bytes land in the shared buffer.
         view = _shared_read_buffer[:nbytes]
-        # OpenSSL is asked to go on only once a slice completed a record (None: after each).
-        ends = self._records.ends(view)
-        completed = 0
         for start in range(0, nbytes, RECEIVE_SLICE):
             if self._closing or self._tls is None:
                 return
-            stop = start + RECEIVE_SLICE
-            self._incoming.write(view[start:stop])
-            if ends is None:
-                self._advance()
-            elif completed < len(ends) and ends[completed] <= stop:
-                while completed < len(ends) and ends[completed] <= stop:
-                    completed += 1
-                self._advance()
+            self._incoming.write(view[start : start + RECEIVE_SLICE])
+            self._advance()
 
     def eof_received(self) -> bool:
         # TCP closed without close_notify: the application hears EOF, then the connection closes.
