@@ -54,6 +54,21 @@ _shared_read_buffer = memoryview(bytearray(READ_SIZE))
 class TlsServerProtocol(asyncio.BufferedProtocol):
     """The TLS server side of one connection; ``app`` gets the decrypted stream."""
 
+    # Slotted, as its transport: two per connected proxy (a dict each would be ~0.5 KB).
+    __slots__ = (
+        "_app",
+        "_app_transport",
+        "_closing",
+        "_context",
+        "_deadline",
+        "_handshake_timeout",
+        "_incoming",
+        "_on_lost",
+        "_outgoing",
+        "_raw",
+        "_tls",
+    )
+
     def __init__(
         self,
         context: ssl.SSLContext,
@@ -259,6 +274,8 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
 
 class TlsTransport(asyncio.Transport):
     """The plain-text side of a :class:`TlsServerProtocol`, as an asyncio transport."""
+
+    __slots__ = ("_tls",)
 
     def __init__(self, tls: TlsServerProtocol) -> None:
         super().__init__()
