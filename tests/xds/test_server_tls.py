@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,7 +12,13 @@ import pytest
 
 from kuma.tls.certs import generate_ca_certificate
 from kuma.tls.persisted import ServingCertificate
-from kuma.xds.server.tls import RECEIVE_SLICE, SLICE, TlsServerProtocol, TlsTransport
+from kuma.xds.server.tls import (
+    RECEIVE_SLICE,
+    SLICE,
+    TlsServerProtocol,
+    TlsTransport,
+    _shared_read_buffer,
+)
 from tests.fixtures.polling import until
 
 pytestmark = pytest.mark.anyio
@@ -244,3 +251,48 @@ async def test_received_bytes_are_drained_into_openssl_slice_by_slice(
         await writer.wait_closed()
     finally:
         server.close()
+
+
+class RawWrites(asyncio.Transport):
+    """Collects what the TLS layer writes to its socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+
+async def test_what_is_sent_goes_out_in_records_of_a_slice_at_most(
+    certificate: ServingCertificate,
+) -> None:
+    # The outgoing BIO keeps the size of the largest record ever put in it, for the
+    # connection's life: a large write must become records of a slice each.
+    server = TlsServerProtocol(certificate.server_context(), App(echo=False))
+    raw = RawWrites()
+    server.connection_made(raw)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context(certificate).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    for _ in range(5):  # the handshake, in memory
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.do_handshake()
+        data = outgoing.read()
+        _shared_read_buffer[: len(data)] = data
+        server.buffer_updated(len(data))
+        incoming.write(bytes(raw.written))
+        raw.written.clear()
+    assert server.app.transport is not None  # type: ignore[attr-defined]
+    server.app.transport.write(b"w" * (SLICE * 5 + 7))  # type: ignore[attr-defined]
+    stream, sizes = bytes(raw.written), []
+    while stream:
+        sizes.append(int.from_bytes(stream[3:5], "big"))
+        stream = stream[5 + sizes[-1] :]
+    assert len(sizes) >= 6
+    assert max(sizes) <= SLICE + 64  # a slice plus the cipher's tag and content type
+    incoming.write(bytes(raw.written))
+    received = b""
+    with contextlib.suppress(ssl.SSLWantReadError):
+        while True:
+            received += client.read(SLICE * 6)
+    assert received.endswith(b"w" * (SLICE * 5 + 7))

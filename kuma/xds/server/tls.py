@@ -37,12 +37,16 @@ log = logging.getLogger(__name__)
 #: Bytes read from a socket at a time, into the buffer every connection shares.
 READ_SIZE = 64 * 1024
 #: Bytes moved into OpenSSL at a time, each way: what each memory BIO grows to (plus a third).
-#: Received bytes go in smaller pieces (a 61 KB first request is 61 steps of a microsecond).
-#: Sent slices are TLS records, collected per write into one socket write: 2 KiB keeps the
-#: outgoing BIO at about the handshake's own size (2.8 KB; 4 KiB slices grew it to 5.5 KB per
-#: connection, memray) while a response of up to 2 KiB, every fan-out update, is one record.
+#: Received bytes go in smaller pieces (a 61 KB first request is 61 steps of a microsecond;
+#: each step must be read at once, or the BIO grows to a whole 16 KiB record).
+#: Sent slices are TLS records, collected per write into one socket write: the outgoing BIO
+#: keeps the size of the largest record (and of the handshake's flight, which is smaller).
+#: 1 KiB: 20.1 KB per idle connection against 21.8 with 2 KiB (benchmarks/bench_tls_memory.py,
+#: 2,000 connections; 5.5 KB for the BIO alone with 4 KiB, memray); the price is one more
+#: record per KiB written, about 1.6 µs each (+1.6 µs for a 1-2 KiB fan-out response, +25 µs
+#: for 30 KB of first responses).
 RECEIVE_SLICE = 1024
-SLICE = 2 * 1024
+SLICE = 1024
 #: Seconds a client has to complete its handshake (asyncio's default).
 HANDSHAKE_TIMEOUT = 60.0
 #: The largest plain-text read asked of OpenSSL (one TLS record).
