@@ -7,6 +7,7 @@ tokens ``Zone`` and ``Scope``. Both carry ``jti`` (a UUID, what revocation lists
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -142,7 +143,32 @@ def verify(token: str, public_pem: bytes, kid: str, *, now: float | None = None)
         raise TokenRejected("malformed", f"malformed token ({type(exc).__name__})") from None
     if now is not None and claims["exp"] <= now:
         raise TokenRejected("expired", "expired")
-    return Verified(kid=kid, jti=str(claims["jti"]), expires=float(claims["exp"]), claims=claims)
+    return Verified(
+        kid=kid, jti=str(claims["jti"]), expires=float(claims["exp"]), claims=_shared_names(claims)
+    )
+
+
+#: Claims whose values many tokens share (a mesh, a proxy type, a zone).
+_SHARED_VALUES = frozenset(("Mesh", "Type", "Zone"))
+
+
+def _shared_names(claims: dict[str, Any]) -> dict[str, Any]:
+    """The claims with their names, tag names and tag values, and the values many proxies share,
+    interned. A verified token stays cached for as long as its proxy is connected (one per
+    proxy), and JSON decoding makes every string anew: ~1.9 KB per cached token before."""
+    shared: dict[str, Any] = {}
+    for name, value in claims.items():
+        if name == "Tags" and isinstance(value, dict):
+            value = {
+                sys.intern(str(tag)): [sys.intern(v) if isinstance(v, str) else v for v in values]
+                if isinstance(values, list)
+                else values
+                for tag, values in value.items()
+            }
+        elif name in _SHARED_VALUES and isinstance(value, str):
+            value = sys.intern(value)
+        shared[sys.intern(name)] = value
+    return shared
 
 
 def dataplane_identity(claims: Mapping[str, Any]) -> DataplaneIdentity:

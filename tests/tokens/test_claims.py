@@ -82,3 +82,30 @@ def test_parse_tags() -> None:
     }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_tags(["nope"])
+
+
+def test_verified_claims_share_their_names_and_common_values_between_tokens() -> None:
+    # One verified token stays cached per connected proxy: what tokens have in common is kept
+    # once, not decoded anew per token.
+    other = DataplaneIdentity(
+        name="web-02", mesh="default", tags={"kuma.io/service": ("web",)}, type="dataplane"
+    )
+    first = verify(sign(dataplane_claims(IDENTITY), key(1), "1", 3600), key(1), "1").claims
+    second = verify(sign(dataplane_claims(other), key(1), "1", 3600), key(1), "1").claims
+    assert first == {
+        **second,
+        "Name": "web-01",
+        "jti": first["jti"],
+        "iat": first["iat"],
+        "nbf": first["nbf"],
+        "exp": first["exp"],
+    }
+    pairs = dict(zip(first, second, strict=True))
+    assert all(mine is theirs for mine, theirs in pairs.items())
+    assert first["Mesh"] is second["Mesh"]
+    assert first["Type"] is second["Type"]
+    ((tag, values),) = first["Tags"].items()
+    ((other_tag, other_values),) = second["Tags"].items()
+    assert tag is other_tag
+    assert values[0] is other_values[0]
+    assert dataplane_identity(second) == other
