@@ -51,6 +51,13 @@ from .vips import VipAllocator
 
 log = logging.getLogger("kuma.cp")
 
+#: Seconds a proxy stays assembled after its last ADS stream closed: a proxy that reconnects
+#: within them (a network blip, every sidecar at once after a load balancer restart) is not
+#: assembled again (the engine's assembly was ~10 % of kuma-cp's CPU per reconnecting proxy,
+#: benchmarks/RESULTS.md "Mass reconnect: whose wait"). Long enough for a storm of thousands
+#: to be set up (tens of seconds), short enough that a departed proxy's config soon goes.
+RECONNECT_LINGER = 60.0
+
 
 async def _follow_changes(
     store: Store, changes: ChangeLog, *handlers: Callable[[ResourceEvent], None]
@@ -101,6 +108,7 @@ async def run_control_plane(
             identity_ready=mtls.identity_ready,
             # A zone serves its Dataplanes with kuma.io/zone (kuma/multizone/zone_tag.py).
             handlers=default_handlers(zone=config.zone_name),
+            linger=RECONNECT_LINGER,
         )
         mtls.on_readiness = partial(_touch_services, engine)
         # The zone's ZoneIngresses list its services (kuma/cp/ingress_services.py); a global has

@@ -67,10 +67,13 @@ class Engine:
         on_batch: Callable[[BatchStats], None] | None = None,
         handlers: Iterable[InputHandler] | None = None,
         identity_ready: IdentityReady | None = None,
+        linger: float = 0.0,
     ) -> None:
         """``identity_ready``: whether a proxy (node id) holds a certificate of its mesh's CA
         (PERMISSIVE TLS readiness, see ``MeshState.tls_ready``); its changes come in through
-        :meth:`invalidate`."""
+        :meth:`invalidate`. ``linger``: seconds a proxy stays assembled (and followed) after
+        its last stream closed, so a reconnect within them costs no assembly
+        (:class:`~.watches.ProxyWatches`); its proxy counts in :attr:`proxies` meanwhile."""
         self.default_admin_port = default_admin_port
         self.chunk = chunk
         #: Called with each batch's stats once it is applied (metrics).
@@ -82,7 +85,7 @@ class Engine:
         self._external_arrived: anyio.Event | None = None
         self._index = ProxyIndex()
         self._watches = ProxyWatches(
-            on_first=self._opened, on_last=self._closed, on_metadata=self._reassemble
+            on_first=self._opened, on_last=self._closed, on_metadata=self._reassemble, linger=linger
         )
         self._interner = Interner()
         self._shared = SharedResources(self._interner)
@@ -226,6 +229,8 @@ class Engine:
     def _apply(self, events: Iterable[ResourceEvent], received_at: float | None) -> Iterator[None]:
         started = time.perf_counter()
         stamp = received_at if received_at is not None else time.monotonic()
+        # Proxies gone longer than ``linger`` cost no assembly in this batch.
+        self._watches.expire()
         stats = BatchStats()
         external, self._external = self._external, Invalidation()
         invalidation, stats.events = self._inputs.apply(events, external)

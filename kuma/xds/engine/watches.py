@@ -10,6 +10,7 @@ both built on these.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
@@ -155,18 +156,32 @@ class ProxyWatches:
     first watch opens (fill its resources there), ``on_last`` after its last watch closed,
     ``on_metadata`` when a new stream's node says something new about a watched proxy (the
     latest stream's metadata wins; a reader that is not the proxy, metadata None, says
-    nothing)."""
+    nothing).
+
+    ``linger``: seconds a proxy's record outlives its last watch (0: none). A proxy that
+    reconnects within them (a network blip, a mass reconnect) finds its record as it is, kept
+    up to date meanwhile like any other, instead of being assembled from scratch on its first
+    watch (Kuma keeps a proxy's snapshot in its cache the same way). ``on_last`` is called when
+    the time is up, at the next subscribe or unsubscribe after it (:meth:`expire`)."""
 
     def __init__(
         self,
         on_first: Callable[[ProxyRecord], None],
         on_last: Callable[[ProxyRecord], None],
         on_metadata: Callable[[ProxyRecord], None] | None = None,
+        *,
+        linger: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._records: dict[str, ProxyRecord] = {}
         self._on_first = on_first
         self._on_last = on_last
         self._on_metadata = on_metadata
+        self._linger = linger
+        self._clock = clock
+        #: Records without a watch, by node id, with when they are forgotten; in the order
+        #: they lost their last watch, so the due ones are at the front.
+        self._lingering: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -176,6 +191,9 @@ class ProxyWatches:
 
     def subscribe(self, node_id: str, metadata: ProxyMetadata | None = None) -> Subscription:
         """Start following a proxy (``InvalidNodeId``, a ValueError, for a malformed id)."""
+        if self._lingering:
+            self._lingering.pop(node_id, None)
+            self.expire()
         record = self._records.get(node_id)
         if record is None:
             mesh, name = parse_proxy_id(node_id)
@@ -196,9 +214,27 @@ class ProxyWatches:
             record.subscribers.remove(subscription)
         if record.subscribers or self._records.get(record.node_id) is not record:
             return
+        if self._linger > 0:
+            # Re-inserted at the end: the order stays that of the deadlines.
+            self._lingering.pop(record.node_id, None)
+            self._lingering[record.node_id] = self._clock() + self._linger
+            self.expire()
+            return
         # The last stream of this proxy is gone: forget its state.
         del self._records[record.node_id]
         self._on_last(record)
+
+    def expire(self) -> None:
+        """Forget the records whose linger time is up (and that no watch took back)."""
+        lingering = self._lingering
+        now = self._clock()
+        while lingering:
+            node_id, deadline = next(iter(lingering.items()))
+            if deadline > now:
+                return
+            del lingering[node_id]
+            record = self._records.pop(node_id)
+            self._on_last(record)
 
     @asynccontextmanager
     async def watch_proxy(
