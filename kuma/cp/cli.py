@@ -20,6 +20,7 @@ from kuma.store import StoreConfigError, StoreError
 
 from . import logs
 from .config import ConfigError, CpConfig, load_config
+from .gc_freeze import SettledHeapFreezer
 from .preflight import preflight
 from .runtime import run_control_plane
 
@@ -98,7 +99,10 @@ async def _serve(config: CpConfig) -> None:
         loop = asyncio.get_running_loop()
         AcceptFailures().install(loop)
         _Stopper(loop, tg.cancel_scope).install()
+        # Keeps the settled heap out of the young collections (kuma/cp/gc_freeze.py).
+        tg.start_soon(SettledHeapFreezer().run)
         await run_control_plane(config)
+        tg.cancel_scope.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,49 +1,123 @@
 """Run a module (``python -m kuma.load.gcwrap MODULE ARGS...``) and log its slow collections.
 
 Diagnostic for pauses of the control plane under test: every garbage collection longer than
-``KUMA_LOAD_GC_LOG_MS`` (default 20) prints ``gc pause gen=<n> ms=<duration> collected=<n>``
-on stderr, which the harness collects with the rest of the output.
+``KUMA_LOAD_GC_LOG_MS`` (default 20) prints on stderr, which the harness collects with the
+rest of the output::
 
-Experiments: ``KUMA_LOAD_GC_THRESHOLD=a,b,c`` sets ``gc.set_threshold(a, b, c)``;
-``KUMA_LOAD_GC_FREEZE=1`` freezes what survived each full collection (``gc.freeze()``), so
-the next full collection scans only what was allocated since.
+    gc pause gen=<n> ms=<wall> cpu_ms=<thread CPU> collected=<n> uncollectable=<n>
+        count=<a,b,c> young=<len gen 0>,<len gen 1>
+
+``cpu_ms`` is the collecting thread's CPU time across the collection (``time.thread_time``):
+far below ``ms``, the process was descheduled, not collecting. ``count`` is ``gc.get_count()``
+at the start; ``young`` the lengths of generations 0 and 1 at the start (only with
+``KUMA_LOAD_GC_DETAIL=1``: listing them costs about a microsecond per object), which exceed
+the counts when objects are tracked without being counted (dicts re-tracked, for one).
+``KUMA_LOAD_GC_FILE=PATH`` appends the same fields, one line per collection, to PATH, and
+with ``KUMA_LOAD_GC_TYPES=N`` (and ``KUMA_LOAD_GC_DETAIL=1``), for each collection whose
+generation 0 holds N objects more than its count, the ten commonest types there.
+
+Experiments: ``KUMA_LOAD_GC_THRESHOLD=a,b,c`` sets ``gc.set_threshold(a, b, c)`` at the first
+collection (after the module set its own); ``KUMA_LOAD_GC_FREEZE=1`` freezes what survived
+each full collection (``gc.freeze()``), so the next full collection scans only what was
+allocated since. ``KUMA_LOAD_GC_FREEZE=settle`` instead freezes everything once the process has
+been quiet for a second (generation 0's count moved by < 1,000; checked each second from a
+thread), and unfreezes at the start of each full collection, so that one still sees every
+object (cyclic garbage among the frozen is collected then, as without freezing).
+``KUMA_LOAD_GC_FREEZE=never`` turns kuma-cp's own freezing (``kuma.cp.gc_freeze``) off.
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import os
 import runpy
 import sys
+import threading
 import time
-from typing import Any
-
-_started = [0.0]
+from typing import Any, TextIO
 
 
-def _callback(phase: str, info: dict[str, Any]) -> None:
-    if phase == "start":
-        _started[0] = time.perf_counter()
-        return
-    elapsed = (time.perf_counter() - _started[0]) * 1000
-    if info.get("generation") == 2 and os.environ.get("KUMA_LOAD_GC_FREEZE") == "1":
-        gc.freeze()
-    if elapsed >= float(os.environ.get("KUMA_LOAD_GC_LOG_MS", "20")):
-        print(
-            f"gc pause gen={info.get('generation')} ms={elapsed:.1f} "
-            f"collected={info.get('collected')}",
-            file=sys.stderr,
-            flush=True,
+class _Recorder:
+    """The ``gc.callbacks`` entry: times each collection and reports it."""
+
+    def __init__(self, environ: dict[str, str] | os._Environ[str]) -> None:
+        self.log_ms = float(environ.get("KUMA_LOAD_GC_LOG_MS", "20"))
+        self.detail = environ.get("KUMA_LOAD_GC_DETAIL") == "1"
+        self.types_over = int(environ.get("KUMA_LOAD_GC_TYPES", "0"))
+        self.freeze = environ.get("KUMA_LOAD_GC_FREEZE") == "1"
+        self.settle = environ.get("KUMA_LOAD_GC_FREEZE") == "settle"
+        threshold = environ.get("KUMA_LOAD_GC_THRESHOLD")
+        self.threshold = tuple(int(part) for part in threshold.split(",")) if threshold else None
+        path = environ.get("KUMA_LOAD_GC_FILE")
+        self.file: TextIO | None = open(path, "a", buffering=1) if path else None  # noqa: SIM115
+        self.wall = 0.0
+        self.cpu = 0.0
+        self.count = (0, 0, 0)
+        self.young = (-1, -1)
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            if self.threshold is not None:
+                # The module under test sets its own thresholds at start-up; this overrides them.
+                gc.set_threshold(*self.threshold)
+                self.threshold = None
+            self.count = gc.get_count()
+            if self.settle and info.get("generation") == 2:
+                gc.unfreeze()
+            if self.detail:
+                young = gc.get_objects(0)
+                self.young = (len(young), len(gc.get_objects(1)))
+                if self.file is not None and 0 < self.types_over <= len(young) - self.count[0]:
+                    common = collections.Counter(type(o).__qualname__ for o in young)
+                    self.file.write(f"# types {common.most_common(10)}\n")
+                del young
+            self.cpu = time.thread_time()
+            self.wall = time.perf_counter()
+            return
+        wall_ms = (time.perf_counter() - self.wall) * 1000
+        cpu_ms = (time.thread_time() - self.cpu) * 1000
+        generation = info.get("generation")
+        if generation == 2 and self.freeze:
+            gc.freeze()
+        fields = (
+            f"gen={generation} ms={wall_ms:.1f} cpu_ms={cpu_ms:.1f} "
+            f"collected={info.get('collected')} uncollectable={info.get('uncollectable')} "
+            f"count={','.join(map(str, self.count))} young={self.young[0]},{self.young[1]}"
         )
+        if self.file is not None:
+            self.file.write(f"{time.time():.3f} {fields}\n")
+        if wall_ms >= self.log_ms:
+            print(f"gc pause {fields}", file=sys.stderr, flush=True)
+
+
+def _freeze_when_quiet() -> None:
+    last = gc.get_count()[0]
+    frozen = True
+    while True:
+        time.sleep(1.0)
+        count = gc.get_count()[0]
+        quiet = abs(count - last) < 1000
+        last = count
+        if not quiet:
+            frozen = False
+        elif not frozen:
+            gc.freeze()
+            frozen = True
+            print(f"gc freeze frozen={gc.get_freeze_count()}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
     module, *rest = sys.argv[1:]
     sys.argv = [module, *rest]
-    threshold = os.environ.get("KUMA_LOAD_GC_THRESHOLD")
-    if threshold:
-        gc.set_threshold(*(int(part) for part in threshold.split(",")))
-    gc.callbacks.append(_callback)
+    recorder = _Recorder(os.environ)
+    gc.callbacks.append(recorder)
+    if os.environ.get("KUMA_LOAD_GC_FREEZE") == "never":
+        from kuma.cp.gc_freeze import SettledHeapFreezer
+
+        SettledHeapFreezer.tick = lambda self: False  # type: ignore[method-assign]
+    if recorder.settle:
+        threading.Thread(target=_freeze_when_quiet, daemon=True).start()
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 

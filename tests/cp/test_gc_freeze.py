@@ -1,0 +1,59 @@
+"""kuma-cp's settled-heap freezer (``kuma.cp.gc_freeze``): it freezes the heap once per quiet
+spell after activity, and cyclic garbage made among frozen objects is still freed by the next
+full collection."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from kuma.cp.gc_freeze import SettledHeapFreezer
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+@pytest.fixture
+def freezer() -> Iterator[SettledHeapFreezer]:
+    made = SettledHeapFreezer(quiet_allocations=1_000_000)
+    made.install()
+    try:
+        yield made
+    finally:
+        made.uninstall()
+
+
+def _active(freezer: SettledHeapFreezer) -> None:
+    # What tick saw last differs from now by more than the quiet bound: activity.
+    freezer._last = gc.get_count()[0] + 2 * freezer.quiet_allocations
+
+
+def test_freezes_once_per_quiet_spell_after_activity(freezer: SettledHeapFreezer) -> None:
+    assert not freezer.tick()  # nothing happened since start-up: nothing to freeze
+    _active(freezer)
+    assert not freezer.tick()  # still busy
+    assert freezer.tick()  # quiet now
+    assert gc.get_freeze_count() > 0
+    assert not freezer.tick()  # already frozen, no new activity
+    assert freezer.freezes == 1
+
+
+def test_garbage_made_after_a_freeze_is_collected_by_the_next_full_collection(
+    freezer: SettledHeapFreezer,
+) -> None:
+    first, second = _Node(), _Node()
+    first.other, second.other = second, first
+    dead = weakref.ref(first)
+    _active(freezer)
+    freezer.tick()
+    assert freezer.tick()  # the cycle is frozen while alive
+    del first, second  # now cyclic garbage among the frozen objects
+    gc.collect(1)
+    assert dead() is not None  # young and middle collections do not see frozen objects
+    gc.collect()
+    assert dead() is None
