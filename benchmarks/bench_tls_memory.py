@@ -9,7 +9,8 @@ weighs), read a response, then stay connected and idle. The server's RSS (and, w
 Modes (comma-separated, alternated each round, each in a fresh server process): ``tcp``;
 ``tls``; ``tls`` with ``-notickets`` (no TLS 1.3 session tickets), ``-tls12`` (clients capped at
 TLS 1.2, as Envoy's default), ``-norelease`` (``SSL_MODE_RELEASE_BUFFERS`` cleared, to show what
-it saves), ``-slice1k`` / ``-recv512`` (smaller slices into OpenSSL); ``@connect`` (clients
+it saves), ``-sendN`` / ``-recvN`` (slices of N bytes into OpenSSL, e.g. ``-send2048``,
+``-recv4096``); ``@connect`` (clients
 connect but never handshake) and ``@handshake`` (handshake, no request) for what each stage
 leaves.
 """
@@ -146,10 +147,11 @@ async def measure(
         context.num_tickets = 0
     if "norelease" in mode:
         clear_release_buffers(context)
-    if "slice1k" in mode:
-        kuma.xds.server.tls.SLICE = 1024
-    if "recv512" in mode:
-        kuma.xds.server.tls.RECEIVE_SLICE = 512
+    for option in mode.partition("@")[0].split("-"):
+        if option.startswith("send") and option[4:].isdigit():
+            kuma.xds.server.tls.SLICE = int(option[4:])
+        if option.startswith("recv") and option[4:].isdigit():
+            kuma.xds.server.tls.RECEIVE_SLICE = int(option[4:])
 
     def factory() -> asyncio.BaseProtocol:
         return App() if mode == "tcp" else TlsServerProtocol(context, App())
