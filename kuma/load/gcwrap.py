@@ -5,13 +5,14 @@ Diagnostic for pauses of the control plane under test: every garbage collection 
 rest of the output::
 
     gc pause gen=<n> ms=<wall> cpu_ms=<thread CPU> collected=<n> uncollectable=<n>
-        count=<a,b,c> young=<len gen 0>,<len gen 1>
+        count=<a,b,c> young=<len gen 0>,<len gen 1> frozen=<n>
 
 ``cpu_ms`` is the collecting thread's CPU time across the collection (``time.thread_time``):
 far below ``ms``, the process was descheduled, not collecting. ``count`` is ``gc.get_count()``
-at the start; ``young`` the lengths of generations 0 and 1 at the start (only with
-``KUMA_LOAD_GC_DETAIL=1``: listing them costs about a microsecond per object), which exceed
-the counts when objects are tracked without being counted (dicts re-tracked, for one).
+at the start; ``young`` the lengths of generations 0 and 1 and ``frozen`` the permanent
+generation's at the start (only with ``KUMA_LOAD_GC_DETAIL=1``: listing them costs about a
+microsecond per object); young lengths exceed the counts when objects are tracked without
+being counted (tuples from the free list, dicts re-tracked).
 ``KUMA_LOAD_GC_FILE=PATH`` appends the same fields, one line per collection, to PATH, and
 with ``KUMA_LOAD_GC_TYPES=N`` (and ``KUMA_LOAD_GC_DETAIL=1``), for each collection whose
 generation 0 holds N objects more than its count, the ten commonest types there.
@@ -55,6 +56,7 @@ class _Recorder:
         self.cpu = 0.0
         self.count = (0, 0, 0)
         self.young = (-1, -1)
+        self.frozen = -1
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -68,6 +70,7 @@ class _Recorder:
             if self.detail:
                 young = gc.get_objects(0)
                 self.young = (len(young), len(gc.get_objects(1)))
+                self.frozen = gc.get_freeze_count()
                 if self.file is not None and 0 < self.types_over <= len(young) - self.count[0]:
                     common = collections.Counter(type(o).__qualname__ for o in young)
                     self.file.write(f"# types {common.most_common(10)}\n")
@@ -83,7 +86,8 @@ class _Recorder:
         fields = (
             f"gen={generation} ms={wall_ms:.1f} cpu_ms={cpu_ms:.1f} "
             f"collected={info.get('collected')} uncollectable={info.get('uncollectable')} "
-            f"count={','.join(map(str, self.count))} young={self.young[0]},{self.young[1]}"
+            f"count={','.join(map(str, self.count))} young={self.young[0]},{self.young[1]} "
+            f"frozen={self.frozen}"
         )
         if self.file is not None:
             self.file.write(f"{time.time():.3f} {fields}\n")

@@ -18,9 +18,17 @@ class _Node:
         self.other: _Node | None = None
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def freezer() -> Iterator[SettledHeapFreezer]:
-    made = SettledHeapFreezer(quiet_allocations=1_000_000)
+    made = SettledHeapFreezer(quiet_allocations=1_000_000, clock=_Clock())
     made.install()
     try:
         yield made
@@ -56,4 +64,26 @@ def test_garbage_made_after_a_freeze_is_collected_by_the_next_full_collection(
     gc.collect(1)
     assert dead() is not None  # young and middle collections do not see frozen objects
     gc.collect()
+    assert dead() is None
+
+
+def test_garbage_frozen_is_freed_at_a_quiet_spell_once_the_full_interval_passed(
+    freezer: SettledHeapFreezer,
+) -> None:
+    first, second = _Node(), _Node()
+    first.other, second.other = second, first
+    dead = weakref.ref(first)
+    _active(freezer)
+    freezer.tick()
+    assert freezer.tick()
+    del first, second
+    _active(freezer)
+    freezer.tick()
+    assert freezer.tick()  # a quiet spell before the interval passed: frozen again, not freed
+    assert dead() is not None
+    assert isinstance(freezer._clock, _Clock)
+    freezer._clock.now += freezer.full_interval
+    _active(freezer)
+    freezer.tick()
+    assert freezer.tick()
     assert dead() is None
