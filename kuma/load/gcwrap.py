@@ -15,7 +15,8 @@ microsecond per object); young lengths exceed the counts when objects are tracke
 being counted (tuples from the free list, dicts re-tracked).
 ``KUMA_LOAD_GC_FILE=PATH`` appends the same fields, one line per collection, to PATH, and
 with ``KUMA_LOAD_GC_TYPES=N`` (and ``KUMA_LOAD_GC_DETAIL=1``), for each collection whose
-generation 0 holds N objects more than its count, the ten commonest types there.
+generation 0 holds N objects more than its count, the ten commonest types there; with
+``KUMA_LOAD_GC_DETAIL=1`` each ``gc.freeze()`` also appends a ``freeze frozen=<n>`` line.
 
 Experiments: ``KUMA_LOAD_GC_THRESHOLD=a,b,c`` sets ``gc.set_threshold(a, b, c)`` at the first
 collection (after the module set its own); ``KUMA_LOAD_GC_FREEZE=1`` freezes what survived
@@ -111,6 +112,17 @@ def _freeze_when_quiet() -> None:
             print(f"gc freeze frozen={gc.get_freeze_count()}", file=sys.stderr, flush=True)
 
 
+def _log_freezes(file: TextIO) -> None:
+    """Make every ``gc.freeze()`` (kuma-cp's freezer's too) append a line to ``file``."""
+    freeze = gc.freeze
+
+    def logged() -> None:
+        freeze()
+        file.write(f"{time.time():.3f} freeze frozen={gc.get_freeze_count()}\n")
+
+    gc.freeze = logged
+
+
 def main() -> None:
     module, *rest = sys.argv[1:]
     sys.argv = [module, *rest]
@@ -120,6 +132,8 @@ def main() -> None:
         from kuma.cp.gc_freeze import SettledHeapFreezer
 
         SettledHeapFreezer.tick = lambda self: False  # type: ignore[method-assign]
+    if recorder.detail and recorder.file is not None:
+        _log_freezes(recorder.file)
     if recorder.settle:
         threading.Thread(target=_freeze_when_quiet, daemon=True).start()
     runpy.run_module(module, run_name="__main__", alter_sys=True)

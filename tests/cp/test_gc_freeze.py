@@ -41,6 +41,17 @@ def _active(freezer: SettledHeapFreezer) -> None:
     freezer._last = gc.get_count()[0] + 2 * freezer.quiet_allocations
 
 
+def _frozen_garbage_cycle(freezer: SettledHeapFreezer) -> weakref.ref[_Node]:
+    """A reference cycle frozen while alive, then dropped: cyclic garbage among the frozen."""
+    first, second = _Node(), _Node()
+    first.other, second.other = second, first
+    dead = weakref.ref(first)
+    _active(freezer)
+    freezer.tick()
+    assert freezer.tick()
+    return dead
+
+
 def test_freezes_once_per_quiet_spell_after_activity(freezer: SettledHeapFreezer) -> None:
     assert not freezer.tick()  # nothing happened since start-up: nothing to freeze
     _active(freezer)
@@ -54,13 +65,7 @@ def test_freezes_once_per_quiet_spell_after_activity(freezer: SettledHeapFreezer
 def test_garbage_made_after_a_freeze_is_collected_by_the_next_full_collection(
     freezer: SettledHeapFreezer,
 ) -> None:
-    first, second = _Node(), _Node()
-    first.other, second.other = second, first
-    dead = weakref.ref(first)
-    _active(freezer)
-    freezer.tick()
-    assert freezer.tick()  # the cycle is frozen while alive
-    del first, second  # now cyclic garbage among the frozen objects
+    dead = _frozen_garbage_cycle(freezer)
     gc.collect(1)
     assert dead() is not None  # young and middle collections do not see frozen objects
     gc.collect()
@@ -70,13 +75,7 @@ def test_garbage_made_after_a_freeze_is_collected_by_the_next_full_collection(
 def test_garbage_frozen_is_freed_at_a_quiet_spell_once_the_full_interval_passed(
     freezer: SettledHeapFreezer,
 ) -> None:
-    first, second = _Node(), _Node()
-    first.other, second.other = second, first
-    dead = weakref.ref(first)
-    _active(freezer)
-    freezer.tick()
-    assert freezer.tick()
-    del first, second
+    dead = _frozen_garbage_cycle(freezer)
     _active(freezer)
     freezer.tick()
     assert freezer.tick()  # a quiet spell before the interval passed: frozen again, not freed
