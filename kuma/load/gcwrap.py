@@ -18,8 +18,8 @@ with ``KUMA_LOAD_GC_TYPES=N`` (and ``KUMA_LOAD_GC_DETAIL=1``), for each collecti
 generation 0 holds N objects more than its count, the ten commonest types there; with
 ``KUMA_LOAD_GC_DETAIL=1`` each ``gc.freeze()`` also appends a ``freeze frozen=<n>`` line.
 
-Experiments: ``KUMA_LOAD_GC_THRESHOLD=a,b,c`` sets ``gc.set_threshold(a, b, c)`` at the first
-collection (after the module set its own); ``KUMA_LOAD_GC_FREEZE=1`` freezes what survived
+Experiments: ``KUMA_LOAD_GC_THRESHOLD=a,b,c`` sets ``gc.set_threshold(a, b, c)`` at every
+collection (so also after the module set its own); ``KUMA_LOAD_GC_FREEZE=1`` freezes what survived
 each full collection (``gc.freeze()``), so the next full collection scans only what was
 allocated since. ``KUMA_LOAD_GC_FREEZE=settle`` instead freezes everything once the process has
 been quiet for a second (generation 0's count moved by < 1,000; checked each second from a
@@ -62,9 +62,9 @@ class _Recorder:
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             if self.threshold is not None:
-                # The module under test sets its own thresholds at start-up; this overrides them.
+                # The module under test sets its own thresholds at start-up (after the first
+                # collections, made by its imports): set ours again at every collection.
                 gc.set_threshold(*self.threshold)
-                self.threshold = None
             self.count = gc.get_count()
             if self.settle and info.get("generation") == 2:
                 gc.unfreeze()
