@@ -11,7 +11,9 @@ response and the client ACKs it; the next round starts when the server has seen 
 * tls: the same over TLS (kuma-cp's default: asyncio's SSL protocol on the server, the
   client verifying a generated certificate), to see what TLS adds per push + ACK.
 
-Run: ``python benchmarks/bench_server.py [--rounds 2000] [--batches 5] [--mode memory,tcp,tls]``.
+Run: ``python benchmarks/bench_server.py [--rounds 2000] [--batches 5] [--mode memory,tcp,tls]
+[--shared-port]`` (``--shared-port``: the port shared as in kuma-cp, so TLS is kuma-cp's own layer
+behind the demultiplexer rather than asyncio's).
 """
 
 from __future__ import annotations
@@ -180,7 +182,9 @@ def _client_process(port: int, ca: bytes | None) -> None:
     asyncio.run(run())
 
 
-async def bench_tcp(rounds: int, batches: int, *, tls: bool = False) -> tuple[float, float]:
+async def bench_tcp(
+    rounds: int, batches: int, *, tls: bool = False, shared_port: bool = False
+) -> tuple[float, float]:
     source, acks = _Source(), _AckCounter()
     ca: bytes | None = None
     server_tls: ssl.SSLContext | None = None
@@ -188,7 +192,11 @@ async def bench_tcp(rounds: int, batches: int, *, tls: bool = False) -> tuple[fl
         ca, key = generate_ca_certificate(["127.0.0.1"])
         server_tls = ServingCertificate(ca, key, ca, "bench").server_context()
     async with anyio.create_task_group() as tg:
-        port = await tg.start(partial(serve, ssl=server_tls), source, "127.0.0.1", 0, acks)
+        # With a plain-HTTP protocol the port is shared as in kuma-cp: TLS is then kuma-cp's
+        # own layer (kuma/xds/server/tls.py) behind the demultiplexer, not asyncio's.
+        http1 = asyncio.Protocol if shared_port else None
+        serving = partial(serve, ssl=server_tls, http1=http1)
+        port = await tg.start(serving, source, "127.0.0.1", 0, acks)
         context = multiprocessing.get_context("spawn")
         client = context.Process(target=_client_process, args=(port, ca))
         client.start()
@@ -218,6 +226,12 @@ def main() -> None:
         action="store_true",
         help="run the server on uvloop (pip install uvloop; not a dependency: a measurement)",
     )
+    parser.add_argument(
+        "--shared-port",
+        action="store_true",
+        help="share the port with a plain-HTTP protocol as kuma-cp does: its own TLS layer and "
+        "the demultiplexer (default: asyncio's TLS, no demultiplexer)",
+    )
     args = parser.parse_args()
     modes = args.mode.split(",")
     body = len(assignment(8080).body)
@@ -227,12 +241,16 @@ def main() -> None:
         print(f"  in-memory channel, client and server in one process: {median:.0f} µs per round")
     options = {"use_uvloop": True} if args.uvloop else {}
     if "tcp" in modes:
-        cpu, wall = anyio.run(bench_tcp, args.rounds, args.batches, backend_options=options)
+        cpu, wall = anyio.run(
+            partial(bench_tcp, args.rounds, args.batches, shared_port=args.shared_port),
+            backend_options=options,
+        )
         print(f"  loopback TCP, client in another process: server CPU {cpu:.0f} µs per round,")
         print(f"    wall {wall:.0f} µs per round")
     if "tls" in modes:
         cpu, wall = anyio.run(
-            partial(bench_tcp, args.rounds, args.batches, tls=True), backend_options=options
+            partial(bench_tcp, args.rounds, args.batches, tls=True, shared_port=args.shared_port),
+            backend_options=options,
         )
         print(f"  loopback TLS, client in another process: server CPU {cpu:.0f} µs per round,")
         print(f"    wall {wall:.0f} µs per round")
