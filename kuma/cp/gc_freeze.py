@@ -89,6 +89,8 @@ class SettledHeapFreezer:
             gc.collect()  # unfreezes first (_on_collection): frees the garbage frozen so far
             self._last_full = self._clock()
         gc.freeze()
+        # The freeze restarts the counts at 0: not a move to take for activity next time.
+        self._last = gc.get_count()[0]
         self._frozen = True
         self.freezes += 1
         return True

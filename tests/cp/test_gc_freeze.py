@@ -62,6 +62,25 @@ def test_freezes_once_per_quiet_spell_after_activity(freezer: SettledHeapFreezer
     assert freezer.freezes == 1
 
 
+def test_the_freeze_restarting_the_count_is_not_taken_for_activity() -> None:
+    enabled = gc.isenabled()
+    gc.disable()  # the counts move only with this test's objects
+    made = SettledHeapFreezer(quiet_allocations=1_000, clock=_Clock())
+    made.install()
+    try:
+        kept = [[k] for k in range(5_000)]  # activity: the count moves by ~5,000
+        assert not made.tick()
+        assert made.tick()  # quiet: frozen, and the count restarts at 0
+        assert not made.tick()
+        assert not made.tick()
+        assert made.freezes == 1
+        assert len(kept) == 5_000
+    finally:
+        made.uninstall()
+        if enabled:
+            gc.enable()
+
+
 def test_garbage_made_after_a_freeze_is_collected_by_the_next_full_collection(
     freezer: SettledHeapFreezer,
 ) -> None:
