@@ -38,6 +38,7 @@ from kuma.xds.types import SHORT_NAMES
 from .acks import KNOWN_TYPES, Reply
 from .authn import FOREVER, StreamAuthenticator, StreamGrant, Unauthenticated
 from .delta import Desired
+from .direct_receive import receive_message
 from .direct_send import send_now
 from .lifecycle import StreamLifecycle
 from .node import (
@@ -214,7 +215,7 @@ class _TypeFilter:
 
 async def _receive(stream: ServerStream) -> Any:
     try:
-        return await stream.recv_message()
+        return await receive_message(stream)
     except DecodeError as error:
         raise InvalidRequest(f"undecodable request: {error}") from None
 
