@@ -9,10 +9,13 @@ rest of the output::
 
 ``cpu_ms`` is the collecting thread's CPU time across the collection (``time.thread_time``):
 far below ``ms``, the process was descheduled, not collecting. ``count`` is ``gc.get_count()``
-at the start; ``young`` the lengths of generations 0 and 1 and ``frozen`` the permanent
-generation's at the start (only with ``KUMA_LOAD_GC_DETAIL=1``: listing them costs about a
-microsecond per object); young lengths exceed the counts when objects are tracked without
-being counted (tuples from the free list, dicts re-tracked).
+at the start; ``young`` the lengths of generations 0 and 1 at the start (only with
+``KUMA_LOAD_GC_DETAIL=1``: listing them costs about a microsecond per object); young lengths
+exceed the counts when objects are tracked without being counted (tuples from the free list,
+dicts re-tracked). ``frozen``, the permanent generation's length (-1 unless
+``KUMA_LOAD_GC_FROZEN=1``): CPython counts it by walking every frozen object, 60-600 ms with
+a settled 10,000-proxy heap (3 million objects), a stall in the process under test at each
+collection and freeze: never in a latency measurement.
 ``KUMA_LOAD_GC_FILE=PATH`` appends the same fields, one line per collection, to PATH, and
 with ``KUMA_LOAD_GC_TYPES=N`` (and ``KUMA_LOAD_GC_DETAIL=1``), for each collection whose
 generation 0 holds N objects more than its count, the ten commonest types there; with
@@ -71,7 +74,7 @@ class _Recorder:
             if self.detail:
                 young = gc.get_objects(0)
                 self.young = (len(young), len(gc.get_objects(1)))
-                self.frozen = gc.get_freeze_count()
+                self.frozen = _frozen()
                 if self.file is not None and 0 < self.types_over <= len(young) - self.count[0]:
                     common = collections.Counter(type(o).__qualname__ for o in young)
                     self.file.write(f"# types {common.most_common(10)}\n")
@@ -96,6 +99,11 @@ class _Recorder:
             print(f"gc pause {fields}", file=sys.stderr, flush=True)
 
 
+def _frozen() -> int:
+    """The frozen set's length if asked for (``KUMA_LOAD_GC_FROZEN=1``: a walk of it), else -1."""
+    return gc.get_freeze_count() if os.environ.get("KUMA_LOAD_GC_FROZEN") == "1" else -1
+
+
 def _freeze_when_quiet() -> None:
     last = gc.get_count()[0]
     frozen = True
@@ -109,7 +117,7 @@ def _freeze_when_quiet() -> None:
         elif not frozen:
             gc.freeze()
             frozen = True
-            print(f"gc freeze frozen={gc.get_freeze_count()}", file=sys.stderr, flush=True)
+            print(f"gc freeze frozen={_frozen()}", file=sys.stderr, flush=True)
 
 
 def _log_freezes(file: TextIO) -> None:
@@ -118,7 +126,7 @@ def _log_freezes(file: TextIO) -> None:
 
     def logged() -> None:
         freeze()
-        file.write(f"{time.time():.3f} freeze frozen={gc.get_freeze_count()}\n")
+        file.write(f"{time.time():.3f} freeze frozen={_frozen()}\n")
 
     gc.freeze = logged
 
