@@ -24,11 +24,8 @@ generation 0 holds N objects more than its count, the ten commonest types there;
 Experiments: ``KUMA_LOAD_GC_THRESHOLD=a,b,c`` sets ``gc.set_threshold(a, b, c)`` at every
 collection (so also after the module set its own); ``KUMA_LOAD_GC_FREEZE=1`` freezes what survived
 each full collection (``gc.freeze()``), so the next full collection scans only what was
-allocated since. ``KUMA_LOAD_GC_FREEZE=settle`` instead freezes everything once the process has
-been quiet for a second (generation 0's count moved by < 1,000; checked each second from a
-thread), and unfreezes at the start of each full collection, so that one still sees every
-object (cyclic garbage among the frozen is collected then, as without freezing).
-``KUMA_LOAD_GC_FREEZE=never`` turns kuma-cp's own freezing (``kuma.cp.gc_freeze``) off.
+allocated since. ``KUMA_LOAD_GC_FREEZE=never`` turns kuma-cp's own freezing
+(``kuma.cp.gc_freeze``, which freezes the heap at the first quiet second after activity) off.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ import gc
 import os
 import runpy
 import sys
-import threading
 import time
 from typing import Any, TextIO
 
@@ -51,7 +47,6 @@ class _Recorder:
         self.detail = environ.get("KUMA_LOAD_GC_DETAIL") == "1"
         self.types_over = int(environ.get("KUMA_LOAD_GC_TYPES", "0"))
         self.freeze = environ.get("KUMA_LOAD_GC_FREEZE") == "1"
-        self.settle = environ.get("KUMA_LOAD_GC_FREEZE") == "settle"
         threshold = environ.get("KUMA_LOAD_GC_THRESHOLD")
         self.threshold = tuple(int(part) for part in threshold.split(",")) if threshold else None
         path = environ.get("KUMA_LOAD_GC_FILE")
@@ -69,8 +64,6 @@ class _Recorder:
                 # collections, made by its imports): set ours again at every collection.
                 gc.set_threshold(*self.threshold)
             self.count = gc.get_count()
-            if self.settle and info.get("generation") == 2:
-                gc.unfreeze()
             if self.detail:
                 young = gc.get_objects(0)
                 self.young = (len(young), len(gc.get_objects(1)))
@@ -104,22 +97,6 @@ def _frozen() -> int:
     return gc.get_freeze_count() if os.environ.get("KUMA_LOAD_GC_FROZEN") == "1" else -1
 
 
-def _freeze_when_quiet() -> None:
-    last = gc.get_count()[0]
-    frozen = True
-    while True:
-        time.sleep(1.0)
-        count = gc.get_count()[0]
-        quiet = abs(count - last) < 1000
-        last = count
-        if not quiet:
-            frozen = False
-        elif not frozen:
-            gc.freeze()
-            frozen = True
-            print(f"gc freeze frozen={_frozen()}", file=sys.stderr, flush=True)
-
-
 def _log_freezes(file: TextIO) -> None:
     """Make every ``gc.freeze()`` (kuma-cp's freezer's too) append a line to ``file``."""
     freeze = gc.freeze
@@ -142,8 +119,6 @@ def main() -> None:
         SettledHeapFreezer.tick = lambda self: False  # type: ignore[method-assign]
     if recorder.detail and recorder.file is not None:
         _log_freezes(recorder.file)
-    if recorder.settle:
-        threading.Thread(target=_freeze_when_quiet, daemon=True).start()
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 

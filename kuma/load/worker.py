@@ -51,8 +51,6 @@ class Worker:
         shared.backoff_max = arg.get("backoff_max", shared.backoff_max)
         if arg.get("connect_concurrency"):
             shared.connect_gate = asyncio.Semaphore(arg["connect_concurrency"])
-        if arg.get("connect_concurrency"):
-            shared.connect_gate = asyncio.Semaphore(arg["connect_concurrency"])
         shared.node_style = arg.get("node", shared.node_style)
         if arg.get("ca"):
             shared.tls = client_tls(arg["ca"])

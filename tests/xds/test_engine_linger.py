@@ -3,8 +3,6 @@ the record as it is (no assembly from scratch), kept up to date meanwhile; then 
 
 from __future__ import annotations
 
-import time
-
 from kuma.store import Operation, ResourceEvent
 from kuma.xds.engine import Engine
 from kuma.xds.engine.watches import ProxyRecord, ProxyWatches
@@ -84,10 +82,11 @@ def test_without_linger_the_record_goes_with_its_last_watch() -> None:
 
 
 def test_a_batch_forgets_the_proxies_whose_linger_time_is_up() -> None:
-    engine = Engine(linger=0.001)
+    clock = Clock()
+    engine = Engine(linger=10.0, linger_clock=clock)
     engine.apply_now(put(dataplane("web-1", "web")))
     engine.unsubscribe(engine.subscribe("default.web-1"))
-    time.sleep(0.01)  # past the linger time (a monotonic clock): due, not yet swept
+    clock.now += 10.0  # the linger time is up: due, not yet swept
     assert len(engine.proxies) == 1
     engine.apply_now(put(dataplane("web-2", "web")))
     assert len(engine.proxies) == 0

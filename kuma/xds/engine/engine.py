@@ -68,12 +68,14 @@ class Engine:
         handlers: Iterable[InputHandler] | None = None,
         identity_ready: IdentityReady | None = None,
         linger: float = 0.0,
+        linger_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``identity_ready``: whether a proxy (node id) holds a certificate of its mesh's CA
         (PERMISSIVE TLS readiness, see ``MeshState.tls_ready``); its changes come in through
         :meth:`invalidate`. ``linger``: seconds a proxy stays assembled (and followed) after
         its last stream closed, so a reconnect within them costs no assembly
-        (:class:`~.watches.ProxyWatches`); its proxy counts in :attr:`proxies` meanwhile."""
+        (:class:`~.watches.ProxyWatches`); its proxy counts in :attr:`proxies` meanwhile;
+        ``linger_clock`` the monotonic clock it is measured on."""
         self.default_admin_port = default_admin_port
         self.chunk = chunk
         #: Called with each batch's stats once it is applied (metrics).
@@ -85,7 +87,11 @@ class Engine:
         self._external_arrived: anyio.Event | None = None
         self._index = ProxyIndex()
         self._watches = ProxyWatches(
-            on_first=self._opened, on_last=self._closed, on_metadata=self._reassemble, linger=linger
+            on_first=self._opened,
+            on_last=self._closed,
+            on_metadata=self._reassemble,
+            linger=linger,
+            clock=linger_clock,
         )
         self._interner = Interner()
         self._shared = SharedResources(self._interner)
