@@ -61,6 +61,21 @@ class TimedChannel(Channel):
     def __init__(self, host: str, port: int, *, ssl: Any, marks: list[float]) -> None:
         super().__init__(host, port, ssl=ssl)
         self._marks = marks
+        #: The connected socket (None until TCP is connected).
+        self.sock: socket.socket | None = None
+
+    def drop(self) -> bool:
+        """End the connection for the server at once (FIN now), leaving this side's teardown
+        for later; whether there was a connection to drop. Only the write side is shut: the
+        server closes its end when it gets to it, so this side's reads end as the server's
+        closes come, not all in one pass of this loop."""
+        if self.sock is None:
+            return False
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:  # already gone
+            return False
+        return True
 
     async def _create_connection(self) -> Any:
         if not all(hasattr(self, name) for name in _ATTRIBUTES):  # pragma: no cover
@@ -82,6 +97,7 @@ class TimedChannel(Channel):
             sock.close()
             raise
         mark(self._marks, TCP)
+        self.sock = sock
         tls = self._ssl
         _, protocol = await loop.create_connection(
             self._protocol_factory,
@@ -97,6 +113,12 @@ def channel(host: str, port: int, tls: Any, marks: list[float]) -> Channel:
     if _TIMED:
         return TimedChannel(host, port, ssl=tls, marks=marks)
     return Channel(host, port, ssl=tls)  # pragma: no cover - another grpclib
+
+
+def drop(channel: Channel | None) -> bool:
+    """Drop ``channel``'s connection at once (:meth:`TimedChannel.drop`); False where it
+    cannot (no connection, or a plain Channel): the caller cancels its stream instead."""
+    return isinstance(channel, TimedChannel) and channel.drop()
 
 
 def _spread(values: list[float]) -> dict[str, float | None]:

@@ -341,6 +341,10 @@ async def mass_reconnect(h: Harness, *, rate: float = 0.0) -> dict[str, Any]:
 
     sampler = CpuSampler(h.cp_cpu, lambda: h.harness_usage()[0])
     dropped = 0.0
+    # Whether the storm leaves memory behind (the closed proxies' records linger, the gc
+    # freezer keeps what it froze): kuma-cp's RSS with everyone connected, before and after.
+    rss_before = h.cp_rss()
+    cpu_before = h.cp_cpu()
 
     async def disrupt() -> float:
         nonlocal dropped
@@ -353,6 +357,14 @@ async def mass_reconnect(h: Harness, *, rate: float = 0.0) -> dict[str, Any]:
         result = await _reconverge(h, "reconnect", disrupt)
     finally:
         await sampler.stop()
+    cpu_after = h.cp_cpu()
+    rss_after = h.cp_rss()
+    count = max(1, h.count)
+    result["cp_cpu_ms_per_reconnect"] = round((cpu_after - cpu_before) * 1000 / count, 3)
+    result["cp_rss_before_mb"] = round(rss_before / 2**20, 1)
+    result["cp_rss_after_mb"] = round(rss_after / 2**20, 1)
+    result["cp_rss_per_proxy_kb_before"] = round(rss_before / count / 1024, 1)
+    result["cp_rss_per_proxy_kb_after"] = round(rss_after / count / 1024, 1)
     marks = [m for part in await pool.all("phases") for m in part]
     result["phases"] = storm_report(marks, sampler, dropped, dropped + result["seconds"])
     return result

@@ -44,12 +44,14 @@ from .wire import CDS, EDS, LDS, SDS, TYPE_INDEX, TYPES, Digest
 class Sidecar:
     __slots__ = (
         "cds_ok",
+        "channel",
         "converged",
         "digest",
         "eds_names",
         "eds_of",
         "expected",
         "gated",
+        "generation",
         "held",
         "index",
         "lds_ok",
@@ -106,42 +108,69 @@ class Sidecar:
         self.marks = new_marks()
         #: Holds a place of the worker's connect gate (from connect to first response).
         self.gated = False
+        #: The current attempt's channel (None between attempts).
+        self.channel: Channel | None = None
+        #: Bumped by :meth:`drop`: a :meth:`run` started before it is over and leaves the
+        #: sidecar's state to the next one.
+        self.generation = 0
 
     # --- the stream -------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, follow the stream, reconnect with backoff until cancelled."""
+        """Connect, follow the stream, reconnect with backoff until cancelled or dropped."""
         shared = self.shared
         attempt = 0
         marks = self.marks
         mark(marks, DROP)
         gate = shared.connect_gate
+        generation = self.generation
         while True:
             new_attempt(marks)
             if gate is not None:
                 await gate.acquire()
                 self.gated = True
-            channel = connect_phases.channel(shared.host, shared.port, shared.tls, marks)
+            channel = self.channel = connect_phases.channel(
+                shared.host, shared.port, shared.tls, marks
+            )
             try:
-                got_response = await self._stream(channel)
+                got_response = await self._stream(channel, generation)
                 attempt = 0 if got_response else attempt + 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                shared.counters.errors += 1
-                kind = type(exc).__name__
-                shared.error_kinds[kind] = shared.error_kinds.get(kind, 0) + 1
+                if self.generation == generation:
+                    shared.counters.errors += 1
+                    kind = type(exc).__name__
+                    shared.error_kinds[kind] = shared.error_kinds.get(kind, 0) + 1
                 attempt += 1
             finally:
-                self._ungate()
-                self.streaming = False
-                self.cds_ok = self.lds_ok = False
-                self._check()
+                if self.generation == generation:
+                    self._ungate()
+                    self.channel = None
+                    self.streaming = False
+                    self.cds_ok = self.lds_ok = False
+                    self._check()
                 channel.close()
+            if self.generation != generation:
+                return  # dropped (:meth:`drop`): the sidecar's next run reconnects
             ceiling = min(shared.backoff_max, shared.backoff_base * 2 ** min(attempt, 16))
             await asyncio.sleep(shared.rng.uniform(0, ceiling))
 
-    async def _stream(self, channel: Channel) -> bool:
+    def drop(self) -> bool:
+        """The connection is dropped now (the server sees it go at once); the running
+        :meth:`run` becomes stale: it stops touching this sidecar and ends once its stream
+        does (or is cancelled), and the next :meth:`run` owns the sidecar. Whether there was a
+        connection to drop (False: the caller cancels the stale run instead)."""
+        channel = self.channel
+        self.generation += 1
+        self.channel = None
+        self._ungate()
+        self.streaming = False
+        self.cds_ok = self.lds_ok = False
+        self._check()
+        return connect_phases.drop(channel)
+
+    async def _stream(self, channel: Channel, generation: int) -> bool:
         stub = AggregatedDiscoveryServiceStub(channel)
         got_response = False
         metadata = {"authorization": self.token} if self.token else None
@@ -182,8 +211,8 @@ class Sidecar:
                 if self.slow:
                     await asyncio.sleep(self.slow)
                 response = await stream.recv_message()
-                if response is None:
-                    return got_response
+                if response is None or self.generation != generation:
+                    return got_response  # ended, or dropped (what comes late is not applied)
                 if not got_response:
                     mark(self.marks, READ)
                     self._ungate()

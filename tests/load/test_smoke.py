@@ -77,6 +77,12 @@ async def test_kuma_cp_converges_exactly_and_delivers_a_targeted_change() -> Non
         # Every sidecar's phases, drop to first response read, came back.
         assert reconnect["phases"]["since_drop"]["read"]["count"] == PROXIES
         assert reconnect["phases"]["steps"]["tcp_to_tls"]["count"] == PROXIES
+        # Dropped and reconnected as the harness does it: no stream counted as failed.
+        assert reconnect["reconnect_errors"] == 0
+        # kuma-cp's memory with everyone connected, before the drop and after the storm.
+        assert reconnect["cp_rss_before_mb"] > 0
+        assert reconnect["cp_rss_after_mb"] > 0
+        assert reconnect["cp_cpu_ms_per_reconnect"] > 0
         await assert_exact(h)
     finally:
         await h.close()
