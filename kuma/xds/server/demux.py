@@ -20,7 +20,7 @@ from typing import Any
 
 from grpclib.server import Server
 
-from . import frame_repr
+from . import frame_repr, huffman
 from .admission import Admission
 from .tls import TlsServerProtocol
 
@@ -112,6 +112,9 @@ class SharedPortServer(Server):
         super().__init__(handlers)
         # h2 formats every received frame for a trace line: cheaply from now on (.frame_repr).
         frame_repr.install()
+        # hpack decodes the token header's Huffman code a nibble at a time: a byte at a time
+        # from now on (.huffman).
+        huffman.install()
         self._http1 = http1
         self._tls = tls
         self._admission = admission
