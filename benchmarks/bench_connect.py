@@ -4,23 +4,23 @@ ACK), with none of kuma-cp's own work (no token check, no engine, no stream book
 
 The server is what kuma-cp runs on its dp port, minus the ADS handler: grpclib's server behind
 the port demultiplexer and kuma-cp's own TLS layer (kuma/xds/server/demux.py, tls.py), the
-certificate and ``SSLContext`` kuma-cp makes (kuma/tls: ECDSA P-256, TLS 1.2+, ALPN h2 and
-http/1.1), and kuma-cp's garbage-collector thresholds. Its handler does only what grpclib
-must for a stream: decode the first request
-(``DeltaDiscoveryRequest`` with the 61 KB node Envoy 1.40 sends, kuma/load/envoy_node.py),
-send one ``DeltaDiscoveryResponse`` of ``--response-bytes`` (default: the size of a sidecar's
-first configuration in kuma-load, CDS + EDS + LDS bodies), and read the ACK; the stream then
-stays open, as a sidecar's does, until the run ends. The clients (kuma-load's kind: grpclib,
-TLS verifying the certificate, a real dataplane token as ``authorization`` metadata, RSA-signed
-as kuma-cp's are) run in other processes, ``--concurrency`` connecting at a time per process.
+certificate and ``SSLContext`` kuma-cp makes (kuma/cp/tls.py ``dp_server_context``: ECDSA P-256,
+TLS 1.2+, ALPN h2 and http/1.1, one session ticket), and kuma-cp's garbage-collector thresholds.
+Its handler does only what grpclib must for a stream: decode the first request
+(``DeltaDiscoveryRequest`` with the 61 KB node Envoy 1.40 sends, kuma/load/envoy_node.py), send
+one ``DeltaDiscoveryResponse`` of ``--response-bytes`` (default: the size of a sidecar's first
+configuration in kuma-load, CDS + EDS + LDS bodies), and read the ACK; the stream then stays
+open, as a sidecar's does, until the run ends. The clients (kuma-load's kind: grpclib, TLS
+verifying the certificate, a real dataplane token as ``authorization`` metadata, RSA-signed as
+kuma-cp's are) run in other processes, ``--concurrency`` connecting at a time per process.
 
 Reported: the server's CPU time from the clients' start to the last ACK, per connection (the
 server is idle while the clients start), and the wall time from the first ACK to the last.
 kuma-cp's convergence CPU per proxy minus this is kuma-cp's own part.
 
-Run: ``python benchmarks/bench_connect.py [--connections 2000] [--mode tls,plain]
-[--clients 2] [--concurrency 32] [--response-bytes 14450] [--rounds 1]``. With ``--pid-file``
-the server writes its pid there (to attach a profiler).
+Run: ``python benchmarks/bench_connect.py [--connections 2000] [--mode tls,plain] [--clients 2]
+[--concurrency 32] [--response-bytes 14450] [--rounds 1]``. With ``--pid-file`` the server
+writes its pid there (to attach a profiler).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from kuma.cp.cli import GC_THRESHOLDS
-from kuma.cp.tls import use_small_tls_buffers
+from kuma.cp.tls import dp_server_context, use_small_tls_buffers
 from kuma.load.envoy_node import envoy_node
 from kuma.tls.certs import generate_ca_certificate
 from kuma.tls.persisted import ServingCertificate
@@ -153,7 +153,7 @@ async def bench(
     if tls:
         use_small_tls_buffers()
         ca, key = generate_ca_certificate(["127.0.0.1"])
-        context = ServingCertificate(ca, key, ca, "bench").server_context()
+        context = dp_server_context(ServingCertificate(ca, key, ca, "bench"))
     token = sign(
         dataplane_claims(DataplaneIdentity(name="floor-0", mesh="default")),
         new_signing_key(),
