@@ -62,6 +62,23 @@ class PropagationObserver(Protocol):
     def on_change_delivered(self, node_id: str, changed_at: float) -> None: ...
 
 
+#: (observer class, optional hook) -> whether the class has the hook, decided once per class:
+#: an ``isinstance`` on a runtime-checkable Protocol looks up each of its members every time
+#: (~5-15 µs), and every stream opening asks three of them of the same observer.
+_HAS_HOOK: dict[tuple[type, type], bool] = {}
+
+
+def has_hook(observer: object, hook: type) -> bool:
+    """``isinstance(observer, hook)`` for an optional-hook Protocol (:class:`VersionObserver`,
+    :class:`StaleReplyObserver`, :class:`PropagationObserver`), decided once per class (as
+    ``composite._as_listenable`` does): observers define their hooks as methods."""
+    key = (type(observer), hook)
+    known = _HAS_HOOK.get(key)
+    if known is None:
+        known = _HAS_HOOK[key] = isinstance(observer, hook)
+    return known
+
+
 class NoopObserver:
     """The default: observes nothing."""
 

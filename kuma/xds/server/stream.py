@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, cast
 
 import anyio
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
@@ -55,6 +55,7 @@ from .observer import (
     StaleReplyObserver,
     StreamObserver,
     VersionObserver,
+    has_hook,
 )
 from .service import ServerStream
 from .waiting import WaitingStreams, WaitTicket
@@ -118,8 +119,9 @@ async def run_stream(
             _reject(flavour, stream_id, error)
         observer.on_stream_open(stream_id, node_id, flavour, envoy_version(first.node))
         try:
-            if isinstance(observer, VersionObserver):
-                observer.on_stream_version(stream_id, node_version(first.node))
+            if has_hook(observer, VersionObserver):
+                versions = cast(VersionObserver, observer)
+                versions.on_stream_version(stream_id, node_version(first.node))
             # Envoy's first request carries its whole node (61 KB for Envoy 1.40: every
             # extension listed); kept alive for the stream's lifetime it tripled the memory of
             # a connection.
@@ -251,8 +253,12 @@ class _Session:
         self._state = state
         self._watch = watch
         self._observer = observer
-        self._stale = observer if isinstance(observer, StaleReplyObserver) else None
-        self._propagation = observer if isinstance(observer, PropagationObserver) else None
+        self._stale = (
+            cast(StaleReplyObserver, observer) if has_hook(observer, StaleReplyObserver) else None
+        )
+        self._propagation = (
+            cast(PropagationObserver, observer) if has_hook(observer, PropagationObserver) else None
+        )
         self._node_id = node_id
         self.error: InvalidRequest | None = None
         #: Why the stream's grant ended (token expired or revoked), if it did.
