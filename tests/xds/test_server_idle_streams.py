@@ -6,6 +6,8 @@ memory per connected proxy"). Looked at through the stream tasks' own frames: wh
 referenced from a waiting coroutine is what the stream keeps. Nor does its transport hold a
 ``collections.deque`` (760 bytes each, ~26 per connection before :mod:`kuma.xds.server.compact`)
 or a dispatch table of bound methods of its own (h2's and grpclib's, 2.9 KB per connection).
+Nor does grpclib's ``request_handler`` frame keep the request's headers and metadata (the token
+among them) once the stream is authenticated (:mod:`kuma.xds.server.request_headers`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from anyio.abc import TaskStatus
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse
 from grpclib.client import Channel
+from grpclib.server import request_handler
 
 from kuma.xds.generate.types import CLUSTER
 from kuma.xds.server import serve
@@ -86,6 +89,20 @@ def _transport_waste() -> list[str]:
     return found
 
 
+def _held_headers() -> list[str]:
+    """The request headers a running grpclib ``request_handler`` still holds."""
+    coros: list[Any] = [task.get_coro() for task in asyncio.all_tasks()]
+    handlers = [
+        dict(coro.cr_frame.f_locals)
+        for coro in coros
+        if getattr(coro, "cr_code", None) is request_handler.__code__
+    ]
+    assert [names["method_name"] for names in handlers] == [
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+    ]
+    return [name for name in ("headers", "headers_map", "metadata") if handlers[0][name]]
+
+
 async def test_an_idle_stream_holds_no_response() -> None:
     source, observer = FakeSource(), RecordingObserver()
     source.proxy().put(CLUSTER, "a")
@@ -109,6 +126,7 @@ async def test_an_idle_stream_holds_no_response() -> None:
                 await observer.wait_for(lambda event: event[0] == "response")
                 await until(lambda: not _held_responses(), within=DEADLINE)
                 assert _transport_waste() == []
+                assert _held_headers() == []
                 # The swapped objects go on working: a second change on the same stream.
                 source.proxy().put(CLUSTER, "c")
                 assert "c" in delta_state(await client.recv())

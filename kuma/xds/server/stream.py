@@ -57,6 +57,7 @@ from .observer import (
     VersionObserver,
     has_hook,
 )
+from .request_headers import release_request_headers
 from .service import ServerStream
 from .waiting import WaitingStreams, WaitTicket
 from .wire import WireResponse
@@ -109,6 +110,8 @@ async def run_stream(
     # Before anything is registered or sent: a refused stream leaves no trace but the
     # authenticator's log line and metric.
     grant = await _authenticate(authenticator, node_id, first.node, stream)
+    # The token and the other headers are not read again: ~2-3 KB of every connected proxy.
+    release_request_headers(stream)
     try:
         try:
             types = _TypeFilter(flavour, node_id)
