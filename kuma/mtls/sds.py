@@ -9,8 +9,7 @@ CA change changes the CA Secret of the mesh's proxies (built once per mesh and C
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping
 
 from kuma.resources.model import SERVICE_TAG
 from kuma.xds.generate import types
@@ -19,6 +18,7 @@ from kuma.xds.generate.via_egress import ZONE_EGRESS_SERVICE
 from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.secrets import SecretWatchBase
 from kuma.xds.snapshot import VersionedResource, versioned
+from kuma.xds.watch_context import WatchContext
 
 from .authority import MeshCa
 from .identities import Identities, Need
@@ -73,27 +73,32 @@ class MtlsSecretSource:
         #: A connected egress's node id → its identity keys (one per mesh).
         self._egress_keys: dict[str, set[str]] = {}
 
-    @asynccontextmanager
-    async def watch_proxy(
+    def watch_proxy(
         self, node_id: str, metadata: ProxyMetadata | None = None
-    ) -> AsyncIterator[SecretWatch]:
+    ) -> WatchContext[SecretWatch]:
+        """Follow one proxy's Secrets while the context is open (one slotted object per
+        stream, :mod:`kuma.xds.watch_context`)."""
+        return WatchContext(self._open, self._close, node_id, metadata)
+
+    def _open(self, node_id: str, metadata: ProxyMetadata | None) -> SecretWatch:
         watch = SecretWatch(self, node_id)
         first = node_id not in self._watches
         self._watches.setdefault(node_id, []).append(watch)
         if first:
             self.refresh(node_id)
-        try:
-            yield watch
-        finally:
-            watches = self._watches.get(node_id, [])
-            if watch in watches:
-                watches.remove(watch)
-            if not watches:
-                self._watches.pop(node_id, None)
-                self._served.pop(node_id, None)
-                self.identities.forget(node_id)
-                for key in self._egress_keys.pop(node_id, set()):
-                    self.identities.forget(key)
+        return watch
+
+    def _close(self, watch: SecretWatch) -> None:
+        node_id = watch.node_id
+        watches = self._watches.get(node_id, [])
+        if watch in watches:
+            watches.remove(watch)
+        if not watches:
+            self._watches.pop(node_id, None)
+            self._served.pop(node_id, None)
+            self.identities.forget(node_id)
+            for key in self._egress_keys.pop(node_id, set()):
+                self.identities.forget(key)
 
     def connected(self, node_id: str) -> bool:
         return node_id in self._watches

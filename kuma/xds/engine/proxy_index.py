@@ -74,7 +74,7 @@ class ProxyIndex:
     def set_consumed(self, record: ProxyRecord, services: Iterable[str]) -> None:
         """Record the services ``record`` now consumes (its outbound services)."""
         new = frozenset(services)
-        old = record.outbound_services
+        old = frozenset(record.outbound_services)
         for service in old - new:
             key = (record.mesh, service)
             consumers = self._consumers.get(key)
@@ -84,12 +84,12 @@ class ProxyIndex:
                     del self._consumers[key]
         for service in new - old:
             self._consumers.setdefault((record.mesh, service), set()).add(record.node_id)
-        record.outbound_services = new
+        record.outbound_services = tuple(new)
 
     def set_selections(self, record: ProxyRecord, keys: Iterable[Hashable]) -> None:
         """Record the selection keys (e.g. policies) that select ``record`` now."""
         new = frozenset(keys)
-        old = record.selections
+        old = frozenset(record.selections)
         for key in old - new:
             selected = self._selected.get(key)
             if selected is not None:
@@ -98,4 +98,4 @@ class ProxyIndex:
                     del self._selected[key]
         for key in new - old:
             self._selected.setdefault(key, set()).add(record.node_id)
-        record.selections = new
+        record.selections = tuple(new)

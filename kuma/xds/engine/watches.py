@@ -11,8 +11,7 @@ both built on these.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from types import MappingProxyType
 
 from kuma.policies.locality_aware import LocalityShape
@@ -22,6 +21,7 @@ from kuma.xds.proxy_metadata import NO_METADATA, ProxyMetadata
 from kuma.xds.snapshot import VersionedResource
 from kuma.xds.source import Changes
 from kuma.xds.wakeup import Waitable
+from kuma.xds.watch_context import WatchContext
 
 from .proxy_memo import ProxyMemo
 
@@ -56,9 +56,11 @@ class ProxyRecord:
         self.name = name
         #: None until the proxy's Dataplane exists.
         self.resources: ProxyResources | None = None
-        #: Kept by :class:`~.proxy_index.ProxyIndex` (``set_consumed``, ``set_selections``).
-        self.outbound_services: frozenset[str] = frozenset()
-        self.selections: frozenset[Hashable] = frozenset()
+        #: Kept by :class:`~.proxy_index.ProxyIndex` (``set_consumed``, ``set_selections``):
+        #: tuples, not sets (a frozenset of 5-8 items is 728 bytes, a tuple ~100; only the
+        #: index compares them, once per assembly).
+        self.outbound_services: tuple[str, ...] = ()
+        self.selections: tuple[Hashable, ...] = ()
         self.subscribers: list[Subscription] = []
         #: The destinations of each service it reaches through a subset (the engine's
         #: ``Assembly.subsets``: where a service's endpoints are patched).
@@ -236,16 +238,12 @@ class ProxyWatches:
             record = self._records.pop(node_id)
             self._on_last(record)
 
-    @asynccontextmanager
-    async def watch_proxy(
+    def watch_proxy(
         self, node_id: str, metadata: ProxyMetadata | None = None
-    ) -> AsyncIterator[Subscription]:
-        """``kuma.xds.source.ConfigSource``: follow a proxy while the context is open."""
-        subscription = self.subscribe(node_id, metadata)
-        try:
-            yield subscription
-        finally:
-            self.unsubscribe(subscription)
+    ) -> WatchContext[Subscription]:
+        """``kuma.xds.source.ConfigSource``: follow a proxy while the context is open (one
+        slotted object per stream, :mod:`kuma.xds.watch_context`)."""
+        return WatchContext(self.subscribe, self.unsubscribe, node_id, metadata)
 
 
 def _diff(old: ProxyResources, new: ProxyResources) -> dict[str, set[str]]:
