@@ -38,6 +38,23 @@ MtlsOf = Callable[[str], MtlsInsight | None]
 _TYPES: dict[str, str] = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds"}
 
 
+#: Most fleets run a handful of Envoy and kuma-dp builds: every stream of one shares one
+#: ``Version`` (~0.4 KB per connected proxy as a copy of its own). Never mutated here or by the
+#: readers (snapshots and JSON read it). Bounded: past the limit, versions are copied.
+_VERSIONS: dict[tuple[tuple[str, tuple[tuple[str, str], ...]], ...], Version] = {}
+_VERSIONS_KEPT = 256
+
+
+def _shared_version(version: Mapping[str, Mapping[str, str]]) -> Version:
+    key = tuple((part, tuple(fields.items())) for part, fields in version.items())
+    shared = _VERSIONS.get(key)
+    if shared is None:
+        shared = {part: dict(fields) for part, fields in version.items()}
+        if len(_VERSIONS) < _VERSIONS_KEPT:
+            _VERSIONS[key] = shared
+    return shared
+
+
 class _Counters:
     __slots__ = ("acked", "rejected", "sent")
 
@@ -159,7 +176,7 @@ class InsightTracker:
         """The proxy's Envoy and kuma-dp versions, read from its node (once per stream)."""
         stream = self._streams.get(stream_id)
         if stream is not None:
-            stream.version = {part: dict(fields) for part, fields in version.items()}
+            stream.version = _shared_version(version)
             self._mark(stream)
 
     def on_response(self, node_id: str, type_url: str, resource_count: int, nonce: str) -> None:

@@ -156,6 +156,20 @@ def test_versions_from_the_node_replace_the_bare_envoy_version() -> None:
     }
 
 
+def test_streams_of_one_build_share_one_version() -> None:
+    t = tracker(FakeClock())
+    build = {"envoy": {"version": "1.40.0", "build": "b"}, "kumaDp": {"version": "2.7.0"}}
+    for stream_id in (1, 2):
+        t.on_stream_open(stream_id, f"default.web-{stream_id}", "delta", "1.40.0")
+        t.on_stream_version(stream_id, {part: dict(fields) for part, fields in build.items()})
+    t.on_stream_open(3, "default.web-3", "delta", "1.40.0")
+    t.on_stream_version(3, {"envoy": {"version": "1.41.0", "build": "b"}})
+    first, second, other = (s.version for s in t.take_dirty())
+    assert first == second == build
+    assert first is second
+    assert other == {"envoy": {"version": "1.41.0", "build": "b"}}
+
+
 def test_the_tracker_is_a_stream_observer_with_the_version_hook() -> None:
     observer: StreamObserver = tracker(FakeClock())  # checked by mypy
     assert isinstance(observer, VersionObserver)

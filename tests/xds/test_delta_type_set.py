@@ -28,6 +28,8 @@ def sent(responses: list[object]) -> list[tuple[str, list[str], list[str]]]:
 
 def test_envoy_types_are_the_default() -> None:
     assert ENVOY_TYPES.known == frozenset(ENVOY_TYPES.send_order)
+    # Built once and shared by every stream, not a set of its own per stream.
+    assert ENVOY_TYPES.known is ENVOY_TYPES.known
     assert CLUSTER in ENVOY_TYPES.legacy_wildcard
     with pytest.raises(InvalidRequest, match="unknown type_url 'Mesh'"):
         DeltaProtocol().handle_request(DeltaDiscoveryRequest(type_url=MESH))

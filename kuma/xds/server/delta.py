@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from envoy.service.discovery.v3.discovery_pb2 import (
@@ -52,10 +52,12 @@ class TypeSet:
     send_order: tuple[str, ...]
     #: Types a first request without names subscribes to as a wildcard.
     legacy_wildcard: frozenset[str] = frozenset()
+    #: Every type of ``send_order``: built once here and shared by every stream (a frozenset
+    #: of six types per stream was 0.7 KB of every connected proxy).
+    known: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def known(self) -> frozenset[str]:
-        return frozenset(self.send_order)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "known", frozenset(self.send_order))
 
 
 ENVOY_TYPES = TypeSet(SEND_ORDER, LEGACY_WILDCARD_TYPES)
