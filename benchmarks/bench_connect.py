@@ -19,7 +19,9 @@ server is idle while the clients start), and the wall time from the first ACK to
 kuma-cp's convergence CPU per proxy minus this is kuma-cp's own part.
 
 Run: ``python benchmarks/bench_connect.py [--connections 2000] [--mode tls,plain] [--clients 2]
-[--concurrency 32] [--response-bytes 14450] [--rounds 1]``. With ``--pid-file`` the server
+[--concurrency 32] [--response-bytes 14450] [--rounds 1]``; ``--mode tls,tls-stockhpack``
+alternates kuma-cp's transport with hpack's own Huffman decoder, ``tls-tickets2`` with two
+session tickets. With ``--pid-file`` the server
 writes its pid there (to attach a profiler).
 """
 
@@ -37,6 +39,8 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
+import hpack.hpack
+import hpack.huffman_table
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DeltaDiscoveryResponse
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -145,15 +149,25 @@ def _client_process(
 
 
 async def bench(
-    connections: int, *, tls: bool, clients: int, concurrency: int, size: int
+    connections: int,
+    *,
+    tls: bool,
+    clients: int,
+    concurrency: int,
+    size: int,
+    variants: frozenset[str] = frozenset(),
 ) -> tuple[float, float]:
-    """Server CPU per connection (µs) and the wall time (s) from the first ACK to the last."""
+    """Server CPU per connection (µs) and the wall time (s) from the first ACK to the last.
+    ``variants``: ``stockhpack`` (hpack's own Huffman decoder), ``tickets2`` (OpenSSL's
+    default of two session tickets), to compare with what kuma-cp runs."""
     ca: bytes | None = None
     context: ssl.SSLContext | None = None
     if tls:
         use_small_tls_buffers()
         ca, key = generate_ca_certificate(["127.0.0.1"])
         context = dp_server_context(ServingCertificate(ca, key, ca, "bench"))
+        if "tickets2" in variants:
+            context.num_tickets = 2
     token = sign(
         dataplane_claims(DataplaneIdentity(name="floor-0", mesh="default")),
         new_signing_key(),
@@ -162,6 +176,8 @@ async def bench(
     )
     service = FloorService(response_of(size))
     server = SharedPortServer([service], asyncio.Protocol, tls=context)
+    if "stockhpack" in variants:  # undo what the server installed (.huffman)
+        hpack.hpack.decode_huffman = hpack.huffman_table.decode_huffman  # type: ignore[attr-defined]
     spawn = multiprocessing.get_context("spawn")
     stop = spawn.Event()
     async with listening(server, "127.0.0.1", 0, None, what="floor", encrypted=tls) as port:
@@ -190,7 +206,12 @@ async def bench(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=2000)
-    parser.add_argument("--mode", default="tls,plain")
+    parser.add_argument(
+        "--mode",
+        default="tls,plain",
+        help="tls or plain, each optionally with -stockhpack and/or -tickets2 (comma-separated, "
+        "run in this order each round)",
+    )
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--concurrency", type=int, default=32, help="connecting at once, each")
     parser.add_argument("--response-bytes", type=int, default=RESPONSE_BYTES)
@@ -210,8 +231,10 @@ def main() -> None:
     results: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(args.rounds):
         for mode in modes:
+            kind, *variants = mode.split("-")
             options: dict[str, Any] = {
-                "tls": mode == "tls",
+                "tls": kind == "tls",
+                "variants": frozenset(variants),
                 "clients": args.clients,
                 "concurrency": args.concurrency,
                 "size": args.response_bytes,
