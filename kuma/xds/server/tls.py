@@ -32,6 +32,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from .teardown import tear_down_later
+
 log = logging.getLogger(__name__)
 
 #: Bytes read from a socket at a time, into the buffer every connection shares.
@@ -126,12 +128,19 @@ class TlsServerProtocol(asyncio.BufferedProtocol):
             self._deadline = None
         self._closing = True
         app_transport, self._app_transport = self._app_transport, None
-        # Drop OpenSSL's state now rather than when the last reference goes.
-        self._tls = None
-        if app_transport is not None:
-            self._app.connection_lost(exc)
         if self._on_lost is not None:
             self._on_lost()
+        if app_transport is None:
+            # Drop OpenSSL's state now rather than when the last reference goes.
+            self._tls = None
+            return
+        # The application's end (its streams torn down) and OpenSSL's state freed come a
+        # batch per loop pass (.teardown): a mass disconnect must not hold up the reconnects.
+        tear_down_later(lambda: self._torn_down(exc))
+
+    def _torn_down(self, exc: Exception | None) -> None:
+        self._tls = None
+        self._app.connection_lost(exc)
 
     def pause_writing(self) -> None:
         if self._app_transport is not None:
