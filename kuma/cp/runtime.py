@@ -34,7 +34,8 @@ from kuma.xds.engine.available_services import AvailableServicesIndex
 from kuma.xds.engine.handlers import default_handlers
 from kuma.xds.engine.invalidation import Invalidation
 from kuma.xds.server import serve as serve_ads
-from kuma.xds.server.observer import ObserverGroup, StreamObserver
+from kuma.xds.server.observer import StreamObserver
+from kuma.xds.server.tally import TalliedObserverGroup
 
 from .authn import build_authentication
 from .change_log import ChangeLog
@@ -136,7 +137,8 @@ async def run_control_plane(
         if gui is not None:
             observers.append(gui.streams)
             metrics.on_propagation = gui.on_propagation
-        observer = ObserverGroup(observers)
+        # Per-response hooks delivered once per loop turn (kuma/xds/server/tally.py).
+        observer = TalliedObserverGroup(observers)
         # Registered Dataplanes whose proxy has had no stream anywhere for long are deleted
         # (kuma/cp/orphans.py); its view of live instances also guards registration.
         orphans = OrphanCollector(

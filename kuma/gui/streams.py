@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kuma.xds.server.observer import Flavour
+from kuma.xds.server.tally import Tally
 from kuma.xds.types import SHORT_NAMES
 
 from .feed import LiveFeed
@@ -76,6 +77,16 @@ class StreamWatcher:
 
     def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
         self._insight(node_id)
+
+    def on_tally(self, tally: Tally) -> None:
+        """One loop turn's responses and ACKs: one ``insight`` notice per proxy they touched
+        (the feed coalesces per proxy anyway), nothing at all when no page is open."""
+        if not self._feed.subscribers:
+            return
+        touched = dict.fromkeys(sent[0] for sent in tally.sent)
+        touched.update(dict.fromkeys(acked[0] for acked in tally.acked))
+        for node_id in touched:
+            self._insight(node_id)
 
     def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
         kept = self._nacks.get(node_id)

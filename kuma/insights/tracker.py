@@ -19,8 +19,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 
 from kuma.xds.server.observer import Flavour
+from kuma.xds.server.tally import Tally
 from kuma.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 from .model import (
@@ -35,6 +37,8 @@ Clock = Callable[[], float]
 #: node id → the workload certificate this instance holds for the proxy (kuma/mtls/insight.py).
 MtlsOf = Callable[[str], MtlsInsight | None]
 
+#: A tally event's node id and type URL (its first two fields).
+_NODE_AND_TYPE = itemgetter(0, 1)
 _TYPES: dict[str, str] = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds"}
 
 
@@ -62,6 +66,12 @@ class _Counters:
         self.sent = 0
         self.acked = 0
         self.rejected = 0
+
+    def add_sent(self) -> None:
+        self.sent += 1
+
+    def add_acked(self) -> None:
+        self.acked += 1
 
     def freeze(self) -> DiscoveryServiceStats:
         return DiscoveryServiceStats(self.sent, self.acked, self.rejected)
@@ -187,6 +197,32 @@ class InsightTracker:
 
     def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
         self._count(node_id, type_url, "rejected")
+
+    def on_tally(self, tally: Tally) -> None:
+        """One loop turn's responses and ACKs at once (:mod:`kuma.xds.server.tally`): the same
+        counts as ``on_response``/``on_ack`` per event, the clock read once for all of them."""
+        now = self._clock()
+        self._count_each(map(_NODE_AND_TYPE, tally.sent), _Counters.add_sent, now)
+        self._count_each(map(_NODE_AND_TYPE, tally.acked), _Counters.add_acked, now)
+
+    def _count_each(
+        self,
+        events: Iterable[tuple[str, str]],
+        bump: Callable[[_Counters], None],
+        now: float,
+    ) -> None:
+        current = self._current
+        for node_id, type_url in events:
+            stream = current(node_id)
+            if stream is None:
+                continue
+            bump(stream.total)
+            counters = stream.by_type.get(type_url)
+            if counters is not None:
+                bump(counters)
+            stream.last_update = now
+            if not stream.dirty:
+                self._mark(stream)
 
     def _count(self, node_id: str, type_url: str, field: str) -> None:
         """One more response ``sent``, ``acked`` or ``rejected``: in total and for its type."""

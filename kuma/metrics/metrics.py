@@ -24,8 +24,10 @@ Series (all prefixed ``kuma_``): see the ``_define`` calls below.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Protocol
 
 from prometheus_client import (
@@ -40,6 +42,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kuma.store import ResourceEvent, Store
 from kuma.xds.server.observer import Flavour
+from kuma.xds.server.tally import Tally
 from kuma.xds.types import SHORT_NAMES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -215,10 +218,7 @@ class Metrics:
         self._opened[protocol].inc()
 
     def on_response(self, node_id: str, type_url: str, resource_count: int, nonce: str) -> None:
-        counter = self._sent.get(type_url)
-        if counter is None:
-            counter = self._sent[type_url] = self.responses_sent.labels("other")
-        counter.inc()
+        _child(self._sent, self.responses_sent, type_url).inc()
 
     def on_change_delivered(self, node_id: str, changed_at: float) -> None:
         seconds = max(0.0, self._clock() - changed_at)
@@ -226,17 +226,25 @@ class Metrics:
         if self.on_propagation is not None:
             self.on_propagation(node_id, seconds)
 
+    def on_tally(self, tally: Tally) -> None:
+        """One loop turn's responses, ACKs and deliveries (:mod:`kuma.xds.server.tally`): each
+        counter incremented once per type, each propagation observed as measured at its write."""
+        for type_url, count in collections.Counter(map(itemgetter(1), tally.sent)).items():
+            _child(self._sent, self.responses_sent, type_url).inc(count)
+        for type_url, count in collections.Counter(map(itemgetter(1), tally.acked)).items():
+            _child(self._acked, self.responses_acked, type_url).inc(count)
+        observe = self.propagation.observe
+        heard = self.on_propagation
+        for node_id, _, seconds in tally.delivered:
+            observe(seconds)
+            if heard is not None:
+                heard(node_id, seconds)
+
     def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
-        counter = self._acked.get(type_url)
-        if counter is None:
-            counter = self._acked[type_url] = self.responses_acked.labels("other")
-        counter.inc()
+        _child(self._acked, self.responses_acked, type_url).inc()
 
     def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
-        counter = self._nacked.get(type_url)
-        if counter is None:
-            counter = self._nacked[type_url] = self.responses_nacked.labels("other")
-        counter.inc()
+        _child(self._nacked, self.responses_nacked, type_url).inc()
 
     def on_waiting_streams(self, count: int) -> None:
         self.streams_waiting.set(count)
@@ -287,3 +295,12 @@ class Metrics:
 
     def on_insight_flush_error(self) -> None:
         self.insight_flush_errors.inc()
+
+
+def _child(children: dict[str, Counter], family: Counter, type_url: str) -> Counter:
+    """The counter of ``type_url`` among ``children`` (resolved once per type; a type without a
+    short name counts as ``other``)."""
+    child = children.get(type_url)
+    if child is None:
+        child = children[type_url] = family.labels("other")
+    return child
