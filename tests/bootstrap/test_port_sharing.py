@@ -9,11 +9,14 @@ from typing import Any
 
 import anyio
 import pytest
+from grpclib.client import Channel
 from grpclib.server import Server
 
+from kuma.xds.generate.types import CLUSTER
 from kuma.xds.server import AdsServer, serve
 from kuma.xds.server.demux import HTTP2_PREFACE, PeekingProtocol, SharedPortServer
-from tests.xds.fakes import DEADLINE, FakeSource
+from tests.fixtures.polling import until
+from tests.xds.fakes import DEADLINE, FakeSource, delta_stream
 
 
 class Recorder(asyncio.Protocol):
@@ -156,3 +159,30 @@ async def test_closed_connections_handlers_are_dropped_in_amortised_constant_tim
     # The closed ones do go: never more kept than twice the open ones (and a few).
     assert len(server._handlers) <= 2 * (connections // 2) + 64
     assert sum(not h.closing for h in server._handlers) == connections // 2
+
+
+@pytest.mark.anyio
+async def test_a_lost_connections_handler_leaves_the_server_at_once() -> None:
+    """A lost connection's handler (holding its streams' ended tasks, and through them the
+    streams' state) leaves the server's set when its tasks have ended, not at the next sweep."""
+
+    def http1() -> asyncio.Protocol:
+        raise AssertionError("never chosen")
+
+    source = FakeSource()
+    source.proxy().put(CLUSTER, "a")
+    server = SharedPortServer([AdsServer(source)], http1)
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    await server.start(sock=listening)
+    try:
+        with anyio.fail_after(DEADLINE):
+            for _ in range(3):
+                async with Channel("127.0.0.1", port) as channel, delta_stream(channel) as client:
+                    await client.send(CLUSTER)
+                    await client.ack(await client.recv())
+                    assert len(server._handlers) == 1
+                await until(lambda: not server._handlers, within=DEADLINE)
+    finally:
+        server.close()
+        await server.wait_closed()
