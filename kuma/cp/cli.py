@@ -17,6 +17,7 @@ import anyio
 import kuma
 from kuma.open_files import AcceptFailures, raise_soft_limit
 from kuma.store import StoreConfigError, StoreError
+from kuma.xds.server.demux import lost_connections
 
 from . import logs
 from .config import ConfigError, CpConfig, load_config
@@ -99,8 +100,9 @@ async def _serve(config: CpConfig) -> None:
         loop = asyncio.get_running_loop()
         AcceptFailures().install(loop)
         _Stopper(loop, tg.cancel_scope).install()
-        # Keeps the settled heap out of the young collections (kuma/cp/gc_freeze.py).
-        tg.start_soon(SettledHeapFreezer().run)
+        # Keeps the settled heap out of the young collections (kuma/cp/gc_freeze.py),
+        # and collects what lost connections leave once many have gone.
+        tg.start_soon(SettledHeapFreezer(departures=lost_connections).run)
         await run_control_plane(config)
         tg.cancel_scope.cancel()
 

@@ -105,3 +105,48 @@ def test_garbage_frozen_is_freed_at_a_quiet_spell_once_the_full_interval_passed(
     freezer.tick()
     assert freezer.tick()
     assert dead() is None
+
+
+def test_garbage_frozen_is_freed_at_a_quiet_spell_once_many_connections_went() -> None:
+    """A mass reconnect leaves the old connections' state as cyclic garbage among the frozen:
+    once ``departed_full`` connections went, the next quiet spell collects it (at most every
+    ``departed_interval``), without waiting for the hourly full collection."""
+    clock, gone = _Clock(), [0]
+    made = SettledHeapFreezer(
+        quiet_allocations=1_000_000,
+        clock=clock,
+        departures=lambda: gone[0],
+        departed_full=100,
+        departed_interval=60.0,
+    )
+
+    def quiet_spell() -> None:
+        _active(made)
+        made.tick()
+        assert made.tick()
+
+    made.install()
+    try:
+        dead = _frozen_garbage_cycle(made)
+        clock.now = 60.0
+        gone[0] = 99  # fewer than departed_full: frozen again, not freed
+        quiet_spell()
+        assert dead() is not None
+        gone[0] = 100
+        quiet_spell()
+        assert dead() is None
+        dead = _frozen_garbage_cycle(made)
+        gone[0] = 250
+        clock.now = 119.0  # enough gone, but the last full collection is too recent
+        quiet_spell()
+        assert dead() is not None
+        clock.now = 120.0
+        quiet_spell()
+        assert dead() is None
+        # Counted from that collection on: the same departures do not bring another.
+        dead = _frozen_garbage_cycle(made)
+        clock.now = 240.0
+        quiet_spell()
+        assert dead() is not None
+    finally:
+        made.uninstall()

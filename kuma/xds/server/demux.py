@@ -33,6 +33,22 @@ ProtocolFactory = Callable[[], asyncio.Protocol]
 _MIN_COLLECT = 64
 
 
+class _Counter:
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+_lost = _Counter()
+
+
+def lost_connections() -> int:
+    """HTTP/2 connections lost in this process so far (kuma-cp's heap freezer collects the
+    state they leave once many have gone, kuma/cp/gc_freeze.py)."""
+    return _lost.count
+
+
 class PeekingProtocol(asyncio.Protocol):
     """Holds a new connection until its first bytes pick the protocol that serves it."""
 
@@ -154,6 +170,7 @@ class SharedPortServer(Server):
 
         def lost(exc: BaseException | None) -> None:
             connection_lost(exc)  # grpclib's: the handler closes, its tasks are cancelled
+            _lost.count += 1
             closed = asyncio.ensure_future(handler.wait_closed())
             closed.add_done_callback(lambda _: self._handlers.discard(handler))
 
