@@ -33,6 +33,7 @@ gone since the last one, at most every ``DEPARTED_INTERVAL`` seconds.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,9 @@ class SettledHeapFreezer:
         self._clock = clock
         self._departures = departures
         self._last_full = clock()
+        #: When the freezer last ran a full collection itself (none yet: departures may bring
+        #: the first at once).
+        self._last_collected = -math.inf
         self._departed_at_full = departures() if departures is not None else 0
         self._last = gc.get_count()[0]
         #: Frozen since the last activity (nothing new worth freezing until there is more).
@@ -107,7 +111,7 @@ class SettledHeapFreezer:
             return False
         if self._full_due():
             gc.collect()  # unfreezes first (_on_collection): frees the garbage frozen so far
-            self._last_full = self._clock()
+            self._last_full = self._last_collected = self._clock()
             if self._departures is not None:
                 self._departed_at_full = self._departures()
         gc.freeze()
@@ -118,10 +122,10 @@ class SettledHeapFreezer:
         return True
 
     def _full_due(self) -> bool:
-        since = self._clock() - self._last_full
-        if since >= self.full_interval:
+        now = self._clock()
+        if now - self._last_full >= self.full_interval:
             return True
-        if self._departures is None or since < self.departed_interval:
+        if self._departures is None or now - self._last_collected < self.departed_interval:
             return False
         return self._departures() - self._departed_at_full >= self.departed_full
 
