@@ -53,6 +53,10 @@ DEPARTED_FULL = 1_000
 DEPARTED_INTERVAL = 60.0
 
 
+def _young_collections() -> int:
+    return int(gc.get_stats()[0]["collections"])
+
+
 class SettledHeapFreezer:
     """Freezes the heap once per quiet spell that follows activity (after a full collection if
     the last one it ran is ``full_interval`` old); unfreezes it at the start of every full
@@ -81,6 +85,7 @@ class SettledHeapFreezer:
         self._last_collected = -math.inf
         self._departed_at_full = departures() if departures is not None else 0
         self._last = gc.get_count()[0]
+        self._young = _young_collections()
         #: Frozen since the last activity (nothing new worth freezing until there is more).
         self._frozen = True
         self.freezes = 0
@@ -102,8 +107,13 @@ class SettledHeapFreezer:
         """Freeze if the heap has been quiet since the last look after some activity; whether
         it froze."""
         count = gc.get_count()[0]
-        quiet = abs(count - self._last) < self.quiet_allocations
+        young = _young_collections()
+        # A generation-0 collection restarts the count: a busy second can end near where it
+        # began (a mass reconnect at 10,000 was taken for quiet, and its full collection cost
+        # ~4 s of the storm), so any collection since the last look is activity too.
+        quiet = young == self._young and abs(count - self._last) < self.quiet_allocations
         self._last = count
+        self._young = young
         if not quiet:
             self._frozen = False
             return False
@@ -117,6 +127,7 @@ class SettledHeapFreezer:
         gc.freeze()
         # The freeze restarts the counts at 0: not a move to take for activity next time.
         self._last = gc.get_count()[0]
+        self._young = _young_collections()
         self._frozen = True
         self.freezes += 1
         return True

@@ -150,3 +150,18 @@ def test_garbage_frozen_is_freed_at_a_quiet_spell_once_many_connections_went() -
         assert dead() is not None
     finally:
         made.uninstall()
+
+
+def test_a_young_collection_since_the_last_look_is_activity(freezer: SettledHeapFreezer) -> None:
+    """The count restarts at every generation-0 collection, so a busy second can end near its
+    start: a collection since the last look is activity, whatever the count says."""
+    _active(freezer)
+    freezer.tick()
+    assert freezer.tick()  # quiet: frozen
+    _active(freezer)
+    freezer.tick()
+    freezer._last = gc.get_count()[0]  # the count back where it was ...
+    gc.collect(0)  # ... after a young collection
+    freezer._last = gc.get_count()[0]
+    assert not freezer.tick()
+    assert freezer.tick()
