@@ -15,6 +15,7 @@ from grpclib.server import Server
 from kuma.load.wire import CDS, TYPES
 from kuma.load.worker import Worker
 from kuma.xds.server.service import AggregatedDiscoveryServiceBase
+from tests.fixtures.polling import until
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +81,7 @@ async def test_kick_drops_every_connection_at_once_and_tears_down_after(
     try:
         worker.connect(0)
         await handler.until(lambda: handler.opened == SIDECARS)
-        await asyncio.sleep(0.05)  # every sidecar read its response (streaming)
+        await until(lambda: all(s.streaming for s in worker.sidecars.values()))
         old = list(worker.tasks.values())
         worker.kick(0)
         # The new runs exist and no old run is cancelled yet: their teardown comes after
