@@ -1,4 +1,5 @@
-"""The transport's floor for a fan-out: raw grpclib, no kuma-cp code.
+"""The transport's floor for a fan-out: raw grpclib (alone or on kuma-cp's dp-port stack), no
+kuma-cp code above the transport.
 
 kuma-cp's fan-out (one change reaching every connected proxy) costs one delta response and one
 ACK per proxy, each on its own HTTP/2 connection. This measures what exactly that costs the
@@ -13,20 +14,28 @@ Printed: the server's CPU per (stream, round), median of ``--batches``, for plai
 per affected proxy in the kuma-load fan-out, measured in the same sitting, compares with this
 number (benchmarks/RESULTS.md, issue 15).
 
+Modes: ``tcp`` and ``tls`` serve with grpclib's own ``Server`` (TLS by asyncio's ``sslproto``);
+``kuma-tcp`` and ``kuma-tls`` with the stack kuma-cp runs on its dp port (its TLS layer, the port
+demultiplexer, its ``SSLContext`` and garbage-collector thresholds: kuma/xds/server/demux.py,
+tls.py, kuma/cp/tls.py), so that the floor is the one under kuma-cp's own fan-out.
+
 Run: ``python benchmarks/bench_transport_fanout.py [--streams 1000] [--rounds 10] [--batches 3]
-[--mode tcp,tls]``.
+[--mode tcp,tls,kuma-tcp,kuma-tls]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import multiprocessing
 import os
 import socket
 import ssl
 import statistics
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from bench_server import ack_responses
@@ -38,9 +47,13 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Server, Stream
 
+from kuma.cp.cli import GC_THRESHOLDS
+from kuma.cp.tls import dp_server_context
 from kuma.tls.certs import generate_ca_certificate
 from kuma.tls.persisted import ServingCertificate
 from kuma.xds.generate.types import CLUSTER
+from kuma.xds.server.demux import SharedPortServer
+from kuma.xds.server.listener import listening
 from kuma.xds.server.service import DELTA_METHOD
 
 #: About what one resource of kuma-cp's fan-out weighs on the wire (10.4 MB / 10,001 responses).
@@ -128,36 +141,61 @@ def _clients(port: int, streams: int, ca: bytes | None) -> None:
     asyncio.run(run())
 
 
-async def bench(streams: int, rounds: int, batches: int, *, tls: bool) -> float:
-    os.sched_setaffinity(0, {0})
+@contextlib.asynccontextmanager
+async def _serving(rounds_state: _Rounds, mode: str) -> AsyncIterator[tuple[int, bytes | None]]:
+    """The server of ``mode`` listening on a free port: yields the port and the CA (TLS)."""
+    kind = mode.removeprefix("kuma-")
     ca: bytes | None = None
-    context: ssl.SSLContext | None = None
-    if tls:
+    certificate: ServingCertificate | None = None
+    if kind == "tls":
         ca, key = generate_ca_certificate(["127.0.0.1"])
-        context = ServingCertificate(ca, key, ca, "bench").server_context()
-    rounds_state = _Rounds(streams)
+        certificate = ServingCertificate(ca, key, ca, "bench")
+    if mode.startswith("kuma-"):
+        gc.set_threshold(*GC_THRESHOLDS)
+        context = dp_server_context(certificate) if certificate is not None else None
+        server: Server = SharedPortServer([rounds_state], asyncio.Protocol, tls=context)
+        encrypted = context is not None
+        async with listening(
+            server, "127.0.0.1", 0, None, what="floor", encrypted=encrypted
+        ) as port:
+            yield port, ca
+        return
     server = Server([rounds_state])
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    await server.start(sock=listener, ssl=context, backlog=4096)
-    spawn = multiprocessing.get_context("spawn")
-    client = spawn.Process(target=_clients, args=(port, streams, ca))
-    client.start()
-    await rounds_state.acked.wait()  # every stream opened
-    await rounds_state.next_round()  # warm-up: every connection's first response
+    stock = certificate.server_context() if certificate is not None else None
+    await server.start(sock=listener, ssl=stock, backlog=4096)
+    try:
+        yield port, ca
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def bench(streams: int, rounds: int, batches: int, *, mode: str) -> float:
+    os.sched_setaffinity(0, {0})
+    rounds_state = _Rounds(streams)
     per_stream: list[float] = []
-    for _ in range(batches):
-        start = time.process_time()
-        for _ in range(rounds):
-            await rounds_state.next_round()
-        per_stream.append((time.process_time() - start) / (rounds * streams))
-    server.close()
-    await server.wait_closed()
-    client.join(10)
+    spawn = multiprocessing.get_context("spawn")
+    async with _serving(rounds_state, mode) as (port, ca):
+        client = spawn.Process(target=_clients, args=(port, streams, ca))
+        client.start()
+        await rounds_state.acked.wait()  # every stream opened
+        await rounds_state.next_round()  # warm-up: every connection's first response
+        for _ in range(batches):
+            start = time.process_time()
+            for _ in range(rounds):
+                await rounds_state.next_round()
+            per_stream.append((time.process_time() - start) / (rounds * streams))
+    # The server closed its connections: the clients end.
+    await asyncio.to_thread(client.join, 10)
     if client.is_alive():
         client.terminate()
-        client.join(5)
+        await asyncio.to_thread(client.join, 5)
+    # Let the server see its connections lost before the loop ends (kuma-cp's demux ends each
+    # lost connection's handler in a task of its own).
+    await asyncio.sleep(0.5)
     return statistics.median(per_stream) * 1e6
 
 
@@ -166,15 +204,13 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=10, help="fan-outs per batch")
     parser.add_argument("--batches", type=int, default=3)
-    parser.add_argument("--mode", default="tcp,tls")
+    parser.add_argument("--mode", default="tcp,tls,kuma-tcp,kuma-tls")
     args = parser.parse_args()
     size = len(_RESPONSES[0].SerializeToString())
     print(f"raw grpclib fan-out: {args.streams} streams, a {size}-byte response + ACK each")
     results: dict[str, Any] = {}
     for mode in args.mode.split(","):
-        results[mode] = asyncio.run(
-            bench(args.streams, args.rounds, args.batches, tls=mode == "tls")
-        )
+        results[mode] = asyncio.run(bench(args.streams, args.rounds, args.batches, mode=mode))
         print(f"  {mode}: server CPU {results[mode]:.0f} µs per stream and round")
 
 
