@@ -17,7 +17,7 @@ import anyio
 import kuma
 from kuma.open_files import AcceptFailures, raise_soft_limit
 from kuma.store import StoreConfigError, StoreError
-from kuma.xds.server.demux import lost_connections
+from kuma.xds.server.demux import connection_events, lost_connections
 
 from . import logs
 from .config import ConfigError, CpConfig, load_config
@@ -102,7 +102,9 @@ async def _serve(config: CpConfig) -> None:
         _Stopper(loop, tg.cancel_scope).install()
         # Keeps the settled heap out of the young collections (kuma/cp/gc_freeze.py),
         # and collects what lost connections leave once many have gone.
-        tg.start_soon(SettledHeapFreezer(departures=lost_connections).run)
+        tg.start_soon(
+            SettledHeapFreezer(departures=lost_connections, activity=connection_events).run
+        )
         await run_control_plane(config)
         tg.cancel_scope.cancel()
 

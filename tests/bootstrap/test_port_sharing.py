@@ -14,7 +14,12 @@ from grpclib.server import Server
 
 from kuma.xds.generate.types import CLUSTER
 from kuma.xds.server import AdsServer, serve
-from kuma.xds.server.demux import HTTP2_PREFACE, PeekingProtocol, SharedPortServer
+from kuma.xds.server.demux import (
+    HTTP2_PREFACE,
+    PeekingProtocol,
+    SharedPortServer,
+    connection_events,
+)
 from tests.fixtures.polling import until
 from tests.xds.fakes import DEADLINE, FakeSource, delta_stream
 
@@ -175,14 +180,17 @@ async def test_a_lost_connections_handler_leaves_the_server_at_once() -> None:
     listening = socket.create_server(("127.0.0.1", 0))
     port = listening.getsockname()[1]
     await server.start(sock=listening)
+    events = connection_events()
     try:
         with anyio.fail_after(DEADLINE):
-            for _ in range(3):
+            for done in range(1, 4):
                 async with Channel("127.0.0.1", port) as channel, delta_stream(channel) as client:
                     await client.send(CLUSTER)
                     await client.ack(await client.recv())
                     assert len(server._handlers) == 1
+                    assert connection_events() - events == 2 * done - 1  # made: counted
                 await until(lambda: not server._handlers, within=DEADLINE)
+                assert connection_events() - events == 2 * done  # and lost
     finally:
         server.close()
         await server.wait_closed()

@@ -165,3 +165,32 @@ def test_a_young_collection_since_the_last_look_is_activity(freezer: SettledHeap
     freezer._last = gc.get_count()[0]
     assert not freezer.tick()
     assert freezer.tick()
+
+
+def test_connections_made_or_lost_since_the_last_look_are_activity() -> None:
+    """A mass reconnect frees the old connections' state about as fast as it builds the new:
+    generation 0's count can stay flat with no collection through a busy second. Connections
+    made or lost since the last look are activity, so no full collection lands in the storm."""
+    clock, gone, events = _Clock(), [0], [0]
+    made = SettledHeapFreezer(
+        quiet_allocations=1_000_000,
+        clock=clock,
+        departures=lambda: gone[0],
+        departed_full=100,
+        activity=lambda: events[0],
+    )
+    made.install()
+    try:
+        _active(made)
+        made.tick()
+        assert made.tick()  # quiet after start-up's activity: frozen
+        gone[0] = events[0] = 5_000  # the storm: the count flat, connections coming and going
+        collections = gc.get_stats()[2]["collections"]
+        assert not made.tick()
+        events[0] = 9_000
+        assert not made.tick()
+        assert gc.get_stats()[2]["collections"] == collections  # no full collection mid-storm
+        assert made.tick()  # the storm is over: quiet, and the departures' collection runs
+        assert gc.get_stats()[2]["collections"] == collections + 1
+    finally:
+        made.uninstall()

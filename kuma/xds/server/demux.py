@@ -41,12 +41,19 @@ class _Counter:
 
 
 _lost = _Counter()
+_made = _Counter()
 
 
 def lost_connections() -> int:
     """HTTP/2 connections lost in this process so far (kuma-cp's heap freezer collects the
     state they leave once many have gone, kuma/cp/gc_freeze.py)."""
     return _lost.count
+
+
+def connection_events() -> int:
+    """Connections accepted plus HTTP/2 connections lost in this process so far: any move is
+    activity to kuma-cp's heap freezer (kuma/cp/gc_freeze.py)."""
+    return _made.count + _lost.count
 
 
 class PeekingProtocol(asyncio.Protocol):
@@ -149,6 +156,7 @@ class SharedPortServer(Server):
 
     # grpclib declares H2Protocol; asyncio only needs a protocol, which is what this returns.
     def _protocol_factory(self) -> asyncio.BaseProtocol:  # type: ignore[override]
+        _made.count += 1
         if self._admission is None:
             return self._connection(None)
         return self._admission.protocol(self._connection)
