@@ -151,14 +151,20 @@ async def _serving(rounds_state: _Rounds, mode: str) -> AsyncIterator[tuple[int,
         ca, key = generate_ca_certificate(["127.0.0.1"])
         certificate = ServingCertificate(ca, key, ca, "bench")
     if mode.startswith("kuma-"):
+        # kuma-cp's collector settings for this mode only: the modes share one process, and a
+        # stock mode run after this one must not be measured with them.
+        thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
-        context = dp_server_context(certificate) if certificate is not None else None
-        server: Server = SharedPortServer([rounds_state], asyncio.Protocol, tls=context)
-        encrypted = context is not None
-        async with listening(
-            server, "127.0.0.1", 0, None, what="floor", encrypted=encrypted
-        ) as port:
-            yield port, ca
+        try:
+            context = dp_server_context(certificate) if certificate is not None else None
+            server: Server = SharedPortServer([rounds_state], asyncio.Protocol, tls=context)
+            encrypted = context is not None
+            async with listening(
+                server, "127.0.0.1", 0, None, what="floor", encrypted=encrypted
+            ) as port:
+                yield port, ca
+        finally:
+            gc.set_threshold(*thresholds)
         return
     server = Server([rounds_state])
     listener = socket.socket()
