@@ -10,4 +10,4 @@ def anyio_backend() -> str:
 
 
 # Fixtures that start real components (etcd, kuma-cp, Envoy) live in their own modules.
-pytest_plugins = ["tests.fixtures.etcd"]
+pytest_plugins = ["tests.fixtures.etcd", "tests.fixtures.diagnostics", "pytester"]
