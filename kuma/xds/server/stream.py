@@ -1,7 +1,7 @@
 """One ADS stream: read the node, follow the proxy's watch, run a receive loop and a send loop.
 
 The protocol itself lives in the pure state machines (:mod:`.delta`, :mod:`.sotw`); this module
-only moves messages. The two loops share one anyio task group:
+only moves messages. The two loops are two tasks (:meth:`_Session.run`):
 
 * the receive loop applies every request to the state machine (ACK/NACK accounting and
   subscriptions) and, when a request created work, pokes the watch the send loop waits on;
@@ -21,12 +21,12 @@ per stream) while the stream goes on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NoReturn, Protocol, cast
 
-import anyio
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -268,29 +268,53 @@ class _Session:
         self.revoked: str | None = None
 
     async def run(self, grant: StreamGrant) -> None:
-        async with anyio.create_task_group() as tg:
-            stream_scope = tg.cancel_scope
+        """Receive in the stream's own task and send in one more: when the client is done (or
+        breaks the protocol) the send loop is cancelled; when the send loop fails, the
+        receive is interrupted and its error raised here; when the grant ends, both stop.
 
-            def end_with_grant(reason: str) -> None:
-                self.revoked = reason
-                stream_scope.cancel()
+        Two plain asyncio tasks, not an anyio task group: a task group, its cancel scopes and
+        anyio's per-task handle cost ~4 KB and ~55 µs of setup and teardown per connected
+        proxy (benchmarks/RESULTS.md), for the one structure written out below.
+        """
+        receiving = asyncio.current_task()
+        assert receiving is not None
+        sending = asyncio.get_running_loop().create_task(self._send_loop())
+        interrupt = _Interrupt(receiving)
 
-            # A callback, not a task waiting for the grant: one task and one event less per
-            # connected proxy.
-            grant.on_end(end_with_grant)
-            tg.start_soon(self._send_loop)
-            # Received in the stream's own task: one task less per connected proxy. When the
-            # client is done, the send loop is cancelled; if the send loop fails, so is this.
-            await self._receive_loop(stream_scope)
+        def end_with_grant(reason: str) -> None:
+            self.revoked = reason
+            sending.cancel()
+            interrupt()
 
-    async def _receive_loop(self, stream_scope: anyio.CancelScope) -> None:
+        def send_loop_ended(task: asyncio.Task[None]) -> None:
+            interrupt()  # it never returns: it failed, or was cancelled with the stream
+
+        # Callbacks, not a task waiting for the grant: one task and one event less per
+        # connected proxy (``on_end`` calls back at once if the grant has already ended).
+        sending.add_done_callback(send_loop_ended)
+        grant.on_end(end_with_grant)
+        try:
+            await self._receive_loop()
+        except asyncio.CancelledError:
+            if not interrupt.absorbed():
+                raise  # cancelled from outside: the connection went, or kuma-cp stops
+        finally:
+            interrupt.close()  # a grant ending from now on must not cancel the wait below
+            sending.remove_done_callback(send_loop_ended)
+            sending.cancel()
+            # The watch and the state machine are closed after this returns: the send loop
+            # must be over by then.
+            await asyncio.wait((sending,))
+        if not sending.cancelled() and (error := sending.exception()) is not None:
+            raise error
+
+    async def _receive_loop(self) -> None:
         try:
             while (request := await _receive(self._stream)) is not None:
                 self._handle(request)
         except InvalidRequest as error:
             self.error = error
         # The client closed its side, or broke the protocol: either way the stream is over.
-        stream_scope.cancel()
 
     def _handle(self, request: Any) -> None:
         if not self._types.served(request):
@@ -395,6 +419,29 @@ class _Session:
                     self._propagation.on_change_delivered(self._node_id, since)
                 since = None
         return since
+
+
+class _Interrupt:
+    """Cancels the receiving task once, and later tells whether a ``CancelledError`` it
+    caught was this interruption alone (so the stream ends normally) or also came from
+    outside (so it goes on up)."""
+
+    __slots__ = ("_interrupted", "_task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
+        self._interrupted = False
+
+    def __call__(self) -> None:
+        if not self._interrupted:
+            self._interrupted = True
+            self._task.cancel()
+
+    def absorbed(self) -> bool:
+        return self._interrupted and self._task.uncancel() == 0
+
+    def close(self) -> None:
+        self._interrupted = True
 
 
 def _resource_count(response: Any) -> int:
