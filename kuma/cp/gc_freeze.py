@@ -29,6 +29,15 @@ more live objects). So ``departures`` (a count of lost connections, the dp serve
 brings the full collection forward: at the first quiet moment once ``DEPARTED_FULL`` have
 gone since the last one, at most every ``DEPARTED_INTERVAL`` seconds.
 
+While busy (convergence, a mass reconnect), there is no quiet second to freeze in, and what
+survives generation 0 waited for generation 1's collection, every 20th of generation 0's: one
+walk of up to a million objects (0.46 s at 10,000 proxies converging, 0.84 s of collections in
+all, ~4 % of convergence's CPU: benchmarks/RESULTS.md), each object walked a second time for
+nothing, as almost all of it lives on. So the survivors of each generation-0 collection are
+frozen at once (:data:`YOUNG_FREEZES` times at most between two full collections: cyclic
+garbage among them waits for the next full collection, and past the bound generation 1 and
+CPython's own full collections take over as without the freezer).
+
 Quiet is judged by generation 0's count, and also by ``activity`` (connections made and lost,
 the dp server's): a mass reconnect frees the old connections' state about as fast as it builds
 the new, so the count can stay flat with no collection through a busy second, and a full
@@ -53,6 +62,10 @@ QUIET_ALLOCATIONS = 1_000
 PERIOD = 1.0
 #: Seconds at least between two full collections the freezer runs (before a freeze).
 FULL_INTERVAL = 3600.0
+#: Generation-0 collections whose survivors are frozen at once, at most, between two full
+#: collections (each freezes what at most ~50,000 allocations left: 200 cover the convergence
+#: of ~30,000 proxies).
+YOUNG_FREEZES = 200
 #: Lost connections since the last full collection that bring the next one forward.
 DEPARTED_FULL = 1_000
 #: Seconds at least between two full collections brought forward by departures.
@@ -78,8 +91,12 @@ class SettledHeapFreezer:
         departed_full: int = DEPARTED_FULL,
         departed_interval: float = DEPARTED_INTERVAL,
         activity: Callable[[], int] | None = None,
+        young_freezes: int = YOUNG_FREEZES,
     ) -> None:
         self.quiet_allocations = quiet_allocations
+        self.young_freezes = young_freezes
+        #: Generation-0 collections whose survivors were frozen since the last full one.
+        self.young_frozen = 0
         self.period = period
         self.full_interval = full_interval
         self.departed_full = departed_full
@@ -109,10 +126,20 @@ class SettledHeapFreezer:
         gc.unfreeze()
 
     def _on_collection(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start" and info.get("generation") == 2:
-            # Give the full collection every object: garbage among the frozen is freed too.
-            # (The collection merges the younger generations into the oldest only after this.)
-            gc.unfreeze()
+        generation = info.get("generation")
+        if phase == "start":
+            if generation == 2:
+                # Give the full collection every object: garbage among the frozen is freed
+                # too. (The collection merges the younger generations into the oldest only
+                # after this.)
+                gc.unfreeze()
+        elif generation == 2:
+            self.young_frozen = 0
+        elif generation == 0 and self.young_frozen < self.young_freezes:
+            # The collection is over (its survivors moved to generation 1): nothing of the
+            # collector's own lists is in use, and freezing is two list merges.
+            self.young_frozen += 1
+            gc.freeze()
 
     def tick(self) -> bool:
         """Freeze if the heap has been quiet since the last look after some activity; whether

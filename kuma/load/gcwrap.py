@@ -25,7 +25,8 @@ Experiments: ``KUMA_LOAD_GC_THRESHOLD=a,b,c`` sets ``gc.set_threshold(a, b, c)``
 collection (so also after the module set its own); ``KUMA_LOAD_GC_FREEZE=1`` freezes what survived
 each full collection (``gc.freeze()``), so the next full collection scans only what was
 allocated since. ``KUMA_LOAD_GC_FREEZE=never`` turns kuma-cp's own freezing
-(``kuma.cp.gc_freeze``, which freezes the heap at the first quiet second after activity) off.
+(``kuma.cp.gc_freeze``, which freezes the heap at the first quiet second after activity and the
+survivors of each young collection) off; ``KUMA_LOAD_GC_FREEZE=quiet`` keeps only the former.
 """
 
 from __future__ import annotations
@@ -108,15 +109,29 @@ def _log_freezes(file: TextIO) -> None:
     gc.freeze = logged
 
 
+def _restrict_freezer(mode: str) -> None:
+    """``quiet``: kuma-cp's freezer freezes at quiet moments only, not the survivors of each
+    young collection; ``never``: it does nothing at all."""
+    from kuma.cp.gc_freeze import SettledHeapFreezer
+
+    initialize = SettledHeapFreezer.__init__
+
+    def without_young_freezes(self: SettledHeapFreezer, *args: Any, **kwargs: Any) -> None:
+        initialize(self, *args, **kwargs)
+        self.young_freezes = 0
+
+    SettledHeapFreezer.__init__ = without_young_freezes  # type: ignore[method-assign]
+    if mode == "never":
+        SettledHeapFreezer.tick = lambda self: False  # type: ignore[method-assign]
+
+
 def main() -> None:
     module, *rest = sys.argv[1:]
     sys.argv = [module, *rest]
     recorder = _Recorder(os.environ)
     gc.callbacks.append(recorder)
-    if os.environ.get("KUMA_LOAD_GC_FREEZE") == "never":
-        from kuma.cp.gc_freeze import SettledHeapFreezer
-
-        SettledHeapFreezer.tick = lambda self: False  # type: ignore[method-assign]
+    if os.environ.get("KUMA_LOAD_GC_FREEZE") in ("never", "quiet"):
+        _restrict_freezer(os.environ["KUMA_LOAD_GC_FREEZE"])
     if recorder.detail and recorder.file is not None:
         _log_freezes(recorder.file)
     runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -194,3 +194,49 @@ def test_connections_made_or_lost_since_the_last_look_are_activity() -> None:
         assert gc.get_stats()[2]["collections"] == collections + 1
     finally:
         made.uninstall()
+
+
+def _in_generation_1(thing: object) -> bool:
+    return any(o is thing for o in gc.get_objects(generation=1))
+
+
+def test_survivors_of_young_collections_are_frozen_until_the_bound() -> None:
+    made = SettledHeapFreezer(quiet_allocations=1_000_000, clock=_Clock(), young_freezes=2)
+    made.install()
+    try:
+        survivors = []
+        for _ in range(2):
+            survivor = _Node()
+            survivors.append(survivor)
+            gc.collect(0)
+            # Frozen at once: generation 1's collection will not walk it again.
+            assert not _in_generation_1(survivor)
+        assert made.young_frozen == 2
+        beyond = _Node()
+        gc.collect(0)
+        assert _in_generation_1(beyond)  # past the bound: as without the freezer
+        # A full collection restarts the bound (and sees the frozen ones: unfrozen first).
+        gc.collect()
+        assert made.young_frozen == 0
+        again = _Node()
+        gc.collect(0)
+        assert not _in_generation_1(again)
+    finally:
+        made.uninstall()
+
+
+def test_cyclic_garbage_frozen_with_young_survivors_is_freed_by_the_next_full_collection() -> None:
+    made = SettledHeapFreezer(quiet_allocations=1_000_000, clock=_Clock())
+    made.install()
+    try:
+        first, second = _Node(), _Node()
+        first.other, second.other = second, first
+        dead = weakref.ref(first)
+        gc.collect(0)  # alive: survives, frozen
+        del first, second
+        gc.collect(1)  # a middle collection does not see the frozen
+        assert dead() is not None
+        gc.collect()
+        assert dead() is None
+    finally:
+        made.uninstall()

@@ -47,3 +47,20 @@ def test_every_collection_is_recorded_with_its_cpu_time_and_young_generation(
     process.gc_pauses = []
     process._gc_pause(printed)
     assert [(gen, ms) for _, gen, ms in process.gc_pauses] == [(0, float(fields["ms"]))]
+
+
+@pytest.mark.parametrize("mode", ["quiet", "never"])
+def test_the_freezer_restricted_for_experiments(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kuma.cp.gc_freeze import SettledHeapFreezer
+    from kuma.load.gcwrap import _restrict_freezer
+
+    # Restored after the test: the wrapper patches the class for the process it runs.
+    monkeypatch.setattr(SettledHeapFreezer, "__init__", SettledHeapFreezer.__init__)
+    monkeypatch.setattr(SettledHeapFreezer, "tick", SettledHeapFreezer.tick)
+    _restrict_freezer(mode)
+    freezer = SettledHeapFreezer(quiet_allocations=1_000_000)
+    assert freezer.young_freezes == 0
+    freezer._last += 2 * freezer.quiet_allocations  # activity, then a quiet look
+    freezer.tick()
+    assert freezer.tick() is (mode == "quiet")
+    gc.unfreeze()
