@@ -20,6 +20,7 @@ from envoy.service.discovery.v3.discovery_pb2 import (
     DiscoveryResponse,
 )
 
+from .slim_requests import SlimDeltaDiscoveryRequest, SlimDiscoveryRequest
 from .wire import WireResponse
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
@@ -55,13 +56,14 @@ class AggregatedDiscoveryServiceBase(abc.ABC):
             SOTW_METHOD: grpclib.const.Handler(
                 self.StreamAggregatedResources,
                 grpclib.const.Cardinality.STREAM_STREAM,
-                DiscoveryRequest,
+                # Read without the node's extensions list (.slim_requests): 59.7 of 61 KB.
+                SlimDiscoveryRequest,
                 DiscoveryResponse,
             ),
             DELTA_METHOD: grpclib.const.Handler(
                 self.DeltaAggregatedResources,
                 grpclib.const.Cardinality.STREAM_STREAM,
-                DeltaDiscoveryRequest,
+                SlimDeltaDiscoveryRequest,
                 DeltaReply,
             ),
         }
