@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from operator import itemgetter
+from typing import Any
 
 from kuma.xds.server.observer import Flavour
 from kuma.xds.server.tally import Tally
@@ -36,10 +36,6 @@ from .model import (
 Clock = Callable[[], float]
 #: node id → the workload certificate this instance holds for the proxy (kuma/mtls/insight.py).
 MtlsOf = Callable[[str], MtlsInsight | None]
-
-#: A tally event's node id and type URL (its first two fields).
-_NODE_AND_TYPE = itemgetter(0, 1)
-_TYPES: dict[str, str] = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds"}
 
 
 #: Most fleets run a handful of Envoy and kuma-dp builds: every stream of one shares one
@@ -59,22 +55,17 @@ def _shared_version(version: Mapping[str, Mapping[str, str]]) -> Version:
     return shared
 
 
-class _Counters:
-    __slots__ = ("acked", "rejected", "sent")
+#: A subscription's counters, one flat list (one object per stream, not five): responses sent,
+#: acknowledged and rejected in total at 0-2, then the same three per xDS type at its offset.
+SENT, ACKED, REJECTED = 0, 1, 2
+_OFFSETS: dict[str, int] = {CLUSTER: 3, ENDPOINT: 6, LISTENER: 9, ROUTE: 12}
+_COUNTERS = 15
 
-    def __init__(self) -> None:
-        self.sent = 0
-        self.acked = 0
-        self.rejected = 0
 
-    def add_sent(self) -> None:
-        self.sent += 1
-
-    def add_acked(self) -> None:
-        self.acked += 1
-
-    def freeze(self) -> DiscoveryServiceStats:
-        return DiscoveryServiceStats(self.sent, self.acked, self.rejected)
+def _stats(counts: list[int], offset: int) -> DiscoveryServiceStats:
+    return DiscoveryServiceStats(
+        counts[offset + SENT], counts[offset + ACKED], counts[offset + REJECTED]
+    )
 
 
 class LiveSubscription:
@@ -82,8 +73,8 @@ class LiveSubscription:
     frozen :class:`DiscoverySubscription` by :meth:`snapshot` only when it is written or read."""
 
     __slots__ = (
-        "by_type",
         "connect_time",
+        "counts",
         "dirty",
         "disconnect_time",
         "id",
@@ -94,7 +85,6 @@ class LiveSubscription:
         "name",
         "node_id",
         "stream_id",
-        "total",
         "version",
     )
 
@@ -109,21 +99,20 @@ class LiveSubscription:
         self.disconnect_time: float | None = None
         # Kuma stamps the status at connect time too (NewSubscriptionStatus(now)).
         self.last_update = now
-        self.total = _Counters()
-        self.by_type = {type_url: _Counters() for type_url in _TYPES}
+        self.counts = [0] * _COUNTERS
         self.version: Version = {}
         self.dirty = False
         self.mtls_of: MtlsOf | None = None
 
     def snapshot(self) -> DiscoverySubscription:
-        by_type = self.by_type
+        counts = self.counts
         status = SubscriptionStatus(
             last_update_time=self.last_update,
-            total=self.total.freeze(),
-            cds=by_type[CLUSTER].freeze(),
-            eds=by_type[ENDPOINT].freeze(),
-            lds=by_type[LISTENER].freeze(),
-            rds=by_type[ROUTE].freeze(),
+            total=_stats(counts, 0),
+            cds=_stats(counts, _OFFSETS[CLUSTER]),
+            eds=_stats(counts, _OFFSETS[ENDPOINT]),
+            lds=_stats(counts, _OFFSETS[LISTENER]),
+            rds=_stats(counts, _OFFSETS[ROUTE]),
         )
         return DiscoverySubscription(
             id=self.id,
@@ -190,50 +179,48 @@ class InsightTracker:
             self._mark(stream)
 
     def on_response(self, node_id: str, type_url: str, resource_count: int, nonce: str) -> None:
-        self._count(node_id, type_url, "sent")
+        self._count(node_id, type_url, SENT)
 
     def on_ack(self, node_id: str, type_url: str, nonce: str) -> None:
-        self._count(node_id, type_url, "acked")
+        self._count(node_id, type_url, ACKED)
 
     def on_nack(self, node_id: str, type_url: str, nonce: str, message: str) -> None:
-        self._count(node_id, type_url, "rejected")
+        self._count(node_id, type_url, REJECTED)
 
     def on_tally(self, tally: Tally) -> None:
         """One loop turn's responses and ACKs at once (:mod:`kuma.xds.server.tally`): the same
         counts as ``on_response``/``on_ack`` per event, the clock read once for all of them."""
         now = self._clock()
-        self._count_each(map(_NODE_AND_TYPE, tally.sent), _Counters.add_sent, now)
-        self._count_each(map(_NODE_AND_TYPE, tally.acked), _Counters.add_acked, now)
+        self._count_each(tally.sent, SENT, now)
+        self._count_each(tally.acked, ACKED, now)
 
-    def _count_each(
-        self,
-        events: Iterable[tuple[str, str]],
-        bump: Callable[[_Counters], None],
-        now: float,
-    ) -> None:
-        current = self._current
-        for node_id, type_url in events:
-            stream = current(node_id)
-            if stream is None:
+    def _count_each(self, events: Iterable[tuple[Any, ...]], field: int, now: float) -> None:
+        """Count each event (node id, type URL, ...) on its proxy's newest open stream: in a
+        fan-out this runs for every connected proxy, twice per change, so it is written out."""
+        by_node = self._by_node
+        offsets = _OFFSETS
+        for event in events:
+            streams = by_node.get(event[0])
+            if streams is None:
                 continue
-            bump(stream.total)
-            counters = stream.by_type.get(type_url)
-            if counters is not None:
-                bump(counters)
+            stream = streams[-1]
+            if stream.disconnect_time is not None:  # rare: a reconnect's overlap
+                found = self._current(event[0])
+                if found is None:
+                    continue
+                stream = found
+            counts = stream.counts
+            counts[field] += 1
+            offset = offsets.get(event[1])
+            if offset is not None:
+                counts[offset + field] += 1
             stream.last_update = now
             if not stream.dirty:
                 self._mark(stream)
 
-    def _count(self, node_id: str, type_url: str, field: str) -> None:
-        """One more response ``sent``, ``acked`` or ``rejected``: in total and for its type."""
-        stream = self._current(node_id)
-        if stream is None:
-            return
-        for counters in (stream.total, stream.by_type.get(type_url)):
-            if counters is not None:
-                setattr(counters, field, getattr(counters, field) + 1)
-        stream.last_update = self._clock()
-        self._mark(stream)
+    def _count(self, node_id: str, type_url: str, field: int) -> None:
+        """One more response ``SENT``, ``ACKED`` or ``REJECTED``: in total and for its type."""
+        self._count_each(((node_id, type_url),), field, self._clock())
 
     def on_stream_close(self, stream_id: int, node_id: str) -> None:
         stream = self._streams.get(stream_id)
