@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 INNER = """
+from unittest import mock
+
 import pytest
 
 class Component:
@@ -32,6 +34,13 @@ def test_passes(component):
 
 def test_fails_with_a_broken_diagnostic(broken):
     assert False, "the body failed too"
+
+@pytest.fixture
+def mocked():
+    return mock.Mock()  # has every attribute, failure_diagnostics too, returning a Mock
+
+def test_fails_beside_a_mock(mocked):
+    assert False, "the body failed beside a mock"
 """
 
 
@@ -40,7 +49,7 @@ def test_a_failed_test_shows_its_components_diagnostics(pytester: pytest.Pyteste
     result = pytester.runpytest_inprocess(
         "-p", "tests.fixtures.diagnostics", "-p", "no:cacheprovider"
     )
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
     text = result.stdout.str()
     # Shown once: under the failed test, not the passing one.
     assert text.count("component output") == 1
@@ -49,6 +58,8 @@ def test_a_failed_test_shows_its_components_diagnostics(pytester: pytest.Pyteste
     assert "broken: diagnostics failed" in text
     assert "admin API gone" in text
     assert "the body failed too" in text
+    assert "mocked: diagnostics failed" in text
+    assert "the body failed beside a mock" in text
 
 
 def test_tail_keeps_the_end() -> None:
