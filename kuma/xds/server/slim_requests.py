@@ -46,7 +46,10 @@ def _copied(descriptor: Any, renamed: dict[str, str]) -> Any:
     copy = f".{PACKAGE}.{descriptor.name}."
 
     def retarget(message: Any) -> None:
+        map_entry = message.options.map_entry  # a map's own entry type, at any depth
         message.ClearField("options")
+        if map_entry:
+            message.options.map_entry = True
         for field in message.field:
             field.ClearField("options")
             if field.type_name in renamed:
@@ -56,11 +59,7 @@ def _copied(descriptor: Any, renamed: dict[str, str]) -> Any:
         for nested in message.nested_type:
             retarget(nested)
 
-    entries = {n.name for n in descriptor.nested_types if n.GetOptions().map_entry}
     retarget(proto)
-    for nested in proto.nested_type:
-        if nested.name in entries:
-            nested.options.map_entry = True
     return proto
 
 
