@@ -2,7 +2,7 @@
 
 * ``tasks``: a stream's two loops as an anyio task group (the receive loop in the stream's task,
   the send loop started in the group, a cancel scope to end both: kuma-cp before 88dbff4) or as
-  two plain asyncio tasks (``kuma.xds.server.stream._Session.run`` now): memory held per parked
+  two plain asyncio tasks (``kuma.xds.server.session.Session.run`` now): memory held per parked
   stream (tracemalloc), CPU to start and to end 5,000 of them.
 * ``decode``: Envoy 1.40's first ``DeltaDiscoveryRequest`` (61 KB, 516 extensions listed) read
   as Envoy's type or as kuma-cp's (``kuma.xds.server.slim_requests``, without

@@ -194,7 +194,12 @@ async def bench(streams: int, rounds: int, batches: int, *, mode: str) -> float:
             for _ in range(rounds):
                 await rounds_state.next_round()
             per_stream.append((time.process_time() - start) / (rounds * streams))
-    # The server closed its connections: the clients end.
+    await stop_clients(client)
+    return statistics.median(per_stream) * 1e6
+
+
+async def stop_clients(client: multiprocessing.process.BaseProcess) -> None:
+    """Once the server closed its connections: the client process ends (or is ended)."""
     await asyncio.to_thread(client.join, 10)
     if client.is_alive():
         client.terminate()
@@ -202,16 +207,20 @@ async def bench(streams: int, rounds: int, batches: int, *, mode: str) -> float:
     # Let the server see its connections lost before the loop ends (kuma-cp's demux ends each
     # lost connection's handler in a task of its own).
     await asyncio.sleep(0.5)
-    return statistics.median(per_stream) * 1e6
+
+
+def fanout_arguments(doc: str | None, streams: int, mode: str) -> argparse.ArgumentParser:
+    """The fan-out benchmarks' common options (``doc``: the benchmark's module docstring)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--streams", type=int, default=streams)
+    parser.add_argument("--rounds", type=int, default=10, help="fan-outs per batch")
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--mode", default=mode)
+    return parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=10, help="fan-outs per batch")
-    parser.add_argument("--batches", type=int, default=3)
-    parser.add_argument("--mode", default="tcp,tls,kuma-tcp,kuma-tls")
-    args = parser.parse_args()
+    args = fanout_arguments(__doc__, 1000, "tcp,tls,kuma-tcp,kuma-tls").parse_args()
     size = len(_RESPONSES[0].SerializeToString())
     print(f"raw grpclib fan-out: {args.streams} streams, a {size}-byte response + ACK each")
     results: dict[str, Any] = {}

@@ -134,13 +134,35 @@ class CompositeWatch:
         self._all = [primary, *(watch for watch, _ in members)]
         self._listenable = [w for w in map(_as_listenable, self._all) if w is not None]
         self._wakeup = Wakeup()
+        self._interceptor: Callable[[], None] | None = None
         # One wake-up for all the watches when they all support it, else one task per watch.
         self._listening = len(self._listenable) == len(self._all)
         if self._listening:
             for w in self._listenable:
-                w.set_listener(self._wakeup.notify)
+                w.set_listener(self._member_changed)
+
+    def intercept(self, interceptor: Callable[[], None] | None) -> bool:
+        """Have ``interceptor`` hear each change instead of the waiting task (None: the task
+        again). The interceptor does the waiter's work itself or calls :meth:`notify`. False,
+        and nothing set, when the members cannot tell of their changes (:meth:`_race`)."""
+        if not self._listening:
+            return False
+        self._interceptor = interceptor
+        return True
+
+    def notify(self) -> None:
+        """Wake the waiting task to look at the changes (what a change does unintercepted)."""
+        self._wakeup.notify()
+
+    def _member_changed(self) -> None:
+        interceptor = self._interceptor
+        if interceptor is not None:
+            interceptor()
+        else:
+            self._wakeup.notify()
 
     def close(self) -> None:
+        self._interceptor = None
         if self._listening:
             for w in self._listenable:
                 w.set_listener(None)

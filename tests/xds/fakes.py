@@ -23,12 +23,13 @@ from grpclib.client import Channel, Stream
 from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 
+from kuma.xds.composite import CompositeSource
 from kuma.xds.generate.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from kuma.xds.proxy_metadata import ProxyMetadata
 from kuma.xds.server import AdsServer, AggregatedDiscoveryServiceStub
 from kuma.xds.snapshot import VersionedResource, versioned
 from kuma.xds.source import ConfigSource
-from kuma.xds.wakeup import Wakeup
+from kuma.xds.wakeup import Waitable
 
 #: Every wait in these tests is bounded: a protocol bug fails fast instead of hanging.
 DEADLINE = 5.0
@@ -54,13 +55,15 @@ def resource(type_url: str, name: str, rev: int = 0) -> VersionedResource:
     return versioned(type_url, name, message)
 
 
-class FakeWatch:
-    """A :class:`kuma.xds.source.ProxyWatch` over a :class:`FakeProxy`."""
+class FakeWatch(Waitable):
+    """A :class:`kuma.xds.source.ProxyWatch` over a :class:`FakeProxy`; listenable, as the
+    engine's, so that in a :class:`~kuma.xds.composite.CompositeSource` (``ads_channel``) the
+    streams take the send steps kuma-cp's take (kuma/xds/server/session.py)."""
 
     def __init__(self, proxy: FakeProxy) -> None:
+        super().__init__()
         self._proxy = proxy
         self._changes: dict[str, set[str]] = {}
-        self._wakeup = Wakeup()
 
     @property
     def node_id(self) -> str:
@@ -77,19 +80,14 @@ class FakeWatch:
         changes, self._changes = self._changes, {}
         return changes
 
-    def _has_changes(self) -> bool:
+    @property
+    def has_changes(self) -> bool:
         return bool(self._changes)
-
-    async def wait_for_changes(self) -> None:
-        await self._wakeup.wait_until(self._has_changes)
-
-    def poke(self) -> None:
-        self._wakeup.poke()
 
     def mark(self, type_url: str, names: Iterable[str]) -> None:
         self._changes.setdefault(type_url, set()).update(names)
         if self._changes:
-            self._wakeup.notify()
+            self._changed()
 
 
 @dataclass
@@ -359,9 +357,13 @@ def delta_state(response: Any) -> dict[str, str | None]:
 
 @asynccontextmanager
 async def ads_channel(
-    source: ConfigSource, observer: RecordingObserver | None = None
+    source: ConfigSource, observer: RecordingObserver | None = None, *, composite: bool = True
 ) -> AsyncIterator[Channel]:
-    async with ChannelFor([AdsServer(source, observer)]) as channel:
+    """An in-memory channel to an ADS server of ``source``; behind a
+    :class:`~kuma.xds.composite.CompositeSource` as in kuma-cp unless ``composite`` is False
+    (then every change wakes the send loop's task)."""
+    served = CompositeSource(source, {}) if composite else source
+    async with ChannelFor([AdsServer(served, observer)]) as channel:
         yield channel
 
 

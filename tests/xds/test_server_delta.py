@@ -452,7 +452,7 @@ async def test_a_deleted_dataplane_keeps_the_proxys_last_configuration(
     """Issue 17 (README): as in Kuma, deleting a connected proxy's Dataplane does not take its
     configuration away (Kuma skips regenerating it); once the Dataplane is back, the proxy is
     brought up to date from what it holds."""
-    caplog.set_level(logging.INFO, logger="kuma.xds.server.stream")
+    caplog.set_level(logging.INFO, logger="kuma.xds.server.session")
     source = FakeSource()
     proxy = source.proxy()
     proxy.put(CLUSTER, "a")
@@ -535,7 +535,7 @@ async def test_an_unknown_type_is_answered_with_nothing_and_the_stream_goes_on(
     """Issue 17, defect 8: Envoy may subscribe to types a control plane does not serve. Such a
     type gets no response (first request or later), is logged once per stream, and the
     configuration already flowing on the stream keeps flowing."""
-    caplog.set_level(logging.INFO, logger="kuma.xds.server.stream")
+    caplog.set_level(logging.INFO, logger="kuma.xds.server.session")
     source, observer = FakeSource(), RecordingObserver()
     proxy = source.proxy()
     proxy.put(CLUSTER, "a")

@@ -1,4 +1,4 @@
-"""How one ADS stream's two loops start and end together (``kuma.xds.server.stream._Session``):
+"""How one ADS stream's two loops start and end together (``kuma.xds.server.session.Session``):
 the receive loop in the stream's own task, the send loop in one more."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 
 from kuma.xds.server.delta import Desired
 from kuma.xds.server.observer import NoopObserver
-from kuma.xds.server.stream import _Session, _TypeFilter
+from kuma.xds.server.session import Session as _Session
+from kuma.xds.server.session import TypeFilter as _TypeFilter
 
 pytestmark = pytest.mark.anyio
 

@@ -21,8 +21,9 @@ from .lifecycle import StreamLifecycle
 from .listener import listening
 from .observer import Flavour, NoopObserver, StreamObserver
 from .service import AggregatedDiscoveryServiceBase, ServerStream
+from .session import ProtocolState
 from .sotw import SotwProtocol
-from .stream import ProtocolState, run_stream
+from .stream import run_stream
 from .waiting import MAX_WAITING_PER_CONNECTION, WaitingObserver, WaitingStreams
 
 log = logging.getLogger(__name__)
