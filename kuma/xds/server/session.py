@@ -305,7 +305,7 @@ class Session:
             # Nothing of the last responses may stay referenced from here: an idle stream
             # waits for as long as nothing changes, and a response holds a copy of every
             # resource it carried (10 KB per proxy at 1,000 idle sidecars).
-            self._parked = held is False and self._composite is not None
+            self._parked = not held and self._composite is not None
             try:
                 await watch.wait_for_changes()
             finally:
