@@ -90,6 +90,34 @@ class FakeWatch(Waitable):
             self._changed()
 
 
+class RacedWatch:
+    """A :class:`FakeWatch` without a listener (no ``set_listener``, no ``has_changes``): a
+    :class:`~kuma.xds.composite.CompositeWatch` races a waiter on it instead."""
+
+    def __init__(self, inner: FakeWatch) -> None:
+        self._inner = inner
+
+    @property
+    def node_id(self) -> str:
+        return self._inner.node_id
+
+    @property
+    def known(self) -> bool:
+        return self._inner.known
+
+    def resources(self, type_url: str) -> Mapping[str, VersionedResource]:
+        return self._inner.resources(type_url)
+
+    def take_changes(self) -> dict[str, set[str]]:
+        return self._inner.take_changes()
+
+    async def wait_for_changes(self) -> None:
+        await self._inner.wait_for_changes()
+
+    def poke(self) -> None:
+        self._inner.poke()
+
+
 @dataclass
 class FakeProxy:
     node_id: str
@@ -128,7 +156,10 @@ class FakeProxy:
 class FakeSource:
     """A :class:`kuma.xds.source.ConfigSource` whose per-proxy state the test sets directly."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, listenable: bool = True) -> None:
+        """``listenable``: its watches tell a composite of their changes (as the engine's),
+        else a composite races a waiter on each (:class:`RacedWatch`)."""
+        self.listenable = listenable
         self.proxies: dict[str, FakeProxy] = {}
         self.opened: list[str] = []
         #: The metadata each opened watch was given, by node id (the latest).
@@ -144,7 +175,7 @@ class FakeSource:
     @asynccontextmanager
     async def watch_proxy(
         self, node_id: str, metadata: ProxyMetadata | None = None
-    ) -> AsyncIterator[FakeWatch]:
+    ) -> AsyncIterator[FakeWatch | RacedWatch]:
         proxy = self.proxy(node_id, known=False)
         watch = FakeWatch(proxy)
         proxy.watches.append(watch)
@@ -153,7 +184,7 @@ class FakeSource:
         self._opened_event.set()
         self._opened_event = anyio.Event()
         try:
-            yield watch
+            yield watch if self.listenable else RacedWatch(watch)
         finally:
             proxy.watches.remove(watch)
 
@@ -362,7 +393,9 @@ async def ads_channel(
     """An in-memory channel to an ADS server of ``source``; behind a
     :class:`~kuma.xds.composite.CompositeSource` as in kuma-cp unless ``composite`` is False
     (then every change wakes the send loop's task)."""
-    served = CompositeSource(source, {}) if composite else source
+    served = source
+    if composite and not isinstance(source, CompositeSource):
+        served = CompositeSource(source, {})
     async with ChannelFor([AdsServer(served, observer)]) as channel:
         yield channel
 

@@ -77,8 +77,8 @@ async def test_a_shared_type_is_served_from_both() -> None:
 
 
 async def test_waits_on_members_without_the_listener_fast_path() -> None:
-    # FakeSource's watch has no set_listener: the composite races one waiter per member.
-    primary, secrets = FakeSource(), SecretsDouble()
+    # This FakeSource's watch has no set_listener: the composite races one waiter per member.
+    primary, secrets = FakeSource(listenable=False), SecretsDouble()
     proxy = primary.proxy(known=True)
     source = CompositeSource(primary, {SECRET: secrets})
     async with source.watch_proxy(NODE) as watch:
@@ -178,7 +178,7 @@ async def test_a_poke_ends_the_wait_once_with_nothing_changed(listening: bool) -
     one wait ends then (and only the next one), with no change to take."""
     engine, secrets = Engine(), SecretsDouble()
     engine.apply_now(put(dataplane("web-1", "web", outbounds=("backend",))))
-    primary = engine if listening else FakeSource()
+    primary = engine if listening else FakeSource(listenable=False)
     if isinstance(primary, FakeSource):
         primary.proxy(known=True)
     source = CompositeSource(primary, {SECRET: secrets})
