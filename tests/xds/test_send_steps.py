@@ -53,7 +53,7 @@ class Stream:
         return await self.requests.get()
 
     async def send_message(self, message: Any) -> None:
-        await asyncio.sleep(0)  # a write that waited
+        await asyncio.sleep(0)  # a write that suspends once (the transport's wait), not a timer
         self.sent.append((message.nonce, "awaited"))
 
 
@@ -77,7 +77,10 @@ class State:
 
     def build_responses(self, desired: Desired) -> list[Any]:
         if self.fail is not None:
-            raise self.fail
+            # Once: the error must reach the stream's end from where it was raised, not be
+            # raised again by a second build.
+            failure, self.fail = self.fail, None
+            raise failure
         built, self.changed = [Response(name) for name in self.changed], []
         return built
 
@@ -208,8 +211,9 @@ async def test_after_the_stream_ended_changes_and_late_steps_do_nothing(stream: 
     state, watch = State(), Watch()
     session, task = await running(stream, state, watch)
     await ended(stream, task)
-    watch.mark("a")  # no longer intercepted: the composite wakes nobody
-    session.step()  # a step that was due when the stream ended
-    await asyncio.sleep(0)
+    watch.mark("a")  # no longer intercepted: nothing is queued, the composite wakes nobody
+    assert not session._step_due
+    session.step()  # a step that was due when the stream ended: it takes nothing, sends nothing
+    assert watch.changes == {CLUSTER: {"a"}}
     assert stream.sent == []
     assert not session._parked

@@ -115,7 +115,7 @@ async def receive_request(stream: ServerStream) -> Any:
 class Session:
     __slots__ = (
         "_composite",
-        "_handed_over",
+        "_failure",
         "_node_id",
         "_observer",
         "_parked",
@@ -167,9 +167,10 @@ class Session:
         #: The send loop waits for changes with nothing left to do: a step may do its work.
         self._parked = False
         self._step_due = False
-        #: What a step left to the send loop's task: an error, or ``_NOTHING_FAILED``.
-        self._handed_over: BaseException | _NothingFailed | None = None
+        #: What a step left to the send loop's task: the responses it could not write, or
+        #: the error it raised.
         self._unsent: list[Any] | None = None
+        self._failure: BaseException | None = None
 
     async def run(self, grant: StreamGrant) -> None:
         """Receive in the stream's own task and send in one more: when the client is done (or
@@ -280,12 +281,9 @@ class Session:
         self._since = _oldest(self._since, watch.take_changes())
         held = False
         while True:
-            if self._handed_over is not None:
+            if self._unsent is not None or self._failure is not None:
                 await self._take_over()
-            changes = watch.take_changes()
-            if changes:
-                state.resources_changed(changes)
-                self._since = _oldest(self._since, changes)
+            self._take_changes()
             if not _is_known(watch):
                 # Its Dataplane was deleted while it is connected: as in Kuma, nothing is
                 # regenerated and the proxy keeps its last configuration (its traffic goes on).
@@ -322,6 +320,13 @@ class Session:
                 await self._stream.send_message(response)
             self._sent(response)
 
+    def _take_changes(self) -> None:
+        """The watch's changes into the state machine (their names marked to be sent)."""
+        changes = self._watch.take_changes()
+        if changes:
+            self._state.resources_changed(changes)
+            self._since = _oldest(self._since, changes)
+
     def _sent(self, response: Any) -> None:
         """``response`` is written: count it, and the change pending since ``_since`` counts
         as delivered with it."""
@@ -354,17 +359,15 @@ class Session:
         if not self._parked:
             return  # its task was woken meanwhile (a poke): the change is the task's
         try:
-            if not self._try_step():
-                self._hand_over(None)
+            if self._try_step():
+                return
         except BaseException as error:  # raised again in the send loop's task
-            self._hand_over(error)
+            self._failure = error
+        self._hand_over()
 
     def _try_step(self) -> bool:
+        self._take_changes()
         watch, state = self._watch, self._state
-        changes = watch.take_changes()
-        if changes:
-            state.resources_changed(changes)
-            self._since = _oldest(self._since, changes)
         if not _is_known(watch):
             return False  # the task logs and holds
         if not state.has_work:
@@ -378,28 +381,20 @@ class Session:
             self._sent(responses.pop(0))
         return True
 
-    def _hand_over(self, error: BaseException | None) -> None:
-        """Wake the send loop's task to finish what the step could not: the responses not
-        written (``_unsent``) or ``error``. No step runs until the task has taken over."""
+    def _hand_over(self) -> None:
+        """Wake the send loop's task to finish what the step could not (``_unsent``,
+        ``_failure``, or a Dataplane gone). No step runs until the task parks again."""
         self._parked = False
-        self._handed_over = error if error is not None else _NOTHING_FAILED
         assert self._composite is not None
         self._composite.poke()
 
     async def _take_over(self) -> None:
-        handed, self._handed_over = self._handed_over, None
+        failure, self._failure = self._failure, None
         unsent, self._unsent = self._unsent, None
-        if isinstance(handed, BaseException):
-            raise handed
+        if failure is not None:
+            raise failure
         if unsent:
             await self._send(unsent)
-
-
-class _NothingFailed:
-    """``Session._handed_over`` when a step handed over without an error."""
-
-
-_NOTHING_FAILED = _NothingFailed()
 
 
 class _SendSteps:
