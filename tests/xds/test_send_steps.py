@@ -15,8 +15,9 @@ import pytest
 from kuma.xds.composite import CompositeWatch
 from kuma.xds.server import session as session_module
 from kuma.xds.server.delta import Desired
+from kuma.xds.server.incoming import TypeFilter
 from kuma.xds.server.observer import NoopObserver
-from kuma.xds.server.session import Session, TypeFilter
+from kuma.xds.server.session import Session
 from kuma.xds.wakeup import Waitable
 
 pytestmark = pytest.mark.anyio

@@ -535,7 +535,7 @@ async def test_an_unknown_type_is_answered_with_nothing_and_the_stream_goes_on(
     """Issue 17, defect 8: Envoy may subscribe to types a control plane does not serve. Such a
     type gets no response (first request or later), is logged once per stream, and the
     configuration already flowing on the stream keeps flowing."""
-    caplog.set_level(logging.INFO, logger="kuma.xds.server.session")
+    caplog.set_level(logging.INFO, logger="kuma.xds.server.incoming")
     source, observer = FakeSource(), RecordingObserver()
     proxy = source.proxy()
     proxy.put(CLUSTER, "a")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from kuma.xds.server.delta import Desired
+from kuma.xds.server.incoming import TypeFilter as _TypeFilter
 from kuma.xds.server.observer import NoopObserver
 from kuma.xds.server.session import Session as _Session
-from kuma.xds.server.session import TypeFilter as _TypeFilter
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ The session owns a stream once it is authenticated and its proxy's watch is open
   engine never waits for it, and changes pile up in the watch as a coalescing set of names.
 
 A change that finds the send loop parked (waiting, nothing left to send) is not handed to its
-task: the session queues one *send step* (:class:`_SendSteps`), and all the steps queued in a
+task: the session queues one *send step* (:mod:`.send_steps`), and all the steps queued in a
 loop turn run in one callback, each doing exactly what the loop would do on waking (take the
 changes, build, write) as long as every write completes at once (``send_now``). In a fan-out
 every connected proxy gets one change, and waking its task for it (a future, a task step, the
@@ -29,25 +29,23 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, cast
 
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped, unused-ignore]
-
 from kuma.xds.composite import CompositeWatch
 from kuma.xds.source import Changes, ProxyWatch
 from kuma.xds.types import SHORT_NAMES
 
-from .acks import KNOWN_TYPES, Reply
+from .acks import Reply
 from .authn import StreamGrant
 from .delta import Desired
-from .direct_receive import receive_message
 from .direct_send import send_now
+from .incoming import TypeFilter, receive_request
 from .node import InvalidRequest
 from .observer import (
-    Flavour,
     PropagationObserver,
     StaleReplyObserver,
     StreamObserver,
     has_hook,
 )
+from .send_steps import STEPS
 from .service import ServerStream
 from .waiting import WaitTicket
 from .wire import WireResponse
@@ -74,42 +72,6 @@ class ProtocolState(Protocol):
 def _is_known(watch: ProxyWatch) -> bool:
     """``watch.known`` read afresh (a Dataplane can be deleted while its proxy is served)."""
     return watch.known
-
-
-class TypeFilter:
-    """Lets through requests of the types this server serves (and those without a type, for
-    the state machines to refuse); logs the first other one of the stream at info, the rest
-    at debug, so a proxy asking for a type it will never get costs one line per stream."""
-
-    __slots__ = ("_flavour", "_logged", "_node_id")
-
-    def __init__(self, flavour: Flavour, node_id: str) -> None:
-        self._flavour = flavour
-        self._node_id = node_id
-        self._logged = False
-
-    def served(self, request: Any) -> bool:
-        type_url: str = request.type_url
-        if not type_url or type_url in KNOWN_TYPES:
-            return True
-        level = logging.DEBUG if self._logged else logging.INFO
-        self._logged = True
-        log.log(
-            level,
-            "unknown type %s requested on the %s ADS stream of %s: answered with nothing "
-            "(logged once per stream)",
-            type_url[:200],
-            self._flavour,
-            self._node_id,
-        )
-        return False
-
-
-async def receive_request(stream: ServerStream) -> Any:
-    try:
-        return await receive_message(stream)
-    except DecodeError as error:
-        raise InvalidRequest(f"undecodable request: {error}") from None
 
 
 class Session:
@@ -347,7 +309,7 @@ class Session:
         if self._parked:
             if not self._step_due:
                 self._step_due = True
-                _STEPS.add(self)
+                STEPS.add(self)
         else:
             assert self._composite is not None
             self._composite.notify()
@@ -395,37 +357,6 @@ class Session:
             raise failure
         if unsent:
             await self._send(unsent)
-
-
-class _SendSteps:
-    """The sessions whose send step is due, run together at the end of this loop turn: one
-    callback for a fan-out's thousands of steps, not a task wake-up each."""
-
-    __slots__ = ("_due", "_loop")
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._due: list[Session] | None = None
-
-    def add(self, session: Session) -> None:
-        loop = asyncio.get_running_loop()
-        due = self._due
-        # A new list per turn, and per event loop (a loop closed with a callback pending leaves
-        # its list behind, never run).
-        if due is None or self._loop is not loop:
-            due = []
-            self._loop, self._due = loop, due
-            loop.call_soon(self._run, due)
-        due.append(session)
-
-    def _run(self, due: list[Session]) -> None:
-        if self._due is due:
-            self._due = None
-        for session in due:
-            session.step()
-
-
-_STEPS = _SendSteps()
 
 
 class _Interrupt:

@@ -27,6 +27,7 @@ from kuma.xds.proxy_metadata import proxy_metadata
 from kuma.xds.source import ConfigSource
 
 from .authn import FOREVER, StreamAuthenticator, StreamGrant, Unauthenticated
+from .incoming import TypeFilter, receive_request
 from .lifecycle import StreamLifecycle
 from .node import (
     InvalidNodeId,
@@ -39,7 +40,7 @@ from .node import (
 from .observer import Flavour, StreamObserver, VersionObserver, has_hook
 from .request_headers import release_request_headers
 from .service import ServerStream
-from .session import ProtocolState, Session, TypeFilter, receive_request
+from .session import ProtocolState, Session
 from .waiting import WaitingStreams, WaitTicket
 
 log = logging.getLogger(__name__)
