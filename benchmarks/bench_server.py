@@ -135,16 +135,25 @@ async def _drive(source: _Source, acks: _AckCounter, rounds: int) -> list[float]
     return times
 
 
-async def ack_responses(channel: Channel, first: DeltaDiscoveryRequest) -> None:
+async def ack_responses(
+    channel: Channel, first: DeltaDiscoveryRequest, *, work_seconds: float = 0.0
+) -> None:
     """Open a delta ADS stream with ``first`` and ACK every response (of ``first``'s type)
     until the server side ends the run (the client never ends it: a reset right after the
     last ACK could overtake it, and the run would wait forever). bench_transport_fanout's
-    clients are these too."""
+    clients are these too.
+
+    ``work_seconds``: CPU the client spends on each response before its ACK (a busy wait), as
+    a slower client would: how soon ACKs come back changes what the server spends on each."""
     stub = AggregatedDiscoveryServiceStub(channel)
     try:
         async with stub.DeltaAggregatedResources.open() as stream:
             await stream.send_message(first)
             while (response := await stream.recv_message()) is not None:
+                if work_seconds:
+                    busy_until = time.perf_counter() + work_seconds
+                    while time.perf_counter() < busy_until:
+                        pass
                 ack = DeltaDiscoveryRequest(type_url=first.type_url, response_nonce=response.nonce)
                 await stream.send_message(ack)
     except (GRPCError, StreamTerminatedError, ConnectionError):

@@ -17,7 +17,8 @@ session is sent by its send step, kuma/xds/server/session.py); ``task``: the sam
 unwrapped, so every change wakes the session's send task. ``-tls`` after either: over TLS.
 
 Run: ``python benchmarks/bench_session_fanout.py [--streams 2000] [--rounds 10] [--batches 3]
-[--mode task,step]``.
+[--mode task,step] [--observed] [--client-work-us 0]`` (``--client-work-us``: as in
+bench_transport_fanout).
 """
 
 from __future__ import annotations
@@ -27,12 +28,18 @@ import contextlib
 import gc
 import multiprocessing
 import os
-import statistics
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from bench_transport_fanout import BODY_BYTES, _clients, fanout_arguments, stop_clients
+from bench_transport_fanout import (
+    BODY_BYTES,
+    CpuPerStream,
+    _clients,
+    cpu_line,
+    fanout_arguments,
+    stop_clients,
+)
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 
 from kuma.cp.cli import GC_THRESHOLDS
@@ -171,8 +178,15 @@ def _observers(acks: _Acks) -> StreamObserver:
 
 
 async def bench(
-    streams: int, rounds: int, batches: int, *, mode: str, observed: bool = False
-) -> float:
+    streams: int,
+    rounds: int,
+    batches: int,
+    *,
+    mode: str,
+    observed: bool = False,
+    client_work_us: float = 0.0,
+) -> tuple[float, float, float]:
+    """Server CPU, client CPU and wall time per stream and round, µs, medians of ``batches``."""
     os.sched_setaffinity(0, {0})
     source = _Source()
     acks = _Acks(streams)
@@ -185,28 +199,28 @@ async def bench(
         context = dp_server_context(ServingCertificate(ca, key, ca, "bench"))
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
-    per_stream: list[float] = []
     spawn = multiprocessing.get_context("spawn")
     try:
         server = SharedPortServer([AdsServer(served, observer)], asyncio.Protocol, tls=context)
         async with listening(
             server, "127.0.0.1", 0, None, what="bench", encrypted=context is not None
         ) as port:
-            client = spawn.Process(target=_clients, args=(port, streams, ca))
+            client = spawn.Process(target=_clients, args=(port, streams, ca, client_work_us))
             client.start()
+            cpu = CpuPerStream(client.pid, rounds * streams)
             await acks.wait_for(streams)  # every stream's first response acknowledged
             version = 0
             for _ in range(batches):
-                start = time.process_time()
+                cpu.start()
                 for _ in range(rounds):
                     version += 1
                     source.change(version)
                     await acks.wait_for(acks.acks + streams)
-                per_stream.append((time.process_time() - start) / (rounds * streams))
+                cpu.stop()
         await stop_clients(client)
     finally:
         gc.set_threshold(*thresholds)
-    return statistics.median(per_stream) * 1e6
+    return cpu.medians_us()
 
 
 def main() -> None:
@@ -215,10 +229,18 @@ def main() -> None:
     args = parser.parse_args()
     print(f"kuma-cp's stream layer in a fan-out: {args.streams} streams, one ~1 KB Cluster each")
     for mode in args.mode.split(","):
-        result = asyncio.run(
-            bench(args.streams, args.rounds, args.batches, mode=mode, observed=args.observed)
+        work = args.client_work_us
+        measured = asyncio.run(
+            bench(
+                args.streams,
+                args.rounds,
+                args.batches,
+                mode=mode,
+                observed=args.observed,
+                client_work_us=work,
+            )
         )
-        print(f"  {mode}: server CPU {result:.1f} µs per stream and round")
+        print(f"  {mode}: {cpu_line(measured, work)}")
 
 
 if __name__ == "__main__":

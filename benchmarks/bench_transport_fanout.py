@@ -19,8 +19,14 @@ Modes: ``tcp`` and ``tls`` serve with grpclib's own ``Server`` (TLS by asyncio's
 demultiplexer, its ``SSLContext`` and garbage-collector thresholds: kuma/xds/server/demux.py,
 tls.py, kuma/cp/tls.py), so that the floor is the one under kuma-cp's own fan-out.
 
+``--client-work-us N``: each client spends N µs of busy CPU on each response before its ACK (a
+slower client fleet): the ACKs come back paced and each costs the server more. The clients' CPU
+and the wall time per (stream, round) are printed too, so that a floor can be matched to the
+pace of the run it is compared with (kuma-load's simulated Envoys go at about the pace of
+``--client-work-us 0``: benchmarks/RESULTS.md, issue 15).
+
 Run: ``python benchmarks/bench_transport_fanout.py [--streams 1000] [--rounds 10] [--batches 3]
-[--mode tcp,tls,kuma-tcp,kuma-tls]``.
+[--mode tcp,tls,kuma-tcp,kuma-tls] [--client-work-us 0]``.
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ import ssl
 import statistics
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
+import psutil
 from bench_server import ack_responses
 from envoy.service.discovery.v3.discovery_pb2 import (
     DeltaDiscoveryRequest,
@@ -116,8 +122,9 @@ class _Rounds:
 _RESPONSES = (_response(1), _response(2))
 
 
-def _clients(port: int, streams: int, ca: bytes | None) -> None:
-    """The client process: ``streams`` connections, one stream each, every response ACKed."""
+def _clients(port: int, streams: int, ca: bytes | None, work_us: float = 0.0) -> None:
+    """The client process: ``streams`` connections, one stream each, every response ACKed
+    (after ``work_us`` of busy CPU per response: ``--client-work-us``)."""
     os.sched_setaffinity(0, {1})
 
     async def one(index: int) -> None:
@@ -128,7 +135,7 @@ def _clients(port: int, streams: int, ca: bytes | None) -> None:
         first = DeltaDiscoveryRequest(type_url=CLUSTER)
         first.node.id = f"default.bench-{index}"
         async with Channel("127.0.0.1", port, ssl=tls) as channel:
-            await ack_responses(channel, first)
+            await ack_responses(channel, first, work_seconds=work_us / 1e6)
 
     async def run() -> None:
         tasks = []
@@ -179,23 +186,72 @@ async def _serving(rounds_state: _Rounds, mode: str) -> AsyncIterator[tuple[int,
         await server.wait_closed()
 
 
-async def bench(streams: int, rounds: int, batches: int, *, mode: str) -> float:
+class CpuPerStream:
+    """The server's and the client process's CPU per (stream, round), and the wall-clock time
+    per (stream, round) (the pace the responses and ACKs went at), one sample per batch."""
+
+    def __init__(self, client_pid: int | None, per_batch: int) -> None:
+        self._client = psutil.Process(client_pid) if client_pid is not None else None
+        self._per_batch = per_batch
+        self.server: list[float] = []
+        self.client: list[float] = []
+        self.wall: list[float] = []
+        self._start = (0.0, 0.0, 0.0)
+
+    def _now(self) -> tuple[float, float, float]:
+        client = 0.0
+        if self._client is not None:
+            times = self._client.cpu_times()
+            client = times.user + times.system
+        return time.process_time(), client, time.perf_counter()
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> None:
+        now = self._now()
+        for samples, end, start in zip(
+            (self.server, self.client, self.wall), now, self._start, strict=True
+        ):
+            samples.append((end - start) / self._per_batch)
+
+    def medians_us(self) -> tuple[float, float, float]:
+        """Medians over the batches: (server CPU, client CPU, wall), µs per stream and round."""
+        server, client, wall = (
+            statistics.median(samples) * 1e6 for samples in (self.server, self.client, self.wall)
+        )
+        return server, client, wall
+
+
+def cpu_line(measured: tuple[float, float, float], client_work_us: float) -> str:
+    """:meth:`CpuPerStream.medians_us` as a line of the benchmarks' output."""
+    server, client, wall = measured
+    return (
+        f"server CPU {server:.1f} µs per stream and round (clients {client:.0f} µs,"
+        f" {client_work_us:g} of it busy; wall {wall:.0f} µs)"
+    )
+
+
+async def bench(
+    streams: int, rounds: int, batches: int, *, mode: str, client_work_us: float = 0.0
+) -> tuple[float, float, float]:
+    """Server CPU, client CPU and wall time per stream and round, µs, medians of ``batches``."""
     os.sched_setaffinity(0, {0})
     rounds_state = _Rounds(streams)
-    per_stream: list[float] = []
     spawn = multiprocessing.get_context("spawn")
     async with _serving(rounds_state, mode) as (port, ca):
-        client = spawn.Process(target=_clients, args=(port, streams, ca))
+        client = spawn.Process(target=_clients, args=(port, streams, ca, client_work_us))
         client.start()
+        cpu = CpuPerStream(client.pid, rounds * streams)
         await rounds_state.acked.wait()  # every stream opened
         await rounds_state.next_round()  # warm-up: every connection's first response
         for _ in range(batches):
-            start = time.process_time()
+            cpu.start()
             for _ in range(rounds):
                 await rounds_state.next_round()
-            per_stream.append((time.process_time() - start) / (rounds * streams))
+            cpu.stop()
     await stop_clients(client)
-    return statistics.median(per_stream) * 1e6
+    return cpu.medians_us()
 
 
 async def stop_clients(client: multiprocessing.process.BaseProcess) -> None:
@@ -216,6 +272,12 @@ def fanout_arguments(doc: str | None, streams: int, mode: str) -> argparse.Argum
     parser.add_argument("--rounds", type=int, default=10, help="fan-outs per batch")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--mode", default=mode)
+    parser.add_argument(
+        "--client-work-us",
+        type=float,
+        default=0.0,
+        help="busy CPU (µs) each client spends per response before its ACK: a slower client fleet",
+    )
     return parser
 
 
@@ -223,10 +285,12 @@ def main() -> None:
     args = fanout_arguments(__doc__, 1000, "tcp,tls,kuma-tcp,kuma-tls").parse_args()
     size = len(_RESPONSES[0].SerializeToString())
     print(f"raw grpclib fan-out: {args.streams} streams, a {size}-byte response + ACK each")
-    results: dict[str, Any] = {}
     for mode in args.mode.split(","):
-        results[mode] = asyncio.run(bench(args.streams, args.rounds, args.batches, mode=mode))
-        print(f"  {mode}: server CPU {results[mode]:.0f} µs per stream and round")
+        work = args.client_work_us
+        measured = asyncio.run(
+            bench(args.streams, args.rounds, args.batches, mode=mode, client_work_us=work)
+        )
+        print(f"  {mode}: {cpu_line(measured, work)}")
 
 
 if __name__ == "__main__":
