@@ -17,8 +17,8 @@ session is sent by its send step, kuma/xds/server/session.py); ``task``: the sam
 unwrapped, so every change wakes the session's send task. ``-tls`` after either: over TLS.
 
 Run: ``python benchmarks/bench_session_fanout.py [--streams 2000] [--rounds 10] [--batches 3]
-[--mode task,step] [--observed] [--client-work-us 0]`` (``--client-work-us``: as in
-bench_transport_fanout).
+[--mode task,step] [--observed] [--client-work-us 0] [--client-processes 1]`` (the client
+options: as in bench_transport_fanout).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import multiprocessing
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -34,8 +33,9 @@ from typing import Any
 
 from bench_transport_fanout import (
     BODY_BYTES,
+    Clients,
     CpuPerStream,
-    _clients,
+    clients_of,
     cpu_line,
     fanout_arguments,
     stop_clients,
@@ -178,16 +178,11 @@ def _observers(acks: _Acks) -> StreamObserver:
 
 
 async def bench(
-    streams: int,
-    rounds: int,
-    batches: int,
-    *,
-    mode: str,
-    observed: bool = False,
-    client_work_us: float = 0.0,
+    clients: Clients, rounds: int, batches: int, *, mode: str, observed: bool = False
 ) -> tuple[float, float, float]:
     """Server CPU, client CPU and wall time per stream and round, µs, medians of ``batches``."""
     os.sched_setaffinity(0, {0})
+    streams = clients.streams
     source = _Source()
     acks = _Acks(streams)
     observer: StreamObserver = _observers(acks) if observed else acks
@@ -199,15 +194,13 @@ async def bench(
         context = dp_server_context(ServingCertificate(ca, key, ca, "bench"))
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
-    spawn = multiprocessing.get_context("spawn")
     try:
         server = SharedPortServer([AdsServer(served, observer)], asyncio.Protocol, tls=context)
         async with listening(
             server, "127.0.0.1", 0, None, what="bench", encrypted=context is not None
         ) as port:
-            client = spawn.Process(target=_clients, args=(port, streams, ca, client_work_us))
-            client.start()
-            cpu = CpuPerStream(client.pid, rounds * streams)
+            started = clients.start(port, ca)
+            cpu = CpuPerStream((process.pid for process in started), rounds * streams)
             await acks.wait_for(streams)  # every stream's first response acknowledged
             version = 0
             for _ in range(batches):
@@ -217,7 +210,7 @@ async def bench(
                     source.change(version)
                     await acks.wait_for(acks.acks + streams)
                 cpu.stop()
-        await stop_clients(client)
+        await stop_clients(started)
     finally:
         gc.set_threshold(*thresholds)
     return cpu.medians_us()
@@ -227,20 +220,14 @@ def main() -> None:
     parser = fanout_arguments(__doc__, 2000, "task,step")
     parser.add_argument("--observed", action="store_true", help="with kuma-cp's observers")
     args = parser.parse_args()
+    clients = clients_of(args)
     print(f"kuma-cp's stream layer in a fan-out: {args.streams} streams, one ~1 KB Cluster each")
+    print(f"  {clients.describe()}")
     for mode in args.mode.split(","):
-        work = args.client_work_us
         measured = asyncio.run(
-            bench(
-                args.streams,
-                args.rounds,
-                args.batches,
-                mode=mode,
-                observed=args.observed,
-                client_work_us=work,
-            )
+            bench(clients, args.rounds, args.batches, mode=mode, observed=args.observed)
         )
-        print(f"  {mode}: {cpu_line(measured, work)}")
+        print(f"  {mode}: {cpu_line(measured)}")
 
 
 if __name__ == "__main__":

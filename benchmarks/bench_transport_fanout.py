@@ -25,8 +25,11 @@ and the wall time per (stream, round) are printed too, so that a floor can be ma
 pace of the run it is compared with (kuma-load's simulated Envoys go at about the pace of
 ``--client-work-us 0``: benchmarks/RESULTS.md, issue 15).
 
+``--client-processes N`` spreads the clients over N processes, all on the other core (kuma-load's
+simulated Envoys are two worker processes).
+
 Run: ``python benchmarks/bench_transport_fanout.py [--streams 1000] [--rounds 10] [--batches 3]
-[--mode tcp,tls,kuma-tcp,kuma-tls] [--client-work-us 0]``.
+[--mode tcp,tls,kuma-tcp,kuma-tls] [--client-work-us 0] [--client-processes 1]``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import multiprocessing
 import os
@@ -41,7 +45,8 @@ import socket
 import ssl
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from multiprocessing.process import BaseProcess
 
 import psutil
 from bench_server import ack_responses
@@ -122,9 +127,9 @@ class _Rounds:
 _RESPONSES = (_response(1), _response(2))
 
 
-def _clients(port: int, streams: int, ca: bytes | None, work_us: float = 0.0) -> None:
-    """The client process: ``streams`` connections, one stream each, every response ACKed
-    (after ``work_us`` of busy CPU per response: ``--client-work-us``)."""
+def _clients(port: int, first: int, streams: int, ca: bytes | None, work_us: float) -> None:
+    """A client process: ``streams`` connections (numbered from ``first``), one stream each,
+    every response ACKed (after ``work_us`` of busy CPU per response: ``--client-work-us``)."""
     os.sched_setaffinity(0, {1})
 
     async def one(index: int) -> None:
@@ -139,7 +144,7 @@ def _clients(port: int, streams: int, ca: bytes | None, work_us: float = 0.0) ->
 
     async def run() -> None:
         tasks = []
-        for index in range(streams):
+        for index in range(first, first + streams):
             tasks.append(asyncio.create_task(one(index)))
             if index % 50 == 49:
                 await asyncio.sleep(0.01)  # do not overrun the listen backlog
@@ -190,8 +195,8 @@ class CpuPerStream:
     """The server's and the client process's CPU per (stream, round), and the wall-clock time
     per (stream, round) (the pace the responses and ACKs went at), one sample per batch."""
 
-    def __init__(self, client_pid: int | None, per_batch: int) -> None:
-        self._client = psutil.Process(client_pid) if client_pid is not None else None
+    def __init__(self, client_pids: Iterable[int | None], per_batch: int) -> None:
+        self._clients = [psutil.Process(pid) for pid in client_pids if pid is not None]
         self._per_batch = per_batch
         self.server: list[float] = []
         self.client: list[float] = []
@@ -200,9 +205,9 @@ class CpuPerStream:
 
     def _now(self) -> tuple[float, float, float]:
         client = 0.0
-        if self._client is not None:
-            times = self._client.cpu_times()
-            client = times.user + times.system
+        for process in self._clients:
+            times = process.cpu_times()
+            client += times.user + times.system
         return time.process_time(), client, time.perf_counter()
 
     def start(self) -> None:
@@ -223,26 +228,49 @@ class CpuPerStream:
         return server, client, wall
 
 
-def cpu_line(measured: tuple[float, float, float], client_work_us: float) -> str:
+def cpu_line(measured: tuple[float, float, float]) -> str:
     """:meth:`CpuPerStream.medians_us` as a line of the benchmarks' output."""
     server, client, wall = measured
     return (
         f"server CPU {server:.1f} µs per stream and round (clients {client:.0f} µs,"
-        f" {client_work_us:g} of it busy; wall {wall:.0f} µs)"
+        f" wall {wall:.0f} µs)"
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Clients:
+    """The benchmark's clients: ``streams`` connections in ``processes`` processes (all on the
+    other core), each spending ``work_us`` of busy CPU per response before its ACK."""
+
+    streams: int
+    work_us: float = 0.0
+    processes: int = 1
+
+    def start(self, port: int, ca: bytes | None) -> list[BaseProcess]:
+        spawn = multiprocessing.get_context("spawn")
+        started: list[BaseProcess] = []
+        share = -(-self.streams // self.processes)
+        for first in range(0, self.streams, share):
+            count = min(share, self.streams - first)
+            process = spawn.Process(target=_clients, args=(port, first, count, ca, self.work_us))
+            process.start()
+            started.append(process)
+        return started
+
+    def describe(self) -> str:
+        return f"{self.processes} client process(es), {self.work_us:g} µs busy per response"
+
+
 async def bench(
-    streams: int, rounds: int, batches: int, *, mode: str, client_work_us: float = 0.0
+    clients: Clients, rounds: int, batches: int, *, mode: str
 ) -> tuple[float, float, float]:
     """Server CPU, client CPU and wall time per stream and round, µs, medians of ``batches``."""
     os.sched_setaffinity(0, {0})
+    streams = clients.streams
     rounds_state = _Rounds(streams)
-    spawn = multiprocessing.get_context("spawn")
     async with _serving(rounds_state, mode) as (port, ca):
-        client = spawn.Process(target=_clients, args=(port, streams, ca, client_work_us))
-        client.start()
-        cpu = CpuPerStream(client.pid, rounds * streams)
+        started = clients.start(port, ca)
+        cpu = CpuPerStream((process.pid for process in started), rounds * streams)
         await rounds_state.acked.wait()  # every stream opened
         await rounds_state.next_round()  # warm-up: every connection's first response
         for _ in range(batches):
@@ -250,16 +278,17 @@ async def bench(
             for _ in range(rounds):
                 await rounds_state.next_round()
             cpu.stop()
-    await stop_clients(client)
+    await stop_clients(started)
     return cpu.medians_us()
 
 
-async def stop_clients(client: multiprocessing.process.BaseProcess) -> None:
-    """Once the server closed its connections: the client process ends (or is ended)."""
-    await asyncio.to_thread(client.join, 10)
-    if client.is_alive():
-        client.terminate()
-        await asyncio.to_thread(client.join, 5)
+async def stop_clients(clients: list[BaseProcess]) -> None:
+    """Once the server closed its connections: the client processes end (or are ended)."""
+    for client in clients:
+        await asyncio.to_thread(client.join, 10)
+        if client.is_alive():
+            client.terminate()
+            await asyncio.to_thread(client.join, 5)
     # Let the server see its connections lost before the loop ends (kuma-cp's demux ends each
     # lost connection's handler in a task of its own).
     await asyncio.sleep(0.5)
@@ -278,19 +307,29 @@ def fanout_arguments(doc: str | None, streams: int, mode: str) -> argparse.Argum
         default=0.0,
         help="busy CPU (µs) each client spends per response before its ACK: a slower client fleet",
     )
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=1,
+        help="processes the clients are spread over, all on the other core (kuma-load: 2)",
+    )
     return parser
+
+
+def clients_of(args: argparse.Namespace) -> Clients:
+    """The clients ``fanout_arguments``' options describe."""
+    return Clients(args.streams, args.client_work_us, args.client_processes)
 
 
 def main() -> None:
     args = fanout_arguments(__doc__, 1000, "tcp,tls,kuma-tcp,kuma-tls").parse_args()
     size = len(_RESPONSES[0].SerializeToString())
+    clients = clients_of(args)
     print(f"raw grpclib fan-out: {args.streams} streams, a {size}-byte response + ACK each")
+    print(f"  {clients.describe()}")
     for mode in args.mode.split(","):
-        work = args.client_work_us
-        measured = asyncio.run(
-            bench(args.streams, args.rounds, args.batches, mode=mode, client_work_us=work)
-        )
-        print(f"  {mode}: {cpu_line(measured, work)}")
+        measured = asyncio.run(bench(clients, args.rounds, args.batches, mode=mode))
+        print(f"  {mode}: {cpu_line(measured)}")
 
 
 if __name__ == "__main__":
