@@ -192,7 +192,7 @@ async def _serving(rounds_state: _Rounds, mode: str) -> AsyncIterator[tuple[int,
 
 
 class CpuPerStream:
-    """The server's and the client process's CPU per (stream, round), and the wall-clock time
+    """The server's and the client processes' CPU per (stream, round), and the wall-clock time
     per (stream, round) (the pace the responses and ACKs went at), one sample per batch."""
 
     def __init__(self, client_pids: Iterable[int | None], per_batch: int) -> None:
