@@ -200,7 +200,7 @@ async def bench(
             server, "127.0.0.1", 0, None, what="bench", encrypted=context is not None
         ) as port:
             started = clients.start(port, ca)
-            cpu = CpuPerStream((process.pid for process in started), rounds * streams)
+            cpu = CpuPerStream(started, rounds * streams)
             await acks.wait_for(streams)  # every stream's first response acknowledged
             version = 0
             for _ in range(batches):

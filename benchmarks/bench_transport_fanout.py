@@ -195,8 +195,8 @@ class CpuPerStream:
     """The server's and the client processes' CPU per (stream, round), and the wall-clock time
     per (stream, round) (the pace the responses and ACKs went at), one sample per batch."""
 
-    def __init__(self, client_pids: Iterable[int | None], per_batch: int) -> None:
-        self._clients = [psutil.Process(pid) for pid in client_pids if pid is not None]
+    def __init__(self, clients: Iterable[BaseProcess], per_batch: int) -> None:
+        self._clients = [psutil.Process(_pid(client)) for client in clients]
         self._per_batch = per_batch
         self.server: list[float] = []
         self.client: list[float] = []
@@ -228,6 +228,13 @@ class CpuPerStream:
         return server, client, wall
 
 
+def _pid(process: BaseProcess) -> int:
+    """A started process's id (``psutil.Process(None)`` would be this process)."""
+    if process.pid is None:
+        raise RuntimeError("the client process was not started")
+    return process.pid
+
+
 def cpu_line(measured: tuple[float, float, float]) -> str:
     """:meth:`CpuPerStream.medians_us` as a line of the benchmarks' output."""
     server, client, wall = measured
@@ -245,6 +252,13 @@ class Clients:
     streams: int
     work_us: float = 0.0
     processes: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.processes <= self.streams:
+            raise ValueError(
+                f"--client-processes must be between 1 and --streams ({self.streams}),"
+                f" got {self.processes}"
+            )
 
     def start(self, port: int, ca: bytes | None) -> list[BaseProcess]:
         spawn = multiprocessing.get_context("spawn")
@@ -270,7 +284,7 @@ async def bench(
     rounds_state = _Rounds(streams)
     async with _serving(rounds_state, mode) as (port, ca):
         started = clients.start(port, ca)
-        cpu = CpuPerStream((process.pid for process in started), rounds * streams)
+        cpu = CpuPerStream(started, rounds * streams)
         await rounds_state.acked.wait()  # every stream opened
         await rounds_state.next_round()  # warm-up: every connection's first response
         for _ in range(batches):
