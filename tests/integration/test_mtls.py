@@ -67,6 +67,8 @@ class Sidecar:
     service_port: int
     outbound_port: int
     envoy: Envoy
+    #: The HTTP service behind the sidecar's inbound (None for a client-only sidecar).
+    app: HttpService | None
 
 
 class Mesh:
@@ -80,23 +82,24 @@ class Mesh:
     def set_mesh(self, mode: str | None, lifetime: str | None = None) -> None:
         self.cp.put("mesh-default", mesh_yaml(mode, lifetime))
 
-    def sidecar(self, name: str, service: str, *, app: bool) -> Sidecar:
+    def sidecar(self, name: str, service_name: str, *, app: bool) -> Sidecar:
         inbound, outbound, unused = free_ports(3)
-        service_port = self._services(name).port if app else unused
+        service = self._services(name) if app else None
+        service_port = service.port if service is not None else unused
         self.cp.put(
             name,
             dataplane_yaml(
                 name,
-                inbounds=[(inbound, service_port, service)],
+                inbounds=[(inbound, service_port, service_name)],
                 outbounds=[(outbound, "backend")],
             ),
         )
         node = f"default.{name}"
         token = self.cp.token(node)
-        envoy = self._envoys(node, service, self.cp.dp_port, token=token, ca=self.cp.ca)
+        envoy = self._envoys(node, service_name, self.cp.dp_port, token=token, ca=self.cp.ca)
         envoy.wait_live()
         envoy.wait_listener(f"inbound:127.0.0.1:{inbound}")
-        return Sidecar(name, service, inbound, service_port, outbound, envoy)
+        return Sidecar(name, service_name, inbound, service_port, outbound, envoy, service)
 
 
 @pytest.fixture
@@ -281,6 +284,70 @@ def test_switching_modes_keeps_allowed_traffic_flowing(mesh: Mesh) -> None:
         worker.join()
     assert sent > 20
     assert failures == []
+
+
+def listener_changes_settled(envoy: Envoy) -> bool:
+    """No listener of ``envoy`` warming, draining or with filter chains draining."""
+    stats = envoy.stats()
+    return not any(
+        stats.get(f"listener_manager.{gauge}", 0)
+        for gauge in (
+            "total_listeners_warming",
+            "total_listeners_draining",
+            "total_filter_chains_draining",
+        )
+    )
+
+
+@pytest.mark.parametrize(("start", "end"), [("PERMISSIVE", "STRICT"), ("STRICT", "PERMISSIVE")])
+def test_mode_switch_leaves_mtls_requests_in_flight_alone(mesh: Mesh, start: str, end: str) -> None:
+    """Between PERMISSIVE and STRICT only the inbound listener's filter chains change and its
+    mesh-mTLS chain stays as it was, so Envoy updates it in place and drains only the chains
+    that went away: a request in flight on an mTLS connection outlives the switch and every
+    drain it caused (Kuma's shapes replace the whole listener, and Envoy closes the old one's
+    connections when the drain time, 1 s here, ends: this request's body would be cut)."""
+    mesh.set_mesh(start)
+    mesh.cp.put("allow-all", ALLOW_ALL)
+    backend = mesh.sidecar("backend-1", "backend", app=True)
+    web = mesh.sidecar("web-1", "web", app=False)
+    eventually(
+        lambda: (
+            http_get(web.outbound_port) == (200, "backend-1")
+            and web.envoy.stat("cluster.backend.ssl.handshake") > 0
+        ),
+        "web calling backend over mTLS",
+        30,
+    )
+    app = backend.app
+    assert app is not None
+    app.hold_body = threading.Event()
+    hits = app.hits
+    answers: list[object] = []
+    worker = threading.Thread(target=lambda: answers.append(answer_of(web.outbound_port)))
+    worker.start()
+    try:
+        eventually(lambda: app.hits > hits, "the request at the backend")
+        updates = backend.envoy.stat("listener_manager.lds.update_success")
+        in_place = backend.envoy.stat("listener_manager.listener_in_place_updated")
+        mesh.set_mesh(end)
+        eventually(
+            lambda: backend.envoy.stat("listener_manager.lds.update_success") > updates,
+            f"the backend's listeners for {end}",
+        )
+        eventually(lambda: listener_changes_settled(backend.envoy), "the drains to end", 30)
+    finally:
+        app.hold_body.set()
+        worker.join()
+    assert answers == [(200, "backend-1")]
+    assert backend.envoy.stat("listener_manager.listener_in_place_updated") > in_place
+
+
+def answer_of(port: int) -> tuple[int, str] | str:
+    """Status and body of one GET, or the name of the error that cut it."""
+    try:
+        return http_get(port, timeout=60)
+    except Exception as error:  # http.client's IncompleteRead, a reset, a timeout
+        return type(error).__name__
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 
-from kuma.resources.model import Mesh
+from kuma.resources.model import Dataplane, Mesh
 from kuma.xds.generate import StaticMeshView, generate_proxy, types
 from kuma.xds.generate._pb import pack
 from kuma.xds.generate.clusters import service_cluster
@@ -156,19 +156,70 @@ def test_strict_inbound_and_referenced_secrets() -> None:
     view = StaticMeshView([proxy], mesh=mtls_mesh())
     resources = generate_proxy(proxy, view, 9901)
     listener: Any = resources[types.LISTENER]["inbound:10.0.0.1:80"]
+    assert [f.name for f in listener.listener_filters] == ["envoy.filters.listener.tls_inspector"]
+    # Kuma mTLS by ALPN alone: plaintext and other TLS match no chain.
     (chain,) = listener.filter_chains
+    assert plain(chain.filter_chain_match) == {
+        "transportProtocol": "tls",
+        "applicationProtocols": ["kuma"],
+    }
     assert chain.filters[0].name == "envoy.filters.network.rbac"
     context = tls_pb2.DownstreamTlsContext()
     chain.transport_socket.typed_config.Unpack(context)
     assert context.require_client_certificate.value
     validation = context.common_tls_context.combined_validation_context
-    assert validation.default_validation_context.match_typed_subject_alt_names[0].matcher.prefix
+    san = validation.default_validation_context.match_typed_subject_alt_names[0]
+    assert san.matcher.prefix == "spiffe://default/"
     parts = proxy_parts(proxy, view, 9901)
     assert referenced_secrets(view.mesh, parts) == (
         "identity_cert:secret:default",
         "mesh_ca:secret:default",
     )
     assert referenced_secrets(None, parts) == ()
+
+
+def tcp_and_http_inbounds() -> Dataplane:
+    """web-01 with a TCP inbound (port 80) and an HTTP one (port 81)."""
+    return dataplane(
+        """
+        name: web-01
+        networking:
+          address: 10.0.0.1
+          inbound:
+          - {port: 80, servicePort: 8080, tags: {kuma.io/service: web}}
+          - {port: 81, servicePort: 8081, tags: {kuma.io/service: api, kuma.io/protocol: http}}
+        """
+    )
+
+
+def test_mode_switch_changes_only_filter_chains_and_keeps_the_mtls_chain() -> None:
+    """PERMISSIVE and STRICT listeners differ in their filter chains alone (so Envoy updates
+    in place, Envoy's ``filterChainOnlyChange``), and the Kuma-mTLS chain is the same message
+    in both (so its connections are not drained)."""
+    proxy = tcp_and_http_inbounds()
+    listeners = {
+        mode: generate_proxy(proxy, StaticMeshView([proxy], mesh=mtls_mesh(mode)), 9901)[
+            types.LISTENER
+        ]
+        for mode in ("PERMISSIVE", "STRICT")
+    }
+    for name in ("inbound:10.0.0.1:80", "inbound:10.0.0.1:81"):
+        permissive: Any = listeners["PERMISSIVE"][name]
+        strict: Any = listeners["STRICT"][name]
+        shells = []
+        for listener in (permissive, strict):
+            shell = type(listener)()
+            shell.CopyFrom(listener)
+            del shell.filter_chains[:]
+            shells.append(shell)
+        assert shells[0] == shells[1]
+        kuma = [
+            chain
+            for chain in permissive.filter_chains
+            if "kuma" in chain.filter_chain_match.application_protocols
+        ]
+        assert len(kuma) == 1
+        assert list(strict.filter_chains) == kuma
 
 
 def test_secret_resources() -> None:
@@ -181,21 +232,12 @@ def test_secret_resources() -> None:
 
 
 def test_rbac_replaces_an_earlier_rbac() -> None:
-    proxy = dataplane(
-        """
-        name: web-01
-        networking:
-          address: 10.0.0.1
-          inbound:
-          - {port: 80, servicePort: 8080, tags: {kuma.io/service: web}}
-          - {port: 81, servicePort: 8081, tags: {kuma.io/service: api, kuma.io/protocol: http}}
-        """
-    )
+    proxy = tcp_and_http_inbounds()
     resources = generate_proxy(proxy, StaticMeshView([proxy], mesh=mtls_mesh()), 9901)
     allow = [PermissionRule((TagMatch("kuma.io/service", "web"),), "Allow")]
     for name in ("inbound:10.0.0.1:80", "inbound:10.0.0.1:81"):
         listener: Any = resources[types.LISTENER][name]
-        (chain,) = listener.filter_chains
+        chain = listener.filter_chains[0]
         apply_rbac(chain, name, "default", allow)
         document = plain(chain)
         filters = document["filters"]

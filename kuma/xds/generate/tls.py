@@ -5,10 +5,19 @@ pkg/xds/generator/inbound_proxy_generator.go, ClientSideMTLSConfigurer).
   own certificate and key) and ``mesh_ca:secret:<mesh>`` (the mesh's root certificates), so a
   rotation sends one Secret and touches no listener or cluster.
 * Inbound: a ``DownstreamTlsContext`` requiring a client certificate signed by the mesh CA
-  with a URI SAN starting ``spiffe://<mesh>/``; STRICT keeps one filter chain, PERMISSIVE adds
-  the ``tls_inspector`` and Kuma's three chains (plaintext, application TLS passed through,
-  Kuma mTLS recognised by ALPN ``kuma``). Authorization is RBAC's business (``rbac.py``), on
-  the Kuma-mTLS chain only.
+  with a URI SAN starting ``spiffe://<mesh>/``. PERMISSIVE has Kuma's ``tls_inspector`` and
+  three chains (plaintext, application TLS passed through, Kuma mTLS recognised by ALPN
+  ``kuma``); STRICT is PERMISSIVE without the first two: the same inspector and the very same
+  Kuma-mTLS chain. A switch between the modes then changes only the listener's filter chains,
+  which Envoy applies in place, draining only the chains that went away (plaintext and
+  application TLS on the way to STRICT): the mesh's own connections, and the requests on them,
+  carry on. Kuma's STRICT (one chain without a match, no inspector) makes Envoy replace the
+  whole listener and close every connection when its drain time ends, requests in flight
+  included. Unlike Kuma's, STRICT refuses a TLS client without ALPN ``kuma`` even when it holds
+  a certificate of the mesh: every mesh proxy (sidecar, gateway, zone proxies passing TLS
+  through) offers ``kuma``, and a second mTLS chain for other clients would cost each STRICT
+  inbound listener about a kilobyte more per proxy. Authorization is RBAC's business
+  (``rbac.py``), on the Kuma-mTLS chain only.
 * Outbound: an ``UpstreamTlsContext`` with ALPN ``kuma``, SNI ``<service>{mesh=<mesh>}`` and
   the exact SAN ``spiffe://<mesh>/<service>``.
 """
@@ -125,23 +134,23 @@ _TLS_INSPECTOR = listener_components_pb2.ListenerFilter(
 def secure_inbound(
     listener: listener_pb2.Listener, mesh: str, mode: str
 ) -> list[listener_components_pb2.FilterChain]:
-    """Turn an inbound listener's single plaintext chain into Kuma's mTLS chains (in place);
-    return the chains that carry Kuma mTLS (where RBAC goes)."""
+    """Turn an inbound listener's single plaintext chain into the mode's chains (in place);
+    return the chain that terminates the mesh's mTLS (where RBAC goes)."""
     (plain,) = listener.filter_chains
-    socket = downstream_transport_socket(mesh)
-    if mode != "PERMISSIVE":
-        plain.transport_socket.CopyFrom(socket)
-        return [plain]
     listener.listener_filters.append(_TLS_INSPECTOR)
     template = listener_components_pb2.FilterChain()
     template.CopyFrom(plain)
-    plain.filter_chain_match.transport_protocol = "raw_buffer"
-    app_tls = listener.filter_chains.add()
-    app_tls.CopyFrom(template)
-    app_tls.filter_chain_match.transport_protocol = "tls"
+    if mode == "PERMISSIVE":
+        plain.filter_chain_match.transport_protocol = "raw_buffer"
+        app_tls = listener.filter_chains.add()
+        app_tls.CopyFrom(template)
+        app_tls.filter_chain_match.transport_protocol = "tls"
+    else:
+        del listener.filter_chains[:]
+    # The same message in both modes (match, filters, socket): see the module's docstring.
     kuma = listener.filter_chains.add()
     kuma.CopyFrom(template)
     kuma.filter_chain_match.transport_protocol = "tls"
     kuma.filter_chain_match.application_protocols.append(KUMA_ALPN)
-    kuma.transport_socket.CopyFrom(socket)
+    kuma.transport_socket.CopyFrom(downstream_transport_socket(mesh))
     return [kuma]
