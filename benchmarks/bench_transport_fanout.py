@@ -28,8 +28,15 @@ pace of the run it is compared with (kuma-load's simulated Envoys go at about th
 ``--client-processes N`` spreads the clients over N processes, all on the other core (kuma-load's
 simulated Envoys are two worker processes).
 
+``--stream-heap-kb N`` / ``--stream-touch-kb M``: each stream's handler holds N KB of small
+objects from its start and reads M KB of them before each response (:class:`StreamHeap`): the
+transport's objects then lie between per-proxy state as kuma-cp's do, and a walk over that
+state comes between two sends, to see whether that layout slows the transport's own code
+(benchmarks/RESULTS.md: it does not measurably).
+
 Run: ``python benchmarks/bench_transport_fanout.py [--streams 1000] [--rounds 10] [--batches 3]
-[--mode tcp,tls,kuma-tcp,kuma-tls] [--client-work-us 0] [--client-processes 1]``.
+[--mode tcp,tls,kuma-tcp,kuma-tls] [--client-work-us 0] [--client-processes 1]
+[--stream-heap-kb 0] [--stream-touch-kb 0]``.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ import socket
 import ssl
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sized
 from multiprocessing.process import BaseProcess
 
 import psutil
@@ -79,11 +86,40 @@ def _response(version: int) -> DeltaDiscoveryResponse:
     return response
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamHeap:
+    """Objects each stream's handler allocates when its stream opens and keeps for the
+    stream's life (``kb``), of which it reads ``touch_kb`` before each response: kuma-cp holds
+    such per-proxy state (its sessions, watches, subscriptions, the engine's records),
+    allocated as each proxy connects between the transport's own objects, and its fan-out
+    reads part of it between one proxy's send and the next. Small dicts, tuples and strings,
+    the kinds kuma-cp's per-proxy state is made of (about 100 bytes each)."""
+
+    kb: int = 0
+    touch_kb: int = 0
+
+    def allocate(self) -> list[Sized]:
+        held: list[Sized] = []
+        for index in range(self.kb * 1024 // 250):  # ~250 bytes per pair
+            name = f"resource-{index}-{id(held)}"
+            held.append({"name": name, "version": index})
+            held.append((name, index, None))
+        return held
+
+    def touch(self, held: list[Sized]) -> int:
+        """Read the first ``touch_kb`` of the objects (their lengths), as a walk over state."""
+        total = 0
+        for item in held[: self.touch_kb * 1024 // 125]:
+            total += len(item)
+        return total
+
+
 class _Rounds:
     """Every stream's handler waits here for the next round and counts the ACKs it reads."""
 
-    def __init__(self, streams: int) -> None:
+    def __init__(self, streams: int, heap: StreamHeap | None = None) -> None:
         self.streams = streams
+        self.heap = heap or StreamHeap()
         self.round = 0
         self.opened = 0
         self.acks = 0
@@ -94,11 +130,13 @@ class _Rounds:
     async def handle(self, stream: Stream[DeltaDiscoveryRequest, DeltaDiscoveryResponse]) -> None:
         if await stream.recv_message() is None:
             return
+        held = self.heap.allocate()
         self.opened += 1
         if self.opened == self.streams:
             self.acked.set()
         while True:
             started = await self.started
+            self.heap.touch(held)
             await stream.send_message(_RESPONSES[started % 2])
             if await stream.recv_message() is None:
                 return
@@ -276,12 +314,12 @@ class Clients:
 
 
 async def bench(
-    clients: Clients, rounds: int, batches: int, *, mode: str
+    clients: Clients, rounds: int, batches: int, *, mode: str, heap: StreamHeap | None = None
 ) -> tuple[float, float, float]:
     """Server CPU, client CPU and wall time per stream and round, µs, medians of ``batches``."""
     os.sched_setaffinity(0, {0})
     streams = clients.streams
-    rounds_state = _Rounds(streams)
+    rounds_state = _Rounds(streams, heap)
     async with _serving(rounds_state, mode) as (port, ca):
         started = clients.start(port, ca)
         cpu = CpuPerStream(started, rounds * streams)
@@ -336,13 +374,27 @@ def clients_of(args: argparse.Namespace) -> Clients:
 
 
 def main() -> None:
-    args = fanout_arguments(__doc__, 1000, "tcp,tls,kuma-tcp,kuma-tls").parse_args()
+    parser = fanout_arguments(__doc__, 1000, "tcp,tls,kuma-tcp,kuma-tls")
+    parser.add_argument(
+        "--stream-heap-kb",
+        type=int,
+        default=0,
+        help="KB of small objects each stream's handler holds from its start (per-proxy state)",
+    )
+    parser.add_argument(
+        "--stream-touch-kb",
+        type=int,
+        default=0,
+        help="KB of those each handler reads before each response",
+    )
+    args = parser.parse_args()
+    heap = StreamHeap(args.stream_heap_kb, args.stream_touch_kb)
     size = len(_RESPONSES[0].SerializeToString())
     clients = clients_of(args)
     print(f"raw grpclib fan-out: {args.streams} streams, a {size}-byte response + ACK each")
     print(f"  {clients.describe()}")
     for mode in args.mode.split(","):
-        measured = asyncio.run(bench(clients, args.rounds, args.batches, mode=mode))
+        measured = asyncio.run(bench(clients, args.rounds, args.batches, mode=mode, heap=heap))
         print(f"  {mode}: {cpu_line(measured)}")
 
 
