@@ -111,14 +111,19 @@ def mesh(
     return Mesh(control_plane, envoy_factory, http_services)
 
 
+def answer_of(port: int, timeout: float = 3.0) -> tuple[int, str] | str:
+    """Status and body of one GET, or the name of the error that stopped it (a refused or
+    reset connection, http.client's protocol errors such as IncompleteRead, a timeout)."""
+    try:
+        return http_get(port, timeout=timeout)
+    except Exception as error:
+        return type(error).__name__
+
+
 def status_of(port: int) -> int | str:
     """The HTTP status of one GET, or the name of the connection error."""
-    try:
-        return http_get(port, timeout=3)[0]
-    except (OSError, ConnectionError) as error:
-        return type(error).__name__
-    except Exception as error:  # http.client's protocol errors: the peer closed or spoke TLS
-        return type(error).__name__
+    answer = answer_of(port)
+    return answer if isinstance(answer, str) else answer[0]
 
 
 def wait_status(port: int, expected: int, what: str) -> None:
@@ -323,7 +328,9 @@ def test_mode_switch_leaves_mtls_requests_in_flight_alone(mesh: Mesh, start: str
     app.hold_body = threading.Event()
     hits = app.hits
     answers: list[object] = []
-    worker = threading.Thread(target=lambda: answers.append(answer_of(web.outbound_port)))
+    worker = threading.Thread(
+        target=lambda: answers.append(answer_of(web.outbound_port, timeout=60))
+    )
     worker.start()
     try:
         eventually(lambda: app.hits > hits, "the request at the backend")
@@ -340,14 +347,6 @@ def test_mode_switch_leaves_mtls_requests_in_flight_alone(mesh: Mesh, start: str
         worker.join()
     assert answers == [(200, "backend-1")]
     assert backend.envoy.stat("listener_manager.listener_in_place_updated") > in_place
-
-
-def answer_of(port: int) -> tuple[int, str] | str:
-    """Status and body of one GET, or the name of the error that cut it."""
-    try:
-        return http_get(port, timeout=60)
-    except Exception as error:  # http.client's IncompleteRead, a reset, a timeout
-        return type(error).__name__
 
 
 @pytest.mark.slow
